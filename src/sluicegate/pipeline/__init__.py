@@ -1,0 +1,60 @@
+"""The body pipeline: sans-IO transformers chained decode -> process -> encode.
+
+Every stage is a plain object with ``feed(data) -> bytes`` and ``finish() -> bytes``. A stage
+holds only bounded state of its own; it never touches sockets, event loops or headers. The I/O
+shell (``sluicegate.publisher.relay``) moves bytes through a ``Chain`` and decides what to do
+with errors. Stages raise ``PipelineError`` subclasses for bad input; they never swallow bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Transformer(Protocol):
+    """A streaming byte transformer. Output of ``feed``/``finish`` may be empty."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class PipelineError(Exception):
+    """Bad input met by a stage (corrupt encoding, cap exceeded...). ``kind`` names it for logs/metrics."""
+
+    kind = "pipeline"
+
+
+class LimitExceeded(PipelineError):
+    kind = "limit"
+
+
+class Identity:
+    """Passes bytes through unchanged."""
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class Chain:
+    """Composes stages left to right; ``finish`` flushes each stage into the next."""
+
+    def __init__(self, *stages: Transformer) -> None:
+        self.stages = [s for s in stages if not isinstance(s, Identity)]
+
+    def feed(self, data: bytes) -> bytes:
+        for stage in self.stages:
+            if not data:
+                return b""
+            data = stage.feed(data)
+        return data
+
+    def finish(self) -> bytes:
+        out = b""
+        for stage in self.stages:
+            out = stage.feed(out) if out else b""
+            out += stage.finish()
+        return out
