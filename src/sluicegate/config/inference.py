@@ -71,13 +71,13 @@ class ProviderSettings(BaseModel):
     name: str
     kind: ProviderKind = "openai-compatible"
     # Base URL including any version prefix; a request's leading /v1 is dropped when this ends in /v1.
-    # Empty: the kind's default (openai, anthropic) or, for "mock", an embedded mock server started in-process.
+    # Empty: the kind's default (openai, anthropic) or, for "mock", an embedded in-process mock server.
     base_url: str = ""
     api_key: str = Field(default="", repr=False)  # literal key (refused when it looks like a placeholder)
     api_key_env: str = ""  # name of the environment variable holding the key (preferred)
     auth: AuthStyle | None = None  # default: x-api-key for anthropic, none for mock, bearer otherwise
     headers: dict[str, str] = Field(default_factory=dict)  # sent upstream when the client did not send them
-    forward_headers: list[str] = Field(default_factory=list)  # client headers allowed through, on top of the kind's
+    forward_headers: list[str] = Field(default_factory=list)  # extra client headers let through
     timeouts: ProviderTimeouts = ProviderTimeouts()
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)  # pooled upstream connections
     verify_tls: bool = True

@@ -1,0 +1,61 @@
+"""Prometheus metrics of the inference gateway, registered on the shared ``REGISTRY``.
+
+Owns metric names and label sets only; label values are bounded (configured model/provider names,
+protocol ids, fixed outcome words). Must not know about requests or sockets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from sluicegate.observability.metrics import REGISTRY
+
+REQUESTS = Counter(
+    "sluicegate_inference_requests_total",
+    "Inference requests by protocol, model and final outcome (ok, upstream_status, failed, rejected, ...)",
+    ["api", "model", "outcome"],
+    registry=REGISTRY,
+)
+ATTEMPTS = Counter(
+    "sluicegate_inference_attempts_total",
+    "Upstream attempts by provider and result (ok, connect, timeout, status_429, status_5xx, ...)",
+    ["provider", "result"],
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "sluicegate_inference_fallbacks_total",
+    "Requests answered by a target other than the first candidate",
+    ["model"],
+    registry=REGISTRY,
+)
+STREAM_ERRORS = Counter(
+    "sluicegate_inference_stream_errors_total",
+    "Failures after the first byte was sent, by kind (upstream_reset, idle_timeout, cap, client_gone)",
+    ["provider", "kind"],
+    registry=REGISTRY,
+)
+TOKENS = Counter(
+    "sluicegate_inference_tokens_total",
+    "Tokens reported by upstream usage, by model, provider and direction (input, output)",
+    ["model", "provider", "direction"],
+    registry=REGISTRY,
+)
+INFLIGHT = Gauge(
+    "sluicegate_inference_inflight",
+    "Upstream exchanges in flight, by provider",
+    ["provider"],
+    registry=REGISTRY,
+)
+BREAKER_OPEN = Counter(
+    "sluicegate_inference_breaker_open_total",
+    "Times a target's circuit breaker opened",
+    ["provider"],
+    registry=REGISTRY,
+)
+FIRST_BYTE = Histogram(
+    "sluicegate_inference_first_byte_seconds",
+    "Request start to first body byte sent to the client",
+    ["provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
