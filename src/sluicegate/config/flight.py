@@ -10,4 +10,5 @@ class FlightSettings(BaseModel):
 
     enabled: bool = True
     max_row_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # one incomplete Flight row held at most
-    max_inline_hold_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)  # __next_f scripts held while a T row spans them
+    # __next_f scripts held while a T row spans them
+    max_inline_hold_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

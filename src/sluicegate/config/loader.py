@@ -20,8 +20,10 @@ from sluicegate.config.model import Settings
 
 ENV_PREFIX = "SLUICEGATE__"
 # Values that look like documentation placeholders, refused for secrets.
-_PLACEHOLDER = re.compile(r"^(?:<.*>|\$\{.*\}|x{3,}|changeme|change-me|your[-_ ].*|sk-\.\.\.|.*example.*|todo|replace[-_ ]?me)$",
-                          re.IGNORECASE)
+_PLACEHOLDER = re.compile(
+    r"^(?:<.*>|\$\{.*\}|x{3,}|changeme|change-me|your[-_ ].*|sk-\.\.\.|.*example.*|todo|replace[-_ ]?me)$",
+    re.IGNORECASE,
+)
 _SECRET_KEY = re.compile(r"(?:^|_)(?:api_key|secret|password|token|key)s?$")
 
 
@@ -121,9 +123,9 @@ def _placeholder_secrets(node: Any, path: tuple[str, ...]) -> list[tuple[tuple[s
     elif isinstance(node, list):
         for i, value in enumerate(node):
             found += _placeholder_secrets(value, (*path, str(i)))
-    elif isinstance(node, str) and path and _SECRET_KEY.search(path[-1]) and not path[-1].endswith("_env"):
-        if is_placeholder(node):
-            found.append((path, "holds an example placeholder, not a real secret"))
+    elif (isinstance(node, str) and path and _SECRET_KEY.search(path[-1]) and not path[-1].endswith("_env")
+          and is_placeholder(node)):
+        found.append((path, "holds an example placeholder, not a real secret"))
     return found
 
 

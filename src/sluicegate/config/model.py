@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
@@ -87,6 +87,17 @@ class TimeoutsSettings(BaseModel):
     idle: float = Field(default=60.0, gt=0)  # between upstream body bytes
 
 
+class CompressionSettings(BaseModel):
+    """Re-encoding levels on the Stream path. Re-encoding is the largest CPU cost per rewritten page
+    after the rewrite itself, so the defaults are fast levels (docs/stack.md has the measurements)."""
+
+    model_config = _FROZEN
+
+    gzip_level: int = Field(default=3, ge=1, le=9)
+    brotli_quality: int = Field(default=3, ge=0, le=11)
+    zstd_level: int = Field(default=3, ge=1, le=19)
+
+
 class Settings(BaseModel):
     model_config = _FROZEN
 
@@ -94,10 +105,7 @@ class Settings(BaseModel):
     publisher: PublisherSettings = PublisherSettings()
     limits: LimitsSettings = LimitsSettings()
     timeouts: TimeoutsSettings = TimeoutsSettings()
+    compression: CompressionSettings = CompressionSettings()
     html: HtmlSettings = HtmlSettings()
     flight: FlightSettings = FlightSettings()
     inference: InferenceSettings = InferenceSettings()
-
-    @model_validator(mode="after")
-    def _something_to_serve(self) -> Settings:
-        return self

@@ -141,10 +141,10 @@ class HostRewriter:
         pub = public_authority.encode()
         sch = public_scheme.encode()
         # Replacement per prefix form; the scheme follows the client's, escaped slashes stay escaped.
-        self.replacements: tuple[bytes, ...] = tuple(
-            (sch + (b":" + prefix.split(b":", 1)[1] if has_scheme else b"") if has_scheme else prefix) + pub
-            for prefix, has_scheme in _PREFIXES
-        ) + (pub,)
+        forms = [
+            (sch + b":" + prefix.split(b":", 1)[1] if has_scheme else prefix) + pub for prefix, has_scheme in _PREFIXES
+        ]
+        self.replacements: tuple[bytes, ...] = (*forms, pub)  # index -1: a bare host
 
     def splice(self, buf: bytes, start: int, limit: int) -> tuple[list[bytes], int]:
         """Rewritten pieces of ``buf[start:]`` up to the end of the last match found; and that end."""

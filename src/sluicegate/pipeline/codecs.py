@@ -1,0 +1,326 @@
+"""Content codings: streaming decoders and encoders for gzip, deflate, br and zstd.
+
+Decoders count decoded bytes themselves and stop at the cap, so a small bomb can never expand
+past ``max_decoded_body_bytes``; they also yield output in bounded pieces (``feed_pieces``) so
+the relay can push each piece through the rest of the pipeline before decoding more: memory
+stays flat however far a body inflates. ``finish`` proves the stream was complete (gzip
+trailer, zlib end marker, brotli last block, zstd frame end) and raises otherwise.
+
+Encoders flush after every ``feed`` so each emitted segment is decodable by a browser as it
+arrives (gzip/zlib sync flush, brotli FLUSH, zstd block flush); ``finish`` writes the trailer.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import Protocol
+
+import brotli
+import zstandard
+
+from sluicegate.pipeline import LimitExceeded, PipelineError
+
+PIECE = 64 * 1024  # decoded bytes produced per step
+_ZSTD_SLICE = 1024  # compressed bytes per zstd step (a zstd block can expand ~40000:1)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CorruptEncoding(PipelineError):
+    kind = "decode"
+
+
+class TruncatedEncoding(PipelineError):
+    kind = "truncated"
+
+
+class Decoder(Protocol):
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]: ...
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Encoder(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class _BudgetedDecoder:
+    name = ""
+
+    def __init__(self, max_decoded: int) -> None:
+        self.max_decoded = max_decoded
+        self.decoded = 0
+
+    def _count(self, piece: bytes) -> bytes:
+        self.decoded += len(piece)
+        if self.decoded > self.max_decoded:
+            raise LimitExceeded(f"{self.name} body decodes past max_decoded_body_bytes={self.max_decoded}")
+        return piece
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def feed(self, data: bytes) -> bytes:
+        return b"".join(self.feed_pieces(data))
+
+
+class _ZlibFamily(_BudgetedDecoder):
+    """Shared loop for gzip and deflate: bounded ``decompress`` with ``unconsumed_tail``."""
+
+    def __init__(self, max_decoded: int) -> None:
+        super().__init__(max_decoded)
+        self._obj: zlib._Decompress | None = None
+        self._seen_input = False
+
+    def _drain(self, data: bytes) -> Iterator[bytes]:
+        assert self._obj is not None
+        obj = self._obj
+        while data:
+            try:
+                piece = obj.decompress(data, PIECE)
+            except zlib.error as exc:
+                raise CorruptEncoding(f"corrupt {self.name} stream: {exc}") from None
+            if piece:
+                yield self._count(piece)
+            data = obj.unconsumed_tail
+            if obj.eof:
+                break
+
+
+class GzipDecoder(_ZlibFamily):
+    """RFC 1952, multi-member. After a complete member, bytes that do not start a new member are
+    trailing garbage: ignored (servers append junk), never decoded as text."""
+
+    name = "gzip"
+
+    def __init__(self, max_decoded: int) -> None:
+        super().__init__(max_decoded)
+        self._pending = b""  # bytes after a member end, too short to tell magic from garbage
+        self._garbage = False
+        self.trailing_garbage_bytes = 0
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        if self._garbage:
+            self.trailing_garbage_bytes += len(data)
+            return
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        while data:
+            if self._obj is None:
+                if len(data) < 2:
+                    self._pending = data
+                    return
+                if not data.startswith(_GZIP_MAGIC):
+                    if not self._seen_input:
+                        raise CorruptEncoding("gzip stream does not start with the gzip magic bytes")
+                    self._garbage = True
+                    self.trailing_garbage_bytes += len(data)
+                    return
+                self._obj = zlib.decompressobj(31)
+                self._seen_input = True
+            yield from self._drain(data)
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = None
+            else:
+                data = b""
+
+    def finish(self) -> bytes:
+        if self._pending and not self._garbage:
+            if self._seen_input:
+                self.trailing_garbage_bytes += len(self._pending)
+                return b""
+            raise TruncatedEncoding("gzip stream ends inside its header")
+        if self._obj is not None:
+            tail = self._obj.flush()
+            raise TruncatedEncoding(f"gzip stream is truncated ({len(tail)} bytes undelivered)")
+        return b""
+
+
+class DeflateDecoder(_ZlibFamily):
+    """HTTP "deflate" is zlib-wrapped (RFC 1950); some servers send raw deflate, accepted too."""
+
+    name = "deflate"
+
+    def __init__(self, max_decoded: int) -> None:
+        super().__init__(max_decoded)
+        self._head = b""
+        self._done = False
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        if self._done:
+            return  # bytes after the end marker are ignored
+        if self._obj is None:
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            self._head = b""
+            cmf, flg = data[0], data[1]
+            zlib_wrapped = (cmf & 0x0F) == 8 and (cmf >> 4) <= 7 and ((cmf << 8) | flg) % 31 == 0
+            self._obj = zlib.decompressobj(15 if zlib_wrapped else -15)
+            self._seen_input = True
+        yield from self._drain(data)
+        if self._obj.eof:
+            self._done = True
+
+    def finish(self) -> bytes:
+        if not self._seen_input and not self._head:
+            return b""
+        if not self._done:
+            raise TruncatedEncoding("deflate stream is truncated (no end marker)")
+        return b""
+
+
+class BrotliDecoder(_BudgetedDecoder):
+    name = "br"
+
+    def __init__(self, max_decoded: int) -> None:
+        super().__init__(max_decoded)
+        self._obj = brotli.Decompressor()
+        self._seen_input = False
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        if self._obj.is_finished():
+            return  # trailing bytes after the last meta-block are ignored
+        self._seen_input = True
+        try:
+            piece = self._obj.process(data, output_buffer_limit=PIECE)
+            # A full output buffer means more output is pending: drain it with empty input
+            # (``can_accept_more_data`` is not a reliable signal across brotli versions).
+            while piece:
+                yield self._count(piece)
+                if len(piece) < PIECE:
+                    break
+                piece = self._obj.process(b"", output_buffer_limit=PIECE)
+        except brotli.error as exc:
+            raise CorruptEncoding(f"corrupt br stream: {exc}") from None
+
+    def finish(self) -> bytes:
+        if self._seen_input and not self._obj.is_finished():
+            raise TruncatedEncoding("br stream is truncated")
+        return b""
+
+
+class ZstdDecoder(_BudgetedDecoder):
+    """One or more concatenated zstd frames."""
+
+    name = "zstd"
+
+    def __init__(self, max_decoded: int) -> None:
+        super().__init__(max_decoded)
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj: zstandard.ZstdDecompressionObj | None = None
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            if self._obj is None:
+                self._obj = self._dctx.decompressobj(write_size=PIECE)
+            chunk, data = data[:_ZSTD_SLICE], data[_ZSTD_SLICE:]
+            try:
+                piece = self._obj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise CorruptEncoding(f"corrupt zstd stream: {exc}") from None
+            if piece:
+                yield self._count(piece)
+            if self._obj.eof:
+                data = self._obj.unused_data + data
+                self._obj = None
+
+    def finish(self) -> bytes:
+        if self._obj is not None:
+            raise TruncatedEncoding("zstd stream is truncated")
+        return b""
+
+
+class GzipEncoder:
+    def __init__(self, level: int, wbits: int = 31) -> None:
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, wbits)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        return self._obj.compress(data) + self._obj.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._obj.flush(zlib.Z_FINISH)
+
+
+class BrotliEncoder:
+    def __init__(self, quality: int) -> None:
+        self._obj = brotli.Compressor(quality=quality, lgwin=22)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        return bytes(self._obj.process(data)) + bytes(self._obj.flush())
+
+    def finish(self) -> bytes:
+        return bytes(self._obj.finish())
+
+
+class ZstdEncoder:
+    def __init__(self, level: int) -> None:
+        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        return self._obj.compress(data) + self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+    def finish(self) -> bytes:
+        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+
+
+class IdentityDecoder(_BudgetedDecoder):
+    name = "identity"
+
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), PIECE):
+            yield self._count(data[start : start + PIECE])
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class IdentityEncoder:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def decoder_for(coding: str, max_decoded: int) -> Decoder:
+    if coding == "gzip":
+        return GzipDecoder(max_decoded)
+    if coding == "deflate":
+        return DeflateDecoder(max_decoded)
+    if coding == "br":
+        return BrotliDecoder(max_decoded)
+    if coding == "zstd":
+        return ZstdDecoder(max_decoded)
+    if coding in ("", "identity"):
+        return IdentityDecoder(max_decoded)
+    raise ValueError(f"no decoder for {coding!r}")
+
+
+def encoder_for(coding: str, *, gzip_level: int = 4, brotli_quality: int = 4, zstd_level: int = 3) -> Encoder:
+    if coding == "gzip":
+        return GzipEncoder(gzip_level)
+    if coding == "deflate":
+        return GzipEncoder(gzip_level, wbits=15)
+    if coding == "br":
+        return BrotliEncoder(brotli_quality)
+    if coding == "zstd":
+        return ZstdEncoder(zstd_level)
+    if coding in ("", "identity"):
+        return IdentityEncoder()
+    raise ValueError(f"no encoder for {coding!r}")

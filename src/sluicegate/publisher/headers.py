@@ -1,0 +1,219 @@
+"""Header transforms on the publisher path: pure functions of header lists and request facts.
+
+Owns: hop-by-hop stripping (both directions), forwarding headers and who may set them,
+Accept-Encoding narrowing, the public host check, and rewriting origin references in
+``Location``/``Content-Location``/``Refresh``/``Link``/``Set-Cookie; Domain=``.
+Must not know about bodies or sockets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sluicegate.gate import DECODABLE
+from sluicegate.pipeline.hosts import HostRewriter, Origin
+
+Headers = list[tuple[str, str]]
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection"}
+)
+_FORWARDING = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                         "x-forwarded-port", "x-real-ip", "via"})
+_URL_HEADERS = frozenset({"location", "content-location", "refresh", "link"})
+_DEFAULT_PORT = {"http": "80", "https": "443"}
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
+    """Drop hop-by-hop headers, including every name listed in ``Connection`` and ``Proxy-*``."""
+    headers = list(headers)
+    listed = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+    return [
+        (n, v)
+        for n, v in headers
+        if (ln := n.lower()) not in HOP_BY_HOP and ln not in listed and not ln.startswith("proxy-")
+    ]
+
+
+class TrustedProxies:
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self._nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+    def __contains__(self, peer: str | None) -> bool:
+        if not peer or not self._nets:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._nets)
+
+
+def narrow_accept_encoding(value: str | None) -> str | None:
+    """The codings among ours that the client accepts with q > 0, in our preference order.
+
+    Absent stays absent (the origin answers identity); nothing acceptable -> ``identity``.
+    """
+    if value is None:
+        return None
+    accepted: dict[str, float] = {}
+    for item in value.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        token = parts[0].lower()
+        if not token:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        accepted.setdefault(token, q)
+    star = accepted.get("*")
+    chosen = [c for c in DECODABLE if accepted.get(c, star if star is not None else 0.0) > 0]
+    return ", ".join(chosen) if chosen else "identity"
+
+
+_HOST_SYNTAX = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._\-]+)(?::[0-9]{1,5})?$")
+
+
+def split_host(host: str) -> tuple[str, str]:
+    """``'Example.com:8080'`` -> ``('example.com', '8080')``; IPv6 literals keep their brackets."""
+    host = host.lower()
+    if host.startswith("["):
+        end = host.find("]")
+        rest = host[end + 1 :]
+        return host[: end + 1], rest[1:] if rest.startswith(":") else ""
+    name, _, port = host.partition(":")
+    return name, port
+
+
+def valid_host(host: str) -> bool:
+    return bool(_HOST_SYNTAX.match(host))
+
+
+def host_allowed(host: str, scheme: str, public_hosts: Sequence[str]) -> bool:
+    """Is ``host`` (from Host / :authority) one we serve? A default port may be written or not."""
+    host = host.lower()
+    if "*" in public_hosts or host in public_hosts:
+        return True
+    name, port = split_host(host)
+    default = _DEFAULT_PORT.get(scheme, "")
+    if port == default:
+        return name in public_hosts
+    return not port and f"{name}:{default}" in public_hosts
+
+
+@dataclass(frozen=True)
+class ClientFacts:
+    """What we believe about the client, after applying the trusted-proxy rule."""
+
+    ip: str
+    scheme: str  # the scheme the browser used
+    host: str  # Host / :authority, validated against public_hosts
+    trusted_peer: bool
+
+
+def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers,
+                 trusted: TrustedProxies) -> ClientFacts:
+    is_trusted = peer_ip in trusted
+    scheme = scope_scheme
+    if is_trusted:
+        for n, v in headers:
+            if n.lower() == "x-forwarded-proto" and v.strip().lower() in ("http", "https"):
+                scheme = v.strip().lower()
+    return ClientFacts(peer_ip, scheme, host, is_trusted)
+
+
+def upstream_request_headers(headers: Headers, facts: ClientFacts, origin: Origin, host_override: str,
+                             request_id: str) -> Headers:
+    """Client headers as the origin should see them."""
+    out: Headers = []
+    prior_xff = ""
+    prior_via = ""
+    for name, value in strip_hop_by_hop(headers):
+        ln = name.lower()
+        if ln in ("host", "x-request-id"):
+            continue
+        if ln in _FORWARDING:
+            if facts.trusted_peer:
+                if ln == "x-forwarded-for":
+                    prior_xff = f"{prior_xff}, {value}" if prior_xff else value
+                    continue
+                if ln == "via":
+                    prior_via = f"{prior_via}, {value}" if prior_via else value
+                    continue
+                if ln in ("x-forwarded-proto", "x-forwarded-host"):
+                    continue  # re-set below from what we concluded
+                out.append((name, value))
+            continue
+        if ln == "accept-encoding":
+            narrowed = narrow_accept_encoding(value)
+            if narrowed is not None:
+                out.append(("accept-encoding", narrowed))
+            continue
+        out.append((name, value))
+    out.append(("host", host_override or origin.authority))
+    out.append(("x-forwarded-for", f"{prior_xff}, {facts.ip}" if prior_xff else facts.ip))
+    out.append(("x-forwarded-proto", facts.scheme))
+    out.append(("x-forwarded-host", facts.host))
+    out.append(("via", f"{prior_via}, 1.1 sluicegate" if prior_via else "1.1 sluicegate"))
+    out.append(("x-request-id", request_id))
+    return out
+
+
+_COOKIE_DOMAIN = re.compile(r";\s*domain\s*=\s*\.?([^;\s]+)", re.IGNORECASE)
+
+
+def _rewrite_cookie_domain(value: str, origin: Origin, public_host: str) -> str:
+    name, _ = split_host(public_host)
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        is_ip = True
+    except ValueError:
+        is_ip = False
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1).lower() != origin.host:
+            return m.group(0)
+        return "" if is_ip else f"; Domain={name}"  # an IP cannot carry a Domain attribute
+
+    return _COOKIE_DOMAIN.sub(repl, value)
+
+
+def downstream_response_headers(headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin,
+                                request_id: str) -> Headers:
+    """Origin response headers as the client should see them (framing is the caller's job)."""
+    out: Headers = []
+    for name, value in strip_hop_by_hop(headers):
+        ln = name.lower()
+        if ln in _URL_HEADERS:
+            value = rewriter.rewrite_text(value)
+        elif ln == "set-cookie":
+            value = _rewrite_cookie_domain(value, origin, rewriter.public_authority)
+        out.append((name, value))
+    out.append(("x-request-id", request_id))
+    return out
+
+
+def for_rewritten_body(headers: Headers) -> Headers:
+    """The body will differ from the origin's: no Content-Length, and a strong ETag becomes weak."""
+    out: Headers = []
+    for name, value in headers:
+        ln = name.lower()
+        if ln == "content-length":
+            continue
+        if ln == "etag" and not value.startswith("W/"):
+            value = "W/" + value
+        out.append((name, value))
+    return out

@@ -1,0 +1,109 @@
+"""Small ASGI plumbing shared by the publisher proxy and the own endpoints.
+
+``ResponseAborted`` is how a handler tells the server "drop this connection now": raising it
+after ``http.response.start`` makes any ASGI server close the socket without the terminating
+chunk, so the client sees an incomplete response instead of a clean-looking truncated one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ResponseAborted(Exception):
+    """Abort the client connection (after the response head was committed)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected; stop working for it."""
+
+
+def header_list(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def send_simple(send: Send, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
+                      content_type: str = "text/plain; charset=utf-8") -> None:
+    hdrs = [("content-type", content_type), ("content-length", str(len(body))),
+            ("cache-control", "no-store"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(hdrs)})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class ClientWatch:
+    """Streams the request body and then watches for ``http.disconnect`` concurrently.
+
+    ``body()`` yields request body chunks as they arrive (never buffering the whole body); once
+    it is consumed, or when there is no body, ``start()`` keeps calling ``receive`` in a side
+    task so a disconnect cancels the handler's task at once, even while it waits for upstream.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[None] | None = None
+        self._owner: asyncio.Task[Any] | None = None
+        self.disconnected = False
+        self.body_done = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while not self.body_done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise ClientGone("client disconnected while sending its body")
+            chunk = message.get("body", b"")
+            self.body_done = not message.get("more_body", False)
+            if chunk:
+                yield chunk
+        self._start_watch()
+
+    def start(self, *, has_body: bool) -> None:
+        self._owner = asyncio.current_task()
+        if not has_body:
+            self.body_done = True
+            self._start_watch()
+
+    def _start_watch(self) -> None:
+        if self._task is None and self._owner is not None:
+            self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                if self._owner is not None and not self._owner.done():
+                    self._owner.cancel()
+                return
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+class _DropAbortTracebacks(logging.Filter):
+    """Servers log an app exception with a traceback; an abort we chose is logged by us instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ResponseAborted | ClientGone)
+
+
+def quiet_expected_aborts() -> None:
+    for name in ("uvicorn.error", "uvicorn", "granian", "granian.asgi", "_granian"):
+        logging.getLogger(name).addFilter(_DropAbortTracebacks())
