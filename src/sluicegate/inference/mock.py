@@ -444,7 +444,7 @@ class MockProvider:
             return evs
         if path == "/v1/responses":
             def rev(obj: dict[str, Any]) -> bytes:
-                return b"event: " + obj["type"].encode() + b"\ndata: " + _j(obj) + b"\n\n"
+                return b"event: " + str(obj["type"]).encode() + b"\ndata: " + _j(obj) + b"\n\n"
             base = {"id": "resp_mock", "object": "response", "created_at": created, "model": model,
                     "status": "in_progress", "output": []}
             evs = [rev({"type": "response.created", "sequence_number": 0, "response": base})]

@@ -1,0 +1,592 @@
+"""The inference gateway: a plain ASGI app that routes OpenAI/Anthropic calls to configured providers.
+
+Owns: request intake (prefix/host match, protocol detection, body cap, client keys), candidate attempts
+with retry/fallback strictly before the first byte is committed to the client, credential injection and
+header allowlists, the byte-transparent relay with a side tap for usage, protocol-shaped errors before and
+after commit, and cancelling the upstream the moment the client goes away. Must not know publisher rules,
+body rewriting beyond the ``model`` splice, or how the surrounding server dispatches to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from sluicegate.config.inference import InferenceSettings, ProviderSettings
+from sluicegate.config.model import Settings
+from sluicegate.inference import metrics as m
+from sluicegate.inference.mock import MockProvider
+from sluicegate.inference.protocol import (
+    Api,
+    Detected,
+    Family,
+    detect,
+    error_body,
+    model_body,
+    models_body,
+    stream_error_event,
+)
+from sluicegate.inference.routing import Router, TargetState
+from sluicegate.inference.splice import ModelField, SpliceError, find_model
+from sluicegate.inference.sse import JsonTap, SseTap, Usage
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("sluicegate.inference")
+
+_BASE_ALLOW = frozenset({b"content-type", b"accept", b"accept-encoding", b"user-agent", b"idempotency-key"})
+_KIND_ALLOW: dict[str, frozenset[bytes]] = {
+    "openai": frozenset({b"openai-organization", b"openai-project", b"openai-beta"}),
+    "openai-compatible": frozenset({b"openai-organization", b"openai-project", b"openai-beta", b"x-model-id"}),
+    "anthropic": frozenset({b"anthropic-version", b"anthropic-beta"}),
+    "mock": frozenset({b"anthropic-version", b"anthropic-beta", b"openai-organization", b"x-mock-fault"}),
+}
+_KIND_DEFAULTS: dict[str, dict[str, str]] = {"anthropic": {"anthropic-version": "2023-06-01"}}
+# Upstream response headers never relayed (framing is ours; cookies are not the client's business).
+_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
+                            b"trailer", b"transfer-encoding", b"upgrade", b"set-cookie", b"date", b"server",
+                            b"alt-svc"})
+_RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+
+class StreamAborted(Exception):
+    """Raised after the response started and the upstream failed: the server must abort the connection."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"inference stream aborted: {kind}")
+        self.kind = kind
+
+
+class _CapExceeded(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Provider:
+    settings: ProviderSettings
+    base_url: str
+    auth: tuple[str, str] | None
+    allow: frozenset[bytes]
+    defaults: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    first_byte: float
+    session: aiohttp.ClientSession | None = None
+    mock: MockProvider | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def url(self, path: str, query: bytes) -> str:
+        base = self.base_url
+        if base.endswith("/v1") and path.startswith("/v1/"):
+            path = path[3:]
+        return base + path + ("?" + query.decode("latin-1") if query else "")
+
+    def headers(self, client: list[tuple[bytes, bytes]], request_id: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in client:
+            if name in self.allow:
+                out[name.decode("latin-1")] = value.decode("latin-1")
+        for dname, dvalue in self.defaults.items():
+            out.setdefault(dname, dvalue)
+        out["x-request-id"] = request_id
+        if self.auth is not None:
+            out[self.auth[0]] = self.auth[1]
+        return out
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The outcome of trying one candidate before commit."""
+
+    resp: aiohttp.ClientResponse | None = None
+    first: bytes = b""
+    error_status: int = 0  # retryable upstream status (body kept below)
+    error_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    error_body: bytes = b""
+    retry_after: float = 0.0
+    failure: str = ""  # connect, timeout, status_429, ...
+
+
+def _retry_after(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
+
+
+class InferenceGateway:
+    """ASGI app for ``[inference]``. ``startup``/``shutdown`` must run inside the serving event loop."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.cfg: InferenceSettings = settings.inference
+        self.prefix = self.cfg.path_prefix
+        self.hosts = frozenset(self.cfg.listen_hosts)
+        self.router = Router(self.cfg)
+        self.created = int(time.time())
+        self.client_keys: list[bytes] = []
+        if self.cfg.client_keys_env:
+            raw = env.get(self.cfg.client_keys_env, "")
+            self.client_keys = [k.strip().encode() for k in raw.split(",") if k.strip()]
+            if not self.client_keys:
+                raise ValueError(f"inference.client_keys_env: {self.cfg.client_keys_env} is empty or unset")
+        self.providers: dict[str, _Provider] = {}
+        for p in self.cfg.providers:
+            key = p.api_key or (env.get(p.api_key_env, "") if p.api_key_env else "")
+            if p.auth_style != "none" and not key:
+                raise ValueError(f"inference provider {p.name!r}: {p.api_key_env} is empty or unset")
+            auth: tuple[str, str] | None = None
+            if p.auth_style == "bearer":
+                auth = ("authorization", f"Bearer {key}")
+            elif p.auth_style == "x-api-key":
+                auth = ("x-api-key", key)
+            allow = _BASE_ALLOW | _KIND_ALLOW.get(p.kind, frozenset()) | {h.encode() for h in p.forward_headers}
+            t = p.timeouts
+            self.providers[p.name] = _Provider(
+                settings=p,
+                base_url=p.effective_base_url,
+                auth=auth,
+                allow=frozenset(allow),
+                defaults={**_KIND_DEFAULTS.get(p.kind, {}), **p.headers},
+                timeout=aiohttp.ClientTimeout(total=t.total or None, sock_connect=t.connect, sock_read=t.idle),
+                first_byte=t.first_byte,
+            )
+        self._started = False
+        self.last_usage: Usage | None = None  # usage of the most recent finished exchange (tests, debugging)
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self._started:
+            return
+        for prov in self.providers.values():
+            if prov.settings.kind == "mock" and not prov.base_url:
+                prov.mock = MockProvider(prov.settings.mock)
+                prov.mock.keep_log = False
+                await prov.mock.start()
+                prov.base_url = prov.mock.url
+            connector = aiohttp.TCPConnector(limit=prov.settings.max_connections, limit_per_host=0,
+                                             ssl=prov.settings.verify_tls,
+                                             keepalive_timeout=30, ttl_dns_cache=60)
+            # TCP_NODELAY is set by aiohttp on every connection; decompression stays off (bytes relayed
+            # as sent); only headers we forward go out (no invented Accept-Encoding/User-Agent/Content-Type).
+            prov.session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        self._started = True
+
+    async def shutdown(self) -> None:
+        for prov in self.providers.values():
+            if prov.session is not None:
+                await prov.session.close()
+                prov.session = None
+            if prov.mock is not None:
+                await prov.mock.stop()
+                prov.base_url = ""
+                prov.mock = None
+        self._started = False
+
+    # ---- dispatch -------------------------------------------------------------------------------
+
+    def matches(self, scope: Scope) -> bool:
+        if scope.get("type") != "http" or not self.cfg.enabled:
+            return False
+        path: str = scope.get("path", "")
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            return True
+        if self.hosts:
+            for name, value in scope.get("headers", ()):
+                if name == b"host":
+                    host = value.decode("latin-1").lower()
+                    return host in self.hosts or host.rsplit(":", 1)[0] in self.hosts
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # when run on its own under an ASGI server
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if not self._started:
+            await self.startup()
+        started = time.perf_counter()
+        path: str = scope["path"]
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            path = path[len(self.prefix):] or "/"
+        raw_headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        hdict = dict(raw_headers)
+        method: str = scope["method"]
+        det = detect(method, path, scope.get("raw_path"), hdict)
+        request_id = os.urandom(12).hex()
+        resp_extra = [(b"x-sluicegate-request-id", request_id.encode())]
+        if det.api is None:
+            await self._error(send, det.family, 404, f"no inference API at {method} {path[:200]}",
+                              resp_extra, "unknown_url")
+            m.REQUESTS.labels("none", "", "rejected").inc()
+            return
+        if self.client_keys and not self._client_ok(hdict):
+            await self._error(send, det.family, 401, "missing or invalid client key", resp_extra,
+                              "invalid_api_key")
+            m.REQUESTS.labels(det.api.value, "", "unauthorized").inc()
+            return
+        if not det.api.routed:
+            await self._models(send, det, method, resp_extra)
+            return
+        body = await self._read_body(receive, hdict)
+        if body is None:
+            return  # client left while sending
+        if isinstance(body, int):
+            msg = "request body too large" if body == 413 else "malformed request framing"
+            await self._error(send, det.family, body, msg, resp_extra)
+            m.REQUESTS.labels(det.api.value, "", "rejected").inc()
+            return
+        try:
+            mfield = find_model(body)
+        except SpliceError as exc:
+            await self._error(send, det.family, 400, str(exc), resp_extra, exc.kind)
+            m.REQUESTS.labels(det.api.value, "", "rejected").inc()
+            return
+        candidates = self.router.candidates(mfield.model)
+        if not candidates:
+            await self._error(send, det.family, 404, f"model {mfield.model[:200]!r} is not configured here",
+                              resp_extra, "model_not_found")
+            m.REQUESTS.labels(det.api.value, "", "unknown_model").inc()
+            return
+
+        # From here the client can vanish at any moment: watch it while we work, cancel us when it goes.
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"done": False, "gone": False}
+
+        async def watch() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    if not state["done"]:
+                        state["gone"] = True
+                        task.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await self._serve(send, det, method, scope.get("query_string", b""), raw_headers, body, mfield,
+                              candidates, request_id, resp_extra, started, state)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()
+            m.REQUESTS.labels(det.api.value, mfield.model, "client_gone").inc()
+            log.info("inference %s model=%s client disconnected; upstream cancelled", request_id, mfield.model)
+        finally:
+            state["done"] = True
+            watcher.cancel()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- intake helpers -------------------------------------------------------------------------
+
+    def _client_ok(self, headers: dict[bytes, bytes]) -> bool:
+        presented = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            presented = presented or auth[7:].strip()
+        ok = False
+        for key in self.client_keys:  # compare against every key: no early exit timing
+            ok |= hmac.compare_digest(presented, key)
+        return ok and bool(presented)
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes | int | None:
+        cap = self.cfg.max_request_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return 400
+            if int(declared) > cap:
+                return 413
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return None
+            chunk: bytes = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > cap:
+                    return 413
+                parts.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        return b"".join(parts)
+
+    async def _models(self, send: Send, det: Detected, method: str, extra: list[tuple[bytes, bytes]]) -> None:
+        names = self.router.names()
+        if det.api is Api.MODEL:
+            if det.model_id not in names:
+                await self._error(send, det.family, 404, f"model {det.model_id[:200]!r} is not configured here",
+                                  extra, "model_not_found")
+                return
+            body = model_body(det.model_id, self.created)
+        else:
+            body = models_body(names, self.created)
+        await self._plain(send, 200, body, extra, head_only=method == "HEAD")
+        m.REQUESTS.labels(det.api.value if det.api else "none", "", "ok").inc()
+
+    async def _plain(self, send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]],
+                     head_only: bool = False) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()), *extra]})
+        await send({"type": "http.response.body", "body": b"" if head_only else body})
+
+    async def _error(self, send: Send, family: Family, status: int, message: str,
+                     extra: list[tuple[bytes, bytes]], code: str | None = None) -> None:
+        await self._plain(send, status, error_body(family, status, message, code), extra)
+
+    # ---- attempts (before commit) ---------------------------------------------------------------
+
+    async def _attempt(self, prov: _Provider, method: str, url: str, headers: dict[str, str], body: bytes,
+                       want_first: bool) -> _Attempt:
+        assert prov.session is not None
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(prov.first_byte):
+                resp = await prov.session.request(method, url, data=body, headers=headers,
+                                                  timeout=prov.timeout, allow_redirects=False)
+                status = resp.status
+                if status in _RETRYABLE:
+                    data = await resp.content.read(64 * 1024)
+                    hdrs = [(k.lower(), v) for k, v in resp.raw_headers
+                            if k.lower() not in _DROP_RESPONSE and k.lower() != b"content-length"]
+                    after = _retry_after(resp.headers.get("retry-after"))
+                    resp.close()
+                    return _Attempt(error_status=status, error_headers=hdrs, error_body=data,
+                                    retry_after=after, failure=f"status_{status}")
+                first = b""
+                if want_first:
+                    first = await resp.content.readany()
+                    if status == 200 and _looks_like_error_event(first):
+                        # A 200 whose first event is an error (overloaded etc.): nothing sent yet, so fall back.
+                        resp.close()
+                        return _Attempt(error_status=503, error_body=b"", failure="error_event")
+                return _Attempt(resp=resp, first=first)
+        except TimeoutError:
+            if resp is not None:
+                resp.close()
+            return _Attempt(failure="timeout", error_status=504)
+        except (aiohttp.ClientConnectorError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                aiohttp.ClientResponseError, OSError):
+            if resp is not None:
+                resp.close()
+            return _Attempt(failure="connect", error_status=503)
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+
+    async def _serve(self, send: Send, det: Detected, method: str, query: bytes,
+                     client_headers: list[tuple[bytes, bytes]], body: bytes, mfield: ModelField,
+                     candidates: list[TargetState], request_id: str, extra: list[tuple[bytes, bytes]],
+                     started: float, state: dict[str, bool]) -> None:
+        assert det.api is not None
+        api = det.api
+        retry = self.cfg.retry
+        want_first = self.cfg.commit == "first_byte" and method != "HEAD"
+        tried: dict[tuple[str, str], float] = {}  # target -> retry-after it asked for
+        last: _Attempt | None = None
+        chosen: TargetState | None = None
+        attempt: _Attempt | None = None
+        n = 0
+        idx = 0
+        while n < retry.max_attempts:
+            t = candidates[idx % len(candidates)]
+            idx += 1
+            if t.key in tried:
+                wait = tried[t.key]
+                if wait > retry.max_retry_after:
+                    if all(v > retry.max_retry_after for v in tried.values()) and len(tried) == len(candidates):
+                        break  # everyone asked for longer than we will wait
+                    continue
+                await asyncio.sleep(max(wait, retry.backoff))
+            n += 1
+            prov = self.providers[t.target.provider]
+            out_body = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
+            url = prov.url(det.path, query)
+            self.router.begin(t)
+            m.INFLIGHT.labels(prov.name).inc()
+            try:
+                attempt = await self._attempt(prov, method, url, prov.headers(client_headers, request_id),
+                                              out_body, want_first)
+            except BaseException:
+                self.router.end(t)
+                m.INFLIGHT.labels(prov.name).dec()
+                raise
+            if attempt.resp is not None:
+                chosen = t
+                break
+            self.router.end(t)
+            m.INFLIGHT.labels(prov.name).dec()
+            m.ATTEMPTS.labels(prov.name, attempt.failure).inc()
+            if self.router.failure(t):
+                m.BREAKER_OPEN.labels(prov.name).inc()
+            log.info("inference %s attempt %d %s/%s failed: %s", request_id, n, prov.name, t.target.model,
+                     attempt.failure)
+            tried[t.key] = attempt.retry_after
+            last = attempt
+        if chosen is None or attempt is None or attempt.resp is None:
+            await self._give_up(send, det, last, extra)
+            m.REQUESTS.labels(api.value, mfield.model, "failed").inc()
+            return
+        prov = self.providers[chosen.target.provider]
+        resp = attempt.resp
+        if chosen is not candidates[0]:
+            m.FALLBACKS.labels(mfield.model).inc()
+        try:
+            await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id, extra,
+                              started)
+        finally:
+            resp.close()
+            self.router.end(chosen)
+            m.INFLIGHT.labels(prov.name).dec()
+
+    async def _give_up(self, send: Send, det: Detected, last: _Attempt | None,
+                       extra: list[tuple[bytes, bytes]]) -> None:
+        if last is not None and last.error_body and last.error_status:
+            # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers).
+            await send({"type": "http.response.start", "status": last.error_status,
+                        "headers": [*last.error_headers, (b"content-length", str(len(last.error_body)).encode()),
+                                    *extra]})
+            await send({"type": "http.response.body", "body": last.error_body})
+            return
+        status = last.error_status if last is not None and last.error_status else 503
+        msg = {504: "no upstream answered in time", 503: "no upstream available"}.get(
+            status, "upstream failed")
+        await self._error(send, det.family, status, msg, extra, "upstream_unavailable")
+
+    # ---- relay (after commit) -------------------------------------------------------------------
+
+    async def _relay(self, send: Send, api: Api, method: str, resp: aiohttp.ClientResponse, first: bytes,
+                     prov: _Provider, target: TargetState, mfield: ModelField, request_id: str,
+                     extra: list[tuple[bytes, bytes]], started: float) -> None:
+        headers: list[tuple[bytes, bytes]] = []
+        ctype = b""
+        encoded = False
+        for k, v in resp.raw_headers:
+            name = k.lower()
+            if name in _DROP_RESPONSE:
+                continue
+            if name == b"content-type":
+                ctype = v.lower()
+            elif name == b"content-encoding" and v.strip().lower() not in (b"", b"identity"):
+                encoded = True
+            headers.append((name, v))
+        headers += extra
+        sse = ctype.startswith(b"text/event-stream")
+        if sse:
+            headers += [(b"x-accel-buffering", b"no"), (b"cache-control", b"no-cache")]
+        tap: SseTap | JsonTap | None = None
+        if not encoded:
+            if sse:
+                tap = SseTap(self.cfg.tap_max_event_bytes)
+            elif ctype.startswith(b"application/json"):
+                tap = JsonTap()
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        cap = self.cfg.max_response_bytes
+        total = 0
+        content = resp.content
+        chunk = first
+        ok_status = resp.status < 400
+        kind = ""
+        try:
+            if chunk:
+                m.FIRST_BYTE.labels(prov.name).observe(time.perf_counter() - started)
+            while True:
+                if chunk:
+                    total += len(chunk)
+                    if total > cap:
+                        raise _CapExceeded
+                    if tap is not None:
+                        tap.feed(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if method == "HEAD":
+                    break
+                chunk = await content.readany()
+                if not chunk:
+                    break
+        except _CapExceeded:
+            kind = "response_cap"
+        except TimeoutError:
+            kind = "idle_timeout"
+        except (aiohttp.ClientError, OSError):
+            kind = "upstream_reset"
+        if kind:
+            resp.close()
+            m.STREAM_ERRORS.labels(prov.name, kind).inc()
+            if self.router.failure(target):
+                m.BREAKER_OPEN.labels(prov.name).inc()
+            self._account(api, mfield, prov, tap, request_id, resp.status, started, kind)
+            if isinstance(tap, SseTap):
+                # Identity SSE: close the current event, then one error event in the client's own shape.
+                event = stream_error_event(api, f"upstream stream failed: {kind}", kind)
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": tap.closing_bytes() + event,
+                                "more_body": True})
+            raise StreamAborted(kind)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if ok_status:
+            self.router.success(target)
+        m.ATTEMPTS.labels(prov.name, "ok" if ok_status else f"status_{resp.status}").inc()
+        self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+
+    def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,
+                 request_id: str, status: int, started: float, failure: str) -> None:
+        usage: Usage | None = None
+        if isinstance(tap, JsonTap):
+            usage = tap.finish()
+        elif isinstance(tap, SseTap):
+            usage = tap.usage
+        outcome = failure or ("ok" if status < 400 else "upstream_status")
+        m.REQUESTS.labels(api.value, mfield.model, outcome).inc()
+        if usage is not None:
+            if usage.input_tokens is not None:
+                m.TOKENS.labels(mfield.model, prov.name, "input").inc(usage.input_tokens)
+            if usage.output_tokens is not None:
+                m.TOKENS.labels(mfield.model, prov.name, "output").inc(usage.output_tokens)
+        self.last_usage = usage
+        if log.isEnabledFor(logging.INFO):
+            log.info("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
+                     request_id, api.value, mfield.model, prov.name, status, outcome,
+                     (time.perf_counter() - started) * 1000,
+                     usage.input_tokens if usage else None, usage.output_tokens if usage else None)
+
+
+def _looks_like_error_event(first: bytes) -> bool:
+    head = first[:64].lstrip()
+    return head.startswith((b"event: error", b"event:error", b'data: {"error"', b'data:{"error"'))
