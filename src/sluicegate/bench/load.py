@@ -316,6 +316,8 @@ class _Client:
         while not self.budget.stopped:
             if self.budget.deadline is not None and time.perf_counter() >= self.budget.deadline:
                 break
+            if self.budget.left is not None and self.budget.left <= 0:
+                break
             try:
                 _tr, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
             except OSError:
