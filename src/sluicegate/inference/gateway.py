@@ -524,6 +524,8 @@ class InferenceGateway:
         chunk = first
         ok_status = resp.status < 400
         kind = ""
+        sse_tap = tap if isinstance(tap, SseTap) else None
+        held = b""  # SSE: bytes of an incomplete event, sent once the event completes (or at EOF)
         try:
             if chunk:
                 m.FIRST_BYTE.labels(prov.name).observe(time.perf_counter() - started)
@@ -532,13 +534,28 @@ class InferenceGateway:
                     total += len(chunk)
                     if total > cap:
                         raise _CapExceeded
-                    if tap is not None:
+                    if sse_tap is not None:
+                        # Event-aligned relay: the same bytes in the same order, but an incomplete event
+                        # waits for its end, so a failure can always be framed on a real boundary.
+                        # Events over tap_max_event_bytes pass straight through.
+                        sse_tap.feed(chunk)
+                        if held:
+                            chunk = held + chunk
+                        keep = sse_tap.pending_bytes
+                        if keep:
+                            held, chunk = chunk[-keep:], chunk[:-keep]
+                        else:
+                            held = b""
+                    elif tap is not None:
                         tap.feed(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if method == "HEAD":
                     break
                 chunk = await content.readany()
                 if not chunk:
+                    if held:
+                        await send({"type": "http.response.body", "body": held, "more_body": True})
                     break
         except _CapExceeded:
             kind = "response_cap"
@@ -555,8 +572,9 @@ class InferenceGateway:
             if isinstance(tap, SseTap):
                 # Identity SSE: close the current event, then one error event in the client's own shape.
                 event = stream_error_event(api, f"upstream stream failed: {kind}", kind)
+                closing = b"\n\n" if tap.skipping else b""  # held bytes were never sent
                 with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body", "body": tap.closing_bytes() + event,
+                    await send({"type": "http.response.body", "body": closing + event,
                                 "more_body": True})
             raise StreamAborted(kind)
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -4,7 +4,7 @@ Owns canned answers for every routed API, configurable pacing, fault injection a
 arrived, and when the client connection was seen closing) for tests. Faults come from ``MockSettings.fault``
 or, per request, the ``x-mock-fault`` header: comma-separated ``key[=value]`` items —
 ``status=429`` (+ ``retry_after=S``), ``status=500``, ``status=529``, ``stall_headers``, ``stall_after=N``,
-``reset_after=N``, ``eof_after=N``, ``gzip``, ``split``, ``big_event=BYTES``, ``error_first``,
+``reset_after=N``, ``eof_after=N``, ``gzip``, ``split``, ``big_event=BYTES``, ``piece_bytes=BYTES``, ``error_first``,
 ``short_body``, ``chunks=N``, ``first_delay_ms=X``, ``between_ms=X``, ``crlf``, ``keepalive``.
 Must not know about the gateway; the gateway treats it as any other upstream.
 
@@ -56,6 +56,7 @@ class Faults:
     gzip: bool = False
     split: bool = False
     big_event: int = 0
+    piece_bytes: int = 0
     error_first: bool = False
     short_body: bool = False
     crlf: bool = False
@@ -72,7 +73,7 @@ class Faults:
             key = key.strip().replace("-", "_")
             if not key:
                 continue
-            if key in ("status", "stall_after", "reset_after", "eof_after", "big_event", "chunks"):
+            if key in ("status", "stall_after", "reset_after", "eof_after", "big_event", "piece_bytes", "chunks"):
                 setattr(f, key, int(value))
             elif key in ("first_delay_ms", "between_ms"):
                 setattr(f, key, float(value))
@@ -335,6 +336,8 @@ class MockProvider:
             return True
         n = f.chunks if f.chunks is not None else s.chunks
         pieces = _split_text(s.text, n)
+        if f.piece_bytes:
+            pieces = ["y" * f.piece_bytes for _ in pieces]
         if f.big_event:
             pieces[len(pieces) // 2] = "x" * f.big_event
         if req.get("stream") is True and path in ("/v1/chat/completions", "/v1/completions",

@@ -114,6 +114,15 @@ class SseTap:
         self.saw_error = False  # an upstream error event passed through
 
     @property
+    def pending_bytes(self) -> int:
+        """Length of the incomplete event at the end of what was fed (0 while skipping an oversized one)."""
+        return len(self._pending)
+
+    @property
+    def skipping(self) -> bool:
+        return self._skipping
+
+    @property
     def at_boundary(self) -> bool:
         """True when the relayed bytes so far end exactly after a complete event (or nothing yet)."""
         return not self._pending and not self._skipping
