@@ -1,0 +1,272 @@
+"""Inference gateway benchmark: added TTFB, sustainable streams/s (litellm-bench protocol), memory per stream.
+
+One command: ``.venv/bin/python bench/bench_inference.py`` (about 2 minutes) -> ``bench/results/inference.json``.
+
+Processes: the mock provider (uvloop) and the gateway (uvicorn + uvloop + httptools, one worker) run as
+separate processes; this process is the load generator (aiohttp, uvloop). All three share the machine's
+cores, so the absolute rates are a floor for what a dedicated core would do. Medians of repeated rounds
+are reported. Must not import gateway internals beyond what is needed to start it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CHAT_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                        "stream_options": {"include_usage": True}}).encode()
+DIRECT_BODY = CHAT_BODY.replace(b'"bench"', b'"mock-1"')
+# 27 content deltas + role + finish + usage + [DONE] = 31 events; 10 ms before the first, 1 ms apart.
+LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0}
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve_gateway(port: int, upstream: str) -> None:
+    """Child process: the gateway alone under uvicorn, one worker."""
+    import resource
+
+    import uvicorn
+
+    from sluicegate.config.model import Settings
+    from sluicegate.inference.gateway import InferenceGateway
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    settings = Settings.model_validate({"inference": {
+        "path_prefix": "/llm",
+        "providers": [{"name": "mock", "kind": "mock", "base_url": upstream}],
+        "models": [{"name": "bench", "targets": [{"provider": "mock", "model": "mock-1"}]}],
+    }})
+    app = InferenceGateway(settings)
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
+                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, fault: str = "") -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    headers = {"content-type": "application/json"}
+    if fault:
+        headers["x-mock-fault"] = fault
+    async with session.post(url, data=body, headers=headers) as resp:
+        first = await resp.content.readany()
+        ttfb = time.perf_counter() - t0
+        n = len(first)
+        while True:
+            chunk = await resp.content.readany()
+            if not chunk:
+                break
+            n += len(chunk)
+    return ttfb, time.perf_counter() - t0, n
+
+
+async def ttfb_round(session: aiohttp.ClientSession, direct: str, via: str, n: int) -> dict[str, Any]:
+    """Sequential pairs, alternating order; mock first byte without delay."""
+    d: list[float] = []
+    g: list[float] = []
+    fault = "first_delay_ms=0,between_ms=0"
+    for i in range(n):
+        pair = [(direct, DIRECT_BODY, d), (via, CHAT_BODY, g)]
+        if i % 2:
+            pair.reverse()
+        for url, body, out in pair:
+            ttfb, _, _ = await one_stream(session, url, body, fault)
+            out.append(ttfb * 1000)
+    diffs = [b - a for a, b in zip(d, g, strict=True)]
+    return {"direct_p50_ms": statistics.median(d), "via_p50_ms": statistics.median(g),
+            "direct_p95_ms": pct(d, 0.95), "via_p95_ms": pct(g, 0.95),
+            "added_p50_ms": statistics.median(g) - statistics.median(d), "added_paired_median_ms": statistics.median(diffs)}
+
+
+async def rate_round(session: aiohttp.ClientSession, url: str, body: bytes, rate: float, seconds: float) -> dict[str, Any]:
+    """Open-loop Poisson-free constant arrivals at ``rate``/s for ``seconds``; every stream read to the end."""
+    total = int(rate * seconds)
+    results: list[tuple[float, float, int]] = []
+    errors = 0
+
+    async def fire() -> None:
+        nonlocal errors
+        try:
+            results.append(await one_stream(session, url, body))
+        except Exception:
+            errors += 1
+
+    tasks = []
+    t0 = time.perf_counter()
+    for i in range(total):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(fire()))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    ttfb = [r[0] * 1000 for r in results]
+    dur = [r[1] * 1000 for r in results]
+    p95_ttfb, p95_dur = pct(ttfb, 0.95), pct(dur, 0.95)
+    return {"offered_per_s": rate, "completed": len(results), "errors": errors,
+            "completed_per_s": len(results) / elapsed, "p50_ttfb_ms": pct(ttfb, 0.5), "p95_ttfb_ms": p95_ttfb,
+            "p50_duration_ms": pct(dur, 0.5), "p95_duration_ms": p95_dur,
+            "meets_slo": errors == 0 and p95_ttfb <= 100 and p95_dur <= 200}
+
+
+async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n: int) -> dict[str, Any]:
+    """n concurrent slow streams (one event every 500 ms); RSS of the gateway before and with all in flight."""
+    base = rss_kb(gw_pid)
+    started = 0
+    done_evt = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        nonlocal started
+        headers = {"content-type": "application/json", "x-mock-fault": "first_delay_ms=0,between_ms=500,chunks=40"}
+        async with session.post(url, data=CHAT_BODY, headers=headers) as resp:
+            await resp.content.readany()
+            started += 1
+            if started == n:
+                done_evt.set()
+            await release.wait()
+
+    tasks = [asyncio.ensure_future(slow()) for _ in range(n)]
+    await asyncio.wait_for(done_evt.wait(), 60)
+    await asyncio.sleep(1.0)
+    peak = rss_kb(gw_pid)
+    release.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"concurrent_streams": n, "gateway_rss_before_mb": base / 1024, "gateway_rss_in_flight_mb": peak / 1024,
+            "kib_per_stream": (peak - base) / n}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    mock_port, gw_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    mock = subprocess.Popen([PY, "-m", "sluicegate.inference.mock", "--port", str(mock_port), "--uvloop",
+                             "--chunks", str(LITELLM_PROTOCOL["chunks"]),
+                             "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
+                             "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],
+                            env=env, stdout=subprocess.DEVNULL)
+    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream",
+                           f"http://127.0.0.1:{mock_port}/v1"], env=env)
+    try:
+        wait_port(mock_port)
+        wait_port(gw_port)
+        direct = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
+        via = f"http://127.0.0.1:{gw_port}/llm/v1/chat/completions"
+        conn = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as session:
+            for _ in range(50):  # warm-up (pools, code paths)
+                await one_stream(session, via, CHAT_BODY)
+                await one_stream(session, direct, DIRECT_BODY)
+            ttfb_rounds = [await ttfb_round(session, direct, via, args.ttfb_n) for _ in range(args.rounds)]
+            ttfb = {k: statistics.median(r[k] for r in ttfb_rounds) for k in ttfb_rounds[0]}
+            ladder: list[dict[str, Any]] = []
+            best = 0.0
+            for rate in args.rates:
+                rounds = [await rate_round(session, via, CHAT_BODY, rate, args.seconds) for _ in range(args.rounds)]
+                med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
+                med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
+                ladder.append({"via_gateway": med, "rounds": rounds})
+                print(f"  {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
+                      f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms slo={med['meets_slo']}",
+                      flush=True)
+                if med["meets_slo"]:
+                    best = max(best, rate)
+                else:
+                    break
+            direct_check = await rate_round(session, direct, DIRECT_BODY, best or args.rates[0], args.seconds)
+            memory = await memory_round(session, via, gw.pid, args.memory_streams)
+        return {
+            "benchmark": "inference",
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "note": "mock, gateway (1 worker) and load generator share these cores with other work"},
+            "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL, "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
+            "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb, "goal_added_p50_ms": 1.0},
+            "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
+                        "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
+            "memory": memory,
+        }
+    finally:
+        for proc in (gw, mock):
+            proc.terminate()
+        for proc in (gw, mock):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--upstream", help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ttfb-n", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rates", type=float, nargs="+", default=[100, 200, 300, 400, 500, 600, 800])
+    ap.add_argument("--memory-streams", type=int, default=1000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
+    args = ap.parse_args()
+    if args.serve_gateway:
+        serve_gateway(args.serve_gateway, args.upstream)
+        return
+    import uvloop
+
+    result = uvloop.run(run(args))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    t, s, mem = result["ttfb"], result["streams"], result["memory"]
+    print(f"added TTFB p50 {t['added_p50_ms']:.3f} ms (direct {t['direct_p50_ms']:.3f}, via {t['via_p50_ms']:.3f}); "
+          f"sustainable {s['sustainable_streams_per_s']:.0f} streams/s; "
+          f"{mem['kib_per_stream']:.1f} KiB per in-flight stream at {mem['concurrent_streams']}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
