@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import sluicegate
 from sluicegate.bench.cli import main
-from tests.integration.bench.origin import PAGE, TRICKLE_DELAY, Origin
+
+if TYPE_CHECKING:
+    from tests.integration.bench.conftest import Origin
 
 
 def _run(args: list[str], tmp_path: Path, name: str) -> tuple[int, dict[str, Any]]:
@@ -41,11 +43,11 @@ def test_ttfb_trickling_origin_first_byte_before_last(origin: Origin, tmp_path: 
     assert len(t["headers_ms"]) == len(t["first_byte_ms"]) == len(t["total_ms"]) == 3
     for headers, first, total in zip(t["headers_ms"], t["first_byte_ms"], t["total_ms"], strict=True):
         assert headers <= first < total
-        # the origin pauses TRICKLE_DELAY between its two body parts: first byte comes before that
-        assert total - first >= TRICKLE_DELAY * 1000 * 0.8
-        assert first < TRICKLE_DELAY * 1000
+        # the origin pauses origin.trickle_delay between its two body parts: first byte comes before that
+        assert total - first >= origin.trickle_delay * 1000 * 0.8
+        assert first < origin.trickle_delay * 1000
     assert t["tls_ms"] == []  # plain http: no handshake
-    assert doc["samples"][page]["bytes"] == [float(len(PAGE))] * 3
+    assert doc["samples"][page]["bytes"] == [float(len(origin.page))] * 3
     s = doc["summary"][trickle]["total_ms"]
     assert s["n"] == 3 and s["min"] <= s["median"] <= s["p90"] <= s["max"]
     assert doc["extra"]["statuses"][page] == {"200": 3}
@@ -81,7 +83,7 @@ def test_endpoints_breakdown(origin: Origin, tmp_path: Path, capsys: pytest.Capt
     _envelope_ok(doc, "endpoints")
     assert [e["name"] for e in doc["settings"]["endpoints"]] == ["home", "post", "chunks"]
     assert doc["samples"]["post"]["bytes"] == [10.0, 10.0]
-    assert doc["samples"]["home"]["bytes"] == [float(len(PAGE))] * 2
+    assert doc["samples"]["home"]["bytes"] == [float(len(origin.page))] * 2
     assert doc["samples"]["chunks"]["bytes"] == [35.0, 35.0]  # 5 x "part N\n", chunk framing removed
     text = capsys.readouterr().out
     assert "POST" in text and "chunks" in text
@@ -98,7 +100,7 @@ def test_load_fixed_requests(origin: Origin, tmp_path: Path) -> None:
     assert s["requests"] == 600
     assert s["statuses"] == {"200": 600}
     assert s["errors"] == {} and s["errors_total"] == 0
-    assert s["body_bytes"] == 600 * len(PAGE)
+    assert s["body_bytes"] == 600 * len(origin.page)
     assert s["rps"] > 50
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -134,8 +136,8 @@ def test_load_calibrate_reports_generator_ceiling(tmp_path: Path) -> None:
 
 
 def test_compare_and_plot(origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, fast = _run(["bench", "ttfb", f"{origin.url}/page", "-n", "4"], tmp_path, "fast")
-    _, slow = _run(["bench", "ttfb", f"{origin.url}/trickle", "-n", "4"], tmp_path, "slow")
+    _run(["bench", "ttfb", f"{origin.url}/page", "-n", "4"], tmp_path, "fast")
+    _run(["bench", "ttfb", f"{origin.url}/trickle", "-n", "4"], tmp_path, "slow")
     capsys.readouterr()
     out = tmp_path / "cmp.json"
     plots = tmp_path / "plots"
@@ -146,7 +148,7 @@ def test_compare_and_plot(origin: Origin, tmp_path: Path, capsys: pytest.Capture
     out.write_text(json.dumps(doc))
     rows = {r["metric"]: r for r in doc["rows"]}
     assert rows["total_ms"]["verdict"] == "clear"  # 0.25 s pause vs none: ranges far apart
-    assert rows["total_ms"]["delta"] > TRICKLE_DELAY * 1000 * 0.8
+    assert rows["total_ms"]["delta"] > origin.trickle_delay * 1000 * 0.8
     assert rows["total_ms"]["n_a"] == 4
     pngs = sorted(p.name for p in plots.iterdir())
     assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
@@ -168,7 +170,7 @@ def test_browser_page_vs_trickle(origin: Origin, chromium: str, tmp_path: Path,
         assert 0 < s["ttfb_ms"][0] <= s["dcl_ms"][0] <= s["load_ms"][0]
         assert s["fcp_ms"] and s["fcp_ms"][0] > 0
         assert doc["extra"]["browser_runs"][url][0]["status"] == 200
-    # the trickling page finishes at least TRICKLE_DELAY later than it starts answering
+    # the trickling page finishes at least origin.trickle_delay later than it starts answering
     t = doc["samples"][trickle]
-    assert t["load_ms"][0] - t["ttfb_ms"][0] >= TRICKLE_DELAY * 1000 * 0.8
+    assert t["load_ms"][0] - t["ttfb_ms"][0] >= origin.trickle_delay * 1000 * 0.8
     assert "delta" in capsys.readouterr().out

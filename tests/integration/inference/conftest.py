@@ -11,10 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import GatewayServer, settings_for  # noqa: E402
+from harness import GatewayServer, settings_for
 
-from sluicegate.config.inference import MockSettings  # noqa: E402
-from sluicegate.inference.mock import MockProvider  # noqa: E402
+from sluicegate.config.inference import MockSettings
+from sluicegate.inference.mock import MockProvider
 
 FAST = MockSettings(first_delay_ms=2, between_delay_ms=2, chunks=8)
 

