@@ -250,7 +250,7 @@ async def measure(
         result = Result("browser", {"urls": list(urls), "n": n, "timeout_s": timeout})
     result.settings["chromium"] = binary
     result.settings["chromium_version"] = _version(binary)
-    result.settings["chromium_flags"] = list(CHROMIUM_FLAGS) + ["--user-data-dir=<fresh temp dir>"]
+    result.settings["chromium_flags"] = [*CHROMIUM_FLAGS, "--user-data-dir=<fresh temp dir>"]
     for name in names:
         for metric, _title in METRICS:
             result.samples.setdefault(name, {}).setdefault(metric, [])
@@ -281,7 +281,8 @@ def _version(binary: str) -> str:
 
 
 def render(result: Result, labels: Sequence[str]) -> str:
-    from sluicegate.bench.compare import compare_labels, render as render_delta
+    from sluicegate.bench.compare import compare_labels
+    from sluicegate.bench.compare import render as render_delta
 
     out: list[str] = []
     runs = result.extra.get("browser_runs", {})

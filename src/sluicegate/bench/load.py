@@ -470,10 +470,8 @@ def _run_workers(settings: LoadSettings, workers: int, progress: Progress | None
             if progress is not None:
                 done = sum(c.value for c in counters)
                 elapsed = max(0.0, time.time() - start_at)
-                if settings.requests:
-                    frac = done / settings.requests
-                else:
-                    frac = elapsed / (settings.duration or 1.0)
+                total = settings.requests
+                frac = done / total if total else elapsed / (settings.duration or 1.0)
                 rate = done / elapsed if elapsed > 0.2 else 0.0
                 progress.update(frac, f"{done:,} requests  {rate:,.0f} req/s")
             time.sleep(0.2 if progress is not None else 0.05)

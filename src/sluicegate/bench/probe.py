@@ -212,7 +212,7 @@ async def _run(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader, writer = await asyncio.open_connection(sock=sock, limit=_MAX_HEAD)
             opened.append(writer)
-            timing.remote = f"{addr[0]}:{addr[1]}"
+            timing.remote = ":".join(str(part) for part in addr[:2])
             break
         except OSError as exc:
             last_exc = exc

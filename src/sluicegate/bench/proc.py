@@ -1,0 +1,91 @@
+"""Starting and stopping the proxy under test (for ``ab`` and ``profile``): free ports, the ``serve``
+command line, readiness polling, and a clean stop of exactly the process group we started."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sluicegate.bench.probe import probe
+
+
+class ServeError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_argv(config: Path, port: int, template: str | None = None) -> list[str]:
+    """``sluicegate serve --config C --port P`` with this interpreter, or ``template`` with
+    ``{config}``, ``{port}`` and ``{python}`` filled in."""
+    if template:
+        return [
+            part.format(config=str(config), port=port, python=sys.executable)
+            for part in shlex.split(template)
+        ]
+    return [sys.executable, "-m", "sluicegate", "serve", "--config", str(config), "--port", str(port)]
+
+
+class Server:
+    """One proxy process in its own session; its output goes to ``log``."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, name: str) -> None:
+        self.argv = argv
+        self.port = port
+        self.log = log
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, path: str = "/", timeout: float = 30.0) -> None:
+        """Ready = answers an HTTP request with any status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServeError(
+                    f"{self.name} exited with code {self.proc.returncode} at start-up "
+                    f"({shlex.join(self.argv)}):\n{self.log_tail()}"
+                )
+            timing = asyncio.run(probe(self.url + path, timeout=2.0))
+            if timing.status is not None:
+                return
+            time.sleep(0.1)
+        raise ServeError(f"{self.name} did not answer on {self.url} within {timeout:g} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
