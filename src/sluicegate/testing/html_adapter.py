@@ -106,7 +106,7 @@ def tokens_chunked(chunks: Iterable[bytes], initial_state: str = "Data state",
     def handle(buf: bytes, tok: Any) -> None:
         kind = tok.kind
         piece = buf[tok.start : tok.end]
-        if kind == TEXT or kind == CDATA_DATA:
+        if kind in (TEXT, CDATA_DATA):
             mode = tok.state if kind == TEXT else _CDATA_MODE
             if text and mode != text_mode[0]:
                 flush()
@@ -227,9 +227,8 @@ def _doctype(raw: bytes) -> list[Any]:
                 state = "after_sys"
             else:
                 sys_id = (sys_id or "") + c
-        elif state == "after_sys":
-            if not ws:
-                state = "bogus"
+        elif state == "after_sys" and not ws:
+            state = "bogus"
     if closed:
         quirks = quirks or state in _QUIRKS_AT_GT
     elif state != "bogus":

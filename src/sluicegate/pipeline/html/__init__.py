@@ -1,0 +1,77 @@
+"""Streaming HTML rewriting: WHATWG tokenizer, tree-builder simulator, rewriter API, rules.
+
+Stages (one module each, in data-path order):
+
+* ``charrefs`` — character references as the tokenizer resolves them;
+* ``treesim`` — the tree-builder *simulator*: which text state follows a start tag, foreign content;
+* ``lexer`` — the tokenizer: byte spans, resumable at any byte, all WHATWG tokenization states;
+* ``rewriter`` — ``HtmlRewriter``: handler registry, fast "boring run" scanner, bounded buffers,
+  ordered output with ``Deferred`` slots;
+* ``rules`` — sluicegate's rules and ``build_html_processor``.
+
+The contract for the proxy::
+
+    build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
+                         script_filter: ScriptFilter | None = None,
+                         charset: str | None = None) -> Transformer
+
+Output is byte-identical to the input except where a rule rewrote something, and identical for
+every chunking of the input.
+
+Script filter (the hook for Next.js inline ``self.__next_f.push(...)`` scripts)::
+
+    ScriptFilter = Callable[[ScriptText], bool]
+
+It is called with each inline ``<script>`` element's **whole** raw text (up to
+``[html] max_text_bytes``; longer bodies pass through unmodified and are never handed over),
+before sluicegate's own script URL rule. Returning True means "handled": the URL rule does not
+touch that script. ``ScriptText`` (an alias of ``rewriter.TextBody``) offers:
+
+* ``.raw: bytes`` — the body exactly as received; ``.text`` — the same decoded UTF-8 (lossless);
+* ``.attrs: dict[str, str]`` — the ``<script>`` start tag's attributes, decoded;
+* ``.replace(new_raw: bytes)`` — the body's new bytes, written raw (never HTML-escaped);
+* ``.defer() -> Deferred`` — make the body an output *slot*: everything the rewriter produces
+  after it (later scripts, markup) is held, in order, until ``Deferred.resolve(new_raw)`` is
+  called — possibly from a later script's callback or from an end-of-document hook. ``feed()``
+  returns output only up to the first unresolved slot;
+* ``.on_end(callback: Callable[[DocumentEnd], None])`` — register an end-of-document hook (run
+  at ``finish()``, before slots still open fall back to their original bytes);
+  ``DocumentEnd.append(html)`` adds bytes at the end of the document;
+* ``.held_bytes: int`` — output bytes currently held behind unresolved slots (for a cap).
+
+``Deferred`` has ``.resolve(new_raw: bytes)`` (once), ``.resolved`` and ``.original``.
+"""
+
+from sluicegate.pipeline.html.rewriter import (
+    Deferred,
+    DocumentEnd,
+    Element,
+    EndTag,
+    HtmlRewriter,
+    TextBody,
+    TextChunk,
+)
+from sluicegate.pipeline.html.rules import (
+    ScriptFilter,
+    ScriptText,
+    SluicegateRules,
+    ascii_compatible,
+    build_html_processor,
+    build_html_rewriter,
+)
+
+__all__ = [
+    "Deferred",
+    "DocumentEnd",
+    "Element",
+    "EndTag",
+    "HtmlRewriter",
+    "ScriptFilter",
+    "ScriptText",
+    "SluicegateRules",
+    "TextBody",
+    "TextChunk",
+    "ascii_compatible",
+    "build_html_processor",
+    "build_html_rewriter",
+]

@@ -54,7 +54,7 @@ def decode(text: str, *, in_attribute: bool) -> str:
                 continue
             if in_attribute and name[n - 1] != ";":
                 nxt = name[n] if n < len(name) else text[m.end() : m.end() + 1]
-                if nxt == "=" or nxt.isascii() and nxt.isalnum():
+                if nxt == "=" or (nxt.isascii() and nxt.isalnum()):
                     return m.group(0)
             return value + name[n:]
         return m.group(0)

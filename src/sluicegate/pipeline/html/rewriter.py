@@ -1,0 +1,794 @@
+"""The streaming rewriter: dispatches lexer tokens to registered handlers, emits bytes in order.
+
+Theory of operation. ``HtmlRewriter.feed`` appends input to one buffer and walks it with the
+``lexer``. Every token's bytes are emitted exactly as received unless a handler changed them, so
+output equals input when nothing matches. Between tokens that no handler can care about, a single
+compiled "boring run" regex (the lol_html *fast tag scanner* idea) skips text and whole tags in C:
+it stops only at tags that change tokenizer state (``script``, ``style``, ``svg``...), tags a
+handler selects by name, tags whose bytes contain a handler's *needle* (e.g. the origin host), end
+tags a handler watches, and markup declarations. Foreign content, pending element-end actions and
+content observers switch to token-by-token mode.
+
+Bounded memory: the buffer holds at most the current incomplete token. A tag still open after
+``max_tag_bytes`` is streamed out raw (its structure followed byte by byte, no handlers) and a tag
+that long is never handed to handlers even when it arrived whole, so the output does not depend
+on chunking. Text of elements with text handlers (``script``, ``style``) is collected whole up to
+``max_text_bytes``; beyond that it is emitted unmodified (and logged).
+
+Output is a queue of byte pieces and ``Deferred`` slots. ``feed`` returns the bytes up to the
+first unresolved slot; everything after a slot is held, in order, until it is resolved (during a
+later handler or at document end; unresolved slots fall back to their original bytes at
+``finish``). ``held_bytes`` reports how much is held so a handler can enforce its own cap.
+
+Must not know: sluicegate's rules (``rules``), hosts, configuration models, I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from sluicegate.pipeline.html.charrefs import decode
+from sluicegate.pipeline.html.lexer import (
+    DATA,
+    END,
+    START,
+    TEXT,
+    Attr,
+    Lexer,
+    Token,
+    decode_raw,
+    iter_attrs,
+    self_closing,
+)
+from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
+
+log = logging.getLogger("sluicegate.html")
+
+VOID = frozenset(
+    b"area base basefont bgsound br col embed frame hr image img input keygen link meta param source "
+    b"track wbr".split()
+)
+_WS = b"\t\n\f\r "
+_ATTR_UNSAFE = re.compile(r"[\t\n\f\r \"'=<>`&]")
+
+
+def _encode_value(value: str, quote: bytes) -> tuple[bytes, bytes]:
+    """(quote, escaped bytes) for writing ``value`` back; keeps the original quoting if it can."""
+    if decode(value, in_attribute=True) != value:
+        value = value.replace("&", "&amp;")
+    if not quote:
+        if value and not _ATTR_UNSAFE.search(value):
+            return b"", value.encode("utf-8", "surrogateescape")
+        quote = b'"'
+    value = value.replace('"', "&quot;") if quote == b'"' else value.replace("'", "&#39;")
+    return quote, value.encode("utf-8", "surrogateescape")
+
+
+class Deferred:
+    """An output slot whose bytes are decided later; output after it is held until ``resolve``."""
+
+    __slots__ = ("_rw", "original", "resolved", "value")
+
+    def __init__(self, rw: HtmlRewriter, original: bytes) -> None:
+        self._rw = rw
+        self.original = original
+        self.resolved = False
+        self.value = original
+
+    def resolve(self, new_raw: bytes) -> None:
+        if self.resolved:
+            raise RuntimeError("Deferred already resolved")
+        self.resolved = True
+        self.value = new_raw
+        self._rw._drain()
+
+
+class _Content:
+    """Insertion points shared by elements, end tags and text bodies."""
+
+    def __init__(self) -> None:
+        self._before: list[bytes] = []
+        self._after: list[bytes] = []
+
+    def before(self, content: bytes) -> None:
+        """Insert raw HTML right before this unit."""
+        self._before.append(content)
+
+    def after(self, content: bytes) -> None:
+        """Insert raw HTML right after this unit (for an element: after its end tag)."""
+        self._after.append(content)
+
+
+class Element(_Content):
+    """A start tag handed to element handlers. Attribute values are decoded strings."""
+
+    def __init__(self, buf: bytes, tok: Token) -> None:
+        super().__init__()
+        self.raw = buf[tok.start : tok.end]
+        base = tok.start
+        self._astart, self._aend = tok.astart - base, tok.aend - base
+        self.name = tok.name
+        self.tag = tok.name.decode("utf-8", "surrogateescape")
+        self._attrs: list[Attr] | None = None
+        self._edits: dict[bytes, str | None] = {}
+        self._prepend: list[bytes] = []
+        self._append: list[bytes] = []
+        self.removed = False
+
+    def _list(self) -> list[Attr]:
+        if self._attrs is None:
+            self._attrs = iter_attrs(self.raw, self._astart, self._aend)
+        return self._attrs
+
+    @property
+    def self_closing(self) -> bool:
+        return self_closing(self.raw, self._astart, self._aend)
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """Decoded attributes as the browser sees them (first of duplicates wins)."""
+        out: dict[str, str] = {}
+        for a in self._list():
+            key = a.name.decode("utf-8", "surrogateescape")
+            if key not in out:
+                out[key] = self._value(a)
+        for name, value in self._edits.items():
+            key = name.decode()
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = value
+        return out
+
+    def _value(self, a: Attr) -> str:
+        if a.vstart < 0:
+            return ""
+        return decode(decode_raw(self.raw[a.vstart : a.vend]), in_attribute=True)
+
+    def get_attribute(self, name: str) -> str | None:
+        key = name.lower().encode()
+        if key in self._edits:
+            return self._edits[key]
+        for a in self._list():
+            if a.name == key:
+                return self._value(a)
+        return None
+
+    def has_attribute(self, name: str) -> bool:
+        return self.get_attribute(name) is not None
+
+    def set_attribute(self, name: str, value: str) -> None:
+        self._edits[name.lower().encode()] = value
+
+    def remove_attribute(self, name: str) -> None:
+        self._edits[name.lower().encode()] = None
+
+    def prepend(self, content: bytes) -> None:
+        """Insert raw HTML as the first child (right after the start tag)."""
+        self._prepend.append(content)
+
+    def append(self, content: bytes) -> None:
+        """Insert raw HTML as the last child (right before the end tag)."""
+        self._append.append(content)
+
+    def remove(self) -> None:
+        """Remove the element with its content and end tag."""
+        self.removed = True
+
+    def serialize(self) -> bytes:
+        """The start tag as it will be written (the original bytes when nothing was edited)."""
+        if not self._edits:
+            return self.raw
+        raw = self.raw
+        edits = dict(self._edits)
+        parts: list[bytes] = []
+        pos = 0
+        seen: set[bytes] = set()
+        last = self._astart
+        for a in self._list():
+            last = a.end
+            if a.name in seen or a.name not in edits:
+                seen.add(a.name)
+                continue
+            seen.add(a.name)
+            value = edits.pop(a.name)
+            if value is None:
+                parts.append(raw[pos : a.start])
+                pos = a.end
+                continue
+            old_quote = a.quote if a.vstart >= 0 else b'"'
+            if a.vstart >= 0 and value == self._value(a):
+                continue
+            quote, enc = _encode_value(value, old_quote)
+            if a.vstart >= 0:
+                vs, ve = (a.vstart - 1, a.vend + 1) if a.quote else (a.vstart, a.vend)
+                parts += [raw[pos:vs], quote, enc, quote]
+                pos = ve
+            else:
+                parts += [raw[pos : a.end], b"=", quote, enc, quote]
+                pos = a.end
+        new = [(n, v) for n, v in edits.items() if v is not None]
+        if new:
+            parts.append(raw[pos:last])
+            pos = last
+            for n, v in new:
+                quote, enc = _encode_value(v, b'"')
+                parts += [b" ", n, b"=", quote, enc, quote]
+        parts.append(raw[pos:])
+        return b"".join(parts)
+
+
+class EndTag(_Content):
+    """An end tag handed to end-tag handlers."""
+
+    def __init__(self, name: bytes, raw: bytes) -> None:
+        super().__init__()
+        self.name = name
+        self.tag = name.decode("utf-8", "surrogateescape")
+        self.raw = raw
+
+
+class TextBody(_Content):
+    """The whole text of a raw-text element (``<script>``, ``<style>``...), handed to text handlers.
+
+    ``raw`` is the body exactly as received. ``replace`` sets new raw bytes (written as is, never
+    HTML-escaped). ``defer`` turns the body's output into a ``Deferred`` slot.
+    """
+
+    def __init__(self, rw: HtmlRewriter, tag: bytes, start_tag: bytes, raw: bytes) -> None:
+        super().__init__()
+        self._rw = rw
+        self.name = tag
+        self.tag = tag.decode("utf-8", "surrogateescape")
+        self._start_tag = start_tag
+        self.raw = raw
+        self.output: bytes = raw
+        self.slot: Deferred | None = None
+        self._attrs: dict[str, str] | None = None
+
+    @property
+    def attrs(self) -> dict[str, str]:
+        """Decoded attributes of the element's start tag."""
+        if self._attrs is None:
+            tok = Token(START, 0, len(self._start_tag))
+            m = re.match(rb"</?[^\t\n\f\r />]*", self._start_tag)
+            tok.astart = m.end() if m else 0
+            tok.aend = len(self._start_tag) - 1 if self._start_tag.endswith(b">") else len(self._start_tag)
+            tok.name = self.name
+            self._attrs = Element(self._start_tag, tok).attributes
+        return self._attrs
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8", "surrogateescape")
+
+    def replace(self, new_raw: bytes) -> None:
+        if self.slot is not None:
+            raise RuntimeError("text already deferred; resolve the Deferred instead")
+        self.output = new_raw
+
+    def defer(self) -> Deferred:
+        if self.slot is None:
+            self.slot = Deferred(self._rw, self.output)
+        return self.slot
+
+    def on_end(self, callback: Callable[[DocumentEnd], None]) -> None:
+        self._rw.on_end(callback)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._rw.held_bytes
+
+
+class TextChunk(_Content):
+    """A run of data-state text seen by content observers (not rewritable, only insertable around)."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__()
+        self.raw = raw
+
+
+class DocumentEnd:
+    def __init__(self, rw: HtmlRewriter) -> None:
+        self._rw = rw
+
+    def append(self, content: bytes) -> None:
+        """Insert raw HTML at the very end of the document."""
+        self._rw._emit(content)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._rw.held_bytes
+
+
+ElementHandler = Callable[[Element], None]
+EndTagHandler = Callable[[EndTag], None]
+TextHandler = Callable[[TextBody], None]
+EndHandler = Callable[[DocumentEnd], None]
+ContentObserver = Callable[["Element | TextChunk"], bool]
+
+
+class _Pending:
+    __slots__ = ("after", "append", "depth", "name", "removed")
+
+    def __init__(self, name: bytes, append: list[bytes], after: list[bytes], removed: bool) -> None:
+        self.name = name
+        self.append = append
+        self.after = after
+        self.removed = removed
+        self.depth = 0
+
+
+class _TagSkipper:
+    """Follows an over-long tag's structure byte by byte (only on the pathological path)."""
+
+    _NAME, _BAN, _AN, _AAN, _BAV, _DQ, _SQ, _AQ, _UQ, _SC = range(10)
+
+    def __init__(self, *, doctype: bool = False) -> None:
+        self.state = self._NAME
+        self.closing = False
+        self.doctype = doctype
+
+    def scan(self, data: bytes) -> int:
+        """Index just past the tag's ``>`` in ``data``, or -1 if it continues."""
+        if self.doctype:
+            g = data.find(b">")
+            return g + 1 if g >= 0 else -1
+        s = self.state
+        for i, c in enumerate(data):
+            ws = c in _WS
+            if s == self._DQ or s == self._SQ:
+                if c == (0x22 if s == self._DQ else 0x27):
+                    s = self._AQ
+                continue
+            if c == 0x3E and s != self._DQ:  # '>'
+                self.closing = s == self._SC
+                self.state = s
+                return i + 1
+            if s == self._UQ:
+                if ws:
+                    s = self._BAN
+            elif s == self._BAV:
+                if c == 0x22:
+                    s = self._DQ
+                elif c == 0x27:
+                    s = self._SQ
+                elif not ws:
+                    s = self._UQ
+            elif c == 0x2F and s != self._BAV:
+                s = self._SC
+            elif ws:
+                s = self._AAN if s == self._AN else self._BAN
+            elif c == 0x3D and s in (self._AN, self._AAN):
+                s = self._BAV
+            elif s != self._NAME:
+                s = self._AN
+        self.state = s
+        return -1
+
+
+class HtmlRewriter:
+    """Sans-IO HTML rewriter. Register handlers, then ``feed``/``finish``."""
+
+    def __init__(self, *, max_tag_bytes: int = 64 * 1024, max_text_bytes: int = 8 * 1024 * 1024) -> None:
+        self.max_tag_bytes = max_tag_bytes
+        self.max_text_bytes = max_text_bytes
+        self._sim = TreeSim()
+        self._lexer = Lexer(sim=self._sim)
+        self._buf = b""
+        self._final = False
+        self._start_handlers: dict[bytes, list[ElementHandler]] = {}
+        self._any_handlers: list[ElementHandler] = []
+        self._needle_handlers: list[tuple[bytes, ElementHandler]] = []
+        self._end_tag_handlers: dict[bytes, list[EndTagHandler]] = {}
+        self._text_handlers: dict[bytes, list[TextHandler]] = {}
+        self._end_handlers: list[EndHandler] = []
+        self._observers: list[ContentObserver] = []
+        self._pending: list[_Pending] = []
+        self._suppress = 0
+        # text collection for the element being read
+        self._text: list[bytes] | None = None
+        self._text_size = 0
+        self._text_tag = b""
+        self._text_start = b""
+        self._text_overflow = False
+        # output
+        self._ready: list[bytes] = []
+        self._queue: list[bytes | Deferred] = []
+        self._held = 0
+        self._skipper: _TagSkipper | None = None
+        self._skip_name = b""
+        self._boring: re.Pattern[bytes] | None = None
+
+    # -- registration ----------------------------------------------------------------------------
+
+    def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None) -> None:
+        """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
+        ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
+        bytes contain it (case-insensitively), which keeps other tags on the fast path."""
+        m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
+        if m is None:
+            raise ValueError(f"unsupported selector {selector!r}")
+        tag, attr = m.group(1).lower(), m.group(2)
+        h = handler
+        if attr is not None:
+            attr_l = attr.lower()
+
+            def h(el: Element, _inner: ElementHandler = handler, _a: str = attr_l) -> None:
+                if el.has_attribute(_a):
+                    _inner(el)
+
+        if tag == "*":
+            if needle is not None:
+                self._needle_handlers.append((needle.lower(), h))
+            else:
+                self._any_handlers.append(h)
+        else:
+            self._start_handlers.setdefault(tag.encode(), []).append(h)
+        self._boring = None
+
+    def on_end_tag(self, name: str, handler: EndTagHandler) -> None:
+        self._end_tag_handlers.setdefault(name.lower().encode(), []).append(handler)
+        self._boring = None
+
+    def on_text(self, tag: str, handler: TextHandler) -> None:
+        """Hand the whole text of raw-text elements ``tag`` (script, style, title, textarea...)."""
+        name = tag.lower().encode()
+        if name not in RAW_STATE:
+            raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
+        self._text_handlers.setdefault(name, []).append(handler)
+
+    def on_end(self, handler: EndHandler) -> None:
+        """Call ``handler`` once at end of document (before unresolved slots fall back)."""
+        self._end_handlers.append(handler)
+
+    def observe(self, observer: ContentObserver) -> None:
+        """See every start tag and every data-state text run until the observer returns False."""
+        self._observers.append(observer)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of output held behind unresolved ``Deferred`` slots."""
+        return self._held
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def _emit(self, data: bytes) -> None:
+        if self._suppress or not data:
+            return
+        if self._queue:
+            self._queue.append(data)
+            self._held += len(data)
+        else:
+            self._ready.append(data)
+
+    def _emit_slot(self, slot: Deferred) -> None:
+        if self._suppress:
+            return
+        self._queue.append(slot)
+        self._held += len(slot.original)
+        self._drain()
+
+    def _drain(self) -> None:
+        q = self._queue
+        i = 0
+        while i < len(q):
+            item = q[i]
+            if isinstance(item, Deferred):
+                if not item.resolved:
+                    break
+                self._held -= len(item.original)
+                if item.value:
+                    self._ready.append(item.value)
+            else:
+                self._held -= len(item)
+                self._ready.append(item)
+            i += 1
+        del q[:i]
+
+    def _take(self) -> bytes:
+        out = b"".join(self._ready)
+        self._ready.clear()
+        return out
+
+    # -- the fast scanner ------------------------------------------------------------------------
+
+    def _boring_re(self) -> re.Pattern[bytes]:
+        names = set(RAW_STATE) | {b"svg", b"math"} | set(self._start_handlers)
+        ends = set(self._end_tag_handlers)
+        alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        ws, d = rb"\t\n\f\r ", rb"[\t\n\f\r />]"
+        value_dq, value_sq, value_uq = rb'[^"]*+', rb"[^']*+", rb"(?![\"'])[^\t\n\f\r >]*+"
+        if self._needle_handlers:
+            needles = sorted({n for n, _ in self._needle_handlers})
+            firsts = bytes(sorted({c for n in needles for c in (n[:1].lower() + n[:1].upper())}))
+            fc = re.escape(firsts).replace(b"-", rb"\-")
+            rest = b"|".join(re.escape(n[1:]) for n in needles)
+            guard = b"[" + fc + b"](?!(?i:" + rest + b"))"
+            value_dq = b'(?:[^"' + fc + b"]++|" + guard + b")*+"
+            value_sq = b"(?:[^'" + fc + b"]++|" + guard + b")*+"
+            # the value must end right after: a needle may not restart as an attribute name
+            value_uq = rb"(?![\"'])(?:[^\t\n\f\r >" + fc + b"]++|" + guard + rb")*+(?=[\t\n\f\r >])"
+        attrs = (
+            b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+            b'(?:"' + value_dq + b'"|\'' + value_sq + b"'|" + value_uq + b")|(?![" + ws + b"]*+=)))*+"
+        )
+        any_attrs = (
+            b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+            rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
+        )
+        start = b"<(?!(?i:" + alt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
+        if ends:
+            ealt = b"|".join(re.escape(n) for n in sorted(ends, key=len, reverse=True))
+            end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+        else:
+            end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+        return re.compile(b"(?:[^<]++|" + start + b"|" + end + rb"|<(?=[^a-zA-Z!/?]))*+")
+
+    # -- the main loop ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        if data:
+            self._buf = self._buf + data if self._buf else data
+            self._run()
+        return self._take()
+
+    def finish(self) -> bytes:
+        self._final = True
+        self._run()
+        self._flush_text()
+        doc = DocumentEnd(self)
+        for h in self._end_handlers:
+            h(doc)
+        for item in self._queue:
+            if isinstance(item, Deferred) and not item.resolved:
+                item.resolved = True
+        self._drain()
+        return self._take()
+
+    def _run(self) -> None:
+        buf = self._buf
+        pos = 0
+        n = len(buf)
+        final = self._final
+        lexer = self._lexer
+        max_tag = self.max_tag_bytes
+        while pos < n or final:
+            if self._skipper is not None:
+                end = self._skipper.scan(buf[pos:])
+                if end < 0:
+                    self._emit(buf[pos:])
+                    pos = n
+                    break
+                self._emit(buf[pos : pos + end])
+                pos += end
+                self._skipped_tag_done()
+                continue
+            if (lexer.state == DATA and not self._pending and not self._observers and not self._any_handlers
+                    and not self._sim.stack):
+                boring = self._boring or self._boring_re()
+                self._boring = boring
+                m = boring.match(buf, pos)
+                q = m.end() if m is not None else pos
+                if q > pos:
+                    self._emit(buf[pos:q])
+                    pos = q
+                    if pos >= n and not final:
+                        break
+            tok = lexer.next(buf, pos, final)
+            if tok is None:
+                if n - pos > max_tag and not final:
+                    pos = self._start_skipping(buf, pos)
+                    continue
+                break
+            kind = tok.kind
+            if (kind in (START, END)) and tok.end - tok.start > max_tag:
+                # An over-long tag that arrived whole is treated like one that arrived in pieces:
+                # passed through without handlers (the lexer already applied its state change).
+                log.warning("html: tag of %d bytes passed through unmodified", tok.end - tok.start)
+                if kind == END:
+                    self._flush_text()
+                self._emit(buf[tok.start : tok.end])
+                if kind == START:
+                    self._begin_text(tok.name, b"<" + tok.name + b">")
+            else:
+                self._token(buf, tok)
+            pos = tok.end
+        self._buf = buf[pos:] if pos < n else b""
+
+    def _start_skipping(self, buf: bytes, pos: int) -> int:
+        """An incomplete tag outgrew ``max_tag_bytes``: stream it out raw from here on."""
+        log.warning("html: tag longer than %d bytes passed through unmodified", self.max_tag_bytes)
+        m = re.match(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*)", buf[pos : pos + 4096])
+        skipper = _TagSkipper(doctype=m is None)
+        self._skip_name = (m.group(1) + m.group(2).lower()) if m else b""
+        self._skipper = skipper
+        if self._skip_name.startswith(b"/"):
+            self._flush_text()
+        start = pos + 2 if m else pos  # the skipper starts inside the tag name
+        end = skipper.scan(buf[start:])
+        if end < 0:
+            self._emit(buf[pos:])
+            return len(buf)
+        self._emit(buf[pos : start + end])  # not reached: the lexer would have completed it
+        self._skipped_tag_done()
+        return start + end
+
+    def _skipped_tag_done(self) -> None:
+        skipper = self._skipper
+        assert skipper is not None
+        self._skipper = None
+        name = self._skip_name
+        if not name:
+            return  # a DOCTYPE
+        lexer = self._lexer
+        if name.startswith(b"/"):
+            name = name[1:]
+            if lexer.state != DATA:
+                lexer.state = DATA
+                lexer.script_sub = 0
+            else:
+                self._sim.end_tag(name)
+            return
+        lexer.last_start_tag = name
+        lexer.state = self._sim.start_tag(name, skipper.closing, lambda _n: None)
+        lexer.script_sub = 0
+        self._begin_text(name, b"<" + name + b">")
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    def _token(self, buf: bytes, tok: Token) -> None:
+        kind = tok.kind
+        if kind == TEXT:
+            piece = buf[tok.start : tok.end]
+            if self._text is not None:
+                self._collect(piece)
+            elif self._observers and tok.state == DATA:
+                unit = TextChunk(piece)
+                self._observers = [o for o in self._observers if o(unit)]
+                for b in unit._before:
+                    self._emit(b)
+                self._emit(piece)
+                for b in unit._after:
+                    self._emit(b)
+            else:
+                self._emit(piece)
+        elif kind == START:
+            self._start(buf, tok)
+        elif kind == END:
+            self._end(buf, tok)
+        else:
+            self._emit(buf[tok.start : tok.end])
+
+    def _start(self, buf: bytes, tok: Token) -> None:
+        name = tok.name
+        for p in self._pending:
+            if p.name == name:
+                p.depth += 1
+        handlers = self._start_handlers.get(name)
+        needle_hs = self._needle_handlers
+        el: Element | None = None
+        if handlers or self._any_handlers or self._observers:
+            el = Element(buf, tok)
+            for o in list(self._observers):
+                if not o(el):
+                    self._observers.remove(o)
+            for h in self._any_handlers:
+                h(el)
+            for h in handlers or ():
+                h(el)
+        if needle_hs:
+            lowered = buf[tok.start : tok.end].lower()
+            for needle, h in needle_hs:
+                if needle in lowered:
+                    if el is None:
+                        el = Element(buf, tok)
+                    h(el)
+        if el is None:
+            self._emit(buf[tok.start : tok.end])
+            self._begin_text(name, buf[tok.start : tok.end])
+            return
+        for b in el._before:
+            self._emit(b)
+        void = name in VOID or (self._lexer.state == DATA and self._sim.stack and el.self_closing)
+        if el.removed:
+            if void:
+                for b in el._after:
+                    self._emit(b)
+            else:
+                self._pending.append(_Pending(name, [], el._after, True))
+                self._suppress += 1
+            self._begin_text(name, el.raw)
+            return
+        self._emit(el.serialize())
+        for b in el._prepend:
+            self._emit(b)
+        if void:
+            for b in el._append + el._after:
+                self._emit(b)
+        elif el._append or el._after:
+            self._pending.append(_Pending(name, el._append, el._after, False))
+        self._begin_text(name, el.raw)
+
+    def _begin_text(self, name: bytes, start_tag: bytes) -> None:
+        if self._lexer.state != DATA and name in self._text_handlers:
+            self._text = []
+            self._text_size = 0
+            self._text_tag = name
+            self._text_start = start_tag
+            self._text_overflow = False
+
+    def _collect(self, piece: bytes) -> None:
+        assert self._text is not None
+        if self._text_overflow:
+            self._emit(piece)
+            return
+        self._text.append(piece)
+        self._text_size += len(piece)
+        if self._text_size > self.max_text_bytes:
+            log.warning("html: <%s> text over %d bytes passed through unmodified",
+                        self._text_tag.decode(errors="replace"), self.max_text_bytes)
+            self._text_overflow = True
+            for p in self._text:
+                self._emit(p)
+            self._text = []
+
+    def _flush_text(self) -> None:
+        """Run text handlers on the collected body and emit it."""
+        if self._text is None:
+            return
+        pieces, self._text = self._text, None
+        if self._text_overflow:
+            return
+        body = TextBody(self, self._text_tag, self._text_start, b"".join(pieces))
+        for h in self._text_handlers.get(self._text_tag, ()):
+            h(body)
+            if body.slot is not None:
+                break
+        for b in body._before:
+            self._emit(b)
+        if body.slot is not None:
+            self._emit_slot(body.slot)
+        else:
+            self._emit(body.output)
+        for b in body._after:
+            self._emit(b)
+
+    def _end(self, buf: bytes, tok: Token) -> None:
+        name = tok.name
+        raw = buf[tok.start : tok.end]
+        if self._text is not None:
+            self._flush_text()
+        pend: _Pending | None = None
+        for i in range(len(self._pending) - 1, -1, -1):
+            p = self._pending[i]
+            if p.name == name:
+                if p.depth == 0:
+                    pend = p
+                    del self._pending[i]
+                else:
+                    p.depth -= 1
+                break
+        if pend is not None and not pend.removed:
+            for b in pend.append:
+                self._emit(b)
+        handlers = self._end_tag_handlers.get(name)
+        if handlers:
+            et = EndTag(name, raw)
+            for h in handlers:
+                h(et)
+            for b in et._before:
+                self._emit(b)
+            self._emit(raw)
+            for b in et._after:
+                self._emit(b)
+        else:
+            self._emit(raw)
+        if pend is not None:
+            if pend.removed:
+                self._suppress -= 1
+            for b in pend.after:
+                self._emit(b)
+

@@ -1,0 +1,265 @@
+"""sluicegate's HTML rules, expressed with the rewriter API, and the factory the proxy calls.
+
+Owns *what* gets rewritten in an HTML document: URL-bearing attributes (``href``, ``src``,
+``srcset`` candidates, ``style="url(...)"``, ``<meta http-equiv=refresh content>``, Open Graph
+``content``...), inline ``<script>`` and ``<style>`` bodies (written back raw, never
+HTML-escaped), and the configured head / body-end snippets. Every origin-host decision is
+delegated to ``pipeline.hosts.HostRewriter``; this module has no host pattern of its own.
+
+Attribute rules declare the origin host as their *needle*, so tags that do not mention it stay on
+the rewriter's fast path. Injection: head snippets go in as the first children of the first
+``<head>``, or — with no ``<head>`` start tag — right before the first element or non-blank text
+that would open ``<body>``; body-end snippets go before the first real ``</body>`` end tag (found
+by the tokenizer, so a ``"</body>"`` inside a script or comment never attracts it), else at end of
+document. Documents in a charset that is not ASCII-compatible (UTF-16/32, by declaration or BOM)
+pass through unmodified.
+
+Must not know: tokenization details, chunking, I/O, HTTP headers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable
+
+from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline import Transformer
+from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.html.rewriter import (
+    DocumentEnd,
+    Element,
+    EndTag,
+    HtmlRewriter,
+    TextBody,
+    TextChunk,
+)
+
+ScriptText = TextBody
+ScriptFilter = Callable[[TextBody], bool]
+"""Called with each inline ``<script>``'s whole text before the URL rule; True = handled."""
+
+URL_ATTRS = frozenset((
+    "href", "src", "action", "formaction", "poster", "cite", "background", "longdesc", "manifest",
+    "xlink:href", "codebase", "icon", "lowsrc", "dynsrc", "profile", "itemtype",
+))
+SRCSET_ATTRS = frozenset(("srcset", "imagesrcset"))
+META_URL_KEYS = frozenset((
+    "og:url", "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url",
+    "og:video:secure_url", "og:audio", "og:audio:url", "og:audio:secure_url", "twitter:image",
+    "twitter:image:src", "twitter:url", "twitter:player", "twitter:player:stream", "thumbnail",
+    "msapplication-tileimage", "msapplication-config", "msapplication-square150x150logo",
+    "image", "url", "contenturl", "thumbnailurl", "embedurl",
+))
+# Elements that may sit in <head>: seeing one of them does not yet open <body>.
+_HEAD_OK = frozenset((
+    "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
+    "style", "script", "template",
+))
+_BLANK = b"\t\n\f\r \xef\xbb\xbf"  # whitespace and a UTF-8 BOM do not open <body>
+_CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
+_REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
+_SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
+
+
+def rewrite_srcset(rw: HostRewriter, value: str) -> str:
+    """Rewrite each candidate URL of a ``srcset``; separators and descriptors are kept as they are."""
+    out: list[str] = []
+    pos = 0
+    while pos < len(value):
+        m = _SRCSET_URL.match(value, pos)
+        if m is None or m.end() == pos:
+            break
+        url = m.group(1)
+        start, end = m.span(1)
+        trail = len(url) - len(url.rstrip(","))
+        if trail:  # "a.jpg," — the commas end the candidate (no descriptors)
+            end -= trail
+            new = rw.rewrite_url(value[start:end])
+            out += [value[pos:start], new]
+            pos = end
+            continue
+        out += [value[pos:start], rw.rewrite_url(url), m.group(2)]
+        pos = m.end()
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def rewrite_css_urls(rw: HostRewriter, value: str) -> str:
+    return _CSS_URL.sub(lambda m: m.group(1) + m.group(2) + rw.rewrite_url(m.group(3)), value)
+
+
+def rewrite_refresh(rw: HostRewriter, value: str) -> str:
+    m = _REFRESH.match(value)
+    if m is None:
+        return value
+    return m.group(1) + m.group(2) + rw.rewrite_url(m.group(3))
+
+
+class SluicegateRules:
+    """Per-document rule state (injection flags); registers its handlers on a rewriter."""
+
+    def __init__(self, rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool,
+                 script_filter: ScriptFilter | None) -> None:
+        self.rw = rewriter
+        self.script_filter = script_filter
+        self.head_snippet = "".join(settings.head_inject).encode() if inject else b""
+        self.body_snippet = "".join(settings.body_end_inject).encode() if inject else b""
+        self.head_done = not self.head_snippet
+        self.body_done = not self.body_snippet
+
+    def install(self, html: HtmlRewriter) -> None:
+        html.on_element("*", self.urls, needle=self.rw.matcher.needle)
+        html.on_text("script", self.script)
+        html.on_text("style", self.style)
+        if not self.head_done:
+            html.observe(self.head_observer)
+        if not self.body_done:
+            html.on_end_tag("body", self.body_end)
+        if not (self.head_done and self.body_done):
+            html.on_end(self.document_end)
+
+    # -- URL attributes ----------------------------------------------------------------------------
+
+    def urls(self, el: Element) -> None:
+        rw = self.rw
+        attrs = el.attributes
+        for name, value in attrs.items():
+            if name in URL_ATTRS or (name == "data" and el.tag == "object"):
+                new = rw.rewrite_url(value)
+            elif name in SRCSET_ATTRS:
+                new = rewrite_srcset(rw, value)
+            elif name == "ping":
+                new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
+            elif name == "style":
+                new = rewrite_css_urls(rw, value)
+            elif name == "content" and el.tag == "meta":
+                new = self._meta_content(attrs, value)
+            else:
+                continue
+            if new != value:
+                el.set_attribute(name, new)
+
+    def _meta_content(self, attrs: dict[str, str], value: str) -> str:
+        if attrs.get("http-equiv", "").strip().lower() == "refresh":
+            return rewrite_refresh(self.rw, value)
+        for key in ("property", "name", "itemprop"):
+            if attrs.get(key, "").strip().lower() in META_URL_KEYS:
+                return self.rw.rewrite_url(value)
+        return value
+
+    # -- script and style bodies -------------------------------------------------------------------
+
+    def script(self, body: TextBody) -> None:
+        if self.script_filter is not None and self.script_filter(body):
+            return
+        if body.slot is None and self.rw.might_contain(body.output):
+            body.replace(self.rw.rewrite(body.output))
+
+    def style(self, body: TextBody) -> None:
+        if self.rw.might_contain(body.raw):
+            body.replace(self.rw.rewrite(body.raw))
+
+    # -- injection ---------------------------------------------------------------------------------
+
+    def head_observer(self, unit: Element | TextChunk) -> bool:
+        if self.head_done:
+            return False
+        if isinstance(unit, TextChunk):
+            if not unit.raw.strip(_BLANK):
+                return True
+            unit.before(self.head_snippet)
+        elif unit.tag == "head":
+            unit.prepend(self.head_snippet)
+        elif unit.tag in _HEAD_OK:
+            return True
+        else:
+            unit.before(self.head_snippet)
+        self.head_done = True
+        return False
+
+    def body_end(self, tag: EndTag) -> None:
+        if not self.body_done:
+            tag.before(self.body_snippet)
+            self.body_done = True
+
+    def document_end(self, doc: DocumentEnd) -> None:
+        if not self.head_done:
+            doc.append(self.head_snippet)
+            self.head_done = True
+        if not self.body_done:
+            doc.append(self.body_snippet)
+            self.body_done = True
+
+
+def ascii_compatible(charset: str) -> bool:
+    """Whether markup in ``charset`` is plain ASCII bytes (UTF-8, Latin-1, Shift_JIS... not UTF-16)."""
+    try:
+        codecs.lookup(charset)
+        return '<a href="/">'.encode(charset) == b'<a href="/">'
+    except (LookupError, UnicodeError):
+        return True  # unknown label: browsers fall back to an ASCII-compatible default
+
+
+class _Passthrough:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _BomGate:
+    """Looks at the first two bytes: a UTF-16 BOM makes the whole body pass through unmodified."""
+
+    def __init__(self, inner: Transformer) -> None:
+        self._inner: Transformer | None = None
+        self._candidate = inner
+        self._head = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self._inner is not None:
+            return self._inner.feed(data)
+        self._head += data
+        if len(self._head) < 2:
+            return b""
+        return self._decide().feed(self._take_head())
+
+    def _decide(self) -> Transformer:
+        if self._head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            self._inner = _Passthrough()
+        else:
+            self._inner = self._candidate
+        return self._inner
+
+    def _take_head(self) -> bytes:
+        head, self._head = self._head, b""
+        return head
+
+    def finish(self) -> bytes:
+        if self._inner is None:
+            inner = self._decide()
+            return inner.feed(self._take_head()) + inner.finish()
+        return self._inner.finish()
+
+
+def build_html_rewriter(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
+                        script_filter: ScriptFilter | None = None) -> HtmlRewriter:
+    """The bare ``HtmlRewriter`` with sluicegate's rules installed (no charset gate)."""
+    html = HtmlRewriter(max_tag_bytes=settings.max_tag_bytes, max_text_bytes=settings.max_text_bytes)
+    SluicegateRules(rewriter, settings, inject=inject, script_filter=script_filter).install(html)
+    return html
+
+
+def build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
+                         script_filter: ScriptFilter | None = None,
+                         charset: str | None = None) -> Transformer:
+    """The transformer the proxy runs on ``text/html`` / ``application/xhtml+xml`` bodies.
+
+    ``inject=False`` turns off head/body-end snippets (RSC navigation requests). ``script_filter``
+    sees every inline ``<script>`` body first (see ``ScriptText``). ``charset`` is the charset the
+    response declared, if any; a non-ASCII-compatible one makes the body pass through unmodified.
+    """
+    if charset is not None and not ascii_compatible(charset):
+        return _Passthrough()
+    return _BomGate(build_html_rewriter(rewriter, settings, inject=inject, script_filter=script_filter))
