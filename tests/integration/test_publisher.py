@@ -323,3 +323,46 @@ async def test_metrics_endpoint(proxy: ProxyProcess) -> None:
     r, body = await fetch(proxy.url + "/_sluicegate/metrics")
     assert r.status == 200
     assert b'sluicegate_publisher_responses_total{route="stream",status_class="2xx"}' in body
+
+
+async def test_head_committed_before_body_arrives(proxy: ProxyProcess, origin: Origin) -> None:
+    async with aiohttp.ClientSession() as s:
+        t0 = time.monotonic()
+        async with s.get(proxy.url + "/late-body") as r:
+            t_head = time.monotonic() - t0
+            assert await r.read() == b"<p>late</p>"
+            t_body = time.monotonic() - t0
+    assert t_head < 0.2 < 0.45 < t_body
+
+
+async def test_reencoded_segments_decodable_on_arrival(proxy: ProxyProcess, origin: Origin) -> None:
+    """The first gzip segment, alone, must decode to the (rewritten) first part of the page."""
+    async with aiohttp.ClientSession(auto_decompress=False) as s, s.get(
+            proxy.url + "/trickle-gzip", headers={"Accept-Encoding": "gzip", "Host": "www.pub.test"}) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        d = zlib.decompressobj(31)
+        first = d.decompress(await r.content.readany())
+        t_first = time.monotonic()
+        rest = d.decompress(await r.read())
+    assert first.startswith(b'<html><body><a href="http://www.pub.test/first">first</a>')
+    assert t_first - origin.log.sent_at["trickle-gzip"][0] < 0.2
+    assert (first + rest).endswith(b'<a href="http://www.pub.test/second">second</a></body></html>')
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET /echo\x00 HTTP/1.1\r\nHost: www.pub.test\r\n\r\n",
+    b"BROKEN\r\n\r\n",
+    b"GET /echo HTTP/1.1\r\nHost: www.pub.test\r\nBad Header: x\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: -1\r\n\r\n",
+])
+async def test_malformed_http_rejected(proxy: ProxyProcess, origin: Origin, request_bytes: bytes) -> None:
+    before = len(origin.log.requests)
+    data, _ = await asyncio.to_thread(raw_http, proxy.port, request_bytes)
+    assert data == b"" or data.startswith(b"HTTP/1.1 400")
+    assert len(origin.log.requests) == before  # nothing reached the origin
+
+
+async def test_missing_host_400(proxy: ProxyProcess) -> None:
+    data, _ = await asyncio.to_thread(raw_http, proxy.port, b"GET /page HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400")

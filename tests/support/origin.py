@@ -224,6 +224,31 @@ def build_origin(log: OriginLog) -> web.Application:
         await resp.write_eof()
         return resp
 
+    @r.get("/late-body")
+    async def late_body(request: web.Request) -> web.StreamResponse:
+        """Head at once, body 0.5 s later: the client must get the head at once."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await resp.prepare(request)
+        log.sent_at["late-body-head"] = [time.monotonic()]
+        await asyncio.sleep(0.5)
+        await resp.write(b"<p>late</p>")
+        await resp.write_eof()
+        return resp
+
+    @r.get("/trickle-gzip")
+    async def trickle_gzip(request: web.Request) -> web.StreamResponse:
+        """gzip HTML in two sync-flushed parts 0.5 s apart."""
+        o = origin_of(request)
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+        await resp.prepare(request)
+        z = zlib.compressobj(6, zlib.DEFLATED, 31)
+        await resp.write(z.compress(f'<html><body><a href="{o}/first">first</a>'.encode()) + z.flush(zlib.Z_SYNC_FLUSH))
+        log.sent_at["trickle-gzip"] = [time.monotonic()]
+        await asyncio.sleep(0.5)
+        await resp.write(z.compress(f'<a href="{o}/second">second</a></body></html>'.encode()) + z.flush())
+        await resp.write_eof()
+        return resp
+
     @r.get("/json")
     async def js(request: web.Request) -> web.Response:
         o = origin_of(request)
