@@ -181,7 +181,7 @@ class HostRewriter:
         stripped = value.lstrip()
         lead = len(value) - len(stripped)
         raw = stripped.encode("utf-8", "surrogatepass")
-        found = self.matcher.matches(raw, 0, 0)
+        found = self.matcher.matches(raw, 0, self.max_prefix)
         if not found or found[0][0] != 0 or found[0][2] < 0:
             return value
         _, end, form = found[0]

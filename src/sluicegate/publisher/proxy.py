@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+from yarl import URL
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
@@ -129,7 +130,7 @@ class PublisherProxy:
                 async with asyncio.timeout(self.timeouts.first_byte):
                     resp = await self.session.request(
                         method,
-                        self.base_url + target,
+                        URL(self.base_url + target, encoded=True),  # the client's bytes, not re-quoted
                         headers=up_headers,
                         data=watch.body() if has_body else None,
                         allow_redirects=False,
