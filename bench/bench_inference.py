@@ -60,7 +60,8 @@ def serve_gateway(port: int, upstream: str) -> None:
     }})
     app = InferenceGateway(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
-                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30)
+                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30,
+                proxy_headers=False)
 
 
 def rss_kb(pid: int) -> int:

@@ -84,6 +84,15 @@ class _Provider:
     first_byte: float
     session: aiohttp.ClientSession | None = None
     mock: MockProvider | None = None
+    # Metric children resolved once (labels() lookups are not free on the hot path).
+    m_inflight: Any = None
+    m_first_byte: Any = None
+    m_ok: Any = None
+
+    def __post_init__(self) -> None:
+        self.m_inflight = m.INFLIGHT.labels(self.settings.name)
+        self.m_first_byte = m.FIRST_BYTE.labels(self.settings.name)
+        self.m_ok = m.ATTEMPTS.labels(self.settings.name, "ok")
 
     @property
     def name(self) -> str:
@@ -440,19 +449,19 @@ class InferenceGateway:
             out_body = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
             url = prov.url(det.path, query)
             self.router.begin(t)
-            m.INFLIGHT.labels(prov.name).inc()
+            prov.m_inflight.inc()
             try:
                 attempt = await self._attempt(prov, method, url, prov.headers(client_headers, request_id),
                                               out_body, want_first)
             except BaseException:
                 self.router.end(t)
-                m.INFLIGHT.labels(prov.name).dec()
+                prov.m_inflight.dec()
                 raise
             if attempt.resp is not None:
                 chosen = t
                 break
             self.router.end(t)
-            m.INFLIGHT.labels(prov.name).dec()
+            prov.m_inflight.dec()
             m.ATTEMPTS.labels(prov.name, attempt.failure).inc()
             if self.router.failure(t):
                 m.BREAKER_OPEN.labels(prov.name).inc()
@@ -474,7 +483,7 @@ class InferenceGateway:
         finally:
             resp.close()
             self.router.end(chosen)
-            m.INFLIGHT.labels(prov.name).dec()
+            prov.m_inflight.dec()
 
     async def _give_up(self, send: Send, det: Detected, last: _Attempt | None,
                        extra: list[tuple[bytes, bytes]]) -> None:
@@ -528,7 +537,7 @@ class InferenceGateway:
         held = b""  # SSE: bytes of an incomplete event, sent once the event completes (or at EOF)
         try:
             if chunk:
-                m.FIRST_BYTE.labels(prov.name).observe(time.perf_counter() - started)
+                prov.m_first_byte.observe(time.perf_counter() - started)
             while True:
                 if chunk:
                     total += len(chunk)
@@ -580,7 +589,10 @@ class InferenceGateway:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if ok_status:
             self.router.success(target)
-        m.ATTEMPTS.labels(prov.name, "ok" if ok_status else f"status_{resp.status}").inc()
+        if ok_status:
+            prov.m_ok.inc()
+        else:
+            m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
         self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
 
     def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,

@@ -56,8 +56,10 @@ class Detected:
 
 def canonical_path(path: str) -> str | None:
     """Collapse repeated slashes and one trailing slash; refuse dot segments and control bytes."""
-    if not path.startswith("/") or any(ord(c) < 0x21 or ord(c) == 0x7F for c in path):
+    if not path.startswith("/") or not path.isprintable() or " " in path:
         return None
+    if "//" not in path and "/." not in path and not path.endswith("/"):
+        return path  # the common case, already canonical
     parts = [p for p in path.split("/") if p]
     if any(p in (".", "..") for p in parts):
         return None

@@ -17,6 +17,7 @@ from typing import Any
 
 _LINE_SPLIT = re.compile(rb"\r\n|\r|\n")
 _BOUNDARIES = (b"\n\n", b"\r\r", b"\r\n\r\n", b"\n\r\n")
+_USAGE_OBJ = re.compile(rb'"usage"\s*:\s*\{')
 
 
 @dataclass(slots=True)
@@ -161,7 +162,9 @@ class SseTap:
             self.overflowed += 1
         if block:
             self.events_seen += 1
-            if b"usage" in block or b"error" in block:
+            # Cheap C-level filters: only events that carry a usage object or an error are decoded.
+            # (OpenAI streams with include_usage carry ``"usage":null`` in every chunk; those are skipped.)
+            if _USAGE_OBJ.search(block) or b"error" in block:
                 self._scan(block)
         return data
 
@@ -169,7 +172,7 @@ class SseTap:
         for event, data in parse_events(block):
             if event == "error" or data.startswith('{"error"') or '"type":"error"' in data[:40]:
                 self.saw_error = True
-            if "usage" not in data or len(data) > self.max_event_bytes:
+            if '"usage"' not in data or len(data) > self.max_event_bytes:
                 continue
             try:
                 obj = json.loads(data)
