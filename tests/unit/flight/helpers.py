@@ -7,8 +7,8 @@ import json
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.pipeline.flight import InlineFlightRewriter, build_flight_processor
-from sluicegate.pipeline.flight.jsstring import decode_literal, encode_literal
 from sluicegate.pipeline.flight.inline import parse_pushes
+from sluicegate.pipeline.flight.jsstring import decode_literal, encode_literal
 from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
 
 ORIGIN = "https://origin.example.com"
@@ -36,7 +36,7 @@ def push_script(piece: bytes | str, kind: int = 1) -> bytes:
         value = base64.b64encode(piece).decode()
     else:
         value = piece.decode() if isinstance(piece, bytes) else piece
-    return ('self.__next_f.push([%d,"%s"])' % (kind, encode_literal(value, '"'))).encode()
+    return f'self.__next_f.push([{kind},"{encode_literal(value, chr(34))}"])'.encode()
 
 
 def split_scripts(stream: bytes, cuts: list[int]) -> list[bytes] | None:
@@ -75,8 +75,8 @@ def run_inline(
         assert slot not in outs
         outs[slot] = raw
     result = []
-    for s, slot in zip(scripts, slots, strict=True):
-        result.append(s if slot is None else outs[slot])
+    for s, maybe in zip(scripts, slots, strict=True):
+        result.append(s if maybe is None else outs[maybe])
     assert len(outs) == sum(1 for s in slots if s is not None)
     return result, r, timeline
 

@@ -17,7 +17,7 @@ def t_row(row_id: str, content: bytes) -> bytes:
     return b"%s:T%x," % (row_id.encode(), len(content)) + content
 
 
-CONTENT = "Grüße ☕ 𝄞 <b>\"q\"</b>\n https://origin.example.com/ä\\x //origin.example.com".encode()
+CONTENT = 'Grüße ☕ 𝄞 <b>"q"</b>\n https://origin.example.com/ä\\x //origin.example.com'.encode()
 STREAM = (
     b'0:["$","a",null,{"href":"https://origin.example.com/x"}]\n'
     + t_row("1", CONTENT)
@@ -54,7 +54,7 @@ def test_t_header_in_one_script_content_in_later_ones() -> None:
     out, _, timeline = run_inline(scripts)
     assert stream_of(out) == run_stream([b'0:"$1"\n' + t_row("1", CONTENT)])
     new_len = len(CONTENT.replace(b"origin.example.com", b"www.example.com"))
-    assert json.loads(out[0].decode()[19:-1])[1] == '0:"$1"\n1:T%x,' % new_len
+    assert json.loads(out[0].decode()[19:-1])[1] == f'0:"$1"\n1:T{new_len:x},'
     # Held while the T row is open, all released by the script that closes it.
     assert timeline[:4] == [[], [], [], [0, 1, 2, 3]]
 
@@ -68,7 +68,8 @@ def test_scripts_without_an_open_t_row_are_ready_at_once() -> None:
     out, r, timeline = run_inline(scripts)
     assert timeline == [[0], [1], [], [], [2, 3, 4], [5], []]
     assert stream_of(out) == run_stream([b"".join(rows[:3]) + big + rows[3] + rows[4]])
-    assert r.max_held_bytes == len(scripts[2]) + len(scripts[3]) + len(scripts[4])
+    # The closing script is released in the same call, so only the two before it were held.
+    assert r.max_held_bytes == len(scripts[2]) + len(scripts[3])
 
 
 def test_url_split_across_two_pushes_in_a_json_row() -> None:
@@ -79,10 +80,13 @@ def test_url_split_across_two_pushes_in_a_json_row() -> None:
         # Only a tail that could still begin a reference makes the first script wait.
         held = timeline[0] == []
         tail = row[:k]
-        could_start = any(
-            form.startswith(tail[p:]) for p in range(len(tail)) for form in (b"https://origin.example.com",)
-        )
-        assert held == (could_start and k > 0), k
+        forms = (b"https://origin.example.com", b"//origin.example.com", b"origin.example.com")
+        undecided = any(
+            f.startswith(tail[p:]) or tail[p:].startswith(f)
+            for p in range(max(0, k - rewriter().hold), k)
+            for f in forms
+        ) and not tail.endswith(b"\n")
+        assert held == undecided, k
 
 
 def test_url_split_across_two_pushes_in_a_t_row() -> None:
@@ -96,10 +100,7 @@ def test_escapes_that_change_byte_length_single_quoted_source() -> None:
     # Hand-written (non-Next) escaping: \x, \u, \u{...} forms; the T length counts UTF-8 bytes.
     content = "é☕𝄞\n'\" https://origin.example.com/é".encode()
     header = b"1:T%x," % len(content)
-    body = (
-        "1:T%x," % len(content)
-        + r"\xe9\u2615\u{1D11E}\n\'\" https:\/\/origin.example.com\/\u00e9"
-    )
+    body = f"1:T{len(content):x}," + r"\xe9\u2615\u{1D11E}\n\'\" https:\/\/origin.example.com\/\u00e9"
     script = ("self.__next_f.push([1,'" + body + "'])").encode()
     out, _, _ = run_inline([script])
     new = content.replace(b"origin.example.com", b"www.example.com")
@@ -110,7 +111,11 @@ def test_escapes_that_change_byte_length_single_quoted_source() -> None:
 
 def test_binary_pushes_and_typed_array_rows() -> None:
     typed = b"\x00\n\xff:T3,\xfe"
-    src_rows = [b'0:["https://origin.example.com"]\n', b"1:O%x," % len(typed) + typed, b'2:"https://origin.example.com"\n']
+    src_rows = [
+        b'0:["https://origin.example.com"]\n',
+        b"1:O%x," % len(typed) + typed,
+        b'2:"https://origin.example.com"\n',
+    ]
     scripts = [push_script(src_rows[0]), push_script(src_rows[1], kind=3), push_script(src_rows[2])]
     out, _, timeline = run_inline(scripts)
     assert out[1] == scripts[1]
@@ -121,12 +126,12 @@ def test_binary_pushes_and_typed_array_rows() -> None:
 
 
 def test_push_forms() -> None:
-    row = '0:["https://origin.example.com/a"]\\n'
+    row = '0:[\\"https://origin.example.com/a\\"]\\n'
     scripts = [
         b"(self.__next_f=self.__next_f||[]).push([0])",
         ("window.__next_f.push([1, '" + row + "']);").encode(),
-        ("(self.__next_f = self.__next_f || []).push([1,\"" + row + '"])').encode(),
-        ("self.__next_f.push([1,\"" + row + '"]);self.__next_f.push([1,"' + row + '"])').encode(),
+        ('(self.__next_f = self.__next_f || []).push([1,"' + row + '"])').encode(),
+        ('self.__next_f.push([1,"' + row + '"]);self.__next_f.push([1,"' + row + '"])').encode(),
         b'self.__next_f.push([2,{"form":"https://origin.example.com"}])',
         b"console.log('unrelated https://origin.example.com')",
     ]
@@ -163,10 +168,14 @@ def test_unreadable_script_makes_the_rest_pass_through(caplog: pytest.LogCapture
 
 
 def test_document_end_resolves_everything() -> None:
-    scripts = [push_script(b'0:"https://origin.exa'), push_script(b"1:T99,partial")]
+    scripts = [push_script(b'0:"https://origin.exa')]
+    out, _, timeline = run_inline(scripts)
+    assert timeline == [[], [0]]
+    assert out == scripts
+    scripts = [push_script(b'0:"x"\n1:T99,'), push_script(b"partial https://origin.example.com")]
     out, _, timeline = run_inline(scripts)
     assert timeline == [[], [], [0, 1]]
-    assert stream_of(out) == b'0:"https://origin.exa1:T99,partial'
+    assert out == scripts  # a truncated T row is passed through raw
 
 
 def test_not_flight() -> None:

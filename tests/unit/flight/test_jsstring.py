@@ -54,13 +54,13 @@ def test_encode_matches_next_js_escaping() -> None:
     assert "<" not in text and ">" not in text and "&" not in text
     assert "\u2028" not in text and "\u2029" not in text
     assert json.loads('"' + text + '"') == value
-    assert text == json.dumps(value, ensure_ascii=False)[1:-1].replace("<", "\\u003c").replace(
-        ">", "\\u003e"
-    ).replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    assert text == json.dumps(value, ensure_ascii=False)[1:-1].replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026"
+    ).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def test_encode_single_quote_round_trip() -> None:
-    value = "it's \"x\" \\ \n\t </script> é\u2028"
+    value = 'it\'s "x" \\ \n\t </script> é\u2028'
     text = encode_literal(value, "'")
     assert "'" not in text.replace("\\'", "")
     assert "<" not in text and "\u2028" not in text
