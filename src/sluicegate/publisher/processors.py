@@ -2,48 +2,43 @@
 
 from __future__ import annotations
 
-import logging
-
 from sluicegate.config.model import Settings
 from sluicegate.gate import Kind
 from sluicegate.pipeline import Identity, Transformer
+from sluicegate.pipeline.flight import build_flight_processor
 from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.html import ScriptFilter, build_html_processor
 from sluicegate.pipeline.text import StreamingHostReplacer
 
-log = logging.getLogger("sluicegate.publisher")
+
+def charset_of(content_type: str) -> str | None:
+    """``text/html; charset="Shift_JIS"`` -> ``shift_jis``; None when not declared."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip("'").lower() or None
+    return None
 
 
-def build_processor(kind: Kind, rewriter: HostRewriter, settings: Settings, *, navigation_request: bool) -> Transformer:
-    """``navigation_request`` is False for RSC/Next.js router fetches: they never get HTML snippets."""
+def build_processor(kind: Kind, rewriter: HostRewriter, settings: Settings, *, navigation_request: bool,
+                    content_type: str = "") -> Transformer:
+    """``navigation_request`` is False for RSC / Next.js router fetches: they never get HTML snippets."""
     if kind is Kind.HTML:
-        return _html(rewriter, settings, inject=navigation_request)
-    if kind is Kind.FLIGHT:
+        script_filter: ScriptFilter | None = None
         if settings.flight.enabled:
-            return _flight(rewriter, settings)
-        return StreamingHostReplacer(rewriter)
+            script_filter = _next_script_filter(rewriter, settings)
+        return build_html_processor(rewriter, settings.html, inject=navigation_request, script_filter=script_filter,
+                                    charset=charset_of(content_type))
+    if kind is Kind.FLIGHT:
+        return build_flight_processor(rewriter, settings.flight)
     if kind is Kind.TEXT:
         return StreamingHostReplacer(rewriter)
     return Identity()
 
 
-def _html(rewriter: HostRewriter, settings: Settings, *, inject: bool) -> Transformer:
+def _next_script_filter(rewriter: HostRewriter, settings: Settings) -> ScriptFilter | None:
     try:
-        from sluicegate.pipeline.html import build_html_processor
-    except ImportError:  # bootstrap only: the HTML engine lands in its own change
-        return StreamingHostReplacer(rewriter)
-
-    script_filter = None
-    if settings.flight.enabled:
-        try:
-            from sluicegate.pipeline.flight import build_next_script_filter
-        except ImportError:
-            build_next_script_filter = None
-        if build_next_script_filter is not None:
-            script_filter = build_next_script_filter(rewriter, settings.flight)
-    return build_html_processor(rewriter, settings.html, inject=inject, script_filter=script_filter)
-
-
-def _flight(rewriter: HostRewriter, settings: Settings) -> Transformer:
-    from sluicegate.pipeline.flight import build_flight_processor
-
-    return build_flight_processor(rewriter, settings.flight)
+        from sluicegate.pipeline.flight import build_next_script_filter  # type: ignore[attr-defined]
+    except ImportError:  # the Next.js adapter lands separately
+        return None
+    return build_next_script_filter(rewriter, settings.flight)  # type: ignore[no-any-return]

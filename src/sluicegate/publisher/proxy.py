@@ -195,7 +195,9 @@ class PublisherProxy:
             await self._pump(resp, send, request_id, None, None)
             return
 
-        processor = build_processor(decision.kind, rewriter, self.settings, navigation_request=navigation)
+        ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
+        processor = build_processor(decision.kind, rewriter, self.settings, navigation_request=navigation,
+                                    content_type=ctype)
         decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
         encoder = encoder_for(decision.encoding, **self.codec_levels)
         out_headers = hdr.for_rewritten_body(out_headers)
