@@ -26,6 +26,7 @@ Must not know: rewriting, handlers, output, entity decoding (``charrefs``), toke
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -35,7 +36,7 @@ from sluicegate.pipeline.html.treesim import PLAINTEXT as PLAINTEXT
 from sluicegate.pipeline.html.treesim import RAWTEXT as RAWTEXT
 from sluicegate.pipeline.html.treesim import RCDATA as RCDATA
 from sluicegate.pipeline.html.treesim import SCRIPT as SCRIPT
-from sluicegate.pipeline.html.treesim import TreeSim
+from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
 
 # Lexer states beyond the text states of ``treesim``.
 CDATA, COMMENT, BOGUS = 5, 6, 7
@@ -69,6 +70,8 @@ _COMMENT_END = re.compile(rb"--!?>")
 _CDATA_END = re.compile(rb"\]\]>")
 _ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DELIM = rb"[\t\n\f\r />]"
+
+_FOREIGN_ROOTS = frozenset((b"svg", b"math"))
 
 # Script data sub-states.
 _SCRIPT_PLAIN, _SCRIPT_ESCAPED, _SCRIPT_DOUBLE = 0, 1, 2
@@ -137,23 +140,11 @@ class Lexer:
         self.last_start_tag = last_start_tag
         self.sim = sim
         self._comment_first = False
-        self._end_re: dict[bytes, tuple[re.Pattern[bytes], ...]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _patterns(self) -> tuple[re.Pattern[bytes], ...]:
-        name = self.last_start_tag or b""
-        pats = self._end_re.get(name)
-        if pats is None:
-            end = b"</" + re.escape(name) + _DELIM
-            pats = (
-                re.compile(end, re.I),
-                re.compile(b"(<!--)|" + end, re.I),
-                re.compile(b"(-->)|(<script" + _DELIM + b")|" + end, re.I),
-                re.compile(b"(-->)|(</script" + _DELIM + b")", re.I),
-            )
-            self._end_re[name] = pats
-        return pats
+        return _end_patterns(self.last_start_tag or b"")
 
     def _tag(self, buf: bytes, pos: int, final: bool) -> Token | None:
         m = TAG.match(buf, pos)
@@ -171,8 +162,12 @@ class Lexer:
                 self.sim.end_tag(tok.name)
             return tok
         self.last_start_tag = tok.name
-        if self.sim is not None:
-            self.state = self.sim.start_tag(
+        sim = self.sim
+        if sim is not None and not sim.stack and tok.name not in _FOREIGN_ROOTS:
+            self.state = RAW_STATE.get(tok.name, DATA)  # plain HTML context: no tree lookups needed
+            self.script_sub = _SCRIPT_PLAIN
+        elif sim is not None:
+            self.state = sim.start_tag(
                 tok.name, self_closing(buf, tok.astart, tok.aend),
                 lambda n: attr_value(buf, tok, n),
             )
@@ -335,6 +330,18 @@ class Lexer:
         hold = max(len(self.last_start_tag) + 3, 9) - 1 if state == SCRIPT else len(self.last_start_tag) + 2
         end = max(p, n - hold)
         return Token(TEXT, pos, end, state) if end > pos else None
+
+
+@functools.lru_cache(maxsize=256)
+def _end_patterns(name: bytes) -> tuple[re.Pattern[bytes], ...]:
+    """Searches for the raw-text terminators of element ``name`` (per text/script sub-state)."""
+    end = b"</" + re.escape(name) + _DELIM
+    return (
+        re.compile(end, re.I),
+        re.compile(b"(<!--)|" + end, re.I),
+        re.compile(b"(-->)|(<script" + _DELIM + b")|" + end, re.I),
+        re.compile(b"(-->)|(</script" + _DELIM + b")", re.I),
+    )
 
 
 def attr_value(buf: bytes, tok: Token, name: bytes) -> str | None:

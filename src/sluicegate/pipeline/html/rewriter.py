@@ -25,6 +25,7 @@ Must not know: sluicegate's rules (``rules``), hosts, configuration models, I/O.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -146,6 +147,20 @@ class Element(_Content):
         if a.vstart < 0:
             return ""
         return decode(decode_raw(self.raw[a.vstart : a.vend]), in_attribute=True)
+
+    def attrs_containing(self, needle: bytes) -> list[tuple[str, str]]:
+        """Decoded ``(name, value)`` of first-occurrence attributes whose raw value contains the
+        lower-case ``needle`` (case-insensitively) — a cheap pre-filter for rules."""
+        out: list[tuple[str, str]] = []
+        raw = self.raw
+        seen: set[bytes] = set()
+        for a in self._list():
+            if a.name in seen:
+                continue
+            seen.add(a.name)
+            if a.vstart >= 0 and needle in raw[a.vstart : a.vend].lower():
+                out.append((a.name.decode("utf-8", "surrogateescape"), self._value(a)))
+        return out
 
     def get_attribute(self, name: str) -> str | None:
         key = name.lower().encode()
@@ -496,36 +511,11 @@ class HtmlRewriter:
     # -- the fast scanner ------------------------------------------------------------------------
 
     def _boring_re(self) -> re.Pattern[bytes]:
-        names = set(RAW_STATE) | {b"svg", b"math"} | set(self._start_handlers)
-        ends = set(self._end_tag_handlers)
-        alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-        ws, d = rb"\t\n\f\r ", rb"[\t\n\f\r />]"
-        value_dq, value_sq, value_uq = rb'[^"]*+', rb"[^']*+", rb"(?![\"'])[^\t\n\f\r >]*+"
-        if self._needle_handlers:
-            needles = sorted({n for n, _ in self._needle_handlers})
-            firsts = bytes(sorted({c for n in needles for c in (n[:1].lower() + n[:1].upper())}))
-            fc = re.escape(firsts).replace(b"-", rb"\-")
-            rest = b"|".join(re.escape(n[1:]) for n in needles)
-            guard = b"[" + fc + b"](?!(?i:" + rest + b"))"
-            value_dq = b'(?:[^"' + fc + b"]++|" + guard + b")*+"
-            value_sq = b"(?:[^'" + fc + b"]++|" + guard + b")*+"
-            # the value must end right after: a needle may not restart as an attribute name
-            value_uq = rb"(?![\"'])(?:[^\t\n\f\r >" + fc + b"]++|" + guard + rb")*+(?=[\t\n\f\r >])"
-        attrs = (
-            b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
-            b'(?:"' + value_dq + b'"|\'' + value_sq + b"'|" + value_uq + b")|(?![" + ws + b"]*+=)))*+"
+        return _boring_re(
+            frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
+            frozenset(self._end_tag_handlers),
+            frozenset(n for n, _ in self._needle_handlers),
         )
-        any_attrs = (
-            b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
-            rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
-        )
-        start = b"<(?!(?i:" + alt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
-        if ends:
-            ealt = b"|".join(re.escape(n) for n in sorted(ends, key=len, reverse=True))
-            end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
-        else:
-            end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
-        return re.compile(b"(?:[^<]++|" + start + b"|" + end + rb"|<(?=[^a-zA-Z!/?]))*+")
 
     # -- the main loop ---------------------------------------------------------------------------
 
@@ -792,3 +782,35 @@ class HtmlRewriter:
             for b in pend.after:
                 self._emit(b)
 
+
+@functools.lru_cache(maxsize=64)
+def _boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: frozenset[bytes]) -> re.Pattern[bytes]:
+    """One regex matching a run of text and tags no handler can care about (compiled once)."""
+    alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    ws, d = rb"\t\n\f\r ", rb"[\t\n\f\r />]"
+    value_dq, value_sq, value_uq = rb'[^"]*+', rb"[^']*+", rb"(?![\"'])[^\t\n\f\r >]*+"
+    if needle_set:
+        needles = sorted(needle_set)
+        firsts = bytes(sorted({c for n in needles for c in (n[:1].lower() + n[:1].upper())}))
+        fc = re.escape(firsts).replace(b"-", rb"\-")
+        rest = b"|".join(re.escape(n[1:]) for n in needles)
+        guard = b"[" + fc + b"](?!(?i:" + rest + b"))"
+        value_dq = b'(?:[^"' + fc + b"]++|" + guard + b")*+"
+        value_sq = b"(?:[^'" + fc + b"]++|" + guard + b")*+"
+        # the value must end right after: a needle may not restart as an attribute name
+        value_uq = rb"(?![\"'])(?:[^\t\n\f\r >" + fc + b"]++|" + guard + rb")*+(?=[\t\n\f\r >])"
+    attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        b'(?:"' + value_dq + b'"|\'' + value_sq + b"'|" + value_uq + b")|(?![" + ws + b"]*+=)))*+"
+    )
+    any_attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
+    )
+    start = b"<(?!(?i:" + alt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
+    if ends:
+        ealt = b"|".join(re.escape(n) for n in sorted(ends, key=len, reverse=True))
+        end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+    else:
+        end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+    return re.compile(b"(?:[^<]++|" + start + b"|" + end + rb"|<(?=[^a-zA-Z!/?]))*+")

@@ -123,8 +123,8 @@ class SluicegateRules:
 
     def urls(self, el: Element) -> None:
         rw = self.rw
-        attrs = el.attributes
-        for name, value in attrs.items():
+        attrs: dict[str, str] | None = None
+        for name, value in el.attrs_containing(rw.matcher.needle):
             if name in URL_ATTRS or (name == "data" and el.tag == "object"):
                 new = rw.rewrite_url(value)
             elif name in SRCSET_ATTRS:
@@ -134,6 +134,7 @@ class SluicegateRules:
             elif name == "style":
                 new = rewrite_css_urls(rw, value)
             elif name == "content" and el.tag == "meta":
+                attrs = attrs or el.attributes
                 new = self._meta_content(attrs, value)
             else:
                 continue
