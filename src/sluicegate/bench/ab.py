@@ -16,7 +16,7 @@ from sluicegate.bench import browser, ttfb
 from sluicegate.bench.compare import compare_labels
 from sluicegate.bench.compare import render as render_delta
 from sluicegate.bench.probe import Target
-from sluicegate.bench.proc import Server, ServeError, free_port, serve_argv
+from sluicegate.bench.proc import ServeError, Server, free_port, serve_argv
 from sluicegate.bench.report import Progress
 from sluicegate.bench.results import Result
 

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sluicegate.bench.proc import Server, ServeError, free_port, serve_argv
+from sluicegate.bench.proc import ServeError, Server, free_port, serve_argv
 from sluicegate.bench.report import table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,3 +175,50 @@ def test_browser_page_vs_trickle(origin: Origin, chromium: str, tmp_path: Path,
     t = doc["samples"][trickle]
     assert t["load_ms"][0] - t["ttfb_ms"][0] >= origin.trickle_delay * 1000 * 0.8
     assert "delta" in capsys.readouterr().out
+
+
+@pytest.mark.browser
+def test_ab_stream_vs_buffered(origin: Origin, chromium: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = _run(["bench", "ab", "--origin", origin.url, "--path", "/trickle", "-n", "3",
+                      "--browser-n", "1", "--chromium", chromium], tmp_path, "ab")
+    assert code == 0
+    _envelope_ok(doc, "ab")
+    assert set(doc["samples"]) == {"stream", "buffered", "origin"}
+    assert 'mode = "buffered"' in doc["settings"]["configs"]["buffered"]
+    delay_ms = origin.trickle_delay * 1000
+    stream, buffered = doc["samples"]["stream"], doc["samples"]["buffered"]
+    assert len(stream["total_ms"]) == len(buffered["total_ms"]) == 3
+    assert buffered["bytes"] == stream["bytes"] == doc["samples"]["origin"]["bytes"]
+    for headers, total in zip(stream["headers_ms"], stream["total_ms"], strict=True):
+        assert total - headers >= delay_ms * 0.8  # streamed: headers long before the end
+    for headers, first, total in zip(buffered["headers_ms"], buffered["first_byte_ms"], buffered["total_ms"],
+                                     strict=True):
+        assert headers >= delay_ms * 0.8  # buffered: nothing before the origin finished
+        assert total - first < delay_ms * 0.3  # TTFB ~ TTLB
+    assert stream["ttfb_ms"][0] < buffered["ttfb_ms"][0]
+    text = capsys.readouterr().out
+    assert "stream vs buffered" in text and "fcp_ms" in text
+
+
+def test_profile_writes_flamegraph_and_top(origin: Origin, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "proxy.toml"
+    cfg.write_text(
+        '[server]\nhost = "127.0.0.1"\nport = 8080\nworkers = 1\n'
+        f'[publisher]\norigin_url = "{origin.url}"\npublic_hosts = ["*"]\nmode = "stream"\n'
+    )
+    out = tmp_path / "prof"
+    code = main(["profile", "--config", str(cfg), "--out", str(out), "--rate", "250", "--",
+                 sys.executable, "-m", "sluicegate.bench", "bench", "load", "{url}/page", "-c", "8",
+                 "-d", "1.5", "--save", str(tmp_path / "under-profile")])
+    assert code == 0
+    load_doc = json.loads((tmp_path / "under-profile.json").read_text())
+    assert load_doc["extra"]["load"]["statuses"] == {"200": load_doc["extra"]["load"]["requests"]}
+    svg = (out / "flamegraph.svg").read_text()
+    assert svg.startswith("<svg") and "<rect" in svg and "sluicegate/" in svg
+    top = (out / "top.txt").read_text()
+    assert "samples" in top and len(top.splitlines()) > 3
+    stacks = (out / "stacks.txt").read_text()
+    assert "serve" in stacks
+    assert "top functions by self time" in capsys.readouterr().out
