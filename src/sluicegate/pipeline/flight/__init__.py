@@ -15,6 +15,7 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.flight.inline import InlineFlightRewriter, InlineResult
 from sluicegate.pipeline.flight.lexer import FlightLexer
+from sluicegate.pipeline.flight.nextjs import NextjsScriptFilter, build_nextjs_script_filter
 from sluicegate.pipeline.flight.stream import FlightStreamRewriter
 from sluicegate.pipeline.hosts import HostRewriter
 
@@ -23,7 +24,9 @@ __all__ = [
     "FlightStreamRewriter",
     "InlineFlightRewriter",
     "InlineResult",
+    "NextjsScriptFilter",
     "build_flight_processor",
+    "build_nextjs_script_filter",
 ]
 
 
