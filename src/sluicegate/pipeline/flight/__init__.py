@@ -15,7 +15,11 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.flight.inline import InlineFlightRewriter, InlineResult
 from sluicegate.pipeline.flight.lexer import FlightLexer
-from sluicegate.pipeline.flight.nextjs import NextjsScriptFilter, build_nextjs_script_filter
+from sluicegate.pipeline.flight.nextjs import (
+    NextjsScriptFilter,
+    build_next_script_filter,
+    build_nextjs_script_filter,
+)
 from sluicegate.pipeline.flight.stream import FlightStreamRewriter
 from sluicegate.pipeline.hosts import HostRewriter
 
@@ -26,6 +30,7 @@ __all__ = [
     "InlineResult",
     "NextjsScriptFilter",
     "build_flight_processor",
+    "build_next_script_filter",
     "build_nextjs_script_filter",
 ]
 

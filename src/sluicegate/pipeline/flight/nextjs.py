@@ -76,3 +76,7 @@ class NextjsScriptFilter:
 def build_nextjs_script_filter(rewriter: HostRewriter, settings: FlightSettings) -> NextjsScriptFilter:
     """A fresh per-document filter (holds that document's Flight stream state)."""
     return NextjsScriptFilter(rewriter, settings)
+
+
+# The name the publisher's processor selection imports.
+build_next_script_filter = build_nextjs_script_filter
