@@ -51,6 +51,8 @@ def serve_gateway(port: int, upstream: str) -> None:
     from sluicegate.config.model import Settings
     from sluicegate.inference.gateway import InferenceGateway
 
+    if os.environ.get("BENCH_PIN_CPU"):
+        os.sched_setaffinity(0, {int(os.environ["BENCH_PIN_CPU"])})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     settings = Settings.model_validate({"inference": {
@@ -69,6 +71,11 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -187,13 +194,18 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     mock_port, gw_port = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.pin and len(cpus) >= 2
+    if pinned:  # the gateway's worker gets a core of its own; mock and load generator share the other(s)
+        os.sched_setaffinity(0, set(cpus[1:]))
     mock = subprocess.Popen([PY, "-m", "sluicegate.inference.mock", "--port", str(mock_port), "--uvloop",
                              "--chunks", str(LITELLM_PROTOCOL["chunks"]),
                              "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
                              "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],
                             env=env, stdout=subprocess.DEVNULL)
+    gw_env = dict(env, BENCH_PIN_CPU=str(cpus[0])) if pinned else env
     gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream",
-                           f"http://127.0.0.1:{mock_port}/v1"], env=env)
+                           f"http://127.0.0.1:{mock_port}/v1"], env=gw_env)
     try:
         wait_port(mock_port)
         wait_port(gw_port)
@@ -207,12 +219,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ttfb_rounds = [await ttfb_round(session, direct, via, args.ttfb_n) for _ in range(args.rounds)]
             ttfb = {k: statistics.median(r[k] for r in ttfb_rounds) for k in ttfb_rounds[0]}
             ladder: list[dict[str, Any]] = []
+            cpu_per_stream: list[float] = []
             best = 0.0
             for rate in args.rates:
-                rounds = [await rate_round(session, via, CHAT_BODY, rate, args.seconds) for _ in range(args.rounds)]
+                rounds = []
+                for _ in range(args.rounds):
+                    c0 = cpu_seconds(gw.pid)
+                    r = await rate_round(session, via, CHAT_BODY, rate, args.seconds)
+                    r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(gw.pid) - c0) / max(1, r["completed"])
+                    rounds.append(r)
                 med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
                 med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
                 ladder.append({"via_gateway": med, "rounds": rounds})
+                cpu_per_stream.append(med["gateway_cpu_ms_per_stream"])
                 print(f"  {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
                       f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms slo={med['meets_slo']}",
                       flush=True)
@@ -226,17 +245,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "benchmark": "inference",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "note": "mock, gateway (1 worker) and load generator share these cores with other work"},
+                        "pinned": pinned, "load_average_at_start": os.getloadavg(),
+                        "note": "gateway (1 worker) pinned to one core when pinned; mock + load generator on the "
+                                "other; the machine is shared with other work, so figures are medians"},
             "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL, "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
             "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb, "goal_added_p50_ms": 1.0},
             "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
+                        "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),
+                        "cpu_bound_streams_per_s_per_core": 1000 / statistics.median(cpu_per_stream),
                         "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
             "memory": memory,
         }
     finally:
-        for proc in (gw, mock):
+        for proc in (gw, mock):  # gateway first, so it never sees its upstream vanish
             proc.terminate()
-        for proc in (gw, mock):
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -252,6 +274,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rates", type=float, nargs="+", default=[100, 200, 300, 400, 500, 600, 800])
     ap.add_argument("--memory-streams", type=int, default=1000)
+    ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
     args = ap.parse_args()
     if args.serve_gateway:
@@ -264,7 +287,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     t, s, mem = result["ttfb"], result["streams"], result["memory"]
     print(f"added TTFB p50 {t['added_p50_ms']:.3f} ms (direct {t['direct_p50_ms']:.3f}, via {t['via_p50_ms']:.3f}); "
-          f"sustainable {s['sustainable_streams_per_s']:.0f} streams/s; "
+          f"sustainable {s['sustainable_streams_per_s']:.0f} streams/s (CPU-bound "
+          f"{s['cpu_bound_streams_per_s_per_core']:.0f}/s per core); "
           f"{mem['kib_per_stream']:.1f} KiB per in-flight stream at {mem['concurrent_streams']}")
     print(f"wrote {args.out}")
 
