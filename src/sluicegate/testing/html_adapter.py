@@ -44,7 +44,7 @@ from sluicegate.pipeline.html.lexer import (
     self_closing,
 )
 
-__all__ = ["STATES", "rewrite", "tokens", "tokens_chunked"]
+__all__ = ["STATES", "infoset", "rewrite", "tokens", "tokens_chunked"]
 
 STATES = {
     "Data state": DATA,
@@ -158,6 +158,25 @@ def tokens_chunked(chunks: Iterable[bytes], initial_state: str = "Data state",
         handle(buf, tok)
         pos = tok.end
     flush()
+    return out
+
+
+def infoset(toks: list[Any]) -> list[Any]:
+    """Apply the spec's "coercing an HTML DOM into an infoset" tweaks (xmlViolation.test format):
+    form feeds become spaces, noncharacters U+FFFE/U+FFFF become U+FFFD, ``--`` in comments ``- -``."""
+    out: list[Any] = []
+    for t in toks:
+        if t[0] == "Character":
+            s = t[1].replace("\f", " ")
+            s = "".join("\ufffd" if (ord(c) & 0xFFFE) == 0xFFFE else c for c in s)
+            out.append(["Character", s])
+        elif t[0] == "Comment":
+            s = t[1]
+            while "--" in s:
+                s = s.replace("--", "- -")
+            out.append(["Comment", s])
+        else:
+            out.append(t)
     return out
 
 

@@ -298,11 +298,30 @@ class TextBody(_Content):
 
 
 class TextChunk(_Content):
-    """A run of data-state text seen by content observers (not rewritable, only insertable around)."""
+    """A run of data-state text seen by content observers (not rewritable, only insertable into).
+
+    Text runs are split wherever chunks or markup split them, so an observer that needs a stable
+    position should use ``insert`` at an offset it derives from the bytes themselves."""
 
     def __init__(self, raw: bytes) -> None:
         super().__init__()
         self.raw = raw
+        self._inserts: list[tuple[int, bytes]] = []
+
+    def insert(self, offset: int, content: bytes) -> None:
+        """Insert raw HTML before byte ``offset`` of this run."""
+        self._inserts.append((offset, content))
+
+    def serialize(self) -> bytes:
+        if not self._inserts:
+            return self.raw
+        parts: list[bytes] = []
+        pos = 0
+        for off, content in sorted(self._inserts, key=lambda x: x[0]):
+            parts += [self.raw[pos:off], content]
+            pos = off
+        parts.append(self.raw[pos:])
+        return b"".join(parts)
 
 
 class DocumentEnd:
@@ -640,7 +659,7 @@ class HtmlRewriter:
                 self._observers = [o for o in self._observers if o(unit)]
                 for b in unit._before:
                     self._emit(b)
-                self._emit(piece)
+                self._emit(unit.serialize())
                 for b in unit._after:
                     self._emit(b)
             else:
@@ -688,7 +707,7 @@ class HtmlRewriter:
                 for b in el._after:
                     self._emit(b)
             else:
-                self._pending.append(_Pending(name, [], el._after, True))
+                self._track_end(_Pending(name, [], el._after, True))
                 self._suppress += 1
             self._begin_text(name, el.raw)
             return
@@ -699,8 +718,15 @@ class HtmlRewriter:
             for b in el._append + el._after:
                 self._emit(b)
         elif el._append or el._after:
-            self._pending.append(_Pending(name, el._append, el._after, False))
+            self._track_end(_Pending(name, el._append, el._after, False))
         self._begin_text(name, el.raw)
+
+    def _track_end(self, pending: _Pending) -> None:
+        # This start tag was counted as nesting for older entries; it now has its own entry.
+        for p in self._pending:
+            if p.name == pending.name:
+                p.depth -= 1
+        self._pending.append(pending)
 
     def _begin_text(self, name: bytes, start_tag: bytes) -> None:
         if self._lexer.state != DATA and name in self._text_handlers:

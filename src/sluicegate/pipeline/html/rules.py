@@ -56,7 +56,8 @@ _HEAD_OK = frozenset((
     "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
     "style", "script", "template",
 ))
-_BLANK = b"\t\n\f\r \xef\xbb\xbf"  # whitespace and a UTF-8 BOM do not open <body>
+_BLANK = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
+_BOM = b"\xef\xbb\xbf"
 _CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
@@ -167,9 +168,12 @@ class SluicegateRules:
         if self.head_done:
             return False
         if isinstance(unit, TextChunk):
-            if not unit.raw.strip(_BLANK):
+            rest = unit.raw.lstrip(_BLANK)
+            while rest.startswith(_BOM):
+                rest = rest[3:].lstrip(_BLANK)
+            if not rest:
                 return True
-            unit.before(self.head_snippet)
+            unit.insert(len(unit.raw) - len(rest), self.head_snippet)
         elif unit.tag == "head":
             unit.prepend(self.head_snippet)
         elif unit.tag in _HEAD_OK:
