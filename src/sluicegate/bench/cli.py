@@ -33,6 +33,11 @@ def _parse_headers(values: list[str] | None) -> dict[str, str]:
     return headers
 
 
+def _positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise BenchError(f"{flag} must be at least 1")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", metavar="NAME", help="write the result as JSON to NAME(.json)")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of tables")
@@ -71,6 +76,7 @@ def _wrap(handler: Handler) -> Handler:
 def cmd_ttfb(args: argparse.Namespace) -> int:
     from sluicegate.bench import ttfb
 
+    _positive(args.n, "-n")
     headers = _parse_headers(args.header)
     specs = [ttfb.RequestSpec(url=u, method=args.method, headers=headers) for u in args.urls]
     result = Result("ttfb", {
@@ -111,6 +117,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     from sluicegate.bench import load
 
     progress = Progress(args.progress)
+    _positive(args.concurrency, "--concurrency")
+    _positive(args.workers, "--workers")
+    if args.requests is not None:
+        _positive(args.requests, "--requests")
     if args.calibrate:
         result = load.calibrate(args.concurrency, args.duration or 5.0, args.workers,
                                 args.server_processes, progress)
@@ -138,14 +148,16 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_browser(args: argparse.Namespace) -> int:
     from sluicegate.bench import browser
 
+    _positive(args.n, "-n")
     urls = [args.url] + ([args.vs] if args.vs else [])
+    labels = urls if len(set(urls)) == len(urls) else [f"A {args.url}", f"B {args.url}"]
     try:
-        result = asyncio.run(browser.measure(urls, args.n, chromium=args.chromium, timeout=args.timeout,
-                                             progress=Progress(args.progress)))
+        result = asyncio.run(browser.measure(urls, args.n, labels=labels, chromium=args.chromium,
+                                             timeout=args.timeout, progress=Progress(args.progress)))
     except browser.ChromiumMissing as exc:
         raise BenchError(str(exc)) from exc
-    text = browser.render(result, urls)
-    failed = any(not result.samples.get(u, {}).get("load_ms") for u in urls)
+    text = browser.render(result, labels)
+    failed = any(not result.samples.get(label, {}).get("load_ms") for label in labels)
     return _finish(args, result, text, failed)
 
 
@@ -155,6 +167,8 @@ def cmd_browser(args: argparse.Namespace) -> int:
 def cmd_ab(args: argparse.Namespace) -> int:
     from sluicegate.bench import ab
 
+    _positive(args.n, "-n")
+    _positive(args.browser_n, "--browser-n")
     try:
         result = ab.run(
             origin=args.origin, path=args.path, n=args.n, browser_n=args.browser_n,

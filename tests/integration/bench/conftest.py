@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,7 +67,8 @@ class Origin:
 
 
 class OriginThread:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -89,7 +92,7 @@ class OriginThread:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=self.ssl_context)
         await site.start()
         self._stop = asyncio.Event()
         self.ready.set()
@@ -100,7 +103,8 @@ class OriginThread:
         self.thread.start()
         if not self.ready.wait(10):
             raise RuntimeError("test origin did not start")
-        return Origin(url=f"http://127.0.0.1:{self.port}", port=self.port)
+        scheme = "https" if self.ssl_context else "http"
+        return Origin(url=f"{scheme}://127.0.0.1:{self.port}", port=self.port)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -111,6 +115,23 @@ class OriginThread:
 @pytest.fixture(scope="session")
 def origin() -> Iterator[Origin]:
     thread = OriginThread()
+    yield thread.start()
+    thread.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
+    """The same origin over TLS with a self-signed certificate (made with the openssl CLI)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    thread = OriginThread(ctx)
     yield thread.start()
     thread.stop()
 

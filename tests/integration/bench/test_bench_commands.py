@@ -71,6 +71,20 @@ def test_ttfb_counts_errors_and_statuses(origin: Origin, tmp_path: Path) -> None
     assert main(["bench", "ttfb", "ftp://example.org/", "-n", "1", "--no-progress"]) == 1
 
 
+def test_ttfb_tls_phases_and_untrusted_certificate(tls_origin: Origin, tmp_path: Path) -> None:
+    url = f"{tls_origin.url}/page"
+    code, doc = _run(["bench", "ttfb", url, "-n", "2"], tmp_path, "tls-bad")
+    assert code == 1
+    assert doc["extra"]["errors"][url] == {"tls": 2}
+    assert "certificate" in doc["extra"]["runs"][url][0]["error_detail"]
+    code, doc = _run(["bench", "ttfb", url, "-n", "2", "--insecure"], tmp_path, "tls-ok")
+    assert code == 0
+    s = doc["samples"][url]
+    for connect, tls, headers in zip(s["connect_ms"], s["tls_ms"], s["headers_ms"], strict=True):
+        assert connect < tls < headers
+    assert s["bytes"] == [float(len(tls_origin.page))] * 2
+
+
 def test_endpoints_breakdown(origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "endpoints.toml"
     cfg.write_text(
