@@ -53,7 +53,7 @@ def serve_gateway(port: int, upstream: str) -> None:
 
     if os.environ.get("BENCH_PIN_CPU"):
         os.sched_setaffinity(0, {int(os.environ["BENCH_PIN_CPU"])})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     settings = Settings.model_validate({"inference": {
         "path_prefix": "/llm",
@@ -96,7 +96,8 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, fault: str = "") -> tuple[float, float, int]:
+async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes,
+                     fault: str = "") -> tuple[float, float, int]:
     t0 = time.perf_counter()
     headers = {"content-type": "application/json"}
     if fault:
@@ -128,10 +129,12 @@ async def ttfb_round(session: aiohttp.ClientSession, direct: str, via: str, n: i
     diffs = [b - a for a, b in zip(d, g, strict=True)]
     return {"direct_p50_ms": statistics.median(d), "via_p50_ms": statistics.median(g),
             "direct_p95_ms": pct(d, 0.95), "via_p95_ms": pct(g, 0.95),
-            "added_p50_ms": statistics.median(g) - statistics.median(d), "added_paired_median_ms": statistics.median(diffs)}
+            "added_p50_ms": statistics.median(g) - statistics.median(d),
+            "added_paired_median_ms": statistics.median(diffs)}
 
 
-async def rate_round(session: aiohttp.ClientSession, url: str, body: bytes, rate: float, seconds: float) -> dict[str, Any]:
+async def rate_round(session: aiohttp.ClientSession, url: str, body: bytes, rate: float,
+                     seconds: float) -> dict[str, Any]:
     """Open-loop Poisson-free constant arrivals at ``rate``/s for ``seconds``; every stream read to the end."""
     total = int(rate * seconds)
     results: list[tuple[float, float, int]] = []
@@ -248,7 +251,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "pinned": pinned, "load_average_at_start": os.getloadavg(),
                         "note": "gateway (1 worker) pinned to one core when pinned; mock + load generator on the "
                                 "other; the machine is shared with other work, so figures are medians"},
-            "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL, "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
+            "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL,
+                         "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
             "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb, "goal_added_p50_ms": 1.0},
             "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
                         "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),

@@ -128,11 +128,11 @@ def test_mid_stream_reset_raises_in_openai_sdk(gateway: GatewayServer) -> None:
 
 
 def test_mid_stream_reset_raises_in_anthropic_sdk(gateway: GatewayServer) -> None:
-    with pytest.raises(anthropic.APIError) as exc:
-        with ant(gateway).messages.stream(model="fast", max_tokens=5, messages=MSG,
-                                          extra_headers={"x-mock-fault": "reset_after=5"}) as s:
-            for _ in s.text_stream:
-                pass
+    stream = ant(gateway).messages.stream(model="fast", max_tokens=5, messages=MSG,
+                                          extra_headers={"x-mock-fault": "reset_after=5"})
+    with pytest.raises(anthropic.APIError) as exc, stream as s:
+        for _ in s.text_stream:
+            pass
     assert "upstream_reset" in str(exc.value)
 
 

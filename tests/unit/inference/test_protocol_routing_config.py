@@ -70,12 +70,12 @@ def test_ordered_breaker_opens_and_half_opens() -> None:
     assert r.failure(a)  # threshold 2: opened
     assert [t.target.provider for t in r.candidates("m") or []] == ["b", "c", "a"]
     now[0] += 6  # cooldown over: a is tried again (half-open)
-    assert [t.target.provider for t in r.candidates("m") or []][0] == "a"
+    assert next(t.target.provider for t in r.candidates("m") or []) == "a"
     r.begin(a)
     assert [t.target.provider for t in r.candidates("m") or []] == ["b", "c", "a"]  # one trial at a time
     r.end(a)
     r.success(a)
-    assert [t.target.provider for t in r.candidates("m") or []][0] == "a"
+    assert next(t.target.provider for t in r.candidates("m") or []) == "a"
     assert r.candidates("unknown") is None
 
 

@@ -28,7 +28,7 @@ def _feed(stream: bytes, cuts: list[int]) -> SseTap:
     tap = SseTap(1024)
     pos = 0
     out = b""
-    for c in sorted(set(cuts)) + [len(stream)]:
+    for c in [*sorted(set(cuts)), len(stream)]:
         piece = stream[pos:c]
         assert tap.feed(piece) is piece  # the very same object comes back
         out += piece
