@@ -36,27 +36,42 @@ def _numeric(digits: str, base: int) -> str:
     return chr(_C1.get(cp, cp))
 
 
+def _resolve(m: re.Match[str], text: str, in_attribute: bool) -> str:
+    hexd, decd, name = m.group(1), m.group(2), m.group(3)
+    if hexd is not None:
+        return _numeric(hexd, 16)
+    if decd is not None:
+        return _numeric(decd, 10)
+    assert name is not None
+    for n in range(min(len(name), _MAX_NAME), 1, -1):
+        value = _NAMED.get(name[:n])
+        if value is None:
+            continue
+        if in_attribute and name[n - 1] != ";":
+            nxt = name[n] if n < len(name) else text[m.end() : m.end() + 1]
+            if nxt == "=" or (nxt.isascii() and nxt.isalnum()):
+                return m.group(0)
+        return value + name[n:]
+    return m.group(0)
+
+
 def decode(text: str, *, in_attribute: bool) -> str:
     """Resolve every character reference in ``text`` (complete, CR/LF already normalised)."""
     if "&" not in text:
         return text
+    return _REF.sub(lambda m: _resolve(m, text, in_attribute), text)
 
-    def sub(m: re.Match[str]) -> str:
-        hexd, decd, name = m.group(1), m.group(2), m.group(3)
-        if hexd is not None:
-            return _numeric(hexd, 16)
-        if decd is not None:
-            return _numeric(decd, 10)
-        assert name is not None
-        for n in range(min(len(name), _MAX_NAME), 1, -1):
-            value = _NAMED.get(name[:n])
-            if value is None:
-                continue
-            if in_attribute and name[n - 1] != ";":
-                nxt = name[n] if n < len(name) else text[m.end() : m.end() + 1]
-                if nxt == "=" or (nxt.isascii() and nxt.isalnum()):
-                    return m.group(0)
-            return value + name[n:]
-        return m.group(0)
 
-    return _REF.sub(sub, text)
+def segments(text: str, *, in_attribute: bool) -> list[tuple[str, str]]:
+    """``text`` cut into ``(raw, decoded)`` pieces: plain runs and single references, so that a
+    caller can map a position in the decoded string back to the raw text."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    for m in _REF.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], text[pos : m.start()]))
+        out.append((m.group(0), _resolve(m, text, in_attribute)))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], text[pos:]))
+    return out

@@ -33,10 +33,10 @@ from typing import Final
 from sluicegate.pipeline.html.charrefs import decode
 from sluicegate.pipeline.html.treesim import DATA as DATA
 from sluicegate.pipeline.html.treesim import PLAINTEXT as PLAINTEXT
+from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
 from sluicegate.pipeline.html.treesim import RAWTEXT as RAWTEXT
 from sluicegate.pipeline.html.treesim import RCDATA as RCDATA
 from sluicegate.pipeline.html.treesim import SCRIPT as SCRIPT
-from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
 
 # Lexer states beyond the text states of ``treesim``.
 CDATA, COMMENT, BOGUS = 5, 6, 7

@@ -30,7 +30,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from sluicegate.pipeline.html.charrefs import decode
+from sluicegate.pipeline.html.charrefs import decode, segments
 from sluicegate.pipeline.html.lexer import (
     DATA,
     END,
@@ -65,6 +65,47 @@ def _encode_value(value: str, quote: bytes) -> tuple[bytes, bytes]:
         quote = b'"'
     value = value.replace('"', "&quot;") if quote == b'"' else value.replace("'", "&#39;")
     return quote, value.encode("utf-8", "surrogateescape")
+
+
+def _splice_value(raw: bytes, new: str, quote: bytes) -> bytes | None:
+    """New raw bytes for a quoted value that keep every unchanged part byte for byte (entities
+    included): only the decoded span that differs is re-encoded. ``None`` when that is not possible
+    (unquoted value, CR or NUL in the raw value)."""
+    if not quote or b"\r" in raw or b"\0" in raw:
+        return None
+    text = raw.decode("utf-8", "surrogateescape")
+    segs = segments(text, in_attribute=True)
+    old = "".join(d for _, d in segs)
+    p = 0
+    limit = min(len(old), len(new))
+    while p < limit and old[p] == new[p]:
+        p += 1
+    s = 0
+    while s < limit - p and old[-1 - s] == new[-1 - s]:
+        s += 1
+    # widen to segment boundaries
+    head_raw: list[str] = []
+    head_len = 0
+    i = 0
+    while i < len(segs) and head_len + len(segs[i][1]) <= p:
+        head_raw.append(segs[i][0])
+        head_len += len(segs[i][1])
+        i += 1
+    tail_raw: list[str] = []
+    tail_len = 0
+    j = len(segs)
+    while j > i and tail_len + len(segs[j - 1][1]) <= s:
+        tail_raw.append(segs[j - 1][0])
+        tail_len += len(segs[j - 1][1])
+        j -= 1
+    middle = new[head_len : len(new) - tail_len]
+    if "&" in middle:
+        middle = middle.replace("&", "&amp;")
+    middle = middle.replace('"', "&quot;") if quote == b'"' else middle.replace("'", "&#39;")
+    out = "".join(head_raw) + middle + "".join(reversed(tail_raw))
+    if decode(out, in_attribute=True) != new:
+        return None
+    return out.encode("utf-8", "surrogateescape")
 
 
 class Deferred:
@@ -215,6 +256,11 @@ class Element(_Content):
                 continue
             old_quote = a.quote if a.vstart >= 0 else b'"'
             if a.vstart >= 0 and value == self._value(a):
+                continue
+            spliced = _splice_value(raw[a.vstart : a.vend], value, a.quote) if a.vstart >= 0 else None
+            if spliced is not None:
+                parts += [raw[pos : a.vstart], spliced]
+                pos = a.vend
                 continue
             quote, enc = _encode_value(value, old_quote)
             if a.vstart >= 0:

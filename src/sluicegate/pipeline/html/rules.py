@@ -113,6 +113,7 @@ class SluicegateRules:
         html.on_element("*", self.urls, needle=self.rw.matcher.needle)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
+        html.on_text("noscript", self.noscript)
         if not self.head_done:
             html.observe(self.head_observer)
         if not self.body_done:
@@ -161,6 +162,15 @@ class SluicegateRules:
     def style(self, body: TextBody) -> None:
         if self.rw.might_contain(body.raw):
             body.replace(self.rw.rewrite(body.raw))
+
+    def noscript(self, body: TextBody) -> None:
+        """``<noscript>`` is raw text to a scripting browser but markup to one without scripts:
+        its URLs are rewritten by a nested rewriter with the same attribute rules."""
+        if not self.rw.might_contain(body.raw):
+            return
+        inner = HtmlRewriter(max_tag_bytes=len(body.raw) + 1, max_text_bytes=len(body.raw) + 1)
+        SluicegateRules(self.rw, HtmlSettings(), inject=False, script_filter=None).install(inner)
+        body.replace(inner.feed(body.raw) + inner.finish())
 
     # -- injection ---------------------------------------------------------------------------------
 
