@@ -49,7 +49,8 @@ def make_page(target: int, seed: int = 7) -> bytes:
         i += 1
         k = rnd.random()
         if k < 0.45:
-            href = rnd.choice([f"{o}/news/{i}", f"/news/{i}", f"https://cdn.other.net/{i}", f"//www.publisher-origin.com/n/{i}"])
+            href = rnd.choice([f"{o}/news/{i}", f"/news/{i}", f"https://cdn.other.net/{i}",
+                               f"//www.publisher-origin.com/n/{i}"])
             s = (f'<article class="card card--{i % 7}" data-id="{i}"><h2 class="card__title">'
                  f'<a href="{href}" class="link">Headline number {i} about things &amp; stuff</a></h2>'
                  f'<p class="card__dek">Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do '

@@ -28,7 +28,8 @@ def _fill(page: str, *, rewritten: bool, head: str, end: str) -> bytes:
     host = "www.example.com" if rewritten else "origin.example.com"
     ent = ("https:&#x2F;&#x2F;www.example.com", "https&#58;//www.example.com") if rewritten else (
         "https:&#x2F;&#x2F;origin.example.com", "https&#58;//origin.example.com")
-    return (page.replace("{{ENT}}", ent[0]).replace("{{ENT2}}", ent[1]).replace("{{O}}", f"https://{host}").replace("{{O//}}", f"//{host}")
+    page = page.replace("{{ENT}}", ent[0]).replace("{{ENT2}}", ent[1])
+    return (page.replace("{{O}}", f"https://{host}").replace("{{O//}}", f"//{host}")
             .replace("{{OJ}}", f"https:\\/\\/{host}").replace("{{K}}", "https://origin.example.com")
             .replace("{{HEAD}}", head).replace("{{END}}", end)).encode()
 

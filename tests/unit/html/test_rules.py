@@ -50,10 +50,13 @@ def rewrite(html: str, settings: HtmlSettings = PLAIN, **kw: object) -> str:
         ('<link rel=canonical href=https://origin.example.com/x>', '<link rel=canonical href=https://www.example.com/x>'),
         ('<div style="background:url(&quot;https://origin.example.com/bg.png&quot;)">',
          '<div style="background:url(&quot;https://www.example.com/bg.png&quot;)">'),
-        ('<img src="https:&#x2F;&#x2F;origin.example.com/i.png">', '<img src="https:&#x2F;&#x2F;www.example.com/i.png">'),
+        ('<img src="https:&#x2F;&#x2F;origin.example.com/i.png">',
+         '<img src="https:&#x2F;&#x2F;www.example.com/i.png">'),
         ("<img src='&#104;ttps://origin.example.com/i.png'>", "<img src='&#104;ttps://www.example.com/i.png'>"),
         ('<img src=https:&#x2F;&#x2F;origin.example.com/i.png>', '<img src=https://www.example.com/i.png>'),
-        ('<a href="https://origin.example.com/a?x=1&y=2&amp;z=3">', '<a href="https://www.example.com/a?x=1&y=2&amp;z=3">'),  # unchanged parts kept byte for byte
+        # unchanged parts of a rewritten value are kept byte for byte
+        ('<a href="https://origin.example.com/a?x=1&y=2&amp;z=3">',
+         '<a href="https://www.example.com/a?x=1&y=2&amp;z=3">'),
         ('<a href="https://origin.example.com/a?x=1&y=2">', '<a href="https://www.example.com/a?x=1&y=2">'),
         # not rewritten: other hosts, suffix hosts, relative URLs, data-* attributes, text, comments
         ('<a href="https://origin.example.com.evil.com/">', '<a href="https://origin.example.com.evil.com/">'),
