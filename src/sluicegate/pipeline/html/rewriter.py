@@ -73,6 +73,11 @@ def _splice_value(raw: bytes, new: str, quote: bytes) -> bytes | None:
     (unquoted value, CR or NUL in the raw value)."""
     if not quote or b"\r" in raw or b"\0" in raw:
         return None
+    if b"&" not in raw and "&" not in new:  # common case: no references on either side
+        q = quote.decode()
+        if q in new:
+            new = new.replace(q, "&quot;" if q == '"' else "&#39;")
+        return new.encode("utf-8", "surrogateescape")
     text = raw.decode("utf-8", "surrogateescape")
     segs = segments(text, in_attribute=True)
     old = "".join(d for _, d in segs)
