@@ -59,13 +59,18 @@ async function canon(v, depth = 0) {
   return out;
 }
 
+// A corrupt stream can make the client throw outside any promise; charge it to the current file.
+let failCurrent = null;
+process.on('uncaughtException', (e) => { if (failCurrent) failCurrent(e); else throw e; });
+
 async function judge(file) {
   const bytes = readFileSync(file);
+  const crashed = new Promise((_r, rej) => { failCurrent = rej; });
   const stream = Readable.from([bytes]);
   const root = createFromNodeStream(stream, { moduleMap, serverModuleMap: null, moduleLoading: null });
   const timeout = new Promise((_r, rej) => setTimeout(() => rej(new Error('timed out')), 5000));
-  const value = await Promise.race([root, timeout]);
-  return Promise.race([canon(value), timeout]);
+  const value = await Promise.race([root, timeout, crashed]);
+  return Promise.race([canon(value), timeout, crashed]);
 }
 
 const results = {};

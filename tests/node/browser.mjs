@@ -1,0 +1,103 @@
+// Drives Debian chromium (playwright-core, never a downloaded browser) through sluicegate in front
+// of the Next.js fixture app and prints one JSON report for the Python test to assert on.
+// Usage: node browser.mjs PROXY_URL ORIGIN_URL
+import { chromium } from 'playwright-core';
+
+const [proxy, origin] = process.argv.slice(2);
+const originHost = new URL(origin).host;
+const proxyHost = new URL(proxy).host;
+const report = { pages: {}, requests: [], originRequests: [], rscRequests: [], rscResponses: [], navigation: {} };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext();
+const page = await context.newPage();
+let errors = [];
+page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') errors.push(`${m.type()}: ${m.text()}`); });
+page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+page.on('request', (r) => {
+  const u = new URL(r.url());
+  const entry = { url: r.url(), type: r.resourceType(), rsc: r.headers()['rsc'] || null };
+  report.requests.push(entry);
+  if (u.host === originHost) report.originRequests.push(entry);
+  if (entry.rsc) report.rscRequests.push(entry);
+});
+
+const pendingBodies = [];
+page.on('response', (r) => {
+  if (!r.request().headers()['rsc']) return;
+  pendingBodies.push((async () => {
+    let body = null;
+    try { body = (await r.body()).toString('base64'); } catch { /* prefetch aborted */ }
+    report.rscResponses.push({ url: r.url(), status: r.status(), headers: r.headers(), body });
+  })());
+});
+
+async function visit(path, check) {
+  errors = [];
+  const res = await page.goto(proxy + path, { waitUntil: 'load' });
+  await page.waitForSelector('html[data-hydrated="true"]', { timeout: 15000 });
+  await page.waitForLoadState('networkidle');
+  const info = { status: res.status(), finalUrl: page.url(), ...(check ? await check() : {}) };
+  await page.waitForTimeout(200);
+  info.errors = errors;
+  report.pages[path] = info;
+}
+
+const attr = (sel, name) => page.$eval(sel, (el, n) => el.getAttribute(n), name);
+
+await visit('/', async () => {
+  const before = await page.textContent('#increment');
+  await page.click('#increment');
+  await page.click('#increment');
+  await page.waitForFunction(() => document.querySelector('#increment').textContent.includes('2'));
+  return {
+    before, after: await page.textContent('#increment'),
+    absLink: await attr('#abs-link', 'href'),
+    profileLink: await attr('#profile-link', 'href'),
+    avatar: await attr('#avatar', 'src'),
+    pixelSrcset: await attr('#pixel', 'srcset'),
+    formAction: await attr('#contact-form', 'action'),
+    storyAttr: await attr("#story-attr", "data-story"),
+    story: await page.textContent('#story'),
+    pageJson: await page.textContent('#page-json'),
+    api: await page.evaluate(async () => (await fetch('/api/data')).json()),
+  };
+});
+await visit('/stream', async () => ({
+  c: await page.textContent('#slow-c a'),
+  cHref: await attr('#slow-c a', 'href'),
+}));
+await visit('/go', async () => ({ title: await page.textContent('#about-title') }));
+
+// Client-side navigation with next/link: RSC fetches, no new document.
+errors = [];
+await page.goto(proxy + '/', { waitUntil: 'load' });
+await page.waitForSelector('html[data-hydrated="true"]');
+await page.waitForLoadState('networkidle');
+const docsBefore = report.requests.filter((r) => r.type === 'document').length;
+const rscBefore = report.rscRequests.length;
+await page.evaluate(() => { window.__marker = 'same-document'; });
+await page.click('#nav-about');
+await page.waitForSelector('#about-title', { timeout: 15000 });
+await page.click('#nav-stream');
+await page.waitForSelector('#slow-c', { timeout: 15000 });
+await page.click('#nav-home');
+await page.waitForSelector('#increment', { timeout: 15000 });
+await page.click('#increment');
+await page.waitForFunction(() => document.querySelector('#increment').textContent.includes('1'));
+await page.waitForTimeout(200);
+report.navigation = {
+  marker: await page.evaluate(() => window.__marker),
+  documents: report.requests.filter((r) => r.type === 'document').length - docsBefore,
+  rscFetches: report.rscRequests.slice(rscBefore),
+  url: page.url(),
+  errors,
+};
+await Promise.all(pendingBodies);
+await browser.close();
+report.proxyHost = proxyHost;
+process.stdout.write(JSON.stringify(report));
