@@ -51,7 +51,11 @@ def judge(files: list[Path]) -> dict[str, Any]:
     require_setup()
     out = subprocess.run(
         ["node", str(NODE_DIR / "judge.mjs"), *map(str, files)],
-        cwd=NODE_DIR, env=NODE_ENV, capture_output=True, timeout=120, check=True,
+        cwd=NODE_DIR,
+        env=NODE_ENV,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
@@ -80,9 +84,19 @@ def next_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("next") / "next.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            ["node", str(APP_DIR / "node_modules" / "next" / "dist" / "bin" / "next"), "start",
-             "-p", str(port), "-H", "127.0.0.1"],
-            cwd=APP_DIR, env={**NODE_ENV, "ORIGIN_URL": url}, stdout=fh, stderr=subprocess.STDOUT,
+            [
+                "node",
+                str(APP_DIR / "node_modules" / "next" / "dist" / "bin" / "next"),
+                "start",
+                "-p",
+                str(port),
+                "-H",
+                "127.0.0.1",
+            ],
+            cwd=APP_DIR,
+            env={**NODE_ENV, "ORIGIN_URL": url},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:

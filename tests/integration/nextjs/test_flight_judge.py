@@ -9,6 +9,7 @@ original value with origin references rewritten. And the judge must be able to f
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -28,7 +29,11 @@ def payloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("flight")
     subprocess.run(
         ["node", "--conditions", "react-server", str(NODE_DIR / "gen-flight.mjs"), str(out), ORIGIN],
-        cwd=NODE_DIR, env=NODE_ENV, check=True, capture_output=True, timeout=120,
+        cwd=NODE_DIR,
+        env=NODE_ENV,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     found = {p.stem: p.read_bytes() for p in sorted(out.glob("*.flight"))}
     assert set(found) == {"elements", "values", "binary", "streamed"}
@@ -45,7 +50,7 @@ def inline_scripts(stream: bytes, cuts: list[int]) -> list[bytes]:
     """Push scripts as Next.js writes them: UTF-8 pieces as [1, text], others as [3, base64]."""
     scripts = []
     bounds = [0, *sorted(set(cuts)), len(stream)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         piece = stream[a:b]
         try:
             scripts.append(push_script(piece.decode()))
