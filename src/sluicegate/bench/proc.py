@@ -63,19 +63,39 @@ class Server:
             return ""
 
     def wait_ready(self, path: str = "/", timeout: float = 30.0) -> None:
-        """Ready = answers an HTTP request with any status."""
+        """Ready = accepts TCP connections, then answers one request on ``path`` with any status (that
+        request may take as long as the origin does, e.g. a buffered trickling page)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServeError(
-                    f"{self.name} exited with code {self.proc.returncode} at start-up "
-                    f"({shlex.join(self.argv)}):\n{self.log_tail()}"
-                )
-            timing = asyncio.run(probe(self.url + path, timeout=2.0))
+        while True:
+            self._check_alive()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                    break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise ServeError(
+                        f"{self.name} did not listen on {self.url} within {timeout:g} s:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.1)
+        while True:
+            self._check_alive()
+            left = max(1.0, deadline - time.monotonic())
+            timing = asyncio.run(probe(self.url + path, timeout=left))
             if timing.status is not None:
                 return
+            if time.monotonic() >= deadline:
+                raise ServeError(
+                    f"{self.name} on {self.url} did not answer {path} ({timing.error}: "
+                    f"{timing.error_detail}):\n{self.log_tail()}"
+                )
             time.sleep(0.1)
-        raise ServeError(f"{self.name} did not answer on {self.url} within {timeout:g} s:\n{self.log_tail()}")
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServeError(
+                f"{self.name} exited with code {self.proc.returncode} at start-up "
+                f"({shlex.join(self.argv)}):\n{self.log_tail()}"
+            )
 
     def stop(self) -> None:
         proc = self.proc
