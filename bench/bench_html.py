@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -137,6 +138,7 @@ def main() -> int:
     results: dict[str, object] = {
         "python": sys.version.split()[0], "machine": platform.machine(), "runs": args.runs,
         "compiled": False, "rewriter": [], "tokenizer": [],
+        "load_average_at_start": list(os.getloadavg()),  # the machine is shared: read with care
     }
     for name, chunk in cases:
         page = pages[name]
@@ -150,6 +152,28 @@ def main() -> int:
         print(f"tokenizer {name:>6} ({len(page):>8} B), {ntok} tokens:      {mbps:7.1f} MB/s")
         results["tokenizer"].append({"page": name, "bytes": len(page), "tokens": ntok,  # type: ignore[attr-defined]
                                       "mb_per_s": round(mbps, 2)})
+    # Reference parsers, when installed (they are not sluicegate dependencies).
+    page = pages["200KB"]
+    refs: dict[str, float | None] = {}
+    try:
+        import html5lib  # type: ignore
+
+        def h5() -> None:
+            for _ in html5lib.getTreeWalker("etree")(html5lib.parse(page)):
+                pass
+
+        refs["html5lib_parse_walk"] = round(median_mbps(h5, len(page), 3), 2)
+    except ImportError:
+        refs["html5lib_parse_walk"] = None
+    try:
+        from selectolax.parser import HTMLParser  # type: ignore
+
+        refs["selectolax_parse_serialize"] = round(
+            median_mbps(lambda: HTMLParser(page).html and None, len(page), args.runs), 2)
+    except ImportError:
+        refs["selectolax_parse_serialize"] = None
+    results["reference_200KB"] = refs
+    print(f"reference parsers on 200KB (None = not installed): {refs}")
     out = Path(__file__).resolve().parent / "results" / "html.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
