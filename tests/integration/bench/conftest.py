@@ -113,14 +113,14 @@ class OriginThread:
 
 
 @pytest.fixture(scope="session")
-def origin() -> Iterator[Origin]:
+def bench_origin() -> Iterator[Origin]:
     thread = OriginThread()
     yield thread.start()
     thread.stop()
 
 
 @pytest.fixture(scope="session")
-def tls_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
+def bench_tls_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
     """The same origin over TLS with a self-signed certificate (made with the openssl CLI)."""
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"

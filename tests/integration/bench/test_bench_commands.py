@@ -33,9 +33,9 @@ def _envelope_ok(doc: dict[str, Any], command: str) -> None:
     assert isinstance(doc["settings"], dict) and doc["settings"]
 
 
-def test_ttfb_trickling_origin_first_byte_before_last(origin: Origin, tmp_path: Path,
+def test_ttfb_trickling_origin_first_byte_before_last(bench_origin: Origin, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    trickle, page = f"{origin.url}/trickle", f"{origin.url}/page"
+    trickle, page = f"{bench_origin.url}/trickle", f"{bench_origin.url}/page"
     code, doc = _run(["bench", "ttfb", trickle, page, "-n", "3"], tmp_path, "ttfb")
     assert code == 0
     _envelope_ok(doc, "ttfb")
@@ -44,11 +44,11 @@ def test_ttfb_trickling_origin_first_byte_before_last(origin: Origin, tmp_path: 
     assert len(t["headers_ms"]) == len(t["first_byte_ms"]) == len(t["total_ms"]) == 3
     for headers, first, total in zip(t["headers_ms"], t["first_byte_ms"], t["total_ms"], strict=True):
         assert headers <= first < total
-        # the origin pauses origin.trickle_delay between its two body parts: first byte comes before that
-        assert total - first >= origin.trickle_delay * 1000 * 0.8
-        assert first < origin.trickle_delay * 1000
+        # the origin pauses bench_origin.trickle_delay between its two body parts: first byte comes before that
+        assert total - first >= bench_origin.trickle_delay * 1000 * 0.8
+        assert first < bench_origin.trickle_delay * 1000
     assert t["tls_ms"] == []  # plain http: no handshake
-    assert doc["samples"][page]["bytes"] == [float(len(origin.page))] * 3
+    assert doc["samples"][page]["bytes"] == [float(len(bench_origin.page))] * 3
     s = doc["summary"][trickle]["total_ms"]
     assert s["n"] == 3 and s["min"] <= s["median"] <= s["p90"] <= s["max"]
     assert doc["extra"]["statuses"][page] == {"200": 3}
@@ -58,9 +58,9 @@ def test_ttfb_trickling_origin_first_byte_before_last(origin: Origin, tmp_path: 
     assert "first body byte" in text and trickle in text
 
 
-def test_ttfb_counts_errors_and_statuses(origin: Origin, tmp_path: Path) -> None:
+def test_ttfb_counts_errors_and_statuses(bench_origin: Origin, tmp_path: Path) -> None:
     dead = "http://127.0.0.1:9/"  # discard port: nothing listens
-    missing = f"{origin.url}/status/404"
+    missing = f"{bench_origin.url}/status/404"
     code, doc = _run(["bench", "ttfb", dead, missing, "-n", "2", "--timeout", "5"], tmp_path, "err")
     assert code == 1  # one URL never answered
     assert doc["extra"]["errors"][dead] == {"connect": 2}
@@ -71,8 +71,8 @@ def test_ttfb_counts_errors_and_statuses(origin: Origin, tmp_path: Path) -> None
     assert main(["bench", "ttfb", "ftp://example.org/", "-n", "1", "--no-progress"]) == 1
 
 
-def test_ttfb_tls_phases_and_untrusted_certificate(tls_origin: Origin, tmp_path: Path) -> None:
-    url = f"{tls_origin.url}/page"
+def test_ttfb_tls_phases_and_untrusted_certificate(bench_tls_origin: Origin, tmp_path: Path) -> None:
+    url = f"{bench_tls_origin.url}/page"
     code, doc = _run(["bench", "ttfb", url, "-n", "2"], tmp_path, "tls-bad")
     assert code == 1
     assert doc["extra"]["errors"][url] == {"tls": 2}
@@ -82,13 +82,13 @@ def test_ttfb_tls_phases_and_untrusted_certificate(tls_origin: Origin, tmp_path:
     s = doc["samples"][url]
     for connect, tls, headers in zip(s["connect_ms"], s["tls_ms"], s["headers_ms"], strict=True):
         assert connect < tls < headers
-    assert s["bytes"] == [float(len(tls_origin.page))] * 2
+    assert s["bytes"] == [float(len(bench_tls_origin.page))] * 2
 
 
-def test_endpoints_breakdown(origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_endpoints_breakdown(bench_origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "endpoints.toml"
     cfg.write_text(
-        f'base_url = "{origin.url}"\nn = 2\n[headers]\nX-Test = "yes"\n'
+        f'base_url = "{bench_origin.url}"\nn = 2\n[headers]\nX-Test = "yes"\n'
         '[[endpoint]]\nname = "home"\npath = "/page"\n'
         '[[endpoint]]\nname = "post"\nmethod = "POST"\npath = "/echo"\nbody = "0123456789"\n'
         '[[endpoint]]\nname = "chunks"\npath = "/chunked"\n'
@@ -98,7 +98,7 @@ def test_endpoints_breakdown(origin: Origin, tmp_path: Path, capsys: pytest.Capt
     _envelope_ok(doc, "endpoints")
     assert [e["name"] for e in doc["settings"]["endpoints"]] == ["home", "post", "chunks"]
     assert doc["samples"]["post"]["bytes"] == [10.0, 10.0]
-    assert doc["samples"]["home"]["bytes"] == [float(len(origin.page))] * 2
+    assert doc["samples"]["home"]["bytes"] == [float(len(bench_origin.page))] * 2
     assert doc["samples"]["chunks"]["bytes"] == [35.0, 35.0]  # 5 x "part N\n", chunk framing removed
     text = capsys.readouterr().out
     assert "POST" in text and "chunks" in text
@@ -107,15 +107,15 @@ def test_endpoints_breakdown(origin: Origin, tmp_path: Path, capsys: pytest.Capt
     assert main(["bench", "endpoints", "--config", str(bad), "--no-progress"]) == 2
 
 
-def test_load_fixed_requests(origin: Origin, tmp_path: Path) -> None:
-    code, doc = _run(["bench", "load", f"{origin.url}/page", "-c", "8", "-r", "600"], tmp_path, "load")
+def test_load_fixed_requests(bench_origin: Origin, tmp_path: Path) -> None:
+    code, doc = _run(["bench", "load", f"{bench_origin.url}/page", "-c", "8", "-r", "600"], tmp_path, "load")
     assert code == 0
     _envelope_ok(doc, "load")
     s = doc["extra"]["load"]
     assert s["requests"] == 600
     assert s["statuses"] == {"200": 600}
     assert s["errors"] == {} and s["errors_total"] == 0
-    assert s["body_bytes"] == 600 * len(origin.page)
+    assert s["body_bytes"] == 600 * len(bench_origin.page)
     assert s["rps"] > 50
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -125,15 +125,15 @@ def test_load_fixed_requests(origin: Origin, tmp_path: Path) -> None:
     assert len(doc["samples"]["load"]["latency_ms"]) == 600
 
 
-def test_load_duration_chunked_and_errors(origin: Origin, tmp_path: Path) -> None:
-    code, doc = _run(["bench", "load", f"{origin.url}/chunked", "-c", "4", "-d", "1", "-w", "2"],
+def test_load_duration_chunked_and_errors(bench_origin: Origin, tmp_path: Path) -> None:
+    code, doc = _run(["bench", "load", f"{bench_origin.url}/chunked", "-c", "4", "-d", "1", "-w", "2"],
                      tmp_path, "chunked")
     assert code == 0
     s = doc["extra"]["load"]
     assert s["requests"] > 20 and s["errors_total"] == 0
     assert s["body_bytes"] == s["requests"] * 35
     assert s["generator"]["workers"] == 2
-    code, doc = _run(["bench", "load", f"{origin.url}/status/503", "-c", "2", "-r", "50"], tmp_path, "5xx")
+    code, doc = _run(["bench", "load", f"{bench_origin.url}/status/503", "-c", "2", "-r", "50"], tmp_path, "5xx")
     assert doc["extra"]["load"]["errors"] == {"http_5xx": 50}
     code, doc = _run(["bench", "load", "http://127.0.0.1:9/", "-c", "2", "-r", "6"], tmp_path, "dead")
     assert code == 1
@@ -150,9 +150,9 @@ def test_load_calibrate_reports_generator_ceiling(tmp_path: Path) -> None:
     assert isinstance(s["generator"]["saturated"], bool)
 
 
-def test_compare_and_plot(origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _run(["bench", "ttfb", f"{origin.url}/page", "-n", "4"], tmp_path, "fast")
-    _run(["bench", "ttfb", f"{origin.url}/trickle", "-n", "4"], tmp_path, "slow")
+def test_compare_and_plot(bench_origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(["bench", "ttfb", f"{bench_origin.url}/page", "-n", "4"], tmp_path, "fast")
+    _run(["bench", "ttfb", f"{bench_origin.url}/trickle", "-n", "4"], tmp_path, "slow")
     capsys.readouterr()
     out = tmp_path / "cmp.json"
     plots = tmp_path / "plots"
@@ -163,7 +163,7 @@ def test_compare_and_plot(origin: Origin, tmp_path: Path, capsys: pytest.Capture
     out.write_text(json.dumps(doc))
     rows = {r["metric"]: r for r in doc["rows"]}
     assert rows["total_ms"]["verdict"] == "clear"  # 0.25 s pause vs none: ranges far apart
-    assert rows["total_ms"]["delta"] > origin.trickle_delay * 1000 * 0.8
+    assert rows["total_ms"]["delta"] > bench_origin.trickle_delay * 1000 * 0.8
     assert rows["total_ms"]["n_a"] == 4
     pngs = sorted(p.name for p in plots.iterdir())
     assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
@@ -172,9 +172,9 @@ def test_compare_and_plot(origin: Origin, tmp_path: Path, capsys: pytest.Capture
 
 
 @pytest.mark.browser
-def test_browser_page_vs_trickle(origin: Origin, chromium: str, tmp_path: Path,
+def test_browser_page_vs_trickle(bench_origin: Origin, chromium: str, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    page, trickle = f"{origin.url}/page", f"{origin.url}/trickle"
+    page, trickle = f"{bench_origin.url}/page", f"{bench_origin.url}/trickle"
     code, doc = _run(["bench", "browser", page, "--vs", trickle, "-n", "1", "--chromium", chromium],
                      tmp_path, "browser")
     assert code == 0
@@ -185,22 +185,22 @@ def test_browser_page_vs_trickle(origin: Origin, chromium: str, tmp_path: Path,
         assert 0 < s["ttfb_ms"][0] <= s["dcl_ms"][0] <= s["load_ms"][0]
         assert s["fcp_ms"] and s["fcp_ms"][0] > 0
         assert doc["extra"]["browser_runs"][url][0]["status"] == 200
-    # the trickling page finishes at least origin.trickle_delay later than it starts answering
+    # the trickling page finishes at least bench_origin.trickle_delay later than it starts answering
     t = doc["samples"][trickle]
-    assert t["load_ms"][0] - t["ttfb_ms"][0] >= origin.trickle_delay * 1000 * 0.8
+    assert t["load_ms"][0] - t["ttfb_ms"][0] >= bench_origin.trickle_delay * 1000 * 0.8
     assert "delta" in capsys.readouterr().out
 
 
 @pytest.mark.browser
-def test_ab_stream_vs_buffered(origin: Origin, chromium: str, tmp_path: Path,
+def test_ab_stream_vs_buffered(bench_origin: Origin, chromium: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = _run(["bench", "ab", "--origin", origin.url, "--path", "/trickle", "-n", "3",
+    code, doc = _run(["bench", "ab", "--origin", bench_origin.url, "--path", "/trickle", "-n", "3",
                       "--browser-n", "1", "--chromium", chromium], tmp_path, "ab")
     assert code == 0
     _envelope_ok(doc, "ab")
     assert set(doc["samples"]) == {"stream", "buffered", "origin"}
     assert 'mode = "buffered"' in doc["settings"]["configs"]["buffered"]
-    delay_ms = origin.trickle_delay * 1000
+    delay_ms = bench_origin.trickle_delay * 1000
     stream, buffered = doc["samples"]["stream"], doc["samples"]["buffered"]
     assert len(stream["total_ms"]) == len(buffered["total_ms"]) == 3
     assert buffered["bytes"] == stream["bytes"] == doc["samples"]["origin"]["bytes"]
@@ -215,12 +215,12 @@ def test_ab_stream_vs_buffered(origin: Origin, chromium: str, tmp_path: Path,
     assert "stream vs buffered" in text and "fcp_ms" in text
 
 
-def test_profile_writes_flamegraph_and_top(origin: Origin, tmp_path: Path,
+def test_profile_writes_flamegraph_and_top(bench_origin: Origin, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "proxy.toml"
     cfg.write_text(
         '[server]\nhost = "127.0.0.1"\nport = 8080\nworkers = 1\n'
-        f'[publisher]\norigin_url = "{origin.url}"\npublic_hosts = ["*"]\nmode = "stream"\n'
+        f'[publisher]\norigin_url = "{bench_origin.url}"\npublic_hosts = ["*"]\nmode = "stream"\n'
     )
     out = tmp_path / "prof"
     code = main(["profile", "--config", str(cfg), "--out", str(out), "--rate", "250", "--",
