@@ -90,7 +90,6 @@ def run(
                 [s.url + path for s in servers], browser_n, labels=list(MODES), chromium=chromium_path,
                 timeout=timeout, progress=progress, result=result,
             ))
-            result.command = "ab"
         return result
     except ServeError as exc:
         raise AbError(str(exc)) from exc

@@ -12,6 +12,7 @@ import pytest
 
 import sluicegate
 from sluicegate.bench.cli import main
+from sluicegate.bench.proc import free_port
 
 if TYPE_CHECKING:
     from tests.integration.bench.conftest import Origin
@@ -189,6 +190,20 @@ def test_browser_page_vs_trickle(bench_origin: Origin, chromium: str, tmp_path: 
     t = doc["samples"][trickle]
     assert t["load_ms"][0] - t["ttfb_ms"][0] >= bench_origin.trickle_delay * 1000 * 0.8
     assert "delta" in capsys.readouterr().out
+
+
+@pytest.mark.browser
+def test_browser_unreachable_and_missing_binary(chromium: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"  # nothing listens (port 9 would be ERR_UNSAFE_PORT)
+    code, doc = _run(["bench", "browser", dead, "-n", "1", "--chromium", chromium], tmp_path, "dead")
+    assert code == 1
+    run = doc["extra"]["browser_runs"][dead][0]
+    assert "ERR_CONNECTION_REFUSED" in run["error"]
+    assert doc["samples"][dead]["load_ms"] == []
+    capsys.readouterr()
+    assert main(["bench", "browser", dead, "--chromium", str(tmp_path / "no-such-chromium")]) == 2
+    assert "apt-get install -y chromium" in capsys.readouterr().err
 
 
 @pytest.mark.browser
