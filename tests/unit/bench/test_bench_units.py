@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import math
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 
 from sluicegate.bench import cli, compare, endpoints, load, profile, results
 from sluicegate.bench.probe import ProbeError, Target, _parse_head, build_request
+from sluicegate.bench.report import Progress, table
 from sluicegate.bench.ttfb import detect_cold_start
 
 
@@ -204,3 +208,24 @@ def test_register_adds_bench_and_profile() -> None:
     args = parser.parse_args(["profile", "--config", "c", "--", "load", "-c", "4"])
     assert args.command[-3:] == ["load", "-c", "4"]
     assert cli.main(["bench", "ttfb", "http://x/", "-H", "no-colon", "--no-progress"]) == 2
+
+
+def test_progress_line_and_table() -> None:
+    stream = io.StringIO()
+    bar = Progress(enabled=True, stream=stream)
+    bar.update(0.5, "half")
+    bar.update(2.0, "over")  # clamped
+    bar.done()
+    text = stream.getvalue()
+    assert "50.0%  half" in text and "100.0%  over" in text and text.endswith("\r")
+    quiet = io.StringIO()
+    Progress(enabled=False, stream=quiet).update(0.5, "x")
+    assert quiet.getvalue() == ""
+    assert table(["a", "b"], [["x", "1"], ["yy", "22"]]).splitlines() == ["a    b", "--  --", "x    1", "yy  22"]
+
+
+def test_module_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "sluicegate.bench", "bench", "--help"], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    for command in ("ttfb", "endpoints", "load", "browser", "ab", "compare"):
+        assert command in out
