@@ -138,7 +138,8 @@ def plot(a: Result, b: Result, out_dir: str, name_a: str, name_b: str) -> list[P
                 va, vb = a.samples[la][metric], b.samples[lb][metric]
                 if kind == "distributions":
                     ax.boxplot([va, vb], tick_labels=["A", "B"], showfliers=False)
-                    for x, vals in ((1, va), (2, vb)):
+                    for x, all_vals in ((1, va), (2, vb)):
+                        vals = all_vals[:: max(1, len(all_vals) // 400)]  # thin big sets for the dots
                         step = 0.3 / max(1, len(vals))
                         ax.scatter([x - 0.15 + step * j for j in range(len(vals))], vals, s=6, alpha=0.5)
                 else:
