@@ -20,20 +20,10 @@ page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') 
 page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
 page.on('request', (r) => {
   const u = new URL(r.url());
-  const entry = { url: r.url(), type: r.resourceType(), rsc: r.headers()['rsc'] || null };
+  const entry = { url: r.url(), type: r.resourceType(), rsc: r.headers()['rsc'] || null, headers: r.headers() };
   report.requests.push(entry);
   if (u.host === originHost) report.originRequests.push(entry);
   if (entry.rsc) report.rscRequests.push(entry);
-});
-
-const pendingBodies = [];
-page.on('response', (r) => {
-  if (!r.request().headers()['rsc']) return;
-  pendingBodies.push((async () => {
-    let body = null;
-    try { body = (await r.body()).toString('base64'); } catch { /* prefetch aborted */ }
-    report.rscResponses.push({ url: r.url(), status: r.status(), headers: r.headers(), body });
-  })());
 });
 
 async function visit(path, check) {
@@ -97,7 +87,22 @@ report.navigation = {
   url: page.url(),
   errors,
 };
-await Promise.all(pendingBodies);
 await browser.close();
+
+// Replay each RSC request the browser made (same URL and router headers) with Node's fetch, to the
+// proxy and to the origin, for raw bodies (CDP hands text bodies back re-decoded, not as bytes).
+const seen = new Set();
+for (const r of report.rscRequests) {
+  if (seen.has(r.url)) continue;
+  seen.add(r.url);
+  const headers = Object.fromEntries(Object.entries(r.headers).filter(([k]) => k === 'rsc' || k.startsWith('next-')));
+  const grab = async (url) => {
+    const res = await fetch(url, { headers, redirect: 'manual' });
+    return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()).toString('base64') };
+  };
+  const viaProxy = await grab(r.url);
+  const direct = await grab(r.url.replace(proxy, origin));
+  report.rscResponses.push({ url: r.url, proxy: viaProxy, origin: direct });
+}
 report.proxyHost = proxyHost;
 process.stdout.write(JSON.stringify(report));

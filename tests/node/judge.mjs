@@ -81,5 +81,5 @@ for (const file of process.argv.slice(2)) {
     results[file] = { ok: false, error: String((e && e.message) || e) };
   }
 }
-process.stdout.write(JSON.stringify(results));
-process.exit(0);
+// Exit only once stdout is flushed (a pipe write is asynchronous; large reports were cut off).
+process.stdout.write(JSON.stringify(results), () => process.exit(0));
