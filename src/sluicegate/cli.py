@@ -12,14 +12,28 @@ import urllib.request
 from pathlib import Path
 
 from sluicegate import __version__
-from sluicegate.config import ConfigError, load_settings
+from sluicegate.config import ConfigError, Settings, load_settings
+
+
+def _load_for_serving(path: str) -> Settings | None:
+    """Settings plus the checks only a built app can make (e.g. secrets named by ``*_env`` are set)."""
+    try:
+        settings = load_settings(path)
+        from sluicegate.server.app import SluicegateApp
+
+        SluicegateApp(settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return None
+    return settings
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    settings = _load_for_serving(args.config)
+    if settings is None:
         return 2
     from sluicegate.server.run import serve
 
@@ -29,12 +43,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    settings = _load_for_serving(args.file)
+    if settings is None:
         return 2
-    print(f"{args.file}: ok (origin {settings.publisher.origin_url}, serving {', '.join(settings.publisher.public_hosts)})")
+    hosts = ", ".join(settings.publisher.public_hosts)
+    print(f"{args.file}: ok (origin {settings.publisher.origin_url}, serving {hosts})")
     return 0
 
 
@@ -57,7 +70,7 @@ listen_hosts = ["inference.local"]
 
 [[inference.providers]]
 name = "mock"
-kind = "mock"
+kind = "mock"                          # the bundled mock provider, started in-process on a loopback port
 
 [[inference.models]]
 name = "demo"
@@ -84,10 +97,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 1
         config = Path(tempfile.mkdtemp(prefix="sluicegate-demo-")) / "demo.toml"
         config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port))
-        try:
-            settings = load_settings(config)
-        except ConfigError as exc:  # the inference section may be unavailable in a trimmed build
-            print(exc, file=sys.stderr)
+        settings = _load_for_serving(str(config))
+        if settings is None:
             return 2
         print(f"demo origin:   http://127.0.0.1:{args.origin_port}/")
         print(f"sluicegate:    http://127.0.0.1:{args.port}/   (config: {config})")

@@ -38,6 +38,7 @@ from sluicegate.inference.protocol import (
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.splice import ModelField, SpliceError, find_model
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
+from sluicegate.server.asgi import ResponseAborted
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,7 +62,7 @@ _DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
 _RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
 
-class StreamAborted(Exception):
+class StreamAborted(ResponseAborted):
     """Raised after the response started and the upstream failed: the server must abort the connection."""
 
     def __init__(self, kind: str) -> None:
