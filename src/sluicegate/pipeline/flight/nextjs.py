@@ -5,8 +5,9 @@ Owns only the mapping between the HTML rewriter's script hook (``ScriptText``: `
 ``InlineFlightRewriter``: a script whose answer is ready is replaced in place; a held one becomes a
 ``Deferred`` slot that is resolved when a later script (or the end of the document) decides it.
 While slots are open the HTML rewriter holds everything after them; when that exceeds
-``[flight] max_inline_hold_bytes`` the open ``T`` row is given up (passed through unrewritten)
-so the held bytes are released. Also rewrites the Pages Router ``<script id="__NEXT_DATA__">``
+``[flight] max_inline_hold_bytes`` (checked at each script, the only moments this hook runs) the
+open ``T`` row is given up (passed through unrewritten) so the held bytes are released.
+Also rewrites the Pages Router ``<script id="__NEXT_DATA__">``
 JSON (the whole body is handed over, so a URL is never split).
 
 One instance per document. Knows nothing about tokenizing, Flight framing or host forms.
@@ -41,6 +42,7 @@ class NextjsScriptFilter:
             if new is not body.raw:
                 body.replace(new)
             return True
+        self.max_html_held = max(self.max_html_held, body.held_bytes)
         result = self.inline.script(body.raw)
         if not result.flight:
             return False
