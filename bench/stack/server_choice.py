@@ -43,7 +43,9 @@ def wait(url: str) -> None:
 
 
 def wrk(url: str, seconds: int = 5) -> tuple[float, str]:
-    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", url], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", url], capture_output=True, text=True
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+(\S+)", out)
     return rps, p99.group(1) if p99 else "?"
@@ -72,17 +74,37 @@ http {{ access_log off; types {{ text/html html; application/octet-stream bin; }
     cfg.write_text(f'[publisher]\norigin_url = "http://127.0.0.1:{oport}"\npublic_hosts = ["*"]\n')
     env = {**os.environ, "SLUICEGATE_CONFIG": str(cfg)}
     servers = {
-        "uvicorn(uvloop,httptools)": [str(VENV_BIN / "sluicegate"), "serve", "--config", str(cfg), "--port", str(pport)],
-        "granian(asgi,uvloop)": [str(VENV_BIN / "granian"), "--interface", "asgi", "--factory", "--loop", "uvloop",
-                                 "--host", "127.0.0.1", "--port", str(pport), "--no-ws", "sluicegate.server.app:create_app"],
+        "uvicorn(uvloop,httptools)": [
+            str(VENV_BIN / "sluicegate"),
+            "serve",
+            "--config",
+            str(cfg),
+            "--port",
+            str(pport),
+        ],
+        "granian(asgi,uvloop)": [
+            str(VENV_BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--loop",
+            "uvloop",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(pport),
+            "--no-ws",
+            "sluicegate.server.app:create_app",
+        ],
     }
     results: dict[str, dict[str, list[float]]] = {name: {"2k": [], "200k": []} for name in servers}
     try:
         for rep in range(3):
             order = list(servers) if rep % 2 == 0 else list(reversed(servers))
             for name in order:
-                proc = subprocess.Popen(servers[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    servers[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )
                 try:
                     wait(f"http://127.0.0.1:{pport}/page2k.html")
                     wrk(f"http://127.0.0.1:{pport}/page2k.html", 1)

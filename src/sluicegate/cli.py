@@ -37,8 +37,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from sluicegate.server.run import serve
 
-    serve(settings, args.config, host=args.host or settings.server.host, port=args.port or settings.server.port,
-          workers=args.workers or settings.server.workers)
+    serve(
+        settings,
+        args.config,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        workers=args.workers or settings.server.workers,
+    )
     return 0
 
 
@@ -102,7 +107,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 2
         print(f"demo origin:   http://127.0.0.1:{args.origin_port}/")
         print(f"sluicegate:    http://127.0.0.1:{args.port}/   (config: {config})")
-        print(f"mock LLM:      http://127.0.0.1:{args.port}/llm/v1/chat/completions  (model \"demo\")")
+        print(f'mock LLM:      http://127.0.0.1:{args.port}/llm/v1/chat/completions  (model "demo")')
         sys.stdout.flush()
         from sluicegate.server.run import serve
 

@@ -98,9 +98,7 @@ def classify(method: str, status: int, headers: Iterable[tuple[str, str]]) -> De
     kind = processor_kind(media_type(ctypes[-1] if ctypes else ""))
     if kind is Kind.NONE:
         return Decision(Route.PASS_THROUGH, reason="not a processable media type")
-    codings = [
-        c.strip().lower() for v in _header(headers, "content-encoding") for c in v.split(",") if c.strip()
-    ]
+    codings = [c.strip().lower() for v in _header(headers, "content-encoding") for c in v.split(",") if c.strip()]
     codings = [c for c in codings if c != "identity"]
     if len(codings) > 1:
         return Decision(Route.PASS_THROUGH, kind, reason="stacked content codings")

@@ -21,13 +21,19 @@ from tests.integration.conftest import Origin, start_proxy
 from tests.support.origin import page
 from tests.support.servers import ProxyProcess, free_port, raw_http
 
-DECODE = {"gzip": gzip.decompress, "deflate": zlib.decompress, "br": brotli.decompress,
-          "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)}
+DECODE = {
+    "gzip": gzip.decompress,
+    "deflate": zlib.decompress,
+    "br": brotli.decompress,
+    "zstd": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b),
+}
 
 
 async def fetch(url: str, **kwargs: object) -> tuple[aiohttp.ClientResponse, bytes]:
-    async with aiohttp.ClientSession(auto_decompress=False) as s, s.request(kwargs.pop("method", "GET"), URL(url, encoded=True),
-                                                                            allow_redirects=False, **kwargs) as r:  # type: ignore[arg-type]
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as s,
+        s.request(kwargs.pop("method", "GET"), URL(url, encoded=True), allow_redirects=False, **kwargs) as r,
+    ):  # type: ignore[arg-type]
         return r, await r.read()
 
 
@@ -43,12 +49,12 @@ async def test_html_rewritten_to_request_host(proxy: ProxyProcess, origin: Origi
     assert origin.authority.encode() not in body
     h = hdrs(r)
     assert "content-length" not in h and h["etag"] == 'W/"v1"'
-    assert "x-hop" not in h and "connection" not in h or h.get("connection") == "keep-alive"
+    assert ("x-hop" not in h and "connection" not in h) or h.get("connection") == "keep-alive"
     assert len(h["x-request-id"]) == 16
 
 
 async def test_public_host_alias_and_scheme(proxy: ProxyProcess, origin: Origin) -> None:
-    r, body = await fetch(proxy.url + "/page", headers={"Host": "www.pub.test"})
+    _r, body = await fetch(proxy.url + "/page", headers={"Host": "www.pub.test"})
     assert b'href="http://www.pub.test/item/1"' in body
 
 
@@ -86,7 +92,7 @@ async def test_json_escaped_forms(proxy: ProxyProcess) -> None:
 
 async def test_pass_through_binary_untouched(proxy: ProxyProcess, origin: Origin) -> None:
     r, body = await fetch(proxy.url + "/binary")
-    direct, dbody = await fetch(origin.url + "/binary")
+    _direct, dbody = await fetch(origin.url + "/binary")
     assert body == dbody  # origin URL inside a binary is never rewritten
     assert hdrs(r)["content-length"] == str(len(dbody))
 
@@ -127,9 +133,20 @@ async def test_response_headers_rewritten(proxy: ProxyProcess) -> None:
 
 
 async def test_request_headers_to_origin(proxy: ProxyProcess, origin: Origin) -> None:
-    _, body = await fetch(proxy.url + "/echo?a=1&b=%2F", headers={
-        "Host": "www.pub.test", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6", "Connection": "X-Drop",
-        "X-Drop": "1", "Keep-Alive": "1", "Proxy-Authorization": "Basic eA==", "TE": "trailers", "Cookie": "c=1"})
+    _, body = await fetch(
+        proxy.url + "/echo?a=1&b=%2F",
+        headers={
+            "Host": "www.pub.test",
+            "X-Forwarded-For": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6",
+            "Connection": "X-Drop",
+            "X-Drop": "1",
+            "Keep-Alive": "1",
+            "Proxy-Authorization": "Basic eA==",
+            "TE": "trailers",
+            "Cookie": "c=1",
+        },
+    )
     info = json.loads(body)
     sent = dict((k.lower(), v) for k, v in info["headers"])
     assert info["path_qs"] == "/echo?a=1&b=%2F"
@@ -151,7 +168,7 @@ async def test_request_body_streamed_not_buffered(proxy: ProxyProcess, origin: O
             await asyncio.sleep(0.1)
         sent_done = time.monotonic()
 
-    r, data = await fetch(proxy.url + "/echo", method="POST", data=body())
+    _r, data = await fetch(proxy.url + "/echo", method="POST", data=body())
     info = json.loads(data)
     assert info["body_size"] == 8 * 65536
     assert info["body_sha256"] == hashlib.sha256(b"k" * 8 * 65536).hexdigest()
@@ -161,9 +178,13 @@ async def test_request_body_streamed_not_buffered(proxy: ProxyProcess, origin: O
 async def test_foreign_host_421_and_no_open_proxy(proxy: ProxyProcess) -> None:
     r, _ = await fetch(proxy.url + "/page", headers={"Host": "evil.example"})
     assert r.status == 421
-    data, _ = raw_http(proxy.port, b"GET http://evil.example/page HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    data, _ = raw_http(
+        proxy.port, b"GET http://evil.example/page HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    )
     assert data.startswith(b"HTTP/1.1 421")
-    data, _ = raw_http(proxy.port, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: www.pub.test\r\nConnection: close\r\n\r\n")
+    data, _ = raw_http(
+        proxy.port, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: www.pub.test\r\nConnection: close\r\n\r\n"
+    )
     assert not data.startswith(b"HTTP/1.1 200")
 
 
@@ -182,14 +203,15 @@ async def test_health_does_not_touch_origin(tmp_path: Path) -> None:
 
 async def test_first_byte_timeout_504(proxy: ProxyProcess) -> None:
     t0 = time.monotonic()
-    r, body = await fetch(proxy.url + "/slow-head")
+    r, _body = await fetch(proxy.url + "/slow-head")
     assert r.status == 504 and "x-request-id" in hdrs(r)
     assert 0.9 < time.monotonic() - t0 < 3
 
 
 def _incomplete(port: int, path: str) -> tuple[bytes, bytes]:
-    data, _ = raw_http(port, f"GET {path} HTTP/1.1\r\nHost: www.pub.test\r\nAccept-Encoding: gzip\r\n\r\n".encode(),
-                       timeout=10)
+    data, _ = raw_http(
+        port, f"GET {path} HTTP/1.1\r\nHost: www.pub.test\r\nAccept-Encoding: gzip\r\n\r\n".encode(), timeout=10
+    )
     head, _, body = data.partition(b"\r\n\r\n")
     return head, body
 
@@ -219,7 +241,7 @@ async def test_abort_is_logged_with_request_id(proxy: ProxyProcess) -> None:
                 rid = r.headers["x-request-id"]
                 await r.read()
     await asyncio.sleep(0.2)
-    line = next(l for l in proxy.log().splitlines() if rid in l)
+    line = next(entry for entry in proxy.log().splitlines() if rid in entry)
     assert "aborting client connection after commit" in line and "decode" in line
     assert "Traceback" not in proxy.log()
 
@@ -268,7 +290,7 @@ async def test_client_disconnect_cancels_origin_mid_body(proxy: ProxyProcess, or
 async def test_client_disconnect_cancels_origin_while_waiting_for_head(tmp_path: Path, origin: Origin) -> None:
     p = start_proxy(tmp_path, origin.url, extra="")
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
         writer.write(b"GET /slow-head?tag=head HTTP/1.1\r\nHost: www.pub.test\r\n\r\n")
         await writer.drain()
         await asyncio.sleep(0.3)
@@ -337,8 +359,10 @@ async def test_head_committed_before_body_arrives(proxy: ProxyProcess, origin: O
 
 async def test_reencoded_segments_decodable_on_arrival(proxy: ProxyProcess, origin: Origin) -> None:
     """The first gzip segment, alone, must decode to the (rewritten) first part of the page."""
-    async with aiohttp.ClientSession(auto_decompress=False) as s, s.get(
-            proxy.url + "/trickle-gzip", headers={"Accept-Encoding": "gzip", "Host": "www.pub.test"}) as r:
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as s,
+        s.get(proxy.url + "/trickle-gzip", headers={"Accept-Encoding": "gzip", "Host": "www.pub.test"}) as r,
+    ):
         assert r.headers["Content-Encoding"] == "gzip"
         d = zlib.decompressobj(31)
         first = d.decompress(await r.content.readany())
@@ -349,13 +373,17 @@ async def test_reencoded_segments_decodable_on_arrival(proxy: ProxyProcess, orig
     assert (first + rest).endswith(b'<a href="http://www.pub.test/second">second</a></body></html>')
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    b"GET /echo\x00 HTTP/1.1\r\nHost: www.pub.test\r\n\r\n",
-    b"BROKEN\r\n\r\n",
-    b"GET /echo HTTP/1.1\r\nHost: www.pub.test\r\nBad Header: x\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: -1\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /echo\x00 HTTP/1.1\r\nHost: www.pub.test\r\n\r\n",
+        b"BROKEN\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: www.pub.test\r\nBad Header: x\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: www.pub.test\r\nContent-Length: -1\r\n\r\n",
+    ],
+)
 async def test_malformed_http_rejected(proxy: ProxyProcess, origin: Origin, request_bytes: bytes) -> None:
     before = len(origin.log.requests)
     data, _ = await asyncio.to_thread(raw_http, proxy.port, request_bytes)

@@ -14,7 +14,6 @@ import brotli
 import zstandard
 from aiohttp import web
 
-
 ORIGIN_AUTHORITY = web.AppKey("origin_authority", str)
 ORIGIN_HOST = web.AppKey("origin_host", str)
 
@@ -30,9 +29,13 @@ class OriginLog:
 
 
 def page(origin: str, n: int = 50) -> bytes:
-    items = "".join(f'<li><a href="{origin}/item/{i}">item {i}</a> <img src="{origin}/i/{i}.png"></li>\n' for i in range(n))
-    return (f'<!doctype html><html><head><title>t</title><link href="{origin}/s.css" rel="stylesheet"></head>'
-            f"<body><ul>\n{items}</ul><script>var u = \"{origin}/api\";</script></body></html>\n").encode()
+    items = "".join(
+        f'<li><a href="{origin}/item/{i}">item {i}</a> <img src="{origin}/i/{i}.png"></li>\n' for i in range(n)
+    )
+    return (
+        f'<!doctype html><html><head><title>t</title><link href="{origin}/s.css" rel="stylesheet"></head>'
+        f'<body><ul>\n{items}</ul><script>var u = "{origin}/api";</script></body></html>\n'
+    ).encode()
 
 
 def build_origin(log: OriginLog) -> web.Application:
@@ -44,17 +47,25 @@ def build_origin(log: OriginLog) -> web.Application:
 
     @r.get("/page")
     async def html(request: web.Request) -> web.Response:
-        return web.Response(body=page(origin_of(request)), content_type="text/html",
-                            headers={"ETag": '"v1"', "Connection": "X-Hop", "X-Hop": "secret"})
+        return web.Response(
+            body=page(origin_of(request)),
+            content_type="text/html",
+            headers={"ETag": '"v1"', "Connection": "X-Hop", "X-Hop": "secret"},
+        )
 
     @r.get("/enc/{coding}")
     async def encoded(request: web.Request) -> web.Response:
         body = page(origin_of(request), 400)
         coding = request.match_info["coding"]
-        blob = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
-                "zstd": zstandard.ZstdCompressor().compress}[coding](body)
-        return web.Response(body=blob, headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": coding,
-                                                "ETag": '"e1"'})
+        blob = {
+            "gzip": gzip.compress,
+            "deflate": zlib.compress,
+            "br": brotli.compress,
+            "zstd": zstandard.ZstdCompressor().compress,
+        }[coding](body)
+        return web.Response(
+            body=blob, headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": coding, "ETag": '"e1"'}
+        )
 
     @r.get("/css")
     async def css(request: web.Request) -> web.Response:
@@ -68,8 +79,9 @@ def build_origin(log: OriginLog) -> web.Application:
 
     @r.get("/gz-binary")
     async def gz_binary(request: web.Request) -> web.Response:
-        return web.Response(body=gzip.compress(b"\x89PNG" * 1000),
-                            headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+        return web.Response(
+            body=gzip.compress(b"\x89PNG" * 1000), headers={"Content-Type": "image/png", "Content-Encoding": "gzip"}
+        )
 
     @r.route("*", "/status/{code}")
     async def status(request: web.Request) -> web.Response:
@@ -87,8 +99,14 @@ def build_origin(log: OriginLog) -> web.Application:
     @r.get("/redirect")
     async def redirect(request: web.Request) -> web.Response:
         o = origin_of(request)
-        return web.Response(status=302, headers={"Location": f"{o}/next", "Link": f"<{o}/a.css>; rel=preload",
-                                                 "Set-Cookie": f"sid=1; Domain={request.app[ORIGIN_HOST]}; Path=/"})
+        return web.Response(
+            status=302,
+            headers={
+                "Location": f"{o}/next",
+                "Link": f"<{o}/a.css>; rel=preload",
+                "Set-Cookie": f"sid=1; Domain={request.app[ORIGIN_HOST]}; Path=/",
+            },
+        )
 
     @r.route("*", "/echo")
     async def echo(request: web.Request) -> web.Response:
@@ -101,8 +119,13 @@ def build_origin(log: OriginLog) -> web.Application:
                 log.first_body_byte_at[request.path] = first
             h.update(chunk)
             size += len(chunk)
-        info = {"method": request.method, "path_qs": request.raw_path, "headers": [[k, v] for k, v in request.headers.items()],
-                "body_sha256": h.hexdigest(), "body_size": size}
+        info = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_sha256": h.hexdigest(),
+            "body_size": size,
+        }
         log.requests.append(info)
         # octet-stream: the proxy must relay this report untouched (JSON would be host-rewritten)
         return web.Response(body=json.dumps(info).encode(), content_type="application/octet-stream")
@@ -203,7 +226,9 @@ def build_origin(log: OriginLog) -> web.Application:
     @r.get("/truncated-gzip")
     async def truncated(request: web.Request) -> web.Response:
         good = gzip.compress(page(origin_of(request), 400))
-        return web.Response(body=good[: len(good) // 2], headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+        return web.Response(
+            body=good[: len(good) // 2], headers={"Content-Type": "text/html", "Content-Encoding": "gzip"}
+        )
 
     bomb = gzip.compress(b"<p>" + b"\0" * (200 * 1024 * 1024))
 
@@ -252,7 +277,9 @@ def build_origin(log: OriginLog) -> web.Application:
     @r.get("/json")
     async def js(request: web.Request) -> web.Response:
         o = origin_of(request)
-        return web.Response(text=json.dumps({"u": f"{o}/x", "e": o.replace("/", "\\/")}), content_type="application/json")
+        return web.Response(
+            text=json.dumps({"u": f"{o}/x", "e": o.replace("/", "\\/")}), content_type="application/json"
+        )
 
     app.add_routes(r)
     return app

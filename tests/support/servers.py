@@ -72,8 +72,9 @@ class ThreadedApp:
 class ProxyProcess:
     """``sluicegate serve`` in a subprocess with a config written to ``tmp``."""
 
-    def __init__(self, tmp: Path, config: str, port: int | None = None, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, config: str, port: int | None = None, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.port = port or free_port()
         self.config_path = tmp / f"sluicegate-{self.port}.toml"
         self.config_path.write_text(config.replace("{port}", str(self.port)))
@@ -89,9 +90,22 @@ class ProxyProcess:
     def start(self, timeout: float = 20) -> ProxyProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sluicegate", "serve", "--config", str(self.config_path), "--port", str(self.port),
-             "--workers", str(self.workers)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "sluicegate",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

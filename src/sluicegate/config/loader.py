@@ -123,8 +123,13 @@ def _placeholder_secrets(node: Any, path: tuple[str, ...]) -> list[tuple[tuple[s
     elif isinstance(node, list):
         for i, value in enumerate(node):
             found += _placeholder_secrets(value, (*path, str(i)))
-    elif (isinstance(node, str) and path and _SECRET_KEY.search(path[-1]) and not path[-1].endswith("_env")
-          and is_placeholder(node)):
+    elif (
+        isinstance(node, str)
+        and path
+        and _SECRET_KEY.search(path[-1])
+        and not path[-1].endswith("_env")
+        and is_placeholder(node)
+    ):
         found.append((path, "holds an example placeholder, not a real secret"))
     return found
 

@@ -28,10 +28,10 @@ def _page(origin: str, title: str, body: str) -> str:
 <link rel="canonical" href="{origin}/">
 <link rel="stylesheet" href="{origin}/static/site.css">
 <style>.hero {{ background: url("{origin}/static/hero.svg") no-repeat; }}</style>
-<script>window.SITE = {{"home": "{origin}/", "api": "{origin.replace('/', chr(92) + '/')}\\/api\\/data.json"}};</script>
+<script>window.SITE = {{"home": "{origin}/", "api": "{origin.replace("/", chr(92) + "/")}\\/api\\/data.json"}};</script>
 </head>
 <body>
-<header class="hero"><a href="{origin}/">Home</a> <a href="//{origin.split('://', 1)[1]}/about">About</a></header>
+<header class="hero"><a href="{origin}/">Home</a> <a href="//{origin.split("://", 1)[1]}/about">About</a></header>
 {body}
 <footer><a href="{origin}/gzip.html">gzip page</a> · <a href="{origin}/brotli.html">brotli page</a> ·
 <a href="{origin}/trickle.html">trickling page</a> · <a href="{origin}/big.bin">64 MiB binary</a> ·
@@ -71,27 +71,37 @@ def build_app(origin: str) -> web.Application:
     @routes.get("/search")
     async def article(request: web.Request) -> web.Response:
         n = request.match_info.get("n", "about")
-        return html(_page(origin, f"Page {n}", f"<main><h1>Page {n}</h1><p>Back <a href='{origin}/'>home</a>.</p></main>"))
+        return html(
+            _page(origin, f"Page {n}", f"<main><h1>Page {n}</h1><p>Back <a href='{origin}/'>home</a>.</p></main>")
+        )
 
     @routes.get("/gzip.html")
     async def gz(_: web.Request) -> web.Response:
         body = gzip.compress(_page(origin, "gzip", "<main><h1>Served gzip-encoded</h1></main>").encode())
-        return web.Response(body=body, headers={"Content-Type": "text/html; charset=utf-8",
-                                                "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return web.Response(
+            body=body,
+            headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
+        )
 
     @routes.get("/brotli.html")
     async def br(_: web.Request) -> web.Response:
         body = brotli.compress(_page(origin, "brotli", "<main><h1>Served br-encoded</h1></main>").encode())
-        return web.Response(body=body, headers={"Content-Type": "text/html; charset=utf-8",
-                                                "Content-Encoding": "br", "Vary": "Accept-Encoding"})
+        return web.Response(
+            body=body,
+            headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "br", "Vary": "Accept-Encoding"},
+        )
 
     @routes.get("/trickle.html")
     async def trickle(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
         await resp.prepare(request)
-        page = _page(origin, "Trickle", "<main><h1>This page arrives over 2 seconds</h1>"
-                     + "".join(f"<p>Part {i}: <a href='{origin}/article/{i}'>link</a></p>" for i in range(20))
-                     + "</main>").encode()
+        page = _page(
+            origin,
+            "Trickle",
+            "<main><h1>This page arrives over 2 seconds</h1>"
+            + "".join(f"<p>Part {i}: <a href='{origin}/article/{i}'>link</a></p>" for i in range(20))
+            + "</main>",
+        ).encode()
         parts = [page[i : i + len(page) // 20 + 1] for i in range(0, len(page), len(page) // 20 + 1)]
         for part in parts:
             await resp.write(part)
@@ -111,14 +121,18 @@ def build_app(origin: str) -> web.Application:
 
     @routes.get("/api/data.json")
     async def data(_: web.Request) -> web.Response:
-        payload = ('{"self": "' + origin + '/api/data.json", "home": "' + origin.replace("/", "\\/") + '\\/",'
-                   ' "image": "' + origin + '/static/hero.svg", "other": "https://example.org/"}')
+        payload = (
+            '{"self": "' + origin + '/api/data.json", "home": "' + origin.replace("/", "\\/") + '\\/",'
+            ' "image": "' + origin + '/static/hero.svg", "other": "https://example.org/"}'
+        )
         return web.Response(text=payload, content_type="application/json")
 
     @routes.get("/static/site.css")
     async def css(_: web.Request) -> web.Response:
-        text = (f'@import url("{origin}/static/extra.css");\nbody {{ font-family: sans-serif; }}\n'
-                f'.logo {{ background-image: url({origin}/static/hero.svg); }}\n')
+        text = (
+            f'@import url("{origin}/static/extra.css");\nbody {{ font-family: sans-serif; }}\n'
+            f".logo {{ background-image: url({origin}/static/hero.svg); }}\n"
+        )
         return web.Response(text=text, content_type="text/css")
 
     @routes.get("/static/extra.css")
@@ -127,8 +141,10 @@ def build_app(origin: str) -> web.Application:
 
     @routes.get("/static/hero.svg")
     async def svg(_: web.Request) -> web.Response:
-        text = ('<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" '
-                'fill="#3a7"/><text x="10" y="25" fill="#fff">sluicegate</text></svg>')
+        text = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" '
+            'fill="#3a7"/><text x="10" y="25" fill="#fff">sluicegate</text></svg>'
+        )
         return web.Response(text=text, content_type="image/svg+xml")
 
     app.add_routes(routes)
@@ -140,8 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
-    web.run_app(build_app(f"http://{args.host}:{args.port}"), host=args.host, port=args.port, print=None,
-                access_log=None)
+    web.run_app(
+        build_app(f"http://{args.host}:{args.port}"), host=args.host, port=args.port, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ Headers = list[tuple[str, str]]
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection"}
 )
-_FORWARDING = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                         "x-forwarded-port", "x-real-ip", "via"})
+_FORWARDING = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "via"}
+)
 _URL_HEADERS = frozenset({"location", "content-location", "refresh", "link"})
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
@@ -124,8 +125,7 @@ class ClientFacts:
     trusted_peer: bool
 
 
-def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers,
-                 trusted: TrustedProxies) -> ClientFacts:
+def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers, trusted: TrustedProxies) -> ClientFacts:
     is_trusted = peer_ip in trusted
     scheme = scope_scheme
     if is_trusted:
@@ -135,8 +135,9 @@ def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers,
     return ClientFacts(peer_ip, scheme, host, is_trusted)
 
 
-def upstream_request_headers(headers: Headers, facts: ClientFacts, origin: Origin, host_override: str,
-                             request_id: str) -> Headers:
+def upstream_request_headers(
+    headers: Headers, facts: ClientFacts, origin: Origin, host_override: str, request_id: str
+) -> Headers:
     """Client headers as the origin should see them."""
     out: Headers = []
     prior_xff = ""
@@ -191,8 +192,9 @@ def _rewrite_cookie_domain(value: str, origin: Origin, public_host: str) -> str:
     return _COOKIE_DOMAIN.sub(repl, value)
 
 
-def downstream_response_headers(headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin,
-                                request_id: str) -> Headers:
+def downstream_response_headers(
+    headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin, request_id: str
+) -> Headers:
     """Origin response headers as the client should see them (framing is the caller's job)."""
     out: Headers = []
     for name, value in strip_hop_by_hop(headers):

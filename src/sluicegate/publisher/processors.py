@@ -20,15 +20,21 @@ def charset_of(content_type: str) -> str | None:
     return None
 
 
-def build_processor(kind: Kind, rewriter: HostRewriter, settings: Settings, *, navigation_request: bool,
-                    content_type: str = "") -> Transformer:
+def build_processor(
+    kind: Kind, rewriter: HostRewriter, settings: Settings, *, navigation_request: bool, content_type: str = ""
+) -> Transformer:
     """``navigation_request`` is False for RSC / Next.js router fetches: they never get HTML snippets."""
     if kind is Kind.HTML:
         script_filter: ScriptFilter | None = None
         if settings.flight.enabled:
             script_filter = _next_script_filter(rewriter, settings)
-        return build_html_processor(rewriter, settings.html, inject=navigation_request, script_filter=script_filter,
-                                    charset=charset_of(content_type))
+        return build_html_processor(
+            rewriter,
+            settings.html,
+            inject=navigation_request,
+            script_filter=script_filter,
+            charset=charset_of(content_type),
+        )
     if kind is Kind.FLIGHT:
         return build_flight_processor(rewriter, settings.flight)
     if kind is Kind.TEXT:

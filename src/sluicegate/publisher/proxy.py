@@ -74,8 +74,9 @@ class PublisherProxy:
 
     async def startup(self) -> None:
         if self.session is None:
-            self.session = new_session(connect_timeout=self.timeouts.connect,
-                                       verify_tls=self.settings.publisher.verify_tls)
+            self.session = new_session(
+                connect_timeout=self.timeouts.connect, verify_tls=self.settings.publisher.verify_tls
+            )
 
     async def shutdown(self) -> None:
         if self.session is not None:
@@ -87,8 +88,9 @@ class PublisherProxy:
         method = scope["method"].upper()
         req_headers = header_list(scope)
         if method == "CONNECT":
-            await send_simple(send, 405, b"CONNECT is not supported: this is a reverse proxy\n",
-                              [("x-request-id", request_id)])
+            await send_simple(
+                send, 405, b"CONNECT is not supported: this is a reverse proxy\n", [("x-request-id", request_id)]
+            )
             return
         host = next((v for k, v in req_headers if k.lower() == "host"), "").strip()
         if not host or not hdr.valid_host(host):
@@ -98,14 +100,16 @@ class PublisherProxy:
         client = scope.get("client") or ("", 0)
         facts = hdr.client_facts(client[0], scheme, host, req_headers, self.trusted)
         if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
-            await send_simple(send, 421, b"Misdirected request: this host is not served here\n",
-                              [("x-request-id", request_id)])
+            await send_simple(
+                send, 421, b"Misdirected request: this host is not served here\n", [("x-request-id", request_id)]
+            )
             return
         if await self._oversized_head(req_headers, send, request_id):
             return
         rewriter = self.matcher.for_request(facts.scheme, host)
-        up_headers = hdr.upstream_request_headers(req_headers, facts, self.origin,
-                                                  self.settings.publisher.origin_host_header, request_id)
+        up_headers = hdr.upstream_request_headers(
+            req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id
+        )
         # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
         has_body = any(
             (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
@@ -138,8 +142,9 @@ class PublisherProxy:
                         chunked=None,
                     )
             except TimeoutError:
-                raise UpstreamFailed(504, "first_byte_timeout",
-                                     f"origin sent no response head within {self.timeouts.first_byte:g}s") from None
+                raise UpstreamFailed(
+                    504, "first_byte_timeout", f"origin sent no response head within {self.timeouts.first_byte:g}s"
+                ) from None
             except (aiohttp.ClientConnectorError, aiohttp.ClientOSError) as exc:
                 raise UpstreamFailed(502, "connect", f"cannot connect to origin: {exc.__class__.__name__}") from None
             except aiohttp.ClientResponseError as exc:
@@ -175,8 +180,16 @@ class PublisherProxy:
             return True
         return False
 
-    async def _relay(self, resp: aiohttp.ClientResponse, decision: gate.Decision, method: str,
-                     rewriter: HostRewriter, navigation: bool, send: Send, request_id: str) -> None:
+    async def _relay(
+        self,
+        resp: aiohttp.ClientResponse,
+        decision: gate.Decision,
+        method: str,
+        rewriter: HostRewriter,
+        navigation: bool,
+        send: Send,
+        request_id: str,
+    ) -> None:
         status = resp.status
         out_headers = hdr.downstream_response_headers(_raw_headers(resp), rewriter, self.origin, request_id)
         route = decision.route
@@ -185,8 +198,13 @@ class PublisherProxy:
         metrics.PUBLISHER_RESPONSES.labels(route.value, f"{status // 100}xx").inc()
 
         if route is Route.BODILESS:
-            await send({"type": "http.response.start", "status": status,
-                        "headers": encode_headers(gate.bodiless_headers(status, out_headers))})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": encode_headers(gate.bodiless_headers(status, out_headers)),
+                }
+            )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
@@ -196,8 +214,9 @@ class PublisherProxy:
             return
 
         ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
-        processor = build_processor(decision.kind, rewriter, self.settings, navigation_request=navigation,
-                                    content_type=ctype)
+        processor = build_processor(
+            decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+        )
         decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
         encoder = encoder_for(decision.encoding, **self.codec_levels)
         out_headers = hdr.for_rewritten_body(out_headers)
@@ -217,8 +236,14 @@ class PublisherProxy:
 
         await self._pump(resp, send, request_id, transform, tail)
 
-    async def _pump(self, resp: aiohttp.ClientResponse, send: Send, request_id: str,
-                    transform: Callable[[bytes], list[bytes]] | None, tail: Callable[[], bytes] | None) -> None:
+    async def _pump(
+        self,
+        resp: aiohttp.ClientResponse,
+        send: Send,
+        request_id: str,
+        transform: Callable[[bytes], list[bytes]] | None,
+        tail: Callable[[], bytes] | None,
+    ) -> None:
         """Relay body chunks until the origin ends; abort the client on any failure."""
         idle = self.timeouts.idle
         loop = asyncio.get_running_loop()
@@ -253,8 +278,16 @@ class PublisherProxy:
         log.warning("request %s: aborting client connection after commit: %s (%s)", request_id, message, kind)
         raise ResponseAborted(message)
 
-    async def _buffered(self, resp: aiohttp.ClientResponse, status: int, out_headers: list[tuple[str, str]],
-                        decoder: Decoder, processor: Transformer, encoder: Encoder, send: Send) -> None:
+    async def _buffered(
+        self,
+        resp: aiohttp.ClientResponse,
+        status: int,
+        out_headers: list[tuple[str, str]],
+        decoder: Decoder,
+        processor: Transformer,
+        encoder: Encoder,
+        send: Send,
+    ) -> None:
         """mode = "buffered": the whole body is read and rewritten before anything is sent (A/B only)."""
         cap = self.limits.max_buffered_body_bytes
         parts: list[bytes] = []
@@ -278,13 +311,19 @@ class PublisherProxy:
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             raise UpstreamFailed(502, "upstream_read", f"origin body failed: {exc.__class__.__name__}") from None
         body = b"".join(parts)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": encode_headers([*out_headers, ("content-length", str(len(body)))])})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": encode_headers([*out_headers, ("content-length", str(len(body)))]),
+            }
+        )
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _chunks(resp: aiohttp.ClientResponse, deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop,
-                  idle: float) -> AsyncIterator[bytes]:
+async def _chunks(
+    resp: aiohttp.ClientResponse, deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop, idle: float
+) -> AsyncIterator[bytes]:
     while True:
         deadline.reschedule(loop.time() + idle)
         chunk = await resp.content.readany()

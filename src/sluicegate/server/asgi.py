@@ -35,10 +35,19 @@ def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-async def send_simple(send: Send, status: int, body: bytes, headers: list[tuple[str, str]] | None = None,
-                      content_type: str = "text/plain; charset=utf-8") -> None:
-    hdrs = [("content-type", content_type), ("content-length", str(len(body))),
-            ("cache-control", "no-store"), *(headers or [])]
+async def send_simple(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[str, str]] | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> None:
+    hdrs = [
+        ("content-type", content_type),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        *(headers or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": encode_headers(hdrs)})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -45,8 +45,15 @@ def test_invalid_toml(tmp_path: Path) -> None:
 
 def test_env_overlay_typed_and_nested(tmp_path: Path) -> None:
     p = write(tmp_path, "[server]\nport = 8080\n")
-    s = load_settings(p, {"SLUICEGATE__SERVER__PORT": "9191", "SLUICEGATE__PUBLISHER__PUBLIC_HOSTS": '["a.example"]',
-                          "SLUICEGATE__TIMEOUTS__IDLE": "2.5", "OTHER": "x"})
+    s = load_settings(
+        p,
+        {
+            "SLUICEGATE__SERVER__PORT": "9191",
+            "SLUICEGATE__PUBLISHER__PUBLIC_HOSTS": '["a.example"]',
+            "SLUICEGATE__TIMEOUTS__IDLE": "2.5",
+            "OTHER": "x",
+        },
+    )
     assert s.server.port == 9191 and s.publisher.public_hosts == ["a.example"] and s.timeouts.idle == 2.5
 
 
@@ -63,7 +70,9 @@ def test_trusted_proxies_validated(tmp_path: Path) -> None:
 
 
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write(tmp_path, '[publisher]\norigin_url = "https://origin.example.com"\npublic_hosts = ["www.example.com"]\n')
+    good = write(
+        tmp_path, '[publisher]\norigin_url = "https://origin.example.com"\npublic_hosts = ["www.example.com"]\n'
+    )
     assert main(["check-config", str(good)]) == 0
     bad = tmp_path / "bad.toml"
     bad.write_text("[limits]\nmax_decoded_body_bytes = 1\n")

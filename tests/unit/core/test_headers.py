@@ -10,17 +10,35 @@ RW = OriginMatcher(ORIGIN).for_request("https", "www.pub.example")
 
 
 def test_hop_by_hop_and_connection_listed() -> None:
-    src = [("Connection", "keep-alive, X-Secret-Hop"), ("Keep-Alive", "5"), ("TE", "trailers"),
-           ("Trailer", "x"), ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("Proxy-Authorization", "x"),
-           ("Proxy-Connection", "x"), ("X-Secret-Hop", "1"), ("Accept", "*/*")]
+    src = [
+        ("Connection", "keep-alive, X-Secret-Hop"),
+        ("Keep-Alive", "5"),
+        ("TE", "trailers"),
+        ("Trailer", "x"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "h2c"),
+        ("Proxy-Authorization", "x"),
+        ("Proxy-Connection", "x"),
+        ("X-Secret-Hop", "1"),
+        ("Accept", "*/*"),
+    ]
     assert hdr.strip_hop_by_hop(src) == [("Accept", "*/*")]
 
 
-@pytest.mark.parametrize("value,expected", [
-    (None, None), ("gzip, deflate, br, zstd", "gzip, deflate, br, zstd"), ("br;q=1, *;q=0.1", "gzip, deflate, br, zstd"),
-    ("compress", "identity"), ("identity", "identity"), ("*;q=0", "identity"), ("gzip;q=0, br", "br"),
-    ("GZIP", "gzip"), ("br, gzip;q=0.5", "gzip, br"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, None),
+        ("gzip, deflate, br, zstd", "gzip, deflate, br, zstd"),
+        ("br;q=1, *;q=0.1", "gzip, deflate, br, zstd"),
+        ("compress", "identity"),
+        ("identity", "identity"),
+        ("*;q=0", "identity"),
+        ("gzip;q=0, br", "br"),
+        ("GZIP", "gzip"),
+        ("br, gzip;q=0.5", "gzip, br"),
+    ],
+)
 def test_accept_encoding_narrowing(value: str | None, expected: str | None) -> None:
     assert hdr.narrow_accept_encoding(value) == expected
 
@@ -30,8 +48,15 @@ def facts(trusted: bool) -> hdr.ClientFacts:
 
 
 def test_untrusted_forwarding_headers_dropped() -> None:
-    src = [("Host", "www.pub.example"), ("X-Forwarded-For", "6.6.6.6"), ("Forwarded", "for=6.6.6.6"),
-           ("X-Forwarded-Host", "evil"), ("X-Real-IP", "6.6.6.6"), ("X-Forwarded-Proto", "http"), ("Cookie", "a=1")]
+    src = [
+        ("Host", "www.pub.example"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("Forwarded", "for=6.6.6.6"),
+        ("X-Forwarded-Host", "evil"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("X-Forwarded-Proto", "http"),
+        ("Cookie", "a=1"),
+    ]
     out = dict((k.lower(), v) for k, v in hdr.upstream_request_headers(src, facts(False), ORIGIN, "", "rid"))
     assert out["x-forwarded-for"] == "203.0.113.9"
     assert out["x-forwarded-host"] == "www.pub.example"
@@ -45,7 +70,9 @@ def test_untrusted_forwarding_headers_dropped() -> None:
 
 def test_trusted_chain_extended() -> None:
     src = [("X-Forwarded-For", "198.51.100.1"), ("Via", "1.1 cdn")]
-    out = dict((k.lower(), v) for k, v in hdr.upstream_request_headers(src, facts(True), ORIGIN, "origin.internal", "r"))
+    out = dict(
+        (k.lower(), v) for k, v in hdr.upstream_request_headers(src, facts(True), ORIGIN, "origin.internal", "r")
+    )
     assert out["x-forwarded-for"] == "198.51.100.1, 203.0.113.9"
     assert out["via"] == "1.1 cdn, 1.1 sluicegate"
     assert out["host"] == "origin.internal"
@@ -59,29 +86,61 @@ def test_trusted_proxies_and_scheme() -> None:
     assert hdr.client_facts("8.8.8.8", "http", "h", h, trusted).scheme == "http"
 
 
-@pytest.mark.parametrize("host,ok", [("www.pub.example", True), ("WWW.PUB.EXAMPLE", True), ("www.pub.example:443", True),
-                                      ("www.pub.example:8443", False), ("evil.example", False),
-                                      ("127.0.0.1:8080", True), ("127.0.0.1", False)])
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("www.pub.example", True),
+        ("WWW.PUB.EXAMPLE", True),
+        ("www.pub.example:443", True),
+        ("www.pub.example:8443", False),
+        ("evil.example", False),
+        ("127.0.0.1:8080", True),
+        ("127.0.0.1", False),
+    ],
+)
 def test_host_allowed(host: str, ok: bool) -> None:
     assert hdr.host_allowed(host, "https", ["www.pub.example", "127.0.0.1:8080"]) is ok
 
 
-@pytest.mark.parametrize("host,ok", [("a.example", True), ("a.example:80", True), ("[::1]:8080", True),
-                                      ("a b", False), ("a/b", False), ("a@b", False), ("", False), ("a:99999x", False)])
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("a.example", True),
+        ("a.example:80", True),
+        ("[::1]:8080", True),
+        ("a b", False),
+        ("a/b", False),
+        ("a@b", False),
+        ("", False),
+        ("a:99999x", False),
+    ],
+)
 def test_host_syntax(host: str, ok: bool) -> None:
     assert hdr.valid_host(host) is ok
 
 
 def test_response_url_headers_and_cookie_domain() -> None:
-    src = [("Location", "https://origin.example.com/next"), ("Content-Location", "//origin.example.com/c"),
-           ("Refresh", "0; url=https://origin.example.com/r"), ("Link", "<https://origin.example.com/s.css>; rel=preload"),
-           ("Set-Cookie", "a=1; Domain=.origin.example.com; Path=/"), ("Set-Cookie", "b=2; Domain=other.com"),
-           ("Location-Other", "https://origin.example.com/"), ("Transfer-Encoding", "chunked")]
+    src = [
+        ("Location", "https://origin.example.com/next"),
+        ("Content-Location", "//origin.example.com/c"),
+        ("Refresh", "0; url=https://origin.example.com/r"),
+        ("Link", "<https://origin.example.com/s.css>; rel=preload"),
+        ("Set-Cookie", "a=1; Domain=.origin.example.com; Path=/"),
+        ("Set-Cookie", "b=2; Domain=other.com"),
+        ("Location-Other", "https://origin.example.com/"),
+        ("Transfer-Encoding", "chunked"),
+    ]
     out = hdr.downstream_response_headers(src, RW, ORIGIN, "rid")
-    assert out == [("Location", "https://www.pub.example/next"), ("Content-Location", "//www.pub.example/c"),
-                   ("Refresh", "0; url=https://www.pub.example/r"), ("Link", "<https://www.pub.example/s.css>; rel=preload"),
-                   ("Set-Cookie", "a=1; Domain=www.pub.example; Path=/"), ("Set-Cookie", "b=2; Domain=other.com"),
-                   ("Location-Other", "https://origin.example.com/"), ("x-request-id", "rid")]
+    assert out == [
+        ("Location", "https://www.pub.example/next"),
+        ("Content-Location", "//www.pub.example/c"),
+        ("Refresh", "0; url=https://www.pub.example/r"),
+        ("Link", "<https://www.pub.example/s.css>; rel=preload"),
+        ("Set-Cookie", "a=1; Domain=www.pub.example; Path=/"),
+        ("Set-Cookie", "b=2; Domain=other.com"),
+        ("Location-Other", "https://origin.example.com/"),
+        ("x-request-id", "rid"),
+    ]
 
 
 def test_cookie_domain_dropped_for_ip_public_host() -> None:

@@ -11,25 +11,28 @@ ORIGIN = OriginMatcher(Origin.parse("https://origin.example.com"))
 RW = ORIGIN.for_request("http", "www.origin.example.com")  # public host contains the origin host
 
 
-@pytest.mark.parametrize("src,expected", [
-    (b"https://origin.example.com/a", b"http://www.origin.example.com/a"),
-    (b"http://origin.example.com/a", b"http://www.origin.example.com/a"),
-    (b"HTTPS://Origin.Example.COM/a", b"http://www.origin.example.com/a"),
-    (b"//origin.example.com/a", b"//www.origin.example.com/a"),
-    (b"https:\\/\\/origin.example.com\\/a", b"http:\\/\\/www.origin.example.com\\/a"),
-    (b"\\/\\/origin.example.com", b"\\/\\/www.origin.example.com"),
-    (b"host: origin.example.com.", b"host: www.origin.example.com."),
-    (b'"origin.example.com":1', b'"www.origin.example.com":1'),
-    (b"https://origin.example.com:443/x", b"http://www.origin.example.com/x"),
-    # boundaries: other hosts untouched
-    (b"https://origin.example.com.evil.com/", b"https://origin.example.com.evil.com/"),
-    (b"https://origin.example.com-cdn.net/", b"https://origin.example.com-cdn.net/"),
-    (b"https://xorigin.example.com/", b"https://xorigin.example.com/"),
-    (b"https://cdn.origin.example.com/", b"https://cdn.origin.example.com/"),
-    (b"https://origin.example.com:8443/", b"https://origin.example.com:8443/"),
-    (b"mail@origin.example.com", b"mail@origin.example.com"),
-    (b"origin.example.community", b"origin.example.community"),
-])
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        (b"https://origin.example.com/a", b"http://www.origin.example.com/a"),
+        (b"http://origin.example.com/a", b"http://www.origin.example.com/a"),
+        (b"HTTPS://Origin.Example.COM/a", b"http://www.origin.example.com/a"),
+        (b"//origin.example.com/a", b"//www.origin.example.com/a"),
+        (b"https:\\/\\/origin.example.com\\/a", b"http:\\/\\/www.origin.example.com\\/a"),
+        (b"\\/\\/origin.example.com", b"\\/\\/www.origin.example.com"),
+        (b"host: origin.example.com.", b"host: www.origin.example.com."),
+        (b'"origin.example.com":1', b'"www.origin.example.com":1'),
+        (b"https://origin.example.com:443/x", b"http://www.origin.example.com/x"),
+        # boundaries: other hosts untouched
+        (b"https://origin.example.com.evil.com/", b"https://origin.example.com.evil.com/"),
+        (b"https://origin.example.com-cdn.net/", b"https://origin.example.com-cdn.net/"),
+        (b"https://xorigin.example.com/", b"https://xorigin.example.com/"),
+        (b"https://cdn.origin.example.com/", b"https://cdn.origin.example.com/"),
+        (b"https://origin.example.com:8443/", b"https://origin.example.com:8443/"),
+        (b"mail@origin.example.com", b"mail@origin.example.com"),
+        (b"origin.example.community", b"origin.example.community"),
+    ],
+)
 def test_forms_and_boundaries(src: bytes, expected: bytes) -> None:
     assert RW.rewrite(src) == expected
 
@@ -56,19 +59,39 @@ def test_invalid_utf8_is_kept() -> None:
 def test_rewrite_url_only_at_start() -> None:
     assert RW.rewrite_url(" https://origin.example.com/p?q=1") == " http://www.origin.example.com/p?q=1"
     assert RW.rewrite_url("/relative/origin.example.com") == "/relative/origin.example.com"
-    assert RW.rewrite_url("https://other.com/?u=https://origin.example.com") == "https://other.com/?u=https://origin.example.com"
+    assert (
+        RW.rewrite_url("https://other.com/?u=https://origin.example.com")
+        == "https://other.com/?u=https://origin.example.com"
+    )
 
 
-ALPHABET = st.sampled_from([b"https://origin.example.com", b"//origin.example.com", b"origin.example.com",
-                            b"https:\\/\\/origin.example.com", b".evil.com", b"-x", b"x", b" ", b"/", b":443",
-                            b":8443", b"\xff", b"\xc3\xa9", b"http://", b"\\/", b"."])
+ALPHABET = st.sampled_from(
+    [
+        b"https://origin.example.com",
+        b"//origin.example.com",
+        b"origin.example.com",
+        b"https:\\/\\/origin.example.com",
+        b".evil.com",
+        b"-x",
+        b"x",
+        b" ",
+        b"/",
+        b":443",
+        b":8443",
+        b"\xff",
+        b"\xc3\xa9",
+        b"http://",
+        b"\\/",
+        b".",
+    ]
+)
 
 
 def run_chunked(data: bytes, cuts: list[int]) -> bytes:
     r = StreamingHostReplacer(RW)
     out = b""
     prev = 0
-    for c in sorted(set(cuts)) + [len(data)]:
+    for c in [*sorted(set(cuts)), len(data)]:
         out += r.feed(data[prev:c])
         prev = c
     return out + r.finish()
