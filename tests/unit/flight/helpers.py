@@ -55,30 +55,25 @@ def split_scripts(stream: bytes, cuts: list[int]) -> list[bytes] | None:
 
 def run_inline(
     scripts: list[bytes], *, max_hold: int = 1 << 20, max_row: int = 1 << 24
-) -> tuple[list[bytes], InlineFlightRewriter, list[list[int]]]:
-    """Feed scripts in order; returns each script's final raw text, the rewriter, and per call
-    the slots that became ready (to check streaming)."""
+) -> tuple[list[bytes], InlineFlightRewriter, list[int]]:
+    """Feed scripts in order; returns each script's new raw text (plus the extra push script
+    ``finish`` asks for, if any), the rewriter, and the stream bytes carried after each call."""
     r = InlineFlightRewriter(rewriter(), max_row_bytes=max_row, max_hold_bytes=max_hold)
-    outs: dict[int, bytes] = {}
-    timeline: list[list[int]] = []
-    slots: list[int | None] = []
+    result: list[bytes] = []
+    carried: list[int] = []
     for s in scripts:
         res = r.script(s)
-        slots.append(res.slot)
-        timeline.append([slot for slot, _ in res.ready])
-        for slot, raw in res.ready:
-            assert slot not in outs
-            outs[slot] = raw
-    end = r.finish()
-    timeline.append([slot for slot, _ in end])
-    for slot, raw in end:
-        assert slot not in outs
-        outs[slot] = raw
-    result = []
-    for s, maybe in zip(scripts, slots, strict=True):
-        result.append(s if maybe is None else outs[maybe])
-    assert len(outs) == sum(1 for s in slots if s is not None)
-    return result, r, timeline
+        if res.slot is None:
+            assert not res.flight and res.ready == []
+            result.append(s)
+        else:
+            assert res.flight and [slot for slot, _ in res.ready] == [res.slot]  # never held
+            result.append(res.ready[0][1])
+        carried.append(r.held_bytes)
+    trailing = r.finish()
+    if trailing:
+        result.append(trailing)
+    return result, r, carried
 
 
 def stream_of(scripts: list[bytes]) -> bytes:

@@ -2,8 +2,8 @@
 
 Owns the Next.js inline-Flight protocol as a sans-IO object independent of any HTML parser: the
 caller hands it the raw text of each ``<script>`` in document order (``script``) and the end of
-the document (``finish``); it answers which scripts carry Flight data and, as soon as each one is
-decided, its new raw text.
+the document (``finish``); it answers at once which scripts carry Flight data and their new raw
+text.
 
 Next.js writes the Flight stream of the page into the document as JS string literals, split at
 arbitrary points: ``[1, "<text>"]`` pushes carry the stream's UTF-8 bytes (what
@@ -14,14 +14,18 @@ push forms ``self.__next_f.push``, ``window.__next_f.push`` and
 
 Every data literal is decoded and fed, in order, to one ``FlightLexer``; the lexer's ops are cut
 back at literal boundaries (an atomic op - a rewritten reference, a new ``T`` header - lands whole
-in the literal where its input starts). A script is final once the ops cover all of its bytes: at
-once, unless a ``T`` row that starts in it is still open (or, rarely, its last few bytes could
-still begin an origin reference split across two pushes); then it is held until the row closes.
-Held scripts are bounded by ``max_inline_hold_bytes``: over it the open ``T`` row is passed
-through unrewritten with its original length and a warning is logged, never a wrong length. A
-script whose ``__next_f`` data cannot be parsed makes the rest of the document pass through
-unchanged (logged). Unchanged scripts are returned byte-identical; changed literals are
-re-escaped the way Next.js escapes them.
+in one literal). **No script is ever held**: each is answered in the call that offers it. Bytes
+the lexer cannot decide yet - an open ``T`` row (its header needs the rewritten length) or the
+last few bytes of an open row that could still begin an origin reference - are *carried*: they
+leave this script and are written at the start of the next data literal instead. The browser reads
+one stream from all pushes, so moving bytes between pushes changes nothing for React, which cannot
+use a ``T`` row before it is complete anyway. What is held is the open ``T`` row's bytes, bounded by
+``max_hold_bytes`` (and ``max_row_bytes``): a longer ``T`` row passes through unrewritten with its
+original length (logged), never a wrong length. Bytes still carried at the end of the document
+come back from ``finish`` as one extra push script for the caller to append. A script whose
+``__next_f`` data cannot be parsed makes the rest of the document pass through unchanged (logged).
+Unchanged scripts are returned byte-identical; changed literals are re-escaped the way Next.js
+escapes them (a ``[1, ...]`` literal whose new bytes are not UTF-8 becomes ``[3, base64]``).
 
 Knows nothing about HTML tokenizing, HTTP or hosts beyond handing the ``HostRewriter`` on.
 """
@@ -61,6 +65,7 @@ class InlineParseError(ValueError):
 @dataclass
 class _Literal:
     kind: int  # 1: text, 3: base64 binary
+    kind_pos: int  # index of the kind digit in the script text
     quote: str
     src_start: int  # body (between the quotes) in the script text
     src_end: int
@@ -76,7 +81,6 @@ class _Script:
     raw: bytes
     text: str
     literals: list[_Literal]
-    end: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,8 @@ class InlineResult:
 
     ``flight``: the script carries ``__next_f`` stream data (the caller must not apply its own
     rewriting to it). ``slot``: the number given to this script. ``ready``: ``(slot, new_raw)``
-    for every script decided by this call, in document order - possibly this one, possibly
-    earlier held ones. A Flight script whose slot is not in ``ready`` is held.
+    for the scripts decided by this call - always exactly this one (the list form keeps the door
+    open for callers that support holding).
     """
 
     flight: bool
@@ -129,7 +133,7 @@ def parse_pushes(text: str) -> list[_Literal]:
                 data = base64.b64decode(decode_literal(body, quote), validate=True)
         except (JsStringError, binascii.Error, ValueError) as exc:
             raise InlineParseError(f"bad __next_f literal: {exc}") from exc
-        found.append(_Literal(kind, quote, body_start, body_end, data))
+        found.append(_Literal(kind, m.start(1), quote, body_start, body_end, data))
         pos = c.end()
 
 
@@ -137,19 +141,24 @@ class InlineFlightRewriter:
     """Per-document state for the inline ``__next_f`` Flight stream."""
 
     def __init__(self, rewriter: HostRewriter, *, max_row_bytes: int, max_hold_bytes: int) -> None:
-        self.lexer = FlightLexer(rewriter, max_row_bytes)
-        self.max_hold_bytes = max_hold_bytes
-        self._pending: deque[_Script] = deque()
+        self.lexer = FlightLexer(rewriter, min(max_row_bytes, max_hold_bytes))
         self._open: deque[_Literal] = deque()
+        self._carried: list[bytes] = []  # ops output with no open literal yet (document end)
         self._pos = 0
         self._covered = 0
         self._slots = 0
         self._broken = False
-        self.held_bytes = 0
+        self._last_quote = '"'
         self.max_held_bytes = 0
         self.scripts_seen = 0
+        self.carried_scripts = 0
 
     # -- public --------------------------------------------------------------------------
+
+    @property
+    def held_bytes(self) -> int:
+        """Stream bytes not yet written to any script (an open ``T`` row, an undecided tail)."""
+        return self._pos - self._covered
 
     def script(self, raw: bytes) -> InlineResult:
         """Offer the raw text of one ``<script>`` element (document order)."""
@@ -169,44 +178,37 @@ class InlineFlightRewriter:
         self.scripts_seen += 1
         if self._broken:
             return InlineResult(True, slot, [(slot, raw)])
-        sc = _Script(slot, raw, text, literals)
         for lit in literals:
             lit.start = self._pos
             self.lexer.feed(lit.data)
             self._pos += len(lit.data)
             lit.end = self._pos
             self._open.append(lit)
-        sc.end = self._pos
-        self._pending.append(sc)
-        self.held_bytes += len(raw)
+            self._last_quote = lit.quote
         self._consume()
-        ready = self._resolve()
-        if self.held_bytes > self.max_held_bytes:
-            self.max_held_bytes = self.held_bytes
-        if self.held_bytes > self.max_hold_bytes and self._pending:
-            ready += self.relieve(f"held __next_f scripts exceed {self.max_hold_bytes} bytes")
-        return InlineResult(True, slot, ready)
+        self._open.clear()
+        held = self.held_bytes
+        if held > self.max_held_bytes:
+            self.max_held_bytes = held
+        if self._pos > self._covered:
+            self.carried_scripts += 1
+        return InlineResult(True, slot, [(slot, self._render(_Script(slot, raw, text, literals)))])
 
-    def relieve(self, reason: str) -> list[tuple[int, bytes]]:
-        """Stop holding now (cap reached, here or in the caller): the open ``T`` row passes
-        through unrewritten; returns the scripts this decides."""
-        self.lexer.abandon(reason)
-        self._consume()
-        return self._resolve()
-
-    def finish(self) -> list[tuple[int, bytes]]:
-        """End of document: decide every script still held."""
+    def finish(self) -> bytes:
+        """End of document. Returns the body of one extra push script (``self.__next_f.push(...)``)
+        carrying bytes that no later script could take (only for a document that ends inside a
+        Flight row), or ``b""``; the caller appends it as a ``<script>`` at the end."""
         self.lexer.finish()
         self._consume()
-        ready = self._resolve()
-        while self._pending:  # cannot happen once the lexer is finished; never drop a script
-            sc = self._pending.popleft()
-            ready.append((sc.slot, sc.raw))
-        return ready
-
-    @property
-    def pending_slots(self) -> list[int]:
-        return [sc.slot for sc in self._pending]
+        data = b"".join(self._carried)
+        self._carried = []
+        if not data:
+            return b""
+        q = self._last_quote
+        try:
+            return f"self.__next_f.push([1,{q}{encode_literal(data.decode('utf-8'), q)}{q}])".encode()
+        except UnicodeDecodeError:
+            return f"self.__next_f.push([3,{q}{base64.b64encode(data).decode('ascii')}{q}])".encode()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -215,50 +217,39 @@ class InlineFlightRewriter:
             log.warning("flight: unreadable __next_f script (%s); rest of the document unchanged", reason)
             self._broken = True
             self.lexer.go_raw(reason)
-            self._consume()
-        ready = self._resolve()
         slot = self._slots
         self._slots += 1
-        ready.append((slot, raw))
-        return InlineResult(True, slot, ready)
+        return InlineResult(True, slot, [(slot, raw)])
 
     def _consume(self) -> None:
+        """Hand the lexer's ops to literals: an op whose input lies before the first open literal
+        (carried from an earlier script) goes to the start of that literal."""
         ops = self.lexer.take_ops()
         if not ops:
             return
         lits = self._open
         pos = self._covered
         for in_len, out, atomic in ops:
-            while lits[0].end <= pos:
+            while len(lits) > 1 and lits[0].end <= pos:
                 lits.popleft()
-            lit = lits[0]
-            if atomic or pos + in_len <= lit.end:
-                lit.parts.append(out)
+            if not lits:
+                self._carried.append(out)
+            elif atomic or pos < lits[0].start or pos + in_len <= lits[0].end:
+                lits[0].parts.append(out)
             else:
                 off = 0
                 p = pos
                 size = len(out)
                 while off < size:
-                    while lits[0].end <= p:
+                    while lits[0].end <= p and len(lits) > 1:
                         lits.popleft()
                     lit = lits[0]
-                    take = min(size - off, lit.end - p)
+                    take = size - off if len(lits) == 1 else min(size - off, lit.end - p)
                     lit.parts.append(out[off : off + take])
                     off += take
                     p += take
             pos += in_len
         self._covered = pos
-        while lits and lits[0].end <= pos and lits[0].start < pos:
-            lits.popleft()
-
-    def _resolve(self) -> list[tuple[int, bytes]]:
-        ready: list[tuple[int, bytes]] = []
-        pending = self._pending
-        while pending and pending[0].end <= self._covered:
-            sc = pending.popleft()
-            self.held_bytes -= len(sc.raw)
-            ready.append((sc.slot, self._render(sc)))
-        return ready
 
     @staticmethod
     def _render(sc: _Script) -> bytes:
@@ -268,15 +259,18 @@ class InlineFlightRewriter:
             out = b"".join(lit.parts)
             if out == lit.data:
                 continue
-            if lit.kind == 1:
+            kind = lit.kind
+            if kind == 1:
                 try:
-                    value = out.decode("utf-8")
-                except UnicodeDecodeError:  # cannot happen: cuts fall on the input's own boundaries
-                    log.error("flight: rewritten __next_f literal is not UTF-8; kept unchanged")
-                    continue
-                body = encode_literal(value, lit.quote)
-            else:
+                    body = encode_literal(out.decode("utf-8"), lit.quote)
+                except UnicodeDecodeError:  # carried bytes not UTF-8 here: send them as binary
+                    kind = 3
+            if kind == 3:
                 body = base64.b64encode(out).decode("ascii")
+            if kind != lit.kind:
+                pieces.append(sc.text[last : lit.kind_pos])
+                pieces.append(str(kind))
+                last = lit.kind_pos + 1
             pieces.append(sc.text[last : lit.src_start])
             pieces.append(body)
             last = lit.src_end

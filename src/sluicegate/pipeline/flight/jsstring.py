@@ -32,11 +32,9 @@ _SIMPLE = {
     "\u2028": "",
     "\u2029": "",
 }
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Characters Next.js's htmlEscapeJsonString turns into \\uXXXX after JSON.stringify.
 _HTML_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_HTML_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
 
 _SINGLE_TABLE: dict[int, str] = {c: f"\\u{c:04x}" for c in range(0x20)}
 _SINGLE_TABLE.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
@@ -64,9 +62,10 @@ def _replace_escape(m: re.Match[str]) -> str:
 
 def _to_utf8(value: str) -> bytes:
     """UTF-8 of a decoded JS string: surrogate pairs joined, lone surrogates -> U+FFFD."""
-    if _SURROGATE.search(value) is None:
+    try:
         return value.encode("utf-8")
-    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+    except UnicodeEncodeError:  # surrogates (json.loads leaves escaped ones as they are)
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
 
 
 def decode_literal(body: str, quote: str) -> bytes:
@@ -89,5 +88,8 @@ def encode_literal(value: str, quote: str) -> str:
     ``<script>``: no raw ``<``, ``>``, ``&``, line terminators or unescaped ``quote``."""
     if quote == '"':
         text = json.dumps(value, ensure_ascii=False)[1:-1]
-        return _HTML_UNSAFE_RE.sub(lambda m: _HTML_UNSAFE[m.group()], text)
+        for raw, escaped in _HTML_UNSAFE.items():  # a few C-level passes beat a callback per hit
+            if raw in text:
+                text = text.replace(raw, escaped)
+        return text
     return value.translate(_SINGLE_TABLE)
