@@ -38,8 +38,9 @@ import logging
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from json.decoder import scanstring  # type: ignore[attr-defined]
 
-from sluicegate.pipeline.flight.jsstring import JsStringError, decode_literal, encode_literal
+from sluicegate.pipeline.flight.jsstring import JsStringError, decode_literal, encode_literal, to_utf8
 from sluicegate.pipeline.flight.lexer import FlightLexer
 from sluicegate.pipeline.hosts import HostRewriter
 
@@ -118,21 +119,29 @@ def parse_pushes(text: str) -> list[_Literal]:
             raise InlineParseError(f"push([{kind}, ...]) without a string literal")
         quote = o.group(1)
         body_start = o.end()
-        b = _BODY[quote].match(text, body_start)
-        if b is None:
-            raise InlineParseError("unterminated string literal in a __next_f push")
-        body_end = b.end() - 1
-        c = _CLOSE.match(text, b.end())
-        if c is None:
-            raise InlineParseError("unexpected text after a __next_f push literal")
-        body = text[body_start:body_end]
         try:
-            if kind == 1:
-                data = decode_literal(body, quote)
+            value: str | None = None
+            if quote == '"':
+                try:  # the common case (Next.js writes JSON): find the end and decode in one C call
+                    value, after = scanstring(text, body_start, True)
+                except ValueError:
+                    value = None
+            if value is None:
+                b = _BODY[quote].match(text, body_start)
+                if b is None:
+                    raise InlineParseError("unterminated string literal in a __next_f push")
+                after = b.end()
+                data = decode_literal(text[body_start : after - 1], quote)
             else:
-                data = base64.b64decode(decode_literal(body, quote), validate=True)
+                data = to_utf8(value)
+            if kind == 3:
+                data = base64.b64decode(data, validate=True)
         except (JsStringError, binascii.Error, ValueError) as exc:
             raise InlineParseError(f"bad __next_f literal: {exc}") from exc
+        body_end = after - 1
+        c = _CLOSE.match(text, after)
+        if c is None:
+            raise InlineParseError("unexpected text after a __next_f push literal")
         found.append(_Literal(kind, m.start(1), quote, body_start, body_end, data))
         pos = c.end()
 

@@ -60,7 +60,7 @@ def _replace_escape(m: re.Match[str]) -> str:
     return _SIMPLE.get(other, other)
 
 
-def _to_utf8(value: str) -> bytes:
+def to_utf8(value: str) -> bytes:
     """UTF-8 of a decoded JS string: surrogate pairs joined, lone surrogates -> U+FFFD."""
     try:
         return value.encode("utf-8")
@@ -80,7 +80,7 @@ def decode_literal(body: str, quote: str) -> bytes:
             value = _JS_ESCAPE.sub(_replace_escape, body)
     else:
         value = _JS_ESCAPE.sub(_replace_escape, body)
-    return _to_utf8(value)
+    return to_utf8(value)
 
 
 def encode_literal(value: str, quote: str) -> str:
