@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class FlightSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
-    max_row_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # one incomplete Flight row held at most
-    # __next_f scripts held while a T row spans them
+    enabled: bool = True  # off: text/x-component bodies and __next_f scripts pass through untouched
+    # One open Flight T row held (its header needs the rewritten length); longer rows pass unrewritten.
+    max_row_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Flight bytes carried from one __next_f script to the next while a T row spans them (no HTML is
+    # ever held for Flight); a longer T row passes through unrewritten with its original length.
     max_inline_hold_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
