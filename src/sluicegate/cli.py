@@ -32,6 +32,10 @@ def _load_for_serving(path: str) -> Settings | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # Command-line overrides go through the same validation (and reach every worker) as env overrides.
+    for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
+        if value is not None:
+            os.environ[f"SLUICEGATE__SERVER__{key}"] = str(value)
     settings = _load_for_serving(args.config)
     if settings is None:
         return 2

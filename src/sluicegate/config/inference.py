@@ -213,6 +213,9 @@ class InferenceSettings(BaseModel):
     # "headers": headers go out as soon as upstream headers arrive (no fallback after that).
     commit: Literal["first_byte", "headers"] = "first_byte"
     client_keys_env: str = ""  # env var with comma-separated keys clients must present; empty = open
+    # Without client keys, real (non-mock) providers may only be served on a loopback address unless this is
+    # set: an open gateway on a public address spends the provider credentials for anyone who finds it.
+    allow_unauthenticated: bool = False
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
@@ -109,3 +109,25 @@ class Settings(BaseModel):
     html: HtmlSettings = HtmlSettings()
     flight: FlightSettings = FlightSettings()
     inference: InferenceSettings = InferenceSettings()
+
+    @model_validator(mode="after")
+    def _never_an_open_gateway(self) -> Settings:
+        inf = self.inference
+        serves_inference = bool(inf.listen_hosts or inf.path_prefix)
+        real = [p.name for p in inf.providers if p.kind != "mock"]
+        if (serves_inference and real and not inf.client_keys_env and not inf.allow_unauthenticated
+                and not _is_loopback(self.server.host)):
+            raise ValueError(
+                f"inference: providers {', '.join(real)} would be open to anyone on {self.server.host}: set "
+                "inference.client_keys_env (or inference.allow_unauthenticated = true to accept that)"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -78,3 +78,45 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text("[limits]\nmax_decoded_body_bytes = 1\n")
     assert main(["check-config", str(bad)]) == 2
     assert f"{bad}:2: limits.max_decoded_body_bytes:" in capsys.readouterr().err
+
+
+REAL_PROVIDER = """
+[inference]
+path_prefix = "/llm"
+
+[[inference.providers]]
+name = "openai-main"
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[[inference.models]]
+name = "fast"
+targets = [{ provider = "openai-main", model = "gpt-4.1-mini" }]
+"""
+
+
+def test_open_gateway_on_public_address_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, REAL_PROVIDER)
+    assert load_settings(p, {}).server.host == "127.0.0.1"  # loopback: fine
+    with pytest.raises(ConfigError, match="open to anyone on 0.0.0.0"):
+        load_settings(p, {"SLUICEGATE__SERVER__HOST": "0.0.0.0"})
+    ok = load_settings(p, {"SLUICEGATE__SERVER__HOST": "0.0.0.0", "SLUICEGATE__INFERENCE__CLIENT_KEYS_ENV": "KEYS"})
+    assert ok.inference.client_keys_env == "KEYS"
+
+
+def test_placeholder_secret_refused_without_echoing_it(tmp_path: Path) -> None:
+    text = REAL_PROVIDER.replace('api_key_env = "OPENAI_API_KEY"', 'api_key = "sk-..."')
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(p, {})
+    message = str(info.value)
+    assert "inference.providers.0.api_key" in message and "placeholder" in message
+    assert f"{p}:" in message
+    assert "sk-..." not in message
+
+
+def test_serve_refuses_missing_secret_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, REAL_PROVIDER)
+    assert main(["check-config", str(p)]) == 2
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
