@@ -99,7 +99,7 @@ targets = [{ provider = "openai-main", model = "gpt-4.1-mini" }]
 def test_open_gateway_on_public_address_refused(tmp_path: Path) -> None:
     p = write(tmp_path, REAL_PROVIDER)
     assert load_settings(p, {}).server.host == "127.0.0.1"  # loopback: fine
-    with pytest.raises(ConfigError, match="open to anyone on 0.0.0.0"):
+    with pytest.raises(ConfigError, match=r"open to anyone on 0\.0\.0\.0"):
         load_settings(p, {"SLUICEGATE__SERVER__HOST": "0.0.0.0"})
     ok = load_settings(p, {"SLUICEGATE__SERVER__HOST": "0.0.0.0", "SLUICEGATE__INFERENCE__CLIENT_KEYS_ENV": "KEYS"})
     assert ok.inference.client_keys_env == "KEYS"
