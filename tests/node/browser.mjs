@@ -62,6 +62,11 @@ await visit('/stream', async () => ({
   cHref: await attr('#slow-c a', 'href'),
 }));
 await visit('/go', async () => ({ title: await page.textContent('#about-title') }));
+await visit('/big', async () => {
+  await page.click('#increment');
+  await page.waitForFunction(() => document.querySelector('#increment').textContent.includes('1'));
+  return { profileLink: await attr('#profile-link', 'href'), storyLen: (await attr('#story-attr', 'data-story')).length };
+});
 
 // Client-side navigation with next/link: RSC fetches, no new document.
 errors = [];

@@ -74,7 +74,7 @@ def report(next_origin: str, next_proxy: ProxyProcess) -> dict[str, Any]:
 
 
 def test_pages_hydrate_without_console_errors(report: dict[str, Any], next_proxy: ProxyProcess) -> None:
-    for path in ("/", "/stream", "/go"):
+    for path in ("/", "/stream", "/go", "/big"):
         page = report["pages"][path]
         assert page["status"] == 200, path
         assert page["errors"] == [], (path, page["errors"])
@@ -82,6 +82,8 @@ def test_pages_hydrate_without_console_errors(report: dict[str, Any], next_proxy
     assert report["pages"]["/go"]["title"] == "About"
     assert report["pages"]["/stream"]["c"] == "c after 1500 ms"
     assert report["pages"]["/stream"]["cHref"] == next_proxy.url + "/about#c"
+    assert report["pages"]["/big"]["profileLink"] == next_proxy.url + "/big"
+    assert report["pages"]["/big"]["storyLen"] > 100_000  # a T row of hundreds of KB hydrated
 
 
 def test_client_component_and_rewritten_urls(report: dict[str, Any], next_proxy: ProxyProcess) -> None:
@@ -147,7 +149,7 @@ def test_rsc_responses_are_flight_judged_and_never_injected(
 def test_inline_flight_of_real_pages_is_judged(next_origin: str, next_proxy: ProxyProcess, tmp_path: Path) -> None:
     rw = proxy_rewriter(next_origin, next_proxy)
     files = {}
-    for name, path in (("home", "/"), ("about", "/about"), ("stream", "/stream")):
+    for name, path in (("home", "/"), ("about", "/about"), ("stream", "/stream"), ("big", "/big")):
         _, _, direct = fetch(next_origin + path)
         status, headers, proxied = fetch(next_proxy.url + path)
         assert status == 200 and headers["content-type"].startswith("text/html")
