@@ -18,9 +18,14 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from sluicegate.config.flight import FlightSettings
+from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.flight import build_next_script_filter
 from sluicegate.pipeline.flight.inline import parse_pushes
 from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.html import build_html_processor
 from tests.support.servers import ProxyProcess
+from tests.unit.flight.helpers import push_script
 
 from .conftest import HEAD_SNIPPET, NODE_DIR, NODE_ENV, judge, require_setup
 
@@ -214,3 +219,57 @@ def test_suspense_page_streams_through_the_proxy(next_origin: str, next_proxy: P
     # Several bursts: bytes arrive before, between and after the Suspense boundaries resolve.
     times = [t for t, _ in proxied[0][2]]
     assert any(t < 0.3 for t in times) and any(0.45 < t < 1.4 for t in times) and any(t > 1.45 for t in times)
+
+
+def resplit_pushes(html: bytes, every: int) -> bytes:
+    """The same page with each ``__next_f`` data push cut into many (as Next.js may chunk a
+    stream), so ``T`` headers and their content land in different scripts."""
+    out = []
+    pos = 0
+    for m in _SCRIPT.finditer(html):
+        body = m.group(1)
+        lits = parse_pushes(body.decode()) if b"__next_f.push([1" in body else []
+        if len(lits) != 1 or lits[0].kind != 1:
+            continue
+        data = lits[0].data
+        out.append(html[pos : m.start()])
+        start = 0
+        while start < len(data):
+            end = min(len(data), start + every)
+            while end < len(data) and (data[end] & 0xC0) == 0x80:  # whole characters per push
+                end += 1
+            out.append(b"<script>" + push_script(data[start:end]) + b"</script>")
+            start = end
+        pos = m.end()
+    out.append(html[pos:])
+    return b"".join(out)
+
+
+def test_real_pages_resplit_into_many_pushes_are_judged(
+    next_origin: str, next_proxy: ProxyProcess, tmp_path: Path
+) -> None:
+    """Real Next.js pages whose Flight pushes are cut every few hundred bytes, rewritten offline
+    by the HTML processor with the Next.js filter: React's client reads the rewritten stream."""
+    rw = proxy_rewriter(next_origin, next_proxy)
+    files = []
+    for path in ("/", "/big"):
+        _, _, direct = fetch(next_origin + path)
+        for every in (97, 1000):
+            page = resplit_pushes(direct, every)
+            assert inline_stream(page) == inline_stream(direct)
+            f = build_next_script_filter(rw, FlightSettings())
+            p = build_html_processor(rw, HtmlSettings(), script_filter=f)
+            out = b"".join(p.feed(page[i : i + 8192]) for i in range(0, len(page), 8192)) + p.finish()
+            assert f.inline.carried_scripts > 0  # T rows really spanned scripts
+            assert f.max_html_held == 0
+            before, after = inline_stream(page), inline_stream(out)
+            name = f"{path.strip('/') or 'home'}-{every}"
+            files.append((tmp_path / f"{name}.orig.flight", tmp_path / f"{name}.new.flight"))
+            files[-1][0].write_bytes(before)
+            files[-1][1].write_bytes(after)
+    results = judge([p for pair in files for p in pair])
+    for orig, new in files:
+        a, b = results[str(orig)], results[str(new)]
+        assert a["ok"] and b["ok"], (orig.name, a, b)
+        want = json.loads(rw.rewrite(json.dumps(a["value"], ensure_ascii=False).encode()).decode())
+        assert b["value"] == want, orig.name
