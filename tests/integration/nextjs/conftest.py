@@ -13,10 +13,12 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from tests.support.servers import ProxyProcess, free_port
 
@@ -75,26 +77,19 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RuntimeError(f"{url} did not come up:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="session")
-def next_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The fixture app under ``next start``; its pages embed ``ORIGIN_URL`` (its own address)."""
+@contextmanager
+def next_server(tmp: Path, origin_url: str | None = None) -> Iterator[str]:
+    """``next start`` on a free port; pages embed ``origin_url`` (default: its own address)."""
     require_setup()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("next") / "next.log"
+    log = tmp / f"next-{port}.log"
+    next_bin = str(APP_DIR / "node_modules" / "next" / "dist" / "bin" / "next")
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            [
-                "node",
-                str(APP_DIR / "node_modules" / "next" / "dist" / "bin" / "next"),
-                "start",
-                "-p",
-                str(port),
-                "-H",
-                "127.0.0.1",
-            ],
+            ["node", next_bin, "start", "-p", str(port), "-H", "127.0.0.1"],
             cwd=APP_DIR,
-            env={**NODE_ENV, "ORIGIN_URL": url},
+            env={**NODE_ENV, "ORIGIN_URL": origin_url or url},
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -111,27 +106,89 @@ def next_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(5)
 
 
+@pytest.fixture(scope="session")
+def next_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The fixture app under ``next start``; its pages embed ``ORIGIN_URL`` (its own address)."""
+    with next_server(tmp_path_factory.mktemp("next")) as url:
+        yield url
+
+
 HEAD_SNIPPET = '<meta name="sluicegate-probe" content="injected">'
 
 
-@pytest.fixture(scope="session")
-def next_proxy(next_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    """``sluicegate serve`` publishing the fixture app (HTML + Flight rewriting on)."""
-    tmp = tmp_path_factory.mktemp("proxy")
-    config = f"""
+def proxy_config(origin: str) -> str:
+    return f"""
 [server]
 host = "127.0.0.1"
 port = {{port}}
 
 [publisher]
-origin_url = "{next_origin}"
+origin_url = "{origin}"
 public_hosts = ["127.0.0.1:{{port}}"]
 
 [html]
 head_inject = ['{HEAD_SNIPPET}']
 """
-    proxy = ProxyProcess(tmp, config).start()
+
+
+@pytest.fixture(scope="session")
+def next_proxy(next_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """``sluicegate serve`` publishing the fixture app (HTML + Flight rewriting on)."""
+    proxy = ProxyProcess(tmp_path_factory.mktemp("proxy"), proxy_config(next_origin)).start()
     try:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def resplit_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ProxyProcess]]:
+    """(origin URL, proxy) where the origin is the fixture app behind a small server that cuts every
+    ``__next_f`` push of its HTML into ~100-byte pushes: T rows span many scripts (as Next.js may
+    emit them), so the browser hydrates from Flight bytes sluicegate carried between scripts."""
+    from aiohttp import ClientSession, web
+
+    from tests.integration.nextjs.resplit import resplit_pushes
+    from tests.support.servers import ThreadedApp
+
+    tmp = tmp_path_factory.mktemp("resplit")
+    port = free_port()
+    front = f"http://127.0.0.1:{port}"
+    with next_server(tmp, origin_url=front) as upstream:
+        sessions: list[ClientSession] = []
+        skip_in = {"host", "accept-encoding", "content-length", "connection"}
+        skip_out = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
+        async def handle(request: web.Request) -> web.Response:
+            if not sessions:
+                sessions.append(ClientSession(auto_decompress=False))
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in skip_in}
+            async with sessions[0].request(
+                request.method,
+                upstream + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as r:
+                body = await r.read()
+                out = CIMultiDict((k, v) for k, v in r.headers.items() if k.lower() not in skip_out)
+                if r.content_type == "text/html":
+                    body = resplit_pushes(body, 97)
+                return web.Response(status=r.status, headers=out, body=body)
+
+        async def close(_app: web.Application) -> None:
+            for session in sessions:
+                await session.close()
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        app.on_cleanup.append(close)
+        server = ThreadedApp(app, port).start()
+        try:
+            proxy = ProxyProcess(tmp, proxy_config(front)).start()
+            try:
+                yield front, proxy
+            finally:
+                proxy.stop()
+        finally:
+            server.stop()

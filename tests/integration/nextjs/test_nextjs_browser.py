@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import socket
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,15 +21,12 @@ import pytest
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.flight import build_next_script_filter
-from sluicegate.pipeline.flight.inline import parse_pushes
 from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 from tests.support.servers import ProxyProcess
-from tests.unit.flight.helpers import push_script
 
 from .conftest import HEAD_SNIPPET, NODE_DIR, NODE_ENV, judge, require_setup
-
-_SCRIPT = re.compile(rb"<script[^>]*>(.*?)</script>", re.S)
+from .resplit import inline_stream, resplit_pushes
 
 
 def host_of(url: str) -> str:
@@ -38,15 +35,6 @@ def host_of(url: str) -> str:
 
 def proxy_rewriter(origin: str, proxy: ProxyProcess) -> HostRewriter:
     return OriginMatcher(Origin.parse(origin)).for_request("http", host_of(proxy.url))
-
-
-def inline_stream(html: bytes) -> bytes:
-    """The Flight bytes the browser assembles from a page's ``__next_f`` pushes."""
-    out = b""
-    for m in _SCRIPT.finditer(html):
-        if b"__next_f" in m.group(1):
-            out += b"".join(lit.data for lit in parse_pushes(m.group(1).decode()))
-    return out
 
 
 def without_keys(value: Any) -> Any:
@@ -63,22 +51,35 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[st
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
 
 
-@pytest.fixture(scope="module")
-def report(next_origin: str, next_proxy: ProxyProcess) -> dict[str, Any]:
+@dataclass
+class Browsed:
+    origin: str
+    proxy: ProxyProcess
+    report: dict[str, Any]
+
+
+@pytest.fixture(scope="module", params=["next", "resplit"])
+def browsed(request: pytest.FixtureRequest) -> Browsed:
+    """Chromium through sluicegate, in front of the fixture app as Next.js serves it ("next"), and
+    with every __next_f push cut into ~100-byte pushes so T rows span many scripts ("resplit")."""
     require_setup(browser=True)
+    if request.param == "next":
+        origin, proxy = request.getfixturevalue("next_origin"), request.getfixturevalue("next_proxy")
+    else:
+        origin, proxy = request.getfixturevalue("resplit_site")
     out = subprocess.run(
-        ["node", str(NODE_DIR / "browser.mjs"), next_proxy.url, next_origin],
+        ["node", str(NODE_DIR / "browser.mjs"), proxy.url, origin],
         cwd=NODE_DIR,
         env=NODE_ENV,
         capture_output=True,
         timeout=240,
     )
-    assert out.returncode == 0, out.stderr.decode(errors="replace")[-4000:] + next_proxy.log()[-2000:]
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    assert out.returncode == 0, out.stderr.decode(errors="replace")[-4000:] + proxy.log()[-2000:]
+    return Browsed(origin, proxy, json.loads(out.stdout))
 
 
-def test_pages_hydrate_without_console_errors(report: dict[str, Any], next_proxy: ProxyProcess) -> None:
+def test_pages_hydrate_without_console_errors(browsed: Browsed) -> None:
+    report, next_proxy = browsed.report, browsed.proxy
     for path in ("/", "/stream", "/go", "/big"):
         page = report["pages"][path]
         assert page["status"] == 200, path
@@ -91,7 +92,8 @@ def test_pages_hydrate_without_console_errors(report: dict[str, Any], next_proxy
     assert report["pages"]["/big"]["storyLen"] > 100_000  # a T row of hundreds of KB hydrated
 
 
-def test_client_component_and_rewritten_urls(report: dict[str, Any], next_proxy: ProxyProcess) -> None:
+def test_client_component_and_rewritten_urls(browsed: Browsed) -> None:
+    report, next_proxy = browsed.report, browsed.proxy
     home = report["pages"]["/"]
     p = next_proxy.url
     assert (home["before"], home["after"]) == ("clicked 0", "clicked 2")
@@ -105,7 +107,8 @@ def test_client_component_and_rewritten_urls(report: dict[str, Any], next_proxy:
     assert home["story"].startswith('Absatz 0: Grüße aus Zürich — naïve café ☕ 𝄞 日本語 <ok> & "quoted"')
 
 
-def test_client_navigation_goes_through_the_proxy(report: dict[str, Any], next_proxy: ProxyProcess) -> None:
+def test_client_navigation_goes_through_the_proxy(browsed: Browsed) -> None:
+    report, next_proxy = browsed.report, browsed.proxy
     nav = report["navigation"]
     assert nav["errors"] == []
     assert nav["marker"] == "same-document"
@@ -115,17 +118,17 @@ def test_client_navigation_goes_through_the_proxy(report: dict[str, Any], next_p
     assert nav["url"] == next_proxy.url + "/"
 
 
-def test_no_request_leaves_for_the_origin(report: dict[str, Any], next_origin: str) -> None:
+def test_no_request_leaves_for_the_origin(browsed: Browsed) -> None:
+    report, next_origin = browsed.report, browsed.origin
     assert report["originRequests"] == []
     assert report["requests"]
     assert not [r for r in report["requests"] if host_of(r["url"]) == host_of(next_origin)]
 
 
-def test_rsc_responses_are_flight_judged_and_never_injected(
-    report: dict[str, Any], next_origin: str, next_proxy: ProxyProcess, tmp_path: Path
-) -> None:
+def test_rsc_responses_are_flight_judged_and_never_injected(browsed: Browsed, tmp_path: Path) -> None:
     """The client-side navigation fetches, replayed with the browser's router headers: React's
     client decodes the proxied body to the origin's value with origin references rewritten."""
+    report, next_origin, next_proxy = browsed.report, browsed.origin, browsed.proxy
     rw = proxy_rewriter(next_origin, next_proxy)
     replays = report["rscResponses"]
     assert len(replays) >= 3
@@ -219,30 +222,6 @@ def test_suspense_page_streams_through_the_proxy(next_origin: str, next_proxy: P
     # Several bursts: bytes arrive before, between and after the Suspense boundaries resolve.
     times = [t for t, _ in proxied[0][2]]
     assert any(t < 0.3 for t in times) and any(0.45 < t < 1.4 for t in times) and any(t > 1.45 for t in times)
-
-
-def resplit_pushes(html: bytes, every: int) -> bytes:
-    """The same page with each ``__next_f`` data push cut into many (as Next.js may chunk a
-    stream), so ``T`` headers and their content land in different scripts."""
-    out = []
-    pos = 0
-    for m in _SCRIPT.finditer(html):
-        body = m.group(1)
-        lits = parse_pushes(body.decode()) if b"__next_f.push([1" in body else []
-        if len(lits) != 1 or lits[0].kind != 1:
-            continue
-        data = lits[0].data
-        out.append(html[pos : m.start()])
-        start = 0
-        while start < len(data):
-            end = min(len(data), start + every)
-            while end < len(data) and (data[end] & 0xC0) == 0x80:  # whole characters per push
-                end += 1
-            out.append(b"<script>" + push_script(data[start:end]) + b"</script>")
-            start = end
-        pos = m.end()
-    out.append(html[pos:])
-    return b"".join(out)
 
 
 def test_real_pages_resplit_into_many_pushes_are_judged(
