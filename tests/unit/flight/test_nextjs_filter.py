@@ -127,9 +127,18 @@ def test_document_ending_inside_a_row_gets_one_extra_push() -> None:
     assert flight_of(out) == flight_of(page)  # a truncated T row is passed through raw
 
 
-def test_disabled_filter_handles_nothing() -> None:
+def test_disabled_flight_leaves_inline_flight_untouched() -> None:
     p, _ = processor(FlightSettings(enabled=False))
     out = p.feed(PAGE) + p.finish()
-    # The generic script rule rewrites blindly: lengths are not recomputed (why the filter exists).
-    assert flight_of(out) != run_stream([flight_of(PAGE)])
+    assert flight_of(out) == flight_of(PAGE)  # not rewritten, and not broken by the generic rule
+    assert b'href="https://www.example.com/a"' in out
+    assert b'console.log("https://www.example.com")' in out
     json.loads(out.split(b'type="application/json">')[1].split(b"</script>")[0])
+
+
+def test_without_the_filter_the_generic_rule_breaks_t_lengths() -> None:
+    # Why the filter exists: a blind host rewrite keeps the old T length.
+    p = build_html_processor(rewriter(), HtmlSettings())
+    out = p.feed(PAGE) + p.finish()
+    assert b"www.example.com" in flight_of(out)
+    assert flight_of(out) != run_stream([flight_of(PAGE)])

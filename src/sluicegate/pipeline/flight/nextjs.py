@@ -9,7 +9,9 @@ are appended as one extra push script, with the nonce of the page's Flight scrip
 the Pages Router ``<script id="__NEXT_DATA__">`` JSON (the whole body is handed over, so a URL is
 never split).
 
-One instance per document. Knows nothing about tokenizing, Flight framing or host forms.
+With ``[flight] enabled = false`` it still shields ``__next_f`` scripts (they pass unchanged) so
+the generic script rule cannot break their ``T`` lengths. One instance per document. Knows nothing
+about tokenizing, Flight framing or host forms.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class NextjsScriptFilter:
 
     def __call__(self, body: ScriptText) -> bool:
         if not self.settings.enabled:
-            return False
+            # Flight off: leave inline Flight exactly as the origin sent it (a plain host rewrite
+            # by the generic script rule would break T lengths); other scripts get that rule.
+            return b"__next_f" in body.raw
         self.max_html_held = max(self.max_html_held, body.held_bytes)
         if body.attrs.get("id") == "__NEXT_DATA__":
             new = self.rewriter.rewrite(body.raw)
