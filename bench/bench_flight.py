@@ -81,7 +81,7 @@ def make_flight(target: int, rnd: random.Random) -> tuple[bytes, int, int]:
 
 def make_page(target: int = 1_400_000, pushes: int = 300, seed: int = 11) -> tuple[bytes, bytes, dict[str, int]]:
     rnd = random.Random(seed)
-    flight, t_rows, largest = make_flight(int(target * 0.8), rnd)
+    flight, t_rows, largest = make_flight(int(target * 0.87), rnd)
     cuts = sorted(rnd.sample(range(1, len(flight)), pushes - 1))
     pieces: list[bytes] = []
     prev = 0
