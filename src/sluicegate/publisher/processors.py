@@ -5,7 +5,7 @@ from __future__ import annotations
 from sluicegate.config.model import Settings
 from sluicegate.gate import Kind
 from sluicegate.pipeline import Identity, Transformer
-from sluicegate.pipeline.flight import build_flight_processor
+from sluicegate.pipeline.flight import build_flight_processor, build_next_script_filter
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html import ScriptFilter, build_html_processor
 from sluicegate.pipeline.text import StreamingHostReplacer
@@ -25,9 +25,9 @@ def build_processor(
 ) -> Transformer:
     """``navigation_request`` is False for RSC / Next.js router fetches: they never get HTML snippets."""
     if kind is Kind.HTML:
-        script_filter: ScriptFilter | None = None
-        if settings.flight.enabled:
-            script_filter = _next_script_filter(rewriter, settings)
+        # Always installed: with [flight] disabled it still keeps the generic script rule away from
+        # __next_f pushes, whose T-row lengths a blind rewrite would break.
+        script_filter: ScriptFilter = build_next_script_filter(rewriter, settings.flight)
         return build_html_processor(
             rewriter,
             settings.html,
@@ -40,11 +40,3 @@ def build_processor(
     if kind is Kind.TEXT:
         return StreamingHostReplacer(rewriter)
     return Identity()
-
-
-def _next_script_filter(rewriter: HostRewriter, settings: Settings) -> ScriptFilter | None:
-    try:
-        from sluicegate.pipeline.flight import build_next_script_filter  # type: ignore[attr-defined]
-    except ImportError:  # the Next.js adapter lands separately
-        return None
-    return build_next_script_filter(rewriter, settings.flight)  # type: ignore[no-any-return]
