@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from sluicegate.bench.browser import CHROMIUM_FLAGS
 from tests.integration.conftest import Origin, start_proxy
 from tests.support.servers import ProxyProcess
 
@@ -38,7 +37,20 @@ def dump_dom(url: str) -> str:
     profile = tempfile.mkdtemp(prefix="sg-chromium-")
     try:
         out = subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--dump-dom",
+                url,
+            ],
             capture_output=True,
             text=True,
             timeout=60,
