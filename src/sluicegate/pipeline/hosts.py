@@ -66,6 +66,9 @@ class Origin:
 
 
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+_URL_FIRST = frozenset("hH/\\")
+_URL_FIRST_B = frozenset(b"hH/\\")
+_ASCII_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.lstrip() strips; str.lstrip() strips more
 _PREFIXES = ((b"https:\\/\\/", True), (b"http:\\/\\/", True), (b"\\/\\/", False),
              (b"https://", True), (b"http://", True), (b"//", False))
 
@@ -145,6 +148,13 @@ class HostRewriter:
             (sch + b":" + prefix.split(b":", 1)[1] if has_scheme else prefix) + pub for prefix, has_scheme in _PREFIXES
         ]
         self.replacements: tuple[bytes, ...] = (*forms, pub)  # index -1: a bare host
+        self.needle = matcher.needle
+        self.pattern = matcher.pattern
+        # ``rewrite_url_bytes``: the prefix forms by (lower-cased) first byte, in ``_PREFIXES`` order.
+        self._url_forms: dict[int, tuple[tuple[int, bytes], ...]] = {
+            c: tuple((i, p) for i, (p, _) in enumerate(_PREFIXES) if p[0] == (c | 0x20 if c == 0x48 else c))
+            for c in b"hH/\\"
+        }
 
     def splice(self, buf: bytes, start: int, limit: int) -> tuple[list[bytes], int]:
         """Rewritten pieces of ``buf[start:]`` up to the end of the last match found; and that end."""
@@ -179,6 +189,8 @@ class HostRewriter:
         """Rewrite one URL value only when the URL itself starts with an origin reference
         (``https://O/...``, ``//O/...``); relative URLs and other hosts are left alone."""
         stripped = value.lstrip()
+        if not stripped or stripped[0] not in _URL_FIRST:
+            return value  # every prefix form starts with h, H, / or a backslash
         lead = len(value) - len(stripped)
         raw = stripped.encode("utf-8", "surrogatepass")
         found = self.matcher.matches(raw, 0, self.max_prefix)
@@ -186,3 +198,38 @@ class HostRewriter:
             return value
         _, end, form = found[0]
         return value[:lead] + self.replacements[form].decode() + raw[end:].decode("utf-8", "surrogatepass")
+
+    def rewrite_url_bytes(self, value: bytes) -> bytes | None:
+        """``rewrite_url`` on a raw UTF-8 value: the same result, encoded, without decoding.
+
+        Returns ``value`` itself when nothing changes and ``None`` when only the ``str`` version can
+        decide (the value begins with a character ``str.lstrip`` strips but ``bytes.lstrip`` does
+        not: U+001C..U+001F or a non-ASCII space).
+        """
+        stripped = value.lstrip(_ASCII_SPACE)
+        if not stripped:
+            return value
+        c = stripped[0]
+        if c not in _URL_FIRST_B:
+            return None if (0x1C <= c <= 0x1F or c >= 0x80) else value
+        low = stripped[: self.hold].lower()
+        needle = self.needle
+        for form, prefix in self._url_forms[c]:
+            if low.startswith(prefix):
+                k = len(prefix)
+                # The host right after the prefix, and no earlier host match (a host that
+                # overlaps the prefix would be ``matches``' first find): exactly ``rewrite_url``.
+                if low.find(needle, 0, k + len(needle) - 1) >= 0:
+                    return self._rewrite_url_slow(value, stripped)
+                m = self.pattern.match(low, k)
+                if m is None:
+                    return value
+                return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[m.end() :]
+        return value
+
+    def _rewrite_url_slow(self, value: bytes, stripped: bytes) -> bytes:
+        found = self.matcher.matches(stripped, 0, self.max_prefix)
+        if not found or found[0][0] != 0 or found[0][2] < 0:
+            return value
+        _, end, form = found[0]
+        return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[end:]

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 from sluicegate.pipeline.html.charrefs import decode, segments
 from sluicegate.pipeline.html.lexer import (
+    ATTR,
     DATA,
     END,
     START,
@@ -65,6 +66,10 @@ def _encode_value(value: str, quote: bytes) -> tuple[bytes, bytes]:
         quote = b'"'
     value = value.replace('"', "&quot;") if quote == b'"' else value.replace("'", "&#39;")
     return quote, value.encode("utf-8", "surrogateescape")
+
+
+def _decode_value(raw: bytes) -> str:
+    return decode(decode_raw(raw), in_attribute=True)
 
 
 def _splice_value(raw: bytes, new: str, quote: bytes) -> bytes | None:
@@ -160,6 +165,7 @@ class Element(_Content):
         self.tag = tok.name.decode("utf-8", "surrogateescape")
         self._attrs: list[Attr] | None = None
         self._edits: dict[bytes, str | None] = {}
+        self._raw_edits: dict[bytes, tuple[Attr, bytes]] = {}
         self._prepend: list[bytes] = []
         self._append: list[bytes] = []
         self.removed = False
@@ -181,6 +187,8 @@ class Element(_Content):
             key = a.name.decode("utf-8", "surrogateescape")
             if key not in out:
                 out[key] = self._value(a)
+        for name, (_, new) in self._raw_edits.items():
+            out[name.decode("utf-8", "surrogateescape")] = _decode_value(new)
         for name, value in self._edits.items():
             key = name.decode()
             if value is None:
@@ -192,7 +200,45 @@ class Element(_Content):
     def _value(self, a: Attr) -> str:
         if a.vstart < 0:
             return ""
-        return decode(decode_raw(self.raw[a.vstart : a.vend]), in_attribute=True)
+        return _decode_value(self.raw[a.vstart : a.vend])
+
+    def value(self, a: Attr) -> str:
+        """Decoded value of attribute ``a`` as received (``""`` when it has none)."""
+        return self._value(a)
+
+    def needle_attrs(self, needle: bytes) -> list[Attr]:
+        """The first-occurrence attributes whose raw value contains the lower-case ``needle``
+        (case-insensitively): what ``attrs_containing`` selects, without decoding anything and
+        without parsing the attributes that follow the last occurrence of ``needle``."""
+        raw = self.raw
+        low = raw.lower()
+        astart, aend = self._astart, self._aend
+        p = low.find(needle, astart, aend)
+        if p < 0:
+            return []
+        out: list[Attr] = []
+        earlier: list[bytes] = []
+        for m in ATTR.finditer(raw, astart, aend):
+            end = m.end()
+            if end <= p:
+                earlier.append(m.group(1))
+                continue
+            g = m.lastindex or 1
+            if g > 1 and low.find(needle, m.start(g), m.end(g)) >= 0:
+                a = Attr(m)
+                if not earlier or all(e.lower() != a.name for e in earlier):
+                    out.append(a)
+            p = low.find(needle, end, aend)
+            if p < 0:
+                break
+            earlier.append(m.group(1))
+        return out
+
+    def set_raw_value(self, a: Attr, new_raw: bytes) -> None:
+        """Replace the raw bytes between the quotes of attribute ``a`` (from ``needle_attrs`` or
+        ``_list``) with ``new_raw``, which the caller guarantees needs no escaping there."""
+        self._edits.pop(a.name, None)
+        self._raw_edits[a.name] = (a, new_raw)
 
     def attrs_containing(self, needle: bytes) -> list[tuple[str, str]]:
         """Decoded ``(name, value)`` of first-occurrence attributes whose raw value contains the
@@ -212,6 +258,8 @@ class Element(_Content):
         key = name.lower().encode()
         if key in self._edits:
             return self._edits[key]
+        if key in self._raw_edits:
+            return _decode_value(self._raw_edits[key][1])
         for a in self._list():
             if a.name == key:
                 return self._value(a)
@@ -221,10 +269,14 @@ class Element(_Content):
         return self.get_attribute(name) is not None
 
     def set_attribute(self, name: str, value: str) -> None:
-        self._edits[name.lower().encode()] = value
+        key = name.lower().encode()
+        self._raw_edits.pop(key, None)
+        self._edits[key] = value
 
     def remove_attribute(self, name: str) -> None:
-        self._edits[name.lower().encode()] = None
+        key = name.lower().encode()
+        self._raw_edits.pop(key, None)
+        self._edits[key] = None
 
     def prepend(self, content: bytes) -> None:
         """Insert raw HTML as the first child (right after the start tag)."""
@@ -240,11 +292,23 @@ class Element(_Content):
 
     def serialize(self) -> bytes:
         """The start tag as it will be written (the original bytes when nothing was edited)."""
-        if not self._edits:
-            return self.raw
         raw = self.raw
+        if self._raw_edits:
+            if not self._edits:
+                parts: list[bytes] = []
+                pos = 0
+                for a, new_raw in sorted(self._raw_edits.values(), key=lambda e: e[0].vstart):
+                    parts += [raw[pos : a.vstart], new_raw]
+                    pos = a.vend
+                parts.append(raw[pos:])
+                return b"".join(parts)
+            for key, (_, new_raw) in self._raw_edits.items():
+                self._edits[key] = _decode_value(new_raw)
+            self._raw_edits.clear()
+        if not self._edits:
+            return raw
         edits = dict(self._edits)
-        parts: list[bytes] = []
+        parts = []
         pos = 0
         seen: set[bytes] = set()
         last = self._astart
@@ -486,6 +550,9 @@ class HtmlRewriter:
         self._skipper: _TagSkipper | None = None
         self._skip_name = b""
         self._boring: re.Pattern[bytes] | None = None
+        self._needle = b""
+        self._low = b""
+        self._buf_run = b""
 
     # -- registration ----------------------------------------------------------------------------
 
@@ -581,10 +648,14 @@ class HtmlRewriter:
     # -- the fast scanner ------------------------------------------------------------------------
 
     def _boring_re(self) -> re.Pattern[bytes]:
+        needles = frozenset(n for n, _ in self._needle_handlers)
+        # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
+        # instead (``_run``), so the pattern needs no per-byte needle guard.
+        self._needle = next(iter(needles)) if len(needles) == 1 else b""
         return _boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),
-            frozenset(n for n, _ in self._needle_handlers),
+            frozenset() if self._needle else needles,
         )
 
     # -- the main loop ---------------------------------------------------------------------------
@@ -615,6 +686,17 @@ class HtmlRewriter:
         final = self._final
         lexer = self._lexer
         max_tag = self.max_tag_bytes
+        boring = self._boring or self._boring_re()
+        self._boring = boring
+        needle = self._needle
+        # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
+        # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
+        low = buf.lower() if needle else buf
+        self._low = low
+        self._buf_run = buf
+        nxt = low.find(needle, pos) if needle else -1
+        if nxt < 0:
+            nxt = n
         while pos < n or final:
             if self._skipper is not None:
                 end = self._skipper.scan(buf[pos:])
@@ -628,9 +710,11 @@ class HtmlRewriter:
                 continue
             if (lexer.state == DATA and not self._pending and not self._observers and not self._any_handlers
                     and not self._sim.stack):
-                boring = self._boring or self._boring_re()
-                self._boring = boring
-                m = boring.match(buf, pos)
+                if needle and nxt < pos:
+                    nxt = low.find(needle, pos)
+                    if nxt < 0:
+                        nxt = n
+                m = boring.match(buf, pos, nxt)
                 q = m.end() if m is not None else pos
                 if q > pos:
                     self._emit(buf[pos:q])
@@ -740,9 +824,14 @@ class HtmlRewriter:
             for h in handlers or ():
                 h(el)
         if needle_hs:
-            lowered = buf[tok.start : tok.end].lower()
+            if self._needle and buf is self._buf_run:
+                lowered = self._low  # the whole buffer, lower-cased once per ``_run``
+                lo, hi = tok.start, tok.end
+            else:
+                lowered = buf[tok.start : tok.end].lower()
+                lo, hi = 0, len(lowered)
             for needle, h in needle_hs:
-                if needle in lowered:
+                if lowered.find(needle, lo, hi) >= 0:
                     if el is None:
                         el = Element(buf, tok)
                     h(el)

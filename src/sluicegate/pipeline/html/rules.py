@@ -61,6 +61,14 @@ _BOM = b"\xef\xbb\xbf"
 _CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
+_SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
+_UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
+# Attribute kinds of the URL rule, by lower-cased raw name.
+_URL, _DATA, _SRCSET, _PING, _STYLE, _CONTENT = 1, 2, 3, 4, 5, 6
+_ATTR_KIND: dict[bytes, int] = {
+    **{n.encode(): _URL for n in URL_ATTRS}, b"data": _DATA,
+    **{n.encode(): _SRCSET for n in SRCSET_ATTRS}, b"ping": _PING, b"style": _STYLE, b"content": _CONTENT,
+}
 
 
 def rewrite_srcset(rw: HostRewriter, value: str) -> str:
@@ -74,6 +82,10 @@ def rewrite_srcset(rw: HostRewriter, value: str) -> str:
         url = m.group(1)
         start, end = m.span(1)
         trail = len(url) - len(url.rstrip(","))
+        if trail == len(url):  # only commas: separators, not a candidate (and no endless loop)
+            out.append(value[pos : m.end()])
+            pos = m.end()
+            continue
         if trail:  # "a.jpg," — the commas end the candidate (no descriptors)
             end -= trail
             new = rw.rewrite_url(value[start:end])
@@ -84,6 +96,50 @@ def rewrite_srcset(rw: HostRewriter, value: str) -> str:
         pos = m.end()
     out.append(value[pos:])
     return "".join(out)
+
+
+def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
+    """``rewrite_srcset`` on raw UTF-8 bytes (``None``: a candidate needs the ``str`` version)."""
+    out: list[bytes] = []
+    pos = 0
+    changed = False
+    while pos < len(value):
+        m = _SRCSET_URL_B.match(value, pos)
+        if m is None or m.end() == pos:
+            break
+        url = m.group(1)
+        start, end = m.span(1)
+        trail = len(url) - len(url.rstrip(b","))
+        if trail == len(url):  # only commas: separators, as in ``rewrite_srcset``
+            out.append(value[pos : m.end()])
+            pos = m.end()
+            continue
+        if trail:  # "a.jpg," — the commas end the candidate (no descriptors)
+            end -= trail
+            url = value[start:end]
+        new = rw.rewrite_url_bytes(url)
+        if new is None:
+            return None
+        if new is not url:
+            changed = True
+        if trail:
+            out += [value[pos:start], new]
+            pos = end
+        else:
+            out += [value[pos:start], new, m.group(2)]
+            pos = m.end()
+    if not changed:
+        return value
+    out.append(value[pos:])
+    return b"".join(out)
+
+
+def _simple_value(raw: bytes, quote: bytes) -> bool:
+    """Whether ``raw`` (an attribute value written with ``quote``) decodes to its own UTF-8 text
+    and would be written back as the same bytes: no references, CR or NUL; nothing to escape."""
+    if quote:
+        return b"&" not in raw and b"\r" not in raw and b"\0" not in raw and quote not in raw
+    return bool(raw) and _UNQUOTED_UNSAFE.search(raw) is None
 
 
 def rewrite_css_urls(rw: HostRewriter, value: str) -> str:
@@ -126,7 +182,25 @@ class SluicegateRules:
     def urls(self, el: Element) -> None:
         rw = self.rw
         attrs: dict[str, str] | None = None
-        for name, value in el.attrs_containing(rw.matcher.needle):
+        for a in el.needle_attrs(rw.matcher.needle):
+            bname = a.name
+            kind = _ATTR_KIND.get(bname, 0)
+            if kind == 0 or (kind == _DATA and el.name != b"object"):
+                continue
+            if kind <= _SRCSET and a.vstart >= 0:
+                # Fast path: a value without references, CR or NUL reads as its own UTF-8 bytes,
+                # so the rewrite can work on (and write back) raw bytes: same result, no decoding.
+                raw = el.raw[a.vstart : a.vend]
+                if _simple_value(raw, a.quote):
+                    new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
+                    if new_raw is not None:
+                        if new_raw != raw and _simple_value(new_raw, a.quote):
+                            el.set_raw_value(a, new_raw)
+                            continue
+                        if new_raw == raw:
+                            continue
+            name = bname.decode("utf-8", "surrogateescape")
+            value = el.value(a)
             if name in URL_ATTRS or (name == "data" and el.tag == "object"):
                 new = rw.rewrite_url(value)
             elif name in SRCSET_ATTRS:

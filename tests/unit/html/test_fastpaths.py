@@ -1,0 +1,151 @@
+"""The performance fast paths give exactly the results of the straightforward code they bypass.
+
+* ``HostRewriter.rewrite_url_bytes`` / ``rules.rewrite_srcset_bytes`` vs their ``str`` versions;
+* ``Element.needle_attrs`` vs ``Element.attrs_containing``;
+* the whole URL rule (raw-byte fast path) vs the original decode / ``set_attribute`` rule;
+* the rewriter's single-needle scan vs the regex needle guard (several needles).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.html import HtmlRewriter
+from sluicegate.pipeline.html.lexer import Lexer
+from sluicegate.pipeline.html.rewriter import Element
+from sluicegate.pipeline.html.rules import (
+    SRCSET_ATTRS,
+    URL_ATTRS,
+    SluicegateRules,
+    rewrite_css_urls,
+    rewrite_srcset,
+    rewrite_srcset_bytes,
+)
+from tests.unit.html.helpers import host_rewriter, run
+from tests.unit.html.test_properties import cut
+
+RW = host_rewriter()
+URL_PIECES = [
+    "https://origin.example.com", "HTTP://Origin.Example.COM", "//origin.example.com", "origin.example.com",
+    "https:\\/\\/origin.example.com", "\\/\\/origin.example.com", ":443", ":8443", ".evil", "-cdn", "/p",
+    "?q=1", " ", "\t", "\n", "\x1c", "\xa0", "é", ",", " 2x", " 640w", "(", ")", "&amp;", "&#x2F;", "&", "\r",
+    "\x00", '"', "'", "=", "<", ">", "`", "h", "H", "/", "\\", "x", "https://cdn.other.net/a",
+]
+values = st.lists(st.sampled_from(URL_PIECES), max_size=12).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_rewrite_url_bytes_matches_str(value: str) -> None:
+    raw = value.encode("utf-8", "surrogateescape")
+    got = RW.rewrite_url_bytes(raw)
+    if got is not None:
+        assert got == RW.rewrite_url(value).encode("utf-8", "surrogateescape")
+        if got == raw:
+            assert got is raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_rewrite_srcset_bytes_matches_str(value: str) -> None:
+    got = rewrite_srcset_bytes(RW, value.encode())
+    if got is not None:
+        assert got == rewrite_srcset(RW, value).encode()
+
+
+ATTR_PIECES = [
+    " ", "\t", "/", "href", "HREF", "src", "srcset", "style", "data", "content", "title", "=", '"', "'",
+    "https://origin.example.com/a", "ORIGIN.example.com", "x", "&amp;", ">", "url(", ")",
+]
+attr_text = st.lists(st.sampled_from(ATTR_PIECES), max_size=16).map("".join)
+
+
+def _element(tag: bytes) -> Element | None:
+    tok = Lexer().next(tag, 0, True)
+    if tok is None or tok.kind != 1 or tok.end != len(tag):
+        return None
+    return Element(tag, tok)
+
+
+@settings(max_examples=500, deadline=None)
+@given(attr_text)
+def test_needle_attrs_matches_attrs_containing(attrs: str) -> None:
+    el = _element(b"<a " + attrs.encode() + b">")
+    if el is None:
+        return
+    needle = RW.matcher.needle
+    fast = [(a.name.decode(), el.value(a)) for a in el.needle_attrs(needle)]
+    assert fast == el.attrs_containing(needle)
+
+
+class _SlowRules(SluicegateRules):
+    """The URL rule as it was before the byte fast path (decode, rewrite ``str``, set_attribute)."""
+
+    def urls(self, el: Element) -> None:
+        rw = self.rw
+        attrs: dict[str, str] | None = None
+        for name, value in el.attrs_containing(rw.matcher.needle):
+            if name in URL_ATTRS or (name == "data" and el.tag == "object"):
+                new = rw.rewrite_url(value)
+            elif name in SRCSET_ATTRS:
+                new = rewrite_srcset(rw, value)
+            elif name == "ping":
+                new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
+            elif name == "style":
+                new = rewrite_css_urls(rw, value)
+            elif name == "content" and el.tag == "meta":
+                attrs = attrs or el.attributes
+                new = self._meta_content(attrs, value)
+            else:
+                continue
+            if new != value:
+                el.set_attribute(name, new)
+
+
+DOC_PIECES = [
+    "<a ", "<img ", "<source ", "<object ", "<meta property=og:url ", "<link ", "<div ", ">", "/>", " ",
+    "href=", "src=", "srcset=", "data=", "content=", "ping=", "style=", '"', "'", "=", "x",
+    "https://origin.example.com/p", "//origin.example.com/q 2x, ", "HTTPS://ORIGIN.EXAMPLE.COM", "&amp;",
+    "&#x2F;", "\r", "\x1c", "é", "<script>", "</script>", "<svg>", "</svg>", "text ", "<!-- c -->",
+    "origin.example.com", ",", "url(https://origin.example.com/i.png)",
+]
+docs = st.lists(st.sampled_from(DOC_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
+
+
+def _rules_rewriter(cls: type[SluicegateRules]) -> HtmlRewriter:
+    html = HtmlRewriter()
+    cls(RW, HtmlSettings(), inject=False, script_filter=None).install(html)
+    return html
+
+
+@settings(max_examples=400, deadline=None)
+@given(docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
+def test_url_rule_fast_path_matches_original(data: bytes, points: list[int]) -> None:
+    slow = run(lambda: _rules_rewriter(_SlowRules), [data])
+    assert run(lambda: _rules_rewriter(SluicegateRules), cut(data, points)) == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
+def test_single_needle_scan_matches_needle_guard(data: bytes, points: list[int]) -> None:
+    """One needle uses the lower-cased buffer; a second needle forces the regex guard path."""
+
+    def make(extra: bool) -> HtmlRewriter:
+        html = _rules_rewriter(SluicegateRules)
+        if extra:
+            html.on_element("*", lambda el: None, needle=b"zzz-not-there")
+        return html
+
+    assert run(lambda: make(False), cut(data, points)) == run(lambda: make(True), [data])
+
+
+def test_srcset_with_comma_only_candidate_terminates() -> None:
+    """``srcset="URL ,,"`` used to loop forever (a comma-only "URL" made no progress)."""
+    value = "https://origin.example.com/a.jpg 1x ,, https://origin.example.com/b.jpg 2x,,"
+    expected = "https://www.example.com/a.jpg 1x ,, https://www.example.com/b.jpg 2x,,"
+    assert rewrite_srcset(RW, value) == expected
+    assert rewrite_srcset_bytes(RW, value.encode()) == expected.encode()
+    out = run(lambda: _rules_rewriter(SluicegateRules), [b'<img srcset="' + value.encode() + b'">'])
+    assert out == b'<img srcset="' + expected.encode() + b'">'
