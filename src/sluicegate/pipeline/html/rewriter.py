@@ -473,7 +473,17 @@ class _Pending:
 class _TagSkipper:
     """Follows an over-long tag's structure byte by byte (only on the pathological path)."""
 
-    _NAME, _BAN, _AN, _AAN, _BAV, _DQ, _SQ, _AQ, _UQ, _SC = range(10)
+    # States (plain class constants so that mypyc can compile the class).
+    _NAME = 0
+    _BAN = 1
+    _AN = 2
+    _AAN = 3
+    _BAV = 4
+    _DQ = 5
+    _SQ = 6
+    _AQ = 7
+    _UQ = 8
+    _SC = 9
 
     def __init__(self, *, doctype: bool = False) -> None:
         self.state = self._NAME
