@@ -6,6 +6,8 @@ worker per port when exact totals matter. Modules define their metrics against `
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -34,6 +36,21 @@ PUBLISHER_BYTES = Counter(
     ["direction"],
     registry=REGISTRY,
 )
+
+
+# Label children cached: ``.labels()`` costs a lock and a dict build per call, and every label set
+# here is small and fixed (routes x status classes, error stages x kinds).
+@functools.cache
+def publisher_response(route: str, status_class: str) -> Counter:
+    return PUBLISHER_RESPONSES.labels(route, status_class)
+
+
+@functools.cache
+def publisher_error(stage: str, kind: str) -> Counter:
+    return PUBLISHER_ERRORS.labels(stage, kind)
+
+
+FROM_ORIGIN_BYTES = PUBLISHER_BYTES.labels("from_origin")
 
 
 def render() -> bytes:

@@ -71,6 +71,17 @@ class PublisherProxy:
         self.timeouts = settings.timeouts
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
+        self._rewriters: dict[tuple[str, str], HostRewriter] = {}
+
+    def _rewriter(self, scheme: str, host: str) -> HostRewriter:
+        """One ``HostRewriter`` per (scheme, public host), reused; bounded for ``public_hosts = ["*"]``."""
+        key = (scheme, host.lower())
+        rw = self._rewriters.get(key)
+        if rw is None:
+            if len(self._rewriters) >= 256:
+                self._rewriters.clear()
+            rw = self._rewriters[key] = self.matcher.for_request(scheme, key[1])
+        return rw
 
     async def startup(self) -> None:
         if self.session is None:
@@ -106,7 +117,7 @@ class PublisherProxy:
             return
         if await self._oversized_head(req_headers, send, request_id):
             return
-        rewriter = self.matcher.for_request(facts.scheme, host)
+        rewriter = self._rewriter(facts.scheme, host)
         up_headers = hdr.upstream_request_headers(
             req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id
         )
@@ -158,17 +169,17 @@ class PublisherProxy:
                 decision = gate.classify(method, resp.status, _raw_headers(resp))
                 await self._relay(resp, decision, method, rewriter, navigation, send, request_id)
         except UpstreamFailed as exc:
-            metrics.PUBLISHER_ERRORS.labels("before_commit", exc.kind).inc()
+            metrics.publisher_error("before_commit", exc.kind).inc()
             log.warning("request %s: %s -> %d", request_id, exc, exc.status)
             await send_simple(send, exc.status, f"{exc}\n".encode(), [("x-request-id", request_id)])
         except asyncio.CancelledError:
             if watch.disconnected:
-                metrics.PUBLISHER_ERRORS.labels("client", "disconnect").inc()
+                metrics.publisher_error("client", "disconnect").inc()
                 log.info("request %s: client disconnected; origin request cancelled", request_id)
                 return
             raise
         except ClientGone:
-            metrics.PUBLISHER_ERRORS.labels("client", "disconnect").inc()
+            metrics.publisher_error("client", "disconnect").inc()
             log.info("request %s: client disconnected while sending its body", request_id)
         finally:
             await watch.stop()
@@ -195,7 +206,7 @@ class PublisherProxy:
         route = decision.route
         if route is Route.STREAM and self.settings.publisher.mode == "buffered":
             route = Route.BUFFERED
-        metrics.PUBLISHER_RESPONSES.labels(route.value, f"{status // 100}xx").inc()
+        metrics.publisher_response(route.value, f"{status // 100}xx").inc()
 
         if route is Route.BODILESS:
             await send(
@@ -247,22 +258,16 @@ class PublisherProxy:
         """Relay body chunks until the origin ends; abort the client on any failure."""
         idle = self.timeouts.idle
         loop = asyncio.get_running_loop()
-        content = resp.content
         relayed_in = 0
         try:
-            async with asyncio.timeout(loop.time() + idle) as deadline:
-                while True:
-                    chunk = await content.readany()
-                    if not chunk:
-                        break
+            async with asyncio.timeout(None) as deadline:
+                async for chunk in _chunks(resp, deadline, loop, idle):
                     relayed_in += len(chunk)
-                    deadline.reschedule(loop.time() + idle)
                     if transform is None:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     else:
                         for out in transform(chunk):
                             await send({"type": "http.response.body", "body": out, "more_body": True})
-                    deadline.reschedule(loop.time() + idle)
             final = tail() if tail is not None else b""
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
@@ -270,11 +275,11 @@ class PublisherProxy:
             self._abort(request_id, exc.kind, str(exc))
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
             self._abort(request_id, "upstream_read", f"origin body failed: {exc.__class__.__name__}: {exc}")
-        metrics.PUBLISHER_BYTES.labels("from_origin").inc(relayed_in)
+        metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
     def _abort(self, request_id: str, kind: str, message: str) -> None:
-        metrics.PUBLISHER_ERRORS.labels("after_commit", kind).inc()
+        metrics.publisher_error("after_commit", kind).inc()
         log.warning("request %s: aborting client connection after commit: %s (%s)", request_id, message, kind)
         raise ResponseAborted(message)
 
@@ -324,9 +329,12 @@ class PublisherProxy:
 async def _chunks(
     resp: aiohttp.ClientResponse, deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop, idle: float
 ) -> AsyncIterator[bytes]:
+    """Origin body chunks; ``idle`` bounds each wait for the origin and nothing else (time spent
+    in ``send`` is the client's backpressure, not origin silence)."""
     while True:
         deadline.reschedule(loop.time() + idle)
         chunk = await resp.content.readany()
+        deadline.reschedule(None)
         if not chunk:
             return
         yield chunk

@@ -6,6 +6,7 @@ under uvicorn with uvloop + httptools. Reserved prefix ``/_sluicegate/`` is neve
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -41,6 +42,10 @@ class SluicegateApp:
             await self.publisher.startup()
         if self.inference is not None:
             await self.inference.startup()
+        # Everything allocated so far lives for the whole process: move it out of the collector's
+        # sight, so full collections under load no longer walk it (py-spy showed 8-13 % in gc).
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self) -> None:
         if self.publisher is not None:
