@@ -1,11 +1,25 @@
-"""Benchmark of the streaming HTML rewriter (``sluicegate.pipeline.html``).
+"""Benchmark of the streaming HTML rewriter (``sluicegate.pipeline.html``), issue 3's cases.
 
 Builds deterministic news-like pages (many links, srcsets, inline scripts and JSON, inline SVG,
-comments; about one tag in five names the origin host), pushes them through
-``build_html_processor`` with sluicegate's full rule set in fixed-size chunks, and reports the
-median MB/s of several runs. Also times the bare tokenizer (every token produced, no fast path).
+comments; the origin host in roughly one tag in eighteen), pushes them through
+``build_html_processor`` with sluicegate's full rule set (URL attributes, script/style bodies,
+head and body-end injection) and reports MB/s of input:
 
-Run:  .venv/bin/python bench/bench_html.py [--runs N]
+* (a) 500 KB page in 8 KB chunks — the goal: >= 60 MB/s;  (b) 5 MB page in 8 KB chunks;
+* (c) 500 KB page in 512-byte chunks (and 5 MB in 512 B);
+* the cost of a tag that carries an origin URL: a 2.7 KB page full of origin links, per request
+  and per origin tag (also as the marginal cost against the same page naming another host);
+* the bare tokenizer (every token produced, no fast path);
+* references on the same 500 KB page in the same run: html5lib's tokenizer and selectolax
+  (lexbor) parse+serialize — bench-only dependencies: ``.venv/bin/pip install html5lib selectolax``.
+
+Each variant runs in a child process, once on the pure-Python modules (``SLUICEGATE_PURE_PYTHON=1``)
+and once on mypyc-compiled ones, built into a temporary copy of the package with
+``scripts/build_mypyc.py --target`` (``--no-mypyc`` skips that). Figures are medians of ``--runs``
+runs of both CPU time (``time.process_time``: the code's own cost, robust on a shared machine) and
+wall time; the load average is recorded because the machine is shared.
+
+Run:  .venv/bin/python bench/bench_html.py [--runs N] [--no-mypyc]
 Writes bench/results/html.json.
 """
 
@@ -17,18 +31,15 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sluicegate.config.html import HtmlSettings
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
-from sluicegate.pipeline.html import build_html_processor
-from sluicegate.pipeline.html.lexer import Lexer
-
 ORIGIN = "https://www.publisher-origin.com"
-
+ROOT = Path(__file__).resolve().parent.parent
 
 def make_page(target: int, seed: int = 7) -> bytes:
     rnd = random.Random(seed)
@@ -86,95 +97,157 @@ def make_page(target: int, seed: int = 7) -> bytes:
     return "".join(parts).encode()
 
 
+def link_page() -> bytes:
+    """A 2.7 KB page whose body is 26 links to the origin (the per-origin-tag cost case)."""
+    o = ORIGIN
+    links = "".join(f'<li><a href="{o}/section/{i}/story.html" class="nav">Story {i}</a></li>\n' for i in range(26))
+    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Links</title></head><body><ul>\n{links}'
+            '</ul></body></html>\n')
+    return page.encode()
+
+
 def chunks(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def median_mbps(fn: Callable[[], None], nbytes: int, runs: int) -> float:
-    times = []
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median CPU seconds and median wall seconds of ``runs`` calls (after one warm-up call)."""
+    fn()
+    cpu, wall = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return nbytes / statistics.median(times) / 1e6
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return statistics.median(cpu), statistics.median(wall)
 
 
-def rewrite_case(page: bytes, chunk: int, runs: int) -> float:
-    rw = OriginMatcher(Origin.parse(ORIGIN)).for_request("https", "www.proxy.example")
+def child(runs: int) -> dict[str, object]:
+    """Every sluicegate case, in this process (pure or compiled, as imported)."""
+    import sluicegate.pipeline.html as html
+    from sluicegate.config.html import HtmlSettings
+    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.pipeline.html.lexer import Lexer
+
     settings = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'],
                             body_end_inject=["<script>sgEnd()</script>"])
-    pieces = chunks(page, chunk)
+    pages = {"500KB": make_page(500_000), "5MB": make_page(5_000_000)}
 
-    def run() -> None:
-        p = build_html_processor(rw, settings)
-        for c in pieces:
-            p.feed(c)
-        p.finish()
+    def rewrite(page: bytes, size: int, origin: str = ORIGIN, n: int = runs) -> tuple[float, float]:
+        rw = OriginMatcher(Origin.parse(origin)).for_request("https", "www.proxy.example")
+        pieces = chunks(page, size)
 
-    return median_mbps(run, len(page), runs)
+        def run() -> None:
+            p = html.build_html_processor(rw, settings)
+            for c in pieces:
+                p.feed(c)
+            p.finish()
 
+        return timed(run, n)
 
-def tokenizer_case(page: bytes, runs: int) -> tuple[float, int]:
-    count = [0]
+    out: dict[str, object] = {"compiled": getattr(html, "COMPILED", False), "rewriter": []}
+    for name, size in (("500KB", 8192), ("5MB", 8192), ("500KB", 512), ("5MB", 512)):
+        page = pages[name]
+        cpu, wall = rewrite(page, size, n=runs if name == "500KB" else max(3, runs // 3))
+        row = {"page": name, "bytes": len(page), "chunk": size, "mb_per_s_cpu": round(len(page) / cpu / 1e6, 2),
+               "mb_per_s_wall": round(len(page) / wall / 1e6, 2)}
+        out["rewriter"].append(row)  # type: ignore[attr-defined]
+    small = link_page()
+    tags = small.count(ORIGIN.encode())
+    cpu, wall = rewrite(small, 8192, n=runs * 200)
+    cpu0, _ = rewrite(small, 8192, "https://other-host.example", n=runs * 200)
+    out["origin_tags"] = {
+        "page_bytes": len(small), "origin_tags": tags, "ms_per_request_cpu": round(cpu * 1e3, 4),
+        "ms_per_request_wall": round(wall * 1e3, 4), "us_per_origin_tag_cpu": round(cpu / tags * 1e6, 2),
+        "us_per_origin_tag_marginal_cpu": round((cpu - cpu0) / tags * 1e6, 2),
+        "requests_per_s_one_core_cpu": round(1 / cpu),
+    }
+    big = pages["500KB"]
+    cpu, wall = rewrite(big, 8192, n=runs)
+    cpu0, _ = rewrite(big, 8192, "https://other-host.example", n=runs)
+    ntags = big.count(b"<")
+    otags = sum(1 for t in big.split(b"<")[1:] if ORIGIN.encode()[8:] in t.split(b">", 1)[0])
+    out["origin_tags_500KB"] = {"tags": ntags, "tags_naming_origin": otags,
+                                "us_per_origin_tag_marginal_cpu": round((cpu - cpu0) / otags * 1e6, 2),
+                                "mb_per_s_cpu_other_host": round(len(big) / cpu0 / 1e6, 2)}
 
-    def run() -> None:
+    def tokenize() -> None:
         lx = Lexer()
-        pos, n = 0, 0
-        nxt = lx.next
-        while (tok := nxt(page, pos, True)) is not None:
+        pos = 0
+        while (tok := lx.next(big, pos, True)) is not None:
             pos = tok.end
-            n += 1
-        count[0] = n
 
-    return median_mbps(run, len(page), runs), count[0]
+    cpu, wall = timed(tokenize, max(3, runs // 2))
+    out["tokenizer_500KB_mb_per_s_cpu"] = round(len(big) / cpu / 1e6, 2)
+    return out
+
+
+def references(page: bytes, runs: int) -> dict[str, float | None]:
+    refs: dict[str, float | None] = {}
+    try:
+        from html5lib._tokenizer import HTMLTokenizer  # type: ignore[import-untyped]
+
+        def h5() -> None:
+            for _ in HTMLTokenizer(page.decode()):
+                pass
+
+        refs["html5lib_tokenizer_mb_per_s_cpu"] = round(len(page) / timed(h5, max(3, runs // 3))[0] / 1e6, 2)
+    except ImportError:
+        refs["html5lib_tokenizer_mb_per_s_cpu"] = None
+    try:
+        from selectolax.lexbor import LexborHTMLParser  # type: ignore[import-not-found]
+
+        refs["selectolax_parse_serialize_mb_per_s_cpu"] = round(
+            len(page) / timed(lambda: LexborHTMLParser(page).html, runs)[0] / 1e6, 2)
+    except ImportError:
+        refs["selectolax_parse_serialize_mb_per_s_cpu"] = None
+    return refs
+
+
+def run_child(runs: int, env: dict[str, str]) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--child", "--runs", str(runs)]
+    res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
+def report(label: str, r: dict[str, object]) -> None:
+    for row in r["rewriter"]:  # type: ignore[attr-defined]
+        print(f"{label:6} rewriter {row['page']:>5} in {row['chunk']:>5} B chunks: {row['mb_per_s_cpu']:7.1f} MB/s CPU"
+              f" ({row['mb_per_s_wall']:.1f} wall)")
+    o = r["origin_tags"]
+    print(f"{label:6} 2.7KB origin-link page: {o['ms_per_request_cpu']} ms/request, "  # type: ignore[index]
+          f"{o['us_per_origin_tag_cpu']} us/origin tag ({o['us_per_origin_tag_marginal_cpu']} marginal), "  # type: ignore[index]
+          f"{o['requests_per_s_one_core_cpu']} req/s/core")  # type: ignore[index]
+    print(f"{label:6} 500KB: {r['origin_tags_500KB']}; tokenizer {r['tokenizer_500KB_mb_per_s_cpu']} MB/s")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--no-mypyc", action="store_true", help="skip the compiled variant")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    pages = {"200KB": make_page(200_000), "500KB": make_page(500_000), "1.4MB": make_page(1_400_000)}
-    cases = [("200KB", 16384), ("1.4MB", 16384), ("500KB", 8192), ("500KB", 512)]
+    if args.child:
+        print(json.dumps(child(args.runs)))
+        return 0
     results: dict[str, object] = {
-        "python": sys.version.split()[0], "machine": platform.machine(), "runs": args.runs,
-        "compiled": False, "rewriter": [], "tokenizer": [],
+        "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(), "runs": args.runs,
         "load_average_at_start": list(os.getloadavg()),  # the machine is shared: read with care
     }
-    for name, chunk in cases:
-        page = pages[name]
-        mbps = rewrite_case(page, chunk, args.runs)
-        print(f"rewriter  {name:>6} ({len(page):>8} B) in {chunk:>5} B chunks: {mbps:7.1f} MB/s")
-        results["rewriter"].append({"page": name, "bytes": len(page), "chunk": chunk,  # type: ignore[attr-defined]
-                                     "mb_per_s": round(mbps, 2)})
-    for name in ("200KB", "1.4MB"):
-        page = pages[name]
-        mbps, ntok = tokenizer_case(page, max(3, args.runs // 2))
-        print(f"tokenizer {name:>6} ({len(page):>8} B), {ntok} tokens:      {mbps:7.1f} MB/s")
-        results["tokenizer"].append({"page": name, "bytes": len(page), "tokens": ntok,  # type: ignore[attr-defined]
-                                      "mb_per_s": round(mbps, 2)})
-    # Reference parsers, when installed (they are not sluicegate dependencies).
-    page = pages["200KB"]
-    refs: dict[str, float | None] = {}
-    try:
-        import html5lib  # type: ignore
-
-        def h5() -> None:
-            for _ in html5lib.getTreeWalker("etree")(html5lib.parse(page)):
-                pass
-
-        refs["html5lib_parse_walk"] = round(median_mbps(h5, len(page), 3), 2)
-    except ImportError:
-        refs["html5lib_parse_walk"] = None
-    try:
-        from selectolax.parser import HTMLParser  # type: ignore
-
-        refs["selectolax_parse_serialize"] = round(
-            median_mbps(lambda: HTMLParser(page).html and None, len(page), args.runs), 2)
-    except ImportError:
-        refs["selectolax_parse_serialize"] = None
-    results["reference_200KB"] = refs
-    print(f"reference parsers on 200KB (None = not installed): {refs}")
-    out = Path(__file__).resolve().parent / "results" / "html.json"
+    results["pure"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": "1"})
+    report("pure", r)
+    if not args.no_mypyc:
+        with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
+                           check=True, capture_output=True)
+            results["mypyc"] = r = run_child(args.runs, {"PYTHONPATH": tmp, "SLUICEGATE_PURE_PYTHON": ""})
+        if not r["compiled"]:
+            raise SystemExit("the mypyc child did not run compiled modules")
+        report("mypyc", r)
+    results["reference_500KB"] = refs = references(make_page(500_000), args.runs)
+    print(f"reference parsers on the 500KB page (None = not installed): {refs}")
+    results["load_average_at_end"] = list(os.getloadavg())
+    out = ROOT / "bench" / "results" / "html.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

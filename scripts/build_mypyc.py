@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/build_mypyc.py           # build: *.so next to the *.py under src/
     .venv/bin/python scripts/build_mypyc.py --clean   # remove them again (pure Python)
+    .venv/bin/python scripts/build_mypyc.py --target DIR  # build in a copy: DIR/sluicegate (for PYTHONPATH)
 
 Needs only the venv's mypy (it ships mypyc) and a C compiler (gcc). The extension modules take
 precedence over the ``.py`` files on import; they are gitignored build products and never needed for
@@ -25,6 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 PKG = SRC / "sluicegate" / "pipeline" / "html"
+
+
+def _retarget(src: Path) -> None:
+    global SRC, PKG
+    SRC = src
+    PKG = src / "sluicegate" / "pipeline" / "html"
 MODULES = ("charrefs", "treesim", "lexer", "rewriter", "rules")
 GROUP = "sluicegate_html"  # name of the shared runtime library (src/sluicegate_html__mypyc*.so)
 
@@ -38,7 +45,7 @@ def built_files() -> list[Path]:
 def clean() -> None:
     for p in built_files():
         p.unlink()
-        print(f"removed {p.relative_to(ROOT)}")
+        print(f"removed {p}")
 
 
 def build() -> None:
@@ -59,10 +66,11 @@ def build() -> None:
         subprocess.run(cmd, cwd=SRC, env=env, check=True)
     shutil.rmtree(SRC / "build", ignore_errors=True)
     for p in built_files():
-        print(f"built {p.relative_to(ROOT)}")
+        print(f"built {p}")
     check = subprocess.run(
         [sys.executable, "-c", "import sluicegate.pipeline.html as h; print(h.COMPILED)"],
         cwd=ROOT, capture_output=True, text=True, check=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC), SLUICEGATE_PURE_PYTHON=""),
     )
     if check.stdout.strip() != "True":
         sys.exit("mypyc build finished but the compiled modules are not the ones imported")
@@ -72,7 +80,13 @@ def build() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clean", action="store_true", help="remove the compiled modules")
+    ap.add_argument("--target", type=Path, help="copy src/sluicegate into this directory and build there")
     args = ap.parse_args()
+    if args.target is not None:
+        dest = args.target.resolve() / "sluicegate"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(SRC / "sluicegate", dest, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+        _retarget(args.target.resolve())
     clean() if args.clean else build()
 
 

@@ -68,6 +68,10 @@ def _encode_value(value: str, quote: bytes) -> tuple[bytes, bytes]:
     return quote, value.encode("utf-8", "surrogateescape")
 
 
+def _by_vstart(edit: tuple[Attr, bytes]) -> int:
+    return edit[0].vstart
+
+
 def _decode_value(raw: bytes) -> str:
     return decode(decode_raw(raw), in_attribute=True)
 
@@ -295,9 +299,12 @@ class Element(_Content):
         raw = self.raw
         if self._raw_edits:
             if not self._edits:
+                if len(self._raw_edits) == 1:
+                    for a, new_raw in self._raw_edits.values():
+                        return b"".join((raw[: a.vstart], new_raw, raw[a.vend :]))
                 parts: list[bytes] = []
                 pos = 0
-                for a, new_raw in sorted(self._raw_edits.values(), key=lambda e: e[0].vstart):
+                for a, new_raw in sorted(self._raw_edits.values(), key=_by_vstart):
                     parts += [raw[pos : a.vstart], new_raw]
                     pos = a.vend
                 parts.append(raw[pos:])

@@ -163,6 +163,9 @@ class SluicegateRules:
         self.head_snippet = "".join(settings.head_inject).encode() if inject else b""
         self.body_snippet = "".join(settings.body_end_inject).encode() if inject else b""
         self.head_done = not self.head_snippet
+        # The public replacements need no escaping in any attribute value: then a simple value
+        # stays simple after the rewrite and need not be checked again.
+        self._simple_repl = all(_simple_value(r, q) for r in rewriter.replacements for q in (b'"', b"'", b""))
         self.body_done = not self.body_snippet
 
     def install(self, html: HtmlRewriter) -> None:
@@ -194,7 +197,7 @@ class SluicegateRules:
                 if _simple_value(raw, a.quote):
                     new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
                     if new_raw is not None:
-                        if new_raw != raw and _simple_value(new_raw, a.quote):
+                        if new_raw != raw and (self._simple_repl or _simple_value(new_raw, a.quote)):
                             el.set_raw_value(a, new_raw)
                             continue
                         if new_raw == raw:
