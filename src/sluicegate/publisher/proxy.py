@@ -259,16 +259,21 @@ class PublisherProxy:
         idle = self.timeouts.idle
         loop = asyncio.get_running_loop()
         relayed_in = 0
+        last: list[bytes] = []
+        content = resp.content
         try:
             async with asyncio.timeout(None) as deadline:
                 async for chunk in _chunks(resp, deadline, loop, idle):
                     relayed_in += len(chunk)
-                    if transform is None:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    else:
-                        for out in transform(chunk):
-                            await send({"type": "http.response.body", "body": out, "more_body": True})
-            final = tail() if tail is not None else b""
+                    outs = [chunk] if transform is None else transform(chunk)
+                    if content.is_eof():
+                        # The origin is done: this output leaves with the end of the response (one write
+                        # instead of two for small bodies); the next read returns b"" and ends the loop.
+                        last = outs
+                        continue
+                    for out in outs:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+            final = b"".join(last) + (tail() if tail is not None else b"")
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
         except PipelineError as exc:
