@@ -35,6 +35,23 @@ setup_python() {
   fi
 }
 
+# Optional mypyc build of the HTML rewriter's hot modules (about 2x faster); rebuilt only when they change.
+# Pure Python stays the fallback: a failed build is reported and cleaned up, never fatal.
+build_fast_paths() {
+  local html=src/sluicegate/pipeline/html stamp
+  stamp=".venv/.mypyc-$(cat $html/charrefs.py $html/treesim.py $html/lexer.py $html/rewriter.py $html/rules.py \
+    scripts/build_mypyc.py | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ] && ls $html/lexer.*.so >/dev/null 2>&1; then return; fi
+  echo "run.sh: compiling the HTML rewriter with mypyc" >&2
+  if .venv/bin/python scripts/build_mypyc.py >.venv/mypyc-build.log 2>&1; then
+    rm -f .venv/.mypyc-*
+    touch "$stamp"
+  else
+    echo "run.sh: mypyc build failed (see .venv/mypyc-build.log); running pure Python" >&2
+    .venv/bin/python scripts/build_mypyc.py --clean >/dev/null 2>&1 || true
+  fi
+}
+
 setup_test_system() {
   local need=()
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -49,14 +66,18 @@ shift || true
 case "$cmd" in
   demo)
     setup_python
+    build_fast_paths
     exec .venv/bin/sluicegate demo "$@"
     ;;
   test)
     setup_python
+    build_fast_paths
     setup_test_system
     .venv/bin/ruff check src tests bench
     .venv/bin/mypy
-    exec .venv/bin/pytest "$@"
+    .venv/bin/pytest "$@"
+    # The compiled modules ran above; the pure-Python path must stay correct too.
+    SLUICEGATE_PURE_PYTHON=1 .venv/bin/pytest -q -p no:cacheprovider tests/unit/html tests/unit/core tests/unit/flight
     ;;
   setup)
     setup_python
