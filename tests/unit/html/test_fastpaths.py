@@ -155,3 +155,62 @@ def test_srcset_with_comma_only_candidate_terminates() -> None:
     assert rewrite_srcset_bytes(RW, value.encode()) == expected.encode()
     out = run(lambda: _rules_rewriter(), [b'<img srcset="' + value.encode() + b'">'])
     assert out == b'<img srcset="' + expected.encode() + b'">'
+
+
+RAW_DOC_PIECES = [
+    *DOC_PIECES, "<A ", "<IMG ", "<head>", "<body>", "</body>", "</a>", "<noscript>", "</noscript>",
+    "<title>", "</title>", "<style>", "</style>", "<math>", "</math>", "<p>", "HREF=", "SrcSet=", "href=",
+    "<a href=x ", "\t", "\n", "/", "<", "</a href=https://origin.example.com>", "<!DOCTYPE html>",
+    "<object data=https://origin.example.com/o ", "https://origin.example.com/a\"b", " 1x, ", "\x00",
+]
+raw_docs = st.lists(st.sampled_from(RAW_DOC_PIECES), max_size=50).map(lambda xs: "".join(xs).encode())
+
+
+def _full_path_rewriter(inject: bool) -> HtmlRewriter:
+    """``install`` without the byte-level tag hook: every origin tag takes ``Token``/``Element``."""
+    settings_ = HtmlSettings(head_inject=["<script>H</script>"], body_end_inject=["<i>B</i>"])
+    raw = HtmlRewriter()
+    rules2 = SluicegateRules(RW, settings_, inject=inject, script_filter=None)
+    raw.on_element("*", rules2.urls, needle=RW.matcher.needle)
+    raw.on_text("script", rules2.script)
+    raw.on_text("style", rules2.style)
+    raw.on_text("noscript", rules2.noscript)
+    if not rules2.head_done:
+        raw.observe(rules2.head_observer)
+    if not rules2.body_done:
+        raw.on_end_tag("body", rules2.body_end)
+    if not (rules2.head_done and rules2.body_done):
+        raw.on_end(rules2.document_end)
+    return raw
+
+
+def _raw_path_rewriter(inject: bool) -> HtmlRewriter:
+    html = HtmlRewriter()
+    settings_ = HtmlSettings(head_inject=["<script>H</script>"], body_end_inject=["<i>B</i>"])
+    SluicegateRules(RW, settings_, inject=inject, script_filter=None).install(html)
+    return html
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw_docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6), st.booleans())
+def test_raw_tag_hook_matches_full_path(data: bytes, points: list[int], inject: bool) -> None:
+    """The byte-level origin-tag shortcut (``on_element(raw=...)`` / ``SluicegateRules.urls_raw``)
+    gives the bytes of the ``Token``/``Element`` path, for every chunking."""
+    full = run(lambda: _full_path_rewriter(inject), [data])
+    assert run(lambda: _raw_path_rewriter(inject), cut(data, points)) == full
+    assert run(lambda: _raw_path_rewriter(inject), [data]) == full
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([b"a", b"img", b"object", b"source", b"link"]), attr_text)
+def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
+    """``urls_raw`` on one tag: ``None`` or exactly ``urls`` + ``Element.serialize``."""
+    tag = b"<" + name + b" " + attrs.encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    got = rules.urls_raw(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    rules.urls(el)
+    if got is not None:
+        assert got == el.serialize()

@@ -36,6 +36,7 @@ from sluicegate.pipeline.html.lexer import (
     DATA,
     END,
     START,
+    TAG,
     TEXT,
     Attr,
     Lexer,
@@ -120,6 +121,31 @@ def _splice_value(raw: bytes, new: str, quote: bytes) -> bytes | None:
     if decode(out, in_attribute=True) != new:
         return None
     return out.encode("utf-8", "surrogateescape")
+
+
+def needle_attrs(raw: bytes, low: bytes, astart: int, aend: int, needle: bytes) -> list[Attr]:
+    """``Element.needle_attrs`` on the attribute text ``raw[astart:aend]`` of a tag, given ``low``
+    = ``raw.lower()`` (or a lower-cased buffer it is a slice of, at the same offsets)."""
+    p = low.find(needle, astart, aend)
+    if p < 0:
+        return []
+    out: list[Attr] = []
+    earlier: list[bytes] = []
+    for m in ATTR.finditer(raw, astart, aend):
+        end = m.end()
+        if end <= p:
+            earlier.append(m.group(1))
+            continue
+        g = m.lastindex or 1
+        if g > 1 and low.find(needle, m.start(g), m.end(g)) >= 0:
+            a = Attr(m)
+            if not earlier or all(e.lower() != a.name for e in earlier):
+                out.append(a)
+        p = low.find(needle, end, aend)
+        if p < 0:
+            break
+        earlier.append(m.group(1))
+    return out
 
 
 class Deferred:
@@ -215,28 +241,7 @@ class Element(_Content):
         (case-insensitively): what ``attrs_containing`` selects, without decoding anything and
         without parsing the attributes that follow the last occurrence of ``needle``."""
         raw = self.raw
-        low = raw.lower()
-        astart, aend = self._astart, self._aend
-        p = low.find(needle, astart, aend)
-        if p < 0:
-            return []
-        out: list[Attr] = []
-        earlier: list[bytes] = []
-        for m in ATTR.finditer(raw, astart, aend):
-            end = m.end()
-            if end <= p:
-                earlier.append(m.group(1))
-                continue
-            g = m.lastindex or 1
-            if g > 1 and low.find(needle, m.start(g), m.end(g)) >= 0:
-                a = Attr(m)
-                if not earlier or all(e.lower() != a.name for e in earlier):
-                    out.append(a)
-            p = low.find(needle, end, aend)
-            if p < 0:
-                break
-            earlier.append(m.group(1))
-        return out
+        return needle_attrs(raw, raw.lower(), self._astart, self._aend, needle)
 
     def set_raw_value(self, a: Attr, new_raw: bytes) -> None:
         """Replace the raw bytes between the quotes of attribute ``a`` (from ``needle_attrs`` or
@@ -464,6 +469,8 @@ EndTagHandler = Callable[[EndTag], None]
 TextHandler = Callable[[TextBody], None]
 EndHandler = Callable[[DocumentEnd], None]
 ContentObserver = Callable[["Element | TextChunk"], bool]
+RawTagHandler = Callable[[bytes, bytes, int, int, int, int, bytes], "bytes | None"]
+"""``(buf, low, start, astart, aend, end, name) -> new tag bytes | None``: see ``on_element``."""
 
 
 class _Pending:
@@ -570,13 +577,25 @@ class HtmlRewriter:
         self._needle = b""
         self._low = b""
         self._buf_run = b""
+        self._raw_hook: RawTagHandler | None = None
+        self._raw_hooks: list[RawTagHandler | None] = []
+        self._stop_names: frozenset[bytes] = frozenset()
 
     # -- registration ----------------------------------------------------------------------------
 
-    def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None) -> None:
+    def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None,
+                   raw: RawTagHandler | None = None) -> None:
         """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
         ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
-        bytes contain it (case-insensitively), which keeps other tags on the fast path."""
+        bytes contain it (case-insensitively), which keeps other tags on the fast path.
+
+        ``raw`` (``"*"`` with a ``needle`` only) is a byte-level shortcut for ``handler``: on the
+        fast path, a plain start tag holding the needle is handed to it as spans of the buffer
+        (``buf``, ``low`` = ``buf.lower()``, tag ``start``, attribute text ``astart:aend``, tag
+        ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
+        new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
+        and ``handler`` must not insert content or remove the element for such a tag — or
+        ``None`` to take the full path. Used only when it is the one needle handler."""
         m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
         if m is None:
             raise ValueError(f"unsupported selector {selector!r}")
@@ -592,6 +611,7 @@ class HtmlRewriter:
         if tag == "*":
             if needle is not None:
                 self._needle_handlers.append((needle.lower(), h))
+                self._raw_hooks.append(raw if attr is None else None)
             else:
                 self._any_handlers.append(h)
         else:
@@ -669,6 +689,9 @@ class HtmlRewriter:
         # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
         # instead (``_run``), so the pattern needs no per-byte needle guard.
         self._needle = next(iter(needles)) if len(needles) == 1 else b""
+        hooks = self._raw_hooks
+        self._raw_hook = hooks[0] if self._needle and len(hooks) == 1 else None
+        self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
         return _boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),
@@ -706,6 +729,9 @@ class HtmlRewriter:
         boring = self._boring or self._boring_re()
         self._boring = boring
         needle = self._needle
+        raw_hook = self._raw_hook
+        stop_names = self._stop_names
+        nlen = len(needle)
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
         low = buf.lower() if needle else buf
@@ -738,6 +764,17 @@ class HtmlRewriter:
                     pos = q
                     if pos >= n and not final:
                         break
+                if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
+                    # Byte-level shortcut for a plain start tag that holds the needle.
+                    t = TAG.match(buf, pos)
+                    if t is not None and t.end() >= nxt + nlen and t.end() - pos <= max_tag:
+                        name = t.group(2).lower()
+                        if t.start(1) == t.end(1) and name not in stop_names:
+                            new = raw_hook(buf, low, pos, t.start(3), t.end(3), t.end(), name)
+                            if new is not None:
+                                self._emit(new)
+                                pos = t.end()
+                                continue
             tok = lexer.next(buf, pos, final)
             if tok is None:
                 if n - pos > max_tag and not final:
