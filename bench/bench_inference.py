@@ -223,20 +223,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ttfb = {k: statistics.median(r[k] for r in ttfb_rounds) for k in ttfb_rounds[0]}
             ladder: list[dict[str, Any]] = []
             cpu_per_stream: list[float] = []
+            harness_cpu: list[tuple[float, float]] = []
             best = 0.0
             for rate in args.rates:
                 rounds = []
                 for _ in range(args.rounds):
-                    c0 = cpu_seconds(gw.pid)
+                    c0, m0, l0 = cpu_seconds(gw.pid), cpu_seconds(mock.pid), time.process_time()
                     r = await rate_round(session, via, CHAT_BODY, rate, args.seconds)
-                    r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(gw.pid) - c0) / max(1, r["completed"])
+                    n = max(1, r["completed"])
+                    r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(gw.pid) - c0) / n
+                    r["mock_cpu_ms_per_stream"] = 1000 * (cpu_seconds(mock.pid) - m0) / n
+                    r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
                     rounds.append(r)
                 med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
                 med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
                 ladder.append({"via_gateway": med, "rounds": rounds})
                 cpu_per_stream.append(med["gateway_cpu_ms_per_stream"])
+                harness_cpu.append((med["mock_cpu_ms_per_stream"], med["loadgen_cpu_ms_per_stream"]))
                 print(f"  {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
-                      f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms slo={med['meets_slo']}",
+                      f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms slo={med['meets_slo']} "
+                      f"cpu ms/stream gw {med['gateway_cpu_ms_per_stream']:.2f} mock "
+                      f"{med['mock_cpu_ms_per_stream']:.2f} loadgen {med['loadgen_cpu_ms_per_stream']:.2f}",
                       flush=True)
                 if med["meets_slo"]:
                     best = max(best, rate)
@@ -257,6 +264,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
                         "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),
                         "cpu_bound_streams_per_s_per_core": 1000 / statistics.median(cpu_per_stream),
+                        "mock_cpu_ms_per_stream": statistics.median(h[0] for h in harness_cpu),
+                        "loadgen_cpu_ms_per_stream": statistics.median(h[1] for h in harness_cpu),
                         "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
             "memory": memory,
         }

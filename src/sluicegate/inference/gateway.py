@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from sluicegate.config.inference import InferenceSettings, ProviderSettings
 from sluicegate.config.model import Settings
@@ -83,12 +84,14 @@ class _Provider:
     defaults: dict[str, str]
     timeout: aiohttp.ClientTimeout
     first_byte: float
+    idle: float  # 0: no idle timeout between upstream chunks
     session: aiohttp.ClientSession | None = None
     mock: MockProvider | None = None
     # Metric children resolved once (labels() lookups are not free on the hot path).
     m_inflight: Any = None
     m_first_byte: Any = None
     m_ok: Any = None
+    urls: dict[str, URL] = field(default_factory=dict)  # parsed upstream URL per path (no query string)
 
     def __post_init__(self) -> None:
         self.m_inflight = m.INFLIGHT.labels(self.settings.name)
@@ -104,6 +107,15 @@ class _Provider:
         if base.endswith("/v1") and path.startswith("/v1/"):
             path = path[3:]
         return base + path + ("?" + query.decode("latin-1") if query else "")
+
+    def url_for(self, path: str, query: bytes) -> URL:
+        """``url`` parsed once per path (paths are the few detected API routes; queries are not cached)."""
+        if query:
+            return URL(self.url(path, query))
+        url = self.urls.get(path)
+        if url is None:
+            url = self.urls[path] = URL(self.url(path, query))
+        return url
 
     def headers(self, client: list[tuple[bytes, bytes]], request_id: str) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -176,8 +188,12 @@ class InferenceGateway:
                 defaults={**_KIND_DEFAULTS.get(p.kind, {}), **p.headers},
                 timeout=aiohttp.ClientTimeout(total=t.total or None, sock_connect=t.connect, sock_read=t.idle),
                 first_byte=t.first_byte,
+                idle=t.idle or 0.0,
             )
         self._started = False
+        # Metric children by label values, resolved once (only configured model names, so bounded).
+        self._m_requests: dict[tuple[str, str, str], Any] = {}
+        self._m_tokens: dict[tuple[str, str, str], Any] = {}
         self.last_usage: Usage | None = None  # usage of the most recent finished exchange (tests, debugging)
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -303,11 +319,27 @@ class InferenceGateway:
             if not state["gone"]:
                 raise
             task.uncancel()
-            m.REQUESTS.labels(det.api.value, mfield.model, "client_gone").inc()
+            self._requests(det.api.value, mfield.model, "client_gone").inc()
             log.info("inference %s model=%s client disconnected; upstream cancelled", request_id, mfield.model)
         finally:
             state["done"] = True
             watcher.cancel()
+
+    def _requests(self, api: str, model: str, outcome: str) -> Any:
+        key = (api, model, outcome)
+        child = self._m_requests.get(key)
+        if child is None:
+            child = m.REQUESTS.labels(api, model, outcome)
+            if model in self.router.models:
+                self._m_requests[key] = child
+        return child
+
+    def _tokens(self, model: str, provider: str, direction: str) -> Any:
+        key = (model, provider, direction)
+        child = self._m_tokens.get(key)
+        if child is None:
+            child = self._m_tokens[key] = m.TOKENS.labels(model, provider, direction)
+        return child
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -382,7 +414,7 @@ class InferenceGateway:
 
     # ---- attempts (before commit) ---------------------------------------------------------------
 
-    async def _attempt(self, prov: _Provider, method: str, url: str, headers: dict[str, str], body: bytes,
+    async def _attempt(self, prov: _Provider, method: str, url: URL, headers: dict[str, str], body: bytes,
                        want_first: bool) -> _Attempt:
         assert prov.session is not None
         resp: aiohttp.ClientResponse | None = None
@@ -448,7 +480,7 @@ class InferenceGateway:
             n += 1
             prov = self.providers[t.target.provider]
             out_body = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
-            url = prov.url(det.path, query)
+            url = prov.url_for(det.path, query)
             self.router.begin(t)
             prov.m_inflight.inc()
             try:
@@ -535,7 +567,17 @@ class InferenceGateway:
         ok_status = resp.status < 400
         kind = ""
         sse_tap = tap if isinstance(tap, SseTap) else None
-        held = b""  # SSE: bytes of an incomplete event, sent once the event completes (or at EOF)
+        readany = content.readany
+        head_only = method == "HEAD"
+        # The idle timeout covers origin reads only: one lazy deadline per stream instead of aiohttp's
+        # per-chunk timer (see _IdleWatch). Not needed when the whole answer is already buffered.
+        loop = asyncio.get_running_loop()
+        watch: _IdleWatch | None = None
+        conn = resp.connection
+        if prov.idle and not head_only and conn is not None and conn.protocol is not None:
+            conn.protocol.read_timeout = None
+            conn.protocol.start_timeout()  # drops the timer aiohttp armed for the previous read
+            watch = _IdleWatch(loop, prov.idle, content)
         try:
             if chunk:
                 prov.m_first_byte.observe(time.perf_counter() - started)
@@ -548,22 +590,21 @@ class InferenceGateway:
                         # Event-aligned relay: the same bytes in the same order, but an incomplete event
                         # waits for its end, so a failure can always be framed on a real boundary.
                         # Events over tap_max_event_bytes pass straight through.
-                        sse_tap.feed(chunk)
-                        if held:
-                            chunk = held + chunk
-                        keep = sse_tap.pending_bytes
-                        if keep:
-                            held, chunk = chunk[-keep:], chunk[:-keep]
-                        else:
-                            held = b""
+                        chunk = sse_tap.split(chunk)
                     elif tap is not None:
                         tap.feed(chunk)
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if method == "HEAD":
+                if head_only:
                     break
-                chunk = await content.readany()
+                if watch is not None:
+                    watch.since = loop.time()
+                    chunk = await readany()
+                    watch.since = -1.0
+                else:
+                    chunk = await readany()
                 if not chunk:
+                    held = sse_tap.held() if sse_tap is not None else b""
                     if held:
                         await send({"type": "http.response.body", "body": held, "more_body": True})
                     break
@@ -573,6 +614,9 @@ class InferenceGateway:
             kind = "idle_timeout"
         except (aiohttp.ClientError, OSError):
             kind = "upstream_reset"
+        finally:
+            if watch is not None:
+                watch.cancel()
         if kind:
             resp.close()
             m.STREAM_ERRORS.labels(prov.name, kind).inc()
@@ -587,14 +631,14 @@ class InferenceGateway:
                     await send({"type": "http.response.body", "body": closing + event,
                                 "more_body": True})
             raise StreamAborted(kind)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         if ok_status:
             self.router.success(target)
-        if ok_status:
             prov.m_ok.inc()
         else:
             m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
+        # Accounted before the end goes out: whoever sees the response complete sees its usage recorded.
         self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,
                  request_id: str, status: int, started: float, failure: str) -> None:
@@ -604,18 +648,48 @@ class InferenceGateway:
         elif isinstance(tap, SseTap):
             usage = tap.usage
         outcome = failure or ("ok" if status < 400 else "upstream_status")
-        m.REQUESTS.labels(api.value, mfield.model, outcome).inc()
+        self._requests(api.value, mfield.model, outcome).inc()
         if usage is not None:
             if usage.input_tokens is not None:
-                m.TOKENS.labels(mfield.model, prov.name, "input").inc(usage.input_tokens)
+                self._tokens(mfield.model, prov.name, "input").inc(usage.input_tokens)
             if usage.output_tokens is not None:
-                m.TOKENS.labels(mfield.model, prov.name, "output").inc(usage.output_tokens)
+                self._tokens(mfield.model, prov.name, "output").inc(usage.output_tokens)
         self.last_usage = usage
         if log.isEnabledFor(logging.INFO):
             log.info("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
                      request_id, api.value, mfield.model, prov.name, status, outcome,
                      (time.perf_counter() - started) * 1000,
                      usage.input_tokens if usage else None, usage.output_tokens if usage else None)
+
+
+class _IdleWatch:
+    """The idle timeout of one relayed stream: fires only while the relay waits on the upstream.
+
+    aiohttp's ``sock_read`` re-arms a timer on every received chunk; here the relay just stamps ``since``
+    around each read (a float store) and one timer checks lazily: when it fires early it re-arms for the
+    real deadline, when it fires while no read is pending it re-arms a full period ahead (any later read
+    starts after now). On expiry the read fails with aiohttp's own read timeout error.
+    """
+
+    __slots__ = ("_content", "_handle", "_idle", "_loop", "since")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle: float, content: aiohttp.StreamReader) -> None:
+        self._loop = loop
+        self._idle = idle
+        self._content = content
+        self.since = -1.0  # loop time the pending upstream read started; -1 while not reading
+        self._handle = loop.call_at(loop.time() + idle, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        since = self.since
+        if since >= 0 and now >= since + self._idle:
+            self._content.set_exception(aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
+            return
+        self._handle = self._loop.call_at((since if since >= 0 else now) + self._idle, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _looks_like_error_event(first: bytes) -> bool:

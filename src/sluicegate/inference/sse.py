@@ -133,40 +133,68 @@ class SseTap:
         return b"" if self.at_boundary else b"\n\n"
 
     def feed(self, data: bytes) -> bytes:
+        if data:
+            self._take(data)
+        return data
+
+    def split(self, data: bytes) -> bytes:
+        """Feed ``data``; return what may be relayed now: the held bytes plus ``data`` up to the last complete
+        event boundary. The incomplete event stays held (``pending_bytes``) until its end arrives; while an
+        oversized event is being skipped everything passes straight through. Concatenating every return
+        value (and the held rest at EOF, ``held()``) gives exactly the bytes fed, in order."""
         if not data:
             return data
-        start = max(0, len(self._pending) - 3)  # a boundary may straddle the previous read
-        buf = self._pending + data if self._pending else data
-        end = -1
-        for sep in _BOUNDARIES:
-            pos = buf.rfind(sep, start)
-            if pos >= 0 and pos + len(sep) > end:
-                end = pos + len(sep)
-        if end < 0:
-            if len(buf) > self.max_event_bytes:
-                self._skipping = True
-                self.overflowed += 1
-                self._pending = b""
-            else:
-                self._pending = buf
-            return data
-        block, rest = buf[:end], buf[end:]
+        buf = self._take(data)
+        keep = len(self._pending)
+        return buf[:-keep] if keep else buf
+
+    def held(self) -> bytes:
+        """The bytes of the incomplete event ``split`` is holding back."""
+        return self._pending
+
+    def _take(self, data: bytes) -> bytes:
+        pending = self._pending
+        buf = pending + data if pending else data
+        size = len(buf)
+        if buf.endswith(_BOUNDARIES):  # the common case: a read ends on an event boundary
+            end = size
+        else:
+            start = max(0, len(pending) - 3)  # a boundary may straddle the previous read
+            end = -1
+            for sep in _BOUNDARIES:
+                pos = buf.rfind(sep, start)
+                if pos >= 0 and pos + len(sep) > end:
+                    end = pos + len(sep)
+            if end < 0:
+                if size > self.max_event_bytes:
+                    self._skipping = True
+                    self.overflowed += 1
+                    self._pending = b""
+                else:
+                    self._pending = buf
+                return buf
+        if end == size:
+            block, rest = buf, b""
+        else:
+            block, rest = buf[:end], buf[end:]
         if self._skipping:
             # The oversized event ends at the first boundary in this block; drop up to it.
             first = min((p + len(s) for s in _BOUNDARIES if (p := block.find(s)) >= 0), default=end)
             block = block[first:]
             self._skipping = False
-        self._pending = rest if len(rest) <= self.max_event_bytes else b""
         if len(rest) > self.max_event_bytes:
+            self._pending = b""
             self._skipping = True
             self.overflowed += 1
+        else:
+            self._pending = rest
         if block:
             self.events_seen += 1
             # Cheap C-level filters: only events that carry a usage object or an error are decoded.
             # (OpenAI streams with include_usage carry ``"usage":null`` in every chunk; those are skipped.)
-            if _USAGE_OBJ.search(block) or b"error" in block:
+            if (b'"usage"' in block and _USAGE_OBJ.search(block) is not None) or b"error" in block:
                 self._scan(block)
-        return data
+        return buf
 
     def _scan(self, block: bytes) -> None:
         for event, data in parse_events(block):

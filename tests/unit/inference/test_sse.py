@@ -93,3 +93,25 @@ def test_json_tap() -> None:
     small = JsonTap(max_bytes=4)
     small.feed(body)
     assert not small.finish().known
+
+
+@pytest.mark.parametrize("stream", [OPENAI, ANTHROPIC, RESPONSES, OPENAI.replace(b"\n", b"\r\n"),
+                                    b"data: " + b"x" * 3000 + b"\n\n" + OPENAI])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=3700), max_size=12))
+def test_split_relays_every_byte_once_on_event_boundaries(stream: bytes, cuts: list[int]) -> None:
+    """``split`` (the relay's path) sends the same bytes in order; what it holds back is the open event."""
+    tap = SseTap(1024)
+    reference = SseTap(1024)
+    out = b""
+    pos = 0
+    for c in [*sorted({c for c in cuts if c < len(stream)}), len(stream)]:
+        piece = stream[pos:c]
+        ready = tap.split(piece)
+        reference.feed(piece)
+        out += ready
+        assert tap.held() == stream[len(out):c] or tap.skipping
+        assert tap.pending_bytes == reference.pending_bytes
+        pos = c
+    out += tap.held()
+    assert out == stream
+    assert tap.usage == reference.usage and tap.at_boundary
