@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -96,8 +97,106 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes,
-                     fault: str = "") -> tuple[float, float, int]:
+class _RawStream(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the raw load generator: counts bytes, notes the first body byte,
+    ends at the chunked terminator. No parsing beyond that: the generator must cost less than what it measures."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: list[_RawStream]) -> None:
+        self.loop = loop
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[tuple[float, int]] | None = None
+        self.t0 = 0.0
+        self.ttfb = -1.0
+        self.n = 0
+        self.in_head = True
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+
+    def start(self, request: bytes, t0: float) -> asyncio.Future[tuple[float, int]]:
+        assert self.transport is not None
+        self.t0, self.ttfb, self.n, self.in_head, self.tail = t0, -1.0, 0, True, b""
+        self.done = self.loop.create_future()
+        self.transport.write(request)
+        return self.done
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_head:
+            self.tail += data
+            i = self.tail.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            if self.tail[9:12] != b"200" and self.done is not None and not self.done.done():
+                self.done.set_exception(RuntimeError(self.tail[:12].decode("latin-1")))
+                assert self.transport is not None
+                self.transport.close()
+                return
+            data, self.in_head, self.tail = self.tail[i + 4:], False, b""
+        if not data:
+            return
+        if self.ttfb < 0:
+            self.ttfb = time.perf_counter() - self.t0
+        self.n += len(data)
+        tail = self.tail + data if len(data) < 7 else data
+        self.tail = tail[-7:]
+        if (tail.endswith(b"\r\n0\r\n\r\n") or tail == b"0\r\n\r\n") and self.done is not None:
+            self.done.set_result((self.ttfb, self.n))
+            self.pool.append(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.pool:
+            self.pool.remove(self)
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(ConnectionError("closed mid-response"))
+
+
+class RawClient:
+    """A minimal streaming HTTP/1.1 client with a keep-alive pool (chunked responses only, as both servers
+    send for SSE). About a third of aiohttp's CPU per stream, so the load generator hides less of the rate."""
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[str, int], list[_RawStream]] = {}
+        self.requests: dict[tuple[str, bytes, str], bytes] = {}
+
+    async def stream(self, url: str, body: bytes, fault: str = "") -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        u = urllib.parse.urlsplit(url)
+        host, port = u.hostname or "127.0.0.1", u.port or 80
+        key = (url, body, fault)
+        req = self.requests.get(key)
+        if req is None:
+            extra = f"x-mock-fault: {fault}\r\n" if fault else ""
+            req = self.requests[key] = (
+                f"POST {u.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body
+        pool = self.pools.setdefault((host, port), [])
+        proto = None
+        while pool:
+            cand = pool.pop()
+            if cand.transport is not None and not cand.transport.is_closing():
+                proto = cand
+                break
+        if proto is None:
+            loop = asyncio.get_running_loop()
+            _, proto = await loop.create_connection(lambda: _RawStream(loop, pool), host, port)
+        ttfb, n = await proto.start(req, t0)
+        return ttfb, time.perf_counter() - t0, n
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            for proto in list(pool):
+                if proto.transport is not None:
+                    proto.transport.close()
+
+
+Client = aiohttp.ClientSession | RawClient
+
+
+async def one_stream(session: Client, url: str, body: bytes, fault: str = "") -> tuple[float, float, int]:
+    if isinstance(session, RawClient):
+        return await session.stream(url, body, fault)
     t0 = time.perf_counter()
     headers = {"content-type": "application/json"}
     if fault:
@@ -114,7 +213,7 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes,
     return ttfb, time.perf_counter() - t0, n
 
 
-async def ttfb_round(session: aiohttp.ClientSession, direct: str, via: str, n: int) -> dict[str, Any]:
+async def ttfb_round(session: Client, direct: str, via: str, n: int) -> dict[str, Any]:
     """Sequential pairs, alternating order; mock first byte without delay."""
     d: list[float] = []
     g: list[float] = []
@@ -133,7 +232,7 @@ async def ttfb_round(session: aiohttp.ClientSession, direct: str, via: str, n: i
             "added_paired_median_ms": statistics.median(diffs)}
 
 
-async def rate_round(session: aiohttp.ClientSession, url: str, body: bytes, rate: float,
+async def rate_round(session: Client, url: str, body: bytes, rate: float,
                      seconds: float) -> dict[str, Any]:
     """Open-loop Poisson-free constant arrivals at ``rate``/s for ``seconds``; every stream read to the end."""
     total = int(rate * seconds)
@@ -215,11 +314,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         direct = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
         via = f"http://127.0.0.1:{gw_port}/llm/v1/chat/completions"
         conn = aiohttp.TCPConnector(limit=0)
+        raw = RawClient()
         async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as session:
+            client: Client = raw if args.client == "raw" else session
             for _ in range(50):  # warm-up (pools, code paths)
-                await one_stream(session, via, CHAT_BODY)
-                await one_stream(session, direct, DIRECT_BODY)
-            ttfb_rounds = [await ttfb_round(session, direct, via, args.ttfb_n) for _ in range(args.rounds)]
+                await one_stream(client, via, CHAT_BODY)
+                await one_stream(client, direct, DIRECT_BODY)
+            ttfb_rounds = [await ttfb_round(client, direct, via, args.ttfb_n) for _ in range(args.rounds)]
             ttfb = {k: statistics.median(r[k] for r in ttfb_rounds) for k in ttfb_rounds[0]}
             ladder: list[dict[str, Any]] = []
             cpu_per_stream: list[float] = []
@@ -229,7 +330,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rounds = []
                 for _ in range(args.rounds):
                     c0, m0, l0 = cpu_seconds(gw.pid), cpu_seconds(mock.pid), time.process_time()
-                    r = await rate_round(session, via, CHAT_BODY, rate, args.seconds)
+                    r = await rate_round(client, via, CHAT_BODY, rate, args.seconds)
                     n = max(1, r["completed"])
                     r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(gw.pid) - c0) / n
                     r["mock_cpu_ms_per_stream"] = 1000 * (cpu_seconds(mock.pid) - m0) / n
@@ -249,13 +350,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     best = max(best, rate)
                 else:
                     break
-            direct_check = await rate_round(session, direct, DIRECT_BODY, best or args.rates[0], args.seconds)
+            direct_check = await rate_round(client, direct, DIRECT_BODY, best or args.rates[0], args.seconds)
             memory = await memory_round(session, via, gw.pid, args.memory_streams)
+            raw.close()
         return {
             "benchmark": "inference",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "pinned": pinned, "load_average_at_start": os.getloadavg(),
+                        "load_generator": args.client,
                         "note": "gateway (1 worker) pinned to one core when pinned; mock + load generator on the "
                                 "other; the machine is shared with other work, so figures are medians"},
             "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL,
@@ -287,6 +390,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rates", type=float, nargs="+", default=[100, 200, 300, 400, 500, 600, 800])
     ap.add_argument("--memory-streams", type=int, default=1000)
+    ap.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
+                    help="load generator's HTTP client for the TTFB and rate rounds (memory round: aiohttp)")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
     args = ap.parse_args()

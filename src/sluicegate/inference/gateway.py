@@ -568,6 +568,8 @@ class InferenceGateway:
         kind = ""
         sse_tap = tap if isinstance(tap, SseTap) else None
         readany = content.readany
+        at_eof = content.at_eof
+        final = b""
         head_only = method == "HEAD"
         # The idle timeout covers origin reads only: one lazy deadline per stream instead of aiohttp's
         # per-chunk timer (see _IdleWatch). Not needed when the whole answer is already buffered.
@@ -593,10 +595,12 @@ class InferenceGateway:
                         chunk = sse_tap.split(chunk)
                     elif tap is not None:
                         tap.feed(chunk)
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if head_only:
+                if head_only or at_eof():
+                    # Nothing more can come: the last bytes leave with the end of the response (one write).
+                    final = chunk + sse_tap.held() if sse_tap is not None else chunk
                     break
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if watch is not None:
                     watch.since = loop.time()
                     chunk = await readany()
@@ -604,9 +608,7 @@ class InferenceGateway:
                 else:
                     chunk = await readany()
                 if not chunk:
-                    held = sse_tap.held() if sse_tap is not None else b""
-                    if held:
-                        await send({"type": "http.response.body", "body": held, "more_body": True})
+                    final = sse_tap.held() if sse_tap is not None else b""
                     break
         except _CapExceeded:
             kind = "response_cap"
@@ -638,7 +640,7 @@ class InferenceGateway:
             m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
         # Accounted before the end goes out: whoever sees the response complete sees its usage recorded.
         self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": final, "more_body": False})
 
     def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,
                  request_id: str, status: int, started: float, failure: str) -> None:

@@ -158,6 +158,9 @@ class MockProvider:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        # Rendered event lists by (path, model, pieces, include_usage): identical requests (benchmarks)
+        # skip re-serialising ~30 JSON events each. Bounded; cleared when full.
+        self._events_cache: dict[tuple[str, str, tuple[str, ...], bool], list[bytes]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -342,7 +345,14 @@ class MockProvider:
             pieces[len(pieces) // 2] = "x" * f.big_event
         if req.get("stream") is True and path in ("/v1/chat/completions", "/v1/completions",
                                                   "/v1/responses", "/v1/messages"):
-            events = self._events(path, model, pieces, req)
+            so = req.get("stream_options")
+            key = (path, model, tuple(pieces), isinstance(so, dict) and so.get("include_usage") is True)
+            events = self._events_cache.get(key) or []
+            if not events:
+                events = self._events(path, model, pieces, req)
+                if len(self._events_cache) >= 64:
+                    self._events_cache.clear()
+                self._events_cache[key] = events
             between = (f.between_ms if f.between_ms is not None else s.between_delay_ms) / 1000
             await asyncio.sleep(first)
             return await self._stream(rec, f, writer, events, between)
@@ -411,6 +421,11 @@ class MockProvider:
                     writer.write(chunk(data[a:b]))
                     await writer.drain()
                     await asyncio.sleep(0.002)
+            elif comp is None and i == len(events) - 1:
+                writer.write(chunk(data) + b"0\r\n\r\n")  # the last event and the end in one write
+                rec.events_sent = i + 1
+                await writer.drain()
+                return True
             else:
                 writer.write(chunk(data))
             rec.events_sent = i + 1
