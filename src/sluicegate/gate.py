@@ -86,20 +86,20 @@ def response_carries_body(method: str, status: int) -> bool:
     return method != "HEAD" and status >= 200 and status not in (204, 205, 304)
 
 
-def _header(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
-    return [v for k, v in headers if k.lower() == name]
-
-
 def classify(method: str, status: int, headers: Iterable[tuple[str, str]]) -> Decision:
-    headers = list(headers)
     if not response_carries_body(method.upper(), status):
         return Decision(Route.BODILESS, reason=f"{method} {status} carries no body")
-    ctypes = _header(headers, "content-type")
-    kind = processor_kind(media_type(ctypes[-1] if ctypes else ""))
+    ctype = ""
+    codings: list[str] = []
+    for name, value in headers:  # one pass: the last Content-Type wins, codings accumulate in order
+        ln = name.lower()
+        if ln == "content-type":
+            ctype = value
+        elif ln == "content-encoding":
+            codings += [c for c in (t.strip().lower() for t in value.split(",")) if c and c != "identity"]
+    kind = processor_kind(media_type(ctype))
     if kind is Kind.NONE:
         return Decision(Route.PASS_THROUGH, reason="not a processable media type")
-    codings = [c.strip().lower() for v in _header(headers, "content-encoding") for c in v.split(",") if c.strip()]
-    codings = [c for c in codings if c != "identity"]
     if len(codings) > 1:
         return Decision(Route.PASS_THROUGH, kind, reason="stacked content codings")
     if codings and codings[0] not in DECODABLE:

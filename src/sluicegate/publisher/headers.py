@@ -28,21 +28,28 @@ _URL_HEADERS = frozenset({"location", "content-location", "refresh", "link"})
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
 
+def _end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """``(lower-case name, name, value)`` of every header that is not hop-by-hop; one pass, names lowered once.
+
+    Hop-by-hop: the fixed set, ``Proxy-*``, and every name listed in ``Connection``.
+    """
+    out: list[tuple[str, str, str]] = []
+    listed: set[str] | None = None
+    for name, value in headers:
+        ln = name.lower()
+        if ln in HOP_BY_HOP or ln.startswith("proxy-"):
+            if ln == "connection":
+                listed = (listed or set()) | {t.strip().lower() for t in value.split(",") if t.strip()}
+            continue
+        out.append((ln, name, value))
+    if listed:
+        out = [item for item in out if item[0] not in listed]
+    return out
+
+
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
     """Drop hop-by-hop headers, including every name listed in ``Connection`` and ``Proxy-*``."""
-    headers = list(headers)
-    listed = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-        if token.strip()
-    }
-    return [
-        (n, v)
-        for n, v in headers
-        if (ln := n.lower()) not in HOP_BY_HOP and ln not in listed and not ln.startswith("proxy-")
-    ]
+    return [(name, value) for _, name, value in _end_to_end(headers)]
 
 
 class TrustedProxies:
@@ -142,8 +149,7 @@ def upstream_request_headers(
     out: Headers = []
     prior_xff = ""
     prior_via = ""
-    for name, value in strip_hop_by_hop(headers):
-        ln = name.lower()
+    for ln, name, value in _end_to_end(headers):
         if ln in ("host", "x-request-id"):
             continue
         if ln in _FORWARDING:
@@ -197,8 +203,7 @@ def downstream_response_headers(
 ) -> Headers:
     """Origin response headers as the client should see them (framing is the caller's job)."""
     out: Headers = []
-    for name, value in strip_hop_by_hop(headers):
-        ln = name.lower()
+    for ln, name, value in _end_to_end(headers):
         if ln in _URL_HEADERS:
             value = rewriter.rewrite_text(value)
         elif ln == "set-cookie":
