@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.lexer import Lexer
-from sluicegate.pipeline.html.rewriter import Element
+from sluicegate.pipeline.html.rewriter import (
+    Element,
+    _boring_re,
+    _tag_span_re,
+    needle_attr_spans,
+    needle_attrs,
+    scan_boring,
+    tag_span,
+)
 from sluicegate.pipeline.html.rules import (
     SRCSET_ATTRS,
     URL_ATTRS,
@@ -214,3 +222,50 @@ def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
     rules.urls(el)
     if got is not None:
         assert got == el.serialize()
+
+
+SCAN_PIECES = [
+    "<", ">", "/", "=", '"', "'", " ", "\t", "\n", "\r", "\f", "\v", "!", "?", "-", "a", "B", "x", "é", "\x00",
+    "<a", "<A ", "</a", "</b>", "<script", "<SCRIPT>", "</body", "<svg", "<Style/", "<head>", "<p", "<!--",
+    "href", "=x", '="v"', "='v'", "text", "<1", "< ",
+]
+scan_inputs = st.lists(st.sampled_from(SCAN_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(scan_inputs, st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
+       st.booleans())
+def test_scan_boring_matches_regex(data: bytes, a: int, b: int, watch_body: bool) -> None:
+    """The hand-written boring-run scan (used when compiled) stops exactly where the regex does."""
+    names = frozenset((b"script", b"style", b"svg", b"head"))
+    ends = frozenset((b"body",)) if watch_body else frozenset()
+    pos, end = min(a, b, len(data)), min(max(a, b), len(data))
+    m = _boring_re(names, ends, frozenset()).match(data, pos, end)
+    assert m is not None
+    assert scan_boring(data, pos, end, names, ends) == m.end()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*ATTR_PIECES, "\n", "\r", "==", "Href", "ORIGIN.EXAMPLE.COM=1", "hReF"]),
+                max_size=20).map("".join))
+def test_needle_attr_spans_matches_needle_attrs(attrs: str) -> None:
+    """The byte-loop attribute walk of the origin-tag shortcut finds what ``needle_attrs`` finds."""
+    tag = b"<a " + attrs.encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    needle = RW.matcher.needle
+    low = tag.lower()
+    want = [(a.nstart, a.nstart + len(a.name), a.vstart, a.vend, a.quote[0] if a.quote else 0)
+            for a in needle_attrs(tag, low, el._astart, el._aend, needle)]
+    assert needle_attr_spans(tag, low, el._astart, el._aend, needle) == want
+
+
+@settings(max_examples=1500, deadline=None)
+@given(scan_inputs, st.integers(min_value=0, max_value=400))
+def test_tag_span_matches_lexer_tag(data: bytes, at: int) -> None:
+    """The byte-loop start-tag span (compiled builds) equals ``lexer.TAG``'s."""
+    pos = data.find(b"<", min(at, len(data)))
+    if pos < 0:
+        return
+    assert tag_span(data, pos, len(data)) == _tag_span_re(data, pos)

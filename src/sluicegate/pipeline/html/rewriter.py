@@ -55,6 +55,9 @@ VOID = frozenset(
 )
 _WS = b"\t\n\f\r "
 _ATTR_UNSAFE = re.compile(r"[\t\n\f\r \"'=<>`&]")
+# Compiled with mypyc: the boring-run scan is the hand-written ``scan_boring`` (a byte loop is fast
+# there); interpreted, the regex of ``_boring_re`` (a Python byte loop would be far slower).
+COMPILED_SCAN: bool = not __file__.endswith(".py")
 
 
 def _encode_value(value: str, quote: bytes) -> tuple[bytes, bytes]:
@@ -145,6 +148,75 @@ def needle_attrs(raw: bytes, low: bytes, astart: int, aend: int, needle: bytes) 
         if p < 0:
             break
         earlier.append(m.group(1))
+    return out
+
+
+def needle_attr_spans(buf: bytes, low: bytes, astart: int, aend: int,
+                      needle: bytes) -> list[tuple[int, int, int, int, int]]:
+    """``needle_attrs`` as spans, by a byte loop (no match or ``Attr`` objects): for each
+    first-occurrence attribute whose value holds ``needle``, ``(name start, name end, value start,
+    value end, quote byte or 0)``; ``low[name start:name end]`` is the lower-cased name. Follows
+    ``lexer.ATTR``'s grammar over the attribute text ``buf[astart:aend]``."""
+    nxt = low.find(needle, astart, aend)
+    out: list[tuple[int, int, int, int, int]] = []
+    if nxt < 0:
+        return out
+    names: list[tuple[int, int]] = []
+    p = astart
+    while p < aend:
+        c = buf[p]
+        if _is_ws(c) or c == 0x2F:
+            p += 1
+            continue
+        ns = p
+        p += 1
+        while p < aend:
+            c = buf[p]
+            if _is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+                break
+            p += 1
+        ne = p
+        vs = ve = -1
+        quote = 0
+        q = p
+        while q < aend and _is_ws(buf[q]):
+            q += 1
+        if q < aend and buf[q] == 0x3D:  # '='
+            q += 1
+            while q < aend and _is_ws(buf[q]):
+                q += 1
+            r = q
+            if q < aend and (buf[q] == 0x22 or buf[q] == 0x27):
+                qc = buf[q]
+                r = q + 1
+                while r < aend and buf[r] != qc:
+                    r += 1
+                if r < aend:
+                    vs, ve, quote = q + 1, r, qc
+                    p = r + 1
+                else:
+                    r = q  # unclosed quote: ATTR reads an unquoted value from it
+            if vs < 0:
+                while r < aend:
+                    c = buf[r]
+                    if _is_ws(c) or c == 0x3E:
+                        break
+                    r += 1
+                vs, ve = q, r
+                p = r
+        if vs >= 0 and ve > nxt:
+            if low.find(needle, vs, ve) >= 0:
+                first = True
+                for a, b in names:
+                    if b - a == ne - ns and low[a:b] == low[ns:ne]:
+                        first = False
+                        break
+                if first:
+                    out.append((ns, ne, vs, ve, quote))
+            nxt = low.find(needle, p, aend)
+            if nxt < 0:
+                break
+        names.append((ns, ne))
     return out
 
 
@@ -580,6 +652,7 @@ class HtmlRewriter:
         self._raw_hook: RawTagHandler | None = None
         self._raw_hooks: list[RawTagHandler | None] = []
         self._stop_names: frozenset[bytes] = frozenset()
+        self._stop_ends: frozenset[bytes] = frozenset()
 
     # -- registration ----------------------------------------------------------------------------
 
@@ -692,6 +765,7 @@ class HtmlRewriter:
         hooks = self._raw_hooks
         self._raw_hook = hooks[0] if self._needle and len(hooks) == 1 else None
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
+        self._stop_ends = frozenset(self._end_tag_handlers)
         return _boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),
@@ -729,8 +803,11 @@ class HtmlRewriter:
         boring = self._boring or self._boring_re()
         self._boring = boring
         needle = self._needle
-        raw_hook = self._raw_hook
+        # the hand-written scan (compiled builds) covers the single-needle / no-needle pattern
+        hand = COMPILED_SCAN and (bool(needle) or not self._needle_handlers)
         stop_names = self._stop_names
+        stop_ends = self._stop_ends
+        raw_hook = self._raw_hook
         nlen = len(needle)
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
@@ -757,8 +834,11 @@ class HtmlRewriter:
                     nxt = low.find(needle, pos)
                     if nxt < 0:
                         nxt = n
-                m = boring.match(buf, pos, nxt)
-                q = m.end() if m is not None else pos
+                if hand:
+                    q = scan_boring(buf, pos, nxt, stop_names, stop_ends)
+                else:
+                    m = boring.match(buf, pos, nxt)
+                    q = m.end() if m is not None else pos
                 if q > pos:
                     self._emit(buf[pos:q])
                     pos = q
@@ -766,14 +846,14 @@ class HtmlRewriter:
                         break
                 if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
                     # Byte-level shortcut for a plain start tag that holds the needle.
-                    t = TAG.match(buf, pos)
-                    if t is not None and t.end() >= nxt + nlen and t.end() - pos <= max_tag:
-                        name = t.group(2).lower()
-                        if t.start(1) == t.end(1) and name not in stop_names:
-                            new = raw_hook(buf, low, pos, t.start(3), t.end(3), t.end(), name)
+                    te, ne = tag_span(buf, pos, n) if hand else _tag_span_re(buf, pos)
+                    if te >= nxt + nlen and te - pos <= max_tag:
+                        name = low[pos + 1 : ne]
+                        if name not in stop_names:
+                            new = raw_hook(buf, low, pos, ne, te - 1, te, name)
                             if new is not None:
                                 self._emit(new)
-                                pos = t.end()
+                                pos = te
                                 continue
             tok = lexer.next(buf, pos, final)
             if tok is None:
@@ -1034,3 +1114,122 @@ def _boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froz
     else:
         end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
     return re.compile(b"(?:[^<]++|" + start + b"|" + end + rb"|<(?=[^a-zA-Z!/?]))*+")
+
+
+def _is_ws(c: int) -> bool:
+    return c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D
+
+
+def _is_alpha(c: int) -> bool:
+    return 0x61 <= (c | 0x20) <= 0x7A
+
+
+def _scan_tag(buf: bytes, p: int, end: int, stop: frozenset[bytes]) -> int:
+    """End of the tag whose name starts at ``buf[p]`` (a letter) if it completes before ``end``
+    and its lower-cased name is not in ``stop``; else -1. The tag grammar of ``_boring_re``."""
+    s = p
+    p += 1
+    while p < end:
+        c = buf[p]
+        if _is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
+            break
+        p += 1
+    if p >= end:
+        return -1
+    if stop and buf[s:p].lower() in stop:
+        return -1
+    while p < end:
+        c = buf[p]
+        if c == 0x3E:
+            return p + 1
+        if _is_ws(c) or c == 0x2F:
+            p += 1
+            continue
+        p += 1  # the attribute name's first byte may be anything else, even '='
+        while p < end:
+            c = buf[p]
+            if _is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+                break
+            p += 1
+        q = p
+        while q < end and _is_ws(buf[q]):
+            q += 1
+        if q < end and buf[q] == 0x3D:  # '=': a value follows
+            q += 1
+            while q < end and _is_ws(buf[q]):
+                q += 1
+            if q >= end:
+                return -1
+            c = buf[q]
+            if c == 0x22 or c == 0x27:  # a quoted value must close before ``end``
+                q += 1
+                while q < end and buf[q] != c:
+                    q += 1
+                if q >= end:
+                    return -1
+                p = q + 1
+            else:
+                while q < end:
+                    c = buf[q]
+                    if _is_ws(c) or c == 0x3E:
+                        break
+                    q += 1
+                p = q
+    return -1
+
+
+def tag_span(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """For a start tag at ``buf[pos]`` (``<`` then a letter) that ``lexer.TAG`` matches before
+    ``end``: (tag end, tag name end); else ``(-1, -1)``. The byte-loop twin of ``_tag_span_re``."""
+    p = pos + 1
+    if p >= end or not _is_alpha(buf[p]):
+        return -1, -1
+    te = _scan_tag(buf, p, end, _NO_NAMES)
+    if te < 0:
+        return -1, -1
+    p += 1
+    while True:  # the name ends before the tag does
+        c = buf[p]
+        if _is_ws(c) or c == 0x2F or c == 0x3E:
+            return te, p
+        p += 1
+
+
+def _tag_span_re(buf: bytes, pos: int) -> tuple[int, int]:
+    """``tag_span`` by ``lexer.TAG`` (the interpreted build's way)."""
+    t = TAG.match(buf, pos)
+    if t is None or t.start(1) != t.end(1):
+        return -1, -1
+    return t.end(), t.end(2)
+
+
+_NO_NAMES: frozenset[bytes] = frozenset()
+
+
+def scan_boring(buf: bytes, pos: int, end: int, names: frozenset[bytes], ends: frozenset[bytes]) -> int:
+    """Where ``_boring_re(names, ends, frozenset()).match(buf, pos, end)`` ends, by hand: runs of
+    text and of start/end tags whose names are not in ``names`` / ``ends``; stops at markup
+    declarations, processing instructions, bogus end tags and anything incomplete before ``end``."""
+    # Byte loops rather than ``bytes.find``: compiled, a loop step costs less than a method call.
+    while pos < end:
+        while pos < end and buf[pos] != 0x3C:  # '<'
+            pos += 1
+        if pos >= end:
+            return end
+        if pos + 1 >= end:
+            return pos
+        c = buf[pos + 1]
+        if _is_alpha(c):
+            q = _scan_tag(buf, pos + 1, end, names)
+        elif c == 0x2F:  # '/'
+            if pos + 2 >= end or not _is_alpha(buf[pos + 2]):
+                return pos
+            q = _scan_tag(buf, pos + 2, end, ends)
+        elif c == 0x21 or c == 0x3F:  # '!', '?'
+            return pos
+        else:
+            q = pos + 1  # a '<' that starts no markup is text
+        if q < 0:
+            return pos
+        pos = q
+    return pos

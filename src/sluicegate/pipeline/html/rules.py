@@ -33,7 +33,7 @@ from sluicegate.pipeline.html.rewriter import (
     HtmlRewriter,
     TextBody,
     TextChunk,
-    needle_attrs,
+    needle_attr_spans,
 )
 
 ScriptText = TextBody
@@ -63,6 +63,7 @@ _CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
 _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
+_QUOTE_BYTES: dict[int, bytes] = {0: b"", 0x22: b'"', 0x27: b"'"}
 _UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
 _URL, _DATA, _SRCSET, _PING, _STYLE, _CONTENT = 1, 2, 3, 4, 5, 6
@@ -231,27 +232,28 @@ class SluicegateRules:
         rw = self.rw
         parts: list[bytes] | None = None
         pos = start
-        for a in needle_attrs(buf, low, astart, aend, rw.needle):
-            kind = _ATTR_KIND.get(a.name, 0)
+        for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, rw.needle):
+            kind = _ATTR_KIND.get(low[ns:ne], 0)
             if kind == 0 or (kind == _DATA and name != b"object"):
                 continue
-            if kind > _SRCSET or a.vstart < 0:
+            if kind > _SRCSET:
                 return None
-            raw = buf[a.vstart : a.vend]
-            if not _simple_value(raw, a.quote):
+            quote = _QUOTE_BYTES[qc]
+            raw = buf[vs:ve]
+            if not _simple_value(raw, quote):
                 return None
             new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
             if new_raw is None:
                 return None
             if new_raw == raw:
                 continue
-            if not (self._simple_repl or _simple_value(new_raw, a.quote)):
+            if not (self._simple_repl or _simple_value(new_raw, quote)):
                 return None
             if parts is None:
                 parts = []
-            parts.append(buf[pos : a.vstart])
+            parts.append(buf[pos:vs])
             parts.append(new_raw)
-            pos = a.vend
+            pos = ve
         if parts is None:
             return buf[start:end]
         parts.append(buf[pos:end])
