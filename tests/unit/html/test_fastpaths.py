@@ -27,9 +27,12 @@ from sluicegate.pipeline.html.rules import (
     SRCSET_ATTRS,
     URL_ATTRS,
     SluicegateRules,
+    _plain_span,
+    _simple_value,
     rewrite_css_urls,
     rewrite_srcset,
     rewrite_srcset_bytes,
+    rewrite_url_raw,
 )
 from tests.unit.html.helpers import host_rewriter, run
 from tests.unit.html.test_properties import cut
@@ -227,7 +230,7 @@ def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
 SCAN_PIECES = [
     "<", ">", "/", "=", '"', "'", " ", "\t", "\n", "\r", "\f", "\v", "!", "?", "-", "a", "B", "x", "é", "\x00",
     "<a", "<A ", "</a", "</b>", "<script", "<SCRIPT>", "</body", "<svg", "<Style/", "<head>", "<p", "<!--",
-    "href", "=x", '="v"', "='v'", "text", "<1", "< ",
+    "href", "=x", '="v"', "='v'", "text", "<1", "< ", "<!--", "-->", "--!>", "-", "!>", "<!-", "<!DOCTYPE x>",
 ]
 scan_inputs = st.lists(st.sampled_from(SCAN_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
 
@@ -269,3 +272,20 @@ def test_tag_span_matches_lexer_tag(data: bytes, at: int) -> None:
     if pos < 0:
         return
     assert tag_span(data, pos, len(data)) == _tag_span_re(data, pos)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_rewrite_url_raw_matches_rewrite_url_bytes(value: str) -> None:
+    """The compiled twin of ``HostRewriter.rewrite_url_bytes`` gives the same result."""
+    raw = value.encode("utf-8", "surrogateescape")
+    assert rewrite_url_raw(RW, raw) == RW.rewrite_url_bytes(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values, st.sampled_from([b'"', b"'"]))
+def test_plain_span_matches_simple_value(value: str, quote: bytes) -> None:
+    raw = value.encode("utf-8", "surrogateescape")
+    if quote in raw:
+        return  # a quoted value cannot hold its quote
+    assert _plain_span(b"<" + raw + b">", 1, len(raw) + 1) == _simple_value(raw, quote)

@@ -1113,7 +1113,9 @@ def _boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froz
         end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
     else:
         end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
-    return re.compile(b"(?:[^<]++|" + start + b"|" + end + rb"|<(?=[^a-zA-Z!/?]))*+")
+    # a whole comment, ended as the lexer ends it: ``<!-->``, ``<!--->`` or the first ``--!?>``
+    comment = rb"<!--(?:>|->|(?:[^-]++|-(?!-!?>))*+--!?>)"
+    return re.compile(b"(?:[^<]++|" + start + b"|" + end + b"|" + comment + rb"|<(?=[^a-zA-Z!/?]))*+")
 
 
 def _is_ws(c: int) -> bool:
@@ -1206,6 +1208,27 @@ def _tag_span_re(buf: bytes, pos: int) -> tuple[int, int]:
 _NO_NAMES: frozenset[bytes] = frozenset()
 
 
+def _scan_comment(buf: bytes, pos: int, end: int) -> int:
+    """End of the comment at ``buf[pos]`` (``<!``) if it is one and ends before ``end``, else -1:
+    ``<!-->``, ``<!--->`` or up to the first ``-->`` / ``--!>`` from ``pos + 4`` (as the lexer)."""
+    p = pos + 4
+    if p >= end or buf[pos + 2] != 0x2D or buf[pos + 3] != 0x2D:
+        return -1
+    if buf[p] == 0x3E:
+        return p + 1
+    if buf[p] == 0x2D and p + 1 < end and buf[p + 1] == 0x3E:
+        return p + 2
+    while p + 2 < end:
+        if buf[p] == 0x2D and buf[p + 1] == 0x2D:
+            c = buf[p + 2]
+            if c == 0x3E:
+                return p + 3
+            if c == 0x21 and p + 3 < end and buf[p + 3] == 0x3E:
+                return p + 4
+        p += 1
+    return -1
+
+
 def scan_boring(buf: bytes, pos: int, end: int, names: frozenset[bytes], ends: frozenset[bytes]) -> int:
     """Where ``_boring_re(names, ends, frozenset()).match(buf, pos, end)`` ends, by hand: runs of
     text and of start/end tags whose names are not in ``names`` / ``ends``; stops at markup
@@ -1225,7 +1248,9 @@ def scan_boring(buf: bytes, pos: int, end: int, names: frozenset[bytes], ends: f
             if pos + 2 >= end or not _is_alpha(buf[pos + 2]):
                 return pos
             q = _scan_tag(buf, pos + 2, end, ends)
-        elif c == 0x21 or c == 0x3F:  # '!', '?'
+        elif c == 0x21:  # '!': only a whole comment is boring
+            q = _scan_comment(buf, pos, end)
+        elif c == 0x3F:  # '?'
             return pos
         else:
             q = pos + 1  # a '<' that starts no markup is text

@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline import Transformer
-from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.hosts import _ASCII_SPACE, _URL_FIRST_B, HostRewriter
+from sluicegate.pipeline.html.rewriter import COMPILED_SCAN as _COMPILED
 from sluicegate.pipeline.html.rewriter import (
     DocumentEnd,
     Element,
@@ -34,6 +35,7 @@ from sluicegate.pipeline.html.rewriter import (
     TextBody,
     TextChunk,
     needle_attr_spans,
+    needle_attrs,
 )
 
 ScriptText = TextBody
@@ -119,7 +121,7 @@ def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
         if trail:  # "a.jpg," — the commas end the candidate (no descriptors)
             end -= trail
             url = value[start:end]
-        new = rw.rewrite_url_bytes(url)
+        new = rewrite_url_raw(rw, url) if _COMPILED else rw.rewrite_url_bytes(url)
         if new is None:
             return None
         if new is not url:
@@ -134,6 +136,46 @@ def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
         return value
     out.append(value[pos:])
     return b"".join(out)
+
+
+def _needle_attr_spans_re(buf: bytes, low: bytes, astart: int, aend: int,
+                          needle: bytes) -> list[tuple[int, int, int, int, int]]:
+    """``needle_attr_spans`` by ``needle_attrs`` (regex; faster than a byte loop interpreted)."""
+    return [(a.nstart, a.nstart + len(a.name), a.vstart, a.vend, a.quote[0] if a.quote else 0)
+            for a in needle_attrs(buf, low, astart, aend, needle)]
+
+
+def _plain_span(buf: bytes, start: int, end: int) -> bool:
+    """``_simple_value(buf[start:end], quote)`` for a quoted value (which cannot hold its quote),
+    by a byte loop: no ``&``, CR or NUL."""
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x26 or c == 0x0D or c == 0:
+            return False
+    return True
+
+
+def rewrite_url_raw(rw: HostRewriter, value: bytes) -> bytes | None:
+    """``HostRewriter.rewrite_url_bytes`` (the same steps, with its tables), here so that it is
+    compiled with this module."""
+    stripped = value.lstrip(_ASCII_SPACE) if value and value[0] in _ASCII_SPACE else value
+    if not stripped:
+        return value
+    c = stripped[0]
+    if c not in _URL_FIRST_B:
+        return None if (0x1C <= c <= 0x1F or c >= 0x80) else value
+    low = stripped[: rw.hold].lower()
+    needle = rw.needle
+    for form, prefix in rw._url_forms[c]:
+        if low.startswith(prefix):
+            k = len(prefix)
+            if low.find(needle, 0, k + len(needle) - 1) >= 0:
+                return rw._rewrite_url_slow(value, stripped)
+            m = rw.pattern.match(low, k)
+            if m is None:
+                return value
+            return value[: len(value) - len(stripped)] + rw.replacements[form] + stripped[m.end() :]
+    return value
 
 
 def _simple_value(raw: bytes, quote: bytes) -> bool:
@@ -232,7 +274,8 @@ class SluicegateRules:
         rw = self.rw
         parts: list[bytes] | None = None
         pos = start
-        for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, rw.needle):
+        spans = needle_attr_spans if _COMPILED else _needle_attr_spans_re
+        for ns, ne, vs, ve, qc in spans(buf, low, astart, aend, rw.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
             if kind == 0 or (kind == _DATA and name != b"object"):
                 continue
@@ -240,9 +283,12 @@ class SluicegateRules:
                 return None
             quote = _QUOTE_BYTES[qc]
             raw = buf[vs:ve]
-            if not _simple_value(raw, quote):
+            if not (_plain_span(buf, vs, ve) if qc and _COMPILED else _simple_value(raw, quote)):
                 return None
-            new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
+            if kind == _SRCSET:
+                new_raw = rewrite_srcset_bytes(rw, raw)
+            else:
+                new_raw = rewrite_url_raw(rw, raw) if _COMPILED else rw.rewrite_url_bytes(raw)
             if new_raw is None:
                 return None
             if new_raw == raw:
