@@ -366,6 +366,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb, "goal_added_p50_ms": 1.0},
             "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
                         "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),
+                        # CPU per stream falls as the rate rises (more events per loop wake-up): compare
+                        # runs at the same rate, e.g. 200/s.
+                        "gateway_cpu_ms_per_stream_by_rate": {
+                            str(int(st["via_gateway"]["offered_per_s"])): st["via_gateway"]["gateway_cpu_ms_per_stream"]
+                            for st in ladder},
                         "cpu_bound_streams_per_s_per_core": 1000 / statistics.median(cpu_per_stream),
                         "mock_cpu_ms_per_stream": statistics.median(h[0] for h in harness_cpu),
                         "loadgen_cpu_ms_per_stream": statistics.median(h[1] for h in harness_cpu),

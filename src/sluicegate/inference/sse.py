@@ -197,6 +197,23 @@ class SseTap:
         return buf
 
     def _scan(self, block: bytes) -> None:
+        if b"error" in block:  # rare: look at every event (error events carry no usage object)
+            self._decode(block)
+            return
+        # Only the events holding a usage object are cut out and decoded: a read that carries a whole
+        # stream at once (fast upstream, or catching up) costs one regex pass, not ~30 JSON decodes.
+        done = 0
+        for match in _USAGE_OBJ.finditer(block):
+            pos = match.start()
+            if pos < done:
+                continue  # a second usage object inside an event already decoded
+            start = max((p + len(sep) for sep in _BOUNDARIES if (p := block.rfind(sep, done, pos)) >= 0),
+                        default=done)
+            done = min((p + len(sep) for sep in _BOUNDARIES if (p := block.find(sep, pos)) >= 0),
+                       default=len(block))
+            self._decode(block[start:done])
+
+    def _decode(self, block: bytes) -> None:
         for event, data in parse_events(block):
             if event == "error" or data.startswith('{"error"') or '"type":"error"' in data[:40]:
                 self.saw_error = True
