@@ -335,12 +335,15 @@ class Lexer:
 @functools.lru_cache(maxsize=256)
 def _end_patterns(name: bytes) -> tuple[re.Pattern[bytes], ...]:
     """Searches for the raw-text terminators of element ``name`` (per text/script sub-state)."""
-    end = b"</" + re.escape(name) + _DELIM
+    # Every alternative starts with a literal byte outside any group: ``re`` then skips to
+    # candidate positions in C (``(<!--)|</x`` scans ~40x slower than ``<(?:(!--)|/x)``).
+    # Groups: 1 = ``<!--`` / ``-->``, 2 = ``<script`` (escaped) / ``</script`` (double-escaped).
+    name = re.escape(name)
     return (
-        re.compile(end, re.I),
-        re.compile(b"(<!--)|" + end, re.I),
-        re.compile(b"(-->)|(<script" + _DELIM + b")|" + end, re.I),
-        re.compile(b"(-->)|(</script" + _DELIM + b")", re.I),
+        re.compile(b"</" + name + _DELIM, re.I),
+        re.compile(b"<(?:(!--)|/" + name + _DELIM + b")", re.I),
+        re.compile(b"-(->)|<(?:(script)" + _DELIM + b"|/" + name + _DELIM + b")", re.I),
+        re.compile(b"-(->)|<(/script" + _DELIM + b")", re.I),
     )
 
 
