@@ -115,3 +115,41 @@ def test_hold_back_is_bounded() -> None:
     r = StreamingHostReplacer(RW)
     out = r.feed(b"x" * 10_000)
     assert len(out) >= 10_000 - RW.hold
+
+
+_REF_PREFIXES = (b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/", b"https://", b"http://", b"//")
+_REF_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+
+
+def _reference_matches(m: OriginMatcher, buf: bytes, start: int, limit: int) -> list[tuple[int, int, int]]:
+    """The matching rule written plainly: each host hit, its longest prefix form not reaching back
+    before ``start`` or the previous match; a bare host only after a non-host byte."""
+    low = buf.lower()
+    found: list[tuple[int, int, int]] = []
+    pos = start
+    for hit in m.pattern.finditer(low, start):
+        h = hit.start()
+        if h > limit:
+            break
+        forms = [i for i, p in enumerate(_REF_PREFIXES) if h - len(p) >= pos and low.startswith(p, h - len(p))]
+        if forms:
+            found.append((h - len(_REF_PREFIXES[forms[0]]), hit.end(), forms[0]))
+        elif h == 0 or low[h - 1] not in _REF_HOST_CHARS:
+            found.append((h, hit.end(), -1))
+        else:
+            continue
+        pos = hit.end()
+    return found
+
+
+_PIECES = st.sampled_from([b"origin.example.com", b"ORIGIN.example.com", b"origin.example.com:8080", b"https:",
+                           b"http:", b"HTTP:", b"/", b"\\", b"//", b"\\/", b":443", b":8443", b".", b"-", b"x",
+                           b"@", b" ", b"\xc3\xa9", b"s", *_REF_PREFIXES, b"HTTPS://"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map(b"".join), st.integers(0, 40), st.integers(0, 80))
+def test_matches_equals_the_plain_rule(buf: bytes, start: int, limit: int) -> None:
+    start = min(start, len(buf))
+    for matcher in (ORIGIN, OriginMatcher(Origin.parse("http://origin.example.com:8080"))):
+        assert matcher.matches(buf, start, limit) == _reference_matches(matcher, buf, start, limit)
