@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sluicegate.pipeline.flight.jsstring import JsStringError, decode_literal, encode_literal
+from sluicegate.pipeline.flight.jsstring import JsStringError, decode_literal, encode_literal, encode_literal_utf8
 
 
 @pytest.mark.parametrize(
@@ -65,3 +67,10 @@ def test_encode_single_quote_round_trip() -> None:
     assert "'" not in text.replace("\\'", "")
     assert "<" not in text and "\u2028" not in text
     assert decode_literal(text, "'") == value.encode()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))
+               | st.sampled_from('"\\<>&\n\r\t\b\f\x0b\x01\x7f\u2028\u2029é𝄞')))
+def test_encode_on_utf8_bytes_equals_encode_on_str(value: str) -> None:
+    assert encode_literal_utf8(value.encode()) == encode_literal(value, '"').encode()

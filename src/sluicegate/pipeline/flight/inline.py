@@ -40,7 +40,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 
-from sluicegate.pipeline.flight.jsstring import JsStringError, decode_literal, encode_literal, to_utf8
+from sluicegate.pipeline.flight.jsstring import (
+    JsStringError,
+    decode_literal,
+    encode_literal,
+    encode_literal_utf8,
+    to_utf8,
+)
 from sluicegate.pipeline.flight.lexer import FlightLexer
 from sluicegate.pipeline.hosts import HostRewriter
 
@@ -213,11 +219,11 @@ class InlineFlightRewriter:
         self._carried = []
         if not data:
             return b""
-        q = self._last_quote
+        q = self._last_quote.encode()
         try:
-            return f"self.__next_f.push([1,{q}{encode_literal(data.decode('utf-8'), q)}{q}])".encode()
+            return b"self.__next_f.push([1,%s%s%s])" % (q, _encode_text(data, self._last_quote), q)
         except UnicodeDecodeError:
-            return f"self.__next_f.push([3,{q}{base64.b64encode(data).decode('ascii')}{q}])".encode()
+            return b"self.__next_f.push([3,%s%s%s])" % (q, base64.b64encode(data), q)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -262,28 +268,40 @@ class InlineFlightRewriter:
 
     @staticmethod
     def _render(sc: _Script) -> bytes:
-        pieces: list[str] = []
+        pieces: list[bytes] = []
+        text = sc.text
         last = 0
         for lit in sc.literals:
             out = b"".join(lit.parts)
             if out == lit.data:
                 continue
             kind = lit.kind
+            body = b""
             if kind == 1:
                 try:
-                    body = encode_literal(out.decode("utf-8"), lit.quote)
+                    body = _encode_text(out, lit.quote)
                 except UnicodeDecodeError:  # carried bytes not UTF-8 here: send them as binary
                     kind = 3
             if kind == 3:
-                body = base64.b64encode(out).decode("ascii")
+                body = base64.b64encode(out)
             if kind != lit.kind:
-                pieces.append(sc.text[last : lit.kind_pos])
-                pieces.append(str(kind))
+                pieces.append(text[last : lit.kind_pos].encode())
+                pieces.append(b"%d" % kind)
                 last = lit.kind_pos + 1
-            pieces.append(sc.text[last : lit.src_start])
+            # Only the short text between literals is re-encoded; literal bodies are built as bytes.
+            pieces.append(text[last : lit.src_start].encode())
             pieces.append(body)
             last = lit.src_end
         if not pieces:
             return sc.raw
-        pieces.append(sc.text[last:])
-        return "".join(pieces).encode("utf-8")
+        pieces.append(text[last:].encode())
+        return b"".join(pieces)
+
+
+def _encode_text(data: bytes, quote: str) -> bytes:
+    """Body of a ``[1, ...]`` literal for UTF-8 ``data`` (``UnicodeDecodeError`` if it is not)."""
+    if quote == '"':
+        if not data.isascii():
+            data.decode("utf-8")  # validity only: the escaping below works on the bytes
+        return encode_literal_utf8(data)
+    return encode_literal(data.decode("utf-8"), quote).encode()

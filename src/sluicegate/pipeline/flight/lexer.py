@@ -57,6 +57,7 @@ class FlightLexer:
     """Incremental Flight lexer; ``feed`` bytes, collect ``take_ops``; ``finish`` once."""
 
     def __init__(self, rewriter: HostRewriter, max_text_bytes: int) -> None:
+        self._rw = rewriter
         self._matcher = rewriter.matcher
         self._repl = rewriter.replacements
         self._hold = rewriter.hold
@@ -247,41 +248,37 @@ class FlightLexer:
         self._state = _ID
         if len(content) > self.largest_text_row:
             self.largest_text_row = len(content)
-        found = self._matcher.matches(content, 0, len(content)) if content else []
-        if not found:
+        new = self._rw.rewrite(content)
+        if new is content:
             self.ops.append((len(head), head, True))
             if content:
                 self.ops.append((len(content), content, False))
             return
-        pieces: list[Op] = []
-        size = 0
-        pos = 0
-        for m_start, m_end, form in found:
-            if m_start > pos:
-                pieces.append((m_start - pos, content[pos:m_start], False))
-                size += m_start - pos
-            new = self._repl[form]
-            pieces.append((m_end - m_start, new, True))
-            size += len(new)
-            pos = m_end
-        if pos < len(content):
-            pieces.append((len(content) - pos, content[pos:], False))
-            size += len(content) - pos
-        self.ops.append((len(head), b"T%x," % size, True))
-        self.ops.extend(pieces)
+        self.ops.append((len(head), b"T%x," % len(new), True))
+        self.ops.append((len(content), new, True))  # atomic: see ``_emit_matches``
 
     # -- newline rows ---------------------------------------------------------------------
 
-    def _emit_matches(self, buf: bytes, start: int, found: list[tuple[int, int, int]], upto: int) -> None:
-        ops = self.ops
+    def _spliced(self, buf: bytes, start: int, found: list[tuple[int, int, int]], upto: int) -> list[bytes]:
+        """``buf[start:upto]`` with the references ``found`` replaced, as pieces."""
+        repl = self._repl
+        out: list[bytes] = []
         pos = start
         for m_start, m_end, form in found:
-            if m_start > pos:
-                ops.append((m_start - pos, buf[pos:m_start], False))
-            ops.append((m_end - m_start, self._repl[form], True))
+            out.append(buf[pos:m_start])
+            out.append(repl[form])
             pos = m_end
-        if upto > pos:
-            ops.append((upto - pos, buf[pos:upto], False))
+        out.append(buf[pos:upto])
+        return out
+
+    def _emit_matches(self, buf: bytes, start: int, found: list[tuple[int, int, int]], upto: int) -> None:
+        # One op for the whole span: a rewritten span is atomic (it lands in the literal where it
+        # starts; the stream the browser concatenates is the same), so it costs one op per feed,
+        # not two per reference.
+        if found:
+            self.ops.append((upto - start, b"".join(self._spliced(buf, start, found, upto)), True))
+        elif upto > start:
+            self.ops.append((upto - start, buf[start:upto], False))
 
     def _line_final(self, chunk: bytes) -> None:
         ctx = self._ctx
