@@ -12,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.hosts import _PREFIXES
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.lexer import Lexer
 from sluicegate.pipeline.html.rewriter import (
     Element,
     _boring_re,
     _tag_span_re,
+    find_bytes,
     needle_attr_spans,
     needle_attrs,
     scan_boring,
@@ -27,6 +29,7 @@ from sluicegate.pipeline.html.rules import (
     SRCSET_ATTRS,
     URL_ATTRS,
     SluicegateRules,
+    UrlSplicer,
     _plain_span,
     _simple_value,
     rewrite_css_urls,
@@ -222,9 +225,12 @@ def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
         return
     rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
     got = rules.urls_raw(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    spans = rules.urls_spans(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
     rules.urls(el)
     if got is not None:
         assert got == el.serialize()
+    if spans is not None:  # the compiled builds' variant, checked in both modes
+        assert spans == el.serialize()
 
 
 SCAN_PIECES = [
@@ -289,3 +295,53 @@ def test_plain_span_matches_simple_value(value: str, quote: bytes) -> None:
     if quote in raw:
         return  # a quoted value cannot hold its quote
     assert _plain_span(b"<" + raw + b">", 1, len(raw) + 1) == _simple_value(raw, quote)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="xyz \t/:-.", max_size=8).map(str.encode), values.map(str.encode))
+def test_url_splicer_matches_rewrite_url_bytes(before: bytes, value: bytes) -> None:
+    """``UrlSplicer.splice`` (compiled origin-tag path) on a span = ``rewrite_url_bytes`` on its bytes."""
+    buf = before + value + b"'rest"
+    s, e = len(before), len(before) + len(value)
+    want = RW.rewrite_url_bytes(value)
+    form, a, b = UrlSplicer(RW).splice(buf, buf.lower(), s, e)
+    if form == -2:  # declined: only where ``rewrite_url_bytes`` says None or takes its slow path
+        low = value.lstrip(b" \t\n\r\x0b\x0c")[: RW.hold].lower()
+        n = len(RW.needle)
+        assert want is None or any(low.startswith(p) and low.find(RW.needle, 0, len(p) + n - 1) >= 0
+                                   for p, _ in _PREFIXES)
+        return
+    got = value if form == -1 else buf[s:a] + RW.replacements[form] + buf[b:e]
+    assert got == want
+
+
+def test_url_splicer_declines_where_rewrite_url_bytes_does() -> None:
+    sp = UrlSplicer(RW)
+    for value in (b"\x1chttps://origin.example.com/", b"\xc2\xa0https://origin.example.com/"):
+        assert RW.rewrite_url_bytes(value) is None
+        assert sp.splice(value, value.lower(), 0, len(value))[0] == -2
+    assert sp.splice(b"  /a", b"  /a", 0, 4)[0] == -1
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=40), st.binary(min_size=1, max_size=4), st.integers(0, 45), st.integers(0, 45))
+def test_find_bytes_matches_find(buf: bytes, sub: bytes, a: int, b: int) -> None:
+    start, end = min(a, len(buf)), min(b, len(buf))
+    assert find_bytes(buf, sub, start, end) == buf.find(sub, start, end)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([b"srcset", b"imagesrcset", b"href", b"data"]), values, st.sampled_from(['"', "'", ""]),
+       st.sampled_from([b"img", b"object"]))
+def test_urls_spans_matches_urls_on_values(attr: bytes, value: str, quote: str, name: bytes) -> None:
+    """``urls_spans`` (srcset candidates split by hand) on one URL attribute: ``None`` or exactly
+    ``urls`` + ``Element.serialize``."""
+    tag = b"<" + name + b" x=1 " + attr + b"=" + (quote + value + quote).encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    got = rules.urls_spans(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    rules.urls(el)
+    if got is not None:
+        assert got == el.serialize()

@@ -154,13 +154,31 @@ def needle_attrs(raw: bytes, low: bytes, astart: int, aend: int, needle: bytes) 
     return out
 
 
+def find_bytes(buf: bytes, sub: bytes, start: int, end: int) -> int:
+    """``buf.find(sub, start, end)`` (``sub`` non-empty, ``0 <= start``, ``end <= len(buf)``) by a
+    byte loop: compiled, a method call costs more than this loop over a tag's few dozen bytes."""
+    n = len(sub)
+    c0 = sub[0]
+    last = end - n
+    i = start
+    while i <= last:
+        if buf[i] == c0:
+            j = 1
+            while j < n and buf[i + j] == sub[j]:
+                j += 1
+            if j == n:
+                return i
+        i += 1
+    return -1
+
+
 def needle_attr_spans(buf: bytes, low: bytes, astart: int, aend: int,
                       needle: bytes) -> list[tuple[int, int, int, int, int]]:
     """``needle_attrs`` as spans, by a byte loop (no match or ``Attr`` objects): for each
     first-occurrence attribute whose value holds ``needle``, ``(name start, name end, value start,
     value end, quote byte or 0)``; ``low[name start:name end]`` is the lower-cased name. Follows
     ``lexer.ATTR``'s grammar over the attribute text ``buf[astart:aend]``."""
-    nxt = low.find(needle, astart, aend)
+    nxt = find_bytes(low, needle, astart, aend)
     out: list[tuple[int, int, int, int, int]] = []
     if nxt < 0:
         return out
@@ -168,25 +186,25 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: int, aend: int,
     p = astart
     while p < aend:
         c = buf[p]
-        if _is_ws(c) or c == 0x2F:
+        if is_ws(c) or c == 0x2F:
             p += 1
             continue
         ns = p
         p += 1
         while p < aend:
             c = buf[p]
-            if _is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
                 break
             p += 1
         ne = p
         vs = ve = -1
         quote = 0
         q = p
-        while q < aend and _is_ws(buf[q]):
+        while q < aend and is_ws(buf[q]):
             q += 1
         if q < aend and buf[q] == 0x3D:  # '='
             q += 1
-            while q < aend and _is_ws(buf[q]):
+            while q < aend and is_ws(buf[q]):
                 q += 1
             r = q
             if q < aend and (buf[q] == 0x22 or buf[q] == 0x27):
@@ -202,13 +220,15 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: int, aend: int,
             if vs < 0:
                 while r < aend:
                     c = buf[r]
-                    if _is_ws(c) or c == 0x3E:
+                    if is_ws(c) or c == 0x3E:
                         break
                     r += 1
                 vs, ve = q, r
                 p = r
         if vs >= 0 and ve > nxt:
-            if low.find(needle, vs, ve) >= 0:
+            # ``nxt`` is the first occurrence at or after this attribute: inside the value, or
+            # the value holds none unless ``nxt`` lies before it (in the name)
+            if (vs <= nxt and nxt + len(needle) <= ve) or (nxt < vs and find_bytes(low, needle, vs, ve) >= 0):
                 first = True
                 for a, b in names:
                     if b - a == ne - ns and low[a:b] == low[ns:ne]:
@@ -216,7 +236,7 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: int, aend: int,
                         break
                 if first:
                     out.append((ns, ne, vs, ve, quote))
-            nxt = low.find(needle, p, aend)
+            nxt = find_bytes(low, needle, p, aend)
             if nxt < 0:
                 break
         names.append((ns, ne))
@@ -1121,7 +1141,8 @@ def _boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froz
     return re.compile(b"(?:[^<]++|" + start + b"|" + end + b"|" + comment + rb"|<(?=[^a-zA-Z!/?]))*+")
 
 
-def _is_ws(c: int) -> bool:
+def is_ws(c: int) -> bool:
+    """HTML whitespace (tab, LF, FF, CR, space)."""
     return c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D
 
 
@@ -1136,7 +1157,7 @@ def _scan_tag(buf: bytes, p: int, end: int, stop: frozenset[bytes]) -> int:
     p += 1
     while p < end:
         c = buf[p]
-        if _is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
+        if is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
             break
         p += 1
     if p >= end:
@@ -1147,21 +1168,21 @@ def _scan_tag(buf: bytes, p: int, end: int, stop: frozenset[bytes]) -> int:
         c = buf[p]
         if c == 0x3E:
             return p + 1
-        if _is_ws(c) or c == 0x2F:
+        if is_ws(c) or c == 0x2F:
             p += 1
             continue
         p += 1  # the attribute name's first byte may be anything else, even '='
         while p < end:
             c = buf[p]
-            if _is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
                 break
             p += 1
         q = p
-        while q < end and _is_ws(buf[q]):
+        while q < end and is_ws(buf[q]):
             q += 1
         if q < end and buf[q] == 0x3D:  # '=': a value follows
             q += 1
-            while q < end and _is_ws(buf[q]):
+            while q < end and is_ws(buf[q]):
                 q += 1
             if q >= end:
                 return -1
@@ -1176,7 +1197,7 @@ def _scan_tag(buf: bytes, p: int, end: int, stop: frozenset[bytes]) -> int:
             else:
                 while q < end:
                     c = buf[q]
-                    if _is_ws(c) or c == 0x3E:
+                    if is_ws(c) or c == 0x3E:
                         break
                     q += 1
                 p = q
@@ -1195,7 +1216,7 @@ def tag_span(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     p += 1
     while True:  # the name ends before the tag does
         c = buf[p]
-        if _is_ws(c) or c == 0x2F or c == 0x3E:
+        if is_ws(c) or c == 0x2F or c == 0x3E:
             return te, p
         p += 1
 

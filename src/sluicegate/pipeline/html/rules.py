@@ -34,6 +34,8 @@ from sluicegate.pipeline.html.rewriter import (
     HtmlRewriter,
     TextBody,
     TextChunk,
+    find_bytes,
+    is_ws,
     needle_attr_spans,
     needle_attrs,
 )
@@ -178,6 +180,54 @@ def rewrite_url_raw(rw: HostRewriter, value: bytes) -> bytes | None:
     return value
 
 
+class UrlSplicer:
+    """``HostRewriter.rewrite_url_bytes`` on a span of a buffer whose lower-cased copy is at hand,
+    answered as a splice: compiled, it needs no slice, ``lower`` or method call but the host
+    pattern's one match (method calls cost more than the byte loops here)."""
+
+    def __init__(self, rw: HostRewriter) -> None:
+        self.rw = rw
+        self.needle = rw.needle
+        self.hold = rw.hold
+        self.pattern = rw.pattern
+        self.replacements = rw.replacements
+        # ``rw._url_forms`` by first byte (empty: the value cannot start with an origin reference)
+        self.forms: list[tuple[tuple[int, bytes], ...]] = [rw._url_forms.get(c, ()) for c in range(256)]
+
+    def splice(self, buf: bytes, low: bytes, s: int, e: int) -> tuple[int, int, int]:
+        """For the URL value ``buf[s:e]`` (``low`` = ``buf.lower()``): ``(form, a, b)`` when
+        ``rewrite_url_bytes`` would replace ``buf[a:b]`` with ``replacements[form]``; ``(-1, 0, 0)``
+        when it would return the value unchanged, ``(-2, 0, 0)`` when it would return ``None``
+        or take its slow path (a host overlapping the prefix)."""
+        p = s
+        while p < e and (is_ws(buf[p]) or buf[p] == 0x0B):  # what ``bytes.lstrip()`` strips
+            p += 1
+        if p >= e:
+            return -1, 0, 0
+        c = buf[p]
+        forms = self.forms[c]
+        if not forms:
+            return (-2, 0, 0) if (0x1C <= c <= 0x1F or c >= 0x80) else (-1, 0, 0)
+        lend = min(e, p + self.hold)
+        for form, prefix in forms:
+            k = len(prefix)
+            if p + k > lend:
+                continue
+            i = 0
+            while i < k and low[p + i] == prefix[i]:
+                i += 1
+            if i < k:
+                continue
+            needle = self.needle
+            if find_bytes(low, needle, p, min(lend, p + k + len(needle) - 1)) >= 0:
+                return -2, 0, 0
+            m = self.pattern.match(low, p + k, lend)
+            if m is None:
+                return -1, 0, 0
+            return form, p, m.end()
+        return -1, 0, 0
+
+
 def _simple_value(raw: bytes, quote: bytes) -> bool:
     """Whether ``raw`` (an attribute value written with ``quote``) decodes to its own UTF-8 text
     and would be written back as the same bytes: no references, CR or NUL; nothing to escape."""
@@ -211,6 +261,7 @@ class SluicegateRules:
         # stays simple after the rewrite and need not be checked again.
         self._simple_repl = all(_simple_value(r, q) for r in rewriter.replacements for q in (b'"', b"'", b""))
         self.body_done = not self.body_snippet
+        self._splicer = UrlSplicer(rewriter)
 
     def install(self, html: HtmlRewriter) -> None:
         html.on_element("*", self.urls, needle=self.rw.matcher.needle, raw=self.urls_raw)
@@ -271,11 +322,13 @@ class SluicegateRules:
         when every attribute ``urls`` would touch takes its raw-byte fast path, else ``None``
         (the caller then runs ``urls`` on an ``Element``). Same result as ``urls`` +
         ``Element.serialize``."""
+        if _COMPILED:
+            return self.urls_spans(buf, low, start, astart, aend, end, name)
+        # Interpreted: regexes and ``bytes`` methods beat Python byte loops.
         rw = self.rw
         parts: list[bytes] | None = None
         pos = start
-        spans = needle_attr_spans if _COMPILED else _needle_attr_spans_re
-        for ns, ne, vs, ve, qc in spans(buf, low, astart, aend, rw.needle):
+        for ns, ne, vs, ve, qc in _needle_attr_spans_re(buf, low, astart, aend, rw.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
             if kind == 0 or (kind == _DATA and name != b"object"):
                 continue
@@ -283,12 +336,9 @@ class SluicegateRules:
                 return None
             quote = _QUOTE_BYTES[qc]
             raw = buf[vs:ve]
-            if not (_plain_span(buf, vs, ve) if qc and _COMPILED else _simple_value(raw, quote)):
+            if not _simple_value(raw, quote):
                 return None
-            if kind == _SRCSET:
-                new_raw = rewrite_srcset_bytes(rw, raw)
-            else:
-                new_raw = rewrite_url_raw(rw, raw) if _COMPILED else rw.rewrite_url_bytes(raw)
+            new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
             if new_raw is None:
                 return None
             if new_raw == raw:
@@ -300,6 +350,64 @@ class SluicegateRules:
             parts.append(buf[pos:vs])
             parts.append(new_raw)
             pos = ve
+        if parts is None:
+            return buf[start:end]
+        parts.append(buf[pos:end])
+        return b"".join(parts)
+
+    def urls_spans(self, buf: bytes, low: bytes, start: int, astart: int, aend: int, end: int,
+                   name: bytes) -> bytes | None:
+        """``urls_raw`` for compiled builds: byte loops and ``UrlSplicer`` splices instead of
+        value slices, ``rewrite_url_raw`` and the srcset regex (the same results)."""
+        sp = self._splicer
+        parts: list[bytes] | None = None
+        pos = start
+        for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, sp.needle):
+            kind = _ATTR_KIND.get(low[ns:ne], 0)
+            if kind == 0 or (kind == _DATA and name != b"object"):
+                continue
+            if kind > _SRCSET or not self._simple_repl:
+                return None
+            if not (_plain_span(buf, vs, ve) if qc else _simple_value(buf[vs:ve], b"")):
+                return None
+            if kind != _SRCSET:
+                form, a, b = sp.splice(buf, low, vs, ve)
+                if form == -2:
+                    return None
+                if form >= 0:
+                    if parts is None:
+                        parts = []
+                    parts.append(buf[pos:a])
+                    parts.append(sp.replacements[form])
+                    pos = b
+                continue
+            # srcset candidates, split as ``rewrite_srcset_bytes``'s regex splits them
+            p = vs
+            while p < ve:
+                while p < ve and (is_ws(buf[p]) or buf[p] == 0x2C):  # ','
+                    p += 1
+                if p >= ve:
+                    break
+                us = p
+                while p < ve and not is_ws(buf[p]):
+                    p += 1
+                ue = p
+                while buf[ue - 1] == 0x2C:  # trailing commas end the candidate (``us`` is no comma)
+                    ue -= 1
+                form, a, b = sp.splice(buf, low, us, ue)
+                if form == -2:
+                    return None
+                if form >= 0:
+                    if parts is None:
+                        parts = []
+                    parts.append(buf[pos:a])
+                    parts.append(sp.replacements[form])
+                    pos = b
+                if ue == p:  # descriptors run to the next comma
+                    while p < ve and buf[p] != 0x2C:
+                        p += 1
+                else:
+                    p = ue
         if parts is None:
             return buf[start:end]
         parts.append(buf[pos:end])
