@@ -191,8 +191,8 @@ class UrlSplicer:
         self.hold = rw.hold
         self.pattern = rw.pattern
         self.replacements = rw.replacements
-        # ``rw._url_forms`` by first byte (empty: the value cannot start with an origin reference)
-        self.forms: list[tuple[tuple[int, bytes], ...]] = [rw._url_forms.get(c, ()) for c in range(256)]
+        # prefix forms by first byte (none: the value cannot start with an origin reference)
+        self.forms: dict[int, tuple[tuple[int, bytes], ...]] = rw._url_forms
 
     def splice(self, buf: bytes, low: bytes, s: int, e: int) -> tuple[int, int, int]:
         """For the URL value ``buf[s:e]`` (``low`` = ``buf.lower()``): ``(form, a, b)`` when
@@ -205,8 +205,8 @@ class UrlSplicer:
         if p >= e:
             return -1, 0, 0
         c = buf[p]
-        forms = self.forms[c]
-        if not forms:
+        forms = self.forms.get(c)
+        if forms is None:
             return (-2, 0, 0) if (0x1C <= c <= 0x1F or c >= 0x80) else (-1, 0, 0)
         lend = min(e, p + self.hold)
         for form, prefix in forms:
@@ -261,7 +261,7 @@ class SluicegateRules:
         # stays simple after the rewrite and need not be checked again.
         self._simple_repl = all(_simple_value(r, q) for r in rewriter.replacements for q in (b'"', b"'", b""))
         self.body_done = not self.body_snippet
-        self._splicer = UrlSplicer(rewriter)
+        self._splicer: UrlSplicer | None = None  # made on the first origin tag (compiled builds)
 
     def install(self, html: HtmlRewriter) -> None:
         html.on_element("*", self.urls, needle=self.rw.matcher.needle, raw=self.urls_raw)
@@ -360,6 +360,8 @@ class SluicegateRules:
         """``urls_raw`` for compiled builds: byte loops and ``UrlSplicer`` splices instead of
         value slices, ``rewrite_url_raw`` and the srcset regex (the same results)."""
         sp = self._splicer
+        if sp is None:
+            sp = self._splicer = UrlSplicer(self.rw)
         parts: list[bytes] | None = None
         pos = start
         for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, sp.needle):
