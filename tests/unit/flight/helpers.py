@@ -68,6 +68,8 @@ def run_inline(
             result.append(s)
         else:
             assert res.flight and [slot for slot, _ in res.ready] == [res.slot]  # never held
+            if res.before:  # the stream broke here: carried bytes get their own script first
+                result.append(res.before)
             result.append(res.ready[0][1])
         carried.append(r.held_bytes)
     trailing = r.finish()

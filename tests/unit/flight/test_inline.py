@@ -166,10 +166,11 @@ def test_unreadable_script_makes_the_rest_pass_through(caplog: pytest.LogCapture
     later = push_script(b'cde2:"https://origin.example.com"\n')
     with caplog.at_level(logging.WARNING):
         out, _, _ = run_inline([good, bad, later])
-    assert out[1] == bad and out[2] == later
+    assert out[2] == bad and out[3] == later and len(out) == 4
     assert stream_of([out[0]]) == b'0:["https://www.example.com"]\n1:'
-    # What was carried when the stream broke is not lost: an extra push at the end, unrewritten.
-    assert stream_of([out[3]]) == b"T5,ab"
+    # What was carried when the stream broke is neither lost nor reordered: a push of its own,
+    # unrewritten (original T length), placed before the unreadable script.
+    assert stream_of([out[1]]) == b"T5,ab"
     assert "unreadable" in caplog.text
 
 

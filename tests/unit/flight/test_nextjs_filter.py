@@ -142,3 +142,44 @@ def test_without_the_filter_the_generic_rule_breaks_t_lengths() -> None:
     out = p.feed(PAGE) + p.finish()
     assert b"www.example.com" in flight_of(out)
     assert flight_of(out) != run_stream([flight_of(PAGE)])
+
+
+def _broken_page(bad_body: bytes) -> bytes:
+    """A T row opened in one push and continued in a script the filter cannot take."""
+    return (
+        b"<html><body>"
+        + b'<script nonce="n1">' + push_script(b'0:["https://origin.example.com/r"]\n' + ROW[:8]) + b"</script>"
+        + b'<script nonce="n1">' + bad_body + b"</script>"
+        + b"<p>after</p></body></html>"
+    )
+
+
+@pytest.mark.parametrize("cut", [1, 7, 40])
+def test_unreadable_push_gets_the_carried_bytes_in_a_script_before_it(
+    cut: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = b'self.__next_f.push([1,"' + ROW[8:].replace(b"\n", b"\\n") + b'" + ""])'  # valid JS we do not parse
+    page = _broken_page(bad)
+    with caplog.at_level(logging.WARNING):
+        out = run([page[:cut], page[cut:]])
+    # The row id left with the first script; the held T header and content did not.
+    carried = b'<script nonce="n1">self.__next_f.push([1,"' + ROW[2:8] + b'"])</script>'
+    assert carried + b'<script nonce="n1">' + bad + b"</script>" in out
+    # In document order the browser pushes: rewritten row 0, the T row's start, then its rest.
+    assert flight_of(out.split(bad)[0]) == b'0:["https://www.example.com/r"]\n' + ROW[:8]
+    assert "unreadable" in caplog.text
+
+
+def test_push_over_max_text_bytes_breaks_the_stream_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    filler = b"x" * 3000
+    bad = push_script(ROW[8:] + b"\n3:" + filler)
+    page = _broken_page(bad)
+    f = build_next_script_filter(rewriter(), FlightSettings())
+    p = build_html_processor(rewriter(), HtmlSettings(max_text_bytes=1024), script_filter=f)
+    with caplog.at_level(logging.WARNING):
+        out = b"".join(p.feed(page[i : i + 512]) for i in range(0, len(page), 512)) + p.finish()
+    # The long script streams through unmodified, preceded by its own script with the carried bytes.
+    carried = b'<script nonce="n1">self.__next_f.push([1,"' + ROW[2:8] + b'"])</script>'
+    assert carried + b'<script nonce="n1">' + bad + b"</script>" in out
+    assert flight_of(out) == b'0:["https://www.example.com/r"]\n' + ROW + b"\n3:" + filler
+    assert "max_text_bytes" in caplog.text

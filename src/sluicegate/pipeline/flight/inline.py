@@ -23,9 +23,11 @@ use a ``T`` row before it is complete anyway. What is held is the open ``T`` row
 ``max_hold_bytes`` (and ``max_row_bytes``): a longer ``T`` row passes through unrewritten with its
 original length (logged), never a wrong length. Bytes still carried at the end of the document
 come back from ``finish`` as one extra push script for the caller to append. A script whose
-``__next_f`` data cannot be parsed makes the rest of the document pass through unchanged (logged).
-Unchanged scripts are returned byte-identical; changed literals are re-escaped the way Next.js
-escapes them (a ``[1, ...]`` literal whose new bytes are not UTF-8 becomes ``[3, base64]``).
+``__next_f`` data cannot be parsed (or that the caller could not read whole: ``unreadable``) makes
+the rest of the document pass through unchanged (logged); the bytes carried at that moment come
+back in ``InlineResult.before``, for a script of their own ahead of it. Unchanged scripts are
+returned byte-identical; changed literals are re-escaped the way Next.js escapes them (a
+``[1, ...]`` literal whose new bytes are not UTF-8 becomes ``[3, base64]``).
 
 Knows nothing about HTML tokenizing, HTTP or hosts beyond handing the ``HostRewriter`` on.
 """
@@ -97,12 +99,15 @@ class InlineResult:
     ``flight``: the script carries ``__next_f`` stream data (the caller must not apply its own
     rewriting to it). ``slot``: the number given to this script. ``ready``: ``(slot, new_raw)``
     for the scripts decided by this call - always exactly this one (the list form keeps the door
-    open for callers that support holding).
+    open for callers that support holding). ``before``: when this script breaks the stream,
+    the bytes carried out of earlier scripts, as the body of one push script the caller must
+    place in its own ``<script>`` right before this one (else they would be lost or reordered).
     """
 
     flight: bool
     slot: int | None
     ready: list[tuple[int, bytes]]
+    before: bytes = b""  # a push script body that must run just before this script (see ``_break``)
 
 
 _NOT_FLIGHT = InlineResult(False, None, [])
@@ -215,6 +220,32 @@ class InlineFlightRewriter:
         Flight row), or ``b""``; the caller appends it as a ``<script>`` at the end."""
         self.lexer.finish()
         self._consume()
+        return self._carried_push()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def unreadable(self, raw: bytes, reason: str) -> InlineResult:
+        """A ``__next_f`` script this module cannot take (unparseable, or too long for the HTML
+        rewriter to hand over whole): it and every later script pass through unchanged."""
+        return self._break(raw, reason)
+
+    def _break(self, raw: bytes, reason: str) -> InlineResult:
+        before = b""
+        if not self._broken:
+            log.warning("flight: unreadable __next_f script (%s); rest of the document unchanged", reason)
+            self._broken = True
+            # Bytes carried out of earlier scripts (an open T row, with its original header) go
+            # out now, ahead of this script, so the stream keeps its order.
+            self.lexer.go_raw(reason)
+            self._open.clear()
+            self._consume()
+            before = self._carried_push()
+        slot = self._slots
+        self._slots += 1
+        return InlineResult(True, slot, [(slot, raw)], before)
+
+    def _carried_push(self) -> bytes:
+        """One push script body for the bytes no script has taken yet, or ``b""``."""
         data = b"".join(self._carried)
         self._carried = []
         if not data:
@@ -224,17 +255,6 @@ class InlineFlightRewriter:
             return b"self.__next_f.push([1,%s%s%s])" % (q, _encode_text(data, self._last_quote), q)
         except UnicodeDecodeError:
             return b"self.__next_f.push([3,%s%s%s])" % (q, base64.b64encode(data), q)
-
-    # -- internals -----------------------------------------------------------------------
-
-    def _break(self, raw: bytes, reason: str) -> InlineResult:
-        if not self._broken:
-            log.warning("flight: unreadable __next_f script (%s); rest of the document unchanged", reason)
-            self._broken = True
-            self.lexer.go_raw(reason)
-        slot = self._slots
-        self._slots += 1
-        return InlineResult(True, slot, [(slot, raw)])
 
     def _consume(self) -> None:
         """Hand the lexer's ops to literals: an op whose input lies before the first open literal

@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 
 from sluicegate.config.flight import FlightSettings
-from sluicegate.pipeline.flight.inline import InlineFlightRewriter
+from sluicegate.pipeline.flight.inline import InlineFlightRewriter, InlineResult
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html import DocumentEnd, ScriptText
 
@@ -43,6 +43,11 @@ class NextjsScriptFilter:
             # by the generic script rule would break T lengths); other scripts get that rule.
             return b"__next_f" in body.raw
         self.max_html_held = max(self.max_html_held, body.held_bytes)
+        if not body.complete:  # over [html] max_text_bytes: only its first bytes are seen
+            if b"__next_f" not in body.raw:
+                return False
+            self._place_before(body, self.inline.unreadable(body.raw, "script over [html] max_text_bytes"))
+            return True
         if body.attrs.get("id") == "__NEXT_DATA__":
             new = self.rewriter.rewrite(body.raw)
             if new is not body.raw:
@@ -51,6 +56,9 @@ class NextjsScriptFilter:
         result = self.inline.script(body.raw)
         if not result.flight:
             return False
+        if result.before:
+            self._place_before(body, result)
+            return True
         if not self._hooked:
             body.on_end(self._on_end)
             self._hooked = True
@@ -59,6 +67,13 @@ class NextjsScriptFilter:
             if slot == result.slot and raw is not body.raw:
                 body.replace(raw)
         return True
+
+    @staticmethod
+    def _place_before(body: ScriptText, result: InlineResult) -> None:
+        """The stream broke at this script: the bytes carried out of earlier scripts get a script
+        element of their own (same start tag, so the same nonce) right before this one's body."""
+        if result.before:
+            body.replace(result.before + b"</script>" + body.start_tag + body.raw)
 
     def _on_end(self, doc: DocumentEnd) -> None:
         self.max_html_held = max(self.max_html_held, doc.held_bytes)

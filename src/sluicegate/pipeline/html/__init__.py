@@ -23,11 +23,16 @@ Script filter (the hook for Next.js inline ``self.__next_f.push(...)`` scripts):
     ScriptFilter = Callable[[ScriptText], bool]
 
 It is called with each inline ``<script>`` element's **whole** raw text (up to
-``[html] max_text_bytes``; longer bodies pass through unmodified and are never handed over),
+``[html] max_text_bytes``; a longer body passes through unmodified, handed over once with
+``complete`` False so that the filter knows it went by),
 before sluicegate's own script URL rule. Returning True means "handled": the URL rule does not
 touch that script. ``ScriptText`` (an alias of ``rewriter.TextBody``) offers:
 
 * ``.raw: bytes`` — the body exactly as received; ``.text`` — the same decoded UTF-8 (lossless);
+* ``.complete: bool`` — False for a body over ``[html] max_text_bytes``: ``raw`` is then only its
+  first bytes, the rest streams through unmodified; ``replace`` applies to those first bytes and
+  the return value is ignored (the generic rule never touches such a body);
+* ``.start_tag: bytes`` — the ``<script ...>`` start tag as received;
 * ``.attrs: dict[str, str]`` — the ``<script>`` start tag's attributes, decoded;
 * ``.replace(new_raw: bytes)`` — the body's new bytes, written raw (never HTML-escaped);
 * ``.defer() -> Deferred`` — make the body an output *slot*: everything the rewriter produces

@@ -16,7 +16,8 @@ Bounded memory: the buffer holds at most the current incomplete token. A tag sti
 ``max_tag_bytes`` is streamed out raw (its structure followed byte by byte, no handlers) and a tag
 that long is never handed to handlers even when it arrived whole, so the output does not depend
 on chunking. Text of elements with text handlers (``script``, ``style``) is collected whole up to
-``max_text_bytes``; beyond that it is emitted unmodified (and logged).
+``max_text_bytes``; beyond that it is emitted unmodified (and logged), after the handlers have been
+told (``TextBody.complete`` False).
 
 Output is a queue of byte pieces and ``Deferred`` slots. ``feed`` returns the bytes up to the
 first unresolved slot; everything after a slot is held, in order, until it is resolved (during a
@@ -481,13 +482,14 @@ class TextBody(_Content):
     HTML-escaped). ``defer`` turns the body's output into a ``Deferred`` slot.
     """
 
-    def __init__(self, rw: HtmlRewriter, tag: bytes, start_tag: bytes, raw: bytes) -> None:
+    def __init__(self, rw: HtmlRewriter, tag: bytes, start_tag: bytes, raw: bytes, complete: bool = True) -> None:
         super().__init__()
         self._rw = rw
         self.name = tag
         self.tag = tag.decode("utf-8", "surrogateescape")
         self._start_tag = start_tag
         self.raw = raw
+        self.complete = complete
         self.output: bytes = raw
         self.slot: Deferred | None = None
         self._attrs: dict[str, str] | None = None
@@ -503,6 +505,11 @@ class TextBody(_Content):
             tok.name = self.name
             self._attrs = Element(self._start_tag, tok).attributes
         return self._attrs
+
+    @property
+    def start_tag(self) -> bytes:
+        """The element's start tag as received (for a handler that must reopen the element)."""
+        return self._start_tag
 
     @property
     def text(self) -> str:
@@ -726,7 +733,10 @@ class HtmlRewriter:
         self._boring = None
 
     def on_text(self, tag: str, handler: TextHandler) -> None:
-        """Hand the whole text of raw-text elements ``tag`` (script, style, title, textarea...)."""
+        """Hand the whole text of raw-text elements ``tag`` (script, style, title, textarea...).
+
+        A body over ``max_text_bytes`` is handed over once with ``complete`` False and only its
+        first bytes in ``raw`` (the rest streams through unmodified); most handlers just return."""
         name = tag.lower().encode()
         if name not in RAW_STATE:
             raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
@@ -1051,9 +1061,17 @@ class HtmlRewriter:
             log.warning("html: <%s> text over %d bytes passed through unmodified",
                         self._text_tag.decode(errors="replace"), self.max_text_bytes)
             self._text_overflow = True
-            for p in self._text:
-                self._emit(p)
+            # Handlers still see the first bytes (``complete`` False) so that a stateful one
+            # (inline Flight) knows a body went by unseen; they may replace those bytes only.
+            body = TextBody(self, self._text_tag, self._text_start, b"".join(self._text), complete=False)
             self._text = []
+            for h in self._text_handlers.get(self._text_tag, ()):
+                h(body)
+            for b in body._before:
+                self._emit(b)
+            self._emit(body.output if body.slot is None else body.raw)
+            for b in body._after:
+                self._emit(b)
 
     def _flush_text(self) -> None:
         """Run text handlers on the collected body and emit it."""

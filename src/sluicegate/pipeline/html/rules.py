@@ -428,17 +428,19 @@ class SluicegateRules:
     def script(self, body: TextBody) -> None:
         if self.script_filter is not None and self.script_filter(body):
             return
+        if not body.complete:  # an over-long body streams through unmodified
+            return
         if body.slot is None and self.rw.might_contain(body.output):
             body.replace(self.rw.rewrite(body.output))
 
     def style(self, body: TextBody) -> None:
-        if self.rw.might_contain(body.raw):
+        if body.complete and self.rw.might_contain(body.raw):
             body.replace(self.rw.rewrite(body.raw))
 
     def noscript(self, body: TextBody) -> None:
         """``<noscript>`` is raw text to a scripting browser but markup to one without scripts:
         its URLs are rewritten by a nested rewriter with the same attribute rules."""
-        if not self.rw.might_contain(body.raw):
+        if not body.complete or not self.rw.might_contain(body.raw):
             return
         inner = HtmlRewriter(max_tag_bytes=len(body.raw) + 1, max_text_bytes=len(body.raw) + 1)
         SluicegateRules(self.rw, HtmlSettings(), inject=False, script_filter=None).install(inner)
