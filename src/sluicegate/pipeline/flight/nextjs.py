@@ -30,12 +30,20 @@ class NextjsScriptFilter:
     def __init__(self, rewriter: HostRewriter, settings: FlightSettings) -> None:
         self.rewriter = rewriter
         self.settings = settings
-        self.inline = InlineFlightRewriter(
-            rewriter, max_row_bytes=settings.max_row_bytes, max_hold_bytes=settings.max_inline_hold_bytes
-        )
+        self._inline: InlineFlightRewriter | None = None  # made at the first __next_f script
         self._hooked = False
         self._nonce: str | None = None
         self.max_html_held = 0
+
+    @property
+    def inline(self) -> InlineFlightRewriter:
+        """This document's inline Flight state (most documents are not Next.js pages: made lazily)."""
+        if self._inline is None:
+            s = self.settings
+            self._inline = InlineFlightRewriter(
+                self.rewriter, max_row_bytes=s.max_row_bytes, max_hold_bytes=s.max_inline_hold_bytes
+            )
+        return self._inline
 
     def __call__(self, body: ScriptText) -> bool:
         if not self.settings.enabled:
@@ -53,6 +61,8 @@ class NextjsScriptFilter:
             if new is not body.raw:
                 body.replace(new)
             return True
+        if b"__next_f" not in body.raw:
+            return False
         result = self.inline.script(body.raw)
         if not result.flight:
             return False

@@ -247,6 +247,22 @@ def rewrite_refresh(rw: HostRewriter, value: str) -> str:
     return m.group(1) + m.group(2) + rw.rewrite_url(m.group(3))
 
 
+# ``_replacements_simple`` per public host: one check per host, not 21 ``_simple_value`` calls per
+# document. Bounded: with a "*" public host the Host values are the client's to choose.
+_SIMPLE_REPL: dict[tuple[bytes, ...], bool] = {}
+_SIMPLE_REPL_MAX = 256
+
+
+def _replacements_simple(replacements: tuple[bytes, ...]) -> bool:
+    known = _SIMPLE_REPL.get(replacements)
+    if known is None:
+        known = all(_simple_value(r, q) for r in replacements for q in (b'"', b"'", b""))
+        if len(_SIMPLE_REPL) >= _SIMPLE_REPL_MAX:
+            _SIMPLE_REPL.clear()
+        _SIMPLE_REPL[replacements] = known
+    return known
+
+
 class SluicegateRules:
     """Per-document rule state (injection flags); registers its handlers on a rewriter."""
 
@@ -259,7 +275,7 @@ class SluicegateRules:
         self.head_done = not self.head_snippet
         # The public replacements need no escaping in any attribute value: then a simple value
         # stays simple after the rewrite and need not be checked again.
-        self._simple_repl = all(_simple_value(r, q) for r in rewriter.replacements for q in (b'"', b"'", b""))
+        self._simple_repl = _replacements_simple(rewriter.replacements)
         self.body_done = not self.body_snippet
         self._splicer: UrlSplicer | None = None  # made on the first origin tag (compiled builds)
 
