@@ -33,6 +33,7 @@ from sluicegate.pipeline.html.rules import (
     _plain_span,
     _simple_value,
     rewrite_css_urls,
+    rewrite_css_urls_bytes,
     rewrite_srcset,
     rewrite_srcset_bytes,
     rewrite_url_raw,
@@ -121,7 +122,8 @@ DOC_PIECES = [
     "href=", "src=", "srcset=", "data=", "content=", "ping=", "style=", '"', "'", "=", "x",
     "https://origin.example.com/p", "//origin.example.com/q 2x, ", "HTTPS://ORIGIN.EXAMPLE.COM", "&amp;",
     "&#x2F;", "\r", "\x1c", "é", "<script>", "</script>", "<svg>", "</svg>", "text ", "<!-- c -->",
-    "origin.example.com", ",", "url(https://origin.example.com/i.png)",
+    "origin.example.com", ",", "url(https://origin.example.com/i.png)", "URL( 'https://origin.example.com/j')",
+    'url(\xa0"https://origin.example.com/k")', "url(\x1c//origin.example.com/l)", ";background:", "url(",
 ]
 docs = st.lists(st.sampled_from(DOC_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
 
@@ -345,3 +347,23 @@ def test_urls_spans_matches_urls_on_values(attr: bytes, value: str, quote: str, 
     rules.urls(el)
     if got is not None:
         assert got == el.serialize()
+
+
+CSS_PIECES = ["url(", "URL(", "Url(", " ", "\t", "\xa0", "\x1c", '"', "'", ")", ";", "background:",
+              "https://origin.example.com/a.png", "//ORIGIN.example.com/b", "https://other.example/c", "é", "x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(CSS_PIECES), max_size=16).map("".join))
+def test_css_urls_on_bytes_match_the_str_rule(value: str) -> None:
+    new = rewrite_css_urls_bytes(RW, value.encode())
+    if new is not None:  # None: only the str rule can decide (the caller falls back to it)
+        assert new == rewrite_css_urls(RW, value).encode()
+
+
+def test_style_attribute_takes_the_byte_path() -> None:
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    tag = b'<div class=c style="background:url(https://origin.example.com/t.png)">'
+    low = tag.lower()
+    out = rules.urls_raw(tag, low, 0, 4, len(tag) - 1, len(tag), b"div")
+    assert out == b'<div class=c style="background:url(https://www.example.com/t.png)">'

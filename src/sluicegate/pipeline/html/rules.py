@@ -64,6 +64,7 @@ _HEAD_OK = frozenset((
 _BLANK = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
 _BOM = b"\xef\xbb\xbf"
 _CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
+_CSS_URL_B = re.compile(_CSS_URL.pattern.encode(), re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
 _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
@@ -240,6 +241,29 @@ def rewrite_css_urls(rw: HostRewriter, value: str) -> str:
     return _CSS_URL.sub(lambda m: m.group(1) + m.group(2) + rw.rewrite_url(m.group(3)), value)
 
 
+def rewrite_css_urls_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
+    """``rewrite_css_urls`` on raw UTF-8 bytes: the same result, or ``None`` when only the ``str``
+    version can decide. The patterns differ only where ``str``'s ``\\s`` matches a character that
+    ``bytes``' does not (U+001C..U+001F, non-ASCII spaces); the bytes version then sees that
+    character at the start of the URL, where ``rewrite_url_bytes`` declines."""
+    out: list[bytes] = []
+    pos = 0
+    for m in _CSS_URL_B.finditer(value):
+        url = m.group(3)
+        new = rw.rewrite_url_bytes(url)
+        if new is None:
+            return None
+        if new is not url:
+            start = m.start(3)
+            out.append(value[pos:start])
+            out.append(new)
+            pos = m.end(3)
+    if not out:
+        return value
+    out.append(value[pos:])
+    return b"".join(out)
+
+
 def rewrite_refresh(rw: HostRewriter, value: str) -> str:
     m = _REFRESH.match(value)
     if m is None:
@@ -348,13 +372,16 @@ class SluicegateRules:
             kind = _ATTR_KIND.get(low[ns:ne], 0)
             if kind == 0 or (kind == _DATA and name != b"object"):
                 continue
-            if kind > _SRCSET:
+            if kind > _SRCSET and kind != _STYLE:
                 return None
             quote = _QUOTE_BYTES[qc]
             raw = buf[vs:ve]
             if not _simple_value(raw, quote):
                 return None
-            new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
+            if kind == _STYLE:
+                new_raw = rewrite_css_urls_bytes(rw, raw)
+            else:
+                new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
             if new_raw is None:
                 return None
             if new_raw == raw:
@@ -384,10 +411,21 @@ class SluicegateRules:
             kind = _ATTR_KIND.get(low[ns:ne], 0)
             if kind == 0 or (kind == _DATA and name != b"object"):
                 continue
-            if kind > _SRCSET or not self._simple_repl:
+            if (kind > _SRCSET and kind != _STYLE) or not self._simple_repl:
                 return None
             if not (_plain_span(buf, vs, ve) if qc else _simple_value(buf[vs:ve], b"")):
                 return None
+            if kind == _STYLE:  # rare: CSS url()s by regex, like the interpreted path
+                new_style = rewrite_css_urls_bytes(self.rw, buf[vs:ve])
+                if new_style is None:
+                    return None
+                if new_style != buf[vs:ve]:
+                    if parts is None:
+                        parts = []
+                    parts.append(buf[pos:vs])
+                    parts.append(new_style)
+                    pos = ve
+                continue
             if kind != _SRCSET:
                 form, a, b = sp.splice(buf, low, vs, ve)
                 if form == -2:
