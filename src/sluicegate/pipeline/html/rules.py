@@ -405,7 +405,7 @@ class SluicegateRules:
         sp = self._splicer
         if sp is None:
             sp = self._splicer = UrlSplicer(self.rw)
-        parts: list[bytes] | None = None
+        parts: list[bytes] = []  # slices and replacements; empty: the tag is unchanged
         pos = start
         for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, sp.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
@@ -420,8 +420,6 @@ class SluicegateRules:
                 if new_style is None:
                     return None
                 if new_style != buf[vs:ve]:
-                    if parts is None:
-                        parts = []
                     parts.append(buf[pos:vs])
                     parts.append(new_style)
                     pos = ve
@@ -431,8 +429,6 @@ class SluicegateRules:
                 if form == -2:
                     return None
                 if form >= 0:
-                    if parts is None:
-                        parts = []
                     parts.append(buf[pos:a])
                     parts.append(sp.replacements[form])
                     pos = b
@@ -454,8 +450,6 @@ class SluicegateRules:
                 if form == -2:
                     return None
                 if form >= 0:
-                    if parts is None:
-                        parts = []
                     parts.append(buf[pos:a])
                     parts.append(sp.replacements[form])
                     pos = b
@@ -464,7 +458,7 @@ class SluicegateRules:
                         p += 1
                 else:
                     p = ue
-        if parts is None:
+        if not parts:
             return buf[start:end]
         parts.append(buf[pos:end])
         return b"".join(parts)
