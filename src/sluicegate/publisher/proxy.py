@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiohttp
 from yarl import URL
@@ -43,6 +43,7 @@ from sluicegate.server.asgi import (
     header_list,
     send_simple,
 )
+from sluicegate.server.deadline import Deadline
 from sluicegate.upstream.client import new_session
 
 log = logging.getLogger("sluicegate.publisher")
@@ -128,8 +129,12 @@ class PublisherProxy:
         )
         navigation = not any(k.lower() in _RSC_HEADERS for k, _ in req_headers)
 
-        watch = ClientWatch(receive)
+        watch = ClientWatch(receive, send)
         watch.start(has_body=has_body)
+        send = watch.send
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = Deadline(asyncio.get_running_loop(), task)
         started = time.perf_counter()
         try:
             await self.startup()
@@ -142,7 +147,8 @@ class PublisherProxy:
             if query:
                 target += "?" + query.decode("latin-1")
             try:
-                async with asyncio.timeout(self.timeouts.first_byte):
+                with deadline:
+                    deadline.after(self.timeouts.first_byte)
                     resp = await self.session.request(
                         method,
                         URL(self.base_url + target, encoded=True),  # the client's bytes, not re-quoted
@@ -167,7 +173,7 @@ class PublisherProxy:
             metrics.PUBLISHER_TTFB.observe(time.perf_counter() - started)
             async with resp:
                 decision = gate.classify(method, resp.status, _raw_headers(resp))
-                await self._relay(resp, decision, method, rewriter, navigation, send, request_id)
+                await self._relay(resp, decision, method, rewriter, navigation, send, request_id, deadline)
         except UpstreamFailed as exc:
             metrics.publisher_error("before_commit", exc.kind).inc()
             log.warning("request %s: %s -> %d", request_id, exc, exc.status)
@@ -182,7 +188,8 @@ class PublisherProxy:
             metrics.publisher_error("client", "disconnect").inc()
             log.info("request %s: client disconnected while sending its body", request_id)
         finally:
-            await watch.stop()
+            deadline.close()
+            watch.stop()
 
     async def _oversized_head(self, req_headers: list[tuple[str, str]], send: Send, request_id: str) -> bool:
         size = sum(len(k) + len(v) + 4 for k, v in req_headers)
@@ -200,6 +207,7 @@ class PublisherProxy:
         navigation: bool,
         send: Send,
         request_id: str,
+        deadline: Deadline,
     ) -> None:
         status = resp.status
         out_headers = hdr.downstream_response_headers(_raw_headers(resp), rewriter, self.origin, request_id)
@@ -221,7 +229,7 @@ class PublisherProxy:
 
         if route is Route.PASS_THROUGH:
             await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
-            await self._pump(resp, send, request_id, None, None)
+            await self._pump(resp, send, request_id, deadline, None, None)
             return
 
         ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
@@ -233,7 +241,7 @@ class PublisherProxy:
         out_headers = hdr.for_rewritten_body(out_headers)
 
         if route is Route.BUFFERED:
-            await self._buffered(resp, status, out_headers, decoder, processor, encoder, send)
+            await self._buffered(resp, status, out_headers, decoder, processor, encoder, send, deadline)
             return
 
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
@@ -245,25 +253,35 @@ class PublisherProxy:
             rest = processor.feed(decoder.finish()) + processor.finish()
             return encoder.feed(rest) + encoder.finish()
 
-        await self._pump(resp, send, request_id, transform, tail)
+        await self._pump(resp, send, request_id, deadline, transform, tail)
 
     async def _pump(
         self,
         resp: aiohttp.ClientResponse,
         send: Send,
         request_id: str,
+        deadline: Deadline,
         transform: Callable[[bytes], list[bytes]] | None,
         tail: Callable[[], bytes] | None,
     ) -> None:
-        """Relay body chunks until the origin ends; abort the client on any failure."""
+        """Relay body chunks until the origin ends; abort the client on any failure.
+
+        ``idle`` bounds each wait for the origin and nothing else: time spent in ``send`` is the
+        client's backpressure, not origin silence.
+        """
         idle = self.timeouts.idle
-        loop = asyncio.get_running_loop()
         relayed_in = 0
         last: list[bytes] = []
         content = resp.content
+        readany = content.readany
         try:
-            async with asyncio.timeout(None) as deadline:
-                async for chunk in _chunks(resp, deadline, loop, idle):
+            with deadline:
+                while True:
+                    deadline.after(idle)
+                    chunk = await readany()
+                    deadline.clear()
+                    if not chunk:
+                        break
                     relayed_in += len(chunk)
                     outs = [chunk] if transform is None else transform(chunk)
                     if content.is_eof():
@@ -297,15 +315,20 @@ class PublisherProxy:
         processor: Transformer,
         encoder: Encoder,
         send: Send,
+        deadline: Deadline,
     ) -> None:
         """mode = "buffered": the whole body is read and rewritten before anything is sent (A/B only)."""
         cap = self.limits.max_buffered_body_bytes
         parts: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(None) as deadline:
-                loop = asyncio.get_running_loop()
-                async for chunk in _chunks(resp, deadline, loop, self.timeouts.idle):
+            with deadline:
+                while True:
+                    deadline.after(self.timeouts.idle)
+                    chunk = await resp.content.readany()
+                    deadline.clear()
+                    if not chunk:
+                        break
                     for piece in decoder.feed_pieces(chunk):
                         out = encoder.feed(processor.feed(piece))
                         size += len(out)
@@ -329,20 +352,6 @@ class PublisherProxy:
             }
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _chunks(
-    resp: aiohttp.ClientResponse, deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop, idle: float
-) -> AsyncIterator[bytes]:
-    """Origin body chunks; ``idle`` bounds each wait for the origin and nothing else (time spent
-    in ``send`` is the client's backpressure, not origin silence)."""
-    while True:
-        deadline.reschedule(loop.time() + idle)
-        chunk = await resp.content.readany()
-        deadline.reschedule(None)
-        if not chunk:
-            return
-        yield chunk
 
 
 def _raw_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:

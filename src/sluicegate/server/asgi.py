@@ -8,7 +8,6 @@ chunk, so the client sees an incomplete response instead of a clean-looking trun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -58,14 +57,30 @@ class ClientWatch:
     ``body()`` yields request body chunks as they arrive (never buffering the whole body); once
     it is consumed, or when there is no body, ``start()`` keeps calling ``receive`` in a side
     task so a disconnect cancels the handler's task at once, even while it waits for upstream.
+
+    The handler sends through ``watch.send``: once the final body message is handed to the server,
+    a later ``http.disconnect`` (uvicorn reports one as soon as the response is complete) is the
+    normal end of the exchange, not a client that vanished, and must not cancel the handler.
+    ``stop()`` needs no await: under uvicorn the final send has already woken the watcher and it ends
+    by itself; a server whose ``receive`` blocks until the connection closes gets it cancelled on the
+    next loop turn. (Cancelling and awaiting it every time cost ~10 % of a small relayed response.)
     """
 
-    def __init__(self, receive: Receive) -> None:
+    __slots__ = ("_owner", "_receive", "_send", "_task", "body_done", "disconnected", "finished")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
+        self._send = send
         self._task: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[Any] | None = None
         self.disconnected = False
         self.body_done = False
+        self.finished = False
+
+    async def send(self, message: Message) -> None:
+        if not message.get("more_body", False) and message["type"] == "http.response.body":
+            self.finished = True
+        await self._send(message)
 
     async def body(self) -> AsyncIterator[bytes]:
         while not self.body_done:
@@ -86,23 +101,29 @@ class ClientWatch:
             self._start_watch()
 
     def _start_watch(self) -> None:
-        if self._task is None and self._owner is not None:
+        if self._task is None and self._owner is not None and not self.finished:
             self._task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                self.disconnected = True
-                if self._owner is not None and not self._owner.done():
-                    self._owner.cancel()
+                if not self.finished:
+                    self.disconnected = True
+                    if self._owner is not None and not self._owner.done():
+                        self._owner.cancel()
                 return
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+    def stop(self) -> None:
+        self.finished = True
+        task = self._task
+        if task is not None and not task.done():
+            task.get_loop().call_soon(_reap, task)
+
+
+def _reap(task: asyncio.Task[None]) -> None:
+    if not task.done():
+        task.cancel()
 
 
 class _DropAbortTracebacks(logging.Filter):
