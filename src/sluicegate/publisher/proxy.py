@@ -20,9 +20,6 @@ import os
 import time
 from collections.abc import Callable
 
-import aiohttp
-from yarl import URL
-
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.gate import Route
@@ -44,7 +41,7 @@ from sluicegate.server.asgi import (
     send_simple,
 )
 from sluicegate.server.deadline import Deadline
-from sluicegate.upstream.client import new_session
+from sluicegate.upstream.http1 import OriginError, OriginPool, OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
 
@@ -67,8 +64,7 @@ class PublisherProxy:
         self.matcher = OriginMatcher(self.origin)
         self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
         self.public_hosts = pub.public_hosts
-        self.base_url = self.origin.url
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: OriginPool | None = None
         self.timeouts = settings.timeouts
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
@@ -85,15 +81,20 @@ class PublisherProxy:
         return rw
 
     async def startup(self) -> None:
-        if self.session is None:
-            self.session = new_session(
-                connect_timeout=self.timeouts.connect, verify_tls=self.settings.publisher.verify_tls
+        if self.pool is None:
+            origin = self.origin
+            self.pool = OriginPool(
+                origin.scheme,
+                origin.host,
+                origin.port,
+                connect_timeout=self.timeouts.connect,
+                verify_tls=self.settings.publisher.verify_tls,
             )
 
     async def shutdown(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = os.urandom(8).hex()
@@ -138,7 +139,8 @@ class PublisherProxy:
         started = time.perf_counter()
         try:
             await self.startup()
-            assert self.session is not None
+            pool = self.pool
+            assert pool is not None
             path = scope.get("raw_path") or scope["path"].encode()
             target = path.decode("latin-1")
             if not target.startswith("/"):
@@ -149,31 +151,20 @@ class PublisherProxy:
             try:
                 with deadline:
                     deadline.after(self.timeouts.first_byte)
-                    resp = await self.session.request(
-                        method,
-                        URL(self.base_url + target, encoded=True),  # the client's bytes, not re-quoted
-                        headers=up_headers,
-                        data=watch.body() if has_body else None,
-                        allow_redirects=False,
-                        compress=None,
-                        chunked=None,
-                    )
+                    # the target is the client's bytes, not re-quoted
+                    resp = await pool.request(method, target, up_headers, watch.body() if has_body else None)
             except TimeoutError:
                 raise UpstreamFailed(
                     504, "first_byte_timeout", f"origin sent no response head within {self.timeouts.first_byte:g}s"
                 ) from None
-            except (aiohttp.ClientConnectorError, aiohttp.ClientOSError) as exc:
-                raise UpstreamFailed(502, "connect", f"cannot connect to origin: {exc.__class__.__name__}") from None
-            except aiohttp.ClientResponseError as exc:
-                raise UpstreamFailed(502, "bad_response", f"origin sent an invalid response: {exc.message}") from None
-            except aiohttp.ServerDisconnectedError:
-                raise UpstreamFailed(502, "disconnected", "origin closed the connection before responding") from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamFailed(502, "upstream", f"origin request failed: {exc.__class__.__name__}") from None
+            except OriginError as exc:
+                raise UpstreamFailed(502, exc.kind, str(exc)) from None
             metrics.PUBLISHER_TTFB.observe(time.perf_counter() - started)
-            async with resp:
+            try:
                 decision = gate.classify(method, resp.status, _raw_headers(resp))
                 await self._relay(resp, decision, method, rewriter, navigation, send, request_id, deadline)
+            finally:
+                resp.release()
         except UpstreamFailed as exc:
             metrics.publisher_error("before_commit", exc.kind).inc()
             log.warning("request %s: %s -> %d", request_id, exc, exc.status)
@@ -200,7 +191,7 @@ class PublisherProxy:
 
     async def _relay(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: OriginResponse,
         decision: gate.Decision,
         method: str,
         rewriter: HostRewriter,
@@ -257,7 +248,7 @@ class PublisherProxy:
 
     async def _pump(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: OriginResponse,
         send: Send,
         request_id: str,
         deadline: Deadline,
@@ -272,8 +263,8 @@ class PublisherProxy:
         idle = self.timeouts.idle
         relayed_in = 0
         last: list[bytes] = []
-        content = resp.content
-        readany = content.readany
+        readany = resp.read
+        at_eof = resp.at_eof
         try:
             with deadline:
                 while True:
@@ -284,7 +275,7 @@ class PublisherProxy:
                         break
                     relayed_in += len(chunk)
                     outs = [chunk] if transform is None else transform(chunk)
-                    if content.is_eof():
+                    if at_eof():
                         # The origin is done: this output leaves with the end of the response (one write
                         # instead of two for small bodies); the next read returns b"" and ends the loop.
                         last = outs
@@ -296,8 +287,8 @@ class PublisherProxy:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
         except PipelineError as exc:
             self._abort(request_id, exc.kind, str(exc))
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            self._abort(request_id, "upstream_read", f"origin body failed: {exc.__class__.__name__}: {exc}")
+        except OriginError as exc:
+            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
         metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
@@ -308,7 +299,7 @@ class PublisherProxy:
 
     async def _buffered(
         self,
-        resp: aiohttp.ClientResponse,
+        resp: OriginResponse,
         status: int,
         out_headers: list[tuple[str, str]],
         decoder: Decoder,
@@ -325,7 +316,7 @@ class PublisherProxy:
             with deadline:
                 while True:
                     deadline.after(self.timeouts.idle)
-                    chunk = await resp.content.readany()
+                    chunk = await resp.read()
                     deadline.clear()
                     if not chunk:
                         break
@@ -341,8 +332,8 @@ class PublisherProxy:
             raise UpstreamFailed(504, "idle_timeout", "origin stalled mid-body") from None
         except PipelineError as exc:
             raise UpstreamFailed(502, exc.kind, f"origin body unusable: {exc}") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamFailed(502, "upstream_read", f"origin body failed: {exc.__class__.__name__}") from None
+        except OriginError as exc:
+            raise UpstreamFailed(502, exc.kind, f"origin body failed: {exc}") from None
         body = b"".join(parts)
         await send(
             {
@@ -354,5 +345,5 @@ class PublisherProxy:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _raw_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+def _raw_headers(resp: OriginResponse) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
