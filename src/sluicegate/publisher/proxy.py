@@ -161,8 +161,11 @@ class PublisherProxy:
                 raise UpstreamFailed(502, exc.kind, str(exc)) from None
             metrics.PUBLISHER_TTFB.observe(time.perf_counter() - started)
             try:
-                decision = gate.classify(method, resp.status, _raw_headers(resp))
-                await self._relay(resp, decision, method, rewriter, navigation, send, request_id, deadline)
+                origin_headers = _raw_headers(resp)
+                decision = gate.classify(method, resp.status, origin_headers)
+                await self._relay(
+                    resp, origin_headers, decision, method, rewriter, navigation, send, request_id, deadline
+                )
             finally:
                 resp.release()
         except UpstreamFailed as exc:
@@ -192,6 +195,7 @@ class PublisherProxy:
     async def _relay(
         self,
         resp: OriginResponse,
+        origin_headers: list[tuple[str, str]],
         decision: gate.Decision,
         method: str,
         rewriter: HostRewriter,
@@ -201,7 +205,7 @@ class PublisherProxy:
         deadline: Deadline,
     ) -> None:
         status = resp.status
-        out_headers = hdr.downstream_response_headers(_raw_headers(resp), rewriter, self.origin, request_id)
+        out_headers = hdr.downstream_response_headers(origin_headers, rewriter, self.origin, request_id)
         route = decision.route
         if route is Route.STREAM and self.settings.publisher.mode == "buffered":
             route = Route.BUFFERED
