@@ -26,8 +26,9 @@ def free_port() -> int:
 class ThreadedApp:
     """Runs an aiohttp.web application on its own event loop in a daemon thread."""
 
-    def __init__(self, app: web.Application, port: int | None = None) -> None:
+    def __init__(self, app: web.Application, port: int | None = None, ssl_context: Any = None) -> None:
         self.app = app
+        self.ssl_context = ssl_context
         self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -36,7 +37,7 @@ class ThreadedApp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -44,7 +45,7 @@ class ThreadedApp:
         async def start() -> None:
             self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
             await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
 
         self.loop.run_until_complete(start())
         self._ready.set()
