@@ -1,11 +1,13 @@
-"""Baseline for the throughput bench: the bare stack sluicegate is built on, with nothing of sluicegate in it.
+"""Baseline for the throughput bench: the usual bare Python relay (uvicorn + aiohttp), nothing of sluicegate in it.
 
 A minimal raw-ASGI streaming relay (the ``asgi_aiohttp`` app of ``../shared/reference/stack-measurements.md``):
 one pooled aiohttp ``ClientSession`` per process, request headers forwarded minus hop-by-hop, status and
 response headers passed through (Content-Length kept), body relayed chunk by chunk as ``readany()`` yields it.
 No gate, no rewriting, no header rules, no timeouts, no disconnect watch, no metrics. Run under the same server
-settings as ``sluicegate serve`` (uvicorn, uvloop, httptools, no access log, no server/date header), so
-"sluicegate minus baseline" in the same run is the cost of sluicegate's own per-request work.
+settings as ``sluicegate serve`` (uvicorn, uvloop, httptools, no access log, no server/date header). Until
+2026-11-23 sluicegate relayed through aiohttp too, and "sluicegate minus baseline" was the cost of its own
+per-request work; since it uses its own origin client (``upstream/http1.py``, see docs/stack.md) the baseline is
+the reference "what a minimal relay on the common Python stack does", which sluicegate now beats.
 
 Run: ``python bench/publisher/baseline.py --port P --origin http://127.0.0.1:PORT``.
 """

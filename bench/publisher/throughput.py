@@ -8,7 +8,7 @@ for four pages served by an origin nginx (static files, sendfile, 1 worker):
   * 200 KB HTML   (Stream route, rewritten)
 through six targets: ``direct`` (wrk at the origin), ``nginx-w1``/``nginx-w2`` (Debian nginx as a reverse proxy,
 default ``proxy_buffering on``, upstream keep-alive, 1 or 2 worker processes), ``baseline-w1`` (``baseline.py``:
-the bare uvicorn + aiohttp relay sluicegate is built on, nothing of sluicegate in it; it relays HTML unchanged) and
+the usual bare Python relay, uvicorn + aiohttp, nothing of sluicegate in it; it relays HTML unchanged) and
 ``sluicegate-w1``/``-w2`` (``sluicegate serve --workers N``). Every target sees every page in every run; the
 targets run round-robin (order reversed every other run), ``--runs`` runs (default 3); the figures are medians
 over runs with min-max.
