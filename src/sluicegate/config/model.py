@@ -77,6 +77,12 @@ class LimitsSettings(BaseModel):
     max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Request head: total bytes of request headers accepted from a client.
     max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Origin response head (status line + headers); over it -> 502.
+    max_origin_head_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Origin body bytes buffered per response before reading from the origin pauses (backpressure).
+    origin_read_buffer_bytes: int = Field(default=256 * 1024, ge=4096)
+    # Origin connections per worker process (in use + idle); requests over it wait for one.
+    max_origin_connections: int = Field(default=512, ge=1, le=65536)
 
 
 class TimeoutsSettings(BaseModel):
@@ -85,6 +91,7 @@ class TimeoutsSettings(BaseModel):
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=30.0, gt=0)  # request sent -> response headers
     idle: float = Field(default=60.0, gt=0)  # between upstream body bytes
+    origin_keepalive: float = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
 
 
 class CompressionSettings(BaseModel):

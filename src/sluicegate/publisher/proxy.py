@@ -89,6 +89,10 @@ class PublisherProxy:
                 origin.port,
                 connect_timeout=self.timeouts.connect,
                 verify_tls=self.settings.publisher.verify_tls,
+                limit=self.limits.max_origin_connections,
+                keepalive_timeout=self.timeouts.origin_keepalive,
+                max_head_bytes=self.limits.max_origin_head_bytes,
+                high_water=self.limits.origin_read_buffer_bytes,
             )
 
     async def shutdown(self) -> None:
