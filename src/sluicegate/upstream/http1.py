@@ -95,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.head_received = 0  # raw bytes fed while the head is incomplete (interim responses included)
         self.interim = False
         self.keep_alive = False
         self.until_eof = False
@@ -131,14 +132,21 @@ class _Connection(asyncio.Protocol):
                 self._fail(OriginProtocolError(f"invalid response from origin: {exc}"))
             else:
                 self._fail(self.error)
+            return
+        if not self.head.done():
+            # httptools hands a header (and llhttp the status line) over only once it ends: an endless one
+            # would grow in memory, or be waited for, without on_header's bound ever being checked.
+            self.head_received += len(data)
+            if self.head_received > self.pool.max_head_bytes:
+                self._fail(OriginProtocolError(f"response head exceeds {self.pool.max_head_bytes} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
             return
         self.closed = True
         self.pool._lost(self)
-        if not self.active or self.complete:
-            return
+        if not self.active or self.complete or self.error is not None:
+            return  # (an exchange that already failed keeps its first cause, e.g. a protocol error)
         if not self.head.done():
             self._fail(OriginClosedError("origin closed the connection before the response head"))
         elif self.until_eof and exc is None:
@@ -169,11 +177,17 @@ class _Connection(asyncio.Protocol):
         if self.head_bytes > self.pool.max_head_bytes:
             self.error = OriginProtocolError(f"response head exceeds {self.pool.max_head_bytes} bytes")
             raise self.error
+        if self.head.done():
+            return  # a trailer field (after a chunked body): the caller already has the head's headers
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if status == 101:
+            # Refused here, before the head is handed over (llhttp reports the upgrade only after it).
+            self.error = OriginProtocolError("origin switched protocols (101); only HTTP/1.1 is proxied")
+            raise self.error
+        if 100 <= status < 200:
             self.interim = True  # 100 Continue / 103 Early Hints: the real response follows
             self.headers = []
             self.head_bytes = 0
@@ -184,11 +198,12 @@ class _Connection(asyncio.Protocol):
             framed = False
             for name, value in self.headers:
                 low = name.lower()
-                if low == b"content-length" or (
-                    low == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
-                ):
+                if low == b"content-length":
                     framed = True  # (llhttp itself rejects a response carrying both)
                     break
+                if low == b"transfer-encoding":
+                    # The last coding of the last field decides, as for llhttp: "chunked" then "gzip" ends at EOF.
+                    framed = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
             self.until_eof = not framed
         if not self.head.done():
             self.head.set_result(None)
@@ -196,6 +211,11 @@ class _Connection(asyncio.Protocol):
             self.complete = True  # whatever follows is not a body; the connection is not reused
 
     def on_body(self, body: bytes) -> None:
+        if self.interim:
+            # A 1xx has no content, but llhttp frames an unknown one by its Content-Length: never relay
+            # those bytes as the final response's body.
+            self.error = OriginProtocolError("origin sent a body with an interim (1xx) response")
+            raise self.error
         if self.head_only:
             return
         self.chunks.append(body)
@@ -413,6 +433,10 @@ class OriginPool:
             self._waiters.append(waiter)
             try:
                 await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled before running: pass the wake-up on, else it is lost
+                raise
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -444,6 +468,9 @@ class OriginPool:
 
     def _released_slot(self) -> None:
         self._open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -464,10 +491,7 @@ class OriginPool:
         if idle and now - idle[0].idle_since >= self.keepalive_timeout:
             idle.pop(0).abort()
         idle.append(conn)
-        if self._waiters:  # someone waits for a slot: an idle connection serves as one
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_one()  # someone waits for a slot: an idle connection serves as one
 
     async def close(self) -> None:
         self._closing = True
