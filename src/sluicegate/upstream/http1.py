@@ -145,6 +145,10 @@ class _Connection(asyncio.Protocol):
             return
         self.closed = True
         self.pool._lost(self)
+        drain = self._drain
+        if drain is not None and not drain.done():  # an upload waiting for the socket to drain: it never will
+            drain.set_exception(OriginBodyError("origin connection closed while the request body was being sent"))
+            drain.exception()
         if not self.active or self.complete or self.error is not None:
             return  # (an exchange that already failed keeps its first cause, e.g. a protocol error)
         if not self.head.done():
@@ -252,7 +256,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     async def write(self, data: bytes) -> None:
-        if self.closed or self.transport is None:
+        if self.closed or self.transport is None or self.error is not None:
             raise OriginBodyError("origin connection closed while the request body was being sent")
         self.transport.write(data)
         if self._write_paused:
@@ -388,7 +392,10 @@ class OriginPool:
         # request smuggle a second one. Two C-level counts instead of a scan per header.
         if head_text.count("\n") != len(lines) or head_text.count("\r") != len(lines) or "\0" in head_text:
             raise OriginProtocolError("request head contains a control character (CR, LF or NUL)")
-        head = head_text.encode("latin-1")
+        try:
+            head = head_text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise OriginProtocolError("request head is not representable in latin-1") from None
         head_only = method == "HEAD"
         # Only an idempotent request without a body may be sent twice (as nginx's proxy_next_upstream).
         retry_safe = body is None and method in _IDEMPOTENT
@@ -420,14 +427,20 @@ class OriginPool:
             return OriginResponse(self, conn, upload)
         raise AssertionError("unreachable")
 
-    async def _acquire(self, *, fresh: bool) -> _Connection:
+    def _pop_idle(self) -> _Connection | None:
+        """The most recently used idle connection still worth using; dead or expired ones are closed."""
         now = self.loop.time()
         idle = self._idle
-        while idle and not fresh:
+        while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < self.keepalive_timeout:
                 return conn
             conn.abort()
+        return None
+
+    async def _acquire(self, *, fresh: bool) -> _Connection:
+        if not fresh and (conn := self._pop_idle()) is not None:
+            return conn
         while self._open >= self.limit:
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
@@ -440,10 +453,8 @@ class OriginPool:
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-            while idle and not fresh:
-                conn = idle.pop()
-                if not conn.closed:
-                    return conn
+            if not fresh and (conn := self._pop_idle()) is not None:
+                return conn
         self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout):

@@ -982,3 +982,72 @@ async def test_cancelled_body_read_closes_the_connection(h: Harness) -> None:
     await asyncio.wait_for(origin.peers[0].eof.wait(), WAIT)
     assert (await fetch(pool))[2] == b"fresh"
     assert origin.accepted == 2
+
+
+# ------------------------------------------------------------------------------- follow-ups to the review above
+
+
+async def test_retry_at_a_full_pool_gets_a_fresh_connection(h: Harness) -> None:
+    """limit=2, both slots idle, one of them stale: the retry's fresh connection gets the stale one's slot."""
+    first_two = asyncio.Event()
+
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.read_request()
+            await first_two.wait()
+            await peer.send(ok(b"a"))  # kept alive... then closed by the origin
+            return
+        await peer.serve(lambda _req: ok(b"b"))
+
+    origin = await h.origin(handler)
+    pool = h.pool(origin.port, limit=2)
+    t1 = asyncio.create_task(fetch(pool))
+    t2 = asyncio.create_task(fetch(pool))
+    await asyncio.sleep(0.05)
+    first_two.set()
+    assert sorted([(await t1)[2], (await t2)[2]]) == [b"a", b"b"]
+    assert origin.accepted == 2
+    # Two idle connections now fill the pool; LIFO picks peer 0's (closed) connection or peer 1's. Ask until
+    # the stale one is hit: the fresh retry must not wait forever for a slot.
+    for _ in range(2):
+        assert (await asyncio.wait_for(fetch(pool), WAIT))[2] == b"b"
+    assert origin.max_open <= 2
+
+
+async def test_upload_waiting_for_a_drain_ends_when_the_connection_drops(h: Harness) -> None:
+    """The origin answers early without reading the upload, then resets: the upload task ends by itself."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.read_head()
+        await peer.send(ok(b"too big", status=b"413 Payload Too Large"))
+        await asyncio.sleep(0.3)  # the client's send buffer fills up: its upload waits for a drain
+        sock = peer.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.writer.transport.abort()  # RST
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    origin = await h.origin(handler)
+    pool = h.pool(origin.port)
+    resp = await asyncio.wait_for(
+        pool.request("POST", "/up", [*HOST, ("content-length", str(1 << 40))], endless()), WAIT
+    )
+    assert resp.status == 413
+    upload = resp._upload
+    assert upload is not None
+    # Not released yet (a caller still relaying the 413): the upload must not hang on a dead socket.
+    done, _ = await asyncio.wait({upload}, timeout=WAIT)
+    assert done and isinstance(upload.exception(), OriginBodyError)
+    resp.release()
+
+
+@pytest.mark.parametrize("where", ["target", "value"])
+async def test_request_head_outside_latin1_is_a_clear_error(h: Harness, where: str) -> None:
+    origin = await h.origin(serve_all)
+    pool = h.pool(origin.port)
+    target, headers = ("/\u20ac", HOST) if where == "target" else ("/", [*HOST, ("x-a", "\u20ac")])
+    with pytest.raises(OriginProtocolError, match="latin-1"):
+        await pool.request("GET", target, headers)
+    assert origin.accepted == 0
