@@ -1,8 +1,8 @@
 """Header transforms on the publisher path: pure functions of header lists and request facts.
 
 Owns: hop-by-hop stripping (both directions), forwarding headers and who may set them,
-Accept-Encoding narrowing, the public host check, and rewriting origin references in
-``Location``/``Content-Location``/``Refresh``/``Link``/``Set-Cookie; Domain=``.
+Accept-Encoding narrowing, the public host check; the response header mapping itself is
+``response_headers`` (every value mapped, a short documented exception list).
 Must not know about bodies or sockets.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sluicegate.gate import DECODABLE
 from sluicegate.pipeline.hosts import HostRewriter, Origin
+from sluicegate.publisher.response_headers import map_response_headers, origin_names
 
 Headers = list[tuple[str, str]]
 
@@ -24,7 +25,6 @@ HOP_BY_HOP = frozenset(
 _FORWARDING = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "via"}
 )
-_URL_HEADERS = frozenset({"location", "content-location", "refresh", "link"})
 _DEFAULT_PORT = {"http": "80", "https": "443"}
 
 
@@ -179,36 +179,21 @@ def upstream_request_headers(
     return out
 
 
-_COOKIE_DOMAIN = re.compile(r";\s*domain\s*=\s*\.?([^;\s]+)", re.IGNORECASE)
-
-
-def _rewrite_cookie_domain(value: str, origin: Origin, public_host: str) -> str:
-    name, _ = split_host(public_host)
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-        is_ip = True
-    except ValueError:
-        is_ip = False
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group(1).lower() != origin.host:
-            return m.group(0)
-        return "" if is_ip else f"; Domain={name}"  # an IP cannot carry a Domain attribute
-
-    return _COOKIE_DOMAIN.sub(repl, value)
-
-
 def downstream_response_headers(
-    headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin, request_id: str
+    headers: Iterable[tuple[str, str]],
+    rewriter: HostRewriter,
+    origin: Origin,
+    request_id: str,
+    *,
+    origin_host_header: str = "",
+    public_hosts: Sequence[str] = (),
 ) -> Headers:
-    """Origin response headers as the client should see them (framing is the caller's job)."""
-    out: Headers = []
-    for ln, name, value in _end_to_end(headers):
-        if ln in _URL_HEADERS:
-            value = rewriter.rewrite_text(value)
-        elif ln == "set-cookie":
-            value = _rewrite_cookie_domain(value, origin, rewriter.public_authority)
-        out.append((name, value))
+    """Origin response headers as the client should see them (framing is the caller's job).
+
+    Every value goes through the host mapping except the short list in ``response_headers``.
+    """
+    names = origin_names(origin, origin_host_header)
+    out = map_response_headers(_end_to_end(headers), rewriter, names, public_hosts)
     out.append(("x-request-id", request_id))
     return out
 

@@ -209,13 +209,24 @@ class PublisherProxy:
         deadline: Deadline,
     ) -> None:
         status = resp.status
-        out_headers = hdr.downstream_response_headers(origin_headers, rewriter, self.origin, request_id)
+        out_headers = hdr.downstream_response_headers(
+            origin_headers,
+            rewriter,
+            self.origin,
+            request_id,
+            origin_host_header=self.settings.publisher.origin_host_header,
+            public_hosts=self.public_hosts,
+        )
         route = decision.route
         if route is Route.STREAM and self.settings.publisher.mode == "buffered":
             route = Route.BUFFERED
         metrics.publisher_response(route.value, f"{status // 100}xx").inc()
 
         if route is Route.BODILESS:
+            if method == "HEAD" and gate.classify("GET", status, origin_headers).route is Route.STREAM:
+                # HEAD answers with the headers GET would send: GET rewrites this body, so the origin's
+                # Content-Length and strong ETag describe bytes the client would never receive.
+                out_headers = hdr.for_rewritten_body(out_headers)
             await send(
                 {
                     "type": "http.response.start",

@@ -138,7 +138,7 @@ def test_response_url_headers_and_cookie_domain() -> None:
         ("Link", "<https://www.pub.example/s.css>; rel=preload"),
         ("Set-Cookie", "a=1; Domain=www.pub.example; Path=/"),
         ("Set-Cookie", "b=2; Domain=other.com"),
-        ("Location-Other", "https://origin.example.com/"),
+        ("Location-Other", "https://www.pub.example/"),
         ("x-request-id", "rid"),
     ]
 
