@@ -46,6 +46,9 @@ class PublisherSettings(BaseModel):
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
     mode: Literal["stream", "buffered"] = "stream"  # "buffered" exists only for A/B comparisons
     verify_tls: bool = True
+    # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
+    # the public host to the origin's own (docs/round-trip.md). Off: the origin sees the public URLs.
+    map_requests: bool = True
 
     @field_validator("origin_url")
     @classmethod
@@ -83,6 +86,12 @@ class LimitsSettings(BaseModel):
     origin_read_buffer_bytes: int = Field(default=256 * 1024, ge=4096)
     # Origin connections per worker process (in use + idle); requests over it wait for one.
     max_origin_connections: int = Field(default=512, ge=1, le=65536)
+    # Inbound mapping of form bodies: bytes read before the origin request is sent (a body that ends
+    # within them gets an exact Content-Length; a longer one is streamed chunked), and the longest
+    # unfinished field the mapper holds.
+    request_map_hold_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Form body bytes mapped per request; the rest of a larger body streams through unmapped.
+    map_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
 
 class TimeoutsSettings(BaseModel):

@@ -28,6 +28,7 @@ from sluicegate.pipeline import PipelineError, Transformer
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import headers as hdr
+from sluicegate.publisher import inbound
 from sluicegate.publisher.processors import build_processor
 from sluicegate.server.asgi import (
     ClientGone,
@@ -69,6 +70,20 @@ class PublisherProxy:
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
+        self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
+
+    def _inbound_mapper(self, scheme: str, host: str) -> inbound.InboundMapper | None:
+        """The public -> origin mapping for requests on (scheme, public host); ``None`` when it is off."""
+        if not self.settings.publisher.map_requests:
+            return None
+        key = (scheme, host.lower())
+        if key not in self._inbound:
+            if len(self._inbound) >= 256:
+                self._inbound.clear()
+            self._inbound[key] = inbound.InboundMapper.build(
+                scheme, key[1], self.origin, self.settings.publisher.origin_host_header
+            )
+        return self._inbound[key]
 
     def _rewriter(self, scheme: str, host: str) -> HostRewriter:
         """One ``HostRewriter`` per (scheme, public host), reused; bounded for ``public_hosts = ["*"]``."""
@@ -133,6 +148,13 @@ class PublisherProxy:
             for k, v in req_headers
         )
         navigation = not any(k.lower() in _RSC_HEADERS for k, _ in req_headers)
+        mapper = self._inbound_mapper(facts.scheme, host)
+        form = None
+        if mapper is not None:
+            up_headers = mapper.map_headers(up_headers)
+            ctype = next((v for k, v in req_headers if k.lower() == "content-type"), None)
+            if has_body and inbound.is_form(ctype):
+                form = mapper.form_mapper(self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes)
 
         watch = ClientWatch(receive, send)
         watch.start(has_body=has_body)
@@ -151,12 +173,20 @@ class PublisherProxy:
                 target = "/" + target
             query = scope.get("query_string", b"")
             if query:
+                if mapper is not None:
+                    query = mapper.map_query(query)
                 target += "?" + query.decode("latin-1")
             try:
                 with deadline:
                     deadline.after(self.timeouts.first_byte)
-                    # the target is the client's bytes, not re-quoted
-                    resp = await pool.request(method, target, up_headers, watch.body() if has_body else None)
+                    body = watch.body() if has_body else None
+                    if body is not None and form is not None:
+                        body, length = await inbound.prepare_body(body, form, self.limits.request_map_hold_bytes)
+                        up_headers = [(k, v) for k, v in up_headers if k.lower() != "content-length"]
+                        if length is not None:
+                            up_headers.append(("content-length", str(length)))
+                    # the target is the client's bytes, not re-quoted (query values mapped in place)
+                    resp = await pool.request(method, target, up_headers, body)
             except TimeoutError:
                 raise UpstreamFailed(
                     504, "first_byte_timeout", f"origin sent no response head within {self.timeouts.first_byte:g}s"

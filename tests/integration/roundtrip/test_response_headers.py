@@ -22,18 +22,42 @@ def spellings(auth: str) -> list[str]:
         f"//{auth}/c",
         f"HTTP://{auth.upper()}/d",
         esc,
-        f"<http://{auth}/e>; rel=\"https://api.w.org/\"",
+        f'<http://{auth}/e>; rel="https://api.w.org/"',
         f"{auth}",
         f"0; url=http://{auth}/f",
     ]
 
 
 NAMES = [
-    "Location", "Content-Location", "Refresh", "Link", "X-Pingback", "X-Canonical", "X-Redirect-By",
-    "Access-Control-Allow-Origin", "Timing-Allow-Origin", "Content-Security-Policy",
-    "Content-Security-Policy-Report-Only", "Report-To", "Reporting-Endpoints", "NEL", "X-Frame-Options",
-    "Alt-Svc", "X-Shortlink", "X-Api-Root", "X-Logout", "X-Login-Url", "X-Debug-Url", "Server-Timing",
-    "X-Cache-Key", "X-Served-By", "Permissions-Policy", "X-Upstream", "X-Feed", "X-Sitemap", "WWW-Authenticate",
+    "Location",
+    "Content-Location",
+    "Refresh",
+    "Link",
+    "X-Pingback",
+    "X-Canonical",
+    "X-Redirect-By",
+    "Access-Control-Allow-Origin",
+    "Timing-Allow-Origin",
+    "Content-Security-Policy",
+    "Content-Security-Policy-Report-Only",
+    "Report-To",
+    "Reporting-Endpoints",
+    "NEL",
+    "X-Frame-Options",
+    "Alt-Svc",
+    "X-Shortlink",
+    "X-Api-Root",
+    "X-Logout",
+    "X-Login-Url",
+    "X-Debug-Url",
+    "Server-Timing",
+    "X-Cache-Key",
+    "X-Served-By",
+    "Permissions-Policy",
+    "X-Upstream",
+    "X-Feed",
+    "X-Sitemap",
+    "WWW-Authenticate",
     "X-Custom-Json",
 ]
 
@@ -60,9 +84,10 @@ def leaks(value: str, auth: str) -> bool:
 async def test_thirty_headers_carry_no_origin_authority(rt_origin: RecordingOrigin, rt_proxy: ProxyProcess) -> None:
     assert len(NAMES) == 30
     rt_origin.handler = headers_page
-    async with aiohttp.ClientSession() as s, s.get(
-        rt_proxy.url + "/h", headers={"Host": PUBLIC}, allow_redirects=False
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(rt_proxy.url + "/h", headers={"Host": PUBLIC}, allow_redirects=False) as r,
+    ):
         got = [(k.decode(), v.decode("latin-1")) for k, v in r.raw_headers]
     by_name = {k.lower() for k, _ in got}
     for name in NAMES:
@@ -81,10 +106,16 @@ async def test_head_sends_the_headers_get_sends(rt_origin: RecordingOrigin, rt_p
     body = f'<a href="http://{rt_origin.authority}/x">x</a>'.encode()
 
     def page(origin: RecordingOrigin, rec: Received) -> tuple[int, list[tuple[str, str]], bytes]:
-        return 200, [
-            ("Content-Type", "text/html"), ("ETag", '"p1"'), ("Content-Length", str(len(body))),
-            ("X-Pingback", f"http://{origin.authority}/xmlrpc.php"),
-        ], body
+        return (
+            200,
+            [
+                ("Content-Type", "text/html"),
+                ("ETag", '"p1"'),
+                ("Content-Length", str(len(body))),
+                ("X-Pingback", f"http://{origin.authority}/xmlrpc.php"),
+            ],
+            body,
+        )
 
     rt_origin.handler = page
     async with aiohttp.ClientSession() as s:
