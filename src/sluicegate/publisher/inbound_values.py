@@ -33,6 +33,8 @@ from sluicegate.pipeline.hosts import HostRewriter
 
 _ESC = re.compile(rb"%([0-9A-Fa-f]{2})")
 _BAD_ESC = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# an escape that spells an unreserved byte (digits, letters, "-", ".", "_", "~")
+_ESC_UNRESERVED = re.compile(rb"%(?:3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|2[DEde]|5[Ff]|7[Ee])")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _DIFF_MAX = 4096  # a changed segment longer than this is aligned by common prefix/suffix only
 _ENCODED_SCHEME_WINDOW = 16  # bytes before a host searched for a leftover "%" (double encoding)
@@ -63,6 +65,7 @@ class ValueMapper:
     def __init__(self, rewriter: HostRewriter, public_host: str) -> None:
         self.rw = rewriter
         self.needle = public_host.lower().encode()
+        self._plain_needle = all(c in _UNRESERVED for c in self.needle)
         # Context a match decision may read on either side of the host (scheme and slashes before it,
         # port and look-ahead after it), with room to spare.
         self.margin = 32 + 2 * len(self.needle)
@@ -73,7 +76,10 @@ class ValueMapper:
         """Cheap pre-check: can this value hold a public host, encoded or not?"""
         if self.needle in raw.lower():
             return True
-        return b"%" in raw and self.needle in unquote_to_bytes(raw).lower()
+        # only an escaped letter, digit, "-" or "." can hide a host name (escaped ":" and "/" cannot);
+        # an IPv6 literal ("[", ":") can hide behind any escape
+        hidden = _ESC_UNRESERVED.search(raw) is not None if self._plain_needle else b"%" in raw
+        return hidden and self.needle in unquote_to_bytes(raw).lower()
 
     def map(self, raw: bytes) -> bytes:
         """A complete value, mapped."""
@@ -152,9 +158,11 @@ class ValueMapper:
         new = self.rw.rewrite(seg)
         if new == seg:
             return original
-        if len(seg) <= _DIFF_MAX and len(new) <= _DIFF_MAX:
+        if len(hosts) > 1 and len(seg) <= _DIFF_MAX and len(new) <= _DIFF_MAX:
+            # several matches: align so the bytes between them keep their spelling
             ops = difflib.SequenceMatcher(None, seg, new, autojunk=False).get_opcodes()
         else:
+            # one match (or a long run): one changed stretch between the common prefix and suffix
             p = 0
             while p < min(len(seg), len(new)) and seg[p] == new[p]:
                 p += 1
@@ -178,9 +186,17 @@ class ValueMapper:
         common encoder (``encodeURIComponent``, PHP ``urlencode``) encodes both or neither, so the
         nearest of either decides for both."""
         out = bytearray()
+        unreserved_literal = _ESC_UNRESERVED.search(original) is None
+        seen: dict[int, bool | None] = {}
         for c in data:
+            if unreserved_literal and c in _UNRESERVED:
+                out.append(c)  # nobody around here encodes letters, digits, "-._~": neither do we
+                continue
             enc = (b"%%%02x" if lower_hex else b"%%%02X") % c
-            choice = _nearest(original, at, end, _LINKED.get(c, (c,)))
+            if c in seen:
+                choice = seen[c]
+            else:
+                choice = seen[c] = _nearest(original, at, end, _LINKED.get(c, (c,)))
             if choice is None:
                 if c in _UNRESERVED:
                     out.append(c)

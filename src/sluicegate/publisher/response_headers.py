@@ -18,6 +18,7 @@ Must not know about bodies, sockets or how a match is found (that is ``pipeline.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -69,6 +70,7 @@ def _hostname(authority: str) -> str:
     return authority.partition(":")[0].rstrip(".")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -135,6 +137,8 @@ def map_set_cookie(
     pair = rewriter.rewrite_text(pair)
     if not sep:
         return pair
+    if "domain" not in attrs.lower():
+        return pair + sep + attrs
 
     def repl(m: re.Match[str]) -> str:
         new = cookie_domain(m.group(1), names, public_name, public_hosts)
@@ -147,6 +151,8 @@ def map_set_cookie(
 
 def map_csp(value: str, rewriter: HostRewriter, names: frozenset[str], public_authority: str) -> str:
     """Map each source of each directive; keep ``*.O`` wildcards and add the public host beside them."""
+    if "*." not in value:
+        return rewriter.rewrite_text(value)  # sources are space-separated: mapping the whole is the same
     out = []
     for directive in value.split(";"):
         tokens = directive.split()
@@ -178,17 +184,26 @@ def map_response_headers(
     names: frozenset[str],
     public_hosts: Sequence[str],
 ) -> list[tuple[str, str]]:
-    """``(lower-case name, name, value)`` end-to-end headers -> ``(name, value)`` with the mapping applied."""
-    public_name = _hostname(rewriter.public_authority)
-    out: list[tuple[str, str]] = []
-    for ln, name, value in headers:
-        if ln in NOT_MAPPED:
-            pass
-        elif ln == "set-cookie":
-            value = map_set_cookie(value, rewriter, names, public_name, public_hosts)
+    """``(lower-case name, name, value)`` end-to-end headers -> ``(name, value)`` with the mapping applied.
+
+    Fast path: the values under the general rule are mapped once as one ``\n``-joined text (a line
+    break is a boundary for every form the mapping knows, so nothing can match across two values);
+    only when that changes something is each value mapped on its own.
+    """
+    items = list(headers)
+    out: list[tuple[str, str]] = [(name, value) for _, name, value in items]
+    general = [i for i, (ln, _, _) in enumerate(items) if ln not in NOT_MAPPED and ln not in _OWN_RULE]
+    if general:
+        blob = "\n".join(items[i][2] for i in general)
+        if rewriter.rewrite_text(blob) != blob:
+            for i in general:
+                out[i] = (items[i][1], rewriter.rewrite_text(items[i][2]))
+    for i, (ln, name, value) in enumerate(items):
+        if ln == "set-cookie":
+            out[i] = (name, map_set_cookie(value, rewriter, names, _hostname(rewriter.public_authority), public_hosts))
         elif ln in CSP_HEADERS:
-            value = map_csp(value, rewriter, names, rewriter.public_authority)
-        else:
-            value = rewriter.rewrite_text(value)
-        out.append((name, value))
+            out[i] = (name, map_csp(value, rewriter, names, rewriter.public_authority))
     return out
+
+
+_OWN_RULE = CSP_HEADERS | {"set-cookie"}

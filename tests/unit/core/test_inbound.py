@@ -189,3 +189,14 @@ def test_form_body_limit_passes_the_rest_through() -> None:
     tail = b"&c=http://www.pub.test/"
     out = fm.feed(head) + fm.feed(tail) + fm.finish()
     assert out == b"a=http://127.0.0.1:9000/&b=" + b"x" * 3000 + tail
+
+
+def test_host_with_escaped_letters_is_found() -> None:
+    assert M.map_query(b"u=http%3A%2F%2F%77ww.pub.test%2Fx") == b"u=http%3A%2F%2F127.0.0.1%3A9000%2Fx"
+
+
+def test_ipv6_public_host() -> None:
+    m = InboundMapper.build("http", "[::1]:8080", ORIGIN)
+    assert m is not None
+    assert m.map_query(b"u=http%3A%2F%2F%5B%3A%3A1%5D%3A8080%2Fx") == b"u=http%3A%2F%2F127.0.0.1%3A9000%2Fx"
+    assert m.map_url("http://[::1]:8080/p") == "http://127.0.0.1:9000/p"
