@@ -62,8 +62,11 @@ class InboundMapper:
         return b"&".join(fields)
 
     def map_url(self, url: str) -> str:
-        """A whole URL (``Referer``, ``Origin``): its authority when it is the public one, then its query."""
+        """A whole URL (``Referer``, ``Origin``) on the public host: its authority, then its query values.
+        A URL on any other host is left exactly as it is, query included."""
         new = self.rw.rewrite_url(url)
+        if new == url:
+            return url
         path, q, rest = new.partition("?")
         if not q:
             return new

@@ -63,6 +63,7 @@ def test_headers() -> None:
         ("Cookie", "a=1; back=http%3A%2F%2Fwww.pub.test%2Fcart;c=2"),
         ("X-Other", "http://www.pub.test/"),
         ("Origin", "null"),
+        ("Referer", "https://search.example/?q=www.pub.test&u=http%3A%2F%2Fwww.pub.test%2F"),
     ]
     assert M.map_headers(headers) == [
         ("Referer", "http://127.0.0.1:9000/page?next=http%3A%2F%2F127.0.0.1%3A9000%2Fa#f"),
@@ -70,6 +71,7 @@ def test_headers() -> None:
         ("Cookie", "a=1; back=http%3A%2F%2F127.0.0.1%3A9000%2Fcart;c=2"),
         ("X-Other", "http://www.pub.test/"),
         ("Origin", "null"),
+        ("Referer", "https://search.example/?q=www.pub.test&u=http%3A%2F%2Fwww.pub.test%2F"),  # another site's
     ]
 
 
