@@ -7,7 +7,7 @@ every split of the input.
 Hold: the unfinished field. A field value longer than ``hold`` is mapped piece by piece
 (``ValueMapper.map_prefix``: only its last few hundred bytes wait); a field name longer than ``hold``
 is passed on as it is. If a value is one unbroken run of public host names longer than ``hold`` (no
-point in it that a match cannot reach), its bytes are passed on unmapped rather than held further:
+point in it that a match cannot reach), the rest of that value is passed on unmapped rather than held:
 the hold never exceeds ``hold`` plus one input chunk. After ``limit`` input bytes the rest of the
 body passes through unmapped (a huge upload is relayed, never refused, and costs no mapping work).
 
@@ -28,6 +28,7 @@ class FormBodyMapper:
         self._buf = b""  # the unfinished field, from the first byte not yet emitted
         self._in_value = False  # ``_buf`` starts inside the field's value (its name and "=" are out)
         self._passthrough = False
+        self._skip_value = False  # the rest of this field's value passes unmapped (after a run without a safe point)
         self.unmapped_runs = 0  # values passed on unmapped because no safe point was found in ``hold``
 
     def feed(self, data: bytes) -> bytes:
@@ -57,13 +58,17 @@ class FormBodyMapper:
         while amp >= 0:
             out.append(self._field(buf[start:amp]))
             out.append(b"&")
-            self._in_value = False
+            self._in_value = self._skip_value = False
             start = amp + 1
             amp = buf.find(b"&", start)
         rest = buf[start:]
         if final:
             out.append(self._field(rest))
-            self._in_value = False
+            self._in_value = self._skip_value = False
+            return b"".join(out)
+        if self._skip_value:
+            out.append(rest)
+            self._buf = b""
             return b"".join(out)
         if not self._in_value:
             eq = rest.find(b"=")
@@ -77,11 +82,11 @@ class FormBodyMapper:
         if self._in_value and len(rest) > self._hold:
             piece, used = self._values.map_prefix(rest)
             if used == 0:
-                # no safe point: pass on all but the tail a host could still need as context
-                used = len(rest) - 3 * self._values.keep
-                p = rest.rfind(b"%", max(0, used - 2), used)
-                used = p if p >= 0 else used
-                piece = rest[:used]
+                # no safe point: the rest of this value passes unmapped (mapping what follows the cut
+                # without the context before it could "fix" a host that continues across the cut)
+                used = len(rest)
+                piece = rest
+                self._skip_value = True
                 self.unmapped_runs += 1
             out.append(piece)
             rest = rest[used:]
@@ -89,6 +94,8 @@ class FormBodyMapper:
         return b"".join(out)
 
     def _field(self, field: bytes) -> bytes:
+        if self._skip_value:
+            return field
         if self._in_value:
             return self._values.map(field)
         name, eq, value = field.partition(b"=")
