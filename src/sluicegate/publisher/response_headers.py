@@ -114,7 +114,7 @@ def cookie_domain(domain: str, names: frozenset[str], public_name: str, public_h
     """What a ``Domain=`` attribute becomes: unchanged text, a new domain, or ``None`` (drop it).
 
     * not an origin name nor a parent of one: unchanged (another site's cookie is not ours to move);
-    * the public host is an IP literal: dropped (an IP cannot carry Domain), the cookie is host-only;
+    * the public host is an IP literal or a single label (``localhost``): dropped, the cookie is host-only;
     * exactly an origin name (the cookie covered that host and its subdomains): the public host name;
     * a parent of an origin name (a site-wide cookie, ``Domain=.example.com``): ``site_domain``.
     """
@@ -125,8 +125,8 @@ def cookie_domain(domain: str, names: frozenset[str], public_name: str, public_h
     parent = not exact and any(n.endswith("." + d) for n in names)
     if not (exact or parent):
         return domain
-    if _is_ip(public_name.strip("[]")):
-        return None
+    if _is_ip(public_name.strip("[]")) or "." not in public_name:
+        return None  # an IP cannot carry Domain; a single-label name (localhost) is refused by browsers
     return public_name if exact else site_domain(public_name, public_hosts)
 
 

@@ -107,3 +107,9 @@ def test_origin_host_header_is_an_origin_name() -> None:
     names = rh.origin_names(Origin.parse("http://10.0.0.5:8080"), "WWW.Real-Site.com:80")
     assert names == frozenset({"10.0.0.5", "www.real-site.com"})
     assert rh.cookie_domain("real-site.com", names, "pub.example", ["pub.example"]) == "pub.example"
+
+
+def test_set_cookie_domain_dropped_for_single_label_public_host() -> None:
+    rw = OriginMatcher(ORIGIN).for_request("http", "localhost:8080")
+    out = hdr.downstream_response_headers([("Set-Cookie", "a=1; Domain=www.origin-site.com")], rw, ORIGIN, "r")
+    assert out[0] == ("Set-Cookie", "a=1")
