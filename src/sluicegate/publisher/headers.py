@@ -199,13 +199,28 @@ def downstream_response_headers(
 
 
 def for_rewritten_body(headers: Headers) -> Headers:
-    """The body will differ from the origin's: no Content-Length, and a strong ETag becomes weak."""
+    """The body will differ from the origin's: no Content-Length, a strong ETag becomes weak, and no
+    ``Accept-Ranges`` (byte ranges of the origin's body are not ranges of the rewritten one)."""
     out: Headers = []
     for name, value in headers:
         ln = name.lower()
-        if ln == "content-length":
+        if ln in ("content-length", "accept-ranges"):
             continue
         if ln == "etag" and not value.startswith("W/"):
             value = "W/" + value
+        out.append((name, value))
+    return out
+
+
+def for_not_modified(headers: Headers, if_none_match: str) -> Headers:
+    """A 304 to a client that validated with the weak ETag we gave it (``W/"x"``, from a rewritten body)
+    carries ``W/"x"`` too, not the origin's strong ``"x"``: a strong validator must never come to label
+    the rewritten bytes in the client's cache."""
+    if "W/" not in if_none_match:
+        return headers
+    out: Headers = []
+    for name, value in headers:
+        if name.lower() == "etag" and not value.startswith("W/") and f"W/{value.strip()}" in if_none_match:
+            value = "W/" + value.strip()
         out.append((name, value))
     return out

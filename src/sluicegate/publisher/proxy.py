@@ -198,7 +198,16 @@ class PublisherProxy:
                 origin_headers = _raw_headers(resp)
                 decision = gate.classify(method, resp.status, origin_headers)
                 await self._relay(
-                    resp, origin_headers, decision, method, rewriter, navigation, send, request_id, deadline
+                    resp,
+                    origin_headers,
+                    decision,
+                    method,
+                    rewriter,
+                    navigation,
+                    send,
+                    request_id,
+                    deadline,
+                    if_none_match=next((v for k, v in req_headers if k.lower() == "if-none-match"), ""),
                 )
             finally:
                 resp.release()
@@ -237,6 +246,7 @@ class PublisherProxy:
         send: Send,
         request_id: str,
         deadline: Deadline,
+        if_none_match: str = "",
     ) -> None:
         status = resp.status
         out_headers = hdr.downstream_response_headers(
@@ -257,6 +267,8 @@ class PublisherProxy:
                 # HEAD answers with the headers GET would send: GET rewrites this body, so the origin's
                 # Content-Length and strong ETag describe bytes the client would never receive.
                 out_headers = hdr.for_rewritten_body(out_headers)
+            elif status == 304:
+                out_headers = hdr.for_not_modified(out_headers, if_none_match)
             await send(
                 {
                     "type": "http.response.start",

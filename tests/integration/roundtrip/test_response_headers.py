@@ -130,3 +130,21 @@ async def test_head_sends_the_headers_get_sends(rt_origin: RecordingOrigin, rt_p
     assert head_h["x-pingback"] == get_h["x-pingback"] == f"http://{PUBLIC}/xmlrpc.php"
     skip = {"date", "x-request-id", "transfer-encoding"}
     assert {k: v for k, v in head_h.items() if k not in skip} == {k: v for k, v in get_h.items() if k not in skip}
+
+
+async def test_revalidation_keeps_the_weak_etag(rt_origin: RecordingOrigin, rt_proxy: ProxyProcess) -> None:
+    body = f'<a href="http://{rt_origin.authority}/x">x</a>'.encode()
+
+    def page(origin: RecordingOrigin, rec: Received) -> tuple[int, list[tuple[str, str]], bytes]:
+        if rec.header("if-none-match") in (b'W/"p2"', b'"p2"'):  # weak comparison, as nginx and most CMSs
+            return 304, [("ETag", '"p2"'), ("Content-Length", "0")], b""
+        return 200, [("Content-Type", "text/html"), ("ETag", '"p2"'), ("Accept-Ranges", "bytes")], body
+
+    rt_origin.handler = page
+    async with aiohttp.ClientSession() as s:
+        async with s.get(rt_proxy.url + "/p", headers={"Host": PUBLIC}) as r:
+            etag = r.headers["ETag"]
+            assert "Accept-Ranges" not in r.headers  # ranges of the origin's bytes are not ranges of these
+        async with s.get(rt_proxy.url + "/p", headers={"Host": PUBLIC, "If-None-Match": etag}) as r:
+            assert r.status == 304
+            assert r.headers["ETag"] == etag == 'W/"p2"'
