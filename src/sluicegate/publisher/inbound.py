@@ -103,9 +103,19 @@ class InboundMapper:
     def form_mapper(self, hold: int, limit: int) -> FormBodyMapper:
         return FormBodyMapper(self.values, hold, limit)
 
-
-def is_form(content_type: str | None) -> bool:
-    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == FORM_TYPE
+    def body_mapper(self, headers: list[tuple[str, str]], hold: int, limit: int) -> FormBodyMapper | None:
+        """A mapper for a request body that is ``x-www-form-urlencoded`` and not compressed (a
+        ``Content-Encoding``'d body is relayed as it is); ``None`` for every other body."""
+        ctype = ""
+        for name, value in headers:
+            ln = name.lower()
+            if ln == "content-type":
+                ctype = value
+            elif ln == "content-encoding" and value.strip().lower() not in ("", "identity"):
+                return None
+        if ctype.split(";", 1)[0].strip().lower() != FORM_TYPE:
+            return None
+        return self.form_mapper(hold, limit)
 
 
 async def prepare_body(

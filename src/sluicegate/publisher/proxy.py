@@ -152,9 +152,10 @@ class PublisherProxy:
         form = None
         if mapper is not None:
             up_headers = mapper.map_headers(up_headers)
-            ctype = next((v for k, v in req_headers if k.lower() == "content-type"), None)
-            if has_body and inbound.is_form(ctype):
-                form = mapper.form_mapper(self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes)
+            if has_body:
+                form = mapper.body_mapper(
+                    req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
+                )
 
         watch = ClientWatch(receive, send)
         watch.start(has_body=has_body)

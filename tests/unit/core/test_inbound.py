@@ -202,3 +202,13 @@ def test_ipv6_public_host() -> None:
     assert m is not None
     assert m.map_query(b"u=http%3A%2F%2F%5B%3A%3A1%5D%3A8080%2Fx") == b"u=http%3A%2F%2F127.0.0.1%3A9000%2Fx"
     assert m.map_url("http://[::1]:8080/p") == "http://127.0.0.1:9000/p"
+
+
+def test_body_mapper_only_for_plain_form_bodies() -> None:
+    form = [("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")]
+    assert M.body_mapper(form, 1024, 1 << 20) is not None
+    assert M.body_mapper([*form, ("Content-Encoding", "gzip")], 1024, 1 << 20) is None
+    assert M.body_mapper([*form, ("Content-Encoding", "identity")], 1024, 1 << 20) is not None
+    assert M.body_mapper([("Content-Type", "multipart/form-data; boundary=x")], 1024, 1 << 20) is None
+    assert M.body_mapper([("Content-Type", "application/json")], 1024, 1 << 20) is None
+    assert M.body_mapper([], 1024, 1 << 20) is None
