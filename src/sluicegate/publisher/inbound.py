@@ -36,6 +36,7 @@ class InboundMapper:
     def __init__(self, rewriter: HostRewriter, public_host: str) -> None:
         self.rw = rewriter
         self.values = ValueMapper(rewriter, public_host)
+        self.form_values = ValueMapper(rewriter, public_host, serialized_by_browser=True)
 
     @classmethod
     def build(
@@ -101,7 +102,7 @@ class InboundMapper:
         return out
 
     def form_mapper(self, hold: int, limit: int) -> FormBodyMapper:
-        return FormBodyMapper(self.values, hold, limit)
+        return FormBodyMapper(self.form_values, hold, limit)
 
     def body_mapper(self, headers: list[tuple[str, str]], hold: int, limit: int) -> FormBodyMapper | None:
         """A mapper for a request body that is ``x-www-form-urlencoded`` and not compressed (a

@@ -18,7 +18,8 @@ can change, which is also what lets ``map_prefix`` stream a long value with a bo
 Left untouched, never "fixed" (bad input): a segment with malformed percent-encoding (``%2``,
 ``%zz``), and a host whose scheme or slashes were percent-encoded twice (``%253A%252F%252F``: after one
 decoding a ``%`` still stands right before the host) -- the outbound mapping recognises an origin URL
-percent-encoded once, so only that form may come back.
+percent-encoded once, so only that form may come back. A form body is the one place with a layer
+more: the browser encodes the field's text, which may hold a once-encoded URL (``serialized_by_browser``).
 
 Must not know about requests, headers or sockets.
 """
@@ -35,6 +36,7 @@ _ESC = re.compile(rb"%([0-9A-Fa-f]{2})")
 _BAD_ESC = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # an escape that spells an unreserved byte (digits, letters, "-", ".", "_", "~")
 _ESC_UNRESERVED = re.compile(rb"%(?:3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|2[DEde]|5[Ff]|7[Ee])")
+_FORM_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _DIFF_MAX = 4096  # a changed segment longer than this is aligned by common prefix/suffix only
 _ENCODED_SCHEME_WINDOW = 16  # bytes before a host searched for a leftover "%" (double encoding)
@@ -62,8 +64,14 @@ def _decode(raw: bytes) -> tuple[bytes, list[int]]:
 class ValueMapper:
     """Public -> origin for percent-encoded values, one per (public host, request target)."""
 
-    def __init__(self, rewriter: HostRewriter, public_host: str) -> None:
+    def __init__(self, rewriter: HostRewriter, public_host: str, *, serialized_by_browser: bool = False) -> None:
         self.rw = rewriter
+        # Form bodies: the browser serialised each field's text (everything but letters, digits and
+        # "*-._" percent-encoded), so a byte with no spelling nearby is spelled as the browser spells
+        # it; and the text it serialised is what the page held (an attribute value), which may itself
+        # hold a percent-encoded URL the outbound mapping wrote: one layer more is decoded, by ``inner``.
+        self.browser = serialized_by_browser
+        self.inner = ValueMapper(rewriter, public_host) if serialized_by_browser else None
         self.needle = public_host.lower().encode()
         self._plain_needle = all(c in _UNRESERVED for c in self.needle)
         # Context a match decision may read on either side of the host (scheme and slashes before it,
@@ -151,11 +159,14 @@ class ValueMapper:
         original = raw[pos[a] : pos[b]]
         if _BAD_ESC.search(original):
             return original  # malformed percent-encoding near the host: not ours to touch
-        for h in hosts:
-            if b"%" in dec[max(a, h - _ENCODED_SCHEME_WINDOW) : h]:
-                return original  # encoded twice (or more): the outbound mapping never wrote this
         seg = dec[a:b]
-        new = self.rw.rewrite(seg)
+        if self.inner is not None:
+            new = self.inner.map(seg)  # the decoded text is itself a value (an attribute's text)
+        else:
+            for h in hosts:
+                if b"%" in dec[max(a, h - _ENCODED_SCHEME_WINDOW) : h]:
+                    return original  # encoded twice (or more): the outbound mapping never wrote this
+            new = self.rw.rewrite(seg)
         if new == seg:
             return original
         if len(hosts) > 1 and len(seg) <= _DIFF_MAX and len(new) <= _DIFF_MAX:
@@ -189,7 +200,7 @@ class ValueMapper:
         unreserved_literal = _ESC_UNRESERVED.search(original) is None
         seen: dict[int, bool | None] = {}
         for c in data:
-            if unreserved_literal and c in _UNRESERVED:
+            if unreserved_literal and c in (_FORM_SAFE if self.browser else _UNRESERVED):
                 out.append(c)  # nobody around here encodes letters, digits, "-._~": neither do we
                 continue
             enc = (b"%%%02x" if lower_hex else b"%%%02X") % c
@@ -198,7 +209,12 @@ class ValueMapper:
             else:
                 choice = seen[c] = _nearest(original, at, end, _LINKED.get(c, (c,)))
             if choice is None:
-                if c in _UNRESERVED:
+                if self.browser:
+                    if c in _FORM_SAFE:
+                        out.append(c)
+                    else:
+                        out += enc
+                elif c in _UNRESERVED:
                     out.append(c)
                 elif c < 0x21 or c >= 0x7F or c == 0x25 or b"%3a" in original.lower() or b"%2f" in original.lower():
                     out += enc
