@@ -21,6 +21,7 @@ Must not know about sockets beyond the one async helper ``prepare_body`` (readin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
@@ -28,6 +29,7 @@ from sluicegate.publisher.inbound_form import FormBodyMapper
 from sluicegate.publisher.inbound_values import ValueMapper
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+log = logging.getLogger("sluicegate.publisher")
 
 
 class InboundMapper:
@@ -158,5 +160,11 @@ async def prepare_body(
         tail = mapper.finish()
         if tail:
             yield tail
+        if mapper.unmapped_runs or mapper.passed_through:
+            log.info(
+                "form body: %d value(s) without a safe point passed on unmapped; %s",
+                mapper.unmapped_runs,
+                "bytes past map_request_body_bytes relayed unmapped" if mapper.passed_through else "mapped to the end",
+            )
 
     return rest(), None

@@ -31,6 +31,11 @@ class FormBodyMapper:
         self._skip_value = False  # the rest of this field's value passes unmapped (after a run without a safe point)
         self.unmapped_runs = 0  # values passed on unmapped because no safe point was found in ``hold``
 
+    @property
+    def passed_through(self) -> bool:
+        """Did the body run past ``limit`` (the rest relayed unmapped)?"""
+        return self._passthrough
+
     def feed(self, data: bytes) -> bytes:
         if self._passthrough:
             return data

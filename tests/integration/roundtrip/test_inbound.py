@@ -201,3 +201,31 @@ async def test_map_requests_off(rt_origin: RecordingOrigin, proxy_off: ProxyProc
     await get(proxy_off, t, headers={"Referer": f"http://{PUBLIC}/"})
     assert rt_origin.received[-1].target == t.encode()
     assert rt_origin.received[-1].header("referer") == f"http://{PUBLIC}/".encode()
+
+
+@pytest.fixture(scope="module")
+def proxy_small_map(rt_origin: RecordingOrigin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    config = PROXY_CONFIG.format(origin=rt_origin.url, mode="stream")
+    env = {"SLUICEGATE__LIMITS__MAP_REQUEST_BODY_BYTES": "65536", "SLUICEGATE__LIMITS__REQUEST_MAP_HOLD_BYTES": "4096"}
+    p = ProxyProcess(Path(tmp_path_factory.mktemp("rt-small")), config, env=env).start()
+    yield p
+    p.stop()
+
+
+async def test_body_over_the_mapping_limit_is_relayed_not_refused(
+    rt_origin: RecordingOrigin, proxy_small_map: ProxyProcess
+) -> None:
+    rt_origin.handler = None
+    url = b"http%3A%2F%2Fwww.pub.test%2Fx"
+    body = b"a=" + url + b"&pad=" + b"z" * 100_000 + b"&b=" + url  # 100 KB: past the 64 KiB mapping limit
+    status, _ = await get(
+        proxy_small_map,
+        "/upload",
+        method="POST",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    rec = rt_origin.received[-1]
+    assert status == 200 and rec.chunked
+    mapped = f"http%3A%2F%2F127.0.0.1%3A{rt_origin.port}%2Fx".encode()
+    assert rec.body == b"a=" + mapped + b"&pad=" + b"z" * 100_000 + b"&b=" + url  # the tail passed as sent
