@@ -57,7 +57,7 @@ NAMES = [
     "X-Upstream",
     "X-Feed",
     "X-Sitemap",
-    "WWW-Authenticate",
+    "X-Hub",
     "X-Custom-Json",
 ]
 
