@@ -2,7 +2,10 @@
 
 Order of work for a request:
   1. own checks (method, Host against ``public_hosts``) -> 400/405/421 without calling the origin;
-  2. origin request: method, raw path + query, streamed body, transformed headers;
+  2. origin request: method, raw path + query, streamed body, transformed headers; with
+     ``map_requests`` the query values, Referer/Origin/Cookie and form bodies are mapped public -> origin
+     (``inbound``: the query is mapped in place, never re-quoted; a form body is read up to
+     ``request_map_hold_bytes`` first so that a short one keeps an exact Content-Length);
   3. at the origin's response head: ``gate.classify`` picks the route and the head is sent at once;
   4. body relay per route (PassThrough / Stream / Bodiless / Buffered).
 
