@@ -75,8 +75,11 @@ class ValueMapper:
         self.needle = public_host.lower().encode()
         self._plain_needle = all(c in _UNRESERVED for c in self.needle)
         # Context a match decision may read on either side of the host (scheme and slashes before it,
-        # port and look-ahead after it), with room to spare.
-        self.margin = 32 + 2 * len(self.needle)
+        # port and look-ahead after it), with room to spare. With an inner layer, twice the inner
+        # margin (and an escape's length): the inner mapping's own neighbourhoods never reach the edges
+        # of ours, where an escape of the inner layer may be cut in two.
+        inner_margin = 32 + 2 * len(self.needle)
+        self.margin = 2 * inner_margin + 3 if self.inner is not None else inner_margin
         # Bytes at the end of an unfinished value that ``map_prefix`` keeps back.
         self.keep = self.margin + len(self.needle) + 2
 

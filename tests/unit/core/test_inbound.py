@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -236,3 +238,14 @@ def test_form_field_holding_an_encoded_url() -> None:
     fm = M.form_mapper(hold=1024, limit=1 << 20)
     deep = b"r=http%25253A%25252F%25252Fwww.pub.test%25252F"
     assert fm.feed(deep) + fm.finish() == deep
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 13, 20, 31, 60])
+def test_form_field_with_encoded_text_around_an_encoded_url(k: int) -> None:
+    """Escapes of the page's own text near the URL, at every distance: the inner layer's escapes are
+    never cut in two at the edge of a neighbourhood (which would read as malformed and skip the URL)."""
+    text = "a%2Fb" * k + "&r=http%3A%2F%2Fwww.pub.test%2Fx" + "c%2Fd" * k
+    want = text.replace("www.pub.test", "127.0.0.1%3A9000")
+    fm = M.form_mapper(hold=1024, limit=1 << 20)
+    body = b"f=" + urllib.parse.quote_plus(text, safe="").encode()
+    assert fm.feed(body) + fm.finish() == b"f=" + urllib.parse.quote_plus(want, safe="").encode()
