@@ -249,3 +249,25 @@ def test_form_field_with_encoded_text_around_an_encoded_url(k: int) -> None:
     fm = M.form_mapper(hold=1024, limit=1 << 20)
     body = b"f=" + urllib.parse.quote_plus(text, safe="").encode()
     assert fm.feed(body) + fm.finish() == b"f=" + urllib.parse.quote_plus(want, safe="").encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(spelled_values(), st.lists(st.integers(0, 400), max_size=6))
+def test_form_value_round_trip(pair: tuple[bytes, bytes], cuts: list[int]) -> None:
+    """A page's field text (plain or once-encoded origin URLs, as ``spelled_values`` writes them),
+    mapped outbound, serialised by the browser, streamed through the form mapper in any split: the
+    origin gets the browser's serialisation of the text it wrote."""
+    origin_wrote, browser_has = pair
+
+    def submit(text: bytes) -> bytes:
+        return b"a=1&f=" + urllib.parse.quote_plus(text.decode(), safe="").encode() + b"&z=2"
+
+    body = submit(browser_has)
+    fm = M.form_mapper(hold=1024, limit=1 << 20)
+    out, prev = [], 0
+    for c in sorted({min(c, len(body)) for c in cuts}):
+        out.append(fm.feed(body[prev:c]))
+        prev = c
+    out.append(fm.feed(body[prev:]))
+    out.append(fm.finish())
+    assert b"".join(out) == submit(origin_wrote)
