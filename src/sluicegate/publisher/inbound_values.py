@@ -177,12 +177,8 @@ class ValueMapper:
             ops = difflib.SequenceMatcher(None, seg, new, autojunk=False).get_opcodes()
         else:
             # one match (or a long run): one changed stretch between the common prefix and suffix
-            p = 0
-            while p < min(len(seg), len(new)) and seg[p] == new[p]:
-                p += 1
-            s = 0
-            while s < min(len(seg), len(new)) - p and seg[-1 - s] == new[-1 - s]:
-                s += 1
+            p = _common_prefix(seg, new)
+            s = _common_prefix(seg[p:][::-1], new[p:][::-1])
             ops = [("equal", 0, p, 0, p), ("replace", p, len(seg) - s, p, len(new) - s)]
             ops.append(("equal", len(seg) - s, len(seg), len(new) - s, len(new)))
         pieces: list[bytes] = []
@@ -249,6 +245,18 @@ def _nearest(original: bytes, at: int, end: int, chars: tuple[int, ...]) -> bool
                 if best is None or d < best[0]:
                     best = (d, literal)
     return None if best is None else best[1]
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix, by halving (slice compares run in C)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _lower_hex(original: bytes, at: int, end: int) -> bool:
