@@ -180,6 +180,8 @@ def _wildcard_over(source: str, names: frozenset[str]) -> bool:
     if not s.startswith("*."):
         return False
     host = _hostname(s[2:].split("/", 1)[0])
+    if _is_ip(host):
+        return False  # "*.127.0.0.1" names no subdomain of anything
     return any(n == host or n.endswith("." + host) for n in names)
 
 

@@ -148,3 +148,43 @@ async def test_revalidation_keeps_the_weak_etag(rt_origin: RecordingOrigin, rt_p
         async with s.get(rt_proxy.url + "/p", headers={"Host": PUBLIC, "If-None-Match": etag}) as r:
             assert r.status == 304
             assert r.headers["ETag"] == etag == 'W/"p2"'
+
+
+async def test_named_header_rules_over_sockets(rt_origin: RecordingOrigin, rt_proxy: ProxyProcess) -> None:
+    """Each named rule of #12 against a real origin: CSP (with a wildcard), CORS, Timing-Allow-Origin,
+    Set-Cookie Domain and value, Link with a foreign rel URI, Refresh."""
+    a = rt_origin.authority
+
+    def rules(origin: RecordingOrigin, rec: Received) -> tuple[int, list[tuple[str, str]], bytes]:
+        return (
+            200,
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Security-Policy", f"default-src 'self' http://{a}; img-src *.127.0.0.1 data:"),
+                ("Content-Security-Policy-Report-Only", f"script-src //{a} 'nonce-x'; report-uri http://{a}/csp"),
+                ("Access-Control-Allow-Origin", f"http://{a}"),
+                ("Timing-Allow-Origin", f"http://{a}, https://cdn.example.net"),
+                ("Set-Cookie", "sid=1; Domain=127.0.0.1; Path=/; HttpOnly"),
+                ("Set-Cookie", f"back=http://{a}/cart; Domain=other.example"),
+                ("Link", f'<http://{a}/wp-json/>; rel="https://api.w.org/"'),
+                ("Refresh", f"5; url=http://{a}/next"),
+            ],
+            b"x",
+        )
+
+    rt_origin.handler = rules
+    async with aiohttp.ClientSession() as s, s.get(rt_proxy.url + "/r", headers={"Host": PUBLIC}) as r:
+        got = [(k.decode().lower(), v.decode()) for k, v in r.raw_headers]
+    d = dict(got)
+    p = PUBLIC
+    # (a wildcard over an IP is not a host wildcard: it stays as written and no public host is added)
+    assert d["content-security-policy"] == f"default-src 'self' http://{p}; img-src *.127.0.0.1 data:"
+    assert d["content-security-policy-report-only"] == f"script-src //{p} 'nonce-x'; report-uri http://{p}/csp"
+    assert d["access-control-allow-origin"] == f"http://{p}"
+    assert d["timing-allow-origin"] == f"http://{p}, https://cdn.example.net"
+    assert [v for k, v in got if k == "set-cookie"] == [
+        f"sid=1; Domain={p}; Path=/; HttpOnly",
+        f"back=http://{p}/cart; Domain=other.example",
+    ]
+    assert d["link"] == f'<http://{p}/wp-json/>; rel="https://api.w.org/"'
+    assert d["refresh"] == f"5; url=http://{p}/next"
