@@ -30,12 +30,10 @@ npm_ci() {  # $1 = directory; re-run only when package-lock.json changed
     return
   fi
   echo "setup.sh: npm ci in $dir"
-  # `npm ci` refuses a lock whose other-platform optional packages (e.g. @next/swc-darwin-*) the
-  # registry in use does not serve; then install from the same lock without rewriting it.
-  if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error 2>/tmp/sluicegate-npm-ci.log); then
-    echo "setup.sh: npm ci refused the lock ($(grep -m1 -o 'Missing: [^ ]*' /tmp/sluicegate-npm-ci.log || echo error)); npm install --no-save"
-    (cd "$dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
-  fi
+  # The committed lock lists every platform's optional packages (e.g. all @next/swc-*), so `npm ci`
+  # installs exactly it on any platform; a lock out of sync with package.json is an error to fix, not
+  # something to paper over with `npm install`.
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$dir/package-lock.json" "$stamp"
 }
 
