@@ -64,11 +64,12 @@ class Site:
         return url == self.url or url.startswith(self.url + "/")
 
     def file(self, path: str) -> Path | None:
-        """``/a/`` -> public/a/index.html, ``/a`` -> public/a, public/a.html or public/a/index.html."""
+        """``/a/`` -> public/a/index.html, ``/a`` -> public/a, a.html, a/index.html; then a/index.json, a.json."""
         rel = path.lstrip("/")
         base = self.public_dir.resolve()
-        for cand in ((rel + "index.html") if rel.endswith("/") or not rel else rel, rel + ".html",
-                     rel + "/index.html"):
+        first = (rel + "index.html") if rel.endswith("/") or not rel else rel
+        for cand in (first, rel + ".html", rel + "/index.html", rel.rstrip("/") + "/index.json",
+                     rel.rstrip("/") + ".json"):
             p = (base / cand).resolve()
             if p.is_file() and p.is_relative_to(base):
                 return p

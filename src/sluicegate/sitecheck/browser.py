@@ -180,6 +180,9 @@ class Browser:
             elif method == "Network.responseReceived" and load is not None:
                 resp = p["response"]
                 status = int(resp.get("status", 0))
+                for name, value in (resp.get("headers") or {}).items():
+                    for line in str(value).split("\n"):
+                        load.headers.append({"url": resp.get("url", ""), "name": name, "value": line})
                 if p.get("type") == "Document" and p.get("frameId") == self._frame:
                     load.status, load.final_url = status, resp.get("url", "")
                 if status >= 400:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sluicegate.bench.browser import ChromiumMissing, find_chromium
 from sluicegate.bench.report import Progress
-from sluicegate.sitecheck.run import FORMS, CheckError, Options, base_url, reachable, check, local_proxy
+from sluicegate.sitecheck.run import FORMS, CheckError, Options, base_url, check, local_proxy, reachable
 from sluicegate.sitecheck.sites import SiteError
 
 

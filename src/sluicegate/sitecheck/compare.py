@@ -39,6 +39,7 @@ class Load:
     console: list[dict[str, str]] = field(default_factory=list)  # {level, text, source}
     requests: list[dict[str, str]] = field(default_factory=list)  # {url, method, type}
     failed: list[dict[str, str]] = field(default_factory=list)  # {url, reason}
+    headers: list[dict[str, str]] = field(default_factory=list)  # {url, name, value}: every response header
     dom: list[str] = field(default_factory=list)
     dom_truncated: bool = False
     links: list[str] = field(default_factory=list)
@@ -89,6 +90,7 @@ class PageResult:
     proxied: SideSummary
     leaks: list[str]
     origin_refs: list[str]
+    header_refs: list[str]
     new_console_errors: list[str]
     new_hydration: list[str]
     new_failed: list[str]
@@ -108,6 +110,8 @@ class PageResult:
             out.append(f"{len(self.leaks)} request(s) to the origin")
         if self.origin_refs:
             out.append(f"{len(self.origin_refs)} origin reference(s) in the DOM")
+        if self.header_refs:
+            out.append(f"{len(self.header_refs)} response header(s) naming the origin")
         if self.new_console_errors:
             out.append(f"{len(self.new_console_errors)} new console error(s)")
         if self.new_hydration:
@@ -214,6 +218,7 @@ def compare_page(site: SiteMap, direct: Load, proxied: Load, unstable: set[str] 
         proxied=_summary(proxied),
         leaks=site.leaks(r["url"] for r in proxied.requests),
         origin_refs=refs,
+        header_refs=header_refs(site, proxied),
         new_console_errors=new_items(direct.errors(), proxied.errors(), site),
         new_hydration=new_items(direct.hydration(), proxied.hydration(), site),
         new_failed=new_items([f["url"] for f in direct.failed], [f["url"] for f in proxied.failed], site),
@@ -221,6 +226,11 @@ def compare_page(site: SiteMap, direct: Load, proxied: Load, unstable: set[str] 
         dom_diff_count=count,
         dom_unstable=ignored,
     )
+
+
+def header_refs(site: SiteMap, load: Load) -> list[str]:
+    """``Name: value (url)`` for every proxied response header that still names an origin authority."""
+    return [f"{h['name']}: {h['value']} ({h['url']})" for h in load.headers if site.origin_refs(h["value"])]
 
 
 def compare_form(site: SiteMap, page: str, form: dict[str, Any], direct: Load, proxied: Load,

@@ -9,7 +9,7 @@ from sluicegate.bench.report import fmt_num, table
 from sluicegate.sitecheck.compare import PageResult
 from sluicegate.sitecheck.run import Report
 
-COLUMNS = ["page", "status", "err d/p", "hyd d/p", "leaks", "refs", "failed+", "dom", "forms", "ttfb Δms",
+COLUMNS = ["page", "status", "err d/p", "hyd d/p", "leaks", "refs", "hdr", "failed+", "dom", "forms", "ttfb Δms",
            "load Δms", "verdict"]
 FINDINGS_SHOWN = 8
 
@@ -37,6 +37,7 @@ def row(page: PageResult) -> list[str]:
         f"{len(d.hydration)}/{len(p.hydration)}",
         str(len(page.leaks) + sum(len(f.leaks) for f in page.forms)),
         str(len(page.origin_refs)),
+        str(len(page.header_refs)),
         str(len(page.new_failed)),
         str(page.dom_diff_count),
         forms,
@@ -67,6 +68,7 @@ def render(report: Report) -> str:
         for title, items in (
             ("requests to the origin", page.leaks),
             ("origin references in the DOM", sorted(set(page.origin_refs))),
+            ("response headers naming the origin", page.header_refs),
             ("new console errors", page.new_console_errors),
             ("new hydration warnings", page.new_hydration),
             ("new failed requests", page.new_failed),
@@ -84,9 +86,9 @@ def render(report: Report) -> str:
     out.append("")
     out.append(
         f"{t['pages']} page(s), {t['pages_worse']} worse through the proxy; leaks {t['leaks']}, origin refs "
-        f"{t['origin_refs']}, console errors {t['console_errors_direct']} direct / {t['console_errors_proxied']} "
-        f"proxied, DOM lines differing {t['dom_diff_lines']}, forms {t['forms'] - t['forms_different']}/"
-        f"{t['forms']} same ({report.seconds:.1f} s)"
+        f"{t['origin_refs']} (+{t['header_refs']} in headers), console errors {t['console_errors_direct']} direct / "
+        f"{t['console_errors_proxied']} proxied, DOM lines differing {t['dom_diff_lines']}, "
+        f"forms {t['forms'] - t['forms_different']}/{t['forms']} same ({report.seconds:.1f} s)"
     )
     out.append("RESULT: " + ("the proxied site is WORSE" if report.worse else "no difference found"))
     return "\n".join(out) + "\n"

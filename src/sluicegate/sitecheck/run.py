@@ -66,6 +66,7 @@ class Report:
             "pages_worse": sum(p.worse for p in self.pages),
             "leaks": sum(len(p.leaks) + sum(len(f.leaks) for f in p.forms) for p in self.pages),
             "origin_refs": sum(len(p.origin_refs) for p in self.pages),
+            "header_refs": sum(len(p.header_refs) for p in self.pages),
             "console_errors_direct": sum(len(p.direct.console_errors) for p in self.pages),
             "console_errors_proxied": sum(len(p.proxied.console_errors) for p in self.pages),
             "hydration_proxied": sum(len(p.proxied.hydration) for p in self.pages),
