@@ -41,7 +41,7 @@ npm_ci "$here"
 npm_ci "$app"
 
 # Rebuild the fixture app only when its sources, config or lock file changed.
-sources_hash="$(cd "$app" && find app public next.config.mjs package-lock.json -type f -print0 | sort -z \
+sources_hash="$(cd "$app" && find app pages public next.config.mjs package-lock.json -type f -print0 | sort -z \
   | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 build_stamp="$app/.next/.sluicegate-stamp"
 if [ -f "$app/.next/BUILD_ID" ] && [ -f "$build_stamp" ] && [ "$(cat "$build_stamp")" = "$sources_hash" ]; then
