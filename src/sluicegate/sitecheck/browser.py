@@ -49,7 +49,8 @@ _SNAPSHOT_JS = r"""((ignore, maxChars) => {
   if (document.documentElement) walk(document.documentElement, 0);
   const forms = Array.from(document.forms || []).map((f, i) => ({
     index: i, method: (f.method || 'get').toLowerCase(), action: f.action, id: f.id || null,
-    fields: Array.from(f.elements).filter((e) => e.name).map((e) => e.name),
+    fields: Array.from(f.elements).filter((e) => e.name).map((e) =>
+      [e.name, (e.type || '').toLowerCase(), e.type === 'hidden' ? e.value : '']),
   }));
   const links = Array.from(document.querySelectorAll('a[href], area[href]')).map((a) => a.href);
   const n = performance.getEntriesByType('navigation')[0];

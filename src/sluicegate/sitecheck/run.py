@@ -6,6 +6,7 @@ Must not know: argument parsing, text rendering.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -155,6 +156,7 @@ async def check(opts: Options, chromium: str, progress: Progress | None = None) 
     results: list[PageResult] = []
     queue = [site.page_key(opts.url)]
     seen = set(queue)
+    forms_seen: set[str] = set()
     async with Browser(chromium, opts.ignore, opts.timeout) as direct, \
             Browser(chromium, opts.ignore, opts.timeout) as proxied:
         while queue and len(results) < opts.pages:
@@ -175,6 +177,11 @@ async def check(opts: Options, chromium: str, progress: Progress | None = None) 
                     continue
                 if form["method"] not in ("get", "post"):
                     continue
+                # The same form on many pages (a site-wide search box) is submitted once, where first seen.
+                key = json.dumps([form["method"], form["action"], form.get("fields")], sort_keys=True)
+                if key in forms_seen:
+                    continue
+                forms_seen.add(key)
                 result.forms.append(await _submit_both(site, direct, proxied, url, form, opts.baseline))
             results.append(result)
             for link in d.links:
