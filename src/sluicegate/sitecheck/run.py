@@ -154,18 +154,18 @@ async def check(opts: Options, chromium: str, progress: Progress | None = None) 
     site = SiteMap(base_url(opts.url), base_url(opts.proxy_url), opts.aliases)
     t0 = time.monotonic()
     results: list[PageResult] = []
-    queue = [site.page_key(opts.url)]
-    seen = set(queue)
+    queue = [(site.page_key(opts.url), site.to_public(site.page_key(opts.url)))]
+    seen = {queue[0][0]}
     forms_seen: set[str] = set()
     async with Browser(chromium, opts.ignore, opts.timeout) as direct, \
             Browser(chromium, opts.ignore, opts.timeout) as proxied:
         while queue and len(results) < opts.pages:
-            url = queue.pop(0)
+            url, public = queue.pop(0)
             step = len(results)
             if progress:
                 progress.update(step / opts.pages, f"{step + 1}/{opts.pages} {url[:60]}")
             d = await direct.visit(url)
-            p = await proxied.visit(site.to_public(url))
+            p = await proxied.visit(public)
             unstable: set[str] = set()
             result = compare_page(site, d, p)
             if result.dom_diff_count and opts.baseline:
@@ -182,22 +182,44 @@ async def check(opts: Options, chromium: str, progress: Progress | None = None) 
                 if key in forms_seen:
                     continue
                 forms_seen.add(key)
-                result.forms.append(await _submit_both(site, direct, proxied, url, form, opts.baseline))
+                result.forms.append(await _submit_both(site, direct, proxied, (url, public), form, opts.baseline))
             results.append(result)
-            for link in d.links:
+            for link, proxied_link in pair_links(site, d.links, p.links):
                 key = site.page_key(link)
                 if site.origin.owns(key) and key not in seen:
                     seen.add(key)
-                    queue.append(key)
+                    queue.append((key, site.page_key(proxied_link)))
     if progress:
         progress.done()
     return Report(opts.url, opts.proxy_url, False, results, chromium, time.monotonic() - t0)
 
 
-async def _submit_both(site: SiteMap, direct: Browser, proxied: Browser, url: str, form: dict[str, Any],
-                       baseline: bool) -> FormResult:
+def pair_links(site: SiteMap, direct: list[str], proxied: list[str]) -> list[tuple[str, str]]:
+    """Each direct link with the link a visitor of the proxied page would follow instead.
+
+    The proxied side follows the proxied page's own links, not a mapping of the direct URL made up by the
+    checker: a query value the proxy rewrote (``?u=<public URL>``) must reach the origin as the proxy sends
+    it. Links are matched modulo hosts, else by position when both pages have as many links; a proxied link
+    that still points at the origin (already reported as a reference) is replaced by the mapped direct URL so
+    the check stays on the proxy."""
+    by_norm: dict[str, str] = {}
+    for link in proxied:
+        by_norm.setdefault(site.norm_proxied(link), link)
+    aligned = len(direct) == len(proxied)
+    out = []
+    for i, link in enumerate(direct):
+        twin = by_norm.get(site.norm_direct(link)) or (proxied[i] if aligned else None)
+        if twin is None or site.origin.owns(twin):
+            twin = site.to_public(link)
+        out.append((link, twin))
+    return out
+
+
+async def _submit_both(site: SiteMap, direct: Browser, proxied: Browser, page: tuple[str, str],
+                       form: dict[str, Any], baseline: bool) -> FormResult:
+    url, public = page
     d = await direct.submit(url, form["index"])
-    p = await proxied.submit(site.to_public(url), form["index"])
+    p = await proxied.submit(public, form["index"])
     result = compare_form(site, url, form, d, p)
     if result.differences and baseline and form["method"] == "get":
         # Only GET forms are sent twice: a second POST may not be answered like the first (a duplicate

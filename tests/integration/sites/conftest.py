@@ -66,6 +66,8 @@ def run_check_site(url: str, out: Path, *args: str, timeout: float = 900) -> tup
 
 @contextmanager
 def serve_site(name: str, tmp: Path) -> Iterator[str]:
+    """The fixture site on a free port, configured with its own address as its URL; yields that URL."""
+    tmp.mkdir(parents=True, exist_ok=True)
     if name == "nextjs":
         from tests.integration.nextjs.conftest import next_server
 

@@ -133,3 +133,22 @@ def test_report_text_and_json() -> None:
     assert data["pages"][1]["reasons"] == ["1 request(s) to the origin"]
     ok = Report(ORG + "/", PUB, False, [good], "/usr/bin/chromium", 1.0)
     assert "RESULT: no difference found" in render(ok) and not ok.worse
+
+
+def test_the_proxied_side_follows_the_proxied_pages_own_links() -> None:
+    from sluicegate.sitecheck.run import pair_links
+
+    enc_o, enc_p = "http%3A%2F%2F127.0.0.1%3A5000%2Fa", "http%3A%2F%2F127.0.0.1%3A8080%2Fa"
+    direct = [ORG + "/a", ORG + f"/share/?u={enc_o}", "https://elsewhere.example/", ORG + "/b"]
+    # the proxy rewrote the query value: the proxied side must send what the proxied page links to
+    proxied = [PUB + "/a", PUB + f"/share/?u={enc_p}", "https://elsewhere.example/", PUB + "/b"]
+    assert pair_links(SITE, direct, proxied)[1] == (direct[1], proxied[1])
+    # an unmapped query value: matched by position, followed as the visitor would
+    proxied[1] = PUB + f"/share/?u={enc_o}"
+    assert pair_links(SITE, direct, proxied)[1] == (direct[1], proxied[1])
+    # a proxied link still pointing at the origin is not followed off the proxy
+    proxied[3] = ORG + "/b"
+    assert pair_links(SITE, direct, proxied)[3] == (direct[3], PUB + "/b")
+    # different link counts: modulo-hosts matches, else the mapped direct URL
+    pairs = pair_links(SITE, direct, [PUB + "/b"])
+    assert pairs[3] == (direct[3], PUB + "/b") and pairs[0] == (direct[0], PUB + "/a")
