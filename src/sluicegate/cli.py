@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register(sub)
+    from sluicegate.sitecheck.cli import register as register_check_site
+
+    register_check_site(sub)
     return parser
 
 

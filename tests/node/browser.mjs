@@ -53,15 +53,33 @@ await visit('/', async () => {
     formAction: await attr('#contact-form', 'action'),
     storyAttr: await attr("#story-attr", "data-story"),
     story: await page.textContent('#story'),
+    homeText: await page.textContent('#home-text'),
+    navSite: await page.textContent('#nav-site'),
+    footer: await page.textContent('#site-footer'),
+    title: await page.title(),
+    description: await attr('meta[name="description"]', 'content'),
     pageJson: await page.textContent('#page-json'),
     api: await page.evaluate(async () => (await fetch('/api/data')).json()),
   };
 });
 await visit('/stream', async () => ({
   c: await page.textContent('#slow-c a'),
+  cWhere: await page.textContent('#slow-c .where'),
   cHref: await attr('#slow-c a', 'href'),
 }));
 await visit('/go', async () => ({ title: await page.textContent('#about-title') }));
+await visit('/about', async () => ({ text: await page.textContent('#about-text') }));
+await visit('/people/zoe', async () => ({ text: await page.textContent('#person-text') }));
+await visit('/legacy', async () => {
+  await page.click('#legacy-inc');
+  await page.waitForFunction(() => document.querySelector('#legacy-inc').textContent.includes('1'));
+  return {
+    title: await page.textContent('#legacy-title'),
+    photoSrcset: await attr('#legacy-photo', 'srcset'),
+    photoLoaded: await page.$eval('#legacy-photo', (img) => img.complete && img.naturalWidth > 0),
+    nextData: await page.evaluate(() => window.__NEXT_DATA__ && window.__NEXT_DATA__.props.pageProps.post),
+  };
+});
 await visit('/big', async () => {
   await page.click('#increment');
   await page.waitForFunction(() => document.querySelector('#increment').textContent.includes('1'));

@@ -30,12 +30,10 @@ npm_ci() {  # $1 = directory; re-run only when package-lock.json changed
     return
   fi
   echo "setup.sh: npm ci in $dir"
-  # `npm ci` refuses a lock whose other-platform optional packages (e.g. @next/swc-darwin-*) the
-  # registry in use does not serve; then install from the same lock without rewriting it.
-  if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error 2>/tmp/sluicegate-npm-ci.log); then
-    echo "setup.sh: npm ci refused the lock ($(grep -m1 -o 'Missing: [^ ]*' /tmp/sluicegate-npm-ci.log || echo error)); npm install --no-save"
-    (cd "$dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
-  fi
+  # The committed lock lists every platform's optional packages (e.g. all @next/swc-*), so `npm ci`
+  # installs exactly it on any platform; a lock out of sync with package.json is an error to fix, not
+  # something to paper over with `npm install`.
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   cp "$dir/package-lock.json" "$stamp"
 }
 
@@ -43,7 +41,7 @@ npm_ci "$here"
 npm_ci "$app"
 
 # Rebuild the fixture app only when its sources, config or lock file changed.
-sources_hash="$(cd "$app" && find app public next.config.mjs package-lock.json -type f -print0 | sort -z \
+sources_hash="$(cd "$app" && find app pages public next.config.mjs package-lock.json -type f -print0 | sort -z \
   | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 build_stamp="$app/.next/.sluicegate-stamp"
 if [ -f "$app/.next/BUILD_ID" ] && [ -f "$build_stamp" ] && [ "$(cat "$build_stamp")" = "$sources_hash" ]; then

@@ -78,18 +78,44 @@ def browsed(request: pytest.FixtureRequest) -> Browsed:
     return Browsed(origin, proxy, json.loads(out.stdout))
 
 
+PAGES = ("/", "/stream", "/go", "/big", "/about", "/people/zoe", "/legacy")
+
+
 def test_pages_hydrate_without_console_errors(browsed: Browsed) -> None:
+    """Every page, App Router and Pages Router, hydrates with no console error or warning at all (a React
+    #418 hydration mismatch is one: origin URLs in visible text must be mapped like the Flight strings)."""
     report, next_proxy = browsed.report, browsed.proxy
-    for path in ("/", "/stream", "/go", "/big"):
-        page = report["pages"][path]
-        assert page["status"] == 200, path
-        assert page["errors"] == [], (path, page["errors"])
+    errors = {path: report["pages"][path]["errors"] for path in PAGES if report["pages"][path]["errors"]}
+    assert errors == {}
+    for path in PAGES:
+        assert report["pages"][path]["status"] == 200, path
     assert report["pages"]["/go"]["finalUrl"] == next_proxy.url + "/about"
     assert report["pages"]["/go"]["title"] == "About"
     assert report["pages"]["/stream"]["c"] == "c after 1500 ms"
     assert report["pages"]["/stream"]["cHref"] == next_proxy.url + "/about#c"
     assert report["pages"]["/big"]["profileLink"] == next_proxy.url + "/big"
     assert report["pages"]["/big"]["storyLen"] > 100_000  # a T row of hundreds of KB hydrated
+
+
+def test_origin_urls_in_text_metadata_and_pages_router(browsed: Browsed) -> None:
+    """Origin URLs rendered as text (server and client components, Suspense parts, <title>, metadata, the
+    Pages Router's __NEXT_DATA__ and next/image) reach the browser as the public URL."""
+    report, p = browsed.report, browsed.proxy.url
+    home = report["pages"]["/"]
+    assert home["homeText"] == f"Welcome to {p}/ — read {p}/about or the stream at {p}/stream."
+    assert home["navSite"] == f"{p}/"
+    assert home["footer"] == f"Served from {p}/ · {p}/stream"
+    assert home["title"] == f"sluicegate fixture — {p}/"
+    assert home["description"] == f"The fixture app served from {p}/ (see {p}/about)."
+    assert report["pages"]["/stream"]["cWhere"] == f"streamed from {p}/stream#c"
+    assert report["pages"]["/about"]["text"] == f"This site lives at {p}/ and its API at {p}/api/data."
+    assert report["pages"]["/people/zoe"]["text"] == f"Profile at {p}/people/zoe"
+    legacy = report["pages"]["/legacy"]
+    assert legacy["title"] == f"Legacy page 1 at {p}/legacy"
+    assert legacy["nextData"]["url"] == f"{p}/legacy"
+    assert legacy["photoLoaded"] is True
+    assert host_of(browsed.origin) not in legacy["photoSrcset"]
+    assert host_of(browsed.origin).replace(":", "%3A") not in legacy["photoSrcset"]
 
 
 def test_client_component_and_rewritten_urls(browsed: Browsed) -> None:

@@ -1,4 +1,4 @@
-"""html5lib-tests tokenizer conformance, read in place from ../shared/html5lib-tests (never copied).
+"""html5lib-tests tokenizer conformance, from the copy vendored in tests/data/html5lib-tests (MIT, see SOURCE there).
 
 Every test runs for every initial state it names, with the input whole and fed one byte at a time
 (long inputs: at every offset for a two-way split plus random splits)."""
@@ -6,7 +6,6 @@ Every test runs for every initial state it names, with the input whole and fed o
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -16,11 +15,9 @@ import pytest
 
 from sluicegate.testing.html_adapter import infoset, tokens, tokens_chunked
 
-REPO = Path(__file__).resolve().parents[3]
-# ../shared/html5lib-tests beside the checkout; SLUICEGATE_HTML5LIB_TESTS points elsewhere when the checkout lives
-# somewhere else (the test fails, never skips, when the data cannot be found).
-DATA = (Path(os.environ["SLUICEGATE_HTML5LIB_TESTS"]) if os.environ.get("SLUICEGATE_HTML5LIB_TESTS")
-        else REPO / ".." / "shared" / "html5lib-tests").resolve() / "tokenizer"
+# Vendored beside the tests (tests/data/html5lib-tests/SOURCE names the upstream commit); nothing outside the
+# repository is read, and the test fails, never skips, when the data is missing.
+DATA = Path(__file__).resolve().parents[2] / "data" / "html5lib-tests" / "tokenizer"
 FILES = sorted(DATA.glob("*.test"))
 
 
