@@ -39,6 +39,8 @@ from sluicegate.inference.protocol import (
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.splice import ModelField, SpliceError, find_model
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
+from sluicegate.inference.translate import translate_error
+from sluicegate.inference.translated import Prepared, prepare, relay_translated, upstream_headers
 from sluicegate.server.asgi import ResponseAborted
 
 Scope = MutableMapping[str, Any]
@@ -141,6 +143,7 @@ class _Attempt:
     error_body: bytes = b""
     retry_after: float = 0.0
     failure: str = ""  # connect, timeout, status_429, ...
+    translated: bool = False  # the request was translated: an error answer is re-shaped for the client
 
 
 def _retry_after(value: str | None) -> float:
@@ -460,38 +463,53 @@ class InferenceGateway:
         assert det.api is not None
         api = det.api
         retry = self.cfg.retry
+        # Per target: byte relay when its provider speaks the client's API, else translation (or skipped).
+        prep = prepare(api, det.path, self.router.models[mfield.model].settings, self.providers, body, mfield,
+                       candidates)
+        if not prep.ready:
+            if prep.refused is not None:
+                msg, code = str(prep.refused), "unsupported_parameter"
+            else:
+                msg, code = f"model {mfield.model!r} has no usable target: {'; '.join(prep.reasons)}", "no_target"
+            await self._error(send, det.family, 400, msg[:2000], extra, code)
+            m.REQUESTS.labels(api.value, mfield.model, "rejected").inc()
+            return
         want_first = self.cfg.commit == "first_byte" and method != "HEAD"
         tried: dict[tuple[str, str], float] = {}  # target -> retry-after it asked for
         last: _Attempt | None = None
         chosen: TargetState | None = None
+        chosen_prep: Prepared | None = None
         attempt: _Attempt | None = None
         n = 0
         idx = 0
+        ready = prep.ready
         while n < retry.max_attempts:
-            t = candidates[idx % len(candidates)]
+            p = ready[idx % len(ready)]
+            t = p.target
             idx += 1
             if t.key in tried:
                 wait = tried[t.key]
                 if wait > retry.max_retry_after:
-                    if all(v > retry.max_retry_after for v in tried.values()) and len(tried) == len(candidates):
+                    if all(v > retry.max_retry_after for v in tried.values()) and len(tried) == len(ready):
                         break  # everyone asked for longer than we will wait
                     continue
                 await asyncio.sleep(max(wait, retry.backoff))
             n += 1
             prov = self.providers[t.target.provider]
-            out_body = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
-            url = prov.url_for(det.path, query)
+            url = prov.url_for(p.path, query)
+            hdrs = client_headers if p.route is None else upstream_headers(client_headers)
             self.router.begin(t)
             prov.m_inflight.inc()
             try:
-                attempt = await self._attempt(prov, method, url, prov.headers(client_headers, request_id),
-                                              out_body, want_first)
+                attempt = await self._attempt(prov, method, url, prov.headers(hdrs, request_id), p.body,
+                                              want_first)
+                attempt.translated = p.route is not None
             except BaseException:
                 self.router.end(t)
                 prov.m_inflight.dec()
                 raise
             if attempt.resp is not None:
-                chosen = t
+                chosen, chosen_prep = t, p
                 break
             self.router.end(t)
             prov.m_inflight.dec()
@@ -511,8 +529,12 @@ class InferenceGateway:
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
         try:
-            await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id, extra,
-                              started)
+            if chosen_prep is not None and chosen_prep.route is not None:
+                await relay_translated(self, send, api, resp, attempt.first, prov, chosen, mfield, request_id,
+                                       extra, started, chosen_prep)
+            else:
+                await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id,
+                                  extra, started)
         finally:
             resp.close()
             self.router.end(chosen)
@@ -521,11 +543,16 @@ class InferenceGateway:
     async def _give_up(self, send: Send, det: Detected, last: _Attempt | None,
                        extra: list[tuple[bytes, bytes]]) -> None:
         if last is not None and last.error_body and last.error_status:
-            # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers).
-            await send({"type": "http.response.start", "status": last.error_status,
-                        "headers": [*last.error_headers, (b"content-length", str(len(last.error_body)).encode()),
-                                    *extra]})
-            await send({"type": "http.response.body", "body": last.error_body})
+            # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers);
+            # re-shaped into the client's error format when the request was translated.
+            status, err, hdrs = last.error_status, last.error_body, last.error_headers
+            if last.translated:
+                status, err = translate_error(status, err, det.family)
+                hdrs = [(k, v) for k, v in hdrs if k not in (b"content-type", b"content-encoding")]
+                hdrs.append((b"content-type", b"application/json"))
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*hdrs, (b"content-length", str(len(err)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": err})
             return
         status = last.error_status if last is not None and last.error_status else 503
         msg = {504: "no upstream answered in time", 503: "no upstream available"}.get(

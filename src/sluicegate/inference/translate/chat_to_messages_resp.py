@@ -26,8 +26,18 @@ def _msg_id(chat_id: Any) -> str:
 
 
 class ChatToMessages:
-    __slots__ = ("_block", "_kind", "_next", "_tool_blocks", "_usage", "_finish", "_started", "closed",
-                 "dropped", "model")
+    __slots__ = (
+        "_block",
+        "_finish",
+        "_kind",
+        "_next",
+        "_started",
+        "_tool_blocks",
+        "_usage",
+        "closed",
+        "dropped",
+        "model",
+    )
 
     def __init__(self, model: str = "") -> None:
         self.model = model
@@ -43,7 +53,7 @@ class ChatToMessages:
 
     def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
         self._started = True
-        msg = {"id": _msg_id(chunk.get("id")), "type": "message", "role": "assistant", "content": [],
+        msg: dict[str, Any] = {"id": _msg_id(chunk.get("id")), "type": "message", "role": "assistant", "content": [],
                "model": chunk.get("model") or self.model, "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": 0, "output_tokens": 0}}
         out.append(("message_start", {"type": "message_start", "message": msg}))
@@ -106,8 +116,8 @@ class ChatToMessages:
         fn = call.get("function") or {}
         idx = self._tool_blocks.get(ci)
         if idx is None:
-            block = {"type": "tool_use", "id": call.get("id") or f"toolu_{ci}", "name": fn.get("name") or "",
-                     "input": {}}
+            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or f"toolu_{ci}",
+                                     "name": fn.get("name") or "", "input": {}}
             idx = self._tool_blocks[ci] = self._open("tool_use", block, out)
         args = fn.get("arguments")
         if isinstance(args, str) and args:

@@ -71,12 +71,13 @@ class ChatToResponses:
         self._emit("response.created", {"response": self._snapshot("in_progress")}, out)
         self._emit("response.in_progress", {"response": self._snapshot("in_progress")}, out)
 
-    def _open(self, item: dict[str, Any], out: list[Event]) -> None:
+    def _open(self, item: dict[str, Any], out: list[Event]) -> dict[str, Any]:
         self._close_item(out)
         self._item = item
         self._text = []
         self._output.append(item)
         self._emit("response.output_item.added", {"output_index": len(self._output) - 1, "item": dict(item)}, out)
+        return item
 
     def _close_item(self, out: list[Event]) -> None:
         item = self._item
@@ -131,24 +132,26 @@ class ChatToResponses:
             oi = len(self._output) - 1
             r = d.get("reasoning_content") or d.get("reasoning")
             if isinstance(r, str) and r:
-                if self._item is None or self._item["type"] != "reasoning":
-                    self._open({"id": f"rs_{self._id[5:]}_{len(self._output)}", "type": "reasoning",
+                item = self._item
+                if item is None or item["type"] != "reasoning":
+                    item = self._open({"id": f"rs_{self._id[5:]}_{len(self._output)}", "type": "reasoning",
                                 "summary": [], "content": []}, out)
                     oi = len(self._output) - 1
                 self._text.append(r)
-                self._emit("response.reasoning_text.delta", {"item_id": self._item["id"], "output_index": oi,
+                self._emit("response.reasoning_text.delta", {"item_id": item["id"], "output_index": oi,
                                                              "content_index": 0, "delta": r}, out)
             text = d.get("content")
             if isinstance(text, str) and text:
-                if self._item is None or self._item["type"] != "message":
-                    self._open({"id": f"msg_{self._id[5:]}_{len(self._output)}", "type": "message",
+                item = self._item
+                if item is None or item["type"] != "message":
+                    item = self._open({"id": f"msg_{self._id[5:]}_{len(self._output)}", "type": "message",
                                 "status": "in_progress", "role": "assistant", "content": []}, out)
                     oi = len(self._output) - 1
                     self._emit("response.content_part.added", {
-                        "item_id": self._item["id"], "output_index": oi, "content_index": 0,
+                        "item_id": item["id"], "output_index": oi, "content_index": 0,
                         "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}, out)
                 self._text.append(text)
-                self._emit("response.output_text.delta", {"item_id": self._item["id"], "output_index": oi,
+                self._emit("response.output_text.delta", {"item_id": item["id"], "output_index": oi,
                                                           "content_index": 0, "delta": text, "logprobs": []}, out)
             for call in d.get("tool_calls") or ():
                 self._tool(call, out)

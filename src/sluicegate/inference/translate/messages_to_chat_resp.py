@@ -24,8 +24,17 @@ def _chat_id(msg_id: Any) -> str:
 
 
 class MessagesToChat:
-    __slots__ = ("_base", "_blocks", "_tools", "_usage", "closed", "dropped", "include_usage", "_finish",
-                 "_started")
+    __slots__ = (
+        "_base",
+        "_blocks",
+        "_finish",
+        "_started",
+        "_tools",
+        "_usage",
+        "closed",
+        "dropped",
+        "include_usage",
+    )
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
