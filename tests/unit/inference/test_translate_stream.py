@@ -130,8 +130,9 @@ def test_anthropic_tools_to_chat() -> None:
     s = _chat_summary(evs)
     assert s["text"] == "Let me check both."
     assert s["reasoning"] == "The user wants weather for two cities."
-    assert s["calls"] == {0: {"id": "toolu_01Paris", "name": "get_weather", "arguments": '{"location": "Paris", "unit": "c"}'},
-                          1: {"id": "toolu_02Tokyo", "name": "get_weather", "arguments": '{"location": "Tokyo"}'}}
+    assert s["calls"] == {
+        0: {"id": "toolu_01Paris", "name": "get_weather", "arguments": '{"location": "Paris", "unit": "c"}'},
+        1: {"id": "toolu_02Tokyo", "name": "get_weather", "arguments": '{"location": "Tokyo"}'}}
     assert s["finish"] == "tool_calls"
     # OpenAI prompt_tokens includes cache reads and writes; cached_tokens are the reads.
     assert s["usage"]["prompt_tokens"] == 472 + 100 + 2048
