@@ -101,7 +101,8 @@ def test_events_flush_as_soon_as_complete() -> None:
 
 
 def _chat_summary(evs: list[tuple[str, Any]]) -> dict[str, Any]:
-    text, reasoning, calls, finish, usage, errors = "", "", {}, None, None, []
+    text, reasoning, finish, usage, errors = "", "", None, None, []
+    calls: dict[int, dict[str, Any]] = {}
     for _, obj in evs:
         if obj == "[DONE]":
             continue
