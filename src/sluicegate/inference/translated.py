@@ -144,7 +144,12 @@ async def relay_translated(gw: InferenceGateway, send: Send, api: Api, resp: aio
         prov.m_first_byte.observe(time.perf_counter() - started)
     if resp.status >= 400 or not (ctype.startswith("text/event-stream") or ctype.startswith("application/json")):
         # An error answer (or something we cannot parse): the client's error shape, the upstream's status.
-        raw = first + (await content.read(_MAX_ERROR_BODY) if not content.at_eof() else b"")
+        raw = first
+        while len(raw) < _MAX_ERROR_BODY and not content.at_eof():
+            more = await content.read(_MAX_ERROR_BODY - len(raw))
+            if not more:
+                break
+            raw += more
         status = resp.status if resp.status >= 400 else 502
         status, body = translate_error(status, raw, api.family)
         m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
