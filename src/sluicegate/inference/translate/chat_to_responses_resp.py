@@ -4,8 +4,9 @@ Anthropic providers).
 ``ChatToResponses`` is a stream stage producing the Responses event sequence ``responses.stream()``
 accumulates: ``response.created`` / ``response.in_progress``; per output item ``output_item.added``, for a
 message ``content_part.added`` + ``output_text.delta``… + ``output_text.done`` + ``content_part.done``, for
-a function call ``function_call_arguments.delta``… + ``.done``, for reasoning ``reasoning_text.delta``… +
-``.done``; ``output_item.done``; then ``response.completed`` (or ``response.incomplete`` with
+a function call ``function_call_arguments.delta``… + ``.done``, for reasoning ``content_part.added``
+(``reasoning_text``) + ``reasoning_text.delta``… + ``.done`` + ``content_part.done``; ``output_item.done``;
+then ``response.completed`` (or ``response.incomplete`` with
 ``incomplete_details`` for a length/content-filter finish) carrying the whole output and usage. Every event
 has a ``sequence_number``. ``whole`` maps a non-streamed completion to a response object. Must not know about
 SSE framing or sockets.
@@ -95,9 +96,12 @@ class ChatToResponses:
             item["content"] = [part]
         elif typ == "reasoning":
             text = "".join(self._text)
+            part = {"type": "reasoning_text", "text": text}
             self._emit("response.reasoning_text.done", {"item_id": item["id"], "output_index": oi,
                                                         "content_index": 0, "text": text}, out)
-            item["content"] = [{"type": "reasoning_text", "text": text}]
+            self._emit("response.content_part.done", {"item_id": item["id"], "output_index": oi,
+                                                      "content_index": 0, "part": part}, out)
+            item["content"] = [part]
         elif typ == "function_call":
             self._emit("response.function_call_arguments.done", {"item_id": item["id"], "output_index": oi,
                                                                  "name": item["name"],
@@ -135,8 +139,12 @@ class ChatToResponses:
                 item = self._item
                 if item is None or item["type"] != "reasoning":
                     item = self._open({"id": f"rs_{self._id[5:]}_{len(self._output)}", "type": "reasoning",
-                                "summary": [], "content": []}, out)
+                                       "summary": [], "content": []}, out)
                     oi = len(self._output) - 1
+                    # The SDKs' accumulators need the part before its deltas (as for output_text).
+                    self._emit("response.content_part.added", {
+                        "item_id": item["id"], "output_index": oi, "content_index": 0,
+                        "part": {"type": "reasoning_text", "text": ""}}, out)
                 self._text.append(r)
                 self._emit("response.reasoning_text.delta", {"item_id": item["id"], "output_index": oi,
                                                              "content_index": 0, "delta": r}, out)
