@@ -259,3 +259,19 @@ def test_truncated_upstream_is_an_error_not_a_complete_answer() -> None:
     cut = data.index(b"event: message_delta")
     evs = events(run(translator(Api.CHAT, Api.MESSAGES), [data[:cut]]))
     assert "error" in evs[-2][1] and evs[-1][1] == "[DONE]"
+
+
+@pytest.mark.parametrize(("client", "upstream", "name"), CASES[:4])
+def test_crlf_and_cr_framing_decode_the_same(client: Api, upstream: Api, name: str) -> None:
+    data = fixture(name)
+    want = _stable(run(translator(client, upstream), [data]))
+    for sep in (b"\r\n", b"\r"):
+        other = data.replace(b"\n", sep)
+        got = [_stable(run(translator(client, upstream), [other[:i], other[i:]])) for i in range(0, len(other), 37)]
+        assert all(g == want for g in got)
+
+
+def test_missing_final_blank_line_at_eof_is_tolerated() -> None:
+    data = fixture("openai_text.sse").rstrip(b"\n")  # "data: [DONE]" without its blank line
+    evs = events(run(translator(Api.MESSAGES, Api.CHAT), [data]))
+    assert [n for n, _ in evs][-2:] == ["message_delta", "message_stop"]
