@@ -159,6 +159,27 @@ async def closed_loop(client: RawClient, url: str, payload: bytes, conc: int, to
     return total / (time.perf_counter() - t0), errors
 
 
+def check_stream(url: str, payload: bytes) -> dict[str, Any]:
+    """One stream read whole: did the translated answer carry the mock's text and end properly?"""
+    import urllib.request
+
+    req = urllib.request.Request(url, data=payload, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read().decode()
+    text = ""
+    for line in raw.splitlines():
+        if line.startswith("data: {"):
+            obj = json.loads(line[6:])
+            for ch in obj.get("choices") or ():
+                text += (ch.get("delta") or {}).get("content") or ""
+            d = obj.get("delta") or {}
+            text += d.get("text", "") if isinstance(d, dict) else obj.get("delta", "") if obj.get(
+                "type") == "response.output_text.delta" else ""
+    return {"text_ok": text.startswith("Hello from the sluicegate mock"), "ends_cleanly":
+            raw.rstrip().endswith(("[DONE]", '"type":"message_stop"}', "response.completed")) or
+            '"type":"response.completed"' in raw[-4000:]}
+
+
 async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[str, str, str, int]],
                   args: argparse.Namespace, gw_prefix: str = "/llm") -> dict[str, Any]:
     results: dict[str, Any] = {}
@@ -170,6 +191,7 @@ async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[s
             dpayload = body("mock-1", up_api)
             for _ in range(30):
                 await client.stream(url, payload)
+            check = await asyncio.to_thread(check_stream, url, payload)
             via: list[float] = []
             dire: list[float] = []
             for _ in range(args.rounds):  # interleaved, so drift hits both alike
@@ -178,7 +200,7 @@ async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[s
             row: dict[str, Any] = {"events_per_stream": events, "ttfb_via_p50_ms": statistics.median(via),
                                    "ttfb_direct_p50_ms": statistics.median(dire),
                                    "added_ttfb_p50_ms": statistics.median(via) - statistics.median(dire),
-                                   "ttfb_via_p95_ms": pct(via, 0.95), "by_concurrency": {}}
+                                   "ttfb_via_p95_ms": pct(via, 0.95), "by_concurrency": {}, "check": check}
             for conc in args.concurrency:
                 c0 = cpu_seconds(pid)
                 rate, errors = await closed_loop(client, url, payload, conc, args.streams)
@@ -197,6 +219,12 @@ async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[s
     return results
 
 
+def litellm_version() -> str:
+    res = subprocess.run([str(LITELLM.parent / "pip"), "show", "litellm"], capture_output=True, text=True,
+                         check=False)
+    return next((line.split(": ", 1)[1] for line in res.stdout.splitlines() if line.startswith("Version:")), "?")
+
+
 def start_litellm(port: int, mock_port: int, workdir: Path) -> subprocess.Popen[bytes] | str:
     """LiteLLM's proxy doing chat -> Anthropic in front of the same mock; a reason string when it cannot."""
     if not LITELLM.exists():
@@ -212,7 +240,9 @@ def start_litellm(port: int, mock_port: int, workdir: Path) -> subprocess.Popen[
         "      api_key: sk-ant-bench-k1\n"
         "litellm_settings:\n  telemetry: false\n")
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False",
-               DISABLE_ADMIN_UI="True", NO_DOCS="True")
+               DISABLE_ADMIN_UI="True", NO_DOCS="True",
+               # loopback-only bench: no master key (the proxy refuses to start without one otherwise)
+               LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true", LITELLM_LOG="ERROR")
     log = open(workdir / "litellm.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([str(LITELLM), "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -254,8 +284,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print("litellm:", ll, flush=True)
             else:
                 procs.append(ll)
+                ll_args = argparse.Namespace(**{**vars(args), "streams": args.litellm_streams})
                 out["litellm"] = await measure(f"http://127.0.0.1:{ll_port}", direct, ll.pid,
-                                               {"chat -> anthropic": SCENARIOS["chat -> anthropic"]}, args, "")
+                                               {"chat -> anthropic": SCENARIOS["chat -> anthropic"]}, ll_args, "")
+                out["litellm"]["version"] = litellm_version()
     finally:
         for p in procs:
             p.terminate()
@@ -279,7 +311,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     rows = {f"sluicegate {k}": v for k, v in result["sluicegate"].items()}
     if isinstance(result.get("litellm"), dict) and "skipped" not in result["litellm"]:
-        rows.update({f"litellm {k}": v for k, v in result["litellm"].items()})
+        rows.update({f"litellm {k}": v for k, v in result["litellm"].items() if isinstance(v, dict)})
     for name, row in rows.items():
         cs = sorted(int(c) for c in row["by_concurrency"])
         a.plot(cs, [row["by_concurrency"][str(c)]["streams_per_s"] for c in cs], marker="o", label=name)
@@ -301,6 +333,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
     ap.add_argument("--between-ms", type=float, default=1.0)
     ap.add_argument("--micro-rounds", type=int, default=300)
+    ap.add_argument("--litellm-streams", type=int, default=160, help="streams per step for LiteLLM (slower)")
     ap.add_argument("--no-litellm", dest="litellm", action="store_false")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "translate.json"))
     args = ap.parse_args()
