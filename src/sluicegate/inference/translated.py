@@ -137,6 +137,7 @@ async def relay_translated(gw: InferenceGateway, send: Send, api: Api, resp: aio
                            prep: Prepared) -> None:
     assert prep.route is not None and prep.ctx is not None
     route, ctx = prep.route, prep.ctx
+    m.TRANSLATED.labels(route.client.value, route.upstream.value, "yes" if ctx.dropped else "no").inc()
     cap = gw.cfg.max_response_bytes
     content = resp.content
     ctype = resp.headers.get("content-type", "").lower()

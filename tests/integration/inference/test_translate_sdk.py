@@ -15,6 +15,8 @@ from harness import GatewayServer, raw_request, settings_for
 from tests.support.replay import ReplayLog, build_replay
 from tests.support.servers import ThreadedApp
 
+from sluicegate.inference import metrics as m
+
 MSG: list[Any] = [{"role": "user", "content": "Weather in Paris and Tokyo?"}]
 OA_TOOL: Any = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                                  "parameters": {"type": "object",
@@ -286,11 +288,14 @@ def test_parameters_without_equivalent(env: Env) -> None:
     with pytest.raises(anthropic.BadRequestError) as aerr:
         ant(env).messages.create(model="oc-openai_text", max_tokens=5, messages=MSG, extra_body={"top_k": 3})
     assert "top_k" in str(aerr.value)
+    dropped = m.TRANSLATED.labels("openai_chat_completions", "anthropic_messages", "yes")
+    before = dropped._value.get()
     raw = oai(env).chat.completions.with_raw_response.create(model="dropper", messages=MSG, logprobs=True,
                                                              stream=True)
     assert raw.headers["x-sluicegate-dropped"] == "logprobs"
     assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "Hello, café ✓ — world!"
     assert "logprobs" not in env.log.last()[2]
+    assert dropped._value.get() == before + 1
 
 
 def test_same_protocol_stays_a_byte_relay(env: Env) -> None:
