@@ -275,3 +275,14 @@ def test_missing_final_blank_line_at_eof_is_tolerated() -> None:
     data = fixture("openai_text.sse").rstrip(b"\n")  # "data: [DONE]" without its blank line
     evs = events(run(translator(Api.MESSAGES, Api.CHAT), [data]))
     assert [n for n, _ in evs][-2:] == ["message_delta", "message_stop"]
+
+
+def test_keepalives_become_each_protocols_own_kind() -> None:
+    # Anthropic ping -> an SSE comment for chat clients (chat has no ping event).
+    out = run(translator(Api.CHAT, Api.MESSAGES), [fixture("anthropic_text.sse")])
+    assert b"\n: ping\n\n" in out
+    # An upstream keep-alive comment -> Anthropic's ping event (after message_start only).
+    evs = events(run(translator(Api.MESSAGES, Api.CHAT), [b": keep-alive\n\n", fixture("openai_text.sse")]))
+    names = [n for n, _ in evs]
+    assert names[0] == "message_start" and "ping" in names
+    assert evs[names.index("ping")][1] == {"type": "ping"}

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_usage_to_anthropic
-from sluicegate.inference.translate.stream import DONE, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event
 
 
 def _msg_id(chat_id: Any) -> str:
@@ -80,6 +80,10 @@ class ChatToMessages:
             return
         if obj is DONE:
             self._close(out)
+            return
+        if obj is PING:  # an upstream keep-alive comment: the Messages protocol has its own ping event
+            if self._started:  # (SDKs refuse any event before message_start)
+                out.append(("ping", {"type": "ping"}))
             return
         if not isinstance(obj, dict):
             return

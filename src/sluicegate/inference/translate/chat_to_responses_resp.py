@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import chat_usage_to_responses
-from sluicegate.inference.translate.stream import DONE, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -117,6 +117,9 @@ class ChatToResponses:
             return
         if obj is DONE:
             self._close(out)
+            return
+        if obj is PING:  # Responses has no ping event: stays an SSE comment
+            out.append(("", PING))
             return
         if not isinstance(obj, dict):
             return

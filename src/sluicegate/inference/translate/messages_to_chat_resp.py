@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import STOP_TO_FINISH, anthropic_usage_to_chat, dumps
-from sluicegate.inference.translate.stream import DONE, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event
 
 
 def _chat_id(msg_id: Any) -> str:
@@ -56,7 +56,12 @@ class MessagesToChat:
         return c
 
     def event(self, name: str, obj: Any, out: list[Event]) -> None:
-        if self.closed or not isinstance(obj, dict):
+        if self.closed:
+            return
+        if obj is PING or (isinstance(obj, dict) and obj.get("type") == "ping"):
+            out.append(("", PING))  # chat has no ping event: an SSE comment keeps the connection warm
+            return
+        if not isinstance(obj, dict):
             return
         typ = obj.get("type") or name
         if typ == "content_block_delta":
@@ -107,7 +112,7 @@ class MessagesToChat:
         elif typ == "error":
             err = obj.get("error") or {}
             self.fail(str(err.get("message") or "upstream error"), str(err.get("type") or "api_error"), out)
-        # ping, content_block_stop and unknown event types: nothing to say in chat completions
+        # content_block_stop and unknown event types: nothing to say in chat completions
 
     def _close(self, out: list[Event]) -> None:
         out.append(("", self._chunk({}, self._finish or "stop")))

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 DONE = "[DONE]"  # the chat-completions terminator, carried through stages as a payload
+PING = ": ping"  # a keep-alive (Anthropic ping, an SSE comment): a comment where the client has no ping event
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
 _LINES = re.compile(rb"\r\n|\r|\n")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
 
-Event = tuple[str, Any]  # (SSE event name or "", decoded JSON payload or DONE)
+Event = tuple[str, Any]  # (SSE event name or "", decoded JSON payload, DONE or PING)
 
 
 class StreamOverflow(ValueError):
@@ -66,6 +67,8 @@ class SseDecoder:
                 ev = _parse_block(block)
                 if ev is not None:
                     out.append(ev)
+                elif block[:1] == b":":
+                    out.append(("", PING))  # a keep-alive comment: the client gets its own kind
         rest = buf[start:]
         if len(rest) > self.max_event_bytes:
             self._buf = b""
@@ -98,16 +101,23 @@ def _parse_block(block: bytes) -> tuple[str, str] | None:
     return event, b"\n".join(data).decode("utf-8", "replace")
 
 
+def _chat_frame(obj: Any) -> str:
+    if obj is DONE:
+        return "data: [DONE]\n\n"
+    if obj is PING:
+        return ": ping\n\n"
+    return "data: " + _dumps(obj) + "\n\n"
+
+
 def encode_chat(events: Sequence[Event]) -> bytes:
-    """OpenAI framing: ``data: {json}`` per chunk, ``data: [DONE]`` at the end."""
-    return "".join("data: [DONE]\n\n" if obj is DONE else "data: " + _dumps(obj) + "\n\n"
-                   for _, obj in events).encode()
+    """OpenAI framing: ``data: {json}`` per chunk, ``data: [DONE]`` at the end, keep-alives as comments."""
+    return "".join([_chat_frame(obj) for _, obj in events]).encode()
 
 
 def encode_named(events: Sequence[Event]) -> bytes:
-    """Anthropic / Responses framing: ``event: name`` + ``data: {json}``."""
-    return "".join("event: " + name + "\ndata: " + _dumps(obj) + "\n\n"
-                   for name, obj in events if obj is not DONE).encode()
+    """Anthropic / Responses framing: ``event: name`` + ``data: {json}``; keep-alives as comments."""
+    return "".join([": ping\n\n" if obj is PING else "event: " + name + "\ndata: " + _dumps(obj) + "\n\n"
+                    for name, obj in events if obj is not DONE]).encode()
 
 
 class StreamTranslator:
@@ -153,6 +163,9 @@ class StreamTranslator:
     def _decode(self, raw: list[tuple[str, str]]) -> list[Event]:
         events: list[Event] = []
         for name, text in raw:
+            if text is PING:
+                events.append((name, PING))
+                continue
             if self._upstream_chat and text == DONE:
                 events.append((name, DONE))
                 continue
