@@ -217,3 +217,16 @@ def test_error_shapes() -> None:
     status, body = translate_error(401, oa, Family.ANTHROPIC)
     obj = json.loads(body)
     assert status == 401 and obj["type"] == "error" and obj["error"]["message"] == "bad key"
+
+
+def test_max_tokens_precedence_and_default() -> None:
+    def mt(**kw: object) -> object:
+        return chat_to_messages.translate({"messages": [], **kw}, Ctx("anthropic", default_max_tokens=99))["max_tokens"]
+
+    assert mt() == 99
+    assert mt(max_tokens=50) == 50
+    assert mt(max_completion_tokens=70, max_tokens=50) == 70
+    assert mt(max_completion_tokens=None, max_tokens=50) == 50
+    with pytest.raises(TranslateError) as err:
+        mt(max_tokens=0)
+    assert err.value.param == "max_tokens"

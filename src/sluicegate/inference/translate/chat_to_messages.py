@@ -167,7 +167,9 @@ def translate(body: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     if system:
         out["system"] = system
     out["messages"] = messages
-    mt = body.get("max_completion_tokens", body.get("max_tokens"))
+    mt = body.get("max_completion_tokens")
+    if mt is None:
+        mt = body.get("max_tokens")
     if mt is None:
         mt = ctx.default_max_tokens
     if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
