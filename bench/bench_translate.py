@@ -317,7 +317,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         a.plot(cs, [row["by_concurrency"][str(c)]["streams_per_s"] for c in cs], marker="o", label=name)
         b.plot(cs, [row["by_concurrency"][str(c)]["gateway_cpu_us_per_event"] for c in cs], marker="o", label=name)
     a.set(xscale="log", xlabel="concurrency", ylabel="streams/s (one worker)", title="throughput")
-    b.set(xscale="log", xlabel="concurrency", ylabel="proxy CPU µs per upstream event", title="CPU per event")
+    b.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="proxy CPU µs per upstream event",
+          title="CPU per event")
     a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
