@@ -464,8 +464,7 @@ class InferenceGateway:
         api = det.api
         retry = self.cfg.retry
         # Per target: byte relay when its provider speaks the client's API, else translation (or skipped).
-        prep = prepare(api, det.path, self.router.models[mfield.model].settings, self.providers, body, mfield,
-                       candidates)
+        prep = prepare(api, det.path, self.router.models[mfield.model].settings, self.providers, body, candidates)
         if not prep.ready:
             if prep.refused is not None:
                 msg, code = str(prep.refused), "unsupported_parameter"
@@ -501,8 +500,8 @@ class InferenceGateway:
             self.router.begin(t)
             prov.m_inflight.inc()
             try:
-                attempt = await self._attempt(prov, method, url, prov.headers(hdrs, request_id), p.body,
-                                              want_first)
+                attempt = await self._attempt(prov, method, url, prov.headers(hdrs, request_id),
+                                              p.payload(body, mfield), want_first)
                 attempt.translated = p.route is not None
             except BaseException:
                 self.router.end(t)

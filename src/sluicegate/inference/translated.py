@@ -60,10 +60,16 @@ class Prepared:
     """One candidate target, ready to try: the body to send and, when translated, how."""
 
     target: TargetState
-    body: bytes
+    body: bytes  # the translated body; b"" for a relay (spliced only when this target is tried)
     path: str
     route: Route | None = None
     ctx: Ctx | None = None
+
+    def payload(self, body: bytes, mfield: ModelField) -> bytes:
+        if self.route is not None:
+            return self.body
+        model = self.target.target.model
+        return mfield.splice(body, model) if model != mfield.model else body
 
 
 @dataclass(slots=True)
@@ -74,7 +80,7 @@ class Preparation:
 
 
 def prepare(api: Api, path: str, model: ModelSettings, providers: dict[str, _Provider], body: bytes,
-            mfield: ModelField, candidates: list[TargetState]) -> Preparation:
+            candidates: list[TargetState]) -> Preparation:
     """Per candidate: relay as-is, translate, or skip (with the reason kept for the 400)."""
     out = Preparation()
     parsed: dict[str, Any] | None = None
@@ -88,8 +94,7 @@ def prepare(api: Api, path: str, model: ModelSettings, providers: dict[str, _Pro
             continue
         route = route_for(api, upstream)
         if route is None:
-            new = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
-            out.ready.append(Prepared(t, new, path))
+            out.ready.append(Prepared(t, b"", path))
             continue
         if model.translate == "never":
             out.reasons.append(f"provider {ps.name!r} ({ps.kind}) needs translation and translate = \"never\"")
