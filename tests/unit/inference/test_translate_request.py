@@ -230,3 +230,12 @@ def test_max_tokens_precedence_and_default() -> None:
     with pytest.raises(TranslateError) as err:
         mt(max_tokens=0)
     assert err.value.param == "max_tokens"
+
+
+def test_reasoning_input_items_are_dropped_and_reported() -> None:
+    ctx = Ctx("openai-compatible")
+    out = responses_to_chat.translate({"model": "x", "input": [
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+        {"role": "user", "content": "go on"}]}, ctx)
+    assert out["messages"] == [{"role": "user", "content": "go on"}]
+    assert ctx.dropped == {"input.reasoning"}
