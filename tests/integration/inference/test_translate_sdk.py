@@ -310,3 +310,23 @@ def test_same_protocol_stays_a_byte_relay(env: Env) -> None:
 def test_models_lists_each_model_once(env: Env) -> None:
     ids = [m.id for m in oai(env).models.list()]
     assert len(ids) == len(set(ids)) and "never-fallback" in ids and "an-anthropic_text" in ids
+
+
+def test_response_cap_mid_translated_stream_ends_cleanly(env: Env) -> None:
+    gw = GatewayServer(settings_for({
+        "path_prefix": "/llm", "max_response_bytes": 1024,
+        "providers": [{"name": "an", "kind": "anthropic", "base_url": env.replay.url + "/v1",
+                       "api_key": "sk-ant-live-translate"}],
+        "models": [{"name": "m", "targets": [{"provider": "an", "model": "replay-anthropic_tools"}]}]})).start()
+    try:
+        body = json.dumps({"model": "m", "stream": True, "messages": MSG}).encode()
+        res = raw_request(gw.port, "POST", "/llm/v1/chat/completions", body, {"content-type": "application/json"})
+        assert res.status == 200 and res.complete
+        assert b'"code":"response_cap"' in res.body and res.body.endswith(b"data: [DONE]\n\n")
+        with pytest.raises(openai.APIError) as err:
+            c = openai.OpenAI(base_url=gw.base + "/llm/v1", api_key="x", max_retries=0)
+            for _ in c.chat.completions.create(model="m", messages=MSG, stream=True):
+                pass
+        assert "response_cap" in str(err.value)
+    finally:
+        gw.stop()
