@@ -19,7 +19,8 @@ DONE = "[DONE]"  # the chat-completions terminator, carried through stages as a 
 PING = ": ping"  # a keep-alive (Anthropic ping, an SSE comment): a comment where the client has no ping event
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
 _LINES = re.compile(rb"\r\n|\r|\n")
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# ASCII output: the C encoder's ASCII path is faster, and escapes are decoded the same by every client.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
 
 Event = tuple[str, Any]  # (SSE event name or "", decoded JSON payload, DONE or PING)
