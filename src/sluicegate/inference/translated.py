@@ -41,7 +41,8 @@ from sluicegate.inference.translate import (
 )
 
 if TYPE_CHECKING:
-    from sluicegate.inference.gateway import InferenceGateway, _Provider
+    from sluicegate.inference.gateway import InferenceGateway
+    from sluicegate.inference.upstream import _Provider
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
