@@ -4,7 +4,8 @@ recorded-shape streams in tests/data/translate/, written in small pieces so even
 The answer is chosen by the request's ``model``: ``replay-<fixture stem>`` (``.sse`` when the request
 streams, else ``.json``); ``replay-status<code>`` answers that status with the protocol's own error body
 and rate-limit headers; ``replay-reset-<stem>`` sends the first half of the stream and then drops the
-connection. Every request (path, headers, JSON body) is recorded for assertions.
+connection; ``replay-json-<stem>`` answers the whole ``.json`` even to a streamed request. Every request
+(path, headers, JSON body) is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def build_replay(log: ReplayLog, piece: int = 7) -> web.Application:
             return _error(request.path, int(name[len("status"):]))
         reset = name.startswith("reset-")
         name = name.removeprefix("reset-")
-        if not body.get("stream"):
+        whole = name.startswith("json-")  # answers whole even when asked to stream (older llama.cpp)
+        name = name.removeprefix("json-")
+        if whole or not body.get("stream"):
             return web.Response(body=(DATA / f"{name}.json").read_bytes(), content_type="application/json")
         data = (DATA / f"{name}.sse").read_bytes()
         resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8",

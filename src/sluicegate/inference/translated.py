@@ -37,6 +37,7 @@ from sluicegate.inference.translate import (
     choose,
     route_for,
     speaks,
+    synth,
     translate_error,
 )
 
@@ -264,10 +265,22 @@ async def _whole(gw: InferenceGateway, send: Send, api: Api, resp: aiohttp.Clien
                                 (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
         return
-    body = _dumps(route.whole(obj, ctx)).encode()
     gw.router.success(target)
     prov.m_ok.inc()
     gw._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+    if ctx.stream:
+        # The client asked for a stream and the provider answered whole: replay the answer as the
+        # provider's own stream through the streaming translator, so the client gets the stream it asked for.
+        tr = route.stream(ctx, max(gw.cfg.tap_max_event_bytes, size + 1024))
+        replay = synth.messages_events(obj) if route.upstream is Api.MESSAGES else synth.chat_events(obj)
+        data = tr.feed(replay) + tr.finish()
+        headers = _headers(resp, extra, b"text/event-stream; charset=utf-8", ctx.dropped | tr.dropped)
+        await send({"type": "http.response.start", "status": resp.status,
+                    "headers": [*headers, (b"content-length", str(len(data)).encode()),
+                                (b"cache-control", b"no-cache")]})
+        await send({"type": "http.response.body", "body": data})
+        return
+    body = _dumps(route.whole(obj, ctx)).encode()
     await send({"type": "http.response.start", "status": resp.status,
                 "headers": [*_headers(resp, [], b"application/json", ctx.dropped),
                             (b"content-length", str(len(body)).encode()), *extra]})

@@ -34,11 +34,12 @@ class Env:
         base = self.replay.url + "/v1"
         models: list[dict[str, Any]] = []
         for stem in ("anthropic_text", "anthropic_tools", "anthropic_error", "anthropic_length",
-                     "anthropic_message", "status429", "status400", "reset-anthropic_tools"):
+                     "anthropic_message", "status429", "status400", "reset-anthropic_tools",
+                     "json-anthropic_message"):
             models.append({"name": f"an-{stem}", "targets": [{"provider": "an", "model": f"replay-{stem}"}],
                            "default_max_tokens": 777})
         for stem in ("openai_text", "openai_tools", "openai_reasoning", "openai_error", "openai_completion",
-                     "status429", "reset-openai_tools"):
+                     "status429", "reset-openai_tools", "json-openai_completion"):
             models.append({"name": f"oc-{stem}", "targets": [{"provider": "oc", "model": f"replay-{stem}"}]})
         models += [
             {"name": "never", "translate": "never", "targets": [{"provider": "an", "model": "replay-anthropic_text"}]},
@@ -330,3 +331,18 @@ def test_response_cap_mid_translated_stream_ends_cleanly(env: Env) -> None:
         assert "response_cap" in str(err.value)
     finally:
         gw.stop()
+
+
+def test_whole_answer_to_a_streamed_request_is_replayed_as_a_stream(env: Env) -> None:
+    with oai(env).chat.completions.stream(model="an-json-anthropic_message", messages=MSG,
+                                          stream_options={"include_usage": True}) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert final.choices[0].message.content == "Checking." and final.choices[0].finish_reason == "tool_calls"
+    assert json.loads(calls[0].function.arguments) == {"location": "Lima"}  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.completion_tokens == 22
+    with ant(env).messages.stream(model="oc-json-openai_completion", max_tokens=50, messages=MSG) as astream:
+        msg = astream.get_final_message()
+    assert [b.type for b in msg.content] == ["text", "tool_use"] and msg.stop_reason == "tool_use"
+    assert msg.content[1].input == {"location": "Lima"}  # type: ignore[union-attr]
+    assert msg.usage.output_tokens == 22
