@@ -286,3 +286,13 @@ def test_keepalives_become_each_protocols_own_kind() -> None:
     names = [n for n, _ in evs]
     assert names[0] == "message_start" and "ping" in names
     assert evs[names.index("ping")][1] == {"type": "ping"}
+
+
+def test_streamed_refusal_is_carried_as_text() -> None:
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+             "choices": [{"index": 0, "delta": {"refusal": "I can't help with that."}, "finish_reason": None}]}
+    fin = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+           "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in (chunk, fin)) + b"data: [DONE]\n\n"
+    s = _anthropic_summary(events(run(translator(Api.MESSAGES, Api.CHAT), [data])))
+    assert [(b["type"], b["partial"]) for b in s["blocks"]] == [("text", "I can't help with that.")]

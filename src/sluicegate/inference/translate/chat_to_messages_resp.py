@@ -105,7 +105,7 @@ class ChatToMessages:
                 if self._kind != "thinking":
                     self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
                 self._delta(self._block, {"type": "thinking_delta", "thinking": r}, out)
-            text = d.get("content")
+            text = d.get("content") or d.get("refusal")  # a streamed refusal is carried as text, not lost
             if isinstance(text, str) and text:
                 if self._kind != "text":
                     self._open("text", {"type": "text", "text": ""}, out)

@@ -151,7 +151,7 @@ class ChatToResponses:
                 self._text.append(r)
                 self._emit("response.reasoning_text.delta", {"item_id": item["id"], "output_index": oi,
                                                              "content_index": 0, "delta": r}, out)
-            text = d.get("content")
+            text = d.get("content") or d.get("refusal")  # a streamed refusal is carried as text, not lost
             if isinstance(text, str) and text:
                 item = self._item
                 if item is None or item["type"] != "message":
