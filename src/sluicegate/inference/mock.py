@@ -514,6 +514,9 @@ class MockProvider:
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
     def _whole(self, path: str, model: str, text: str, req: dict[str, Any]) -> bytes:
+        tools = mock_tools.whole(path, model, req)
+        if tools is not None:
+            return tools
         usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
         if path == "/v1/messages/count_tokens":
             return _j({"input_tokens": 7})

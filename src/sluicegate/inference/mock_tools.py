@@ -1,5 +1,5 @@
 """The mock provider's tool-call answers: when a request carries ``tools``, the mock calls the first tool
-twice (parallel calls), streaming the arguments in pieces as each protocol does it.
+twice (parallel calls), streaming the arguments in pieces as each protocol does it (or whole, unstreamed).
 
 Anthropic Messages: ``tool_use`` blocks with ``input_json_delta.partial_json`` pieces and
 ``stop_reason = "tool_use"``; OpenAI chat completions: ``delta.tool_calls[i]`` (id and name on the first
@@ -104,4 +104,35 @@ def events(path: str, model: str, req: dict[str, Any]) -> list[bytes] | None:
         evs.append(_ev("response.completed", {"type": "response.completed", "sequence_number": next(seq),
                                               "response": final}))
         return evs
+    return None
+
+
+def whole(path: str, model: str, req: dict[str, Any]) -> bytes | None:
+    """The non-streamed tool-call answer for ``path``, or None when the request has no (function) tools."""
+    name = _name(req)
+    if name is None:
+        return None
+    args = "".join(ARGS)
+    if path == "/v1/messages":
+        return _J({"id": "msg_mock_tools", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "tool_use", "id": f"toolu_mock_{i}", "name": name, "input": json.loads(args)}
+                               for i in range(2)],
+                   "stop_reason": "tool_use", "stop_sequence": None,
+                   "usage": {"input_tokens": 7, "output_tokens": 6}}).encode()
+    if path == "/v1/chat/completions":
+        calls = [{"id": f"call_mock_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+                 for i in range(2)]
+        return _J({"id": "chatcmpl-mock-tools", "object": "chat.completion", "created": 1_700_000_000,
+                   "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": None,
+                                                                          "tool_calls": calls},
+                                                "finish_reason": "tool_calls"}],
+                   "usage": {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}}).encode()
+    if path == "/v1/responses":
+        items = [{"id": f"fc_mock_{i}", "type": "function_call", "status": "completed", "call_id": f"call_mock_{i}",
+                  "name": name, "arguments": args} for i in range(2)]
+        return _J({"id": "resp_mock_tools", "object": "response", "created_at": 1_700_000_000, "model": model,
+                   "status": "completed", "output": items,
+                   "usage": {"input_tokens": 7, "output_tokens": 6, "total_tokens": 13,
+                             "input_tokens_details": {"cached_tokens": 0},
+                             "output_tokens_details": {"reasoning_tokens": 0}}}).encode()
     return None

@@ -100,3 +100,16 @@ def test_client_disconnect_cancels_translated_upstream(env: Env) -> None:
             return
         time.sleep(0.002)
     raise AssertionError("upstream never saw the close")
+
+
+def test_whole_tool_answers_both_ways(env: Env) -> None:
+    c = openai.OpenAI(base_url=env.gw.base + "/llm/v1", api_key="x", max_retries=0)
+    r = c.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], tools=[TOOL])
+    calls = r.choices[0].message.tool_calls or []
+    assert [t.id for t in calls] == ["toolu_mock_0", "toolu_mock_1"] and r.choices[0].finish_reason == "tool_calls"
+    a = anthropic.Anthropic(base_url=env.gw.base + "/llm", api_key="x", max_retries=0)
+    msg = a.messages.create(model="local", max_tokens=50, messages=[{"role": "user", "content": "hi"}],
+                            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}])
+    assert [(b.id, b.input) for b in msg.content if b.type == "tool_use"] == [
+        ("call_mock_0", {"location": "Paris", "unit": "c"}), ("call_mock_1", {"location": "Paris", "unit": "c"})]
+    assert msg.stop_reason == "tool_use"
