@@ -38,6 +38,7 @@ npm_ci() {  # $1 = directory; re-run only when package-lock.json changed
 }
 
 npm_ci "$here"
+npm_ci "$here/translate"
 npm_ci "$app"
 
 # Rebuild the fixture app only when its sources, config or lock file changed.

@@ -17,6 +17,8 @@ _FROZEN = ConfigDict(extra="forbid", frozen=True)
 ProviderKind = Literal["openai", "anthropic", "openai-compatible", "mock"]
 AuthStyle = Literal["bearer", "x-api-key", "none"]
 Strategy = Literal["ordered", "weighted", "least-inflight"]
+ApiName = Literal["chat", "responses", "completions", "embeddings"]
+_PARAM = re.compile(r"^[a-z_][a-z0-9_.]{0,63}$")
 
 # Documentation placeholders refused as secrets (kept local: config must not import the loader).
 _PLACEHOLDER = re.compile(
@@ -82,6 +84,9 @@ class ProviderSettings(BaseModel):
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)  # pooled upstream connections
     verify_tls: bool = True
     mock: MockSettings = MockSettings()
+    # OpenAI APIs an openai-compatible server answers (default chat only; vLLM also has "responses").
+    # kind = "openai" speaks chat + responses + completions + embeddings, "anthropic" Messages, "mock" all.
+    apis: list[ApiName] | None = None
 
     @field_validator("name")
     @classmethod
@@ -141,6 +146,11 @@ class ProviderSettings(BaseModel):
             raise ValueError("needs api_key_env (or api_key), or auth = \"none\" for keyless local servers")
         if self.kind == "openai-compatible" and not self.base_url:
             raise ValueError("openai-compatible providers need a base_url")
+        if self.apis is not None:
+            if self.kind != "openai-compatible":
+                raise ValueError("apis is only for openai-compatible providers (other kinds have fixed APIs)")
+            if "chat" not in self.apis or len(set(self.apis)) != len(self.apis):
+                raise ValueError("apis must list \"chat\" and each API once")
         return self
 
     @property
@@ -175,12 +185,28 @@ class ModelSettings(BaseModel):
     name: str  # what clients put in "model"
     targets: list[TargetSettings] = Field(min_length=1, max_length=64)  # candidates, in preference order
     strategy: Strategy = "ordered"
+    # "auto": a target whose provider does not speak the client's protocol is reached by translation;
+    # "never": such a target is skipped (none left -> 400 naming the model and why).
+    translate: Literal["auto", "never"] = "auto"
+    # max_tokens sent to Anthropic targets when an OpenAI client gave none (the Messages API requires it).
+    default_max_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    # Client parameters with no equivalent on the target protocol that may be dropped (reported in the
+    # x-sluicegate-dropped response header) instead of refused with a 400, e.g. ["logprobs", "n"].
+    drop_params: list[str] = Field(default_factory=list, max_length=64)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError(f"not a model name: {value!r}")
+        return value
+
+    @field_validator("drop_params")
+    @classmethod
+    def _drop(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _PARAM.match(name):
+                raise ValueError(f"not a request parameter name: {name!r}")
         return value
 
 

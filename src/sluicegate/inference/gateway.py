@@ -1,10 +1,10 @@
 """The inference gateway: a plain ASGI app that routes OpenAI/Anthropic calls to configured providers.
 
 Owns: request intake (prefix/host match, protocol detection, body cap, client keys), candidate attempts
-with retry/fallback strictly before the first byte is committed to the client, credential injection and
-header allowlists, the byte-transparent relay with a side tap for usage, protocol-shaped errors before and
-after commit, and cancelling the upstream the moment the client goes away. Must not know publisher rules,
-body rewriting beyond the ``model`` splice, or how the surrounding server dispatches to it.
+with retry/fallback strictly before the first byte is committed to the client (``upstream``: providers,
+headers), the byte-transparent relay with a side tap for usage, protocol-shaped errors, and cancelling the
+upstream the moment the client goes away. Cross-protocol targets are handed to ``translated``. Must not
+know publisher rules, protocol translation itself, or how the surrounding server dispatches to it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from sluicegate.config.inference import InferenceSettings, ProviderSettings
+from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
 from sluicegate.inference import metrics as m
 from sluicegate.inference.mock import MockProvider
@@ -39,7 +38,22 @@ from sluicegate.inference.protocol import (
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.splice import ModelField, SpliceError, find_model
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
-from sluicegate.server.asgi import ResponseAborted
+from sluicegate.inference.translate import translate_error
+from sluicegate.inference.translated import Prepared, prepare, relay_translated, upstream_headers
+from sluicegate.inference.upstream import (
+    _BASE_ALLOW,
+    _DROP_RESPONSE,
+    _KIND_ALLOW,
+    _KIND_DEFAULTS,
+    _RETRYABLE,
+    StreamAborted,
+    _Attempt,
+    _CapExceeded,
+    _IdleWatch,
+    _looks_like_error_event,
+    _Provider,
+    _retry_after,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,109 +61,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("sluicegate.inference")
-
-_BASE_ALLOW = frozenset({b"content-type", b"accept", b"accept-encoding", b"user-agent", b"idempotency-key"})
-_KIND_ALLOW: dict[str, frozenset[bytes]] = {
-    "openai": frozenset({b"openai-organization", b"openai-project", b"openai-beta"}),
-    "openai-compatible": frozenset({b"openai-organization", b"openai-project", b"openai-beta", b"x-model-id"}),
-    "anthropic": frozenset({b"anthropic-version", b"anthropic-beta"}),
-    "mock": frozenset({b"anthropic-version", b"anthropic-beta", b"openai-organization", b"x-mock-fault"}),
-}
-_KIND_DEFAULTS: dict[str, dict[str, str]] = {"anthropic": {"anthropic-version": "2023-06-01"}}
-# Upstream response headers never relayed (framing is ours; cookies are not the client's business).
-_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
-                            b"trailer", b"transfer-encoding", b"upgrade", b"set-cookie", b"date", b"server",
-                            b"alt-svc"})
-_RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-
-
-class StreamAborted(ResponseAborted):
-    """Raised after the response started and the upstream failed: the server must abort the connection."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(f"inference stream aborted: {kind}")
-        self.kind = kind
-
-
-class _CapExceeded(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class _Provider:
-    settings: ProviderSettings
-    base_url: str
-    auth: tuple[str, str] | None
-    allow: frozenset[bytes]
-    defaults: dict[str, str]
-    timeout: aiohttp.ClientTimeout
-    first_byte: float
-    idle: float  # 0: no idle timeout between upstream chunks
-    session: aiohttp.ClientSession | None = None
-    mock: MockProvider | None = None
-    # Metric children resolved once (labels() lookups are not free on the hot path).
-    m_inflight: Any = None
-    m_first_byte: Any = None
-    m_ok: Any = None
-    urls: dict[str, URL] = field(default_factory=dict)  # parsed upstream URL per path (no query string)
-
-    def __post_init__(self) -> None:
-        self.m_inflight = m.INFLIGHT.labels(self.settings.name)
-        self.m_first_byte = m.FIRST_BYTE.labels(self.settings.name)
-        self.m_ok = m.ATTEMPTS.labels(self.settings.name, "ok")
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def url(self, path: str, query: bytes) -> str:
-        base = self.base_url
-        if base.endswith("/v1") and path.startswith("/v1/"):
-            path = path[3:]
-        return base + path + ("?" + query.decode("latin-1") if query else "")
-
-    def url_for(self, path: str, query: bytes) -> URL:
-        """``url`` parsed once per path (paths are the few detected API routes; queries are not cached)."""
-        if query:
-            return URL(self.url(path, query))
-        url = self.urls.get(path)
-        if url is None:
-            url = self.urls[path] = URL(self.url(path, query))
-        return url
-
-    def headers(self, client: list[tuple[bytes, bytes]], request_id: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in client:
-            if name in self.allow:
-                out[name.decode("latin-1")] = value.decode("latin-1")
-        for dname, dvalue in self.defaults.items():
-            out.setdefault(dname, dvalue)
-        out["x-request-id"] = request_id
-        if self.auth is not None:
-            out[self.auth[0]] = self.auth[1]
-        return out
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """The outcome of trying one candidate before commit."""
-
-    resp: aiohttp.ClientResponse | None = None
-    first: bytes = b""
-    error_status: int = 0  # retryable upstream status (body kept below)
-    error_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    error_body: bytes = b""
-    retry_after: float = 0.0
-    failure: str = ""  # connect, timeout, status_429, ...
-
-
-def _retry_after(value: str | None) -> float:
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 0.0
+__all__ = ["InferenceGateway", "StreamAborted"]
 
 
 class InferenceGateway:
@@ -460,38 +372,52 @@ class InferenceGateway:
         assert det.api is not None
         api = det.api
         retry = self.cfg.retry
+        # Per target: byte relay when its provider speaks the client's API, else translation (or skipped).
+        prep = prepare(api, det.path, self.router.models[mfield.model].settings, self.providers, body, candidates)
+        if not prep.ready:
+            if prep.refused is not None:
+                msg, code = str(prep.refused), "unsupported_parameter"
+            else:
+                msg, code = f"model {mfield.model!r} has no usable target: {'; '.join(prep.reasons)}", "no_target"
+            await self._error(send, det.family, 400, msg[:2000], extra, code)
+            m.REQUESTS.labels(api.value, mfield.model, "rejected").inc()
+            return
         want_first = self.cfg.commit == "first_byte" and method != "HEAD"
         tried: dict[tuple[str, str], float] = {}  # target -> retry-after it asked for
         last: _Attempt | None = None
         chosen: TargetState | None = None
+        chosen_prep: Prepared | None = None
         attempt: _Attempt | None = None
         n = 0
         idx = 0
+        ready = prep.ready
         while n < retry.max_attempts:
-            t = candidates[idx % len(candidates)]
+            p = ready[idx % len(ready)]
+            t = p.target
             idx += 1
             if t.key in tried:
                 wait = tried[t.key]
                 if wait > retry.max_retry_after:
-                    if all(v > retry.max_retry_after for v in tried.values()) and len(tried) == len(candidates):
+                    if all(v > retry.max_retry_after for v in tried.values()) and len(tried) == len(ready):
                         break  # everyone asked for longer than we will wait
                     continue
                 await asyncio.sleep(max(wait, retry.backoff))
             n += 1
             prov = self.providers[t.target.provider]
-            out_body = mfield.splice(body, t.target.model) if t.target.model != mfield.model else body
-            url = prov.url_for(det.path, query)
+            url = prov.url_for(p.path, query)
+            hdrs = client_headers if p.route is None else upstream_headers(client_headers)
             self.router.begin(t)
             prov.m_inflight.inc()
             try:
-                attempt = await self._attempt(prov, method, url, prov.headers(client_headers, request_id),
-                                              out_body, want_first)
+                attempt = await self._attempt(prov, method, url, prov.headers(hdrs, request_id),
+                                              p.payload(body, mfield), want_first)
+                attempt.translated = p.route is not None
             except BaseException:
                 self.router.end(t)
                 prov.m_inflight.dec()
                 raise
             if attempt.resp is not None:
-                chosen = t
+                chosen, chosen_prep = t, p
                 break
             self.router.end(t)
             prov.m_inflight.dec()
@@ -511,8 +437,12 @@ class InferenceGateway:
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
         try:
-            await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id, extra,
-                              started)
+            if chosen_prep is not None and chosen_prep.route is not None:
+                await relay_translated(self, send, api, resp, attempt.first, prov, chosen, mfield, request_id,
+                                       extra, started, chosen_prep)
+            else:
+                await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id,
+                                  extra, started)
         finally:
             resp.close()
             self.router.end(chosen)
@@ -521,11 +451,16 @@ class InferenceGateway:
     async def _give_up(self, send: Send, det: Detected, last: _Attempt | None,
                        extra: list[tuple[bytes, bytes]]) -> None:
         if last is not None and last.error_body and last.error_status:
-            # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers).
-            await send({"type": "http.response.start", "status": last.error_status,
-                        "headers": [*last.error_headers, (b"content-length", str(len(last.error_body)).encode()),
-                                    *extra]})
-            await send({"type": "http.response.body", "body": last.error_body})
+            # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers);
+            # re-shaped into the client's error format when the request was translated.
+            status, err, hdrs = last.error_status, last.error_body, last.error_headers
+            if last.translated:
+                status, err = translate_error(status, err, det.family)
+                hdrs = [(k, v) for k, v in hdrs if k not in (b"content-type", b"content-encoding")]
+                hdrs.append((b"content-type", b"application/json"))
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*hdrs, (b"content-length", str(len(err)).encode()), *extra]})
+            await send({"type": "http.response.body", "body": err})
             return
         status = last.error_status if last is not None and last.error_status else 503
         msg = {504: "no upstream answered in time", 503: "no upstream available"}.get(
@@ -662,38 +597,3 @@ class InferenceGateway:
                      request_id, api.value, mfield.model, prov.name, status, outcome,
                      (time.perf_counter() - started) * 1000,
                      usage.input_tokens if usage else None, usage.output_tokens if usage else None)
-
-
-class _IdleWatch:
-    """The idle timeout of one relayed stream: fires only while the relay waits on the upstream.
-
-    aiohttp's ``sock_read`` re-arms a timer on every received chunk; here the relay just stamps ``since``
-    around each read (a float store) and one timer checks lazily: when it fires early it re-arms for the
-    real deadline, when it fires while no read is pending it re-arms a full period ahead (any later read
-    starts after now). On expiry the read fails with aiohttp's own read timeout error.
-    """
-
-    __slots__ = ("_content", "_handle", "_idle", "_loop", "since")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, idle: float, content: aiohttp.StreamReader) -> None:
-        self._loop = loop
-        self._idle = idle
-        self._content = content
-        self.since = -1.0  # loop time the pending upstream read started; -1 while not reading
-        self._handle = loop.call_at(loop.time() + idle, self._check)
-
-    def _check(self) -> None:
-        now = self._loop.time()
-        since = self.since
-        if since >= 0 and now >= since + self._idle:
-            self._content.set_exception(aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
-            return
-        self._handle = self._loop.call_at((since if since >= 0 else now) + self._idle, self._check)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-def _looks_like_error_event(first: bytes) -> bool:
-    head = first[:64].lstrip()
-    return head.startswith((b"event: error", b"event:error", b'data: {"error"', b'data:{"error"'))

@@ -59,3 +59,9 @@ FIRST_BYTE = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+TRANSLATED = Counter(
+    "sluicegate_inference_translated_total",
+    "Answers translated between protocols, by client API and upstream API, and what was dropped on request",
+    ["client_api", "upstream_api", "dropped"],
+    registry=REGISTRY,
+)

@@ -6,7 +6,8 @@ or, per request, the ``x-mock-fault`` header: comma-separated ``key[=value]`` it
 ``status=429`` (+ ``retry_after=S``), ``status=500``, ``status=529``, ``stall_headers``, ``stall_after=N``,
 ``reset_after=N``, ``eof_after=N``, ``gzip``, ``split``, ``big_event=BYTES``, ``piece_bytes=BYTES``, ``error_first``,
 ``short_body``, ``chunks=N``, ``first_delay_ms=X``, ``between_ms=X``, ``crlf``, ``keepalive``.
-Must not know about the gateway; the gateway treats it as any other upstream.
+A request with ``tools`` is answered with two parallel tool calls (``mock_tools``), in each protocol's stream
+shape. Must not know about the gateway; the gateway treats it as any other upstream.
 
 Run alone: ``python -m sluicegate.inference.mock --port 9100``.
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluicegate.config.inference import MockSettings
+from sluicegate.inference import mock_tools
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -160,7 +162,7 @@ class MockProvider:
         self._conn_tasks: set[asyncio.Task[None]] = set()
         # Rendered event lists by (path, model, pieces, include_usage): identical requests (benchmarks)
         # skip re-serialising ~30 JSON events each. Bounded; cleared when full.
-        self._events_cache: dict[tuple[str, str, tuple[str, ...], bool], list[bytes]] = {}
+        self._events_cache: dict[tuple[str, str, tuple[str, ...], bool, bool], list[bytes]] = {}
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ class MockProvider:
         if req.get("stream") is True and path in ("/v1/chat/completions", "/v1/completions",
                                                   "/v1/responses", "/v1/messages"):
             so = req.get("stream_options")
-            key = (path, model, tuple(pieces), isinstance(so, dict) and so.get("include_usage") is True)
+            key = (path, model, tuple(pieces), isinstance(so, dict) and so.get("include_usage") is True,
+                   bool(req.get("tools")))
             events = self._events_cache.get(key) or []
             if not events:
                 events = self._events(path, model, pieces, req)
@@ -439,6 +442,9 @@ class MockProvider:
     # ---- protocol payloads ------------------------------------------------------------------------
 
     def _events(self, path: str, model: str, pieces: list[str], req: dict[str, Any]) -> list[bytes]:
+        tools = mock_tools.events(path, model, req)  # a request with tools gets two parallel tool calls
+        if tools is not None:
+            return tools
         created = 1_700_000_000
         out_tokens = len(pieces)
         in_tokens = 7
@@ -508,6 +514,9 @@ class MockProvider:
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
     def _whole(self, path: str, model: str, text: str, req: dict[str, Any]) -> bytes:
+        tools = mock_tools.whole(path, model, req)
+        if tools is not None:
+            return tools
         usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
         if path == "/v1/messages/count_tokens":
             return _j({"input_tokens": 7})

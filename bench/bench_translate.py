@@ -1,0 +1,355 @@
+"""Protocol translation benchmark: CPU per translated event, added TTFB, streams/s per worker at c = 8/32/128
+and RSS — translated streams side by side with plain relays in the same run (and LiteLLM when installed).
+
+One command: ``.venv/bin/python bench/bench_translate.py`` (about 2 minutes) -> ``bench/results/translate.json``
+and ``bench/results/translate.png``.
+
+1. In-process (pure CPU, ``time.process_time``): each sans-IO translator over a recorded-shape stream of
+   ~33 events fed one event per read, versus the relay's tap (``SseTap.split``) over the same bytes.
+2. End to end: the mock provider (its own process, uvloop; 27 deltas, 1 ms apart) and the gateway (one
+   uvicorn worker) as separate processes; this process is the load generator (raw HTTP/1.1 client). Scenarios:
+   chat relay, Messages relay, chat client -> Anthropic provider, Anthropic client -> chat provider, Responses
+   client -> Anthropic provider. Added TTFB against the mock directly (same API); closed-loop streams/s at
+   each concurrency; the gateway's CPU per stream and per upstream event from /proc (CPU time, robust on a
+   shared machine); RSS after the run.
+3. LiteLLM (``bench/.litellm-venv``, installed with ``pip install 'litellm[proxy]'``; never the project lock):
+   its proxy in front of the same mock doing chat -> Anthropic, measured the same way when it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from bench_inference import RawClient, cpu_seconds, free_port, pct, rss_kb, wait_port  # noqa: E402
+
+PY = sys.executable
+DATA = ROOT / "tests" / "data" / "translate"
+LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def body(model: str, api: str) -> bytes:
+    if api == "messages":
+        return json.dumps({"model": model, "max_tokens": 256, "messages": MSG, "stream": True}).encode()
+    if api == "responses":
+        return json.dumps({"model": model, "input": "hi", "stream": True, "store": False}).encode()
+    return json.dumps({"model": model, "messages": MSG, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+
+
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+# name -> (client api, gateway model, upstream api the mock answers, upstream events per stream)
+SCENARIOS: dict[str, tuple[str, str, str, int]] = {
+    "relay chat": ("chat", "relay", "chat", 31),
+    "relay messages": ("messages", "relay", "messages", 33),
+    "chat -> anthropic": ("chat", "x-an", "messages", 33),
+    "anthropic -> chat": ("messages", "x-oc", "chat", 31),
+    "responses -> anthropic": ("responses", "x-an", "messages", 33),
+}
+
+
+def serve_gateway(port: int, upstream: str) -> None:
+    """Child process: the gateway alone under uvicorn, one worker."""
+    import uvicorn
+
+    from sluicegate.config.model import Settings
+    from sluicegate.inference.gateway import InferenceGateway
+
+    settings = Settings.model_validate({"inference": {
+        "path_prefix": "/llm",
+        "providers": [{"name": "mock", "kind": "mock", "base_url": upstream},
+                      {"name": "an", "kind": "anthropic", "base_url": upstream, "api_key": "sk-ant-bench-k1"},
+                      {"name": "oc", "kind": "openai-compatible", "base_url": upstream, "auth": "none"}],
+        "models": [{"name": "relay", "targets": [{"provider": "mock", "model": "mock-1"}]},
+                   {"name": "x-an", "targets": [{"provider": "an", "model": "claude-mock"}]},
+                   {"name": "x-oc", "targets": [{"provider": "oc", "model": "qwen-mock"}]}],
+    }})
+    uvicorn.run(InferenceGateway(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                lifespan="on", log_level="warning", access_log=False, backlog=4096)
+
+
+# ---- 1. in-process CPU per event ----------------------------------------------------------------------
+
+def _long_stream(name: str, deltas: int = 27) -> bytes:
+    """A recorded-shape stream with ``deltas`` text deltas (the fixture's first delta repeated)."""
+    data = (DATA / name).read_bytes()
+    events = [e + b"\n\n" for e in data.split(b"\n\n") if e.strip()]
+    delta = next(e for e in events if b"text_delta" in e or b'"content":"Hello"' in e)
+    i = events.index(delta)
+    return b"".join(events[:i] + [delta] * deltas + [e for e in events[i + 1:]
+                                                      if b"text_delta" not in e and b'"content":"' not in e])
+
+
+def cpu_micro(rounds: int) -> dict[str, Any]:
+    from sluicegate.inference.protocol import Api
+    from sluicegate.inference.sse import SseTap
+    from sluicegate.inference.translate import Ctx, route_for
+
+    out: dict[str, Any] = {}
+    cases = {"chat -> anthropic": (Api.CHAT, Api.MESSAGES, "anthropic_text.sse"),
+             "anthropic -> chat": (Api.MESSAGES, Api.CHAT, "openai_text.sse"),
+             "responses -> chat": (Api.RESPONSES, Api.CHAT, "openai_text.sse"),
+             "responses -> anthropic": (Api.RESPONSES, Api.MESSAGES, "anthropic_text.sse")}
+    for name, (client, upstream, fixture) in cases.items():
+        data = _long_stream(fixture)
+        pieces = [e + b"\n\n" for e in data.split(b"\n\n") if e.strip()]
+        route = route_for(client, upstream)
+        assert route is not None
+        per_event: list[float] = []
+        relay: list[float] = []
+        for _ in range(5):
+            t0 = time.process_time()
+            for _ in range(rounds):
+                tr = route.stream(Ctx("x", include_usage=True), 1 << 20)
+                for p in pieces:
+                    tr.feed(p)
+                tr.finish()
+            per_event.append((time.process_time() - t0) / (rounds * len(pieces)) * 1e6)
+            t0 = time.process_time()
+            for _ in range(rounds):
+                tap = SseTap()
+                for p in pieces:
+                    tap.split(p)
+            relay.append((time.process_time() - t0) / (rounds * len(pieces)) * 1e6)
+        out[name] = {"events": len(pieces), "translate_us_per_event": round(statistics.median(per_event), 2),
+                     "relay_tap_us_per_event": round(statistics.median(relay), 2)}
+    return out
+
+
+# ---- 2. end to end ----------------------------------------------------------------------------------------
+
+async def ttfb(client: RawClient, url: str, payload: bytes, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t, _, _ = await client.stream(url, payload)
+        out.append(t * 1000)
+    return out
+
+
+async def closed_loop(client: RawClient, url: str, payload: bytes, conc: int, total: int) -> tuple[float, int]:
+    left = total
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal left, errors
+        while left > 0:
+            left -= 1
+            try:
+                _, _, n = await client.stream(url, payload)
+                errors += n == 0
+            except Exception:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return total / (time.perf_counter() - t0), errors
+
+
+def check_stream(url: str, payload: bytes) -> dict[str, Any]:
+    """One stream read whole: did the translated answer carry the mock's text and end properly?"""
+    import urllib.request
+
+    req = urllib.request.Request(url, data=payload, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read().decode()
+    text = ""
+    for line in raw.splitlines():
+        if line.startswith("data: {"):
+            obj = json.loads(line[6:])
+            for ch in obj.get("choices") or ():
+                text += (ch.get("delta") or {}).get("content") or ""
+            d = obj.get("delta") or {}
+            text += d.get("text", "") if isinstance(d, dict) else obj.get("delta", "") if obj.get(
+                "type") == "response.output_text.delta" else ""
+    return {"text_ok": text.startswith("Hello from the sluicegate mock"), "ends_cleanly":
+            raw.rstrip().endswith(("[DONE]", '"type":"message_stop"}', "response.completed")) or
+            '"type":"response.completed"' in raw[-4000:]}
+
+
+async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[str, str, str, int]],
+                  args: argparse.Namespace, gw_prefix: str = "/llm") -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    client = RawClient()
+    try:
+        for name, (api, model, up_api, events) in scenarios.items():
+            url = base + gw_prefix + PATHS[api]
+            payload = body(model, api)
+            dpayload = body("mock-1", up_api)
+            for _ in range(30):
+                await client.stream(url, payload)
+            check = await asyncio.to_thread(check_stream, url, payload)
+            via: list[float] = []
+            dire: list[float] = []
+            for _ in range(args.rounds):  # interleaved, so drift hits both alike
+                via += await ttfb(client, url, payload, args.ttfb_n)
+                dire += await ttfb(client, direct + PATHS[up_api], dpayload, args.ttfb_n)
+            row: dict[str, Any] = {"events_per_stream": events, "ttfb_via_p50_ms": statistics.median(via),
+                                   "ttfb_direct_p50_ms": statistics.median(dire),
+                                   "added_ttfb_p50_ms": statistics.median(via) - statistics.median(dire),
+                                   "ttfb_via_p95_ms": pct(via, 0.95), "by_concurrency": {}, "check": check}
+            for conc in args.concurrency:
+                c0 = cpu_seconds(pid)
+                rate, errors = await closed_loop(client, url, payload, conc, args.streams)
+                cpu = cpu_seconds(pid) - c0
+                row["by_concurrency"][str(conc)] = {
+                    "streams_per_s": round(rate, 1), "errors": errors,
+                    "gateway_cpu_ms_per_stream": round(cpu / args.streams * 1000, 3),
+                    "gateway_cpu_us_per_event": round(cpu / args.streams / events * 1e6, 2)}
+            row["rss_kib"] = rss_kb(pid)
+            results[name] = row
+            print(f"{name:24s} added TTFB {row['added_ttfb_p50_ms']:.3f} ms  " + "  ".join(
+                f"c={c}: {v['streams_per_s']:.0f}/s {v['gateway_cpu_us_per_event']:.1f} µs/ev"
+                for c, v in row["by_concurrency"].items()), flush=True)
+    finally:
+        client.close()
+    return results
+
+
+def litellm_version() -> str:
+    res = subprocess.run([str(LITELLM.parent / "pip"), "show", "litellm"], capture_output=True, text=True,
+                         check=False)
+    return next((line.split(": ", 1)[1] for line in res.stdout.splitlines() if line.startswith("Version:")), "?")
+
+
+def start_litellm(port: int, mock_port: int, workdir: Path) -> subprocess.Popen[bytes] | str:
+    """LiteLLM's proxy doing chat -> Anthropic in front of the same mock; a reason string when it cannot."""
+    if not LITELLM.exists():
+        return ("not installed: python3 -m venv bench/.litellm-venv && "
+                "bench/.litellm-venv/bin/pip install 'litellm[proxy]'")
+    cfg = workdir / "litellm.yaml"
+    cfg.write_text(
+        "model_list:\n"
+        "  - model_name: x-an\n"
+        "    litellm_params:\n"
+        "      model: anthropic/claude-mock\n"
+        f"      api_base: http://127.0.0.1:{mock_port}\n"
+        "      api_key: sk-ant-bench-k1\n"
+        "litellm_settings:\n  telemetry: false\n")
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False",
+               DISABLE_ADMIN_UI="True", NO_DOCS="True",
+               # loopback-only bench: no master key (the proxy refuses to start without one otherwise)
+               LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true", LITELLM_LOG="ERROR")
+    log = open(workdir / "litellm.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(LITELLM), "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, 90)
+    except RuntimeError:
+        proc.kill()
+        return "did not start within 90 s: " + (workdir / "litellm.log").read_text()[-600:]
+    return proc
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                       "note": "shared machine: wall-clock figures taken under contention; "
+                                               "prefer the CPU-time figures"}}
+    print("in-process translator CPU (µs per event):", flush=True)
+    out["cpu_micro"] = cpu_micro(args.micro_rounds)
+    for k, v in out["cpu_micro"].items():
+        print(f"  {k:24s} translate {v['translate_us_per_event']:.2f}  relay tap {v['relay_tap_us_per_event']:.2f}")
+    mock_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    mock = subprocess.Popen([PY, "-m", "sluicegate.inference.mock", "--port", str(mock_port), "--uvloop",
+                             "--chunks", "27", "--first-delay-ms", "0", "--between-ms", str(args.between_ms)],
+                            env=env, stdout=subprocess.DEVNULL)
+    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream",
+                           f"http://127.0.0.1:{mock_port}/v1"], env=env)
+    procs: list[subprocess.Popen[bytes]] = [mock, gw]
+    try:
+        wait_port(mock_port)
+        wait_port(gw_port)
+        direct = f"http://127.0.0.1:{mock_port}"
+        out["sluicegate"] = await measure(f"http://127.0.0.1:{gw_port}", direct, gw.pid, SCENARIOS, args)
+        if args.litellm:
+            workdir = ROOT / "bench" / "results"
+            workdir.mkdir(parents=True, exist_ok=True)
+            ll = start_litellm(ll_port, mock_port, workdir)
+            if isinstance(ll, str):
+                out["litellm"] = {"skipped": ll}
+                print("litellm:", ll, flush=True)
+            else:
+                procs.append(ll)
+                ll_args = argparse.Namespace(**{**vars(args), "streams": args.litellm_streams})
+                out["litellm"] = await measure(f"http://127.0.0.1:{ll_port}", direct, ll.pid,
+                                               {"chat -> anthropic": SCENARIOS["chat -> anthropic"]}, ll_args, "")
+                out["litellm"]["version"] = litellm_version()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", flush=True)
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = {f"sluicegate {k}": v for k, v in result["sluicegate"].items()}
+    if isinstance(result.get("litellm"), dict) and "skipped" not in result["litellm"]:
+        rows.update({f"litellm {k}": v for k, v in result["litellm"].items() if isinstance(v, dict)})
+    for name, row in rows.items():
+        cs = sorted(int(c) for c in row["by_concurrency"])
+        a.plot(cs, [row["by_concurrency"][str(c)]["streams_per_s"] for c in cs], marker="o", label=name)
+        b.plot(cs, [row["by_concurrency"][str(c)]["gateway_cpu_us_per_event"] for c in cs], marker="o", label=name)
+    a.set(xscale="log", xlabel="concurrency", ylabel="streams/s (one worker)", title="throughput")
+    b.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="proxy CPU µs per upstream event",
+          title="CPU per event")
+    a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--serve-gateway", type=int)
+    ap.add_argument("--upstream", default="")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ttfb-n", type=int, default=40)
+    ap.add_argument("--streams", type=int, default=600, help="streams per concurrency step")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
+    ap.add_argument("--between-ms", type=float, default=1.0)
+    ap.add_argument("--micro-rounds", type=int, default=300)
+    ap.add_argument("--litellm-streams", type=int, default=160, help="streams per step for LiteLLM (slower)")
+    ap.add_argument("--no-litellm", dest="litellm", action="store_false")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "translate.json"))
+    args = ap.parse_args()
+    if args.serve_gateway:
+        serve_gateway(args.serve_gateway, args.upstream)
+        return
+    import uvloop
+
+    result = uvloop.run(run(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    plot(result, out.with_suffix(".png"))
+    print(f"wrote {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

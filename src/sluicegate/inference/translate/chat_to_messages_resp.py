@@ -1,0 +1,179 @@
+"""Response, OpenAI chat completions -> Anthropic Messages (direction 2).
+
+``ChatToMessages`` is a stream stage producing the exact event sequence the Messages API defines:
+``message_start``, then per block ``content_block_start`` / ``content_block_delta`` / ``content_block_stop``
+(``delta.reasoning_content`` or ``delta.reasoning`` -> a thinking block, ``delta.content`` -> a text block,
+each ``delta.tool_calls[i]`` -> a ``tool_use`` block opened on its id/name, arguments streamed as
+``input_json_delta``), then ``message_delta`` (stop reason, usage from the final usage chunk) and
+``message_stop``. The end waits for ``[DONE]`` (or upstream EOF after a finish reason) because the usage
+chunk follows the finish reason. An ``error`` chunk becomes an ``error`` event. ``whole`` maps a
+non-streamed completion. Must not know about SSE framing or sockets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_usage_to_anthropic
+from sluicegate.inference.translate.stream import DONE, PING, Event
+
+
+def _msg_id(chat_id: Any) -> str:
+    if isinstance(chat_id, str) and chat_id:
+        return chat_id if chat_id.startswith("msg_") else f"msg_{chat_id}"
+    return "msg_sluicegate"
+
+
+class ChatToMessages:
+    __slots__ = (
+        "_block",
+        "_finish",
+        "_kind",
+        "_next",
+        "_started",
+        "_tool_blocks",
+        "_usage",
+        "closed",
+        "dropped",
+        "model",
+    )
+
+    def __init__(self, model: str = "") -> None:
+        self.model = model
+        self.closed = False
+        self.dropped: set[str] = set()
+        self._started = False
+        self._block = -1  # index of the open content block (-1: none)
+        self._kind = ""  # its type: "text", "thinking", "tool_use"
+        self._next = 0  # next block index
+        self._tool_blocks: dict[int, int] = {}  # chat tool call index -> Anthropic block index
+        self._usage: dict[str, Any] = {}
+        self._finish: str | None = None
+
+    def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
+        self._started = True
+        msg: dict[str, Any] = {"id": _msg_id(chunk.get("id")), "type": "message", "role": "assistant", "content": [],
+               "model": chunk.get("model") or self.model, "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 0, "output_tokens": 0}}
+        out.append(("message_start", {"type": "message_start", "message": msg}))
+
+    def _open(self, kind: str, block: dict[str, Any], out: list[Event]) -> int:
+        self._stop_block(out)
+        idx = self._block = self._next
+        self._next += 1
+        self._kind = kind
+        out.append(("content_block_start", {"type": "content_block_start", "index": idx, "content_block": block}))
+        return idx
+
+    def _stop_block(self, out: list[Event]) -> None:
+        if self._block >= 0:
+            out.append(("content_block_stop", {"type": "content_block_stop", "index": self._block}))
+            self._block = -1
+            self._kind = ""
+
+    def _delta(self, idx: int, delta: dict[str, Any], out: list[Event]) -> None:
+        out.append(("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": delta}))
+
+    def event(self, name: str, obj: Any, out: list[Event]) -> None:
+        if self.closed:
+            return
+        if obj is DONE:
+            self._close(out)
+            return
+        if obj is PING:  # an upstream keep-alive comment: the Messages protocol has its own ping event
+            if self._started:  # (SDKs refuse any event before message_start)
+                out.append(("ping", {"type": "ping"}))
+            return
+        if not isinstance(obj, dict):
+            return
+        if "error" in obj and not obj.get("choices"):
+            err = obj.get("error")
+            msg = err.get("message") if isinstance(err, dict) else err
+            self.fail(str(msg or "upstream error"), "api_error", out)
+            return
+        if not self._started:
+            self._start(obj, out)
+        if isinstance(obj.get("usage"), dict):
+            self._usage = obj["usage"]
+        for choice in obj.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            d = choice.get("delta") or {}
+            r = d.get("reasoning_content") or d.get("reasoning")
+            if isinstance(r, str) and r:
+                if self._kind != "thinking":
+                    self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
+                self._delta(self._block, {"type": "thinking_delta", "thinking": r}, out)
+            text = d.get("content") or d.get("refusal")  # a streamed refusal is carried as text, not lost
+            if isinstance(text, str) and text:
+                if self._kind != "text":
+                    self._open("text", {"type": "text", "text": ""}, out)
+                self._delta(self._block, {"type": "text_delta", "text": text}, out)
+            for call in d.get("tool_calls") or ():
+                self._tool(call, out)
+            if choice.get("finish_reason"):
+                self._finish = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
+
+    def _tool(self, call: dict[str, Any], out: list[Event]) -> None:
+        ci = call.get("index", 0)
+        fn = call.get("function") or {}
+        idx = self._tool_blocks.get(ci)
+        if idx is None:
+            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or f"toolu_{ci}",
+                                     "name": fn.get("name") or "", "input": {}}
+            idx = self._tool_blocks[ci] = self._open("tool_use", block, out)
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            # Deltas for an earlier call (interleaved parallel calls) keep that call's block index.
+            self._delta(idx, {"type": "input_json_delta", "partial_json": args}, out)
+
+    def _close(self, out: list[Event]) -> None:
+        if not self._started:
+            self._start({}, out)
+        self._stop_block(out)
+        usage = chat_usage_to_anthropic(self._usage) if self._usage else {"output_tokens": 0}
+        out.append(("message_delta", {"type": "message_delta",
+                                      "delta": {"stop_reason": self._finish or "end_turn", "stop_sequence": None},
+                                      "usage": usage}))
+        out.append(("message_stop", {"type": "message_stop"}))
+        self.closed = True
+
+    def end(self, out: list[Event]) -> None:
+        if self.closed:
+            return
+        if self._finish is not None:  # finish reason seen, [DONE] missing (some servers omit it)
+            self._close(out)
+        else:
+            self.fail("upstream stream ended before the answer was complete", "upstream_incomplete", out)
+
+    def fail(self, message: str, code: str, out: list[Event]) -> None:
+        if self.closed:
+            return
+        etype = code if code.endswith("_error") else "api_error"
+        out.append(("error", {"type": "error", "error": {"type": etype, "message": message}}))
+        self.closed = True
+
+
+def whole(comp: dict[str, Any], dropped: set[str]) -> dict[str, Any]:
+    """A non-streamed chat.completion as an Anthropic message."""
+    choice = (comp.get("choices") or [{}])[0]
+    msg = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    r = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(r, str) and r:
+        content.append({"type": "thinking", "thinking": r, "signature": ""})
+    if isinstance(msg.get("content"), str) and msg["content"]:
+        content.append({"type": "text", "text": msg["content"]})
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except ValueError:
+            args = {"_raw_arguments": fn.get("arguments")}  # kept, never lost: the model wrote invalid JSON
+            dropped.add("invalid_tool_arguments")
+        content.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args})
+    return {"id": _msg_id(comp.get("id")), "type": "message", "role": "assistant", "content": content,
+            "model": comp.get("model", ""),
+            "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "stop", "end_turn"),
+            "stop_sequence": None, "usage": chat_usage_to_anthropic(comp.get("usage") or {})}

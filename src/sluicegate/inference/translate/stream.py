@@ -1,0 +1,212 @@
+"""Streaming translation core: an incremental SSE decoder, per-protocol encoders, and the stage pipeline.
+
+Sans-IO. ``StreamTranslator.feed(bytes) -> bytes`` decodes complete upstream events (an event split across
+any number of reads, at any byte, decodes the same), hands each ``(event, payload)`` through a chain of
+stages (each stage maps one protocol's events to another's), and encodes what comes out in the client's
+SSE framing. ``finish()`` ends the stream (upstream EOF); ``fail(message)`` ends it with the client
+protocol's error event and a clean terminator. The decoder's buffer is bounded by ``max_event_bytes``; an
+event over it is a ``StreamOverflow``. Must not know about sockets, routing or request bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+DONE = "[DONE]"  # the chat-completions terminator, carried through stages as a payload
+PING = ": ping"  # a keep-alive (Anthropic ping, an SSE comment): a comment where the client has no ping event
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
+_LINES = re.compile(rb"\r\n|\r|\n")
+# ASCII output: the C encoder's ASCII path is faster, and escapes are decoded the same by every client.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+Event = tuple[str, Any]  # (SSE event name or "", decoded JSON payload, DONE or PING)
+
+
+class StreamOverflow(ValueError):
+    """One upstream event is larger than the translator's bound."""
+
+
+class Stage(Protocol):
+    """Maps one protocol's events to another's. Appends to ``out``; never raises on unknown events."""
+
+    dropped: set[str]  # what this stage had to drop (reported in x-sluicegate-dropped)
+    closed: bool  # the client stream has been terminated by this stage
+
+    def event(self, name: str, obj: Any, out: list[Event]) -> None: ...
+
+    def end(self, out: list[Event]) -> None: ...
+
+    def fail(self, message: str, code: str, out: list[Event]) -> None: ...
+
+
+class SseDecoder:
+    """Incremental SSE parser. ``feed`` returns the complete events; an incomplete one is held (bounded)."""
+
+    __slots__ = ("_buf", "max_event_bytes")
+
+    def __init__(self, max_event_bytes: int = 1024 * 1024) -> None:
+        self._buf = b""
+        self.max_event_bytes = max_event_bytes
+
+    def feed(self, data: bytes) -> list[tuple[str, str]]:
+        held = len(self._buf)
+        buf = self._buf + data if held else data
+        out: list[tuple[str, str]] = []
+        start = 0
+        pos = max(0, held - 3)  # a boundary may straddle the previous read
+        while True:
+            m = _BOUNDARY.search(buf, pos)
+            if m is None:
+                break
+            block = buf[start:m.start()]
+            start = pos = m.end()
+            if block:
+                ev = _parse_block(block)
+                if ev is not None:
+                    out.append(ev)
+                elif block[:1] == b":":
+                    out.append(("", PING))  # a keep-alive comment: the client gets its own kind
+        rest = buf[start:]
+        if len(rest) > self.max_event_bytes:
+            self._buf = b""
+            raise StreamOverflow(f"an upstream event exceeds {self.max_event_bytes} bytes")
+        self._buf = rest
+        return out
+
+    def finish(self) -> list[tuple[str, str]]:
+        """Whatever complete event is left without a final blank line (tolerated at EOF)."""
+        rest, self._buf = self._buf, b""
+        ev = _parse_block(rest) if rest.strip() else None
+        return [ev] if ev is not None else []
+
+
+def _parse_block(block: bytes) -> tuple[str, str] | None:
+    event = ""
+    data: list[bytes] = []
+    for line in _LINES.split(block):
+        if not line or line[:1] == b":":
+            continue  # comments (keep-alives) are skipped
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+    if not data:
+        return None
+    return event, b"\n".join(data).decode("utf-8", "replace")
+
+
+def _chat_frame(obj: Any) -> str:
+    if obj is DONE:
+        return "data: [DONE]\n\n"
+    if obj is PING:
+        return ": ping\n\n"
+    return "data: " + _dumps(obj) + "\n\n"
+
+
+def encode_chat(events: Sequence[Event]) -> bytes:
+    """OpenAI framing: ``data: {json}`` per chunk, ``data: [DONE]`` at the end, keep-alives as comments."""
+    return "".join([_chat_frame(obj) for _, obj in events]).encode()
+
+
+def encode_named(events: Sequence[Event]) -> bytes:
+    """Anthropic / Responses framing: ``event: name`` + ``data: {json}``; keep-alives as comments."""
+    return "".join([": ping\n\n" if obj is PING else "event: " + name + "\ndata: " + _dumps(obj) + "\n\n"
+                    for name, obj in events if obj is not DONE]).encode()
+
+
+class StreamTranslator:
+    """Upstream SSE bytes in, client SSE bytes out, through ``stages``. Bounded; any read split."""
+
+    __slots__ = ("_decoder", "_encode", "_stages", "_upstream_chat", "done", "events_in", "events_out")
+
+    def __init__(self, stages: Sequence[Stage], upstream_chat: bool, client_chat: bool,
+                 max_event_bytes: int = 1024 * 1024) -> None:
+        self._decoder = SseDecoder(max_event_bytes)
+        self._stages = list(stages)
+        self._upstream_chat = upstream_chat
+        self._encode = encode_chat if client_chat else encode_named
+        self.done = False  # the client stream has been terminated (by the upstream, finish or fail)
+        self.events_in = 0
+        self.events_out = 0
+
+    @property
+    def dropped(self) -> set[str]:
+        out: set[str] = set()
+        for st in self._stages:
+            out |= st.dropped
+        return out
+
+    def _run(self, events: list[Event]) -> list[Event]:
+        for st in self._stages:
+            nxt: list[Event] = []
+            for name, obj in events:
+                st.event(name, obj, nxt)
+            events = nxt
+        return events
+
+    def _end(self) -> list[Event]:
+        pending: list[Event] = []
+        for st in self._stages:
+            nxt: list[Event] = []
+            for name, obj in pending:
+                st.event(name, obj, nxt)
+            st.end(nxt)
+            pending = nxt
+        return pending
+
+    def _decode(self, raw: list[tuple[str, str]]) -> list[Event]:
+        events: list[Event] = []
+        for name, text in raw:
+            if text is PING:
+                events.append((name, PING))
+                continue
+            if self._upstream_chat and text == DONE:
+                events.append((name, DONE))
+                continue
+            try:
+                obj = _loads(text)
+            except ValueError:
+                continue  # not JSON: nothing any protocol defines; skipped like an unknown event
+            events.append((name, obj))
+        self.events_in += len(raw)
+        return events
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done or not data:
+            return b""
+        raw = self._decoder.feed(data)
+        if not raw:
+            return b""
+        out = self._run(self._decode(raw))
+        self.events_out += len(out)
+        if self._stages[-1].closed:
+            self.done = True
+        return self._encode(out)
+
+    def finish(self) -> bytes:
+        """Upstream EOF: translate an unterminated last event, then end the client stream."""
+        if self.done:
+            return b""
+        out = self._run(self._decode(self._decoder.finish()))
+        if not self._stages[-1].closed:
+            out += self._end()
+        self.done = True
+        self.events_out += len(out)
+        return self._encode(out)
+
+    def fail(self, message: str, code: str = "proxy_stream_error") -> bytes:
+        """A mid-stream failure: the client protocol's error event, then its clean end."""
+        if self.done:
+            return b""
+        self.done = True
+        out: list[Event] = []
+        self._stages[-1].fail(message, code, out)
+        self.events_out += len(out)
+        return self._encode(out)
