@@ -92,6 +92,7 @@ class _Provider:
     m_first_byte: Any = None
     m_ok: Any = None
     urls: dict[str, URL] = field(default_factory=dict)  # parsed upstream URL per path (no query string)
+    id_header: str = "x-request-id"  # [server] request_id_header, sent upstream
 
     def __post_init__(self) -> None:
         self.m_inflight = m.INFLIGHT.labels(self.settings.name)
@@ -124,7 +125,7 @@ class _Provider:
                 out[name.decode("latin-1")] = value.decode("latin-1")
         for dname, dvalue in self.defaults.items():
             out.setdefault(dname, dvalue)
-        out["x-request-id"] = request_id
+        out[self.id_header] = request_id
         if self.auth is not None:
             out[self.auth[0]] = self.auth[1]
         return out
@@ -159,6 +160,7 @@ class InferenceGateway:
         env = os.environ if environ is None else environ
         self.cfg: InferenceSettings = settings.inference
         self.prefix = self.cfg.path_prefix
+        self.id_header = settings.server.request_id_header.encode("latin-1")
         self.hosts = frozenset(self.cfg.listen_hosts)
         self.router = Router(self.cfg)
         self.created = int(time.time())
@@ -189,6 +191,7 @@ class InferenceGateway:
                 timeout=aiohttp.ClientTimeout(total=t.total or None, sock_connect=t.connect, sock_read=t.idle),
                 first_byte=t.first_byte,
                 idle=t.idle or 0.0,
+                id_header=settings.server.request_id_header,
             )
         self._started = False
         # Metric children by label values, resolved once (only configured model names, so bounded).
@@ -261,9 +264,14 @@ class InferenceGateway:
         hdict = dict(raw_headers)
         method: str = scope["method"]
         det = detect(method, path, scope.get("raw_path"), hdict)
-        request_id = os.urandom(12).hex()
-        resp_extra = [(b"x-sluicegate-request-id", request_id.encode())]
+        info = scope.get("sluicegate.info")
+        request_id = info.request_id if info is not None else os.urandom(8).hex()
+        resp_extra = [(self.id_header, request_id.encode())]
+        if info is not None:
+            info.route = det.api.value if det.api is not None else "none"
         if det.api is None:
+            if info is not None:
+                info.error = "unknown_url"
             await self._error(send, det.family, 404, f"no inference API at {method} {path[:200]}",
                               resp_extra, "unknown_url")
             m.REQUESTS.labels("none", "", "rejected").inc()
@@ -272,6 +280,8 @@ class InferenceGateway:
             await self._error(send, det.family, 401, "missing or invalid client key", resp_extra,
                               "invalid_api_key")
             m.REQUESTS.labels(det.api.value, "", "unauthorized").inc()
+            if info is not None:
+                info.error = "unauthorized"
             return
         if not det.api.routed:
             await self._models(send, det, method, resp_extra)
@@ -281,6 +291,8 @@ class InferenceGateway:
             return  # client left while sending
         if isinstance(body, int):
             msg = "request body too large" if body == 413 else "malformed request framing"
+            if info is not None:
+                info.error = "body_too_large" if body == 413 else "bad_framing"
             await self._error(send, det.family, body, msg, resp_extra)
             m.REQUESTS.labels(det.api.value, "", "rejected").inc()
             return
@@ -288,10 +300,16 @@ class InferenceGateway:
             mfield = find_model(body)
         except SpliceError as exc:
             await self._error(send, det.family, 400, str(exc), resp_extra, exc.kind)
+            if info is not None:
+                info.error = exc.kind
             m.REQUESTS.labels(det.api.value, "", "rejected").inc()
             return
         candidates = self.router.candidates(mfield.model)
+        if info is not None:
+            info.model = mfield.model[:200]
         if not candidates:
+            if info is not None:
+                info.error = "unknown_model"
             await self._error(send, det.family, 404, f"model {mfield.model[:200]!r} is not configured here",
                               resp_extra, "model_not_found")
             m.REQUESTS.labels(det.api.value, "", "unknown_model").inc()
@@ -314,12 +332,14 @@ class InferenceGateway:
         watcher = asyncio.ensure_future(watch())
         try:
             await self._serve(send, det, method, scope.get("query_string", b""), raw_headers, body, mfield,
-                              candidates, request_id, resp_extra, started, state)
+                              candidates, request_id, resp_extra, started, state, info)
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise
             task.uncancel()
             self._requests(det.api.value, mfield.model, "client_gone").inc()
+            if info is not None:
+                info.error = "client_gone"
             log.info("inference %s model=%s client disconnected; upstream cancelled", request_id, mfield.model)
         finally:
             state["done"] = True
@@ -456,7 +476,7 @@ class InferenceGateway:
     async def _serve(self, send: Send, det: Detected, method: str, query: bytes,
                      client_headers: list[tuple[bytes, bytes]], body: bytes, mfield: ModelField,
                      candidates: list[TargetState], request_id: str, extra: list[tuple[bytes, bytes]],
-                     started: float, state: dict[str, bool]) -> None:
+                     started: float, state: dict[str, bool], info: Any = None) -> None:
         assert det.api is not None
         api = det.api
         retry = self.cfg.retry
@@ -505,14 +525,21 @@ class InferenceGateway:
         if chosen is None or attempt is None or attempt.resp is None:
             await self._give_up(send, det, last, extra)
             m.REQUESTS.labels(api.value, mfield.model, "failed").inc()
+            if info is not None:
+                info.error = f"upstream_{last.failure}" if last is not None and last.failure else "upstream_failed"
+                info.upstream_status = last.error_status if last is not None else 0
             return
         prov = self.providers[chosen.target.provider]
         resp = attempt.resp
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
+        if info is not None:
+            info.provider = prov.name
+            info.upstream_status = resp.status
+            info.upstream_s = time.perf_counter() - started
         try:
             await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id, extra,
-                              started)
+                              started, info)
         finally:
             resp.close()
             self.router.end(chosen)
@@ -536,7 +563,7 @@ class InferenceGateway:
 
     async def _relay(self, send: Send, api: Api, method: str, resp: aiohttp.ClientResponse, first: bytes,
                      prov: _Provider, target: TargetState, mfield: ModelField, request_id: str,
-                     extra: list[tuple[bytes, bytes]], started: float) -> None:
+                     extra: list[tuple[bytes, bytes]], started: float, info: Any = None) -> None:
         headers: list[tuple[bytes, bytes]] = []
         ctype = b""
         encoded = False
@@ -624,7 +651,7 @@ class InferenceGateway:
             m.STREAM_ERRORS.labels(prov.name, kind).inc()
             if self.router.failure(target):
                 m.BREAKER_OPEN.labels(prov.name).inc()
-            self._account(api, mfield, prov, tap, request_id, resp.status, started, kind)
+            self._account(api, mfield, prov, tap, request_id, resp.status, started, kind, info)
             if isinstance(tap, SseTap):
                 # Identity SSE: close the current event, then one error event in the client's own shape.
                 event = stream_error_event(api, f"upstream stream failed: {kind}", kind)
@@ -639,11 +666,11 @@ class InferenceGateway:
         else:
             m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
         # Accounted before the end goes out: whoever sees the response complete sees its usage recorded.
-        self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+        self._account(api, mfield, prov, tap, request_id, resp.status, started, "", info)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
     def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,
-                 request_id: str, status: int, started: float, failure: str) -> None:
+                 request_id: str, status: int, started: float, failure: str, info: Any = None) -> None:
         usage: Usage | None = None
         if isinstance(tap, JsonTap):
             usage = tap.finish()
@@ -657,6 +684,9 @@ class InferenceGateway:
             if usage.output_tokens is not None:
                 self._tokens(mfield.model, prov.name, "output").inc(usage.output_tokens)
         self.last_usage = usage
+        if info is not None and usage is not None:
+            info.tokens_in = usage.input_tokens
+            info.tokens_out = usage.output_tokens
         if log.isEnabledFor(logging.INFO):
             log.info("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
                      request_id, api.value, mfield.model, prov.name, status, outcome,

@@ -44,6 +44,7 @@ INFLIGHT = Gauge(
     "sluicegate_inference_inflight",
     "Upstream exchanges in flight, by provider",
     ["provider"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 BREAKER_OPEN = Counter(

@@ -143,14 +143,15 @@ def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers, t
 
 
 def upstream_request_headers(
-    headers: Headers, facts: ClientFacts, origin: Origin, host_override: str, request_id: str
+    headers: Headers, facts: ClientFacts, origin: Origin, host_override: str, request_id: str,
+    id_header: str = "x-request-id",
 ) -> Headers:
     """Client headers as the origin should see them."""
     out: Headers = []
     prior_xff = ""
     prior_via = ""
     for ln, name, value in _end_to_end(headers):
-        if ln in ("host", "x-request-id"):
+        if ln == "host" or ln == id_header:
             continue
         if ln in _FORWARDING:
             if facts.trusted_peer:
@@ -175,7 +176,7 @@ def upstream_request_headers(
     out.append(("x-forwarded-proto", facts.scheme))
     out.append(("x-forwarded-host", facts.host))
     out.append(("via", f"{prior_via}, 1.1 sluicegate" if prior_via else "1.1 sluicegate"))
-    out.append(("x-request-id", request_id))
+    out.append((id_header, request_id))
     return out
 
 
@@ -199,7 +200,8 @@ def _rewrite_cookie_domain(value: str, origin: Origin, public_host: str) -> str:
 
 
 def downstream_response_headers(
-    headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin, request_id: str
+    headers: Iterable[tuple[str, str]], rewriter: HostRewriter, origin: Origin, request_id: str,
+    id_header: str = "x-request-id",
 ) -> Headers:
     """Origin response headers as the client should see them (framing is the caller's job)."""
     out: Headers = []
@@ -208,8 +210,10 @@ def downstream_response_headers(
             value = rewriter.rewrite_text(value)
         elif ln == "set-cookie":
             value = _rewrite_cookie_domain(value, origin, rewriter.public_authority)
+        if ln == id_header:
+            continue  # ours replaces the origin's
         out.append((name, value))
-    out.append(("x-request-id", request_id))
+    out.append((id_header, request_id))
     return out
 
 

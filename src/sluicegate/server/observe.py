@@ -1,0 +1,144 @@
+"""Per-request observation around both faces: request id, client IP, timings, bytes, metrics, access log.
+
+Owns: choosing the request id (an incoming valid one is kept when ``[server] request_id_trust`` allows),
+the client IP after the trusted-proxy rule, the ``RequestInfo`` record put in ``scope["sluicegate.info"]``
+for the faces to fill (route, upstream status, model, tokens ...), and, when the request ends, the
+request metrics and one access-log line. Must not know what the faces do with a request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import time
+from typing import Any
+
+from sluicegate.config.model import Settings
+from sluicegate.observability import access, metrics
+from sluicegate.publisher.headers import TrustedProxies
+from sluicegate.server.asgi import Message, Receive, Scope, Send
+
+log = logging.getLogger("sluicegate")
+
+INFO_KEY = "sluicegate.info"
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:+=/-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex()
+
+
+class Observer:
+    """Built once per app from settings; ``begin`` per request, ``finish`` when the handler returns."""
+
+    def __init__(self, settings: Settings) -> None:
+        srv = settings.server
+        self.id_header = srv.request_id_header.encode("latin-1")
+        self.trust = srv.request_id_trust
+        self.trusted = TrustedProxies(srv.trusted_proxies)
+        self.has_trusted = bool(srv.trusted_proxies)
+        self.render = access.renderer(srv.access_log)
+        if self.render is not None:
+            access.setup_access_logger()
+        self._faces: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
+
+    def begin(self, scope: Scope) -> access.RequestInfo:
+        host = ua = ""
+        rid = b""
+        xff = b""
+        id_header = self.id_header
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == id_header:
+                rid = value
+            elif name == b"user-agent":
+                ua = value.decode("latin-1")[:512]
+            elif name == b"x-forwarded-for":
+                xff = value if not xff else xff + b"," + value
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        trusted_peer = self.has_trusted and peer in self.trusted
+        client_ip = _client_ip(peer, xff, self.trusted) if trusted_peer and xff else peer
+        request_id = ""
+        if rid and (self.trust == "any" or (self.trust == "trusted_proxies" and trusted_peer)):
+            rid = rid.strip()
+            if _VALID_ID.match(rid):
+                request_id = rid.decode("ascii")
+        info = access.RequestInfo(
+            request_id or new_request_id(), scope.get("method", ""), scope.get("path", ""), host, client_ip, ua
+        )
+        scope[INFO_KEY] = info
+        return info
+
+    def wrap(self, info: access.RequestInfo, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        id_header = self.id_header
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            body = message.get("body")
+            if body:
+                info.bytes_in += len(body)
+            return message
+
+        async def observing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                info.status = message["status"]
+                info.ttfb = time.perf_counter() - info.started
+                if info.face == "none":
+                    message["headers"] = [*message.get("headers", ()), (id_header, info.request_id.encode())]
+            else:
+                body = message.get("body")
+                if body:
+                    info.bytes_out += len(body)
+            await send(message)
+
+        return counting_receive, observing_send
+
+    def _face_metrics(self, face: str) -> tuple[Any, Any, Any, Any, Any]:
+        m = self._faces.get(face)
+        if m is None:
+            m = self._faces[face] = (
+                metrics.INFLIGHT.labels(face), metrics.DURATION.labels(face), metrics.FIRST_BYTE.labels(face),
+                metrics.BODY_BYTES.labels(face, "in"), metrics.BODY_BYTES.labels(face, "out"),
+            )
+        return m
+
+    def started(self, info: access.RequestInfo, face: str) -> None:
+        info.face = face
+        self._face_metrics(face)[0].inc()
+
+    def finish(self, info: access.RequestInfo, error: BaseException | None = None) -> None:
+        duration = time.perf_counter() - info.started
+        inflight, hist, first, b_in, b_out = self._face_metrics(info.face)
+        inflight.dec()
+        if error is not None and not info.error:
+            info.error = str(getattr(error, "kind", "")) or ("aborted" if info.status else "handler_failed")
+        status = info.status
+        route = info.route or ("rejected" if status else "aborted")
+        metrics.request(info.face, route, f"{status // 100}xx" if status else "none").inc()
+        hist.observe(duration)
+        if info.ttfb >= 0:
+            first.observe(info.ttfb)
+        if info.bytes_in:
+            b_in.inc(info.bytes_in)
+        if info.bytes_out:
+            b_out.inc(info.bytes_out)
+            if info.face == "publisher":
+                metrics.TO_CLIENT_BYTES.inc(info.bytes_out)
+        if self.render is not None:
+            access.access_log.info(self.render(info, duration))
+
+
+def _client_ip(peer: str, xff: bytes, trusted: TrustedProxies) -> str:
+    """The right-most X-Forwarded-For address not among the trusted proxies (the peer is one)."""
+    hops = [h.strip() for h in xff.decode("latin-1").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain is not believed past this point
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
