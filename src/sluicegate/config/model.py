@@ -36,6 +36,7 @@ class ServerSettings(BaseModel):
     shutdown_timeout: Duration = Field(default=30.0, ge=0, le=86400)
     tls_certfile: str = ""  # serve HTTPS on the public listener (PEM certificate chain); both or neither
     tls_keyfile: str = ""
+    pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
 
     @field_validator("access_log")
     @classmethod
