@@ -13,12 +13,13 @@ from tests.support.servers import ProxyProcess
 
 
 def config(origin_url: str, server: str = "", extra: str = "", workers: int = 1) -> str:
+    if "access_log" not in server:
+        server += '\naccess_log = "json"'
     return f"""
 [server]
 host = "127.0.0.1"
 port = {{port}}
 workers = {workers}
-access_log = "json"
 {server}
 
 [publisher]
