@@ -55,6 +55,7 @@ class Worker:
     started: float
     ready_r: int
     ready: bool = False
+    accepting_stopped: bool = False  # it said 'D' (or exited): no longer takes new connections
     retiring: bool = False  # told to drain (reload or shutdown); its exit is expected
 
     @property
@@ -140,17 +141,20 @@ class Supervisor:
         return worker
 
     def _poll_ready(self, worker: Worker) -> None:
-        if worker.ready or worker.ready_r < 0:
-            return
-        try:
-            data = os.read(worker.ready_r, 1)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        os.close(worker.ready_r)
-        worker.ready_r = -1
-        worker.ready = data == b"R"
+        """Read the worker's pipe: 'R' = serving, 'D' = stopped accepting, EOF = gone."""
+        while worker.ready_r >= 0:
+            try:
+                data = os.read(worker.ready_r, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data == b"R":
+                worker.ready = True
+                continue
+            worker.accepting_stopped = True
+            os.close(worker.ready_r)
+            worker.ready_r = -1
 
     async def _wait_ready(self, batch: list[Worker]) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -307,14 +311,23 @@ class Supervisor:
                     self.workers.remove(w)
             return self._refuse("the new configuration's workers failed to start (see above)")
         previous = [w for w in self.workers if w.generation != gen.number and not w.retiring]
-        self.gen = gen
-        self.n_workers = count
-        self.prober.configure(settings)
-        self.prober.poke()
         for w in previous:
             w.retiring = True
             with contextlib.suppress(ProcessLookupError):
                 w.proc.send_signal(signal.SIGTERM)
+        # The swap is done when the old generation no longer accepts: from then on every new connection
+        # lands on a new worker (in-flight requests finish on the old config).
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for w in previous:
+                self._poll_ready(w)
+            if all(w.accepting_stopped or w.proc.poll() is not None for w in previous):
+                break
+            await asyncio.sleep(0.01)
+        self.gen = gen
+        self.n_workers = count
+        self.prober.configure(settings)
+        self.prober.poke()
         self.m_reloads.labels("ok").inc()
         self.m_generation.set(gen.number)
         log.info("sluicegate: reloaded: generation %d (config %s) serving; %d old worker(s) draining",

@@ -38,8 +38,6 @@ class WorkerServer(uvicorn.Server):
         if self.started and self.ready_fd >= 0:
             with contextlib.suppress(OSError):
                 os.write(self.ready_fd, b"R")
-                os.close(self.ready_fd)
-            self.ready_fd = -1
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -53,6 +51,11 @@ class WorkerServer(uvicorn.Server):
             server.close()
         for sock in sockets or []:
             sock.close()
+        if self.ready_fd >= 0:  # tell the supervisor we no longer accept (a reload waits for it)
+            with contextlib.suppress(OSError):
+                os.write(self.ready_fd, b"D")
+                os.close(self.ready_fd)
+            self.ready_fd = -1
         for connection in list(self.server_state.connections):
             connection.shutdown()  # idle keep-alive connections close now, busy ones after their response
         busy = len(self.server_state.tasks)
@@ -79,7 +82,8 @@ class WorkerServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sluicegate-worker")
     ap.add_argument("--fd", type=int, required=True, help="inherited listening socket")
-    ap.add_argument("--ready-fd", type=int, default=-1, help="pipe to write one byte to once serving")
+    ap.add_argument("--ready-fd", type=int, default=-1,
+                    help="pipe: 'R' is written once serving, 'D' once no longer accepting (draining)")
     ap.add_argument("--config", required=True, help="validated config snapshot")
     ap.add_argument("--label", default="", help="the config file the snapshot came from (for messages)")
     args = ap.parse_args(argv)
