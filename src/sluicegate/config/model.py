@@ -80,6 +80,8 @@ class AdminSettings(BaseModel):
     model_config = _FROZEN
 
     listen: ListenAddress = "127.0.0.1:9901"  # "" = no admin listener
+    # false: no per-request metrics and no cross-worker collection (/metrics answers 404); logs unaffected.
+    metrics: bool = True
     probe_interval: Duration = Field(default=5.0, ge=0.05, le=3600)  # backend reachability probes (readiness)
     probe_timeout: Duration = Field(default=2.0, gt=0, le=60)
 

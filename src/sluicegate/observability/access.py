@@ -1,22 +1,25 @@
 """Access log: one line per request, JSON or an nginx-``log_format``-like template of ``$field`` names.
 
 Owns: the per-request record (``RequestInfo``, filled by the server wrapper and by each face), the field
-names a template may use, and rendering a record to one line on the ``sluicegate.access`` logger.
+names a template may use, rendering a record to one line, and ``AccessWriter``: lines go to stdout in
+batches of whole lines (at most ``BATCH_BYTES`` per write, so lines from several workers sharing one pipe
+never interleave) at most ``FLUSH_S`` after they were logged, and at shutdown. A per-line ``logging`` call
+plus a write per request cost more than the rest of the access log together (bench/publisher/observability.py).
 Must not know how requests are served; secrets never reach it (faces fill in names, ids and counts only:
 no header values besides ``user_agent``, no query strings, no bodies).
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import asyncio
+import contextlib
+import os
 import re
 import sys
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring  # C-accelerated JSON string quoting
 from typing import Any
-
-access_log = logging.getLogger("sluicegate.access")
 
 # Every field of a line, in JSON order; a template may use any of them as $name.
 FIELDS = (
@@ -103,12 +106,41 @@ class RequestInfo:
         }
 
 
+_second = [-1, ""]  # the formatted second last seen (one strftime per second, not per request)
+
+
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    sec = int(ts)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{int(ts % 1 * 1000):03d}Z"
+
+
+def _num(value: float) -> str:
+    return "null" if value < 0 else f"{value * 1000:.3f}"
+
+
+def _str(value: str) -> str:
+    return encode_basestring(value) if value else "null"
+
+
+def _opt_int(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
 
 
 def _json_line(info: RequestInfo, duration: float) -> str:
-    return json.dumps(info.fields(duration), separators=(",", ":"), ensure_ascii=False)
+    """The same object as ``json.dumps(info.fields(duration))``, built without the dict (hot path)."""
+    return (
+        f'{{"ts":"{_iso(info.ts)}","request_id":{encode_basestring(info.request_id)},"face":"{info.face}",'
+        f'"client_ip":{encode_basestring(info.client_ip)},"method":{encode_basestring(info.method)},'
+        f'"host":{encode_basestring(info.host)},"path":{encode_basestring(info.path)},"status":{info.status},'
+        f'"bytes_in":{info.bytes_in},"bytes_out":{info.bytes_out},"ttfb_ms":{_num(info.ttfb)},'
+        f'"duration_ms":{duration * 1000:.3f},"upstream_ms":{_num(info.upstream_s)},'
+        f'"upstream_status":{info.upstream_status or "null"},"route":{_str(info.route)},"kind":{_str(info.kind)},'
+        f'"error":{_str(info.error)},"model":{_str(info.model)},"provider":{_str(info.provider)},'
+        f'"tokens_in":{_opt_int(info.tokens_in)},"tokens_out":{_opt_int(info.tokens_out)},'
+        f'"user_agent":{_str(info.user_agent)}}}'
+    )
 
 
 def _template_renderer(template: str) -> Callable[[RequestInfo, float], str]:
@@ -149,11 +181,41 @@ def renderer(setting: bool | str, isatty: bool | None = None) -> Callable[[Reque
     return _template_renderer(COMBINED if setting == "combined" else str(setting))
 
 
-def setup_access_logger() -> None:
-    """Lines go to stdout, one write each (whole lines: several workers share the stream), nothing else."""
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
+BATCH_BYTES = 4096  # PIPE_BUF on Linux: a write this size to a pipe is atomic
+FLUSH_S = 0.1
+
+
+class AccessWriter:
+    """Buffered whole-line writes to a file descriptor (stdout by default); bounded to ``BATCH_BYTES`` held."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = sys.stdout.fileno() if fd is None else fd
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def write(self, line: str) -> None:
+        data = line.encode("utf-8", "replace") + b"\n"
+        if self._size + len(data) > BATCH_BYTES:
+            self.flush()
+        self._lines.append(data)
+        self._size += len(data)
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+            except RuntimeError:  # no loop (tests, tools): write at once
+                self.flush()
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        with contextlib.suppress(OSError):  # a closed stdout must not fail requests
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]

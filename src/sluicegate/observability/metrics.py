@@ -75,7 +75,8 @@ PUBLISHER_TTFB = Histogram(
 )
 PUBLISHER_BYTES = Counter(
     "sluicegate_publisher_body_bytes_total",
-    "Body bytes relayed, by direction (from_origin / to_client)",
+    "Body bytes read from the origin (direction=from_origin); bytes sent to clients are "
+    "sluicegate_body_bytes_total{face=\"publisher\",direction=\"out\"}",
     ["direction"],
     registry=REGISTRY,
 )
@@ -110,7 +111,6 @@ def request(face: str, route: str, status_class: str) -> Counter:
 
 
 FROM_ORIGIN_BYTES = PUBLISHER_BYTES.labels("from_origin")
-TO_CLIENT_BYTES = PUBLISHER_BYTES.labels("to_client")
 
 
 def multiprocess_dir() -> str | None:

@@ -26,7 +26,7 @@ class AdminState(Protocol):
     def live(self) -> bool: ...
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
     def status(self) -> dict[str, Any]: ...
-    def metrics(self) -> bytes: ...
+    def metrics(self) -> bytes | None: ...
 
 
 class AdminServer:
@@ -74,6 +74,8 @@ class AdminServer:
         state = self.state
         if path == "/metrics":
             body = await asyncio.get_running_loop().run_in_executor(None, state.metrics)
+            if body is None:
+                return 404, b"metrics are off ([admin] metrics = false)\n", "text/plain"
             return 200, body, "text/plain; version=0.0.4; charset=utf-8"
         if path == "/livez":
             ok = state.live()

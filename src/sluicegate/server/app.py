@@ -55,6 +55,7 @@ class SluicegateApp:
         gc.set_threshold(_GC_GEN0_THRESHOLD, 10, 10)
 
     async def shutdown(self) -> None:
+        self.observer.flush()
         if self.publisher is not None:
             await self.publisher.shutdown()
         if self.inference is not None:

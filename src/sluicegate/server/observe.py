@@ -40,8 +40,8 @@ class Observer:
         self.trusted = TrustedProxies(srv.trusted_proxies)
         self.has_trusted = bool(srv.trusted_proxies)
         self.render = access.renderer(srv.access_log)
-        if self.render is not None:
-            access.setup_access_logger()
+        self.metrics = settings.admin.metrics
+        self.writer = access.AccessWriter() if self.render is not None else None
         self._faces: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
 
     def begin(self, scope: Scope) -> access.RequestInfo:
@@ -107,14 +107,25 @@ class Observer:
 
     def started(self, info: access.RequestInfo, face: str) -> None:
         info.face = face
-        self._face_metrics(face)[0].inc()
+        if self.metrics:
+            self._face_metrics(face)[0].inc()
 
     def finish(self, info: access.RequestInfo, error: BaseException | None = None) -> None:
         duration = time.perf_counter() - info.started
-        inflight, hist, first, b_in, b_out = self._face_metrics(info.face)
-        inflight.dec()
         if error is not None and not info.error:
             info.error = str(getattr(error, "kind", "")) or ("aborted" if info.status else "handler_failed")
+        if self.metrics:
+            self._record(info, duration)
+        if self.render is not None and self.writer is not None:
+            self.writer.write(self.render(info, duration))
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _record(self, info: access.RequestInfo, duration: float) -> None:
+        inflight, hist, first, b_in, b_out = self._face_metrics(info.face)
+        inflight.dec()
         status = info.status
         route = info.route or ("rejected" if status else "aborted")
         metrics.request(info.face, route, f"{status // 100}xx" if status else "none").inc()
@@ -125,10 +136,7 @@ class Observer:
             b_in.inc(info.bytes_in)
         if info.bytes_out:
             b_out.inc(info.bytes_out)
-            if info.face == "publisher":
-                metrics.TO_CLIENT_BYTES.inc(info.bytes_out)
-        if self.render is not None:
-            access.access_log.info(self.render(info, duration))
+
 
 
 def _client_ip(peer: str, xff: bytes, trusted: TrustedProxies) -> str:

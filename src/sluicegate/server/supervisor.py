@@ -97,7 +97,10 @@ class Supervisor:
         self.runtime = Path(tempfile.mkdtemp(prefix="sluicegate-"))
         self.metrics_dir = self.runtime / "metrics"
         self.metrics_dir.mkdir()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # before any worker exists
+        if settings.admin.metrics:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # before any worker exists
+        else:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.gen = self._generation(1, text, settings)
         self.workers: list[Worker] = []
         self.started = time.time()
@@ -412,7 +415,9 @@ class Supervisor:
             out["fast_paths"] = None
         return out
 
-    def metrics(self) -> bytes:
+    def metrics(self) -> bytes | None:
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return None  # [admin] metrics = false
         self._update_gauges()
         return metrics.render(self.registry)
 

@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
+    from sluicegate.observability import mpvalue
+
+    mpvalue.install()  # before any metric exists (the imports below create them)
+
     from sluicegate.config import ConfigError, load_settings_text
     from sluicegate.server.app import SluicegateApp
 

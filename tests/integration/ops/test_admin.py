@@ -52,7 +52,7 @@ def test_two_workers_one_scrape_counts_every_request(tmp_path: Path, origin: Ori
         assert scrapes == [n] * 4
         _s, _h, body = get(p.admin_url + "/metrics")
         assert metric(body, "sluicegate_request_duration_seconds_count", face="publisher") == n
-        assert metric(body, "sluicegate_publisher_body_bytes_total", direction="to_client") > 0
+        assert metric(body, "sluicegate_body_bytes_total", face="publisher", direction="out") > 1000 * n
         assert metric(body, "sluicegate_publisher_rewrites_total", kind="html") == n
         assert metric(body, "sluicegate_inflight_requests") == 0
         # Both workers served: each wrote its own values (one file set per pid).
