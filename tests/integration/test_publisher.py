@@ -357,7 +357,7 @@ async def test_metrics_endpoint(proxy: ProxyProcess) -> None:
     await fetch(proxy.url + "/page")
     r, body = await fetch(proxy.admin_url + "/metrics")
     assert r.status == 200
-    assert b'sluicegate_publisher_responses_total{route="stream",status_class="2xx"}' in body
+    assert b'sluicegate_requests_total{face="publisher",route="stream",status_class="2xx"}' in body
 
 
 async def test_head_committed_before_body_arrives(proxy: ProxyProcess, origin: Origin) -> None:

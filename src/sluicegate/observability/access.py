@@ -116,29 +116,35 @@ def _iso(ts: float) -> str:
     return f"{_second[1]}.{int(ts % 1 * 1000):03d}Z"
 
 
-def _num(value: float) -> str:
-    return "null" if value < 0 else f"{value * 1000:.3f}"
+def _ms(seconds: float) -> str:
+    return "null" if seconds < 0 else "%.3f" % (seconds * 1000)
 
 
 def _str(value: str) -> str:
     return encode_basestring(value) if value else "null"
 
 
-def _opt_int(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
+def _word(value: str) -> str:
+    """Our own words (routes, kinds, error kinds, configured provider names): nothing to escape."""
+    return f'"{value}"' if value else "null"
 
 
 def _json_line(info: RequestInfo, duration: float) -> str:
-    """The same object as ``json.dumps(info.fields(duration))``, built without the dict (hot path)."""
+    """The same object as ``json.dumps(info.fields(duration))``, built without the dict (hot path).
+
+    Quoted without escaping: request ids (validated charset), IPs, methods (HTTP tokens) and our own words;
+    everything a client chose freely (host, path, model, user agent) goes through ``encode_basestring``.
+    """
+    t_in, t_out = info.tokens_in, info.tokens_out
     return (
-        f'{{"ts":"{_iso(info.ts)}","request_id":{encode_basestring(info.request_id)},"face":"{info.face}",'
-        f'"client_ip":{encode_basestring(info.client_ip)},"method":{encode_basestring(info.method)},'
-        f'"host":{encode_basestring(info.host)},"path":{encode_basestring(info.path)},"status":{info.status},'
-        f'"bytes_in":{info.bytes_in},"bytes_out":{info.bytes_out},"ttfb_ms":{_num(info.ttfb)},'
-        f'"duration_ms":{duration * 1000:.3f},"upstream_ms":{_num(info.upstream_s)},'
-        f'"upstream_status":{info.upstream_status or "null"},"route":{_str(info.route)},"kind":{_str(info.kind)},'
-        f'"error":{_str(info.error)},"model":{_str(info.model)},"provider":{_str(info.provider)},'
-        f'"tokens_in":{_opt_int(info.tokens_in)},"tokens_out":{_opt_int(info.tokens_out)},'
+        f'{{"ts":"{_iso(info.ts)}","request_id":"{info.request_id}","face":"{info.face}",'
+        f'"client_ip":"{info.client_ip}","method":"{info.method}","host":{encode_basestring(info.host)},'
+        f'"path":{encode_basestring(info.path)},"status":{info.status},"bytes_in":{info.bytes_in},'
+        f'"bytes_out":{info.bytes_out},"ttfb_ms":{_ms(info.ttfb)},"duration_ms":{"%.3f" % (duration * 1000)},'
+        f'"upstream_ms":{_ms(info.upstream_s)},"upstream_status":{info.upstream_status or "null"},'
+        f'"route":{_word(info.route)},"kind":{_word(info.kind)},"error":{_word(info.error)},'
+        f'"model":{_str(info.model)},"provider":{_word(info.provider)},'
+        f'"tokens_in":{"null" if t_in is None else t_in},"tokens_out":{"null" if t_out is None else t_out},'
         f'"user_agent":{_str(info.user_agent)}}}'
     )
 

@@ -55,12 +55,6 @@ INFLIGHT = Gauge(
 )
 
 # ---- publisher face -------------------------------------------------------------------------------
-PUBLISHER_RESPONSES = Counter(
-    "sluicegate_publisher_responses_total",
-    "Publisher responses by gate route and status class",
-    ["route", "status_class"],
-    registry=REGISTRY,
-)
 PUBLISHER_ERRORS = Counter(
     "sluicegate_publisher_errors_total",
     "Publisher failures by stage (before_commit / after_commit / client) and kind",
@@ -90,11 +84,6 @@ PUBLISHER_REWRITES = Counter(
 
 # Label children cached: ``.labels()`` costs a lock and a dict build per call, and every label set
 # here is small and fixed (routes x status classes, error stages x kinds).
-@functools.cache
-def publisher_response(route: str, status_class: str) -> Counter:
-    return PUBLISHER_RESPONSES.labels(route, status_class)
-
-
 @functools.cache
 def publisher_error(stage: str, kind: str) -> Counter:
     return PUBLISHER_ERRORS.labels(stage, kind)

@@ -244,7 +244,6 @@ class PublisherProxy:
             route = Route.BUFFERED
         if route is Route.STREAM or route is Route.BUFFERED:
             metrics.publisher_rewrite(decision.kind.value).inc()
-        metrics.publisher_response(route.value, f"{status // 100}xx").inc()
 
         if route is Route.BODILESS:
             await send(
