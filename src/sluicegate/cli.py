@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,11 +188,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # Until the server's own handlers are installed, a SIGTERM must still reach the finally below.
     previous = signal.signal(signal.SIGTERM, _stop)
     origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
+    workdir = Path(tempfile.mkdtemp(prefix="sluicegate-demo-"))
     try:
         if not _wait_http(f"http://127.0.0.1:{args.origin_port}/static/extra.css", 15, origin):
             print(f"sluicegate demo: the demo origin did not start on port {args.origin_port}", file=sys.stderr)
             return 1
-        config = Path(tempfile.mkdtemp(prefix="sluicegate-demo-")) / "demo.toml"
+        config = workdir / "demo.toml"
         config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port))
         loaded = _read_config(str(config))
         if loaded is None:
@@ -203,6 +205,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(workdir, ignore_errors=True)
         if origin.poll() is None:
             origin.terminate()
             try:
