@@ -503,13 +503,22 @@ class InferenceGateway:
             url = prov.url_for(det.path, query)
             self.router.begin(t)
             prov.m_inflight.inc()
+            up_headers = prov.headers(client_headers, request_id)
+            if info is not None and info.span is not None:  # tracing on: one client span per attempt
+                info.upstream_span, carried = info.tracer.client_span(
+                    info.span, f"{method} {prov.name}", {"sluicegate.provider": prov.name,
+                                                         "gen_ai.request.model": t.target.model})
+                up_headers.update(carried)
             try:
-                attempt = await self._attempt(prov, method, url, prov.headers(client_headers, request_id),
-                                              out_body, want_first)
+                attempt = await self._attempt(prov, method, url, up_headers, out_body, want_first)
             except BaseException:
                 self.router.end(t)
                 prov.m_inflight.dec()
                 raise
+            if info is not None and info.upstream_span is not None:
+                info.tracer.end_client(info.upstream_span, attempt.resp.status if attempt.resp is not None
+                                       else attempt.error_status, attempt.failure)
+                info.upstream_span = None
             if attempt.resp is not None:
                 chosen = t
                 break

@@ -51,8 +51,8 @@ class RequestInfo:
 
     __slots__ = (
         "bytes_in", "bytes_out", "client_ip", "error", "face", "host", "kind", "method", "model", "path",
-        "provider", "request_id", "route", "started", "status", "tokens_in", "tokens_out", "ts", "ttfb",
-        "upstream_s", "upstream_status", "user_agent",
+        "provider", "request_id", "route", "span", "started", "status", "tokens_in", "tokens_out", "tracer", "ts",
+        "ttfb", "upstream_s", "upstream_span", "upstream_status", "user_agent",
     )
 
     def __init__(self, request_id: str, method: str, path: str, host: str, client_ip: str, user_agent: str) -> None:
@@ -78,6 +78,9 @@ class RequestInfo:
         self.provider = ""
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
+        self.tracer: Any = None  # observability.tracing.Tracer when tracing is on
+        self.span: Any = None  # the server span (tracing on)
+        self.upstream_span: Any = None  # the client span of the upstream attempt in progress
 
     def fields(self, duration: float) -> dict[str, Any]:
         return {

@@ -141,6 +141,11 @@ class PublisherProxy:
             req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id,
             id_header=self.id_header,
         )
+        if info is not None and info.span is not None:  # tracing on: a client span, carried by traceparent
+            info.upstream_span, carried = info.tracer.client_span(
+                info.span, f"{method} origin", {"server.address": self.origin.host, "server.port": self.origin.port}
+            )
+            up_headers = [(k, v) for k, v in up_headers if k.lower() not in ("traceparent", "tracestate")] + carried
         # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
         has_body = any(
             (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
@@ -185,6 +190,9 @@ class PublisherProxy:
                 if info is not None:
                     info.upstream_s = waited
                     info.upstream_status = resp.status
+                    if info.upstream_span is not None:
+                        info.tracer.end_client(info.upstream_span, resp.status)
+                        info.upstream_span = None
                     info.route = decision.route.value
                     info.kind = decision.kind.value
                 await self._relay(

@@ -55,7 +55,7 @@ class SluicegateApp:
         gc.set_threshold(_GC_GEN0_THRESHOLD, 10, 10)
 
     async def shutdown(self) -> None:
-        self.observer.flush()
+        self.observer.shutdown()
         if self.publisher is not None:
             await self.publisher.shutdown()
         if self.inference is not None:
@@ -73,13 +73,13 @@ class SluicegateApp:
             error: BaseException | None = None
             try:
                 if self.inference is not None and self.inference.matches(scope):
-                    observer.started(info, "inference")
+                    observer.started(info, "inference", scope)
                     await self.inference(scope, receive, send)
                 elif self.publisher is not None:
-                    observer.started(info, "publisher")
+                    observer.started(info, "publisher", scope)
                     await self.publisher(scope, receive, send)
                 else:
-                    observer.started(info, "none")
+                    observer.started(info, "none", scope)
                     await send_simple(send, 404, b"Not found\n")
             except BaseException as exc:
                 error = exc

@@ -17,6 +17,7 @@ from typing import Any
 
 from sluicegate.config.model import Settings
 from sluicegate.observability import access, metrics
+from sluicegate.observability.tracing import Tracer
 from sluicegate.publisher.headers import TrustedProxies
 from sluicegate.server.asgi import Message, Receive, Scope, Send
 
@@ -43,6 +44,7 @@ class Observer:
         self.render = access.renderer(srv.access_log)
         self.metrics = settings.admin.metrics
         self.writer = access.AccessWriter() if self.render is not None else None
+        self.tracer = Tracer.from_env()  # None unless OTEL_TRACES_EXPORTER asks for it
         self._faces: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
 
     def begin(self, scope: Scope) -> access.RequestInfo:
@@ -106,10 +108,15 @@ class Observer:
             )
         return m
 
-    def started(self, info: access.RequestInfo, face: str) -> None:
+    def started(self, info: access.RequestInfo, face: str, scope: Scope) -> None:
         info.face = face
         if self.metrics:
             self._face_metrics(face)[0].inc()
+        if self.tracer is not None:
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                       if k in (b"traceparent", b"tracestate")}
+            info.tracer = self.tracer
+            info.span = self.tracer.server_span(info.method, info.path, face, carrier)
 
     def finish(self, info: access.RequestInfo, error: BaseException | None = None) -> None:
         duration = time.perf_counter() - info.started
@@ -117,12 +124,30 @@ class Observer:
             info.error = str(getattr(error, "kind", "")) or ("aborted" if info.status else "handler_failed")
         if self.metrics:
             self._record(info, duration)
+        if info.span is not None:
+            self._end_spans(info)
         if self.render is not None and self.writer is not None:
             self.writer.write(self.render(info, duration))
+
+    def _end_spans(self, info: access.RequestInfo) -> None:
+        tracer = info.tracer
+        if info.upstream_span is not None:
+            tracer.end_client(info.upstream_span, info.upstream_status, info.error or "no_response")
+            info.upstream_span = None
+        tracer.end_server(info.span, info.status, info.error, {
+            "sluicegate.request_id": info.request_id, "sluicegate.route": info.route,
+            "sluicegate.upstream_status": info.upstream_status or None, "gen_ai.request.model": info.model,
+            "sluicegate.provider": info.provider, "client.address": info.client_ip,
+        })
 
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
+
+    def shutdown(self) -> None:
+        self.flush()
+        if self.tracer is not None:
+            self.tracer.shutdown()
 
     def _record(self, info: access.RequestInfo, duration: float) -> None:
         inflight, hist, first, b_in, b_out = self._face_metrics(info.face)
