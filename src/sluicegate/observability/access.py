@@ -198,7 +198,7 @@ class AccessWriter:
     """Buffered whole-line writes to a file descriptor (stdout by default); bounded to ``BATCH_BYTES`` held."""
 
     def __init__(self, fd: int | None = None) -> None:
-        self.fd = sys.stdout.fileno() if fd is None else fd
+        self.fd = fd  # None: stdout's descriptor, looked up at the first write (or sys.stdout if it has none)
         self._lines: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -224,6 +224,12 @@ class AccessWriter:
         data = b"".join(self._lines)
         self._lines.clear()
         self._size = 0
+        if self.fd is None:
+            try:
+                self.fd = sys.stdout.fileno()
+            except (OSError, ValueError):  # stdout replaced by something without a descriptor (tests, embedding)
+                sys.stdout.write(data.decode("utf-8", "replace"))
+                return
         with contextlib.suppress(OSError):  # a closed stdout must not fail requests
             while data:
                 n = os.write(self.fd, data)
