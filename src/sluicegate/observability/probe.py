@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -70,7 +71,8 @@ async def probe_once(backend: Backend, timeout: float) -> None:
     except TimeoutError:
         backend.up, backend.error = False, f"connect timed out after {timeout:g}s"
     except OSError as exc:
-        backend.up, backend.error = False, f"connect failed: {exc.strerror or 'unreachable'}"
+        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or "unreachable")
+        backend.up, backend.error = False, f"connect failed: {why}"
     backend.checked = time.monotonic()
 
 

@@ -273,7 +273,12 @@ class Supervisor:
             self.m_restarts.inc()
             if len(self.crashes) > CRASH_LIMIT:
                 log.error("workers are crashing repeatedly: waiting 1s before the next restart")
-                time.sleep(1.0)
+                asyncio.get_running_loop().call_later(1.0, self._respawn)
+            else:
+                self._spawn(self.gen)
+
+    def _respawn(self) -> None:
+        if not self.stopping:
             self._spawn(self.gen)
 
     def _update_gauges(self) -> None:
@@ -381,11 +386,22 @@ class Supervisor:
             reasons.append("shutting down")
         if not serving:
             reasons.append("no worker is serving")
-        for b in self.prober.backends:
-            if b.probed and b.up is None:
-                reasons.append(f"{b.name}: not probed yet")
-            elif b.probed and not b.up:
-                reasons.append(f"{b.name}: {b.error}")
+        state = {b.name: b for b in self.prober.backends}
+        origin = state.get("origin")
+        if origin is not None and origin.up is None:
+            reasons.append("origin: not probed yet")
+        elif origin is not None and not origin.up:
+            reasons.append(f"origin: {origin.error}")
+        # A provider that is down matters when a model has no other reachable target: with a fallback left,
+        # the instance still serves that model, and taking every replica out would turn degraded into down.
+        inf = self.gen.settings.inference
+        if inf.enabled:
+            for model in inf.models:
+                views = [state.get(f"provider:{t.provider}") for t in model.targets]
+                if any(v is not None and v.up for v in views):
+                    continue
+                why = "; ".join(f"{v.name}: {v.error or 'not probed yet'}" for v in views if v is not None)
+                reasons.append(f"model {model.name}: no reachable target ({why})")
         return not reasons, {"ready": not reasons, "reasons": reasons, "backends": backends}
 
     def status(self) -> dict[str, Any]:

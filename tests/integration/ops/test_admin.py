@@ -130,3 +130,49 @@ def test_status_and_crashed_worker_is_replaced(tmp_path: Path, origin: Origin) -
         assert metric(body, "sluicegate_supervisor_worker_restarts_total") == 1
     finally:
         p.stop()
+
+
+def test_readiness_per_model_with_fallback(tmp_path: Path, origin: Origin) -> None:
+    dead = free_port()
+    providers = f"""
+[inference]
+path_prefix = "/llm"
+
+[[inference.providers]]
+name = "remote"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{dead}/v1"
+auth = "none"
+
+[[inference.providers]]
+name = "local-mock"
+kind = "mock"
+"""
+    fallback = '[[inference.models]]\nname = "b"\ntargets = [{ provider = "remote", model = "x" }, ' \
+               '{ provider = "local-mock", model = "m" }]\n'
+    only_remote = '[[inference.models]]\nname = "a"\ntargets = [{ provider = "remote", model = "x" }]\n'
+    (tmp_path / "one").mkdir()
+    p = start(tmp_path / "one", origin.url, extra=providers + fallback)
+    try:
+        def probed() -> tuple[int, dict[str, object]] | None:
+            status, _h, body = get(p.admin_url + "/readyz")
+            detail = json.loads(body)
+            remote = next(b for b in detail["backends"] if b["name"] == "provider:remote")
+            return (status, detail) if remote["up"] is not None else None
+
+        status, detail = wait_for(probed, what="provider probed")
+        assert status == 200 and detail["ready"] is True  # model b can still fall back to the mock
+        remote = next(b for b in detail["backends"] if b["name"] == "provider:remote")  # type: ignore[attr-defined]
+        assert remote["up"] is False
+        mock = next(b for b in detail["backends"] if b["name"] == "provider:local-mock")  # type: ignore[attr-defined]
+        assert mock["address"] == "embedded" and mock["up"] is True
+    finally:
+        p.stop()
+    (tmp_path / "two").mkdir()
+    p = start(tmp_path / "two", origin.url, extra=providers + fallback + only_remote)
+    try:
+        status, detail = wait_for(probed, what="provider probed")
+        assert status == 503 and detail["reasons"] == [  # type: ignore[index]
+            "model a: no reachable target (provider:remote: connect failed: Connection refused)"]
+    finally:
+        p.stop()
