@@ -354,6 +354,9 @@ class InferenceGateway:
                 self._m_requests[key] = child
         return child
 
+    def _breaker(self, t: TargetState, value: int) -> None:
+        m.BREAKER_STATE.labels(t.target.provider, t.target.model).set(value)
+
     def _tokens(self, model: str, provider: str, direction: str) -> Any:
         key = (model, provider, direction)
         child = self._m_tokens.get(key)
@@ -527,6 +530,7 @@ class InferenceGateway:
             m.ATTEMPTS.labels(prov.name, attempt.failure).inc()
             if self.router.failure(t):
                 m.BREAKER_OPEN.labels(prov.name).inc()
+                self._breaker(t, 1)
             log.info("inference %s attempt %d %s/%s failed: %s", request_id, n, prov.name, t.target.model,
                      attempt.failure)
             tried[t.key] = attempt.retry_after
@@ -660,6 +664,7 @@ class InferenceGateway:
             m.STREAM_ERRORS.labels(prov.name, kind).inc()
             if self.router.failure(target):
                 m.BREAKER_OPEN.labels(prov.name).inc()
+                self._breaker(target, 1)
             self._account(api, mfield, prov, tap, request_id, resp.status, started, kind, info)
             if isinstance(tap, SseTap):
                 # Identity SSE: close the current event, then one error event in the client's own shape.
@@ -670,6 +675,8 @@ class InferenceGateway:
                                 "more_body": True})
             raise StreamAborted(kind)
         if ok_status:
+            if target.failures:
+                self._breaker(target, 0)  # was failing (perhaps open): closed again
             self.router.success(target)
             prov.m_ok.inc()
         else:

@@ -53,6 +53,13 @@ BREAKER_OPEN = Counter(
     ["provider"],
     registry=REGISTRY,
 )
+BREAKER_STATE = Gauge(
+    "sluicegate_inference_breaker_state",
+    "1 while a target's circuit breaker is open (or waiting for its half-open trial) in any worker, else 0",
+    ["provider", "model"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
 FIRST_BYTE = Histogram(
     "sluicegate_inference_first_byte_seconds",
     "Request start to first body byte sent to the client",

@@ -176,3 +176,40 @@ kind = "mock"
             "model a: no reachable target (provider:remote: connect failed: Connection refused)"]
     finally:
         p.stop()
+
+
+def test_breaker_state_metric(tmp_path: Path, origin: Origin) -> None:
+    dead = free_port()
+    extra = f"""
+[inference]
+path_prefix = "/llm"
+breaker = {{ failure_threshold = 1, cooldown = "60s" }}
+retry = {{ max_attempts = 1 }}
+
+[[inference.providers]]
+name = "remote"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{dead}/v1"
+auth = "none"
+
+[[inference.models]]
+name = "a"
+targets = [{{ provider = "remote", model = "x" }}]
+"""
+    p = start(tmp_path, origin.url, extra=extra, workers=2)
+    try:
+        import urllib.request
+
+        req = urllib.request.Request(p.url + "/llm/v1/chat/completions", method="POST",
+                                     data=b'{"model":"a","messages":[]}', headers={"content-type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("a dead provider answered")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+        body = get(p.admin_url + "/metrics")[2]
+        assert metric(body, "sluicegate_inference_breaker_state", provider="remote", model="x") == 1
+        assert metric(body, "sluicegate_inference_breaker_open_total", provider="remote") == 1
+        assert metric(body, "sluicegate_requests_total", face="inference", status_class="5xx") == 1
+    finally:
+        p.stop()
