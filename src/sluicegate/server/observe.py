@@ -8,6 +8,8 @@ request metrics and one access-log line. Must not know what the faces do with a 
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import ipaddress
 import logging
 import random
@@ -46,6 +48,8 @@ class Observer:
         self.writer = access.AccessWriter() if self.render is not None else None
         self.tracer = Tracer.from_env()  # None unless OTEL_TRACES_EXPORTER asks for it
         self._faces: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
+        self._pending: list[tuple[str, str, str, float, float, int, int]] = []
+        self._scheduled = False
 
     def begin(self, scope: Scope) -> access.RequestInfo:
         host = ua = ""
@@ -141,6 +145,8 @@ class Observer:
         })
 
     def flush(self) -> None:
+        if self._pending:
+            self._write()
         if self.writer is not None:
             self.writer.flush()
 
@@ -150,19 +156,61 @@ class Observer:
             self.tracer.shutdown()
 
     def _record(self, info: access.RequestInfo, duration: float) -> None:
-        inflight, hist, first, b_in, b_out = self._face_metrics(info.face)
-        inflight.dec()
+        """Queue the request's metrics; they are written once per event-loop turn, summed (``_write``)."""
         status = info.status
         route = info.route or ("rejected" if status else "aborted")
-        metrics.request(info.face, route, f"{status // 100}xx" if status else "none").inc()
-        hist.observe(duration)
-        if info.ttfb >= 0:
-            first.observe(info.ttfb)
-        if info.bytes_in:
-            b_in.inc(info.bytes_in)
-        if info.bytes_out:
-            b_out.inc(info.bytes_out)
+        self._pending.append((info.face, route, f"{status // 100}xx" if status else "none", duration, info.ttfb,
+                              info.bytes_in, info.bytes_out))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self._write)
+            except RuntimeError:  # no loop (tools, tests): now
+                self._write()
 
+    def _write(self) -> None:
+        """Every multi-process value update is a write to a shared file: under load several requests end
+        in one loop turn, and each counter / bucket is written once for all of them instead of once each.
+        Runs before the loop polls again, so a scrape never misses a request whose response was sent."""
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        counts: dict[tuple[str, str, str], int] = {}
+        per_face: dict[str, list[tuple[float, float, int, int]]] = {}
+        for face, route, status_class, duration, ttfb, b_in, b_out in pending:
+            key = (face, route, status_class)
+            counts[key] = counts.get(key, 0) + 1
+            per_face.setdefault(face, []).append((duration, ttfb, b_in, b_out))
+        for key, n in counts.items():
+            metrics.request(*key).inc(n)
+        for face, rows in per_face.items():
+            inflight, hist, first, b_in_c, b_out_c = self._face_metrics(face)
+            inflight.dec(len(rows))
+            _observe_many(hist, [r[0] for r in rows])
+            _observe_many(first, [r[1] for r in rows if r[1] >= 0])
+            total_in = sum(r[2] for r in rows)
+            total_out = sum(r[3] for r in rows)
+            if total_in:
+                b_in_c.inc(total_in)
+            if total_out:
+                b_out_c.inc(total_out)
+
+
+def _observe_many(hist: Any, values: list[float]) -> None:
+    """``observe`` for several values: the sum and each bucket written once (prometheus-client's histogram
+    keeps non-cumulative bucket values and its upper bounds sorted, ``+Inf`` last)."""
+    if not values:
+        return
+    if len(values) == 1:
+        hist.observe(values[0])
+        return
+    bounds = hist._upper_bounds
+    buckets: dict[int, int] = {}
+    for v in values:
+        i = bisect.bisect_left(bounds, v)
+        buckets[i] = buckets.get(i, 0) + 1
+    hist._sum.inc(sum(values))
+    for i, n in buckets.items():
+        hist._buckets[i].inc(n)
 
 
 def _client_ip(peer: str, xff: bytes, trusted: TrustedProxies) -> str:

@@ -46,3 +46,24 @@ def test_writer_batches_whole_lines() -> None:
     os.close(r)
     lines = data.decode().splitlines()
     assert lines == [f"line {i} " + "x" * 100 for i in range(100)]
+
+
+def test_observe_many_equals_observe_each() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from sluicegate.server.observe import _observe_many
+
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("x", "x", buckets=(0.001, 0.01, 0.1, 1), registry=one)
+    h2 = Histogram("x", "x", buckets=(0.001, 0.01, 0.1, 1), registry=many)
+    values = [0.0005, 0.001, 0.005, 0.01, 0.5, 1.0, 3.0, 0.1, 0.25]
+    for v in values:
+        h1.observe(v)
+    _observe_many(h2, values[:1])
+    _observe_many(h2, values[1:])
+
+    def samples(reg: CollectorRegistry) -> list[bytes]:
+        return [line for line in generate_latest(reg).splitlines() if b"created" not in line and b"_sum" not in line]
+
+    assert samples(one) == samples(many)
+    assert abs(h1._sum.get() - h2._sum.get()) < 1e-9  # type: ignore[attr-defined]
