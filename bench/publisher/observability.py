@@ -44,6 +44,11 @@ PAGES = {"2 KB html": "page2k.html", "2 KB bin": "page2k.bin"}
 MODES = {
     "on": ('access_log = "json"', "metrics = true"),
     "off": ('access_log = "off"', "metrics = false"),
+    # --split: which half costs what
+    "log-only": ('access_log = "json"', "metrics = false"),
+    "metrics-only": ('access_log = "off"', "metrics = true"),
+    # --control: a second "off" instance (A/A): how far two identical instances differ on this machine
+    "off-b": ('access_log = "off"', "metrics = false"),
 }
 
 
@@ -52,7 +57,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--runs", type=int, default=6, help="measurements per mode and page (default 6)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--split", action="store_true", help="also measure log-only and metrics-only")
+    ap.add_argument("--control", action="store_true", help="also measure a second identical 'off' instance")
+    ap.add_argument("--start-off-first", action="store_true",
+                    help="start the instances in reverse order (is the first-started instance disadvantaged?)")
+    ap.add_argument("--page", choices=sorted(PAGES), action="append", help="only these pages (repeatable)")
     args = ap.parse_args(argv)
+    modes = {k: v for k, v in MODES.items()
+             if k in ("on", "off") or (args.split and k.endswith("-only")) or (args.control and k == "off-b")}
+    pages = {k: v for k, v in PAGES.items() if not args.page or k in args.page}
     tools = ensure_apt({"nginx": "nginx", "wrk": "wrk"})
     result: dict[str, Any] = {"benchmark": "publisher-observability", "method": __doc__, "machine": machine(),
                               "versions": versions(["nginx", "wrk"]), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -65,7 +78,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bench.prepare()
         ports: dict[str, int] = {}
         pids: dict[str, int] = {}
-        for mode, (server, admin) in MODES.items():
+        start_order = list(modes.items())
+        if args.start_off_first:
+            start_order.reverse()
+        for mode, (server, admin) in start_order:
             port = free_port()
             cfg = write_sluicegate_config(d / f"sg-{mode}.toml", origin_port=bench.origin_port, proxy_port=port,
                                           workers=2, server=server, admin=admin)
@@ -74,11 +90,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ports[mode], pids[mode] = port, proc.pid
         time.sleep(1.0)
         for port in ports.values():
-            for file in PAGES.values():
+            for file in pages.values():
                 run_wrk(bench.wrk, f"http://127.0.0.1:{port}/{file}", args.warmup)
         for run in range(args.runs):
-            order = ["on", "off"] if run % 2 == 0 else ["off", "on"]
-            for page, file in PAGES.items():
+            order = list(modes) if run % 2 == 0 else list(reversed(modes))
+            for page, file in pages.items():
                 for mode in order:
                     with CpuMeter({"proxy": pids[mode]}) as cpu:
                         res, _wrk_cpu = run_wrk(bench.wrk, f"http://127.0.0.1:{ports[mode]}/{file}", args.duration)
@@ -91,9 +107,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         on_log = (d / "sg-on.log").read_text(errors="replace").count('{"ts"')
         result["access_lines_written_on"] = on_log
     summary: dict[str, Any] = {}
-    for page in PAGES:
+    for page in pages:
         cell: dict[str, Any] = {}
-        for mode in MODES:
+        for mode in modes:
             rs = [r for r in rows if r["page"] == page and r["mode"] == mode]
             cell[mode] = {"rps_median": med([r["rps"] for r in rs]),
                           "cpu_us_per_req_median": med([r["cpu_us_per_req"] for r in rs])}
@@ -105,6 +121,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cell["rps_overhead_pct_per_run"] = [round(100 * (1 - a["rps"] / b["rps"]), 1) for a, b in pairs]
         cell["cpu_overhead_pct_per_run"] = [round(100 * (a["cpu_us_per_req"] / b["cpu_us_per_req"] - 1), 1)
                                             for a, b in pairs]
+        for mode in modes:
+            if mode not in ("on", "off"):
+                cell[f"{mode}_cpu_overhead_pct"] = 100 * (cell[mode]["cpu_us_per_req_median"]
+                                                          / cell["off"]["cpu_us_per_req_median"] - 1)
         summary[page] = cell
     result["rows"] = rows
     result["summary"] = summary
@@ -117,6 +137,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{page:12s} {c['on']['rps_median']:>10,.0f} {c['off']['rps_median']:>10,.0f} "
               f"{c['rps_overhead_pct']:>10.1f}% {c['on']['cpu_us_per_req_median']:>10.1f} "
               f"{c['off']['cpu_us_per_req_median']:>11.1f} {c['cpu_overhead_pct']:>8.1f}%")
+        for mode in modes:
+            if mode not in ("on", "off"):
+                print(f"{'':12s} {mode}: {c[mode]['cpu_us_per_req_median']:.1f} µs/req, "
+                      f"{c[mode + '_cpu_overhead_pct']:+.1f}% CPU vs off")
     print(f"\nwrote {path}")
     return result
 
