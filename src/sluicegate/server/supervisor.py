@@ -80,6 +80,19 @@ def config_hash(text: str, environ: dict[str, str] | os._Environ[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def runtime_base() -> str | None:
+    """Where the runtime directory goes: memory-backed when possible. The metric files are mmap'ed and
+    written on every request; on a disk file system each write after a writeback pass faults into the file
+    system (page_mkwrite), which cost more than the metrics themselves (bench/publisher/observability.py)."""
+    chosen = os.environ.get("SLUICEGATE_RUNTIME_DIR")
+    if chosen:
+        return chosen
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None  # the system temp dir
+
+
 def check_buildable(settings: Settings) -> None:
     """The checks only a built app can make (e.g. secrets named by ``*_env`` are set); raises ValueError."""
     from sluicegate.server.app import SluicegateApp
@@ -94,7 +107,7 @@ class Supervisor:
         self.sock = sock
         self.admin_sock = admin_sock
         self.n_workers = workers
-        self.runtime = Path(tempfile.mkdtemp(prefix="sluicegate-"))
+        self.runtime = Path(tempfile.mkdtemp(prefix="sluicegate-", dir=runtime_base()))
         self.metrics_dir = self.runtime / "metrics"
         self.metrics_dir.mkdir()
         if settings.admin.metrics:
