@@ -97,7 +97,7 @@ def check_buildable(settings: Settings) -> None:
     """The checks only a built app can make (e.g. secrets named by ``*_env`` are set); raises ValueError."""
     from sluicegate.server.app import SluicegateApp
 
-    SluicegateApp(settings)
+    SluicegateApp(settings).observer.shutdown()  # e.g. a tracing exporter thread: not needed for a check
 
 
 class Supervisor:
