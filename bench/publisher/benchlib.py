@@ -346,9 +346,12 @@ def ensure_py_spy() -> str:
 
 
 def write_sluicegate_config(path: Path, *, origin_port: int, proxy_port: int, mode: str = "stream",
-                            workers: int = 1, limits: dict[str, int] | None = None) -> Path:
+                            workers: int = 1, limits: dict[str, int] | None = None, server: str = "",
+                            admin: str = "") -> Path:
     lines = [
-        "[server]", 'host = "127.0.0.1"', f"port = {proxy_port}", f"workers = {workers}", "",
+        "[server]", 'host = "127.0.0.1"', f"port = {proxy_port}", f"workers = {workers}", server, "",
+        # its own admin port: the default 127.0.0.1:9901 may be held by another instance on this machine
+        "[admin]", f'listen = "127.0.0.1:{free_port()}"', admin, "",
         "[publisher]", f'origin_url = "http://127.0.0.1:{origin_port}"',
         f'public_hosts = ["127.0.0.1:{proxy_port}"]', f'mode = "{mode}"', "",
     ]

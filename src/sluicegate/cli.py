@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -12,23 +15,37 @@ import urllib.request
 from pathlib import Path
 
 from sluicegate import __version__
-from sluicegate.config import ConfigError, Settings, load_settings
+from sluicegate.config import ConfigError, Settings, load_settings_text
 
 
-def _load_for_serving(path: str) -> Settings | None:
-    """Settings plus the checks only a built app can make (e.g. secrets named by ``*_env`` are set)."""
+def _read_config(path: str) -> tuple[Settings, str] | None:
+    """Settings (and the exact text they came from) plus the checks only a built app can make
+    (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then."""
     try:
-        settings = load_settings(path)
-        from sluicegate.server.app import SluicegateApp
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    except UnicodeDecodeError as exc:
+        print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+        return None
+    try:
+        settings = load_settings_text(text, path)
+        from sluicegate.server.supervisor import check_buildable
 
-        SluicegateApp(settings)
+        check_buildable(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
     except ValueError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return None
-    return settings
+    return settings, text
+
+
+def _load_for_serving(path: str) -> Settings | None:
+    loaded = _read_config(path)
+    return loaded[0] if loaded is not None else None
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -36,19 +53,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
         if value is not None:
             os.environ[f"SLUICEGATE__SERVER__{key}"] = str(value)
-    settings = _load_for_serving(args.config)
-    if settings is None:
+    loaded = _read_config(args.config)
+    if loaded is None:
         return 2
-    from sluicegate.server.run import serve
+    settings, text = loaded
+    return _serve(settings, args.config, text)
 
-    serve(
-        settings,
-        args.config,
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
-        workers=args.workers or settings.server.workers,
-    )
-    return 0
+
+def _serve(settings: Settings, path: str, text: str) -> int:
+    from sluicegate.server.run import StartupError, serve
+
+    try:
+        return serve(settings, str(Path(path).resolve()), text, workers=settings.server.workers)
+    except StartupError as exc:
+        print(f"sluicegate: {exc}", file=sys.stderr)
+        return 2
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -60,11 +79,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    """Validate the file here first (its errors printed, nothing sent), then SIGHUP the supervisor."""
+    settings = _load_for_serving(args.config)
+    if settings is None:
+        print("reload not sent: the running configuration stays", file=sys.stderr)
+        return 2
+    pid = args.pid
+    pid_file = args.pid_file or settings.server.pid_file
+    if pid is None:
+        if not pid_file:
+            print("sluicegate reload: give --pid, --pid-file, or set [server] pid_file", file=sys.stderr)
+            return 2
+        try:
+            pid = int(Path(pid_file).read_text().strip())
+        except (OSError, ValueError) as exc:
+            print(f"sluicegate reload: cannot read a pid from {pid_file}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"sluicegate reload: cannot signal pid {pid}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"reload requested (pid {pid}); the result is in the server's log and at the admin /status")
+    return 0
+
+
 DEMO_CONFIG = """\
 # Written by `sluicegate demo`: the proxy in front of the bundled demo origin and a mock LLM provider.
 [server]
 host = "127.0.0.1"
 port = {port}
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
 
 [publisher]
 origin_url = "http://127.0.0.1:{origin_port}"
@@ -87,9 +135,11 @@ targets = [{{ provider = "mock", model = "mock-1" }}]
 """
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return True
@@ -98,28 +148,71 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
-    try:
-        if not _wait_http(f"http://127.0.0.1:{args.origin_port}/static/extra.css", 15):
-            print(f"demo origin did not start on port {args.origin_port}", file=sys.stderr)
-            return 1
-        config = Path(tempfile.mkdtemp(prefix="sluicegate-demo-")) / "demo.toml"
-        config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port))
-        settings = _load_for_serving(str(config))
-        if settings is None:
-            return 2
-        print(f"demo origin:   http://127.0.0.1:{args.origin_port}/")
-        print(f"sluicegate:    http://127.0.0.1:{args.port}/   (config: {config})")
-        print(f'mock LLM:      http://127.0.0.1:{args.port}/llm/v1/chat/completions  (model "demo")')
-        sys.stdout.flush()
-        from sluicegate.server.run import serve
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
-        serve(settings, str(config), host="127.0.0.1", port=args.port, workers=1)
-        return 0
+
+TRY_THIS = """
+sluicegate demo is running. Try this:
+  page (rewritten):   curl -s http://127.0.0.1:{port}/ | head -20
+  Flight (RSC) route: curl -s http://127.0.0.1:{port}/flight
+  inference (curl):   curl -s http://127.0.0.1:{port}/llm/v1/chat/completions -H 'content-type: application/json' \\
+                        -d '{{"model":"demo","messages":[{{"role":"user","content":"hi"}}],"stream":true}}'
+  inference (openai SDK):
+    python -c 'import openai; c = openai.OpenAI(base_url="http://127.0.0.1:{port}/llm/v1", api_key="unused"); \\
+      r = c.chat.completions.create(model="demo", messages=[{{"role": "user", "content": "hi"}}]); \\
+      print(r.choices[0].message.content)'
+  metrics:            curl -s http://127.0.0.1:{admin_port}/metrics | grep sluicegate_requests_total
+  status / readiness: curl -s http://127.0.0.1:{admin_port}/status ; curl -s http://127.0.0.1:{admin_port}/readyz
+  the origin itself:  http://127.0.0.1:{origin_port}/
+Ctrl+C (or SIGTERM) stops the proxy and the demo origin.
+"""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    taken = [f"{what} port {port}" for what, port in (("origin", args.origin_port), ("proxy", args.port),
+                                                        ("admin", args.admin_port)) if not _port_free(port)]
+    if taken:
+        print(f"sluicegate demo: {', '.join(taken)} already in use by another process; choose others with "
+              "--origin-port / --port / --admin-port", file=sys.stderr)
+        return 2
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # Until the server's own handlers are installed, a SIGTERM must still reach the finally below.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
+    workdir = Path(tempfile.mkdtemp(prefix="sluicegate-demo-"))
+    try:
+        if not _wait_http(f"http://127.0.0.1:{args.origin_port}/static/extra.css", 15, origin):
+            print(f"sluicegate demo: the demo origin did not start on port {args.origin_port}", file=sys.stderr)
+            return 1
+        config = workdir / "demo.toml"
+        config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port))
+        loaded = _read_config(str(config))
+        if loaded is None:
+            return 2
+        print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port))
+        sys.stdout.flush()
+        return _serve(loaded[0], str(config), loaded[1])
+    except KeyboardInterrupt:
+        return 130
     finally:
-        origin.terminate()
-        origin.wait(5)
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if origin.poll() is None:
+            origin.terminate()
+            try:
+                origin.wait(5)
+            except subprocess.TimeoutExpired:
+                origin.kill()
+                origin.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the bundled demo origin with the proxy in front of it")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--origin-port", type=int, default=9000)
+    p.add_argument("--admin-port", type=int, default=9901)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("reload", help="validate a settings file, then tell the running server to load it (SIGHUP)")
+    p.add_argument("--config", required=True, help="the TOML settings file the server runs with")
+    p.add_argument("--pid", type=int, help="the supervisor's pid (default: read [server] pid_file)")
+    p.add_argument("--pid-file")
+    p.set_defaults(func=_cmd_reload)
 
     p = sub.add_parser("check-config", help="validate a settings file")
     p.add_argument("file")

@@ -191,15 +191,21 @@ async def test_foreign_host_421_and_no_open_proxy(proxy: ProxyProcess) -> None:
     assert not data.startswith(b"HTTP/1.1 200")
 
 
-async def test_health_does_not_touch_origin(tmp_path: Path) -> None:
+async def test_origin_down_live_but_not_ready(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     p = start_proxy(tmp_path, dead)
     try:
-        r, body = await fetch(p.url + "/_sluicegate/health")
-        assert r.status == 200 and json.loads(body)["status"] == "ok"
+        r, body = await fetch(p.admin_url + "/livez")
+        assert r.status == 200
+        for _ in range(50):  # the first probe runs at start
+            r, body = await fetch(p.admin_url + "/readyz")
+            if json.loads(body)["backends"][0]["up"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status == 503 and json.loads(body)["backends"][0]["up"] is False
         r, body = await fetch(p.url + "/page")
         assert r.status == 502 and len(hdrs(r)["x-request-id"]) == 16
-        assert b"cannot connect to origin" in body
+        assert b"cannot connect to origin" in body and b"Error" not in body  # no exception class names
     finally:
         p.stop()
 
@@ -352,9 +358,9 @@ async def test_two_workers(tmp_path: Path, origin: Origin) -> None:
 
 async def test_metrics_endpoint(proxy: ProxyProcess) -> None:
     await fetch(proxy.url + "/page")
-    r, body = await fetch(proxy.url + "/_sluicegate/metrics")
+    r, body = await fetch(proxy.admin_url + "/metrics")
     assert r.status == 200
-    assert b'sluicegate_publisher_responses_total{route="stream",status_class="2xx"}' in body
+    assert b'sluicegate_requests_total{face="publisher",route="stream",status_class="2xx"}' in body
 
 
 async def test_head_committed_before_body_arrives(proxy: ProxyProcess, origin: Origin) -> None:

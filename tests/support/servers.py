@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -78,7 +79,15 @@ class ProxyProcess:
     ) -> None:
         self.port = port or free_port()
         self.config_path = tmp / f"sluicegate-{self.port}.toml"
-        self.config_path.write_text(config.replace("{port}", str(self.port)))
+        text = config.replace("{port}", str(self.port))
+        self.admin_port = 0
+        if "[admin]" not in text:  # every test instance gets its own admin port (the default 9901 is shared)
+            self.admin_port = free_port()
+            text += f'\n[admin]\nlisten = "127.0.0.1:{self.admin_port}"\n'
+        else:
+            m = re.search(r'listen\s*=\s*"[^"]*:(\d+)"', text.split("[admin]", 1)[1])
+            self.admin_port = int(m.group(1)) if m else 0
+        self.config_path.write_text(text)
         self.log_path = tmp / f"sluicegate-{self.port}.log"
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
@@ -87,6 +96,10 @@ class ProxyProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 20) -> ProxyProcess:
         log = self.log_path.open("wb")
@@ -113,7 +126,7 @@ class ProxyProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sluicegate exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/_sluicegate/health", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.admin_url}/livez", timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:

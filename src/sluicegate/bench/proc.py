@@ -51,9 +51,11 @@ class Server:
 
     def start(self) -> None:
         with open(self.log, "wb") as out:
+            # No admin listener: its default port (9901) would be shared by the two servers of an A/B run.
+            env = {**os.environ, "SLUICEGATE__ADMIN__LISTEN": '""'}
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env=env,
             )
 
     def log_tail(self, lines: int = 15) -> str:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.types import Duration, FieldProblem
+
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 ProviderKind = Literal["openai", "anthropic", "openai-compatible", "mock"]
@@ -46,11 +48,11 @@ def looks_like_placeholder(value: str) -> bool:
 class ProviderTimeouts(BaseModel):
     model_config = _FROZEN
 
-    connect: float = Field(default=10.0, gt=0, le=300)  # TCP (+TLS) connect, seconds; failure -> next target
+    connect: Duration = Field(default=10.0, gt=0, le=300)  # TCP (+TLS) connect, seconds; failure -> next target
     # Request sent -> first body byte (headers + first chunk). Expiry -> next target (nothing sent yet).
-    first_byte: float = Field(default=60.0, gt=0, le=3600)
-    idle: float = Field(default=120.0, gt=0, le=3600)  # silence between upstream body reads, seconds
-    total: float = Field(default=0.0, ge=0, le=86400)  # whole exchange cap, seconds; 0 = no cap
+    first_byte: Duration = Field(default=60.0, gt=0, le=3600)
+    idle: Duration = Field(default=120.0, gt=0, le=3600)  # silence between upstream body reads, seconds
+    total: Duration = Field(default=0.0, ge=0, le=86400)  # whole exchange cap, seconds; 0 = no cap
 
 
 class MockSettings(BaseModel):
@@ -65,6 +67,46 @@ class MockSettings(BaseModel):
     # Default fault for every request (per-request: header ``x-mock-fault``), e.g. "status=429,retry_after=1",
     # "reset_after=3", "stall_after=2", "stall_headers", "gzip", "split", "big_event=4000000", "error_first".
     fault: str = ""
+
+    @field_validator("fault")
+    @classmethod
+    def _fault(cls, value: str) -> str:
+        check_fault_spec(value)
+        return value
+
+
+_FAULT_INT = frozenset({"status", "stall_after", "reset_after", "eof_after", "big_event", "piece_bytes", "chunks"})
+_FAULT_FLOAT = frozenset({"first_delay_ms", "between_ms"})
+_FAULT_FLAG = frozenset({"stall_headers", "gzip", "split", "error_first", "short_body", "crlf", "keepalive"})
+
+
+def check_fault_spec(spec: str) -> None:
+    """The mock's fault language (``status=429,retry_after=1``, ``reset_after=3``, ``gzip`` ...)."""
+    for item in spec.split(","):
+        key, eq, value = item.strip().partition("=")
+        key = key.strip().replace("-", "_")
+        if not key:
+            continue
+        value = value.strip()
+        if key in _FAULT_INT:
+            if not value.isdigit() or (key == "status" and not 100 <= int(value) <= 599):
+                what = "an HTTP status" if key == "status" else "a whole number"
+                raise ValueError(f"fault {key!r} needs {what}")
+        elif key in _FAULT_FLOAT:
+            try:
+                if float(value) < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"fault {key!r} needs a non-negative number of milliseconds") from None
+        elif key == "retry_after":
+            if not value:
+                raise ValueError("fault 'retry_after' needs a value")
+        elif key in _FAULT_FLAG:
+            if eq:
+                raise ValueError(f"fault {key!r} takes no value")
+        else:
+            known = sorted(_FAULT_INT | _FAULT_FLOAT | _FAULT_FLAG | {"retry_after"})
+            raise ValueError(f"unknown fault {key!r} (known: {', '.join(known)})")
 
 
 class ProviderSettings(BaseModel):
@@ -141,16 +183,18 @@ class ProviderSettings(BaseModel):
     @model_validator(mode="after")
     def _key_source(self) -> ProviderSettings:
         if self.api_key and self.api_key_env:
-            raise ValueError("set api_key or api_key_env, not both")
+            raise FieldProblem(("api_key_env",), "set api_key or api_key_env, not both")
         if self.kind != "mock" and self.auth != "none" and not (self.api_key or self.api_key_env):
-            raise ValueError("needs api_key_env (or api_key), or auth = \"none\" for keyless local servers")
+            raise FieldProblem(
+                ("api_key_env",), "needs api_key_env (or api_key), or auth = \"none\" for keyless local servers"
+            )
         if self.kind == "openai-compatible" and not self.base_url:
-            raise ValueError("openai-compatible providers need a base_url")
+            raise FieldProblem(("base_url",), "openai-compatible providers need a base_url")
         if self.apis is not None:
             if self.kind != "openai-compatible":
-                raise ValueError("apis is only for openai-compatible providers (other kinds have fixed APIs)")
+                raise FieldProblem(("apis",), "apis is only for openai-compatible providers (others have fixed APIs)")
             if "chat" not in self.apis or len(set(self.apis)) != len(self.apis):
-                raise ValueError("apis must list \"chat\" and each API once")
+                raise FieldProblem(("apis",), "apis must list \"chat\" and each API once")
         return self
 
     @property
@@ -214,15 +258,15 @@ class RetrySettings(BaseModel):
     model_config = _FROZEN
 
     max_attempts: int = Field(default=3, ge=1, le=20)  # upstream attempts per request, across all targets
-    max_retry_after: float = Field(default=5.0, ge=0, le=120)  # longest Retry-After honoured, seconds
-    backoff: float = Field(default=0.1, ge=0, le=30)  # wait before re-trying a target already tried, seconds
+    max_retry_after: Duration = Field(default=5.0, ge=0, le=120)  # longest Retry-After honoured, seconds
+    backoff: Duration = Field(default=0.1, ge=0, le=30)  # wait before re-trying a target already tried, seconds
 
 
 class BreakerSettings(BaseModel):
     model_config = _FROZEN
 
     failure_threshold: int = Field(default=3, ge=1, le=1000)  # consecutive failures that open a target
-    cooldown: float = Field(default=5.0, ge=0, le=3600)  # seconds a target stays open before one trial
+    cooldown: Duration = Field(default=5.0, ge=0, le=3600)  # seconds a target stays open before one trial
 
 
 class InferenceSettings(BaseModel):
@@ -272,20 +316,23 @@ class InferenceSettings(BaseModel):
     @model_validator(mode="after")
     def _cross(self) -> InferenceSettings:
         names = [p.name for p in self.providers]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"duplicate provider names: {sorted(dup)}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise FieldProblem(("providers", i, "name"), f"duplicate provider name {name!r}")
         models = [m.name for m in self.models]
-        dup = {n for n in models if models.count(n) > 1}
-        if dup:
-            raise ValueError(f"duplicate model names: {sorted(dup)}")
+        for i, name in enumerate(models):
+            if name in models[:i]:
+                raise FieldProblem(("models", i, "name"), f"duplicate model name {name!r}")
         known = set(names)
-        for model in self.models:
-            for target in model.targets:
+        for i, model in enumerate(self.models):
+            for j, target in enumerate(model.targets):
                 if target.provider not in known:
-                    raise ValueError(f"model {model.name!r}: unknown provider {target.provider!r}")
+                    raise FieldProblem(("models", i, "targets", j, "provider"),
+                                       f"unknown provider {target.provider!r}")
         if self.models and not (self.listen_hosts or self.path_prefix):
-            raise ValueError("models are configured but neither listen_hosts nor path_prefix is set")
+            raise FieldProblem(
+                ("path_prefix",), "models are configured but neither listen_hosts nor path_prefix is set"
+            )
         return self
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from sluicegate.config.model import Settings
+from sluicegate.config.types import FieldProblem
 
 ENV_PREFIX = "SLUICEGATE__"
 # Values that look like documentation placeholders, refused for secrets.
@@ -136,19 +137,25 @@ def _placeholder_secrets(node: Any, path: tuple[str, ...]) -> list[tuple[tuple[s
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, overlay and validate. Raises ``ConfigError`` listing every problem found."""
-    environ = os.environ if environ is None else environ
     file_label = str(path) if path is not None else "<defaults>"
     text = ""
-    data: dict[str, Any] = {}
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError([f"{file_label}: cannot read: {exc.strerror}"]) from exc
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{file_label}: invalid TOML: {exc}"]) from exc
+            raise ConfigError([f"{file_label}: cannot read: {exc.strerror or exc}"]) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{file_label}: not UTF-8 text (byte {exc.start})"]) from exc
+    return load_settings_text(text, file_label, environ)
+
+
+def load_settings_text(text: str, file_label: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """``load_settings`` for text already read (the supervisor validates exactly what its workers will load)."""
+    environ = os.environ if environ is None else environ
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file_label}: invalid TOML: {exc}"]) from exc
     lines = _locate(text)
     env_data, env_origin = _env_overrides(environ)
     merged = _merge(data, env_data)
@@ -162,20 +169,59 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = N
                 return f"{file_label}:{lines[loc[:n]]}"
         return file_label
 
-    problems = [f"{where(loc)}: {'.'.join(loc)}: {msg}" for loc, msg in _placeholder_secrets(merged, ())]
+    found: dict[tuple[str, ...], str] = {}
+    for loc, msg in _placeholder_secrets(merged, ()):
+        found.setdefault(loc, msg)
     try:
-        settings = Settings.model_validate(merged)
+        # strict: no coercion anywhere ("8181" is not a port, "yes" is not a bool), for every section.
+        settings = Settings.model_validate(merged, strict=True)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{where(loc)}: {'.'.join(loc)}: {msg}")
-        raise ConfigError(problems) from None
-    if problems:
-        raise ConfigError(problems)
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldProblem):
+                loc = (*loc, *(str(p) for p in cause.loc))
+            found.setdefault(loc, _message(err))
+        raise ConfigError([f"{where(loc)}: {_display(loc, merged)}: {msg}" for loc, msg in found.items()]) from None
+    if found:
+        raise ConfigError([f"{where(loc)}: {_display(loc, merged)}: {msg}" for loc, msg in found.items()])
     return settings
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if err["type"] in ("int_type", "bool_type", "float_type", "string_type") and "input" in err:
+        got = err["input"]
+        if not isinstance(got, dict | list):
+            msg += f" (got {type(got).__name__} {_short(got)})"
+    return msg
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _display(loc: tuple[str, ...], data: Any) -> str:
+    """Dotted key, list items named by their ``name`` (``inference.providers[openai].api_key``)."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(node, list) and part.isdigit():
+            i = int(part)
+            item = node[i] if i < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            out += f"[{name}]" if isinstance(name, str) and name else f"[{i}]"
+            node = item
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
 
 
 def dump_defaults(model: type[BaseModel] = Settings) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.config.types import Duration, FieldProblem, ListenAddress
 from sluicegate.pipeline.hosts import Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -23,7 +25,43 @@ class ServerSettings(BaseModel):
     workers: int = Field(default=1, ge=1, le=256)
     # CIDRs whose Forwarded / X-Forwarded-* headers are believed. Everyone else's are dropped.
     trusted_proxies: list[str] = Field(default_factory=list)
-    access_log: bool = False
+    # One line per request: "json", "off", or a template of $fields (docs/operations.md). "auto" (default):
+    # JSON when stdout is not a terminal, the "combined" template when it is. true = "auto", false = "off".
+    access_log: bool | str = "auto"
+    request_id_header: str = "x-request-id"  # read from clients, sent to origins/providers and back, both faces
+    # Whose incoming request id is kept (when valid: 1-128 of [A-Za-z0-9._:+=/-]): "any" client,
+    # "trusted_proxies" only, or "none" (always a fresh id).
+    request_id_trust: Literal["any", "trusted_proxies", "none"] = "any"
+    # SIGTERM: stop accepting, let in-flight requests finish for this long, then abort them (exit code 1).
+    shutdown_timeout: Duration = Field(default=30.0, ge=0, le=86400)
+    tls_certfile: str = ""  # serve HTTPS on the public listener (PEM certificate chain); both or neither
+    tls_keyfile: str = ""
+    pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
+
+    @field_validator("access_log")
+    @classmethod
+    def _access_log(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value not in ("auto", "json", "off", "combined"):
+            from sluicegate.observability.access import check_template
+
+            check_template(value)
+        return value
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _rid_header(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$", value) or value.lower() in (
+            "host", "connection", "content-length", "transfer-encoding", "authorization", "cookie", "set-cookie"
+        ):
+            raise ValueError(f"not a usable header name: {value!r}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            missing = "tls_keyfile" if self.tls_certfile else "tls_certfile"
+            raise FieldProblem((missing,), "tls_certfile and tls_keyfile go together")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -34,6 +72,18 @@ class ServerSettings(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"not a CIDR: {cidr!r}") from exc
         return value
+
+
+class AdminSettings(BaseModel):
+    """The admin listener (``/metrics``, ``/livez``, ``/readyz``, ``/status``), served by the supervisor."""
+
+    model_config = _FROZEN
+
+    listen: ListenAddress = "127.0.0.1:9901"  # "" = no admin listener
+    # false: no per-request metrics and no cross-worker collection (/metrics answers 404); logs unaffected.
+    metrics: bool = True
+    probe_interval: Duration = Field(default=5.0, ge=0.05, le=3600)  # backend reachability probes (readiness)
+    probe_timeout: Duration = Field(default=2.0, gt=0, le=60)
 
 
 class PublisherSettings(BaseModel):
@@ -97,10 +147,10 @@ class LimitsSettings(BaseModel):
 class TimeoutsSettings(BaseModel):
     model_config = _FROZEN
 
-    connect: float = Field(default=5.0, gt=0)
-    first_byte: float = Field(default=30.0, gt=0)  # request sent -> response headers
-    idle: float = Field(default=60.0, gt=0)  # between upstream body bytes
-    origin_keepalive: float = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
+    connect: Duration = Field(default=5.0, gt=0)
+    first_byte: Duration = Field(default=30.0, gt=0)  # request sent -> response headers
+    idle: Duration = Field(default=60.0, gt=0)  # between upstream body bytes
+    origin_keepalive: Duration = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
 
 
 class CompressionSettings(BaseModel):
@@ -118,6 +168,7 @@ class Settings(BaseModel):
     model_config = _FROZEN
 
     server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
     publisher: PublisherSettings = PublisherSettings()
     limits: LimitsSettings = LimitsSettings()
     timeouts: TimeoutsSettings = TimeoutsSettings()
@@ -133,10 +184,16 @@ class Settings(BaseModel):
         real = [p.name for p in inf.providers if p.kind != "mock"]
         if (serves_inference and real and not inf.client_keys_env and not inf.allow_unauthenticated
                 and not _is_loopback(self.server.host)):
-            raise ValueError(
-                f"inference: providers {', '.join(real)} would be open to anyone on {self.server.host}: set "
+            raise FieldProblem(
+                ("inference", "client_keys_env"),
+                f"providers {', '.join(real)} would be open to anyone on {self.server.host}: set "
                 "inference.client_keys_env (or inference.allow_unauthenticated = true to accept that)"
             )
+        admin = self.admin.listen
+        if admin and admin.rpartition(":")[2] == str(self.server.port) and self.server.port != 0:
+            host = admin.rpartition(":")[0].strip("[]")
+            if host in (self.server.host, "0.0.0.0", "::") or self.server.host in ("0.0.0.0", "::"):
+                raise FieldProblem(("admin", "listen"), "the admin listener must not share the public port")
         return self
 
 

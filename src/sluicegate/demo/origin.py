@@ -127,6 +127,15 @@ def build_app(origin: str) -> web.Application:
         )
         return web.Response(text=payload, content_type="application/json")
 
+    @routes.get("/flight")
+    async def flight(_: web.Request) -> web.Response:
+        # A React Server Components (Flight) payload naming the origin, as a Next.js RSC request gets it.
+        rows = (
+            f'1:{{"href":"{origin}/about","title":"About"}}\n'
+            f'0:["$","a",null,{{"href":"{origin}/article/1","children":"First article","data":"$1"}}]\n'
+        )
+        return web.Response(text=rows, content_type="text/x-component")
+
     @routes.get("/static/site.css")
     async def css(_: web.Request) -> web.Response:
         text = (

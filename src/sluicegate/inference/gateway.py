@@ -71,6 +71,7 @@ class InferenceGateway:
         env = os.environ if environ is None else environ
         self.cfg: InferenceSettings = settings.inference
         self.prefix = self.cfg.path_prefix
+        self.id_header = settings.server.request_id_header.encode("latin-1")
         self.hosts = frozenset(self.cfg.listen_hosts)
         self.router = Router(self.cfg)
         self.created = int(time.time())
@@ -101,6 +102,7 @@ class InferenceGateway:
                 timeout=aiohttp.ClientTimeout(total=t.total or None, sock_connect=t.connect, sock_read=t.idle),
                 first_byte=t.first_byte,
                 idle=t.idle or 0.0,
+                id_header=settings.server.request_id_header,
             )
         self._started = False
         # Metric children by label values, resolved once (only configured model names, so bounded).
@@ -173,9 +175,14 @@ class InferenceGateway:
         hdict = dict(raw_headers)
         method: str = scope["method"]
         det = detect(method, path, scope.get("raw_path"), hdict)
-        request_id = os.urandom(12).hex()
-        resp_extra = [(b"x-sluicegate-request-id", request_id.encode())]
+        info = scope.get("sluicegate.info")
+        request_id = info.request_id if info is not None else os.urandom(8).hex()
+        resp_extra = [(self.id_header, request_id.encode())]
+        if info is not None:
+            info.route = det.api.value if det.api is not None else "none"
         if det.api is None:
+            if info is not None:
+                info.error = "unknown_url"
             await self._error(send, det.family, 404, f"no inference API at {method} {path[:200]}",
                               resp_extra, "unknown_url")
             m.REQUESTS.labels("none", "", "rejected").inc()
@@ -184,6 +191,8 @@ class InferenceGateway:
             await self._error(send, det.family, 401, "missing or invalid client key", resp_extra,
                               "invalid_api_key")
             m.REQUESTS.labels(det.api.value, "", "unauthorized").inc()
+            if info is not None:
+                info.error = "unauthorized"
             return
         if not det.api.routed:
             await self._models(send, det, method, resp_extra)
@@ -193,6 +202,8 @@ class InferenceGateway:
             return  # client left while sending
         if isinstance(body, int):
             msg = "request body too large" if body == 413 else "malformed request framing"
+            if info is not None:
+                info.error = "body_too_large" if body == 413 else "bad_framing"
             await self._error(send, det.family, body, msg, resp_extra)
             m.REQUESTS.labels(det.api.value, "", "rejected").inc()
             return
@@ -200,10 +211,16 @@ class InferenceGateway:
             mfield = find_model(body)
         except SpliceError as exc:
             await self._error(send, det.family, 400, str(exc), resp_extra, exc.kind)
+            if info is not None:
+                info.error = exc.kind
             m.REQUESTS.labels(det.api.value, "", "rejected").inc()
             return
         candidates = self.router.candidates(mfield.model)
+        if info is not None:
+            info.model = mfield.model[:200]
         if not candidates:
+            if info is not None:
+                info.error = "unknown_model"
             await self._error(send, det.family, 404, f"model {mfield.model[:200]!r} is not configured here",
                               resp_extra, "model_not_found")
             m.REQUESTS.labels(det.api.value, "", "unknown_model").inc()
@@ -226,12 +243,14 @@ class InferenceGateway:
         watcher = asyncio.ensure_future(watch())
         try:
             await self._serve(send, det, method, scope.get("query_string", b""), raw_headers, body, mfield,
-                              candidates, request_id, resp_extra, started, state)
+                              candidates, request_id, resp_extra, started, state, info)
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise
             task.uncancel()
             self._requests(det.api.value, mfield.model, "client_gone").inc()
+            if info is not None:
+                info.error = "client_gone"
             log.info("inference %s model=%s client disconnected; upstream cancelled", request_id, mfield.model)
         finally:
             state["done"] = True
@@ -245,6 +264,9 @@ class InferenceGateway:
             if model in self.router.models:
                 self._m_requests[key] = child
         return child
+
+    def _breaker(self, t: TargetState, value: int) -> None:
+        m.BREAKER_STATE.labels(t.target.provider, t.target.model).set(value)
 
     def _tokens(self, model: str, provider: str, direction: str) -> Any:
         key = (model, provider, direction)
@@ -368,7 +390,7 @@ class InferenceGateway:
     async def _serve(self, send: Send, det: Detected, method: str, query: bytes,
                      client_headers: list[tuple[bytes, bytes]], body: bytes, mfield: ModelField,
                      candidates: list[TargetState], request_id: str, extra: list[tuple[bytes, bytes]],
-                     started: float, state: dict[str, bool]) -> None:
+                     started: float, state: dict[str, bool], info: Any = None) -> None:
         assert det.api is not None
         api = det.api
         retry = self.cfg.retry
@@ -408,14 +430,23 @@ class InferenceGateway:
             hdrs = client_headers if p.route is None else upstream_headers(client_headers)
             self.router.begin(t)
             prov.m_inflight.inc()
+            up_headers = prov.headers(hdrs, request_id)
+            if info is not None and info.span is not None:  # tracing on: one client span per attempt
+                info.upstream_span, carried = info.tracer.client_span(
+                    info.span, f"{method} {prov.name}", {"sluicegate.provider": prov.name,
+                                                         "gen_ai.request.model": t.target.model})
+                up_headers.update(carried)
             try:
-                attempt = await self._attempt(prov, method, url, prov.headers(hdrs, request_id),
-                                              p.payload(body, mfield), want_first)
+                attempt = await self._attempt(prov, method, url, up_headers, p.payload(body, mfield), want_first)
                 attempt.translated = p.route is not None
             except BaseException:
                 self.router.end(t)
                 prov.m_inflight.dec()
                 raise
+            if info is not None and info.upstream_span is not None:
+                info.tracer.end_client(info.upstream_span, attempt.resp.status if attempt.resp is not None
+                                       else attempt.error_status, attempt.failure)
+                info.upstream_span = None
             if attempt.resp is not None:
                 chosen, chosen_prep = t, p
                 break
@@ -424,6 +455,7 @@ class InferenceGateway:
             m.ATTEMPTS.labels(prov.name, attempt.failure).inc()
             if self.router.failure(t):
                 m.BREAKER_OPEN.labels(prov.name).inc()
+                self._breaker(t, 1)
             log.info("inference %s attempt %d %s/%s failed: %s", request_id, n, prov.name, t.target.model,
                      attempt.failure)
             tried[t.key] = attempt.retry_after
@@ -431,18 +463,25 @@ class InferenceGateway:
         if chosen is None or attempt is None or attempt.resp is None:
             await self._give_up(send, det, last, extra)
             m.REQUESTS.labels(api.value, mfield.model, "failed").inc()
+            if info is not None:
+                info.error = f"upstream_{last.failure}" if last is not None and last.failure else "upstream_failed"
+                info.upstream_status = last.error_status if last is not None else 0
             return
         prov = self.providers[chosen.target.provider]
         resp = attempt.resp
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
+        if info is not None:
+            info.provider = prov.name
+            info.upstream_status = resp.status
+            info.upstream_s = time.perf_counter() - started
         try:
             if chosen_prep is not None and chosen_prep.route is not None:
                 await relay_translated(self, send, api, resp, attempt.first, prov, chosen, mfield, request_id,
-                                       extra, started, chosen_prep)
+                                       extra, started, chosen_prep, info)
             else:
                 await self._relay(send, api, method, resp, attempt.first, prov, chosen, mfield, request_id,
-                                  extra, started)
+                                  extra, started, info)
         finally:
             resp.close()
             self.router.end(chosen)
@@ -471,7 +510,7 @@ class InferenceGateway:
 
     async def _relay(self, send: Send, api: Api, method: str, resp: aiohttp.ClientResponse, first: bytes,
                      prov: _Provider, target: TargetState, mfield: ModelField, request_id: str,
-                     extra: list[tuple[bytes, bytes]], started: float) -> None:
+                     extra: list[tuple[bytes, bytes]], started: float, info: Any = None) -> None:
         headers: list[tuple[bytes, bytes]] = []
         ctype = b""
         encoded = False
@@ -559,7 +598,8 @@ class InferenceGateway:
             m.STREAM_ERRORS.labels(prov.name, kind).inc()
             if self.router.failure(target):
                 m.BREAKER_OPEN.labels(prov.name).inc()
-            self._account(api, mfield, prov, tap, request_id, resp.status, started, kind)
+                self._breaker(target, 1)
+            self._account(api, mfield, prov, tap, request_id, resp.status, started, kind, info)
             if isinstance(tap, SseTap):
                 # Identity SSE: close the current event, then one error event in the client's own shape.
                 event = stream_error_event(api, f"upstream stream failed: {kind}", kind)
@@ -569,16 +609,18 @@ class InferenceGateway:
                                 "more_body": True})
             raise StreamAborted(kind)
         if ok_status:
+            if target.failures:
+                self._breaker(target, 0)  # was failing (perhaps open): closed again
             self.router.success(target)
             prov.m_ok.inc()
         else:
             m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
         # Accounted before the end goes out: whoever sees the response complete sees its usage recorded.
-        self._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+        self._account(api, mfield, prov, tap, request_id, resp.status, started, "", info)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
     def _account(self, api: Api, mfield: ModelField, prov: _Provider, tap: SseTap | JsonTap | None,
-                 request_id: str, status: int, started: float, failure: str) -> None:
+                 request_id: str, status: int, started: float, failure: str, info: Any = None) -> None:
         usage: Usage | None = None
         if isinstance(tap, JsonTap):
             usage = tap.finish()
@@ -592,6 +634,9 @@ class InferenceGateway:
             if usage.output_tokens is not None:
                 self._tokens(mfield.model, prov.name, "output").inc(usage.output_tokens)
         self.last_usage = usage
+        if info is not None and usage is not None:
+            info.tokens_in = usage.input_tokens
+            info.tokens_out = usage.output_tokens
         if log.isEnabledFor(logging.INFO):
             log.info("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
                      request_id, api.value, mfield.model, prov.name, status, outcome,

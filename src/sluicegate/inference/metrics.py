@@ -44,12 +44,20 @@ INFLIGHT = Gauge(
     "sluicegate_inference_inflight",
     "Upstream exchanges in flight, by provider",
     ["provider"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 BREAKER_OPEN = Counter(
     "sluicegate_inference_breaker_open_total",
     "Times a target's circuit breaker opened",
     ["provider"],
+    registry=REGISTRY,
+)
+BREAKER_STATE = Gauge(
+    "sluicegate_inference_breaker_state",
+    "1 while a target's circuit breaker is open (or waiting for its half-open trial) in any worker, else 0",
+    ["provider", "model"],
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 FIRST_BYTE = Histogram(

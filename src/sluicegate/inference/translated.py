@@ -141,7 +141,7 @@ def _headers(resp: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]], cty
 async def relay_translated(gw: InferenceGateway, send: Send, api: Api, resp: aiohttp.ClientResponse,
                            first: bytes, prov: _Provider, target: TargetState, mfield: ModelField,
                            request_id: str, extra: list[tuple[bytes, bytes]], started: float,
-                           prep: Prepared) -> None:
+                           prep: Prepared, info: Any = None) -> None:
     assert prep.route is not None and prep.ctx is not None
     route, ctx = prep.route, prep.ctx
     m.TRANSLATED.labels(route.client.value, route.upstream.value, "yes" if ctx.dropped else "no").inc()
@@ -161,14 +161,15 @@ async def relay_translated(gw: InferenceGateway, send: Send, api: Api, resp: aio
         status = resp.status if resp.status >= 400 else 502
         status, body = translate_error(status, raw, api.family)
         m.ATTEMPTS.labels(prov.name, f"status_{resp.status}").inc()
-        gw._account(api, mfield, prov, None, request_id, status, started, "")
+        gw._account(api, mfield, prov, None, request_id, status, started, "", info)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*_headers(resp, [], b"application/json", set()),
                                 (b"content-length", str(len(body)).encode()), *extra]})
         await send({"type": "http.response.body", "body": body})
         return
     if ctype.startswith("application/json"):
-        await _whole(gw, send, api, resp, first, prov, target, mfield, request_id, extra, started, route, ctx)
+        await _whole(gw, send, api, resp, first, prov, target, mfield, request_id, extra, started, route, ctx,
+                     info)
         return
     tr = route.stream(ctx, gw.cfg.tap_max_event_bytes)
     tap = SseTap(gw.cfg.tap_max_event_bytes)
@@ -218,14 +219,15 @@ async def relay_translated(gw: InferenceGateway, send: Send, api: Api, resp: aio
     if late:  # dropped after the headers left: said as an SSE comment (inert to every client)
         tail += b": x-sluicegate-dropped " + ",".join(sorted(late)).encode() + b"\n\n"
         log.info("inference %s dropped in translation: %s", request_id, ",".join(sorted(late)))
-    gw._account(api, mfield, prov, tap, request_id, resp.status, started, kind)
+    gw._account(api, mfield, prov, tap, request_id, resp.status, started, kind, info)
     # A translated stream always ends cleanly: the client protocol's own terminator after any error event.
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 async def _whole(gw: InferenceGateway, send: Send, api: Api, resp: aiohttp.ClientResponse, first: bytes,
                  prov: _Provider, target: TargetState, mfield: ModelField, request_id: str,
-                 extra: list[tuple[bytes, bytes]], started: float, route: Route, ctx: Ctx) -> None:
+                 extra: list[tuple[bytes, bytes]], started: float, route: Route, ctx: Ctx,
+                 info: Any = None) -> None:
     cap = gw.cfg.max_response_bytes
     parts = [first]
     size = len(first)
@@ -258,7 +260,7 @@ async def _whole(gw: InferenceGateway, send: Send, api: Api, resp: aiohttp.Clien
         m.STREAM_ERRORS.labels(prov.name, failure).inc()
         if gw.router.failure(target):
             m.BREAKER_OPEN.labels(prov.name).inc()
-        gw._account(api, mfield, prov, tap, request_id, 502, started, failure)
+        gw._account(api, mfield, prov, tap, request_id, 502, started, failure, info)
         body = error_body(api.family, 502, f"upstream answer failed: {failure}", failure)
         await send({"type": "http.response.start", "status": 502,
                     "headers": [(b"content-type", b"application/json"),
@@ -267,7 +269,7 @@ async def _whole(gw: InferenceGateway, send: Send, api: Api, resp: aiohttp.Clien
         return
     gw.router.success(target)
     prov.m_ok.inc()
-    gw._account(api, mfield, prov, tap, request_id, resp.status, started, "")
+    gw._account(api, mfield, prov, tap, request_id, resp.status, started, "", info)
     if ctx.stream:
         # The client asked for a stream and the provider answered whole: replay the answer as the
         # provider's own stream through the streaming translator, so the client gets the stream it asked for.

@@ -65,6 +65,7 @@ class _Provider:
     m_first_byte: Any = None
     m_ok: Any = None
     urls: dict[str, URL] = field(default_factory=dict)  # parsed upstream URL per path (no query string)
+    id_header: str = "x-request-id"  # [server] request_id_header, sent upstream
 
     def __post_init__(self) -> None:
         self.m_inflight = m.INFLIGHT.labels(self.settings.name)
@@ -97,7 +98,7 @@ class _Provider:
                 out[name.decode("latin-1")] = value.decode("latin-1")
         for dname, dvalue in self.defaults.items():
             out.setdefault(dname, dvalue)
-        out["x-request-id"] = request_id
+        out[self.id_header] = request_id
         if self.auth is not None:
             out[self.auth[0]] = self.auth[1]
         return out

@@ -1,26 +1,63 @@
-"""One metrics surface for both faces of the proxy (Prometheus text format at /_sluicegate/metrics).
+"""One metrics surface for both faces of the proxy (Prometheus text format on the admin listener).
 
-Metrics are per worker process (each worker has its own registry); scrape each worker or run one
-worker per port when exact totals matter. Modules define their metrics against ``REGISTRY``.
+Owns metric names, label sets and rendering. With ``sluicegate serve`` every worker process writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by the supervisor before the workers start), and the
+supervisor's ``/metrics`` sums them: one scrape = the whole instance, whatever the worker count; counters
+of a worker that exited (crash, reload) stay in the sum. Without that variable (the app run in-process by
+another ASGI server, or tests) values live in this process's ``REGISTRY``. Label values are bounded
+(fixed words, configured names). Modules define their metrics against ``REGISTRY``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-PUBLISHER_RESPONSES = Counter(
-    "sluicegate_publisher_responses_total",
-    "Publisher responses by gate route and status class",
-    ["route", "status_class"],
+# ---- every request, both faces (server wrapper) ------------------------------------------------------
+REQUESTS = Counter(
+    "sluicegate_requests_total",
+    "Requests answered, by face (publisher, inference, none), route (gate route or inference API; "
+    "'rejected' when the proxy answered itself) and status class",
+    ["face", "route", "status_class"],
     registry=REGISTRY,
 )
+DURATION = Histogram(
+    "sluicegate_request_duration_seconds",
+    "Request start to the last response byte handed to the server, by face",
+    ["face"],
+    buckets=_TIME_BUCKETS,
+    registry=REGISTRY,
+)
+FIRST_BYTE = Histogram(
+    "sluicegate_response_first_byte_seconds",
+    "Request start to the response head handed to the server (time to first byte), by face",
+    ["face"],
+    buckets=_TIME_BUCKETS,
+    registry=REGISTRY,
+)
+BODY_BYTES = Counter(
+    "sluicegate_body_bytes_total",
+    "Body bytes by face and direction (in = from clients, out = to clients)",
+    ["face", "direction"],
+    registry=REGISTRY,
+)
+INFLIGHT = Gauge(
+    "sluicegate_inflight_requests",
+    "Requests being served now (streams included), by face",
+    ["face"],
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+
+# ---- publisher face -------------------------------------------------------------------------------
 PUBLISHER_ERRORS = Counter(
     "sluicegate_publisher_errors_total",
-    "Publisher failures by stage (before_commit / after_commit) and kind",
+    "Publisher failures by stage (before_commit / after_commit / client) and kind",
     ["stage", "kind"],
     registry=REGISTRY,
 )
@@ -32,8 +69,15 @@ PUBLISHER_TTFB = Histogram(
 )
 PUBLISHER_BYTES = Counter(
     "sluicegate_publisher_body_bytes_total",
-    "Body bytes relayed, by direction (from_origin / to_client)",
+    "Body bytes read from the origin (direction=from_origin); bytes sent to clients are "
+    "sluicegate_body_bytes_total{face=\"publisher\",direction=\"out\"}",
     ["direction"],
+    registry=REGISTRY,
+)
+PUBLISHER_REWRITES = Counter(
+    "sluicegate_publisher_rewrites_total",
+    "Responses whose body went through a rewriter, by processor kind (html, flight, text, ...)",
+    ["kind"],
     registry=REGISTRY,
 )
 
@@ -41,17 +85,36 @@ PUBLISHER_BYTES = Counter(
 # Label children cached: ``.labels()`` costs a lock and a dict build per call, and every label set
 # here is small and fixed (routes x status classes, error stages x kinds).
 @functools.cache
-def publisher_response(route: str, status_class: str) -> Counter:
-    return PUBLISHER_RESPONSES.labels(route, status_class)
+def publisher_error(stage: str, kind: str) -> Counter:
+    return PUBLISHER_ERRORS.labels(stage, kind)
 
 
 @functools.cache
-def publisher_error(stage: str, kind: str) -> Counter:
-    return PUBLISHER_ERRORS.labels(stage, kind)
+def publisher_rewrite(kind: str) -> Counter:
+    return PUBLISHER_REWRITES.labels(kind)
+
+
+@functools.cache
+def request(face: str, route: str, status_class: str) -> Counter:
+    return REQUESTS.labels(face, route, status_class)
 
 
 FROM_ORIGIN_BYTES = PUBLISHER_BYTES.labels("from_origin")
 
 
-def render() -> bytes:
-    return generate_latest(REGISTRY)
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render(extra: CollectorRegistry | None = None) -> bytes:
+    """Prometheus text: the sum over all workers when running multi-process, plus ``extra`` (supervisor's)."""
+    path = multiprocess_dir()
+    if path is not None:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return body + (generate_latest(extra) if extra is not None else b"")

@@ -143,14 +143,15 @@ def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers, t
 
 
 def upstream_request_headers(
-    headers: Headers, facts: ClientFacts, origin: Origin, host_override: str, request_id: str
+    headers: Headers, facts: ClientFacts, origin: Origin, host_override: str, request_id: str,
+    id_header: str = "x-request-id",
 ) -> Headers:
     """Client headers as the origin should see them."""
     out: Headers = []
     prior_xff = ""
     prior_via = ""
     for ln, name, value in _end_to_end(headers):
-        if ln in ("host", "x-request-id"):
+        if ln == "host" or ln == id_header:
             continue
         if ln in _FORWARDING:
             if facts.trusted_peer:
@@ -175,7 +176,7 @@ def upstream_request_headers(
     out.append(("x-forwarded-proto", facts.scheme))
     out.append(("x-forwarded-host", facts.host))
     out.append(("via", f"{prior_via}, 1.1 sluicegate" if prior_via else "1.1 sluicegate"))
-    out.append(("x-request-id", request_id))
+    out.append((id_header, request_id))
     return out
 
 
@@ -185,16 +186,20 @@ def downstream_response_headers(
     origin: Origin,
     request_id: str,
     *,
+    id_header: str = "x-request-id",
     origin_host_header: str = "",
     public_hosts: Sequence[str] = (),
 ) -> Headers:
     """Origin response headers as the client should see them (framing is the caller's job).
 
-    Every value goes through the host mapping except the short list in ``response_headers``.
+    Every value goes through the host mapping except the short list in ``response_headers``;
+    the origin's own request-id header is replaced by ours.
     """
     names = origin_names(origin, origin_host_header)
-    out = map_response_headers(_end_to_end(headers), rewriter, names, public_hosts)
-    out.append(("x-request-id", request_id))
+    out = map_response_headers(
+        ((ln, n, v) for ln, n, v in _end_to_end(headers) if ln != id_header), rewriter, names, public_hosts
+    )
+    out.append((id_header, request_id))
     return out
 
 

@@ -53,6 +53,16 @@ _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
 
 
+# What a client is told when the origin failed before the response head (details go to the log only).
+_PUBLIC_REASON = {
+    "connect": "cannot connect to origin",
+    "first_byte_timeout": "origin did not answer in time",
+    "idle_timeout": "origin stalled",
+    "bad_response": "invalid response from origin",
+    "disconnected": "origin closed the connection",
+}
+
+
 class UpstreamFailed(Exception):
     def __init__(self, status: int, kind: str, message: str) -> None:
         super().__init__(message)
@@ -72,6 +82,7 @@ class PublisherProxy:
         self.timeouts = settings.timeouts
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
+        self.id_header = settings.server.request_id_header
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
         self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
 
@@ -119,32 +130,40 @@ class PublisherProxy:
             self.pool = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = os.urandom(8).hex()
+        info = scope.get("sluicegate.info")
+        request_id = info.request_id if info is not None else os.urandom(8).hex()
+        rid = [(self.id_header, request_id)]
         method = scope["method"].upper()
         req_headers = header_list(scope)
         if method == "CONNECT":
             await send_simple(
-                send, 405, b"CONNECT is not supported: this is a reverse proxy\n", [("x-request-id", request_id)]
+                send, 405, b"CONNECT is not supported: this is a reverse proxy\n", rid
             )
             return
         host = next((v for k, v in req_headers if k.lower() == "host"), "").strip()
         if not host or not hdr.valid_host(host):
-            await send_simple(send, 400, b"Missing or invalid Host header\n", [("x-request-id", request_id)])
+            await send_simple(send, 400, b"Missing or invalid Host header\n", rid)
             return
         scheme = scope.get("scheme", "http")
         client = scope.get("client") or ("", 0)
         facts = hdr.client_facts(client[0], scheme, host, req_headers, self.trusted)
         if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
             await send_simple(
-                send, 421, b"Misdirected request: this host is not served here\n", [("x-request-id", request_id)]
+                send, 421, b"Misdirected request: this host is not served here\n", rid
             )
             return
         if await self._oversized_head(req_headers, send, request_id):
             return
         rewriter = self._rewriter(facts.scheme, host)
         up_headers = hdr.upstream_request_headers(
-            req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id
+            req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id,
+            id_header=self.id_header,
         )
+        if info is not None and info.span is not None:  # tracing on: a client span, carried by traceparent
+            info.upstream_span, carried = info.tracer.client_span(
+                info.span, f"{method} origin", {"server.address": self.origin.host, "server.port": self.origin.port}
+            )
+            up_headers = [(k, v) for k, v in up_headers if k.lower() not in ("traceparent", "tracestate")] + carried
         # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
         has_body = any(
             (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
@@ -197,10 +216,19 @@ class PublisherProxy:
                 ) from None
             except OriginError as exc:
                 raise UpstreamFailed(502, exc.kind, str(exc)) from None
-            metrics.PUBLISHER_TTFB.observe(time.perf_counter() - started)
+            waited = time.perf_counter() - started
+            metrics.PUBLISHER_TTFB.observe(waited)
             try:
                 origin_headers = _raw_headers(resp)
                 decision = gate.classify(method, resp.status, origin_headers)
+                if info is not None:
+                    info.upstream_s = waited
+                    info.upstream_status = resp.status
+                    if info.upstream_span is not None:
+                        info.tracer.end_client(info.upstream_span, resp.status)
+                        info.upstream_span = None
+                    info.route = decision.route.value
+                    info.kind = decision.kind.value
                 await self._relay(
                     resp,
                     origin_headers,
@@ -218,16 +246,23 @@ class PublisherProxy:
         except UpstreamFailed as exc:
             metrics.publisher_error("before_commit", exc.kind).inc()
             log.warning("request %s: %s -> %d", request_id, exc, exc.status)
-            await send_simple(send, exc.status, f"{exc}\n".encode(), [("x-request-id", request_id)])
+            if info is not None:
+                info.error = exc.kind
+            reason = _PUBLIC_REASON.get(exc.kind, "bad gateway" if exc.status == 502 else "origin failed")
+            await send_simple(send, exc.status, f"{reason} (request id {request_id})\n".encode(), rid)
         except asyncio.CancelledError:
             if watch.disconnected:
                 metrics.publisher_error("client", "disconnect").inc()
                 log.info("request %s: client disconnected; origin request cancelled", request_id)
+                if info is not None:
+                    info.error = "client_gone"
                 return
             raise
         except ClientGone:
             metrics.publisher_error("client", "disconnect").inc()
             log.info("request %s: client disconnected while sending its body", request_id)
+            if info is not None:
+                info.error = "client_gone"
         finally:
             deadline.close()
             watch.stop()
@@ -235,7 +270,7 @@ class PublisherProxy:
     async def _oversized_head(self, req_headers: list[tuple[str, str]], send: Send, request_id: str) -> bool:
         size = sum(len(k) + len(v) + 4 for k, v in req_headers)
         if size > self.limits.max_request_header_bytes:
-            await send_simple(send, 431, b"Request header fields too large\n", [("x-request-id", request_id)])
+            await send_simple(send, 431, b"Request header fields too large\n", [(self.id_header, request_id)])
             return True
         return False
 
@@ -258,13 +293,15 @@ class PublisherProxy:
             rewriter,
             self.origin,
             request_id,
+            id_header=self.id_header,
             origin_host_header=self.settings.publisher.origin_host_header,
             public_hosts=self.public_hosts,
         )
         route = decision.route
         if route is Route.STREAM and self.settings.publisher.mode == "buffered":
             route = Route.BUFFERED
-        metrics.publisher_response(route.value, f"{status // 100}xx").inc()
+        if route is Route.STREAM or route is Route.BUFFERED:
+            metrics.publisher_rewrite(decision.kind.value).inc()
 
         if route is Route.BODILESS:
             if method == "HEAD" and gate.classify("GET", status, origin_headers).route is Route.STREAM:
@@ -360,7 +397,9 @@ class PublisherProxy:
     def _abort(self, request_id: str, kind: str, message: str) -> None:
         metrics.publisher_error("after_commit", kind).inc()
         log.warning("request %s: aborting client connection after commit: %s (%s)", request_id, message, kind)
-        raise ResponseAborted(message)
+        aborted = ResponseAborted(message)
+        aborted.kind = kind
+        raise aborted
 
     async def _buffered(
         self,

@@ -1,7 +1,9 @@
-"""The ASGI application: dispatch to own endpoints, the inference gateway, or the publisher proxy.
+"""The ASGI application: dispatch to the inference gateway or the publisher proxy.
 
 Runs under any ASGI server (``create_app`` reads ``SLUICEGATE_CONFIG``); ``server.run`` starts it
-under uvicorn with uvloop + httptools. Reserved prefix ``/_sluicegate/`` is never proxied.
+under uvicorn with uvloop + httptools. Every request passes through ``observe.Observer`` (request id,
+metrics, access log). There are no own endpoints on the public listener: ``/_sluicegate/*`` is proxied
+like any path; metrics, health and status live on the admin listener (``server.admin``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ import logging
 import os
 from typing import Any
 
-from sluicegate import __version__
 from sluicegate.config import Settings, load_settings
-from sluicegate.observability import metrics
 from sluicegate.publisher.proxy import PublisherProxy
 from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
+from sluicegate.server.observe import Observer
 
 log = logging.getLogger("sluicegate")
-
-RESERVED_PREFIX = "/_sluicegate/"
 
 
 _GC_GEN0_THRESHOLD = 20_000
@@ -34,6 +33,7 @@ class SluicegateApp:
             from sluicegate.inference.gateway import InferenceGateway
 
             self.inference = InferenceGateway(settings)
+        self.observer = Observer(settings)
         self._started = False
         quiet_expected_aborts()
 
@@ -55,6 +55,7 @@ class SluicegateApp:
         gc.set_threshold(_GC_GEN0_THRESHOLD, 10, 10)
 
     async def shutdown(self) -> None:
+        self.observer.shutdown()
         if self.publisher is not None:
             await self.publisher.shutdown()
         if self.inference is not None:
@@ -66,28 +67,29 @@ class SluicegateApp:
         if kind == "http":
             if not self._started:
                 await self.startup()  # servers without lifespan support
-            path: str = scope["path"]
-            if path.startswith(RESERVED_PREFIX):
-                await self._own(path, send)
-            elif self.inference is not None and self.inference.matches(scope):
-                await self.inference(scope, receive, send)
-            elif self.publisher is not None:
-                await self.publisher(scope, receive, send)
-            else:
-                await send_simple(send, 404, b"Not found\n")
+            observer = self.observer
+            info = observer.begin(scope)
+            receive, send = observer.wrap(info, receive, send)
+            error: BaseException | None = None
+            try:
+                if self.inference is not None and self.inference.matches(scope):
+                    observer.started(info, "inference", scope)
+                    await self.inference(scope, receive, send)
+                elif self.publisher is not None:
+                    observer.started(info, "publisher", scope)
+                    await self.publisher(scope, receive, send)
+                else:
+                    observer.started(info, "none", scope)
+                    await send_simple(send, 404, b"Not found\n")
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                observer.finish(info, error)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
-
-    async def _own(self, path: str, send: Send) -> None:
-        if path == RESERVED_PREFIX + "health":
-            body = b'{"status":"ok","version":"' + __version__.encode() + b'"}\n'
-            await send_simple(send, 200, body, content_type="application/json")
-        elif path == RESERVED_PREFIX + "metrics":
-            await send_simple(send, 200, metrics.render(), content_type="text/plain; version=0.0.4")
-        else:
-            await send_simple(send, 404, b"Unknown sluicegate endpoint\n")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -21,6 +21,8 @@ Send = Callable[[Message], Awaitable[None]]
 class ResponseAborted(Exception):
     """Abort the client connection (after the response head was committed)."""
 
+    kind = "aborted"  # a short failure word for the access log and metrics
+
 
 class ClientGone(Exception):
     """The client disconnected; stop working for it."""

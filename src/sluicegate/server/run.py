@@ -1,58 +1,78 @@
-"""Running the app under uvicorn (uvloop + httptools), with N worker processes.
+"""Starting ``sluicegate serve``: bind the listeners here (so a busy port is one clear line, exit code 2),
+then hand them to the supervisor (``server.supervisor``), which runs the uvicorn workers and the admin listener.
 
-We bind the listening socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets
-inherit it, and asyncio/uvloop transports set it too; either way no small write waits on Nagle.
+We bind the public socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets inherit it,
+and asyncio/uvloop transports set it too; either way no small write waits on Nagle.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
-from pathlib import Path
-
-import uvicorn
+import ssl
 
 from sluicegate.config import Settings
+from sluicegate.config.types import parse_listen
+
+
+class StartupError(Exception):
+    """A problem that stops ``serve`` before anything runs: reported as one line, exit code 2."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
 
-def serve(settings: Settings, config_path: str | None, *, host: str, port: int, workers: int) -> None:
-    if config_path:
-        os.environ["SLUICEGATE_CONFIG"] = str(Path(config_path).resolve())
-    if host != settings.server.host:
-        os.environ["SLUICEGATE__SERVER__HOST"] = host
-    if port != settings.server.port:
-        os.environ["SLUICEGATE__SERVER__PORT"] = str(port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = uvicorn.Config(
-        "sluicegate.server.app:create_app",
-        factory=True,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=settings.server.access_log,
-        server_header=False,
-        date_header=False,  # the origin's Date passes through; two Date headers would be invalid
-        proxy_headers=False,  # forwarding headers are judged by us, against trusted_proxies
-        workers=workers,
-        timeout_keep_alive=30,
-        log_level="info",
-    )
-    sock = bind_socket(host, port)
-    if workers > 1:
-        from uvicorn.supervisors import Multiprocess
+def _bind(what: str, host: str, port: int) -> socket.socket:
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host
+        raise StartupError(f"cannot listen on {shown}:{port} ({what}): {exc.strerror or exc}") from None
 
-        Multiprocess(config, sockets=[sock]).run()
-    else:
-        uvicorn.Server(config).run(sockets=[sock])
+
+def check_tls(settings: Settings) -> None:
+    srv = settings.server
+    if not srv.tls_certfile:
+        return
+    for key in ("tls_certfile", "tls_keyfile"):
+        path = getattr(srv, key)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise StartupError(f"server.{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(srv.tls_certfile, srv.tls_keyfile)
+    except (ssl.SSLError, ValueError) as exc:
+        raise StartupError(f"server.tls_certfile/tls_keyfile: not a usable certificate and key: {exc}") from None
+
+
+def serve(settings: Settings, config_path: str, text: str, *, workers: int) -> int:
+    """Run until SIGTERM/SIGINT; the exit code (1 if requests were cut at shutdown). Raises ``StartupError``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_tls(settings)
+    sock = _bind("server.port", settings.server.host, settings.server.port)
+    admin_sock = None
+    try:
+        if settings.admin.listen:
+            host, port = parse_listen(settings.admin.listen)
+            admin_sock = _bind("admin.listen", host, port)
+            admin_sock.set_inheritable(False)
+    except BaseException:
+        sock.close()
+        raise
+    from sluicegate.server.supervisor import Supervisor
+
+    return Supervisor(config_path, text, settings, sock, admin_sock, workers).run()

@@ -72,8 +72,8 @@ def test_header_hygiene_and_credentials(gateway: GatewayServer, mocks: Mocks) ->
     assert up["authorization"] == "Bearer sk-live-abc123"
     assert "x-api-key" not in up and "cookie" not in up and "x-stainless-lang" not in up
     assert up["openai-organization"] == "org-1" and "anthropic-beta" not in up
-    assert len(up["x-request-id"]) == 24
-    assert res.headers["x-sluicegate-request-id"] == up["x-request-id"]
+    assert len(up["x-request-id"]) == 16
+    assert res.headers["x-request-id"] == up["x-request-id"]
     assert "set-cookie" not in res.headers and res.headers["x-ratelimit-remaining-requests"] == "99"
     assert b"sk-live" not in res.body and b"client-secret" not in res.body
     # Anthropic kind: x-api-key injected, default anthropic-version added, beta passed.

@@ -111,7 +111,7 @@ def test_placeholder_secret_refused_without_echoing_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(p, {})
     message = str(info.value)
-    assert "inference.providers.0.api_key" in message and "placeholder" in message
+    assert "inference.providers[openai-main].api_key" in message and "placeholder" in message
     assert f"{p}:" in message
     assert "sk-..." not in message
 

@@ -114,7 +114,7 @@ def test_config_defaults_disabled_and_validation(tmp_path: Path) -> None:
                    'api_key = "changeme"\n')
     with pytest.raises(ConfigError) as exc:
         load_settings(cfg, {})
-    assert "changeme" not in str(exc.value) and "inference.providers.0.api_key" in str(exc.value)
+    assert "changeme" not in str(exc.value) and "inference.providers[p].api_key" in str(exc.value)
     cfg.write_text('[inference]\npath_prefix = "/llm"\n[[inference.providers]]\nname = "demo"\nkind = "mock"\n'
                    '[[inference.models]]\nname = "demo"\ntargets = [{provider = "demo", model = "mock-1"}]\n')
     s = load_settings(cfg, {"SLUICEGATE__INFERENCE__MAX_REQUEST_BODY_BYTES": "2048"})

@@ -48,10 +48,10 @@ def test_defaults_and_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("provider_extra", "model_extra", "needle"), [
-    ("", 'translate = "sometimes"', "inference.models.0.translate"),
-    ("", "default_max_tokens = 0", "inference.models.0.default_max_tokens"),
-    ("", 'drop_params = ["Bad Name"]', "inference.models.0.drop_params"),
-    ('apis = ["chat"]', "", "inference.providers.0"),
+    ("", 'translate = "sometimes"', "inference.models[m].translate"),
+    ("", "default_max_tokens = 0", "inference.models[m].default_max_tokens"),
+    ("", 'drop_params = ["Bad Name"]', "inference.models[m].drop_params"),
+    ('apis = ["chat"]', "", "inference.providers[an].apis"),
 ])
 def test_errors_name_file_line_and_key(tmp_path: Path, provider_extra: str, model_extra: str, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -66,4 +66,4 @@ def test_apis_must_include_chat(tmp_path: Path) -> None:
                                                                          'apis = ["responses"]'))
     with pytest.raises(ConfigError) as err:
         load_settings(p, {})
-    assert "inference.providers.1" in str(err.value) and "chat" in str(err.value)
+    assert "inference.providers[local].apis" in str(err.value) and "chat" in str(err.value)

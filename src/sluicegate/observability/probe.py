@@ -1,0 +1,119 @@
+"""Backend reachability for readiness: a TCP connect to the origin and to every remote provider.
+
+Owns the list of backends a config names (``backends(settings)``), one probe loop, and the last result per
+backend (up or not, why, and when). A TCP connect is what "reachable" means here: it proves the address
+resolves and something accepts, without spending provider quota or origin capacity. Embedded mock providers
+are listed but never probed. Must not know about HTTP serving or workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sluicegate.config.model import Settings
+
+
+@dataclass(slots=True)
+class Backend:
+    name: str  # "origin" or "provider:<name>"
+    host: str
+    port: int
+    up: bool | None = None  # None: not probed yet
+    checked: float = 0.0  # time.monotonic() of the last probe
+    error: str = ""
+    latency_ms: float = 0.0
+    probed: bool = True  # False: embedded (in-process mock), always up
+
+    def view(self, now: float) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "address": f"{self.host}:{self.port}" if self.probed else "embedded",
+            "up": True if not self.probed else self.up,
+            "last_probe_age_s": round(now - self.checked, 3) if self.checked else None,
+            "latency_ms": round(self.latency_ms, 3) if self.up else None,
+            "error": self.error or None,
+        }
+
+
+def backends(settings: Settings) -> list[Backend]:
+    out: list[Backend] = []
+    if settings.publisher.enabled:
+        origin = settings.publisher.origin
+        out.append(Backend("origin", origin.host.strip("[]"), origin.port))
+    inf = settings.inference
+    if inf.enabled:
+        for p in inf.providers:
+            url = p.effective_base_url
+            if not url:
+                out.append(Backend(f"provider:{p.name}", "", 0, up=True, probed=False))
+                continue
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            out.append(Backend(f"provider:{p.name}", parts.hostname or "", port))
+    return out
+
+
+async def probe_once(backend: Backend, timeout: float) -> None:
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(backend.host, backend.port)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        backend.up, backend.error = True, ""
+        backend.latency_ms = (time.perf_counter() - t0) * 1000
+    except TimeoutError:
+        backend.up, backend.error = False, f"connect timed out after {timeout:g}s"
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or "unreachable")
+        backend.up, backend.error = False, f"connect failed: {why}"
+    backend.checked = time.monotonic()
+
+
+class Prober:
+    def __init__(self, settings: Settings) -> None:
+        self.backends: list[Backend] = []
+        self.interval = 5.0
+        self.timeout = 2.0
+        self.configure(settings)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def configure(self, settings: Settings) -> None:
+        """New backend list (reload); results of backends that did not change are kept."""
+        old = {(b.name, b.host, b.port): b for b in self.backends}
+        self.backends = [old.get((b.name, b.host, b.port), b) for b in backends(settings)]
+        self.interval = settings.admin.probe_interval
+        self.timeout = settings.admin.probe_timeout
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(probe_once(b, self.timeout) for b in self.backends if b.probed))
+
+    async def _run(self) -> None:
+        while True:
+            await self.probe_all()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    def all_up(self) -> bool:
+        return all(b.up for b in self.backends if b.probed)
