@@ -37,6 +37,13 @@ PUBLISHER_BYTES = Counter(
     registry=REGISTRY,
 )
 
+PUBLISHER_WORK_BOUNDS = Counter(
+    "sluicegate_publisher_work_bound_total",
+    "Rewritten responses stopped by a per-response work bound, by bound (config key)",
+    ["bound"],
+    registry=REGISTRY,
+)
+
 
 # Label children cached: ``.labels()`` costs a lock and a dict build per call, and every label set
 # here is small and fixed (routes x status classes, error stages x kinds).
@@ -48,6 +55,11 @@ def publisher_response(route: str, status_class: str) -> Counter:
 @functools.cache
 def publisher_error(stage: str, kind: str) -> Counter:
     return PUBLISHER_ERRORS.labels(stage, kind)
+
+
+@functools.cache
+def work_bound(bound: str) -> Counter:
+    return PUBLISHER_WORK_BOUNDS.labels(bound)
 
 
 FROM_ORIGIN_BYTES = PUBLISHER_BYTES.labels("from_origin")

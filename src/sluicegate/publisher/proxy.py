@@ -10,6 +10,14 @@ Failures before the head is sent become a 502 (connect/protocol) or 504 (first-b
 After it, the connection is aborted (``ResponseAborted``): the client must see an incomplete
 response, never a clean-looking truncated one. A client disconnect cancels the origin request at
 once (``ClientWatch``). This module moves bytes; rewriting lives in ``pipeline``.
+
+Fairness (issue 24, docs/fairness.md): a body transform works in decoded pieces of ``[event_loop]
+piece_bytes`` and, once it has used ``slice_ms`` of CPU, sends what it has and waits for its turn in the
+worker's ``slicing.WorkLane``: other requests, and the disconnect watcher, run between slices, so a client
+that leaves stops the work within one slice. Work is bounded per response (``[limits]
+max_decoded_body_bytes``, ``max_decoded_bytes_without_output``; past either: 502 before the commit,
+abort after). The body's coding follows the client's ``Accept-Encoding`` (``coding``): a coding the client
+does not accept is decoded (and a rewritten body re-encoded to one it does).
 """
 
 from __future__ import annotations
@@ -18,17 +26,18 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.gate import Route
 from sluicegate.observability import metrics
-from sluicegate.pipeline import PipelineError, Transformer
+from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
+from sluicegate.publisher import coding
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.slicing import Slice, lane_for
 from sluicegate.server.asgi import (
     ClientGone,
     ClientWatch,
@@ -50,10 +59,52 @@ _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-r
 
 
 class UpstreamFailed(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, *, logged: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.logged = logged  # already logged and counted where it was raised
+
+
+class _BodyWork:
+    """One response's transform state: the stages, its CPU slice, and the bound on work without output."""
+
+    __slots__ = ("decoder", "encoder", "pending", "processor", "quiet", "quiet_cap", "slice", "unflushed")
+
+    def __init__(
+        self, decoder: Decoder, processor: Transformer, encoder: Encoder, slice_: Slice, quiet_cap: int
+    ) -> None:
+        self.decoder = decoder
+        self.processor = processor
+        self.encoder = encoder
+        self.slice = slice_
+        self.quiet = 0  # decoded bytes consumed since the processor last emitted output
+        self.quiet_cap = quiet_cap
+        self.pending: list[bytes] = []  # encoded output not yet sent
+        self.unflushed = False  # the encoder holds input not yet flushed
+
+    def take(self) -> bytes:
+        """Everything encoded so far, flushed so the client can decode it on arrival."""
+        pending = self.pending
+        if self.unflushed:
+            pending.append(self.encoder.flush())
+            self.unflushed = False
+        if not pending:
+            return b""
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def tail(self) -> bytes:
+        """The end of the body: what is pending, the stages' held bytes, the coding's trailer."""
+        rest = self.processor.feed(self.decoder.finish()) + self.processor.finish()
+        out = self.pending
+        out.append(self.encoder.compress(rest))
+        out.append(self.encoder.finish())
+        self.unflushed = False
+        data = b"".join(out)
+        out.clear()
+        return data
 
 
 class PublisherProxy:
@@ -68,6 +119,9 @@ class PublisherProxy:
         self.timeouts = settings.timeouts
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
+        ev = settings.event_loop
+        self.slice_s = ev.slice_ms / 1000.0
+        self.piece_bytes = ev.piece_bytes
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
 
     def _rewriter(self, scheme: str, host: str) -> HostRewriter:
@@ -133,6 +187,7 @@ class PublisherProxy:
             for k, v in req_headers
         )
         navigation = not any(k.lower() in _RSC_HEADERS for k, _ in req_headers)
+        accepted = coding.Accepted.from_headers(req_headers)
 
         watch = ClientWatch(receive, send)
         watch.start(has_body=has_body)
@@ -168,13 +223,15 @@ class PublisherProxy:
                 origin_headers = _raw_headers(resp)
                 decision = gate.classify(method, resp.status, origin_headers)
                 await self._relay(
-                    resp, origin_headers, decision, method, rewriter, navigation, send, request_id, deadline
+                    resp, origin_headers, decision, method, rewriter, navigation, send, request_id, deadline,
+                    accepted, f"{method} {scope.get('path', '')}",
                 )
             finally:
                 resp.release()
         except UpstreamFailed as exc:
-            metrics.publisher_error("before_commit", exc.kind).inc()
-            log.warning("request %s: %s -> %d", request_id, exc, exc.status)
+            if not exc.logged:
+                metrics.publisher_error("before_commit", exc.kind).inc()
+                log.warning("request %s: %s -> %d", request_id, exc, exc.status)
             await send_simple(send, exc.status, f"{exc}\n".encode(), [("x-request-id", request_id)])
         except asyncio.CancelledError:
             if watch.disconnected:
@@ -207,6 +264,8 @@ class PublisherProxy:
         send: Send,
         request_id: str,
         deadline: Deadline,
+        accepted: coding.Accepted,
+        label: str,
     ) -> None:
         status = resp.status
         out_headers = hdr.downstream_response_headers(origin_headers, rewriter, self.origin, request_id)
@@ -226,33 +285,127 @@ class PublisherProxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
+        in_coding = decision.encoding
         if route is Route.PASS_THROUGH:
-            await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
-            await self._pump(resp, send, request_id, deadline, None, None)
-            return
+            undo = coding.decodable(coding.content_codings(origin_headers))
+            if undo is None:
+                await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            if accepted.accepts(undo):
+                out_headers = coding.ensure_vary(out_headers)
+                await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            # A coding the client refuses (an origin that ignored Accept-Encoding): decode, change nothing else.
+            route, in_coding = Route.STREAM, undo
+            processor: Transformer = Identity()
+            out_coding = ""
+            out_headers = coding.recoded_headers(out_headers, "")
+        else:
+            ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
+            processor = build_processor(
+                decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+            )
+            out_headers = hdr.for_rewritten_body(out_headers)
+            out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
+            if out_coding != in_coding:
+                out_headers = coding.recoded_headers(out_headers, out_coding)
+            elif in_coding:
+                out_headers = coding.ensure_vary(out_headers)
 
-        ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
-        processor = build_processor(
-            decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+        work = _BodyWork(
+            decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes),
+            processor,
+            encoder_for(out_coding, **self.codec_levels),
+            Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
+            self.limits.max_decoded_bytes_without_output,
         )
-        decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
-        encoder = encoder_for(decision.encoding, **self.codec_levels)
-        out_headers = hdr.for_rewritten_body(out_headers)
-
         if route is Route.BUFFERED:
-            await self._buffered(resp, status, out_headers, decoder, processor, encoder, send, deadline)
+            await self._buffered(resp, status, out_headers, work, send, deadline, request_id)
             return
 
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+        await self._stream(resp, send, request_id, deadline, work)
 
-        def transform(raw: bytes) -> list[bytes]:
-            return [out for piece in decoder.feed_pieces(raw) if (out := encoder.feed(processor.feed(piece)))]
+    async def _transform(self, chunk: bytes, work: _BodyWork, send: Send | None) -> None:
+        """Decode -> process -> encode one read, piece by piece; between slices send what is ready (when
+        ``send`` is given) and wait for this response's next turn of the loop."""
+        processor = work.processor
+        encoder = work.encoder
+        pending = work.pending
+        sl = work.slice
+        for piece in work.decoder.feed_pieces(chunk):
+            out = processor.feed(piece)
+            if out:
+                work.quiet = 0
+                pending.append(encoder.compress(out))
+                work.unflushed = True
+            else:
+                work.quiet += len(piece)
+                if work.quiet > work.quiet_cap:
+                    raise WorkBoundExceeded(
+                        "max_decoded_bytes_without_output",
+                        f"{work.quiet} decoded bytes consumed without output "
+                        f"(max_decoded_bytes_without_output={work.quiet_cap})",
+                    )
+            if sl.spent():
+                if send is not None:
+                    data = work.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                await sl.pause()
 
-        def tail() -> bytes:
-            rest = processor.feed(decoder.finish()) + processor.finish()
-            return encoder.feed(rest) + encoder.finish()
+    async def _stream(
+        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: _BodyWork
+    ) -> None:
+        """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure."""
+        idle = self.timeouts.idle
+        relayed_in = 0
+        readany = resp.read
+        final = b""
+        sl = work.slice
+        try:
+            with deadline:
+                while True:
+                    waits = not resp.ready()
+                    deadline.after(idle)
+                    chunk = await readany()
+                    deadline.clear()
+                    if waits:
+                        sl.restart()  # the loop ran while we waited: this slice's budget starts afresh
+                    if not chunk:
+                        break
+                    relayed_in += len(chunk)
+                    await self._transform(chunk, work, send)
+                    if resp.at_eof():
+                        continue  # what is pending leaves with the end of the response (one write)
+                    data = work.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+            final = work.tail()
+        except TimeoutError:
+            self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
+        except WorkBoundExceeded as exc:
+            self._work_bound(request_id, exc, "after_commit")
+            raise ResponseAborted(str(exc)) from None
+        except PipelineError as exc:
+            self._abort(request_id, exc.kind, str(exc))
+        except OriginError as exc:
+            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
+        finally:
+            sl.done()
+            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        await send({"type": "http.response.body", "body": final, "more_body": False})
 
-        await self._pump(resp, send, request_id, deadline, transform, tail)
+    def _work_bound(self, request_id: str, exc: WorkBoundExceeded, stage: str) -> None:
+        metrics.publisher_error(stage, exc.kind).inc()
+        metrics.work_bound(exc.bound).inc()
+        action = "502" if stage == "before_commit" else "aborting the client connection"
+        log.warning(
+            "request %s: work bound %s hit (origin %s): %s; %s", request_id, exc.bound, self.origin.authority, exc,
+            action,
+        )
 
     async def _pump(
         self,
@@ -260,17 +413,15 @@ class PublisherProxy:
         send: Send,
         request_id: str,
         deadline: Deadline,
-        transform: Callable[[bytes], list[bytes]] | None,
-        tail: Callable[[], bytes] | None,
     ) -> None:
-        """Relay body chunks until the origin ends; abort the client on any failure.
+        """PassThrough: relay body chunks untouched until the origin ends; abort the client on any failure.
 
         ``idle`` bounds each wait for the origin and nothing else: time spent in ``send`` is the
         client's backpressure, not origin silence.
         """
         idle = self.timeouts.idle
         relayed_in = 0
-        last: list[bytes] = []
+        last = b""
         readany = resp.read
         at_eof = resp.at_eof
         try:
@@ -282,15 +433,13 @@ class PublisherProxy:
                     if not chunk:
                         break
                     relayed_in += len(chunk)
-                    outs = [chunk] if transform is None else transform(chunk)
                     if at_eof():
-                        # The origin is done: this output leaves with the end of the response (one write
+                        # The origin is done: this chunk leaves with the end of the response (one write
                         # instead of two for small bodies); the next read returns b"" and ends the loop.
-                        last = outs
+                        last = chunk
                         continue
-                    for out in outs:
-                        await send({"type": "http.response.body", "body": out, "more_body": True})
-            final = b"".join(last) + (tail() if tail is not None else b"")
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            final = last
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
         except PipelineError as exc:
@@ -310,11 +459,10 @@ class PublisherProxy:
         resp: OriginResponse,
         status: int,
         out_headers: list[tuple[str, str]],
-        decoder: Decoder,
-        processor: Transformer,
-        encoder: Encoder,
+        work: _BodyWork,
         send: Send,
         deadline: Deadline,
+        request_id: str,
     ) -> None:
         """mode = "buffered": the whole body is read and rewritten before anything is sent (A/B only)."""
         cap = self.limits.max_buffered_body_bytes
@@ -323,25 +471,33 @@ class PublisherProxy:
         try:
             with deadline:
                 while True:
+                    waits = not resp.ready()
                     deadline.after(self.timeouts.idle)
                     chunk = await resp.read()
                     deadline.clear()
+                    if waits:
+                        work.slice.restart()
                     if not chunk:
                         break
-                    for piece in decoder.feed_pieces(chunk):
-                        out = encoder.feed(processor.feed(piece))
+                    await self._transform(chunk, work, None)
+                    for out in work.pending:
                         size += len(out)
-                        if size > cap:
-                            raise UpstreamFailed(502, "buffer_cap", f"body exceeds max_buffered_body_bytes={cap}")
                         parts.append(out)
-            rest = processor.feed(decoder.finish()) + processor.finish()
-            parts.append(encoder.feed(rest) + encoder.finish())
+                    work.pending.clear()
+                    if size > cap:
+                        raise UpstreamFailed(502, "buffer_cap", f"body exceeds max_buffered_body_bytes={cap}")
+            parts.append(work.tail())
         except TimeoutError:
             raise UpstreamFailed(504, "idle_timeout", "origin stalled mid-body") from None
+        except WorkBoundExceeded as exc:
+            self._work_bound(request_id, exc, "before_commit")
+            raise UpstreamFailed(502, exc.kind, f"origin body needs too much work: {exc}", logged=True) from None
         except PipelineError as exc:
             raise UpstreamFailed(502, exc.kind, f"origin body unusable: {exc}") from None
         except OriginError as exc:
             raise UpstreamFailed(502, exc.kind, f"origin body failed: {exc}") from None
+        finally:
+            work.slice.done()
         body = b"".join(parts)
         await send(
             {

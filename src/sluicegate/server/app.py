@@ -13,7 +13,7 @@ from typing import Any
 
 from sluicegate import __version__
 from sluicegate.config import Settings, load_settings
-from sluicegate.observability import metrics
+from sluicegate.observability import looplag, metrics
 from sluicegate.publisher.proxy import PublisherProxy
 from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 
@@ -41,6 +41,8 @@ class SluicegateApp:
         if self._started:
             return
         self._started = True
+        ev = self.settings.event_loop
+        looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0)
         if self.publisher is not None:
             await self.publisher.startup()
         if self.inference is not None:
@@ -55,6 +57,7 @@ class SluicegateApp:
         gc.set_threshold(_GC_GEN0_THRESHOLD, 10, 10)
 
     async def shutdown(self) -> None:
+        looplag.stop_monitor()
         if self.publisher is not None:
             await self.publisher.shutdown()
         if self.inference is not None:
