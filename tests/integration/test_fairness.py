@@ -174,7 +174,7 @@ def test_small_request_not_stalled_by_big_rewritten_page(default_proxy: ProxyPro
     lat.sort()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     # Before issue 24: the small GET waited for most of the page (seconds). Sliced: a few ms idle-box.
-    assert p99 < 0.25, f"small-request p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
+    assert p99 < 0.5, f"small-request p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
     assert statistics.median(lat) < 0.05
     # the loop-lag histogram saw it all, per worker
     assert metric(default_proxy.port, "sluicegate_event_loop_lag_seconds_count") > 10
@@ -185,9 +185,9 @@ def test_four_concurrent_pages_share_the_loop(default_proxy: ProxyProcess) -> No
     assert len(durations) == 4
     lat.sort()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    assert p99 < 0.25, f"small-request p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
+    assert p99 < 0.5, f"small-request p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
     # round robin: the four pages finish close together, none starves
-    assert max(durations) < 2.5 * min(durations) + 0.5, durations
+    assert max(durations) < 3 * min(durations) + 1.0, durations
 
 
 def test_big_page_still_rewritten_completely(default_proxy: ProxyProcess, heavy: Heavy) -> None:

@@ -19,7 +19,7 @@ once (one sync-flush marker per sent segment instead of one per piece).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Protocol
 
 import brotli
@@ -33,6 +33,7 @@ PIECE = 64 * 1024  # decoded bytes produced per step (default; the relay may ask
 # A step never decodes less than a whole block, so its output is re-cut into pieces.
 _ZSTD_FIRST_STEP = 4
 _ZSTD_MAX_STEP = 16 * 1024
+_ZLIB_STEP = 8 * 1024  # compressed bytes per zlib step (see _ZlibFamily._drain)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -95,19 +96,35 @@ class _ZlibFamily(_BudgetedDecoder):
         self._obj: zlib._Decompress | None = None
         self._seen_input = False
 
-    def _drain(self, data: bytes) -> Iterator[bytes]:
+    def _drain(self, data: bytes) -> Generator[bytes, None, bytes]:
+        """Yield decoded pieces of ``data``; return the bytes after the end of the stream (if it ended).
+
+        Input goes in ``_ZLIB_STEP`` slices: ``unconsumed_tail`` is a copy of the input not yet consumed, and
+        a bomb (1 KiB -> 1 MiB) would otherwise copy a whole read per decoded piece."""
         assert self._obj is not None
         obj = self._obj
-        while data:
+        view = memoryview(data)
+        pos = 0
+        end = len(data)
+        tail: bytes | memoryview = b""
+        limit = self.piece
+        while True:
+            if tail:
+                inp = tail
+            elif pos < end:
+                inp = view[pos : pos + _ZLIB_STEP]
+                pos += len(inp)
+            else:
+                return b""
             try:
-                piece = obj.decompress(data, self.piece)
+                piece = obj.decompress(inp, limit)
             except zlib.error as exc:
                 raise CorruptEncoding(f"corrupt {self.name} stream: {exc}") from None
             if piece:
                 yield self._count(piece)
-            data = obj.unconsumed_tail
             if obj.eof:
-                break
+                return obj.unused_data + bytes(view[pos:])
+            tail = obj.unconsumed_tail
 
 
 class GzipDecoder(_ZlibFamily):
@@ -142,9 +159,9 @@ class GzipDecoder(_ZlibFamily):
                     return
                 self._obj = zlib.decompressobj(31)
                 self._seen_input = True
-            yield from self._drain(data)
+            rest = yield from self._drain(data)
             if self._obj.eof:
-                data = self._obj.unused_data
+                data = rest
                 self._obj = None
             else:
                 data = b""
