@@ -56,6 +56,7 @@ log = logging.getLogger("sluicegate.publisher")
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 _SEND_EVERY = 0.008  # s: mid-body output sent at a pause at most this often (pending output stays < 8 ms of work)
+_MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
 _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
 
 
@@ -360,6 +361,11 @@ class PublisherProxy:
                     if data:
                         await send({"type": "http.response.body", "body": data, "more_body": True})
                 await sl.pause()
+            elif len(pending) >= _MAX_PENDING_PIECES and send is not None:
+                # (unsliced, or a very fast transform): the output held is bounded all the same
+                data = work.take()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _stream(
         self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: _BodyWork
