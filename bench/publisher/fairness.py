@@ -14,8 +14,10 @@ Targets, in the same run, order alternated per run: ``sliced`` (sluicegate, ``[e
 (Debian nginx ``proxy_pass``, 1 worker: relays the gzip bytes without rewriting: the floor for latency).
 
 Reported per target and load: small-request p50/p99/max (ms), the event-loop lag p99/max from
-``sluicegate_event_loop_lag_seconds`` (histogram bucket bounds, so "<= x ms"), and the heavy responses'
-throughput: decoded origin MiB per wall second and per CPU second of the proxy process (the CPU figure is
+``sluicegate_event_loop_lag_seconds`` (histogram bucket bounds, so "<= x ms") and the same for
+``sluicegate_event_loop_busy_lag_seconds`` (only time the worker was on a CPU: what remains of the lag once
+the OS scheduler's share on a crowded machine is taken out), and the heavy responses' throughput: decoded
+origin MiB per wall second and per CPU second of the proxy process (the CPU figure is
 the one to compare on a shared machine), measured with the heavy load alone just before the mixed phase; the
 mixed phase repeats the heavy set until at least 3 s have passed (nginx relays it in milliseconds). The origin
 is Debian nginx serving the pre-compressed files.
@@ -232,18 +234,27 @@ async def heavy_get(port: int, path: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def lag_buckets(port: int) -> dict[float, float]:
+def lag_buckets(port: int) -> dict[str, dict[float, float]]:
+    """Both lag histograms' cumulative buckets: ``lag`` (wall) and ``busy`` (the worker's own CPU only)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sluicegate/metrics", timeout=10) as r:
         text = r.read().decode()
-    out = {}
-    for m in re.finditer(r'^sluicegate_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
-        out[float(m.group(1))] = float(m.group(2))
+    out: dict[str, dict[float, float]] = {"lag": {}, "busy": {}}
+    for m in re.finditer(r'^sluicegate_event_loop_(busy_)?lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        out["busy" if m.group(1) else "lag"][float(m.group(2))] = float(m.group(3))
     return out
 
 
-def lag_stats(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+def lag_stats(b0: dict[str, dict[float, float]], b1: dict[str, dict[float, float]]) -> dict[str, float]:
+    out = _lag_stats(b0["lag"], b1["lag"])
+    busy = _lag_stats(b0["busy"], b1["busy"])
+    out["busy_p99_le_ms"] = busy["p99_le_ms"]
+    out["busy_max_le_ms"] = busy["max_le_ms"]
+    return out
+
+
+def _lag_stats(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
     """p99 and max of the lag samples between two scrapes, as histogram bucket upper bounds (ms)."""
     bounds = sorted(after)
     counts = [after[b] - before.get(b, 0.0) for b in bounds]  # cumulative
@@ -329,7 +340,7 @@ class Bench:
         runner = asyncio.create_task(small.run())
         is_sg = target != "nginx"
         await asyncio.sleep(0.5)
-        lag0 = lag_buckets(port) if is_sg else {}
+        lag0 = lag_buckets(port) if is_sg else None
         cpu0 = tree_cpu_s(proc.pid)
         t0 = time.perf_counter()
         heavy: list[dict[str, Any]] = []
@@ -341,7 +352,7 @@ class Bench:
                 heavy += await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"]))
         t1 = time.perf_counter()
         cpu = tree_cpu_s(proc.pid) - cpu0
-        lag1 = lag_buckets(port) if is_sg else {}
+        lag1 = lag_buckets(port) if is_sg else None
         await asyncio.sleep(0.3)
         small.stop()
         await runner
@@ -353,12 +364,35 @@ class Bench:
                       "not_sent": small.not_sent},
             "heavy": heavy, "loadavg_1m": loadavg1(),
         }
-        if is_sg:
+        if lag0 is not None and lag1 is not None:
             res["lag"] = lag_stats(lag0, lag1)
         if alone is not None:
             res["heavy_alone"] = alone
             res["heavy_mib_per_s"] = LOADS[load]["decoded_mib"] * len(heavy) / (t1 - t0)  # type: ignore[index]
         return res
+
+
+async def disconnect_to_idle(port: int, proc: Proc) -> dict[str, float]:
+    """Client closes 1 s into the bomb: when does the worker's CPU go idle? (idle from t = at most 20 ms of CPU
+    in the 300 ms after t; /proc ticks are 10 ms)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /gz/bomb.html HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: gzip\r\n\r\n".encode())
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(1.0)
+    c0 = tree_cpu_s(proc.pid)
+    await asyncio.sleep(0.2)
+    busy = (tree_cpu_s(proc.pid) - c0) / 0.2
+    writer.close()
+    closed = time.perf_counter()
+    samples = []
+    while time.perf_counter() - closed < 1.5:
+        samples.append((time.perf_counter() - closed, tree_cpu_s(proc.pid)))
+        await asyncio.sleep(0.01)
+    idle_at = next((t for t, c in samples if t <= 1.1
+                    and next(c2 for t2, c2 in samples if t2 >= t + 0.3) - c <= 0.02), float("nan"))
+    await asyncio.sleep(1.0)
+    return {"cpu_share_before_close": busy, "idle_ms_after_close": idle_at * 1000,
+            "cpu_s_in_1_5s_after_close": samples[-1][1] - samples[0][1]}
 
 
 async def measure(bench: Bench, runs: int) -> list[dict[str, Any]]:
@@ -369,6 +403,10 @@ async def measure(bench: Bench, runs: int) -> list[dict[str, Any]]:
         for target in order:
             port, proc = bench.start(target)
             try:
+                if target != "nginx":
+                    d = await disconnect_to_idle(port, proc)
+                    rows.append({"target": target, "load": "disconnect", "run": run, "disconnect": d})
+                    log(f"  {target:9s} client closed inside the bomb: {d}")
                 for load in (None, *LOADS):
                     r = await bench.scenario(target, port, proc, load)
                     r["run"] = run
@@ -385,6 +423,13 @@ async def measure(bench: Bench, runs: int) -> list[dict[str, Any]]:
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for target in TARGETS:
+        ds = [r["disconnect"] for r in rows if r["target"] == target and r["load"] == "disconnect"]
+        if ds:
+            out[f"{target} | disconnect"] = {
+                "idle_ms_after_close": med([d["idle_ms_after_close"] for d in ds]),
+                "idle_ms_after_close_worst": max(d["idle_ms_after_close"] for d in ds),
+                "cpu_s_in_1_5s_after_close": med([d["cpu_s_in_1_5s_after_close"] for d in ds]),
+            }
         for load in ("idle", *LOADS):
             rs = [r for r in rows if r["target"] == target and r["load"] == load]
             if not rs:
@@ -396,6 +441,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "small_max_ms_worst_run": max(r["small"]["max_ms"] for r in rs),
                 "lag_p99_le_ms": med([r["lag"]["p99_le_ms"] for r in rs]) if "lag" in rs[0] else float("nan"),
                 "lag_max_le_ms": max(r["lag"]["max_le_ms"] for r in rs) if "lag" in rs[0] else float("nan"),
+                "busy_lag_p99_le_ms": med([r["lag"]["busy_p99_le_ms"] for r in rs]) if "lag" in rs[0]
+                else float("nan"),
+                "busy_lag_max_le_ms": max(r["lag"]["busy_max_le_ms"] for r in rs) if "lag" in rs[0] else float("nan"),
                 "heavy_mixed_mib_per_s": med([r.get("heavy_mib_per_s", float("nan")) for r in rs]),
                 "heavy_mib_per_s": med([r["heavy_alone"]["mib_per_s"] if "heavy_alone" in r else float("nan")
                                         for r in rs]),
@@ -460,14 +508,19 @@ def main() -> None:
         started = time.time()
         rows = asyncio.run(measure(bench, args.runs))
     summary = summarize(rows)
-    head = ["target | load", "small p50", "small p99", "small max", "lag p99 <=", "lag max <=", "heavy MiB/s",
-            "MiB/cpu-s", "mixed MiB/s"]
+    head = ["target | load", "small p50", "small p99", "small max", "lag p99 <=", "lag max <=", "busy p99 <=",
+            "busy max <=", "heavy MiB/s", "MiB/cpu-s", "mixed MiB/s"]
     print()
     print(table(head, [[k, v["small_p50_ms"], v["small_p99_ms"], v["small_max_ms"], v["lag_p99_le_ms"],
-                        v["lag_max_le_ms"], v["heavy_mib_per_s"], v["heavy_mib_per_cpu_s"], v["heavy_mixed_mib_per_s"]]
+                        v["lag_max_le_ms"], v["busy_lag_p99_le_ms"], v["busy_lag_max_le_ms"], v["heavy_mib_per_s"],
+                        v["heavy_mib_per_cpu_s"], v["heavy_mixed_mib_per_s"]]
                        for k, v in summary.items() if "small_p50_ms" in v]))
     print()
     for k, v in summary.items():
+        if "idle_ms_after_close" in v:
+            print(f"{k}: CPU idle {v['idle_ms_after_close']:.0f} ms after the client closed (worst "
+                  f"{v['idle_ms_after_close_worst']:.0f}); CPU in the 1.5 s after: "
+                  f"{v['cpu_s_in_1_5s_after_close']:.2f} s")
         if "throughput_wall" in v:
             print(f"{k}: throughput sliced/unsliced wall {v['throughput_wall']:.3f}, per CPU-s "
                   f"{v['throughput_per_cpu']:.3f}")

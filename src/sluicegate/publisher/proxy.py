@@ -380,6 +380,8 @@ class PublisherProxy:
             with deadline:
                 while True:
                     waits = not resp.ready()
+                    if waits:
+                        sl.idle()
                     deadline.after(idle)
                     chunk = await readany()
                     deadline.clear()
@@ -483,6 +485,8 @@ class PublisherProxy:
             with deadline:
                 while True:
                     waits = not resp.ready()
+                    if waits:
+                        work.slice.idle()
                     deadline.after(self.timeouts.idle)
                     chunk = await resp.read()
                     deadline.clear()

@@ -90,10 +90,13 @@ class Slice:
         self._started = _clock()
         self._until = self._started + budget_s if self._lane is not None else float("inf")
 
+    def idle(self) -> None:
+        """About to wait (for the origin): the stretch of work so far ends here."""
+        self._note(_clock())
+
     def restart(self) -> None:
-        """The loop has just had a turn (e.g. a read suspended): a fresh budget starts now."""
+        """The loop has just had a turn (the wait is over): a fresh budget starts now."""
         now = _clock()
-        self._note(now)
         self._started = now
         if self._lane is not None:
             self._until = now + self.budget_s
