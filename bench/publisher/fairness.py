@@ -9,9 +9,10 @@ while one of three heavy loads is served:
       ``max_decoded_body_bytes`` and aborts the response. The bench sets that cap to ``--bomb-cap-mib``
       (default 32 MiB) on both sluicegate targets: at the 256 MiB default the bomb alone would take minutes
       of a shared machine's CPU per target (the cap is a bound on work, the slicing is what this measures).
-Targets, in the same run, order alternated per run: ``sliced`` (sluicegate, ``[event_loop] slice_ms`` default),
-``unsliced`` (``slice_ms = 0``: the transform of one read runs in one go, as before issue 24) and ``nginx``
-(Debian nginx ``proxy_pass``, 1 worker: relays the gzip bytes without rewriting: the floor for latency).
+Targets, in the same run, order alternated per run: ``sliced-<N>ms`` (sluicegate with ``[event_loop] slice_ms =
+N``, one target per ``--slice-ms`` value; default 1 and 2), ``unsliced`` (``slice_ms = 0``: the transform of
+one read runs in one go, as before issue 24) and ``nginx`` (Debian nginx ``proxy_pass``, 1 worker: relays the
+gzip bytes without rewriting: the floor for latency on this machine).
 
 Reported per target and load: small-request p50/p99/max (ms), the event-loop lag p99/max from
 ``sluicegate_event_loop_lag_seconds`` (histogram bucket bounds, so "<= x ms") and the same for
@@ -63,7 +64,7 @@ LOADS: dict[str, dict[str, Any]] = {
     "b: 4 x 5 MiB pages": {"paths": ["/gz/big5.html"] * 4, "decoded_mib": 5},
     "c: 1 gzip bomb": {"paths": ["/gz/bomb.html"], "decoded_mib": 32},  # = --bomb-cap-mib
 }
-TARGETS = ("sliced", "unsliced", "nginx")
+TARGETS: list[str] = []  # set from --slice-ms: sliced-<N>ms..., unsliced, nginx
 MAX_OUTSTANDING = 300  # open-loop small requests in flight at most (more are counted as not sent)
 
 ORIGIN_CONF = """\
@@ -271,8 +272,7 @@ def _lag_stats(before: dict[float, float], after: dict[float, float]) -> dict[st
 
 class Bench:
     def __init__(self, tmp: Path, procs: Procs, nginx: str, rate: float, bomb_cap_mib: int,
-                 slice_ms: float, piece_bytes: int) -> None:
-        self.slice_ms = slice_ms
+                 piece_bytes: int) -> None:
         self.piece_bytes = piece_bytes
         self.bomb_cap_mib = bomb_cap_mib
         self.min_seconds = 3.0
@@ -315,7 +315,7 @@ class Bench:
             "[publisher]", f'origin_url = "http://127.0.0.1:{self.origin_port}"',
             f'public_hosts = ["127.0.0.1:{port}"]', "",
             "[limits]", f"max_decoded_body_bytes = {self.bomb_cap_mib * MIB}", "",
-            "[event_loop]", f"slice_ms = {0 if target == 'unsliced' else self.slice_ms}",
+            "[event_loop]", f"slice_ms = {0 if target == 'unsliced' else target[7:-2]}",
             f"piece_bytes = {self.piece_bytes}", "",
         ]))
         argv = [PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
@@ -452,9 +452,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "runs": len(rs),
             }
     for load in LOADS:
-        s, u = out.get(f"sliced | {load}"), out.get(f"unsliced | {load}")
-        if s and u:
-            out[f"sliced/unsliced | {load}"] = {
+        for target in TARGETS:
+            s, u = out.get(f"{target} | {load}"), out.get(f"unsliced | {load}")
+            if not target.startswith("sliced") or not s or not u:
+                continue
+            out[f"{target}/unsliced | {load}"] = {
                 "throughput_wall": s["heavy_mib_per_s"] / u["heavy_mib_per_s"],
                 "throughput_per_cpu": s["heavy_mib_per_cpu_s"] / u["heavy_mib_per_cpu_s"],
             }
@@ -468,19 +470,20 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     loads = ["idle", *LOADS]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.27
-    for i, target in enumerate(TARGETS):
-        for ax, key, title in ((axes[0], "small_p99_ms", "small-request p99 (ms, log)"),
-                               (axes[1], "small_max_ms", "small-request max (ms, log)")):
+    panels = (("small_p99_ms", "small-request p99 (ms, log)", 10), ("small_max_ms", "small-request max (ms, log)", 50),
+              ("busy_lag_max_le_ms", "loop busy-lag max, bucket bound (ms, log)", None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4.8))
+    width = 0.8 / len(TARGETS)
+    for ax, (key, title, goal) in zip(axes, panels, strict=True):
+        for i, target in enumerate(TARGETS):
             ys = [summary.get(f"{target} | {ld}", {}).get(key, float("nan")) for ld in loads]
-            ax.bar([x + (i - 1) * width for x in range(len(loads))], ys, width, label=target)
-            ax.set_title(title)
-            ax.set_yscale("log")
-            ax.set_xticks(range(len(loads)), [ld.split(":")[0] for ld in loads])
-    for ax, goal in ((axes[0], 10), (axes[1], 50)):
-        ax.axhline(goal, color="k", linestyle="--", linewidth=0.8, label=f"goal {goal} ms")
-        ax.legend()
+            ax.bar([x - 0.4 + (i + 0.5) * width for x in range(len(loads))], ys, width, label=target)
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(loads)), [ld.split(":")[0] for ld in loads])
+        if goal is not None:
+            ax.axhline(goal, color="k", linestyle="--", linewidth=0.8, label=f"goal {goal} ms")
+        ax.legend(fontsize=8)
     fig.suptitle("One worker: small GETs at a steady rate while heavy rewriting runs (a: 50 MiB page, "
                  "b: 4 x 5 MiB, c: gzip bomb)", fontsize=10)
     fig.tight_layout()
@@ -492,7 +495,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--rate", type=float, default=100.0, help="small requests per second")
     ap.add_argument("--bomb-cap-mib", type=int, default=32, help="sluicegate max_decoded_body_bytes for the run")
-    ap.add_argument("--slice-ms", type=float, default=1.0, help="[event_loop] slice_ms of the sliced target")
+    ap.add_argument("--slice-ms", default="1,2", help="comma-separated [event_loop] slice_ms values, one target each")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
     ap.add_argument("--plot", type=Path, default=RESULTS / "publisher-fairness.png")
     args = ap.parse_args()
@@ -501,8 +504,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, Procs() as procs:
         LOADS["c: 1 gzip bomb"]["decoded_mib"] = args.bomb_cap_mib
-        bench = Bench(Path(tmp), procs, tools["nginx"], args.rate, args.bomb_cap_mib, args.slice_ms,
-                      args.piece_bytes)
+        TARGETS[:] = [*(f"sliced-{float(ms):g}ms" for ms in args.slice_ms.split(",")), "unsliced", "nginx"]
+        bench = Bench(Path(tmp), procs, tools["nginx"], args.rate, args.bomb_cap_mib, args.piece_bytes)
         log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
         sizes = bench.prepare()
         started = time.time()
@@ -528,7 +531,7 @@ def main() -> None:
     plot(summary, args.plot)
     path = write_json("fairness", {
         "command": f"python bench/publisher/fairness.py --runs {args.runs} --rate {args.rate:g} "
-                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms:g} --piece-bytes {args.piece_bytes}",
+                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
         "started": started, "rate_per_s": args.rate, "file_sizes": sizes, "summary": summary, "rows": rows,
         "machine": machine(), "versions": versions(["nginx"]),
         "note": "wall-clock figures taken on a shared machine (other tenants' CPU load); compare side by side",
