@@ -390,7 +390,13 @@ async def disconnect_to_idle(port: int, proc: Proc) -> dict[str, float]:
         await asyncio.sleep(0.01)
     idle_at = next((t for t, c in samples if t <= 1.1
                     and next(c2 for t2, c2 in samples if t2 >= t + 0.3) - c <= 0.02), float("nan"))
-    await asyncio.sleep(1.0)
+    # an abandoned bomb that is still being decoded would load the phases measured next: wait it out
+    t_wait = time.perf_counter()
+    while time.perf_counter() - t_wait < 120:
+        c0 = tree_cpu_s(proc.pid)
+        await asyncio.sleep(0.3)
+        if tree_cpu_s(proc.pid) - c0 <= 0.02:
+            break
     return {"cpu_share_before_close": busy, "idle_ms_after_close": idle_at * 1000,
             "cpu_s_in_1_5s_after_close": samples[-1][1] - samples[0][1]}
 
