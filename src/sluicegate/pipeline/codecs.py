@@ -81,6 +81,16 @@ class _BudgetedDecoder:
             )
         return piece
 
+    def _cut(self, out: bytes) -> Iterator[bytes]:
+        """``out`` counted and handed on in pieces of at most ``piece`` bytes (for codecs that decode more
+        per step than asked: zstd whole blocks, brotli at least ~32 KiB)."""
+        if len(out) <= self.piece:
+            yield self._count(out)
+            return
+        view = memoryview(out)
+        for start in range(0, len(out), self.piece):
+            yield self._count(bytes(view[start : start + self.piece]))
+
     def feed_pieces(self, data: bytes) -> Iterator[bytes]:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -233,7 +243,7 @@ class BrotliDecoder(_BudgetedDecoder):
             # A full output buffer means more output is pending: drain it with empty input
             # (``can_accept_more_data`` is not a reliable signal across brotli versions).
             while piece:
-                yield self._count(piece)
+                yield from self._cut(piece)
                 if len(piece) < limit:
                     break
                 piece = self._obj.process(b"", output_buffer_limit=limit)
@@ -276,13 +286,9 @@ class ZstdDecoder(_BudgetedDecoder):
                 self._step = max(1, step * self.piece // len(piece))
             elif len(piece) * 2 < self.piece:
                 self._step = min(_ZSTD_MAX_STEP, step * 2)
-            if len(piece) > self.piece:
-                # zstd decodes whole blocks (up to 128 KiB, two per input byte at worst): hand them on in pieces
-                pv = memoryview(piece)
-                for start in range(0, len(piece), self.piece):
-                    yield self._count(bytes(pv[start : start + self.piece]))
-            elif piece:
-                yield self._count(piece)
+            if piece:
+                # zstd decodes whole blocks (up to 128 KiB, two per input byte at worst): handed on in pieces
+                yield from self._cut(piece)
             if self._obj.eof:
                 rest = self._obj.unused_data
                 if rest:
