@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any
 
 from sluicegate.observability import looplag
 
@@ -120,7 +119,3 @@ class Slice:
     def _note(self, now: float) -> None:
         looplag.note_work(now - self._started, self.request_id, self.label)
 
-
-def describe(scope: Any) -> str:
-    """``GET /path`` for log lines (never the query: it may carry secrets)."""
-    return f"{scope.get('method', '?')} {scope.get('path', '?')}"
