@@ -6,8 +6,9 @@ import ipaddress
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
@@ -124,8 +125,13 @@ class PublisherSettings(BaseModel):
 class LimitsSettings(BaseModel):
     model_config = _FROZEN
 
-    # Per response, when rewriting: decoded bytes allowed out of a decoder (decompression-bomb guard).
-    max_decoded_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Per response, when rewriting: decoded bytes allowed out of a decoder (decompression-bomb guard and
+    # the bound on CPU one response may take). Also accepted as ``max_decoded_bytes`` (issue 24's name).
+    max_decoded_body_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("max_decoded_body_bytes", "max_decoded_bytes")
+    )
+    # Per response, when rewriting: decoded bytes the rewriter may consume without emitting any output.
+    max_decoded_bytes_without_output: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # Whole body held in mode = "buffered" (A/B comparison only).
     max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Request head: total bytes of request headers accepted from a client.
@@ -142,6 +148,13 @@ class LimitsSettings(BaseModel):
     request_map_hold_bytes: int = Field(default=64 * 1024, ge=1024)
     # Form body bytes mapped per request; the rest of a larger body streams through unmapped.
     map_request_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_for_the_decoded_cap(cls, data: object) -> object:
+        if isinstance(data, dict) and "max_decoded_body_bytes" in data and "max_decoded_bytes" in data:
+            raise ValueError("max_decoded_bytes is another name for max_decoded_body_bytes: set one of them")
+        return data
 
 
 class TimeoutsSettings(BaseModel):
@@ -176,6 +189,7 @@ class Settings(BaseModel):
     html: HtmlSettings = HtmlSettings()
     flight: FlightSettings = FlightSettings()
     inference: InferenceSettings = InferenceSettings()
+    event_loop: EventLoopSettings = EventLoopSettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:

@@ -81,6 +81,13 @@ PUBLISHER_REWRITES = Counter(
     registry=REGISTRY,
 )
 
+PUBLISHER_WORK_BOUNDS = Counter(
+    "sluicegate_publisher_work_bound_total",
+    "Rewritten responses stopped by a per-response work bound, by bound (config key)",
+    ["bound"],
+    registry=REGISTRY,
+)
+
 
 # Label children cached: ``.labels()`` costs a lock and a dict build per call, and every label set
 # here is small and fixed (routes x status classes, error stages x kinds).
@@ -97,6 +104,11 @@ def publisher_rewrite(kind: str) -> Counter:
 @functools.cache
 def request(face: str, route: str, status_class: str) -> Counter:
     return REQUESTS.labels(face, route, status_class)
+
+
+@functools.cache
+def work_bound(bound: str) -> Counter:
+    return PUBLISHER_WORK_BOUNDS.labels(bound)
 
 
 FROM_ORIGIN_BYTES = PUBLISHER_BYTES.labels("from_origin")

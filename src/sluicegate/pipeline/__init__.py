@@ -29,6 +29,15 @@ class LimitExceeded(PipelineError):
     kind = "limit"
 
 
+class WorkBoundExceeded(LimitExceeded):
+    """A per-response bound on work was hit; ``bound`` names the config key (log line, metric label)."""
+
+    def __init__(self, bound: str, message: str) -> None:
+        super().__init__(message)
+        self.bound = bound
+        self.kind = bound
+
+
 class Identity:
     """Passes bytes through unchanged."""
 

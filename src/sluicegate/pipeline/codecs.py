@@ -1,28 +1,39 @@
 """Content codings: streaming decoders and encoders for gzip, deflate, br and zstd.
 
 Decoders count decoded bytes themselves and stop at the cap, so a small bomb can never expand
-past ``max_decoded_body_bytes``; they also yield output in bounded pieces (``feed_pieces``) so
-the relay can push each piece through the rest of the pipeline before decoding more: memory
-stays flat however far a body inflates. ``finish`` proves the stream was complete (gzip
-trailer, zlib end marker, brotli last block, zstd frame end) and raises otherwise.
+past ``max_decoded_body_bytes``; they also yield output in bounded pieces (``feed_pieces``, a lazy
+generator) so the relay can push each piece through the rest of the pipeline before decoding
+more, and pause between pieces: memory stays flat however far a body inflates, and the CPU spent
+per piece is bounded too (at most ``piece`` decoded bytes per step: zlib ``max_length`` with
+``unconsumed_tail``, brotli ``output_buffer_limit``, zstd by feeding input in steps sized from the
+expansion seen so far, since python-zstandard's ``decompressobj`` has no output limit). ``finish``
+proves the stream was complete (gzip trailer, zlib end marker, brotli last block, zstd frame end)
+and raises otherwise.
 
 Encoders flush after every ``feed`` so each emitted segment is decodable by a browser as it
 arrives (gzip/zlib sync flush, brotli FLUSH, zstd block flush); ``finish`` writes the trailer.
+``compress`` + ``flush`` split the same work so a caller can compress several pieces and flush
+once (one sync-flush marker per sent segment instead of one per piece).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Protocol
 
 import brotli
 import zstandard
 
-from sluicegate.pipeline import LimitExceeded, PipelineError
+from sluicegate.pipeline import PipelineError, WorkBoundExceeded
 
-PIECE = 64 * 1024  # decoded bytes produced per step
-_ZSTD_SLICE = 1024  # compressed bytes per zstd step (a zstd block can expand ~40000:1)
+PIECE = 64 * 1024  # decoded bytes produced per step (default; the relay may ask for smaller pieces)
+# zstd input per step: starts small and adapts so one step decodes about one piece (an RLE block
+# turns 4 input bytes into 128 KiB, so 1 KiB of a crafted frame decodes to ~32 MiB in one call).
+# A step never decodes less than a whole block, so its output is re-cut into pieces.
+_ZSTD_FIRST_STEP = 4
+_ZSTD_MAX_STEP = 16 * 1024
+_ZLIB_STEP = 8 * 1024  # compressed bytes per zlib step (see _ZlibFamily._drain)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -35,6 +46,8 @@ class TruncatedEncoding(PipelineError):
 
 
 class Decoder(Protocol):
+    decoded: int
+
     def feed_pieces(self, data: bytes) -> Iterator[bytes]: ...
 
     def feed(self, data: bytes) -> bytes: ...
@@ -45,21 +58,38 @@ class Decoder(Protocol):
 class Encoder(Protocol):
     def feed(self, data: bytes) -> bytes: ...
 
+    def compress(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
     def finish(self) -> bytes: ...
 
 
 class _BudgetedDecoder:
     name = ""
 
-    def __init__(self, max_decoded: int) -> None:
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
         self.max_decoded = max_decoded
+        self.piece = piece
         self.decoded = 0
 
     def _count(self, piece: bytes) -> bytes:
         self.decoded += len(piece)
         if self.decoded > self.max_decoded:
-            raise LimitExceeded(f"{self.name} body decodes past max_decoded_body_bytes={self.max_decoded}")
+            raise WorkBoundExceeded(
+                "max_decoded_body_bytes", f"{self.name} body decodes past max_decoded_body_bytes={self.max_decoded}"
+            )
         return piece
+
+    def _cut(self, out: bytes) -> Iterator[bytes]:
+        """``out`` counted and handed on in pieces of at most ``piece`` bytes (for codecs that decode more
+        per step than asked: zstd whole blocks, brotli at least ~32 KiB)."""
+        if len(out) <= self.piece:
+            yield self._count(out)
+            return
+        view = memoryview(out)
+        for start in range(0, len(out), self.piece):
+            yield self._count(bytes(view[start : start + self.piece]))
 
     def feed_pieces(self, data: bytes) -> Iterator[bytes]:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -71,24 +101,40 @@ class _BudgetedDecoder:
 class _ZlibFamily(_BudgetedDecoder):
     """Shared loop for gzip and deflate: bounded ``decompress`` with ``unconsumed_tail``."""
 
-    def __init__(self, max_decoded: int) -> None:
-        super().__init__(max_decoded)
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
+        super().__init__(max_decoded, piece)
         self._obj: zlib._Decompress | None = None
         self._seen_input = False
 
-    def _drain(self, data: bytes) -> Iterator[bytes]:
+    def _drain(self, data: bytes) -> Generator[bytes, None, bytes]:
+        """Yield decoded pieces of ``data``; return the bytes after the end of the stream (if it ended).
+
+        Input goes in ``_ZLIB_STEP`` slices: ``unconsumed_tail`` is a copy of the input not yet consumed, and
+        a bomb (1 KiB -> 1 MiB) would otherwise copy a whole read per decoded piece."""
         assert self._obj is not None
         obj = self._obj
-        while data:
+        view = memoryview(data)
+        pos = 0
+        end = len(data)
+        tail: bytes | memoryview = b""
+        limit = self.piece
+        while True:
+            if tail:
+                inp = tail
+            elif pos < end:
+                inp = view[pos : pos + _ZLIB_STEP]
+                pos += len(inp)
+            else:
+                return b""
             try:
-                piece = obj.decompress(data, PIECE)
+                piece = obj.decompress(inp, limit)
             except zlib.error as exc:
                 raise CorruptEncoding(f"corrupt {self.name} stream: {exc}") from None
             if piece:
                 yield self._count(piece)
-            data = obj.unconsumed_tail
             if obj.eof:
-                break
+                return obj.unused_data + bytes(view[pos:])
+            tail = obj.unconsumed_tail
 
 
 class GzipDecoder(_ZlibFamily):
@@ -97,8 +143,8 @@ class GzipDecoder(_ZlibFamily):
 
     name = "gzip"
 
-    def __init__(self, max_decoded: int) -> None:
-        super().__init__(max_decoded)
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
+        super().__init__(max_decoded, piece)
         self._pending = b""  # bytes after a member end, too short to tell magic from garbage
         self._garbage = False
         self.trailing_garbage_bytes = 0
@@ -123,9 +169,9 @@ class GzipDecoder(_ZlibFamily):
                     return
                 self._obj = zlib.decompressobj(31)
                 self._seen_input = True
-            yield from self._drain(data)
+            rest = yield from self._drain(data)
             if self._obj.eof:
-                data = self._obj.unused_data
+                data = rest
                 self._obj = None
             else:
                 data = b""
@@ -147,8 +193,8 @@ class DeflateDecoder(_ZlibFamily):
 
     name = "deflate"
 
-    def __init__(self, max_decoded: int) -> None:
-        super().__init__(max_decoded)
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
+        super().__init__(max_decoded, piece)
         self._head = b""
         self._done = False
 
@@ -180,8 +226,8 @@ class DeflateDecoder(_ZlibFamily):
 class BrotliDecoder(_BudgetedDecoder):
     name = "br"
 
-    def __init__(self, max_decoded: int) -> None:
-        super().__init__(max_decoded)
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
+        super().__init__(max_decoded, piece)
         self._obj = brotli.Decompressor()
         self._seen_input = False
 
@@ -192,14 +238,15 @@ class BrotliDecoder(_BudgetedDecoder):
             return  # trailing bytes after the last meta-block are ignored
         self._seen_input = True
         try:
-            piece = self._obj.process(data, output_buffer_limit=PIECE)
+            limit = self.piece
+            piece = self._obj.process(data, output_buffer_limit=limit)
             # A full output buffer means more output is pending: drain it with empty input
             # (``can_accept_more_data`` is not a reliable signal across brotli versions).
             while piece:
-                yield self._count(piece)
-                if len(piece) < PIECE:
+                yield from self._cut(piece)
+                if len(piece) < limit:
                     break
-                piece = self._obj.process(b"", output_buffer_limit=PIECE)
+                piece = self._obj.process(b"", output_buffer_limit=limit)
         except brotli.error as exc:
             raise CorruptEncoding(f"corrupt br stream: {exc}") from None
 
@@ -214,24 +261,41 @@ class ZstdDecoder(_BudgetedDecoder):
 
     name = "zstd"
 
-    def __init__(self, max_decoded: int) -> None:
-        super().__init__(max_decoded)
+    def __init__(self, max_decoded: int, piece: int = PIECE) -> None:
+        super().__init__(max_decoded, piece)
         self._dctx = zstandard.ZstdDecompressor()
         self._obj: zstandard.ZstdDecompressionObj | None = None
+        self._step = _ZSTD_FIRST_STEP
 
     def feed_pieces(self, data: bytes) -> Iterator[bytes]:
-        while data:
+        view = memoryview(data)
+        pos = 0
+        end = len(data)
+        while pos < end:
             if self._obj is None:
-                self._obj = self._dctx.decompressobj(write_size=PIECE)
-            chunk, data = data[:_ZSTD_SLICE], data[_ZSTD_SLICE:]
+                self._obj = self._dctx.decompressobj(write_size=self.piece)
+            step = self._step
+            chunk = view[pos : pos + step]
+            pos += len(chunk)
             try:
                 piece = self._obj.decompress(chunk)
             except zstandard.ZstdError as exc:
                 raise CorruptEncoding(f"corrupt zstd stream: {exc}") from None
+            # Next step's input: aim at about one piece of output at the expansion just seen.
+            if len(piece) > self.piece:
+                self._step = max(1, step * self.piece // len(piece))
+            elif len(piece) * 2 < self.piece:
+                self._step = min(_ZSTD_MAX_STEP, step * 2)
             if piece:
-                yield self._count(piece)
+                # zstd decodes whole blocks (up to 128 KiB, two per input byte at worst): handed on in pieces
+                yield from self._cut(piece)
             if self._obj.eof:
-                data = self._obj.unused_data + data
+                rest = self._obj.unused_data
+                if rest:
+                    data = rest + bytes(view[pos:])
+                    view = memoryview(data)
+                    pos = 0
+                    end = len(data)
                 self._obj = None
 
     def finish(self) -> bytes:
@@ -249,6 +313,12 @@ class GzipEncoder:
             return b""
         return self._obj.compress(data) + self._obj.flush(zlib.Z_SYNC_FLUSH)
 
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data) if data else b""
+
+    def flush(self) -> bytes:
+        return self._obj.flush(zlib.Z_SYNC_FLUSH)
+
     def finish(self) -> bytes:
         return self._obj.flush(zlib.Z_FINISH)
 
@@ -261,6 +331,12 @@ class BrotliEncoder:
         if not data:
             return b""
         return bytes(self._obj.process(data)) + bytes(self._obj.flush())
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(self._obj.process(data)) if data else b""
+
+    def flush(self) -> bytes:
+        return bytes(self._obj.flush())
 
     def finish(self) -> bytes:
         return bytes(self._obj.finish())
@@ -275,6 +351,12 @@ class ZstdEncoder:
             return b""
         return self._obj.compress(data) + self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
 
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data) if data else b""
+
+    def flush(self) -> bytes:
+        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
     def finish(self) -> bytes:
         return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
 
@@ -283,8 +365,14 @@ class IdentityDecoder(_BudgetedDecoder):
     name = "identity"
 
     def feed_pieces(self, data: bytes) -> Iterator[bytes]:
-        for start in range(0, len(data), PIECE):
-            yield self._count(data[start : start + PIECE])
+        piece = self.piece
+        if len(data) <= piece:
+            if data:
+                yield self._count(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), piece):
+            yield self._count(bytes(view[start : start + piece]))
 
     def finish(self) -> bytes:
         return b""
@@ -294,21 +382,28 @@ class IdentityEncoder:
     def feed(self, data: bytes) -> bytes:
         return data
 
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
     def finish(self) -> bytes:
         return b""
 
 
-def decoder_for(coding: str, max_decoded: int) -> Decoder:
+def decoder_for(coding: str, max_decoded: int, piece: int = PIECE) -> Decoder:
+    """``piece``: the most decoded bytes one step yields (the relay's unit of work between pauses)."""
     if coding == "gzip":
-        return GzipDecoder(max_decoded)
+        return GzipDecoder(max_decoded, piece)
     if coding == "deflate":
-        return DeflateDecoder(max_decoded)
+        return DeflateDecoder(max_decoded, piece)
     if coding == "br":
-        return BrotliDecoder(max_decoded)
+        return BrotliDecoder(max_decoded, piece)
     if coding == "zstd":
-        return ZstdDecoder(max_decoded)
+        return ZstdDecoder(max_decoded, piece)
     if coding in ("", "identity"):
-        return IdentityDecoder(max_decoded)
+        return IdentityDecoder(max_decoded, piece)
     raise ValueError(f"no decoder for {coding!r}")
 
 

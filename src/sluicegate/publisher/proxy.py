@@ -13,6 +13,14 @@ Failures before the head is sent become a 502 (connect/protocol) or 504 (first-b
 After it, the connection is aborted (``ResponseAborted``): the client must see an incomplete
 response, never a clean-looking truncated one. A client disconnect cancels the origin request at
 once (``ClientWatch``). This module moves bytes; rewriting lives in ``pipeline``.
+
+Fairness (issue 24, docs/fairness.md): a body transform works in decoded pieces of ``[event_loop]
+piece_bytes`` and, once it has used ``slice_ms`` of CPU, sends what it has and waits for its turn in the
+worker's ``slicing.WorkLane``: other requests, and the disconnect watcher, run between slices, so a client
+that leaves stops the work within one slice. Work is bounded per response (``[limits]
+max_decoded_body_bytes``, ``max_decoded_bytes_without_output``; past either: 502 before the commit,
+abort after). The body's coding follows the client's ``Accept-Encoding`` (``coding``): a coding the client
+does not accept is decoded (and a rewritten body re-encoded to one it does).
 """
 
 from __future__ import annotations
@@ -21,18 +29,18 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.gate import Route
 from sluicegate.observability import metrics
-from sluicegate.pipeline import PipelineError, Transformer
+from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
+from sluicegate.publisher import coding, inbound
 from sluicegate.publisher import headers as hdr
-from sluicegate.publisher import inbound
 from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.slicing import Slice, lane_for
 from sluicegate.server.asgi import (
     ClientGone,
     ClientWatch,
@@ -50,6 +58,8 @@ from sluicegate.upstream.http1 import OriginError, OriginPool, OriginResponse
 log = logging.getLogger("sluicegate.publisher")
 
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+_SEND_EVERY = 0.008  # s: mid-body output sent at a pause at most this often (pending output stays < 8 ms of work)
+_MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
 _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
 
 
@@ -60,14 +70,60 @@ _PUBLIC_REASON = {
     "idle_timeout": "origin stalled",
     "bad_response": "invalid response from origin",
     "disconnected": "origin closed the connection",
+    # work bounds (pipeline.WorkBoundExceeded): the kind is the [limits] key that was hit
+    "max_decoded_body_bytes": "origin body needs too much work (max_decoded_body_bytes)",
+    "max_decoded_bytes_without_output": "origin body needs too much work (max_decoded_bytes_without_output)",
 }
 
 
 class UpstreamFailed(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, *, logged: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.logged = logged  # already logged and counted where it was raised
+
+
+class _BodyWork:
+    """One response's transform state: the stages, its CPU slice, and the bound on work without output."""
+
+    __slots__ = ("decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "slice", "unflushed")
+
+    def __init__(
+        self, decoder: Decoder, processor: Transformer, encoder: Encoder, slice_: Slice, quiet_cap: int
+    ) -> None:
+        self.decoder = decoder
+        self.processor = processor
+        self.encoder = encoder
+        self.slice = slice_
+        self.quiet = 0  # decoded bytes consumed since the processor last emitted output
+        self.quiet_cap = quiet_cap
+        self.pending: list[bytes] = []  # encoded output not yet sent
+        self.unflushed = False  # the encoder holds input not yet flushed
+        self.last_send = 0.0  # perf_counter of the last mid-body send at a pause
+
+    def take(self) -> bytes:
+        """Everything encoded so far, flushed so the client can decode it on arrival."""
+        pending = self.pending
+        if self.unflushed:
+            pending.append(self.encoder.flush())
+            self.unflushed = False
+        if not pending:
+            return b""
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def tail(self) -> bytes:
+        """The end of the body: what is pending, the stages' held bytes, the coding's trailer."""
+        rest = self.processor.feed(self.decoder.finish()) + self.processor.finish()
+        out = self.pending
+        out.append(self.encoder.compress(rest))
+        out.append(self.encoder.finish())
+        self.unflushed = False
+        data = b"".join(out)
+        out.clear()
+        return data
 
 
 class PublisherProxy:
@@ -83,6 +139,9 @@ class PublisherProxy:
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
         self.id_header = settings.server.request_id_header
+        ev = settings.event_loop
+        self.slice_s = ev.slice_ms / 1000.0
+        self.piece_bytes = ev.piece_bytes
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
         self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
 
@@ -178,6 +237,7 @@ class PublisherProxy:
                 form = mapper.body_mapper(
                     req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
                 )
+        accepted = coding.Accepted.from_headers(req_headers)
 
         watch = ClientWatch(receive, send)
         watch.start(has_body=has_body)
@@ -239,13 +299,16 @@ class PublisherProxy:
                     send,
                     request_id,
                     deadline,
+                    accepted,
+                    f"{method} {scope.get('path', '')}",
                     if_none_match=next((v for k, v in req_headers if k.lower() == "if-none-match"), ""),
                 )
             finally:
                 resp.release()
         except UpstreamFailed as exc:
-            metrics.publisher_error("before_commit", exc.kind).inc()
-            log.warning("request %s: %s -> %d", request_id, exc, exc.status)
+            if not exc.logged:
+                metrics.publisher_error("before_commit", exc.kind).inc()
+                log.warning("request %s: %s -> %d", request_id, exc, exc.status)
             if info is not None:
                 info.error = exc.kind
             reason = _PUBLIC_REASON.get(exc.kind, "bad gateway" if exc.status == 502 else "origin failed")
@@ -285,6 +348,8 @@ class PublisherProxy:
         send: Send,
         request_id: str,
         deadline: Deadline,
+        accepted: coding.Accepted,
+        label: str,
         if_none_match: str = "",
     ) -> None:
         status = resp.status
@@ -320,33 +385,137 @@ class PublisherProxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
+        in_coding = decision.encoding
         if route is Route.PASS_THROUGH:
-            await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
-            await self._pump(resp, send, request_id, deadline, None, None)
-            return
+            undo = coding.decodable(coding.content_codings(origin_headers))
+            if undo is None:
+                await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            if accepted.accepts(undo):
+                out_headers = coding.ensure_vary(out_headers)
+                await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            # A coding the client refuses (an origin that ignored Accept-Encoding): decode, change nothing else.
+            route, in_coding = Route.STREAM, undo
+            processor: Transformer = Identity()
+            out_coding = ""
+            out_headers = coding.recoded_headers(out_headers, "")
+        else:
+            ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
+            processor = build_processor(
+                decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+            )
+            out_headers = hdr.for_rewritten_body(out_headers)
+            out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
+            if out_coding != in_coding:
+                out_headers = coding.recoded_headers(out_headers, out_coding)
+            elif in_coding:
+                out_headers = coding.ensure_vary(out_headers)
 
-        ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
-        processor = build_processor(
-            decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+        work = _BodyWork(
+            decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes),
+            processor,
+            encoder_for(out_coding, **self.codec_levels),
+            Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
+            self.limits.max_decoded_bytes_without_output,
         )
-        decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
-        encoder = encoder_for(decision.encoding, **self.codec_levels)
-        out_headers = hdr.for_rewritten_body(out_headers)
-
         if route is Route.BUFFERED:
-            await self._buffered(resp, status, out_headers, decoder, processor, encoder, send, deadline)
+            await self._buffered(resp, status, out_headers, work, send, deadline, request_id)
             return
 
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+        await self._stream(resp, send, request_id, deadline, work)
 
-        def transform(raw: bytes) -> list[bytes]:
-            return [out for piece in decoder.feed_pieces(raw) if (out := encoder.feed(processor.feed(piece)))]
+    async def _transform(self, chunk: bytes, work: _BodyWork, send: Send | None) -> None:
+        """Decode -> process -> encode one read, piece by piece; between slices send what is ready (when
+        ``send`` is given) and wait for this response's next turn of the loop."""
+        processor = work.processor
+        encoder = work.encoder
+        pending = work.pending
+        sl = work.slice
+        for piece in work.decoder.feed_pieces(chunk):
+            out = processor.feed(piece)
+            if out:
+                work.quiet = 0
+                pending.append(encoder.compress(out))
+                work.unflushed = True
+            else:
+                work.quiet += len(piece)
+                if work.quiet > work.quiet_cap:
+                    raise WorkBoundExceeded(
+                        "max_decoded_bytes_without_output",
+                        f"{work.quiet} decoded bytes consumed without output "
+                        f"(max_decoded_bytes_without_output={work.quiet_cap})",
+                    )
+            if sl.spent():
+                # What is ready leaves at a pause at most every _SEND_EVERY s: a sync flush and a socket write
+                # per 1 ms slice cost ~2 % of the transform's CPU; a client sees progress at >= 100 Hz anyway.
+                if send is not None and (now := time.perf_counter()) - work.last_send >= _SEND_EVERY:
+                    work.last_send = now
+                    data = work.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                await sl.pause()
+            elif len(pending) >= _MAX_PENDING_PIECES and send is not None:
+                # (unsliced, or a very fast transform): the output held is bounded all the same
+                data = work.take()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
 
-        def tail() -> bytes:
-            rest = processor.feed(decoder.finish()) + processor.finish()
-            return encoder.feed(rest) + encoder.finish()
+    async def _stream(
+        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: _BodyWork
+    ) -> None:
+        """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure."""
+        idle = self.timeouts.idle
+        relayed_in = 0
+        readany = resp.read
+        final = b""
+        sl = work.slice
+        try:
+            with deadline:
+                while True:
+                    waits = not resp.ready()
+                    if waits:
+                        sl.idle()
+                    deadline.after(idle)
+                    chunk = await readany()
+                    deadline.clear()
+                    if waits:
+                        sl.restart()  # the loop ran while we waited: this slice's budget starts afresh
+                    if not chunk:
+                        break
+                    relayed_in += len(chunk)
+                    await self._transform(chunk, work, send)
+                    if resp.at_eof():
+                        continue  # what is pending leaves with the end of the response (one write)
+                    data = work.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+            final = work.tail()
+        except TimeoutError:
+            self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
+        except WorkBoundExceeded as exc:
+            self._work_bound(request_id, exc, "after_commit")
+            raise ResponseAborted(str(exc)) from None
+        except PipelineError as exc:
+            self._abort(request_id, exc.kind, str(exc))
+        except OriginError as exc:
+            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
+        finally:
+            sl.done()
+            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        await send({"type": "http.response.body", "body": final, "more_body": False})
 
-        await self._pump(resp, send, request_id, deadline, transform, tail)
+    def _work_bound(self, request_id: str, exc: WorkBoundExceeded, stage: str) -> None:
+        metrics.publisher_error(stage, exc.kind).inc()
+        metrics.work_bound(exc.bound).inc()
+        action = "502" if stage == "before_commit" else "aborting the client connection"
+        log.warning(
+            "request %s: work bound %s hit (origin %s): %s; %s", request_id, exc.bound, self.origin.authority, exc,
+            action,
+        )
 
     async def _pump(
         self,
@@ -354,17 +523,15 @@ class PublisherProxy:
         send: Send,
         request_id: str,
         deadline: Deadline,
-        transform: Callable[[bytes], list[bytes]] | None,
-        tail: Callable[[], bytes] | None,
     ) -> None:
-        """Relay body chunks until the origin ends; abort the client on any failure.
+        """PassThrough: relay body chunks untouched until the origin ends; abort the client on any failure.
 
         ``idle`` bounds each wait for the origin and nothing else: time spent in ``send`` is the
         client's backpressure, not origin silence.
         """
         idle = self.timeouts.idle
         relayed_in = 0
-        last: list[bytes] = []
+        last = b""
         readany = resp.read
         at_eof = resp.at_eof
         try:
@@ -376,15 +543,13 @@ class PublisherProxy:
                     if not chunk:
                         break
                     relayed_in += len(chunk)
-                    outs = [chunk] if transform is None else transform(chunk)
                     if at_eof():
-                        # The origin is done: this output leaves with the end of the response (one write
+                        # The origin is done: this chunk leaves with the end of the response (one write
                         # instead of two for small bodies); the next read returns b"" and ends the loop.
-                        last = outs
+                        last = chunk
                         continue
-                    for out in outs:
-                        await send({"type": "http.response.body", "body": out, "more_body": True})
-            final = b"".join(last) + (tail() if tail is not None else b"")
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            final = last
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
         except PipelineError as exc:
@@ -406,11 +571,10 @@ class PublisherProxy:
         resp: OriginResponse,
         status: int,
         out_headers: list[tuple[str, str]],
-        decoder: Decoder,
-        processor: Transformer,
-        encoder: Encoder,
+        work: _BodyWork,
         send: Send,
         deadline: Deadline,
+        request_id: str,
     ) -> None:
         """mode = "buffered": the whole body is read and rewritten before anything is sent (A/B only)."""
         cap = self.limits.max_buffered_body_bytes
@@ -419,25 +583,35 @@ class PublisherProxy:
         try:
             with deadline:
                 while True:
+                    waits = not resp.ready()
+                    if waits:
+                        work.slice.idle()
                     deadline.after(self.timeouts.idle)
                     chunk = await resp.read()
                     deadline.clear()
+                    if waits:
+                        work.slice.restart()
                     if not chunk:
                         break
-                    for piece in decoder.feed_pieces(chunk):
-                        out = encoder.feed(processor.feed(piece))
+                    await self._transform(chunk, work, None)
+                    for out in work.pending:
                         size += len(out)
-                        if size > cap:
-                            raise UpstreamFailed(502, "buffer_cap", f"body exceeds max_buffered_body_bytes={cap}")
                         parts.append(out)
-            rest = processor.feed(decoder.finish()) + processor.finish()
-            parts.append(encoder.feed(rest) + encoder.finish())
+                    work.pending.clear()
+                    if size > cap:
+                        raise UpstreamFailed(502, "buffer_cap", f"body exceeds max_buffered_body_bytes={cap}")
+            parts.append(work.tail())
         except TimeoutError:
             raise UpstreamFailed(504, "idle_timeout", "origin stalled mid-body") from None
+        except WorkBoundExceeded as exc:
+            self._work_bound(request_id, exc, "before_commit")
+            raise UpstreamFailed(502, exc.kind, f"origin body needs too much work: {exc}", logged=True) from None
         except PipelineError as exc:
             raise UpstreamFailed(502, exc.kind, f"origin body unusable: {exc}") from None
         except OriginError as exc:
             raise UpstreamFailed(502, exc.kind, f"origin body failed: {exc}") from None
+        finally:
+            work.slice.done()
         body = b"".join(parts)
         await send(
             {

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from sluicegate.config import Settings, load_settings
+from sluicegate.observability import looplag
 from sluicegate.publisher.proxy import PublisherProxy
 from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.server.observe import Observer
@@ -41,6 +42,8 @@ class SluicegateApp:
         if self._started:
             return
         self._started = True
+        ev = self.settings.event_loop
+        looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0)
         if self.publisher is not None:
             await self.publisher.startup()
         if self.inference is not None:
@@ -56,6 +59,7 @@ class SluicegateApp:
 
     async def shutdown(self) -> None:
         self.observer.shutdown()
+        looplag.stop_monitor()
         if self.publisher is not None:
             await self.publisher.shutdown()
         if self.inference is not None:

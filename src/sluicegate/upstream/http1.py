@@ -316,6 +316,11 @@ class OriginResponse:
         conn = self._conn
         return conn.complete and not conn.chunks
 
+    def ready(self) -> bool:
+        """``read()`` will return at once (bytes buffered, the end reached, or a failure) without waiting."""
+        conn = self._conn
+        return bool(conn.chunks) or conn.complete or conn.error is not None
+
     def release(self) -> None:
         """Return the connection to the pool if the exchange ended cleanly, else close it. Idempotent."""
         conn = self._conn

@@ -112,3 +112,30 @@ def test_bomb_stopped_at_cap_in_bounded_pieces(coding: str) -> None:
 def test_empty_body_is_fine() -> None:
     for coding in COMPRESS:
         assert decoder_for(coding, 10).finish() == b""
+
+
+@pytest.mark.parametrize("coding", list(COMPRESS))
+def test_pieces_honour_the_requested_size_even_in_a_bomb(coding: str) -> None:
+    """The relay's unit of work: no step hands on more than ``piece`` decoded bytes (zstd decodes whole
+    128 KiB blocks and an RLE frame expands ~32000:1, so its input is fed in adaptive steps and re-cut)."""
+    for data in (b"a" * (32 * 1024 * 1024), DATA):
+        blob = COMPRESS[coding](data)
+        d = decoder_for(coding, 10**10, 4096)
+        sizes: list[int] = []
+        for i in range(0, len(blob), 65536):
+            sizes += [len(p) for p in d.feed_pieces(blob[i : i + 65536])]
+        d.finish()
+        assert sum(sizes) == len(data)
+        assert max(sizes) <= 4096, max(sizes)
+
+
+@pytest.mark.parametrize("coding", list(COMPRESS))
+def test_compress_then_flush_is_decodable_at_every_flush(coding: str) -> None:
+    enc = encoder_for(coding)
+    sent = b""
+    for part in (DATA[:5000], DATA[5000:9000], DATA[9000:20000]):
+        sent += enc.compress(part[:1000]) + enc.compress(part[1000:]) + enc.flush()
+        d = decoder_for(coding, 10**9)
+        assert b"".join(d.feed_pieces(sent)).startswith(DATA[:1000])
+    sent += enc.finish()
+    assert DECOMPRESS[coding](sent) == DATA[:20000]
