@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
@@ -116,6 +117,8 @@ class Settings(BaseModel):
     html: HtmlSettings = HtmlSettings()
     flight: FlightSettings = FlightSettings()
     inference: InferenceSettings = InferenceSettings()
+    first_party: FirstPartySettings = FirstPartySettings()
+    identity: IdentitySettings = IdentitySettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:

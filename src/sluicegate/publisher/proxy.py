@@ -22,7 +22,9 @@ from collections.abc import Callable
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
+from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
+from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
@@ -69,6 +71,9 @@ class PublisherProxy:
         self.limits = settings.limits
         self.codec_levels = settings.compression.model_dump()
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
+        # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off)
+        self.identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
+        self.fp_pages = PageRewriting.from_settings(settings)
 
     def _rewriter(self, scheme: str, host: str) -> HostRewriter:
         """One ``HostRewriter`` per (scheme, public host), reused; bounded for ``public_hosts = ["*"]``."""
@@ -127,6 +132,10 @@ class PublisherProxy:
         up_headers = hdr.upstream_request_headers(
             req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id
         )
+        edge = self.identity.begin(req_headers, facts.ip, facts.trusted_peer) if self.identity else None
+        if edge is not None:
+            up_headers = edge.upstream(up_headers)
+            send = edge.wrap(send)  # Set-Cookie goes into the response head, before any body byte
         # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
         has_body = any(
             (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
@@ -237,6 +246,8 @@ class PublisherProxy:
         )
         decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
         encoder = encoder_for(decision.encoding, **self.codec_levels)
+        if self.fp_pages is not None and decision.kind is gate.Kind.HTML:
+            processor = self.fp_pages.wrap(processor)
         out_headers = hdr.for_rewritten_body(out_headers)
 
         if route is Route.BUFFERED:
