@@ -36,6 +36,7 @@ MIN_KEY_BYTES = 32
 KINDS = ("proxy", "click")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPE = re.compile(r"%([0-9a-fA-F]{2})")
 _HOST = re.compile(r"^(?:[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(?:\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$|^\[[0-9a-f:.]+\]$")
 _PLACEHOLDER = re.compile(
@@ -87,8 +88,8 @@ def canonical_url(raw: str, max_bytes: int = 8192) -> Target:
     raw = raw.strip()
     if len(raw) > max_bytes:
         raise BadUrl(400, f"target URL longer than {max_bytes} bytes")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
-        raise BadUrl(400, "target URL contains control characters or spaces")
+    if _CONTROL.search(raw):
+        raise BadUrl(400, "target URL contains control characters")
     if raw.startswith("//"):
         raw = "https:" + raw
     try:
