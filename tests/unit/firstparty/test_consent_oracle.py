@@ -97,7 +97,10 @@ def test_gpp_sections_agree(cases: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "!!!", "CPXxRfAPXxRfA", "BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA", "A" * 20000, "DBABMA~", "DBACNY~CP~1YN", "~~~~"],
+    [
+        "", "!!!", "CPXxRfAPXxRfA", "BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA", "A" * 20000, "DBABMA~",
+        "DBACNY~CP~1YN", "~~~~",
+    ],
 )
 def test_malformed_is_absent_never_an_exception(bad: str) -> None:
     assert decode_tcf(bad) is None

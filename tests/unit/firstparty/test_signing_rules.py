@@ -130,7 +130,10 @@ def test_malformed_is_400(q: str) -> None:
 def test_keys_are_checked() -> None:
     with pytest.raises(KeyError_):
         load_keys("", {"SLUICEGATE_FIRST_PARTY_KEYS": "short"})
-    for placeholder in ("changeme", "x" * 40, "<your-signing-key-of-32-bytes-or-more>", "example-key-0123456789-abcdefghijkl"):
+    placeholders = (
+        "changeme", "x" * 40, "<your-signing-key-of-32-bytes-or-more>", "example-key-0123456789-abcdefghijkl"
+    )
+    for placeholder in placeholders:
         with pytest.raises(KeyError_) as e:
             load_keys("", {"SLUICEGATE_FIRST_PARTY_KEYS": placeholder})
         assert placeholder not in str(e.value)  # never echo a secret
@@ -223,7 +226,8 @@ def test_ip_normalisation_and_id_shape() -> None:
     assert normalise_ip("::ffff:203.0.113.9") == "203.0.113.9"
     assert normalise_ip("nonsense") is None
     assert valid_id("a" * 64 + ".Ab3xY9")
-    for bad in ("A" * 64 + ".Ab3xY9", "a" * 63 + ".Ab3xY9", "a" * 64 + ".Ab3xY", "a" * 64 + ".Ab3x;9", "a" * 64 + "Ab3xY9"):
+    bads = ("A" * 64 + ".Ab3xY9", "a" * 63 + ".Ab3xY9", "a" * 64 + ".Ab3xY", "a" * 64 + ".Ab3x;9", "a" * 64 + "Ab3xY9")
+    for bad in bads:
         assert not valid_id(bad)
 
 
@@ -261,9 +265,11 @@ def test_page_stage_rewrites_listed_attributes_only() -> None:
     s = signer()
     page = (
         b'<html><head><script src="https://cdn.example.com/a.js"></script>'
-        b'<link rel="stylesheet" href="https://cdn.example.com/s.css"><link rel="canonical" href="https://cdn.example.com/c">'
+        b'<link rel="stylesheet" href="https://cdn.example.com/s.css">'
+        b'<link rel="canonical" href="https://cdn.example.com/c">'
         b"<style>.x{background:url(https://cdn.example.com/bg.png)}</style></head><body>"
-        b'<img src="https://cdn.example.com/i.png" srcset="https://cdn.example.com/i1.png 1x, https://cdn.example.com/i2.png 2x">'
+        b'<img src="https://cdn.example.com/i.png" '
+        b'srcset="https://cdn.example.com/i1.png 1x, https://cdn.example.com/i2.png 2x">'
         b'<iframe src="https://cdn.example.com/f.html"></iframe><a href="https://cdn.example.com/click">x</a>'
         b'<img src="https://evil-example.com/i.png"><div style="background:url(\'https://cdn.example.com/d.png\')"></div>'
         b'<script src="javascript:alert(1)"></script></body></html>'
