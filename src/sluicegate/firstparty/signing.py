@@ -26,7 +26,7 @@ import hmac
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
@@ -187,20 +187,28 @@ def _b64(raw: bytes) -> str:
 
 
 class Signer:
-    def __init__(self, keys: Sequence[bytes], prefix: str, ttl: float, max_url_bytes: int = 8192) -> None:
+    def __init__(
+        self,
+        keys: Sequence[bytes],
+        prefix: str,
+        ttl: float,
+        max_url_bytes: int = 8192,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not keys:
             raise KeyError_("no signing key")
         self.keys = list(keys)
         self.prefix = prefix
         self.ttl = ttl
         self.max_url_bytes = max_url_bytes
+        self.clock = clock
 
     def token(self, kind: str, exp: int, canonical: str) -> str:
         return _b64(_mac(self.keys[0], kind, exp, canonical))
 
     def mint(self, kind: str, target: Target, now: float | None = None, ttl: float | None = None) -> str:
         """Root-relative signed URL for ``target``."""
-        exp = int((time.time() if now is None else now) + (self.ttl if ttl is None else ttl))
+        exp = int((self.clock() if now is None else now) + (self.ttl if ttl is None else ttl))
         sig = self.token(kind, exp, target.url)
         return f"{self.prefix}/{kind}?url={quote(target.url, safe='')}&exp={exp}&sig={sig}"
 
@@ -234,6 +242,6 @@ class Signer:
             ok |= hmac.compare_digest(_b64(_mac(key, kind, exp, target.url)).encode(), given)
         if not ok:
             raise BadUrl(403, "signature does not match (tampered URL or unknown key)")
-        if exp < (time.time() if now is None else now):
+        if exp < (self.clock() if now is None else now):
             raise BadUrl(403, f"signed URL expired at {exp} (unix seconds)")
         return target

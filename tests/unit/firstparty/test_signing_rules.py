@@ -22,7 +22,7 @@ NOW = 1_800_000_000
 
 
 def signer(*keys: bytes) -> Signer:
-    return Signer(list(keys or (K1,)), "/first-party", 60)
+    return Signer(list(keys or (K1,)), "/first-party", 60, clock=lambda: NOW)
 
 
 def query_of(href: str) -> str:
@@ -296,7 +296,22 @@ def test_proxied_html_clicks_relative_and_base() -> None:
     h = proxied_html(minter, max_tag_bytes=65536, max_text_bytes=1 << 20)
     out = (h.feed(doc) + h.finish()).decode()
     assert "<base" not in out
-    click = s.verify("click", out.split('href="/first-party/click?')[1].split('"')[0].replace("&amp;", "&"), now=0)
+    click = s.verify("click", out.split('href="/first-party/click?')[1].split('"')[0].replace("&amp;", "&"))
     assert click.url == "https://ads.example.com/land?x=1"
     assert "/first-party/proxy?url=" + quote("https://ads.example.com/c/pix.gif", safe="") in out
     assert 'href="https://other.org/"' in out and 'href="javascript:alert(1)"' in out
+
+
+def test_geo_headers_count_only_from_trusted_peers() -> None:
+    from sluicegate.config.firstparty import IdentitySettings
+    from sluicegate.identity.edge import EdgeIdentity
+
+    ident = EdgeIdentity(IdentitySettings(enabled=True, geo_country_header="x-geo-country"), K1)
+    headers = [("x-geo-country", "BR"), ("sec-fetch-dest", "document")]
+    assert ident.jurisdiction(headers, trusted_peer=True) is Jurisdiction.NON_REGULATED
+    assert ident.jurisdiction(headers, trusted_peer=False) is Jurisdiction.UNKNOWN
+    edge = ident.begin(headers, "203.0.113.5", trusted_peer=False)
+    assert edge is not None and edge.set_cookie is None and edge.edge_id is None
+    edge = ident.begin(headers, "203.0.113.5", trusted_peer=True)
+    assert edge is not None and edge.edge_id is not None and edge.set_cookie is not None
+    assert ident.begin([("sec-fetch-dest", "image")], "203.0.113.5", trusted_peer=True) is None  # nothing to do
