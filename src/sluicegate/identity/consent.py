@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 log = logging.getLogger("sluicegate.identity")
 
@@ -137,8 +137,21 @@ def _vendor_section(bits: Bits, pos: int) -> tuple[set[int], int]:
     return out, pos
 
 
+CACHED_CHARS = 1024  # strings up to this long are cached (4096 entries: a few MB at most)
+
+
 def decode_tcf(text: str) -> TcString | None:
-    """A TC string (core segment first, other segments after '.'), or None."""
+    """A TC string (core segment first, other segments after '.'), or None. Cached: a visitor's
+    consent cookie repeats on every request (the result is shared: treat it as read-only)."""
+    return _tcf_cached(text) if len(text) <= CACHED_CHARS else _decode_tcf(text)
+
+
+def decode_gpp(text: str) -> GppString | None:
+    """A GPP string (header ~ sections), or None. Cached like ``decode_tcf``."""
+    return _gpp_cached(text) if len(text) <= CACHED_CHARS else _decode_gpp(text)
+
+
+def _decode_tcf(text: str) -> TcString | None:
     try:
         core = text.strip().split(".", 1)[0]
         b = Bits(core)
@@ -183,6 +196,7 @@ class UsPrivacy:
         return self.opt_out == "Y"
 
 
+@lru_cache(maxsize=1024)
 def decode_usp(text: str) -> UsPrivacy | None:
     s = text.strip().upper()
     if len(s) != 4 or s[0] != "1" or any(c not in "YN-" for c in s[1:]):
@@ -270,7 +284,7 @@ def _us_section(sid: int, text: str) -> UsSection:
     )
 
 
-def decode_gpp(text: str) -> GppString | None:
+def _decode_gpp(text: str) -> GppString | None:
     try:
         parts = text.strip().split("~")
         if len(parts) > 64:
@@ -302,7 +316,7 @@ def decode_gpp(text: str) -> GppString | None:
         gpp = GppString(ids)
         for sid, body in zip(ids, parts[1:], strict=True):
             if sid == 2:
-                gpp.tcf = decode_tcf(body)
+                gpp.tcf = _decode_tcf(body)
                 if gpp.tcf is None:
                     raise Malformed("TCF section unreadable")
             elif sid == 6:
@@ -322,3 +336,7 @@ def parse_sid(text: str) -> list[int] | None:
         malformed("gpp_sid", "not a list of integers")
         return None
     return ids[:64] if ids else None
+
+
+_tcf_cached = lru_cache(maxsize=4096)(_decode_tcf)
+_gpp_cached = lru_cache(maxsize=4096)(_decode_gpp)

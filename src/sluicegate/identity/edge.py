@@ -34,6 +34,14 @@ _ALNUM = string.ascii_letters + string.digits
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+def _suffix() -> str:
+    """6 characters uniformly from [A-Za-z0-9]: random bytes below 248 (= 4 x 62) taken mod 62."""
+    out = ""
+    while len(out) < 6:
+        out += "".join(_ALNUM[b % 62] for b in secrets.token_bytes(12) if b < 248)
+    return out[:6]
+
+
 def load_secret(secret_file: str, env: dict[str, str] | None = None) -> bytes:
     environ = os.environ if env is None else env
     if secret_file:
@@ -130,7 +138,7 @@ class EdgeIdentity:
         if norm is None:
             return None
         digest = hmac.new(self.secret, norm.encode(), hashlib.sha256).hexdigest()
-        return digest + "." + "".join(secrets.choice(_ALNUM) for _ in range(6))
+        return digest + "." + _suffix()
 
     def signals(self, headers: list[tuple[str, str]]) -> Signals:
         cookies = _cookies(headers, _CONSENT_COOKIES)
