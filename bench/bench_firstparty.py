@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,7 +176,7 @@ class Client:
         ttfb = time.perf_counter() - t0
         while b"\r\n\r\n" not in buf:
             buf += self.sock.recv(65536)
-        head, _, rest = buf.partition(b"\r\n\r\n")
+        rest = buf.partition(b"\r\n\r\n")[2]
         # chunked (rewritten HTML): read to the terminating chunk
         while not rest.endswith(b"0\r\n\r\n"):
             rest += self.sock.recv(65536)
@@ -216,7 +215,8 @@ def ttfb(requests: int) -> dict[str, object]:
                 res = {}
                 for name in ("off", "on"):
                     t = sorted(times[name])
-                    res[name] = {"p50_ms": round(t[len(t) // 2] * 1e3, 4), "p90_ms": round(t[int(len(t) * 0.9)] * 1e3, 4),
+                    res[name] = {"p50_ms": round(t[len(t) // 2] * 1e3, 4),
+                                 "p90_ms": round(t[int(len(t) * 0.9)] * 1e3, 4),
                                  "cpu_us_per_request": round(cpu[name] / requests * 1e6, 1)}
                 res["added_p50_ms"] = round(res["on"]["p50_ms"] - res["off"]["p50_ms"], 4)  # type: ignore[index]
                 res["added_cpu_us_per_request"] = round(
