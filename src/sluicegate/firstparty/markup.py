@@ -34,18 +34,41 @@ _LINK_RELS = ("stylesheet", "preload", "modulepreload", "prefetch", "icon", "man
 _CSS_TOKEN = re.compile(
     rb"""(url\(\s*)(["']?)([^"'()\s]*)(\2\s*\))|(@import\s+)(["'])([^"'\r\n]*)(\6)""", re.I
 )
+MINT_CACHE_ENTRIES = 4096
 _SRCSET_ITEM = re.compile(r"(\s*)([^\s,]+)([^,]*)(,?)")
 
 
 class UrlMinter:
     """Absolute URL -> signed first-party URL, for hosts on ``domains``; anything else: None."""
 
-    def __init__(self, signer: Signer, domains: DomainList, base: str = "") -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        domains: DomainList,
+        base: str = "",
+        cache: dict[str, tuple[int, str | None]] | None = None,
+    ) -> None:
         self.signer = signer
         self.domains = domains
         self.base = base  # the document's URL for relative references ("" = leave relative ones)
+        # value -> (expiry, answer), shared by the pages of a worker: a page names the same URLs on every view
+        self.cache = cache if not base else None
 
     def mint(self, value: str, kind: str = "proxy") -> str | None:
+        cache = self.cache
+        if cache is None or kind != "proxy":
+            return self._mint(value, kind)
+        exp = self.signer.expiry()
+        hit = cache.get(value)
+        if hit is not None and hit[0] == exp:
+            return hit[1]
+        answer = self._mint(value, kind)
+        if len(cache) >= MINT_CACHE_ENTRIES:
+            cache.clear()
+        cache[value] = (exp, answer)
+        return answer
+
+    def _mint(self, value: str, kind: str) -> str | None:
         raw = value.strip()
         if not raw:
             return None

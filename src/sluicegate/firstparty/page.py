@@ -21,6 +21,7 @@ class PageRewriting:
         self.domains = DomainList(fp.rewrite_domains)
         self.max_tag_bytes = settings.html.max_tag_bytes
         self.max_text_bytes = settings.html.max_text_bytes
+        self.cache: dict[str, tuple[int, str | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PageRewriting | None:
@@ -30,7 +31,7 @@ class PageRewriting:
         return cls(settings)
 
     def stage(self) -> Transformer:
-        minter = UrlMinter(self.signer, self.domains)
+        minter = UrlMinter(self.signer, self.domains, cache=self.cache)
         return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes)
 
     def wrap(self, processor: Transformer) -> Transformer:

@@ -39,9 +39,10 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPE = re.compile(r"%([0-9a-fA-F]{2})")
 _HOST = re.compile(r"^(?:[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(?:\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$|^\[[0-9a-f:.]+\]$")
-_PLACEHOLDER = re.compile(
-    r"^(?:<.*>|\$\{.*\}|x{3,}|changeme|change-me|your[-_ ].*|.*example.*|.*placeholder.*|todo|replace[-_ ]?me|"
-    r"secret|(.)\1+)$",
+_PLACEHOLDER = re.compile(r"^(?:secret|password|todo|(.)\1+)$", re.IGNORECASE)
+# Documentation markers anywhere in the value.
+_PLACEHOLDER_PART = re.compile(
+    r"<[^>]*>|\$\{|x{3,}|change[-_ ]?me|your[-_ ]|example|placeholder|replace[-_ ]?me|insert[-_ ]|dummy",
     re.IGNORECASE,
 )
 
@@ -55,7 +56,7 @@ class BadUrl(Exception):
         self.reason = reason
 
 
-class KeyError_(Exception):
+class SecretError(ValueError):
     """Signing keys missing or unfit (message never contains a key)."""
 
 
@@ -145,19 +146,20 @@ def with_param(target: Target, name: str, value: str) -> Target:
 
 
 def _looks_placeholder(key: str) -> bool:
-    return bool(_PLACEHOLDER.match(key.strip())) or len(set(key)) < 8
+    key = key.strip()
+    return bool(_PLACEHOLDER.match(key) or _PLACEHOLDER_PART.search(key)) or len(set(key)) < 8
 
 
 def check_keys(keys: Sequence[str], source: str) -> list[bytes]:
     out = []
     for i, key in enumerate(keys, 1):
         if len(key.encode()) < MIN_KEY_BYTES:
-            raise KeyError_(f"{source}: key #{i} is shorter than {MIN_KEY_BYTES} bytes")
+            raise SecretError(f"{source}: key #{i} is shorter than {MIN_KEY_BYTES} bytes")
         if _looks_placeholder(key):
-            raise KeyError_(f"{source}: key #{i} looks like a placeholder, not a secret")
+            raise SecretError(f"{source}: key #{i} looks like a placeholder, not a secret")
         out.append(key.encode())
     if not out:
-        raise KeyError_(f"{source}: no signing key")
+        raise SecretError(f"{source}: no signing key")
     return out
 
 
@@ -168,12 +170,12 @@ def load_keys(keys_file: str, env: dict[str, str] | None = None) -> list[bytes]:
         try:
             text = Path(keys_file).read_text()
         except OSError as exc:
-            raise KeyError_(f"first_party.keys_file: cannot read {keys_file}: {exc.strerror}") from None
+            raise SecretError(f"first_party.keys_file: cannot read {keys_file}: {exc.strerror}") from None
         keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         return check_keys(keys, "first_party.keys_file")
     raw = environ.get(KEYS_ENV, "")
     if not raw.strip():
-        raise KeyError_(f"[first_party] needs signing keys: set {KEYS_ENV} (comma-separated) or keys_file")
+        raise SecretError(f"[first_party] needs signing keys: set {KEYS_ENV} (comma-separated) or keys_file")
     return check_keys([k.strip() for k in raw.split(",") if k.strip()], KEYS_ENV)
 
 
@@ -196,7 +198,7 @@ class Signer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not keys:
-            raise KeyError_("no signing key")
+            raise SecretError("no signing key")
         self.keys = list(keys)
         self.prefix = prefix
         self.ttl = ttl
@@ -206,9 +208,17 @@ class Signer:
     def token(self, kind: str, exp: int, canonical: str) -> str:
         return _b64(_mac(self.keys[0], kind, exp, canonical))
 
+    def expiry(self, now: float | None = None, ttl: float | None = None) -> int:
+        """``now + ttl`` rounded down to a sixteenth of the TTL: the same target minted within one such
+        step gets the same URL (browser and CDN caches keep working, minting can be cached); the
+        lifetime stays within (ttl - ttl/16, ttl]."""
+        ttl = self.ttl if ttl is None else ttl
+        step = max(1, int(ttl / 16))
+        return int(((self.clock() if now is None else now) + ttl) // step * step)
+
     def mint(self, kind: str, target: Target, now: float | None = None, ttl: float | None = None) -> str:
         """Root-relative signed URL for ``target``."""
-        exp = int((self.clock() if now is None else now) + (self.ttl if ttl is None else ttl))
+        exp = self.expiry(now, ttl)
         sig = self.token(kind, exp, target.url)
         return f"{self.prefix}/{kind}?url={quote(target.url, safe='')}&exp={exp}&sig={sig}"
 

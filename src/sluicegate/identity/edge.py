@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.config.firstparty import IdentitySettings
-from sluicegate.firstparty.signing import KeyError_, check_keys
+from sluicegate.firstparty.signing import SecretError, check_keys
 from sluicegate.identity.consent import decode_gpp, decode_tcf, decode_usp, parse_sid
 from sluicegate.identity.decision import Decision, Jurisdiction, Signals, decide, jurisdiction
 
@@ -48,11 +48,11 @@ def load_secret(secret_file: str, env: dict[str, str] | None = None) -> bytes:
         try:
             value = Path(secret_file).read_text().strip()
         except OSError as exc:
-            raise KeyError_(f"identity.secret_file: cannot read {secret_file}: {exc.strerror}") from None
+            raise SecretError(f"identity.secret_file: cannot read {secret_file}: {exc.strerror}") from None
         return check_keys([value], "identity.secret_file")[0]
     value = environ.get(SECRET_ENV, "").strip()
     if not value:
-        raise KeyError_(f"[identity] needs a secret: set {SECRET_ENV} or identity.secret_file")
+        raise SecretError(f"[identity] needs a secret: set {SECRET_ENV} or identity.secret_file")
     return check_keys([value], SECRET_ENV)[0]
 
 

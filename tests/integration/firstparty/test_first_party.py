@@ -311,3 +311,29 @@ def test_set_cookie_is_in_the_head_sent_at_the_origins_first_byte(fp: Env) -> No
         fp.origin.release.set()
         while not data.endswith(b"0\r\n\r\n"):
             data += s.recv(65536)
+
+
+@pytest.mark.parametrize(
+    ("keys", "secret", "problem"),
+    [
+        ("changeme-changeme-changeme-changeme", SECRET, "SLUICEGATE_FIRST_PARTY_KEYS: key #1 looks like a placeholder"),
+        ("short-key", SECRET, "shorter than 32 bytes"),
+        (K1, "your-identity-secret-goes-here-0123456789", "SLUICEGATE_IDENTITY_SECRET: key #1 looks like a"),
+        (K1, "", "[identity] needs a secret"),
+    ],
+)
+def test_unfit_secrets_refuse_start_up(tmp_path: Path, keys: str, secret: str, problem: str) -> None:
+    from tests.integration.firstparty.conftest import CONFIG
+    from tests.support.servers import ProxyProcess
+
+    cfg = CONFIG.format(origin_port=9, allow="[]")
+    env = {"SLUICEGATE_FIRST_PARTY_KEYS": keys, "SLUICEGATE_IDENTITY_SECRET": secret}
+    proxy = ProxyProcess(tmp_path, cfg, env=env)
+    with pytest.raises(RuntimeError):
+        proxy.start(timeout=15)
+    proxy.stop()
+    log = proxy.log()
+    assert problem in log, log
+    for value in (keys, secret):
+        if value:
+            assert value not in log  # a secret never appears in an error

@@ -11,7 +11,7 @@ import pytest
 
 from sluicegate.firstparty.guard import AddressGuard, DomainList
 from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, page_stage, proxied_html
-from sluicegate.firstparty.signing import BadUrl, KeyError_, Signer, canonical_url, load_keys
+from sluicegate.firstparty.signing import BadUrl, SecretError, Signer, canonical_url, load_keys
 from sluicegate.identity.consent import UsPrivacy
 from sluicegate.identity.decision import Jurisdiction, Signals, decide, jurisdiction
 from sluicegate.identity.edge import normalise_ip, valid_id
@@ -128,16 +128,16 @@ def test_malformed_is_400(q: str) -> None:
 
 
 def test_keys_are_checked() -> None:
-    with pytest.raises(KeyError_):
+    with pytest.raises(SecretError):
         load_keys("", {"SLUICEGATE_FIRST_PARTY_KEYS": "short"})
     placeholders = (
         "changeme", "x" * 40, "<your-signing-key-of-32-bytes-or-more>", "example-key-0123456789-abcdefghijkl"
     )
     for placeholder in placeholders:
-        with pytest.raises(KeyError_) as e:
+        with pytest.raises(SecretError) as e:
             load_keys("", {"SLUICEGATE_FIRST_PARTY_KEYS": placeholder})
         assert placeholder not in str(e.value)  # never echo a secret
-    with pytest.raises(KeyError_):
+    with pytest.raises(SecretError):
         load_keys("", {})
     assert load_keys("", {"SLUICEGATE_FIRST_PARTY_KEYS": f"{K1.decode()}, {K2.decode()}"}) == [K1, K2]
 
