@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from urllib.parse import urljoin
 
 from sluicegate.firstparty.guard import DomainList
@@ -119,9 +118,10 @@ class UrlMinter:
 class _ElementRules:
     """Attribute rules shared by the page stage and proxied documents."""
 
-    def __init__(self, minter: UrlMinter, *, clicks: bool) -> None:
+    def __init__(self, minter: UrlMinter, *, clicks: bool, needles: list[bytes] | None = None) -> None:
         self.minter = minter
         self.clicks = clicks
+        self.needles = needles  # page stage: only attributes naming one of these are looked at
         self._last: Element | None = None
 
     def element(self, el: Element) -> None:
@@ -129,44 +129,49 @@ class _ElementRules:
             return
         self._last = el
         tag = el.tag
-        m = self.minter
-        if tag in _SRC_TAGS:
-            if tag == "input" and (el.get_attribute("type") or "").strip().lower() != "image":
-                pass
-            else:
-                self._set(el, "src", m.mint)
-            if tag in ("img", "source"):
-                self._set(el, "srcset", m.srcset)
-            if tag == "video":
-                self._set(el, "poster", m.mint)
-        elif tag == "link":
-            rel = (el.get_attribute("rel") or "").lower()
-            if any(r in rel for r in _LINK_RELS):
-                self._set(el, "href", m.mint)
-            self._set(el, "imagesrcset", m.srcset)
-        elif tag == "object":
-            self._set(el, "data", m.mint)
-        elif tag in ("image", "use"):
-            self._set(el, "href", m.mint)
-            self._set(el, "xlink:href", m.mint)
-        elif self.clicks and tag in ("a", "area"):
-            self._set(el, "href", lambda v: m.mint(v, "click"))
-        elif tag == "base" and self.clicks:
+        if self.clicks and tag == "base":
             el.remove()
             return
-        style = el.get_attribute("style")
-        if style and "url(" in style.lower():
-            new = m.css(style.encode()).decode()
-            if new != style:
-                el.set_attribute("style", new)
+        if self.needles is None:
+            items = list(el.attributes.items())
+        elif len(self.needles) == 1:
+            items = el.attrs_containing(self.needles[0])
+        else:
+            seen: dict[str, str] = {}
+            for n in self.needles:
+                seen.update(el.attrs_containing(n))
+            items = list(seen.items())
+        for name, value in items:
+            if value:
+                new = self.rewrite(el, tag, name, value)
+                if new is not None and new != value:
+                    el.set_attribute(name, new)
 
-    @staticmethod
-    def _set(el: Element, name: str, fn: Callable[[str], str | None]) -> None:
-        value = el.get_attribute(name)
-        if value:
-            new = fn(value)
-            if new is not None and new != value:
-                el.set_attribute(name, new)
+    def rewrite(self, el: Element, tag: str, name: str, value: str) -> str | None:
+        m = self.minter
+        if name == "src":
+            if tag in _SRC_TAGS and (tag != "input" or (el.get_attribute("type") or "").strip().lower() == "image"):
+                return m.mint(value)
+        elif name in ("srcset", "imagesrcset"):
+            if tag in ("img", "source", "link"):
+                return m.srcset(value)
+        elif name == "href":
+            if tag == "link":
+                rel = (el.get_attribute("rel") or "").lower()
+                return m.mint(value) if any(r in rel for r in _LINK_RELS) else None
+            if tag in ("image", "use"):
+                return m.mint(value)
+            if self.clicks and tag in ("a", "area"):
+                return m.mint(value, "click")
+        elif name == "xlink:href":
+            return m.mint(value) if tag in ("image", "use") else None
+        elif name == "poster":
+            return m.mint(value) if tag == "video" else None
+        elif name == "data":
+            return m.mint(value) if tag == "object" else None
+        elif name == "style" and "url(" in value.lower():
+            return m.css(value.encode()).decode()
+        return None
 
     def style(self, body: TextBody) -> None:
         if body.complete:
@@ -190,7 +195,7 @@ class _Chain:
 def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
     """The ``rewrite_domains`` stage for publisher pages (``minter.domains`` = rewrite_domains)."""
     html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
-    rules = _ElementRules(minter, clicks=False)
+    rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
     for needle in minter.domains.needles():
         html.on_element("*", rules.element, needle=needle)
     html.on_text("style", rules.style)
