@@ -17,6 +17,7 @@ Signature problems: 400 malformed, 403 tampered/expired; host/address refusals: 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -24,17 +25,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
+from prometheus_client import Counter
+
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.firstparty.fetch import ThirdPartyClient
 from sluicegate.firstparty.guard import AddressGuard, DomainList, Refused, Resolver
 from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
 from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
+from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
 from sluicegate.pipeline.codecs import decoder_for, encoder_for
 from sluicegate.publisher import headers as hdr
 from sluicegate.server.asgi import (
     ClientWatch,
+    Message,
     Receive,
     ResponseAborted,
     Scope,
@@ -50,6 +55,18 @@ if TYPE_CHECKING:
     from sluicegate.identity.edge import EdgeIdentity
 
 log = logging.getLogger("sluicegate.firstparty")
+
+FIRST_PARTY = Counter(
+    "sluicegate_first_party_responses_total",
+    "First-party endpoint answers by endpoint and status",
+    ["endpoint", "status"],
+    registry=metrics.REGISTRY,
+)
+
+
+@functools.cache
+def _count(endpoint: str, status: int) -> Counter:
+    return FIRST_PARTY.labels(endpoint, str(status))
 
 _FORWARD = frozenset(
     {"user-agent", "accept", "accept-language", "if-none-match", "if-modified-since", "range", "if-range"}
@@ -76,6 +93,15 @@ SANDBOX_CSP = (
     "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox "
     "allow-top-navigation-by-user-activation"
 )
+
+
+def _counting(send: Send, endpoint: str) -> Send:
+    async def counted(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            _count(endpoint, message["status"]).inc()
+        await send(message)
+
+    return counted
 
 
 def private_cache(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -153,6 +179,7 @@ class FirstPartyEndpoints:
             await send_simple(send, 405, b"only GET and HEAD\n", [("allow", "GET, HEAD")])
             return
         query = scope.get("query_string", b"").decode("latin-1")
+        send = _counting(send, action[1:])
         try:
             if action == "/sign":
                 await self._sign(query, send)

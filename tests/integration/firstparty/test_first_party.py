@@ -337,3 +337,9 @@ def test_unfit_secrets_refuse_start_up(tmp_path: Path, keys: str, secret: str, p
     for value in (keys, secret):
         if value:
             assert value not in log  # a secret never appears in an error
+
+
+def test_answers_are_counted(fp: Env) -> None:
+    fp.get("/first-party/proxy?url=x")
+    _, _, body = fp.get("/_sluicegate/metrics")
+    assert b'sluicegate_first_party_responses_total{endpoint="proxy",status="400"}' in body
