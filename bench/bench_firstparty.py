@@ -91,12 +91,27 @@ def child(runs: int) -> dict[str, object]:
         s = pages.stage()
         return b"".join(s.feed(c) for c in plain) + s.finish()
 
+    def single_pass() -> bytes:
+        # the alternative design: the signing rule registered on the page's own rewriter (two needles,
+        # which turns off the rewriter's single-needle fast path and the origin rule's raw-byte hook)
+        from sluicegate.firstparty.markup import UrlMinter, _ElementRules
+
+        p = html.build_html_rewriter(rw, settings)
+        m = UrlMinter(pages.signer, pages.domains, cache=pages.cache)
+        rules = _ElementRules(m, clicks=False, needles=m.domains.needles())
+        for n in m.domains.needles():
+            p.on_element("*", rules.element, needle=n)
+        return b"".join(p.feed(c) for c in pieces) + p.finish()
+
     n_signed = signed().count(b"/first-party/proxy?url=")
+    assert single_pass().count(b"/first-party/proxy?url=") == n_signed
     cpu0, wall0 = timed(base, runs)
     cpu1, wall1 = timed(signed, runs)
     cpu2, _ = timed(signed_cold, runs)
     cpu3, _ = timed(stage_alone_no_urls, runs)
+    cpu4, _ = timed(single_pass, runs)
     return {
+        "single_pass_design_mb_per_s_cpu": round(len(page) / cpu4 / 1e6, 1),
         "signed_cold_mb_per_s_cpu": round(len(page) / cpu2 / 1e6, 1),
         "stage_alone_page_without_third_party_mb_per_s_cpu": round(500_000 / cpu3 / 1e6, 1),
         "compiled": html.COMPILED, "page_bytes": len(page), "third_party_urls_signed": n_signed,
@@ -204,30 +219,32 @@ def ttfb(requests: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         off, off_port = start_proxy(tmp, origin, identity=False)
         on, on_port = start_proxy(tmp, origin, identity=True)
+        ctl, ctl_port = start_proxy(tmp, origin, identity=False)  # A/A control: the noise floor
         try:
             out: dict[str, object] = {}
             for case, cookie in (("first_visit", f"euconsent-v2={tc}"),
                                  ("returning", f"euconsent-v2={tc}; sg_id={returning}")):
                 reqs = {}
-                for name, port in (("off", off_port), ("on", on_port)):
+                for name, port in (("off", off_port), ("on", on_port), ("control_off", ctl_port)):
                     reqs[name] = (f"GET /p HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nSec-Fetch-Dest: document\r\n"
                                   f"Accept: text/html\r\nX-Geo-Country: DE\r\nCookie: {cookie}\r\n\r\n").encode()
-                clients = {"off": Client(off_port), "on": Client(on_port)}
-                procs = {"off": off, "on": on}
-                for name in ("off", "on"):  # warm-up
+                names = ("off", "on", "control_off")
+                clients = {"off": Client(off_port), "on": Client(on_port), "control_off": Client(ctl_port)}
+                procs = {"off": off, "on": on, "control_off": ctl}
+                for name in names:  # warm-up
                     for _ in range(200):
                         clients[name].get(reqs[name])
-                times: dict[str, list[float]] = {"off": [], "on": []}
+                times: dict[str, list[float]] = {n: [] for n in names}
                 cpu: dict[str, float] = {}
-                for name in ("off", "on"):
+                for name in names:
                     cpu[name] = -cpu_seconds(procs[name].pid)
                 for i in range(requests):
-                    for name in (("off", "on") if i % 2 else ("on", "off")):
+                    for name in names[i % 3 :] + names[: i % 3]:
                         times[name].append(clients[name].get(reqs[name]))
-                for name in ("off", "on"):
+                for name in names:
                     cpu[name] += cpu_seconds(procs[name].pid)
                 res = {}
-                for name in ("off", "on"):
+                for name in names:
                     t = sorted(times[name])
                     res[name] = {"p50_ms": round(t[len(t) // 2] * 1e3, 4),
                                  "p90_ms": round(t[int(len(t) * 0.9)] * 1e3, 4),
@@ -235,10 +252,14 @@ def ttfb(requests: int) -> dict[str, object]:
                 res["added_p50_ms"] = round(res["on"]["p50_ms"] - res["off"]["p50_ms"], 4)  # type: ignore[index]
                 res["added_cpu_us_per_request"] = round(
                     res["on"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)  # type: ignore[index]
+                res["control_p50_diff_ms"] = round(
+                res["control_off"]["p50_ms"] - res["off"]["p50_ms"], 4)  # type: ignore[index]
+                res["control_cpu_diff_us_per_request"] = round(
+                    res["control_off"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)  # type: ignore[index]
                 out[case] = res
             return out
         finally:
-            for p in (off, on):
+            for p in (off, on, ctl):
                 p.terminate()
                 p.wait(10)
 
@@ -290,7 +311,8 @@ def main() -> int:
     print(f"pure   500KB + 50 third-party URLs: page rules {r['base_mb_per_s_cpu']} MB/s CPU, "
           f"+ signing stage {r['signed_mb_per_s_cpu']} MB/s CPU warm, {r['signed_cold_mb_per_s_cpu']} cold "
           f"({r['third_party_urls_signed']} signed); stage alone on a page without them "
-          f"{r['stage_alone_page_without_third_party_mb_per_s_cpu']} MB/s")
+          f"{r['stage_alone_page_without_third_party_mb_per_s_cpu']} MB/s; single-pass design "
+          f"{r['single_pass_design_mb_per_s_cpu']} MB/s")
     if not args.no_mypyc:
         with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
             subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
@@ -301,7 +323,8 @@ def main() -> int:
         print(f"mypyc  500KB + 50 third-party URLs: page rules {r['base_mb_per_s_cpu']} MB/s CPU, "
               f"+ signing stage {r['signed_mb_per_s_cpu']} MB/s CPU warm, {r['signed_cold_mb_per_s_cpu']} cold "
           f"({r['third_party_urls_signed']} signed); stage alone on a page without them "
-          f"{r['stage_alone_page_without_third_party_mb_per_s_cpu']} MB/s")
+          f"{r['stage_alone_page_without_third_party_mb_per_s_cpu']} MB/s; single-pass design "
+          f"{r['single_pass_design_mb_per_s_cpu']} MB/s")
     results["identity_hook"] = micro = identity_micro(args.runs)
     print(f"identity hook per request (CPU): {micro}")
     results["ttfb"] = t = ttfb(args.requests)

@@ -315,3 +315,27 @@ def test_geo_headers_count_only_from_trusted_peers() -> None:
     edge = ident.begin(headers, "203.0.113.5", trusted_peer=True)
     assert edge is not None and edge.edge_id is not None and edge.set_cookie is not None
     assert ident.begin([("sec-fetch-dest", "image")], "203.0.113.5", trusted_peer=True) is None  # nothing to do
+
+
+def test_config_shape() -> None:
+    from pydantic import ValidationError
+
+    from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
+
+    fp = FirstPartySettings(allowed_domains=["*.Example.com", "cdn.net"], rewrite_domains=["a.example.com"],
+                            url_ttl="5m")  # type: ignore[arg-type]
+    assert fp.url_ttl == 300 and fp.allowed_domains == ["*.example.com", "cdn.net"]
+    for bad in (
+        {"allowed_domains": ["cdn.net"], "rewrite_domains": ["other.net"]},  # not covered
+        {"allowed_domains": ["*.com"]},  # a wildcard over a whole TLD
+        {"allowed_domains": ["http://cdn.net/"]},
+        {"allow_private_addresses": ["10.0.0.0/33"]},
+        {"url_ttl": "soon"},
+        {"path_prefix": "/_sluicegate/fp"},
+        {"resolve": {"cdn.net": "not-an-ip"}},
+    ):
+        with pytest.raises(ValidationError):
+            FirstPartySettings(**bad)  # type: ignore[arg-type]
+    assert IdentitySettings(max_age="30d").max_age == 30 * 86400  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        IdentitySettings(cookie_name="bad name")
