@@ -81,7 +81,7 @@ class UrlMinter:
             target = canonical_url(raw, self.signer.max_url_bytes)
         except BadUrl:
             return None
-        if not self.domains.matches(target.host):
+        if kind != "click" and not self.domains.matches(target.host):  # a click is a redirect, not a fetch
             return raw if self.base and raw != value.strip() else None  # relative made absolute still works
         return self.signer.mint(kind, target)
 
