@@ -126,6 +126,7 @@ class EdgeIdentity:
             attrs += f"; Domain={settings.cookie_domain}"
         self._set_tail = f"; Max-Age={int(settings.max_age)}{attrs}"
         self._expire = f"{self.cookie}=; Max-Age=0{attrs}"
+        self._digests: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: IdentitySettings) -> EdgeIdentity:
@@ -134,10 +135,15 @@ class EdgeIdentity:
     # -- pieces ------------------------------------------------------------------------------------
 
     def mint(self, client_ip: str) -> str | None:
-        norm = normalise_ip(client_ip)
-        if norm is None:
-            return None
-        digest = hmac.new(self.secret, norm.encode(), hashlib.sha256).hexdigest()
+        digest = self._digests.get(client_ip)
+        if digest is None:
+            norm = normalise_ip(client_ip)
+            if norm is None:
+                return None
+            digest = hmac.new(self.secret, norm.encode(), hashlib.sha256).hexdigest()
+            if len(self._digests) >= 4096:  # bounded: one entry per recent client address
+                self._digests.clear()
+            self._digests[client_ip] = digest
         return digest + "." + _suffix()
 
     def signals(self, headers: list[tuple[str, str]]) -> Signals:
