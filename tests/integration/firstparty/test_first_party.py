@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import socket
 import time
@@ -343,3 +344,18 @@ def test_answers_are_counted(fp: Env) -> None:
     fp.get("/first-party/proxy?url=x")
     _, _, body = fp.get("/_sluicegate/metrics")
     assert b'sluicegate_first_party_responses_total{endpoint="proxy",status="400"}' in body
+
+
+def test_head_and_methods(fp: Env) -> None:
+    href = fp.sign(tp_url(fp, "/a.js"))
+    conn = http.client.HTTPConnection("127.0.0.1", fp.proxy.port, timeout=10)
+    try:
+        conn.request("HEAD", href)
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"" and r.headers.get("set-cookie") is None
+        conn.request("POST", href, body=b"x")
+        r = conn.getresponse()
+        assert r.status == 405 and r.headers["allow"] == "GET, HEAD"
+        r.read()
+    finally:
+        conn.close()
