@@ -154,13 +154,13 @@ class EdgeIdentity:
         usp = cookies.get("us_privacy")
         sid = cookies.get("__gpp_sid")
         gpp_s = decode_gpp(gpp) if gpp and len(gpp) <= cap else None
-        if gpp_s is not None and sid:
+        if gpp_s is not None and sid and len(sid) <= 256:
             gpp_s = gpp_s.applicable(parse_sid(sid))
         gpc = any(k.lower() == "sec-gpc" and v.strip() == "1" for k, v in headers)
         return Signals(
             decode_tcf(tcf) if tcf and len(tcf) <= cap else None,
             gpp_s,
-            decode_usp(usp) if usp else None,
+            decode_usp(usp) if usp and len(usp) <= 16 else None,
             gpc,
         )
 
