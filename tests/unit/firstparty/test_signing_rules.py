@@ -340,3 +340,39 @@ def test_config_shape() -> None:
     assert IdentitySettings(max_age="30d").max_age == 30 * 86400  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         IdentitySettings(cookie_name="bad name")
+
+
+def test_the_checked_address_is_the_one_connected_to() -> None:
+    """A resolver whose second answer would be loopback (DNS rebinding): it is asked once per hop, and
+    the connection goes to the first, checked answer."""
+    import asyncio
+
+    from sluicegate.firstparty.fetch import ThirdPartyClient
+    from sluicegate.firstparty.guard import Refused, Resolver
+    from sluicegate.upstream.http1 import OriginConnectError
+
+    class Rebinding(Resolver):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        async def resolve(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+            self.calls += 1
+            return [ipaddress.ip_address("192.0.2.10" if self.calls == 1 else "127.0.0.1")]
+
+    async def run() -> None:
+        resolver = Rebinding()
+        client = ThirdPartyClient(
+            DomainList(["cdn.example.com"]), AddressGuard(["192.0.2.0/24"]), resolver, connect_timeout=0.3
+        )
+        with pytest.raises((OriginConnectError, Refused)):
+            await client.open("GET", canonical_url("http://cdn.example.com:9/x"), [])
+        assert resolver.calls == 1
+        assert [key[1] for key in client._pools] == ["192.0.2.10"]
+        await client.close()
+        # the second answer (loopback) is refused by the guard, before any connection
+        with pytest.raises(Refused) as e:
+            await client.open("GET", canonical_url("http://cdn.example.com:9/x"), [])
+        assert e.value.status == 403 and "loopback" in e.value.reason
+
+    asyncio.run(run())
