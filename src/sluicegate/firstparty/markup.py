@@ -34,7 +34,7 @@ _CSS_TOKEN = re.compile(
     rb"""(url\(\s*)(["']?)([^"'()\s]*)(\2\s*\))|(@import\s+)(["'])([^"'\r\n]*)(\6)""", re.I
 )
 MINT_CACHE_ENTRIES = 4096
-_SRCSET_ITEM = re.compile(r"(\s*)([^\s,]+)([^,]*)(,?)")
+_SRCSET_URL = re.compile(r"([\s,]*)(\S+)")
 
 
 class UrlMinter:
@@ -86,14 +86,30 @@ class UrlMinter:
         return self.signer.mint(kind, target)
 
     def srcset(self, value: str) -> str | None:
+        """Each candidate of a ``srcset`` (WHATWG split: a URL runs to whitespace, trailing commas end it,
+        descriptors run to the next comma) minted; separators and descriptors kept as they are."""
         changed = False
-        out = []
-        for lead, url, desc, comma in _SRCSET_ITEM.findall(value):
-            new = self.mint(url)
+        out: list[str] = []
+        pos, n = 0, len(value)
+        while pos < n:
+            m = _SRCSET_URL.match(value, pos)
+            if m is None:
+                out.append(value[pos:])
+                break
+            lead, url = m.group(1), m.group(2)
+            pos = m.end()
+            stripped = url.rstrip(",")
+            tail = url[len(stripped) :]
+            desc = ""
+            if not tail:
+                end = value.find(",", pos)
+                end = n if end < 0 else end
+                desc, pos = value[pos:end], end
+            new = self.mint(stripped) if stripped else None
             if new is not None:
                 changed = True
-                url = new
-            out.append(f"{lead}{url}{desc}{comma}")
+                stripped = new
+            out.append(lead + stripped + tail + desc)
         return "".join(out) if changed else None
 
     def css(self, text: bytes) -> bytes:

@@ -376,3 +376,18 @@ def test_the_checked_address_is_the_one_connected_to() -> None:
         assert e.value.status == 403 and "loopback" in e.value.reason
 
     asyncio.run(run())
+
+
+def test_srcset_candidates_with_commas_in_urls() -> None:
+    m = UrlMinter(signer(), DomainList(["cdn.example.com"]))
+    value = (
+        " https://cdn.example.com/a.jpg?x=1,2 1x,https://other.org/b.jpg 2x, https://cdn.example.com/c.jpg,, /d.jpg 3x"
+    )
+    out = m.srcset(value)
+    assert out is not None
+    parts = out.split("/first-party/proxy?url=")
+    assert len(parts) == 3
+    assert "https%3A%2F%2Fcdn.example.com%2Fa.jpg%3Fx%3D1%252C2&" in parts[1]  # the comma stayed in the URL
+    assert parts[1].endswith(" 1x,https://other.org/b.jpg 2x, ")
+    assert parts[2].endswith(",, /d.jpg 3x")
+    assert m.srcset("/only/relative.jpg 1x, data:image/png;base64,AAAA 2x") is None
