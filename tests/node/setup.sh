@@ -40,6 +40,7 @@ npm_ci() {  # $1 = directory; re-run only when package-lock.json changed
 npm_ci "$here"
 npm_ci "$here/translate"
 npm_ci "$app"
+npm_ci "$here/consent"
 
 # Rebuild the fixture app only when its sources, config or lock file changed.
 sources_hash="$(cd "$app" && find app pages public next.config.mjs package-lock.json -type f -print0 | sort -z \

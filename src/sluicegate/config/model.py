@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluicegate.config.event_loop import EventLoopSettings
+from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
@@ -190,6 +191,8 @@ class Settings(BaseModel):
     flight: FlightSettings = FlightSettings()
     inference: InferenceSettings = InferenceSettings()
     event_loop: EventLoopSettings = EventLoopSettings()
+    first_party: FirstPartySettings = FirstPartySettings()
+    identity: IdentitySettings = IdentitySettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:

@@ -32,7 +32,9 @@ import time
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
+from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
+from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
 from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
@@ -144,6 +146,9 @@ class PublisherProxy:
         self.piece_bytes = ev.piece_bytes
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
         self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
+        # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off)
+        self.identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
+        self.fp_pages = PageRewriting.from_settings(settings)
 
     def _inbound_mapper(self, scheme: str, host: str) -> inbound.InboundMapper | None:
         """The public -> origin mapping for requests on (scheme, public host); ``None`` when it is off."""
@@ -223,6 +228,10 @@ class PublisherProxy:
                 info.span, f"{method} origin", {"server.address": self.origin.host, "server.port": self.origin.port}
             )
             up_headers = [(k, v) for k, v in up_headers if k.lower() not in ("traceparent", "tracestate")] + carried
+        edge = self.identity.begin(req_headers, facts.ip, facts.trusted_peer) if self.identity else None
+        if edge is not None:
+            up_headers = edge.upstream(up_headers)
+            send = edge.wrap(send)  # Set-Cookie goes into the response head, before any body byte
         # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
         has_body = any(
             (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
@@ -407,6 +416,8 @@ class PublisherProxy:
             processor = build_processor(
                 decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
             )
+            if self.fp_pages is not None and decision.kind is gate.Kind.HTML:
+                processor = self.fp_pages.wrap(processor)  # [first_party] rewrite_domains
             out_headers = hdr.for_rewritten_body(out_headers)
             out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
             if out_coding != in_coding:

@@ -30,6 +30,13 @@ class SluicegateApp:
         self.settings = settings
         self.publisher = PublisherProxy(settings) if settings.publisher.enabled else None
         self.inference: Any = None
+        self.first_party: Any = None
+        if settings.first_party.enabled:
+            from sluicegate.firstparty.endpoints import FirstPartyEndpoints
+            from sluicegate.identity.edge import EdgeIdentity
+
+            identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
+            self.first_party = FirstPartyEndpoints(settings, identity)
         if settings.inference.listen_hosts or settings.inference.path_prefix:
             from sluicegate.inference.gateway import InferenceGateway
 
@@ -64,6 +71,8 @@ class SluicegateApp:
             await self.publisher.shutdown()
         if self.inference is not None:
             await self.inference.shutdown()
+        if self.first_party is not None:
+            await self.first_party.shutdown()
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +85,10 @@ class SluicegateApp:
             receive, send = observer.wrap(info, receive, send)
             error: BaseException | None = None
             try:
-                if self.inference is not None and self.inference.matches(scope):
+                if self.first_party is not None and self.first_party.matches(scope["path"]):
+                    observer.started(info, "first_party", scope)
+                    await self.first_party(scope, receive, send)
+                elif self.inference is not None and self.inference.matches(scope):
                     observer.started(info, "inference", scope)
                     await self.inference(scope, receive, send)
                 elif self.publisher is not None:

@@ -356,9 +356,13 @@ class OriginPool:
         keepalive_timeout: float = 30.0,
         max_head_bytes: int = 64 * 1024,
         high_water: int = 256 * 1024,
+        server_name: str | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.host = host.strip("[]")
+        # TLS name (SNI + certificate check) when ``host`` is an address resolved and checked by the
+        # caller (first-party fetches connect to the address they vetted, not to a name again).
+        self.server_name = server_name.strip("[]") if server_name else self.host
         self.port = port
         self.connect_timeout = connect_timeout
         self.limit = limit
@@ -468,7 +472,7 @@ class OriginPool:
                     self.host,
                     self.port,
                     ssl=self.ssl,
-                    server_hostname=self.host if self.ssl is not None else None,
+                    server_hostname=self.server_name if self.ssl is not None else None,
                 )
         except TimeoutError:
             self._released_slot()

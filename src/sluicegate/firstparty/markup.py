@@ -1,0 +1,269 @@
+"""Streaming rewriters that turn third-party URLs into signed first-party URLs.
+
+* ``page_stage`` — the publisher-page stage for ``[first_party] rewrite_domains``: a second
+  ``HtmlRewriter`` chained after the page's own processor, whose handlers are keyed on the
+  configured hosts as needles (tags that do not name one stay on the rewriter's fast path).
+  script/iframe/embed/source/video/audio ``src``, img ``src``/``srcset``, link ``href`` /
+  ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``.
+* ``proxied_html`` — the rules for an HTML document fetched through ``/proxy``: the same
+  resource attributes become signed proxy URLs, ``<a href>`` / ``<area href>`` signed click
+  URLs, relative URLs resolved against the document's own URL, ``<base>`` removed.
+* ``CssUrlStream`` — ``url()`` and ``@import "..."`` in a CSS stream, held back only while a
+  token is incomplete (bounded by ``max_css_token_bytes``; over it the text passes unmodified).
+
+Everything is sans-IO (``feed``/``finish``) and identical for every chunking.
+Must not know: sockets, consent, keys (it gets a ``UrlMinter``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import urljoin
+
+from sluicegate.firstparty.guard import DomainList
+from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
+from sluicegate.pipeline import Transformer
+from sluicegate.pipeline.html import Element, HtmlRewriter, TextBody
+
+log = logging.getLogger("sluicegate.firstparty")
+
+_SRC_TAGS = frozenset({"script", "img", "iframe", "embed", "source", "video", "audio", "track", "input", "frame"})
+_LINK_RELS = ("stylesheet", "preload", "modulepreload", "prefetch", "icon", "manifest")
+_CSS_TOKEN = re.compile(
+    rb"""(url\(\s*)(["']?)([^"'()\s]*)(\2\s*\))|(@import\s+)(["'])([^"'\r\n]*)(\6)""", re.I
+)
+MINT_CACHE_ENTRIES = 4096
+_SRCSET_URL = re.compile(r"([\s,]*)(\S+)")
+
+
+class UrlMinter:
+    """Absolute URL -> signed first-party URL, for hosts on ``domains``; anything else: None."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        domains: DomainList,
+        base: str = "",
+        cache: dict[str, tuple[int, str | None]] | None = None,
+    ) -> None:
+        self.signer = signer
+        self.domains = domains
+        self.base = base  # the document's URL for relative references ("" = leave relative ones)
+        # value -> (expiry, answer), shared by the pages of a worker: a page names the same URLs on every view
+        self.cache = cache if not base else None
+
+    def mint(self, value: str, kind: str = "proxy") -> str | None:
+        cache = self.cache
+        if cache is None or kind != "proxy":
+            return self._mint(value, kind)
+        exp = self.signer.expiry()
+        hit = cache.get(value)
+        if hit is not None and hit[0] == exp:
+            return hit[1]
+        answer = self._mint(value, kind)
+        if len(cache) >= MINT_CACHE_ENTRIES:
+            cache.clear()
+        cache[value] = (exp, answer)
+        return answer
+
+    def _mint(self, value: str, kind: str) -> str | None:
+        raw = value.strip()
+        if not raw:
+            return None
+        if raw.startswith("//"):
+            raw = "https:" + raw
+        elif not raw[:8].lower().startswith(("http://", "https://")):
+            if not self.base or ":" in raw.split("/", 1)[0] or raw.startswith("#"):
+                return None  # data:, javascript:, mailto:, fragments... never proxied
+            raw = urljoin(self.base, raw)
+        try:
+            target = canonical_url(raw, self.signer.max_url_bytes)
+        except BadUrl:
+            return None
+        if kind != "click" and not self.domains.matches(target.host):  # a click is a redirect, not a fetch
+            return raw if self.base and raw != value.strip() else None  # relative made absolute still works
+        return self.signer.mint(kind, target)
+
+    def srcset(self, value: str) -> str | None:
+        """Each candidate of a ``srcset`` (WHATWG split: a URL runs to whitespace, trailing commas end it,
+        descriptors run to the next comma) minted; separators and descriptors kept as they are."""
+        changed = False
+        out: list[str] = []
+        pos, n = 0, len(value)
+        while pos < n:
+            m = _SRCSET_URL.match(value, pos)
+            if m is None:
+                out.append(value[pos:])
+                break
+            lead, url = m.group(1), m.group(2)
+            pos = m.end()
+            stripped = url.rstrip(",")
+            tail = url[len(stripped) :]
+            desc = ""
+            if not tail:
+                end = value.find(",", pos)
+                end = n if end < 0 else end
+                desc, pos = value[pos:end], end
+            new = self.mint(stripped) if stripped else None
+            if new is not None:
+                changed = True
+                stripped = new
+            out.append(lead + stripped + tail + desc)
+        return "".join(out) if changed else None
+
+    def css(self, text: bytes) -> bytes:
+        def repl(m: re.Match[bytes]) -> bytes:
+            if m.group(1) is not None:
+                head, quote, url, tail = m.group(1), m.group(2), m.group(3), m.group(4)
+            else:
+                head, quote, url, tail = m.group(5), m.group(6), m.group(7), m.group(8)
+            try:
+                new = self.mint(url.decode("ascii"))
+            except UnicodeDecodeError:
+                return m.group(0)
+            if new is None:
+                return m.group(0)
+            if not quote and b"url(" in head.lower():
+                quote, tail = b'"', b'"' + tail
+            return head + quote + new.encode() + tail
+
+        return _CSS_TOKEN.sub(repl, text)
+
+
+class _ElementRules:
+    """Attribute rules shared by the page stage and proxied documents."""
+
+    def __init__(self, minter: UrlMinter, *, clicks: bool, needles: list[bytes] | None = None) -> None:
+        self.minter = minter
+        self.clicks = clicks
+        self.needles = needles  # page stage: only attributes naming one of these are looked at
+        self._last: Element | None = None
+
+    def element(self, el: Element) -> None:
+        if el is self._last:  # one handler per needle: a tag naming two hosts is seen twice
+            return
+        self._last = el
+        tag = el.tag
+        if self.clicks and tag == "base":
+            el.remove()
+            return
+        if self.needles is None:
+            items = list(el.attributes.items())
+        elif len(self.needles) == 1:
+            items = el.attrs_containing(self.needles[0])
+        else:
+            seen: dict[str, str] = {}
+            for n in self.needles:
+                seen.update(el.attrs_containing(n))
+            items = list(seen.items())
+        for name, value in items:
+            if value:
+                new = self.rewrite(el, tag, name, value)
+                if new is not None and new != value:
+                    el.set_attribute(name, new)
+
+    def rewrite(self, el: Element, tag: str, name: str, value: str) -> str | None:
+        m = self.minter
+        if name == "src":
+            if tag in _SRC_TAGS and (tag != "input" or (el.get_attribute("type") or "").strip().lower() == "image"):
+                return m.mint(value)
+        elif name in ("srcset", "imagesrcset"):
+            if tag in ("img", "source", "link"):
+                return m.srcset(value)
+        elif name == "href":
+            if tag == "link":
+                rel = (el.get_attribute("rel") or "").lower()
+                return m.mint(value) if any(r in rel for r in _LINK_RELS) else None
+            if tag in ("image", "use"):
+                return m.mint(value)
+            if self.clicks and tag in ("a", "area"):
+                return m.mint(value, "click")
+        elif name == "xlink:href":
+            return m.mint(value) if tag in ("image", "use") else None
+        elif name == "poster":
+            return m.mint(value) if tag == "video" else None
+        elif name == "data":
+            return m.mint(value) if tag == "object" else None
+        elif name == "style" and "url(" in value.lower():
+            return m.css(value.encode()).decode()
+        return None
+
+    def style(self, body: TextBody) -> None:
+        if body.complete:
+            new = self.minter.css(body.output)
+            if new != body.output:
+                body.replace(new)
+
+
+class _Chain:
+    def __init__(self, first: Transformer, second: Transformer) -> None:
+        self.first = first
+        self.second = second
+
+    def feed(self, data: bytes) -> bytes:
+        return self.second.feed(self.first.feed(data))
+
+    def finish(self) -> bytes:
+        return self.second.feed(self.first.finish()) + self.second.finish()
+
+
+def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
+    """The ``rewrite_domains`` stage for publisher pages (``minter.domains`` = rewrite_domains)."""
+    html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
+    rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
+    for needle in minter.domains.needles():
+        html.on_element("*", rules.element, needle=needle)
+    html.on_text("style", rules.style)
+    return html
+
+
+def chain(first: Transformer, second: Transformer) -> Transformer:
+    return _Chain(first, second)
+
+
+def proxied_html(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
+    """Rules for a third-party HTML document relayed by ``/proxy`` (``minter.base`` = its URL)."""
+    html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
+    rules = _ElementRules(minter, clicks=True)
+    html.on_element("*", rules.element)
+    html.on_text("style", rules.style)
+    return html
+
+
+class CssUrlStream:
+    """``UrlMinter.css`` over a stream: complete tokens are rewritten as they arrive."""
+
+    _HOLD = 8  # a possible start of "url(" / "@import" at the end of a chunk
+
+    def __init__(self, minter: UrlMinter, max_token_bytes: int) -> None:
+        self.minter = minter
+        self.max_token = max_token_bytes
+        self.buf = b""
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        n = len(buf)
+        cut = max(0, n - self._HOLD)
+        low_tail = buf[max(0, n - self.max_token) :].lower()
+        base = max(0, n - self.max_token)
+        for opener in (b"url(", b"@import"):
+            i = low_tail.rfind(opener)
+            if i >= 0 and _CSS_TOKEN.match(buf, base + i) is None and not self._closed(buf, base + i):
+                cut = min(cut, base + i)
+        for m in _CSS_TOKEN.finditer(buf, 0, n):
+            if m.start() < cut < m.end():
+                cut = m.start()
+                break
+        self.buf = buf[cut:]
+        return self.minter.css(buf[:cut])
+
+    @staticmethod
+    def _closed(buf: bytes, i: int) -> bool:
+        """An opener whose token cannot complete any more (a ``)``, quote-less newline... follows)."""
+        rest = buf[i : i + 4096]
+        return b")" in rest or b";" in rest
+
+    def finish(self) -> bytes:
+        rest, self.buf = self.buf, b""
+        return self.minter.css(rest)

@@ -1,0 +1,248 @@
+"""Real servers for the first-party tests: a third party (127.0.0.1), a decoy on 127.0.0.2 that must
+never be reached, a publisher origin, and ``sluicegate serve`` with [first_party] + [identity]."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.support.servers import ProxyProcess, ThreadedApp, free_port
+
+K1 = "k1-first-party-signing-key-0123456789abcdef"
+K2 = "k2-first-party-signing-key-fedcba9876543210"
+SECRET = "identity-secret-for-tests-0123456789-abcdef"
+
+
+@dataclass
+class Seen:
+    requests: list[dict[str, object]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    first_chunk_sent: threading.Event = field(default_factory=threading.Event)
+
+
+def third_party_app(seen: Seen, port: int) -> web.Application:
+    app = web.Application()
+    base = f"http://cdn.fp.test:{port}"
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        seen.requests.append({"path": request.path_qs, "headers": dict(request.headers), "host": request.host})
+        return await handler(request)
+
+    app.middlewares.append(record)
+
+    async def script(request: web.Request) -> web.Response:
+        return web.Response(
+            body=b"console.log('third party');",
+            content_type="application/javascript",
+            headers={
+                "Set-Cookie": "tp=1; Path=/",
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Credentials": "true",
+                "Cache-Control": "public, max-age=600",
+            },
+        )
+
+    async def page(request: web.Request) -> web.Response:
+        html = (
+            f'<html><head><base href="https://elsewhere.example/"><link rel="stylesheet" href="{base}/style.css">'
+            f'</head><body><img src="{base}/i.png"><img src="rel.png"><a href="{base}/landing?c=1">ad</a>'
+            f'<a href="https://not-allowed.example/">x</a></body></html>'
+        )
+        return web.Response(text=html, content_type="text/html", headers={"Set-Cookie": "tp=2"})
+
+    async def style(request: web.Request) -> web.Response:
+        return web.Response(
+            text=f".a{{background:url({base}/bg.png)}} .b{{background:url(https://not-allowed.example/x.png)}}",
+            content_type="text/css",
+        )
+
+    async def redirect(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        if n == 0:
+            return web.Response(text="arrived")
+        raise web.HTTPFound(f"/redirect/{n - 1}")
+
+    async def to(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": request.query["u"]})
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"headers": dict(request.headers), "query": request.query_string})
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        await resp.write(b"first-chunk;")
+        seen.first_chunk_sent.set()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, seen.release.wait, 10)
+        await resp.write(b"rest")
+        await resp.write_eof()
+        return resp
+
+    app.router.add_get("/a.js", script)
+    app.router.add_get("/page.html", page)
+    app.router.add_get("/style.css", style)
+    app.router.add_get("/redirect/{n}", redirect)
+    app.router.add_get("/to", to)
+    app.router.add_get("/echo", echo)
+    app.router.add_get("/slow", slow)
+    return app
+
+
+def origin_app(seen: Seen, tp_port: int) -> web.Application:
+    app = web.Application()
+
+    async def page(request: web.Request) -> web.Response:
+        seen.requests.append({"path": request.path_qs, "headers": dict(request.headers)})
+        html = (
+            f'<html><head><script src="http://cdn.fp.test:{tp_port}/a.js"></script></head>'
+            f'<body><img src="http://cdn.fp.test:{tp_port}/i.png"><img src="http://other.example/i.png"></body></html>'
+        )
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "public, max-age=60"})
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        seen.requests.append({"path": request.path_qs, "headers": dict(request.headers)})
+        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await resp.prepare(request)
+        await resp.write(b"<html><head><title>t</title></head><body>")
+        seen.first_chunk_sent.set()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, seen.release.wait, 10)
+        await resp.write(b"</body></html>")
+        await resp.write_eof()
+        return resp
+
+    app.router.add_get("/page", page)
+    app.router.add_get("/hold", hold)
+    return app
+
+
+class Decoy:
+    """A listener on 127.0.0.2 that counts connections: the SSRF guard must keep it at zero."""
+
+    def __init__(self, port: int) -> None:
+        self.hits = 0
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.hits += 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\ndecoy")
+            await writer.drain()
+            writer.close()
+
+        self.loop.run_until_complete(asyncio.start_server(on_conn, "127.0.0.2", self.port))
+        self.ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> Decoy:
+        self.thread.start()
+        self.ready.wait(5)
+        return self
+
+
+CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {{port}}
+trusted_proxies = ["127.0.0.1/32"]
+
+[publisher]
+origin_url = "http://127.0.0.1:{origin_port}"
+public_hosts = ["127.0.0.1:{{port}}"]
+
+[timeouts]
+connect = 2.0
+first_byte = 3.0
+idle = 3.0
+
+[first_party]
+enabled = true
+allowed_domains = ["cdn.fp.test", "*.ads.fp.test", "loop.fp.test", "meta.fp.test"]
+rewrite_domains = ["cdn.fp.test"]
+allow_private_addresses = {allow}
+url_ttl = "5m"
+resolve = {{ "cdn.fp.test" = "127.0.0.1", "x.ads.fp.test" = "127.0.0.1", "evil-ads.fp.test" = "127.0.0.1", \
+"loop.fp.test" = "127.0.0.2", "meta.fp.test" = "169.254.169.254" }}
+
+[identity]
+enabled = true
+geo_country_header = "x-geo-country"
+geo_region_header = "x-geo-region"
+forward_header = "x-sg-id"
+max_age = "30d"
+"""
+
+
+@dataclass
+class Env:
+    proxy: ProxyProcess
+    tp: Seen
+    tp_port: int
+    origin: Seen
+    decoy: Decoy
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, r.headers, r.read()
+        finally:
+            conn.close()
+
+    def sign(self, url: str) -> str:
+        from urllib.parse import quote
+
+        status, _, body = self.get("/first-party/sign?url=" + quote(url, safe=""))
+        assert status == 200, body
+        href: str = json.loads(body)["href"]
+        return href
+
+
+def start(tmp: Path, origin_port: int, decoy_port: int, allow: str) -> ProxyProcess:
+    cfg = CONFIG.format(origin_port=origin_port, allow=allow)
+    env = {"SLUICEGATE_FIRST_PARTY_KEYS": f"{K2},{K1}", "SLUICEGATE_IDENTITY_SECRET": SECRET}
+    return ProxyProcess(tmp, cfg, env=env).start()
+
+
+@pytest.fixture(scope="module")
+def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    tp_seen, origin_seen = Seen(), Seen()
+    tp_port = free_port()
+    tp = ThreadedApp(third_party_app(tp_seen, tp_port), tp_port).start()
+    origin = ThreadedApp(origin_app(origin_seen, tp_port)).start()
+    decoy = Decoy(tp_port).start()
+    proxy = start(tmp_path_factory.mktemp("fp"), origin.port, tp_port, '["127.0.0.1/32"]')
+    yield Env(proxy, tp_seen, tp_port, origin_seen, decoy)
+    proxy.stop()
+    tp.stop()
+    origin.stop()
+
+
+def tc_string(purposes: set[int]) -> str:
+    """A TCF v2 core string (test helper; the decoder itself is checked against IAB's library)."""
+    fields = [
+        (2, 6), (16000000000, 36), (16000000000, 36), (7, 12), (1, 12), (1, 6), (4 * 64 + 13, 12), (100, 12),
+        (5, 6), (0, 1), (0, 1), (0, 12),
+        (sum(1 << (24 - p) for p in purposes), 24), (0, 24), (0, 1), (3 * 64 + 4, 12),
+        (0, 16), (0, 1), (0, 16), (0, 1),
+    ]
+    bits = "".join(format(v, f"0{w}b") for v, w in fields)
+    bits += "0" * (-len(bits) % 8)
+    return base64.urlsafe_b64encode(int(bits, 2).to_bytes(len(bits) // 8, "big")).rstrip(b"=").decode()
