@@ -42,9 +42,6 @@ _HEX = b"0123456789abcdefABCDEF"
 _MAX_ID_DIGITS = 16
 _MAX_LEN_DIGITS = 12
 
-# Forms an origin reference can start with (mirrors ``hosts.py``), used only to decide whether
-# the last bytes of an open row could still become a reference once more bytes arrive.
-_REF_PREFIXES = (b"https://", b"http://", b"//", b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/", b"")
 
 _ID, _TAG, _LEN_T, _LEN_BIN, _TEXT, _TEXT_RAW, _BIN, _LINE, _RAW = range(9)
 
@@ -62,11 +59,9 @@ class FlightLexer:
         self._repl = rewriter.replacements
         self._hold = rewriter.hold
         self._tail = rewriter.tail
-        self._needle = self._matcher.needle
-        forms = [p + self._needle for p in _REF_PREFIXES]
-        self._forms = forms
+        forms = self._matcher.ref_forms  # every prefix form of every origin authority
         self._form_prefixes = frozenset(f[:k] for f in forms for k in range(1, len(f) + 1))
-        self._max_prefix = max(len(p) for p in _REF_PREFIXES)
+        self._max_prefix = self._matcher.max_prefix
         self._max_text = max_text_bytes
         self.ops: list[Op] = []
         self._state = _ID
@@ -264,9 +259,10 @@ class FlightLexer:
         repl = self._repl
         out: list[bytes] = []
         pos = start
+        rw = self._rw
         for m_start, m_end, form in found:
             out.append(buf[pos:m_start])
-            out.append(repl[form])
+            out.append(repl[form] if (form == -1 or 0 <= form < 6) else rw.replacement(buf, m_start, m_end, form))
             pos = m_end
         out.append(buf[pos:upto])
         return out
@@ -316,7 +312,7 @@ class FlightLexer:
             return size
         low = buf[frm:].lower()
         best = size
-        k = low.find(self._needle)
+        k = self._matcher.find_needle(low)
         if k >= 0:  # a complete host whose look-ahead or prefix may still change the verdict
             best = frm + max(0, k - self._max_prefix)
         prefixes = self._form_prefixes

@@ -33,7 +33,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.pipeline.html.charrefs import decode, segments
 from sluicegate.pipeline.html.lexer import (
@@ -578,6 +578,12 @@ EndTagHandler = Callable[[EndTag], None]
 TextHandler = Callable[[TextBody], None]
 EndHandler = Callable[[DocumentEnd], None]
 ContentObserver = Callable[["Element | TextChunk"], bool]
+class TextFilter(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
 RawTagHandler = Callable[[bytes, bytes, int, int, int, int, bytes], "bytes | None"]
 """``(buf, low, start, astart, aend, end, name) -> new tag bytes | None``: see ``on_element``."""
 
@@ -690,6 +696,13 @@ class HtmlRewriter:
         self._raw_hooks: list[RawTagHandler | None] = []
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
+        # text filter (``set_text_filter``): character data not collected by a text handler
+        self._tf: TextFilter | None = None
+        self._tf_pending = False
+        self._tf_needles: tuple[bytes, ...] = ()
+        self._tf_re: re.Pattern[bytes] | None = None
+        self._tf_behind = 0
+        self._tf_hold = 0
 
     # -- registration ----------------------------------------------------------------------------
 
@@ -741,6 +754,26 @@ class HtmlRewriter:
         if name not in RAW_STATE:
             raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
         self._text_handlers.setdefault(name, []).append(handler)
+
+    def set_text_filter(self, filt: TextFilter, *, needles: tuple[bytes, ...], behind: int, hold: int) -> None:
+        """Pass all character data that no text handler collects (data state, RCDATA
+        ``title``/``textarea``, other raw text, PLAINTEXT) through ``filt`` in document order.
+        ``filt.feed`` may hold bytes back; ``filt.finish`` is called at every markup token (a
+        text run ends there) and at document end. The filter promises to change only text
+        around one of ``needles`` (lower-case; found case-insensitively) starting at most
+        ``behind`` bytes before it, and to hold at most ``hold`` bytes: text elsewhere stays on
+        the fast path."""
+        self._tf = filt
+        self._tf_needles = tuple(n.lower() for n in needles)
+        self._tf_re = re.compile(b"|".join(re.escape(n) for n in self._tf_needles)) if len(needles) > 1 else None
+        self._tf_behind = behind
+        self._tf_hold = hold
+
+    def _tf_flush(self) -> None:
+        tf = self._tf
+        if tf is not None and self._tf_pending:
+            self._tf_pending = False
+            self._emit(tf.finish())
 
     def on_end(self, handler: EndHandler) -> None:
         """Call ``handler`` once at end of document (before unresolved slots fall back)."""
@@ -823,6 +856,7 @@ class HtmlRewriter:
     def finish(self) -> bytes:
         self._final = True
         self._run()
+        self._tf_flush()
         self._flush_text()
         doc = DocumentEnd(self)
         for h in self._end_handlers:
@@ -857,7 +891,22 @@ class HtmlRewriter:
         nxt = low.find(needle, pos) if needle else -1
         if nxt < 0:
             nxt = n
+        # Text filter: the fast scan must stop ``behind`` bytes before the next text needle and,
+        # mid-stream, ``hold`` bytes before the end (a needle may be cut by the chunk boundary).
+        tf = self._tf
+        tlow = b""
+        tnxt = n
+        tcap = n
+        tf_re = self._tf_re
+        tf_needle = self._tf_needles[0] if self._tf_needles else b""
+        if tf is not None:
+            tlow = low if needle else buf.lower()
+            tcap = n if final else n - self._tf_hold
+            tnxt = -2
         while pos < n or final:
+            if self._tf_pending and pos < n and buf[pos] == 0x3C and pos + 1 < n and (
+                    _is_alpha(buf[pos + 1]) or buf[pos + 1] in b"/!?"):
+                self._tf_flush()  # markup: the text run ended
             if self._skipper is not None:
                 end = self._skipper.scan(buf[pos:])
                 if end < 0:
@@ -869,15 +918,32 @@ class HtmlRewriter:
                 self._skipped_tag_done()
                 continue
             if (lexer.state == DATA and not self._pending and not self._observers and not self._any_handlers
-                    and not self._sim.stack):
+                    and not self._sim.stack and not self._tf_pending):
                 if needle and nxt < pos:
                     nxt = low.find(needle, pos)
                     if nxt < 0:
                         nxt = n
+                bound = nxt
+                if tf is not None:
+                    if tnxt < pos:
+                        if tf_re is not None:
+                            tm = tf_re.search(tlow, pos)
+                            tnxt = n if tm is None else tm.start()
+                        else:
+                            tnxt = tlow.find(tf_needle, pos)
+                            if tnxt < 0:
+                                tnxt = n
+                    tb = tnxt - self._tf_behind if tnxt < n else n
+                    if tb < bound:
+                        bound = tb
+                    if tcap < bound:
+                        bound = tcap
+                    if bound < pos:
+                        bound = pos
                 if hand:
-                    q = scan_boring(buf, pos, nxt, stop_names, stop_ends)
+                    q = scan_boring(buf, pos, bound, stop_names, stop_ends)
                 else:
-                    m = boring.match(buf, pos, nxt)
+                    m = boring.match(buf, pos, bound)
                     q = m.end() if m is not None else pos
                 if q > pos:
                     self._emit(buf[pos:q])
@@ -902,6 +968,8 @@ class HtmlRewriter:
                     continue
                 break
             kind = tok.kind
+            if kind != TEXT:
+                self._tf_flush()
             if (kind in (START, END)) and tok.end - tok.start > max_tag:
                 # An over-long tag that arrived whole is treated like one that arrived in pieces:
                 # passed through without handlers (the lexer already applied its state change).
@@ -918,6 +986,7 @@ class HtmlRewriter:
 
     def _start_skipping(self, buf: bytes, pos: int) -> int:
         """An incomplete tag outgrew ``max_tag_bytes``: stream it out raw from here on."""
+        self._tf_flush()
         log.warning("html: tag longer than %d bytes passed through unmodified", self.max_tag_bytes)
         m = re.match(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*)", buf[pos : pos + 4096])
         skipper = _TagSkipper(doctype=m is None)
@@ -968,17 +1037,25 @@ class HtmlRewriter:
                 self._observers = [o for o in self._observers if o(unit)]
                 for b in unit._before:
                     self._emit(b)
-                self._emit(unit.serialize())
+                self._emit_text(unit.serialize())
                 for b in unit._after:
                     self._emit(b)
             else:
-                self._emit(piece)
+                self._emit_text(piece)
         elif kind == START:
             self._start(buf, tok)
         elif kind == END:
             self._end(buf, tok)
         else:
             self._emit(buf[tok.start : tok.end])
+
+    def _emit_text(self, piece: bytes) -> None:
+        tf = self._tf
+        if tf is None or self._suppress:
+            self._emit(piece)
+            return
+        self._tf_pending = True
+        self._emit(tf.feed(piece))
 
     def _start(self, buf: bytes, tok: Token) -> None:
         name = tok.name

@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline import Transformer
-from sluicegate.pipeline.hosts import _ASCII_SPACE, _URL_FIRST_B, HostRewriter
+from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.html.lexer import Attr
 from sluicegate.pipeline.html.rewriter import COMPILED_SCAN as _COMPILED
 from sluicegate.pipeline.html.rewriter import (
     DocumentEnd,
@@ -39,6 +40,7 @@ from sluicegate.pipeline.html.rewriter import (
     needle_attr_spans,
     needle_attrs,
 )
+from sluicegate.pipeline.text import StreamingHostReplacer
 
 ScriptText = TextBody
 ScriptFilter = Callable[[TextBody], bool]
@@ -76,6 +78,10 @@ _ATTR_KIND: dict[bytes, int] = {
     **{n.encode(): _URL for n in URL_ATTRS}, b"data": _DATA,
     **{n.encode(): _SRCSET for n in SRCSET_ATTRS}, b"ping": _PING, b"style": _STYLE, b"content": _CONTENT,
 }
+
+
+def _attr_vstart(a: Attr) -> int:
+    return a.vstart
 
 
 def rewrite_srcset(rw: HostRewriter, value: str) -> str:
@@ -159,26 +165,8 @@ def _plain_span(buf: bytes, start: int, end: int) -> bool:
 
 
 def rewrite_url_raw(rw: HostRewriter, value: bytes) -> bytes | None:
-    """``HostRewriter.rewrite_url_bytes`` (the same steps, with its tables), here so that it is
-    compiled with this module."""
-    stripped = value.lstrip(_ASCII_SPACE) if value and value[0] in _ASCII_SPACE else value
-    if not stripped:
-        return value
-    c = stripped[0]
-    if c not in _URL_FIRST_B:
-        return None if (0x1C <= c <= 0x1F or c >= 0x80) else value
-    low = stripped[: rw.hold].lower()
-    needle = rw.needle
-    for form, prefix in rw._url_forms[c]:
-        if low.startswith(prefix):
-            k = len(prefix)
-            if low.find(needle, 0, k + len(needle) - 1) >= 0:
-                return rw._rewrite_url_slow(value, stripped)
-            m = rw.pattern.match(low, k)
-            if m is None:
-                return value
-            return value[: len(value) - len(stripped)] + rw.replacements[form] + stripped[m.end() :]
-    return value
+    """``HostRewriter.rewrite_url_bytes`` (kept as a name for compiled callers)."""
+    return rw.rewrite_url_bytes(value)
 
 
 class UrlSplicer:
@@ -205,10 +193,13 @@ class UrlSplicer:
             p += 1
         if p >= e:
             return -1, 0, 0
+        needle = self.needle
         c = buf[p]
         forms = self.forms.get(c)
         if forms is None:
-            return (-2, 0, 0) if (0x1C <= c <= 0x1F or c >= 0x80) else (-1, 0, 0)
+            if 0x1C <= c <= 0x1F or c >= 0x80 or find_bytes(low, needle, p, e) >= 0:
+                return -2, 0, 0
+            return -1, 0, 0
         lend = min(e, p + self.hold)
         for form, prefix in forms:
             k = len(prefix)
@@ -219,14 +210,17 @@ class UrlSplicer:
                 i += 1
             if i < k:
                 continue
-            needle = self.needle
             if find_bytes(low, needle, p, min(lend, p + k + len(needle) - 1)) >= 0:
                 return -2, 0, 0
             m = self.pattern.match(low, p + k, lend)
             if m is None:
-                return -1, 0, 0
-            return form, p, m.end()
-        return -1, 0, 0
+                return -2, 0, 0  # the needle is in the value (or it would not be here): str path
+            me: int = m.end()
+            # another reference later in the value, or a %3A port: the str path decides
+            if find_bytes(low, needle, me, e) >= 0 or find_bytes(low, b"%3a", p + k, me) >= 0:
+                return -2, 0, 0
+            return form, p, me
+        return (-2, 0, 0) if find_bytes(low, needle, p, e) >= 0 else (-1, 0, 0)
 
 
 def _simple_value(raw: bytes, quote: bytes) -> bool:
@@ -302,9 +296,14 @@ class SluicegateRules:
         self._simple_repl = _replacements_simple(rewriter.replacements)
         self.body_done = not self.body_snippet
         self._splicer: UrlSplicer | None = None  # made on the first origin tag (compiled builds)
+        self._last_el: Element | None = None
+        self.rewrite_text = settings.rewrite_text
 
     def install(self, html: HtmlRewriter) -> None:
-        html.on_element("*", self.urls, needle=self.rw.matcher.needle, raw=self.urls_raw)
+        matcher = self.rw.matcher
+        for needle in matcher.needles:  # with aliases: one needle per host (no raw-byte hook)
+            html.on_element("*", self.urls, needle=needle, raw=self.urls_raw)
+        self.install_text_filter(html)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -315,22 +314,47 @@ class SluicegateRules:
         if not (self.head_done and self.body_done):
             html.on_end(self.document_end)
 
+    def install_text_filter(self, html: HtmlRewriter) -> None:
+        """HTML text (data, ``title``, ``textarea``...) through the one mapping, when enabled."""
+        if self.rewrite_text:
+            matcher = self.rw.matcher
+            html.set_text_filter(StreamingHostReplacer(self.rw), needles=matcher.needles,
+                                 behind=matcher.max_prefix, hold=self.rw.hold)
+
     # -- URL attributes ----------------------------------------------------------------------------
 
     def urls(self, el: Element) -> None:
+        if el is self._last_el:  # one call per element, however many origin hosts it holds
+            return
+        self._last_el = el
         rw = self.rw
         attrs: dict[str, str] | None = None
-        for a in el.needle_attrs(rw.matcher.needle):
+        needles = rw.matcher.needles
+        found = el.needle_attrs(needles[0])
+        if len(needles) > 1:
+            seen = {a.vstart for a in found}
+            for n in needles[1:]:
+                for a in el.needle_attrs(n):
+                    if a.vstart not in seen:
+                        seen.add(a.vstart)
+                        found.append(a)
+            found.sort(key=_attr_vstart)
+        for a in found:
             bname = a.name
             kind = _ATTR_KIND.get(bname, 0)
-            if kind == 0 or (kind == _DATA and el.name != b"object"):
-                continue
+            if (kind == _DATA and el.name != b"object") or kind == _STYLE:
+                kind = 0  # any other value: the one mapping, everywhere in it
             if kind <= _SRCSET and a.vstart >= 0:
                 # Fast path: a value without references, CR or NUL reads as its own UTF-8 bytes,
                 # so the rewrite can work on (and write back) raw bytes: same result, no decoding.
                 raw = el.raw[a.vstart : a.vend]
                 if _simple_value(raw, a.quote):
-                    new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
+                    if kind == 0:
+                        new_raw: bytes | None = rw.rewrite(raw)
+                    elif kind == _SRCSET:
+                        new_raw = rewrite_srcset_bytes(rw, raw)
+                    else:
+                        new_raw = rw.rewrite_url_bytes(raw)
                     if new_raw is not None:
                         if new_raw != raw and (self._simple_repl or _simple_value(new_raw, a.quote)):
                             el.set_raw_value(a, new_raw)
@@ -339,19 +363,19 @@ class SluicegateRules:
                             continue
             name = bname.decode("utf-8", "surrogateescape")
             value = el.value(a)
-            if name in URL_ATTRS or (name == "data" and el.tag == "object"):
+            if kind == 0:
+                new = rw.rewrite_text(value)
+            elif kind in (_URL, _DATA):
                 new = rw.rewrite_url(value)
-            elif name in SRCSET_ATTRS:
+            elif kind == _SRCSET:
                 new = rewrite_srcset(rw, value)
-            elif name == "ping":
+            elif kind == _PING:
                 new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
-            elif name == "style":
-                new = rewrite_css_urls(rw, value)
-            elif name == "content" and el.tag == "meta":
+            elif el.tag == "meta":  # content
                 attrs = attrs or el.attributes
                 new = self._meta_content(attrs, value)
             else:
-                continue
+                new = rw.rewrite_text(value)
             if new != value:
                 el.set_attribute(name, new)
 
@@ -370,16 +394,16 @@ class SluicegateRules:
         pos = start
         for ns, ne, vs, ve, qc in _needle_attr_spans_re(buf, low, astart, aend, rw.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
-            if kind == 0 or (kind == _DATA and name != b"object"):
-                continue
-            if kind > _SRCSET and kind != _STYLE:
+            if (kind == _DATA and name != b"object") or kind == _STYLE:
+                kind = 0
+            if kind > _SRCSET:
                 return None
             quote = _QUOTE_BYTES[qc]
             raw = buf[vs:ve]
             if not _simple_value(raw, quote):
                 return None
-            if kind == _STYLE:
-                new_raw = rewrite_css_urls_bytes(rw, raw)
+            if kind == 0:
+                new_raw: bytes | None = rw.rewrite(raw)
             else:
                 new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
             if new_raw is None:
@@ -409,16 +433,14 @@ class SluicegateRules:
         pos = start
         for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, sp.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
-            if kind == 0 or (kind == _DATA and name != b"object"):
-                continue
-            if (kind > _SRCSET and kind != _STYLE) or not self._simple_repl:
+            if (kind == _DATA and name != b"object") or kind == _STYLE:
+                kind = 0
+            if kind > _SRCSET or not self._simple_repl:
                 return None
             if not (_plain_span(buf, vs, ve) if qc else _simple_value(buf[vs:ve], b"")):
                 return None
-            if kind == _STYLE:  # rare: CSS url()s by regex, like the interpreted path
-                new_style = rewrite_css_urls_bytes(self.rw, buf[vs:ve])
-                if new_style is None:
-                    return None
+            if kind == 0:  # any other value: the one mapping, everywhere in it
+                new_style = self.rw.rewrite(buf[vs:ve])
                 if new_style != buf[vs:ve]:
                     parts.append(buf[pos:vs])
                     parts.append(new_style)
@@ -469,7 +491,7 @@ class SluicegateRules:
         for key in ("property", "name", "itemprop"):
             if attrs.get(key, "").strip().lower() in META_URL_KEYS:
                 return self.rw.rewrite_url(value)
-        return value
+        return self.rw.rewrite_text(value)
 
     # -- script and style bodies -------------------------------------------------------------------
 
@@ -491,7 +513,8 @@ class SluicegateRules:
         if not body.complete or not self.rw.might_contain(body.raw):
             return
         inner = HtmlRewriter(max_tag_bytes=len(body.raw) + 1, max_text_bytes=len(body.raw) + 1)
-        SluicegateRules(self.rw, HtmlSettings(), inject=False, script_filter=None).install(inner)
+        SluicegateRules(self.rw, HtmlSettings(rewrite_text=self.rewrite_text), inject=False,
+                        script_filter=None).install(inner)
         body.replace(inner.feed(body.raw) + inner.finish())
 
     # -- injection ---------------------------------------------------------------------------------
