@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
-from sluicegate.pipeline.hosts import Origin
+from sluicegate.pipeline.hosts import Authority, Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,6 +46,16 @@ class PublisherSettings(BaseModel):
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
     mode: Literal["stream", "buffered"] = "stream"  # "buffered" exists only for A/B comparisons
     verify_tls: bool = True
+    # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
+    # like origin_url's authority. origin_host_header's value is added automatically.
+    origin_aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("origin_aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for alias in value:
+            Authority.parse(alias)
+        return value
 
     @field_validator("origin_url")
     @classmethod
@@ -66,6 +76,18 @@ class PublisherSettings(BaseModel):
     @property
     def origin(self) -> Origin:
         return Origin.parse(self.origin_url)
+
+    @property
+    def all_origin_aliases(self) -> list[str]:
+        """``origin_aliases`` plus the ``origin_host_header`` value when it names another authority."""
+        out = list(self.origin_aliases)
+        if self.origin_host_header:
+            try:
+                Authority.parse(self.origin_host_header)
+            except ValueError:
+                return out
+            out.append(self.origin_host_header)
+        return out
 
 
 class LimitsSettings(BaseModel):

@@ -398,7 +398,10 @@ class HostRewriter:
                 if low.find(b"%3a", k, e) >= 0:
                     return None
                 return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[e:]
-        return None if matcher.contains_needle(low) else value
+        # a host spelled with escapes (``//%6Frigin...``) or named later in the value: str path
+        if matcher.contains_needle(low) or b"%" in low or b"\t" in low or b"\n" in low or b"\r" in low:
+            return None
+        return value
 
     def _rewrite_url_slow(self, value: bytes, stripped: bytes) -> bytes:
         new = self.rewrite_url(value.decode("utf-8", "surrogatepass"))

@@ -41,7 +41,8 @@ def browser_url_start(rw: HostRewriter, value: str) -> tuple[str, int] | None:
             new = rw.replacement(raw, 0, end, form).decode("utf-8", "surrogatepass")
             return value[:lead] + new, lead + len(raw[:end].decode("utf-8", "surrogatepass"))
     # 2. The parser's reading.
-    if not rw.might_contain(value.lower().encode("utf-8", "surrogatepass")) and "%" not in value:
+    if (not rw.might_contain(value.lower().encode("utf-8", "surrogatepass"))
+            and not any(c in value for c in "%\t\n\r")):
         return None
     return _parse_start(rw, value, lead)
 

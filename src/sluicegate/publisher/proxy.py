@@ -61,7 +61,7 @@ class PublisherProxy:
         self.settings = settings
         pub = settings.publisher
         self.origin = pub.origin
-        self.matcher = OriginMatcher(self.origin)
+        self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
         self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
         self.public_hosts = pub.public_hosts
         self.pool: OriginPool | None = None

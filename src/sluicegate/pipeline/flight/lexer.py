@@ -53,8 +53,12 @@ def _is_hex(b: bytes) -> bool:
 class FlightLexer:
     """Incremental Flight lexer; ``feed`` bytes, collect ``take_ops``; ``finish`` once."""
 
-    def __init__(self, rewriter: HostRewriter, max_text_bytes: int) -> None:
+    def __init__(self, rewriter: HostRewriter, max_text_bytes: int, *, text: bool = True) -> None:
         self._rw = rewriter
+        # ``text`` False ([html] rewrite_text = false): only ``H`` (hint) and ``I`` (module) rows,
+        # which never feed rendered text, are rewritten; ``T`` rows and model rows pass unchanged.
+        self._text = text
+        self._line_rw = True
         self._matcher = rewriter.matcher
         self._repl = rewriter.replacements
         self._hold = rewriter.hold
@@ -97,7 +101,15 @@ class FlightLexer:
         ops = self.ops
         while i < n:
             st = self._state
-            if st == _LINE:
+            if st == _LINE and not self._line_rw:
+                j = data.find(b"\n", i)
+                end = n if j < 0 else j + 1
+                ops.append((end - i, data[i:end], False))
+                if j < 0:
+                    return
+                self._state = _ID
+                i = end
+            elif st == _LINE:
                 j = data.find(b"\n", i)
                 if j < 0:
                     self._line_partial(data[i:])
@@ -124,7 +136,12 @@ class FlightLexer:
                 i = j + 1
             elif st == _TAG:
                 b = data[i]
-                if b == 0x54:  # T
+                if b == 0x54 and not self._text:  # T row left alone: framed like a binary row
+                    ops.append((1, data[i : i + 1], False))
+                    self._length = 0
+                    self._state = _LEN_BIN
+                    i += 1
+                elif b == 0x54:  # T
                     self._t_head = b"T"
                     self._length = 0
                     self._state = _LEN_T
@@ -137,9 +154,11 @@ class FlightLexer:
                 elif b in LINE_TAGS:
                     ops.append((1, data[i : i + 1], False))
                     self._state = _LINE
+                    self._line_rw = self._text or b in b"HI"
                     i += 1
                 else:
                     self._state = _LINE
+                    self._line_rw = self._text
             elif st in (_LEN_T, _LEN_BIN):
                 j = data.find(b",", i)
                 end = n if j < 0 else j

@@ -13,9 +13,11 @@ holds the single needle can be handed to a byte-level ``raw`` hook (``on_element
 going through ``Token``/``Element``; the hook may decline, and then the tag takes the full path.
 
 Bounded memory: the buffer holds at most the current incomplete token. A tag still open after
-``max_tag_bytes`` is streamed out raw (its structure followed byte by byte, no handlers) and a tag
-that long is never handed to handlers even when it arrived whole, so the output does not depend
-on chunking. Text of elements with text handlers (``script``, ``style``) is collected whole up to
+``max_tag_bytes`` is streamed out (its structure followed byte by byte, no handlers; its bytes
+through the long-tag filter when one is set, which may refuse it) and a tag that long is never
+handed to handlers even when it arrived whole, so the output does not depend on chunking.
+Character data that no text handler collects goes through the text filter when one is set
+(``set_text_filter``); the fast scan stops short of the filter's needles for it. Text of elements with text handlers (``script``, ``style``) is collected whole up to
 ``max_text_bytes``; beyond that it is emitted unmodified (and logged), after the handlers have been
 told (``TextBody.complete`` False).
 
@@ -311,6 +313,10 @@ class Element(_Content):
     @property
     def self_closing(self) -> bool:
         return self_closing(self.raw, self._astart, self._aend)
+
+    def all_attrs(self) -> list[Attr]:
+        """Every attribute as written (duplicates included), in order."""
+        return self._list()
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -697,6 +703,10 @@ class HtmlRewriter:
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
         # text filter (``set_text_filter``): character data not collected by a text handler
+        self._suspect: re.Pattern[bytes] | None = None
+        # over-long tags (``set_long_tag_filter``): the filter factory and the one in use
+        self._lt_make: Callable[[], TextFilter] | None = None
+        self._lt: TextFilter | None = None
         self._tf: TextFilter | None = None
         self._tf_pending = False
         self._tf_needles: tuple[bytes, ...] = ()
@@ -707,7 +717,7 @@ class HtmlRewriter:
     # -- registration ----------------------------------------------------------------------------
 
     def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None,
-                   raw: RawTagHandler | None = None) -> None:
+                   raw: RawTagHandler | None = None, suspect: re.Pattern[bytes] | None = None) -> None:
         """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
         ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
         bytes contain it (case-insensitively), which keeps other tags on the fast path.
@@ -718,7 +728,11 @@ class HtmlRewriter:
         ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
         new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
         and ``handler`` must not insert content or remove the element for such a tag — or
-        ``None`` to take the full path. Used only when it is the one needle handler."""
+        ``None`` to take the full path. Used only when it is the one needle handler.
+
+        ``suspect`` (with ``needle``): a pattern searched in the lower-cased bytes; a tag where
+        it matches is handed to ``handler`` too, on the full path, even without the needle (for
+        spellings of the needle the bytes do not show, such as character references)."""
         m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
         if m is None:
             raise ValueError(f"unsupported selector {selector!r}")
@@ -733,6 +747,8 @@ class HtmlRewriter:
 
         if tag == "*":
             if needle is not None:
+                if suspect is not None:
+                    self._suspect = suspect
                 self._needle_handlers.append((needle.lower(), h))
                 self._raw_hooks.append(raw if attr is None else None)
             else:
@@ -768,6 +784,22 @@ class HtmlRewriter:
         self._tf_re = re.compile(b"|".join(re.escape(n) for n in self._tf_needles)) if len(needles) > 1 else None
         self._tf_behind = behind
         self._tf_hold = hold
+
+    def set_long_tag_filter(self, make: Callable[[], TextFilter]) -> None:
+        """Bytes of a tag over ``max_tag_bytes`` (which handlers never see) pass through a fresh
+        ``make()`` filter per tag; it may raise a pipeline error to refuse the tag."""
+        self._lt_make = make
+
+    def _emit_long(self, data: bytes) -> None:
+        """Bytes of an over-long tag, through the long-tag filter when one is set."""
+        lt = self._lt
+        self._emit(lt.feed(data) if lt is not None else data)
+
+    def _lt_end(self) -> None:
+        lt = self._lt
+        if lt is not None:
+            self._lt = None
+            self._emit(lt.finish())
 
     def _tf_flush(self) -> None:
         tf = self._tf
@@ -857,6 +889,7 @@ class HtmlRewriter:
         self._final = True
         self._run()
         self._tf_flush()
+        self._lt_end()
         self._flush_text()
         doc = DocumentEnd(self)
         for h in self._end_handlers:
@@ -899,10 +932,15 @@ class HtmlRewriter:
         tcap = n
         tf_re = self._tf_re
         tf_needle = self._tf_needles[0] if self._tf_needles else b""
-        if tf is not None:
+        suspect = self._suspect
+        snxt = n
+        if tf is not None or suspect is not None:
             tlow = low if needle else buf.lower()
+        if tf is not None:
             tcap = n if final else n - self._tf_hold
             tnxt = -2
+        if suspect is not None:
+            snxt = -2
         while pos < n or final:
             if self._tf_pending and pos < n and buf[pos] == 0x3C and pos + 1 < n and (
                     _is_alpha(buf[pos + 1]) or buf[pos + 1] in b"/!?"):
@@ -910,10 +948,11 @@ class HtmlRewriter:
             if self._skipper is not None:
                 end = self._skipper.scan(buf[pos:])
                 if end < 0:
-                    self._emit(buf[pos:])
+                    self._emit_long(buf[pos:])
                     pos = n
                     break
-                self._emit(buf[pos : pos + end])
+                self._emit_long(buf[pos : pos + end])
+                self._lt_end()
                 pos += end
                 self._skipped_tag_done()
                 continue
@@ -938,8 +977,14 @@ class HtmlRewriter:
                         bound = tb
                     if tcap < bound:
                         bound = tcap
-                    if bound < pos:
-                        bound = pos
+                if suspect is not None:
+                    if snxt < pos:
+                        sm = suspect.search(tlow, pos)
+                        snxt = n if sm is None else sm.start()
+                    if snxt < bound:
+                        bound = snxt
+                if bound < pos:
+                    bound = pos
                 if hand:
                     q = scan_boring(buf, pos, bound, stop_names, stop_ends)
                 else:
@@ -953,7 +998,7 @@ class HtmlRewriter:
                 if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
                     # Byte-level shortcut for a plain start tag that holds the needle.
                     te, ne = tag_span(buf, pos, n) if hand else _tag_span_re(buf, pos)
-                    if te >= nxt + nlen and te - pos <= max_tag:
+                    if te >= nxt + nlen and te - pos <= max_tag and snxt >= te:
                         name = low[pos + 1 : ne]
                         if name not in stop_names:
                             new = raw_hook(buf, low, pos, ne, te - 1, te, name)
@@ -973,10 +1018,13 @@ class HtmlRewriter:
             if (kind in (START, END)) and tok.end - tok.start > max_tag:
                 # An over-long tag that arrived whole is treated like one that arrived in pieces:
                 # passed through without handlers (the lexer already applied its state change).
-                log.warning("html: tag of %d bytes passed through unmodified", tok.end - tok.start)
+                log.warning("html: tag of %d bytes passed through without handlers", tok.end - tok.start)
                 if kind == END:
                     self._flush_text()
-                self._emit(buf[tok.start : tok.end])
+                if self._lt_make is not None:
+                    self._lt = self._lt_make()
+                self._emit_long(buf[tok.start : tok.end])
+                self._lt_end()
                 if kind == START:
                     self._begin_text(tok.name, b"<" + tok.name + b">")
             else:
@@ -987,7 +1035,7 @@ class HtmlRewriter:
     def _start_skipping(self, buf: bytes, pos: int) -> int:
         """An incomplete tag outgrew ``max_tag_bytes``: stream it out raw from here on."""
         self._tf_flush()
-        log.warning("html: tag longer than %d bytes passed through unmodified", self.max_tag_bytes)
+        log.warning("html: tag longer than %d bytes streamed through without handlers", self.max_tag_bytes)
         m = re.match(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*)", buf[pos : pos + 4096])
         skipper = _TagSkipper(doctype=m is None)
         self._skip_name = (m.group(1) + m.group(2).lower()) if m else b""
@@ -995,11 +1043,14 @@ class HtmlRewriter:
         if self._skip_name.startswith(b"/"):
             self._flush_text()
         start = pos + 2 if m else pos  # the skipper starts inside the tag name
+        if self._lt_make is not None:
+            self._lt = self._lt_make()
         end = skipper.scan(buf[start:])
         if end < 0:
-            self._emit(buf[pos:])
+            self._emit_long(buf[pos:])
             return len(buf)
-        self._emit(buf[pos : start + end])  # not reached: the lexer would have completed it
+        self._emit_long(buf[pos : start + end])  # not reached: the lexer would have completed it
+        self._lt_end()
         self._skipped_tag_done()
         return start + end
 
@@ -1081,10 +1132,17 @@ class HtmlRewriter:
             else:
                 lowered = buf[tok.start : tok.end].lower()
                 lo, hi = 0, len(lowered)
+            called = False
             for needle, h in needle_hs:
                 if lowered.find(needle, lo, hi) >= 0:
                     if el is None:
                         el = Element(buf, tok)
+                    h(el)
+                    called = True
+            if not called and self._suspect is not None and self._suspect.search(lowered, lo, hi) is not None:
+                if el is None:
+                    el = Element(buf, tok)
+                for _n, h in needle_hs:
                     h(el)
         if el is None:
             self._emit(buf[tok.start : tok.end])

@@ -22,9 +22,11 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable
+from html import unescape as html_unescape
+from urllib.parse import unquote
 
 from sluicegate.config.html import HtmlSettings
-from sluicegate.pipeline import Transformer
+from sluicegate.pipeline import Transformer, UnsafeOverlongTag
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html.lexer import Attr
 from sluicegate.pipeline.html.rewriter import COMPILED_SCAN as _COMPILED
@@ -70,6 +72,11 @@ _CSS_URL_B = re.compile(_CSS_URL.pattern.encode(), re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
 _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
+# Tags whose values may spell an origin authority without its literal host: a character reference
+# that can stand for a URL character, or a percent-encoded byte in an authority. Such tags go to
+# the URL rule on the full path, which decides on the values as the browser decodes them.
+SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
+                     rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
 _QUOTE_BYTES: dict[int, bytes] = {0: b"", 0x22: b'"', 0x27: b"'"}
 _UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
@@ -281,6 +288,36 @@ def _replacements_simple(replacements: tuple[bytes, ...]) -> bool:
     return known
 
 
+class LongTagFilter:
+    """The bytes of one tag over ``[html] max_tag_bytes``, streamed: every origin reference the
+    byte forms show is rewritten by the one mapping (bounded hold, ``StreamingHostReplacer``);
+    a spelling that only decoding reveals (``SUSPECT`` whose decoded surroundings name an origin
+    host more often than the raw bytes do) raises ``UnsafeOverlongTag`` instead (fail closed: never the unrewritten tag)."""
+
+    WINDOW = 320  # bytes of context around a suspect spelling, and of overlap between feeds
+
+    def __init__(self, rw: HostRewriter) -> None:
+        self.rw = rw
+        self.replacer = StreamingHostReplacer(rw)
+        self.tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        probe = self.tail + data.lower()
+        w = self.WINDOW
+        for m in SUSPECT.finditer(probe):
+            raw = probe[max(0, m.start() - w) : m.end() + w]
+            around = raw.decode("utf-8", "replace")
+            decoded = re.sub(r"[\t\n\r]", "", unquote(html_unescape(around))).lower().encode("utf-8", "replace")
+            if any(decoded.count(n) > raw.count(n) for n in self.rw.matcher.needles):  # revealed
+                raise UnsafeOverlongTag(
+                    f"a tag over [html] max_tag_bytes spells an origin URL with escapes near {around[:80]!r}")
+        self.tail = probe[-w:]
+        return self.replacer.feed(data)
+
+    def finish(self) -> bytes:
+        return self.replacer.finish()
+
+
 class SluicegateRules:
     """Per-document rule state (injection flags); registers its handlers on a rewriter."""
 
@@ -302,8 +339,9 @@ class SluicegateRules:
     def install(self, html: HtmlRewriter) -> None:
         matcher = self.rw.matcher
         for needle in matcher.needles:  # with aliases: one needle per host (no raw-byte hook)
-            html.on_element("*", self.urls, needle=needle, raw=self.urls_raw)
+            html.on_element("*", self.urls, needle=needle, raw=self.urls_raw, suspect=SUSPECT)
         self.install_text_filter(html)
+        html.set_long_tag_filter(self.long_tag_filter)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -313,6 +351,9 @@ class SluicegateRules:
             html.on_end_tag("body", self.body_end)
         if not (self.head_done and self.body_done):
             html.on_end(self.document_end)
+
+    def long_tag_filter(self) -> LongTagFilter:
+        return LongTagFilter(self.rw)
 
     def install_text_filter(self, html: HtmlRewriter) -> None:
         """HTML text (data, ``title``, ``textarea``...) through the one mapping, when enabled."""
@@ -337,6 +378,20 @@ class SluicegateRules:
                 for a in el.needle_attrs(n):
                     if a.vstart not in seen:
                         seen.add(a.vstart)
+                        found.append(a)
+            found.sort(key=_attr_vstart)
+        if SUSPECT.search(el.raw.lower()) is not None:
+            # values that may name the origin once decoded: every first-occurrence attribute
+            # with a reference or a percent sign (the browser's reading decides below)
+            names = {a.name for a in found}
+            vstarts = {a.vstart for a in found}
+            for a in el.all_attrs():
+                if a.name in names:
+                    continue
+                names.add(a.name)
+                if a.vstart >= 0 and a.vstart not in vstarts:
+                    v = el.raw[a.vstart : a.vend]
+                    if b"&" in v or b"%" in v or b"\n" in v or b"\t" in v or b"\r" in v:
                         found.append(a)
             found.sort(key=_attr_vstart)
         for a in found:
