@@ -39,11 +39,14 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_AFTER_DEFAULT_PORT = r"(?![a-z0-9_\-]|\.[a-z0-9\-]|:[0-9]|%3a[0-9])"
 _HOST_AFTER_EXPLICIT_PORT = r"(?![0-9])"
 # One trailing dot belongs to the host when a URL delimiter follows it.
-_TRAILING_DOT = r"(?:\.(?=[/?#\\:]|%(?:2f|3f|23|3a)))?"
+_TRAILING_DOT = r"(?:\.(?=[/?#:]|%(?:2f|3f|23|3a)))?"
 _PORT_SEP = r"(?::|%3a)"
 
 # Bytes of right-context the lookahead may inspect, beyond the match itself.
 _LOOKAHEAD = 5
+# Bytes of already-emitted left context a streaming caller keeps for the boundary check of a bare
+# host (one byte, or a JS/JSON escape such as ``\\u0026`` and the backslashes before it).
+CONTEXT = 12
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ def _host_pattern(origin: Origin, auth: Authority, *, first: bool) -> str:
 
 
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+_HOST_CHARS_B = frozenset(bytes([c]) for c in _HOST_CHARS)
 _URL_FIRST = frozenset("hH/\\")
 _URL_FIRST_B = frozenset(b"hH/\\")
 _ASCII_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.lstrip() strips; str.lstrip() strips more
@@ -156,6 +160,29 @@ REF_PREFIXES: tuple[bytes, ...] = (
     b"https:" + _U_SL, b"http:" + _U_SL, _U_SL, b"https%3a" + _P_SL, b"http%3a" + _P_SL, _P_SL, b"",
 )
 MAX_PREFIX = max(len(p) for p in REF_PREFIXES)
+
+
+def _escaped_boundary(low: bytes, h: int, pos: int) -> bool:
+    """Whether the host char before ``low[h]`` is the end of a JS/JSON escape (``\\n``, ``\\t``,
+    ``\\u0026``... after an odd number of backslashes) that decodes to a non-host character: the
+    string the escape stands for has a hostname boundary there (Flight rows, JSON, JS strings)."""
+    c = low[h - 1]
+    if c in b"nrtbfv" and h - 2 >= pos and low[h - 2] == 0x5C:
+        k = h - 2
+    elif h - 6 >= pos and low[h - 6] == 0x5C and low[h - 5] == 0x75 and _is_hex4(low[h - 4 : h]):
+        if chr(int(low[h - 4 : h], 16)).encode("utf-8", "surrogatepass")[:1] in _HOST_CHARS_B:
+            return False
+        k = h - 6
+    else:
+        return False
+    n = 0
+    while k - n >= pos and low[k - n] == 0x5C:
+        n += 1
+    return n % 2 == 1
+
+
+def _is_hex4(b: bytes) -> bool:
+    return len(b) == 4 and all(c in b"0123456789abcdef" for c in b)
 
 
 class OriginMatcher:
@@ -201,19 +228,22 @@ class OriginMatcher:
             return self.needle in low
         return self._needle_re.search(low) is not None
 
-    def matches(self, buf: bytes, start: int, limit: int) -> list[tuple[int, int, int]]:
+    def matches(self, buf: bytes, start: int, limit: int, escapes: bool = True) -> list[tuple[int, int, int]]:
         """``(start, end, form)`` of each origin reference whose host starts in ``[start, limit]``.
 
         ``form`` indexes ``_PREFIXES`` (or is ``-1`` for a bare host; ``>= 6`` or with the
         ``_DYNAMIC`` flag: a form whose replacement ``HostRewriter.replacement`` makes from the
         matched bytes). Matches never begin before ``start``; bytes before ``start`` are only read
-        as look-behind context.
+        as look-behind context. ``escapes``: the bytes are JS/JSON source, so a bare host right
+        after an escape such as ``\\n`` or ``\\u0026`` stands at a boundary (False for HTML text
+        and decoded strings, where a backslash is just a character).
         """
         lowered = buf.lower()
         if not self.contains_needle(lowered):
             return []
         found: list[tuple[int, int, int]] = []
         pos = start
+        lb = 0  # look-behind may read context before ``start``, never a previous match
         for m in self.pattern.finditer(lowered, start):
             h, end = m.span()
             if h > limit:
@@ -251,14 +281,14 @@ class OriginMatcher:
                     continue
                 else:
                     s, form = h - 6, _P_SLASHES
-            elif h == 0 or lowered[h - 1] not in _HOST_CHARS:
+            elif h == 0 or lowered[h - 1] not in _HOST_CHARS or (escapes and _escaped_boundary(lowered, h, lb)):
                 s, form = h, -1
             else:
                 continue
             if lowered.find(b"%3a", h, end) >= 0:  # port separator percent-encoded
                 form = _BARE_PCT if form < 0 else form | _DYNAMIC
             found.append((s, end, form))
-            pos = end
+            pos = lb = end
         return found
 
     def for_request(self, public_scheme: str, public_authority: str) -> HostRewriter:
@@ -327,12 +357,12 @@ class HostRewriter:
         whole = self.replacements[base]
         return whole[: len(whole) - len(self._pub)] + pub
 
-    def splice(self, buf: bytes, start: int, limit: int) -> tuple[list[bytes], int]:
+    def splice(self, buf: bytes, start: int, limit: int, escapes: bool = True) -> tuple[list[bytes], int]:
         """Rewritten pieces of ``buf[start:]`` up to the end of the last match found; and that end."""
         out: list[bytes] = []
         pos = start
         repl = self.replacements
-        for m_start, m_end, form in self.matcher.matches(buf, start, limit):
+        for m_start, m_end, form in self.matcher.matches(buf, start, limit, escapes):
             out.append(buf[pos:m_start])
             out.append(repl[form] if (0 <= form < 6 or form == -1) else self.replacement(buf, m_start, m_end, form))
             pos = m_end
@@ -342,9 +372,9 @@ class HostRewriter:
         """Cheap pre-check: can ``data`` hold an origin reference at all?"""
         return self.matcher.contains_needle(data.lower())
 
-    def rewrite(self, data: bytes) -> bytes:
-        """Rewrite a complete buffer (no chunk boundary inside)."""
-        out, pos = self.splice(data, 0, len(data))
+    def rewrite(self, data: bytes, escapes: bool = True) -> bytes:
+        """Rewrite a complete buffer (no chunk boundary inside); ``escapes``: see ``matches``."""
+        out, pos = self.splice(data, 0, len(data), escapes)
         if not out:
             return data
         out.append(data[pos:])
@@ -353,7 +383,7 @@ class HostRewriter:
     def rewrite_text(self, value: str) -> str:
         """Rewrite a decoded string (an attribute value, a JSON string, a text node...)."""
         raw = value.encode("utf-8", "surrogatepass")
-        new = self.rewrite(raw)
+        new = self.rewrite(raw, False)
         return value if new is raw else new.decode("utf-8", "surrogatepass")
 
     def rewrite_url(self, value: str) -> str:

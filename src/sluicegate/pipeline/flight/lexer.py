@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.hosts import CONTEXT, HostRewriter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class FlightLexer:
         self._t_head = b""  # ``T<hex>,`` of the open text row (held)
         self._t_parts: list[bytes] = []
         self._t_size = 0
-        self._ctx = b""  # last already-emitted byte of the open newline row (look-behind)
+        self._ctx = b""  # last already-emitted bytes of the open newline row (look-behind)
         self._carry = b""  # undecided bytes of the open newline row (held)
         self.largest_text_row = 0
         self.abandoned_rows = 0
@@ -262,7 +262,7 @@ class FlightLexer:
         self._state = _ID
         if len(content) > self.largest_text_row:
             self.largest_text_row = len(content)
-        new = self._rw.rewrite(content)
+        new = self._rw.rewrite(content, False)  # T content is plain text, not JSON
         if new is content:
             self.ops.append((len(head), head, True))
             if content:
@@ -314,13 +314,13 @@ class FlightLexer:
         cut = self._undecided_from(buf, max(pos, size - self._hold))
         self._emit_matches(buf, start, found, cut)
         if cut > start:
-            self._ctx = buf[cut - 1 : cut]
+            self._ctx = buf[max(0, cut - CONTEXT) : cut]
         self._carry = buf[cut:]
 
     def _line_flush_carry(self) -> None:
         if self._carry:
             self.ops.append((len(self._carry), self._carry, False))
-            self._ctx = self._carry[-1:]
+            self._ctx = (self._ctx + self._carry)[-CONTEXT:]
             self._carry = b""
 
     def _undecided_from(self, buf: bytes, frm: int) -> int:

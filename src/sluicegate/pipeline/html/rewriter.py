@@ -17,7 +17,8 @@ Bounded memory: the buffer holds at most the current incomplete token. A tag sti
 through the long-tag filter when one is set, which may refuse it) and a tag that long is never
 handed to handlers even when it arrived whole, so the output does not depend on chunking.
 Character data that no text handler collects goes through the text filter when one is set
-(``set_text_filter``); the fast scan stops short of the filter's needles for it. Text of elements with text handlers (``script``, ``style``) is collected whole up to
+(``set_text_filter``); the fast scan stops short of the filter's needles for it. Text of
+elements with text handlers (``script``, ``style``) is collected whole up to
 ``max_text_bytes``; beyond that it is emitted unmodified (and logged), after the handlers have been
 told (``TextBody.complete`` False).
 

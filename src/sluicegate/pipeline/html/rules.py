@@ -227,7 +227,18 @@ class UrlSplicer:
             if find_bytes(low, needle, me, e) >= 0 or find_bytes(low, b"%3a", p + k, me) >= 0:
                 return -2, 0, 0
             return form, p, me
-        return (-2, 0, 0) if find_bytes(low, needle, p, e) >= 0 else (-1, 0, 0)
+        if find_bytes(low, needle, p, e) >= 0 or _escapy_span(buf, p, e):
+            return -2, 0, 0
+        return -1, 0, 0
+
+
+def _escapy_span(buf: bytes, start: int, end: int) -> bool:
+    """A ``%``, tab, LF or CR in ``buf[start:end]``: a URL only the browser's reading decides."""
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x25 or c == 0x09 or c == 0x0A or c == 0x0D:
+            return True
+    return False
 
 
 def _simple_value(raw: bytes, quote: bytes) -> bool:
@@ -292,13 +303,14 @@ class LongTagFilter:
     """The bytes of one tag over ``[html] max_tag_bytes``, streamed: every origin reference the
     byte forms show is rewritten by the one mapping (bounded hold, ``StreamingHostReplacer``);
     a spelling that only decoding reveals (``SUSPECT`` whose decoded surroundings name an origin
-    host more often than the raw bytes do) raises ``UnsafeOverlongTag`` instead (fail closed: never the unrewritten tag)."""
+    host more often than the raw bytes do) raises ``UnsafeOverlongTag`` instead (fail closed:
+    never the unrewritten tag)."""
 
     WINDOW = 320  # bytes of context around a suspect spelling, and of overlap between feeds
 
     def __init__(self, rw: HostRewriter) -> None:
         self.rw = rw
-        self.replacer = StreamingHostReplacer(rw)
+        self.replacer = StreamingHostReplacer(rw, False)
         self.tail = b""
 
     def feed(self, data: bytes) -> bytes:
@@ -359,7 +371,7 @@ class SluicegateRules:
         """HTML text (data, ``title``, ``textarea``...) through the one mapping, when enabled."""
         if self.rewrite_text:
             matcher = self.rw.matcher
-            html.set_text_filter(StreamingHostReplacer(self.rw), needles=matcher.needles,
+            html.set_text_filter(StreamingHostReplacer(self.rw, False), needles=matcher.needles,
                                  behind=matcher.max_prefix, hold=self.rw.hold)
 
     # -- URL attributes ----------------------------------------------------------------------------
@@ -405,7 +417,7 @@ class SluicegateRules:
                 raw = el.raw[a.vstart : a.vend]
                 if _simple_value(raw, a.quote):
                     if kind == 0:
-                        new_raw: bytes | None = rw.rewrite(raw)
+                        new_raw: bytes | None = rw.rewrite(raw, False)
                     elif kind == _SRCSET:
                         new_raw = rewrite_srcset_bytes(rw, raw)
                     else:
@@ -458,7 +470,7 @@ class SluicegateRules:
             if not _simple_value(raw, quote):
                 return None
             if kind == 0:
-                new_raw: bytes | None = rw.rewrite(raw)
+                new_raw: bytes | None = rw.rewrite(raw, False)
             else:
                 new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
             if new_raw is None:
@@ -495,7 +507,7 @@ class SluicegateRules:
             if not (_plain_span(buf, vs, ve) if qc else _simple_value(buf[vs:ve], b"")):
                 return None
             if kind == 0:  # any other value: the one mapping, everywhere in it
-                new_style = self.rw.rewrite(buf[vs:ve])
+                new_style = self.rw.rewrite(buf[vs:ve], False)
                 if new_style != buf[vs:ve]:
                     parts.append(buf[pos:vs])
                     parts.append(new_style)
