@@ -16,6 +16,7 @@ ORIGIN = Origin.parse("https://origin.example.com")
 ALIASES = ["www.origin.example.com", "origin-internal:8443"]
 RW = OriginMatcher(ORIGIN, ALIASES).for_request("https", "pub.example")
 RW1 = OriginMatcher(ORIGIN).for_request("https", "pub.example")
+RW_SAME = OriginMatcher(ORIGIN).for_request("https", "pub.example.com.au")  # same length: lag is exact
 PLAIN = HtmlSettings()
 
 
@@ -140,3 +141,34 @@ def test_overlong_tag_with_an_escaped_origin_fails_closed() -> None:
     ok = ('<img data-x="' + "&#39;" * 30_000 + '" href="https://origin.example.com/p">').encode()
     out = run(lambda: build_html_processor(RW1, settings), [ok])
     assert out == ok.replace(b"origin.example.com", b"pub.example")
+
+
+def test_long_inline_scripts_and_styles_stream_with_a_bounded_lag() -> None:
+    """#12 §3: a 2 MB inline script or style is not held whole: output lags input by the hold
+    of one text unit at most (32 KiB offer threshold + the mapping's hold), and it is rewritten."""
+    js = ("var u='https://origin.example.com/a';" + "x" * 70 + "\n") * 18_000
+    css = (".a{background:url(//origin.example.com/i.png)}" + " " * 50 + "\n") * 18_000
+    page = ("<html><body><script>" + js + "</script><p>t</p><style>" + css + "</style></body></html>").encode()
+    p = build_html_processor(RW_SAME, PLAIN)
+    fed = out_len = lag = 0
+    out = []
+    for i in range(0, len(page), 8192):
+        piece = page[i : i + 8192]
+        fed += len(piece)
+        o = p.feed(piece)
+        out.append(o)
+        out_len += len(o)
+        lag = max(lag, fed - out_len)
+    out.append(p.finish())
+    assert b"".join(out) == page.replace(b"origin.example.com", b"pub.example.com.au")
+    assert lag <= 64 * 1024, lag
+
+
+def test_inline_flight_scripts_are_still_held_whole() -> None:
+    from sluicegate.config.flight import FlightSettings
+    from sluicegate.pipeline.flight import build_next_script_filter
+
+    f = build_next_script_filter(RW1, FlightSettings())
+    assert f.wants_whole(b"<script>", b'self.__next_f.push([1,"')
+    assert f.wants_whole(b'<script id="__NEXT_DATA__" type="application/json">', b"{")
+    assert not f.wants_whole(b"<script>", b"var x = 1;")

@@ -47,6 +47,11 @@ class NextjsScriptFilter:
             )
         return self._inline
 
+    def wants_whole(self, start_tag: bytes, head: bytes) -> bool:
+        """Whether a long script (``head`` = its first bytes) must be handed over whole: inline
+        Flight pushes and ``__NEXT_DATA__``. Any other script may stream through the URL rule."""
+        return b"__next_f" in head or b"__next_data__" in start_tag.lower()
+
     def __call__(self, body: ScriptText) -> bool:
         if not self.settings.enabled:
             # Flight off: leave inline Flight exactly as the origin sent it (a plain host rewrite

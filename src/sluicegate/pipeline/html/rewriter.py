@@ -689,6 +689,11 @@ class HtmlRewriter:
         self._text_tag = b""
         self._text_start = b""
         self._text_overflow = False
+        # streamed text bodies (``set_text_streamer``)
+        self._streamer: Callable[[bytes, bytes, bytes], TextFilter | None] | None = None
+        self.stream_text_after = 32 * 1024
+        self._text_stream: TextFilter | None = None
+        self._text_asked = False
         # output
         self._ready: list[bytes] = []
         self._queue: list[bytes | Deferred] = []
@@ -785,6 +790,15 @@ class HtmlRewriter:
         self._tf_re = re.compile(b"|".join(re.escape(n) for n in self._tf_needles)) if len(needles) > 1 else None
         self._tf_behind = behind
         self._tf_hold = hold
+
+    def set_text_streamer(self, decide: Callable[[bytes, bytes, bytes], TextFilter | None], *,
+                          after: int = 32 * 1024) -> None:
+        """Bodies of text-handler elements longer than ``after`` bytes are offered to
+        ``decide(tag, start_tag, first_bytes)`` once: a filter it returns streams the rest of
+        the body (handlers are then not called for it; output lags by the filter's hold only);
+        ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
+        self._streamer = decide
+        self.stream_text_after = after
 
     def set_long_tag_filter(self, make: Callable[[], TextFilter]) -> None:
         """Bytes of a tag over ``max_tag_bytes`` (which handlers never see) pass through a fresh
@@ -1185,14 +1199,30 @@ class HtmlRewriter:
             self._text_tag = name
             self._text_start = start_tag
             self._text_overflow = False
+            self._text_stream = None
+            self._text_asked = False
 
     def _collect(self, piece: bytes) -> None:
         assert self._text is not None
+        stream = self._text_stream
+        if stream is not None:
+            self._emit(stream.feed(piece))
+            return
         if self._text_overflow:
             self._emit(piece)
             return
         self._text.append(piece)
         self._text_size += len(piece)
+        if (self._streamer is not None and not self._text_asked
+                and self._text_size > min(self.stream_text_after, self.max_text_bytes)):
+            self._text_asked = True
+            head = b"".join(self._text)
+            stream = self._streamer(self._text_tag, self._text_start, head)
+            if stream is not None:
+                self._text_stream = stream
+                self._text = []
+                self._emit(stream.feed(head))
+                return
         if self._text_size > self.max_text_bytes:
             log.warning("html: <%s> text over %d bytes passed through unmodified",
                         self._text_tag.decode(errors="replace"), self.max_text_bytes)
@@ -1214,6 +1244,11 @@ class HtmlRewriter:
         if self._text is None:
             return
         pieces, self._text = self._text, None
+        stream = self._text_stream
+        if stream is not None:
+            self._text_stream = None
+            self._emit(stream.finish())
+            return
         if self._text_overflow:
             return
         body = TextBody(self, self._text_tag, self._text_start, b"".join(pieces))

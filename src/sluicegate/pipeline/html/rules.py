@@ -354,6 +354,7 @@ class SluicegateRules:
             html.on_element("*", self.urls, needle=needle, raw=self.urls_raw, suspect=SUSPECT)
         self.install_text_filter(html)
         html.set_long_tag_filter(self.long_tag_filter)
+        html.set_text_streamer(self.text_stream)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -363,6 +364,21 @@ class SluicegateRules:
             html.on_end_tag("body", self.body_end)
         if not (self.head_done and self.body_done):
             html.on_end(self.document_end)
+
+    def text_stream(self, tag: bytes, start_tag: bytes, head: bytes) -> StreamingHostReplacer | None:
+        """A long ``<style>`` or ``<script>`` body streams through the one mapping (bounded hold)
+        instead of being held whole, unless the script filter needs it whole (inline Flight,
+        ``__NEXT_DATA__``: ``wants_whole``); ``<noscript>`` stays whole (nested markup)."""
+        if tag == b"style":
+            return StreamingHostReplacer(self.rw)
+        if tag != b"script":
+            return None
+        sf = self.script_filter
+        if sf is not None:
+            wants = getattr(sf, "wants_whole", None)
+            if wants is None or wants(start_tag, head):
+                return None
+        return StreamingHostReplacer(self.rw)
 
     def long_tag_filter(self) -> LongTagFilter:
         return LongTagFilter(self.rw)
