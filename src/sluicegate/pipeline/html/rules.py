@@ -302,9 +302,9 @@ def _replacements_simple(replacements: tuple[bytes, ...]) -> bool:
 class LongTagFilter:
     """The bytes of one tag over ``[html] max_tag_bytes``, streamed: every origin reference the
     byte forms show is rewritten by the one mapping (bounded hold, ``StreamingHostReplacer``);
-    a spelling that only decoding reveals (``SUSPECT`` whose decoded surroundings name an origin
-    host more often than the raw bytes do) raises ``UnsafeOverlongTag`` instead (fail closed:
-    never the unrewritten tag)."""
+    a spelling that only decoding reveals (``SUSPECT`` whose decoded surroundings hold more
+    matches of the mapping than the raw bytes) raises ``UnsafeOverlongTag`` instead (fail
+    closed: never the unrewritten tag)."""
 
     WINDOW = 320  # bytes of context around a suspect spelling, and of overlap between feeds
 
@@ -320,7 +320,8 @@ class LongTagFilter:
             raw = probe[max(0, m.start() - w) : m.end() + w]
             around = raw.decode("utf-8", "replace")
             decoded = re.sub(r"[\t\n\r]", "", unquote(html_unescape(around))).lower().encode("utf-8", "replace")
-            if any(decoded.count(n) > raw.count(n) for n in self.rw.matcher.needles):  # revealed
+            m_ = self.rw.matcher
+            if len(m_.matches(decoded, 0, len(decoded), False)) > len(m_.matches(raw, 0, len(raw), False)):
                 raise UnsafeOverlongTag(
                     f"a tag over [html] max_tag_bytes spells an origin URL with escapes near {around[:80]!r}")
         self.tail = probe[-w:]
