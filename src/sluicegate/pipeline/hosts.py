@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sluicegate.pipeline.hosts_url import browser_url_start
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # What may follow a host for the match to stand (else the host continues: another name/port).
@@ -390,8 +392,6 @@ class HostRewriter:
         """Rewrite one URL value (an attribute): its start as the browser's URL parser reads it
         (``https://O``, ``//O``, ``HTTPS:\\\\O.``, ``//%6Frigin``...; relative URLs and other hosts
         are left alone), and every origin reference inside the rest (query values...)."""
-        from sluicegate.pipeline.hosts_url import browser_url_start
-
         head = browser_url_start(self, value)
         if head is None:
             return self.rewrite_text(value)
