@@ -709,7 +709,7 @@ class HtmlRewriter:
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
         # text filter (``set_text_filter``): character data not collected by a text handler
-        self._suspect: re.Pattern[bytes] | None = None
+        self._suspect: Callable[[bytes, int, int], int] | None = None
         # over-long tags (``set_long_tag_filter``): the filter factory and the one in use
         self._lt_make: Callable[[], TextFilter] | None = None
         self._lt: TextFilter | None = None
@@ -723,7 +723,7 @@ class HtmlRewriter:
     # -- registration ----------------------------------------------------------------------------
 
     def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None,
-                   raw: RawTagHandler | None = None, suspect: re.Pattern[bytes] | None = None) -> None:
+                   raw: RawTagHandler | None = None, suspect: Callable[[bytes, int, int], int] | None = None) -> None:
         """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
         ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
         bytes contain it (case-insensitively), which keeps other tags on the fast path.
@@ -736,8 +736,9 @@ class HtmlRewriter:
         and ``handler`` must not insert content or remove the element for such a tag — or
         ``None`` to take the full path. Used only when it is the one needle handler.
 
-        ``suspect`` (with ``needle``): a pattern searched in the lower-cased bytes; a tag where
-        it matches is handed to ``handler`` too, on the full path, even without the needle (for
+        ``suspect`` (with ``needle``): ``suspect(low, start, end)`` gives the first position in
+        ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
+        holding one is handed to ``handler`` too, on the full path, even without the needle (for
         spellings of the needle the bytes do not show, such as character references)."""
         m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
         if m is None:
@@ -994,8 +995,9 @@ class HtmlRewriter:
                         bound = tcap
                 if suspect is not None:
                     if snxt < pos:
-                        sm = suspect.search(tlow, pos)
-                        snxt = n if sm is None else sm.start()
+                        snxt = suspect(tlow, pos, n)
+                        if snxt < 0:
+                            snxt = n
                     if snxt < bound:
                         bound = snxt
                 if bound < pos:
@@ -1154,7 +1156,7 @@ class HtmlRewriter:
                         el = Element(buf, tok)
                     h(el)
                     called = True
-            if not called and self._suspect is not None and self._suspect.search(lowered, lo, hi) is not None:
+            if not called and self._suspect is not None and self._suspect(lowered, lo, hi) >= 0:
                 if el is None:
                     el = Element(buf, tok)
                 for _n, h in needle_hs:
