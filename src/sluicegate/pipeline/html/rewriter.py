@@ -710,6 +710,10 @@ class HtmlRewriter:
         self._stop_ends: frozenset[bytes] = frozenset()
         # text filter (``set_text_filter``): character data not collected by a text handler
         self._suspect: Callable[[bytes, int, int], int] | None = None
+        # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
+        self._s_buf = b""
+        self._s_from = 0
+        self._s_at = -1
         # over-long tags (``set_long_tag_filter``): the filter factory and the one in use
         self._lt_make: Callable[[], TextFilter] | None = None
         self._lt: TextFilter | None = None
@@ -800,6 +804,21 @@ class HtmlRewriter:
         ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
         self._streamer = decide
         self.stream_text_after = after
+
+    def _suspect_next(self, low: bytes, lo: int) -> int:
+        """Position of the next suspect at or after ``lo`` in ``low`` (``len(low)``: none), one
+        scan per buffer however many tags ask."""
+        if low is self._s_buf and self._s_from <= lo <= self._s_at:
+            return self._s_at
+        suspect = self._suspect
+        assert suspect is not None
+        p = suspect(low, lo, len(low))
+        if p < 0:
+            p = len(low)
+        self._s_buf = low
+        self._s_from = lo
+        self._s_at = p
+        return p
 
     def set_long_tag_filter(self, make: Callable[[], TextFilter]) -> None:
         """Bytes of a tag over ``max_tag_bytes`` (which handlers never see) pass through a fresh
@@ -995,9 +1014,7 @@ class HtmlRewriter:
                         bound = tcap
                 if suspect is not None:
                     if snxt < pos:
-                        snxt = suspect(tlow, pos, n)
-                        if snxt < 0:
-                            snxt = n
+                        snxt = self._suspect_next(tlow, pos)
                     if snxt < bound:
                         bound = snxt
                 if bound < pos:
@@ -1156,7 +1173,9 @@ class HtmlRewriter:
                         el = Element(buf, tok)
                     h(el)
                     called = True
-            if not called and self._suspect is not None and self._suspect(lowered, lo, hi) >= 0:
+            if not called and self._suspect is not None and (
+                    self._suspect_next(lowered, lo) < hi if lowered is self._low and self._needle
+                    else self._suspect(lowered, lo, hi) >= 0):
                 if el is None:
                     el = Element(buf, tok)
                 for _n, h in needle_hs:

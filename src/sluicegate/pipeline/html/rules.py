@@ -77,34 +77,32 @@ _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
 # the URL rule on the full path, which decides on the values as the browser decodes them.
 SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
                      rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
-_NAMED_REFS = (b"&period;", b"&sol;", b"&colon;", b"&bsol;", b"&percnt;", b"&commat;")
+_REF_SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)")
 
 
 def suspect_at(low: bytes, start: int, end: int) -> int:
-    """First position in lower-cased ``low[start:end]`` where ``SUSPECT`` could match: ``&#``,
-    one of the named references above, or a ``%``/tab/newline right inside a ``//`` authority (a few
-    ``bytes.find`` passes: far cheaper than the regex's per-byte alternation); -1 if none.
-    Only a pre-filter: ``SUSPECT`` itself decides per tag."""
-    best = low.find(b"&#", start, end)
+    """First position in lower-cased ``low[start:end]`` where ``SUSPECT`` could match, or -1: a
+    character reference for a URL character (one literal-prefixed regex), a ``%`` right inside
+    a ``//`` authority, or a backslash next to a slash (``bytes.find`` passes; ``%`` and ``\\``
+    are rare in HTML, ``//`` is not). A pre-filter only: ``SUSPECT`` decides per tag. (A
+    tab/newline inside an authority is decided only for tags that reach the rule otherwise.)"""
+    m = _REF_SUSPECT.search(low, start, end)
+    best = -1 if m is None else m.start()
     stop = end if best < 0 else best
-    amp = low.find(b"&", start, stop)
-    while amp >= 0:
-        if amp + 1 < stop and low[amp + 1] in b"pscb":  # period sol colon commat bsol percnt
-            for ref in _NAMED_REFS:
-                if low.startswith(ref, amp):
-                    return amp
-        amp = low.find(b"&", amp + 1, stop)
-    for ch in (b"%", b"\n", b"\t", b"\r"):  # a %XX or a tab/newline right inside a // authority
-        pct = low.find(ch, start, stop)
-        while pct >= 0:
-            q = pct
-            while q > start and _is_host_byte(low[q - 1]):
-                q -= 1
-            if (q < pct or ch == b"%") and q - 2 >= start and low[q - 1] in b"/\\" and low[q - 2] in b"/\\":
-                best = q - 2
-                stop = best
-                break
-            pct = low.find(ch, pct + 1, stop)
+    pct = low.find(b"%", start, stop)
+    while pct >= 0:
+        q = pct
+        while q > start and _is_host_byte(low[q - 1]):
+            q -= 1
+        if q - 2 >= start and low[q - 1] in b"/\\" and low[q - 2] in b"/\\":
+            best = stop = q - 2
+            break
+        pct = low.find(b"%", pct + 1, stop)
+    bs = low.find(b"\\", max(start, 0), stop)
+    while bs >= 0:
+        if (bs + 1 < stop and low[bs + 1] in b"/\\") or (bs > start and low[bs - 1] == 0x2F):
+            return bs - 1 if bs > start and low[bs - 1] == 0x2F else bs
+        bs = low.find(b"\\", bs + 1, stop)
     return best
 
 
