@@ -106,6 +106,19 @@ def suspect_at(low: bytes, start: int, end: int) -> int:
     return best
 
 
+def _tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
+    """A tab/CR/LF in the tag and ``SUSPECT`` matching it (a host split by whitespace, which the
+    browser's URL parser removes): only ``urls`` on the full path decides such a tag."""
+    if not _COMPILED:  # interpreted: C searches beat a Python byte loop
+        seg = buf[start:end]
+        return (b"\n" in seg or b"\t" in seg or b"\r" in seg) and SUSPECT.search(low, start, end) is not None
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x0A or c == 0x09 or c == 0x0D:
+            return SUSPECT.search(low, start, end) is not None
+    return False
+
+
 def _is_host_byte(c: int) -> bool:
     return (0x61 <= c <= 0x7A) or (0x30 <= c <= 0x39) or c == 0x2E or c == 0x2D or c == 0x5F or c == 0x7E
 
@@ -503,6 +516,8 @@ class SluicegateRules:
         when every attribute ``urls`` would touch takes its raw-byte fast path, else ``None``
         (the caller then runs ``urls`` on an ``Element``). Same result as ``urls`` +
         ``Element.serialize``."""
+        if _tag_may_hide(buf, low, start, end):
+            return None  # a value may spell an origin the byte hook cannot see: the full path
         if _COMPILED:
             return self.urls_spans(buf, low, start, astart, aend, end, name)
         # Interpreted: regexes and ``bytes`` methods beat Python byte loops.
