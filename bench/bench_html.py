@@ -19,8 +19,16 @@ and once on mypyc-compiled ones, built into a temporary copy of the package with
 runs of both CPU time (``time.process_time``: the code's own cost, robust on a shared machine) and
 wall time; the load average is recorded because the machine is shared.
 
-Run:  .venv/bin/python bench/bench_html.py [--runs N] [--no-mypyc]
+Run:  .venv/bin/python bench/bench_html.py [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
 Writes bench/results/html.json.
+
+``--baseline REV`` (default ``24d8df3``, the tree this work started from; ``none`` skips it) also
+builds that revision (``git archive`` into a temporary directory, compiled with its own
+``scripts/build_mypyc.py``) and measures, interleaved in ``--rounds`` alternating rounds in one run,
+case (a) for: the baseline; this tree with text rewriting on (the default) and off; with 3
+origin aliases (on and off). And the output lag — the largest ``bytes fed - bytes emitted`` — on a
+5 MB page with large inline scripts and styles, for both trees (the public host has the origin
+host's length, so the lag is exact).
 """
 
 from __future__ import annotations
@@ -204,8 +212,107 @@ def references(page: bytes, runs: int) -> dict[str, float | None]:
     return refs
 
 
-def run_child(runs: int, env: dict[str, str]) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--child", "--runs", str(runs)]
+ALIASES = ["publisher-origin.com", "origin-internal.publisher.net:8443", "cdn.publisher-origin.com"]
+
+
+def lag_page() -> bytes:
+    """A 5 MB page whose inline scripts and styles are large (1 MB, 600 KB, 300 KB...)."""
+    body = make_page(3_000_000)
+    host = ORIGIN.encode()
+    js = (b"var u='" + host + b"/api/x?y=1';function f(a){return a*2}/*" + b"j" * 60 + b"*/\n") * 8_500
+    css = (b".c{background:url(" + host + b"/i.png)}" + b" " * 60 + b"\n") * 6_000
+    big = (b"<script>" + js + b"</script><style>" + css + b"</style><script type=application/json>"
+           + b'{"u":"' + host + b'/a"}' + b" " * 300_000 + b"</script>")
+    return body.replace(b"</body>", big + b"</body>", 1)
+
+
+def variants_child(runs: int) -> dict[str, object]:
+    """Case (a) for each variant the imported tree supports, and the output lag on ``lag_page``."""
+    import inspect
+
+    import sluicegate.pipeline.html as html
+    from sluicegate.config.html import HtmlSettings
+    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+
+    page = make_page(500_000)
+    pieces = chunks(page, 8192)
+    has_text = "rewrite_text" in HtmlSettings.model_fields
+    has_aliases = len(inspect.signature(OriginMatcher).parameters) > 1
+    base = {"head_inject": ['<script src="/static/sg.js"></script>'], "body_end_inject": ["<script>sgEnd()</script>"]}
+    variants: dict[str, tuple[object, HtmlSettings]] = {}
+
+    def matcher(aliases: bool) -> object:
+        o = Origin.parse(ORIGIN)
+        return OriginMatcher(o, ALIASES) if aliases else OriginMatcher(o)  # type: ignore[call-arg]
+
+    variants["default"] = (matcher(False), HtmlSettings(**base))  # type: ignore[arg-type]
+    if has_text:
+        variants["text_off"] = (matcher(False), HtmlSettings(**base, rewrite_text=False))  # type: ignore[arg-type]
+    if has_aliases:
+        variants["aliases3"] = (matcher(True), HtmlSettings(**base))  # type: ignore[arg-type]
+        if has_text:
+            variants["aliases3_text_off"] = (matcher(True), HtmlSettings(**base, rewrite_text=False))  # type: ignore[arg-type]
+    out: dict[str, object] = {"compiled": getattr(html, "COMPILED", False)}
+    for name, (m, st) in variants.items():
+        rw = m.for_request("https", "www.proxy.example")  # type: ignore[attr-defined]
+
+        def run(rw: object = rw, st: HtmlSettings = st) -> None:
+            p = html.build_html_processor(rw, st)
+            for c in pieces:
+                p.feed(c)
+            p.finish()
+
+        cpu, _ = timed(run, runs)
+        out[name] = round(len(page) / cpu / 1e6, 2)
+    lp = lag_page()
+    rw = matcher(False).for_request("https", "www.publisher-proxy1.com")  # type: ignore[attr-defined]
+    p = html.build_html_processor(rw, HtmlSettings())
+    fed = emitted = lag = 0
+    for c in chunks(lp, 8192):
+        fed += len(c)
+        emitted += len(p.feed(c))
+        lag = max(lag, fed - emitted)
+    emitted += len(p.finish())
+    out["lag"] = {"page_bytes": len(lp), "max_lag_bytes": lag, "output_bytes": emitted}
+    return out
+
+
+def build_baseline(rev: str, tmp: str) -> str:
+    """``rev``'s ``src`` and ``scripts``, compiled with its own build script; the PYTHONPATH dir."""
+    src = Path(tmp) / "tree"
+    src.mkdir()
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src", "scripts"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(src)], input=arch.stdout, check=True)
+    target = Path(tmp) / "build"
+    subprocess.run([sys.executable, str(src / "scripts" / "build_mypyc.py"), "--target", str(target)],
+                   check=True, capture_output=True)
+    return str(target)
+
+
+def compare(rev: str, runs: int, rounds: int) -> dict[str, object]:
+    """Interleaved rounds: baseline (compiled) vs this tree (compiled), every variant; medians."""
+    res: dict[str, list[float]] = {}
+    lags: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="sg-bench-base-") as tb, \
+            tempfile.TemporaryDirectory(prefix="sg-bench-mine-") as tm:
+        base_path = build_baseline(rev, tb)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tm],
+                       check=True, capture_output=True)
+        for _ in range(rounds):
+            for label, path in (("baseline", base_path), ("this", tm)):
+                r = run_child(runs, {"PYTHONPATH": path, "SLUICEGATE_PURE_PYTHON": ""}, variants=True)
+                if not r["compiled"]:
+                    raise SystemExit(f"the {label} child did not run compiled modules")
+                lags[label] = r.pop("lag")
+                r.pop("compiled")
+                for k, v in r.items():
+                    res.setdefault(f"{label}:{k}", []).append(float(v))  # type: ignore[arg-type]
+    return {"rev": rev, "rounds": rounds, "mb_per_s_cpu_500KB_8KB": {k: statistics.median(v) for k, v in res.items()},
+            "all_rounds": res, "lag_5MB_page": lags}
+
+
+def run_child(runs: int, env: dict[str, str], variants: bool = False) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--child-variants" if variants else "--child", "--runs", str(runs)]
     res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
@@ -226,14 +333,34 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--no-mypyc", action="store_true", help="skip the compiled variant")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-variants", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", default="24d8df3", help="revision to compare with (none: skip)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the comparison")
+    ap.add_argument("--only-compare", action="store_true", help="run only the baseline comparison")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.runs)))
+        return 0
+    if args.child_variants:
+        print(json.dumps(variants_child(args.runs)))
         return 0
     results: dict[str, object] = {
         "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(), "runs": args.runs,
         "load_average_at_start": list(os.getloadavg()),  # the machine is shared: read with care
     }
+    if args.baseline != "none" and not args.no_mypyc:
+        results["compare"] = cmp = compare(args.baseline, args.runs, args.rounds)
+        print(f"case (a) 500KB/8KB, compiled, MB/s CPU, medians of {args.rounds} interleaved rounds:")
+        for k, v in cmp["mb_per_s_cpu_500KB_8KB"].items():  # type: ignore[attr-defined]
+            print(f"  {k:28} {v:7.1f}")
+        for k, v in cmp["lag_5MB_page"].items():  # type: ignore[attr-defined]
+            print(f"  output lag, {k:9}: {v}")
+    if args.only_compare:
+        out = ROOT / "bench" / "results" / "html_compare.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
     results["pure"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": "1"})
     report("pure", r)
     if not args.no_mypyc:

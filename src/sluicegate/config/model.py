@@ -14,7 +14,7 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.types import Duration, FieldProblem, ListenAddress
-from sluicegate.pipeline.hosts import Origin
+from sluicegate.pipeline.hosts import Authority, Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,6 +101,16 @@ class PublisherSettings(BaseModel):
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
     # the public host to the origin's own (docs/round-trip.md). Off: the origin sees the public URLs.
     map_requests: bool = True
+    # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
+    # like origin_url's authority. origin_host_header's value is added automatically.
+    origin_aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("origin_aliases")
+    @classmethod
+    def _aliases(cls, value: list[str]) -> list[str]:
+        for alias in value:
+            Authority.parse(alias)
+        return value
 
     @field_validator("origin_url")
     @classmethod
@@ -121,6 +131,18 @@ class PublisherSettings(BaseModel):
     @property
     def origin(self) -> Origin:
         return Origin.parse(self.origin_url)
+
+    @property
+    def all_origin_aliases(self) -> list[str]:
+        """``origin_aliases`` plus the ``origin_host_header`` value when it names another authority."""
+        out = list(self.origin_aliases)
+        if self.origin_host_header:
+            try:
+                Authority.parse(self.origin_host_header)
+            except ValueError:
+                return out
+            out.append(self.origin_host_header)
+        return out
 
 
 class LimitsSettings(BaseModel):

@@ -38,6 +38,14 @@ class WorkBoundExceeded(LimitExceeded):
         self.kind = bound
 
 
+class UnsafeOverlongTag(LimitExceeded):
+    """A tag over ``[html] max_tag_bytes`` spells an origin URL only its decoding reveals
+    (character references, percent-encoded host): it cannot be rewritten in bounded memory, and
+    is never emitted unrewritten, so the response is aborted (fail closed)."""
+
+    kind = "html_overlong_tag"
+
+
 class Identity:
     """Passes bytes through unchanged."""
 

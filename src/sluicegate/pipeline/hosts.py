@@ -1,12 +1,27 @@
-"""Origin-host matching: which byte sequences name the origin, and what they become.
+"""The one origin mapping: which byte sequences name the origin, and what they become.
 
-Owns the one rule every rewriter shares (text, HTML attributes, script bodies, Flight rows,
-response headers): an origin reference is rewritten only at hostname boundaries, in one pass.
+Owns the one rule every rewriter shares (HTML attributes and text, script bodies, Flight rows,
+CSS/JS/JSON, response headers): an origin reference is rewritten only at hostname boundaries,
+in one pass, into the public scheme and authority of the request.
 
-Forms matched (case-insensitive, ASCII):  ``https://O``  ``http://O``  ``//O``  ``https:\\/\\/O``
-``\\/\\/O`` and a bare ``O``, where ``O`` is the origin host plus its port when the port is not
-the scheme default (``O:default`` is accepted too). A match is refused when the host continues:
-``O.evil.com``, ``O-cdn``, ``xO``, ``sub.O``, ``O:8443`` (another port) are all left alone.
+Authorities: the origin's (``origin_url``) and each configured alias (``[publisher]
+origin_aliases``, plus ``origin_host_header`` when it differs). An authority with a default port
+(or an alias given without one) matches ``H``, ``H:80``/``H:443``; one with an explicit port
+matches only ``H:port``. The port separator may be ``:`` or ``%3A``; a host may end with one
+trailing dot when a URL delimiter follows (``origin.example./p``: the dot is dropped).
+
+Forms, found in a lower-cased copy (so any letter case): ``https://A``, ``http://A``, ``//A``;
+JSON-escaped ``https:\\/\\/A``, ``\\/\\/A``; ``\\u002F``-escaped ``https:\\u002F\\u002FA``,
+``\\u002F\\u002FA``; percent-encoded once (a query value or fragment) ``https%3A%2F%2FA``,
+``%2F%2FA``; and a bare ``A`` at a hostname boundary. A match is refused when the host continues
+(``A.evil.com``, ``A-cdn``, ``xA``, ``sub.A``, another port). The scheme becomes the client's;
+escaped and percent-encoded prefixes keep their escape and hex case, and the public authority is
+percent-encoded like the original (``:`` as ``%3A``/``%3a``) when the reference was. Double
+encodings (``%252F``), malformed escapes and other hosts are never touched.
+
+``HostRewriter.rewrite_url`` additionally decides a URL *value* (an attribute) the way the
+browser's URL parser reads it (``hosts_url``): backslashes, any number of slashes, percent-encoded
+host characters, upper case, a trailing dot, a spelled-out default port.
 
 Does not know about chunking (see ``text.StreamingHostReplacer``) or markup.
 """
@@ -14,18 +29,26 @@ Does not know about chunking (see ``text.StreamingHostReplacer``) or markup.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sluicegate.pipeline.hosts_url import browser_url_start
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-# A byte that would make the text before/after a match part of a longer host name.
-
-_HOST_AFTER_DEFAULT_PORT = r"(?![A-Za-z0-9_\-]|\.[A-Za-z0-9\-]|:[0-9])"
+# What may follow a host for the match to stand (else the host continues: another name/port).
+_HOST_AFTER_DEFAULT_PORT = r"(?![a-z0-9_\-]|\.[a-z0-9\-]|:[0-9]|%3a[0-9])"
 _HOST_AFTER_EXPLICIT_PORT = r"(?![0-9])"
+# One trailing dot belongs to the host when a URL delimiter follows it.
+_TRAILING_DOT = r"(?:\.(?=[/?#:]|%(?:2f|3f|23|3a)))?"
+_PORT_SEP = r"(?::|%3a)"
 
 # Bytes of right-context the lookahead may inspect, beyond the match itself.
-_LOOKAHEAD = 2
+_LOOKAHEAD = 5
+# Bytes of already-emitted left context a streaming caller keeps for the boundary check of a bare
+# host (one byte, or a JS/JSON escape such as ``\\u0026`` and the backslashes before it).
+CONTEXT = 12
 
 
 @dataclass(frozen=True)
@@ -65,80 +88,219 @@ class Origin:
         return cls(scheme, host, port)
 
 
+@dataclass(frozen=True)
+class Authority:
+    """One authority of the origin site: ``host`` (lower-case, IPv6 in brackets) and its port
+    (None: none configured; then ``host``, ``host:80`` and ``host:443`` all name it)."""
+
+    host: str
+    port: int | None  # None: no port given (matches bare, :80 and :443)
+
+    @classmethod
+    def parse(cls, value: str) -> Authority:
+        """``host``, ``host:port``, ``[v6]``, ``[v6]:port``; no scheme, path or credentials."""
+        v = value.strip().lower()
+        if "://" in v:
+            v = v.split("://", 1)[1].rstrip("/")
+        if not v or any(c in v for c in "/?#@ \t\\%"):
+            raise ValueError(f"not a host[:port]: {value!r}")
+        parts = urlsplit("//" + v)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}") from exc
+        host = parts.hostname
+        if not host:
+            raise ValueError(f"no host in {value!r}")
+        if ":" in host:
+            host = f"[{host}]"
+        return cls(host.rstrip("."), port)
+
+
+def origin_authorities(origin: Origin, aliases: Iterable[str] = ()) -> tuple[Authority, ...]:
+    """The origin's authority first, then each distinct alias."""
+    first = Authority(origin.host, None if origin.default_port else origin.port)
+    out = [first]
+    for a in aliases:
+        auth = Authority.parse(a)
+        if auth.host == origin.host and (auth.port == origin.port or (auth.port is None and origin.default_port)):
+            continue  # the origin's own authority
+        if auth not in out:
+            out.append(auth)
+    return tuple(out)
+
+
+def _host_pattern(origin: Origin, auth: Authority, *, first: bool) -> str:
+    host = re.escape(auth.host) + _TRAILING_DOT
+    if first:  # the origin: exactly the historical rule (its own default port is optional)
+        if origin.default_port:
+            return f"{host}(?:{_PORT_SEP}{origin.port})?{_HOST_AFTER_DEFAULT_PORT}"
+        return f"{host}{_PORT_SEP}{origin.port}{_HOST_AFTER_EXPLICIT_PORT}"
+    if auth.port is None:
+        return f"{host}(?:{_PORT_SEP}(?:80|443))?{_HOST_AFTER_DEFAULT_PORT}"
+    return f"{host}{_PORT_SEP}{auth.port}{_HOST_AFTER_EXPLICIT_PORT}"
+
+
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+_HOST_CHARS_B = frozenset(bytes([c]) for c in _HOST_CHARS)
 _URL_FIRST = frozenset("hH/\\")
 _URL_FIRST_B = frozenset(b"hH/\\")
 _ASCII_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.lstrip() strips; str.lstrip() strips more
 _PREFIXES = ((b"https:\\/\\/", True), (b"http:\\/\\/", True), (b"\\/\\/", False),
              (b"https://", True), (b"http://", True), (b"//", False))
 _HTTPS_ESC, _HTTP_ESC, _SLASHES_ESC, _HTTPS, _HTTP, _SLASHES = range(len(_PREFIXES))
+# Forms whose replacement is made from the matched bytes (escape / hex case kept):
+_U_HTTPS, _U_HTTP, _U_SLASHES = 6, 7, 8  # \u002F\u002F
+_P_HTTPS, _P_HTTP, _P_SLASHES = 9, 10, 11  # %3A%2F%2F, %2F%2F
+_BARE_PCT = 12  # a bare host whose port separator is %3A
+_DYNAMIC = 16  # flag on a form: the matched authority spells its port separator %3A
+_U_SL = b"\\u002f\\u002f"
+_P_SL = b"%2f%2f"
+# Every prefix an origin reference can start with (lower case), for streaming decisions.
+REF_PREFIXES: tuple[bytes, ...] = (
+    b"https://", b"http://", b"//", b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/",
+    b"https:" + _U_SL, b"http:" + _U_SL, _U_SL, b"https%3a" + _P_SL, b"http%3a" + _P_SL, _P_SL, b"",
+)
+MAX_PREFIX = max(len(p) for p in REF_PREFIXES)
+
+
+def _escaped_boundary(low: bytes, h: int, pos: int) -> bool:
+    """Whether the host char before ``low[h]`` is the end of a JS/JSON escape (``\\n``, ``\\t``,
+    ``\\u0026``... after an odd number of backslashes) that decodes to a non-host character: the
+    string the escape stands for has a hostname boundary there (Flight rows, JSON, JS strings)."""
+    c = low[h - 1]
+    if c in b"nrtbfv" and h - 2 >= pos and low[h - 2] == 0x5C:
+        k = h - 2
+    elif h - 6 >= pos and low[h - 6] == 0x5C and low[h - 5] == 0x75 and _is_hex4(low[h - 4 : h]):
+        if chr(int(low[h - 4 : h], 16)).encode("utf-8", "surrogatepass")[:1] in _HOST_CHARS_B:
+            return False
+        k = h - 6
+    else:
+        return False
+    n = 0
+    while k - n >= pos and low[k - n] == 0x5C:
+        n += 1
+    return n % 2 == 1
+
+
+def _is_hex4(b: bytes) -> bool:
+    return len(b) == 4 and all(c in b"0123456789abcdef" for c in b)
 
 
 class OriginMatcher:
-    """Compiled once per configured origin; hands out per-request ``HostRewriter`` objects.
+    """Compiled once per configured origin (+ aliases); hands out per-request ``HostRewriter``s.
 
-    Scanning searches the lower-cased buffer for the host literal (a fast C search), then looks
-    at the few bytes before it for a scheme / slash prefix. Matches are rare, so the per-match
-    Python work does not matter; the per-byte work is all inside ``bytes.lower`` and ``re``.
+    Scanning searches the lower-cased buffer for the host literal(s) (a fast C search: one
+    ``bytes.find`` with no aliases, one compiled alternation with aliases), then looks at the
+    few bytes before a host for a scheme / slash prefix. Matches are rare, so the per-match
+    Python work does not matter.
     """
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, aliases: Iterable[str] = ()) -> None:
         self.origin = origin
-        host = re.escape(origin.host)
-        if origin.default_port:
-            auth = f"{host}(?::{origin.port})?{_HOST_AFTER_DEFAULT_PORT}"
-        else:
-            auth = f"{host}:{origin.port}{_HOST_AFTER_EXPLICIT_PORT}"
-        self.pattern: re.Pattern[bytes] = re.compile(auth.encode())
+        self.authorities = origin_authorities(origin, aliases)
+        alts = [_host_pattern(origin, a, first=i == 0) for i, a in enumerate(self.authorities)]
+        # longest host first, so that at one position the longer authority wins
+        alts_sorted = [p for _, p in sorted(zip(self.authorities, alts, strict=True), key=lambda x: -len(x[0].host))]
+        src = alts_sorted[0] if len(alts_sorted) == 1 else "(?:" + "|".join(alts_sorted) + ")"
+        self.pattern: re.Pattern[bytes] = re.compile(src.encode())
+        self.needles: tuple[bytes, ...] = tuple(dict.fromkeys(a.host.encode() for a in self.authorities))
+        self.needle = self.needles[0]  # the origin host: the single-needle fast path
+        self.single = len(self.needles) == 1
+        self._needle_re: re.Pattern[bytes] = re.compile(b"|".join(re.escape(n) for n in self.needles))
         # A host match is decided once ``tail`` bytes from its start are known; its prefix
         # (scheme, slashes) reaches at most ``max_prefix`` bytes back. A streaming scanner holds
         # back ``hold`` = both, so it never emits bytes that a later decision could still claim.
-        self.max_prefix = max(len(p) for p, _ in _PREFIXES)
-        self.tail = len(origin.host) + len(":65535") + _LOOKAHEAD
+        self.max_prefix = MAX_PREFIX
+        longest = max(len(n) for n in self.needles)
+        self.tail = longest + 1 + len("%3a65535") + _LOOKAHEAD
         self.hold = self.tail + self.max_prefix
-        self.needle = origin.host.encode()
+        self.ref_forms: tuple[bytes, ...] = tuple(p + n for n in self.needles for p in REF_PREFIXES)
 
-    def matches(self, buf: bytes, start: int, limit: int) -> list[tuple[int, int, int]]:
+    def find_needle(self, low: bytes, start: int = 0, end: int | None = None) -> int:
+        """Position of the first host literal in lower-cased ``low[start:end]``, or -1."""
+        stop = len(low) if end is None else end
+        if self.single:
+            return low.find(self.needle, start, stop)
+        m = self._needle_re.search(low, start, stop)
+        return -1 if m is None else m.start()
+
+    def contains_needle(self, low: bytes) -> bool:
+        if self.single:
+            return self.needle in low
+        return self._needle_re.search(low) is not None
+
+    def matches(self, buf: bytes, start: int, limit: int, escapes: bool = True) -> list[tuple[int, int, int]]:
         """``(start, end, form)`` of each origin reference whose host starts in ``[start, limit]``.
 
-        ``form`` indexes ``_PREFIXES`` (or is ``-1`` for a bare host). Matches never begin before
-        ``start``; bytes before ``start`` are only read as look-behind context.
+        ``form`` indexes ``_PREFIXES`` (or is ``-1`` for a bare host; ``>= 6`` or with the
+        ``_DYNAMIC`` flag: a form whose replacement ``HostRewriter.replacement`` makes from the
+        matched bytes). Matches never begin before ``start``; bytes before ``start`` are only read
+        as look-behind context. ``escapes``: the bytes are JS/JSON source, so a bare host right
+        after an escape such as ``\\n`` or ``\\u0026`` stands at a boundary (False for HTML text
+        and decoded strings, where a backslash is just a character).
         """
         lowered = buf.lower()
-        if self.needle not in lowered:
+        if not self.contains_needle(lowered):
             return []
         found: list[tuple[int, int, int]] = []
         pos = start
+        lb = 0  # look-behind may read context before ``start``, never a previous match
         for m in self.pattern.finditer(lowered, start):
             h, end = m.span()
             if h > limit:
                 break
             # The prefix, decided from the bytes before the host (longest form first, never
-            # reaching back before the previous match): a few byte reads, not six startswith.
+            # reaching back before the previous match): a few byte reads, not a dozen startswith.
             c = lowered[h - 1] if h > pos else 0
             if c == 0x2F and h - 1 > pos and lowered[h - 2] == 0x2F:  # "//"
                 if h - 8 >= pos and lowered.startswith(b"https:", h - 8):
-                    found.append((h - 8, end, _HTTPS))
+                    s, form = h - 8, _HTTPS
                 elif h - 7 >= pos and lowered.startswith(b"http:", h - 7):
-                    found.append((h - 7, end, _HTTP))
+                    s, form = h - 7, _HTTP
                 else:
-                    found.append((h - 2, end, _SLASHES))
+                    s, form = h - 2, _SLASHES
             elif c == 0x2F and h - 4 >= pos and lowered.startswith(b"\\/\\", h - 4):  # "\/\/"
                 if h - 10 >= pos and lowered.startswith(b"https:", h - 10):
-                    found.append((h - 10, end, _HTTPS_ESC))
+                    s, form = h - 10, _HTTPS_ESC
                 elif h - 9 >= pos and lowered.startswith(b"http:", h - 9):
-                    found.append((h - 9, end, _HTTP_ESC))
+                    s, form = h - 9, _HTTP_ESC
                 else:
-                    found.append((h - 4, end, _SLASHES_ESC))
-            elif h == 0 or lowered[h - 1] not in _HOST_CHARS:
-                found.append((h, end, -1))
+                    s, form = h - 4, _SLASHES_ESC
+            elif c == 0x66 and h - 12 >= pos and lowered.startswith(_U_SL, h - 12):  # "\u002f\u002f"
+                if h - 18 >= pos and lowered.startswith(b"https:", h - 18):
+                    s, form = h - 18, _U_HTTPS
+                elif h - 17 >= pos and lowered.startswith(b"http:", h - 17):
+                    s, form = h - 17, _U_HTTP
+                else:
+                    s, form = h - 12, _U_SLASHES
+            elif c == 0x66 and h - 6 >= pos and lowered.startswith(_P_SL, h - 6):  # "%2f%2f"
+                if h - 14 >= pos and lowered.startswith(b"https%3a", h - 14):
+                    s, form = h - 14, _P_HTTPS
+                elif h - 13 >= pos and lowered.startswith(b"http%3a", h - 13):
+                    s, form = h - 13, _P_HTTP
+                elif h - 7 >= pos and lowered[h - 7] == 0x25:  # "%%2f%2f"... or "%252f%2f": not ours
+                    continue
+                else:
+                    s, form = h - 6, _P_SLASHES
+            elif h == 0 or lowered[h - 1] not in _HOST_CHARS or (escapes and _escaped_boundary(lowered, h, lb)):
+                s, form = h, -1
             else:
                 continue
-            pos = end
+            if lowered.find(b"%3a", h, end) >= 0:  # port separator percent-encoded
+                form = _BARE_PCT if form < 0 else form | _DYNAMIC
+            found.append((s, end, form))
+            pos = lb = end
         return found
 
     def for_request(self, public_scheme: str, public_authority: str) -> HostRewriter:
         return HostRewriter(self, public_scheme.lower(), public_authority)
+
+
+def _pct_authority(authority: bytes, upper: bool) -> bytes:
+    """``authority`` as it reads percent-encoded once (``:`` ``[`` ``]`` encoded)."""
+    out = authority.replace(b":", b"%3A").replace(b"[", b"%5B").replace(b"]", b"%5D")
+    return out if upper else out.replace(b"%3A", b"%3a").replace(b"%5B", b"%5b").replace(b"%5D", b"%5d")
 
 
 class HostRewriter:
@@ -152,7 +314,9 @@ class HostRewriter:
         self.public_scheme = public_scheme
         self.public_authority = public_authority
         pub = public_authority.encode()
-        sch = public_scheme.encode()
+        self._pub = pub
+        self._sch = public_scheme.encode()
+        sch = self._sch
         # Replacement per prefix form; the scheme follows the client's, escaped slashes stay escaped.
         forms = [
             (sch + b":" + prefix.split(b":", 1)[1] if has_scheme else prefix) + pub for prefix, has_scheme in _PREFIXES
@@ -166,80 +330,109 @@ class HostRewriter:
             for c in b"hH/\\"
         }
 
-    def splice(self, buf: bytes, start: int, limit: int) -> tuple[list[bytes], int]:
+    def replacement(self, buf: bytes, start: int, end: int, form: int) -> bytes:
+        """What ``buf[start:end]``, matched as ``form``, becomes."""
+        if form == -1 or 0 <= form < 6:
+            return self.replacements[form]
+        raw = buf[start:end]
+        low = raw.lower()
+        pct = form == _BARE_PCT or bool(form & _DYNAMIC)
+        base = form & 15
+        pub = self._pub
+        if pct:
+            j = low.rfind(b"%3a")
+            pub = _pct_authority(pub, raw[j + 2 : j + 3] == b"A")
+        if base == _BARE_PCT:
+            return pub
+        if base in (_P_HTTPS, _P_HTTP, _P_SLASHES):
+            k = low.find(_P_SL) + len(_P_SL)
+            head = raw[:k]
+            if base != _P_SLASHES:
+                head = self._sch + head[head.find(b"%") :]
+            return head + (pub if pct else _pct_authority(pub, head[-1:] == b"F"))
+        if base in (_U_HTTPS, _U_HTTP, _U_SLASHES):
+            k = low.find(_U_SL) + len(_U_SL)
+            head = raw[:k]
+            if base != _U_SLASHES:
+                head = self._sch + head[head.find(b":") :]
+            return head + pub
+        whole = self.replacements[base]
+        return whole[: len(whole) - len(self._pub)] + pub
+
+    def splice(self, buf: bytes, start: int, limit: int, escapes: bool = True) -> tuple[list[bytes], int]:
         """Rewritten pieces of ``buf[start:]`` up to the end of the last match found; and that end."""
         out: list[bytes] = []
         pos = start
         repl = self.replacements
-        for m_start, m_end, form in self.matcher.matches(buf, start, limit):
+        for m_start, m_end, form in self.matcher.matches(buf, start, limit, escapes):
             out.append(buf[pos:m_start])
-            out.append(repl[form])
+            out.append(repl[form] if (0 <= form < 6 or form == -1) else self.replacement(buf, m_start, m_end, form))
             pos = m_end
         return out, pos
 
     def might_contain(self, data: bytes) -> bool:
         """Cheap pre-check: can ``data`` hold an origin reference at all?"""
-        return self.matcher.needle in data.lower()
+        return self.matcher.contains_needle(data.lower())
 
-    def rewrite(self, data: bytes) -> bytes:
-        """Rewrite a complete buffer (no chunk boundary inside)."""
-        out, pos = self.splice(data, 0, len(data))
+    def rewrite(self, data: bytes, escapes: bool = True) -> bytes:
+        """Rewrite a complete buffer (no chunk boundary inside); ``escapes``: see ``matches``."""
+        out, pos = self.splice(data, 0, len(data), escapes)
         if not out:
             return data
         out.append(data[pos:])
         return b"".join(out)
 
     def rewrite_text(self, value: str) -> str:
-        """Rewrite a decoded string (an attribute value, a JSON string...)."""
+        """Rewrite a decoded string (an attribute value, a JSON string, a text node...)."""
         raw = value.encode("utf-8", "surrogatepass")
-        new = self.rewrite(raw)
+        new = self.rewrite(raw, False)
         return value if new is raw else new.decode("utf-8", "surrogatepass")
 
     def rewrite_url(self, value: str) -> str:
-        """Rewrite one URL value only when the URL itself starts with an origin reference
-        (``https://O/...``, ``//O/...``); relative URLs and other hosts are left alone."""
-        stripped = value.lstrip()
-        if not stripped or stripped[0] not in _URL_FIRST:
-            return value  # every prefix form starts with h, H, / or a backslash
-        lead = len(value) - len(stripped)
-        raw = stripped.encode("utf-8", "surrogatepass")
-        found = self.matcher.matches(raw, 0, self.max_prefix)
-        if not found or found[0][0] != 0 or found[0][2] < 0:
-            return value
-        _, end, form = found[0]
-        return value[:lead] + self.replacements[form].decode() + raw[end:].decode("utf-8", "surrogatepass")
+        """Rewrite one URL value (an attribute): its start as the browser's URL parser reads it
+        (``https://O``, ``//O``, ``HTTPS:\\\\O.``, ``//%6Frigin``...; relative URLs and other hosts
+        are left alone), and every origin reference inside the rest (query values...)."""
+        head = browser_url_start(self, value)
+        if head is None:
+            return self.rewrite_text(value)
+        new_head, k = head
+        rest = value[k:]
+        return new_head + (self.rewrite_text(rest) if rest else rest)
 
     def rewrite_url_bytes(self, value: bytes) -> bytes | None:
         """``rewrite_url`` on a raw UTF-8 value: the same result, encoded, without decoding.
 
         Returns ``value`` itself when nothing changes and ``None`` when only the ``str`` version can
-        decide (the value begins with a character ``str.lstrip`` strips but ``bytes.lstrip`` does
-        not: U+001C..U+001F or a non-ASCII space).
+        decide (the value holds an origin host anywhere but in a plain prefix form at its start,
+        or begins with a character ``str.lstrip`` strips but ``bytes.lstrip`` does not).
         """
         stripped = value.lstrip(_ASCII_SPACE)
         if not stripped:
             return value
         c = stripped[0]
         if c not in _URL_FIRST_B:
-            return None if (0x1C <= c <= 0x1F or c >= 0x80) else value
-        low = stripped[: self.hold].lower()
-        needle = self.needle
+            if 0x1C <= c <= 0x1F or c >= 0x80:
+                return None
+            return None if self.might_contain(value) else value
+        low = stripped.lower()
+        matcher = self.matcher
         for form, prefix in self._url_forms[c]:
             if low.startswith(prefix):
                 k = len(prefix)
-                # The host right after the prefix, and no earlier host match (a host that
-                # overlaps the prefix would be ``matches``' first find): exactly ``rewrite_url``.
-                if low.find(needle, 0, k + len(needle) - 1) >= 0:
-                    return self._rewrite_url_slow(value, stripped)
+                if matcher.find_needle(low, 0, k + len(self.needle) - 1) >= 0:
+                    return None
                 m = self.pattern.match(low, k)
-                if m is None:
-                    return value
-                return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[m.end() :]
+                if m is None or matcher.find_needle(low, m.end()) >= 0:
+                    return None
+                e = m.end()
+                if low.find(b"%3a", k, e) >= 0:
+                    return None
+                return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[e:]
+        # a host spelled with escapes (``//%6Frigin...``) or named later in the value: str path
+        if matcher.contains_needle(low) or b"%" in low or b"\t" in low or b"\n" in low or b"\r" in low:
+            return None
         return value
 
     def _rewrite_url_slow(self, value: bytes, stripped: bytes) -> bytes:
-        found = self.matcher.matches(stripped, 0, self.max_prefix)
-        if not found or found[0][0] != 0 or found[0][2] < 0:
-            return value
-        _, end, form = found[0]
-        return value[: len(value) - len(stripped)] + self.replacements[form] + stripped[end:]
+        new = self.rewrite_url(value.decode("utf-8", "surrogatepass"))
+        return new.encode("utf-8", "surrogatepass")

@@ -8,12 +8,14 @@ it depends on has arrived, so the output is the same for every split of the inpu
 
 from __future__ import annotations
 
-from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.hosts import CONTEXT, HostRewriter
 
 
 class StreamingHostReplacer:
-    def __init__(self, rewriter: HostRewriter) -> None:
+    def __init__(self, rewriter: HostRewriter, escapes: bool = True) -> None:
+        """``escapes`` False for HTML text (a backslash there is a character, not an escape)."""
         self._rw = rewriter
+        self._escapes = escapes
         self._tail = rewriter.tail
         self._max_prefix = rewriter.max_prefix
         # ``_buf[:_ctx]`` was already emitted; it stays only as look-behind context.
@@ -29,16 +31,17 @@ class StreamingHostReplacer:
         if safe <= self._ctx:
             self._buf = buf
             return b""
-        out, pos = self._rw.splice(buf, self._ctx, limit)
+        out, pos = self._rw.splice(buf, self._ctx, limit, self._escapes)
         cut = max(pos, safe)
         out.append(buf[pos:cut])
-        self._ctx = 1
-        self._buf = buf[cut - 1 :]
+        k = min(cut, CONTEXT)
+        self._ctx = k
+        self._buf = buf[cut - k :]
         return b"".join(out)
 
     def finish(self) -> bytes:
         buf = self._buf
-        out, pos = self._rw.splice(buf, self._ctx, len(buf))
+        out, pos = self._rw.splice(buf, self._ctx, len(buf), self._escapes)
         out.append(buf[pos:])
         self._buf = b""
         self._ctx = 0

@@ -27,7 +27,8 @@ def build_processor(
     if kind is Kind.HTML:
         # Always installed: with [flight] disabled it still keeps the generic script rule away from
         # __next_f pushes, whose T-row lengths a blind rewrite would break.
-        script_filter: ScriptFilter = build_next_script_filter(rewriter, settings.flight)
+        script_filter: ScriptFilter = build_next_script_filter(
+            rewriter, settings.flight, rewrite_text=settings.html.rewrite_text)
         return build_html_processor(
             rewriter,
             settings.html,
@@ -36,7 +37,7 @@ def build_processor(
             charset=charset_of(content_type),
         )
     if kind is Kind.FLIGHT:
-        return build_flight_processor(rewriter, settings.flight)
+        return build_flight_processor(rewriter, settings.flight, rewrite_text=settings.html.rewrite_text)
     if kind is Kind.TEXT:
         return StreamingHostReplacer(rewriter)
     return Identity()

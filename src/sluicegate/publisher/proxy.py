@@ -133,7 +133,7 @@ class PublisherProxy:
         self.settings = settings
         pub = settings.publisher
         self.origin = pub.origin
-        self.matcher = OriginMatcher(self.origin)
+        self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
         self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
         self.public_hosts = pub.public_hosts
         self.pool: OriginPool | None = None
@@ -370,6 +370,7 @@ class PublisherProxy:
             id_header=self.id_header,
             origin_host_header=self.settings.publisher.origin_host_header,
             public_hosts=self.public_hosts,
+            aliases=self.settings.publisher.origin_aliases,
         )
         route = decision.route
         if route is Route.STREAM and self.settings.publisher.mode == "buffered":

@@ -56,15 +56,16 @@ NOT_MAPPED = frozenset(
 CSP_HEADERS = frozenset({"content-security-policy", "content-security-policy-report-only"})
 
 
-def origin_names(origin: Origin, origin_host_header: str = "") -> frozenset[str]:
+def origin_names(origin: Origin, origin_host_header: str = "", aliases: Sequence[str] = ()) -> frozenset[str]:
     """The host names of the origin's own authorities, lower-case, without port or brackets.
 
     The one place Set-Cookie ``Domain`` and CSP wildcards learn "which names are the origin's":
-    today ``origin_url``'s host and ``origin_host_header``'s; origin aliases are added here.
+    ``origin_url``'s host, ``origin_host_header``'s and those of ``[publisher] origin_aliases``.
     """
     names = {origin.host.strip("[]")}
-    if origin_host_header:
-        names.add(_hostname(origin_host_header))
+    for extra in (origin_host_header, *aliases):
+        if extra:
+            names.add(_hostname(extra))
     return frozenset(n for n in names if n)
 
 

@@ -56,12 +56,13 @@ def test_invalid_utf8_is_kept() -> None:
     assert RW.rewrite(src) == b"\xff\xfe caf\xe9 http://www.origin.example.com/\x80 \xc3"
 
 
-def test_rewrite_url_only_at_start() -> None:
+def test_rewrite_url_start_and_the_rest_by_the_one_mapping() -> None:
     assert RW.rewrite_url(" https://origin.example.com/p?q=1") == " http://www.origin.example.com/p?q=1"
-    assert RW.rewrite_url("/relative/origin.example.com") == "/relative/origin.example.com"
+    # the rest of a URL value goes through the same mapping as every other string (Flight props too)
+    assert RW.rewrite_url("/relative/origin.example.com") == "/relative/www.origin.example.com"
     assert (
         RW.rewrite_url("https://other.com/?u=https://origin.example.com")
-        == "https://other.com/?u=https://origin.example.com"
+        == "https://other.com/?u=http://www.origin.example.com"
     )
 
 

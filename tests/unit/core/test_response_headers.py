@@ -113,3 +113,28 @@ def test_set_cookie_domain_dropped_for_single_label_public_host() -> None:
     rw = OriginMatcher(ORIGIN).for_request("http", "localhost:8080")
     out = hdr.downstream_response_headers([("Set-Cookie", "a=1; Domain=www.origin-site.com")], rw, ORIGIN, "r")
     assert out[0] == ("Set-Cookie", "a=1")
+
+
+def test_aliases_are_origin_names_for_cookies_csp_and_urls() -> None:
+    """``[publisher] origin_aliases``: a cookie scoped to an alias's domain, a CSP source naming it and a
+    URL on it are all treated as the origin's own."""
+    aliases = ["origin-internal.lan:8443", "cdn.origin-site.net"]
+    assert rh.origin_names(ORIGIN, "", aliases) == frozenset(
+        {"www.origin-site.com", "origin-internal.lan", "cdn.origin-site.net"}
+    )
+    rw = OriginMatcher(ORIGIN, aliases).for_request("https", "www.pub.example")
+    out = hdr.downstream_response_headers(
+        [
+            ("Set-Cookie", "a=1; Domain=cdn.origin-site.net; Path=/"),
+            ("Content-Security-Policy", "img-src https://cdn.origin-site.net"),
+            ("X-Pingback", "https://origin-internal.lan:8443/xmlrpc.php"),
+        ],
+        rw,
+        ORIGIN,
+        "rid",
+        public_hosts=("www.pub.example",),
+        aliases=aliases,
+    )
+    assert out[0] == ("Set-Cookie", "a=1; Domain=www.pub.example; Path=/")
+    assert out[1] == ("Content-Security-Policy", "img-src https://www.pub.example")
+    assert out[2] == ("X-Pingback", "https://www.pub.example/xmlrpc.php")

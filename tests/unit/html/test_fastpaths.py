@@ -106,13 +106,11 @@ def _slow_urls(rules: SluicegateRules, el: Element) -> None:
             new = rewrite_srcset(rw, value)
         elif name == "ping":
             new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
-        elif name == "style":
-            new = rewrite_css_urls(rw, value)
         elif name == "content" and el.tag == "meta":
             attrs = attrs or el.attributes
             new = rules._meta_content(attrs, value)
-        else:
-            continue
+        else:  # every other value (style, data-*, title...): the one mapping
+            new = rw.rewrite_text(value)
         if new != value:
             el.set_attribute(name, new)
 
@@ -136,6 +134,7 @@ def _rules_rewriter(slow: bool = False) -> HtmlRewriter:
         return html
     # ``install`` with the original URL rule (compiled classes cannot be subclassed from tests)
     html.on_element("*", lambda el: _slow_urls(rules, el), needle=RW.matcher.needle)
+    rules.install_text_filter(html)
     html.on_text("script", rules.script)
     html.on_text("style", rules.style)
     html.on_text("noscript", rules.noscript)
@@ -188,6 +187,7 @@ def _full_path_rewriter(inject: bool) -> HtmlRewriter:
     raw = HtmlRewriter()
     rules2 = SluicegateRules(RW, settings_, inject=inject, script_filter=None)
     raw.on_element("*", rules2.urls, needle=RW.matcher.needle)
+    rules2.install_text_filter(raw)
     raw.on_text("script", rules2.script)
     raw.on_text("style", rules2.style)
     raw.on_text("noscript", rules2.noscript)

@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 
-def build_flight_processor(rewriter: HostRewriter, settings: FlightSettings) -> Transformer:
-    """Streaming rewriter for a ``text/x-component`` (React Flight) body."""
+def build_flight_processor(rewriter: HostRewriter, settings: FlightSettings, *,
+                           rewrite_text: bool = True) -> Transformer:
+    """Streaming rewriter for a ``text/x-component`` (React Flight) body. ``rewrite_text`` is
+    ``[html] rewrite_text``: off, only hint and module rows are rewritten (text stays consistent)."""
     if not settings.enabled:
         from sluicegate.pipeline import Identity
 
         return Identity()
-    return FlightStreamRewriter(rewriter, settings)
+    return FlightStreamRewriter(rewriter, settings, rewrite_text=rewrite_text)

@@ -160,8 +160,9 @@ def parse_pushes(text: str) -> list[_Literal]:
 class InlineFlightRewriter:
     """Per-document state for the inline ``__next_f`` Flight stream."""
 
-    def __init__(self, rewriter: HostRewriter, *, max_row_bytes: int, max_hold_bytes: int) -> None:
-        self.lexer = FlightLexer(rewriter, min(max_row_bytes, max_hold_bytes))
+    def __init__(self, rewriter: HostRewriter, *, max_row_bytes: int, max_hold_bytes: int,
+                 rewrite_text: bool = True) -> None:
+        self.lexer = FlightLexer(rewriter, min(max_row_bytes, max_hold_bytes), text=rewrite_text)
         self._open: deque[_Literal] = deque()
         self._carried: list[bytes] = []  # ops output with no open literal yet (document end)
         self._pos = 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.hosts import CONTEXT, HostRewriter
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,6 @@ _HEX = b"0123456789abcdefABCDEF"
 _MAX_ID_DIGITS = 16
 _MAX_LEN_DIGITS = 12
 
-# Forms an origin reference can start with (mirrors ``hosts.py``), used only to decide whether
-# the last bytes of an open row could still become a reference once more bytes arrive.
-_REF_PREFIXES = (b"https://", b"http://", b"//", b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/", b"")
 
 _ID, _TAG, _LEN_T, _LEN_BIN, _TEXT, _TEXT_RAW, _BIN, _LINE, _RAW = range(9)
 
@@ -56,17 +53,19 @@ def _is_hex(b: bytes) -> bool:
 class FlightLexer:
     """Incremental Flight lexer; ``feed`` bytes, collect ``take_ops``; ``finish`` once."""
 
-    def __init__(self, rewriter: HostRewriter, max_text_bytes: int) -> None:
+    def __init__(self, rewriter: HostRewriter, max_text_bytes: int, *, text: bool = True) -> None:
         self._rw = rewriter
+        # ``text`` False ([html] rewrite_text = false): only ``H`` (hint) and ``I`` (module) rows,
+        # which never feed rendered text, are rewritten; ``T`` rows and model rows pass unchanged.
+        self._text = text
+        self._line_rw = True
         self._matcher = rewriter.matcher
         self._repl = rewriter.replacements
         self._hold = rewriter.hold
         self._tail = rewriter.tail
-        self._needle = self._matcher.needle
-        forms = [p + self._needle for p in _REF_PREFIXES]
-        self._forms = forms
+        forms = self._matcher.ref_forms  # every prefix form of every origin authority
         self._form_prefixes = frozenset(f[:k] for f in forms for k in range(1, len(f) + 1))
-        self._max_prefix = max(len(p) for p in _REF_PREFIXES)
+        self._max_prefix = self._matcher.max_prefix
         self._max_text = max_text_bytes
         self.ops: list[Op] = []
         self._state = _ID
@@ -76,7 +75,7 @@ class FlightLexer:
         self._t_head = b""  # ``T<hex>,`` of the open text row (held)
         self._t_parts: list[bytes] = []
         self._t_size = 0
-        self._ctx = b""  # last already-emitted byte of the open newline row (look-behind)
+        self._ctx = b""  # last already-emitted bytes of the open newline row (look-behind)
         self._carry = b""  # undecided bytes of the open newline row (held)
         self.largest_text_row = 0
         self.abandoned_rows = 0
@@ -102,7 +101,15 @@ class FlightLexer:
         ops = self.ops
         while i < n:
             st = self._state
-            if st == _LINE:
+            if st == _LINE and not self._line_rw:
+                j = data.find(b"\n", i)
+                end = n if j < 0 else j + 1
+                ops.append((end - i, data[i:end], False))
+                if j < 0:
+                    return
+                self._state = _ID
+                i = end
+            elif st == _LINE:
                 j = data.find(b"\n", i)
                 if j < 0:
                     self._line_partial(data[i:])
@@ -129,7 +136,12 @@ class FlightLexer:
                 i = j + 1
             elif st == _TAG:
                 b = data[i]
-                if b == 0x54:  # T
+                if b == 0x54 and not self._text:  # T row left alone: framed like a binary row
+                    ops.append((1, data[i : i + 1], False))
+                    self._length = 0
+                    self._state = _LEN_BIN
+                    i += 1
+                elif b == 0x54:  # T
                     self._t_head = b"T"
                     self._length = 0
                     self._state = _LEN_T
@@ -142,9 +154,11 @@ class FlightLexer:
                 elif b in LINE_TAGS:
                     ops.append((1, data[i : i + 1], False))
                     self._state = _LINE
+                    self._line_rw = self._text or b in b"HI"
                     i += 1
                 else:
                     self._state = _LINE
+                    self._line_rw = self._text
             elif st in (_LEN_T, _LEN_BIN):
                 j = data.find(b",", i)
                 end = n if j < 0 else j
@@ -248,7 +262,7 @@ class FlightLexer:
         self._state = _ID
         if len(content) > self.largest_text_row:
             self.largest_text_row = len(content)
-        new = self._rw.rewrite(content)
+        new = self._rw.rewrite(content, False)  # T content is plain text, not JSON
         if new is content:
             self.ops.append((len(head), head, True))
             if content:
@@ -264,9 +278,10 @@ class FlightLexer:
         repl = self._repl
         out: list[bytes] = []
         pos = start
+        rw = self._rw
         for m_start, m_end, form in found:
             out.append(buf[pos:m_start])
-            out.append(repl[form])
+            out.append(repl[form] if (form == -1 or 0 <= form < 6) else rw.replacement(buf, m_start, m_end, form))
             pos = m_end
         out.append(buf[pos:upto])
         return out
@@ -299,13 +314,13 @@ class FlightLexer:
         cut = self._undecided_from(buf, max(pos, size - self._hold))
         self._emit_matches(buf, start, found, cut)
         if cut > start:
-            self._ctx = buf[cut - 1 : cut]
+            self._ctx = buf[max(0, cut - CONTEXT) : cut]
         self._carry = buf[cut:]
 
     def _line_flush_carry(self) -> None:
         if self._carry:
             self.ops.append((len(self._carry), self._carry, False))
-            self._ctx = self._carry[-1:]
+            self._ctx = (self._ctx + self._carry)[-CONTEXT:]
             self._carry = b""
 
     def _undecided_from(self, buf: bytes, frm: int) -> int:
@@ -316,7 +331,7 @@ class FlightLexer:
             return size
         low = buf[frm:].lower()
         best = size
-        k = low.find(self._needle)
+        k = self._matcher.find_needle(low)
         if k >= 0:  # a complete host whose look-ahead or prefix may still change the verdict
             best = frm + max(0, k - self._max_prefix)
         prefixes = self._form_prefixes

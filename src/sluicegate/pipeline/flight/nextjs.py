@@ -27,9 +27,10 @@ from sluicegate.pipeline.html import DocumentEnd, ScriptText
 class NextjsScriptFilter:
     """``ScriptFilter`` for ``build_html_processor(..., script_filter=NextjsScriptFilter(...))``."""
 
-    def __init__(self, rewriter: HostRewriter, settings: FlightSettings) -> None:
+    def __init__(self, rewriter: HostRewriter, settings: FlightSettings, *, rewrite_text: bool = True) -> None:
         self.rewriter = rewriter
         self.settings = settings
+        self.rewrite_text = rewrite_text
         self._inline: InlineFlightRewriter | None = None  # made at the first __next_f script
         self._hooked = False
         self._nonce: str | None = None
@@ -41,9 +42,15 @@ class NextjsScriptFilter:
         if self._inline is None:
             s = self.settings
             self._inline = InlineFlightRewriter(
-                self.rewriter, max_row_bytes=s.max_row_bytes, max_hold_bytes=s.max_inline_hold_bytes
+                self.rewriter, max_row_bytes=s.max_row_bytes, max_hold_bytes=s.max_inline_hold_bytes,
+                rewrite_text=self.rewrite_text,
             )
         return self._inline
+
+    def wants_whole(self, start_tag: bytes, head: bytes) -> bool:
+        """Whether a long script (``head`` = its first bytes) must be handed over whole: inline
+        Flight pushes and ``__NEXT_DATA__``. Any other script may stream through the URL rule."""
+        return b"__next_f" in head or b"__next_data__" in start_tag.lower()
 
     def __call__(self, body: ScriptText) -> bool:
         if not self.settings.enabled:
@@ -57,6 +64,8 @@ class NextjsScriptFilter:
             self._place_before(body, self.inline.unreadable(body.raw, "script over [html] max_text_bytes"))
             return True
         if body.attrs.get("id") == "__NEXT_DATA__":
+            if not self.rewrite_text:  # its page props feed text: left alone with HTML text
+                return True
             new = self.rewriter.rewrite(body.raw)
             if new is not body.raw:
                 body.replace(new)
@@ -93,9 +102,11 @@ class NextjsScriptFilter:
             doc.append(b"<script" + nonce + b">" + trailing + b"</script>")
 
 
-def build_nextjs_script_filter(rewriter: HostRewriter, settings: FlightSettings) -> NextjsScriptFilter:
-    """A fresh per-document filter (holds that document's Flight stream state)."""
-    return NextjsScriptFilter(rewriter, settings)
+def build_nextjs_script_filter(rewriter: HostRewriter, settings: FlightSettings, *,
+                               rewrite_text: bool = True) -> NextjsScriptFilter:
+    """A fresh per-document filter (holds that document's Flight stream state). ``rewrite_text``
+    is ``[html] rewrite_text``: off, Flight strings that can feed text are left alone too."""
+    return NextjsScriptFilter(rewriter, settings, rewrite_text=rewrite_text)
 
 
 # The name the publisher's processor selection imports.

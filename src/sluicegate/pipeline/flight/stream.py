@@ -16,8 +16,8 @@ from sluicegate.pipeline.hosts import HostRewriter
 class FlightStreamRewriter:
     """Rewrites origin references in a Flight stream; output is identical for every chunking."""
 
-    def __init__(self, rewriter: HostRewriter, settings: FlightSettings) -> None:
-        self.lexer = FlightLexer(rewriter, settings.max_row_bytes)
+    def __init__(self, rewriter: HostRewriter, settings: FlightSettings, *, rewrite_text: bool = True) -> None:
+        self.lexer = FlightLexer(rewriter, settings.max_row_bytes, text=rewrite_text)
         self.max_held = 0
 
     def _drain(self) -> bytes:

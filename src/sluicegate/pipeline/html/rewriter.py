@@ -13,9 +13,12 @@ holds the single needle can be handed to a byte-level ``raw`` hook (``on_element
 going through ``Token``/``Element``; the hook may decline, and then the tag takes the full path.
 
 Bounded memory: the buffer holds at most the current incomplete token. A tag still open after
-``max_tag_bytes`` is streamed out raw (its structure followed byte by byte, no handlers) and a tag
-that long is never handed to handlers even when it arrived whole, so the output does not depend
-on chunking. Text of elements with text handlers (``script``, ``style``) is collected whole up to
+``max_tag_bytes`` is streamed out (its structure followed byte by byte, no handlers; its bytes
+through the long-tag filter when one is set, which may refuse it) and a tag that long is never
+handed to handlers even when it arrived whole, so the output does not depend on chunking.
+Character data that no text handler collects goes through the text filter when one is set
+(``set_text_filter``); the fast scan stops short of the filter's needles for it. Text of
+elements with text handlers (``script``, ``style``) is collected whole up to
 ``max_text_bytes``; beyond that it is emitted unmodified (and logged), after the handlers have been
 told (``TextBody.complete`` False).
 
@@ -33,7 +36,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.pipeline.html.charrefs import decode, segments
 from sluicegate.pipeline.html.lexer import (
@@ -312,6 +315,10 @@ class Element(_Content):
     def self_closing(self) -> bool:
         return self_closing(self.raw, self._astart, self._aend)
 
+    def all_attrs(self) -> list[Attr]:
+        """Every attribute as written (duplicates included), in order."""
+        return self._list()
+
     @property
     def attributes(self) -> dict[str, str]:
         """Decoded attributes as the browser sees them (first of duplicates wins)."""
@@ -578,6 +585,12 @@ EndTagHandler = Callable[[EndTag], None]
 TextHandler = Callable[[TextBody], None]
 EndHandler = Callable[[DocumentEnd], None]
 ContentObserver = Callable[["Element | TextChunk"], bool]
+class TextFilter(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
 RawTagHandler = Callable[[bytes, bytes, int, int, int, int, bytes], "bytes | None"]
 """``(buf, low, start, astart, aend, end, name) -> new tag bytes | None``: see ``on_element``."""
 
@@ -676,6 +689,11 @@ class HtmlRewriter:
         self._text_tag = b""
         self._text_start = b""
         self._text_overflow = False
+        # streamed text bodies (``set_text_streamer``)
+        self._streamer: Callable[[bytes, bytes, bytes], TextFilter | None] | None = None
+        self.stream_text_after = 32 * 1024
+        self._text_stream: TextFilter | None = None
+        self._text_asked = False
         # output
         self._ready: list[bytes] = []
         self._queue: list[bytes | Deferred] = []
@@ -690,11 +708,26 @@ class HtmlRewriter:
         self._raw_hooks: list[RawTagHandler | None] = []
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
+        # text filter (``set_text_filter``): character data not collected by a text handler
+        self._suspect: Callable[[bytes, int, int], int] | None = None
+        # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
+        self._s_buf = b""
+        self._s_from = 0
+        self._s_at = -1
+        # over-long tags (``set_long_tag_filter``): the filter factory and the one in use
+        self._lt_make: Callable[[], TextFilter] | None = None
+        self._lt: TextFilter | None = None
+        self._tf: TextFilter | None = None
+        self._tf_pending = False
+        self._tf_needles: tuple[bytes, ...] = ()
+        self._tf_re: re.Pattern[bytes] | None = None
+        self._tf_behind = 0
+        self._tf_hold = 0
 
     # -- registration ----------------------------------------------------------------------------
 
     def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None,
-                   raw: RawTagHandler | None = None) -> None:
+                   raw: RawTagHandler | None = None, suspect: Callable[[bytes, int, int], int] | None = None) -> None:
         """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
         ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
         bytes contain it (case-insensitively), which keeps other tags on the fast path.
@@ -705,7 +738,12 @@ class HtmlRewriter:
         ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
         new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
         and ``handler`` must not insert content or remove the element for such a tag — or
-        ``None`` to take the full path. Used only when it is the one needle handler."""
+        ``None`` to take the full path. Used only when it is the one needle handler.
+
+        ``suspect`` (with ``needle``): ``suspect(low, start, end)`` gives the first position in
+        ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
+        holding one is handed to ``handler`` too, on the full path, even without the needle (for
+        spellings of the needle the bytes do not show, such as character references)."""
         m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
         if m is None:
             raise ValueError(f"unsupported selector {selector!r}")
@@ -720,6 +758,8 @@ class HtmlRewriter:
 
         if tag == "*":
             if needle is not None:
+                if suspect is not None:
+                    self._suspect = suspect
                 self._needle_handlers.append((needle.lower(), h))
                 self._raw_hooks.append(raw if attr is None else None)
             else:
@@ -741,6 +781,66 @@ class HtmlRewriter:
         if name not in RAW_STATE:
             raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
         self._text_handlers.setdefault(name, []).append(handler)
+
+    def set_text_filter(self, filt: TextFilter, *, needles: tuple[bytes, ...], behind: int, hold: int) -> None:
+        """Pass all character data that no text handler collects (data state, RCDATA
+        ``title``/``textarea``, other raw text, PLAINTEXT) through ``filt`` in document order.
+        ``filt.feed`` may hold bytes back; ``filt.finish`` is called at every markup token (a
+        text run ends there) and at document end. The filter promises to change only text
+        around one of ``needles`` (lower-case; found case-insensitively) starting at most
+        ``behind`` bytes before it, and to hold at most ``hold`` bytes: text elsewhere stays on
+        the fast path."""
+        self._tf = filt
+        self._tf_needles = tuple(n.lower() for n in needles)
+        self._tf_re = re.compile(b"|".join(re.escape(n) for n in self._tf_needles)) if len(needles) > 1 else None
+        self._tf_behind = behind
+        self._tf_hold = hold
+
+    def set_text_streamer(self, decide: Callable[[bytes, bytes, bytes], TextFilter | None], *,
+                          after: int = 32 * 1024) -> None:
+        """Bodies of text-handler elements longer than ``after`` bytes are offered to
+        ``decide(tag, start_tag, first_bytes)`` once: a filter it returns streams the rest of
+        the body (handlers are then not called for it; output lags by the filter's hold only);
+        ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
+        self._streamer = decide
+        self.stream_text_after = after
+
+    def _suspect_next(self, low: bytes, lo: int) -> int:
+        """Position of the next suspect at or after ``lo`` in ``low`` (``len(low)``: none), one
+        scan per buffer however many tags ask."""
+        if low is self._s_buf and self._s_from <= lo <= self._s_at:
+            return self._s_at
+        suspect = self._suspect
+        assert suspect is not None
+        p = suspect(low, lo, len(low))
+        if p < 0:
+            p = len(low)
+        self._s_buf = low
+        self._s_from = lo
+        self._s_at = p
+        return p
+
+    def set_long_tag_filter(self, make: Callable[[], TextFilter]) -> None:
+        """Bytes of a tag over ``max_tag_bytes`` (which handlers never see) pass through a fresh
+        ``make()`` filter per tag; it may raise a pipeline error to refuse the tag."""
+        self._lt_make = make
+
+    def _emit_long(self, data: bytes) -> None:
+        """Bytes of an over-long tag, through the long-tag filter when one is set."""
+        lt = self._lt
+        self._emit(lt.feed(data) if lt is not None else data)
+
+    def _lt_end(self) -> None:
+        lt = self._lt
+        if lt is not None:
+            self._lt = None
+            self._emit(lt.finish())
+
+    def _tf_flush(self) -> None:
+        tf = self._tf
+        if tf is not None and self._tf_pending:
+            self._tf_pending = False
+            self._emit(tf.finish())
 
     def on_end(self, handler: EndHandler) -> None:
         """Call ``handler`` once at end of document (before unresolved slots fall back)."""
@@ -823,6 +923,8 @@ class HtmlRewriter:
     def finish(self) -> bytes:
         self._final = True
         self._run()
+        self._tf_flush()
+        self._lt_end()
         self._flush_text()
         doc = DocumentEnd(self)
         for h in self._end_handlers:
@@ -857,27 +959,70 @@ class HtmlRewriter:
         nxt = low.find(needle, pos) if needle else -1
         if nxt < 0:
             nxt = n
+        # Text filter: the fast scan must stop ``behind`` bytes before the next text needle and,
+        # mid-stream, ``hold`` bytes before the end (a needle may be cut by the chunk boundary).
+        tf = self._tf
+        tlow = b""
+        tnxt = n
+        tcap = n
+        tf_re = self._tf_re
+        tf_needle = self._tf_needles[0] if self._tf_needles else b""
+        suspect = self._suspect
+        snxt = n
+        if tf is not None or suspect is not None:
+            tlow = low if needle else buf.lower()
+        if tf is not None:
+            tcap = n if final else n - self._tf_hold
+            tnxt = -2
+        if suspect is not None:
+            snxt = -2
         while pos < n or final:
+            if self._tf_pending and pos < n and buf[pos] == 0x3C and pos + 1 < n and (
+                    _is_alpha(buf[pos + 1]) or buf[pos + 1] in b"/!?"):
+                self._tf_flush()  # markup: the text run ended
             if self._skipper is not None:
                 end = self._skipper.scan(buf[pos:])
                 if end < 0:
-                    self._emit(buf[pos:])
+                    self._emit_long(buf[pos:])
                     pos = n
                     break
-                self._emit(buf[pos : pos + end])
+                self._emit_long(buf[pos : pos + end])
+                self._lt_end()
                 pos += end
                 self._skipped_tag_done()
                 continue
             if (lexer.state == DATA and not self._pending and not self._observers and not self._any_handlers
-                    and not self._sim.stack):
+                    and not self._sim.stack and not self._tf_pending):
                 if needle and nxt < pos:
                     nxt = low.find(needle, pos)
                     if nxt < 0:
                         nxt = n
+                bound = nxt
+                if tf is not None:
+                    if tnxt < pos:
+                        if tf_re is not None:
+                            tm = tf_re.search(tlow, pos)
+                            tnxt = n if tm is None else tm.start()
+                        else:
+                            tnxt = tlow.find(tf_needle, pos)
+                            if tnxt < 0:
+                                tnxt = n
+                    tb = tnxt - self._tf_behind if tnxt < n else n
+                    if tb < bound:
+                        bound = tb
+                    if tcap < bound:
+                        bound = tcap
+                if suspect is not None:
+                    if snxt < pos:
+                        snxt = self._suspect_next(tlow, pos)
+                    if snxt < bound:
+                        bound = snxt
+                if bound < pos:
+                    bound = pos
                 if hand:
-                    q = scan_boring(buf, pos, nxt, stop_names, stop_ends)
+                    q = scan_boring(buf, pos, bound, stop_names, stop_ends)
                 else:
-                    m = boring.match(buf, pos, nxt)
+                    m = boring.match(buf, pos, bound)
                     q = m.end() if m is not None else pos
                 if q > pos:
                     self._emit(buf[pos:q])
@@ -887,7 +1032,7 @@ class HtmlRewriter:
                 if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
                     # Byte-level shortcut for a plain start tag that holds the needle.
                     te, ne = tag_span(buf, pos, n) if hand else _tag_span_re(buf, pos)
-                    if te >= nxt + nlen and te - pos <= max_tag:
+                    if te >= nxt + nlen and te - pos <= max_tag and snxt >= te:
                         name = low[pos + 1 : ne]
                         if name not in stop_names:
                             new = raw_hook(buf, low, pos, ne, te - 1, te, name)
@@ -902,13 +1047,18 @@ class HtmlRewriter:
                     continue
                 break
             kind = tok.kind
+            if kind != TEXT:
+                self._tf_flush()
             if (kind in (START, END)) and tok.end - tok.start > max_tag:
                 # An over-long tag that arrived whole is treated like one that arrived in pieces:
                 # passed through without handlers (the lexer already applied its state change).
-                log.warning("html: tag of %d bytes passed through unmodified", tok.end - tok.start)
+                log.warning("html: tag of %d bytes passed through without handlers", tok.end - tok.start)
                 if kind == END:
                     self._flush_text()
-                self._emit(buf[tok.start : tok.end])
+                if self._lt_make is not None:
+                    self._lt = self._lt_make()
+                self._emit_long(buf[tok.start : tok.end])
+                self._lt_end()
                 if kind == START:
                     self._begin_text(tok.name, b"<" + tok.name + b">")
             else:
@@ -918,7 +1068,8 @@ class HtmlRewriter:
 
     def _start_skipping(self, buf: bytes, pos: int) -> int:
         """An incomplete tag outgrew ``max_tag_bytes``: stream it out raw from here on."""
-        log.warning("html: tag longer than %d bytes passed through unmodified", self.max_tag_bytes)
+        self._tf_flush()
+        log.warning("html: tag longer than %d bytes streamed through without handlers", self.max_tag_bytes)
         m = re.match(rb"<(/?)([a-zA-Z][^\t\n\f\r />]*)", buf[pos : pos + 4096])
         skipper = _TagSkipper(doctype=m is None)
         self._skip_name = (m.group(1) + m.group(2).lower()) if m else b""
@@ -926,11 +1077,14 @@ class HtmlRewriter:
         if self._skip_name.startswith(b"/"):
             self._flush_text()
         start = pos + 2 if m else pos  # the skipper starts inside the tag name
+        if self._lt_make is not None:
+            self._lt = self._lt_make()
         end = skipper.scan(buf[start:])
         if end < 0:
-            self._emit(buf[pos:])
+            self._emit_long(buf[pos:])
             return len(buf)
-        self._emit(buf[pos : start + end])  # not reached: the lexer would have completed it
+        self._emit_long(buf[pos : start + end])  # not reached: the lexer would have completed it
+        self._lt_end()
         self._skipped_tag_done()
         return start + end
 
@@ -968,17 +1122,25 @@ class HtmlRewriter:
                 self._observers = [o for o in self._observers if o(unit)]
                 for b in unit._before:
                     self._emit(b)
-                self._emit(unit.serialize())
+                self._emit_text(unit.serialize())
                 for b in unit._after:
                     self._emit(b)
             else:
-                self._emit(piece)
+                self._emit_text(piece)
         elif kind == START:
             self._start(buf, tok)
         elif kind == END:
             self._end(buf, tok)
         else:
             self._emit(buf[tok.start : tok.end])
+
+    def _emit_text(self, piece: bytes) -> None:
+        tf = self._tf
+        if tf is None or self._suppress:
+            self._emit(piece)
+            return
+        self._tf_pending = True
+        self._emit(tf.feed(piece))
 
     def _start(self, buf: bytes, tok: Token) -> None:
         name = tok.name
@@ -1004,10 +1166,19 @@ class HtmlRewriter:
             else:
                 lowered = buf[tok.start : tok.end].lower()
                 lo, hi = 0, len(lowered)
+            called = False
             for needle, h in needle_hs:
                 if lowered.find(needle, lo, hi) >= 0:
                     if el is None:
                         el = Element(buf, tok)
+                    h(el)
+                    called = True
+            if not called and self._suspect is not None and (
+                    self._suspect_next(lowered, lo) < hi if lowered is self._low and self._needle
+                    else self._suspect(lowered, lo, hi) >= 0):
+                if el is None:
+                    el = Element(buf, tok)
+                for _n, h in needle_hs:
                     h(el)
         if el is None:
             self._emit(buf[tok.start : tok.end])
@@ -1049,14 +1220,30 @@ class HtmlRewriter:
             self._text_tag = name
             self._text_start = start_tag
             self._text_overflow = False
+            self._text_stream = None
+            self._text_asked = False
 
     def _collect(self, piece: bytes) -> None:
         assert self._text is not None
+        stream = self._text_stream
+        if stream is not None:
+            self._emit(stream.feed(piece))
+            return
         if self._text_overflow:
             self._emit(piece)
             return
         self._text.append(piece)
         self._text_size += len(piece)
+        if (self._streamer is not None and not self._text_asked
+                and self._text_size > min(self.stream_text_after, self.max_text_bytes)):
+            self._text_asked = True
+            head = b"".join(self._text)
+            stream = self._streamer(self._text_tag, self._text_start, head)
+            if stream is not None:
+                self._text_stream = stream
+                self._text = []
+                self._emit(stream.feed(head))
+                return
         if self._text_size > self.max_text_bytes:
             log.warning("html: <%s> text over %d bytes passed through unmodified",
                         self._text_tag.decode(errors="replace"), self.max_text_bytes)
@@ -1078,6 +1265,11 @@ class HtmlRewriter:
         if self._text is None:
             return
         pieces, self._text = self._text, None
+        stream = self._text_stream
+        if stream is not None:
+            self._text_stream = None
+            self._emit(stream.finish())
+            return
         if self._text_overflow:
             return
         body = TextBody(self, self._text_tag, self._text_start, b"".join(pieces))

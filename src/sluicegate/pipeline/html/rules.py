@@ -22,10 +22,13 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable
+from html import unescape as html_unescape
+from urllib.parse import unquote
 
 from sluicegate.config.html import HtmlSettings
-from sluicegate.pipeline import Transformer
-from sluicegate.pipeline.hosts import _ASCII_SPACE, _URL_FIRST_B, HostRewriter
+from sluicegate.pipeline import Transformer, UnsafeOverlongTag
+from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.html.lexer import Attr
 from sluicegate.pipeline.html.rewriter import COMPILED_SCAN as _COMPILED
 from sluicegate.pipeline.html.rewriter import (
     DocumentEnd,
@@ -39,6 +42,7 @@ from sluicegate.pipeline.html.rewriter import (
     needle_attr_spans,
     needle_attrs,
 )
+from sluicegate.pipeline.text import StreamingHostReplacer
 
 ScriptText = TextBody
 ScriptFilter = Callable[[TextBody], bool]
@@ -68,6 +72,57 @@ _CSS_URL_B = re.compile(_CSS_URL.pattern.encode(), re.I)
 _REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
 _SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
 _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
+# Tags whose values may spell an origin authority without its literal host: a character reference
+# that can stand for a URL character, or a percent-encoded byte in an authority. Such tags go to
+# the URL rule on the full path, which decides on the values as the browser decodes them.
+SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
+                     rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
+_REF_SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)")
+
+
+def suspect_at(low: bytes, start: int, end: int) -> int:
+    """First position in lower-cased ``low[start:end]`` where ``SUSPECT`` could match, or -1: a
+    character reference for a URL character (one literal-prefixed regex), a ``%`` right inside
+    a ``//`` authority, or a backslash next to a slash (``bytes.find`` passes; ``%`` and ``\\``
+    are rare in HTML, ``//`` is not). A pre-filter only: ``SUSPECT`` decides per tag. (A
+    tab/newline inside an authority is decided only for tags that reach the rule otherwise.)"""
+    m = _REF_SUSPECT.search(low, start, end)
+    best = -1 if m is None else m.start()
+    stop = end if best < 0 else best
+    pct = low.find(b"%", start, stop)
+    while pct >= 0:
+        q = pct
+        while q > start and _is_host_byte(low[q - 1]):
+            q -= 1
+        if q - 2 >= start and low[q - 1] in b"/\\" and low[q - 2] in b"/\\":
+            best = stop = q - 2
+            break
+        pct = low.find(b"%", pct + 1, stop)
+    bs = low.find(b"\\", max(start, 0), stop)
+    while bs >= 0:
+        if (bs + 1 < stop and low[bs + 1] in b"/\\") or (bs > start and low[bs - 1] == 0x2F):
+            return bs - 1 if bs > start and low[bs - 1] == 0x2F else bs
+        bs = low.find(b"\\", bs + 1, stop)
+    return best
+
+
+def _tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
+    """A tab/CR/LF in the tag and ``SUSPECT`` matching it (a host split by whitespace, which the
+    browser's URL parser removes): only ``urls`` on the full path decides such a tag."""
+    if not _COMPILED:  # interpreted: C searches beat a Python byte loop
+        seg = buf[start:end]
+        return (b"\n" in seg or b"\t" in seg or b"\r" in seg) and SUSPECT.search(low, start, end) is not None
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x0A or c == 0x09 or c == 0x0D:
+            return SUSPECT.search(low, start, end) is not None
+    return False
+
+
+def _is_host_byte(c: int) -> bool:
+    return (0x61 <= c <= 0x7A) or (0x30 <= c <= 0x39) or c == 0x2E or c == 0x2D or c == 0x5F or c == 0x7E
+
+
 _QUOTE_BYTES: dict[int, bytes] = {0: b"", 0x22: b'"', 0x27: b"'"}
 _UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
@@ -76,6 +131,10 @@ _ATTR_KIND: dict[bytes, int] = {
     **{n.encode(): _URL for n in URL_ATTRS}, b"data": _DATA,
     **{n.encode(): _SRCSET for n in SRCSET_ATTRS}, b"ping": _PING, b"style": _STYLE, b"content": _CONTENT,
 }
+
+
+def _attr_vstart(a: Attr) -> int:
+    return a.vstart
 
 
 def rewrite_srcset(rw: HostRewriter, value: str) -> str:
@@ -159,26 +218,8 @@ def _plain_span(buf: bytes, start: int, end: int) -> bool:
 
 
 def rewrite_url_raw(rw: HostRewriter, value: bytes) -> bytes | None:
-    """``HostRewriter.rewrite_url_bytes`` (the same steps, with its tables), here so that it is
-    compiled with this module."""
-    stripped = value.lstrip(_ASCII_SPACE) if value and value[0] in _ASCII_SPACE else value
-    if not stripped:
-        return value
-    c = stripped[0]
-    if c not in _URL_FIRST_B:
-        return None if (0x1C <= c <= 0x1F or c >= 0x80) else value
-    low = stripped[: rw.hold].lower()
-    needle = rw.needle
-    for form, prefix in rw._url_forms[c]:
-        if low.startswith(prefix):
-            k = len(prefix)
-            if low.find(needle, 0, k + len(needle) - 1) >= 0:
-                return rw._rewrite_url_slow(value, stripped)
-            m = rw.pattern.match(low, k)
-            if m is None:
-                return value
-            return value[: len(value) - len(stripped)] + rw.replacements[form] + stripped[m.end() :]
-    return value
+    """``HostRewriter.rewrite_url_bytes`` (kept as a name for compiled callers)."""
+    return rw.rewrite_url_bytes(value)
 
 
 class UrlSplicer:
@@ -205,10 +246,13 @@ class UrlSplicer:
             p += 1
         if p >= e:
             return -1, 0, 0
+        needle = self.needle
         c = buf[p]
         forms = self.forms.get(c)
         if forms is None:
-            return (-2, 0, 0) if (0x1C <= c <= 0x1F or c >= 0x80) else (-1, 0, 0)
+            if 0x1C <= c <= 0x1F or c >= 0x80 or find_bytes(low, needle, p, e) >= 0:
+                return -2, 0, 0
+            return -1, 0, 0
         lend = min(e, p + self.hold)
         for form, prefix in forms:
             k = len(prefix)
@@ -219,14 +263,28 @@ class UrlSplicer:
                 i += 1
             if i < k:
                 continue
-            needle = self.needle
             if find_bytes(low, needle, p, min(lend, p + k + len(needle) - 1)) >= 0:
                 return -2, 0, 0
             m = self.pattern.match(low, p + k, lend)
             if m is None:
-                return -1, 0, 0
-            return form, p, m.end()
+                return -2, 0, 0  # the needle is in the value (or it would not be here): str path
+            me: int = m.end()
+            # another reference later in the value, or a %3A port: the str path decides
+            if find_bytes(low, needle, me, e) >= 0 or find_bytes(low, b"%3a", p + k, me) >= 0:
+                return -2, 0, 0
+            return form, p, me
+        if find_bytes(low, needle, p, e) >= 0 or _escapy_span(buf, p, e):
+            return -2, 0, 0
         return -1, 0, 0
+
+
+def _escapy_span(buf: bytes, start: int, end: int) -> bool:
+    """A ``%``, tab, LF or CR in ``buf[start:end]``: a URL only the browser's reading decides."""
+    for i in range(start, end):
+        c = buf[i]
+        if c == 0x25 or c == 0x09 or c == 0x0A or c == 0x0D:
+            return True
+    return False
 
 
 def _simple_value(raw: bytes, quote: bytes) -> bool:
@@ -287,6 +345,38 @@ def _replacements_simple(replacements: tuple[bytes, ...]) -> bool:
     return known
 
 
+class LongTagFilter:
+    """The bytes of one tag over ``[html] max_tag_bytes``, streamed: every origin reference the
+    byte forms show is rewritten by the one mapping (bounded hold, ``StreamingHostReplacer``);
+    a spelling that only decoding reveals (``SUSPECT`` whose decoded surroundings hold more
+    matches of the mapping than the raw bytes) raises ``UnsafeOverlongTag`` instead (fail
+    closed: never the unrewritten tag)."""
+
+    WINDOW = 320  # bytes of context around a suspect spelling, and of overlap between feeds
+
+    def __init__(self, rw: HostRewriter) -> None:
+        self.rw = rw
+        self.replacer = StreamingHostReplacer(rw, False)
+        self.tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        probe = self.tail + data.lower()
+        w = self.WINDOW
+        for m in SUSPECT.finditer(probe):
+            raw = probe[max(0, m.start() - w) : m.end() + w]
+            around = raw.decode("utf-8", "replace")
+            decoded = re.sub(r"[\t\n\r]", "", unquote(html_unescape(around))).lower().encode("utf-8", "replace")
+            m_ = self.rw.matcher
+            if len(m_.matches(decoded, 0, len(decoded), False)) > len(m_.matches(raw, 0, len(raw), False)):
+                raise UnsafeOverlongTag(
+                    f"a tag over [html] max_tag_bytes spells an origin URL with escapes near {around[:80]!r}")
+        self.tail = probe[-w:]
+        return self.replacer.feed(data)
+
+    def finish(self) -> bytes:
+        return self.replacer.finish()
+
+
 class SluicegateRules:
     """Per-document rule state (injection flags); registers its handlers on a rewriter."""
 
@@ -302,9 +392,16 @@ class SluicegateRules:
         self._simple_repl = _replacements_simple(rewriter.replacements)
         self.body_done = not self.body_snippet
         self._splicer: UrlSplicer | None = None  # made on the first origin tag (compiled builds)
+        self._last_el: Element | None = None
+        self.rewrite_text = settings.rewrite_text
 
     def install(self, html: HtmlRewriter) -> None:
-        html.on_element("*", self.urls, needle=self.rw.matcher.needle, raw=self.urls_raw)
+        matcher = self.rw.matcher
+        for needle in matcher.needles:  # with aliases: one needle per host (no raw-byte hook)
+            html.on_element("*", self.urls, needle=needle, raw=self.urls_raw, suspect=suspect_at)
+        self.install_text_filter(html)
+        html.set_long_tag_filter(self.long_tag_filter)
+        html.set_text_streamer(self.text_stream)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -315,22 +412,79 @@ class SluicegateRules:
         if not (self.head_done and self.body_done):
             html.on_end(self.document_end)
 
+    def text_stream(self, tag: bytes, start_tag: bytes, head: bytes) -> StreamingHostReplacer | None:
+        """A long ``<style>`` or ``<script>`` body streams through the one mapping (bounded hold)
+        instead of being held whole, unless the script filter needs it whole (inline Flight,
+        ``__NEXT_DATA__``: ``wants_whole``); ``<noscript>`` stays whole (nested markup)."""
+        if tag == b"style":
+            return StreamingHostReplacer(self.rw)
+        if tag != b"script":
+            return None
+        sf = self.script_filter
+        if sf is not None:
+            wants = getattr(sf, "wants_whole", None)
+            if wants is None or wants(start_tag, head):
+                return None
+        return StreamingHostReplacer(self.rw)
+
+    def long_tag_filter(self) -> LongTagFilter:
+        return LongTagFilter(self.rw)
+
+    def install_text_filter(self, html: HtmlRewriter) -> None:
+        """HTML text (data, ``title``, ``textarea``...) through the one mapping, when enabled."""
+        if self.rewrite_text:
+            matcher = self.rw.matcher
+            html.set_text_filter(StreamingHostReplacer(self.rw, False), needles=matcher.needles,
+                                 behind=matcher.max_prefix, hold=self.rw.hold)
+
     # -- URL attributes ----------------------------------------------------------------------------
 
     def urls(self, el: Element) -> None:
+        if el is self._last_el:  # one call per element, however many origin hosts it holds
+            return
+        self._last_el = el
         rw = self.rw
         attrs: dict[str, str] | None = None
-        for a in el.needle_attrs(rw.matcher.needle):
+        needles = rw.matcher.needles
+        found = el.needle_attrs(needles[0])
+        if len(needles) > 1:
+            seen = {a.vstart for a in found}
+            for n in needles[1:]:
+                for a in el.needle_attrs(n):
+                    if a.vstart not in seen:
+                        seen.add(a.vstart)
+                        found.append(a)
+            found.sort(key=_attr_vstart)
+        if SUSPECT.search(el.raw.lower()) is not None:
+            # values that may name the origin once decoded: every first-occurrence attribute
+            # with a reference or a percent sign (the browser's reading decides below)
+            names = {a.name for a in found}
+            vstarts = {a.vstart for a in found}
+            for a in el.all_attrs():
+                if a.name in names:
+                    continue
+                names.add(a.name)
+                if a.vstart >= 0 and a.vstart not in vstarts:
+                    v = el.raw[a.vstart : a.vend]
+                    if b"&" in v or b"%" in v or b"\n" in v or b"\t" in v or b"\r" in v:
+                        found.append(a)
+            found.sort(key=_attr_vstart)
+        for a in found:
             bname = a.name
             kind = _ATTR_KIND.get(bname, 0)
-            if kind == 0 or (kind == _DATA and el.name != b"object"):
-                continue
+            if (kind == _DATA and el.name != b"object") or kind == _STYLE:
+                kind = 0  # any other value: the one mapping, everywhere in it
             if kind <= _SRCSET and a.vstart >= 0:
                 # Fast path: a value without references, CR or NUL reads as its own UTF-8 bytes,
                 # so the rewrite can work on (and write back) raw bytes: same result, no decoding.
                 raw = el.raw[a.vstart : a.vend]
                 if _simple_value(raw, a.quote):
-                    new_raw = rw.rewrite_url_bytes(raw) if kind != _SRCSET else rewrite_srcset_bytes(rw, raw)
+                    if kind == 0:
+                        new_raw: bytes | None = rw.rewrite(raw, False)
+                    elif kind == _SRCSET:
+                        new_raw = rewrite_srcset_bytes(rw, raw)
+                    else:
+                        new_raw = rw.rewrite_url_bytes(raw)
                     if new_raw is not None:
                         if new_raw != raw and (self._simple_repl or _simple_value(new_raw, a.quote)):
                             el.set_raw_value(a, new_raw)
@@ -339,19 +493,19 @@ class SluicegateRules:
                             continue
             name = bname.decode("utf-8", "surrogateescape")
             value = el.value(a)
-            if name in URL_ATTRS or (name == "data" and el.tag == "object"):
+            if kind == 0:
+                new = rw.rewrite_text(value)
+            elif kind in (_URL, _DATA):
                 new = rw.rewrite_url(value)
-            elif name in SRCSET_ATTRS:
+            elif kind == _SRCSET:
                 new = rewrite_srcset(rw, value)
-            elif name == "ping":
+            elif kind == _PING:
                 new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
-            elif name == "style":
-                new = rewrite_css_urls(rw, value)
-            elif name == "content" and el.tag == "meta":
+            elif el.tag == "meta":  # content
                 attrs = attrs or el.attributes
                 new = self._meta_content(attrs, value)
             else:
-                continue
+                new = rw.rewrite_text(value)
             if new != value:
                 el.set_attribute(name, new)
 
@@ -362,6 +516,8 @@ class SluicegateRules:
         when every attribute ``urls`` would touch takes its raw-byte fast path, else ``None``
         (the caller then runs ``urls`` on an ``Element``). Same result as ``urls`` +
         ``Element.serialize``."""
+        if _tag_may_hide(buf, low, start, end):
+            return None  # a value may spell an origin the byte hook cannot see: the full path
         if _COMPILED:
             return self.urls_spans(buf, low, start, astart, aend, end, name)
         # Interpreted: regexes and ``bytes`` methods beat Python byte loops.
@@ -370,16 +526,16 @@ class SluicegateRules:
         pos = start
         for ns, ne, vs, ve, qc in _needle_attr_spans_re(buf, low, astart, aend, rw.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
-            if kind == 0 or (kind == _DATA and name != b"object"):
-                continue
-            if kind > _SRCSET and kind != _STYLE:
+            if (kind == _DATA and name != b"object") or kind == _STYLE:
+                kind = 0
+            if kind > _SRCSET:
                 return None
             quote = _QUOTE_BYTES[qc]
             raw = buf[vs:ve]
             if not _simple_value(raw, quote):
                 return None
-            if kind == _STYLE:
-                new_raw = rewrite_css_urls_bytes(rw, raw)
+            if kind == 0:
+                new_raw: bytes | None = rw.rewrite(raw, False)
             else:
                 new_raw = rewrite_srcset_bytes(rw, raw) if kind == _SRCSET else rw.rewrite_url_bytes(raw)
             if new_raw is None:
@@ -409,16 +565,14 @@ class SluicegateRules:
         pos = start
         for ns, ne, vs, ve, qc in needle_attr_spans(buf, low, astart, aend, sp.needle):
             kind = _ATTR_KIND.get(low[ns:ne], 0)
-            if kind == 0 or (kind == _DATA and name != b"object"):
-                continue
-            if (kind > _SRCSET and kind != _STYLE) or not self._simple_repl:
+            if (kind == _DATA and name != b"object") or kind == _STYLE:
+                kind = 0
+            if kind > _SRCSET or not self._simple_repl:
                 return None
             if not (_plain_span(buf, vs, ve) if qc else _simple_value(buf[vs:ve], b"")):
                 return None
-            if kind == _STYLE:  # rare: CSS url()s by regex, like the interpreted path
-                new_style = rewrite_css_urls_bytes(self.rw, buf[vs:ve])
-                if new_style is None:
-                    return None
+            if kind == 0:  # any other value: the one mapping, everywhere in it
+                new_style = self.rw.rewrite(buf[vs:ve], False)
                 if new_style != buf[vs:ve]:
                     parts.append(buf[pos:vs])
                     parts.append(new_style)
@@ -469,7 +623,7 @@ class SluicegateRules:
         for key in ("property", "name", "itemprop"):
             if attrs.get(key, "").strip().lower() in META_URL_KEYS:
                 return self.rw.rewrite_url(value)
-        return value
+        return self.rw.rewrite_text(value)
 
     # -- script and style bodies -------------------------------------------------------------------
 
@@ -491,7 +645,8 @@ class SluicegateRules:
         if not body.complete or not self.rw.might_contain(body.raw):
             return
         inner = HtmlRewriter(max_tag_bytes=len(body.raw) + 1, max_text_bytes=len(body.raw) + 1)
-        SluicegateRules(self.rw, HtmlSettings(), inject=False, script_filter=None).install(inner)
+        SluicegateRules(self.rw, HtmlSettings(rewrite_text=self.rewrite_text), inject=False,
+                        script_filter=None).install(inner)
         body.replace(inner.feed(body.raw) + inner.finish())
 
     # -- injection ---------------------------------------------------------------------------------
