@@ -122,6 +122,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         origin.wait(5)
 
 
+def _cmd_version(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        print(f"sluicegate {__version__}")
+        return 0
+    from sluicegate.buildinfo import describe
+
+    print("\n".join(describe()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluicegate", description="Streaming edge proxy")
     parser.add_argument("--version", action="version", version=f"sluicegate {__version__}")
@@ -138,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--origin-port", type=int, default=9000)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("version", help="print the version (--verbose: Python, event loop, parser, fast paths)")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=_cmd_version)
 
     p = sub.add_parser("check-config", help="validate a settings file")
     p.add_argument("file")
