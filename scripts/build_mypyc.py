@@ -5,9 +5,9 @@ A thin wrapper over ``pip install``, the one build mechanism (docs/build.md)::
     .venv/bin/python scripts/build_mypyc.py               # editable install: compiled modules in src/
     .venv/bin/python scripts/build_mypyc.py --if-changed  # the same, skipped when nothing it reads changed
     .venv/bin/python scripts/build_mypyc.py --clean       # remove the in-place build (pure Python)
-    .venv/bin/python scripts/build_mypyc.py --target DIR [--add-module sluicegate.x.y ...]
+    .venv/bin/python scripts/build_mypyc.py --target DIR [--add-module M ...] [--drop-module M ...]
         # a regular install of a copy of the tree into DIR (for PYTHONPATH=DIR), e.g. for benchmarks;
-        # --add-module compiles more modules than src/sluicegate/_compiled.py lists (to measure them)
+        # --add-module / --drop-module change the compiled set of the copy (bench/bench_compiled.py)
 
 Builds without isolation: the venv must hold the build requirements of pyproject.toml (``./run.sh
 setup`` installs them). Prints the resulting ``fast paths:`` line; exits non-zero only when pip fails
@@ -50,8 +50,9 @@ def inputs_hash() -> str:
 
 def fast_paths_line(pythonpath: Path | None = None) -> str:
     env = dict(_ENV, PYTHONPATH=str(pythonpath)) if pythonpath else _ENV
-    res = subprocess.run([sys.executable, "-c", "from sluicegate.buildinfo import fast_paths as f; print(f()['summary'])"],
-                         env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
+    code = "from sluicegate.buildinfo import fast_paths as f; print(f()['summary'])"
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(),
+                         capture_output=True, text=True, check=True)
     return "fast paths: " + res.stdout.strip()
 
 
@@ -73,7 +74,7 @@ def build_editable(if_changed: bool) -> None:
     print(fast_paths_line())
 
 
-def build_target(target: Path, extra: list[str]) -> None:
+def build_target(target: Path, extra: list[str], drop: list[str]) -> None:
     """A regular (non-editable) install of a copy of the tree into ``target``."""
     with tempfile.TemporaryDirectory(prefix="sg-build-") as tmp:
         tree = Path(tmp) / "tree"
@@ -82,9 +83,11 @@ def build_target(target: Path, extra: list[str]) -> None:
             shutil.copy2(ROOT / name, tree / name)
         shutil.copytree(ROOT / "src", tree / "src",
                         ignore=shutil.ignore_patterns("*.so", "__pycache__", "_fastpaths.json", "*.egg-info"))
-        if extra:
+        if extra or drop:
             listed = tree / "src" / "sluicegate" / "_compiled.py"
             text = listed.read_text()
+            for m in drop:
+                text = text.replace(f'    "{m}",\n', "")
             lines = "".join(f'    "{m}",\n' for m in extra if m not in compiled_modules(tree))
             listed.write_text(text.replace("\n)\n", "\n" + lines + ")\n", 1))
         shutil.rmtree(target, ignore_errors=True)
@@ -98,11 +101,12 @@ def main() -> None:
     ap.add_argument("--if-changed", action="store_true", help="skip when the build inputs did not change")
     ap.add_argument("--target", type=Path, help="install a copy of the tree into this directory")
     ap.add_argument("--add-module", action="append", default=[], help="with --target: also compile this module")
+    ap.add_argument("--drop-module", action="append", default=[], help="with --target: do not compile this module")
     args = ap.parse_args()
     if args.clean:
         clean()
     elif args.target is not None:
-        build_target(args.target.resolve(), args.add_module)
+        build_target(args.target.resolve(), args.add_module, args.drop_module)
     else:
         build_editable(args.if_changed)
 
