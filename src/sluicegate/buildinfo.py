@@ -62,9 +62,9 @@ def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_manifest(pkg_dir: Path = _PKG_DIR) -> dict[str, Any] | None:
+def read_manifest() -> dict[str, Any] | None:
     try:
-        data = json.loads((pkg_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        data = json.loads((_PKG_DIR / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
