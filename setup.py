@@ -17,7 +17,9 @@ and mypy ship their mypyc builds). The modules are listed in src/sluicegate/_com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import runpy
@@ -95,15 +97,18 @@ def _decide_extensions() -> tuple[list[Any], str | None]:
         except ImportError as exc:
             problem = f"mypyc not available ({exc})"
     if problem is None:
-        # mypy's cache for the compile, apart from the developer's .mypy_cache
-        os.environ.setdefault("MYPY_CACHE_DIR", str(Path("build") / "mypyc-cache"))
+        out = io.StringIO()
         try:
-            exts = mypycify([str(_source(m)) for m in COMPILED_MODULES], group_name=GROUP,
-                            opt_level="3", strip_asserts=False, target_dir=str(Path("build") / "mypyc"))
+            with contextlib.redirect_stdout(out):  # mypy prints its errors, then exits
+                exts = mypycify([str(_source(m)) for m in COMPILED_MODULES], group_name=GROUP, opt_level="3",
+                                strip_asserts=False, target_dir=str(Path("build") / "mypyc"))
             return list(exts), None
-        except BaseException as exc:  # mypy reports type errors with SystemExit
-            traceback.print_exc()
-            problem = f"mypyc failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        except BaseException as exc:
+            errors = [line for line in out.getvalue().splitlines() if ": error:" in line]
+            detail = "; ".join(errors[:3]) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            problem = f"mypyc failed ({detail[:300]})"
+        finally:
+            sys.stderr.write(out.getvalue())  # mypyc's warnings, or the errors in full
     if MODE == "require":
         raise SystemExit(f"sluicegate build: SLUICEGATE_BUILD_MYPYC=require but {problem}")
     _say(f"building pure Python: {problem}")

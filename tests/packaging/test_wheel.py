@@ -1,7 +1,8 @@
 """The installable build: what ``pip install <repo>`` gives, tested as a user gets it.
 
-A wheel is built from a copy of this tree by pip (with build isolation, as a user's pip does: the build
-requirements come from pyproject.toml), installed into a clean venv, and checked there: the hot modules
+A wheel is built from a copy of this tree by the pip of a clean venv (nothing installed yet, build
+isolation: everything the build needs must come from pyproject.toml's build requirements, as for a user's
+first ``pip install``), installed into that venv, and checked there: the hot modules
 are mypyc extension modules and ``sluicegate version --verbose`` says so, the ``.py`` sources ship too
 (``SLUICEGATE_PURE_PYTHON=1`` runs them), the rewriter's conformance suites pass against the installed
 wheel, and an edited installed source makes the run time fall back to it (stale build). A second wheel,
@@ -16,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -55,10 +55,11 @@ def _copy_tree(dest: Path) -> Path:
     return dest
 
 
-def _build_wheel(work: Path, name: str, env: Mapping[str, str | None] | None = None) -> Path:
+def _build_wheel(venv_dir: Path, work: Path, name: str, env: Mapping[str, str | None] | None = None) -> Path:
     tree = _copy_tree(work / f"tree-{name}")
     dist = work / f"dist-{name}"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(tree)], env=env, cwd=work)
+    _run([str(venv_dir / "bin" / "python"), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(tree)],
+         env=env, cwd=work)
     (wheel,) = dist.glob("sluicegate-*.whl")
     return wheel
 
@@ -74,19 +75,23 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def compiled_wheel(work: Path) -> Path:
-    return _build_wheel(work, "compiled")
+def bare_venv(work: Path) -> Path:
+    env_dir = work / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    return env_dir
 
 
 @pytest.fixture(scope="session")
-def clean_venv(work: Path, compiled_wheel: Path) -> Path:
-    """A fresh venv holding the compiled wheel (its dependencies pinned by requirements.lock) and pytest."""
-    env_dir = work / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    _run([str(py), "-m", "pip", "install", "-q", "-c", str(REPO / "requirements.lock"), str(compiled_wheel),
-          "pytest", "pytest-asyncio", "hypothesis"], cwd=work)
-    return env_dir
+def compiled_wheel(work: Path, bare_venv: Path) -> Path:
+    return _build_wheel(bare_venv, work, "compiled")
+
+
+@pytest.fixture(scope="session")
+def clean_venv(work: Path, bare_venv: Path, compiled_wheel: Path) -> Path:
+    """The venv with the compiled wheel installed (dependencies pinned by requirements.lock) and pytest."""
+    _run([str(bare_venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(REPO / "requirements.lock"),
+          str(compiled_wheel), "pytest", "pytest-asyncio", "hypothesis"], cwd=work)
+    return bare_venv
 
 
 def _verbose(env_dir: Path, work: Path, **env: str | None) -> str:
@@ -155,11 +160,11 @@ def test_edited_installed_source_is_not_shadowed(clean_venv: Path, work: Path) -
 
 
 @pytest.fixture(scope="session")
-def pure_wheel(work: Path) -> Iterator[Path]:
+def pure_wheel(work: Path, bare_venv: Path) -> Iterator[Path]:
     """A wheel built where no C compiler can be found: PATH holds no compiler and CC is unset."""
     empty = work / "no-compiler-bin"
     empty.mkdir()
-    yield _build_wheel(work, "nocc", env={"PATH": str(empty), "CC": None, "LDSHARED": None})
+    yield _build_wheel(bare_venv, work, "nocc", env={"PATH": str(empty), "CC": None, "LDSHARED": None})
 
 
 def test_without_c_compiler_installs_and_runs_pure(pure_wheel: Path, clean_venv: Path, work: Path) -> None:
