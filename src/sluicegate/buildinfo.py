@@ -28,7 +28,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import platform
 import sys
 import warnings
 from collections.abc import Sequence
@@ -177,6 +176,8 @@ def _version_of(module: str) -> str | None:
 
 def describe() -> list[str]:
     """The lines of ``sluicegate version --verbose``."""
+    import platform
+
     from sluicegate import __version__
 
     uvloop = _version_of("uvloop")
