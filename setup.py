@@ -77,6 +77,7 @@ def _compiler_problem() -> str | None:
 
 _EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 _decided: tuple[list[Any], str | None] | None = None
+_digests: dict[str, str] = {}  # of the sources as mypyc read them (an edit during the build makes it stale)
 
 
 def _mypyc_extensions() -> tuple[list[Any], str | None]:
@@ -98,6 +99,7 @@ def _decide_extensions() -> tuple[list[Any], str | None]:
             problem = f"mypyc not available ({exc})"
     if problem is None:
         out = io.StringIO()
+        _digests.update({m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in COMPILED_MODULES})
         try:
             with contextlib.redirect_stdout(out):  # mypy prints its errors, then exits
                 exts = mypycify([str(_source(m)) for m in COMPILED_MODULES], group_name=GROUP, opt_level="3",
@@ -154,8 +156,7 @@ class _BuildMypyc(build_ext):
         if reason is None:
             from mypy.version import __version__ as mypy_version
 
-            manifest = {"compiled": True, "mypy": mypy_version,
-                        "modules": {m: hashlib.sha256(_source(m).read_bytes()).hexdigest() for m in COMPILED_MODULES}}
+            manifest = {"compiled": True, "mypy": mypy_version, "modules": dict(_digests)}
             _say(f"compiled {len(COMPILED_MODULES)} modules with mypyc (mypy {mypy_version})")
         else:
             manifest = {"compiled": False, "reason": reason}
