@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import runpy
 import sys
 import sysconfig
@@ -71,7 +72,9 @@ def _compiler_problem() -> str | None:
             cc.link_shared_object(objs, str(Path(tmp) / "probe.so"))
         except Exception as exc:
             text = " ".join(str(exc).split())
-            return f"no working C compiler ({text[:200]})"
+            status = re.search(r"exit (?:status|code) (\d+)", text)
+            text = f"exit status {status.group(1)}" if status else text[:160]
+            return f"no working C compiler ({(getattr(cc, 'compiler_so', None) or ['?'])[0]}: {text})"
     return None
 
 
