@@ -126,11 +126,16 @@ def _remove_extensions(pkg_dir: Path) -> None:
             p.unlink()
 
 
+_BUILD_COMMANDS = {"build", "build_ext", "bdist", "bdist_wheel", "bdist_egg", "editable_wheel", "develop", "install"}
+
+
 class _BuildMypyc(build_ext):
     """build_ext that runs mypyc first, and falls back to pure Python instead of failing."""
 
     def finalize_options(self) -> None:
-        self.distribution.ext_modules = _mypyc_extensions()[0]
+        # egg_info/dist_info/sdist finalize build_ext too (for its source list): mypyc runs only for a build.
+        building = bool(_BUILD_COMMANDS & set(self.distribution.commands))
+        self.distribution.ext_modules = _mypyc_extensions()[0] if building else []
         super().finalize_options()
 
     def run(self) -> None:
