@@ -14,8 +14,9 @@ head and body-end injection) and reports MB/s of input:
   (lexbor) parse+serialize — bench-only dependencies: ``.venv/bin/pip install html5lib selectolax``.
 
 Each variant runs in a child process, once on the pure-Python modules (``SLUICEGATE_PURE_PYTHON=1``)
-and once on mypyc-compiled ones, built into a temporary copy of the package with
-``scripts/build_mypyc.py --target`` (``--no-mypyc`` skips that). Figures are medians of ``--runs``
+and once on mypyc-compiled ones: the installed ones when the installed build is compiled (``pip install``,
+``./run.sh``), else built into a temporary directory with ``scripts/build_mypyc.py --target``
+(``--no-mypyc`` skips that). Figures are medians of ``--runs``
 runs of both CPU time (``time.process_time``: the code's own cost, robust on a shared machine) and
 wall time; the load average is recorded because the machine is shared.
 
@@ -364,10 +365,16 @@ def main() -> int:
     results["pure"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": "1"})
     report("pure", r)
     if not args.no_mypyc:
-        with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
-                           check=True, capture_output=True)
-            results["mypyc"] = r = run_child(args.runs, {"PYTHONPATH": tmp, "SLUICEGATE_PURE_PYTHON": ""})
+        from sluicegate.buildinfo import fast_paths
+
+        results["installed_fast_paths"] = fast_paths()["summary"]
+        if fast_paths()["compiled"]:  # the installed build is compiled (pip install / ./run.sh): measure it
+            results["mypyc"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": ""})
+        else:  # build one with the project's build into a temporary directory
+            with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
+                subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
+                               check=True, capture_output=True)
+                results["mypyc"] = r = run_child(args.runs, {"PYTHONPATH": tmp, "SLUICEGATE_PURE_PYTHON": ""})
         if not r["compiled"]:
             raise SystemExit("the mypyc child did not run compiled modules")
         report("mypyc", r)

@@ -215,6 +215,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 origin.wait()
 
 
+def _cmd_version(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        print(f"sluicegate {__version__}")
+        return 0
+    from sluicegate.buildinfo import describe
+
+    print("\n".join(describe()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluicegate", description="Streaming edge proxy")
     parser.add_argument("--version", action="version", version=f"sluicegate {__version__}")
@@ -238,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pid", type=int, help="the supervisor's pid (default: read [server] pid_file)")
     p.add_argument("--pid-file")
     p.set_defaults(func=_cmd_reload)
+
+    p = sub.add_parser("version", help="print the version (--verbose: Python, event loop, parser, fast paths)")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=_cmd_version)
 
     p = sub.add_parser("check-config", help="validate a settings file")
     p.add_argument("file")

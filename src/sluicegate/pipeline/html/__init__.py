@@ -47,34 +47,11 @@ touch that script. ``ScriptText`` (an alias of ``rewriter.TextBody``) offers:
 ``Deferred`` has ``.resolve(new_raw: bytes)`` (once), ``.resolved`` and ``.original``.
 """
 
-import importlib.machinery as _machinery
-import importlib.util as _util
-import os as _os
-import sys as _sys
-from pathlib import Path as _Path
-
-# Optional mypyc build (``scripts/build_mypyc.py``): compiled ``.so`` modules sit next to these
-# files and win on import. ``SLUICEGATE_PURE_PYTHON=1`` forces the ``.py`` sources instead.
-_COMPILABLE = ("charrefs", "treesim", "lexer", "rewriter", "rules")
-
-
-class _PureFinder:
-    """Meta path finder that resolves this package's compilable modules to their ``.py`` files."""
-
-    @staticmethod
-    def find_spec(name: str, path: object = None, target: object = None) -> _machinery.ModuleSpec | None:
-        pkg, _, mod = name.rpartition(".")
-        if pkg != __name__ or mod not in _COMPILABLE:
-            return None
-        src = _Path(__file__).with_name(mod + ".py")
-        return _util.spec_from_file_location(name, src, loader=_machinery.SourceFileLoader(name, str(src)))
-
-
-if _os.environ.get("SLUICEGATE_PURE_PYTHON", "") not in ("", "0"):
-    _sys.meta_path.insert(0, _PureFinder())
-
-from sluicegate.pipeline.html import rewriter as _rewriter  # noqa: E402
-from sluicegate.pipeline.html.rewriter import (  # noqa: E402
+# The compiled (mypyc) or the pure-Python versions of these modules are chosen by
+# ``sluicegate.buildinfo`` (the list: ``sluicegate/_compiled.py``; ``SLUICEGATE_PURE_PYTHON=1`` forces
+# the ``.py`` sources).
+from sluicegate.pipeline.html import rewriter as _rewriter
+from sluicegate.pipeline.html.rewriter import (
     Deferred,
     DocumentEnd,
     Element,
@@ -83,7 +60,7 @@ from sluicegate.pipeline.html.rewriter import (  # noqa: E402
     TextBody,
     TextChunk,
 )
-from sluicegate.pipeline.html.rules import (  # noqa: E402
+from sluicegate.pipeline.html.rules import (
     ScriptFilter,
     ScriptText,
     SluicegateRules,

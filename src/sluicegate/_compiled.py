@@ -1,0 +1,22 @@
+"""The modules compiled with mypyc: the one list that the build, the run time and the tests read.
+
+``setup.py`` compiles exactly these (one mypyc group, one shared library ``sluicegate/_fast__mypyc*.so``);
+``sluicegate.buildinfo`` decides at run time whether their compiled or their ``.py`` versions are
+imported (``SLUICEGATE_PURE_PYTHON=1``, stale or missing build) and reports which. Adding a module is
+one line here (it must pass mypyc: see docs/build.md), then a rebuild (``./run.sh setup`` or
+``pip install .``). This file is executed by ``setup.py`` before the package exists: no imports.
+"""
+
+GROUP = "sluicegate._fast"
+"""mypyc group name: the shared library is ``<GROUP>__mypyc`` (inside the package)."""
+
+COMPILED_MODULES: tuple[str, ...] = (
+    "sluicegate.pipeline.html.charrefs",
+    "sluicegate.pipeline.html.treesim",
+    "sluicegate.pipeline.html.lexer",
+    "sluicegate.pipeline.html.rewriter",
+    "sluicegate.pipeline.html.rules",
+    # host matching + the CSS/JS/JSON text replacer: 1.20-1.31x on CSS/JS, 1.20x on text/x-component (docs/build.md)
+    "sluicegate.pipeline.hosts",
+    "sluicegate.pipeline.text",
+)
