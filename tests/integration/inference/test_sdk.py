@@ -9,8 +9,9 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from conftest import Mocks
 from harness import GatewayServer
+
+from conftest import Mocks
 
 MSG: list[Any] = [{"role": "user", "content": "hi"}]
 TEXT = "Hello from the sluicegate mock provider. Streams are relayed byte for byte, café ✓."

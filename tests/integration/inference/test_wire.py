@@ -9,8 +9,9 @@ import time
 import zlib
 
 import pytest
-from conftest import Mocks
 from harness import GatewayServer, raw_request, read_response, send_request
+
+from conftest import Mocks
 
 CHAT = "/llm/v1/chat/completions"
 
