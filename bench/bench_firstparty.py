@@ -159,9 +159,10 @@ def start_origin() -> int:
 
 
 def start_proxy(tmp: str, origin: int, identity: bool) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+    port, admin = free_port(), free_port()
     cfg = Path(tmp) / f"sg-{port}.toml"
-    text = (f'[server]\nhost = "127.0.0.1"\ntrusted_proxies = ["127.0.0.1/32"]\n[publisher]\n'
+    text = (f'[server]\nhost = "127.0.0.1"\ntrusted_proxies = ["127.0.0.1/32"]\n'
+            f'[admin]\nlisten = "127.0.0.1:{admin}"\n[publisher]\n'
             f'origin_url = "http://127.0.0.1:{origin}"\npublic_hosts = ["127.0.0.1:{port}"]\n')
     if identity:
         text += ('[identity]\nenabled = true\ngeo_country_header = "x-geo-country"\n'
@@ -172,7 +173,7 @@ def start_proxy(tmp: str, origin: int, identity: bool) -> tuple[subprocess.Popen
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sluicegate/health", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/livez", timeout=1):
                 return proc, port
         except OSError:
             time.sleep(0.05)

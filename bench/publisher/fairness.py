@@ -235,11 +235,11 @@ async def heavy_get(port: int, path: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def lag_buckets(port: int) -> dict[str, dict[float, float]]:
+def lag_buckets(admin_port: int) -> dict[str, dict[float, float]]:
     """Both lag histograms' cumulative buckets: ``lag`` (wall) and ``busy`` (the worker's own CPU only)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sluicegate/metrics", timeout=10) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     out: dict[str, dict[float, float]] = {"lag": {}, "busy": {}}
     for m in re.finditer(r'^sluicegate_event_loop_(busy_)?lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
@@ -282,6 +282,7 @@ class Bench:
         self.rate = rate
         self.user = "user root;" if os.geteuid() == 0 else ""
         self.origin_port = free_port()
+        self.admin_of: dict[int, int] = {}  # sluicegate's public port -> its admin port (metrics live there)
 
     def prepare(self) -> dict[str, int]:
         www = self.tmp / "www"
@@ -310,8 +311,10 @@ class Bench:
             wait_http(port, "/small.html", proc)
             return port, proc
         cfg = self.tmp / f"sg-{port}.toml"
+        self.admin_of[port] = admin = free_port()
         cfg.write_text("\n".join([
             "[server]", 'host = "127.0.0.1"', f"port = {port}", "",
+            "[admin]", f'listen = "127.0.0.1:{admin}"', "",
             "[publisher]", f'origin_url = "http://127.0.0.1:{self.origin_port}"',
             f'public_hosts = ["127.0.0.1:{port}"]', "",
             "[limits]", f"max_decoded_body_bytes = {self.bomb_cap_mib * MIB}", "",
@@ -320,7 +323,7 @@ class Bench:
         ]))
         argv = [PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
         proc = self.procs.add(Proc(target, argv, self.tmp / f"sluicegate-{target}.log"))
-        wait_http(port, "/_sluicegate/health", proc)
+        wait_http(admin, "/livez", proc)
         return port, proc
 
     async def heavy_alone(self, port: int, proc: Proc, load: str) -> dict[str, float]:
@@ -340,7 +343,7 @@ class Bench:
         runner = asyncio.create_task(small.run())
         is_sg = target != "nginx"
         await asyncio.sleep(0.5)
-        lag0 = lag_buckets(port) if is_sg else None
+        lag0 = lag_buckets(self.admin_of[port]) if is_sg else None
         cpu0 = tree_cpu_s(proc.pid)
         t0 = time.perf_counter()
         heavy: list[dict[str, Any]] = []
@@ -352,7 +355,7 @@ class Bench:
                 heavy += await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"]))
         t1 = time.perf_counter()
         cpu = tree_cpu_s(proc.pid) - cpu0
-        lag1 = lag_buckets(port) if is_sg else None
+        lag1 = lag_buckets(self.admin_of[port]) if is_sg else None
         await asyncio.sleep(0.3)
         small.stop()
         await runner

@@ -98,16 +98,19 @@ def build_heavy_origin(log: HeavyLog) -> web.Application:
 
     @r.get("/endless-script.html")
     async def endless_script(request: web.Request) -> web.StreamResponse:
-        """A ``<script>`` that never closes: the rewriter holds it whole and emits nothing."""
+        """A ``__NEXT_DATA__`` script that never closes: a unit the rewriter must hold whole (its JSON is
+        rewritten as one document), so it emits nothing while it grows. (Plain scripts stream.)"""
         tag = request.query.get("tag", "script")
         resp = web.StreamResponse(headers={"Content-Type": "text/html"})
         await resp.prepare(request)
-        line = b"var x = 'abcdefghijklmnopqrstuvwxyz0123456789';\n" * 1024
+        line = b"abcdefghijklmnopqrstuvwxyz0123456789 abcdefghijklmnopqrstuvwxyz012345678\\n" * 1024
         try:
-            await resp.write(b"<!doctype html><html><body><script>\n")
-            for _ in range(400):  # ~19 MiB
+            await resp.write(
+                b'<!doctype html><html><body><script id="__NEXT_DATA__" type="application/json">{"props":"'
+            )
+            for _ in range(400):  # ~30 MiB
                 await resp.write(line)
-            await resp.write(b"</script></body></html>\n")
+            await resp.write(b'"}</script></body></html>\n')
         except (ConnectionResetError, asyncio.CancelledError):
             log.closed_at[tag] = time.monotonic()
             raise
