@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts_url import browser_url_start
 from sluicegate.publisher.inbound_form import FormBodyMapper
 from sluicegate.publisher.inbound_values import ValueMapper
 
@@ -67,18 +68,19 @@ class InboundMapper:
     def map_url(self, url: str) -> str:
         """A whole URL (``Referer``, ``Origin``) on the public host: its authority, then its query values.
         A URL on any other host is left exactly as it is, query included."""
-        new = self.rw.rewrite_url(url)
-        if new == url:
+        # Decided by the URL's start alone (as the browser's parser reads it): ``rewrite_url`` would also
+        # map a bare public host anywhere in the rest, i.e. in another site's query or path.
+        head = browser_url_start(self.rw, url)
+        if head is None:
             return url
-        path, q, rest = new.partition("?")
+        new_head, k = head
+        path, q, rest = url[k:].partition("?")
         if not q:
-            return new
+            return new_head + path
         query, hash_, frag = rest.partition("#")
         raw = query.encode("latin-1", "surrogateescape")
         mapped = self.map_query(raw)
-        if mapped is raw:
-            return new
-        return path + q + mapped.decode("latin-1", "surrogateescape") + hash_ + frag
+        return new_head + path + q + mapped.decode("latin-1", "surrogateescape") + hash_ + frag
 
     def map_cookie(self, header: str) -> str:
         """``Cookie: a=1; b=2``: each value mapped, names and separators kept byte for byte."""

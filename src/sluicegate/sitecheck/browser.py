@@ -40,10 +40,20 @@ _SNAPSHOT_JS = r"""((ignore, maxChars) => {
       const attrs = Array.from(node.attributes).map((a) => a.name + '=' + JSON.stringify(a.value)).sort();
       push('  '.repeat(depth) + '<' + node.nodeName.toLowerCase() + (attrs.length ? ' ' + attrs.join(' ') : '') + '>');
       const kids = node.nodeName === 'TEMPLATE' && node.content ? node.content.childNodes : node.childNodes;
-      for (const c of kids) walk(c, depth + 1);
-    } else if (node.nodeType === 3 || node.nodeType === 4) {
-      const t = node.data.replace(/\s+/g, ' ').trim();
-      if (t) push('  '.repeat(depth) + '#text ' + JSON.stringify(t));
+      // Adjacent text nodes are one text (as Node.normalize() would make them): where a parser splits text
+      // depends on how the bytes arrived over the network, not on what the page is.
+      let run = null;
+      const text = () => {
+        const t = run === null ? '' : run.replace(/\s+/g, ' ').trim();
+        if (t) push('  '.repeat(depth + 1) + '#text ' + JSON.stringify(t));
+        run = null;
+      };
+      for (const c of kids) {
+        if (c.nodeType === 3 || c.nodeType === 4) { run = (run === null ? '' : run) + c.data; continue; }
+        text();
+        walk(c, depth + 1);
+      }
+      text();
     }
   };
   if (document.documentElement) walk(document.documentElement, 0);

@@ -106,12 +106,16 @@ def reachable(url: str, timeout: float = 10.0) -> None:
 def local_proxy(origin: str, aliases: list[str]) -> Iterator[str]:
     """``sluicegate serve`` on a free 127.0.0.1 port publishing ``origin``; yields its base URL."""
     port = _free_port()
+    # Its own admin listener (readiness lives there, not on the public port, where every path is the
+    # origin's), on a free port: the default 127.0.0.1:9901 may belong to a sluicegate already running.
+    admin = _free_port()
     tmp = Path(tempfile.mkdtemp(prefix="sluicegate-check-site-proxy-"))
     config = tmp / "sluicegate.toml"
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", "", "[publisher]",
              f'origin_url = "{origin}"', f'public_hosts = ["127.0.0.1:{port}"]']
     if aliases:
         lines.append("origin_aliases = [" + ", ".join(f'"{a}"' for a in aliases) + "]")
+    lines += ["", "[admin]", f'listen = "127.0.0.1:{admin}"']
     config.write_text("\n".join(lines) + "\n")
     log = tmp / "sluicegate.log"
     with log.open("wb") as fh:
@@ -122,17 +126,21 @@ def local_proxy(origin: str, aliases: list[str]) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
+        why = ""
         while True:
             if proc.poll() is not None:
                 raise CheckError(f"sluicegate exited at start-up:\n{log.read_text(errors='replace')[-3000:]}")
             try:
-                with urllib.request.urlopen(url + "/_sluicegate/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise CheckError(f"sluicegate did not start:\n{log.read_text(errors='replace')[-3000:]}") \
-                        from None
-                time.sleep(0.1)
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
+                    break  # 200: a worker serves and the origin answered the readiness probe
+            except urllib.error.HTTPError as exc:  # 503 and why (no worker yet, origin not probed yet)
+                why = exc.read(2000).decode("utf-8", "replace")
+            except OSError as exc:
+                why = str(exc)
+            if time.monotonic() > deadline:
+                raise CheckError(f"sluicegate did not become ready ({why.strip()}):\n"
+                                 f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
         yield url
     finally:
         proc.terminate()

@@ -103,3 +103,46 @@ def test_an_ideal_proxy_is_reported_clean(name: str, tmp_path: Path) -> None:
     assert len(report["pages"]) >= least
     assert report["totals"]["forms"] >= (1 if name in ("gazette", "cms", "nextjs") else 0)
     assert rc == 0, text[-6000:]
+
+
+def test_text_split_by_network_timing_is_not_a_dom_difference() -> None:
+    """Chromium makes one text node per network read of a JSON or text body; the proxy streams (a held tail, a
+    sliced send), so the same text can arrive in two reads. The snapshot joins adjacent text nodes, as
+    ``Node.normalize()`` does; a different text is still a difference."""
+    import asyncio
+
+    from sluicegate.sitecheck.browser import Browser
+
+    body = ('[{"id": 1, "link": "http:\\/\\/site.example\\/hello-world\\/"}, ' * 20 + "{}]").encode()
+
+    async def split(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(body[:-40])
+        await asyncio.sleep(0.3)  # the two reads reach the browser apart
+        await resp.write(request.query.get("tail", "").encode() or body[-40:])
+        await resp.write_eof()
+        return resp
+
+    async def whole(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def visit(base: str) -> tuple[list[str], list[str], list[str]]:
+        async with Browser(str(CHROMIUM)) as b:
+            a = (await b.visit(base + "/whole")).dom
+            s = (await b.visit(base + "/split")).dom
+            d = (await b.visit(base + "/split?tail=" + "x" * 40)).dom
+        return a, s, d
+
+    app = web.Application()
+    app.router.add_get("/whole", whole)
+    app.router.add_get("/split", split)
+    server = ThreadedApp(app).start()
+    try:
+        a, s, d = asyncio.run(visit(server.url))
+    finally:
+        server.stop()
+    texts = [line for line in a if "#text" in line]
+    assert len(texts) == 1 and "hello-world" in texts[0]
+    assert s == a
+    assert d != a

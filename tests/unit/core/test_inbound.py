@@ -77,6 +77,16 @@ def test_headers() -> None:
     ]
 
 
+def test_referer_is_decided_by_its_authority_alone() -> None:
+    """A Referer from another site is left as it is even when the public host stands bare in its path
+    or query (``rewrite_url`` maps a bare host anywhere; the inbound mapping must not); on the public
+    host, the authority and query values are mapped and the path is left alone, like a request path."""
+    foreign = [("Referer", "https://search.example/www.pub.test/?q=www.pub.test")]
+    assert M.map_headers(foreign) == foreign
+    own = [("Referer", "http://www.pub.test/tag/www.pub.test/?q=www.pub.test&r=1")]
+    assert M.map_headers(own) == [("Referer", "http://127.0.0.1:9000/tag/www.pub.test/?q=127.0.0.1:9000&r=1")]
+
+
 def test_target_is_origin_host_header_when_set() -> None:
     m = InboundMapper.build("https", "pub.example", Origin.parse("http://10.0.0.5:8080"), "www.real.example")
     assert m is not None
