@@ -2,11 +2,16 @@
 via ``build_html_processor(extra_rules=...)``) gives exactly the bytes of the page processor
 followed by the separate ``page_stage`` (two passes), for any chunking; with and without origin
 aliases (the multi-needle fast path), text rewriting on and off, long streamed ``<style>``
-bodies included. Runs on the compiled build and on ``SLUICEGATE_PURE_PYTHON=1``."""
+bodies included. Runs on the compiled build and on ``SLUICEGATE_PURE_PYTHON=1``.
+
+One known difference, outside the property: a document that ends inside a tag, with end-of-document
+snippets injected — the snippet's bytes can complete that tag for a second pass (which then signs
+its URLs); the one pass ends with the origin's incomplete tag as it is. With injection the
+documents here end outside any tag."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
@@ -15,7 +20,8 @@ from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, p
 from sluicegate.firstparty.signing import Signer
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.hosts import Origin, OriginMatcher
-from sluicegate.pipeline.html import build_html_processor
+from sluicegate.pipeline.html import HtmlRewriter, build_html_processor
+from sluicegate.pipeline.html.lexer import DATA
 from tests.unit.html.helpers import run
 from tests.unit.html.test_properties import cut
 
@@ -58,14 +64,24 @@ def _two(m: OriginMatcher, st_: HtmlSettings) -> Transformer:
     return chain(build_html_processor(rw, st_), stage)
 
 
+def _ends_outside_tags(doc: bytes) -> bool:
+    h = HtmlRewriter()
+    h.feed(doc)
+    return not h._buf and h._lexer.state == DATA
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(MATCHERS)), st.booleans(), st.booleans(), docs, points)
-def test_one_pass_equals_two_passes(which: str, text: bool, long_style: bool, doc: bytes, ps: list[int]) -> None:
+@given(st.sampled_from(sorted(MATCHERS)), st.booleans(), st.booleans(), st.booleans(), docs, points)
+def test_one_pass_equals_two_passes(which: str, text: bool, inject: bool, long_style: bool, doc: bytes,
+                                    ps: list[int]) -> None:
     m = MATCHERS[which]
-    st_ = HtmlSettings(rewrite_text=text, head_inject=HEAD)
+    st_ = HtmlSettings(rewrite_text=text, head_inject=HEAD if inject else [])
     if long_style:  # a <style> body past the streaming threshold (32 KiB): streamed in one pass
         css = b".b{background:url(https://cdn.third.example/bg.png)} .o{background:url(//www.origin.example.com/o)}"
         doc = doc + b"<style>" + css + b" " * 40_000 + css + b"</style>" + doc
+    if inject:
+        doc += b"'\">"
+        assume(_ends_outside_tags(doc))
     want = run(lambda: _two(m, st_), [doc])
     assert run(lambda: _one(m, st_), cut(doc, ps)) == want
 
