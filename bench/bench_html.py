@@ -324,7 +324,11 @@ def build_baseline(rev: str, tmp: str) -> str:
     """``rev``'s ``src`` and ``scripts``, compiled with its own build script; the PYTHONPATH dir."""
     src = Path(tmp) / "tree"
     src.mkdir()
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src", "scripts"], check=True, capture_output=True)
+    # the build reads setup.py and pyproject.toml too (since the packaging merge)
+    have = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev], check=True, capture_output=True,
+                          text=True).stdout.split()
+    paths = [p for p in ("src", "scripts", "setup.py", "pyproject.toml", "README.md") if p in have]
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(src)], input=arch.stdout, check=True)
     target = Path(tmp) / "build"
     subprocess.run([sys.executable, str(src / "scripts" / "build_mypyc.py"), "--target", str(target)],

@@ -93,3 +93,20 @@ def test_one_pass_signs_and_maps_the_same_tag() -> None:
     assert out == run(lambda: _two(MATCHERS["single"], HtmlSettings()), [doc])
     assert b"https://www.proxy.example/a.png 1x" in out
     assert out.count(b"/first-party/proxy?url=") == 2
+
+
+def test_proxy_keeps_two_passes_when_the_origin_rules_could_write_a_rewrite_domain() -> None:
+    from sluicegate.config.model import Settings
+    from sluicegate.firstparty.page import PageRewriting
+
+    def pages(head: list[str]) -> PageRewriting:
+        s = Settings.model_validate({
+            "html": {"head_inject": head},
+            "first_party": {"enabled": True, "allowed_domains": ["cdn.third.example", "*.ads.example"],
+                            "rewrite_domains": ["cdn.third.example", "*.ads.example"]}})
+        return PageRewriting(s, SIGNER)
+
+    assert pages(HEAD).one_pass("www.proxy.example")
+    # a snippet naming a rewrite domain is signed only by a pass over the page processor's output
+    assert not pages(['<script src="https://cdn.third.example/t.js"></script>']).one_pass("www.proxy.example")
+    assert not pages(HEAD).one_pass("pub.ads.example")  # the public host itself is a rewrite domain
