@@ -8,9 +8,11 @@ it stops only at tags that change tokenizer state (``script``, ``style``, ``svg`
 handler selects by name, tags whose bytes contain a handler's *needle* (e.g. the origin host), end
 tags a handler watches, and markup declarations other than whole comments. Foreign content, pending
 element-end actions and content observers switch to token-by-token mode. Compiled with mypyc, the
-same scan is the byte loop ``scan_boring`` (equivalent, checked by tests). A plain start tag that
-holds the single needle can be handed to a byte-level ``raw`` hook (``on_element``) instead of
-going through ``Token``/``Element``; the hook may decline, and then the tag takes the full path.
+same scan is the byte loop ``scan_boring`` (equivalent, checked by tests). With several needles
+the scan stops at the nearest (``needles.NeedleScan``: ``bytes.find`` per needle). A plain start
+tag that holds the raw hook's needle (and no other handler's) can be handed to a byte-level ``raw``
+hook (``on_element``) instead of going through ``Token``/``Element``; the hook may decline, and
+then the tag takes the full path.
 
 Bounded memory: the buffer holds at most the current incomplete token. A tag still open after
 ``max_tag_bytes`` is streamed out (its structure followed byte by byte, no handlers; its bytes
