@@ -254,6 +254,9 @@ def variants_child(runs: int) -> dict[str, object]:
         if has_text:
             variants["aliases3_text_off"] = (matcher(True), HtmlSettings(**base, rewrite_text=False))  # type: ignore[arg-type]
     out: dict[str, object] = {"compiled": getattr(html, "COMPILED", False)}
+    signed = _signed50_variant(runs)
+    if signed is not None:
+        out["signed50"] = signed
     for name, (m, st) in variants.items():
         rw = m.for_request("https", "www.proxy.example")  # type: ignore[attr-defined]
 
@@ -278,11 +281,54 @@ def variants_child(runs: int) -> dict[str, object]:
     return out
 
 
+def _signed50_variant(runs: int) -> float | None:
+    """The page with 50 third-party tags (``bench_firstparty``) through the page processor with
+    ``[first_party] rewrite_domains``: as the proxy runs it in the imported tree (one pass when the
+    tree has ``extra_rules``, else the page processor then the separate stage); None without it."""
+    import inspect
+
+    import sluicegate.pipeline.html as html
+    from sluicegate.config.html import HtmlSettings
+    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+
+    try:
+        from sluicegate.config.model import Settings
+        from sluicegate.firstparty.page import PageRewriting
+        from sluicegate.firstparty.signing import Signer
+    except ImportError:
+        return None
+    from bench_firstparty import KEY, page_with_third_party
+
+    page = page_with_third_party()
+    pieces = chunks(page, 8192)
+    st = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'])
+    rw = OriginMatcher(Origin.parse(ORIGIN)).for_request("https", "www.proxy.example")
+    full = Settings.model_validate({"first_party": {"enabled": True, "allowed_domains": ["cdn.adtech.example"],
+                                                    "rewrite_domains": ["cdn.adtech.example"]}})
+    pages = PageRewriting(full, Signer([KEY.encode()], "/first-party", 3600))
+    one = "extra_rules" in inspect.signature(html.build_html_processor).parameters
+
+    def run() -> bytes:
+        if one:
+            p = html.build_html_processor(rw, st, extra_rules=pages.install)  # type: ignore[call-arg]
+        else:
+            p = pages.wrap(html.build_html_processor(rw, st))
+        return b"".join(p.feed(c) for c in pieces) + p.finish()
+
+    assert run().count(b"/first-party/proxy?url=") == 50
+    cpu, _ = timed(run, runs)
+    return round(len(page) / cpu / 1e6, 2)
+
+
 def build_baseline(rev: str, tmp: str) -> str:
     """``rev``'s ``src`` and ``scripts``, compiled with its own build script; the PYTHONPATH dir."""
     src = Path(tmp) / "tree"
     src.mkdir()
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src", "scripts"], check=True, capture_output=True)
+    # the build reads setup.py and pyproject.toml too (since the packaging merge)
+    have = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev], check=True, capture_output=True,
+                          text=True).stdout.split()
+    paths = [p for p in ("src", "scripts", "setup.py", "pyproject.toml", "README.md") if p in have]
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(src)], input=arch.stdout, check=True)
     target = Path(tmp) / "build"
     subprocess.run([sys.executable, str(src / "scripts" / "build_mypyc.py"), "--target", str(target)],

@@ -14,6 +14,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.pipeline.html.charrefs",
     "sluicegate.pipeline.html.treesim",
     "sluicegate.pipeline.html.lexer",
+    "sluicegate.pipeline.html.needles",
     "sluicegate.pipeline.html.rewriter",
     "sluicegate.pipeline.html.rules",
     # host matching + the CSS/JS/JSON text replacer: 1.20-1.31x on CSS/JS, 1.20x on text/x-component (docs/build.md)

@@ -1,8 +1,9 @@
 """Streaming rewriters that turn third-party URLs into signed first-party URLs.
 
-* ``page_stage`` — the publisher-page stage for ``[first_party] rewrite_domains``: a second
-  ``HtmlRewriter`` chained after the page's own processor, whose handlers are keyed on the
-  configured hosts as needles (tags that do not name one stay on the rewriter's fast path).
+* ``install_page_rules`` — the publisher-page rule for ``[first_party] rewrite_domains`` on the
+  page's own ``HtmlRewriter`` (one pass, after the origin rules), its handlers keyed on the
+  configured hosts as needles (tags that do not name one stay on the rewriter's fast path);
+  ``page_stage`` is the same rule as a second ``HtmlRewriter`` chained after any processor.
   script/iframe/embed/source/video/audio ``src``, img ``src``/``srcset``, link ``href`` /
   ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``.
 * ``proxied_html`` — the rules for an HTML document fetched through ``/proxy``: the same
@@ -157,7 +158,9 @@ class _ElementRules:
             for n in self.needles:
                 seen.update(el.attrs_containing(n))
             items = list(seen.items())
-        for name, value in items:
+        for name, found in items:
+            # one pass: the origin rule on the same rewriter may have edited the value already
+            value = el.get_attribute(name) if self.needles is not None else found
             if value:
                 new = self.rewrite(el, tag, name, value)
                 if new is not None and new != value:
@@ -208,13 +211,33 @@ class _Chain:
         return self.second.feed(self.first.finish()) + self.second.finish()
 
 
-def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
-    """The ``rewrite_domains`` stage for publisher pages (``minter.domains`` = rewrite_domains)."""
-    html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
+def install_page_rules(html: HtmlRewriter, minter: UrlMinter, max_css_token_bytes: int = 8192) -> None:
+    """The ``rewrite_domains`` rule on ``html`` (``minter.domains`` = rewrite_domains), after the
+    rules already installed: its handlers see elements and ``<style>`` bodies as those left
+    them. A ``<style>`` body that the installed text streamer streams (a long one) goes through
+    that stream and then a ``CssUrlStream`` (the handlers are not called for streamed bodies)."""
     rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
+    element = rules.element
     for needle in minter.domains.needles():
-        html.on_element("*", rules.element, needle=needle)
+        html.on_element("*", element, needle=needle)
     html.on_text("style", rules.style)
+    inner = html.text_streamer
+    if inner is not None:
+        after = html.stream_text_after
+
+        def decide(tag: bytes, start_tag: bytes, head: bytes) -> Transformer | None:
+            first = inner(tag, start_tag, head)
+            if first is None or tag != b"style":
+                return first
+            return _Chain(first, CssUrlStream(minter, max_css_token_bytes))
+
+        html.set_text_streamer(decide, after=after)
+
+
+def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
+    """The ``rewrite_domains`` rule as a stage of its own (a second tokenizer pass)."""
+    html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
+    install_page_rules(html, minter)
     return html
 
 

@@ -1,17 +1,22 @@
-"""The publisher-page hook: ``[first_party] rewrite_domains`` as a stage after the page's processor.
+"""The publisher-page hook: ``[first_party] rewrite_domains`` in publisher pages.
 
-``PageRewriting.wrap(processor)`` returns a transformer that runs the page's own HTML processor
-and then ``markup.page_stage`` (its own tokenizer pass, needles = the configured hosts), so the
-origin rules in ``pipeline/html`` stay untouched. Built once per worker (keys loaded once).
+``PageRewriting.install(html)`` registers the signing rule on the page's own ``HtmlRewriter``
+after the origin rules (one tokenizer pass; ``build_processor(extra_html_rules=...)``): needles =
+the configured hosts, so tags that name none of them stay on the rewriter's fast path.
+``wrap(processor)`` is the same rule as a separate stage after the page's processor (a second
+pass over its output): the proxy uses it when one pass could differ, i.e. when an injected
+snippet or the public host names a rewrite domain (the second pass signs what the first pass
+wrote; ``one_pass``). Built once per worker (keys loaded once).
 """
 
 from __future__ import annotations
 
 from sluicegate.config.model import Settings
 from sluicegate.firstparty.guard import DomainList
-from sluicegate.firstparty.markup import UrlMinter, chain, page_stage
+from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer, load_keys
 from sluicegate.pipeline import Transformer
+from sluicegate.pipeline.html import HtmlRewriter
 
 
 class PageRewriting:
@@ -21,7 +26,13 @@ class PageRewriting:
         self.domains = DomainList(fp.rewrite_domains)
         self.max_tag_bytes = settings.html.max_tag_bytes
         self.max_text_bytes = settings.html.max_text_bytes
+        self.max_css_token_bytes = fp.max_css_token_bytes
         self.cache: dict[str, tuple[int, str | None]] = {}
+        needles = self.domains.needles()
+        snippets = "".join(settings.html.head_inject + settings.html.body_end_inject).lower().encode()
+        # an injected snippet naming a rewrite domain is signed only by a pass over the output
+        self._snippets_named = any(n in snippets for n in needles)
+        self._needles = needles
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PageRewriting | None:
@@ -29,6 +40,17 @@ class PageRewriting:
         if not (fp.enabled and fp.allowed_domains and fp.rewrite_domains):
             return None
         return cls(settings)
+
+    def one_pass(self, public_host: str) -> bool:
+        """Whether ``install`` on the page's rewriter gives the same bytes as ``wrap``: nothing
+        the origin rules write (snippets, the public host) names a rewrite domain."""
+        if self._snippets_named:
+            return False
+        host = public_host.lower().encode()
+        return not any(n in host for n in self._needles)
+
+    def install(self, html: HtmlRewriter) -> None:
+        install_page_rules(html, UrlMinter(self.signer, self.domains, cache=self.cache), self.max_css_token_bytes)
 
     def stage(self) -> Transformer:
         minter = UrlMinter(self.signer, self.domains, cache=self.cache)

@@ -414,11 +414,16 @@ class PublisherProxy:
             out_headers = coding.recoded_headers(out_headers, "")
         else:
             ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
+            # [first_party] rewrite_domains: on the page's own rewriter (one pass) unless what the
+            # origin rules write could name a rewrite domain (then a second pass over the output)
+            fp = self.fp_pages
+            one_pass = fp is not None and fp.one_pass(rewriter.public_authority)
             processor = build_processor(
-                decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype
+                decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype,
+                extra_html_rules=fp.install if fp is not None and one_pass else None,
             )
-            if self.fp_pages is not None and decision.kind is gate.Kind.HTML:
-                processor = self.fp_pages.wrap(processor)  # [first_party] rewrite_domains
+            if fp is not None and not one_pass and decision.kind is gate.Kind.HTML:
+                processor = fp.wrap(processor)
             out_headers = hdr.for_rewritten_body(out_headers)
             out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
             if out_coding != in_coding:

@@ -5,6 +5,7 @@ Stages (one module each, in data-path order):
 * ``charrefs`` — character references as the tokenizer resolves them;
 * ``treesim`` — the tree-builder *simulator*: which text state follows a start tag, foreign content;
 * ``lexer`` — the tokenizer: byte spans, resumable at any byte, all WHATWG tokenization states;
+* ``needles`` — the nearest of several needles by ``bytes.find`` each (the multi-needle scan);
 * ``rewriter`` — ``HtmlRewriter``: handler registry, fast "boring run" scanner, bounded buffers,
   ordered output with ``Deferred`` slots;
 * ``rules`` — sluicegate's rules and ``build_html_processor``.
@@ -13,8 +14,11 @@ The contract for the proxy::
 
     build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
                          script_filter: ScriptFilter | None = None,
-                         charset: str | None = None) -> Transformer
+                         charset: str | None = None,
+                         extra_rules: Callable[[HtmlRewriter], None] | None = None) -> Transformer
 
+``extra_rules`` installs more handlers on the same rewriter after sluicegate's rules (one tokenizer
+pass; the ``[first_party] rewrite_domains`` rule).
 Output is byte-identical to the input except where a rule rewrote something, and identical for
 every chunking of the input.
 

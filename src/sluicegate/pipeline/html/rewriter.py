@@ -8,9 +8,11 @@ it stops only at tags that change tokenizer state (``script``, ``style``, ``svg`
 handler selects by name, tags whose bytes contain a handler's *needle* (e.g. the origin host), end
 tags a handler watches, and markup declarations other than whole comments. Foreign content, pending
 element-end actions and content observers switch to token-by-token mode. Compiled with mypyc, the
-same scan is the byte loop ``scan_boring`` (equivalent, checked by tests). A plain start tag that
-holds the single needle can be handed to a byte-level ``raw`` hook (``on_element``) instead of
-going through ``Token``/``Element``; the hook may decline, and then the tag takes the full path.
+same scan is the byte loop ``scan_boring`` (equivalent, checked by tests). With several needles
+the scan stops at the nearest (``needles.NeedleScan``: ``bytes.find`` per needle). A plain start
+tag that holds the raw hook's needle (and no other handler's) can be handed to a byte-level ``raw``
+hook (``on_element``) instead of going through ``Token``/``Element``; the hook may decline, and
+then the tag takes the full path.
 
 Bounded memory: the buffer holds at most the current incomplete token. A tag still open after
 ``max_tag_bytes`` is streamed out (its structure followed byte by byte, no handlers; its bytes
@@ -53,6 +55,7 @@ from sluicegate.pipeline.html.lexer import (
     iter_attrs,
     self_closing,
 )
+from sluicegate.pipeline.html.needles import NeedleScan, only_inside
 from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
 
 if TYPE_CHECKING:
@@ -702,6 +705,14 @@ class HtmlRewriter:
         self._skip_name = b""
         self._boring: re.Pattern[bytes] | None = None
         self._needle = b""
+        # several needles (``needles.py``): the scan stops at the nearest, found by ``bytes.find``
+        # each; False: the older needle-guarded pattern and no raw hook (the tests' reference)
+        self.multi_needle_fast = True
+        self._scan: NeedleScan | None = None
+        self._hook_needle = b""
+        self._hook_others: tuple[bytes, ...] = ()
+        self._hook_blockers: tuple[bytes, ...] = ()
+        self._tf_scan: NeedleScan | None = None
         self._low = b""
         self._buf_run = b""
         self._raw_hook: RawTagHandler | None = None
@@ -738,7 +749,10 @@ class HtmlRewriter:
         ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
         new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
         and ``handler`` must not insert content or remove the element for such a tag — or
-        ``None`` to take the full path. Used only when it is the one needle handler.
+        ``None`` to take the full path. Used only when it is the one needle handler with a raw
+        hook, for tags that hold its needle and no needle of another handler; needles of other
+        registrations of the same ``handler`` object (origin aliases) may occur only inside
+        occurrences of its own (``needles.only_inside``).
 
         ``suspect`` (with ``needle``): ``suspect(low, start, end)`` gives the first position in
         ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
@@ -804,6 +818,11 @@ class HtmlRewriter:
         ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
         self._streamer = decide
         self.stream_text_after = after
+
+    @property
+    def text_streamer(self) -> Callable[[bytes, bytes, bytes], TextFilter | None] | None:
+        """The ``decide`` of ``set_text_streamer`` (None: not set), for a rule that wraps it."""
+        return self._streamer
 
     def _suspect_next(self, low: bytes, lo: int) -> int:
         """Position of the next suspect at or after ``lo`` in ``low`` (``len(low)``: none), one
@@ -902,14 +921,40 @@ class HtmlRewriter:
         # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
         # instead (``_run``), so the pattern needs no per-byte needle guard.
         self._needle = next(iter(needles)) if len(needles) == 1 else b""
+        # Several needles: bounded the same way by the nearest of them (``NeedleScan``).
+        multi = len(needles) > 1 and self.multi_needle_fast
+        self._scan = NeedleScan(tuple(needles)) if multi else None
         hooks = self._raw_hooks
         self._raw_hook = hooks[0] if self._needle and len(hooks) == 1 else None
+        with_hook = [i for i, hk in enumerate(hooks) if hk is not None]
+        if multi and len(with_hook) == 1:
+            i = with_hook[0]
+            own, h = self._needle_handlers[i]
+            others: list[bytes] = []
+            blockers: list[bytes] = []
+            usable = True
+            for j, (nd, hj) in enumerate(self._needle_handlers):
+                if j == i or (nd == own and hj is h):
+                    continue
+                if nd == own:
+                    usable = False  # another handler wants every tag the hook would take
+                elif hj is h:
+                    others.append(nd)
+                else:
+                    blockers.append(nd)
+            if usable:
+                self._raw_hook = hooks[i]
+                self._hook_needle = own
+                self._hook_others = tuple(dict.fromkeys(others))
+                self._hook_blockers = tuple(dict.fromkeys(blockers))
+        self._tf_scan = (NeedleScan(self._tf_needles)
+                         if len(self._tf_needles) > 1 and self.multi_needle_fast else None)
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
         self._stop_ends = frozenset(self._end_tag_handlers)
         return _boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),
-            frozenset() if self._needle else needles,
+            frozenset() if self._needle or multi else needles,
         )
 
     # -- the main loop ---------------------------------------------------------------------------
@@ -945,20 +990,28 @@ class HtmlRewriter:
         boring = self._boring or self._boring_re()
         self._boring = boring
         needle = self._needle
-        # the hand-written scan (compiled builds) covers the single-needle / no-needle pattern
-        hand = COMPILED_SCAN and (bool(needle) or not self._needle_handlers)
+        scan = self._scan
+        # the hand-written scan (compiled builds) covers the pattern without needle guards
+        hand = COMPILED_SCAN and (bool(needle) or scan is not None or not self._needle_handlers)
         stop_names = self._stop_names
         stop_ends = self._stop_ends
         raw_hook = self._raw_hook
         nlen = len(needle)
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
-        low = buf.lower() if needle else buf
+        low = buf.lower() if needle or scan is not None else buf
         self._low = low
         self._buf_run = buf
-        nxt = low.find(needle, pos) if needle else -1
-        if nxt < 0:
-            nxt = n
+        if scan is not None:
+            scan.reset(low)
+            nxt = scan.next(pos)
+        else:
+            nxt = low.find(needle, pos) if needle else -1
+            if nxt < 0:
+                nxt = n
+        hook_needle = self._hook_needle
+        hook_others = self._hook_others
+        hook_blockers = self._hook_blockers
         # Text filter: the fast scan must stop ``behind`` bytes before the next text needle and,
         # mid-stream, ``hold`` bytes before the end (a needle may be cut by the chunk boundary).
         tf = self._tf
@@ -967,10 +1020,14 @@ class HtmlRewriter:
         tcap = n
         tf_re = self._tf_re
         tf_needle = self._tf_needles[0] if self._tf_needles else b""
+        tf_scan = self._tf_scan
+        tf_behind = self._tf_behind + (tf_scan.slack if tf_scan is not None else 0)
         suspect = self._suspect
         snxt = n
         if tf is not None or suspect is not None:
-            tlow = low if needle else buf.lower()
+            tlow = low if needle or scan is not None else buf.lower()
+            if tf_scan is not None:
+                tf_scan.reset(tlow)
         if tf is not None:
             tcap = n if final else n - self._tf_hold
             tnxt = -2
@@ -993,21 +1050,26 @@ class HtmlRewriter:
                 continue
             if (lexer.state == DATA and not self._pending and not self._observers and not self._any_handlers
                     and not self._sim.stack and not self._tf_pending):
-                if needle and nxt < pos:
-                    nxt = low.find(needle, pos)
-                    if nxt < 0:
-                        nxt = n
+                if nxt < pos:
+                    if scan is not None:
+                        nxt = scan.next(pos)
+                    elif needle:
+                        nxt = low.find(needle, pos)
+                        if nxt < 0:
+                            nxt = n
                 bound = nxt
                 if tf is not None:
                     if tnxt < pos:
-                        if tf_re is not None:
+                        if tf_scan is not None:
+                            tnxt = tf_scan.next(pos)
+                        elif tf_re is not None:
                             tm = tf_re.search(tlow, pos)
                             tnxt = n if tm is None else tm.start()
                         else:
                             tnxt = tlow.find(tf_needle, pos)
                             if tnxt < 0:
                                 tnxt = n
-                    tb = tnxt - self._tf_behind if tnxt < n else n
+                    tb = tnxt - tf_behind if tnxt < n else n
                     if tb < bound:
                         bound = tb
                     if tcap < bound:
@@ -1032,7 +1094,14 @@ class HtmlRewriter:
                 if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
                     # Byte-level shortcut for a plain start tag that holds the needle.
                     te, ne = tag_span(buf, pos, n) if hand else _tag_span_re(buf, pos)
-                    if te >= nxt + nlen and te - pos <= max_tag and snxt >= te:
+                    if scan is None:
+                        ok = te >= nxt + nlen
+                    else:
+                        ok = nxt < te and only_inside(low, pos, te, hook_needle, hook_others)
+                        for b in hook_blockers:
+                            if ok and low.find(b, pos, te) >= 0:
+                                ok = False
+                    if ok and te - pos <= max_tag and snxt >= te:
                         name = low[pos + 1 : ne]
                         if name not in stop_names:
                             new = raw_hook(buf, low, pos, ne, te - 1, te, name)
@@ -1160,7 +1229,7 @@ class HtmlRewriter:
             for h in handlers or ():
                 h(el)
         if needle_hs:
-            if self._needle and buf is self._buf_run:
+            if (self._needle or self._scan is not None) and buf is self._buf_run:
                 lowered = self._low  # the whole buffer, lower-cased once per ``_run``
                 lo, hi = tok.start, tok.end
             else:
@@ -1174,7 +1243,8 @@ class HtmlRewriter:
                     h(el)
                     called = True
             if not called and self._suspect is not None and (
-                    self._suspect_next(lowered, lo) < hi if lowered is self._low and self._needle
+                    self._suspect_next(lowered, lo) < hi
+                    if lowered is self._low and (self._needle or self._scan is not None)
                     else self._suspect(lowered, lo, hi) >= 0):
                 if el is None:
                     el = Element(buf, tok)

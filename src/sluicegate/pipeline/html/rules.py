@@ -397,8 +397,12 @@ class SluicegateRules:
 
     def install(self, html: HtmlRewriter) -> None:
         matcher = self.rw.matcher
-        for needle in matcher.needles:  # with aliases: one needle per host (no raw-byte hook)
-            html.on_element("*", self.urls, needle=needle, raw=self.urls_raw, suspect=suspect_at)
+        # With aliases: one needle per host, one handler object; the raw-byte hook (which reads
+        # the origin host's needle) on the origin's, for tags whose other hosts are only parts of
+        # the origin host (the rewriter's ``needles.only_inside``).
+        urls = self.urls
+        for i, needle in enumerate(matcher.needles):
+            html.on_element("*", urls, needle=needle, raw=self.urls_raw if i == 0 else None, suspect=suspect_at)
         self.install_text_filter(html)
         html.set_long_tag_filter(self.long_tag_filter)
         html.set_text_streamer(self.text_stream)
@@ -736,16 +740,24 @@ class _BomGate:
 
 
 def build_html_rewriter(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
-                        script_filter: ScriptFilter | None = None) -> HtmlRewriter:
-    """The bare ``HtmlRewriter`` with sluicegate's rules installed (no charset gate)."""
+                        script_filter: ScriptFilter | None = None,
+                        extra_rules: Callable[[HtmlRewriter], None] | None = None) -> HtmlRewriter:
+    """The bare ``HtmlRewriter`` with sluicegate's rules installed (no charset gate).
+
+    ``extra_rules`` installs further handlers on the same rewriter after sluicegate's own (one
+    tokenizer pass), e.g. the ``[first_party] rewrite_domains`` rule; they see each element
+    after the origin rules edited it."""
     html = HtmlRewriter(max_tag_bytes=settings.max_tag_bytes, max_text_bytes=settings.max_text_bytes)
     SluicegateRules(rewriter, settings, inject=inject, script_filter=script_filter).install(html)
+    if extra_rules is not None:
+        extra_rules(html)
     return html
 
 
 def build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inject: bool = True,
                          script_filter: ScriptFilter | None = None,
-                         charset: str | None = None) -> Transformer:
+                         charset: str | None = None,
+                         extra_rules: Callable[[HtmlRewriter], None] | None = None) -> Transformer:
     """The transformer the proxy runs on ``text/html`` / ``application/xhtml+xml`` bodies.
 
     ``inject=False`` turns off head/body-end snippets (RSC navigation requests). ``script_filter``
@@ -754,4 +766,5 @@ def build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inje
     """
     if charset is not None and not ascii_compatible(charset):
         return _Passthrough()
-    return _BomGate(build_html_rewriter(rewriter, settings, inject=inject, script_filter=script_filter))
+    return _BomGate(build_html_rewriter(rewriter, settings, inject=inject, script_filter=script_filter,
+                                        extra_rules=extra_rules))
