@@ -11,6 +11,12 @@ Both are started once and measured alternately (on, off, off, on, ...) ``--runs`
 the same background load; the overhead is reported from the medians and from each adjacent pair. On a shared
 machine, CPU µs per request is the steadier figure; req/s is wall-clock under contention. Goal: <= 10 %.
 
+``--before REV``: one more instance, ``on-before``, with the "on" settings but sluicegate's ``src`` as of git
+revision REV (the files that differ are taken from REV, compiled fast paths of unchanged modules reused): the
+before/after of a change measured in the same run. ``--control`` adds ``off-b``, a second "off" instance (A/A):
+its distance from "off" is the noise of this machine. Besides medians, every mode is reported as the median of
+its per-run ratios to "off" measured in the same run (adjacent in time, so less exposed to load swings).
+
 Run: ``.venv/bin/python bench/publisher/observability.py`` (about 3 minutes)
   -> ``bench/results/publisher-observability.json``.
 """
@@ -19,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +58,30 @@ MODES = {
     "metrics-only": ('access_log = "off"', "metrics = true"),
     # --control: a second "off" instance (A/A): how far two identical instances differ on this machine
     "off-b": ('access_log = "off"', "metrics = false"),
+    # --before REV: "on" with the code of another revision
+    "on-before": ('access_log = "json"', "metrics = true"),
 }
+REPO = Path(__file__).resolve().parents[2]
+
+
+def source_at(rev: str, dest: Path) -> Path:
+    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose changed files are
+    replaced by their ``rev`` version (a changed module's compiled build is removed: it runs pure)."""
+    src = dest / "src"
+    shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", rev, "--", "src"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in changed:
+        path = dest / name
+        old = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True)
+        if old.returncode != 0:  # added since rev
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(old.stdout)
+        for built in path.parent.glob(path.stem + ".*.so"):
+            built.unlink()
+    return src
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -62,9 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--start-off-first", action="store_true",
                     help="start the instances in reverse order (is the first-started instance disadvantaged?)")
     ap.add_argument("--page", choices=sorted(PAGES), action="append", help="only these pages (repeatable)")
+    ap.add_argument("--before", metavar="REV", help="also measure 'on' with src as of git revision REV")
     args = ap.parse_args(argv)
     modes = {k: v for k, v in MODES.items()
-             if k in ("on", "off") or (args.split and k.endswith("-only")) or (args.control and k == "off-b")}
+             if k in ("on", "off") or (args.split and k.endswith("-only")) or (args.control and k == "off-b")
+             or (args.before and k == "on-before")}
     pages = {k: v for k, v in PAGES.items() if not args.page or k in args.page}
     tools = ensure_apt({"nginx": "nginx", "wrk": "wrk"})
     result: dict[str, Any] = {"benchmark": "publisher-observability", "method": __doc__, "machine": machine(),
@@ -85,7 +119,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             port = free_port()
             cfg = write_sluicegate_config(d / f"sg-{mode}.toml", origin_port=bench.origin_port, proxy_port=port,
                                           workers=2, server=server, admin=admin)
-            proc = procs.add(sluicegate_proc(f"sg-{mode}", cfg, port, 2, d / f"sg-{mode}.log"))
+            proc = sluicegate_proc(f"sg-{mode}", cfg, port, 2, d / f"sg-{mode}.log")
+            if mode == "on-before":
+                proc.env = {**os.environ, "PYTHONPATH": str(source_at(args.before, d / "before"))}
+                result["before"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.before],
+                                                  capture_output=True, text=True, check=True).stdout.strip()
+            procs.add(proc)
             wait_http(port, "/page2k.bin", proc)
             ports[mode], pids[mode] = port, proc.pid
         time.sleep(1.0)
@@ -125,6 +164,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if mode not in ("on", "off"):
                 cell[f"{mode}_cpu_overhead_pct"] = 100 * (cell[mode]["cpu_us_per_req_median"]
                                                           / cell["off"]["cpu_us_per_req_median"] - 1)
+            if mode != "off":  # the same-run ratio to "off", per run, and its median
+                per_run = []
+                for run in range(args.runs):
+                    a = [r for r in rows if r["page"] == page and r["run"] == run and r["mode"] == mode]
+                    b = [r for r in rows if r["page"] == page and r["run"] == run and r["mode"] == "off"]
+                    if a and b:
+                        per_run.append(100 * (a[0]["cpu_us_per_req"] / b[0]["cpu_us_per_req"] - 1))
+                cell[f"{mode}_cpu_vs_off_pct_per_run"] = [round(x, 1) for x in per_run]
+                cell[f"{mode}_cpu_vs_off_pct_median_of_runs"] = med(per_run)
         summary[page] = cell
     result["rows"] = rows
     result["summary"] = summary
@@ -138,10 +186,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{c['rps_overhead_pct']:>10.1f}% {c['on']['cpu_us_per_req_median']:>10.1f} "
               f"{c['off']['cpu_us_per_req_median']:>11.1f} {c['cpu_overhead_pct']:>8.1f}%")
         for mode in modes:
-            if mode not in ("on", "off"):
-                print(f"{'':12s} {mode}: {c[mode]['cpu_us_per_req_median']:.1f} µs/req, "
-                      f"{c[mode + '_cpu_overhead_pct']:+.1f}% CPU vs off")
-    print(f"\nwrote {path}")
+            if mode != "off":
+                print(f"{'':12s} {mode:12s}: {c[mode]['cpu_us_per_req_median']:6.1f} µs/req median, "
+                      f"{c[mode]['rps_median']:>7,.0f} req/s; CPU vs off: median of same-run ratios "
+                      f"{c[mode + '_cpu_vs_off_pct_median_of_runs']:+.1f}%  (per run: "
+                      f"{', '.join(f'{x:+.0f}' for x in c[mode + '_cpu_vs_off_pct_per_run'])})")
+    print(f"\ncommand: {' '.join([sys.executable, *sys.argv])}\nwrote {path}")
     return result
 
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -132,23 +133,40 @@ def _word(value: str) -> str:
     return f'"{value}"' if value else "null"
 
 
+# One %-template for the whole line: a single formatting call per request. Quoted without escaping (%s
+# inside quotes): request ids (validated charset), IPs, methods (HTTP tokens) and the face; %s without
+# quotes: numbers, ``null`` and values already quoted by ``encode_basestring`` or as our own words.
+_LINE = (
+    '{"ts":"%s.%03dZ","request_id":"%s","face":"%s","client_ip":"%s","method":"%s","host":%s,"path":%s,'
+    '"status":%d,"bytes_in":%d,"bytes_out":%d,"ttfb_ms":%s,"duration_ms":%.3f,"upstream_ms":%s,'
+    '"upstream_status":%s,"route":%s,"kind":%s,"error":%s,"model":%s,"provider":%s,"tokens_in":%s,'
+    '"tokens_out":%s,"user_agent":%s}'
+)
+
+
 def _json_line(info: RequestInfo, duration: float) -> str:
     """The same object as ``json.dumps(info.fields(duration))``, built without the dict (hot path).
 
     Quoted without escaping: request ids (validated charset), IPs, methods (HTTP tokens) and our own words;
     everything a client chose freely (host, path, model, user agent) goes through ``encode_basestring``.
+    The timestamp's second is formatted once per second (``_second``), the milliseconds per line.
     """
-    t_in, t_out = info.tokens_in, info.tokens_out
-    return (
-        f'{{"ts":"{_iso(info.ts)}","request_id":"{info.request_id}","face":"{info.face}",'
-        f'"client_ip":"{info.client_ip}","method":"{info.method}","host":{encode_basestring(info.host)},'
-        f'"path":{encode_basestring(info.path)},"status":{info.status},"bytes_in":{info.bytes_in},'
-        f'"bytes_out":{info.bytes_out},"ttfb_ms":{_ms(info.ttfb)},"duration_ms":{"%.3f" % (duration * 1000)},'
-        f'"upstream_ms":{_ms(info.upstream_s)},"upstream_status":{info.upstream_status or "null"},'
-        f'"route":{_word(info.route)},"kind":{_word(info.kind)},"error":{_word(info.error)},'
-        f'"model":{_str(info.model)},"provider":{_word(info.provider)},'
-        f'"tokens_in":{"null" if t_in is None else t_in},"tokens_out":{"null" if t_out is None else t_out},'
-        f'"user_agent":{_str(info.user_agent)}}}'
+    ts = info.ts
+    sec = int(ts)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    ttfb, up = info.ttfb, info.upstream_s
+    route, kind, error, model, provider = info.route, info.kind, info.error, info.model, info.provider
+    t_in, t_out, ua = info.tokens_in, info.tokens_out, info.user_agent
+    return _LINE % (
+        _second[1], int(ts % 1 * 1000), info.request_id, info.face, info.client_ip, info.method,
+        encode_basestring(info.host), encode_basestring(info.path), info.status, info.bytes_in, info.bytes_out,
+        "null" if ttfb < 0 else "%.3f" % (ttfb * 1000), duration * 1000,
+        "null" if up < 0 else "%.3f" % (up * 1000), info.upstream_status or "null",
+        f'"{route}"' if route else "null", f'"{kind}"' if kind else "null", f'"{error}"' if error else "null",
+        encode_basestring(model) if model else "null", f'"{provider}"' if provider else "null",
+        "null" if t_in is None else t_in, "null" if t_out is None else t_out,
+        encode_basestring(ua) if ua else "null",
     )
 
 
@@ -191,29 +209,46 @@ def renderer(setting: bool | str, isatty: bool | None = None) -> Callable[[Reque
 
 
 BATCH_BYTES = 4096  # PIPE_BUF on Linux: a write this size to a pipe is atomic
+FILE_BATCH_BYTES = 65536  # a regular file: writes from several workers never interleave (O_APPEND or a shared offset)
 FLUSH_S = 0.1
 
 
 class AccessWriter:
-    """Buffered whole-line writes to a file descriptor (stdout by default); bounded to ``BATCH_BYTES`` held."""
+    """Buffered whole-line writes to a file descriptor (stdout by default), at most ``FLUSH_S`` after a line
+    was logged. Bounded: at most ``BATCH_BYTES`` held (``FILE_BATCH_BYTES`` when the descriptor is a regular
+    file, where no atomicity limit applies). Lines are kept as text and encoded once per batch."""
 
     def __init__(self, fd: int | None = None) -> None:
         self.fd = fd  # None: stdout's descriptor, looked up at the first write (or sys.stdout if it has none)
-        self._lines: list[bytes] = []
+        self._lines: list[str] = []
         self._size = 0
+        self._limit = 0  # batch bound, set at the first write (needs the descriptor)
         self._timer: asyncio.TimerHandle | None = None
 
     def write(self, line: str) -> None:
-        data = line.encode("utf-8", "replace") + b"\n"
-        if self._size + len(data) > BATCH_BYTES:
+        size = len(line) + 1 if line.isascii() else len(line.encode("utf-8", "replace")) + 1
+        if self._size + size > (self._limit or self._set_limit()):
             self.flush()
-        self._lines.append(data)
-        self._size += len(data)
+        self._lines.append(line)
+        self._size += size
         if self._timer is None:
             try:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
             except RuntimeError:  # no loop (tests, tools): write at once
                 self.flush()
+
+    def _set_limit(self) -> int:
+        limit = BATCH_BYTES
+        fd = self.fd
+        if fd is None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                fd = sys.stdout.fileno()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    limit = FILE_BATCH_BYTES
+        self._limit = limit
+        return limit
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -221,7 +256,8 @@ class AccessWriter:
             self._timer = None
         if not self._lines:
             return
-        data = b"".join(self._lines)
+        self._lines.append("")
+        data = "\n".join(self._lines).encode("utf-8", "replace")
         self._lines.clear()
         self._size = 0
         if self.fd is None:

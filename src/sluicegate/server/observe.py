@@ -48,7 +48,9 @@ class Observer:
         self.writer = access.AccessWriter() if self.render is not None else None
         self.tracer = Tracer.from_env()  # None unless OTEL_TRACES_EXPORTER asks for it
         self._faces: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
+        self._counters: dict[tuple[str, str, str], Any] = {}
         self._pending: list[tuple[str, str, str, float, float, int, int]] = []
+        self._begun: dict[str, int] = {}  # requests started per face since the last ``_write``
         self._scheduled = False
 
     def begin(self, scope: Scope) -> access.RequestInfo:
@@ -104,18 +106,26 @@ class Observer:
         return counting_receive, observing_send
 
     def _face_metrics(self, face: str) -> tuple[Any, Any, Any, Any, Any]:
+        """The face's value objects (prometheus-client internals, resolved once): in-flight gauge value,
+        duration and first-byte histograms, bytes in / out counter values. ``_write`` updates the values
+        directly: the public ``inc``/``observe`` add a validity check and, for histograms, a Python loop
+        over the buckets per call."""
         m = self._faces.get(face)
         if m is None:
             m = self._faces[face] = (
-                metrics.INFLIGHT.labels(face), metrics.DURATION.labels(face), metrics.FIRST_BYTE.labels(face),
-                metrics.BODY_BYTES.labels(face, "in"), metrics.BODY_BYTES.labels(face, "out"),
+                metrics.INFLIGHT.labels(face)._value, metrics.DURATION.labels(face),
+                metrics.FIRST_BYTE.labels(face), metrics.BODY_BYTES.labels(face, "in")._value,
+                metrics.BODY_BYTES.labels(face, "out")._value,
             )
         return m
 
     def started(self, info: access.RequestInfo, face: str, scope: Scope) -> None:
         info.face = face
-        if self.metrics:
-            self._face_metrics(face)[0].inc()
+        if self.metrics:  # the in-flight gauge moves by the net change of a loop turn (``_write``)
+            begun = self._begun
+            begun[face] = begun.get(face, 0) + 1
+            if not self._scheduled:
+                self._schedule()
         if self.tracer is not None:
             carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
                        if k in (b"traceparent", b"tracestate")}
@@ -158,33 +168,50 @@ class Observer:
     def _record(self, info: access.RequestInfo, duration: float) -> None:
         """Queue the request's metrics; they are written once per event-loop turn, summed (``_write``)."""
         status = info.status
-        route = info.route or ("rejected" if status else "aborted")
-        self._pending.append((info.face, route, f"{status // 100}xx" if status else "none", duration, info.ttfb,
-                              info.bytes_in, info.bytes_out))
+        self._pending.append((info.face, info.route or ("rejected" if status else "aborted"),
+                              _STATUS_CLASS[status // 100] if 0 < status < 600 else _status_class(status),
+                              duration, info.ttfb, info.bytes_in, info.bytes_out))
         if not self._scheduled:
-            self._scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self._write)
-            except RuntimeError:  # no loop (tools, tests): now
-                self._write()
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self._write)
+        except RuntimeError:  # no loop (tools, tests): now
+            self._write()
 
     def _write(self) -> None:
-        """Every multi-process value update is a write to a shared file: under load several requests end
-        in one loop turn, and each counter / bucket is written once for all of them instead of once each.
-        Runs before the loop polls again, so a scrape never misses a request whose response was sent."""
+        """Every multi-process value update is a write to a shared file: under load several requests start
+        and end in one loop turn, and each counter / bucket / the in-flight gauge is written once for all of
+        them instead of once each. Runs before the loop polls again, so a scrape never misses a request whose
+        response was sent."""
         self._scheduled = False
         pending, self._pending = self._pending, []
+        begun, self._begun = self._begun, {}
         counts: dict[tuple[str, str, str], int] = {}
         per_face: dict[str, list[tuple[float, float, int, int]]] = {}
         for face, route, status_class, duration, ttfb, b_in, b_out in pending:
             key = (face, route, status_class)
             counts[key] = counts.get(key, 0) + 1
-            per_face.setdefault(face, []).append((duration, ttfb, b_in, b_out))
+            rows = per_face.get(face)
+            if rows is None:
+                rows = per_face[face] = []
+            rows.append((duration, ttfb, b_in, b_out))
+        counters = self._counters
         for key, n in counts.items():
-            metrics.request(*key).inc(n)
-        for face, rows in per_face.items():
+            value = counters.get(key)
+            if value is None:
+                value = counters[key] = metrics.request(*key)._value
+            value.inc(n)
+        for face in begun.keys() | per_face.keys():
             inflight, hist, first, b_in_c, b_out_c = self._face_metrics(face)
-            inflight.dec(len(rows))
+            rows = per_face.get(face, [])
+            net = begun.get(face, 0) - len(rows)
+            if net:
+                inflight.inc(net)
+            if not rows:
+                continue
             _observe_many(hist, [r[0] for r in rows])
             _observe_many(first, [r[1] for r in rows if r[1] >= 0])
             total_in = sum(r[2] for r in rows)
@@ -195,15 +222,24 @@ class Observer:
                 b_out_c.inc(total_out)
 
 
+_STATUS_CLASS = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def _status_class(status: int) -> str:
+    return f"{status // 100}xx" if status else "none"
+
+
 def _observe_many(hist: Any, values: list[float]) -> None:
     """``observe`` for several values: the sum and each bucket written once (prometheus-client's histogram
     keeps non-cumulative bucket values and its upper bounds sorted, ``+Inf`` last)."""
     if not values:
         return
-    if len(values) == 1:
-        hist.observe(values[0])
-        return
     bounds = hist._upper_bounds
+    if len(values) == 1:
+        v = values[0]
+        hist._sum.inc(v)
+        hist._buckets[bisect.bisect_left(bounds, v)].inc(1)
+        return
     buckets: dict[int, int] = {}
     for v in values:
         i = bisect.bisect_left(bounds, v)
