@@ -153,6 +153,7 @@ _HTTPS_ESC, _HTTP_ESC, _SLASHES_ESC, _HTTPS, _HTTP, _SLASHES = range(len(_PREFIX
 _U_HTTPS, _U_HTTP, _U_SLASHES = 6, 7, 8  # \u002F\u002F
 _P_HTTPS, _P_HTTP, _P_SLASHES = 9, 10, 11  # %3A%2F%2F, %2F%2F
 _BARE_PCT = 12  # a bare host whose port separator is %3A
+_ENC_HOST = 32  # flag on a %2F%2F form: the host itself is percent-encoded (``origin%2Eexample``)
 _DYNAMIC = 16  # flag on a form: the matched authority spells its port separator %3A
 _U_SL = b"\\u002f\\u002f"
 _P_SL = b"%2f%2f"
@@ -181,6 +182,30 @@ def _escaped_boundary(low: bytes, h: int, pos: int) -> bool:
     while k - n >= pos and low[k - n] == 0x5C:
         n += 1
     return n % 2 == 1
+
+
+# A run of host/port characters after a percent-encoded ``%2F%2F``: unreserved bytes and escapes.
+_ENC_RUN = re.compile(rb"(?:[a-z0-9\-._~:]|%[0-9a-f]{2})+")
+_ESC1 = re.compile(rb"%([0-9a-f]{2})")
+
+
+def _decode_run(run: bytes) -> tuple[bytes, list[int]]:
+    """``run`` (lower case) percent-decoded once, and where each decoded byte ends in ``run``."""
+    dec = bytearray()
+    ends: list[int] = []
+    i = 0
+    for m in _ESC1.finditer(run):
+        s = m.start()
+        for j in range(i, s):
+            dec.append(run[j])
+            ends.append(j + 1)
+        dec.append(int(m.group(1), 16))
+        ends.append(m.end())
+        i = m.end()
+    for j in range(i, len(run)):
+        dec.append(run[j])
+        ends.append(j + 1)
+    return bytes(dec), ends
 
 
 def _is_hex4(b: bytes) -> bool:
@@ -213,7 +238,8 @@ class OriginMatcher:
         # back ``hold`` = both, so it never emits bytes that a later decision could still claim.
         self.max_prefix = MAX_PREFIX
         longest = max(len(n) for n in self.needles)
-        self.tail = longest + 1 + len("%3a65535") + _LOOKAHEAD
+        # a percent-encoded host (``origin%2Eexample``) spells each byte in up to three
+        self.tail = 3 * (longest + 1 + len(":65535") + _LOOKAHEAD) + 3
         self.hold = self.tail + self.max_prefix
         self.ref_forms: tuple[bytes, ...] = tuple(p + n for n in self.needles for p in REF_PREFIXES)
 
@@ -242,7 +268,9 @@ class OriginMatcher:
         """
         lowered = buf.lower()
         if not self.contains_needle(lowered):
-            return []
+            if lowered.find(_P_SL, max(0, start - 6)) < 0:
+                return []
+            return self._encoded_matches(lowered, start, limit)
         found: list[tuple[int, int, int]] = []
         pos = start
         lb = 0  # look-behind may read context before ``start``, never a previous match
@@ -291,10 +319,54 @@ class OriginMatcher:
                 form = _BARE_PCT if form < 0 else form | _DYNAMIC
             found.append((s, end, form))
             pos = lb = end
+        if lowered.find(_P_SL, max(0, start - 6)) >= 0:
+            enc = self._encoded_matches(lowered, start, limit)
+            if enc:
+                found = _merge(found, enc)
+        return found
+
+    def _encoded_matches(self, lowered: bytes, start: int, limit: int) -> list[tuple[int, int, int]]:
+        """Matches whose host is percent-encoded after a percent-encoded prefix (``%2F%2F``,
+        ``https%3A%2F%2F``): decided on the once-decoded host; the host must hold an escape other
+        than the port separator (plain hosts are the main scan's)."""
+        found: list[tuple[int, int, int]] = []
+        p = lowered.find(_P_SL, max(0, start - 6))
+        while p >= 0:
+            h = p + 6
+            if h > limit:
+                break
+            m = _ENC_RUN.match(lowered, h, h + self.tail)
+            if m is not None and b"%" in m.group() and not (p >= 1 and lowered[p - 1] == 0x25):
+                if p >= 8 and lowered.startswith(b"https%3a", p - 8):
+                    s, form = p - 8, _P_HTTPS
+                elif p >= 7 and lowered.startswith(b"http%3a", p - 7):
+                    s, form = p - 7, _P_HTTP
+                else:
+                    s, form = p, _P_SLASHES
+                dec, ends = _decode_run(m.group())
+                hm = self.pattern.match(dec)
+                if s >= start and hm is not None and b"%" not in dec[: hm.end()]:
+                    end = h + ends[hm.end() - 1]
+                    host_raw = lowered[h:end]
+                    j = host_raw.find(b"%3a")
+                    if b"%" in (host_raw if j < 0 else host_raw[:j]):
+                        found.append((s, end, form | _ENC_HOST))
+                        p = lowered.find(_P_SL, end)
+                        continue
+            p = lowered.find(_P_SL, p + 1)
         return found
 
     def for_request(self, public_scheme: str, public_authority: str) -> HostRewriter:
         return HostRewriter(self, public_scheme.lower(), public_authority)
+
+
+def _merge(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Two sorted match lists as one, an overlapping later match dropped."""
+    out: list[tuple[int, int, int]] = []
+    for m in sorted(a + b):
+        if not out or m[0] >= out[-1][1]:
+            out.append(m)
+    return out
 
 
 def _pct_authority(authority: bytes, upper: bool) -> bytes:
@@ -335,6 +407,8 @@ class HostRewriter:
         if form == -1 or 0 <= form < 6:
             return self.replacements[form]
         raw = buf[start:end]
+        if form & _ENC_HOST:
+            return self._encoded_host(raw, form & 15)
         low = raw.lower()
         pct = form == _BARE_PCT or bool(form & _DYNAMIC)
         base = form & 15
@@ -359,6 +433,29 @@ class HostRewriter:
         whole = self.replacements[base]
         return whole[: len(whole) - len(self._pub)] + pub
 
+    def _encoded_host(self, raw: bytes, base: int) -> bytes:
+        """The public reference for a ``%2F%2F`` form whose host was percent-encoded: the prefix as
+        it was (scheme the client's), the public authority with the same characters encoded, in the
+        same hex case (``origin%2Eexample`` -> ``pub%2Eexample``)."""
+        low = raw.lower()
+        k = low.find(_P_SL) + len(_P_SL)
+        head = raw[:k]
+        if base != _P_SLASHES:
+            head = self._sch + head[head.find(b"%") :]
+        host = raw[k:]
+        encoded = {int(m.group(1), 16) for m in _ESC1.finditer(host.lower())}
+        letters = [m.group(1) for m in re.finditer(rb"%([0-9A-Fa-f]{2})", host) if not m.group(1).isdigit()]
+        upper = (letters[0] if letters else head[-1:]) == (letters[0] if letters else head[-1:]).upper()
+        encoded.update(b":[]")
+        fmt = b"%%%02X" if upper else b"%%%02x"
+        out = bytearray()
+        for c in self._pub:
+            if c in encoded or (c | 0x20 in encoded and 0x61 <= c | 0x20 <= 0x7A):
+                out += fmt % c
+            else:
+                out.append(c)
+        return head + bytes(out)
+
     def splice(self, buf: bytes, start: int, limit: int, escapes: bool = True) -> tuple[list[bytes], int]:
         """Rewritten pieces of ``buf[start:]`` up to the end of the last match found; and that end."""
         out: list[bytes] = []
@@ -372,7 +469,10 @@ class HostRewriter:
 
     def might_contain(self, data: bytes) -> bool:
         """Cheap pre-check: can ``data`` hold an origin reference at all?"""
-        return self.matcher.contains_needle(data.lower())
+        low = data.lower()
+        if self.matcher.contains_needle(low):
+            return True
+        return _P_SL in low and bool(self.matcher._encoded_matches(low, 0, len(low)))
 
     def rewrite(self, data: bytes, escapes: bool = True) -> bytes:
         """Rewrite a complete buffer (no chunk boundary inside); ``escapes``: see ``matches``."""

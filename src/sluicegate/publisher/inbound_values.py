@@ -198,6 +198,7 @@ class ValueMapper:
         out = bytearray()
         unreserved_literal = _ESC_UNRESERVED.search(original) is None
         seen: dict[int, bool | None] = {}
+        replaced = original[at:end]
         for c in data:
             if unreserved_literal and c in (_FORM_SAFE if self.browser else _UNRESERVED):
                 out.append(c)  # nobody around here encodes letters, digits, "-._~": neither do we
@@ -205,6 +206,10 @@ class ValueMapper:
             enc = (b"%%%02x" if lower_hex else b"%%%02X") % c
             if c in seen:
                 choice = seen[c]
+            elif c in _UNRESERVED and (b"%%%02x" % c) in replaced.lower():
+                # the replaced host encoded this very character (``pub%2Etest``: the outbound mapping
+                # spells the public host as the page spelled the origin's): so did the page
+                choice = seen[c] = False
             else:
                 choice = seen[c] = _nearest(original, at, end, _LINKED.get(c, (c,)))
             if choice is None:

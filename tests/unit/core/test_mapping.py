@@ -143,3 +143,51 @@ def test_streaming_equals_whole_for_every_form(text: str, cuts: list[int]) -> No
         last = c
     pieces.append(data[last:])
     assert b"".join(r.feed(p) for p in pieces) + r.finish() == whole
+
+
+# #22 outbound: an origin URL percent-encoded once whose *host* is percent-encoded too
+IP = Origin.parse("http://127.0.0.1:9000")
+RW_IP = OriginMatcher(IP).for_request("https", "pub.example:8080")
+
+
+@pytest.mark.parametrize(
+    "rw,src,expected",
+    [
+        (RW_IP, b"?u=http%3A%2F%2F127%2E0%2E0%2E1%3A9000%2Fp", b"?u=https%3A%2F%2Fpub%2Eexample%3A8080%2Fp"),
+        (RW, b"?u=https%3A%2F%2Forigin%2Eexample%2F", b"?u=https%3A%2F%2Fpub%2Eexample%3A8080%2F"),
+        (RW, b"?u=https%3a%2f%2forigin%2eexample%2f", b"?u=https%3a%2f%2fpub%2eexample%3a8080%2f"),
+        (RW, b"?u=%2F%2F%6Frigin.example%2Fx", b"?u=%2F%2Fpub.example%3A8080%2Fx"),
+        (RW, b"?u=%2F%2F%6Frigin.example%2Fx&v=%2F%2Forigin%2Eexample",
+         b"?u=%2F%2Fpub.example%3A8080%2Fx&v=%2F%2Fpub%2Eexample%3A8080"),
+        (RW, b"?u=https%3A%2F%2Fwww%2Eorigin%2Eexample%2F", b"?u=https%3A%2F%2Fpub%2Eexample%3A8080%2F"),
+        # not the origin, double-encoded or malformed: untouched
+        (RW, b"?u=https%3A%2F%2Forigin%2Eexample%2Eevil%2F", b"?u=https%3A%2F%2Forigin%2Eexample%2Eevil%2F"),
+        (RW, b"?u=https%253A%252F%252Forigin%252Eexample%252F", b"?u=https%253A%252F%252Forigin%252Eexample%252F"),
+        (RW, b"?u=%2F%2Forigin%252Eexample", b"?u=%2F%2Forigin%252Eexample"),
+        (RW, b"?u=%2F%2Forigin%2example", b"?u=%2F%2Forigin%2example"),
+        (RW, b"?u=%2F%2Forigin%2Eexample%3A444", b"?u=%2F%2Forigin%2Eexample%3A444"),
+        (RW, b"?u=%2F%2Fx%6Frigin.example", b"?u=%2F%2Fx%6Frigin.example"),
+        (RW_IP, b"?u=%2F%2F127%2E0%2E0%2E1%3A90001", b"?u=%2F%2F127%2E0%2E0%2E1%3A90001"),
+    ],
+)
+def test_percent_encoded_host(rw, src: bytes, expected: bytes) -> None:  # type: ignore[no-untyped-def]
+    assert rw.rewrite(src) == expected
+    assert rw.might_contain(src) or src == expected
+
+
+ENC_PIECES = ["https%3A%2F%2F", "%2F%2F", "%2f%2f", "origin%2Eexample", "%6Frigin.example", "origin%2eexample",
+              "%2F", "%3A443", "%3A444", "%2E", "x", "%25", "%2", "&v=", "origin.example", "e"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(ENC_PIECES), max_size=20).map("".join), st.lists(st.integers(0, 300), max_size=5))
+def test_streaming_equals_whole_for_encoded_hosts(text: str, cuts: list[int]) -> None:
+    data = text.encode()
+    whole = RW.rewrite(data)
+    r = StreamingHostReplacer(RW)
+    pieces, last = [], 0
+    for c in sorted(set(min(c, len(data)) for c in cuts)):
+        pieces.append(data[last:c])
+        last = c
+    pieces.append(data[last:])
+    assert b"".join(r.feed(p) for p in pieces) + r.finish() == whole

@@ -334,6 +334,10 @@ class FlightLexer:
         k = self._matcher.find_needle(low)
         if k >= 0:  # a complete host whose look-ahead or prefix may still change the verdict
             best = frm + max(0, k - self._max_prefix)
+        # a percent-encoded host (``%2F%2Forigin%2Eexample``) is not a needle: hold from its ``%2F%2F``
+        j = low.find(b"%2f%2f", max(0, len(low) - self._tail - 6))
+        if j >= 0:
+            best = min(best, frm + max(0, j - self._max_prefix))
         prefixes = self._form_prefixes
         for k in range(len(low)):
             if frm + k >= best:
