@@ -5,6 +5,8 @@ import re
 from html import unescape
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline import UnsafeOverlongTag
@@ -172,3 +174,54 @@ def test_inline_flight_scripts_are_still_held_whole() -> None:
     assert f.wants_whole(b"<script>", b'self.__next_f.push([1,"')
     assert f.wants_whole(b'<script id="__NEXT_DATA__" type="application/json">', b"{")
     assert not f.wants_whole(b"<script>", b"var x = 1;")
+
+
+# #12 §1: text nodes decided on their decoded value, like attributes
+@pytest.mark.parametrize(
+    "src,expected",
+    [
+        ("<p>Visit https://origin&#46;example&#46;com/p now</p>", "<p>Visit https://pub.example/p now</p>"),
+        ("<p>https&#58;//origin.example.com/</p>", "<p>https://pub.example/</p>"),
+        ("<p>&#x68;ttps://origin.example.com/x</p>", "<p>https://pub.example/x</p>"),
+        ("<title>origin&period;example&period;com</title>", "<title>pub.example</title>"),
+        ("<textarea>see //origin&#x2E;example.com/t &amp; co</textarea>",
+         "<textarea>see //pub.example/t &amp; co</textarea>"),
+        ("<p>it&#x27;s origin.example.com &#x27;ok&#x27;</p>", "<p>it&#x27;s pub.example &#x27;ok&#x27;</p>"),
+        # not the origin once decoded: untouched
+        ("<p>&#120;origin.example.com</p>", "<p>&#120;origin.example.com</p>"),
+        ("<p>origin&#46;example&#46;com&#46;evil</p>", "<p>origin&#46;example&#46;com&#46;evil</p>"),
+        ("<p>&#8217; &copy; origin&#46;examplex</p>", "<p>&#8217; &copy; origin&#46;examplex</p>"),
+    ],
+)
+def test_text_with_character_references(src: str, expected: str) -> None:
+    assert rewrite(src) == expected
+    assert unescape(rewrite(src)) == unescape(RW1.rewrite_text(unescape(src)))
+    out = run(lambda: build_html_processor(RW1, HtmlSettings(rewrite_text=False)), [src.encode()])
+    assert out == src.encode()
+
+
+def test_text_references_after_a_long_run_stream() -> None:
+    src = b"<p>" + b"x&#x27;" * 2000 + b" https://origin&#46;example&#46;com/a " + b"y" * 3000 + b"</p>"
+    for size in (1, 5, 64, 8192):
+        out = run(lambda: build_html_processor(RW1, PLAIN), [src[i : i + size] for i in range(0, len(src), size)])
+        assert out == src.replace(b"origin&#46;example&#46;com", b"pub.example")
+
+
+_TEXT_PIECES = ["https://", "//", "https&#58;//", "&#x68;ttps://", "origin", "&#46;", "&period;", ".", "example",
+                "com", "&#x2F;", "/p", " ", "x", "&amp;", "&#x27;", "&#120;", "&", "&#4", ";", "-",
+                "origin.example.com", "&copy", "&#0046;"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TEXT_PIECES), max_size=25).map("".join), st.lists(st.integers(0, 300), max_size=6))
+def test_text_references_any_split_renders_as_the_mapping(text: str, cuts: list[int]) -> None:
+    """Whatever the chunking, the rewritten text renders as the mapping of what the original renders."""
+    src = f"<p>{text}</p>".encode()
+    pieces, last = [], 0
+    for c in sorted({min(c, len(src)) for c in cuts}):
+        pieces.append(src[last:c])
+        last = c
+    pieces.append(src[last:])
+    out = run(lambda: build_html_processor(RW1, PLAIN), pieces)
+    assert out == run(lambda: build_html_processor(RW1, PLAIN), [src])
+    assert unescape(out.decode()[3:-4]) == RW1.rewrite_text(unescape(text))

@@ -1077,8 +1077,11 @@ class HtmlRewriter:
                 if suspect is not None:
                     if snxt < pos:
                         snxt = self._suspect_next(tlow, pos)
-                    if snxt < bound:
-                        bound = snxt
+                    # a text filter decides a reference spelled with character references from
+                    # the text before it too (``https://origin&#46;example``): stop that far back
+                    sb = snxt - self._tf_hold if tf is not None and snxt < n else snxt
+                    if sb < bound:
+                        bound = sb
                 if bound < pos:
                     bound = pos
                 if hand:

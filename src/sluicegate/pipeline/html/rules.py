@@ -42,6 +42,7 @@ from sluicegate.pipeline.html.rewriter import (
     needle_attr_spans,
     needle_attrs,
 )
+from sluicegate.pipeline.html.textrefs import TextRefReplacer
 from sluicegate.pipeline.text import StreamingHostReplacer
 
 ScriptText = TextBody
@@ -438,7 +439,7 @@ class SluicegateRules:
         """HTML text (data, ``title``, ``textarea``...) through the one mapping, when enabled."""
         if self.rewrite_text:
             matcher = self.rw.matcher
-            html.set_text_filter(StreamingHostReplacer(self.rw, False), needles=matcher.needles,
+            html.set_text_filter(TextRefReplacer(self.rw), needles=matcher.needles,
                                  behind=matcher.max_prefix, hold=self.rw.hold)
 
     # -- URL attributes ----------------------------------------------------------------------------
