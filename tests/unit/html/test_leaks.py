@@ -12,6 +12,7 @@ from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline import UnsafeOverlongTag
 from sluicegate.pipeline.hosts import Origin, OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
+from sluicegate.pipeline.html.charrefs import decode
 from tests.unit.html.helpers import run, run_all_splits
 
 ORIGIN = Origin.parse("https://origin.example.com")
@@ -224,4 +225,5 @@ def test_text_references_any_split_renders_as_the_mapping(text: str, cuts: list[
     pieces.append(src[last:])
     out = run(lambda: build_html_processor(RW1, PLAIN), pieces)
     assert out == run(lambda: build_html_processor(RW1, PLAIN), [src])
-    assert unescape(out.decode()[3:-4]) == RW1.rewrite_text(unescape(text))
+    # as the browser decodes text (html.unescape drops C0 controls such as ``&#4``; the tokenizer does not)
+    assert decode(out.decode()[3:-4], in_attribute=False) == RW1.rewrite_text(decode(text, in_attribute=False))
