@@ -1078,8 +1078,14 @@ class HtmlRewriter:
                     if snxt < pos:
                         snxt = self._suspect_next(tlow, pos)
                     # a text filter decides a reference spelled with character references from
-                    # the text before it too (``https://origin&#46;example``): stop that far back
-                    sb = snxt - self._tf_hold if tf is not None and snxt < n else snxt
+                    # the text before it too (``https://origin&#46;example``): stop that far back,
+                    # but not before the last ``>`` (no reference holds one; tags keep the fast path)
+                    sb = snxt
+                    if tf is not None and snxt < n:
+                        sb = snxt - self._tf_hold
+                        gt = buf.rfind(b">", sb if sb > pos else pos, snxt)
+                        if gt >= 0:
+                            sb = gt + 1
                     if sb < bound:
                         bound = sb
                 if bound < pos:

@@ -8,7 +8,7 @@ match is replaced in the raw bytes by the public reference as plain text (it hol
 ``<``), every byte outside a match keeps its spelling. So ``https://origin&#46;example/p`` renders
 as what React renders from the rewritten Flight string.
 
-Streaming: with no ``&`` in the buffer the hold is the mapping's own (``HostRewriter.hold``); with
+Streaming: with no suspect ``&`` in the buffer (``_SUSPECT_REF``) the hold is the mapping's own (``HostRewriter.hold``); with
 one, a host may be spelled with references (up to ``_SPREAD`` raw bytes per character), so the hold
 grows to that bound. A host spelled with more bytes per character than that (leading zeros:
 ``&#0000046;``) is decided only when the whole spelling arrives within one hold. References are
@@ -31,6 +31,11 @@ _SPREAD = 8
 _CONTEXT = 16
 # A character reference's raw spelling (for "never cut one in two"; charrefs decides what it means).
 _REF = re.compile(rb"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
+# An ``&`` that may start a reference to a host or URL character: anything but the escapes React and
+# most templates write for ``& < > " '`` (and a few typographic ones), which never spell one. One C
+# search: the common page's text takes the raw-byte path and the small hold.
+_SUSPECT_REF = re.compile(rb"&(?=[#a-z])(?!(?:amp|lt|gt|quot|apos|nbsp|copy|#x0*2[27]|#x0*2[0-9a-f]{2}|#x0*3[ce]|"
+                          rb"#0*3[49]|#0*38|#0*6[02]|#0*8[0-9]{3}|#x0*20[0-9a-f]{2});)", re.I)
 
 
 def decode_refs(raw: bytes) -> tuple[bytes, list[int], list[int]]:
@@ -77,7 +82,7 @@ class TextRefReplacer:
         self._ctx = 0  # ``_buf[:_ctx]`` was emitted already (look-behind only)
 
     def _splice(self, buf: bytes, start: int, limit: int) -> tuple[list[bytes], int]:
-        if buf.find(b"&") < 0 or not self._rw.might_contain(
+        if _SUSPECT_REF.search(buf) is None or not self._rw.might_contain(
                 decode(buf.decode("latin-1"), in_attribute=False).encode("utf-8", "surrogatepass")):
             return self._rw.splice(buf, start, limit, False)
         dec, starts, ends = decode_refs(buf)
@@ -102,7 +107,7 @@ class TextRefReplacer:
         if not data:
             return b""
         buf = self._buf + data if self._buf else data
-        spread = _SPREAD if buf.find(b"&") >= 0 else 1
+        spread = _SPREAD if _SUSPECT_REF.search(buf) is not None else 1
         limit = len(buf) - self._tail * spread
         safe = limit + 1 - self._max_prefix * spread
         if safe <= self._ctx:
