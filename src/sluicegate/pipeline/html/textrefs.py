@@ -8,7 +8,8 @@ match is replaced in the raw bytes by the public reference as plain text (it hol
 ``<``), every byte outside a match keeps its spelling. So ``https://origin&#46;example/p`` renders
 as what React renders from the rewritten Flight string.
 
-Streaming: with no suspect ``&`` in the buffer (``_SUSPECT_REF``) the hold is the mapping's own (``HostRewriter.hold``); with
+Streaming: with no suspect ``&`` in the buffer (``_SUSPECT_REF``) the hold is the mapping's own
+(``HostRewriter.hold``); with
 one, a host may be spelled with references (up to ``_SPREAD`` raw bytes per character), so the hold
 grows to that bound. A host spelled with more bytes per character than that (leading zeros:
 ``&#0000046;``) is decided only when the whole spelling arrives within one hold. References are
