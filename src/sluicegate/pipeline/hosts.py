@@ -13,7 +13,9 @@ trailing dot when a URL delimiter follows (``origin.example./p``: the dot is dro
 Forms, found in a lower-cased copy (so any letter case): ``https://A``, ``http://A``, ``//A``;
 JSON-escaped ``https:\\/\\/A``, ``\\/\\/A``; ``\\u002F``-escaped ``https:\\u002F\\u002FA``,
 ``\\u002F\\u002FA``; percent-encoded once (a query value or fragment) ``https%3A%2F%2FA``,
-``%2F%2FA``; and a bare ``A`` at a hostname boundary. A match is refused when the host continues
+``%2F%2FA`` (after such a prefix the host itself may be percent-encoded, ``origin%2Eexample``:
+decided on the once-decoded host, the public host encoded alike); and a bare ``A`` at a hostname
+boundary. A match is refused when the host continues
 (``A.evil.com``, ``A-cdn``, ``xA``, ``sub.A``, another port). The scheme becomes the client's;
 escaped and percent-encoded prefixes keep their escape and hex case, and the public authority is
 percent-encoded like the original (``:`` as ``%3A``/``%3a``) when the reference was. Double
