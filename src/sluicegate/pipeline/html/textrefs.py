@@ -10,10 +10,10 @@ as what React renders from the rewritten Flight string.
 
 Streaming: with no suspect ``&`` in the buffer (``_SUSPECT_REF``) the hold is the mapping's own
 (``HostRewriter.hold``); with one, a host may be spelled with references (up to ``_SPREAD`` raw
-bytes per character), so the hold grows to that bound. A host spelled with more bytes per
-character than that (leading zeros: ``&#0000046;``) is decided only when the whole spelling arrives within one hold. References are
-resolved as the tokenizer does in text (``charrefs``), also in raw-text elements (``<xmp>``), where
-the browser shows them literally.
+bytes per character), so the hold grows to that bound. A host spelled with more bytes per character
+than that (leading zeros: ``&#0000046;``) is decided only when the whole spelling arrives within one
+hold. References are resolved as the tokenizer does in text (``charrefs``), also in raw-text
+elements (``<xmp>``), where the browser shows them literally.
 
 Must not know about markup beyond character references.
 """
