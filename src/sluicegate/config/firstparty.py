@@ -13,6 +13,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.domains import DomainList
+
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -115,8 +117,6 @@ class FirstPartySettings(BaseModel):
 
     @model_validator(mode="after")
     def _rewrite_within_allowed(self) -> FirstPartySettings:
-        from sluicegate.firstparty.guard import DomainList
-
         allowed = DomainList(self.allowed_domains)
         for d in self.rewrite_domains:
             if not allowed.covers_pattern(d):

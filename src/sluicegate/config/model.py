@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.access_log import check_template
 from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
@@ -44,8 +45,6 @@ class ServerSettings(BaseModel):
     @classmethod
     def _access_log(cls, value: bool | str) -> bool | str:
         if isinstance(value, str) and value not in ("auto", "json", "off", "combined"):
-            from sluicegate.observability.access import check_template
-
             check_template(value)
         return value
 

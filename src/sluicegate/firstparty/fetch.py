@@ -16,7 +16,8 @@ import asyncio
 import collections
 from urllib.parse import urljoin
 
-from sluicegate.firstparty.guard import AddressGuard, DomainList, IPAddress, Refused, Resolver, pick_address
+from sluicegate.config.domains import DomainList
+from sluicegate.firstparty.guard import AddressGuard, IPAddress, Refused, Resolver, pick_address
 from sluicegate.firstparty.signing import BadUrl, Target, canonical_url
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginPool, OriginResponse

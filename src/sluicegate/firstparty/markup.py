@@ -22,7 +22,7 @@ import logging
 import re
 from urllib.parse import urljoin
 
-from sluicegate.firstparty.guard import DomainList
+from sluicegate.config.domains import DomainList
 from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import Element, HtmlRewriter, TextBody

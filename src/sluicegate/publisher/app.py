@@ -34,6 +34,7 @@ from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
 from sluicegate.edge.client import ClientWatch
 from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.headers import TrustedProxies
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
@@ -75,7 +76,7 @@ class PublisherApp:
         pub = settings.publisher
         self.origin = pub.origin
         self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
-        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.trusted = TrustedProxies(settings.server.trusted_proxies)
         self.public_hosts = pub.public_hosts
         self.pool: OriginPool | None = None
         self.timeouts = settings.timeouts

@@ -9,9 +9,11 @@ from urllib.parse import parse_qsl, quote
 
 import pytest
 
-from sluicegate.firstparty.guard import AddressGuard, DomainList
+from sluicegate.config.domains import DomainList
+from sluicegate.config.secrets import SecretError
+from sluicegate.firstparty.guard import AddressGuard
 from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, page_stage, proxied_html
-from sluicegate.firstparty.signing import BadUrl, SecretError, Signer, canonical_url, load_keys
+from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url, load_keys
 from sluicegate.identity.consent import UsPrivacy
 from sluicegate.identity.decision import Jurisdiction, Signals, decide, jurisdiction
 from sluicegate.identity.edge import normalise_ip, valid_id
