@@ -40,7 +40,7 @@ from sluicegate.edge.asgi import (
     header_list,
     send_simple,
 )
-from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.client import start_request
 from sluicegate.edge.deadline import Deadline
 from sluicegate.edge.headers import TrustedProxies, for_rewritten_body, strip_hop_by_hop
 from sluicegate.firstparty.fetch import ThirdPartyClient
@@ -249,12 +249,8 @@ class FirstPartyEndpoints:
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, method: str, target: Target, personal: bool
     ) -> None:
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=False)
+        watch, deadline = start_request(receive, send, has_body=False)
         send = watch.send
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = Deadline(asyncio.get_running_loop(), task)
         try:
             try:
                 with deadline:

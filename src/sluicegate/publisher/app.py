@@ -32,8 +32,7 @@ from typing import Any
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
-from sluicegate.edge.client import ClientWatch
-from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.client import ClientWatch, start_request
 from sluicegate.edge.headers import TrustedProxies
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.identity.edge import EdgeIdentity
@@ -189,12 +188,8 @@ class PublisherApp:
                     req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
                 )
 
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=has_body)
+        watch, deadline = start_request(receive, send, has_body=has_body)
         send = watch.send
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = Deadline(asyncio.get_running_loop(), task)
         started = time.perf_counter()
         try:
             await self.startup()
