@@ -14,6 +14,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluicegate.config.domains import DomainList
+from sluicegate.config.types import CidrList
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -59,7 +60,7 @@ class FirstPartySettings(BaseModel):
     # also be covered by allowed_domains).
     rewrite_domains: list[str] = Field(default_factory=list)
     # CIDRs a target may resolve to despite the private-address guard (empty: none).
-    allow_private_addresses: list[str] = Field(default_factory=list)
+    allow_private_addresses: CidrList = Field(default_factory=list)
     # Lifetime of a minted URL (pages and /sign). A string such as "1h" or seconds.
     url_ttl: float = 3600.0
     keys_file: str = ""  # file with one signing key per line (first signs); else SLUICEGATE_FIRST_PARTY_KEYS
@@ -92,16 +93,6 @@ class FirstPartySettings(BaseModel):
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
         return _domains(value)
-
-    @field_validator("allow_private_addresses")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"not a CIDR: {cidr!r}") from exc
-        return value
 
     @field_validator("resolve")
     @classmethod
