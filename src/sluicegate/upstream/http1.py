@@ -1,4 +1,4 @@
-"""The publisher's origin client: pooled keep-alive HTTP/1.1 connections, framing parsed by llhttp.
+"""The upstream client: pooled keep-alive HTTP/1.1 connections to one authority, framing parsed by llhttp.
 
 Why not aiohttp on this path (figures in docs/stack.md): a relay's per-request cost is what limits req/s,
 and aiohttp's general-purpose client (cookie and redirect machinery, multidicts, a StreamReader with its
@@ -8,10 +8,12 @@ connection) is done by llhttp through ``httptools``, the parser uvicorn and Node
 
 * the pool: at most ``limit`` connections, LIFO reuse of idle ones, idle ones dropped after
   ``keepalive_timeout``, one retry on a fresh connection when a reused one turns out to be closed before
-  any response byte (only for requests without a body: nothing can have been consumed);
-* serialisation of the request head, and a streamed request body (the client's ``Content-Length``, or
-  chunked when it has none), written with the transport's backpressure, concurrently with waiting for
-  the response (an origin may answer, e.g. 413, before the upload ends);
+  any response byte (only for idempotent requests whose body, if any, is held as bytes: nothing can have
+  been consumed);
+* serialisation of the request head, and the request body: bytes held by the caller (sent with the head in
+  one write), or a stream (the caller's ``Content-Length``, or chunked when it has none) written with the
+  transport's backpressure, concurrently with waiting for the response (an origin may answer, e.g. 413,
+  before the upload ends);
 * the framing facts llhttp leaves to its caller: a response to HEAD has no body, a body with neither
   ``Content-Length`` nor chunked coding ends at EOF (any other EOF before the end is a truncation),
   1xx interim responses are skipped, a 101 is refused, and a connection is reused only when request and
@@ -369,16 +371,31 @@ class OriginPool:
         method: str,
         target: str,
         headers: list[tuple[str, str]],
-        body: AsyncIterator[bytes] | None = None,
+        body: AsyncIterator[bytes] | bytes | None = None,
     ) -> OriginResponse:
-        """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``)."""
+        """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``).
+
+        ``body``: none; ``bytes`` (sent with the head in one write, ``Content-Length`` added when the headers
+        have none, refused when theirs differs); or an async iterator streamed as it yields (the headers'
+        ``Content-Length``, else chunked)."""
         chunked = False
+        whole: bytes | None = None
+        stream: AsyncIterator[bytes] | None = None
         lines = [f"{method} {target} HTTP/1.1\r\n"]
         for name, value in headers:
             lines.append(f"{name}: {value}\r\n")
-        if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
-            chunked = True
-            lines.append("transfer-encoding: chunked\r\n")
+        declared = next((v.strip() for n, v in headers if n.lower() == "content-length"), None)
+        if isinstance(body, bytes):
+            whole = body
+            if declared is None:
+                lines.append(f"content-length: {len(body)}\r\n")
+            elif declared != str(len(body)):
+                raise OriginProtocolError(f"content-length {declared} does not match the {len(body)}-byte body")
+        elif body is not None:
+            stream = body
+            if declared is None:
+                chunked = True
+                lines.append("transfer-encoding: chunked\r\n")
         lines.append("\r\n")
         head_text = "".join(lines)
         # Each line must end where we ended it: a CR or LF inside a name, value or target would let a
@@ -389,9 +406,12 @@ class OriginPool:
             head = head_text.encode("latin-1")
         except UnicodeEncodeError:
             raise OriginProtocolError("request head is not representable in latin-1") from None
+        if whole:
+            head += whole  # one write: a small request goes out in one segment
         head_only = method == "HEAD"
-        # Only an idempotent request without a body may be sent twice (as nginx's proxy_next_upstream).
-        retry_safe = body is None and method in _IDEMPOTENT
+        # Only an idempotent request whose body (if any) we still hold may be sent twice (as nginx's
+        # proxy_next_upstream): nothing of a streamed body can be read again.
+        retry_safe = stream is None and method in _IDEMPOTENT
         for attempt in (0, 1):
             conn = await self._acquire(fresh=attempt > 0)
             conn._begin(head_only=head_only)
@@ -399,8 +419,8 @@ class OriginPool:
             try:
                 assert conn.transport is not None
                 conn.transport.write(head)
-                if body is not None:
-                    upload = asyncio.ensure_future(_upload(conn, body, chunked))
+                if stream is not None:
+                    upload = asyncio.ensure_future(_upload(conn, stream, chunked))
                     upload.add_done_callback(_on_upload_done(conn))
                 await conn.head
             except OriginClosedError:

@@ -370,7 +370,7 @@ def test_the_checked_address_is_the_one_connected_to() -> None:
         with pytest.raises((OriginConnectError, Refused)):
             await client.open("GET", canonical_url("http://cdn.example.com:9/x"), [])
         assert resolver.calls == 1
-        assert [key[1] for key in client._pools] == ["192.0.2.10"]
+        assert [key[1] for key in client._pools.authorities()] == ["192.0.2.10"]
         await client.close()
         # the second answer (loopback) is refused by the guard, before any connection
         with pytest.raises(Refused) as e:
