@@ -130,9 +130,10 @@ class PublisherApp:
             await self.pool.close()
             self.pool = None
 
-    async def _refused(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
-                       rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
-        """The own checks: ``None`` when the request was answered here (405/400/421/431), else the client's facts."""
+    async def _admit(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
+                     rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
+        """The own checks: the client's facts when the request is admitted, ``None`` when it was answered here
+        (405/400/421/431)."""
         if scope["method"].upper() == "CONNECT":
             await send_simple(send, 405, b"CONNECT is not supported: this is a reverse proxy\n", rid)
             return None
@@ -155,7 +156,7 @@ class PublisherApp:
         request_id = info.request_id if info is not None else os.urandom(8).hex()
         rid = [(self.id_header, request_id)]
         req_headers = header_list(scope)
-        facts = await self._refused(scope, req_headers, send, rid)
+        facts = await self._admit(scope, req_headers, send, rid)
         if facts is None:
             return
         method = scope["method"].upper()
