@@ -1,19 +1,18 @@
-"""Header rules every face shares: the one hop-by-hop rule, and whose forwarding headers are believed.
+"""Header rules every face shares: hop-by-hop, whose forwarding headers are believed, a changed body's headers.
 
-Hop-by-hop (RFC 9110 section 7.6.1): which headers belong to one connection, not the message.
+``HOP_BY_HOP`` / ``is_hop_by_hop`` / ``end_to_end`` / ``strip_hop_by_hop``: the one hop-by-hop rule (RFC 9110
+section 7.6.1, the headers that belong to one connection, not the message): the fixed set below, every
+``Proxy-*`` name, and every name the ``Connection`` header lists. Every face and the config read it here:
+the publisher and the first-party relay strip both directions, the inference face drops
+``HOP_BY_HOP_BYTES`` from provider responses, the config refuses a hop-by-hop provider or forwarded header.
 
-Every face and the config read it from here: the publisher strips both directions with
-``strip_hop_by_hop``/``end_to_end``, the inference face drops ``HOP_BY_HOP_BYTES`` from provider
-responses, and the config refuses a provider header or forwarded header that is hop-by-hop.
-
-Hop-by-hop: the fixed set below, every ``Proxy-*`` name (``Proxy-Authorization``, ``Proxy-Connection``,
-...), and every name the ``Connection`` header lists.
+``TrustedProxies``: the configured ``[server] trusted_proxies`` CIDRs; only a peer inside them may set
+``X-Forwarded-*`` (anyone else could spoof them).
 
 ``for_rewritten_body``: the header edits any face makes when it sends a body other than the one it got
 (no ``Content-Length``, a weak ``ETag``, no ``Accept-Ranges``).
 
-``TrustedProxies``: the configured ``[server] trusted_proxies`` CIDRs; a peer inside them may set
-``X-Forwarded-*`` (spoofable from anyone else). Must not know any face; imports the standard library only.
+Must not know any face; imports the standard library only.
 """
 
 from __future__ import annotations
