@@ -56,7 +56,7 @@ class ProviderTimeouts(BaseModel):
 
 
 class MockSettings(BaseModel):
-    """Behaviour of the embedded ``kind = "mock"`` provider (also ``python -m sluicegate.inference.mock``)."""
+    """Behaviour of the embedded ``kind = "mock"`` provider (also ``python -m sluicegate.dev.mock_provider``)."""
 
     model_config = _FROZEN
 
