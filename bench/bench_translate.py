@@ -281,7 +281,7 @@ def source_at(rev: str, dest: Path) -> Path:
 
     src = dest / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--name-only", rev, "--", "src"],
+    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--no-renames", "--name-only", rev, "--", "src"],
                              capture_output=True, text=True, check=True).stdout.split()
     for name in changed:
         path = dest / name
