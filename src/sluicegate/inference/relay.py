@@ -10,7 +10,8 @@ accounting from the taps, breaker success/failure after the commit, and how a fa
 ends: a byte relay sends the client protocol's error event on identity SSE and then aborts the
 connection (``StreamAborted``); a translated stream sends the error event and ENDS CLEANLY.
 
-Invariant: taps (``SseTap``/``JsonTap``) watch from the side and never delay bytes; only the SSE
+Invariant: taps (``SseTap``/``JsonTap``; a translated stream's translator reads usage itself, from the
+provider's events) watch from the side and never delay bytes; only the SSE
 event alignment holds an incomplete event until its end. The upstream response is released by the
 caller (a disconnect cancels the task; the release then closes the upstream connection once).
 
@@ -88,13 +89,16 @@ class Relay:
         self.router.success(t)
         ch.provider.m_ok.inc()
 
-    def account(self, ex: Exchange, provider: str, tap: SseTap | JsonTap | None, status: int,
+    def account(self, ex: Exchange, provider: str, tap: SseTap | JsonTap | Usage | None, status: int,
                 failure: str) -> None:
+        """Count the outcome and the provider's own token figures (from a tap, or a translator's ``usage``)."""
         usage: Usage | None = None
         if isinstance(tap, JsonTap):
             usage = tap.finish()
         elif isinstance(tap, SseTap):
             usage = tap.usage
+        else:
+            usage = tap
         model = ex.mfield.model
         outcome = failure or ("ok" if status < 400 else "upstream_status")
         self.meters.requests(ex.api.value, model, outcome).inc()
@@ -272,8 +276,8 @@ class Relay:
         if ctype.startswith(b"application/json"):
             await self._whole(send, ex, ch, route, ctx)
             return
+        # The translator decodes every upstream event anyway: it reads the provider's usage on the way.
         tr = route.stream(ctx, self.cfg.tap_max_event_bytes)
-        tap = SseTap(self.cfg.tap_max_event_bytes)
         headers = self._headers(resp, ex.extra, b"text/event-stream; charset=utf-8", ctx.dropped)
         headers += _SSE_HEADERS
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
@@ -294,7 +298,6 @@ class Relay:
                         if total > cap:
                             kind = "response_cap"
                             break
-                        tap.feed(chunk)
                         out = tr.feed(chunk)
                         if out:
                             await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -322,7 +325,7 @@ class Relay:
             tail = tr.fail(f"upstream stream failed: {kind}", kind)
         else:
             tail = tr.finish()
-            if tap.saw_error:
+            if tr.saw_error:
                 m.STREAM_ERRORS.labels(prov.name, "upstream_error_event").inc()
             else:
                 self.router.success(ch.target)
@@ -331,7 +334,7 @@ class Relay:
         if late:  # dropped after the headers left: said as an SSE comment (inert to every client)
             tail += b": x-sluicegate-dropped " + ",".join(sorted(late)).encode() + b"\n\n"
             log.info("inference %s dropped in translation: %s", ex.request_id, ",".join(sorted(late)))
-        self.account(ex, prov.name, tap, resp.status, kind)
+        self.account(ex, prov.name, tr.usage, resp.status, kind)
         # A translated stream always ends cleanly: the client protocol's own terminator after any error event.
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
