@@ -25,6 +25,10 @@ from typing import Any
 
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
+from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, send_simple
+from sluicegate.edge.client import BodyTooLarge, ClientWatch
+from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.inference import metrics as m
 from sluicegate.inference.attempts import Attempt, Attempts, Chosen, Exchange, prepare
 from sluicegate.inference.protocol import Api, Detected, Family, detect, error_body, model_body, models_body
@@ -34,8 +38,6 @@ from sluicegate.inference.routing import Router
 from sluicegate.inference.splice import SpliceError, find_model
 from sluicegate.inference.sse import Usage
 from sluicegate.inference.translate import translate_error
-from sluicegate.server.asgi import ClientGone, ClientWatch, Receive, Scope, Send, send_simple
-from sluicegate.server.deadline import Deadline
 
 log = logging.getLogger("sluicegate.inference")
 __all__ = ["InferenceApp", "StreamAborted"]
@@ -81,19 +83,6 @@ class InferenceApp:
         await self.pools.close(self.providers)
         self._started = False
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # When run on its own under an ASGI server (benchmarks, tests); inside sluicegate the server's
-        # lifespan calls startup/shutdown.
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
     # ---- dispatch -------------------------------------------------------------------------------
 
     def matches(self, scope: Scope) -> bool:
@@ -110,8 +99,8 @@ class InferenceApp:
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+        if scope["type"] == "lifespan":  # run on its own under an ASGI server (benchmarks, tests)
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
             return
         if scope["type"] != "http":
             return
@@ -156,12 +145,20 @@ class InferenceApp:
         api = det.api
         model = ""
         try:
-            body = await self._read_body(watch, hdict)
-            if isinstance(body, int):
-                msg = "request body too large" if body == 413 else "malformed request framing"
+            declared = hdict.get(b"content-length")
+            if declared is not None and not declared.isdigit():
                 if info is not None:
-                    info.error = "body_too_large" if body == 413 else "bad_framing"
-                await self._error(watch.send, det.family, body, msg, ids)
+                    info.error = "bad_framing"
+                await self._error(watch.send, det.family, 400, "malformed request framing", ids)
+                m.REQUESTS.labels(api.value, "", "rejected").inc()
+                return
+            try:
+                body = await watch.read(self.cfg.max_request_body_bytes,
+                                        int(declared) if declared is not None else None)
+            except BodyTooLarge:
+                if info is not None:
+                    info.error = "body_too_large"
+                await self._error(watch.send, det.family, 413, "request body too large", ids)
                 m.REQUESTS.labels(api.value, "", "rejected").inc()
                 return
             try:
@@ -276,24 +273,6 @@ class InferenceApp:
             ok |= hmac.compare_digest(presented, key)
         return ok and bool(presented)
 
-    async def _read_body(self, watch: ClientWatch, headers: dict[bytes, bytes]) -> bytes | int:
-        """The whole request body, or 413 (over ``max_request_body_bytes``) / 400 (bad framing)."""
-        cap = self.cfg.max_request_body_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return 400
-            if int(declared) > cap:
-                return 413
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in watch.body():
-            size += len(chunk)
-            if size > cap:
-                return 413
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
     async def _models(self, send: Send, det: Detected, method: str, ids: list[tuple[str, str]]) -> None:
         names = self.router.names()
         if det.api is Api.MODEL:
@@ -304,8 +283,7 @@ class InferenceApp:
             body = model_body(det.model_id, self.created)
         else:
             body = models_body(names, self.created)
-        # (A HEAD answer's body is dropped by the server; its Content-Length still says the GET's.)
-        await send_simple(send, 200, body, ids, content_type="application/json")
+        await send_simple(send, 200, body, ids, content_type="application/json", head_only=method == "HEAD")
         m.REQUESTS.labels(det.api.value if det.api else "none", "", "ok").inc()
 
     async def _error(self, send: Send, family: Family, status: int, message: str, ids: list[tuple[str, str]],

@@ -24,23 +24,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluicegate.config.inference import InferenceSettings, ModelSettings
+from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.headers import HOP_BY_HOP_BYTES
 from sluicegate.inference import metrics as m
 from sluicegate.inference.protocol import Api, Detected
 from sluicegate.inference.providers import Provider
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.splice import ModelField
 from sluicegate.inference.translate import Ctx, Route, TranslateError, choose, route_for, speaks
-from sluicegate.server.deadline import Deadline
-from sluicegate.upstream.http1 import OriginError, OriginResponse
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.inference")
 
 RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 _MAX_ERROR_BODY = 64 * 1024
 # Upstream response headers never relayed (framing is ours; cookies are not the client's business).
-DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
-                           b"trailer", b"transfer-encoding", b"upgrade", b"set-cookie", b"date", b"server",
-                           b"alt-svc"})
+DROP_RESPONSE = HOP_BY_HOP_BYTES | {b"set-cookie", b"date", b"server", b"alt-svc"}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 

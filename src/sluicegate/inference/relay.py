@@ -5,7 +5,7 @@ failure can be framed on a real event boundary; events over ``tap_max_event_byte
 through), the translated relay (each complete upstream event through the route's ``StreamTranslator``
 and flushed at once; a whole JSON answer through the route's ``whole``; an error answer re-shaped into
 the client's error format with the upstream's status and rate-limit headers), the response cap, the idle
-timeout between upstream reads (``server.deadline.Deadline``, armed only while a read waits), usage
+timeout between upstream reads (``edge.deadline.Deadline``, armed only while a read waits), usage
 accounting from the taps, breaker success/failure after the commit, and how a failure after the commit
 ends: a byte relay sends the client protocol's error event on identity SSE and then aborts the
 connection (``StreamAborted``); a translated stream sends the error event and ENDS CLEANLY.
@@ -27,14 +27,15 @@ import time
 from typing import Any
 
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.edge.asgi import ResponseAborted, Send
 from sluicegate.inference import metrics as m
 from sluicegate.inference.attempts import DROP_RESPONSE, Chosen, Exchange, header
 from sluicegate.inference.protocol import Api, error_body, stream_error_event
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
 from sluicegate.inference.translate import Ctx, Route, StreamOverflow, synth, translate_error
-from sluicegate.server.asgi import ResponseAborted, Send
-from sluicegate.upstream.http1 import OriginError, OriginResponse
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.inference")
 
