@@ -105,12 +105,20 @@ class SseDecoder:
         out: list[tuple[str, str]] = []
         start = 0
         pos = max(0, held - 3)  # a boundary may straddle the previous read
+        lf_only = b"\r" not in buf  # the usual framing: one C find per boundary instead of the regex
         while True:
-            m = _BOUNDARY.search(buf, pos)
-            if m is None:
-                break
-            block = buf[start:m.start()]
-            start = pos = m.end()
+            if lf_only:
+                end = buf.find(b"\n\n", pos)
+                if end < 0:
+                    break
+                nxt = end + 2
+            else:
+                m = _BOUNDARY.search(buf, pos)
+                if m is None:
+                    break
+                end, nxt = m.start(), m.end()
+            block = buf[start:end]
+            start = pos = nxt
             if block:
                 ev = _parse_block(block)
                 if ev is not None:
