@@ -266,3 +266,17 @@ async def test_http_provider_in_absolute_form_and_no_proxy_goes_direct() -> None
     finally:
         await proxy.stop()
         await mock.stop()
+
+
+def test_readiness_probes_the_proxy_a_provider_is_reached_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluicegate.observability.probe import backends
+
+    s = _settings([{"name": "oa", "kind": "openai", "api_key": "sk-live-1"},
+                   {"name": "loop", "kind": "mock", "base_url": "http://127.0.0.1:9100/v1"}])
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("http_proxy", "")
+    got = {b.name: (b.host, b.port) for b in backends(s) if b.name != "origin"}
+    assert got == {"provider:oa": ("egress.corp", 3128), "provider:loop": ("127.0.0.1", 9100)}
+    monkeypatch.setenv("NO_PROXY", "openai.com")
+    assert {b.name: (b.host, b.port) for b in backends(s)}["provider:oa"] == ("api.openai.com", 443)
