@@ -195,22 +195,25 @@ def check_stream(url: str, payload: bytes) -> dict[str, Any]:
 async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                   scenarios: dict[str, tuple[str, str, str, int]], args: argparse.Namespace,
                   gw_prefix: str = "/llm") -> dict[str, dict[str, Any]]:
-    """Every scenario through every gateway (``label -> (base URL, pid)``), interleaved: TTFB requests rotate
-    over the mock directly and each gateway; each closed-loop step runs on all gateways in alternating order."""
+    """Every scenario through every gateway (``label -> (base URL, pid)``), interleaved so that the load of a
+    shared machine drifting over the run hits every figure alike: TTFB requests rotate over the mock directly
+    and each gateway; the closed-loop steps run round by round over every scenario and gateway (order
+    alternating), so a translated stream's µs/event over the relay compares steps taken minutes apart never."""
     results: dict[str, dict[str, Any]] = {label: {} for label in gateways}
     labels = list(gateways)
     client = RawClient()
+    urls = {(label, name): base + gw_prefix + PATHS[api]
+            for label, (base, _) in gateways.items() for name, (api, _m, _u, _e) in scenarios.items()}
     try:
         for name, (api, model, up_api, events) in scenarios.items():
             payload = body(model, api)
             dpayload = body("mock-1", up_api)
             durl = direct + PATHS[up_api]
-            urls = {label: base + gw_prefix + PATHS[api] for label, (base, _) in gateways.items()}
             checks = {}
-            for label, url in urls.items():
+            for label in labels:
                 for _ in range(30):
-                    await client.stream(url, payload)
-                checks[label] = await asyncio.to_thread(check_stream, url, payload)
+                    await client.stream(urls[label, name], payload)
+                checks[label] = await asyncio.to_thread(check_stream, urls[label, name], payload)
             via: dict[str, list[float]] = {label: [] for label in labels}
             paired: dict[str, list[float]] = {label: [] for label in labels}
             dire: list[float] = []
@@ -219,49 +222,54 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                 k = i % len(seq)
                 got: dict[str, float] = {}
                 for label in seq[k:] + seq[:k]:
-                    t, _, _ = await client.stream(urls[label] if label else durl, payload if label else dpayload)
+                    t, _, _ = await client.stream(urls[label, name] if label else durl,
+                                                  payload if label else dpayload)
                     got[label] = t * 1000
                 dire.append(got[""])
                 for label in labels:
                     via[label].append(got[label])
                     paired[label].append(got[label] - got[""])
-            steps: dict[str, dict[str, dict[str, Any]]] = {label: {} for label in labels}
-            for conc in args.concurrency:
-                per_round = max(conc, args.streams // args.rounds)
-                acc = {label: {"rates": [], "cpu": 0.0, "n": 0, "errors": 0} for label in labels}
-                for r in range(args.rounds):
-                    for label in (labels if r % 2 == 0 else labels[::-1]):
-                        pid = gateways[label][1]
-                        c0 = cpu_seconds(pid)
-                        rate, errors = await closed_loop(client, urls[label], payload, conc, per_round)
-                        a = acc[label]
-                        a["cpu"] += cpu_seconds(pid) - c0
-                        a["n"] += per_round
-                        a["errors"] += errors
-                        a["rates"].append(rate)
-                for label, a in acc.items():
-                    steps[label][str(conc)] = {
-                        "streams_per_s": round(statistics.median(a["rates"]), 1), "errors": a["errors"],
-                        "gateway_cpu_ms_per_stream": round(a["cpu"] / a["n"] * 1000, 3),
-                        "gateway_cpu_us_per_event": round(a["cpu"] / a["n"] / events * 1e6, 2)}
             dmed, d99 = statistics.median(dire), pct(dire, 0.99)
             for label in labels:
                 v = via[label]
-                row: dict[str, Any] = {
+                results[label][name] = {
                     "events_per_stream": events, "upstream_api": up_api,
                     "ttfb_via_p50_ms": statistics.median(v), "ttfb_via_p99_ms": pct(v, 0.99),
                     "ttfb_direct_p50_ms": dmed, "ttfb_direct_p99_ms": d99,
                     "added_ttfb_p50_ms": statistics.median(v) - dmed, "added_ttfb_p99_ms": pct(v, 0.99) - d99,
                     "added_ttfb_paired_p50_ms": statistics.median(paired[label]),
                     "added_ttfb_paired_p99_ms": pct(paired[label], 0.99),
-                    "ttfb_via_p95_ms": pct(v, 0.95), "by_concurrency": steps[label], "check": checks[label],
-                    "rss_kib": rss_kb(gateways[label][1])}
-                results[label][name] = row
-                print(f"{label:7s} {name:24s} added TTFB p50 {row['added_ttfb_p50_ms']:.3f} ms "
-                      f"p99 {row['added_ttfb_p99_ms']:.3f} ms  " + "  ".join(
-                          f"c={c}: {x['streams_per_s']:.0f}/s {x['gateway_cpu_ms_per_stream']:.2f} ms/stream "
-                          f"{x['gateway_cpu_us_per_event']:.1f} µs/ev" for c, x in row["by_concurrency"].items()),
+                    "ttfb_via_p95_ms": pct(v, 0.95), "by_concurrency": {}, "check": checks[label]}
+                print(f"{label:7s} {name:24s} added TTFB p50 {statistics.median(v) - dmed:.3f} ms "
+                      f"p99 {pct(v, 0.99) - d99:.3f} ms", flush=True)
+        cells = [(label, name) for name in scenarios for label in labels]
+        for conc in args.concurrency:
+            per_round = max(conc, args.streams // args.rounds)
+            acc = {cell: {"rates": [], "cpu": 0.0, "n": 0, "errors": 0} for cell in cells}
+            for r in range(args.rounds):
+                for label, name in (cells if r % 2 == 0 else cells[::-1]):
+                    pid = gateways[label][1]
+                    api, model, _, _ = scenarios[name]
+                    c0 = cpu_seconds(pid)
+                    rate, errors = await closed_loop(client, urls[label, name], body(model, api), conc, per_round)
+                    a = acc[label, name]
+                    a["cpu"] += cpu_seconds(pid) - c0
+                    a["n"] += per_round
+                    a["errors"] += errors
+                    a["rates"].append(rate)
+            for (label, name), a in acc.items():
+                events = scenarios[name][3]
+                results[label][name]["by_concurrency"][str(conc)] = {
+                    "streams_per_s": round(statistics.median(a["rates"]), 1), "errors": a["errors"],
+                    "gateway_cpu_ms_per_stream": round(a["cpu"] / a["n"] * 1000, 3),
+                    "gateway_cpu_us_per_event": round(a["cpu"] / a["n"] / events * 1e6, 2)}
+                x = results[label][name]["by_concurrency"][str(conc)]
+                print(f"{label:7s} {name:24s} c={conc}: {x['streams_per_s']:.0f}/s "
+                      f"{x['gateway_cpu_ms_per_stream']:.2f} ms/stream {x['gateway_cpu_us_per_event']:.1f} µs/ev",
                       flush=True)
+        for label in labels:
+            for row in results[label].values():
+                row["rss_kib"] = rss_kb(gateways[label][1])
     finally:
         client.close()
     for rows in results.values():  # CPU per event a translated stream costs over the relay of the same upstream
