@@ -54,7 +54,7 @@ def serve_gateway(port: int, upstream: str) -> None:
     try:
         from sluicegate.inference.app import InferenceApp as Gateway
     except ImportError:  # a tree from before the inference face was split
-        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef]
+        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
 
     if os.environ.get("BENCH_PIN_CPU"):
         os.sched_setaffinity(0, {int(os.environ["BENCH_PIN_CPU"])})

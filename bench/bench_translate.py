@@ -79,7 +79,7 @@ def serve_gateway(port: int, upstream: str) -> None:
     try:
         from sluicegate.inference.app import InferenceApp as Gateway
     except ImportError:  # a --before tree from before the inference face was split
-        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef]
+        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
 
     settings = Settings.model_validate({"inference": {
         "path_prefix": "/llm",
@@ -245,7 +245,8 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
         cells = [(label, name) for name in scenarios for label in labels]
         for conc in args.concurrency:
             per_round = max(conc, args.streams // args.rounds)
-            acc = {cell: {"rates": [], "cpu": 0.0, "n": 0, "errors": 0} for cell in cells}
+            acc: dict[tuple[str, str], dict[str, Any]] = {
+                cell: {"rates": [], "cpu": 0.0, "n": 0, "errors": 0} for cell in cells}
             for r in range(args.rounds):
                 for label, name in (cells if r % 2 == 0 else cells[::-1]):
                     pid = gateways[label][1]
