@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.bytescan import find_bytes
 from sluicegate.pipeline.hosts import _PREFIXES
 from sluicegate.pipeline.html import HtmlRewriter
-from sluicegate.pipeline.html.lexer import Lexer
-from sluicegate.pipeline.bytescan import find_bytes
 from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
+from sluicegate.pipeline.html.lexer import Lexer
 from sluicegate.pipeline.html.rules import SluicegateRules
 from sluicegate.pipeline.html.scanner import boring_re, scan_boring, tag_span, tag_span_re
 from sluicegate.pipeline.html.units import Element

@@ -39,7 +39,7 @@ from sluicegate.pipeline.html.registry import HandlerRegistry
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN, scan_boring, tag_span, tag_span_re
 from sluicegate.pipeline.html.skipper import TagSkipper
 from sluicegate.pipeline.html.treesim import TreeSim
-from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, TextChunk, TextFilter
+from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, RawTagHandler, TextChunk, TextFilter
 
 log = logging.getLogger("sluicegate.html")
 
@@ -136,7 +136,6 @@ class HtmlRewriter(HandlerRegistry):
         hand = COMPILED_SCAN and (bool(needle) or scan is not None or not self._needle_handlers)
         stop_names = self._stop_names
         stop_ends = self._stop_ends
-        raw_hook = self._raw_hook
         nlen = len(needle)
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
@@ -150,9 +149,7 @@ class HtmlRewriter(HandlerRegistry):
             nxt = low.find(needle, pos) if needle else -1
             if nxt < 0:
                 nxt = n
-        hook_needle = self._hook_needle
-        hook_others = self._hook_others
-        hook_blockers = self._hook_blockers
+        hooks = self._hooks
         # Text filter: the fast scan must stop ``behind`` bytes before the next text needle and,
         # mid-stream, ``hold`` bytes before the end (a needle may be cut by the chunk boundary).
         tf = self._tf
@@ -241,20 +238,19 @@ class HtmlRewriter(HandlerRegistry):
                     pos = q
                     if pos >= n and not final:
                         break
-                if raw_hook is not None and nxt < n and buf[pos] == 0x3C:  # '<'
-                    # Byte-level shortcut for a plain start tag that holds the needle.
+                if hooks and nxt < n and buf[pos] == 0x3C:  # '<'
+                    # Byte-level shortcut for a plain start tag that holds a hook's needle.
                     te, ne = tag_span(buf, pos, n) if hand else tag_span_re(buf, pos)
+                    hook: RawTagHandler | None = None
                     if scan is None:
-                        ok = te >= nxt + nlen
-                    else:
-                        ok = nxt < te and only_inside(low, pos, te, hook_needle, hook_others)
-                        for b in hook_blockers:
-                            if ok and low.find(b, pos, te) >= 0:
-                                ok = False
-                    if ok and te - pos <= max_tag and snxt >= te:
+                        if te >= nxt + nlen:
+                            hook = hooks[0].hook
+                    elif nxt < te:
+                        hook = self._hook_for(low, pos, te)
+                    if hook is not None and te - pos <= max_tag and snxt >= te:
                         name = low[pos + 1 : ne]
                         if name not in stop_names:
-                            new = raw_hook(buf, low, pos, ne, te - 1, te, name)
+                            new = hook(buf, low, pos, ne, te - 1, te, name)
                             if new is not None:
                                 self._out.emit(new)
                                 pos = te
@@ -368,6 +364,19 @@ class HtmlRewriter(HandlerRegistry):
                 p.depth += 1
         handlers = self._start_handlers.get(name)
         needle_hs = self._needle_handlers
+        if (self._hooks and not handlers and not self._any_handlers and not self._observers
+                and buf is self._buf_run and (self._needle or self._scan is not None)):
+            # A raw-text or foreign-content start tag (the fast path leaves those to the lexer)
+            # that a raw-byte hook may decide on its bytes, as on the fast path.
+            low = self._low
+            lo, hi = tok.start, tok.end
+            hook = self._hook_for(low, lo, hi)
+            if hook is not None and (self._suspect is None or self._suspect_next(low, lo) >= hi):
+                new = hook(buf, low, lo, tok.astart, tok.aend, hi, name)
+                if new is not None:
+                    self._out.emit(new)
+                    self._begin_text(name, buf[lo:hi])
+                    return
         el: Element | None = None
         if handlers or self._any_handlers or self._observers:
             el = Element(buf, tok)
@@ -425,6 +434,19 @@ class HtmlRewriter(HandlerRegistry):
         elif el._append or el._after:
             self._track_end(_Pending(name, el._append, el._after, False))
         self._begin_text(name, el.raw)
+
+    def _hook_for(self, low: bytes, lo: int, hi: int) -> RawTagHandler | None:
+        """The raw-byte hook that may take the tag ``low[lo:hi]`` (lower-cased), or None."""
+        hooks = self._hooks
+        if self._scan is None:
+            return hooks[0].hook if low.find(self._needle, lo, hi) >= 0 else None
+        for hp in hooks:
+            if only_inside(low, lo, hi, hp.own, hp.others):
+                for b in hp.blockers:
+                    if low.find(b, lo, hi) >= 0:
+                        return None
+                return hp.hook
+        return None
 
     def _track_end(self, pending: _Pending) -> None:
         # This start tag was counted as nesting for older entries; it now has its own entry.

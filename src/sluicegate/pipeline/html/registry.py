@@ -28,6 +28,22 @@ from sluicegate.pipeline.html.units import (
 )
 
 
+class RawHookPlan:
+    """A raw-byte hook the fast path may hand a plain start tag: one that holds ``own`` (the
+    hook's needle), its handler's other needles ``others`` only inside occurrences of ``own``
+    (``needles.only_inside``; aliases of the origin host), and no needle of another handler
+    (``blockers``)."""
+
+    __slots__ = ("blockers", "hook", "others", "own")
+
+    def __init__(self, hook: RawTagHandler, own: bytes, others: tuple[bytes, ...],
+                 blockers: tuple[bytes, ...]) -> None:
+        self.hook = hook
+        self.own = own
+        self.others = others
+        self.blockers = blockers
+
+
 class HandlerRegistry:
     """What the handlers of one document want, and the fast-scan plan derived from it."""
 
@@ -51,11 +67,8 @@ class HandlerRegistry:
         # each; False: the older needle-guarded pattern and no raw hook (the tests' reference)
         self.multi_needle_fast = True
         self._scan: NeedleScan | None = None
-        self._hook_needle = b""
-        self._hook_others: tuple[bytes, ...] = ()
-        self._hook_blockers: tuple[bytes, ...] = ()
+        self._hooks: list[RawHookPlan] = []
         self._tf_scan: NeedleScan | None = None
-        self._raw_hook: RawTagHandler | None = None
         self._raw_hooks: list[RawTagHandler | None] = []
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
@@ -87,10 +100,11 @@ class HandlerRegistry:
         ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
         new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
         and ``handler`` must not insert content or remove the element for such a tag — or
-        ``None`` to take the full path. Used only when it is the one needle handler with a raw
-        hook, for tags that hold its needle and no needle of another handler; needles of other
-        registrations of the same ``handler`` object (origin aliases) may occur only inside
-        occurrences of its own (``needles.only_inside``).
+        ``None`` to take the full path. Several handlers may have raw hooks (the origin rule, the
+        first-party signing rule); a tag goes to a hook only when it holds that hook's needle and
+        no needle of another handler (``RawHookPlan``); needles of other registrations of the
+        same ``handler`` object (origin aliases) may occur only inside occurrences of its own
+        (``needles.only_inside``).
 
         ``suspect`` (with ``needle``): ``suspect(low, start, end)`` gives the first position in
         ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
@@ -207,10 +221,12 @@ class HandlerRegistry:
         multi = len(needles) > 1 and self.multi_needle_fast
         self._scan = NeedleScan(tuple(needles)) if multi else None
         hooks = self._raw_hooks
-        self._raw_hook = hooks[0] if self._needle and len(hooks) == 1 else None
-        with_hook = [i for i, hk in enumerate(hooks) if hk is not None]
-        if multi and len(with_hook) == 1:
-            i = with_hook[0]
+        self._hooks = []
+        if self._needle and len(hooks) == 1 and hooks[0] is not None:
+            self._hooks.append(RawHookPlan(hooks[0], self._needle, (), ()))
+        for i, hook in enumerate(hooks):
+            if not multi or hook is None:
+                continue
             own, h = self._needle_handlers[i]
             others: list[bytes] = []
             blockers: list[bytes] = []
@@ -225,10 +241,8 @@ class HandlerRegistry:
                 else:
                     blockers.append(nd)
             if usable:
-                self._raw_hook = hooks[i]
-                self._hook_needle = own
-                self._hook_others = tuple(dict.fromkeys(others))
-                self._hook_blockers = tuple(dict.fromkeys(blockers))
+                self._hooks.append(RawHookPlan(hook, own, tuple(dict.fromkeys(others)),
+                                               tuple(dict.fromkeys(blockers))))
         self._tf_scan = (NeedleScan(self._tf_needles)
                          if len(self._tf_needles) > 1 and self.multi_needle_fast else None)
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
