@@ -5,7 +5,10 @@
   configured hosts as needles (tags that do not name one stay on the rewriter's fast path);
   ``page_stage`` is the same rule as a second ``HtmlRewriter`` chained after any processor.
   script/iframe/embed/source/video/audio ``src``, img ``src``/``srcset``, link ``href`` /
-  ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``.
+  ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``; whole
+  URL literals in inline scripts (``inline``); the same rule inside ``<noscript>`` (nested
+  rewriter). A tag that names only rewrite domains is decided on its bytes (``element_raw``, the
+  rewriter's raw-byte hook): no ``Element``, only the attributes holding a domain are decoded.
 * ``proxied_html`` — the rules for an HTML document fetched through ``/proxy``: the same
   resource attributes become signed proxy URLs, ``<a href>`` / ``<area href>`` signed click
   URLs, relative URLs resolved against the document's own URL, ``<base>`` removed.
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from urllib.parse import urljoin
 
 from sluicegate.firstparty.guard import DomainList
+from sluicegate.firstparty.inline import ScriptUrlStream, names_any, sign_script
 from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import Element, HtmlRewriter, TextBody
@@ -247,6 +251,25 @@ class _ElementRules:
             if new != body.output:
                 body.replace(new)
 
+    def script(self, body: TextBody) -> None:
+        """Whole third-party URL literals in an inline script (``inline.sign_script``)."""
+        if body.complete and body.slot is None and self.needles is not None:
+            new = sign_script(self.minter, self.needles, body.output)
+            if new != body.output:
+                body.replace(new)
+
+    def noscript(self, body: TextBody) -> None:
+        """``<noscript>`` is markup to a browser without scripts: its tags get the same rule,
+        by a nested rewriter over the body as the rules before this one left it."""
+        if not body.complete or self.needles is None or not names_any(body.output, self.needles):
+            return
+        raw = body.output
+        inner = HtmlRewriter(max_tag_bytes=len(raw) + 1, max_text_bytes=len(raw) + 1)
+        install_page_rules(inner, self.minter)
+        new = inner.feed(raw) + inner.finish()
+        if new != raw:
+            body.replace(new)
+
 
 def _vstart(a: Attr) -> int:
     return a.vstart
@@ -285,22 +308,31 @@ class _Chain:
 
 def install_page_rules(html: HtmlRewriter, minter: UrlMinter, max_css_token_bytes: int = 8192) -> None:
     """The ``rewrite_domains`` rule on ``html`` (``minter.domains`` = rewrite_domains), after the
-    rules already installed: its handlers see elements and ``<style>`` bodies as those left
-    them. A ``<style>`` body that the installed text streamer streams (a long one) goes through
-    that stream and then a ``CssUrlStream`` (the handlers are not called for streamed bodies)."""
+    rules already installed: its handlers see elements, ``<style>``, inline ``<script>`` and
+    ``<noscript>`` bodies as those left them. A ``<style>`` or ``<script>`` body that the
+    installed text streamer streams (a long one) goes through that stream and then a
+    ``CssUrlStream`` / ``inline.ScriptUrlStream`` (the handlers are not called for streamed
+    bodies)."""
     rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
     element = rules.element
     for i, needle in enumerate(minter.domains.needles()):
         # the raw-byte hook: a tag naming only rewrite domains is decided on its bytes
         html.on_element("*", element, needle=needle, raw=rules.element_raw if i == 0 else None)
     html.on_text("style", rules.style)
+    html.on_text("script", rules.script)
+    html.on_text("noscript", rules.noscript)
     inner = html.text_streamer
     if inner is not None:
         after = html.stream_text_after
+        needles = minter.domains.needles()
 
         def decide(tag: bytes, start_tag: bytes, head: bytes) -> Transformer | None:
             first = inner(tag, start_tag, head)
-            if first is None or tag != b"style":
+            if first is None:
+                return first
+            if tag == b"script":
+                return _Chain(first, ScriptUrlStream(minter, needles, max_css_token_bytes))
+            if tag != b"style":
                 return first
             return _Chain(first, CssUrlStream(minter, max_css_token_bytes))
 
