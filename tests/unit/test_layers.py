@@ -25,11 +25,9 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "sluicegate"
 MAX_LINES = 600
 
-# Files other engineers are splitting in this session (issue 13); the lead empties this at merge.
+# Files other engineers are splitting in this session (issue 13; rewriter.py, rules.py and inference/gateway.py
+# were split and left the list); the lead empties it at merge.
 KNOWN_OVERSIZE = {
-    "sluicegate/pipeline/html/rewriter.py",
-    "sluicegate/pipeline/html/rules.py",
-    "sluicegate/inference/gateway.py",
     "sluicegate/bench/load.py",
 }
 
