@@ -1,7 +1,7 @@
 """Shared config value types and the error that locates a cross-field problem.
 
 Owns: ``Duration`` (seconds as a number, or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``,
-``"1h"``), ``CidrList`` (network ranges: ``10.0.0.0/8``, ``2001:db8::/32``, a bare address),
+``"1h"``, ``"365d"``), ``CidrList`` (network ranges: ``10.0.0.0/8``, ``2001:db8::/32``, a bare address),
 ``ListenAddress`` (``host:port``, IPv6 in brackets; empty = off) and ``FieldProblem``, a
 ``ValueError`` that carries the location of the field it is about, so a model validator checking
 several fields reports the right ``file:line: key`` (the loader reads ``loc`` from it).
@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class FieldProblem(ValueError):
