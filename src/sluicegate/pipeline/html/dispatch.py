@@ -209,9 +209,22 @@ class HtmlRewriter(HandlerRegistry):
                                 tnxt = n
                     tb = tnxt - tf_behind if tnxt < n else n
                     if tb < bound:
-                        bound = tb
+                        # no reference's prefix holds a '>': text up to the last one before the
+                        # host is safe to skip (the host is often in a tag's attribute: the tags
+                        # before it stay on the fast path instead of going through the lexer)
+                        gt = buf.rfind(b">", tb if tb > pos else pos, tnxt)
+                        if gt >= 0:
+                            tb = gt + 1
+                        if tb < bound:
+                            bound = tb
                     if tcap < bound:
-                        bound = tcap
+                        # likewise at the end of the buffer: a reference cut there starts after
+                        # the last '>' of the held bytes
+                        gt = buf.rfind(b">", tcap if tcap > pos else pos, n)
+                        if gt >= 0:
+                            tcap = gt + 1
+                        if tcap < bound:
+                            bound = tcap
                 if suspect is not None:
                     if snxt < pos:
                         snxt = self._suspect_next(tlow, pos)
