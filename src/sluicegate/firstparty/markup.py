@@ -256,6 +256,8 @@ class _ElementRules:
 
     def style(self, body: TextBody) -> None:
         if body.complete:
+            if self.needles is not None and not names_any(body.output, self.needles):
+                return  # page rule: only absolute URLs on a rewrite domain are minted
             new = self.minter.css(body.output)
             if new != body.output:
                 body.replace(new)
