@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluicegate.config.types import Duration, FieldProblem
+from sluicegate.edge.headers import is_hop_by_hop
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,10 +31,14 @@ _PLACEHOLDER = re.compile(
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key"}
-)
+# Set by the gateway itself on every provider request: never from a provider entry.
+_OURS = frozenset({"host", "content-length", "authorization", "x-api-key"})
+
+
+def _settable(name: str) -> bool:
+    """A header a provider entry may set or forward: a token, neither hop-by-hop (edge's one rule) nor ours."""
+    lower = name.lower()
+    return bool(_HEADER.match(name)) and not is_hop_by_hop(lower) and lower not in _OURS
 
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -56,7 +61,7 @@ class ProviderTimeouts(BaseModel):
 
 
 class MockSettings(BaseModel):
-    """Behaviour of the embedded ``kind = "mock"`` provider (also ``python -m sluicegate.inference.mock``)."""
+    """Behaviour of the mock provider (``sluicegate.dev.mock_provider``, run beside the server; never by it)."""
 
     model_config = _FROZEN
 
@@ -115,7 +120,7 @@ class ProviderSettings(BaseModel):
     name: str
     kind: ProviderKind = "openai-compatible"
     # Base URL including any version prefix; a request's leading /v1 is dropped when this ends in /v1.
-    # Empty: the kind's default (openai, anthropic) or, for "mock", an embedded in-process mock server.
+    # Empty: the kind's default (openai, anthropic); "mock" needs one (the mock runs beside the server).
     base_url: str = ""
     api_key: str = Field(default="", repr=False)  # literal key (refused when it looks like a placeholder)
     api_key_env: str = ""  # name of the environment variable holding the key (preferred)
@@ -165,7 +170,7 @@ class ProviderSettings(BaseModel):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, val in value.items():
-            if not _HEADER.match(name) or name.lower() in _HOP_BY_HOP:
+            if not _settable(name):
                 raise ValueError(f"header not allowed here: {name!r}")
             if any(c in val for c in "\r\n\0"):
                 raise ValueError(f"header value of {name!r} must be a single line")
@@ -176,7 +181,7 @@ class ProviderSettings(BaseModel):
     @classmethod
     def _forward(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _HEADER.match(name) or name.lower() in _HOP_BY_HOP:
+            if not _settable(name):
                 raise ValueError(f"header cannot be forwarded: {name!r}")
         return [n.lower() for n in value]
 
