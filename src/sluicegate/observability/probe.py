@@ -20,7 +20,7 @@ from sluicegate.config.model import Settings
 
 @dataclass(slots=True)
 class Backend:
-    name: str  # "origin" or "provider:<name>"
+    name: str  # "origin", "route:<name>" ([[publisher.routes]]) or "provider:<name>"
     host: str
     port: int
     up: bool | None = None  # None: not probed yet
@@ -45,6 +45,9 @@ def backends(settings: Settings) -> list[Backend]:
     if settings.publisher.enabled:
         origin = settings.publisher.origin
         out.append(Backend("origin", origin.host.strip("[]"), origin.port))
+        for route in settings.publisher.routes:  # each route's backend, probed on its own
+            o = route.origin
+            out.append(Backend(f"route:{route.name}", o.host.strip("[]"), o.port))
     inf = settings.inference
     if inf.enabled:
         for p in inf.providers:

@@ -16,6 +16,7 @@ from typing import Any
 from sluicegate.config import Settings, load_settings
 from sluicegate.observability import looplag
 from sluicegate.publisher.proxy import PublisherProxy
+from sluicegate.publisher.routes import PublisherRoutes, build_publisher
 from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.server.observe import Observer
 
@@ -28,7 +29,9 @@ _GC_GEN0_THRESHOLD = 20_000
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher = PublisherProxy(settings) if settings.publisher.enabled else None
+        self.publisher: PublisherProxy | PublisherRoutes | None = (
+            build_publisher(settings) if settings.publisher.enabled else None  # [[publisher.routes]]: route table
+        )
         self.inference: Any = None
         self.first_party: Any = None
         if settings.first_party.enabled:
