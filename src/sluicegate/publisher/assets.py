@@ -96,7 +96,12 @@ class AssetRoute:
         self.keepalive = t.origin_keepalive
         self.limits = settings.limits
         self.cache_control = route.cache_control
-        self.signer = S3Signer(route.s3, self.origin, environ) if route.s3 is not None else None
+        self.signer: S3Signer | None = None
+        if route.s3 is not None:
+            try:
+                self.signer = S3Signer(route.s3, self.origin, environ)
+            except ValueError as exc:  # names the variable or file, never a value
+                raise ValueError(f"publisher.routes[{route.name}].s3: {exc}") from None
         self.optimizer = optimizer_seam.build(route, settings)
         self.pool: OriginPool | None = None
 
@@ -269,7 +274,7 @@ class AssetRoute:
         return optimizer_seam.AssetExchange(
             route=self.route,
             method=method,
-            path=scope["path"],
+            path=scope.get("sluicegate.public_path", scope["path"]),
             target=target,
             client_query=scope.get("sluicegate.client_query", scope.get("query_string", b"")),
             headers=client_headers,

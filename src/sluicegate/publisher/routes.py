@@ -188,6 +188,7 @@ class PublisherRoutes:
                 return 404, b"Not found\n"
             if not target.startswith("/"):
                 return 502, f"route {entry.name}: path_pattern/target_path gave {target[:80]!r}, not a path\n".encode()
+            out["sluicegate.public_path"] = scope["path"]
             out["raw_path"] = target.encode("ascii")
             out["path"] = target
         if entry.strip_query:

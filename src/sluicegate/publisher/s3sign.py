@@ -52,25 +52,25 @@ def load_credentials(auth: S3Auth, environ: Mapping[str, str] | None = None) -> 
             with open(auth.credentials_file, encoding="utf-8") as f:
                 parser.read_file(f)
         except OSError as exc:
-            raise ValueError(f"s3.credentials_file {auth.credentials_file}: cannot read: {exc.strerror}") from None
+            raise ValueError(f"credentials_file {auth.credentials_file}: cannot read: {exc.strerror}") from None
         except configparser.Error:
-            raise ValueError(f"s3.credentials_file {auth.credentials_file}: not an AWS credentials file") from None
+            raise ValueError(f"credentials_file {auth.credentials_file}: not an AWS credentials file") from None
         if not parser.has_section(auth.profile):
-            raise ValueError(f"s3.credentials_file {auth.credentials_file}: no [{auth.profile}] section")
+            raise ValueError(f"credentials_file {auth.credentials_file}: no [{auth.profile}] section")
         section = parser[auth.profile]
         key, secret = section.get("aws_access_key_id", ""), section.get("aws_secret_access_key", "")
         if not key or not secret:
             raise ValueError(
-                f"s3.credentials_file {auth.credentials_file} [{auth.profile}]: "
+                f"credentials_file {auth.credentials_file} [{auth.profile}]: "
                 "aws_access_key_id and aws_secret_access_key are needed"
             )
         return Credentials(key.strip(), secret.strip(), (section.get("aws_session_token") or "").strip() or None)
     missing = [n for n in (auth.access_key_id_env, auth.secret_access_key_env) if not env.get(n)]
     if missing:
-        raise ValueError(f"s3 credentials: environment variable {', '.join(missing)} is not set")
+        raise ValueError(f"credentials: environment variable {', '.join(missing)} is not set")
     token = env.get(auth.session_token_env, "") if auth.session_token_env else ""
     if auth.session_token_env and not token:
-        raise ValueError(f"s3 credentials: environment variable {auth.session_token_env} is not set")
+        raise ValueError(f"credentials: environment variable {auth.session_token_env} is not set")
     return Credentials(env[auth.access_key_id_env], env[auth.secret_access_key_env], token or None)
 
 
