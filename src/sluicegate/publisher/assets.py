@@ -35,13 +35,7 @@ from collections.abc import Sequence
 
 from sluicegate.config.model import Settings
 from sluicegate.config.routes import RouteSettings
-from sluicegate.gate import bodiless_headers
-from sluicegate.observability import metrics
-from sluicegate.publisher import headers as hdr
-from sluicegate.publisher import optimizer_seam
-from sluicegate.publisher.s3sign import S3Signer
-from sluicegate.server.asgi import (
-    ClientWatch,
+from sluicegate.edge.asgi import (
     Receive,
     ResponseAborted,
     Scope,
@@ -50,8 +44,15 @@ from sluicegate.server.asgi import (
     header_list,
     send_simple,
 )
-from sluicegate.server.deadline import Deadline
-from sluicegate.upstream.http1 import OriginError, OriginPool, OriginResponse
+from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.headers import strip_hop_by_hop
+from sluicegate.gate import bodiless_headers
+from sluicegate.observability import metrics
+from sluicegate.publisher import optimizer_seam
+from sluicegate.publisher.s3sign import S3Signer
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginPool, OriginResponse
 
 log = logging.getLogger("sluicegate.publisher.assets")
 
@@ -134,7 +135,7 @@ class AssetRoute:
 
     def response_headers(self, status: int, headers: Headers, request_id: str) -> Headers:
         out = [
-            (k, v) for k, v in hdr.strip_hop_by_hop(headers)
+            (k, v) for k, v in strip_hop_by_hop(headers)
             if (lk := k.lower()) not in RESPONSE_DROPPED and lk != self.id_header
         ]
         out.append((self.id_header, request_id))

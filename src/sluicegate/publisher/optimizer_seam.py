@@ -32,7 +32,7 @@ import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from sluicegate.server.asgi import Send
+from sluicegate.edge.asgi import Send
 
 if TYPE_CHECKING:
     from sluicegate.config.model import Settings

@@ -29,11 +29,11 @@ from prometheus_client import Counter, Histogram
 
 from sluicegate.config.model import Settings
 from sluicegate.config.routes import DEFAULT_ROUTE, RouteSettings
+from sluicegate.edge.asgi import Receive, Scope, Send, header_list, send_simple
 from sluicegate.observability import metrics
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.assets import AssetRoute
 from sluicegate.publisher.proxy import PublisherProxy
-from sluicegate.server.asgi import Receive, Scope, Send, header_list, send_simple
 
 log = logging.getLogger("sluicegate.publisher.routes")
 

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from sluicegate.config.origin import Origin
 from sluicegate.config.routes import S3Auth
-from sluicegate.pipeline.hosts import Origin
 
 Headers = list[tuple[str, str]]
 _AMZ = ("authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token")

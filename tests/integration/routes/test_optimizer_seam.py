@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 
 from sluicegate.config import load_settings_text
+from sluicegate.edge.asgi import Send, encode_headers
 from sluicegate.publisher.optimizer_seam import AssetExchange
 from sluicegate.publisher.routes import PublisherRoutes
 from sluicegate.server.app import SluicegateApp
-from sluicegate.server.asgi import Send, encode_headers
 from tests.integration.routes.backends import build_assets
 from tests.support.servers import ThreadedApp, free_port
 

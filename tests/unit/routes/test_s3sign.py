@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate.config.origin import Origin
 from sluicegate.config.routes import S3Auth
-from sluicegate.pipeline.hosts import Origin
 from sluicegate.publisher.s3sign import S3Signer, canonical_target, load_credentials
 
 
