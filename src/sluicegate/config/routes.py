@@ -297,12 +297,17 @@ def check_table(routes: Sequence[RouteSettings], public_hosts: Sequence[str]) ->
 
 
 def table_warnings(routes: Sequence[RouteSettings]) -> list[tuple[tuple[str | int, ...], str]]:
-    """Legal but worth knowing: a prefix nested in another's (longest prefix decides), a prefix that
-    ``path_pattern`` can never match, a route whose rewrite pattern ignores its own prefix."""
+    """Legal but worth knowing: a prefix nested in another's (longest prefix decides), a ``path_pattern`` that
+    does not match its own prefix (its requests would get 404), a route that leaves ``origin_url`` unused."""
     out: list[tuple[tuple[str | int, ...], str]] = []
     for i, r in enumerate(routes):
+        if r.prefix == "/" and not r.hosts:
+            out.append((
+                ("routes", i, "prefix"),
+                f"route {r.name!r} takes every path on every host: origin_url (the default page route) is never used",
+            ))
         for j, o in enumerate(routes):
-            if i == j or o.prefix == r.prefix:
+            if i == j or o.prefix in (r.prefix, "/"):  # under "/" every prefix nests: no news
                 continue
             if prefix_covers(o.prefix, r.prefix) and (not o.hosts or not r.hosts or set(o.hosts) & set(r.hosts)):
                 out.append((

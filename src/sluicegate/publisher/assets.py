@@ -184,6 +184,12 @@ class AssetRoute:
                 exchange = self._exchange(scope, method, target, client_headers, up_headers, request_id, deadline)
                 if await self.optimizer.maybe_optimize(exchange, send):
                     return
+            if info is not None and info.span is not None:  # tracing on: a client span (not carried upstream:
+                # the outbound headers are an allowlist)
+                info.upstream_span, _carried = info.tracer.client_span(
+                    info.span, f"{method} asset {self.name}",
+                    {"server.address": self.origin.host, "server.port": self.origin.port},
+                )
             try:
                 with deadline:
                     deadline.after(self.first_byte)
@@ -197,6 +203,9 @@ class AssetRoute:
             if info is not None:
                 info.upstream_s = waited
                 info.upstream_status = resp.status
+                if info.upstream_span is not None:
+                    info.tracer.end_client(info.upstream_span, resp.status)
+                    info.upstream_span = None
             try:
                 await self._relay(resp, method, send, request_id, deadline)
             finally:

@@ -131,7 +131,7 @@ def test_longest_prefix_wins_and_host_bound_first() -> None:
 def test_check_config_prints_warnings_with_file_line(tmp_path: Path) -> None:
     text = HEAD + route("blog", "/blog", kind="page") + route("blog-assets", "/blog/assets") + route(
         "never", "/n", path_pattern="^/m/(.*)$", target_path="/$1"
-    )
+    ) + route("everything", "/")
     path = tmp_path / "site.toml"
     path.write_text(text)
     out = subprocess.run([sys.executable, "-m", "sluicegate", "check-config", str(path)], capture_output=True,
@@ -139,8 +139,12 @@ def test_check_config_prints_warnings_with_file_line(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stderr.splitlines()
     overlap = next(x for x in lines if "overlaps" in x)
+    assert sum("overlaps" in x for x in lines) == 1  # nesting under the catch-all "/" is not reported
     n = line_of(text, 'prefix = "/blog/assets"')
     assert overlap.startswith(f"{path}:{n}: publisher.routes[blog-assets].prefix")
     assert "go to 'blog-assets' (asset)" in overlap
     assert any(x.startswith(f"{path}:{line_of(text, 'path_pattern')}: publisher.routes[never].path_pattern")
                for x in lines)
+    n = line_of(text, 'prefix = "/"')
+    assert f"{path}:{n}: publisher.routes[everything].prefix: warning: route 'everything' takes every path" in (
+        out.stderr)
