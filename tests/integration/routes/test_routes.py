@@ -28,7 +28,7 @@ public_hosts = ["127.0.0.1:{{port}}", "assets.pub.test", "www.pub.test"]
 
 [timeouts]
 connect = 2.0
-first_byte = 1.0
+first_byte = 2.0
 idle = 1.0
 
 [[publisher.routes]]
@@ -183,7 +183,7 @@ async def test_host_bound_route(env: Env) -> None:
 
 
 async def test_per_route_timeout(env: Env) -> None:
-    # the backend answers /slow after 0.6 s: within [timeouts] first_byte (1 s), not within shop's 300 ms
+    # the backend answers /slow after 0.6 s: within [timeouts] first_byte (2 s), not within shop's 300 ms
     r, _ = await fetch(env.url + "/slow")
     assert r.status == 200
     r, body = await fetch(env.url + "/shop/slow")
