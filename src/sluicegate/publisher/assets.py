@@ -46,7 +46,7 @@ from sluicegate.edge.asgi import (
 )
 from sluicegate.edge.client import ClientWatch
 from sluicegate.edge.deadline import Deadline
-from sluicegate.edge.headers import strip_hop_by_hop
+from sluicegate.edge.headers import end_to_end
 from sluicegate.gate import bodiless_headers
 from sluicegate.observability import metrics
 from sluicegate.publisher import optimizer_seam
@@ -97,6 +97,10 @@ class AssetRoute:
         self.keepalive = t.origin_keepalive
         self.limits = settings.limits
         self.cache_control = route.cache_control
+        # response headers never relayed: the private ones, the backend's request id (ours replaces it), and
+        # with cache_control on 2xx/304 the backend's Cache-Control
+        self._dropped = RESPONSE_DROPPED | {self.id_header}
+        self._dropped_2xx = self._dropped | {"cache-control"}
         self.signer: S3Signer | None = None
         if route.s3 is not None:
             try:
@@ -134,14 +138,11 @@ class AssetRoute:
         return out
 
     def response_headers(self, status: int, headers: Headers, request_id: str) -> Headers:
-        out = [
-            (k, v) for k, v in strip_hop_by_hop(headers)
-            if (lk := k.lower()) not in RESPONSE_DROPPED and lk != self.id_header
-        ]
+        dropped = self._dropped_2xx if self.cache_control and (200 <= status < 300 or status == 304) else self._dropped
+        out = [(name, value) for lower, name, value in end_to_end(headers) if lower not in dropped]
         out.append((self.id_header, request_id))
-        if self.cache_control and (200 <= status < 300 or status == 304):
-            out = [(k, v) for k, v in out if k.lower() != "cache-control"]
-            out.append(("cache-control", self.cache_control))
+        if dropped is self._dropped_2xx:
+            out.append(("cache-control", self.cache_control))  # last: nothing after this changes it
         return out
 
     # ---- request ------------------------------------------------------------------------------------

@@ -160,10 +160,13 @@ class PublisherRoutes:
             return
         request_id = info.request_id if info is not None else os.urandom(8).hex()
         rid = [(self.id_header, request_id)]
-        facts = hdr.client_facts((scope.get("client") or ("", 0))[0], scheme, host, header_list(scope), self.trusted)
-        if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
-            await send_simple(send, 421, b"Misdirected request: this host is not served here\n", rid)
-            return
+        if not hdr.host_allowed(host, scheme, self.public_hosts):
+            # maybe served under the scheme a trusted proxy says the client used (default ports differ)
+            peer = (scope.get("client") or ("", 0))[0]
+            facts = hdr.client_facts(peer, scheme, host, header_list(scope), self.trusted)
+            if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
+                await send_simple(send, 421, b"Misdirected request: this host is not served here\n", rid)
+                return
         if _has_dot_segment(path):
             await self._answer(entry, send, info, 400, b"Path with dot segments refused\n", rid)
             return
