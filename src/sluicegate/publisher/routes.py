@@ -10,7 +10,7 @@ not a path -> 502) and the query policy (``preserve`` | ``strip``); refusing dot
 per-route metrics (requests by status class, upstream head time, bytes out; label = the configured route
 name, so cardinality is the size of the table).
 
-How a route is served is not decided here: a ``page`` route is a ``PublisherProxy`` of its own (its own
+How a route is served is not decided here: a ``page`` route is a ``PublisherApp`` of its own (its own
 origin, aliases, Host header, TLS settings, timeouts and ``OriginPool``) that receives the mapped scope;
 an ``asset`` route is ``publisher.assets.AssetRoute`` (streamed PassThrough, header allowlist, optional
 S3 SigV4 signing and the image-optimizer seam). Must not know about bodies or rewriting.
@@ -32,8 +32,8 @@ from sluicegate.config.routes import DEFAULT_ROUTE, RouteSettings
 from sluicegate.edge.asgi import Receive, Scope, Send, header_list, send_simple
 from sluicegate.observability import metrics
 from sluicegate.publisher import headers as hdr
+from sluicegate.publisher.app import PublisherApp
 from sluicegate.publisher.assets import AssetRoute
-from sluicegate.publisher.proxy import PublisherProxy
 
 log = logging.getLogger("sluicegate.publisher.routes")
 
@@ -89,7 +89,7 @@ class _Entry:
 
 
 def page_settings(settings: Settings, route: RouteSettings) -> Settings:
-    """The settings a page route's own ``PublisherProxy`` runs with: ``[publisher]`` with this route's
+    """The settings a page route's own ``PublisherApp`` runs with: ``[publisher]`` with this route's
     backend, aliases, Host header and TLS check; ``[timeouts]`` with this route's overrides."""
     pub = settings.publisher.model_copy(
         update={
@@ -114,12 +114,12 @@ class PublisherRoutes:
         self.public_hosts = pub.public_hosts
         self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
         self.id_header = settings.server.request_id_header
-        self.fallback = PublisherProxy(settings)
+        self.fallback = PublisherApp(settings)
         entries = []
         for route in pub.routes:
             handler: Any
             if route.kind == "page":
-                handler = PublisherProxy(page_settings(settings, route))
+                handler = PublisherApp(page_settings(settings, route))
             else:
                 handler = AssetRoute(route, settings)
             entries.append(_Entry(route, handler))
@@ -230,8 +230,8 @@ def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in path.split("/"))
 
 
-def build_publisher(settings: Settings) -> PublisherProxy | PublisherRoutes:
+def build_publisher(settings: Settings) -> PublisherApp | PublisherRoutes:
     """The publisher face: the single-origin proxy as before, or the route table when routes are configured."""
     if settings.publisher.routes:
         return PublisherRoutes(settings)
-    return PublisherProxy(settings)
+    return PublisherApp(settings)

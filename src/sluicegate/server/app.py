@@ -17,7 +17,7 @@ from sluicegate.config import Settings, load_settings
 from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
-from sluicegate.publisher.proxy import PublisherProxy
+from sluicegate.publisher.app import PublisherApp
 from sluicegate.publisher.routes import PublisherRoutes, build_publisher
 from sluicegate.server.observe import Observer
 
@@ -30,7 +30,7 @@ _GC_GEN0_THRESHOLD = 20_000
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher: PublisherProxy | PublisherRoutes | None = (
+        self.publisher: PublisherApp | PublisherRoutes | None = (
             build_publisher(settings) if settings.publisher.enabled else None  # [[publisher.routes]]: route table
         )
         self.inference: Any = None
