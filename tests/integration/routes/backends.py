@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 from aiohttp import web
 
 SELF = web.AppKey("self_authority", str)
+# /drip sends its first piece, then waits for the test to set this (proof the first piece got through alone)
+DRIP_RELEASE = threading.Event()
 FILES = web.AppKey("files", Path)
 
 
@@ -92,6 +95,15 @@ def build_assets(files: Path) -> web.Application:
         await asyncio.sleep(30)
         return resp
 
+    async def drip(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})  # chunked
+        await resp.prepare(request)
+        await resp.write(b"first;")
+        released = await asyncio.to_thread(DRIP_RELEASE.wait, 5.0)
+        await resp.write(b"released;" if released else b"timed-out;")
+        await resp.write_eof()
+        return resp
+
     async def slow_head(request: web.Request) -> web.Response:
         await asyncio.sleep(30)
         return web.Response(text="late")
@@ -107,6 +119,7 @@ def build_assets(files: Path) -> web.Application:
     app.router.add_get("/truncated", truncated)
     app.router.add_get("/stall", stall)
     app.router.add_get("/slow", slow_head)
+    app.router.add_get("/drip", drip)
     return app
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.integration.routes.backends import SELF, build_assets, build_site
+from tests.integration.routes.backends import DRIP_RELEASE, SELF, build_assets, build_site
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port, raw_http
 
 CONFIG = """
@@ -220,6 +220,18 @@ async def test_asset_streams_with_content_length(env: Env) -> None:
     assert r.status == 200 and h["content-length"] == str(len(BIG))
     assert hashlib.sha256(body).digest() == hashlib.sha256(BIG).digest()
     assert "transfer-encoding" not in h
+
+
+async def test_asset_streams_chunk_by_chunk(env: Env) -> None:
+    # the store sends "first;" and waits until this client has it: a buffering relay would deadlock into
+    # "timed-out;" after 5 s
+    DRIP_RELEASE.clear()
+    async with aiohttp.ClientSession() as s, s.get(env.url + "/drip", headers={"Host": "assets.pub.test"}) as r:
+        assert r.status == 200 and "content-length" not in r.headers
+        first = await asyncio.wait_for(r.content.readexactly(6), 4)
+        DRIP_RELEASE.set()
+        rest = await r.content.read()
+    assert first + rest == b"first;released;"
 
 
 async def test_asset_methods(env: Env) -> None:
