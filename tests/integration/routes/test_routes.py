@@ -193,13 +193,18 @@ async def test_per_route_timeout(env: Env) -> None:
 
 
 async def test_metrics_labelled_by_route(env: Env) -> None:
-    await fetch(env.url + "/static/small.bin".replace("/static", "/img"))
+    await fetch(env.url + "/img/small.bin")
     await fetch(env.url + "/blog/x")
+    await fetch(env.url + "/elsewhere")
     await asyncio.sleep(0.3)
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(env.proxy.admin_url + "/metrics").read().decode())
     assert 'sluicegate_publisher_route_requests_total{kind="asset",route="img",status_class="2xx"}' in text
     assert 'sluicegate_publisher_route_requests_total{kind="page",route="blog",status_class="2xx"}' in text
     assert 'route="default"' in text
+    assert 'sluicegate_publisher_route_upstream_headers_seconds_count{route="img"}' in text
+    prefix = 'sluicegate_publisher_route_body_bytes_total{route="img"}'
+    sent = [line for line in text.splitlines() if line.startswith(prefix)]
+    assert sent and float(sent[0].split()[-1]) >= len(SMALL)
 
 
 async def test_readiness_probes_each_backend(env: Env) -> None:
