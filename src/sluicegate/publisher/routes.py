@@ -59,9 +59,20 @@ ROUTE_BYTES = Counter(
 )
 
 
+# label children cached (``.labels()`` takes a lock and builds a key per call); the label sets are the table's
 @functools.cache
 def _requests(route: str, kind: str, status_class: str) -> Counter:
     return ROUTE_REQUESTS.labels(route, kind, status_class)
+
+
+@functools.cache
+def _upstream(route: str) -> Histogram:
+    return ROUTE_UPSTREAM.labels(route)
+
+
+@functools.cache
+def _bytes(route: str) -> Counter:
+    return ROUTE_BYTES.labels(route)
 
 
 # the characters of a captured group kept as they are when it goes into a target path
@@ -220,8 +231,8 @@ class PublisherRoutes:
             _requests(name, kind, status_class).inc()
             if info is not None:
                 if info.upstream_s >= 0:
-                    ROUTE_UPSTREAM.labels(name).observe(info.upstream_s)
-                ROUTE_BYTES.labels(name).inc(max(0, info.bytes_out - sent))
+                    _upstream(name).observe(info.upstream_s)
+                _bytes(name).inc(max(0, info.bytes_out - sent))
 
 
 def _has_dot_segment(path: str) -> bool:
