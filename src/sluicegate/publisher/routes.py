@@ -30,6 +30,7 @@ from prometheus_client import Counter, Histogram
 from sluicegate.config.model import Settings
 from sluicegate.config.routes import DEFAULT_ROUTE, RouteSettings
 from sluicegate.edge.asgi import Receive, Scope, Send, header_list, send_simple
+from sluicegate.edge.headers import TrustedProxies
 from sluicegate.observability import metrics
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.app import PublisherApp
@@ -123,7 +124,7 @@ class PublisherRoutes:
         pub = settings.publisher
         self.settings = settings
         self.public_hosts = pub.public_hosts
-        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.trusted = TrustedProxies(settings.server.trusted_proxies)
         self.id_header = settings.server.request_id_header
         self.fallback = PublisherApp(settings)
         entries = []
