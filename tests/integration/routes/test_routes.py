@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,3 +345,52 @@ origin_url = "http://127.0.0.1:{dead}"
         assert r.status == 502 and b"cannot connect to the asset backend" in body
     finally:
         proxy.stop()
+
+
+async def test_page_backend_down_is_not_ready_asset_down_is_reported(tmp_path: Path) -> None:
+    live = ThreadedApp(build_site("live")).start()
+    dead_page, dead_asset = free_port(), free_port()
+    text = f"""
+[server]
+host = "127.0.0.1"
+port = {{port}}
+[admin]
+listen = "127.0.0.1:{free_port()}"
+probe_interval = "100ms"
+[publisher]
+origin_url = "{live.url}"
+public_hosts = ["127.0.0.1:{{port}}"]
+[[publisher.routes]]
+name = "cdn"
+prefix = "/cdn"
+kind = "asset"
+origin_url = "http://127.0.0.1:{dead_asset}"
+[[publisher.routes]]
+name = "shop"
+prefix = "/shop"
+kind = "page"
+origin_url = "http://127.0.0.1:{dead_page}"
+"""
+    proxy = ProxyProcess(tmp_path, text).start()
+    try:
+        def readyz() -> tuple[int, dict[str, object]]:
+            try:
+                with urllib.request.urlopen(proxy.admin_url + "/readyz") as r:
+                    return r.status, dict(json.loads(r.read()))
+            except urllib.error.HTTPError as exc:
+                return exc.code, dict(json.loads(exc.read()))
+
+        for _ in range(50):
+            status, state = await asyncio.to_thread(readyz)
+            if any("route:shop" in str(x) for x in state["reasons"]):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
+        assert status == 503
+        reasons = [str(x) for x in state["reasons"]]  # type: ignore[union-attr]
+        assert any(x.startswith("route:shop: connect failed") for x in reasons), reasons
+        assert not any("route:cdn" in x for x in reasons)  # an asset backend down: degraded, not down
+        views = {b["name"]: b for b in state["backends"]}  # type: ignore[union-attr,index]
+        assert views["route:cdn"]["up"] is False and views["origin"]["up"] is True  # type: ignore[index]
+    finally:
+        proxy.stop()
+        live.stop()
