@@ -26,8 +26,7 @@ from typing import Any
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, send_simple
-from sluicegate.edge.client import BodyTooLarge, ClientWatch
-from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.client import BodyTooLarge, start_request
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.inference import metrics as m
 from sluicegate.inference.attempts import Attempt, Attempts, Chosen, Exchange, prepare
@@ -132,11 +131,7 @@ class InferenceApp:
             return
         # From here the client can vanish at any moment: the watch reads the body, then cancels this task
         # the moment a disconnect arrives (once); the upstream exchange is released on the way out.
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=True)
-        task = asyncio.current_task()
-        assert task is not None
-        deadline: Deadline | None = None
+        watch, deadline = start_request(receive, send, has_body=True)
         api = det.api
         model = ""
         try:
@@ -163,7 +158,6 @@ class InferenceApp:
                                    ids, info, "unknown_model", code="model_not_found", outcome="unknown_model")
                 return
             model = mfield.model
-            deadline = Deadline(asyncio.get_running_loop(), task)
             ex = Exchange(det, api, method, scope.get("query_string", b""), raw_headers, body, mfield, candidates,
                           request_id, [(self.id_header.encode("latin-1"), request_id.encode())], started,
                           deadline, info)
@@ -173,12 +167,13 @@ class InferenceApp:
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
+            task = asyncio.current_task()
+            assert task is not None
             task.uncancel()
             self._gone(api, model, request_id, info)
         finally:
             watch.stop()
-            if deadline is not None:
-                deadline.close()
+            deadline.close()
 
     def _gone(self, api: Api, model: str, request_id: str, info: Any) -> None:
         self.meters.requests(api.value, model, "client_gone").inc()
