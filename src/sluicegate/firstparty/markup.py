@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urljoin
 
-from sluicegate.firstparty.guard import DomainList
+from sluicegate.config.domains import DomainList
 from sluicegate.firstparty.inline import ScriptUrlStream, names_any, sign_script
 from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
 from sluicegate.pipeline import Transformer
