@@ -47,8 +47,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ORIGIN = "https://www.publisher-origin.com"
 ROOT = Path(__file__).resolve().parent.parent
