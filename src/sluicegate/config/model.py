@@ -12,6 +12,7 @@ from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.types import Duration, FieldProblem, ListenAddress
 from sluicegate.pipeline.hosts import Authority, Origin
@@ -215,6 +216,7 @@ class Settings(BaseModel):
     event_loop: EventLoopSettings = EventLoopSettings()
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
+    image_optimizer: ImageOptimizerSettings = ImageOptimizerSettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:
