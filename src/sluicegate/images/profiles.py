@@ -26,6 +26,9 @@ _ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
 _DERIVED = re.compile(r"^sgi\.([a-z0-9_-]+)\.([a-z]+)\.([0-9a-f]{8})\.([A-Za-z0-9_-]*)$")
 _MEDIA_RANGE = re.compile(r"^\s*([A-Za-z0-9.+*-]+/[A-Za-z0-9.+*-]+)\s*(.*)$")
 _NEVER = (".svg", ".svgz")
+# Paths the optimizer takes: a raster image's extension, or none (``/media/8f3a``); anything else (.css, .mp4,
+# .pdf) streams through the route untouched, with its Range and conditional semantics, never fetched here.
+_RASTER_EXT = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp", "avif", "heic", "heif"})
 CONTENT_TYPES = {"webp": "image/webp", "avif": "image/avif", "jpeg": "image/jpeg", "png": "image/png"}
 
 
@@ -102,6 +105,13 @@ def never_processed(path: str) -> bool:
     return p.endswith(_NEVER)
 
 
+def raster_path(path: str) -> bool:
+    """The last segment has a raster image extension, or no extension."""
+    last = path.split("?", 1)[0].rsplit("/", 1)[-1]
+    stem, dot, ext = last.rpartition(".")
+    return not dot or not stem or ext.lower() in _RASTER_EXT
+
+
 def _query_values(query: bytes, name: str) -> list[str]:
     return [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k == name]
 
@@ -173,6 +183,8 @@ class Selector:
             return Passthrough("method")
         if never_processed(path):
             return Passthrough("svg")
+        if not raster_path(path):
+            return Passthrough("extension")
         if self.settings.original_param and _query_values(query, self.settings.original_param) == ["1"]:
             return Passthrough("original")
         asked = _query_values(query, self.pset.param)

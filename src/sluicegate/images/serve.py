@@ -7,11 +7,13 @@ anything decoded; nothing else conditional, no ``Range``, ``Accept-Encoding: ide
 source read (``max_source_bytes`` -> 413, ``source_timeout`` -> 504, a body cut short -> 502), the pool run,
 and the response head (type, length, derived ETag, ``Vary: Accept`` when negotiated, the origin's caching
 headers). Responses that are not images to make (a non-200 status, a body that is not a raster image by its
-Content-Type, an SVG) are handed back to the caller, who relays them as its asset path always does.
+Content-Type) are relayed as the origin sent them; requests that are not for the optimizer at all (an SVG or a
+non-raster extension, the operator's switch) are left to the route before anything is fetched.
 
-The seam for asset routes is ``ImageOptimizer.handle``; the caller supplies ``fetch`` (the origin request
-with the caller's own outbound headers, minus ``REPLACED_HEADERS``, plus the ones given) and may supply
-``finish_headers`` (its own response-header policy, e.g. a route's ``cache_control``), applied last.
+The seam for asset routes is ``ImageOptimizer.maybe_optimize(exchange, send)`` (``publisher.optimizer_seam``):
+the exchange's ``fetch`` is the route's own backend request (its header allowlist minus ``REPLACED_HEADERS``,
+plus ours; the target without the profile parameter; S3 signing) and its ``response_headers`` the route's
+response policy, applied last to everything sent here, errors included.
 Must not know about route tables, the origin connection pool's internals, or pyvips.
 """
 
@@ -20,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.images.engine import ImageError, Job
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
-from sluicegate.server.asgi import Scope, Send, encode_headers, send_simple
+from sluicegate.server.asgi import ResponseAborted, Send, encode_headers
+from sluicegate.upstream.http1 import OriginError
 
 log = logging.getLogger("sluicegate.images")
 
@@ -46,7 +49,7 @@ _KEPT = frozenset({"cache-control", "expires", "last-modified", "date", "age", "
 
 
 class SourceResponse(Protocol):
-    """What ``fetch`` returns: ``upstream.http1.OriginResponse`` fits."""
+    """What ``Exchange.fetch`` returns: ``upstream.http1.OriginResponse`` fits."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -56,12 +59,21 @@ class SourceResponse(Protocol):
     def release(self) -> None: ...
 
 
-Fetch = Callable[[list[tuple[str, str]]], Awaitable[SourceResponse]]
-FinishHeaders = Callable[[int, list[tuple[str, str]]], list[tuple[str, str]]]
+class Exchange(Protocol):
+    """One asset request as the route hands it over (``publisher.optimizer_seam.AssetExchange`` fits)."""
 
+    method: str
+    path: str
+    client_query: bytes
+    headers: list[tuple[str, str]]
 
-class SourceError(Exception):
-    """Raised by ``fetch`` implementations for an origin that cannot be reached (-> 502)."""
+    def fetch(self, method: str = "GET", extra: Sequence[tuple[str, str]] = (), *,
+              drop: frozenset[str] = frozenset(), target: str | None = None) -> Awaitable[SourceResponse]: ...
+
+    def response_headers(self, status: int, headers: list[tuple[str, str]]) -> list[tuple[str, str]]: ...
+
+    @property
+    def target(self) -> str: ...
 
 
 _pools: dict[tuple[int, int], ImagePool] = {}
@@ -72,7 +84,7 @@ def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     key = (settings.workers, settings.queue)
     pool = _pools.get(key)
     if pool is None:
-        import pyvips  # type: ignore[import-untyped]  # the engine module set the cache bounds at import
+        import pyvips  # the engine module set the cache bounds at import
 
         pyvips.concurrency_set(settings.vips_concurrency)
         pool = _pools[key] = ImagePool(settings.workers, settings.queue)
@@ -86,94 +98,89 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
-def _scope_header(scope: Scope, name: bytes) -> str:
-    return ", ".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name)
+def _client_header(headers: list[tuple[str, str]], name: str) -> str:
+    return ", ".join(v for k, v in headers if k.lower() == name)
 
 
 class ImageOptimizer:
-    """One asset route's optimizer: its profile set, the shared pool, the bounds."""
+    """One asset route's optimizer: its profile set, the shared pool, the bounds (``AssetOptimizer``)."""
 
     def __init__(self, settings: ImageOptimizerSettings, profile_set: str, pool: ImagePool | None = None) -> None:
         self.settings = settings
         self.selector = Selector(settings, profile_set)
         self.pool = pool or pool_for(settings)
 
-    def decide(self, scope: Scope) -> Plan | Passthrough | Reject:
-        return self.selector.decide(
-            scope.get("method", "GET"), scope.get("path", "/"), scope.get("query_string", b""),
-            _scope_header(scope, b"accept"),
-        )
+    def decide(self, ex: Exchange) -> Plan | Passthrough | Reject:
+        return self.selector.decide(ex.method, ex.path, ex.client_query, _client_header(ex.headers, "accept"))
 
-    def origin_query(self, query: bytes) -> bytes:
-        """The query the origin gets: the profile parameter (and the operator switch) removed."""
-        return origin_query(query, self.selector.param_names)
+    def origin_target(self, target: str) -> str:
+        """The backend target without the profile parameter (and the operator switch): the origin serves the
+        source under the URL it always has, so its caches are shared with plain requests."""
+        path, sep, query = target.partition("?")
+        if not sep:
+            return target
+        kept = origin_query(query.encode("latin-1"), self.selector.param_names)
+        return path + ("?" + kept.decode("latin-1") if kept else "")
 
-    async def handle(
-        self, scope: Scope, send: Send, fetch: Fetch, finish_headers: FinishHeaders | None = None
-    ) -> SourceResponse | None:
-        """Answer an image request. Returns None when answered, or the origin's response for the caller to
-        relay unchanged (not an image to make: a non-200, a non-raster type, an SVG, or the plan said so —
-        then it is the unmodified request's response)."""
-        plan = self.decide(scope)
+    async def maybe_optimize(self, ex: Exchange, send: Send) -> bool:
+        """Answer the request (True), or leave it to the route's plain streamed relay (False: an SVG, a
+        file that is not a raster image by its extension, the operator's switch, a method other than GET/HEAD)."""
+        plan = self.decide(ex)
         if isinstance(plan, Reject):
-            await send_simple(send, plan.status, plan.message.encode())
-            return None
+            await _error(ex, send, plan.status, plan.message)
+            return True
         if isinstance(plan, Passthrough):
-            return await fetch([])
+            return False
         ticket = self.pool.admit()
         if ticket is None:
-            retry = str(self.settings.retry_after)
-            await send_simple(send, 503, b"image optimizer busy: every worker and queue slot is taken; retry later\n",
-                              [("retry-after", retry)])
-            return None
+            await _error(ex, send, 503, "image optimizer busy: every worker and queue slot is taken; retry later",
+                         [("retry-after", str(self.settings.retry_after))])
+            return True
         try:
-            return await self._make(plan, scope, send, fetch, finish_headers or _same, ticket)
+            await self._make(plan, ex, send, ticket)
         finally:
             ticket.abandon()  # no-op once the pool runs it (released there when the thread is done)
+        return True
 
-    async def _make(
-        self, plan: Plan, scope: Scope, send: Send, fetch: Fetch, finish: FinishHeaders, ticket: Ticket
-    ) -> SourceResponse | None:
+    async def _make(self, plan: Plan, ex: Exchange, send: Send, ticket: Ticket) -> None:
         outbound = [("accept-encoding", "identity")]
-        inm = _scope_header(scope, b"if-none-match")
+        inm = _client_header(ex.headers, "if-none-match")
         tags = plan.source_etags(inm) if inm else []
         if tags:
             outbound.append(("if-none-match", ", ".join(tags)))
-        head_only = scope.get("method") == "HEAD"
         s = self.settings
         started = time.monotonic()
         try:
             async with asyncio.timeout(s.source_timeout):
-                resp = await fetch(outbound)
+                resp = await ex.fetch("GET", outbound, drop=REPLACED_HEADERS, target=self.origin_target(ex.target))
         except TimeoutError:
-            await _error(send, 504, f"the origin did not answer within {s.source_timeout:g} s "
-                               "(image_optimizer.source_timeout)")
-            return None
-        except SourceError as exc:
-            await _error(send, 502, f"the image's origin cannot be reached: {exc}")
-            return None
-        status = resp.status
-        if status == 304 and tags:
-            resp.release()
-            source_etag = _header(resp.headers, b"etag") or tags[0]
-            head = self._head(plan, resp.headers, source_etag, None)
-            await _start(send, 304, finish(304, head))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return None
-        ctype = _header(resp.headers, b"content-type").split(";", 1)[0].strip().lower()
-        if status != 200 or not (ctype in RASTER_TYPES or ctype in _SNIFFED_TYPES):
-            return resp  # an error page, an SVG, a CSS file under the same route: relayed as the origin sent it
+            await _error(ex, send, 504, f"the image's origin did not answer within {s.source_timeout:g} s")
+            return
+        except OriginError as exc:
+            await _error(ex, send, 502, f"the image's origin cannot be reached ({exc.kind})")
+            return
         try:
+            status = resp.status
+            if status == 304 and tags:
+                source_etag = _header(resp.headers, b"etag") or tags[0]
+                head = self._head(plan, resp.headers, source_etag, None)
+                await _start(send, 304, ex.response_headers(304, head))
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            ctype = _header(resp.headers, b"content-type").split(";", 1)[0].strip().lower()
+            if status != 200 or not (ctype in RASTER_TYPES or ctype in _SNIFFED_TYPES):
+                # an error page, or a body that says it is no raster image: relayed as the origin sent it
+                await self._relay(resp, ex, send, started)
+                return
             length = _header(resp.headers, b"content-length")
             if length.isdigit() and int(length) > s.max_source_bytes:
-                await _error(send, 413, f"the origin's image is {length} bytes, over the limit of "
-                                   f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
-                return None
-            remaining = s.source_timeout - (time.monotonic() - started)
-            body = await self._read(resp, remaining)
+                await _error(ex, send, 413, f"the origin's image is {length} bytes, over the limit of "
+                                        f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
+                return
+            body = await self._read(resp, s.source_timeout - (time.monotonic() - started))
         except ImageError as exc:
-            await _error(send, exc.status, exc.message)
-            return None
+            await _error(ex, send, exc.status, exc.message)
+            return
         finally:
             resp.release()
         p = plan.profile
@@ -186,14 +193,13 @@ class ImageOptimizer:
             if exc.status >= 500 and exc.kind != "timeout":
                 log.info("image not made: %s", exc.message)
             extra = [("retry-after", str(s.retry_after))] if exc.status == 503 else []
-            await _error(send, exc.status, exc.message, extra)
-            return None
-        source_etag = _header(resp.headers, b"etag")
-        head = self._head(plan, resp.headers, source_etag, result.format)
+            await _error(ex, send, exc.status, exc.message, extra)
+            return
+        head = self._head(plan, resp.headers, _header(resp.headers, b"etag"), result.format)
         head.append(("content-length", str(len(result.body))))
-        await _start(send, 200, finish(200, head))
-        await send({"type": "http.response.body", "body": b"" if head_only else result.body, "more_body": False})
-        return None
+        await _start(send, 200, ex.response_headers(200, head))
+        body_out = b"" if ex.method == "HEAD" else result.body
+        await send({"type": "http.response.body", "body": body_out, "more_body": False})
 
     async def _read(self, resp: SourceResponse, remaining: float) -> bytes:
         s = self.settings
@@ -213,12 +219,28 @@ class ImageOptimizer:
         except TimeoutError:
             raise ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image in "
                              f"{s.source_timeout:g} s (image_optimizer.source_timeout)") from None
-        except ImageError:
-            raise
-        except Exception as exc:  # the origin client's own errors: a connection cut mid-body
-            raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes: "
-                                                f"{type(exc).__name__}") from None
+        except OriginError as exc:
+            raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes "
+                                                f"({exc.kind})") from None
         return b"".join(parts)
+
+    async def _relay(self, resp: SourceResponse, ex: Exchange, send: Send, started: float) -> None:
+        """A response that is not an image to make, streamed as the origin sent it (route header policy)."""
+        origin = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        head = ex.response_headers(resp.status, origin)
+        bodiless = ex.method == "HEAD" or resp.status in (204, 304)
+        await _start(send, resp.status, head)
+        if bodiless:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        try:
+            async with asyncio.timeout(max(self.settings.source_timeout - (time.monotonic() - started), 0.001)):
+                while chunk := await resp.read():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (TimeoutError, OriginError) as exc:
+            aborted = ResponseAborted(f"origin body failed mid-relay: {type(exc).__name__}")
+            raise aborted from None
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _head(self, plan: Plan, origin: list[tuple[bytes, bytes]], source_etag: str,
               fmt: str | None) -> list[tuple[str, str]]:
@@ -243,13 +265,16 @@ class ImageOptimizer:
         return head
 
 
-def _same(_status: int, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return headers
-
-
 async def _start(send: Send, status: int, headers: list[tuple[str, str]]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers)})
 
 
-async def _error(send: Send, status: int, message: str, extra: list[tuple[str, str]] | None = None) -> None:
-    await send_simple(send, status, (message + "\n").encode(), extra)
+async def _error(
+    ex: Exchange, send: Send, status: int, message: str, extra: list[tuple[str, str]] | None = None
+) -> None:
+    """A short plain-text answer (never cached) under the route's header policy (request id)."""
+    body = (message.rstrip("\n") + "\n").encode()
+    head = [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body))),
+            ("cache-control", "no-store"), *(extra or [])]
+    await _start(send, status, ex.response_headers(status, head))
+    await send({"type": "http.response.body", "body": b"" if ex.method == "HEAD" else body, "more_body": False})

@@ -64,6 +64,10 @@ def test_svg_method_and_operator_switch_pass_through() -> None:
     assert decide(sel, b"_io_original=1") == Passthrough("original")
     assert decide(sel, b"", method="POST") == Passthrough("method")
     assert never_processed("/a.svg;v=1") and not never_processed("/a.svg.png")
+    assert decide(sel, b"", path="/static/site.css") == Passthrough("extension")
+    assert decide(sel, b"", path="/v/clip.mp4") == Passthrough("extension")
+    for path in ("/media/8f3a", "/a/b.JPG", "/x.webp", "/y.avif", "/.png"):
+        assert isinstance(decide(sel, b"", path=path), Plan), path
 
 
 @pytest.mark.parametrize(
