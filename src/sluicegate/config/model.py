@@ -14,8 +14,8 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.config.origin import Authority, Origin
 from sluicegate.config.types import Duration, FieldProblem, ListenAddress
-from sluicegate.pipeline.hosts import Authority, Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
