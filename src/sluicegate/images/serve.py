@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from sluicegate.config.images import ImageOptimizerSettings
+from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
 from sluicegate.images.engine import ImageError, Job
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
-from sluicegate.server.asgi import ResponseAborted, Send, encode_headers
-from sluicegate.upstream.http1 import OriginError
+from sluicegate.upstream.errors import OriginError
 
 log = logging.getLogger("sluicegate.images")
 
