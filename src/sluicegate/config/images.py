@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -168,6 +169,18 @@ class ImageOptimizerSettings(BaseModel):
             if self.original_param and self.original_param == pset.param:
                 raise FieldProblem(("original_param",), f"is profile_sets.{name}.param too")
         return self
+
+
+def check_route_profile_sets(routes: Sequence[Any], images: ImageOptimizerSettings) -> None:
+    """Every asset route's enabled optimizer names a defined profile set (``FieldProblem`` located on it)."""
+    for i, route in enumerate(routes):
+        conf = route.image_optimizer
+        if conf is not None and conf.enabled and conf.profile_set not in images.profile_sets:
+            known = ", ".join(sorted(images.profile_sets)) or "none is defined"
+            raise FieldProblem(
+                ("publisher", "routes", i, "image_optimizer"),
+                f"profile_set {conf.profile_set!r}: no [image_optimizer.profile_sets.{conf.profile_set}] ({known})",
+            )
 
 
 class ImageRouteOptimizer(BaseModel):

@@ -67,7 +67,7 @@ def build_store(log: StoreLog) -> web.Application:
             await asyncio.sleep(30)
             return resp
         if name == "huge.jpg":
-            return web.Response(body=b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024), content_type="image/jpeg")
+            return web.Response(body=b"\xff\xd8\xff" + b"\0" * (9 * 1024 * 1024), content_type="image/jpeg")
         raise web.HTTPNotFound(text="no such image")
 
     app.router.add_get("/store/{name}", handler)
