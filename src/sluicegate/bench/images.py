@@ -43,6 +43,7 @@ origin_url = "http://127.0.0.1:{origin_port}"
 public_hosts = ["*"]
 
 [[publisher.routes]]
+name = "img"
 prefix = "/img/"
 kind = "asset"
 origin_url = "http://127.0.0.1:{origin_port}"

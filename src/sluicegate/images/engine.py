@@ -47,7 +47,7 @@ class ImageError(Exception):
 
 @dataclass
 class Job:
-    source: bytes
+    source: bytes | bytearray
     width: int
     height: int  # 0: from the width
     fit: str  # contain | cover
@@ -72,7 +72,7 @@ class Result:
     source_height: int
 
 
-def sniff(data: bytes) -> str | None:
+def sniff(data: bytes | bytearray) -> str | None:
     """The source format from its first bytes, or None when it is not one this engine takes."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
@@ -92,7 +92,7 @@ def _vips_error(exc: pyvips.Error) -> str:
     return " ".join(text.split())[:300]
 
 
-def check_header(kind: str, data: bytes, max_pixels: int, max_aspect: float) -> tuple[int, int]:
+def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float) -> tuple[int, int]:
     """Width and height from the header only (nothing decoded); bounds -> 422, unreadable header -> 502."""
     loader = getattr(pyvips.Image, _LOADERS[kind] + "_buffer")
     try:
@@ -140,7 +140,7 @@ def process(job: Job) -> Result:
     if kind is None:
         raise ImageError(
             502, "not_an_image", "the origin's body is not a JPEG, PNG, GIF, WebP or AVIF image (first bytes: "
-            f"{job.source[:8].hex()})"
+            f"{bytes(job.source[:8]).hex()})"
         )
     src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect)
     # fail_on as a thumbnail option is not passed on to a shrink-on-load loader; as the loader's own

@@ -190,39 +190,38 @@ class ImageOptimizer:
         try:
             result = await self.pool.run(ticket, job)
         except ImageError as exc:
+            job.source = b""
             if exc.status >= 500 and exc.kind != "timeout":
                 log.info("image not made: %s", exc.message)
             extra = [("retry-after", str(s.retry_after))] if exc.status == 503 else []
             await _error(ex, send, exc.status, exc.message, extra)
             return
+        job.source = b""  # the source is not held while the answer is sent
         head = self._head(plan, resp.headers, _header(resp.headers, b"etag"), result.format)
         head.append(("content-length", str(len(result.body))))
         await _start(send, 200, ex.response_headers(200, head))
         body_out = b"" if ex.method == "HEAD" else result.body
         await send({"type": "http.response.body", "body": body_out, "more_body": False})
 
-    async def _read(self, resp: SourceResponse, remaining: float) -> bytes:
+    async def _read(self, resp: SourceResponse, remaining: float) -> bytearray:
+        """The whole source, in ONE growing buffer (``+=`` on a bytearray grows in place, by mremap for
+        large ones): never a list of chunks plus their joined copy, which would hold each source twice."""
         s = self.settings
-        parts: list[bytes] = []
-        got = 0
+        buf = bytearray()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
-                while True:
-                    chunk = await resp.read()
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                    if got > s.max_source_bytes:
+                while chunk := await resp.read():
+                    if len(buf) + len(chunk) > s.max_source_bytes:
                         raise ImageError(413, "too_large", f"the origin's image is over {s.max_source_bytes} "
                                                            "bytes (image_optimizer.max_source_bytes)")
-                    parts.append(chunk)
+                    buf += chunk
         except TimeoutError:
-            raise ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image in "
+            raise ImageError(504, "source_timeout", f"the origin stalled: {len(buf)} bytes of the image in "
                              f"{s.source_timeout:g} s (image_optimizer.source_timeout)") from None
         except OriginError as exc:
-            raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes "
+            raise ImageError(502, "source_cut", f"the origin's image ended early after {len(buf)} bytes "
                                                 f"({exc.kind})") from None
-        return b"".join(parts)
+        return buf
 
     async def _relay(self, resp: SourceResponse, ex: Exchange, send: Send, started: float) -> None:
         """A response that is not an image to make, streamed as the origin sent it (route header policy)."""
