@@ -141,17 +141,17 @@ class Group:
             total += int(fields[11]) + int(fields[12])  # utime + stime (threads included)
         return total / CLK_TCK
 
-    def peak_rss(self) -> int:
-        """Summed VmHWM (each process's peak resident set) of the group, bytes."""
-        total = 0
+    def peak_rss(self, largest: bool = False) -> int:
+        """Summed VmHWM (each process's peak resident set) of the group, bytes; or the largest one's."""
+        peaks = []
         for pid in self.pids():
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) * 1024
+                        peaks.append(int(line.split()[1]) * 1024)
             except OSError:
                 continue
-        return total
+        return (max(peaks) if largest else sum(peaks)) if peaks else 0
 
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         import urllib.error
