@@ -265,8 +265,7 @@ def text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sluicegate bench images", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (default 3)")
     p.add_argument("--repeat", type=int, default=1, help="requests per source per round (default 1)")
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
@@ -274,11 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thumbor-venv", default="bench/.thumbor-venv")
     p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
     p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_main(args: argparse.Namespace) -> int:
     if min(args.rounds, args.repeat, args.concurrency) < 1:
         print("--rounds, --repeat and --concurrency must be at least 1", file=sys.stderr)
         return 2
@@ -293,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     print(text(result))
     failed = any(r["error_count"] for r in result["servers"].values())
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sluicegate bench images", description=(__doc__ or "").split("\n\n")[0])
+    add_arguments(p)
+    return run_main(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -97,13 +97,14 @@ def run(folder: str, rounds: int) -> dict[str, Any]:
             "note": "one variant at a time on a shared 2-core machine; CPU per image is the comparable figure"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sluicegate bench images-engines", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", default="bench/results/image-sources")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="bench/results/images-engines.json")
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+
+
+def run_main(args: argparse.Namespace) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.sources)))
         return 0
@@ -116,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
               + (f"  PROBLEMS: {r['problems'][:3]}" if r["problems"] else ""))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if any(r["problems"] for r in result["variants"].values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sluicegate bench images-engines", description=(__doc__ or "").split("\n\n")[0])
+    add_arguments(p)
+    return run_main(p.parse_args(argv))
 
 
 if __name__ == "__main__":
