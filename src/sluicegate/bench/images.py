@@ -85,6 +85,7 @@ class Server:
         self.group = group
         self.url_of = url_of  # Source -> path on 127.0.0.1:port
         self.port = 0
+        self.baseline = 0  # summed VmRSS after start-up and one image
 
 
 def _fetch_all(port: int, items: list[tuple[str, Source]], concurrency: int, accept: str) -> list[dict[str, Any]]:
@@ -159,7 +160,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             th.port = tport
             servers.append(th)
         for s in servers:
+            # one image made: the engine is loaded; the resident set now is the server's baseline
             s.group.wait_http(f"http://127.0.0.1:{s.port}{s.url_of(sources[0])}", timeout=120)
+            s.baseline = s.group.peak_rss(field="VmRSS")
         return _measure(args, servers, sources)
     finally:
         for s in servers:
@@ -215,6 +218,8 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             "peak_rss_mib": round(s.group.peak_rss() / 2**20, 1),
             "peak_rss_largest_process_mib": round(s.group.peak_rss(largest=True) / 2**20, 1),
             "processes": len(s.group.pids()),
+            "baseline_rss_mib": round(s.baseline / 2**20, 1),
+            "peak_above_baseline_mib": round((s.group.peak_rss() - s.baseline) / 2**20, 1),
             "mean_output_bytes": round(acc["bytes_out"] / max(acc["images"], 1)),
         }
     if "thumbor" in out["servers"]:
@@ -253,11 +258,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def text(result: dict[str, Any]) -> str:
     lines = [f"{'server':17s} {'img/CPU-s':>10s} {'img/s wall':>10s} {'p50 ms':>8s} {'p99 ms':>8s} "
-             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'ok':>5s} {'errors':>6s}"]
+             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'idle MiB':>8s} {'ok':>5s} {'errors':>6s}"]
     for name, r in result["servers"].items():
         lines.append(f"{name:17s} {r['images_per_cpu_second'] or 0:10.2f} {r['images_per_second_wall'] or 0:10.2f} "
                      f"{r['latency_p50_ms']:8.0f} {r['latency_p99_ms']:8.0f} {r['peak_rss_mib']:11.1f} "
-                     f"{r['peak_rss_largest_process_mib']:12.1f} {r['images_ok']:5d} {r['error_count']:6d}")
+                     f"{r['peak_rss_largest_process_mib']:12.1f} {r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
+                     f"{r['error_count']:6d}")
     if "ratio_images_per_cpu_second" in result:
         lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
                      f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "

@@ -141,13 +141,14 @@ class Group:
             total += int(fields[11]) + int(fields[12])  # utime + stime (threads included)
         return total / CLK_TCK
 
-    def peak_rss(self, largest: bool = False) -> int:
-        """Summed VmHWM (each process's peak resident set) of the group, bytes; or the largest one's."""
+    def peak_rss(self, largest: bool = False, field: str = "VmHWM") -> int:
+        """Summed VmHWM (each process's peak resident set) of the group, bytes; or the largest one's.
+        ``field = "VmRSS"``: the resident set now."""
         peaks = []
         for pid in self.pids():
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field + ":"):
                         peaks.append(int(line.split()[1]) * 1024)
             except OSError:
                 continue
