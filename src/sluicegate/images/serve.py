@@ -20,19 +20,43 @@ Must not know about route tables, the origin connection pool's internals, or pyv
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
+
+from prometheus_client import Counter, Histogram
 
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
 from sluicegate.images.engine import ImageError, Job
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
+from sluicegate.observability.metrics import REGISTRY
 from sluicegate.upstream.errors import OriginError
 
 log = logging.getLogger("sluicegate.images")
+
+IMAGES = Counter(
+    "sluicegate_images_total",
+    "Image optimizer answers, by result: made, not_modified, relayed (not an image to make), busy (503 at "
+    "admission), bad_profile (400), or the failure kind (too_large, too_many_pixels, aspect_ratio, "
+    "not_an_image, corrupt_source, source_cut, source_timeout, origin_timeout, origin_error, timeout, cancelled)",
+    ["result"],
+    registry=REGISTRY,
+)
+IMAGE_SECONDS = Histogram(
+    "sluicegate_image_seconds",
+    "An image made: source fetched and read, queued, decoded, resized, encoded (seconds)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+
+@functools.cache
+def _count(result: str) -> Counter:
+    return IMAGES.labels(result)
 
 # Outbound request headers the optimizer decides itself for an image it makes (the caller drops the client's).
 REPLACED_HEADERS = frozenset(
@@ -127,12 +151,14 @@ class ImageOptimizer:
         file that is not a raster image by its extension, the operator's switch, a method other than GET/HEAD)."""
         plan = self.decide(ex)
         if isinstance(plan, Reject):
+            _count("bad_profile").inc()
             await _error(ex, send, plan.status, plan.message)
             return True
         if isinstance(plan, Passthrough):
             return False
         ticket = self.pool.admit()
         if ticket is None:
+            _count("busy").inc()
             await _error(ex, send, 503, "image optimizer busy: every worker and queue slot is taken; retry later",
                          [("retry-after", str(self.settings.retry_after))])
             return True
@@ -154,9 +180,11 @@ class ImageOptimizer:
             async with asyncio.timeout(s.source_timeout):
                 resp = await ex.fetch("GET", outbound, drop=REPLACED_HEADERS, target=self.origin_target(ex.target))
         except TimeoutError:
+            _count("origin_timeout").inc()
             await _error(ex, send, 504, f"the image's origin did not answer within {s.source_timeout:g} s")
             return
         except OriginError as exc:
+            _count("origin_error").inc()
             await _error(ex, send, 502, f"the image's origin cannot be reached ({exc.kind})")
             return
         try:
@@ -164,21 +192,25 @@ class ImageOptimizer:
             if status == 304 and tags:
                 source_etag = _header(resp.headers, b"etag") or tags[0]
                 head = self._head(plan, resp.headers, source_etag, None)
+                _count("not_modified").inc()
                 await _start(send, 304, ex.response_headers(304, head))
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             ctype = _header(resp.headers, b"content-type").split(";", 1)[0].strip().lower()
             if status != 200 or not (ctype in RASTER_TYPES or ctype in _SNIFFED_TYPES):
                 # an error page, or a body that says it is no raster image: relayed as the origin sent it
+                _count("relayed").inc()
                 await self._relay(resp, ex, send, started)
                 return
             length = _header(resp.headers, b"content-length")
             if length.isdigit() and int(length) > s.max_source_bytes:
+                _count("too_large").inc()
                 await _error(ex, send, 413, f"the origin's image is {length} bytes, over the limit of "
                                         f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
                 return
             body = await self._read(resp, s.source_timeout - (time.monotonic() - started))
         except ImageError as exc:
+            _count(exc.kind).inc()
             await _error(ex, send, exc.status, exc.message)
             return
         finally:
@@ -191,12 +223,15 @@ class ImageOptimizer:
             result = await self.pool.run(ticket, job)
         except ImageError as exc:
             job.source = b""
+            _count(exc.kind).inc()
             if exc.status >= 500 and exc.kind != "timeout":
                 log.info("image not made: %s", exc.message)
             extra = [("retry-after", str(s.retry_after))] if exc.status == 503 else []
             await _error(ex, send, exc.status, exc.message, extra)
             return
         job.source = b""  # the source is not held while the answer is sent
+        _count("made").inc()
+        IMAGE_SECONDS.observe(time.monotonic() - started)
         head = self._head(plan, resp.headers, _header(resp.headers, b"etag"), result.format)
         head.append(("content-length", str(len(result.body))))
         await _start(send, 200, ex.response_headers(200, head))

@@ -161,6 +161,10 @@ async def test_bad_sources_get_their_defined_status(env: Env) -> None:
     assert status == 200 and size_of(body) == ("webpload_buffer", 800, 800)
     status, _, body = await get(env.url + "/img/photo.jpg", {"Accept": WEBP})  # the worker survived all that
     assert status == 200 and env.proxy.proc is not None and env.proxy.proc.poll() is None
+    _, _, metrics = await get(env.proxy.admin_url + "/metrics")
+    for result in ("too_many_pixels", "aspect_ratio", "corrupt_source", "not_an_image", "too_large", "source_cut",
+                   "made"):
+        assert f'sluicegate_images_total{{result="{result}"}}'.encode() in metrics, result
 
 
 async def test_slow_origin_stalling_mid_image_gets_504(env: Env) -> None:
