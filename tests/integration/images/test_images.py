@@ -209,6 +209,8 @@ async def test_200_concurrent_requests_against_a_pool_of_2(env: Env) -> None:
     assert all(h["retry-after"] == "2" for h in busy)
     assert took < 60
     rss_after = env.proxy.rss_bytes()
+    print(f"200 concurrent, pool of 2 + queue 4: {len(ok)} made, {len(busy)} x 503 in {took:.1f} s; "
+          f"server RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB")
     assert rss_after < rss_before + 300 * 2**20, (rss_before, rss_after)
     status, _, _ = await get(env.url + "/img/photo.jpg", {"Accept": WEBP})
     assert status == 200  # every slot came back
