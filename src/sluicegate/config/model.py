@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.access_log import check_template
 from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
@@ -15,7 +16,7 @@ from sluicegate.config.html import HtmlSettings
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, Origin
-from sluicegate.config.types import Duration, FieldProblem, ListenAddress
+from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,7 +28,7 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
     # CIDRs whose Forwarded / X-Forwarded-* headers are believed. Everyone else's are dropped.
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: CidrList = Field(default_factory=list)
     # One line per request: "json", "off", or a template of $fields (docs/operations.md). "auto" (default):
     # JSON when stdout is not a terminal, the "combined" template when it is. true = "auto", false = "off".
     access_log: bool | str = "auto"
@@ -45,8 +46,6 @@ class ServerSettings(BaseModel):
     @classmethod
     def _access_log(cls, value: bool | str) -> bool | str:
         if isinstance(value, str) and value not in ("auto", "json", "off", "combined"):
-            from sluicegate.observability.access import check_template
-
             check_template(value)
         return value
 
@@ -65,16 +64,6 @@ class ServerSettings(BaseModel):
             missing = "tls_keyfile" if self.tls_certfile else "tls_certfile"
             raise FieldProblem((missing,), "tls_certfile and tls_keyfile go together")
         return self
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"not a CIDR: {cidr!r}") from exc
-        return value
 
 
 class AdminSettings(BaseModel):
@@ -97,7 +86,9 @@ class PublisherSettings(BaseModel):
     # Host values the proxy serves; others get 421. "*" accepts any (development only).
     public_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
-    mode: Literal["stream", "buffered"] = "stream"  # "buffered" exists only for A/B comparisons
+    # Only "stream": bodies always leave as they arrive. "buffered" (an A/B benchmark switch) is refused with
+    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench ab`).
+    mode: str = "stream"
     verify_tls: bool = True
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
     # the public host to the origin's own (docs/round-trip.md). Off: the origin sees the public URLs.
@@ -111,6 +102,18 @@ class PublisherSettings(BaseModel):
     def _aliases(cls, value: list[str]) -> list[str]:
         for alias in value:
             Authority.parse(alias)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value == "buffered":
+            raise ValueError(
+                '"buffered" is no longer a proxy mode: bodies always stream. For the stream-vs-buffered '
+                "comparison use `sluicegate bench ab` (it runs the buffered side through sluicegate.dev.buffered)"
+            )
+        if value != "stream":
+            raise ValueError(f'must be "stream", got {value!r}')
         return value
 
     @field_validator("origin_url")
@@ -156,8 +159,6 @@ class LimitsSettings(BaseModel):
     )
     # Per response, when rewriting: decoded bytes the rewriter may consume without emitting any output.
     max_decoded_bytes_without_output: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
-    # Whole body held in mode = "buffered" (A/B comparison only).
-    max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Request head: total bytes of request headers accepted from a client.
     max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # Origin response head (status line + headers); over it -> 502.
