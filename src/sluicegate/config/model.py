@@ -13,9 +13,10 @@ from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
-from sluicegate.config.images import ImageOptimizerSettings
+from sluicegate.config.images import ImageOptimizerSettings, check_route_profile_sets
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, Origin
+from sluicegate.config.routes import RouteSettings, check_table
 from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +97,14 @@ class PublisherSettings(BaseModel):
     # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
     # like origin_url's authority. origin_host_header's value is added automatically.
     origin_aliases: list[str] = Field(default_factory=list)
+    # [[publisher.routes]]: more backends by longest path prefix (config/routes.py, docs/routes.md);
+    # origin_url above stays the fallback page route ("default").
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _route_table(self) -> PublisherSettings:
+        check_table(self.routes, self.public_hosts)
+        return self
 
     @field_validator("origin_aliases")
     @classmethod
@@ -236,6 +245,7 @@ class Settings(BaseModel):
             host = admin.rpartition(":")[0].strip("[]")
             if host in (self.server.host, "0.0.0.0", "::") or self.server.host in ("0.0.0.0", "::"):
                 raise FieldProblem(("admin", "listen"), "the admin listener must not share the public port")
+        check_route_profile_sets(self.publisher.routes, self.image_optimizer)
         return self
 
 

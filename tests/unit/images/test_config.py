@@ -57,3 +57,30 @@ def test_cover_needs_height_and_bounds() -> None:
     assert any("needs a height" in p for p in problems(text))
     assert any("image_optimizer.workers" in p for p in problems(BASE + "\n[image_optimizer]\nworkers = 0\n"))
     assert any("max_source_pixels" in p for p in problems("[image_optimizer]\nmax_source_pixels = 10\n"))
+
+
+ROUTE = """
+[publisher]
+origin_url = "http://127.0.0.1:9"
+public_hosts = ["pub.test"]
+
+[[publisher.routes]]
+name = "img"
+prefix = "/img"
+kind = "asset"
+origin_url = "http://127.0.0.1:9"
+image_optimizer = { enabled = true, profile_set = "%s" }
+"""
+
+
+def test_route_names_a_defined_profile_set() -> None:
+    s = load_settings_text(ROUTE % "web" + BASE, "s.toml", {})
+    conf = s.publisher.routes[0].image_optimizer
+    assert conf is not None and conf.enabled and conf.profile_set == "web"
+    found = problems(ROUTE % "mobile" + BASE)
+    assert any(p.startswith("s.toml:11: publisher.routes[img].image_optimizer") and "'mobile'" in p and "web" in p
+               for p in found), found
+    found = problems(ROUTE.replace('profile_set = "%s"', 'profile_set = "web", width = 9000') + BASE)
+    assert any("image_optimizer.width: unknown key" in p for p in found), found
+    found = problems(ROUTE.replace('enabled = true, profile_set = "%s"', "enabled = true"))
+    assert any("names a profile_set" in p for p in found), found
