@@ -84,3 +84,16 @@ def test_route_names_a_defined_profile_set() -> None:
     assert any("image_optimizer.width: unknown key" in p for p in found), found
     found = problems(ROUTE.replace('enabled = true, profile_set = "%s"', "enabled = true"))
     assert any("names a profile_set" in p for p in found), found
+
+
+def test_route_optimizer_off_or_on() -> None:
+    from sluicegate.images import route_optimizer
+    from sluicegate.images.serve import ImageOptimizer
+
+    off = load_settings_text((ROUTE % "web").replace("enabled = true", "enabled = false") + BASE, "s.toml", {})
+    assert route_optimizer(off.publisher.routes[0], off) is None
+    on = load_settings_text(ROUTE % "web" + BASE, "s.toml", {})
+    opt = route_optimizer(on.publisher.routes[0], on)
+    assert isinstance(opt, ImageOptimizer) and opt.selector.pset.default_profile == "medium"
+    assert opt.origin_target("/store/a.jpg?v=1&profile=thumb") == "/store/a.jpg?v=1"
+    assert opt.origin_target("/store/a.jpg?profile=thumb") == "/store/a.jpg"
