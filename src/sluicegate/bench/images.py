@@ -16,7 +16,6 @@ Must not know about the proxy's internals: it drives ``sluicegate serve`` over H
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import queue
 import sys
@@ -89,6 +88,8 @@ class Server:
 
 
 def _fetch_all(port: int, items: list[tuple[str, Source]], concurrency: int, accept: str) -> list[dict[str, Any]]:
+    import http.client
+
     work: queue.Queue[tuple[str, Source]] = queue.Queue()
     for item in items:
         work.put(item)

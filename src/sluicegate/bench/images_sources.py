@@ -10,7 +10,6 @@ image). Must not know about the proxy's internals.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import signal
@@ -89,6 +88,7 @@ def free_port() -> int:
 
 def serve_static(folder: str, port: int) -> None:
     """The origin (run in its own process): files of ``folder`` with Content-Length and an ETag."""
+    import http.server
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
