@@ -187,7 +187,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     # Until the server's own handlers are installed, a SIGTERM must still reach the finally below.
     previous = signal.signal(signal.SIGTERM, _stop)
-    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
+    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.dev.demo", "--port", str(args.origin_port)])
     workdir = Path(tempfile.mkdtemp(prefix="sluicegate-demo-"))
     try:
         if not _wait_http(f"http://127.0.0.1:{args.origin_port}/static/extra.css", 15, origin):

@@ -14,17 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from sluicegate.bench.lab.procs import free_port
 from sluicegate.bench.probe import probe
+
+__all__ = ["ServeError", "Server", "free_port", "serve_argv"]
 
 
 class ServeError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_argv(config: Path, port: int, template: str | None = None) -> list[str]:

@@ -209,10 +209,10 @@ def test_browser_unreachable_and_missing_binary(chromium: str, tmp_path: Path,
 @pytest.mark.browser
 def test_ab_stream_vs_buffered(bench_origin: Origin, chromium: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = _run(["bench", "ab", "--origin", bench_origin.url, "--path", "/trickle", "-n", "3",
-                      "--browser-n", "1", "--chromium", chromium], tmp_path, "ab")
+    code, doc = _run(["bench", "stream-ab", "--origin", bench_origin.url, "--path", "/trickle", "-n", "3",
+                      "--browser-n", "1", "--chromium", chromium], tmp_path, "stream-ab")
     assert code == 0
-    _envelope_ok(doc, "ab")
+    _envelope_ok(doc, "stream-ab")
     assert set(doc["samples"]) == {"stream", "buffered", "origin"}
     assert 'mode = "buffered"' in doc["settings"]["configs"]["buffered"]
     delay_ms = bench_origin.trickle_delay * 1000

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sluicegate.testing.html_adapter import infoset, tokens, tokens_chunked
+from sluicegate.dev.html_adapter import infoset, tokens, tokens_chunked
 
 # Vendored beside the tests (tests/data/html5lib-tests/SOURCE names the upstream commit); nothing outside the
 # repository is read, and the test fails, never skips, when the data is missing.

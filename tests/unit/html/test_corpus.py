@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.dev.html_adapter import rewrite
 from sluicegate.pipeline.html import build_html_processor
-from sluicegate.testing.html_adapter import rewrite
 from tests.unit.html.helpers import host_rewriter, run, run_all_splits
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.html"))

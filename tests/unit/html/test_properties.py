@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.dev.html_adapter import tokens_chunked
 from sluicegate.pipeline.html import HtmlRewriter, build_html_processor
-from sluicegate.testing.html_adapter import tokens_chunked
 from tests.unit.html.helpers import host_rewriter, run
 
 PIECES = [

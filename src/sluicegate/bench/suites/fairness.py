@@ -23,7 +23,7 @@ the one to compare on a shared machine), measured with the heavy load alone just
 mixed phase repeats the heavy set until at least 3 s have passed (nginx relays it in milliseconds). The origin
 is Debian nginx serving the pre-compressed files.
 
-Run: ``.venv/bin/python bench/publisher/fairness.py`` (about 4 minutes; ``--runs 1`` about 2)
+Run: ``sluicegate bench fairness`` (about 4 minutes; ``--runs 1`` about 2)
   -> ``bench/results/publisher-fairness.json`` and ``bench/results/publisher-fairness.png``.
 """
 
@@ -38,9 +38,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
+from sluicegate.bench.lab import (
     PY,
-    RESULTS,
     Proc,
     Procs,
     ensure_apt,
@@ -50,13 +49,14 @@ from benchlib import (
     machine,
     med,
     pct,
+    results_dir,
     table,
     tree_cpu_s,
     versions,
     wait_http,
     write_json,
 )
-from content import page, write_gzip_html
+from sluicegate.dev.origin.content import page, write_gzip_html
 
 MIB = 1 << 20
 LOADS: dict[str, dict[str, Any]] = {
@@ -499,15 +499,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench fairness", description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--rate", type=float, default=100.0, help="small requests per second")
     ap.add_argument("--bomb-cap-mib", type=int, default=32, help="sluicegate max_decoded_body_bytes for the run")
     ap.add_argument("--slice-ms", default="1,2", help="comma-separated [event_loop] slice_ms values, one target each")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
-    ap.add_argument("--plot", type=Path, default=RESULTS / "publisher-fairness.png")
-    args = ap.parse_args()
+    ap.add_argument("--plot", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.plot is None:
+        args.plot = results_dir() / "publisher-fairness.png"
     tools = ensure_apt({"nginx": "nginx"})
     import tempfile
 
@@ -538,8 +540,8 @@ def main() -> None:
                   f"{v['throughput_per_cpu']:.3f}")
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     plot(summary, args.plot)
-    path = write_json("fairness", {
-        "command": f"python bench/publisher/fairness.py --runs {args.runs} --rate {args.rate:g} "
+    path = write_json("publisher-fairness", {
+        "command": f"sluicegate bench fairness --runs {args.runs} --rate {args.rate:g} "
                    f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
         "started": started, "rate_per_s": args.rate, "file_sizes": sizes, "summary": summary, "rows": rows,
         "machine": machine(), "versions": versions(["nginx"]),

@@ -1,6 +1,7 @@
-"""TTFB / TTLB through the publisher proxy: direct vs sluicegate ``stream`` vs sluicegate ``buffered``, same run.
+"""``bench relay-ttfb``: first body byte / last byte through the publisher relay, direct vs ``stream`` vs
+``buffered`` in the same run.
 
-What it measures: the bench origin (``origin.py``) answers ``/trickle.html`` with gzip'd HTML: the response head
+What it measures: the bench origin (``dev.origin.fast``) answers ``/trickle.html`` with gzip'd HTML: the response head
 and the first 1 KiB of HTML (one sync-flushed gzip segment) at once, then 1 MiB more in 100 segments over 2 s.
 A raw-socket client (fresh connection per request, ``Accept-Encoding: gzip``) timestamps, from just before
 ``connect()``: the end of the response head, the first *body* byte (entity data after chunk framing — not
@@ -14,7 +15,7 @@ once, one at a time, the order rotating every round. "Added" figures are medians
 differences (proxy minus direct in the same round). Targets (issue 2): added TTFB (first body byte) in stream
 mode <= 2 ms p50; TTLB equal to the origin's (we call it equal within 20 ms = 1 % of the 2 s trickle).
 
-Run: ``.venv/bin/python bench/publisher/ttfb.py`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
+Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    HERE,
+from sluicegate.bench.lab import (
     PY,
     Fetch,
     Proc,
@@ -53,7 +53,8 @@ TTLB_EQUAL_MS = 20.0
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="sluicegate bench relay-ttfb", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--per-run", type=int, default=5, help="rounds per run (each round = 3 requests of ~2 s)")
     args = ap.parse_args(argv)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sg-bench-ttfb-") as tmp, Procs() as procs:
         d = Path(tmp)
         op, sp, bp = free_port(), free_port(), free_port()
-        origin = procs.add(Proc("origin", [PY, str(HERE / "origin.py"), "--port", str(op), "--data", tmp],
+        origin = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op), "--data", tmp],
                                 d / "origin.log"))
         wait_http(op, "/health", origin)
         stream = procs.add(sluicegate_proc("sluicegate-stream", write_sluicegate_config(
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         wait_http(sp, "/_sluicegate/health", stream)
         wait_http(bp, "/_sluicegate/health", buffered)
         ports = {"direct": op, "stream": sp, "buffered": bp}
-        result["setup"] = {"origin": "bench/publisher/origin.py /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
+        result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
                                      "100 segments over 2 s, chunked)",
                            "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
                            "client": "raw socket, fresh connection per request, Accept-Encoding: gzip"}
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["samples"] = samples
     result["summary"] = summarize(samples, args.runs)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("ttfb", result)
+    path = write_json("publisher-ttfb", result)
     print_report(result)
     log(f"wrote {path}")
     return result

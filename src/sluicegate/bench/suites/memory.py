@@ -11,14 +11,14 @@ sampling could miss on the 0.1 s 64 MiB binary transfer), the client-side throug
 the binary; complete gzip stream and the decoded size for HTML). Goal (issue 2): peak <= 100 MiB and no growth
 with body size.
 
-How: the bench origin (``origin.py``) generates the binary on the fly and serves a pre-generated gzip file from a
+How: the bench origin (``dev.origin.fast``) generates the binary on the fly and serves a pre-generated gzip file from a
 temp dir; a fresh proxy is started for every transfer (RSS only ever grows within a process, so reusing one
 would hide the size effect), the cases run round-robin, ``--runs`` times (the 256 MiB HTML case
 ``--html-large-runs`` times, default 3: at the proxy's current HTML rewrite speed it is the long pole).
 Note: ``[limits] max_decoded_body_bytes`` defaults to 256 MiB, which the 256 MiB HTML body would hit (the cap
 is on decoded bytes), so the bench config raises it to 1 GiB.
 
-Run: ``.venv/bin/python bench/publisher/memory.py`` -> ``bench/results/publisher-memory.json``.
+Run: ``sluicegate bench memory`` -> ``bench/results/publisher-memory.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    HERE,
+from sluicegate.bench.lab import (
     PY,
     Proc,
     Procs,
@@ -52,8 +51,8 @@ from benchlib import (
     write_json,
     write_sluicegate_config,
 )
-from content import write_gzip_html
-from origin import BLOCK
+from sluicegate.dev.origin.content import write_gzip_html
+from sluicegate.dev.origin.fast import BLOCK
 
 MIB = 1 << 20
 GOAL_MIB = 100.0
@@ -123,7 +122,8 @@ def one_transfer(name: str, case: dict[str, Any], d: Path, origin_port: int, pro
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="sluicegate bench memory", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="runs of each case (default 3)")
     ap.add_argument("--html-large-runs", type=int, default=3, help="runs of the 256 MiB HTML case (default 3)")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             name = "warm" if size == MIB else str(size)
             wire = write_gzip_html(d / f"html-{name}.gz", origin, size)
             log(f"generated {size // MIB} MiB HTML -> {wire / MIB:.1f} MiB gzip in {time.time() - t0:.1f} s")
-        proc = procs.add(Proc("origin", [PY, str(HERE / "origin.py"), "--port", str(op), "--data", tmp],
+        proc = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op), "--data", tmp],
                               d / "origin.log"))
         wait_http(op, "/health", proc)
         for run in range(max(args.runs, args.html_large_runs)):
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["transfers"] = rows
     result["summary"] = summarize(rows)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("memory", result)
+    path = write_json("publisher-memory", result)
     print_report(result)
     log(f"wrote {path}")
     return result

@@ -7,7 +7,7 @@ for four pages served by an origin nginx (static files, sendfile, 1 worker):
   * 200 KB binary (PassThrough)
   * 200 KB HTML   (Stream route, rewritten)
 through six targets: ``direct`` (wrk at the origin), ``nginx-w1``/``nginx-w2`` (Debian nginx as a reverse proxy,
-default ``proxy_buffering on``, upstream keep-alive, 1 or 2 worker processes), ``baseline-w1`` (``baseline.py``:
+default ``proxy_buffering on``, upstream keep-alive, 1 or 2 worker processes), ``baseline-w1`` (``suites/baseline.py``:
 the usual bare Python relay, uvicorn + aiohttp, nothing of sluicegate in it; it relays HTML unchanged) and
 ``sluicegate-w1``/``-w2`` (``sluicegate serve --workers N``). Every target sees every page in every run; the
 targets run round-robin (order reversed every other run), ``--runs`` runs (default 3); the figures are medians
@@ -23,7 +23,7 @@ and the samples per component (HTML rewriter, aiohttp, uvicorn, socket syscalls,
 How: everything (origin nginx, proxy nginx, sluicegate, wrk) runs on this machine over 127.0.0.1 on free ports,
 from a temp dir, started and stopped by this script. nginx and wrk are installed with apt-get if missing.
 
-Run: ``.venv/bin/python bench/publisher/throughput.py`` (about 9 minutes)
+Run: ``sluicegate bench throughput`` (about 9 minutes)
   -> ``bench/results/publisher-throughput.json``.
 """
 
@@ -41,10 +41,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    HERE,
+from sluicegate.bench.lab import (
     PY,
-    RESULTS,
     CpuMeter,
     Proc,
     Procs,
@@ -56,6 +54,7 @@ from benchlib import (
     log,
     machine,
     med,
+    results_dir,
     sluicegate_proc,
     summary,
     table,
@@ -64,7 +63,8 @@ from benchlib import (
     write_json,
     write_sluicegate_config,
 )
-from content import page
+from sluicegate.bench.profile import parse_collapsed as collapsed_stacks
+from sluicegate.dev.origin.content import page
 
 PAGES: dict[str, dict[str, Any]] = {
     "2 KB html": {"file": "page2k.html", "size": 2048, "route": "Stream (rewrite)"},
@@ -197,8 +197,9 @@ class Bench:
         port = free_port()
         workers = int(target.rsplit("-w", 1)[1])
         if target == "baseline-w1":
-            proc = self.procs.add(Proc(target, [PY, str(HERE / "baseline.py"), "--port", str(port), "--origin",
-                                                f"http://127.0.0.1:{self.origin_port}"], self.tmp / "baseline.log"))
+            argv = [PY, "-m", "sluicegate.bench.suites.baseline", "--port", str(port),
+                    "--origin", f"http://127.0.0.1:{self.origin_port}"]
+            proc = self.procs.add(Proc(target, argv, self.tmp / "baseline.log"))
             wait_http(port, "/page2k.bin", proc)
         elif target.startswith("nginx"):
             conf = self.tmp / f"proxy-{port}.conf"
@@ -369,19 +370,15 @@ def _component(frames: list[str]) -> str:
     return "native, no Python frame"
 
 
-def parse_collapsed(text: str, top: int = 15) -> dict[str, Any]:
+def breakdown(text: str, top: int = 15) -> dict[str, Any]:
     """py-spy raw (collapsed) stacks -> top functions by own samples, by inclusive samples (minus the
     event-loop spine present in >= 90 % of samples), and samples per component (innermost Python frame)."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     comp: Counter[str] = Counter()
     total = 0
-    for line in text.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_frame(f) for f in stack.split(";")]
+    for stack, n in collapsed_stacks(text).items():
+        frames = [_frame(f) for f in stack]
         total += n
         own[frames[-1]] += n
         comp[_component(frames)] += n
@@ -423,13 +420,13 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
                 argv[argv.index("--native")] = "--nonblocking"
                 r = subprocess.run(argv, capture_output=True, text=True, timeout=args.profile_s + 60)
             t.join()
-            res: dict[str, Any] = (parse_collapsed(dest.read_text()) if dest.exists()
+            res: dict[str, Any] = (breakdown(dest.read_text()) if dest.exists()
                                    else {"error": r.stderr[-500:]})
             if dest.exists():  # keep the raw stacks (flamegraph.pl / speedscope can read them)
-                keep = RESULTS / f"publisher-throughput-profile-{name.replace(' ', '_')}.txt"
+                keep = results_dir() / f"publisher-throughput-profile-{name.replace(' ', '_')}.txt"
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_text(dest.read_text())
-                res["raw_stacks"] = str(keep.relative_to(RESULTS.parent.parent))
+                res["raw_stacks"] = str(keep)
             res["native"] = "--native" in argv
             res["rate_hz"] = 100
             res["seconds"] = args.profile_s
@@ -445,7 +442,8 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="sluicegate bench throughput", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk measurement (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up per page (default 1)")
@@ -473,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.no_profile:
             result["profile"] = profile(args, bench, py_spy)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("throughput", result)
+    path = write_json("publisher-throughput", result)
     print_report(result)
     log(f"wrote {path}")
     return result

@@ -1,7 +1,7 @@
 """Cost of observability: JSON access log + cross-worker metrics on vs both off, 2 workers, small pages.
 
 What it measures: ``wrk -t2 -c64`` requests/s and the proxy's CPU time per request (its whole process tree:
-supervisor + 2 workers) for two small pages served by an origin nginx (``throughput.py``'s origin):
+supervisor + 2 workers) for two small pages served by an origin nginx (``bench throughput``'s origin):
   * 2 KB HTML (Stream route: rewritten) and 2 KB binary (PassThrough),
 through two ``sluicegate serve --workers 2`` instances that differ only in
   * ``on``:  ``[server] access_log = "json"`` (one line per request to stdout, a file here) and
@@ -17,7 +17,7 @@ before/after of a change measured in the same run. ``--control`` adds ``off-b``,
 its distance from "off" is the noise of this machine. Besides medians, every mode is reported as the median of
 its per-run ratios to "off" measured in the same run (adjacent in time, so less exposed to load swings).
 
-Run: ``.venv/bin/python bench/publisher/observability.py`` (about 3 minutes)
+Run: ``sluicegate bench observability`` (about 3 minutes)
   -> ``bench/results/publisher-observability.json``.
 """
 
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
+from sluicegate.bench.lab import (
     CpuMeter,
     Procs,
     ensure_apt,
@@ -47,7 +47,7 @@ from benchlib import (
     write_json,
     write_sluicegate_config,
 )
-from throughput import Bench, run_wrk
+from sluicegate.bench.suites.throughput import Bench, run_wrk
 
 PAGES = {"2 KB html": "page2k.html", "2 KB bin": "page2k.bin"}
 MODES = {
@@ -85,7 +85,8 @@ def source_at(rev: str, dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="sluicegate bench observability", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=6, help="measurements per mode and page (default 6)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary[page] = cell
     result["rows"] = rows
     result["summary"] = summary
-    path = write_json("observability", result)
+    path = write_json("publisher-observability", result)
     print(f"\nObservability overhead (JSON access log + metrics on vs off), 2 workers, {result['wrk']}, "
           f"{args.runs} alternating runs; medians\n")
     print(f"{'page':12s} {'on req/s':>10s} {'off req/s':>10s} {'req/s cost':>11s} {'on µs/req':>10s} "

@@ -1,4 +1,4 @@
-"""``bench ab``: the same origin behind sluicegate twice, ``mode = "stream"`` vs ``mode = "buffered"``.
+"""``bench stream-ab``: the same origin behind sluicegate twice, ``mode = "stream"`` vs ``mode = "buffered"``.
 
 Writes both configs to a temp dir, starts ``sluicegate serve`` on two free ports, then measures the origin
 directly and both proxies with ``ttfb`` (interleaved) and, unless disabled, the browser timings; prints
@@ -23,7 +23,7 @@ from sluicegate.bench.results import Result
 MODES = ("stream", "buffered")
 
 CONFIG = """\
-# written by `sluicegate bench ab`
+# written by `sluicegate bench stream-ab`
 [server]
 host = "127.0.0.1"
 port = {port}
@@ -77,7 +77,7 @@ def run(
         for server in servers:
             server.wait_ready(path)
         origin_url = origin.rstrip("/") + path
-        result = Result("ab", {
+        result = Result("stream-ab", {
             "origin": origin, "path": path, "n": n, "browser_n": browser_n if with_browser else 0,
             "modes": {s.name: {"url": s.url + path, "argv": s.argv} for s in servers},
             "configs": {m: (workdir / f"{m}.toml").read_text() for m in MODES},

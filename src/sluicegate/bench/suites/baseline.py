@@ -9,7 +9,7 @@ settings as ``sluicegate serve`` (uvicorn, uvloop, httptools, no access log, no 
 per-request work; since it uses its own origin client (``upstream/http1.py``, see docs/stack.md) the baseline is
 the reference "what a minimal relay on the common Python stack does", which sluicegate now beats.
 
-Run: ``python bench/publisher/baseline.py --port P --origin http://127.0.0.1:PORT``.
+Run: ``python -m sluicegate.bench.suites.baseline --port P --origin http://127.0.0.1:PORT``.
 """
 
 from __future__ import annotations

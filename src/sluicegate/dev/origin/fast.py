@@ -1,4 +1,4 @@
-"""Bench origin for the TTFB and memory benchmarks: a tiny HTTP/1.1 keep-alive server (asyncio + uvloop).
+"""The fast origin of the relay-ttfb and memory benchmarks: a tiny HTTP/1.1 keep-alive server (asyncio + uvloop).
 
 Routes (GET only):
   /trickle.html          gzip'd HTML, chunked: the head + first 1 KiB of HTML (one gzip sync-flushed segment) at
@@ -7,7 +7,7 @@ Routes (GET only):
   /html-gz?name=F        a pre-generated gzip'd HTML file F from --data (text/html, Content-Encoding: gzip,
                          Content-Length), written in 256 KiB pieces with back-pressure.
   /health                200 "ok".
-Run: ``python bench/publisher/origin.py --port P --data DIR``. All writes honour back-pressure (drain()).
+Run: ``python -m sluicegate.dev.origin.fast --port P --data DIR``. All writes honour back-pressure (drain()).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from content import trickle_html
+from sluicegate.dev.origin.content import trickle_html
 
 BLOCK = random.Random(7).randbytes(1 << 20)
 TRICKLE_SEGMENTS = 100

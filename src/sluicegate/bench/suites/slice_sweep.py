@@ -9,7 +9,7 @@ second run with it), and the number of pauses. ``slice_ms = 0`` is unsliced; ``0
 it was before issue 24 (64 KiB decoded pieces, one read transformed in one go): the reference. No sockets:
 only the transform and the loop; the real relay adds client writes.
 
-Usage: .venv/bin/python bench/stack/slice_sweep.py [--mib 20] [--repeat 3]
+Usage: sluicegate bench slice-sweep [--mib 20] [--repeat 3]
   -> prints a table, writes bench/results/slice-sweep.json
 """
 
@@ -17,27 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any
 
 import uvloop
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench" / "publisher"))
-
-from benchlib import pct, table  # noqa: E402
-from content import write_gzip_html  # noqa: E402
-
-from sluicegate.config.model import Settings  # noqa: E402
-from sluicegate.gate import Kind  # noqa: E402
-from sluicegate.pipeline.codecs import decoder_for, encoder_for  # noqa: E402
-from sluicegate.publisher.processors import build_processor  # noqa: E402
-from sluicegate.publisher.proxy import PublisherProxy, _BodyWork  # noqa: E402
-from sluicegate.publisher.slicing import Slice, lane_for  # noqa: E402
+from sluicegate.bench.lab import pct, results_dir, table, write_json
+from sluicegate.config.model import Settings
+from sluicegate.dev.origin.content import write_gzip_html
+from sluicegate.gate import Kind
+from sluicegate.pipeline.codecs import decoder_for, encoder_for
+from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.proxy import PublisherProxy, _BodyWork
+from sluicegate.publisher.slicing import Slice, lane_for
 
 ORIGIN = "http://127.0.0.1:9000"
 CASES = [(0.0, 65536), (0.0, 16384), (0.5, 16384), (1.0, 16384), (1.0, 32768), (2.0, 16384), (2.0, 32768),
@@ -46,7 +40,7 @@ READ = 256 * 1024  # one origin read (origin_read_buffer_bytes)
 
 
 async def one(blob: bytes, slice_ms: float, piece: int, with_probe: bool) -> dict[str, Any]:
-    settings = Settings(publisher={"origin_url": ORIGIN, "public_hosts": ["127.0.0.1:8080"]})
+    settings = Settings.model_validate({"publisher": {"origin_url": ORIGIN, "public_hosts": ["127.0.0.1:8080"]}})
     proxy = PublisherProxy(settings)
     rw = proxy._rewriter("http", "127.0.0.1:8080")
     loop = asyncio.get_running_loop()
@@ -61,7 +55,7 @@ async def one(blob: bytes, slice_ms: float, piece: int, with_probe: bool) -> dic
     done = False
     sent = 0
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal sent
         sent += len(message["body"])
 
@@ -91,12 +85,12 @@ async def one(blob: bytes, slice_ms: float, piece: int, with_probe: bool) -> dic
             "probe_max_ms": max(late) if late else float("nan"), "out_bytes": sent}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench slice-sweep", description=__doc__)
     ap.add_argument("--mib", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    tmp = ROOT / "bench" / "results" / "slice-sweep-page.html.gz"
+    args = ap.parse_args(argv)
+    tmp = results_dir() / "slice-sweep-page.html.gz"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     write_gzip_html(tmp, ORIGIN, args.mib << 20)
     blob = tmp.read_bytes()
@@ -126,9 +120,8 @@ def main() -> None:
     print(table(head,
                 [[o["slice_ms"], o["piece_bytes"], o["cpu_s"], o["cpu_vs_unsliced_64k"], o["mib_per_cpu_s"],
                   o["probe_p99_ms"], o["probe_max_ms"], o["pauses"]] for o in out]))
-    path = ROOT / "bench" / "results" / "slice-sweep.json"
-    path.write_text(json.dumps({"mib": args.mib, "summary": out, "rows": rows,
-                                "note": "shared machine: CPU seconds are the comparable figure"}, indent=1))
+    path = write_json("slice-sweep", {"mib": args.mib, "summary": out, "rows": rows,
+                                      "note": "shared machine: CPU seconds are the comparable figure"})
     print(f"wrote {path}")
 
 

@@ -1,16 +1,18 @@
-"""Interleaved A/B of proxy variants under wrk: the tool for "did this change make the relay faster?".
+"""``bench throughput-ab``: interleaved A/B of proxy variants under wrk (req/s, CPU per request).
+
+The tool for "did this change make the relay faster?".
 
 On a shared 2-core machine single wrk runs swing by +-30 % with the neighbours' load, so a before/after pair
 of separate runs decides nothing. This runs every variant in every round, in alternating order, and reports
 the median req/s and the median proxy CPU per request (process-tree CPU seconds / requests served, which is
 steadier than req/s under foreign load).
 
-A variant is one of ``throughput.py``'s targets (``nginx-w1``, ``nginx-w2``, ``baseline-w1``,
+A variant is one of ``bench throughput``'s targets (``nginx-w1``, ``nginx-w2``, ``baseline-w1``,
 ``sluicegate-w1``, ``sluicegate-w2``), ``granian-wN`` (sluicegate's app under granian), optionally followed by
 ``:VAR=value+VAR2=value`` environment settings for that process. ``PYTHONPATH=/path/to/other/checkout/src``
 runs another checkout of sluicegate (``git worktree add /tmp/old HEAD~1``) against this one.
 
-Run: ``.venv/bin/python bench/publisher/ab.py sluicegate-w1 sluicegate-w1:PYTHONPATH=/tmp/old/src
+Run: ``sluicegate bench throughput-ab sluicegate-w1 sluicegate-w1:PYTHONPATH=/tmp/old/src
 --pages page2k.bin,page200k.bin --rounds 6 --duration 3`` -> ``bench/results/publisher-ab.json``.
 """
 
@@ -24,8 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    HERE,
+from sluicegate.bench.lab import (
     Proc,
     Procs,
     ensure_apt,
@@ -36,7 +37,7 @@ from benchlib import (
     write_json,
     write_sluicegate_config,
 )
-from throughput import Bench, run_wrk
+from sluicegate.bench.suites.throughput import Bench, run_wrk
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -69,8 +70,10 @@ def start(bench: Bench, tmp: Path, variant: str) -> tuple[int, Proc | None]:
         os.environ.update(saved)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, *, name: str = "publisher-ab", prog: str = "throughput-ab",
+         doc: str | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog=f"sluicegate bench {prog}", description=doc or __doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="+")
     ap.add_argument("--pages", default="page2k.bin,page200k.bin", help="comma-separated (page2k.html too)")
     ap.add_argument("--rounds", type=int, default=6)
@@ -108,9 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for v, by_page in summary.items():
         for p, s in by_page.items():
             print(f"{v:40} {p:13} {s['rps_median']:15.0f} {s['cpu_us_per_req_median']:11.1f}")
-    result = {"benchmark": "publisher-ab", "rounds": args.rounds, "duration_s": args.duration, "runs": runs,
-              "summary": summary, "method": __doc__, "bench_dir": str(HERE)}
-    log(f"wrote {write_json('ab', result)}")
+    result = {"benchmark": name, "rounds": args.rounds, "duration_s": args.duration, "runs": runs,
+              "summary": summary, "method": __doc__}
+    log(f"wrote {write_json(name, result)}")
     return result
 
 

@@ -3,11 +3,11 @@ way the ASGI app drives it (begin, wrap, started, request body read, response he
 with JSON access log + multi-process metrics on (values in mmap'ed files, as in a worker) against both off.
 
 No sockets and no proxying: the figure is what observability adds per request, without the network noise of
-``observability.py`` (a shared machine moves that one by ±20 % per pair). Every 8 requests the loop turns once,
+``bench observability`` (a shared machine moves that one by ±20 % per pair). Every 8 requests the loop turns once,
 as under load (the metrics are written once per turn). The access log goes to a regular file.
 
-Run: ``.venv/bin/python bench/publisher/observe_path.py [--requests 20000] [--rounds 5]``; to measure another
-revision, put its ``src`` first on ``PYTHONPATH`` (``observability.py --before`` builds such a tree). Each
+Run: ``sluicegate bench observe-path [--requests 20000] [--rounds 5]``; to measure another
+revision, put its ``src`` first on ``PYTHONPATH`` (``sluicegate bench observability --before`` builds such a tree). Each
 round runs "on" and "off" in fresh processes, alternately; prints µs of CPU per request (process time) and the
 difference, and writes ``bench/results/publisher-observe-path.json``.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import tempfile
 import time
 from collections.abc import MutableMapping
 from typing import Any
+
+from sluicegate.bench.lab import write_json
 
 
 def measure(mode: str, requests: int) -> float:
@@ -82,19 +83,20 @@ def measure(mode: str, requests: int) -> float:
     return used * 1e6 / requests
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench observe-path", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--child", choices=("on", "off"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child:
         print(measure(args.child, args.requests))
         return
     rows: list[dict[str, Any]] = []
     for r in range(args.rounds):
         for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
-            out = subprocess.run([sys.executable, __file__, "--child", mode, "--requests", str(args.requests)],
+            out = subprocess.run([sys.executable, "-m", __name__, "--child", mode, "--requests", str(args.requests)],
                                  capture_output=True, text=True, check=True).stdout
             rows.append({"round": r, "mode": mode, "cpu_us_per_req": float(out.strip().splitlines()[-1])})
     on: list[float] = sorted(r["cpu_us_per_req"] for r in rows if r["mode"] == "on")
@@ -108,9 +110,7 @@ def main() -> None:
               "load": os.getloadavg()}
     print(f"observation path, µs CPU per request (median of {args.rounds}): on {med_on:.2f}, off {med_off:.2f}, "
           f"added {med_on - med_off:.2f}  (source {result['source']}, load {os.getloadavg()[0]:.1f})")
-    path = os.path.join(os.path.dirname(__file__), "..", "results", "publisher-observe-path.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    print(f"wrote {write_json('publisher-observe-path', result)}")
 
 
 if __name__ == "__main__":
