@@ -11,7 +11,7 @@ Three builds side by side in one run, each workload in its own child process:
 temporary directories (``--base DIR --with DIR`` reuse earlier ones). The workloads:
 
 * Flight: ``text/x-component`` body, the inline ``__next_f`` rewriter alone, and the whole HTML page
-  with the Next.js filter (bench/bench_flight.py's page, 1.4 MB);
+  with the Next.js filter (sluicegate bench flight's page, 1.4 MB);
 * the HTML rewriter on bench/bench_html.py's 500 KB page in 8 KB chunks (uses the host matcher);
 * CSS/JS text: ``StreamingHostReplacer`` over 1 MB of CSS and JS naming the origin, in 8 KB chunks;
 * SSE: ``SseTap`` over 1 MB of OpenAI-style chat chunks in 1 KB reads, usage in the last event.
@@ -98,8 +98,8 @@ def sse_body(target: int = 1_000_000) -> bytes:
 
 def child(runs: int) -> dict[str, object]:
     sys.path.insert(0, str(ROOT / "bench"))
-    import bench_flight  # type: ignore[import-not-found]
     import bench_html  # type: ignore[import-not-found]
+    from sluicegate.bench.suites import flight as bench_flight
     from sluicegate.buildinfo import fast_paths
     from sluicegate.config.html import HtmlSettings
     from sluicegate.inference.sse import SseTap

@@ -248,6 +248,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "publisher": ("publisher", "relay-ttfb, memory and throughput in a row (--quick: smoke test)"),
     "slice-sweep": ("slice_sweep", "CPU cost vs loop hold per [event_loop] slice_ms / piece_bytes"),
     "codec-levels": ("codec_levels", "re-encode MB/s and ratio per codec level"),
+    "flight": ("flight", "Next.js-like page: HTML + inline Flight MB/s, largest hold; text/x-component MB/s"),
+    "round-trip": ("round_trip", "CPU of the response-header rule, inbound mapping, form-body MB/s and hold"),
 }
 
 

@@ -10,7 +10,7 @@ Side by side in one run (CPU time, ``time.process_time``: the code's own cost on
 * form bodies: ``FormBodyMapper`` MB/s on a 4 MiB body in 8 KiB chunks, without and with a public URL
   every 4 KiB, and the largest hold seen.
 
-Run:  .venv/bin/python bench/bench_round_trip.py [--runs N]
+Run:  sluicegate bench round-trip [--runs N]
 Writes bench/results/round-trip.json.
 """
 
@@ -23,18 +23,19 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 
+from sluicegate.bench.lab import results_dir
 from sluicegate.pipeline.hosts import Origin, OriginMatcher
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.inbound import InboundMapper
 
-ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = Origin.parse("https://www.publisher-origin.com")
 PUBLIC = "www.publisher.example"
 RW = OriginMatcher(ORIGIN).for_request("https", PUBLIC)
-IN = InboundMapper.build("https", PUBLIC, ORIGIN)
-assert IN is not None
+_IN = InboundMapper.build("https", PUBLIC, ORIGIN)
+assert _IN is not None
+IN: InboundMapper = _IN
 
 
 def response_headers(refs: bool) -> list[tuple[str, str]]:
@@ -108,6 +109,10 @@ def form_body(size: int, every: int) -> bytes:
     return b"&".join(out)[:size]
 
 
+def _inbound(query: bytes, headers: list[tuple[str, str]]) -> object:
+    return IN.map_query(query), IN.map_headers(headers)
+
+
 def cpu(fn: Callable[[], object], n: int) -> float:
     t = time.process_time()
     for _ in range(n):
@@ -119,10 +124,10 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench round-trip", description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     results: dict[str, object] = {
         "machine": platform.processor() or platform.machine(),
         "python": platform.python_version(),
@@ -131,8 +136,8 @@ def main() -> None:
     print("response headers, µs CPU per response (16 headers)")
     for refs in (False, True):
         h = response_headers(refs)
-        old = median_of(args.runs, lambda h=h: cpu(lambda: old_fixed_list(h), 20000)) * 1e6
-        new = median_of(args.runs, lambda h=h: cpu(lambda: new_rule(h), 20000)) * 1e6
+        old = median_of(args.runs, partial(cpu, partial(old_fixed_list, h), 20000)) * 1e6
+        new = median_of(args.runs, partial(cpu, partial(new_rule, h), 20000)) * 1e6
         key = "with_refs" if refs else "no_refs"
         results[f"headers_{key}"] = {"old_fixed_list_us": old, "every_header_us": new, "ratio": new / old}
         print(f"  {key:10} old fixed list {old:6.2f}   every header {new:6.2f}   ratio {new / old:4.2f}x")
@@ -140,7 +145,7 @@ def main() -> None:
     print("inbound, µs CPU per request (query + 6 headers)")
     for refs in (False, True):
         q, h = request(refs)
-        us = median_of(args.runs, lambda q=q, h=h: cpu(lambda: (IN.map_query(q), IN.map_headers(h)), 20000)) * 1e6
+        us = median_of(args.runs, partial(cpu, partial(_inbound, q, h), 20000)) * 1e6
         key = "with_refs" if refs else "no_refs"
         results[f"inbound_{key}_us"] = us
         print(f"  {key:10} {us:6.2f}")
@@ -171,7 +176,7 @@ def main() -> None:
         key = f"form_url_every_{every}" if every else "form_no_urls"
         results[key] = {"mb_per_s": mbps, "largest_hold_bytes": held}
         print(f"  {key:22} {mbps:7.1f} MB/s   largest hold {held} B")
-    out = ROOT / "bench" / "results" / "round-trip.json"
+    out = results_dir() / "round-trip.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out} (load average {results['load_avg_1m']:.2f}: the machine is shared)")

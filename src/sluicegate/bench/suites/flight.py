@@ -11,7 +11,7 @@ largest hold observed (HTML bytes held behind open ``T`` rows, and ``__next_f`` 
 against the largest ``T`` row. The bare Flight stream is also timed as a ``text/x-component`` body,
 and the same page through the HTML path without the filter, as a baseline.
 
-Run:  .venv/bin/python bench/bench_flight.py [--runs N]
+Run:  sluicegate bench flight [--runs N]
 Writes bench/results/flight.json.
 """
 
@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from sluicegate.bench.lab import results_dir
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.flight import FlightStreamRewriter, InlineFlightRewriter, NextjsScriptFilter
@@ -156,11 +157,13 @@ def html_compiled() -> bool:
     return bool(getattr(html, "COMPILED", False))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sluicegate bench flight", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flight.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/flight.json)")
+    args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = results_dir() / "flight.json"
 
     page, flight, shape = make_page()
     mb = len(page) / 1e6
