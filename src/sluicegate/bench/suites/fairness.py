@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import time
 import zlib
@@ -48,6 +47,7 @@ from sluicegate.bench.lab import (
     log,
     machine,
     med,
+    nginx,
     pct,
     results_dir,
     table,
@@ -66,49 +66,6 @@ LOADS: dict[str, dict[str, Any]] = {
 }
 TARGETS: list[str] = []  # set from --slice-ms: sliced-<N>ms..., unsliced, nginx
 MAX_OUTSTANDING = 300  # open-loop small requests in flight at most (more are counted as not sent)
-
-ORIGIN_CONF = """\
-worker_processes 1;
-daemon off;
-{user}
-pid {tmp}/origin.pid;
-error_log {tmp}/origin-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 65;
-  client_body_temp_path {tmp}/t-o-body; proxy_temp_path {tmp}/t-o-proxy;
-  fastcgi_temp_path {tmp}/t-o-fcgi; uwsgi_temp_path {tmp}/t-o-uwsgi; scgi_temp_path {tmp}/t-o-scgi;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    root {tmp}/www;
-    types {{ text/html html; }}
-    location /gz/ {{ types {{ }} default_type "text/html; charset=utf-8"; add_header Content-Encoding gzip; }}
-  }}
-}}
-"""
-
-PROXY_CONF = """\
-worker_processes 1;
-daemon off;
-{user}
-pid {tmp}/proxy-{port}.pid;
-error_log {tmp}/proxy-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 65;
-  client_body_temp_path {tmp}/t-p-body; proxy_temp_path {tmp}/t-p-proxy;
-  fastcgi_temp_path {tmp}/t-p-fcgi; uwsgi_temp_path {tmp}/t-p-uwsgi; scgi_temp_path {tmp}/t-p-scgi;
-  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 128; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-"""
 
 
 def write_bomb(path: Path, gib: int = 10) -> int:
@@ -280,7 +237,6 @@ class Bench:
         self.procs = procs
         self.nginx = nginx
         self.rate = rate
-        self.user = "user root;" if os.geteuid() == 0 else ""
         self.origin_port = free_port()
         self.admin_of: dict[int, int] = {}  # sluicegate's public port -> its admin port (metrics live there)
 
@@ -293,23 +249,17 @@ class Bench:
         sizes["big50.html"] = write_gzip_html(www / "gz" / "big50.html", origin, 50 * MIB)
         sizes["big5.html"] = write_gzip_html(www / "gz" / "big5.html", origin, 5 * MIB, seed=2)
         sizes["bomb.html"] = write_bomb(www / "gz" / "bomb.html")
-        conf = self.tmp / "origin.conf"
-        conf.write_text(ORIGIN_CONF.format(tmp=self.tmp, port=self.origin_port, user=self.user))
-        origin_proc = self.procs.add(Proc("nginx-origin", [self.nginx, "-e", str(self.tmp / "origin-error.log"),
-                                                           "-p", str(self.tmp), "-c", str(conf)],
-                                          self.tmp / "origin.log"))
-        wait_http(self.origin_port, "/small.html", origin_proc)
+        gz = 'location /gz/ { types { } default_type "text/html; charset=utf-8"; add_header Content-Encoding gzip; }'
+        nginx.start(self.procs, self.nginx, self.tmp, "origin",
+                    nginx.origin_conf(self.tmp, self.origin_port, types="types { text/html html; }", locations=gz),
+                    self.origin_port, "/small.html")
         return sizes
 
     def start(self, target: str) -> tuple[int, Proc]:
         port = free_port()
         if target == "nginx":
-            conf = self.tmp / f"proxy-{port}.conf"
-            conf.write_text(PROXY_CONF.format(tmp=self.tmp, port=port, origin_port=self.origin_port, user=self.user))
-            proc = self.procs.add(Proc(target, [self.nginx, "-e", str(self.tmp / "proxy-error.log"), "-p",
-                                                str(self.tmp), "-c", str(conf)], self.tmp / "proxy.log"))
-            wait_http(port, "/small.html", proc)
-            return port, proc
+            return port, nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
+                                     nginx.proxy_conf(self.tmp, port, self.origin_port), port, "/small.html")
         cfg = self.tmp / f"sg-{port}.toml"
         self.admin_of[port] = admin = free_port()
         cfg.write_text("\n".join([

@@ -54,6 +54,7 @@ from sluicegate.bench.lab import (
     log,
     machine,
     med,
+    nginx,
     results_dir,
     sluicegate_proc,
     summary,
@@ -75,50 +76,6 @@ PAGES: dict[str, dict[str, Any]] = {
 TARGETS = ("direct", "nginx-w1", "nginx-w2", "baseline-w1", "sluicegate-w1", "sluicegate-w2")
 GOALS = {"2 KB": 0.2, "200 KB": 0.6}
 PROFILE_PAGES = tuple(PAGES)
-
-ORIGIN_CONF = """\
-worker_processes 1;
-daemon off;
-{user}
-pid {tmp}/origin.pid;
-error_log {tmp}/origin-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  types {{ text/html html; application/octet-stream bin; }}
-  default_type application/octet-stream;
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 65;
-  client_body_temp_path {tmp}/t-origin-body; proxy_temp_path {tmp}/t-origin-proxy;
-  fastcgi_temp_path {tmp}/t-origin-fcgi; uwsgi_temp_path {tmp}/t-origin-uwsgi; scgi_temp_path {tmp}/t-origin-scgi;
-  server {{ listen 127.0.0.1:{port} backlog=4096; root {tmp}/www; }}
-}}
-"""
-
-PROXY_CONF = """\
-worker_processes {workers};
-daemon off;
-{user}
-pid {tmp}/proxy-{port}.pid;
-error_log {tmp}/proxy-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 65;
-  client_body_temp_path {tmp}/t-proxy-body; proxy_temp_path {tmp}/t-proxy-proxy;
-  fastcgi_temp_path {tmp}/t-proxy-fcgi; uwsgi_temp_path {tmp}/t-proxy-uwsgi; scgi_temp_path {tmp}/t-proxy-scgi;
-  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 128; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
 
 
 # ------------------------------------------------------------------------------------------------ wrk
@@ -171,7 +128,6 @@ class Bench:
         self.procs = procs
         self.nginx = tools["nginx"]
         self.wrk = tools["wrk"]
-        self.user = "user root;" if os.geteuid() == 0 else ""
         self.origin_port = free_port()
         self.origin: Proc | None = None
         self.expect: dict[str, bytes] = {}
@@ -184,12 +140,10 @@ class Bench:
             data = page(origin_url, spec["size"])
             (www / spec["file"]).write_bytes(data)
             self.expect[spec["file"]] = data
-        conf = self.tmp / "origin.conf"
-        conf.write_text(ORIGIN_CONF.format(tmp=self.tmp, port=self.origin_port, user=self.user))
-        self.origin = self.procs.add(Proc("nginx-origin", [self.nginx, "-e", str(self.tmp / "origin-error.log"),
-                                                           "-p", str(self.tmp), "-c", str(conf)],
-                                          self.tmp / "origin.log"))
-        wait_http(self.origin_port, "/page2k.bin", self.origin)
+        types = "types { text/html html; application/octet-stream bin; }\n  default_type application/octet-stream;"
+        self.origin = nginx.start(self.procs, self.nginx, self.tmp, "origin",
+                                  nginx.origin_conf(self.tmp, self.origin_port, types=types), self.origin_port,
+                                  "/page2k.bin")
 
     def start(self, target: str) -> tuple[int, Proc | None]:
         if target == "direct":
@@ -202,12 +156,8 @@ class Bench:
             proc = self.procs.add(Proc(target, argv, self.tmp / "baseline.log"))
             wait_http(port, "/page2k.bin", proc)
         elif target.startswith("nginx"):
-            conf = self.tmp / f"proxy-{port}.conf"
-            conf.write_text(PROXY_CONF.format(tmp=self.tmp, port=port, origin_port=self.origin_port,
-                                              workers=workers, user=self.user))
-            proc = self.procs.add(Proc(target, [self.nginx, "-e", str(self.tmp / "proxy-error.log"),
-                                                "-p", str(self.tmp), "-c", str(conf)], self.tmp / "proxy.log"))
-            wait_http(port, "/page2k.bin", proc)
+            proc = nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
+                               nginx.proxy_conf(self.tmp, port, self.origin_port, workers), port, "/page2k.bin")
         else:
             cfg = write_sluicegate_config(self.tmp / f"sg-{port}.toml", origin_port=self.origin_port,
                                           proxy_port=port, workers=workers)
