@@ -7,6 +7,7 @@ The user-facing measuring commands (``ttfb``, ``load``, ...) reuse ``procs.free_
 
 from __future__ import annotations
 
+from sluicegate.bench.lab import nginx
 from sluicegate.bench.lab.output import log, med, pct, repo_root, results_dir, summary, table, write_json
 from sluicegate.bench.lab.procs import (
     PY,
@@ -16,6 +17,7 @@ from sluicegate.bench.lab.procs import (
     ensure_py_spy,
     free_port,
     sluicegate_proc,
+    start_fast_origin,
     wait_http,
     wait_port,
     write_sluicegate_config,
@@ -41,9 +43,42 @@ from sluicegate.bench.lab.sysstat import (
 )
 
 __all__ = [
-    "CLK_TCK", "PAGE_KIB", "PY", "CpuMeter", "Fetch", "Proc", "Procs", "RssSampler", "children_map", "cpu_ticks",
-    "ensure_apt", "ensure_py_spy", "free_port", "http_get", "hwm_kib", "loadavg1", "log", "machine",
-    "machine_busy_s", "med", "pct", "repo_root", "results_dir", "rss_kib", "sluicegate_proc", "summary", "table",
-    "tree", "tree_cpu_s", "tree_hwm_kib", "tree_rss_kib", "versions", "wait_http", "wait_port", "write_json",
+    "CLK_TCK",
+    "PAGE_KIB",
+    "PY",
+    "CpuMeter",
+    "Fetch",
+    "Proc",
+    "Procs",
+    "RssSampler",
+    "children_map",
+    "cpu_ticks",
+    "ensure_apt",
+    "ensure_py_spy",
+    "free_port",
+    "http_get",
+    "hwm_kib",
+    "loadavg1",
+    "log",
+    "machine",
+    "machine_busy_s",
+    "med",
+    "nginx",
+    "pct",
+    "repo_root",
+    "results_dir",
+    "rss_kib",
+    "sluicegate_proc",
+    "start_fast_origin",
+    "summary",
+    "table",
+    "tree",
+    "tree_cpu_s",
+    "tree_hwm_kib",
+    "tree_rss_kib",
+    "versions",
+    "wait_http",
+    "wait_port",
+    "write_json",
     "write_sluicegate_config",
 ]

@@ -24,8 +24,8 @@ from sluicegate.dev.origin.serve import free_port
 
 PY = sys.executable
 
-__all__ = ["PY", "Proc", "Procs", "ensure_apt", "ensure_py_spy", "free_port", "sluicegate_proc", "wait_http",
-           "wait_port", "write_sluicegate_config"]
+__all__ = ["PY", "Proc", "Procs", "ensure_apt", "ensure_py_spy", "free_port", "sluicegate_proc", "start_fast_origin",
+           "wait_http", "wait_port", "write_sluicegate_config"]
 
 
 def wait_port(port: int, timeout: float = 30.0, proc: Proc | None = None) -> None:
@@ -201,3 +201,11 @@ def wait_http(port: int, path: str, proc: Proc | None = None, timeout: float = 3
             pass
         time.sleep(0.1)
     raise RuntimeError(f"127.0.0.1:{port}{path} did not answer within {timeout:g} s")
+
+
+def start_fast_origin(procs: Procs, port: int, data: Path, log: Path) -> Proc:
+    """``sluicegate.dev.origin.fast`` on ``port`` serving pre-generated files from ``data``; ready on /health."""
+    proc = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(port), "--data",
+                                     str(data)], log))
+    wait_http(port, "/health", proc)
+    return proc

@@ -37,25 +37,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    PY,
-    Proc,
-    Procs,
-    ensure_apt,
-    free_port,
-    loadavg1,
-    log,
-    machine,
-    med,
-    nginx,
-    pct,
-    results_dir,
-    table,
-    tree_cpu_s,
-    versions,
-    wait_http,
-    write_json,
-)
+from sluicegate.bench import lab
 from sluicegate.dev.origin.content import page, write_gzip_html
 
 MIB = 1 << 20
@@ -228,7 +210,7 @@ def _lag_stats(before: dict[float, float], after: dict[float, float]) -> dict[st
 
 
 class Bench:
-    def __init__(self, tmp: Path, procs: Procs, nginx: str, rate: float, bomb_cap_mib: int,
+    def __init__(self, tmp: Path, procs: lab.Procs, nginx: str, rate: float, bomb_cap_mib: int,
                  piece_bytes: int) -> None:
         self.piece_bytes = piece_bytes
         self.bomb_cap_mib = bomb_cap_mib
@@ -237,7 +219,7 @@ class Bench:
         self.procs = procs
         self.nginx = nginx
         self.rate = rate
-        self.origin_port = free_port()
+        self.origin_port = lab.free_port()
         self.admin_of: dict[int, int] = {}  # sluicegate's public port -> its admin port (metrics live there)
 
     def prepare(self) -> dict[str, int]:
@@ -250,18 +232,18 @@ class Bench:
         sizes["big5.html"] = write_gzip_html(www / "gz" / "big5.html", origin, 5 * MIB, seed=2)
         sizes["bomb.html"] = write_bomb(www / "gz" / "bomb.html")
         gz = 'location /gz/ { types { } default_type "text/html; charset=utf-8"; add_header Content-Encoding gzip; }'
-        nginx.start(self.procs, self.nginx, self.tmp, "origin",
-                    nginx.origin_conf(self.tmp, self.origin_port, types="types { text/html html; }", locations=gz),
+        lab.nginx.start(self.procs, self.nginx, self.tmp, "origin",
+                    lab.nginx.origin_conf(self.tmp, self.origin_port, types="types { text/html html; }", locations=gz),
                     self.origin_port, "/small.html")
         return sizes
 
-    def start(self, target: str) -> tuple[int, Proc]:
-        port = free_port()
+    def start(self, target: str) -> tuple[int, lab.Proc]:
+        port = lab.free_port()
         if target == "nginx":
-            return port, nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
-                                     nginx.proxy_conf(self.tmp, port, self.origin_port), port, "/small.html")
+            return port, lab.nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
+                                     lab.nginx.proxy_conf(self.tmp, port, self.origin_port), port, "/small.html")
         cfg = self.tmp / f"sg-{port}.toml"
-        self.admin_of[port] = admin = free_port()
+        self.admin_of[port] = admin = lab.free_port()
         cfg.write_text("\n".join([
             "[server]", 'host = "127.0.0.1"', f"port = {port}", "",
             "[admin]", f'listen = "127.0.0.1:{admin}"', "",
@@ -271,30 +253,30 @@ class Bench:
             "[event_loop]", f"slice_ms = {0 if target == 'unsliced' else target[7:-2]}",
             f"piece_bytes = {self.piece_bytes}", "",
         ]))
-        argv = [PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
-        proc = self.procs.add(Proc(target, argv, self.tmp / f"sluicegate-{target}.log"))
-        wait_http(admin, "/livez", proc)
+        argv = [lab.PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
+        proc = self.procs.add(lab.Proc(target, argv, self.tmp / f"sluicegate-{target}.log"))
+        lab.wait_http(admin, "/livez", proc)
         return port, proc
 
-    async def heavy_alone(self, port: int, proc: Proc, load: str) -> dict[str, float]:
+    async def heavy_alone(self, port: int, proc: lab.Proc, load: str) -> dict[str, float]:
         """The heavy load with nothing else running: throughput per wall and per CPU second (the A/B figure)."""
-        cpu0 = tree_cpu_s(proc.pid)
+        cpu0 = lab.tree_cpu_s(proc.pid)
         t0 = time.perf_counter()
         heavy = list(await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"])))
         wall = time.perf_counter() - t0
-        cpu = tree_cpu_s(proc.pid) - cpu0
+        cpu = lab.tree_cpu_s(proc.pid) - cpu0
         mib = LOADS[load]["decoded_mib"] * len(heavy)
         return {"wall_s": wall, "cpu_s": cpu, "mib_per_s": mib / wall,
                 "mib_per_cpu_s": mib / cpu if cpu > 0 else float("nan")}
 
-    async def scenario(self, target: str, port: int, proc: Proc, load: str | None) -> dict[str, Any]:
+    async def scenario(self, target: str, port: int, proc: lab.Proc, load: str | None) -> dict[str, Any]:
         alone = await self.heavy_alone(port, proc, load) if load is not None else None
         small = SmallLoad(port, "/small.html", self.rate)
         runner = asyncio.create_task(small.run())
         is_sg = target != "nginx"
         await asyncio.sleep(0.5)
         lag0 = lag_buckets(self.admin_of[port]) if is_sg else None
-        cpu0 = tree_cpu_s(proc.pid)
+        cpu0 = lab.tree_cpu_s(proc.pid)
         t0 = time.perf_counter()
         heavy: list[dict[str, Any]] = []
         if load is None:
@@ -304,7 +286,7 @@ class Bench:
             while not heavy or time.perf_counter() - t0 < self.min_seconds:
                 heavy += await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"]))
         t1 = time.perf_counter()
-        cpu = tree_cpu_s(proc.pid) - cpu0
+        cpu = lab.tree_cpu_s(proc.pid) - cpu0
         lag1 = lag_buckets(self.admin_of[port]) if is_sg else None
         await asyncio.sleep(0.3)
         small.stop()
@@ -312,10 +294,10 @@ class Bench:
         lat = [x * 1000 for x in small.window(t0, t1)]
         res: dict[str, Any] = {
             "target": target, "load": load or "idle", "wall_s": t1 - t0, "proxy_cpu_s": cpu,
-            "small": {"n": len(lat), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "small": {"n": len(lat), "p50_ms": lab.pct(lat, 50), "p99_ms": lab.pct(lat, 99),
                       "max_ms": max(lat) if lat else float("nan"), "errors": small.errors,
                       "not_sent": small.not_sent},
-            "heavy": heavy, "loadavg_1m": loadavg1(),
+            "heavy": heavy, "loadavg_1m": lab.loadavg1(),
         }
         if lag0 is not None and lag1 is not None:
             res["lag"] = lag_stats(lag0, lag1)
@@ -325,30 +307,30 @@ class Bench:
         return res
 
 
-async def disconnect_to_idle(port: int, proc: Proc) -> dict[str, float]:
+async def disconnect_to_idle(port: int, proc: lab.Proc) -> dict[str, float]:
     """Client closes 1 s into the bomb: when does the worker's CPU go idle? (idle from t = at most 20 ms of CPU
     in the 300 ms after t; /proc ticks are 10 ms)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /gz/bomb.html HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: gzip\r\n\r\n".encode())
     await reader.readuntil(b"\r\n\r\n")
     await asyncio.sleep(1.0)
-    c0 = tree_cpu_s(proc.pid)
+    c0 = lab.tree_cpu_s(proc.pid)
     await asyncio.sleep(0.2)
-    busy = (tree_cpu_s(proc.pid) - c0) / 0.2
+    busy = (lab.tree_cpu_s(proc.pid) - c0) / 0.2
     writer.close()
     closed = time.perf_counter()
     samples = []
     while time.perf_counter() - closed < 1.5:
-        samples.append((time.perf_counter() - closed, tree_cpu_s(proc.pid)))
+        samples.append((time.perf_counter() - closed, lab.tree_cpu_s(proc.pid)))
         await asyncio.sleep(0.01)
     idle_at = next((t for t, c in samples if t <= 1.1
                     and next(c2 for t2, c2 in samples if t2 >= t + 0.3) - c <= 0.02), float("nan"))
     # an abandoned bomb that is still being decoded would load the phases measured next: wait it out
     t_wait = time.perf_counter()
     while time.perf_counter() - t_wait < 120:
-        c0 = tree_cpu_s(proc.pid)
+        c0 = lab.tree_cpu_s(proc.pid)
         await asyncio.sleep(0.3)
-        if tree_cpu_s(proc.pid) - c0 <= 0.02:
+        if lab.tree_cpu_s(proc.pid) - c0 <= 0.02:
             break
     return {"cpu_share_before_close": busy, "idle_ms_after_close": idle_at * 1000,
             "cpu_s_in_1_5s_after_close": samples[-1][1] - samples[0][1]}
@@ -358,20 +340,20 @@ async def measure(bench: Bench, runs: int) -> list[dict[str, Any]]:
     rows = []
     for run in range(runs):
         order = list(TARGETS) if run % 2 == 0 else list(reversed(TARGETS))
-        log(f"run {run + 1}/{runs}: {' -> '.join(order)}")
+        lab.log(f"run {run + 1}/{runs}: {' -> '.join(order)}")
         for target in order:
             port, proc = bench.start(target)
             try:
                 if target != "nginx":
                     d = await disconnect_to_idle(port, proc)
                     rows.append({"target": target, "load": "disconnect", "run": run, "disconnect": d})
-                    log(f"  {target:9s} client closed inside the bomb: {d}")
+                    lab.log(f"  {target:9s} client closed inside the bomb: {d}")
                 for load in (None, *LOADS):
                     r = await bench.scenario(target, port, proc, load)
                     r["run"] = run
                     rows.append(r)
                     s = r["small"]
-                    log(f"  {target:9s} {r['load']:20s} small p50 {s['p50_ms']:.1f} p99 {s['p99_ms']:.1f} "
+                    lab.log(f"  {target:9s} {r['load']:20s} small p50 {s['p50_ms']:.1f} p99 {s['p99_ms']:.1f} "
                         f"max {s['max_ms']:.1f} ms (n={s['n']}) lag {r.get('lag', {})} "
                         f"heavy {r.get('heavy_mib_per_s', 0):.1f} MiB/s mixed; alone {r.get('heavy_alone', {})}")
             finally:
@@ -385,28 +367,28 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ds = [r["disconnect"] for r in rows if r["target"] == target and r["load"] == "disconnect"]
         if ds:
             out[f"{target} | disconnect"] = {
-                "idle_ms_after_close": med([d["idle_ms_after_close"] for d in ds]),
+                "idle_ms_after_close": lab.med([d["idle_ms_after_close"] for d in ds]),
                 "idle_ms_after_close_worst": max(d["idle_ms_after_close"] for d in ds),
-                "cpu_s_in_1_5s_after_close": med([d["cpu_s_in_1_5s_after_close"] for d in ds]),
+                "cpu_s_in_1_5s_after_close": lab.med([d["cpu_s_in_1_5s_after_close"] for d in ds]),
             }
         for load in ("idle", *LOADS):
             rs = [r for r in rows if r["target"] == target and r["load"] == load]
             if not rs:
                 continue
             out[f"{target} | {load}"] = {
-                "small_p50_ms": med([r["small"]["p50_ms"] for r in rs]),
-                "small_p99_ms": med([r["small"]["p99_ms"] for r in rs]),
-                "small_max_ms": med([r["small"]["max_ms"] for r in rs]),
+                "small_p50_ms": lab.med([r["small"]["p50_ms"] for r in rs]),
+                "small_p99_ms": lab.med([r["small"]["p99_ms"] for r in rs]),
+                "small_max_ms": lab.med([r["small"]["max_ms"] for r in rs]),
                 "small_max_ms_worst_run": max(r["small"]["max_ms"] for r in rs),
-                "lag_p99_le_ms": med([r["lag"]["p99_le_ms"] for r in rs]) if "lag" in rs[0] else float("nan"),
+                "lag_p99_le_ms": lab.med([r["lag"]["p99_le_ms"] for r in rs]) if "lag" in rs[0] else float("nan"),
                 "lag_max_le_ms": max(r["lag"]["max_le_ms"] for r in rs) if "lag" in rs[0] else float("nan"),
-                "busy_lag_p99_le_ms": med([r["lag"]["busy_p99_le_ms"] for r in rs]) if "lag" in rs[0]
+                "busy_lag_p99_le_ms": lab.med([r["lag"]["busy_p99_le_ms"] for r in rs]) if "lag" in rs[0]
                 else float("nan"),
                 "busy_lag_max_le_ms": max(r["lag"]["busy_max_le_ms"] for r in rs) if "lag" in rs[0] else float("nan"),
-                "heavy_mixed_mib_per_s": med([r.get("heavy_mib_per_s", float("nan")) for r in rs]),
-                "heavy_mib_per_s": med([r["heavy_alone"]["mib_per_s"] if "heavy_alone" in r else float("nan")
+                "heavy_mixed_mib_per_s": lab.med([r.get("heavy_mib_per_s", float("nan")) for r in rs]),
+                "heavy_mib_per_s": lab.med([r["heavy_alone"]["mib_per_s"] if "heavy_alone" in r else float("nan")
                                         for r in rs]),
-                "heavy_mib_per_cpu_s": med([r["heavy_alone"]["mib_per_cpu_s"] if "heavy_alone" in r
+                "heavy_mib_per_cpu_s": lab.med([r["heavy_alone"]["mib_per_cpu_s"] if "heavy_alone" in r
                                             else float("nan") for r in rs]),
                 "runs": len(rs),
             }
@@ -459,15 +441,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.plot is None:
-        args.plot = results_dir() / "publisher-fairness.png"
-    tools = ensure_apt({"nginx": "nginx"})
+        args.plot = lab.results_dir() / "publisher-fairness.png"
+    tools = lab.ensure_apt({"nginx": "nginx"})
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, Procs() as procs:
+    with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, lab.Procs() as procs:
         LOADS["c: 1 gzip bomb"]["decoded_mib"] = args.bomb_cap_mib
         TARGETS[:] = [*(f"sliced-{float(ms):g}ms" for ms in args.slice_ms.split(",")), "unsliced", "nginx"]
         bench = Bench(Path(tmp), procs, tools["nginx"], args.rate, args.bomb_cap_mib, args.piece_bytes)
-        log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
+        lab.log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
         sizes = bench.prepare()
         started = time.time()
         rows = asyncio.run(measure(bench, args.runs))
@@ -475,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     head = ["target | load", "small p50", "small p99", "small max", "lag p99 <=", "lag max <=", "busy p99 <=",
             "busy max <=", "heavy MiB/s", "MiB/cpu-s", "mixed MiB/s"]
     print()
-    print(table(head, [[k, v["small_p50_ms"], v["small_p99_ms"], v["small_max_ms"], v["lag_p99_le_ms"],
+    print(lab.table(head, [[k, v["small_p50_ms"], v["small_p99_ms"], v["small_max_ms"], v["lag_p99_le_ms"],
                         v["lag_max_le_ms"], v["busy_lag_p99_le_ms"], v["busy_lag_max_le_ms"], v["heavy_mib_per_s"],
                         v["heavy_mib_per_cpu_s"], v["heavy_mixed_mib_per_s"]]
                        for k, v in summary.items() if "small_p50_ms" in v]))
@@ -490,11 +472,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"{v['throughput_per_cpu']:.3f}")
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     plot(summary, args.plot)
-    path = write_json("publisher-fairness", {
+    path = lab.write_json("publisher-fairness", {
         "command": f"sluicegate bench fairness --runs {args.runs} --rate {args.rate:g} "
                    f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
         "started": started, "rate_per_s": args.rate, "file_sizes": sizes, "summary": summary, "rows": rows,
-        "machine": machine(), "versions": versions(["nginx"]),
+        "machine": lab.machine(), "versions": lab.versions(["nginx"]),
         "note": "wall-clock figures taken on a shared machine (other tenants' CPU load); compare side by side",
     })
     print(f"\nwrote {path} and {args.plot}")

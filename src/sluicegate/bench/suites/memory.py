@@ -30,27 +30,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    PY,
-    Proc,
-    Procs,
-    RssSampler,
-    free_port,
-    http_get,
-    loadavg1,
-    log,
-    machine,
-    med,
-    sluicegate_proc,
-    summary,
-    table,
-    tree_hwm_kib,
-    tree_rss_kib,
-    versions,
-    wait_http,
-    write_json,
-    write_sluicegate_config,
-)
+from sluicegate.bench import lab
 from sluicegate.dev.origin.content import write_gzip_html
 from sluicegate.dev.origin.fast import BLOCK
 
@@ -80,25 +60,25 @@ def path_for(case: dict[str, Any]) -> str:
     return f"/html-gz?name=html-{case['size']}.gz"
 
 
-def one_transfer(name: str, case: dict[str, Any], d: Path, origin_port: int, procs: Procs) -> dict[str, Any]:
-    port = free_port()
-    cfg = write_sluicegate_config(d / f"sg-{port}.toml", origin_port=origin_port, proxy_port=port,
+def one_transfer(name: str, case: dict[str, Any], d: Path, origin_port: int, procs: lab.Procs) -> dict[str, Any]:
+    port = lab.free_port()
+    cfg = lab.write_sluicegate_config(d / f"sg-{port}.toml", origin_port=origin_port, proxy_port=port,
                                   limits={"max_decoded_body_bytes": MAX_DECODED})
-    proxy = procs.add(sluicegate_proc("sluicegate", cfg, port, 1, d / "sluicegate.log"))
+    proxy = procs.add(lab.sluicegate_proc("sluicegate", cfg, port, 1, d / "sluicegate.log"))
     try:
-        wait_http(port, "/_sluicegate/health", proxy)
+        lab.wait_http(port, "/_sluicegate/health", proxy)
         warm = "/bin?size=1048576" if case["kind"] == "bin" else "/html-gz?name=html-warm.gz"
         for _ in range(2):
-            w = http_get(port, warm)
+            w = lab.http_get(port, warm)
             if w.status != 200 or not w.complete:
                 raise RuntimeError(f"warm-up {warm}: status {w.status}, complete={w.complete}")
         time.sleep(0.3)
-        idle_kib, nproc = tree_rss_kib(proxy.pid)
-        load = loadavg1()
-        with RssSampler(proxy.pid, 0.05) as sampler:
-            f = http_get(port, path_for(case), timeout=600, crc=case["kind"] == "bin")
-        after_kib, _ = tree_rss_kib(proxy.pid)
-        hwm = tree_hwm_kib(proxy.pid)
+        idle_kib, nproc = lab.tree_rss_kib(proxy.pid)
+        load = lab.loadavg1()
+        with lab.RssSampler(proxy.pid, 0.05) as sampler:
+            f = lab.http_get(port, path_for(case), timeout=600, crc=case["kind"] == "bin")
+        after_kib, _ = lab.tree_rss_kib(proxy.pid)
+        hwm = lab.tree_hwm_kib(proxy.pid)
     finally:
         procs.stop(proxy)
     ok = f.status == 200 and f.complete
@@ -131,24 +111,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-memory", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "machine": machine(), "versions": versions(), "method": __doc__,
+                              "machine": lab.machine(), "versions": lab.versions(), "method": __doc__,
                               "config_overrides": {"limits.max_decoded_body_bytes": MAX_DECODED,
                                                    "reason": "default 256 MiB cap would stop the 256 MiB HTML body"},
                               "goal_peak_mib": GOAL_MIB}
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sg-bench-mem-") as tmp, Procs() as procs:
+    with tempfile.TemporaryDirectory(prefix="sg-bench-mem-") as tmp, lab.Procs() as procs:
         d = Path(tmp)
-        op = free_port()
+        op = lab.free_port()
         origin = f"http://127.0.0.1:{op}"
         sizes = sorted({c["size"] for n, c in CASES.items() if n in args.cases and c["kind"] == "html"})
         for size in [MIB, *sizes]:
             t0 = time.time()
             name = "warm" if size == MIB else str(size)
             wire = write_gzip_html(d / f"html-{name}.gz", origin, size)
-            log(f"generated {size // MIB} MiB HTML -> {wire / MIB:.1f} MiB gzip in {time.time() - t0:.1f} s")
-        proc = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op), "--data", tmp],
-                              d / "origin.log"))
-        wait_http(op, "/health", proc)
+            lab.log(f"generated {size // MIB} MiB HTML -> {wire / MIB:.1f} MiB gzip in {time.time() - t0:.1f} s")
+        lab.start_fast_origin(procs, op, d, d / "origin.log")
         for run in range(max(args.runs, args.html_large_runs)):
             names = [n for n in args.cases
                      if run < (args.html_large_runs if n == "gzip HTML 256 MiB" else args.runs)]
@@ -158,14 +136,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r = one_transfer(name, CASES[name], d, op, procs)
                 r["run"] = run
                 rows.append(r)
-                log(f"run {run + 1} {name}: peak {r['peak_mib']:.1f} MiB (idle {r['idle_mib']:.1f}), "
+                lab.log(f"run {run + 1} {name}: peak {r['peak_mib']:.1f} MiB (idle {r['idle_mib']:.1f}), "
                     f"{r['decoded_MBps']} MB/s decoded, {r['seconds']} s, ok={r['ok']}, load {r['loadavg_1m']}")
     result["transfers"] = rows
     result["summary"] = summarize(rows)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("publisher-memory", result)
+    path = lab.write_json("publisher-memory", result)
     print_report(result)
-    log(f"wrote {path}")
+    lab.log(f"wrote {path}")
     return result
 
 
@@ -175,7 +153,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in rows if r["case"] == name]
         if not rs:
             continue
-        out[name] = {k: summary([r[k] for r in rs]) for k in
+        out[name] = {k: lab.summary([r[k] for r in rs]) for k in
                      ("idle_mib", "peak_mib", "growth_mib", "after_mib", "vmhwm_mib", "decoded_MBps", "seconds")}
         out[name]["all_ok"] = all(r["ok"] for r in rs)
         out[name]["goal_met"] = max(max(r["peak_mib"], r["vmhwm_mib"]) for r in rs) <= GOAL_MIB
@@ -200,14 +178,14 @@ def print_report(res: dict[str, Any]) -> None:
                      f"{x['growth_mib']['median']:.1f}", f"{x['vmhwm_mib']['median']:.1f}",
                      f"{x['decoded_MBps']['median']:.1f}",
                      "yes" if x["all_ok"] else "NO", "MET" if x["goal_met"] else "NOT MET"])
-    print(table(["body", "route", "runs", "idle MiB", "peak MiB", "peak-idle MiB", "VmHWM MiB", "MB/s (decoded)",
+    print(lab.table(["body", "route", "runs", "idle MiB", "peak MiB", "peak-idle MiB", "VmHWM MiB", "MB/s (decoded)",
                  "bytes ok", f"<= {GOAL_MIB:.0f} MiB"], rows))
     for k, v in s.items():
         if k.endswith("peak difference MiB"):
             print(f"{k}: {v:+.1f}")
     print("Load avg (1 min) per transfer: " + ", ".join(f"{r['loadavg_1m']:.2f}" for r in res["transfers"]))
     print(f"Config override: [limits] max_decoded_body_bytes = {MAX_DECODED} (default 256 MiB would cut the "
-          f"256 MiB HTML body). Median of loads: {med([r['loadavg_1m'] for r in res['transfers']]):.2f}")
+          f"256 MiB HTML body). Median of loads: {lab.med([r['loadavg_1m'] for r in res['transfers']]):.2f}")
 
 
 if __name__ == "__main__":

@@ -33,20 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    CpuMeter,
-    Procs,
-    ensure_apt,
-    free_port,
-    log,
-    machine,
-    med,
-    sluicegate_proc,
-    versions,
-    wait_http,
-    write_json,
-    write_sluicegate_config,
-)
+from sluicegate.bench import lab
 from sluicegate.bench.suites.throughput import Bench, run_wrk
 
 PAGES = {"2 KB html": "page2k.html", "2 KB bin": "page2k.bin"}
@@ -101,12 +88,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              if k in ("on", "off") or (args.split and k.endswith("-only")) or (args.control and k == "off-b")
              or (args.before and k == "on-before")}
     pages = {k: v for k, v in PAGES.items() if not args.page or k in args.page}
-    tools = ensure_apt({"nginx": "nginx", "wrk": "wrk"})
-    result: dict[str, Any] = {"benchmark": "publisher-observability", "method": __doc__, "machine": machine(),
-                              "versions": versions(["nginx", "wrk"]), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    tools = lab.ensure_apt({"nginx": "nginx", "wrk": "wrk"})
+    result: dict[str, Any] = {"benchmark": "publisher-observability", "method": __doc__, "machine": lab.machine(),
+                              "versions": lab.versions(["nginx", "wrk"]),
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "wrk": f"wrk -t2 -c64 -d{args.duration:g}s"}
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sg-bench-obs-") as tmp, Procs() as procs:
+    with tempfile.TemporaryDirectory(prefix="sg-bench-obs-") as tmp, lab.Procs() as procs:
         d = Path(tmp)
         os.chmod(d, 0o755)
         bench = Bench(d, procs, tools)
@@ -117,16 +105,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.start_off_first:
             start_order.reverse()
         for mode, (server, admin) in start_order:
-            port = free_port()
-            cfg = write_sluicegate_config(d / f"sg-{mode}.toml", origin_port=bench.origin_port, proxy_port=port,
+            port = lab.free_port()
+            cfg = lab.write_sluicegate_config(d / f"sg-{mode}.toml", origin_port=bench.origin_port, proxy_port=port,
                                           workers=2, server=server, admin=admin)
-            proc = sluicegate_proc(f"sg-{mode}", cfg, port, 2, d / f"sg-{mode}.log")
+            proc = lab.sluicegate_proc(f"sg-{mode}", cfg, port, 2, d / f"sg-{mode}.log")
             if mode == "on-before":
                 proc.env = {**os.environ, "PYTHONPATH": str(source_at(args.before, d / "before"))}
                 result["before"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.before],
                                                   capture_output=True, text=True, check=True).stdout.strip()
             procs.add(proc)
-            wait_http(port, "/page2k.bin", proc)
+            lab.wait_http(port, "/page2k.bin", proc)
             ports[mode], pids[mode] = port, proc.pid
         time.sleep(1.0)
         for port in ports.values():
@@ -136,13 +124,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             order = list(modes) if run % 2 == 0 else list(reversed(modes))
             for page, file in pages.items():
                 for mode in order:
-                    with CpuMeter({"proxy": pids[mode]}) as cpu:
+                    with lab.CpuMeter({"proxy": pids[mode]}) as cpu:
                         res, _wrk_cpu = run_wrk(bench.wrk, f"http://127.0.0.1:{ports[mode]}/{file}", args.duration)
                     cpu_us = cpu.used["proxy"] * 1e6 / max(res["requests"], 1)
                     rows.append({"run": run, "mode": mode, "page": page, "rps": res["rps"], "cpu_us_per_req": cpu_us,
                                  "p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"], "non2xx": res["non2xx"],
                                  "foreign_cpu_pct": cpu.percent()["foreign"]})
-                    log(f"run {run + 1} {page:10s} {mode:3s} {res['rps']:>8,.0f} req/s  {cpu_us:6.1f} µs CPU/req  "
+                    lab.log(f"run {run + 1} {page:10s} {mode:3s} {res['rps']:>8,.0f} req/s  {cpu_us:6.1f} µs CPU/req  "
                         f"p50 {res['p50_ms']:.2f} ms  foreign {cpu.percent()['foreign']:.0f}%")
         on_log = (d / "sg-on.log").read_text(errors="replace").count('{"ts"')
         result["access_lines_written_on"] = on_log
@@ -151,8 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cell: dict[str, Any] = {}
         for mode in modes:
             rs = [r for r in rows if r["page"] == page and r["mode"] == mode]
-            cell[mode] = {"rps_median": med([r["rps"] for r in rs]),
-                          "cpu_us_per_req_median": med([r["cpu_us_per_req"] for r in rs])}
+            cell[mode] = {"rps_median": lab.med([r["rps"] for r in rs]),
+                          "cpu_us_per_req_median": lab.med([r["cpu_us_per_req"] for r in rs])}
         pairs = [(a, b) for a in rows for b in rows if a["page"] == b["page"] == page and a["run"] == b["run"]
                  and a["mode"] == "on" and b["mode"] == "off"]
         cell["rps_overhead_pct"] = 100 * (1 - cell["on"]["rps_median"] / cell["off"]["rps_median"])
@@ -173,11 +161,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if a and b:
                         per_run.append(100 * (a[0]["cpu_us_per_req"] / b[0]["cpu_us_per_req"] - 1))
                 cell[f"{mode}_cpu_vs_off_pct_per_run"] = [round(x, 1) for x in per_run]
-                cell[f"{mode}_cpu_vs_off_pct_median_of_runs"] = med(per_run)
+                cell[f"{mode}_cpu_vs_off_pct_median_of_runs"] = lab.med(per_run)
         summary[page] = cell
     result["rows"] = rows
     result["summary"] = summary
-    path = write_json("publisher-observability", result)
+    path = lab.write_json("publisher-observability", result)
     print(f"\nObservability overhead (JSON access log + metrics on vs off), 2 workers, {result['wrk']}, "
           f"{args.runs} alternating runs; medians\n")
     print(f"{'page':12s} {'on req/s':>10s} {'off req/s':>10s} {'req/s cost':>11s} {'on µs/req':>10s} "

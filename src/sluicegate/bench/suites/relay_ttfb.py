@@ -26,25 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    PY,
-    Fetch,
-    Proc,
-    Procs,
-    free_port,
-    http_get,
-    loadavg1,
-    log,
-    machine,
-    med,
-    sluicegate_proc,
-    summary,
-    table,
-    versions,
-    wait_http,
-    write_json,
-    write_sluicegate_config,
-)
+from sluicegate.bench import lab
 
 TARGETS = ("direct", "stream", "buffered")
 METRICS = ("headers_ms", "first_body_ms", "first_decoded_1k_ms", "ttlb_ms")
@@ -61,68 +43,66 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-ttfb", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "machine": machine(), "versions": versions(), "method": __doc__}
-    with tempfile.TemporaryDirectory(prefix="sg-bench-ttfb-") as tmp, Procs() as procs:
+                              "machine": lab.machine(), "versions": lab.versions(), "method": __doc__}
+    with tempfile.TemporaryDirectory(prefix="sg-bench-ttfb-") as tmp, lab.Procs() as procs:
         d = Path(tmp)
-        op, sp, bp = free_port(), free_port(), free_port()
-        origin = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op), "--data", tmp],
-                                d / "origin.log"))
-        wait_http(op, "/health", origin)
-        stream = procs.add(sluicegate_proc("sluicegate-stream", write_sluicegate_config(
+        op, sp, bp = lab.free_port(), lab.free_port(), lab.free_port()
+        lab.start_fast_origin(procs, op, d, d / "origin.log")
+        stream = procs.add(lab.sluicegate_proc("sluicegate-stream", lab.write_sluicegate_config(
             d / "stream.toml", origin_port=op, proxy_port=sp, mode="stream"), sp, 1, d / "stream.log"))
-        buffered = procs.add(sluicegate_proc("sluicegate-buffered", write_sluicegate_config(
+        buffered = procs.add(lab.sluicegate_proc("sluicegate-buffered", lab.write_sluicegate_config(
             d / "buffered.toml", origin_port=op, proxy_port=bp, mode="buffered"), bp, 1, d / "buffered.log"))
-        wait_http(sp, "/_sluicegate/health", stream)
-        wait_http(bp, "/_sluicegate/health", buffered)
+        lab.wait_http(sp, "/_sluicegate/health", stream)
+        lab.wait_http(bp, "/_sluicegate/health", buffered)
         ports = {"direct": op, "stream": sp, "buffered": bp}
         result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
                                      "100 segments over 2 s, chunked)",
                            "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
                            "client": "raw socket, fresh connection per request, Accept-Encoding: gzip"}
 
-        log("warm-up (2 requests per target)")
+        lab.log("warm-up (2 requests per target)")
         for _ in range(2):
             for t in TARGETS:
-                http_get(ports[t], "/trickle.html")
+                lab.http_get(ports[t], "/trickle.html")
 
         samples: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
         runs_meta: list[dict[str, Any]] = []
         rnd = 0
         for run in range(args.runs):
-            load = loadavg1()
-            log(f"run {run + 1}/{args.runs} (load avg 1 min {load:.2f})")
+            load = lab.loadavg1()
+            lab.log(f"run {run + 1}/{args.runs} (load avg 1 min {load:.2f})")
             for _ in range(args.per_run):
                 order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
                 for t in order:
-                    f: Fetch = http_get(ports[t], "/trickle.html")
+                    f: lab.Fetch = lab.http_get(ports[t], "/trickle.html")
                     if f.status != 200 or not f.complete:
                         raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
                     samples[t].append({"run": run, "round": rnd, **f.as_dict()})
                 rnd += 1
-            runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": loadavg1()})
+            runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
 
     result["runs"] = runs_meta
     result["samples"] = samples
     result["summary"] = summarize(samples, args.runs)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("publisher-ttfb", result)
+    path = lab.write_json("publisher-ttfb", result)
     print_report(result)
-    log(f"wrote {path}")
+    lab.log(f"wrote {path}")
     return result
 
 
 def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for t, rows in samples.items():
-        out[t] = {m: summary([r[m] for r in rows]) for m in METRICS}
-        out[t]["run_medians"] = {m: [med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
+        out[t] = {m: lab.summary([r[m] for r in rows]) for m in METRICS}
+        out[t]["run_medians"] = {m: [lab.med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
                                  for m in METRICS}
-        out[t]["body_bytes_median"] = med([r["body_bytes"] for r in rows])
-        out[t]["decoded_bytes_median"] = med([r["decoded_bytes"] for r in rows])
+        out[t]["body_bytes_median"] = lab.med([r["body_bytes"] for r in rows])
+        out[t]["decoded_bytes_median"] = lab.med([r["decoded_bytes"] for r in rows])
     direct = {r["round"]: r for r in samples["direct"]}
     for t in ("stream", "buffered"):
         added = {m: [r[m] - direct[r["round"]][m] for r in samples[t]] for m in METRICS}
-        out[t]["added_vs_direct"] = {m: summary(v) for m, v in added.items()}
+        out[t]["added_vs_direct"] = {m: lab.summary(v) for m, v in added.items()}
     s = out["stream"]["added_vs_direct"]
     out["targets"] = {
         "added_ttfb_stream_p50_ms": s["first_body_ms"]["median"],
@@ -147,13 +127,13 @@ def print_report(res: dict[str, Any]) -> None:
             x = s[t][m]
             row.append(f"{x['median']:.2f} ({x['p90']:.2f}; {x['min']:.2f}-{x['max']:.2f})")
         rows.append(row)
-    print(table(["target", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    print(lab.table(["target", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
     print("\nAdded vs direct (median of per-round paired differences, min-max), ms\n")
     rows = []
     for t in ("stream", "buffered"):
         a = s[t]["added_vs_direct"]
         rows.append([t, *(f"{a[m]['median']:+.2f} ({a[m]['min']:+.2f}..{a[m]['max']:+.2f})" for m in METRICS)])
-    print(table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
     tg = s["targets"]
     print(f"\nTarget added TTFB (stream, p50) <= {tg['added_ttfb_target_ms']} ms: "
           f"{tg['added_ttfb_stream_p50_ms']:+.2f} ms -> {'MET' if tg['added_ttfb_met'] else 'NOT MET'}")

@@ -41,29 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    PY,
-    CpuMeter,
-    Proc,
-    Procs,
-    ensure_apt,
-    ensure_py_spy,
-    free_port,
-    http_get,
-    loadavg1,
-    log,
-    machine,
-    med,
-    nginx,
-    results_dir,
-    sluicegate_proc,
-    summary,
-    table,
-    versions,
-    wait_http,
-    write_json,
-    write_sluicegate_config,
-)
+from sluicegate.bench import lab
 from sluicegate.bench.profile import parse_collapsed as collapsed_stacks
 from sluicegate.dev.origin.content import page
 
@@ -123,13 +101,13 @@ def run_wrk(wrk: str, url: str, duration: float, connections: int = 64) -> tuple
 
 
 class Bench:
-    def __init__(self, tmp: Path, procs: Procs, tools: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, procs: lab.Procs, tools: dict[str, str]) -> None:
         self.tmp = tmp
         self.procs = procs
         self.nginx = tools["nginx"]
         self.wrk = tools["wrk"]
-        self.origin_port = free_port()
-        self.origin: Proc | None = None
+        self.origin_port = lab.free_port()
+        self.origin: lab.Proc | None = None
         self.expect: dict[str, bytes] = {}
 
     def prepare(self) -> None:
@@ -141,28 +119,28 @@ class Bench:
             (www / spec["file"]).write_bytes(data)
             self.expect[spec["file"]] = data
         types = "types { text/html html; application/octet-stream bin; }\n  default_type application/octet-stream;"
-        self.origin = nginx.start(self.procs, self.nginx, self.tmp, "origin",
-                                  nginx.origin_conf(self.tmp, self.origin_port, types=types), self.origin_port,
+        self.origin = lab.nginx.start(self.procs, self.nginx, self.tmp, "origin",
+                                  lab.nginx.origin_conf(self.tmp, self.origin_port, types=types), self.origin_port,
                                   "/page2k.bin")
 
-    def start(self, target: str) -> tuple[int, Proc | None]:
+    def start(self, target: str) -> tuple[int, lab.Proc | None]:
         if target == "direct":
             return self.origin_port, None
-        port = free_port()
+        port = lab.free_port()
         workers = int(target.rsplit("-w", 1)[1])
         if target == "baseline-w1":
-            argv = [PY, "-m", "sluicegate.bench.suites.baseline", "--port", str(port),
+            argv = [lab.PY, "-m", "sluicegate.bench.suites.baseline", "--port", str(port),
                     "--origin", f"http://127.0.0.1:{self.origin_port}"]
-            proc = self.procs.add(Proc(target, argv, self.tmp / "baseline.log"))
-            wait_http(port, "/page2k.bin", proc)
+            proc = self.procs.add(lab.Proc(target, argv, self.tmp / "baseline.log"))
+            lab.wait_http(port, "/page2k.bin", proc)
         elif target.startswith("nginx"):
-            proc = nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
-                               nginx.proxy_conf(self.tmp, port, self.origin_port, workers), port, "/page2k.bin")
+            proc = lab.nginx.start(self.procs, self.nginx, self.tmp, f"proxy-{port}",
+                               lab.nginx.proxy_conf(self.tmp, port, self.origin_port, workers), port, "/page2k.bin")
         else:
-            cfg = write_sluicegate_config(self.tmp / f"sg-{port}.toml", origin_port=self.origin_port,
+            cfg = lab.write_sluicegate_config(self.tmp / f"sg-{port}.toml", origin_port=self.origin_port,
                                           proxy_port=port, workers=workers)
-            proc = self.procs.add(sluicegate_proc(target, cfg, port, workers, self.tmp / "sluicegate.log"))
-            wait_http(port, "/_sluicegate/health", proc)
+            proc = self.procs.add(lab.sluicegate_proc(target, cfg, port, workers, self.tmp / "sluicegate.log"))
+            lab.wait_http(port, "/_sluicegate/health", proc)
             if workers > 1:  # let every worker finish its start-up before measuring
                 time.sleep(1.5)
         return port, proc
@@ -172,7 +150,7 @@ class Bench:
         ok = {}
         origin_host = f"127.0.0.1:{self.origin_port}".encode()
         for name, spec in PAGES.items():
-            f = http_get(port, "/" + spec["file"], keep_body=True)
+            f = lab.http_get(port, "/" + spec["file"], keep_body=True)
             want = self.expect[spec["file"]]
             if f.status != 200 or not f.complete:
                 ok[name] = False
@@ -191,7 +169,7 @@ def measure(args: argparse.Namespace, bench: Bench) -> tuple[list[dict[str, Any]
     checks: dict[str, Any] = {}
     for run in range(args.runs):
         order = list(TARGETS) if run % 2 == 0 else list(reversed(TARGETS))
-        log(f"run {run + 1}/{args.runs}: {' -> '.join(order)}")
+        lab.log(f"run {run + 1}/{args.runs}: {' -> '.join(order)}")
         for target in order:
             port, proc = bench.start(target)
             try:
@@ -202,15 +180,15 @@ def measure(args: argparse.Namespace, bench: Bench) -> tuple[list[dict[str, Any]
                     roots = {"origin": bench.origin.pid} if bench.origin else {}
                     if proc is not None:
                         roots["proxy"] = proc.pid
-                    load = loadavg1()
-                    with CpuMeter(roots) as cpu:
+                    load = lab.loadavg1()
+                    with lab.CpuMeter(roots) as cpu:
                         res, wrk_cpu = run_wrk(bench.wrk, url, args.duration)
                     pc = cpu.percent(extra_ours=wrk_cpu)
                     pc["wrk"] = 100 * wrk_cpu / cpu.wall
                     row = {"run": run, "target": target, "page": name, "loadavg_1m": load,
                            "cpu_pct_of_one_core": {k: round(v, 1) for k, v in pc.items()}, **res}
                     rows.append(row)
-                    log(f"  {target:14s} {name:12s} {res['rps']:>10,.0f} req/s  p50 {res['p50_ms']:.2f} ms  "
+                    lab.log(f"  {target:14s} {name:12s} {res['rps']:>10,.0f} req/s  p50 {res['p50_ms']:.2f} ms  "
                         f"p99 {res['p99_ms']:.1f} ms  cpu proxy {pc.get('proxy', 0):.0f}% origin "
                         f"{pc.get('origin', 0):.0f}% wrk {pc['wrk']:.0f}% foreign {pc['foreign']:.0f}%  "
                         f"load {load:.2f}" + (f"  errors: {res['socket_errors']}" if "timeout 0" not in
@@ -230,16 +208,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             out[f"{target} | {name}"] = {
                 "target": target, "page": name, "runs": len(rs),
-                "rps": summary([r["rps"] for r in rs]), "p50_ms": summary([r["p50_ms"] for r in rs]),
-                "p99_ms": summary([r["p99_ms"] for r in rs]),
-                "proxy_cpu_pct": med([r["cpu_pct_of_one_core"].get("proxy", float("nan")) for r in rs]),
+                "rps": lab.summary([r["rps"] for r in rs]), "p50_ms": lab.summary([r["p50_ms"] for r in rs]),
+                "p99_ms": lab.summary([r["p99_ms"] for r in rs]),
+                "proxy_cpu_pct": lab.med([r["cpu_pct_of_one_core"].get("proxy", float("nan")) for r in rs]),
                 # CPU time the proxy spends per request: less sensitive to other tenants than req/s
-                "proxy_cpu_us_per_req": med([r["cpu_pct_of_one_core"].get("proxy", float("nan")) * 1e4 / r["rps"]
+                "proxy_cpu_us_per_req": lab.med([r["cpu_pct_of_one_core"].get("proxy", float("nan")) * 1e4 / r["rps"]
                                              for r in rs if r["rps"]]),
-                "origin_cpu_pct": med([r["cpu_pct_of_one_core"].get("origin", float("nan")) for r in rs]),
-                "wrk_cpu_pct": med([r["cpu_pct_of_one_core"]["wrk"] for r in rs]),
-                "foreign_cpu_pct": med([r["cpu_pct_of_one_core"]["foreign"] for r in rs]),
-                "loadavg_1m": med([r["loadavg_1m"] for r in rs]),
+                "origin_cpu_pct": lab.med([r["cpu_pct_of_one_core"].get("origin", float("nan")) for r in rs]),
+                "wrk_cpu_pct": lab.med([r["cpu_pct_of_one_core"]["wrk"] for r in rs]),
+                "foreign_cpu_pct": lab.med([r["cpu_pct_of_one_core"]["foreign"] for r in rs]),
+                "loadavg_1m": lab.med([r["loadavg_1m"] for r in rs]),
                 "socket_errors": sorted({r["socket_errors"] for r in rs if r["socket_errors"]}),
                 "non2xx": sum(r["non2xx"] for r in rs),
             }
@@ -373,7 +351,7 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
             res: dict[str, Any] = (breakdown(dest.read_text()) if dest.exists()
                                    else {"error": r.stderr[-500:]})
             if dest.exists():  # keep the raw stacks (flamegraph.pl / speedscope can read them)
-                keep = results_dir() / f"publisher-throughput-profile-{name.replace(' ', '_')}.txt"
+                keep = lab.results_dir() / f"publisher-throughput-profile-{name.replace(' ', '_')}.txt"
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_text(dest.read_text())
                 res["raw_stacks"] = str(keep)
@@ -382,7 +360,7 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
             res["seconds"] = args.profile_s
             res["wrk_under_profiler"] = holder.get("wrk", {})
             out[name] = res
-            log(f"profiled {name}: {res.get('samples', 0)} samples")
+            lab.log(f"profiled {name}: {res.get('samples', 0)} samples")
     finally:
         bench.procs.stop(proc)
     return out
@@ -401,15 +379,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--profile-s", type=int, default=6, help="seconds of py-spy sampling per page (default 6)")
     args = ap.parse_args(argv)
 
-    tools = ensure_apt({"nginx": "nginx", "wrk": "wrk"})
-    py_spy = "" if args.no_profile else ensure_py_spy()
+    tools = lab.ensure_apt({"nginx": "nginx", "wrk": "wrk"})
+    py_spy = "" if args.no_profile else lab.ensure_py_spy()
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-throughput", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "machine": machine(), "versions": versions(["nginx", "wrk", "py-spy"]),
+                              "machine": lab.machine(), "versions": lab.versions(["nginx", "wrk", "py-spy"]),
                               "method": __doc__,
                               "wrk": f"wrk -t2 -c64 -d{args.duration:g}s --latency --timeout 10s "
                                      f"(warm-up {args.warmup:g}s per page)"}
-    with tempfile.TemporaryDirectory(prefix="sg-bench-tput-") as tmp, Procs() as procs:
+    with tempfile.TemporaryDirectory(prefix="sg-bench-tput-") as tmp, lab.Procs() as procs:
         d = Path(tmp)
         os.chmod(d, 0o755)
         bench = Bench(d, procs, tools)
@@ -421,9 +399,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.no_profile:
             result["profile"] = profile(args, bench, py_spy)
     result["elapsed_s"] = round(time.time() - started, 1)
-    path = write_json("publisher-throughput", result)
+    path = lab.write_json("publisher-throughput", result)
     print_report(result)
-    log(f"wrote {path}")
+    lab.log(f"wrote {path}")
     return result
 
 
@@ -442,18 +420,17 @@ def print_report(res: dict[str, Any]) -> None:
                          f"{c['proxy_cpu_us_per_req']:.0f}",
                          f"{c['origin_cpu_pct']:.0f}", f"{c['wrk_cpu_pct']:.0f}", f"{c['foreign_cpu_pct']:.0f}",
                          f"{c['loadavg_1m']:.2f}", "; ".join(e for e in c["socket_errors"] if "timeout 0" not in e)])
-    print(table(["page", "sluicegate route", "target", "req/s", "p50 ms", "p99 ms", "proxy CPU%", "proxy CPU µs/req",
-                 "origin CPU%",
-                 "wrk CPU%", "foreign CPU%", "load 1m", "socket errors"], rows))
+    print(lab.table(["page", "sluicegate route", "target", "req/s", "p50 ms", "p99 ms", "proxy CPU%",
+                     "proxy CPU µs/req", "origin CPU%", "wrk CPU%", "foreign CPU%", "load 1m", "socket errors"], rows))
     print("\nsluicegate / nginx (same number of workers): ratio of medians [per-run ratios]\n")
     rows = []
     for r in res["summary"]["ratios"].values():
         rows.append([r["page"], r["workers"], f"{r['ratio']:.2f}", "[" + ", ".join(f"{x:.2f}" for x in r["per_run"])
                      + "]", f">= {r['goal']}", "MET" if r["met"] else "NOT MET"])
-    print(table(["page", "workers", "ratio", "per run", "goal", "result"], rows))
+    print(lab.table(["page", "workers", "ratio", "per run", "goal", "result"], rows))
     if res["summary"].get("baseline_w1"):
         print("\n1 worker: bare uvicorn+aiohttp relay (baseline) vs nginx and vs sluicegate; CPU µs per request\n")
-        print(table(["page", "baseline / nginx", "sluicegate / baseline", "baseline CPU µs/req",
+        print(lab.table(["page", "baseline / nginx", "sluicegate / baseline", "baseline CPU µs/req",
                      "sluicegate CPU µs/req"],
                     [[n, f"{b['baseline_over_nginx']:.2f}", f"{b['sluicegate_over_baseline']:.2f}",
                       f"{b['baseline_cpu_us_per_req']:.0f}", f"{b['sluicegate_cpu_us_per_req']:.0f}"]
@@ -467,9 +444,9 @@ def print_report(res: dict[str, Any]) -> None:
             continue
         print(f"\npy-spy, sluicegate-w1 under wrk, {name}: {prof['samples']} samples "
               f"({'with' if prof['native'] else 'without'} native frames); top functions by own samples\n")
-        print(table(["own %", "function"], [[f"{x['pct']:.1f}", x["function"]] for x in prof["top_own"][:12]]))
+        print(lab.table(["own %", "function"], [[f"{x['pct']:.1f}", x["function"]] for x in prof["top_own"][:12]]))
         print("\nby component (innermost Python frame; syscalls and GC by native leaf):\n")
-        print(table(["%", "component"], [[f"{x['pct']:.1f}", x["component"]] for x in prof["components"][:12]]))
+        print(lab.table(["%", "component"], [[f"{x['pct']:.1f}", x["component"]] for x in prof["components"][:12]]))
 
 
 if __name__ == "__main__":

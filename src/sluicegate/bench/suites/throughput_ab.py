@@ -26,39 +26,29 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.lab import (
-    Proc,
-    Procs,
-    ensure_apt,
-    free_port,
-    log,
-    tree_cpu_s,
-    wait_http,
-    write_json,
-    write_sluicegate_config,
-)
+from sluicegate.bench import lab
 from sluicegate.bench.suites.throughput import Bench, run_wrk
 
 VENV_BIN = Path(sys.executable).parent
 
 
-def start(bench: Bench, tmp: Path, variant: str) -> tuple[int, Proc | None]:
+def start(bench: Bench, tmp: Path, variant: str) -> tuple[int, lab.Proc | None]:
     target, _, env_spec = variant.partition(":")
     env = dict(os.environ)
     for item in filter(None, env_spec.split("+")):
         key, _, value = item.partition("=")
         env[key] = value
     if target.startswith("granian-w"):
-        port = free_port()
+        port = lab.free_port()
         workers = target.rsplit("-w", 1)[1]
-        cfg = write_sluicegate_config(tmp / f"granian-{port}.toml", origin_port=bench.origin_port, proxy_port=port,
+        cfg = lab.write_sluicegate_config(tmp / f"granian-{port}.toml", origin_port=bench.origin_port, proxy_port=port,
                                       workers=int(workers))
         env["SLUICEGATE_CONFIG"] = str(cfg)
         argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--factory", "--loop", "uvloop", "--host",
                 "127.0.0.1", "--port", str(port), "--workers", workers, "--no-ws", "--log-level", "warning",
                 "sluicegate.server.app:create_app"]
-        proc = bench.procs.add(Proc(variant, argv, tmp / "granian.log", env=env))
-        wait_http(port, "/page2k.bin", proc)
+        proc = bench.procs.add(lab.Proc(variant, argv, tmp / "granian.log", env=env))
+        lab.wait_http(port, "/page2k.bin", proc)
         return port, proc
     saved = dict(os.environ)
     try:  # throughput.Bench starts its targets with this process's environment
@@ -80,9 +70,9 @@ def main(argv: list[str] | None = None, *, name: str = "publisher-ab", prog: str
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per wrk measurement")
     args = ap.parse_args(argv)
     pages = args.pages.split(",")
-    tools = ensure_apt({"nginx": "nginx", "wrk": "wrk"})
+    tools = lab.ensure_apt({"nginx": "nginx", "wrk": "wrk"})
     runs: dict[str, dict[str, list[dict[str, float]]]] = {v: {p: [] for p in pages} for v in args.variants}
-    with tempfile.TemporaryDirectory(prefix="sg-bench-ab-") as tmp, Procs() as procs:
+    with tempfile.TemporaryDirectory(prefix="sg-bench-ab-") as tmp, lab.Procs() as procs:
         d = Path(tmp)
         os.chmod(d, 0o755)
         bench = Bench(d, procs, tools)
@@ -94,13 +84,13 @@ def main(argv: list[str] | None = None, *, name: str = "publisher-ab", prog: str
                 for page in pages:
                     url = f"http://127.0.0.1:{port}/{page}"
                     run_wrk(bench.wrk, url, 1.0)
-                    cpu0 = tree_cpu_s(proc.pid) if proc else 0.0
+                    cpu0 = lab.tree_cpu_s(proc.pid) if proc else 0.0
                     res, _ = run_wrk(bench.wrk, url, args.duration)
-                    cpu = (tree_cpu_s(proc.pid) - cpu0) if proc else 0.0
+                    cpu = (lab.tree_cpu_s(proc.pid) - cpu0) if proc else 0.0
                     row = {"rps": res["rps"], "p99_ms": res["p99_ms"],
                            "cpu_us_per_req": round(1e6 * cpu / max(1, res["requests"]), 1)}
                     runs[variant][page].append(row)
-                    log(f"round {rnd} {variant:40} {page:13} {row['rps']:9.0f} req/s "
+                    lab.log(f"round {rnd} {variant:40} {page:13} {row['rps']:9.0f} req/s "
                         f"{row['cpu_us_per_req']:7.1f} us CPU/req  p99 {row['p99_ms']} ms")
                 if proc is not None:
                     procs.stop(proc)
@@ -113,7 +103,7 @@ def main(argv: list[str] | None = None, *, name: str = "publisher-ab", prog: str
             print(f"{v:40} {p:13} {s['rps_median']:15.0f} {s['cpu_us_per_req_median']:11.1f}")
     result = {"benchmark": name, "rounds": args.rounds, "duration_s": args.duration, "runs": runs,
               "summary": summary, "method": __doc__}
-    log(f"wrote {write_json(name, result)}")
+    lab.log(f"wrote {lab.write_json(name, result)}")
     return result
 
 
