@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -238,19 +239,19 @@ def ttfb(requests: int) -> dict[str, object]:
                         times[name].append(clients[name].get(reqs[name]))
                 for name in names:
                     cpu[name] += cpu_seconds(procs[name].pid)
-                res = {}
+                res: dict[str, Any] = {}
                 for name in names:
                     t = sorted(times[name])
                     res[name] = {"p50_ms": round(t[len(t) // 2] * 1e3, 4),
                                  "p90_ms": round(t[int(len(t) * 0.9)] * 1e3, 4),
                                  "cpu_us_per_request": round(cpu[name] / requests * 1e6, 1)}
-                res["added_p50_ms"] = round(res["on"]["p50_ms"] - res["off"]["p50_ms"], 4)  # type: ignore[index]
+                res["added_p50_ms"] = round(res["on"]["p50_ms"] - res["off"]["p50_ms"], 4)
                 res["added_cpu_us_per_request"] = round(
-                    res["on"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)  # type: ignore[index]
+                    res["on"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)
                 res["control_p50_diff_ms"] = round(
-                res["control_off"]["p50_ms"] - res["off"]["p50_ms"], 4)  # type: ignore[index]
+                res["control_off"]["p50_ms"] - res["off"]["p50_ms"], 4)
                 res["control_cpu_diff_us_per_request"] = round(
-                    res["control_off"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)  # type: ignore[index]
+                    res["control_off"]["cpu_us_per_request"] - res["off"]["cpu_us_per_request"], 1)
                 out[case] = res
             return out
         finally:
