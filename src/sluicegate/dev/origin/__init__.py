@@ -8,6 +8,7 @@
 - ``hostile``: normal pages plus every failure a proxy must survive (the integration tests' origin).
 - ``heavy``: big rewritable pages, gzip bombs, never-ending scripts (the fairness tests).
 - ``measure``: a small well-behaved origin for the measuring commands' tests (page, trickle, status, echo).
+- ``recording``: a raw asyncio origin that keeps every request byte for byte (the round-trip tests).
 
 The demo site (``sluicegate.dev.demo``) and the mock LLM provider sit beside it in ``sluicegate.dev``.
 """

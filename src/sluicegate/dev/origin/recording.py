@@ -7,11 +7,10 @@ headers and body bytes the origin received, which a framework would normalise.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from tests.support.servers import free_port
+from sluicegate.dev.origin.serve import LoopThread
 
 
 @dataclass
@@ -30,16 +29,13 @@ class Received:
 Handler = Callable[["RecordingOrigin", Received], tuple[int, list[tuple[str, str]], bytes]]
 
 
-@dataclass
-class RecordingOrigin:
-    port: int = field(default_factory=free_port)
-    received: list[Received] = field(default_factory=list)
-    handler: Handler | None = None
+class RecordingOrigin(LoopThread):
+    """Answers with ``handler(origin, received)`` (default: 200 ``ok``) and keeps every request received."""
 
-    def __post_init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, port: int | None = None, handler: Handler | None = None) -> None:
+        super().__init__(port)
+        self.received: list[Received] = []
+        self.handler = handler
         self._server: asyncio.Server | None = None
 
     @property
@@ -50,34 +46,16 @@ class RecordingOrigin:
     def url(self) -> str:
         return f"http://{self.authority}"
 
-    def start(self) -> RecordingOrigin:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("origin did not start")
-        return self
+    async def _setup(self) -> None:
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", self.port)
 
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._conn, "127.0.0.1", self.port)
-
-        self.loop.run_until_complete(start())
-        self._ready.set()
-        self.loop.run_forever()
+    async def _teardown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
