@@ -1,13 +1,15 @@
 """Shared helpers of the repository benchmarks (``sluicegate bench <suite>``), each defined once.
 
 ``procs`` (ports, servers, tools, ``sluicegate serve`` configs), ``sysstat`` (/proc sampling, machine facts),
-``rawhttp`` (first-body-byte client), ``output`` (results directory, JSON, statistics, Markdown tables).
+``rawhttp`` (first-body-byte client), ``nginx`` (the reference peer), ``build`` (mypyc builds), ``output``
+(results directory, JSON, statistics, Markdown tables).
 The user-facing measuring commands (``ttfb``, ``load``, ...) reuse ``procs.free_port`` and ``results``.
 """
 
 from __future__ import annotations
 
 from sluicegate.bench.lab import nginx
+from sluicegate.bench.lab.build import build_mypyc
 from sluicegate.bench.lab.output import log, med, pct, repo_root, results_dir, summary, table, write_json
 from sluicegate.bench.lab.procs import (
     PY,
@@ -51,6 +53,7 @@ __all__ = [
     "Proc",
     "Procs",
     "RssSampler",
+    "build_mypyc",
     "children_map",
     "cpu_ticks",
     "ensure_apt",
