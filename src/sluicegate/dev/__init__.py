@@ -1,5 +1,11 @@
-"""Development tools beside the product: the demo site, the test/bench origin library, the HTML test adapter.
+"""Development tools beside the product, shared by the tests, the benchmarks and ``sluicegate demo``.
 
-Nothing in the product packages (server, publisher, inference, pipeline, ...) imports ``sluicegate.dev``; the
-tests, the benchmarks (``sluicegate.bench``) and ``sluicegate demo`` do.
+- ``demo``: the bundled demo site (``python -m sluicegate.dev.demo``, started by ``sluicegate demo``).
+- ``origin/``: the one origin library (content generators, the fast bench origin, the hostile, heavy,
+  measuring and recording test origins, ``ThreadedApp``/``LoopThread`` to run them).
+- ``process``: server processes in their own session, stopped by process group (``Proc``/``Procs``).
+- ``html_adapter``: the html5lib-tests token format over the HTML lexer, for conformance checks.
+
+Nothing in the product packages (server, edge, upstream, publisher, inference, pipeline, config, ...) imports
+``sluicegate.dev``; ``sluicegate demo`` runs the demo site as a separate process.
 """
