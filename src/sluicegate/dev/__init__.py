@@ -5,7 +5,9 @@
   measuring and recording test origins, ``ThreadedApp``/``LoopThread`` to run them).
 - ``process``: server processes in their own session, stopped by process group (``Proc``/``Procs``).
 - ``html_adapter``: the html5lib-tests token format over the HTML lexer, for conformance checks.
+- ``buffered``: the "buffered" side of ``bench stream-ab`` (responses held whole, then sent with their length).
 
 Nothing in the product packages (server, edge, upstream, publisher, inference, pipeline, config, ...) imports
-``sluicegate.dev``; ``sluicegate demo`` runs the demo site as a separate process.
+``sluicegate.dev`` (tests/unit/test_layers.py checks); ``sluicegate demo`` runs the demo site as a separate
+process.
 """

@@ -1,15 +1,17 @@
 """``bench relay-ttfb``: first body byte / last byte through the publisher relay, direct vs ``stream`` vs
 ``buffered`` in the same run.
 
-What it measures: the bench origin (``dev.origin.fast``) answers ``/trickle.html`` with gzip'd HTML: the response head
-and the first 1 KiB of HTML (one sync-flushed gzip segment) at once, then 1 MiB more in 100 segments over 2 s.
+What it measures: the bench origin (``dev.origin.fast``) answers ``/trickle.html`` with gzip'd HTML: the
+response head and the first 1 KiB of HTML (one sync-flushed gzip segment) at once, then 1 MiB more in 100
+segments over 2 s.
 A raw-socket client (fresh connection per request, ``Accept-Encoding: gzip``) timestamps, from just before
 ``connect()``: the end of the response head, the first *body* byte (entity data after chunk framing — not
 curl's headers time), the moment >= 1 KiB of *decoded* HTML is available, and the last byte. Each body is
 gunzipped to check it is complete.
 
-How: one origin and two ``sluicegate serve`` processes (1 worker each; ``mode = "stream"`` and
-``mode = "buffered"``) in front of it, on free ports, started and stopped by this script. After 2 warm-up
+How: one origin and two sluicegate processes in front of it (1 worker each: ``sluicegate serve`` for
+stream, ``python -m sluicegate.dev.buffered`` for buffered: the same app, each response held whole), on free
+ports, started and stopped by this script. After 2 warm-up
 requests per target, ``--runs`` runs of ``--per-run`` rounds; each round requests direct / stream / buffered
 once, one at a time, the order rotating every round. "Added" figures are medians of the per-round paired
 differences (proxy minus direct in the same round). Targets (issue 2): added TTFB (first body byte) in stream
@@ -49,9 +51,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         op, sp, bp = lab.free_port(), lab.free_port(), lab.free_port()
         lab.start_fast_origin(procs, op, d, d / "origin.log")
         stream = procs.add(lab.sluicegate_proc("sluicegate-stream", lab.write_sluicegate_config(
-            d / "stream.toml", origin_port=op, proxy_port=sp, mode="stream"), sp, 1, d / "stream.log"))
-        buffered = procs.add(lab.sluicegate_proc("sluicegate-buffered", lab.write_sluicegate_config(
-            d / "buffered.toml", origin_port=op, proxy_port=bp, mode="buffered"), bp, 1, d / "buffered.log"))
+            d / "stream.toml", origin_port=op, proxy_port=sp), sp, 1, d / "stream.log"))
+        buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
+        buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered", "--config",
+                                                              str(buffered_cfg), "--port", str(bp)],
+                                      d / "buffered.log"))
         lab.wait_http(sp, "/_sluicegate/health", stream)
         lab.wait_http(bp, "/_sluicegate/health", buffered)
         ports = {"direct": op, "stream": sp, "buffered": bp}
