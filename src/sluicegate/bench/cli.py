@@ -253,11 +253,20 @@ SUITES: dict[str, tuple[str, str]] = {
 }
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the suite's ``with Procs()``: its servers are stopped
+
+
 def cmd_suite(args: argparse.Namespace) -> int:
     import importlib
+    import signal
 
     module = importlib.import_module(f"sluicegate.bench.suites.{SUITES[args.bench_command][0]}")
-    code = module.main(list(args.suite_args))
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        code = module.main(list(args.suite_args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code if isinstance(code, int) else 0
 
 

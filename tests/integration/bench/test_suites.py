@@ -46,3 +46,28 @@ def test_observe_path_suite_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert {r["mode"] for r in doc["rows"]} == {"on", "off"}
     assert all(r["cpu_us_per_req"] > 0 for r in doc["rows"])
     assert "observation path" in capsys.readouterr().out
+
+
+def test_sigterm_stops_the_suites_servers(tmp_path: Path) -> None:
+    """``kill`` of a running suite leaves no server behind (its ``Procs`` unwind on SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SLUICEGATE_BENCH_RESULTS": str(tmp_path)}
+    bench = subprocess.Popen([sys.executable, "-m", "sluicegate", "bench", "relay-ttfb", "--runs", "1", "--per-run",
+                              "50"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(children) < 3:  # origin + two proxies started
+        time.sleep(0.2)
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(bench.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+    assert len(children) >= 3, children
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(30) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
