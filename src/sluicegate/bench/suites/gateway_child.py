@@ -1,8 +1,9 @@
 """Child process of the ``inference`` and ``translate`` suites: the inference face alone under uvicorn, one worker.
 
-Run by file path (``python <PATH> --port P --settings JSON``), never as ``-m``, and importing nothing from
-``sluicegate.bench``: with ``PYTHONPATH=<another tree>/src`` it serves that tree's gateway, which is how the
-suites compare before/after side by side. ``BENCH_PIN_CPU=N`` pins it to core N.
+Run by file path with ``-P`` (``python -P <PATH> --port P --settings JSON``: this directory must not shadow
+the standard library, ``suites/html.py``), never as ``-m``, and importing nothing from ``sluicegate.bench``:
+with ``PYTHONPATH=<another tree>/src`` it serves that tree's gateway, which is how the suites compare
+before/after side by side. ``BENCH_PIN_CPU=N`` pins it to core N.
 """
 
 from __future__ import annotations
