@@ -120,7 +120,8 @@ class PublisherSettings(BaseModel):
         if value == "buffered":
             raise ValueError(
                 '"buffered" is no longer a proxy mode: bodies always stream. For the stream-vs-buffered '
-                "comparison use `sluicegate bench stream-ab` (it runs the buffered side through sluicegate.dev.buffered)"
+                "comparison use `sluicegate bench stream-ab` (it runs the buffered side through "
+                "sluicegate.dev.buffered)"
             )
         if value != "stream":
             raise ValueError(f'must be "stream", got {value!r}')
