@@ -9,7 +9,7 @@ The user-facing measuring commands (``ttfb``, ``load``, ...) reuse ``procs.free_
 from __future__ import annotations
 
 from sluicegate.bench.lab import nginx
-from sluicegate.bench.lab.build import build_mypyc
+from sluicegate.bench.lab.build import build_mypyc, source_at
 from sluicegate.bench.lab.output import log, med, pct, repo_root, results_dir, summary, table, write_json
 from sluicegate.bench.lab.procs import (
     PY,
@@ -72,6 +72,7 @@ __all__ = [
     "results_dir",
     "rss_kib",
     "sluicegate_proc",
+    "source_at",
     "start_fast_origin",
     "summary",
     "table",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,27 +47,7 @@ MODES = {
     # --before REV: "on" with the code of another revision
     "on-before": ('access_log = "json"', "metrics = true"),
 }
-REPO = Path(__file__).resolve().parents[2]
-
-
-def source_at(rev: str, dest: Path) -> Path:
-    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose changed files are
-    replaced by their ``rev`` version (a changed module's compiled build is removed: it runs pure)."""
-    src = dest / "src"
-    shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", rev, "--", "src"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    for name in changed:
-        path = dest / name
-        old = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True)
-        if old.returncode != 0:  # added since rev
-            path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(old.stdout)
-        for built in path.parent.glob(path.stem + ".*.so"):
-            built.unlink()
-    return src
+REPO = lab.repo_root() or Path.cwd()  # the checkout (git history for --before)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -110,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                           workers=2, server=server, admin=admin)
             proc = lab.sluicegate_proc(f"sg-{mode}", cfg, port, 2, d / f"sg-{mode}.log")
             if mode == "on-before":
-                proc.env = {**os.environ, "PYTHONPATH": str(source_at(args.before, d / "before"))}
+                proc.env = {**os.environ, "PYTHONPATH": str(lab.source_at(args.before, d / "before"))}
                 result["before"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.before],
                                                   capture_output=True, text=True, check=True).stdout.strip()
             procs.add(proc)
