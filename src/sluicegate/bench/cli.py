@@ -250,6 +250,11 @@ SUITES: dict[str, tuple[str, str]] = {
     "codec-levels": ("codec_levels", "re-encode MB/s and ratio per codec level"),
     "flight": ("flight", "Next.js-like page: HTML + inline Flight MB/s, largest hold; text/x-component MB/s"),
     "round-trip": ("round_trip", "CPU of the response-header rule, inbound mapping, form-body MB/s and hold"),
+    "html": ("html", "HTML rewriter MB/s: 500 KB / 5 MB pages, 8 KB / 512 B chunks, pure and mypyc"),
+    "firstparty": ("firstparty", "rewriter MB/s with 50 signed third-party URLs; identity hook CPU; TTFB"),
+    "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
+    "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
+    "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
 }
 
 

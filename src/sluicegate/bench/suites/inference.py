@@ -1,6 +1,6 @@
 """Inference gateway benchmark: added TTFB, sustainable streams/s (litellm-bench protocol), memory per stream.
 
-One command: ``.venv/bin/python bench/bench_inference.py`` (about 2 minutes) -> ``bench/results/inference.json``.
+One command: ``sluicegate bench inference`` (about 2 minutes) -> ``bench/results/inference.json``.
 
 Processes: the mock provider (uvloop) and the gateway (uvicorn + uvloop + httptools, one worker) run as
 separate processes; this process is the load generator (aiohttp, uvloop). All three share the machine's
@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,11 @@ from typing import Any, cast
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+from sluicegate.bench import lab
+from sluicegate.bench.suites import gateway_child
+
+ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
+
 PY = sys.executable
 CHAT_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                         "stream_options": {"include_usage": True}}).encode()
@@ -36,70 +39,14 @@ DIRECT_BODY = CHAT_BODY.replace(b'"bench"', b'"mock-1"')
 LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0}
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def serve_gateway(port: int, upstream: str) -> None:
-    """Child process: the gateway alone under uvicorn, one worker."""
-    import resource
-
-    import uvicorn
-
-    from sluicegate.config.model import Settings
-
-    try:
-        from sluicegate.inference.app import InferenceApp as Gateway
-    except ImportError:  # a tree from before the inference face was split
-        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
-
-    if os.environ.get("BENCH_PIN_CPU"):
-        os.sched_setaffinity(0, {int(os.environ["BENCH_PIN_CPU"])})
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    settings = Settings.model_validate({"inference": {
-        "path_prefix": "/llm",
-        "providers": [{"name": "mock", "kind": "mock", "base_url": upstream}],
-        "models": [{"name": "bench", "targets": [{"provider": "mock", "model": "mock-1"}]}],
-    }})
-    app = Gateway(settings)
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
-                log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30,
-                proxy_headers=False)
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+def gateway_settings(upstream: str) -> dict[str, Any]:
+    """The gateway child's settings (``suites/gateway_child.py`` serves them)."""
+    doc: dict[str, Any] = {"inference": {
+            "path_prefix": "/llm",
+            "providers": [{"name": "mock", "kind": "mock", "base_url": upstream}],
+            "models": [{"name": "bench", "targets": [{"provider": "mock", "model": "mock-1"}]}],
+        }}
+    return doc
 
 
 class _RawStream(asyncio.Protocol):
@@ -232,7 +179,7 @@ async def ttfb_round(session: Client, direct: str, via: str, n: int) -> dict[str
             out.append(ttfb * 1000)
     diffs = [b - a for a, b in zip(d, g, strict=True)]
     return {"direct_p50_ms": statistics.median(d), "via_p50_ms": statistics.median(g),
-            "direct_p95_ms": pct(d, 0.95), "via_p95_ms": pct(g, 0.95),
+            "direct_p95_ms": lab.pct(d, 95), "via_p95_ms": lab.pct(g, 95),
             "added_p50_ms": statistics.median(g) - statistics.median(d),
             "added_paired_median_ms": statistics.median(diffs)}
 
@@ -262,16 +209,16 @@ async def rate_round(session: Client, url: str, body: bytes, rate: float,
     elapsed = time.perf_counter() - t0
     ttfb = [r[0] * 1000 for r in results]
     dur = [r[1] * 1000 for r in results]
-    p95_ttfb, p95_dur = pct(ttfb, 0.95), pct(dur, 0.95)
+    p95_ttfb, p95_dur = lab.pct(ttfb, 95), lab.pct(dur, 95)
     return {"offered_per_s": rate, "completed": len(results), "errors": errors,
-            "completed_per_s": len(results) / elapsed, "p50_ttfb_ms": pct(ttfb, 0.5), "p95_ttfb_ms": p95_ttfb,
-            "p50_duration_ms": pct(dur, 0.5), "p95_duration_ms": p95_dur,
+            "completed_per_s": len(results) / elapsed, "p50_ttfb_ms": lab.pct(ttfb, 50), "p95_ttfb_ms": p95_ttfb,
+            "p50_duration_ms": lab.pct(dur, 50), "p95_duration_ms": p95_dur,
             "meets_slo": errors == 0 and p95_ttfb <= 100 and p95_dur <= 200}
 
 
 async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n: int) -> dict[str, Any]:
     """n concurrent slow streams (one event every 500 ms); RSS of the gateway before and with all in flight."""
-    base = rss_kb(gw_pid)
+    base = lab.rss_kib(gw_pid)
     started = 0
     done_evt = asyncio.Event()
     release = asyncio.Event()
@@ -289,35 +236,13 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
     tasks = [asyncio.ensure_future(slow()) for _ in range(n)]
     await asyncio.wait_for(done_evt.wait(), 60)
     await asyncio.sleep(1.0)
-    peak = rss_kb(gw_pid)
+    peak = lab.rss_kib(gw_pid)
     release.set()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"concurrent_streams": n, "gateway_rss_before_mb": base / 1024, "gateway_rss_in_flight_mb": peak / 1024,
             "kib_per_stream": (peak - base) / n}
-
-
-def source_at(rev: str, dest: Path) -> Path:
-    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose files changed since
-    ``rev`` are put back as they were (added ones removed; a changed module's compiled build removed)."""
-    import shutil
-
-    src = dest / "src"
-    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--no-renames", "--name-only", rev, "--", "src"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    for name in changed:
-        path = dest / name
-        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{name}"], capture_output=True, check=False)
-        if old.returncode != 0:  # added since rev
-            path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(old.stdout)
-        for built in path.parent.glob(path.stem + ".*.so"):
-            built.unlink()
-    return src
 
 
 def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -327,7 +252,7 @@ def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    mock_port = free_port()
+    mock_port = lab.free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
@@ -346,19 +271,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.before:  # the older tree's gateway, measured alongside (same mock, rounds alternating)
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], capture_output=True, text=True,
                              check=True).stdout.strip()
-        trees["before"] = dict(os.environ, PYTHONPATH=str(source_at(rev, Path(tmp.name))))
+        trees["before"] = dict(os.environ, PYTHONPATH=str(lab.source_at(rev, Path(tmp.name))))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports: dict[str, int] = {}
     for label, tree_env in trees.items():
-        ports[label] = free_port()
+        ports[label] = lab.free_port()
         gw_env = dict(tree_env, BENCH_PIN_CPU=str(cpus[0])) if pinned else tree_env
-        procs[label] = subprocess.Popen([PY, __file__, "--serve-gateway", str(ports[label]), "--upstream",
-                                         f"http://127.0.0.1:{mock_port}/v1"], env=gw_env)
+        procs[label] = subprocess.Popen([PY, "-P", gateway_child.PATH, "--port", str(ports[label]), "--settings",
+                                         json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))], env=gw_env)
     labels = list(trees)
     try:
-        wait_port(mock_port)
+        lab.wait_port(mock_port)
         for port in ports.values():
-            wait_port(port)
+            lab.wait_port(port)
         direct = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
         via = {label: f"http://127.0.0.1:{port}/llm/v1/chat/completions" for label, port in ports.items()}
         conn = aiohttp.TCPConnector(limit=0)
@@ -384,11 +309,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if label not in live:
                             continue
                         pid = procs[label].pid
-                        c0, m0, l0 = cpu_seconds(pid), cpu_seconds(mock.pid), time.process_time()
+                        c0, m0, l0 = lab.tree_cpu_s(pid), lab.tree_cpu_s(mock.pid), time.process_time()
                         r = await rate_round(client, via[label], CHAT_BODY, rate, args.seconds)
                         n = max(1, r["completed"])
-                        r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(pid) - c0) / n
-                        r["mock_cpu_ms_per_stream"] = 1000 * (cpu_seconds(mock.pid) - m0) / n
+                        r["gateway_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(pid) - c0) / n
+                        r["mock_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(mock.pid) - m0) / n
                         r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
                         rounds[label].append(r)
                 for label, rs in rounds.items():
@@ -479,8 +404,8 @@ def print_before_after(result: dict[str, Any]) -> None:
         print(f"{name:44s} {old:10.3f} {new:10.3f} {ratio:>12s}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench inference", description=__doc__.split("\n")[0])
     ap.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=3)
@@ -493,10 +418,11 @@ def main() -> None:
     ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
                     "side by side in the same run (rounds alternate between the two)")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
-    args = ap.parse_args()
+    ap.add_argument("--out", default=str(lab.results_dir() / "inference.json"))
+    args = ap.parse_args(argv)
     if args.serve_gateway:
-        serve_gateway(args.serve_gateway, args.upstream)
+        gateway_child.main(["--port", str(args.serve_gateway), "--settings",
+                           json.dumps(gateway_settings(args.upstream))])
         return
     import uvloop
 

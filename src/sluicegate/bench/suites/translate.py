@@ -1,7 +1,7 @@
 """Protocol translation benchmark: CPU per translated event, added TTFB, streams/s per worker at c = 8/32/128
 and RSS — translated streams side by side with plain relays in the same run (and LiteLLM when installed).
 
-One command: ``.venv/bin/python bench/bench_translate.py`` (about 2 minutes) -> ``bench/results/translate.json``
+One command: ``sluicegate bench translate`` (about 2 minutes) -> ``bench/results/translate.json``
 and ``bench/results/translate.png``.
 
 1. In-process (pure CPU, ``time.process_time``): each sans-IO translator over a recorded-shape stream of
@@ -37,12 +37,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-# A --before gateway child runs another tree's src (BENCH_SRC); everything else runs this one's.
-sys.path.insert(0, os.environ.get("BENCH_SRC") or str(ROOT / "src"))
+from sluicegate.bench import lab
+from sluicegate.bench.suites import gateway_child
+from sluicegate.bench.suites.inference import RawClient
 
-from bench_inference import RawClient, cpu_seconds, free_port, pct, rss_kb, source_at, wait_port  # noqa: E402
+ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
+ME = "sluicegate.bench.suites.translate"  # children run as python -m ME
+
 
 PY = sys.executable
 DATA = ROOT / "tests" / "data" / "translate"
@@ -70,28 +71,18 @@ SCENARIOS: dict[str, tuple[str, str, str, int]] = {
 }
 
 
-def serve_gateway(port: int, upstream: str) -> None:
-    """Child process: the gateway alone under uvicorn, one worker."""
-    import uvicorn
-
-    from sluicegate.config.model import Settings
-
-    try:
-        from sluicegate.inference.app import InferenceApp as Gateway
-    except ImportError:  # a --before tree from before the inference face was split
-        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
-
-    settings = Settings.model_validate({"inference": {
-        "path_prefix": "/llm",
-        "providers": [{"name": "mock", "kind": "mock", "base_url": upstream},
-                      {"name": "an", "kind": "anthropic", "base_url": upstream, "api_key": "sk-ant-bench-k1"},
-                      {"name": "oc", "kind": "openai-compatible", "base_url": upstream, "auth": "none"}],
-        "models": [{"name": "relay", "targets": [{"provider": "mock", "model": "mock-1"}]},
-                   {"name": "x-an", "targets": [{"provider": "an", "model": "claude-mock"}]},
-                   {"name": "x-oc", "targets": [{"provider": "oc", "model": "qwen-mock"}]}],
-    }})
-    uvicorn.run(Gateway(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                lifespan="on", log_level="warning", access_log=False, backlog=4096)
+def gateway_settings(upstream: str) -> dict[str, Any]:
+    """The gateway child's settings (``suites/gateway_child.py`` serves them)."""
+    doc: dict[str, Any] = {"inference": {
+            "path_prefix": "/llm",
+            "providers": [{"name": "mock", "kind": "mock", "base_url": upstream},
+                          {"name": "an", "kind": "anthropic", "base_url": upstream, "api_key": "sk-ant-bench-k1"},
+                          {"name": "oc", "kind": "openai-compatible", "base_url": upstream, "auth": "none"}],
+            "models": [{"name": "relay", "targets": [{"provider": "mock", "model": "mock-1"}]},
+                       {"name": "x-an", "targets": [{"provider": "an", "model": "claude-mock"}]},
+                       {"name": "x-oc", "targets": [{"provider": "oc", "model": "qwen-mock"}]}],
+        }}
+    return doc
 
 
 # ---- 1. in-process CPU per event ----------------------------------------------------------------------
@@ -229,19 +220,19 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                 for label in labels:
                     via[label].append(got[label])
                     paired[label].append(got[label] - got[""])
-            dmed, d99 = statistics.median(dire), pct(dire, 0.99)
+            dmed, d99 = statistics.median(dire), lab.pct(dire, 99)
             for label in labels:
                 v = via[label]
                 results[label][name] = {
                     "events_per_stream": events, "upstream_api": up_api,
-                    "ttfb_via_p50_ms": statistics.median(v), "ttfb_via_p99_ms": pct(v, 0.99),
+                    "ttfb_via_p50_ms": statistics.median(v), "ttfb_via_p99_ms": lab.pct(v, 99),
                     "ttfb_direct_p50_ms": dmed, "ttfb_direct_p99_ms": d99,
-                    "added_ttfb_p50_ms": statistics.median(v) - dmed, "added_ttfb_p99_ms": pct(v, 0.99) - d99,
+                    "added_ttfb_p50_ms": statistics.median(v) - dmed, "added_ttfb_p99_ms": lab.pct(v, 99) - d99,
                     "added_ttfb_paired_p50_ms": statistics.median(paired[label]),
-                    "added_ttfb_paired_p99_ms": pct(paired[label], 0.99),
-                    "ttfb_via_p95_ms": pct(v, 0.95), "by_concurrency": {}, "check": checks[label]}
+                    "added_ttfb_paired_p99_ms": lab.pct(paired[label], 99),
+                    "ttfb_via_p95_ms": lab.pct(v, 95), "by_concurrency": {}, "check": checks[label]}
                 print(f"{label:7s} {name:24s} added TTFB p50 {statistics.median(v) - dmed:.3f} ms "
-                      f"p99 {pct(v, 0.99) - d99:.3f} ms", flush=True)
+                      f"p99 {lab.pct(v, 99) - d99:.3f} ms", flush=True)
         cells = [(label, name) for name in scenarios for label in labels]
         for conc in args.concurrency:
             per_round = max(conc, args.streams // args.rounds)
@@ -251,10 +242,10 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                 for label, name in (cells if r % 2 == 0 else cells[::-1]):
                     pid = gateways[label][1]
                     api, model, _, _ = scenarios[name]
-                    c0 = cpu_seconds(pid)
+                    c0 = lab.tree_cpu_s(pid)
                     rate, errors = await closed_loop(client, urls[label, name], body(model, api), conc, per_round)
                     a = acc[label, name]
-                    a["cpu"] += cpu_seconds(pid) - c0
+                    a["cpu"] += lab.tree_cpu_s(pid) - c0
                     a["n"] += per_round
                     a["errors"] += errors
                     a["rates"].append(rate)
@@ -270,7 +261,7 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                       flush=True)
         for label in labels:
             for row in results[label].values():
-                row["rss_kib"] = rss_kb(gateways[label][1])
+                row["rss_kib"] = lab.rss_kib(gateways[label][1])
     finally:
         client.close()
     for rows in results.values():  # CPU per event a translated stream costs over the relay of the same upstream
@@ -340,7 +331,7 @@ def start_litellm(port: int, mock_port: int, workdir: Path) -> subprocess.Popen[
     proc = subprocess.Popen([str(LITELLM), "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_port(port, 90)
+        lab.wait_port(port, 90)
     except RuntimeError:
         proc.kill()
         return "did not start within 90 s: " + (workdir / "litellm.log").read_text()[-600:]
@@ -351,13 +342,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                        "note": "shared machine: wall-clock figures taken under contention; "
                                                "prefer the CPU-time figures"}}
-    mock_port, gw_port, ll_port, before_port = free_port(), free_port(), free_port(), free_port()
+    mock_port, gw_port, ll_port, before_port = lab.free_port(), lab.free_port(), lab.free_port(), lab.free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     mock = subprocess.Popen([PY, "-m", mock_module(), "--port", str(mock_port), "--uvloop",
                              "--chunks", "27", "--first-delay-ms", "0", "--between-ms", str(args.between_ms)],
                             env=env, stdout=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{mock_port}/v1"
-    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream", upstream], env=env)
+    gw = subprocess.Popen([PY, "-P", gateway_child.PATH, "--port", str(gw_port), "--settings",
+                           json.dumps(gateway_settings(upstream))], env=env)
     procs: list[subprocess.Popen[bytes]] = [mock, gw]
     gateways = {"after": (f"http://127.0.0.1:{gw_port}", gw.pid)}
     tmp = tempfile.TemporaryDirectory(prefix="sg-bench-translate-")
@@ -365,20 +357,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.before:
             rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], capture_output=True,
                                  text=True, check=True).stdout.strip()
-            old_src = source_at(rev, Path(tmp.name))
+            old_src = lab.source_at(rev, Path(tmp.name))
             benv = dict(os.environ, PYTHONPATH=str(old_src), BENCH_SRC=str(old_src))
-            bgw = subprocess.Popen([PY, __file__, "--serve-gateway", str(before_port), "--upstream", upstream],
+            bgw = subprocess.Popen([PY, "-P", gateway_child.PATH, "--port", str(before_port), "--settings",
+                                    json.dumps(gateway_settings(upstream))],
                                    env=benv)
             procs.append(bgw)
             gateways["before"] = (f"http://127.0.0.1:{before_port}", bgw.pid)
             out["before"] = {"rev": rev}
-            wait_port(before_port)
+            lab.wait_port(before_port)
         micro = micro_ab(args.micro_rounds, old_src if args.before else None)
         out["cpu_micro"] = micro["after"]
         if args.before:
             out["before"]["cpu_micro"] = micro["before"]
-        wait_port(mock_port)
-        wait_port(gw_port)
+        lab.wait_port(mock_port)
+        lab.wait_port(gw_port)
         direct = f"http://127.0.0.1:{mock_port}"
         measured = await measure(gateways, direct, SCENARIOS, args)
         out["sluicegate"] = measured["after"]
@@ -386,7 +379,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             out["before"]["sluicegate"] = measured["before"]
             out["comparison"] = comparison(out)
         if args.litellm:
-            workdir = ROOT / "bench" / "results"
+            workdir = lab.results_dir()
             workdir.mkdir(parents=True, exist_ok=True)
             ll = start_litellm(ll_port, mock_port, workdir)
             if isinstance(ll, str):
@@ -422,7 +415,7 @@ def micro_ab(rounds: int, old_src: Path | None) -> dict[str, dict[str, Any]]:
         for label in (list(trees) if i % 2 == 0 else list(trees)[::-1]):
             src = trees[label]
             env = dict(os.environ, BENCH_SRC=str(src)) if src is not None else dict(os.environ)
-            done = subprocess.run([PY, __file__, "--micro-json", str(rounds)], env=env, capture_output=True,
+            done = subprocess.run([PY, "-m", ME, "--micro-json", str(rounds)], env=env, capture_output=True,
                                   text=True, check=True)
             runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
     out: dict[str, dict[str, Any]] = {}
@@ -478,8 +471,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="sluicegate bench translate", description=__doc__.split("\n")[0])
     ap.add_argument("--serve-gateway", type=int)
     ap.add_argument("--micro-json", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", default="")
@@ -493,10 +486,11 @@ def main() -> None:
     ap.add_argument("--no-litellm", dest="litellm", action="store_false")
     ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
                     "side by side in the same run (e.g. --before main)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "translate.json"))
-    args = ap.parse_args()
+    ap.add_argument("--out", default=str(lab.results_dir() / "translate.json"))
+    args = ap.parse_args(argv)
     if args.serve_gateway:
-        serve_gateway(args.serve_gateway, args.upstream)
+        gateway_child.main(["--port", str(args.serve_gateway), "--settings",
+                           json.dumps(gateway_settings(args.upstream))])
         return
     if args.micro_json:
         print(json.dumps(cpu_micro(args.micro_json)))

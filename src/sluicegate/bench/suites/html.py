@@ -20,7 +20,7 @@ and once on mypyc-compiled ones: the installed ones when the installed build is 
 runs of both CPU time (``time.process_time``: the code's own cost, robust on a shared machine) and
 wall time; the load average is recorded because the machine is shared.
 
-Run:  .venv/bin/python bench/bench_html.py [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
+Run:  sluicegate bench html [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
       [--candidate REV ...] [--no-this]
 Writes bench/results/html.json.
 
@@ -50,8 +50,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sluicegate.bench import lab
+
+ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
+ME = "sluicegate.bench.suites.html"  # children run as python -m ME
+
 ORIGIN = "https://www.publisher-origin.com"
-ROOT = Path(__file__).resolve().parent.parent
 
 def origin_class() -> Any:
     """``Origin`` of the imported tree (``config.origin``; ``pipeline.hosts`` before the edge layer),
@@ -279,7 +283,7 @@ def variants_child(runs: int) -> dict[str, object]:
         rw = m.for_request("https", "www.proxy.example")  # type: ignore[attr-defined]
 
         def run(rw: object = rw, st: HtmlSettings = st) -> None:
-            p = html.build_html_processor(rw, st)
+            p = html.build_html_processor(rw, st)  # type: ignore[arg-type]
             for c in pieces:
                 p.feed(c)
             p.finish()
@@ -317,7 +321,7 @@ def _signed50_variant(runs: int) -> float | None:
         from sluicegate.firstparty.signing import Signer
     except ImportError:
         return None
-    from bench_firstparty import KEY, page_with_third_party
+    from sluicegate.bench.suites.firstparty import KEY, page_with_third_party
 
     page = page_with_third_party()
     pieces = chunks(page, 8192)
@@ -372,8 +376,7 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
             cdir.mkdir()
             trees.append((cand, build_baseline(cand, str(cdir))))
         if this:
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tm],
-                           check=True, capture_output=True)
+            lab.build_mypyc(tm)
             trees.append(("this", tm))
         for _ in range(rounds):
             for label, path in trees:
@@ -389,7 +392,7 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
 
 
 def run_child(runs: int, env: dict[str, str], variants: bool = False) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--child-variants" if variants else "--child", "--runs", str(runs)]
+    cmd = [sys.executable, "-m", ME, "--child-variants" if variants else "--child", "--runs", str(runs)]
     res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
@@ -405,8 +408,8 @@ def report(label: str, r: dict[str, object]) -> None:
     print(f"{label:6} 500KB: {r['origin_tags_500KB']}; tokenizer {r['tokenizer_500KB_mb_per_s_cpu']} MB/s")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sluicegate bench html")
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--no-mypyc", action="store_true", help="skip the compiled variant")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -417,7 +420,7 @@ def main() -> int:
                     help="another revision measured in the same interleaved rounds (repeatable)")
     ap.add_argument("--no-this", action="store_true", help="leave the working tree out of the comparison")
     ap.add_argument("--only-compare", action="store_true", help="run only the baseline comparison")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.runs)))
         return 0
@@ -437,10 +440,7 @@ def main() -> int:
         for k, v in cmp["lag_5MB_page"].items():  # type: ignore[attr-defined]
             print(f"  output lag, {k:9}: {v}")
     if args.only_compare:
-        out = ROOT / "bench" / "results" / "html_compare.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {out}")
+        print(f"wrote {lab.write_json('html_compare', results)}")
         return 0
     results["pure"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": "1"})
     report("pure", r)
@@ -452,8 +452,7 @@ def main() -> int:
             results["mypyc"] = r = run_child(args.runs, {"SLUICEGATE_PURE_PYTHON": ""})
         else:  # build one with the project's build into a temporary directory
             with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
-                subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
-                               check=True, capture_output=True)
+                lab.build_mypyc(tmp)
                 results["mypyc"] = r = run_child(args.runs, {"PYTHONPATH": tmp, "SLUICEGATE_PURE_PYTHON": ""})
         if not r["compiled"]:
             raise SystemExit("the mypyc child did not run compiled modules")
@@ -461,10 +460,7 @@ def main() -> int:
     results["reference_500KB"] = refs = references(make_page(500_000), args.runs)
     print(f"reference parsers on the 500KB page (None = not installed): {refs}")
     results["load_average_at_end"] = list(os.getloadavg())
-    out = ROOT / "bench" / "results" / "html.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {lab.write_json('html', results)}")
     return 0
 
 

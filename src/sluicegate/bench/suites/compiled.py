@@ -12,14 +12,14 @@ temporary directories (``--base DIR --with DIR`` reuse earlier ones). The worklo
 
 * Flight: ``text/x-component`` body, the inline ``__next_f`` rewriter alone, and the whole HTML page
   with the Next.js filter (sluicegate bench flight's page, 1.4 MB);
-* the HTML rewriter on bench/bench_html.py's 500 KB page in 8 KB chunks (uses the host matcher);
+* the HTML rewriter on sluicegate bench html's 500 KB page in 8 KB chunks (uses the host matcher);
 * CSS/JS text: ``StreamingHostReplacer`` over 1 MB of CSS and JS naming the origin, in 8 KB chunks;
 * SSE: ``SseTap`` over 1 MB of OpenAI-style chat chunks in 1 KB reads, usage in the last event.
 
 Figures are MB/s of input from the median CPU time (``time.process_time``) of ``--runs`` runs: the
 machine is shared, so compare the ratios of one run, not absolute figures across runs.
 
-Run:  .venv/bin/python bench/bench_compiled.py [--runs N]
+Run:  sluicegate bench compiled [--runs N]
 Writes bench/results/compiled.json.
 """
 
@@ -38,7 +38,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from sluicegate.bench import lab
+
+ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
+ME = "sluicegate.bench.suites.compiled"  # children run as python -m ME
+
 CANDIDATES = (
     "sluicegate.pipeline.flight.lexer",
     "sluicegate.pipeline.flight.jsstring",
@@ -97,9 +101,8 @@ def sse_body(target: int = 1_000_000) -> bytes:
 
 
 def child(runs: int) -> dict[str, object]:
-    sys.path.insert(0, str(ROOT / "bench"))
-    import bench_html  # type: ignore[import-not-found]
     from sluicegate.bench.suites import flight as bench_flight
+    from sluicegate.bench.suites import html as bench_html
     from sluicegate.buildinfo import fast_paths
     from sluicegate.config.html import HtmlSettings
     from sluicegate.config.origin import Origin
@@ -151,25 +154,23 @@ def child(runs: int) -> dict[str, object]:
 
 
 def run_child(runs: int, env: dict[str, str]) -> dict[str, object]:
-    res = subprocess.run([sys.executable, __file__, "--child", "--runs", str(runs)], env={**os.environ, **env},
+    res = subprocess.run([sys.executable, "-m", ME, "--child", "--runs", str(runs)], env={**os.environ, **env},
                          capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
 def build(target: Path, add: tuple[str, ...], drop: tuple[str, ...]) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", str(target)]
-    cmd += [a for m in add for a in ("--add-module", m)] + [a for m in drop for a in ("--drop-module", m)]
-    subprocess.run(cmd, check=True, capture_output=True)
+    lab.build_mypyc(target, add, drop)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sluicegate bench compiled", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
     ap.add_argument("--base", type=Path, help="reuse this base build (scripts/build_mypyc.py --target)")
     ap.add_argument("--with", dest="with_", type=Path, help="reuse this base+candidates build")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.runs)))
         return 0
@@ -204,10 +205,7 @@ def main() -> int:
     results["mb_per_s_cpu"] = table
     results["builds"] = {k: v["fast_paths"] for k, v in runs.items()}
     results["load_average_at_end"] = list(os.getloadavg())
-    out = ROOT / "bench" / "results" / "compiled.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {lab.write_json('compiled', results)}")
     return 0
 
 

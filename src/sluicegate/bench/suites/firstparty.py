@@ -1,6 +1,6 @@
 """Benchmark for issue 17: what first-party rewriting and consent-gated identity cost.
 
-1. Rewriter: the 500 KB page of ``bench_html.py`` with 50 third-party tags (script/img/link/iframe on
+1. Rewriter: the 500 KB page of ``bench html`` with 50 third-party tags (script/img/link/iframe on
    ``cdn.adtech.example``) through the page's own HTML processor alone, and chained with the
    ``[first_party] rewrite_domains`` stage (50 URLs signed). CPU-time MB/s, pure Python and mypyc-compiled
    (the HTML rewriter compiled, the first-party stage interpreted), side by side in one run.
@@ -10,7 +10,7 @@
    connections; p50/p90 time to the response head, and the proxy process's CPU per request
    (``/proc/<pid>/stat`` utime+stime over all requests: robust on a shared machine).
 
-Run:  .venv/bin/python bench/bench_firstparty.py [--requests N] [--runs N] [--no-mypyc]
+Run:  sluicegate bench firstparty [--requests N] [--runs N] [--no-mypyc]
 Writes bench/results/firstparty.json.  The machine is shared: read wall-clock figures with care.
 """
 
@@ -31,9 +31,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-from bench_html import chunks, make_page, timed  # noqa: E402
+from sluicegate.bench import lab
+from sluicegate.bench.suites.html import chunks, make_page, timed
+
+ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
+ME = "sluicegate.bench.suites.firstparty"  # children run as python -m ME
 
 KEY = "bench-first-party-key-0123456789-abcdefghijk"
 SECRET = "bench-identity-secret-0123456789-abcdefghij"
@@ -121,15 +123,9 @@ def child(runs: int) -> dict[str, object]:
 # -- TTFB ------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_origin() -> int:
     body = make_page(30_000)
-    port = free_port()
+    port = lab.free_port()
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: %d\r\n\r\n" % len(body)
 
     def serve(conn: socket.socket) -> None:
@@ -155,7 +151,7 @@ def start_origin() -> int:
 
 
 def start_proxy(tmp: str, origin: int, identity: bool) -> tuple[subprocess.Popen[bytes], int]:
-    port, admin = free_port(), free_port()
+    port, admin = lab.free_port(), lab.free_port()
     cfg = Path(tmp) / f"sg-{port}.toml"
     text = (f'[server]\nhost = "127.0.0.1"\ntrusted_proxies = ["127.0.0.1/32"]\n'
             f'[admin]\nlisten = "127.0.0.1:{admin}"\n[publisher]\n'
@@ -174,11 +170,6 @@ def start_proxy(tmp: str, origin: int, identity: bool) -> tuple[subprocess.Popen
         except OSError:
             time.sleep(0.05)
     raise SystemExit("proxy did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tc_string() -> str:
@@ -234,12 +225,12 @@ def ttfb(requests: int) -> dict[str, object]:
                 times: dict[str, list[float]] = {n: [] for n in names}
                 cpu: dict[str, float] = {}
                 for name in names:
-                    cpu[name] = -cpu_seconds(procs[name].pid)
+                    cpu[name] = -lab.tree_cpu_s(procs[name].pid)
                 for i in range(requests):
                     for name in names[i % 3 :] + names[: i % 3]:
                         times[name].append(clients[name].get(reqs[name]))
                 for name in names:
-                    cpu[name] += cpu_seconds(procs[name].pid)
+                    cpu[name] += lab.tree_cpu_s(procs[name].pid)
                 res: dict[str, Any] = {}
                 for name in names:
                     t = sorted(times[name])
@@ -286,18 +277,18 @@ def identity_micro(runs: int) -> dict[str, float]:
 
 
 def run_child(runs: int, env: dict[str, str]) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--child", "--runs", str(runs)]
+    cmd = [sys.executable, "-m", ME, "--child", "--runs", str(runs)]
     res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sluicegate bench firstparty")
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--no-mypyc", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.runs)))
         return 0
@@ -312,8 +303,7 @@ def main() -> int:
           f"{r['single_pass_design_mb_per_s_cpu']} MB/s")
     if not args.no_mypyc:
         with tempfile.TemporaryDirectory(prefix="sg-bench-mypyc-") as tmp:
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tmp],
-                           check=True, capture_output=True)
+            lab.build_mypyc(tmp)
             results["rewriter_mypyc"] = r = run_child(args.runs, {"PYTHONPATH": tmp, "SLUICEGATE_PURE_PYTHON": ""})
         if not r["compiled"]:
             raise SystemExit("the mypyc child did not run compiled modules")
@@ -328,10 +318,7 @@ def main() -> int:
     for case, res in t.items():
         print(f"TTFB {case}: {res}")
     results["load_average_at_end"] = list(os.getloadavg())
-    out = ROOT / "bench" / "results" / "firstparty.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {lab.write_json('firstparty', results)}")
     return 0
 
 
