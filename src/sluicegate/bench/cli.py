@@ -254,6 +254,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "firstparty": ("firstparty", "rewriter MB/s with 50 signed third-party URLs; identity hook CPU; TTFB"),
     "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
     "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
+    "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
     "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
 }
 
