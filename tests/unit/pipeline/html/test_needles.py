@@ -17,8 +17,8 @@ from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.needles import NeedleScan, minimal_needles, only_inside
 from sluicegate.pipeline.html.rules import SluicegateRules
-from tests.unit.html.helpers import run
-from tests.unit.html.test_properties import cut
+from tests.unit.pipeline.html.helpers import run
+from tests.unit.pipeline.html.test_properties import cut
 
 ORIGIN = "https://www.origin.example.com"
 # two aliases inside the origin host's name ("origin.example.com" is a substring of it), one not

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sluicegate.pipeline.html import Deferred, DocumentEnd, Element, EndTag, HtmlRewriter, TextBody
-from tests.unit.html.helpers import run_all_splits
+from tests.unit.pipeline.html.helpers import run_all_splits
 
 
 def test_identity_without_handlers() -> None:

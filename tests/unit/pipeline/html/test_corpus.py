@@ -16,7 +16,7 @@ import pytest
 from sluicegate.config.html import HtmlSettings
 from sluicegate.dev.html_adapter import rewrite
 from sluicegate.pipeline.html import build_html_processor
-from tests.unit.html.helpers import host_rewriter, run, run_all_splits
+from tests.unit.pipeline.html.helpers import host_rewriter, run, run_all_splits
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.html"))
 HEAD = '<script src="/sg/head.js"></script>'

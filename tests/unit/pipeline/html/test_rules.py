@@ -6,7 +6,7 @@ import pytest
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.html import ScriptText, build_html_processor
-from tests.unit.html.helpers import host_rewriter, run, run_all_splits
+from tests.unit.pipeline.html.helpers import host_rewriter, run, run_all_splits
 
 RW = host_rewriter()
 PLAIN = HtmlSettings()

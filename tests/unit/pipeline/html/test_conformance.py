@@ -17,7 +17,7 @@ from sluicegate.dev.html_adapter import infoset, tokens, tokens_chunked
 
 # Vendored beside the tests (tests/data/html5lib-tests/SOURCE names the upstream commit); nothing outside the
 # repository is read, and the test fails, never skips, when the data is missing.
-DATA = Path(__file__).resolve().parents[2] / "data" / "html5lib-tests" / "tokenizer"
+DATA = Path(__file__).resolve().parents[3] / "data" / "html5lib-tests" / "tokenizer"
 FILES = sorted(DATA.glob("*.test"))
 
 

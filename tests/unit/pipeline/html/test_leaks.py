@@ -14,7 +14,7 @@ from sluicegate.pipeline import UnsafeOverlongTag
 from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 from sluicegate.pipeline.html.charrefs import decode
-from tests.unit.html.helpers import run, run_all_splits
+from tests.unit.pipeline.html.helpers import run, run_all_splits
 
 ORIGIN = Origin.parse("https://origin.example.com")
 ALIASES = ["www.origin.example.com", "origin-internal:8443"]

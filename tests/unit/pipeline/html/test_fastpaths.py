@@ -30,8 +30,8 @@ from sluicegate.pipeline.html.urlvalues import (
 )
 from sluicegate.pipeline.html.urlvalues import plain_span as _plain_span
 from sluicegate.pipeline.html.urlvalues import simple_value as _simple_value
-from tests.unit.html.helpers import host_rewriter, run
-from tests.unit.html.test_properties import cut
+from tests.unit.pipeline.html.helpers import host_rewriter, run
+from tests.unit.pipeline.html.test_properties import cut
 
 RW = host_rewriter()
 URL_PIECES = [

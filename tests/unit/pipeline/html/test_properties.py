@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sluicegate.config.html import HtmlSettings
 from sluicegate.dev.html_adapter import tokens_chunked
 from sluicegate.pipeline.html import HtmlRewriter, build_html_processor
-from tests.unit.html.helpers import host_rewriter, run
+from tests.unit.pipeline.html.helpers import host_rewriter, run
 
 PIECES = [
     "<", ">", "/", "!", "-", "--", "?", "\"", "'", "=", " ", "\n", "\r", "\t", "a", "x", "&", "&amp;",
