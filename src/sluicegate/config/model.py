@@ -88,7 +88,7 @@ class PublisherSettings(BaseModel):
     public_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
     # Only "stream": bodies always leave as they arrive. "buffered" (an A/B benchmark switch) is refused with
-    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench ab`).
+    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench stream-ab`).
     mode: str = "stream"
     verify_tls: bool = True
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
@@ -112,7 +112,8 @@ class PublisherSettings(BaseModel):
         if value == "buffered":
             raise ValueError(
                 '"buffered" is no longer a proxy mode: bodies always stream. For the stream-vs-buffered '
-                "comparison use `sluicegate bench ab` (it runs the buffered side through sluicegate.dev.buffered)"
+                "comparison use `sluicegate bench stream-ab` (it runs the buffered side through "
+                "sluicegate.dev.buffered)"
             )
         if value != "stream":
             raise ValueError(f'must be "stream", got {value!r}')
