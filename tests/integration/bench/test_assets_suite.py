@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-# the suite stands on the bench lab (issue 13's bench tree); this file runs wherever the lab is installed
-pytest.importorskip("sluicegate.bench.lab", reason="needs the bench lab (sluicegate.bench.lab)")
 from sluicegate.bench.suites import assets
 
 
