@@ -54,6 +54,7 @@ from sluicegate.inference.upstream import (
     _Provider,
     _retry_after,
 )
+from sluicegate.teams.governor import CURRENT, Governor, Refusal, Ticket
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -104,6 +105,7 @@ class InferenceGateway:
                 idle=t.idle or 0.0,
                 id_header=settings.server.request_id_header,
             )
+        self.teams = Governor(self.cfg, env, bool(self.client_keys))  # virtual keys, limits, ledger
         self._started = False
         # Metric children by label values, resolved once (only configured model names, so bounded).
         self._m_requests: dict[tuple[str, str, str], Any] = {}
@@ -131,9 +133,11 @@ class InferenceGateway:
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+        await self.teams.startup()
         self._started = True
 
     async def shutdown(self) -> None:
+        await self.teams.shutdown()
         for prov in self.providers.values():
             if prov.session is not None:
                 await prov.session.close()
@@ -187,7 +191,11 @@ class InferenceGateway:
                               resp_extra, "unknown_url")
             m.REQUESTS.labels("none", "", "rejected").inc()
             return
-        if self.client_keys and not self._client_ok(hdict):
+        key = self.teams.authenticate(hdict, info.client_ip if info is not None else "")
+        if isinstance(key, Refusal):
+            await self._refuse(send, det, key, resp_extra, info)
+            return
+        if self.client_keys and key is None and not self._client_ok(hdict):
             await self._error(send, det.family, 401, "missing or invalid client key", resp_extra,
                               "invalid_api_key")
             m.REQUESTS.labels(det.api.value, "", "unauthorized").inc()
@@ -226,6 +234,12 @@ class InferenceGateway:
             m.REQUESTS.labels(det.api.value, "", "unknown_model").inc()
             return
 
+        ticket = await self.teams.admit(key, mfield.model, body, request_id, det.family is Family.ANTHROPIC)
+        if isinstance(ticket, Refusal):
+            await self._refuse(send, det, ticket, resp_extra, info)
+            return
+        if ticket is not None:
+            CURRENT.set(ticket)
         # From here the client can vanish at any moment: watch it while we work, cancel us when it goes.
         task = asyncio.current_task()
         assert task is not None
@@ -255,6 +269,15 @@ class InferenceGateway:
         finally:
             state["done"] = True
             watcher.cancel()
+            if ticket is not None:
+                await self.teams.settle(ticket, info.ttfb if info is not None else None)
+
+    async def _refuse(self, send: Send, det: Detected, r: Refusal, extra: list[tuple[bytes, bytes]],
+                      info: Any) -> None:
+        await self._error(send, det.family, r.status, r.message, extra + r.headers(), r.code)
+        m.REQUESTS.labels(det.api.value if det.api else "none", "", "rejected").inc()
+        if info is not None:
+            info.error = r.code
 
     def _requests(self, api: str, model: str, outcome: str) -> Any:
         key = (api, model, outcome)
@@ -394,6 +417,7 @@ class InferenceGateway:
         assert det.api is not None
         api = det.api
         retry = self.cfg.retry
+        ticket: Ticket | None = CURRENT.get()
         # Per target: byte relay when its provider speaks the client's API, else translation (or skipped).
         prep = prepare(api, det.path, self.router.models[mfield.model].settings, self.providers, body, candidates)
         if not prep.ready:
@@ -436,6 +460,8 @@ class InferenceGateway:
                     info.span, f"{method} {prov.name}", {"sluicegate.provider": prov.name,
                                                          "gen_ai.request.model": t.target.model})
                 up_headers.update(carried)
+            if ticket is not None:
+                ticket.attempts = n
             try:
                 attempt = await self._attempt(prov, method, url, up_headers, p.payload(body, mfield), want_first)
                 attempt.translated = p.route is not None
@@ -469,6 +495,8 @@ class InferenceGateway:
             return
         prov = self.providers[chosen.target.provider]
         resp = attempt.resp
+        if ticket is not None:
+            ticket.upstream_model = chosen.target.model
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
         if info is not None:
@@ -634,6 +662,9 @@ class InferenceGateway:
             if usage.output_tokens is not None:
                 self._tokens(mfield.model, prov.name, "output").inc(usage.output_tokens)
         self.last_usage = usage
+        ticket = CURRENT.get()
+        if ticket is not None:  # team governance settles from this usage when the request ends
+            ticket.observe(usage, prov.name, status, outcome)
         if info is not None and usage is not None:
             info.tokens_in = usage.input_tokens
             info.tokens_out = usage.output_tokens
