@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,9 @@ targets = [{ provider = "mock", model = "mock-2" }]
 """
 
 
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sluicegate", *args], capture_output=True, text=True, timeout=60)
 
@@ -66,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProc
         assert out.returncode == 0, out.stderr
         keys[name] = out.stdout.strip().splitlines()[-1]
         assert keys[name].startswith("sk-sg-") and len(keys[name]) == 49
-    proxy = ProxyProcess(tmp, text, workers=2).start()
+    proxy = ProxyProcess(tmp, text, workers=2, env={"SLUICEGATE_ADMIN_TOKEN": ADMIN_TOKEN}).start()
     try:
         yield proxy, keys, cfg
     finally:
@@ -190,3 +195,43 @@ def test_disable_takes_effect_and_keys_list_never_shows_secrets(
         time.sleep(0.2)
     bad = cli("keys", "show", "--config", str(cfg), "nope")
     assert bad.returncode == 2 and "no key" in bad.stderr
+
+
+def _admin(proxy: ProxyProcess, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) \
+        -> tuple[int, Any]:
+    req = urllib.request.Request(f"{proxy.admin_url}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_admin_api_manages_keys_with_a_token(served: tuple[ProxyProcess, dict[str, str], Path]) -> None:
+    proxy = served[0]
+    assert _admin(proxy, "GET", "/v1/keys", token="")[0] == 401
+    assert _admin(proxy, "GET", "/v1/keys", token="wrong-token-0123456789")[0] == 401
+    status, made = _admin(proxy, "POST", "/v1/keys", {"name": "via-api", "rpm": 5, "models": ["fast"]})
+    assert status == 201 and made["key"].startswith("sk-sg-") and made["rpm"] == 5
+    assert _admin(proxy, "POST", "/v1/keys", {"name": "x", "rpm": "many"})[0] == 400
+    assert _admin(proxy, "POST", "/v1/keys", {"name": "via-api"})[0] == 400  # duplicate name
+    status, listed = _admin(proxy, "GET", "/v1/keys")
+    assert status == 200 and "via-api" in [k["name"] for k in listed]
+    assert all("key" not in k for k in listed)
+
+    async def call(key: str) -> int:
+        async with aiohttp.ClientSession() as s:
+            return (await _post(s, f"{proxy.url}/llm/v1/chat/completions", {"x-api-key": key}, _chat()))[0]
+
+    assert asyncio.run(call(made["key"])) == 200
+    assert _admin(proxy, "GET", f"/v1/keys/{made['id']}")[1]["name"] == "via-api"
+    status, rotated = _admin(proxy, "POST", f"/v1/keys/{made['id']}/rotate")
+    assert status == 200 and rotated["key"] != made["key"]
+    status, usage = _admin(proxy, "GET", "/v1/usage?by=model&since=1d")
+    assert status == 200 and any(r["model"] == "fast" for r in usage)
+    assert _admin(proxy, "DELETE", "/v1/keys/via-api")[0] == 200
+    assert _admin(proxy, "GET", "/v1/keys/via-api")[0] == 404
+    with urllib.request.urlopen(f"{proxy.admin_url}/livez", timeout=5) as r:  # the health routes are unchanged
+        assert r.status == 200
