@@ -191,7 +191,7 @@ class InferenceGateway:
                               resp_extra, "unknown_url")
             m.REQUESTS.labels("none", "", "rejected").inc()
             return
-        key = self.teams.authenticate(hdict, info.client_ip if info is not None else "")
+        key = await self.teams.authenticate(hdict, info.client_ip if info is not None else "")
         if isinstance(key, Refusal):
             await self._refuse(send, det, key, resp_extra, info)
             return

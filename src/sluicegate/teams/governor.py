@@ -33,9 +33,9 @@ from typing import Any
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.teams import PriceSettings
 from sluicegate.teams import metrics as tm
+from sluicegate.teams.backends import open_limits, open_state
 from sluicegate.teams.keys import KeyRecord, key_hash, load_pepper, looks_like_key, period_end, period_label
 from sluicegate.teams.ledger import LedgerWriter
-from sluicegate.teams.sqlite import SqliteLimits, SqliteState
 from sluicegate.teams.store import Denied, KeyStore, LedgerStore, LimitStore, Reservation, StoreUnavailable
 
 log = logging.getLogger("sluicegate.teams")
@@ -106,9 +106,8 @@ class Governor:
         self.keys: KeyStore
         self.ledger_store: LedgerStore
         self.limits: LimitStore
-        sq = SqliteState(self.data_dir)
-        self.keys, self.ledger_store = sq, sq
-        self.limits = SqliteLimits(self.data_dir, st.lock_timeout)
+        self.keys, self.ledger_store = open_state(st)
+        self.limits = open_limits(st)
         self.ledger = LedgerWriter(self.ledger_store, self.data_dir, queue_max=st.ledger_queue_max,
                                    batch_max=st.ledger_batch_max, interval=st.ledger_flush_interval,
                                    spool_max_bytes=st.spool_max_bytes)
@@ -134,6 +133,7 @@ class Governor:
                 await self._reaper
         await asyncio.get_running_loop().run_in_executor(None, self.ledger.stop)
         await self.limits.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.keys.close)
 
     async def _reap_loop(self) -> None:
         while True:
@@ -160,28 +160,34 @@ class Governor:
         self._active = bool(self.cfg.require_keys or self.remote or (self.data_dir / "state.db").exists())
         return self._active
 
-    def _required(self) -> bool:
+    async def _store(self, fn: Any, *args: Any) -> Any:
+        """A key-store call: inline for SQLite (tens of us), on a worker thread for a network database."""
+        if not self.remote:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def _required(self) -> bool:
         if self.cfg.require_keys is not None:
             return self.cfg.require_keys
         any_keys, at = self._any_keys
         now = time.monotonic()
         if now - at > self.cfg.teams.key_cache_ttl:
-            any_keys = self.keys.count() > 0
+            any_keys = await self._store(self.keys.count) > 0
             self._any_keys = (any_keys, now)
-        return any_keys
+        return bool(any_keys)
 
     def pepper(self) -> bytes:
         if self._pepper is None:
             self._pepper = load_pepper(self.cfg.teams.key_pepper_env, self.data_dir, self.env)
         return self._pepper
 
-    def _lookup(self, key: bytes) -> KeyRecord | None:
+    async def _lookup(self, key: bytes) -> KeyRecord | None:
         digest = key_hash(self.pepper(), key)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        rec = self.keys.by_hash(digest)
+        rec: KeyRecord | None = await self._store(self.keys.by_hash, digest)
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[digest] = (now + self.cfg.teams.key_cache_ttl, rec)
@@ -199,19 +205,19 @@ class Governor:
 
     # ---- the three calls ----
 
-    def authenticate(self, headers: Mapping[bytes, bytes], client_ip: str) -> KeyRecord | Refusal | None:
+    async def authenticate(self, headers: Mapping[bytes, bytes], client_ip: str) -> KeyRecord | Refusal | None:
         if not self.active:
             return None
         presented = presented_key(headers)
         if not looks_like_key(presented):
             if self.has_static and presented:
                 return None  # a static client_keys_env key: the gateway checks it
-            if self._required():
+            if await self._required():
                 tm.KEY_REQUESTS.labels("none", "unauthorized").inc()
                 return Refusal(401, "missing or invalid API key", "invalid_api_key")
             return None
         try:
-            rec = self._lookup(presented)
+            rec = await self._lookup(presented)
         except Exception as exc:
             log.error("virtual key lookup failed: %s", exc)
             return Refusal(503, "key store unavailable", "key_store_unavailable", 1.0)

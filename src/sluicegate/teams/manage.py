@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.teams.backends import open_state
 from sluicegate.teams.keys import KeyRecord, hint, key_hash, load_pepper, new_key, new_key_id, parse_networks
-from sluicegate.teams.sqlite import SqliteState
 from sluicegate.teams.store import GroupBy, KeyStore, LedgerStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}$")
@@ -39,14 +39,12 @@ class KeyAdmin:
         self.cfg = cfg
         self.data_dir = Path(cfg.state.data_dir)
         self.environ = dict(environ) if environ is not None else None
-        state = SqliteState(self.data_dir)
-        self.keys: KeyStore = state
-        self.ledger: LedgerStore = state
-        self._closers = [state.close]
+        self.keys: KeyStore
+        self.ledger: LedgerStore
+        self.keys, self.ledger = open_state(cfg.state)
 
     def close(self) -> None:
-        for close in self._closers:
-            close()
+        self.keys.close()
 
     def _pepper(self) -> bytes:
         return load_pepper(self.cfg.teams.key_pepper_env, self.data_dir, self.environ)

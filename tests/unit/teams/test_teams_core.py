@@ -31,6 +31,10 @@ def settings(tmp: Path, **inference: Any) -> Settings:
     return Settings.model_validate({"inference": inf})
 
 
+def auth(gov: Governor, headers: dict[bytes, bytes], ip: str) -> Any:
+    return asyncio.run(gov.authenticate(headers, ip))
+
+
 def test_key_format_and_hash(tmp_path: Path) -> None:
     key = new_key()
     assert key.startswith("sk-sg-") and looks_like_key(key.encode())
@@ -157,7 +161,7 @@ def test_reap_releases_what_dead_workers_held(tmp_path: Path) -> None:
 def test_governor_modes_and_refusals(tmp_path: Path) -> None:
     s = settings(tmp_path, prices={"fast": {"input": 1.0, "output": 2.0, "cached_input": 0.5}})
     gov = Governor(s.inference, {})
-    assert gov.authenticate({}, "127.0.0.1") is None  # no state yet: single-user mode, nothing created
+    assert auth(gov, {}, "127.0.0.1") is None  # no state yet: single-user mode, nothing created
     assert not (tmp_path / "data").exists()
     admin = KeyAdmin(s.inference, {})
     secret, _rec = admin.create("team-a", models=["fast"], rpm=2, cidrs=["127.0.0.0/8"])
@@ -166,13 +170,13 @@ def test_governor_modes_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(ManageError):
         admin.create("b", models=["nope"])
     gov._active_checked = -1e9
-    r = gov.authenticate({}, "127.0.0.1")
+    r = auth(gov, {}, "127.0.0.1")
     assert isinstance(r, Refusal) and r.status == 401  # keys exist: required now
-    r = gov.authenticate({b"authorization": b"Bearer sk-sg-" + b"x" * 43}, "127.0.0.1")
+    r = auth(gov, {b"authorization": b"Bearer sk-sg-" + b"x" * 43}, "127.0.0.1")
     assert isinstance(r, Refusal) and r.status == 401
-    r = gov.authenticate({b"x-api-key": secret.encode()}, "10.0.0.1")
+    r = auth(gov, {b"x-api-key": secret.encode()}, "10.0.0.1")
     assert isinstance(r, Refusal) and r.status == 403
-    key = gov.authenticate({b"authorization": b"Bearer " + secret.encode()}, "127.0.0.1")
+    key = auth(gov, {b"authorization": b"Bearer " + secret.encode()}, "127.0.0.1")
     assert isinstance(key, KeyRecord) and key.name == "team-a"
 
     async def run() -> None:
@@ -203,12 +207,12 @@ def test_governor_modes_and_refusals(tmp_path: Path) -> None:
                                         "output_tokens": 2000, "cached_tokens": 400, "cost": 0.0048}]
     admin.set_enabled("team-a", False)
     gov._cache.clear()
-    assert isinstance(gov.authenticate({b"x-api-key": secret.encode()}, "127.0.0.1"), Refusal)
+    assert isinstance(auth(gov, {b"x-api-key": secret.encode()}, "127.0.0.1"), Refusal)
     admin.set_enabled("team-a", True)
     new, _ = admin.rotate("team-a")
     gov._cache.clear()
-    assert isinstance(gov.authenticate({b"x-api-key": secret.encode()}, "127.0.0.1"), Refusal)
-    assert isinstance(gov.authenticate({b"x-api-key": new.encode()}, "127.0.0.1"), KeyRecord)
+    assert isinstance(auth(gov, {b"x-api-key": secret.encode()}, "127.0.0.1"), Refusal)
+    assert isinstance(auth(gov, {b"x-api-key": new.encode()}, "127.0.0.1"), KeyRecord)
     admin.delete("team-a")
     with pytest.raises(ManageError):
         admin.get("team-a")
@@ -218,9 +222,9 @@ def test_require_keys_false_keeps_keyless_requests_open(tmp_path: Path) -> None:
     s = settings(tmp_path, require_keys=False)
     KeyAdmin(s.inference, {}).create("a")
     gov = Governor(s.inference, {})
-    assert gov.authenticate({}, "127.0.0.1") is None
-    assert gov.authenticate({b"authorization": b"Bearer sk-dummy"}, "127.0.0.1") is None
-    assert isinstance(gov.authenticate({b"x-api-key": b"sk-sg-" + b"y" * 43}, "127.0.0.1"), Refusal)
+    assert auth(gov, {}, "127.0.0.1") is None
+    assert auth(gov, {b"authorization": b"Bearer sk-dummy"}, "127.0.0.1") is None
+    assert isinstance(auth(gov, {b"x-api-key": b"sk-sg-" + b"y" * 43}, "127.0.0.1"), Refusal)
 
 
 class _FlakyStore:

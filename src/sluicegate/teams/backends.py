@@ -1,0 +1,30 @@
+"""Which stores a configuration names: embedded SQLite, or PostgreSQL (keys + ledger) and Redis (counters).
+
+Must not know HTTP; the only place that maps ``[inference.state]`` to store classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sluicegate.config.teams import StateSettings
+from sluicegate.teams.sqlite import SqliteLimits, SqliteState
+from sluicegate.teams.store import KeyStore, LedgerStore, LimitStore
+
+
+def open_state(st: StateSettings) -> tuple[KeyStore, LedgerStore]:
+    if st.database_url:
+        from sluicegate.teams.postgres import PostgresState
+
+        pg = PostgresState(st.database_url, timeout=max(st.lock_timeout, 1.0))
+        return pg, pg
+    sq = SqliteState(Path(st.data_dir))
+    return sq, sq
+
+
+def open_limits(st: StateSettings) -> LimitStore:
+    if st.redis_url:
+        from sluicegate.teams.redis_limits import RedisLimits
+
+        return RedisLimits(st.redis_url, st.lock_timeout)
+    return SqliteLimits(Path(st.data_dir), st.lock_timeout)
