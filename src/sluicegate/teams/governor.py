@@ -172,7 +172,11 @@ class Governor:
         any_keys, at = self._any_keys
         now = time.monotonic()
         if now - at > self.cfg.teams.key_cache_ttl:
-            any_keys = await self._store(self.keys.count) > 0
+            try:
+                any_keys = await self._store(self.keys.count) > 0
+            except Exception as exc:  # unreachable: keep the last answer (never opens up a keyed gateway)
+                log.warning("key store unavailable (%s)", exc)
+                any_keys = any_keys or at < 0
             self._any_keys = (any_keys, now)
         return bool(any_keys)
 
@@ -187,7 +191,12 @@ class Governor:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        rec: KeyRecord | None = await self._store(self.keys.by_hash, digest)
+        try:
+            rec: KeyRecord | None = await self._store(self.keys.by_hash, digest)
+        except Exception:
+            if hit is not None:  # key store unreachable: the last answer stands until it comes back
+                return hit[1]
+            raise
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[digest] = (now + self.cfg.teams.key_cache_ttl, rec)

@@ -155,5 +155,6 @@ class PostgresState:
         sql = (f"SELECT {group} AS g, count(*), sum(CASE WHEN status BETWEEN 1 AND 399 THEN 1 ELSE 0 END), "
                "coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cached_tokens), 0), "
                "coalesce(sum(cost), 0) FROM sg_ledger WHERE ts >= $1 GROUP BY g ORDER BY g")
-        return [{by: r[0], "requests": r[1], "ok": r[2], "input_tokens": r[3], "output_tokens": r[4],
-                 "cached_tokens": r[5], "cost": round(float(r[6]), 6)} for r in self._run(self._fetch(sql, since))]
+        return [{by: r[0], "requests": int(r[1]), "ok": int(r[2]), "input_tokens": int(r[3]),
+                 "output_tokens": int(r[4]), "cached_tokens": int(r[5]), "cost": round(float(r[6]), 6)}
+                for r in self._run(self._fetch(sql, since))]
