@@ -117,6 +117,8 @@ class Governor:
         self._active_checked = -1e9
         self._any_keys = (False, -1e9)
         self._labels: dict[str, str] = {}
+        self._children: dict[tuple[str, str], Any] = {}  # bounded: labels are bounded, outcomes fixed words
+        self._settled: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self.remote = bool(st.database_url)
 
@@ -212,6 +214,12 @@ class Governor:
                 self._labels[key.name] = label
         return label
 
+    def _count(self, label: str, outcome: str) -> None:
+        child = self._children.get((label, outcome))
+        if child is None:
+            child = self._children[(label, outcome)] = tm.KEY_REQUESTS.labels(label, outcome)
+        child.inc()
+
     # ---- the three calls ----
 
     async def authenticate(self, headers: Mapping[bytes, bytes], client_ip: str) -> KeyRecord | Refusal | None:
@@ -222,7 +230,7 @@ class Governor:
             if self.has_static and presented:
                 return None  # a static client_keys_env key: the gateway checks it
             if await self._required():
-                tm.KEY_REQUESTS.labels("none", "unauthorized").inc()
+                self._count("none", "unauthorized")
                 return Refusal(401, "missing or invalid API key", "invalid_api_key")
             return None
         try:
@@ -231,10 +239,10 @@ class Governor:
             log.error("virtual key lookup failed: %s", exc)
             return Refusal(503, "key store unavailable", "key_store_unavailable", 1.0)
         if rec is None or not rec.enabled:
-            tm.KEY_REQUESTS.labels("none", "unauthorized").inc()
+            self._count("none", "unauthorized")
             return Refusal(401, "invalid or disabled API key", "invalid_api_key")
         if not rec.allows_ip(client_ip):
-            tm.KEY_REQUESTS.labels(self._label(rec), "forbidden").inc()
+            self._count(self._label(rec), "forbidden")
             return Refusal(403, "this API key may not be used from this address", "address_not_allowed")
         return rec
 
@@ -248,10 +256,10 @@ class Governor:
         if key is None:
             return ticket
         if not key.allows_model(model):
-            tm.KEY_REQUESTS.labels(self._label(key), "forbidden").inc()
+            self._count(self._label(key), "forbidden")
             return Refusal(403, f"this API key may not use model {model[:200]!r}", "model_not_allowed")
         if not key.limited:
-            tm.KEY_REQUESTS.labels(self._label(key), "admitted").inc()
+            self._count(self._label(key), "admitted")
             return ticket
         m = _MAX_TOKENS.search(body)
         max_out = int(m.group(1)) if m else self.cfg.teams.default_reserve_tokens
@@ -268,15 +276,15 @@ class Governor:
             log.warning("limit store unavailable (%s): %s request %s", exc,
                         "admitting" if policy == "fail_open" else "refusing", request_id)
             if policy == "fail_closed":
-                tm.KEY_REQUESTS.labels(self._label(key), "unavailable").inc()
+                self._count(self._label(key), "unavailable")
                 return Refusal(503, "rate limiter unavailable", "limiter_unavailable", 1.0)
             res.held = False
             denied = None
         if denied is not None:
-            tm.KEY_REQUESTS.labels(self._label(key), denied.reason).inc()
+            self._count(self._label(key), denied.reason)
             return self._refusal(key, denied, now)
         ticket.res = res
-        tm.KEY_REQUESTS.labels(self._label(key), "admitted").inc()
+        self._count(self._label(key), "admitted")
         return ticket
 
     def _refusal(self, key: KeyRecord, d: Denied, now: float) -> Refusal:
@@ -310,12 +318,16 @@ class Governor:
                             ticket.request_id, exc)
         if key is not None:
             label = self._label(key)
-            tm.KEY_TOKENS.labels(label, "input").inc(tin)
-            tm.KEY_TOKENS.labels(label, "output").inc(tout)
+            m = self._settled.get(label)
+            if m is None:
+                m = self._settled[label] = (tm.KEY_TOKENS.labels(label, "input"), tm.KEY_TOKENS.labels(label, "output"),
+                                            tm.KEY_TOKENS.labels(label, "cached"), tm.KEY_COST.labels(label))
+            m[0].inc(tin)
+            m[1].inc(tout)
             if cached:
-                tm.KEY_TOKENS.labels(label, "cached").inc(cached)
+                m[2].inc(cached)
             if cost:
-                tm.KEY_COST.labels(label).inc(cost)
+                m[3].inc(cost)
         duration = (time.perf_counter() - ticket.started) * 1000
         self.ledger.put((ticket.ts, ticket.request_id, key.id if key else None, key.name if key else None,
                          ticket.model, ticket.provider, ticket.upstream_model, ticket.attempts, ticket.status,

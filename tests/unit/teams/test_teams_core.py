@@ -86,10 +86,11 @@ def test_sqlite_tpm_reserves_then_settles(tmp_path: Path) -> None:
     key = KeyRecord(id="k1", name="a", hint="h", tpm=1000)
 
     async def run() -> None:
-        assert await lim.admit(key, _res("a", tokens=600), 1.0) is None
+        a = _res("a", tokens=600)
+        assert await lim.admit(key, a, 1.0) is None
         denied = await lim.admit(key, _res("b", tokens=600), 2.0)
         assert denied is not None and denied.reason == "tpm"
-        await lim.settle(key, _res("a", tokens=600), 100, 0.0)  # it used far less than it reserved
+        await lim.settle(key, a, 100, 0.0)  # it used far less than it reserved
         assert await lim.admit(key, _res("b", tokens=600), 3.0) is None
         assert (await lim.admit(key, _res("c", tokens=600), 4.0)) is not None
 
@@ -101,15 +102,16 @@ def test_sqlite_streams_and_budget(tmp_path: Path) -> None:
     key = KeyRecord(id="k1", name="a", hint="h", max_streams=2, budget=1.0)
 
     async def run() -> None:
-        assert await lim.admit(key, _res("a", cost=0.4), 1.0) is None
-        assert await lim.admit(key, _res("b", cost=0.4), 1.0) is None
+        a, b = _res("a", cost=0.4), _res("b", cost=0.4)
+        assert await lim.admit(key, a, 1.0) is None
+        assert await lim.admit(key, b, 1.0) is None
         d = await lim.admit(key, _res("c", cost=0.1), 1.0)
         assert d is not None and d.reason == "streams"
-        await lim.settle(key, _res("a", cost=0.4), 10, 0.7)  # actual cost above the reservation
+        await lim.settle(key, a, 10, 0.7)  # actual cost above the reservation
         # spent 0.7 + reserved 0.4 (b) + 0.1 > 1.0: refused on budget before any upstream call
         d = await lim.admit(key, _res("c", cost=0.1), 1.0)
         assert d is not None and d.reason == "budget"
-        await lim.settle(key, _res("b", cost=0.4), 10, 0.2)
+        await lim.settle(key, b, 10, 0.2)
         assert await lim.admit(key, _res("c", cost=0.05), 1.0) is None
         row = sqlite3.connect(tmp_path / "limits.db").execute("SELECT spent, reserved FROM spend").fetchone()
         assert row == pytest.approx((0.9, 0.05))

@@ -1,0 +1,313 @@
+"""Team governance benchmark: what virtual keys + rpm + tpm + budget + ledger cost per stream, side by side.
+
+One command: ``.venv/bin/python bench/bench_teams.py`` (about 2 minutes) -> ``bench/results/teams.json``.
+
+Two ``sluicegate serve`` instances (one worker each) run at once in front of one mock provider process:
+governance off (no state: single-user mode) and on (a key with rpm, tpm, concurrent-stream and budget
+limits, prices, the SQLite ledger). Rounds alternate between them so machine noise hits both alike:
+  * added TTFB: sequential streams, mock first byte without delay, p50/p99 of on minus off;
+  * streams/s: closed loop at fixed concurrency, and the server's CPU per stream (utime+stime of its
+    process tree over the round);
+  * in-process: CPU us of one authenticate + admit + settle against the SQLite store;
+  * correctness: ledger rows written == streams admitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                   "max_tokens": 64, "stream_options": {"include_usage": True}}).encode()
+CONFIG = """
+[server]
+host = "127.0.0.1"
+port = {port}
+[admin]
+listen = "127.0.0.1:{admin}"
+[inference]
+path_prefix = "/llm"
+[inference.state]
+data_dir = "{data}"
+[inference.prices.bench]
+input = 1.0
+output = 2.0
+[[inference.providers]]
+name = "mock"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{mock}/v1"
+auth = "none"
+forward_headers = ["x-mock-fault"]
+[[inference.models]]
+name = "bench"
+targets = [{{ provider = "mock", model = "mock-1" }}]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def peak_rss_kb(pid: int) -> int:
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class Instance:
+    def __init__(self, name: str, tmp: Path, mock_port: int, governed: bool) -> None:
+        self.name = name
+        self.port, self.admin = free_port(), free_port()
+        self.data = tmp / name
+        self.cfg = tmp / f"{name}.toml"
+        self.cfg.write_text(CONFIG.format(port=self.port, admin=self.admin, data=self.data, mock=mock_port))
+        self.headers = {"content-type": "application/json"}
+        if governed:
+            out = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(self.cfg), "--name",
+                                  "bench", "--rpm", "1000000000", "--tpm", "1000000000", "--max-streams", "100000",
+                                  "--budget", "1000000000", "--period", "month"], capture_output=True, text=True,
+                                 check=True)
+            self.headers["authorization"] = "Bearer " + out.stdout.strip().splitlines()[-1]
+        self.proc = subprocess.Popen([PY, "-m", "sluicegate", "serve", "--config", str(self.cfg)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}/llm/v1/chat/completions"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+async def stream(s: aiohttp.ClientSession, inst: Instance, fault: str = "") -> float:
+    h = dict(inst.headers)
+    if fault:
+        h["x-mock-fault"] = fault
+    t0 = time.perf_counter()
+    async with s.post(inst.url, data=BODY, headers=h) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{inst.name}: status {r.status}: {(await r.read())[:200]!r}")
+        await r.content.readany()
+        ttfb = time.perf_counter() - t0
+        while await r.content.readany():
+            pass
+    return ttfb
+
+
+async def ttfb_round(s: aiohttp.ClientSession, off: Instance, on: Instance, n: int) -> dict[str, float]:
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(n):
+        pair = [(off, a), (on, b)] if i % 2 else [(on, b), (off, a)]
+        for inst, out in pair:
+            out.append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
+    return {"off_p50_ms": statistics.median(a), "on_p50_ms": statistics.median(b), "off_p99_ms": pct(a, 0.99),
+            "on_p99_ms": pct(b, 0.99), "added_p50_ms": statistics.median(b) - statistics.median(a),
+            "added_p99_ms": pct(b, 0.99) - pct(a, 0.99)}
+
+
+async def rate_round(s: aiohttp.ClientSession, inst: Instance, concurrency: int, seconds: float) -> dict[str, float]:
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await stream(s, inst)
+            done += 1
+
+    c0, t0 = cpu_s(inst.proc.pid), time.perf_counter()
+    await asyncio.gather(*[loop() for _ in range(concurrency)])
+    wall = time.perf_counter() - t0
+    return {"streams_per_s": done / wall, "cpu_ms_per_stream": 1000 * (cpu_s(inst.proc.pid) - c0) / max(done, 1),
+            "streams": done}
+
+
+async def governor_cpu_us(n: int) -> dict[str, float]:
+    """CPU of authenticate + admit + settle in-process (SQLite store, one process, no sockets)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from sluicegate.config.model import Settings
+    from sluicegate.inference.sse import Usage
+    from sluicegate.teams.governor import Governor, Ticket
+    from sluicegate.teams.keys import KeyRecord
+    from sluicegate.teams.manage import KeyAdmin
+
+    tmp = Path(tempfile.mkdtemp(prefix="sg-gov-"))
+    try:
+        s = Settings.model_validate({"inference": {
+            "path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock"}],
+            "models": [{"name": "bench", "targets": [{"provider": "m", "model": "m"}]}],
+            "prices": {"bench": {"input": 1.0, "output": 2.0}}, "state": {"data_dir": str(tmp)}}})
+        secret, _ = KeyAdmin(s.inference, {}).create("bench", rpm=10**9, tpm=10**9, max_streams=10**5, budget=1e9)
+        gov = Governor(s.inference, {})
+        headers = {b"authorization": b"Bearer " + secret.encode()}
+
+        async def go() -> dict[str, float]:
+            await gov.startup()
+            out: dict[str, float] = {}
+            for label in ("warm", "measured"):
+                t0 = time.process_time()
+                w0 = time.perf_counter()
+                for i in range(n):
+                    key = await gov.authenticate(headers, "127.0.0.1")
+                    assert isinstance(key, KeyRecord)
+                    t = await gov.admit(key, "bench", BODY, f"r{label}{i}", False)
+                    assert isinstance(t, Ticket)
+                    t.observe(Usage(input_tokens=10, output_tokens=27), "m", 200, "ok")
+                    await gov.settle(t, 0.001)
+                out = {"cpu_us_per_request": 1e6 * (time.process_time() - t0) / n,
+                       "wall_us_per_request": 1e6 * (time.perf_counter() - w0) / n}
+            await gov.shutdown()
+            return out
+
+        return await go()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="sg-bench-teams-"))
+    mock_port = free_port()
+    mod = "sluicegate.dev.mock" if importlib.util.find_spec("sluicegate.dev") else "sluicegate.inference.mock"
+    mock = subprocess.Popen([PY, "-m", mod, "--port", str(mock_port), "--uvloop", "--chunks", "27",
+                             "--first-delay-ms", "10", "--between-ms", "1"], stdout=subprocess.DEVNULL)
+    off = on = None
+    try:
+        wait_port(mock_port)
+        off = Instance("off", tmp, mock_port, governed=False)
+        on = Instance("on", tmp, mock_port, governed=True)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            for _ in range(50):
+                await stream(s, off)
+                await stream(s, on)
+            ttfb = [await ttfb_round(s, off, on, args.ttfb_n) for _ in range(args.rounds)]
+            rates: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+            for i in range(args.rounds):
+                for inst in ((off, on) if i % 2 == 0 else (on, off)):
+                    rates[inst.name].append(await rate_round(s, inst, args.concurrency, args.seconds))
+        await asyncio.sleep(1.0)  # the ledger writer flushes every 0.25 s
+        admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"])
+        rows = sqlite3.connect(on.data / "state.db").execute("SELECT count(*) FROM ledger").fetchone()[0]
+        med = {k: statistics.median(r[k] for r in ttfb) for k in ttfb[0]}
+        sps = {n: statistics.median(r["streams_per_s"] for r in v) for n, v in rates.items()}
+        cpu = {n: statistics.median(r["cpu_ms_per_stream"] for r in v) for n, v in rates.items()}
+        return {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "note": "shared machine (8 engineers, 2 cores): wall-clock figures taken under contention"},
+            "params": vars(args),
+            "ttfb": {**med, "rounds": ttfb},
+            "streams_per_s": {**sps, "ratio_on_off": sps["on"] / sps["off"], "rounds": rates},
+            "server_cpu_ms_per_stream": {**cpu, "added": cpu["on"] - cpu["off"]},
+            "peak_rss_kb": {"off": peak_rss_kb(off.proc.pid), "on": peak_rss_kb(on.proc.pid)},
+            "governor_in_process": await governor_cpu_us(args.micro_n),
+            "ledger": {"streams_admitted": admitted, "rows_written": rows, "exact": rows == admitted},
+        }
+    finally:
+        for inst in (off, on):
+            if inst is not None:
+                inst.stop()
+        mock.terminate()
+        mock.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ttfb-n", type=int, default=300)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--micro-n", type=int, default=3000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "teams.json"))
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    res = asyncio.run(run(args))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    t, r, c, g = res["ttfb"], res["streams_per_s"], res["server_cpu_ms_per_stream"], res["governor_in_process"]
+    print(f"added TTFB p50 {t['added_p50_ms']:.3f} ms (off {t['off_p50_ms']:.3f}, on {t['on_p50_ms']:.3f}); "
+          f"p99 {t['added_p99_ms']:.3f} ms")
+    print(f"streams/s off {r['off']:.0f} on {r['on']:.0f} (ratio {r['ratio_on_off']:.3f}); server CPU/stream "
+          f"off {c['off']:.3f} ms on {c['on']:.3f} ms (+{c['added']:.3f})")
+    print(f"governor in-process: {g['cpu_us_per_request']:.1f} us CPU per authenticate+admit+settle")
+    print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
+          f"peak RSS off {res['peak_rss_kb']['off']} kB on {res['peak_rss_kb']['on']} kB -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
