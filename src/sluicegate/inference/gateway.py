@@ -262,6 +262,8 @@ class InferenceGateway:
             if not state["gone"]:
                 raise
             task.uncancel()
+            if ticket is not None:
+                ticket.outcome = "client_gone"
             self._requests(det.api.value, mfield.model, "client_gone").inc()
             if info is not None:
                 info.error = "client_gone"
@@ -496,6 +498,7 @@ class InferenceGateway:
         prov = self.providers[chosen.target.provider]
         resp = attempt.resp
         if ticket is not None:
+            ticket.observe(None, prov.name, resp.status, "")
             ticket.upstream_model = chosen.target.model
         if chosen is not candidates[0]:
             m.FALLBACKS.labels(mfield.model).inc()
