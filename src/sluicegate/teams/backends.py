@@ -5,6 +5,7 @@ Must not know HTTP; the only place that maps ``[inference.state]`` to store clas
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from sluicegate.config.teams import StateSettings
@@ -14,6 +15,7 @@ from sluicegate.teams.store import KeyStore, LedgerStore, LimitStore
 
 def open_state(st: StateSettings) -> tuple[KeyStore, LedgerStore]:
     if st.database_url:
+        _need("asyncpg", "inference.state.database_url")
         from sluicegate.teams.postgres import PostgresState
 
         pg = PostgresState(st.database_url, timeout=max(st.lock_timeout, 1.0))
@@ -24,7 +26,13 @@ def open_state(st: StateSettings) -> tuple[KeyStore, LedgerStore]:
 
 def open_limits(st: StateSettings) -> LimitStore:
     if st.redis_url:
+        _need("redis", "inference.state.redis_url")
         from sluicegate.teams.redis_limits import RedisLimits
 
         return RedisLimits(st.redis_url, st.lock_timeout)
     return SqliteLimits(Path(st.data_dir), st.lock_timeout)
+
+
+def _need(module: str, key: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"{key} needs the Python package {module!r}: pip install 'sluicegate[teams]'")
