@@ -68,7 +68,10 @@ class TeamsAdminApi:
     def _dispatch(self, method: str, target: str, body: bytes) -> Reply:
         path, _, query = target.partition("?")
         parts = [p for p in path.split("/") if p][1:]  # after "v1"
-        admin = KeyAdmin(self.cfg, self.environ)
+        try:
+            admin = KeyAdmin(self.cfg, self.environ)
+        except ValueError as exc:
+            return _reply(500, {"error": str(exc)})
         try:
             if parts == ["usage"] and method == "GET":
                 q = {k: v[-1] for k, v in parse_qs(query).items()}

@@ -6,6 +6,8 @@ Must not know HTTP; the only place that maps ``[inference.state]`` to store clas
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from sluicegate.config.teams import StateSettings
@@ -13,9 +15,15 @@ from sluicegate.teams.sqlite import SqliteLimits, SqliteState
 from sluicegate.teams.store import KeyStore, LedgerStore, LimitStore
 
 
-def open_state(st: StateSettings) -> tuple[KeyStore, LedgerStore]:
+def open_state(st: StateSettings, pepper_env: str = "", environ: Mapping[str, str] | None = None) \
+        -> tuple[KeyStore, LedgerStore]:
     if st.database_url:
         _need("asyncpg", "inference.state.database_url")
+        env = os.environ if environ is None else environ
+        if pepper_env and not env.get(pepper_env):
+            # a per-host pepper file would make each instance hash keys differently
+            raise ValueError(f"inference.state.database_url: instances sharing keys must share the key-hash "
+                             f"pepper: set the environment variable {pepper_env} (inference.teams.key_pepper_env)")
         from sluicegate.teams.postgres import PostgresState
 
         pg = PostgresState(st.database_url, timeout=max(st.lock_timeout, 1.0))

@@ -22,7 +22,11 @@ def _admin(path: str) -> Any:
     loaded = _read_config(path)
     if loaded is None:
         return None
-    return KeyAdmin(loaded[0].inference)
+    try:
+        return KeyAdmin(loaded[0].inference)
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return None
 
 
 def _show(rec: KeyRecord) -> None:

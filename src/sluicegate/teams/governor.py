@@ -106,7 +106,7 @@ class Governor:
         self.keys: KeyStore
         self.ledger_store: LedgerStore
         self.limits: LimitStore
-        self.keys, self.ledger_store = open_state(st)
+        self.keys, self.ledger_store = open_state(st, cfg.teams.key_pepper_env, self.env)
         self.limits = open_limits(st)
         self.ledger = LedgerWriter(self.ledger_store, self.data_dir, queue_max=st.ledger_queue_max,
                                    batch_max=st.ledger_batch_max, interval=st.ledger_flush_interval,

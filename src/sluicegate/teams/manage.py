@@ -41,7 +41,7 @@ class KeyAdmin:
         self.environ = dict(environ) if environ is not None else None
         self.keys: KeyStore
         self.ledger: LedgerStore
-        self.keys, self.ledger = open_state(cfg.state)
+        self.keys, self.ledger = open_state(cfg.state, cfg.teams.key_pepper_env, self.environ)
 
     def close(self) -> None:
         self.keys.close()

@@ -277,3 +277,12 @@ def test_parse_since() -> None:
     assert parse_since("7d", 1_000_000.0) == 1_000_000.0 - 7 * 86400
     with pytest.raises(ManageError):
         parse_since("yesterday")
+
+
+def test_a_shared_database_needs_a_shared_pepper(tmp_path: Path) -> None:
+    s = settings(tmp_path, state={"data_dir": str(tmp_path), "database_url": "postgresql://u@127.0.0.1:1/db"})
+    with pytest.raises(ValueError, match="SLUICEGATE_KEY_PEPPER"):
+        Governor(s.inference, {})
+    with pytest.raises(ValueError, match="SLUICEGATE_KEY_PEPPER"):
+        KeyAdmin(s.inference, {})
+    Governor(s.inference, {"SLUICEGATE_KEY_PEPPER": "p" * 32})  # nothing connects before startup
