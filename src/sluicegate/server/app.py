@@ -14,9 +14,10 @@ import os
 from typing import Any
 
 from sluicegate.config import Settings, load_settings
+from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
+from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
-from sluicegate.publisher.proxy import PublisherProxy
-from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
+from sluicegate.publisher.app import PublisherApp
 from sluicegate.server.observe import Observer
 
 log = logging.getLogger("sluicegate")
@@ -28,7 +29,7 @@ _GC_GEN0_THRESHOLD = 20_000
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher = PublisherProxy(settings) if settings.publisher.enabled else None
+        self.publisher = PublisherApp(settings) if settings.publisher.enabled else None
         self.inference: Any = None
         self.first_party: Any = None
         if settings.first_party.enabled:
@@ -103,24 +104,9 @@ class SluicegateApp:
             finally:
                 observer.finish(info, error)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:  # report, then let the server refuse to start
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
 
 def create_app() -> SluicegateApp:
