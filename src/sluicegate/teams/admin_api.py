@@ -26,7 +26,7 @@ from sluicegate.teams.manage import KeyAdmin, ManageError
 log = logging.getLogger("sluicegate.teams.admin")
 Reply = tuple[int, bytes, str]
 _JSON = "application/json"
-_CREATE_FIELDS = {"name", "models", "cidrs", "rpm", "tpm", "max_streams", "budget", "period"}
+_CREATE_FIELDS = {"name", "models", "cidrs", "rpm", "tpm", "max_streams", "budget", "period", "model_limits"}
 
 
 def _reply(status: int, value: Any) -> Reply:
@@ -114,11 +114,15 @@ class TeamsAdminApi:
                 return _reply(400, {"error": f"{name} must be a whole number"})
         if spec.get("budget") is not None and not isinstance(spec["budget"], int | float):
             return _reply(400, {"error": "budget must be a number"})
+        if not isinstance(spec.get("model_limits", {}), dict):
+            return _reply(400, {"error": 'model_limits must be an object like {"fast": {"rpm": 10}}'})
         for name in ("models", "cidrs"):
             if not isinstance(spec.get(name, []), list) or not all(isinstance(v, str) for v in spec.get(name, [])):
                 return _reply(400, {"error": f"{name} must be a list of strings"})
         secret, rec = admin.create(str(spec.get("name", "")), models=spec.get("models"), cidrs=spec.get("cidrs"),
                                    rpm=spec.get("rpm"), tpm=spec.get("tpm"), max_streams=spec.get("max_streams"),
-                                   budget=spec.get("budget"), period=str(spec.get("period", "month")))
+                                   budget=spec.get("budget"), period=str(spec.get("period", "month")),
+                                   model_limits=spec.get("model_limits") if isinstance(spec.get("model_limits"), dict)
+                                   else None)
         log.info("admin API: key %s (%s) created", rec.id, rec.name)
         return _reply(201, {**rec.public(), "key": secret})

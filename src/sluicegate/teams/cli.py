@@ -33,6 +33,8 @@ def _show(rec: KeyRecord) -> None:
     for k, v in rec.public().items():
         if isinstance(v, list):
             v = ",".join(v) or "(any)"
+        elif isinstance(v, dict):
+            v = json.dumps(v) if v else "-"
         print(f"{k:12} {'-' if v is None else v}")
 
 
@@ -47,10 +49,12 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if action == "create":
             if args.budget is None and args.period is not None:
                 raise ManageError("--period goes with --budget")
+            from sluicegate.teams.manage import parse_model_limit
+
             secret, rec = admin.create(
                 args.name, models=(args.models or "").split(","), cidrs=(args.cidrs or "").split(","),
                 rpm=args.rpm, tpm=args.tpm, max_streams=args.max_streams, budget=args.budget,
-                period=args.period or "month")
+                period=args.period or "month", model_limits=dict(parse_model_limit(v) for v in args.model_limit))
             _show(rec)
             print("store this key now, it is not shown again:")
             print(secret)
@@ -120,6 +124,8 @@ def register(sub: Any) -> None:
     c.add_argument("--max-streams", type=int, dest="max_streams", help="requests in flight at once")
     c.add_argument("--budget", type=float, help="USD per period (prices from [inference.prices])")
     c.add_argument("--period", choices=("day", "month"), help="budget period (default month)")
+    c.add_argument("--model-limit", action="append", default=[], dest="model_limit", metavar="MODEL:rpm=N,tpm=N",
+                   help="a window for one model inside the key's own (repeatable)")
     lst = ksub.add_parser("list", help="list keys (never their secrets)")
     lst.add_argument("--json", action="store_true")
     for action, what in (("show", "show one key"), ("disable", "refuse a key (401) until enabled"),

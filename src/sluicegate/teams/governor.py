@@ -264,10 +264,9 @@ class Governor:
         m = _MAX_TOKENS.search(body)
         max_out = int(m.group(1)) if m else self.cfg.teams.default_reserve_tokens
         tokens = est_input + max_out
-        if key.tpm:
-            tokens = min(tokens, key.tpm)  # a request bigger than the whole minute can still run alone
+        # (each window caps the reservation at its tpm: a request bigger than a whole minute can still run alone)
         res = Reservation(os.urandom(8).hex(), key.id, tokens, self.cost(model, "", est_input, max_out, 0, anthropic),
-                          period_label(key.period, now))
+                          period_label(key.period, now), model=model)
         try:
             denied = await self.limits.admit(key, res, now)
         except StoreUnavailable as exc:

@@ -101,6 +101,8 @@ class KeyRecord:
     period: Period = "month"
     enabled: bool = True
     created: float = field(default_factory=time.time)
+    # Per-model windows inside the key: (client model name, rpm, tpm), counted besides the key's own.
+    model_limits: tuple[tuple[str, int | None, int | None], ...] = ()
     networks: tuple[IpNetwork, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +111,15 @@ class KeyRecord:
 
     @property
     def limited(self) -> bool:
-        return bool(self.rpm or self.tpm or self.max_streams or self.budget is not None)
+        return bool(self.rpm or self.tpm or self.max_streams or self.budget is not None or self.model_limits)
+
+    def windows(self, model: str) -> list[tuple[str, int, int]]:
+        """The sliding windows a request for ``model`` counts in: (window id, rpm, tpm; 0 = no limit)."""
+        out = [(self.id, self.rpm or 0, self.tpm or 0)] if self.rpm or self.tpm else []
+        for name, rpm, tpm in self.model_limits:
+            if name == model and (rpm or tpm):
+                out.append((f"{self.id}|{name}", rpm or 0, tpm or 0))
+        return out
 
     def allows_model(self, model: str) -> bool:
         return not self.models or model in self.models
@@ -127,6 +137,7 @@ class KeyRecord:
         return {"id": self.id, "name": self.name, "hint": self.hint, "models": list(self.models),
                 "cidrs": list(self.cidrs), "rpm": self.rpm, "tpm": self.tpm, "max_streams": self.max_streams,
                 "budget": self.budget, "period": self.period, "enabled": self.enabled,
+                "model_limits": {m: {"rpm": r, "tpm": t} for m, r, t in self.model_limits},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))}
 
 

@@ -51,7 +51,8 @@ class KeyAdmin:
 
     def create(self, name: str, *, models: list[str] | None = None, cidrs: list[str] | None = None,
                rpm: int | None = None, tpm: int | None = None, max_streams: int | None = None,
-               budget: float | None = None, period: str = "month") -> tuple[str, KeyRecord]:
+               budget: float | None = None, period: str = "month",
+               model_limits: dict[str, dict[str, int | None]] | None = None) -> tuple[str, KeyRecord]:
         if not _NAME.match(name or ""):
             raise ManageError(f"--name: 1..64 letters, digits, . _ : @ + - (got {name!r})")
         for label, value in (("rpm", rpm), ("tpm", tpm), ("max-streams", max_streams)):
@@ -65,6 +66,17 @@ class KeyAdmin:
         unknown = sorted(set(models) - {m.name for m in self.cfg.models})
         if unknown:
             raise ManageError(f"--models: not configured in [inference]: {', '.join(unknown)}")
+        per_model = []
+        for model, lim in (model_limits or {}).items():
+            if model not in {m.name for m in self.cfg.models}:
+                raise ManageError(f"--model-limit: model {model!r} is not configured in [inference]")
+            if not isinstance(lim, dict) or set(lim) - {"rpm", "tpm"}:
+                raise ManageError("--model-limit: give rpm and/or tpm, e.g. fast:rpm=10,tpm=20000")
+            rpm_m, tpm_m = lim.get("rpm"), lim.get("tpm")
+            for v in (rpm_m, tpm_m):
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1_000_000_000):
+                    raise ManageError("--model-limit: rpm/tpm must be whole numbers between 1 and 1e9")
+            per_model.append((model, rpm_m, tpm_m))
         cidrs = [c.strip() for c in cidrs or [] if c.strip()]
         try:
             parse_networks(cidrs)
@@ -72,7 +84,7 @@ class KeyAdmin:
             raise ManageError(f"--cidrs: {exc}") from None
         secret = new_key()
         rec = KeyRecord(id=new_key_id(), name=name, hint=hint(secret), models=tuple(models), cidrs=tuple(cidrs),
-                        rpm=rpm, tpm=tpm, max_streams=max_streams, budget=budget,
+                        rpm=rpm, tpm=tpm, max_streams=max_streams, budget=budget, model_limits=tuple(per_model),
                         period=period)  # type: ignore[arg-type]
         try:
             self.keys.create(rec, key_hash(self._pepper(), secret.encode()))
@@ -109,3 +121,17 @@ class KeyAdmin:
             raise ManageError("--by must be key, model or day")
         group: GroupBy = by  # type: ignore[assignment]
         return self.ledger.usage(group, parse_since(since))
+
+
+def parse_model_limit(value: str) -> tuple[str, dict[str, int | None]]:
+    """``fast:rpm=10,tpm=20000`` -> ``("fast", {"rpm": 10, "tpm": 20000})``."""
+    model, sep, spec = value.partition(":")
+    out: dict[str, int | None] = {}
+    for item in spec.split(",") if sep else []:
+        name, eq, num = item.strip().partition("=")
+        if name not in ("rpm", "tpm") or not eq or not num.isdigit():
+            raise ManageError(f"--model-limit: not MODEL:rpm=N,tpm=N: {value!r}")
+        out[name] = int(num)
+    if not model or not out:
+        raise ManageError(f"--model-limit: not MODEL:rpm=N,tpm=N: {value!r}")
+    return model, out

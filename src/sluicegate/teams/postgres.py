@@ -23,7 +23,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sg_keys (
   id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash BYTEA NOT NULL UNIQUE, hint TEXT NOT NULL,
   models TEXT NOT NULL, cidrs TEXT NOT NULL, rpm BIGINT, tpm BIGINT, max_streams BIGINT,
-  budget DOUBLE PRECISION, period TEXT NOT NULL, enabled BOOLEAN NOT NULL, created DOUBLE PRECISION NOT NULL
+  budget DOUBLE PRECISION, period TEXT NOT NULL, enabled BOOLEAN NOT NULL, created DOUBLE PRECISION NOT NULL,
+  model_limits TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS sg_ledger (
   ts DOUBLE PRECISION NOT NULL, request_id TEXT NOT NULL, key_id TEXT, key_name TEXT, model TEXT,
@@ -33,13 +34,13 @@ CREATE TABLE IF NOT EXISTS sg_ledger (
 );
 CREATE INDEX IF NOT EXISTS sg_ledger_ts ON sg_ledger (ts);
 """
-_KEY_COLS = "id, name, hint, models, cidrs, rpm, tpm, max_streams, budget, period, enabled, created"
+_KEY_COLS = "id, name, hint, models, cidrs, rpm, tpm, max_streams, budget, period, enabled, created, model_limits"
 
 
 def _record(r: Any) -> KeyRecord:
     return KeyRecord(id=r[0], name=r[1], hint=r[2], models=tuple(json.loads(r[3])), cidrs=tuple(json.loads(r[4])),
                      rpm=r[5], tpm=r[6], max_streams=r[7], budget=r[8], period=r[9], enabled=bool(r[10]),
-                     created=r[11])
+                     created=r[11], model_limits=tuple((m, a, b) for m, a, b in json.loads(r[12])))
 
 
 class PostgresState:
@@ -105,9 +106,10 @@ class PostgresState:
         r = record
         try:
             self._run(self._exec(
-                f"INSERT INTO sg_keys ({_KEY_COLS}, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                f"INSERT INTO sg_keys ({_KEY_COLS}, hash) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
                 r.id, r.name, r.hint, json.dumps(list(r.models)), json.dumps(list(r.cidrs)), r.rpm, r.tpm,
-                r.max_streams, r.budget, r.period, r.enabled, r.created, digest))
+                r.max_streams, r.budget, r.period, r.enabled, r.created,
+                json.dumps([list(m) for m in r.model_limits]), digest))
         except asyncpg.UniqueViolationError:
             raise ValueError(f"a key named {r.name!r} already exists") from None
 

@@ -34,7 +34,8 @@ _STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
   id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash BLOB NOT NULL UNIQUE, hint TEXT NOT NULL,
   models TEXT NOT NULL, cidrs TEXT NOT NULL, rpm INTEGER, tpm INTEGER, max_streams INTEGER,
-  budget REAL, period TEXT NOT NULL, enabled INTEGER NOT NULL, created REAL NOT NULL
+  budget REAL, period TEXT NOT NULL, enabled INTEGER NOT NULL, created REAL NOT NULL,
+  model_limits TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS ledger (
   ts REAL NOT NULL, request_id TEXT NOT NULL, key_id TEXT, key_name TEXT, model TEXT, provider TEXT,
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS spend (
 ) WITHOUT ROWID;
 """
 SETTLE_DELAY = 0.02  # seconds a settlement may wait for an admission transaction to ride along with
-_KEY_COLS = "id, name, hint, models, cidrs, rpm, tpm, max_streams, budget, period, enabled, created"
+_KEY_COLS = "id, name, hint, models, cidrs, rpm, tpm, max_streams, budget, period, enabled, created, model_limits"
 
 
 def _connect(path: Path, schema: str) -> sqlite3.Connection:
@@ -75,7 +76,8 @@ def _connect(path: Path, schema: str) -> sqlite3.Connection:
 def _record(row: tuple[Any, ...]) -> KeyRecord:
     return KeyRecord(id=row[0], name=row[1], hint=row[2], models=tuple(json.loads(row[3])),
                      cidrs=tuple(json.loads(row[4])), rpm=row[5], tpm=row[6], max_streams=row[7], budget=row[8],
-                     period=row[9], enabled=bool(row[10]), created=row[11])
+                     period=row[9], enabled=bool(row[10]), created=row[11],
+                     model_limits=tuple((m, r, t) for m, r, t in json.loads(row[12])))
 
 
 class SqliteState:
@@ -105,9 +107,10 @@ class SqliteState:
         r = record
         try:
             self._conn().execute(
-                f"INSERT INTO keys ({_KEY_COLS}, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO keys ({_KEY_COLS}, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.id, r.name, r.hint, json.dumps(list(r.models)), json.dumps(list(r.cidrs)), r.rpm, r.tpm,
-                 r.max_streams, r.budget, r.period, int(r.enabled), r.created, digest))
+                 r.max_streams, r.budget, r.period, int(r.enabled), r.created,
+                 json.dumps([list(m) for m in r.model_limits]), digest))
         except sqlite3.IntegrityError:
             raise ValueError(f"a key named {r.name!r} already exists") from None
 
@@ -234,7 +237,7 @@ class SqliteLimits:
         return result
 
     async def settle(self, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:
-        if key.tpm or key.max_streams or key.budget is not None:  # an rpm-only key has nothing to settle
+        if key.tpm or key.max_streams or key.budget is not None or key.model_limits:  # rpm-only: nothing
             self._pending.append((key, res, tokens, cost))
             if self._flush is None:
                 self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_soon)
@@ -278,15 +281,15 @@ def _nothing(conn: sqlite3.Connection) -> None:
 
 
 def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: float) -> Denied | None:
-    windowed = bool(key.rpm or key.tpm)
-    if windowed:
-        _expire(conn, key.id, now - WINDOW)
-        row = conn.execute("SELECT n, tokens FROM win WHERE key_id = ?", (key.id,)).fetchone()
+    windows = key.windows(res.model)
+    for wid, rpm, tpm in windows:
+        _expire(conn, wid, now - WINDOW)
+        row = conn.execute("SELECT n, tokens FROM win WHERE key_id = ?", (wid,)).fetchone()
         n, tokens = row if row else (0, 0)
-        if key.rpm and n >= key.rpm:
-            return Denied("rpm", _retry(conn, key.id, now), key.rpm, n)
-        if key.tpm and tokens + res.tokens > key.tpm:
-            return Denied("tpm", _retry(conn, key.id, now), key.tpm, tokens)
+        if rpm and n >= rpm:
+            return Denied("rpm", _retry(conn, wid, now), rpm, n)
+        if tpm and tokens + min(res.tokens, tpm) > tpm:
+            return Denied("tpm", _retry(conn, wid, now), tpm, tokens)
     if key.max_streams:
         (live,) = conn.execute("SELECT count(*) FROM inflight WHERE key_id = ?", (key.id,)).fetchone()
         if live >= key.max_streams:
@@ -299,10 +302,11 @@ def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: floa
             return Denied("budget", 0.0, key.budget, spent + reserved)
         conn.execute("INSERT INTO spend VALUES (?, ?, 0, ?) ON CONFLICT (key_id, period) "
                      "DO UPDATE SET reserved = reserved + excluded.reserved", (key.id, res.period, res.cost))
-    if windowed:
-        conn.execute("INSERT INTO hits VALUES (?, ?, ?, ?)", (key.id, now, res.req, res.tokens))
+    for wid, _, tpm in windows:
+        tokens = min(res.tokens, tpm) if tpm else res.tokens
+        conn.execute("INSERT INTO hits VALUES (?, ?, ?, ?)", (wid, now, res.req, tokens))
         conn.execute("INSERT INTO win VALUES (?, 1, ?) ON CONFLICT (key_id) DO UPDATE SET n = n + 1, "
-                     "tokens = tokens + excluded.tokens", (key.id, res.tokens))
+                     "tokens = tokens + excluded.tokens", (wid, tokens))
     if key.max_streams or key.budget is not None:
         conn.execute("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?)",
                      (key.id, res.req, os.getpid(), res.period, res.cost))
@@ -311,12 +315,14 @@ def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: floa
 
 
 def _settle(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:
-    if key.tpm:
-        where = (key.id, res.at, res.req)
+    for wid, _, tpm in key.windows(res.model):
+        if not tpm:
+            continue
+        where = (wid, res.at, res.req)
         row = conn.execute("SELECT tokens FROM hits WHERE key_id = ? AND ts = ? AND req = ?", where).fetchone()
         if row is not None:  # still in the window: the running total moves by the difference
             conn.execute("UPDATE hits SET tokens = ? WHERE key_id = ? AND ts = ? AND req = ?", (tokens, *where))
-            conn.execute("UPDATE win SET tokens = tokens + ? WHERE key_id = ?", (tokens - row[0], key.id))
+            conn.execute("UPDATE win SET tokens = tokens + ? WHERE key_id = ?", (tokens - row[0], wid))
     gone = 0
     if key.max_streams or key.budget is not None:
         gone = conn.execute("DELETE FROM inflight WHERE key_id = ? AND req = ?", (key.id, res.req)).rowcount

@@ -29,6 +29,7 @@ class Reservation:
     period: str  # budget period label the cost was reserved in ("2026-12" or "2026-12-06")
     held: bool = True  # False when the counter store was down and policy was fail_open: nothing to release
     at: float = 0.0  # admission time as the limit store recorded it (set by the store)
+    model: str = ""  # the client model name (per-model windows)
 
 
 @dataclass(slots=True, frozen=True)

@@ -286,3 +286,19 @@ def test_a_shared_database_needs_a_shared_pepper(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SLUICEGATE_KEY_PEPPER"):
         KeyAdmin(s.inference, {})
     Governor(s.inference, {"SLUICEGATE_KEY_PEPPER": "p" * 32})  # nothing connects before startup
+
+
+def test_model_limits_from_the_command_line(tmp_path: Path) -> None:
+    from sluicegate.teams.manage import parse_model_limit
+
+    assert parse_model_limit("big:rpm=10,tpm=2000") == ("big", {"rpm": 10, "tpm": 2000})
+    for bad in ("big", "big:", "big:rpm=x", "big:burst=3"):
+        with pytest.raises(ManageError):
+            parse_model_limit(bad)
+    admin = KeyAdmin(settings(tmp_path).inference, {})
+    _, rec = admin.create("m", rpm=100, model_limits={"big": {"rpm": 5}})
+    assert admin.get("m").model_limits == (("big", 5, None),) and rec.limited
+    assert admin.get("m").public()["model_limits"] == {"big": {"rpm": 5, "tpm": None}}
+    assert [w[1:] for w in rec.windows("big")] == [(100, 0), (5, 0)] and len(rec.windows("fast")) == 1
+    with pytest.raises(ManageError):
+        admin.create("n", model_limits={"nope": {"rpm": 1}})
