@@ -125,7 +125,6 @@ class Governor:
     # ---- lifecycle ----
 
     async def startup(self) -> None:
-        self.ledger.start()
         self._reaper = asyncio.ensure_future(self._reap_loop())
 
     async def shutdown(self) -> None:
@@ -328,6 +327,8 @@ class Governor:
             if cost:
                 m[3].inc(cost)
         duration = (time.perf_counter() - ticket.started) * 1000
+        if not self.ledger.running:  # started with the first row: single-user mode runs no writer thread
+            self.ledger.start()
         self.ledger.put((ticket.ts, ticket.request_id, key.id if key else None, key.name if key else None,
                          ticket.model, ticket.provider, ticket.upstream_model, ticket.attempts, ticket.status,
                          ticket.outcome or "unanswered", tin, tout, cached, int(estimated), round(cost, 9),

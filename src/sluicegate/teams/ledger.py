@@ -50,6 +50,10 @@ class LedgerWriter:
             self._thread = threading.Thread(target=self._run, name="sluicegate-ledger", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def put(self, row: LedgerRow) -> bool:
         if len(self._q) >= self.queue_max:
             self.dropped += 1
