@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -47,6 +46,7 @@ listen = "127.0.0.1:{admin}"
 path_prefix = "/llm"
 [inference.state]
 data_dir = "{data}"
+{state}
 [inference.prices.bench]
 input = 1.0
 output = 2.0
@@ -125,12 +125,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Instance:
-    def __init__(self, name: str, tmp: Path, mock_port: int, governed: bool) -> None:
+    def __init__(self, name: str, tmp: Path, mock_port: int, governed: bool, state: str = "") -> None:
         self.name = name
         self.port, self.admin = free_port(), free_port()
         self.data = tmp / name
         self.cfg = tmp / f"{name}.toml"
-        self.cfg.write_text(CONFIG.format(port=self.port, admin=self.admin, data=self.data, mock=mock_port))
+        self.cfg.write_text(CONFIG.format(port=self.port, admin=self.admin, data=self.data, mock=mock_port,
+                                          state=state))
         self.headers = {"content-type": "application/json"}
         if governed:
             out = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(self.cfg), "--name",
@@ -237,14 +238,23 @@ async def governor_cpu_us(n: int) -> dict[str, float]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-bench-teams-"))
     mock_port = free_port()
-    mod = "sluicegate.dev.mock" if importlib.util.find_spec("sluicegate.dev") else "sluicegate.inference.mock"
+    moved = (ROOT / "src" / "sluicegate" / "dev" / "mock.py").exists()
+    mod = "sluicegate.dev.mock" if moved else "sluicegate.inference.mock"
     mock = subprocess.Popen([PY, "-m", mod, "--port", str(mock_port), "--uvloop", "--chunks", "27",
                              "--first-delay-ms", "10", "--between-ms", "1"], stdout=subprocess.DEVNULL)
     off = on = None
+    redis: subprocess.Popen[bytes] | None = None
     try:
         wait_port(mock_port)
         off = Instance("off", tmp, mock_port, governed=False)
-        on = Instance("on", tmp, mock_port, governed=True)
+        state = ""
+        if args.state == "redis":
+            redis_port = free_port()
+            redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
+                                      "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+            wait_port(redis_port)
+            state = f'redis_url = "redis://127.0.0.1:{redis_port}/0"'
+        on = Instance("on", tmp, mock_port, governed=True, state=state)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
             for _ in range(50):
                 await stream(s, off)
@@ -276,8 +286,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for inst in (off, on):
             if inst is not None:
                 inst.stop()
-        mock.terminate()
-        mock.wait(10)
+        for proc in (mock, redis):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -288,7 +300,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--micro-n", type=int, default=3000)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "teams.json"))
+    ap.add_argument("--state", choices=("sqlite", "redis"), default="sqlite",
+                    help="where the governed instance keeps limit counters (redis: starts a redis-server)")
+    ap.add_argument("--out", default=None, help="default bench/results/teams[-redis].json")
     args = ap.parse_args()
     try:
         import uvloop
@@ -296,6 +310,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    if args.out is None:
+        args.out = str(ROOT / "bench" / "results" / ("teams.json" if args.state == "sqlite" else "teams-redis.json"))
     res = asyncio.run(run(args))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
