@@ -302,8 +302,8 @@ class Governor:
             tin = usage.input_tokens or 0
             tout = usage.output_tokens or 0
             cached = usage.cache_read_tokens or 0
-        else:  # nothing reported (failed before usage): the prompt estimate, which providers charge anyway
-            tin, tout, estimated = (ticket.est_input if ticket.status else 0), 0, True
+        else:  # an accepted request that reported nothing (cut short): the prompt estimate, as providers bill it
+            tin, tout, estimated = (ticket.est_input if 0 < ticket.status < 400 else 0), 0, True
         tokens = tin + tout + (cached if ticket.anthropic else 0)
         cost = self.cost(ticket.model, ticket.upstream_model, tin, tout, cached, ticket.anthropic)
         key = ticket.key
