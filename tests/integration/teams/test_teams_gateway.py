@@ -135,3 +135,27 @@ def test_a_full_ledger_queue_never_blocks_a_stream(tmp_path: Path, mock: MockPro
         assert tm.LEDGER_DROPPED._value.get() - before == 14
         srv.gateway.teams.ledger.flush()
     assert len(rows(tmp_path)) == 16
+
+
+def test_translated_request_is_governed_and_settled(tmp_path: Path, mock: MockProvider) -> None:
+    # an Anthropic client, an OpenAI-compatible provider: the translated relay's usage settles the key
+    settings = make(tmp_path, mock)
+    secret, _ = KeyAdmin(settings.inference, {}).create("a", tpm=100_000)
+
+    async def run(url: str) -> tuple[int, list[Any]]:
+        body = {"model": "fast", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        events: list[Any] = []
+        async with aiohttp.ClientSession() as s, s.post(
+                url, json=body, headers={"x-api-key": secret, "anthropic-version": "2023-06-01"}) as r:
+            async for line in r.content:
+                if line.startswith(b"data: {"):
+                    events.append(json.loads(line[6:]))
+            return r.status, events
+
+    with Served(settings) as srv:
+        status, events = asyncio.run(run(srv.url.replace("/chat/completions", "/messages")))
+        srv.gateway.teams.ledger.flush()
+    assert status == 200
+    out = [e for e in events if e.get("type") == "message_delta"][-1]["usage"]["output_tokens"]
+    ((_, st, outcome, tin, tout, est),) = rows(tmp_path)
+    assert (st, outcome, tout, est) == (200, "ok", out, 0) and tin > 0
