@@ -120,6 +120,8 @@ class Governor:
         self._children: dict[tuple[str, str], Any] = {}  # bounded: labels are bounded, outcomes fixed words
         self._settled: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._store_errors = 0
+        self._store_error_logged = -1e9
         self.remote = bool(st.database_url)
 
     # ---- lifecycle ----
@@ -271,8 +273,12 @@ class Governor:
         except StoreUnavailable as exc:
             policy = self.cfg.state.counter_failure
             tm.COUNTER_STORE_ERRORS.labels(policy).inc()
-            log.warning("limit store unavailable (%s): %s request %s", exc,
-                        "admitting" if policy == "fail_open" else "refusing", request_id)
+            self._store_errors += 1
+            mono = time.monotonic()
+            if mono - self._store_error_logged >= 10:  # one line per 10 s, not one per request
+                self._store_error_logged = mono
+                log.warning("limit store unavailable (%s): %s request %s (%d such requests so far)", exc,
+                            "admitting" if policy == "fail_open" else "refusing", request_id, self._store_errors)
             if policy == "fail_closed":
                 self._count(self._label(key), "unavailable")
                 return Refusal(503, "rate limiter unavailable", "limiter_unavailable", 1.0)
