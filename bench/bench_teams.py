@@ -205,7 +205,7 @@ async def governor_cpu_us(n: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-gov-"))
     try:
         s = Settings.model_validate({"inference": {
-            "path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock"}],
+            "path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock", "base_url": "http://127.0.0.1:9/v1"}],
             "models": [{"name": "bench", "targets": [{"provider": "m", "model": "m"}]}],
             "prices": {"bench": {"input": 1.0, "output": 2.0}}, "state": {"data_dir": str(tmp)}}})
         secret, _ = KeyAdmin(s.inference, {}).create("bench", rpm=10**9, tpm=10**9, max_streams=10**5, budget=1e9)
@@ -238,8 +238,7 @@ async def governor_cpu_us(n: int) -> dict[str, float]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-bench-teams-"))
     mock_port = free_port()
-    moved = (ROOT / "src" / "sluicegate" / "dev" / "mock.py").exists()
-    mod = "sluicegate.dev.mock" if moved else "sluicegate.inference.mock"
+    mod = "sluicegate.dev.mock_provider"
     mock = subprocess.Popen([PY, "-m", mod, "--port", str(mock_port), "--uvloop", "--chunks", "27",
                              "--first-delay-ms", "10", "--between-ms", "1"], stdout=subprocess.DEVNULL)
     off = on = None

@@ -39,9 +39,9 @@ class SluicegateApp:
             identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
             self.first_party = FirstPartyEndpoints(settings, identity)
         if settings.inference.listen_hosts or settings.inference.path_prefix:
-            from sluicegate.inference.gateway import InferenceGateway
+            from sluicegate.inference.app import InferenceApp
 
-            self.inference = InferenceGateway(settings)
+            self.inference = InferenceApp(settings)
         self.observer = Observer(settings)
         self._started = False
         quiet_expected_aborts()

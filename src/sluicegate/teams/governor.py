@@ -51,9 +51,12 @@ class Refusal:
     retry_after: float | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), v.encode()) for k, v in self.str_headers()]
+
+    def str_headers(self) -> list[tuple[str, str]]:
         if self.retry_after is None:
             return []
-        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+        return [("retry-after", str(max(1, math.ceil(self.retry_after))))]
 
 
 @dataclass(slots=True)

@@ -18,15 +18,15 @@ import uvicorn
 
 from sluicegate.config.inference import MockSettings
 from sluicegate.config.model import Settings
-from sluicegate.inference.gateway import InferenceGateway
-from sluicegate.inference.mock import MockProvider
+from sluicegate.dev.mock_provider import MockProvider
+from sluicegate.inference.app import InferenceApp
 from sluicegate.teams import metrics as tm
 from sluicegate.teams.manage import KeyAdmin
 
 
 class Served:
     def __init__(self, settings: Settings) -> None:
-        self.gateway = InferenceGateway(settings, {})
+        self.gateway = InferenceApp(settings, {})
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]

@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sluicegate.config.inference import MockSettings
+from sluicegate.dev.mock_provider import MockProvider
 from tests.integration.teams.stateservers import PostgresServer, RedisServer
 from tests.support.servers import ProxyProcess
 
@@ -38,7 +40,7 @@ ledger_flush_interval = "50ms"
 [[inference.providers]]
 name = "mock"
 kind = "mock"
-mock = { first_delay_ms = 1, between_delay_ms = 1, chunks = 4 }
+base_url = "MOCK"
 
 [[inference.models]]
 name = "fast"
@@ -49,6 +51,7 @@ targets = [{ provider = "mock", model = "mock-1" }]
 class Cluster:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        self.mock = MockProvider(MockSettings(first_delay_ms=1, between_delay_ms=1, chunks=4)).start_in_thread()
         self.redis = RedisServer().start()
         self.pg = PostgresServer().start()
         self.env = {"SLUICEGATE_KEY_PEPPER": PEPPER}
@@ -58,7 +61,7 @@ class Cluster:
             d = tmp / f"node{i}"
             d.mkdir()
             text = (CONFIG.replace("DATA", str(d / "data")).replace("REDIS", self.redis.url)
-                    .replace("PG", self.pg.url).replace("POLICY", policy))
+                    .replace("PG", self.pg.url).replace("POLICY", policy).replace("MOCK", self.mock.url))
             self.cfg[policy] = d / "cli.toml"
             self.cfg[policy].write_text(text.replace("{port}", "8080"))
             self.proxies.append(ProxyProcess(d, text, workers=1, env=self.env))
@@ -74,6 +77,7 @@ class Cluster:
             p.stop()
         self.redis.cleanup()
         self.pg.cleanup()
+        self.mock.stop_thread()
 
 
 @pytest.fixture(scope="module")

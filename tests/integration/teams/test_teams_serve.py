@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sluicegate.config.inference import MockSettings
+from sluicegate.dev.mock_provider import MockProvider
 from tests.support.servers import ProxyProcess
 
 CONFIG = """
@@ -39,7 +41,7 @@ output = 2000.0
 [[inference.providers]]
 name = "mock"
 kind = "mock"
-mock = { first_delay_ms = 1, between_delay_ms = 1, chunks = 4 }
+base_url = "MOCK"
 
 [[inference.models]]
 name = "fast"
@@ -62,7 +64,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProcess, dict[str, str], Path]]:
     tmp = tmp_path_factory.mktemp("teams")
     cfg = tmp / "keys.toml"
-    text = CONFIG.replace("DATA", str(tmp / "data"))
+    mock = MockProvider(MockSettings(first_delay_ms=1, between_delay_ms=1, chunks=4)).start_in_thread()
+    text = CONFIG.replace("DATA", str(tmp / "data")).replace("MOCK", mock.url)
     cfg.write_text(text.replace("{port}", "8080"))
     keys = {}
     for name, extra in (("burst", ["--rpm", "60"]), ("small", ["--models", "fast", "--max-streams", "1"]),
@@ -76,6 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProc
         yield proxy, keys, cfg
     finally:
         proxy.stop()
+        mock.stop_thread()
 
 
 async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: dict[str, Any]) \

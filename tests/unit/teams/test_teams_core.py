@@ -24,7 +24,7 @@ from sluicegate.teams.store import Reservation
 
 
 def settings(tmp: Path, **inference: Any) -> Settings:
-    inf = {"path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock"}],
+    inf = {"path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock", "base_url": "http://127.0.0.1:9/v1"}],
            "models": [{"name": "fast", "targets": [{"provider": "m", "model": "mock-1"}]},
                       {"name": "big", "targets": [{"provider": "m", "model": "mock-2"}]}],
            "state": {"data_dir": str(tmp / "data")}, **inference}
