@@ -38,6 +38,8 @@ class StateSettings(BaseModel):
     ledger_batch_max: int = Field(default=500, ge=1, le=100_000)  # rows per write transaction
     ledger_flush_interval: Duration = Field(default=0.25, gt=0, le=60)  # longest a row waits, seconds
     # Ledger rows spooled to disk while the database is unreachable (bounded; over it rows are dropped+counted).
+    # Ledger rows older than this are deleted (once an hour, by the writer); 0 keeps them forever.
+    ledger_retention_days: int = Field(default=400, ge=0, le=100_000)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4)
     # How long one admission waits for the shared SQLite write lock before answering 503.
     lock_timeout: Duration = Field(default=2.0, gt=0, le=60)

@@ -113,7 +113,7 @@ class Governor:
         self.limits = open_limits(st)
         self.ledger = LedgerWriter(self.ledger_store, self.data_dir, queue_max=st.ledger_queue_max,
                                    batch_max=st.ledger_batch_max, interval=st.ledger_flush_interval,
-                                   spool_max_bytes=st.spool_max_bytes)
+                                   spool_max_bytes=st.spool_max_bytes, retention_days=st.ledger_retention_days)
         self._pepper: bytes | None = None
         self._cache: dict[bytes, tuple[float, KeyRecord | None]] = {}
         self._active = False

@@ -27,7 +27,7 @@ log = logging.getLogger("sluicegate.teams.ledger")
 
 class LedgerWriter:
     def __init__(self, store: LedgerStore, spool_dir: Path, *, queue_max: int, batch_max: int,
-                 interval: float, spool_max_bytes: int) -> None:
+                 interval: float, spool_max_bytes: int, retention_days: int = 0) -> None:
         self.store = store
         self.spool = spool_dir / f"ledger-spool-{os.getpid()}.jsonl"
         self.spool_dir = spool_dir
@@ -35,6 +35,8 @@ class LedgerWriter:
         self.batch_max = batch_max
         self.interval = interval
         self.spool_max_bytes = spool_max_bytes
+        self.retention = retention_days * 86400.0
+        self._pruned = 0.0
         self._q: collections.deque[LedgerRow] = collections.deque()
         self._wake = threading.Event()
         self._stop = False
@@ -89,6 +91,7 @@ class LedgerWriter:
             self._wake.clear()
             try:
                 self._drain()
+                self._prune()
             except Exception:  # never let the writer die
                 log.exception("usage ledger writer failed")
         self._drain()
@@ -103,6 +106,15 @@ class LedgerWriter:
                 while self._q and len(batch) < self.batch_max:
                     batch.append(self._q.popleft())
                 self._write(batch)
+
+    def _prune(self) -> None:
+        now = time.time()
+        if not self.retention or self.store_down or now - self._pruned < 3600:
+            return
+        self._pruned = now
+        n = self.store.prune(now - self.retention)
+        if n:
+            log.info("usage ledger: %d rows older than %d days deleted", n, self.retention // 86400)
 
     def _write(self, batch: list[LedgerRow]) -> None:
         if not self.store_down:

@@ -151,6 +151,10 @@ class PostgresState:
 
         self._run(go())
 
+    def prune(self, before: float) -> int:
+        tag = self._run(self._exec("DELETE FROM sg_ledger WHERE ts < $1", before))
+        return int(tag.rsplit(" ", 1)[-1]) if tag.rsplit(" ", 1)[-1].isdigit() else 0
+
     def usage(self, by: GroupBy, since: float) -> list[dict[str, Any]]:
         group = {"key": "coalesce(key_name, '-')", "model": "model",
                  "day": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"}[by]

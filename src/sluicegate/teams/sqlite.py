@@ -158,6 +158,9 @@ class SqliteState:
     def usage(self, by: GroupBy, since: float) -> list[dict[str, Any]]:
         return usage_query(self._conn(), by, since, "?")
 
+    def prune(self, before: float) -> int:
+        return self._conn().execute("DELETE FROM ledger WHERE ts < ?", (before,)).rowcount
+
 
 def usage_query(conn: Any, by: GroupBy, since: float, mark: str) -> list[dict[str, Any]]:
     group = {"key": "coalesce(key_name, '-')", "model": "model",

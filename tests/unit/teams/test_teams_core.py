@@ -242,6 +242,9 @@ class _FlakyStore:
     def usage(self, by: Any, since: float) -> list[dict[str, Any]]:
         return []
 
+    def prune(self, before: float) -> int:
+        return 0
+
 
 def test_ledger_spools_while_store_is_down_and_loses_nothing(tmp_path: Path) -> None:
     store = _FlakyStore()
@@ -302,3 +305,13 @@ def test_model_limits_from_the_command_line(tmp_path: Path) -> None:
     assert [w[1:] for w in rec.windows("big")] == [(100, 0), (5, 0)] and len(rec.windows("fast")) == 1
     with pytest.raises(ManageError):
         admin.create("n", model_limits={"nope": {"rpm": 1}})
+
+
+def test_ledger_retention_prunes_old_rows(tmp_path: Path) -> None:
+    st = SqliteState(tmp_path)
+    old = (time.time() - 10 * 86400, "old", None, None, "fast", "m", "mock-1", 1, 200, "ok", 1, 2, 0, 0, 0.0, 1.0, 2.0)
+    new = (time.time(), "new", *old[2:])
+    st.insert([old, new])
+    w = LedgerWriter(st, tmp_path, queue_max=16, batch_max=16, interval=60, spool_max_bytes=1 << 20, retention_days=7)
+    w._prune()
+    assert [r["requests"] for r in st.usage("model", 0.0)] == [1]
