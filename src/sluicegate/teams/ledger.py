@@ -165,7 +165,7 @@ class LedgerWriter:
                 self.store_down = True
                 tm.LEDGER_STORE_DOWN.set(1)
                 return
-            path.unlink()
+            path.unlink(missing_ok=True)  # another worker may have replayed a dead one's spool too (idempotent)
             self.written += len(rows)
             tm.LEDGER_WRITTEN.inc(len(rows))
             if self.store_down:
