@@ -10,23 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sluicegate.teams.keys import KeyRecord
 
 
 def _admin(path: str) -> Any:
-    from sluicegate.cli import _read_config
+    """The key store the settings file names; problems printed (``file:line: key: problem``), None then."""
+    from sluicegate.config import ConfigError, load_settings_text
     from sluicegate.teams.manage import KeyAdmin
 
-    loaded = _read_config(path)
-    if loaded is None:
-        return None
     try:
-        return KeyAdmin(loaded[0].inference)
+        text = Path(path).read_text(encoding="utf-8")
+        return KeyAdmin(load_settings_text(text, path).inference)
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
     except ValueError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
-        return None
+    return None
 
 
 def _show(rec: KeyRecord) -> None:
