@@ -139,6 +139,12 @@ class Instance:
                                   "--budget", "1000000000", "--period", "month"], capture_output=True, text=True,
                                  check=True)
             self.headers["authorization"] = "Bearer " + out.stdout.strip().splitlines()[-1]
+        self.burst_headers: dict[str, str] = {}
+        if governed:  # a second key for the burst check: 60 requests per minute
+            out = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(self.cfg), "--name",
+                                  "burst", "--rpm", "60"], capture_output=True, text=True, check=True)
+            self.burst_headers = {"content-type": "application/json",
+                                  "authorization": "Bearer " + out.stdout.strip().splitlines()[-1]}
         self.proc = subprocess.Popen([PY, "-m", "sluicegate", "serve", "--config", str(self.cfg)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
@@ -162,6 +168,17 @@ async def stream(s: aiohttp.ClientSession, inst: Instance, fault: str = "") -> f
         while await r.content.readany():
             pass
     return ttfb
+
+
+async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, int]:
+    """n requests at once on the 60 RPM key: how many were admitted (exact = 60)."""
+    async def one() -> int:
+        async with s.post(inst.url, data=BODY, headers=inst.burst_headers) as r:
+            await r.read()
+            return r.status
+
+    statuses = await asyncio.gather(*[one() for _ in range(n)])
+    return {"sent": n, "admitted": statuses.count(200), "refused_429": statuses.count(429), "limit": 60}
 
 
 async def ttfb_round(s: aiohttp.ClientSession, off: Instance, on: Instance, n: int) -> dict[str, float]:
@@ -259,12 +276,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await stream(s, off)
                 await stream(s, on)
             ttfb = [await ttfb_round(s, off, on, args.ttfb_n) for _ in range(args.rounds)]
+            burst_result = await burst(s, on, 200)
             rates: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
             for i in range(args.rounds):
                 for inst in ((off, on) if i % 2 == 0 else (on, off)):
                     rates[inst.name].append(await rate_round(s, inst, args.concurrency, args.seconds))
         await asyncio.sleep(1.0)  # the ledger writer flushes every 0.25 s
-        admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"])
+        admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"]) + burst_result["admitted"]
         rows = sqlite3.connect(on.data / "state.db").execute("SELECT count(*) FROM ledger").fetchone()[0]
         med = {k: statistics.median(r[k] for r in ttfb) for k in ttfb[0]}
         sps = {n: statistics.median(r["streams_per_s"] for r in v) for n, v in rates.items()}
@@ -280,6 +298,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "peak_rss_kb": {"off": peak_rss_kb(off.proc.pid), "on": peak_rss_kb(on.proc.pid)},
             "governor_in_process": await governor_cpu_us(args.micro_n),
             "ledger": {"streams_admitted": admitted, "rows_written": rows, "exact": rows == admitted},
+            "burst_60_rpm": burst_result,
         }
     finally:
         for inst in (off, on):
@@ -320,6 +339,8 @@ def main() -> None:
     print(f"streams/s off {r['off']:.0f} on {r['on']:.0f} (ratio {r['ratio_on_off']:.3f}); server CPU/stream "
           f"off {c['off']:.3f} ms on {c['on']:.3f} ms (+{c['added']:.3f})")
     print(f"governor in-process: {g['cpu_us_per_request']:.1f} us CPU per authenticate+admit+settle")
+    b = res["burst_60_rpm"]
+    print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused")
     print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
           f"peak RSS off {res['peak_rss_kb']['off']} kB on {res['peak_rss_kb']['on']} kB -> {args.out}")
 
