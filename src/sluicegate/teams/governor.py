@@ -270,7 +270,7 @@ class Governor:
         tokens = est_input + max_out
         # (each window caps the reservation at its tpm: a request bigger than a whole minute can still run alone)
         res = Reservation(os.urandom(8).hex(), key.id, tokens, self.cost(model, "", est_input, max_out, 0, anthropic),
-                          period_label(key.period, now), model=model)
+                          period_label(key.period, now) if key.budget is not None else "", model=model)
         try:
             denied = await self.limits.admit(key, res, now)
         except StoreUnavailable as exc:
