@@ -315,3 +315,14 @@ def test_ledger_retention_prunes_old_rows(tmp_path: Path) -> None:
     w = LedgerWriter(st, tmp_path, queue_max=16, batch_max=16, interval=60, spool_max_bytes=1 << 20, retention_days=7)
     w._prune()
     assert [r["requests"] for r in st.usage("model", 0.0)] == [1]
+
+
+def test_require_keys_satisfies_the_open_gateway_check() -> None:
+    inf: dict[str, Any] = {
+        "path_prefix": "/llm", "models": [{"name": "x", "targets": [{"provider": "o", "model": "x"}]}],
+        "providers": [{"name": "o", "kind": "openai", "api_key_env": "OPENAI_KEY"}]}
+    server = {"host": "0.0.0.0"}
+    with pytest.raises(ValueError, match="open to anyone"):
+        Settings.model_validate({"server": server, "inference": inf})
+    keyed = Settings.model_validate({"server": server, "inference": {**inf, "require_keys": True}})
+    assert keyed.inference.require_keys
