@@ -155,7 +155,38 @@ class Instance:
         self.proc.wait(20)
 
 
-async def stream(s: aiohttp.ClientSession, inst: Instance, fault: str = "") -> float:
+class LiteLLM:
+    """LiteLLM's proxy (optional venv bench/.litellm-venv) in front of the same mock, one worker.
+
+    Without virtual keys: LiteLLM keeps keys in PostgreSQL through Prisma, whose query-engine binary
+    ``prisma generate`` downloads from Prisma's own host (not reachable from this workplace). So this is
+    a lower bound on what LiteLLM costs with keys + limits on."""
+
+    EXE = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
+
+    def __init__(self, tmp: Path, mock_port: int) -> None:
+        self.name = "litellm"
+        self.port = free_port()
+        cfg = tmp / "litellm.yaml"
+        cfg.write_text("model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/mock-1\n"
+                       f"      api_base: http://127.0.0.1:{mock_port}/v1\n      api_key: sk-bench-none\n"
+                       "litellm_settings:\n  telemetry: false\n")
+        env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False",
+                   DISABLE_ADMIN_UI="True", NO_DOCS="True", LITELLM_LOG="ERROR",
+                   LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true")  # loopback-only bench
+        self.proc = subprocess.Popen([str(self.EXE), "--config", str(cfg), "--port", str(self.port),
+                                      "--num_workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port, 120)
+        self.url = f"http://127.0.0.1:{self.port}/v1/chat/completions"
+        self.headers = {"content-type": "application/json"}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+async def stream(s: aiohttp.ClientSession, inst: Instance | LiteLLM, fault: str = "") -> float:
     h = dict(inst.headers)
     if fault:
         h["x-mock-fault"] = fault
@@ -193,7 +224,8 @@ async def ttfb_round(s: aiohttp.ClientSession, off: Instance, on: Instance, n: i
             "added_p99_ms": pct(b, 0.99) - pct(a, 0.99)}
 
 
-async def rate_round(s: aiohttp.ClientSession, inst: Instance, concurrency: int, seconds: float) -> dict[str, float]:
+async def rate_round(s: aiohttp.ClientSession, inst: Instance | LiteLLM, concurrency: int,
+                     seconds: float) -> dict[str, float]:
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -252,6 +284,40 @@ async def governor_cpu_us(n: int) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def litellm_side(s: aiohttp.ClientSession, tmp: Path, mock_port: int, on: Instance,
+                       args: argparse.Namespace) -> dict[str, Any]:
+    """LiteLLM (no keys) and sluicegate (keys + limits + ledger) side by side: TTFB, streams/s, CPU, RSS."""
+    if not LiteLLM.EXE.exists():
+        return {"skipped": "no bench/.litellm-venv (python3 -m venv bench/.litellm-venv && "
+                           "bench/.litellm-venv/bin/pip install 'litellm[proxy]')"}
+    lite = LiteLLM(tmp, mock_port)
+    try:
+        for _ in range(20):
+            await stream(s, lite)
+        t_lite: list[float] = []
+        t_on: list[float] = []
+        for i in range(args.ttfb_n // 2):
+            pair = [(lite, t_lite), (on, t_on)] if i % 2 else [(on, t_on), (lite, t_lite)]
+            for inst, out in pair:
+                out.append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
+        rates: dict[str, list[dict[str, float]]] = {"litellm": [], "sluicegate_governed": []}
+        for i in range(args.rounds):
+            for name, inst in ((("litellm", lite), ("sluicegate_governed", on)) if i % 2 == 0
+                               else (("sluicegate_governed", on), ("litellm", lite))):
+                rates[name].append(await rate_round(s, inst, args.concurrency, args.seconds))
+        med = {n: {k: statistics.median(r[k] for r in v) for k in ("streams_per_s", "cpu_ms_per_stream")}
+               for n, v in rates.items()}
+        return {"note": "LiteLLM without virtual keys (its key store needs Prisma's query-engine binary, "
+                        "not reachable here): a lower bound on its cost with keys on",
+                "ttfb_p50_ms": {"litellm": statistics.median(t_lite), "sluicegate_governed": statistics.median(t_on)},
+                "ttfb_p99_ms": {"litellm": pct(t_lite, 0.99), "sluicegate_governed": pct(t_on, 0.99)},
+                "closed_loop": med, "rounds": rates,
+                "sluicegate_streams": len(t_on) + sum(int(r["streams"]) for r in rates["sluicegate_governed"]),
+                "peak_rss_kb": {"litellm": peak_rss_kb(lite.proc.pid), "sluicegate_governed": peak_rss_kb(on.proc.pid)}}
+    finally:
+        lite.stop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-bench-teams-"))
     mock_port = free_port()
@@ -281,8 +347,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.rounds):
                 for inst in ((off, on) if i % 2 == 0 else (on, off)):
                     rates[inst.name].append(await rate_round(s, inst, args.concurrency, args.seconds))
+            peer: dict[str, Any] = {}
+            if args.litellm:
+                peer = await litellm_side(s, tmp, mock_port, on, args)
         await asyncio.sleep(1.0)  # the ledger writer flushes every 0.25 s
-        admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"]) + burst_result["admitted"]
+        admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"]) + burst_result["admitted"] \
+            + int(peer.get("sluicegate_streams", 0))
         rows = sqlite3.connect(on.data / "state.db").execute("SELECT count(*) FROM ledger").fetchone()[0]
         med = {k: statistics.median(r[k] for r in ttfb) for k in ttfb[0]}
         sps = {n: statistics.median(r["streams_per_s"] for r in v) for n, v in rates.items()}
@@ -299,6 +369,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "governor_in_process": await governor_cpu_us(args.micro_n),
             "ledger": {"streams_admitted": admitted, "rows_written": rows, "exact": rows == admitted},
             "burst_60_rpm": burst_result,
+            "litellm": peer,
         }
     finally:
         for inst in (off, on):
@@ -320,6 +391,8 @@ def main() -> None:
     ap.add_argument("--micro-n", type=int, default=3000)
     ap.add_argument("--state", choices=("sqlite", "redis"), default="sqlite",
                     help="where the governed instance keeps limit counters (redis: starts a redis-server)")
+    ap.add_argument("--litellm", action="store_true",
+                    help="also LiteLLM's proxy (bench/.litellm-venv) beside the governed instance")
     ap.add_argument("--out", default=None, help="default bench/results/teams[-redis].json")
     args = ap.parse_args()
     try:
@@ -339,6 +412,16 @@ def main() -> None:
     print(f"streams/s off {r['off']:.0f} on {r['on']:.0f} (ratio {r['ratio_on_off']:.3f}); server CPU/stream "
           f"off {c['off']:.3f} ms on {c['on']:.3f} ms (+{c['added']:.3f})")
     print(f"governor in-process: {g['cpu_us_per_request']:.1f} us CPU per authenticate+admit+settle")
+    lt = res["litellm"]
+    if lt.get("closed_loop"):
+        cl = lt["closed_loop"]
+        print(f"LiteLLM (no keys) vs sluicegate (keys+limits+ledger): TTFB p50 {lt['ttfb_p50_ms']['litellm']:.2f} vs "
+              f"{lt['ttfb_p50_ms']['sluicegate_governed']:.2f} ms; streams/s {cl['litellm']['streams_per_s']:.0f} vs "
+              f"{cl['sluicegate_governed']['streams_per_s']:.0f}; CPU/stream {cl['litellm']['cpu_ms_per_stream']:.2f}"
+              f" vs {cl['sluicegate_governed']['cpu_ms_per_stream']:.2f} ms; peak RSS {lt['peak_rss_kb']['litellm']}"
+              f" vs {lt['peak_rss_kb']['sluicegate_governed']} kB")
+    elif lt:
+        print(f"LiteLLM: {lt}")
     b = res["burst_60_rpm"]
     print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused")
     print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
