@@ -15,6 +15,7 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, Origin
+from sluicegate.config.routes import RouteSettings, check_table
 from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -95,6 +96,14 @@ class PublisherSettings(BaseModel):
     # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
     # like origin_url's authority. origin_host_header's value is added automatically.
     origin_aliases: list[str] = Field(default_factory=list)
+    # [[publisher.routes]]: more backends by longest path prefix (config/routes.py, docs/routes.md);
+    # origin_url above stays the fallback page route ("default").
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _route_table(self) -> PublisherSettings:
+        check_table(self.routes, self.public_hosts)
+        return self
 
     @field_validator("origin_aliases")
     @classmethod
