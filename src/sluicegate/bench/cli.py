@@ -308,6 +308,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_wrap(cmd_compare))
 
+    # The image optimizer's figures (issue 16 §4, docs/images.md): own argument parsers, arguments passed on.
+    from sluicegate.bench import images, images_engines
+
+    for name, helptext, module in (
+        ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS", images),
+        ("images-engines", "pyvips threads/processes vs Pillow, per image", images_engines),
+    ):
+        p = sub.add_parser(name, help=helptext, description=(module.__doc__ or "").split("\n\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(func=module.run_main)
+
     p = subparsers.add_parser("profile", help="run the proxy under py-spy while a load command runs",
                               description="Writes a flame graph (SVG) and the top functions by self time.")
     p.add_argument("--config", required=True, metavar="FILE")

@@ -13,6 +13,7 @@ from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.images import ImageOptimizerSettings, check_route_profile_sets
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.routes import RouteSettings, check_table
@@ -212,6 +213,7 @@ class Settings(BaseModel):
     event_loop: EventLoopSettings = EventLoopSettings()
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
+    image_optimizer: ImageOptimizerSettings = ImageOptimizerSettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:
@@ -231,6 +233,7 @@ class Settings(BaseModel):
             host = admin.rpartition(":")[0].strip("[]")
             if host in (self.server.host, "0.0.0.0", "::") or self.server.host in ("0.0.0.0", "::"):
                 raise FieldProblem(("admin", "listen"), "the admin listener must not share the public port")
+        check_route_profile_sets(self.publisher.routes, self.image_optimizer)
         return self
 
 
