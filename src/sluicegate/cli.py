@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register(sub)
     from sluicegate.sitecheck.cli import register as register_check_site
+    from sluicegate.teams.cli import register as register_teams
+
+    register_teams(sub)
 
     register_check_site(sub)
     return parser

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.teams import PriceSettings, StateSettings, TeamsSettings
 from sluicegate.config.types import Duration, FieldProblem
 from sluicegate.edge.headers import is_hop_by_hop
 
@@ -293,6 +294,12 @@ class InferenceSettings(BaseModel):
     allow_unauthenticated: bool = False
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
+    # Virtual keys (sluicegate.teams): None = required as soon as one key exists; false = keyless requests
+    # pass ungoverned (single-user mode) while presented virtual keys are still checked and limited.
+    require_keys: bool | None = None
+    state: StateSettings = StateSettings()
+    teams: TeamsSettings = TeamsSettings()
+    prices: dict[str, PriceSettings] = Field(default_factory=dict, max_length=10_000)
 
     @field_validator("listen_hosts")
     @classmethod

@@ -222,6 +222,7 @@ class Settings(BaseModel):
         serves_inference = bool(inf.listen_hosts or inf.path_prefix)
         real = [p.name for p in inf.providers if p.kind != "mock"]
         if (serves_inference and real and not inf.client_keys_env and not inf.allow_unauthenticated
+                and not inf.require_keys
                 and not _is_loopback(self.server.host)):
             raise FieldProblem(
                 ("inference", "client_keys_env"),

@@ -364,7 +364,7 @@ class MockProvider:
             between = (f.between_ms if f.between_ms is not None else s.between_delay_ms) / 1000
             await asyncio.sleep(first)
             return await self._stream(rec, f, writer, events, between)
-        body = self._whole(path, model, "".join(pieces), req)
+        body = self._whole(path, model, "".join(pieces), req, len(pieces))
         await asyncio.sleep(first)
         if f.gzip:
             body = gzip.compress(body)
@@ -472,21 +472,29 @@ class MockProvider:
                     ev("message_stop", {"type": "message_stop"})]
             return evs
         if path == "/v1/responses":
+            # The documented sequence (the SDK's responses.stream() helper needs every added/done pair).
+            seq = itertools.count()
+
             def rev(obj: dict[str, Any]) -> bytes:
+                obj = {"type": obj["type"], "sequence_number": next(seq), **obj}
                 return b"event: " + str(obj["type"]).encode() + b"\ndata: " + _j(obj) + b"\n\n"
+            text = "".join(pieces)
             base = {"id": "resp_mock", "object": "response", "created_at": created, "model": model,
                     "status": "in_progress", "output": []}
-            evs = [rev({"type": "response.created", "sequence_number": 0, "response": base})]
-            evs += [rev({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_1",
-                         "output_index": 0, "content_index": 0, "delta": p, "logprobs": []})
-                    for i, p in enumerate(pieces)]
-            done = dict(base, status="completed", output=[self._resp_item("".join(pieces))],
-                        usage={"input_tokens": in_tokens, "output_tokens": out_tokens,
-                               "total_tokens": in_tokens + out_tokens,
-                               "input_tokens_details": {"cached_tokens": 0},
-                               "output_tokens_details": {"reasoning_tokens": 0}})
-            evs.append(rev({"type": "response.completed", "sequence_number": len(pieces) + 1,
-                            "response": done}))
+            ids = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+            part = {"type": "output_text", "text": "", "annotations": []}
+            evs = [rev({"type": "response.created", "response": base}),
+                   rev({"type": "response.in_progress", "response": base}),
+                   rev({"type": "response.output_item.added", "output_index": 0,
+                        "item": dict(self._resp_item(""), status="in_progress", content=[])}),
+                   rev({"type": "response.content_part.added", **ids, "part": part})]
+            evs += [rev({"type": "response.output_text.delta", **ids, "delta": p, "logprobs": []}) for p in pieces]
+            evs += [rev({"type": "response.output_text.done", **ids, "text": text, "logprobs": []}),
+                    rev({"type": "response.content_part.done", **ids, "part": dict(part, text=text)}),
+                    rev({"type": "response.output_item.done", "output_index": 0, "item": self._resp_item(text)})]
+            done = dict(base, status="completed", output=[self._resp_item(text)],
+                        usage=_responses_usage(in_tokens, out_tokens))
+            evs.append(rev({"type": "response.completed", "response": done}))
             return evs
         chat = path == "/v1/chat/completions"
         obj = "chat.completion.chunk" if chat else "text_completion"
@@ -518,17 +526,19 @@ class MockProvider:
         return {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
                 "content": [{"type": "output_text", "text": text, "annotations": []}]}
 
-    def _whole(self, path: str, model: str, text: str, req: dict[str, Any]) -> bytes:
+    def _whole(self, path: str, model: str, text: str, req: dict[str, Any], out_tokens: int) -> bytes:
+        # The same counts as the streamed answer to the same request (one output token per streamed piece).
         tools = mock_tools.whole(path, model, req)
         if tools is not None:
             return tools
-        usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+        usage = {"prompt_tokens": 7, "completion_tokens": out_tokens, "total_tokens": 7 + out_tokens}
         if path == "/v1/messages/count_tokens":
             return _j({"input_tokens": 7})
         if path == "/v1/messages":
             return _j({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
                        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                       "stop_sequence": None, "usage": {"input_tokens": 7, "output_tokens": 5}})
+                       "stop_sequence": None, "usage": {"input_tokens": 7, "output_tokens": out_tokens,
+                                                        "cache_read_input_tokens": 2}})
         if path == "/v1/embeddings":
             inputs = req.get("input")
             n = len(inputs) if isinstance(inputs, list) else 1
@@ -538,9 +548,7 @@ class MockProvider:
         if path == "/v1/responses":
             return _j({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000, "model": model,
                        "status": "completed", "output": [self._resp_item(text)],
-                       "usage": {"input_tokens": 7, "output_tokens": 5, "total_tokens": 12,
-                                 "input_tokens_details": {"cached_tokens": 0},
-                                 "output_tokens_details": {"reasoning_tokens": 0}}})
+                       "usage": _responses_usage(7, out_tokens)})
         if path == "/v1/completions":
             return _j({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000,
                        "model": model, "choices": [{"index": 0, "text": text, "finish_reason": "stop",
@@ -548,6 +556,11 @@ class MockProvider:
         return _j({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                 "finish_reason": "stop"}], "usage": usage})
+
+
+def _responses_usage(in_tokens: int, out_tokens: int) -> dict[str, Any]:
+    return {"input_tokens": in_tokens, "output_tokens": out_tokens, "total_tokens": in_tokens + out_tokens,
+            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[MockProvider], None] | None = None) -> None:

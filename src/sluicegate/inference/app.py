@@ -37,6 +37,7 @@ from sluicegate.inference.routing import Router
 from sluicegate.inference.splice import SpliceError, find_model
 from sluicegate.inference.sse import Usage
 from sluicegate.inference.translate import translate_error
+from sluicegate.teams.governor import CURRENT, Governor, Refusal, Ticket
 
 log = logging.getLogger("sluicegate.inference")
 __all__ = ["InferenceApp", "StreamAborted"]
@@ -64,6 +65,7 @@ class InferenceApp:
         self.meters = m.Meters(frozenset(self.router.models))
         self.attempts = Attempts(self.cfg, self.router, self.providers, self.meters)
         self.relay = Relay(self.cfg, self.router, self.meters, self.id_header)
+        self.teams = Governor(self.cfg, env, bool(self.client_keys))  # virtual keys, limits, ledger (teams/)
         self._started = False
 
     @property
@@ -76,9 +78,11 @@ class InferenceApp:
     async def startup(self) -> None:
         if not self._started:
             self.pools.open(self.providers)
+            await self.teams.startup()
             self._started = True
 
     async def shutdown(self) -> None:
+        await self.teams.shutdown()
         await self.pools.close(self.providers)
         self._started = False
 
@@ -122,7 +126,11 @@ class InferenceApp:
             await self._reject(send, det, 404, f"no inference API at {method} {path[:200]}", ids, info,
                                "unknown_url", code="unknown_url")
             return
-        if self.client_keys and not self._client_ok(hdict):
+        key = await self.teams.authenticate(hdict, info.client_ip if info is not None else "")
+        if isinstance(key, Refusal):
+            await self._refuse(send, det, key, ids, info)
+            return
+        if self.client_keys and key is None and not self._client_ok(hdict):
             await self._reject(send, det, 401, "missing or invalid client key", ids, info, "unauthorized",
                                code="invalid_api_key", outcome="unauthorized")
             return
@@ -134,6 +142,7 @@ class InferenceApp:
         watch, deadline = start_request(receive, send, has_body=True)
         api = det.api
         model = ""
+        ticket: Ticket | None = None
         try:
             declared = hdict.get(b"content-length")
             if declared is not None and not declared.isdigit():
@@ -158,24 +167,39 @@ class InferenceApp:
                                    ids, info, "unknown_model", code="model_not_found", outcome="unknown_model")
                 return
             model = mfield.model
+            admitted = await self.teams.admit(key, model, body, request_id, det.family is Family.ANTHROPIC)
+            if isinstance(admitted, Refusal):
+                await self._refuse(watch.send, det, admitted, ids, info)
+                return
+            if admitted is not None:
+                ticket = admitted
+                CURRENT.set(ticket)
             ex = Exchange(det, api, method, scope.get("query_string", b""), raw_headers, body, mfield, candidates,
                           request_id, [(self.id_header.encode("latin-1"), request_id.encode())], started,
                           deadline, info)
             await self._serve(watch.send, ex)
         except ClientGone:
-            self._gone(api, model, request_id, info)  # while sending its body
+            self._gone(api, model, request_id, info, ticket)  # while sending its body
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
             task = asyncio.current_task()
             assert task is not None
             task.uncancel()
-            self._gone(api, model, request_id, info)
+            self._gone(api, model, request_id, info, ticket)
         finally:
             watch.stop()
             deadline.close()
+            if ticket is not None:  # the response has ended: reservation -> reported usage, ledger row
+                await self.teams.settle(ticket, info.ttfb if info is not None else None)
 
-    def _gone(self, api: Api, model: str, request_id: str, info: Any) -> None:
+    async def _refuse(self, send: Send, det: Detected, r: Refusal, ids: list[tuple[str, str]], info: Any) -> None:
+        """A team-governance refusal (401/403/429/402/503), with its Retry-After."""
+        await self._reject(send, det, r.status, r.message, ids + r.str_headers(), info, r.code, code=r.code)
+
+    def _gone(self, api: Api, model: str, request_id: str, info: Any, ticket: Ticket | None = None) -> None:
+        if ticket is not None:
+            ticket.outcome = "client_gone"
         self.meters.requests(api.value, model, "client_gone").inc()
         if info is not None:
             info.error = "client_gone"
@@ -205,6 +229,10 @@ class InferenceApp:
                 info.upstream_status = result.error_status if result is not None else 0
             return
         ch = result
+        ticket = CURRENT.get()
+        if ticket is not None:  # the answering target, for the ledger (usage is observed by the relay)
+            ticket.observe(None, ch.provider.name, ch.resp.status, "")
+            ticket.upstream_model = ch.target.target.model
         if ch.target is not ex.candidates[0]:
             m.FALLBACKS.labels(model).inc()
         if info is not None:

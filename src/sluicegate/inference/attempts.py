@@ -32,6 +32,7 @@ from sluicegate.inference.providers import Provider
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.splice import ModelField
 from sluicegate.inference.translate import Ctx, Route, TranslateError, choose, route_for, speaks
+from sluicegate.teams.governor import CURRENT
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
 
@@ -261,6 +262,9 @@ class Attempts:
                     continue
                 await asyncio.sleep(max(wait, retry.backoff))
             n += 1
+            ticket = CURRENT.get()
+            if ticket is not None:  # team governance: attempts per request in the ledger
+                ticket.attempts = n
             prov = self.providers[t.target.provider]
             target = prov.target(p.path, ex.query)
             client = ex.headers if p.route is None else translated_headers(ex.headers)

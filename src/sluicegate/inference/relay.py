@@ -34,6 +34,7 @@ from sluicegate.inference.protocol import Api, error_body, stream_error_event
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
 from sluicegate.inference.translate import Ctx, Route, StreamOverflow, synth, translate_error
+from sluicegate.teams.governor import CURRENT
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
 
@@ -115,6 +116,9 @@ class Relay:
             if usage.output_tokens is not None:
                 self.meters.tokens(model, provider, "output").inc(usage.output_tokens)
         self.last_usage = usage
+        ticket = CURRENT.get()
+        if ticket is not None:  # team governance settles from this usage when the request ends
+            ticket.observe(usage, provider, status, outcome)
         info = ex.info
         if info is not None and usage is not None:
             info.tokens_in = usage.input_tokens

@@ -1,5 +1,8 @@
 """The admin listener: ``/metrics``, ``/livez``, ``/readyz``, ``/status`` on ``[admin] listen``, never the public port.
 
+Paths under ``/v1/`` (any method, a bounded JSON body) go to the optional ``api`` handler given by the
+supervisor (the key/usage API of ``sluicegate.teams.admin_api``, which does its own token check).
+
 A deliberately small HTTP/1.1 server (GET/HEAD, one request per connection, bounded head and time) run
 by the supervisor, so it answers for the whole instance whatever the worker count, and keeps answering
 while workers restart or drain. Owns: request parsing and the four routes; what they say comes from the
@@ -13,13 +16,17 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 log = logging.getLogger("sluicegate.admin")
 
 MAX_HEAD = 8192
+MAX_API_BODY = 64 * 1024
 READ_TIMEOUT = 5.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 413: "Content Too Large", 503: "Service Unavailable"}
+ApiHandler = Callable[[str, str, dict[str, str], bytes], Awaitable[tuple[int, bytes, str]]]
 
 
 class AdminState(Protocol):
@@ -30,8 +37,9 @@ class AdminState(Protocol):
 
 
 class AdminServer:
-    def __init__(self, state: AdminState, sock: socket.socket) -> None:
+    def __init__(self, state: AdminState, sock: socket.socket, api: ApiHandler | None = None) -> None:
         self.state = state
+        self.api = api
         self.sock = sock
         self._server: asyncio.Server | None = None
 
@@ -58,6 +66,9 @@ class AdminServer:
                 return
             method, target = parts[0], parts[1]
             path = target.split("?", 1)[0]
+            if self.api is not None and path.startswith("/v1/"):
+                await self._api(reader, writer, method, target, head)
+                return
             if method not in ("GET", "HEAD"):
                 await self._reply(writer, 405, b"GET or HEAD\n", "text/plain", head_only=False, allow=True)
                 return
@@ -69,6 +80,26 @@ class AdminServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _api(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, target: str,
+                   head: bytes) -> None:
+        assert self.api is not None
+        headers: dict[str, str] = {}
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_API_BODY:
+            await self._reply(writer, 413, b"body too large or bad content-length\n", "text/plain", head_only=False)
+            return
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                body = await reader.readexactly(int(length))
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return
+        status, out, ctype = await self.api(method, target, headers, body)
+        await self._reply(writer, status, out, ctype, head_only=method == "HEAD")
 
     async def _route(self, path: str) -> tuple[int, bytes, str]:
         state = self.state

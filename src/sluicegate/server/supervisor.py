@@ -206,7 +206,9 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         admin: AdminServer | None = None
         if self.admin_sock is not None:
-            admin = AdminServer(self, self.admin_sock)
+            from sluicegate.teams.admin_api import TeamsAdminApi  # the key/usage API under /v1/
+
+            admin = AdminServer(self, self.admin_sock, TeamsAdminApi(self.gen.settings.inference).handle)
             await admin.start()
         self.prober.start()
         batch = [self._spawn(self.gen) for _ in range(self.n_workers)]

@@ -1,0 +1,105 @@
+"""The same limit scenarios against both limit stores: embedded SQLite and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluicegate.teams.keys import KeyRecord
+from sluicegate.teams.redis_limits import RedisLimits
+from sluicegate.teams.sqlite import SqliteLimits
+from sluicegate.teams.store import Reservation
+from tests.integration.teams.stateservers import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        return SqliteLimits(tmp_path, 1.0)
+    return RedisLimits(request.getfixturevalue("redis_url"), 1.0)
+
+
+_n = 0
+
+
+def res(tokens: int = 10, cost: float = 0.0, model: str = "fast") -> Reservation:
+    global _n
+    _n += 1
+    return Reservation(f"req-{_n}", "", tokens, cost, "2026-12", model=model)
+
+
+def key(**limits: Any) -> KeyRecord:
+    global _n
+    _n += 1
+    return KeyRecord(id=f"key_{_n}", name=f"k{_n}", hint="h", **limits)
+
+
+def run(store: Any, coro: Any) -> Any:
+    async def go() -> Any:
+        try:
+            return await coro
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def test_rpm_and_per_model_windows(store: Any) -> None:
+    k = key(rpm=5, model_limits=(("big", 2, None),))
+
+    async def go() -> tuple[list[Any], list[Any]]:
+        big = [await store.admit(k, res(model="big"), 1.0) for _ in range(3)]
+        fast = [await store.admit(k, res(model="fast"), 1.0) for _ in range(4)]
+        return big, fast
+
+    big, fast = run(store, go())
+    assert big[:2] == [None, None] and big[2].reason == "rpm" and big[2].limit == 2
+    assert fast[:3] == [None] * 3 and fast[3].reason == "rpm" and fast[3].limit == 5  # 2 big + 3 fast = 5
+    assert 1 <= fast[3].retry_after <= 60
+
+
+def test_tpm_reservation_settles_to_the_truth(store: Any) -> None:
+    k = key(tpm=1000)
+
+    async def go() -> list[Any]:
+        a = res(tokens=700)
+        out = [await store.admit(k, a, 1.0), await store.admit(k, res(tokens=700), 1.0)]
+        await store.settle(k, a, 50, 0.0)
+        await asyncio.sleep(0.05)  # SQLite settlements ride along with the next transaction (<= 20 ms)
+        out += [await store.admit(k, res(tokens=700), 1.0), await store.admit(k, res(tokens=700), 1.0)]
+        return out
+
+    out = run(store, go())
+    assert out[0] is None and out[1].reason == "tpm" and out[2] is None and out[3].reason == "tpm"
+
+
+def test_streams_and_budget(store: Any) -> None:
+    k = key(max_streams=2, budget=1.0)
+
+    async def go() -> list[Any]:
+        a, b = res(cost=0.4), res(cost=0.4)
+        out = [await store.admit(k, a, 1.0), await store.admit(k, b, 1.0), await store.admit(k, res(cost=0.1), 1.0)]
+        await store.settle(k, a, 10, 0.7)
+        await asyncio.sleep(0.05)
+        out.append(await store.admit(k, res(cost=0.1), 1.0))  # 0.7 spent + 0.4 reserved + 0.1 > 1
+        await store.settle(k, b, 10, 0.2)
+        await asyncio.sleep(0.05)
+        out.append(await store.admit(k, res(cost=0.05), 1.0))
+        out.append(await store.admit(k, res(cost=0.2), 1.0))  # 0.9 spent + 0.05 + 0.2 > 1
+        return out
+
+    out = run(store, go())
+    assert out[0] is None and out[1] is None and out[2].reason == "streams"
+    assert out[3].reason == "budget" and out[4] is None and out[5].reason == "budget"
