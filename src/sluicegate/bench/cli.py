@@ -255,6 +255,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
     "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
     "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
+    "teams": ("teams", "inference governance (keys + RPM/TPM + ledger) on vs off, burst exactness, vs LiteLLM"),
     "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
 }
 

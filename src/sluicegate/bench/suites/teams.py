@@ -1,6 +1,6 @@
 """Team governance benchmark: what virtual keys + rpm + tpm + budget + ledger cost per stream, side by side.
 
-One command: ``.venv/bin/python bench/bench_teams.py`` (about 2 minutes) -> ``bench/results/teams.json``.
+One command: ``sluicegate bench teams`` (about 2 minutes) -> ``bench/results/teams.json``.
 
 Two ``sluicegate serve`` instances (one worker each) run at once in front of one mock provider process:
 governance off (no state: single-user mode) and on (a key with rpm, tpm, concurrent-stream and budget
@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -32,7 +31,11 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+from sluicegate.bench import lab
+from sluicegate.dev.origin.serve import free_port
+from sluicegate.dev.process import wait_port
+
+ROOT = lab.repo_root() or Path.cwd()
 PY = sys.executable
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                    "max_tokens": 64, "stream_options": {"include_usage": True}}).encode()
@@ -62,66 +65,16 @@ targets = [{{ provider = "mock", model = "mock-1" }}]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
-
-
-def tree(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
-
-
 def cpu_s(pid: int) -> float:
-    total = 0.0
-    for p in tree(pid):
-        try:
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return lab.tree_cpu_s(pid)
 
 
 def peak_rss_kb(pid: int) -> int:
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return lab.tree_hwm_kib(pid)
 
 
 def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    return lab.pct(values, 100 * q)
 
 
 class Instance:
@@ -244,7 +197,6 @@ async def rate_round(s: aiohttp.ClientSession, inst: Instance | LiteLLM, concurr
 
 async def governor_cpu_us(n: int) -> dict[str, float]:
     """CPU of authenticate + admit + settle in-process (SQLite store, one process, no sockets)."""
-    sys.path.insert(0, str(ROOT / "src"))
     from sluicegate.config.model import Settings
     from sluicegate.inference.sse import Usage
     from sluicegate.teams.governor import Governor, Ticket
@@ -382,7 +334,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ttfb-n", type=int, default=300)
@@ -394,7 +346,7 @@ def main() -> None:
     ap.add_argument("--litellm", action="store_true",
                     help="also LiteLLM's proxy (bench/.litellm-venv) beside the governed instance")
     ap.add_argument("--out", default=None, help="default bench/results/teams[-redis].json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
         import uvloop
 
@@ -402,7 +354,7 @@ def main() -> None:
     except ImportError:
         pass
     if args.out is None:
-        args.out = str(ROOT / "bench" / "results" / ("teams.json" if args.state == "sqlite" else "teams-redis.json"))
+        args.out = str(lab.results_dir() / ("teams.json" if args.state == "sqlite" else "teams-redis.json"))
     res = asyncio.run(run(args))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
@@ -426,7 +378,8 @@ def main() -> None:
     print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused")
     print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
           f"peak RSS off {res['peak_rss_kb']['off']} kB on {res['peak_rss_kb']['on']} kB -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
