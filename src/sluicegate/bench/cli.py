@@ -255,6 +255,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
     "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
     "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
+    "images": ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS"),
+    "images-engines": ("images_engines", "pyvips threads/processes vs Pillow, per image"),
     "teams": ("teams", "inference governance (keys + RPM/TPM + ledger) on vs off, burst exactness, vs LiteLLM"),
     "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
 }
@@ -358,17 +360,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--plot", metavar="DIR", help="write PNG plots (needs matplotlib)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_wrap(cmd_compare))
-
-    # The image optimizer's figures (issue 16 §4, docs/images.md): own argument parsers, arguments passed on.
-    from sluicegate.bench import images, images_engines
-
-    for name, helptext, module in (
-        ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS", images),
-        ("images-engines", "pyvips threads/processes vs Pillow, per image", images_engines),
-    ):
-        p = sub.add_parser(name, help=helptext, description=(module.__doc__ or "").split("\n\n")[0])
-        module.add_arguments(p)
-        p.set_defaults(func=module.run_main)
 
     p = subparsers.add_parser("profile", help="run the proxy under py-spy while a load command runs",
                               description="Writes a flame graph (SVG) and the top functions by self time.")

@@ -249,7 +249,8 @@ async def litellm_side(s: aiohttp.ClientSession, tmp: Path, mock_port: int, on: 
         t_lite: list[float] = []
         t_on: list[float] = []
         for i in range(args.ttfb_n // 2):
-            pair = [(lite, t_lite), (on, t_on)] if i % 2 else [(on, t_on), (lite, t_lite)]
+            pair: list[tuple[Instance | LiteLLM, list[float]]] = (
+                [(lite, t_lite), (on, t_on)] if i % 2 else [(on, t_on), (lite, t_lite)])
             for inst, out in pair:
                 out.append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
         rates: dict[str, list[dict[str, float]]] = {"litellm": [], "sluicegate_governed": []}
@@ -276,7 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mod = "sluicegate.dev.mock_provider"
     mock = subprocess.Popen([PY, "-m", mod, "--port", str(mock_port), "--uvloop", "--chunks", "27",
                              "--first-delay-ms", "10", "--between-ms", "1"], stdout=subprocess.DEVNULL)
-    off = on = None
+    off: Instance | None = None
+    on: Instance | None = None
     redis: subprocess.Popen[bytes] | None = None
     try:
         wait_port(mock_port)
@@ -324,9 +326,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "litellm": peer,
         }
     finally:
-        for inst in (off, on):
-            if inst is not None:
-                inst.stop()
+        for maybe in (off, on):
+            if maybe is not None:
+                maybe.stop()
         for proc in (mock, redis):
             if proc is not None:
                 proc.terminate()

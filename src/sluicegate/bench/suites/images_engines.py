@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.images_sources import Source, check_output, make_sources
+from sluicegate.bench.suites.images_sources import Source, check_output, make_sources
 
 VARIANTS = ("pyvips-threads", "pyvips-processes", "pillow-threads")
 WIDTH, QUALITY = 800, 80
@@ -80,7 +80,7 @@ def run(folder: str, rounds: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     for rnd in range(rounds):
         for variant in VARIANTS if rnd % 2 == 0 else tuple(reversed(VARIANTS)):
-            out = subprocess.run([sys.executable, "-m", "sluicegate.bench.images_engines", "--child", variant,
+            out = subprocess.run([sys.executable, "-m", "sluicegate.bench.suites.images_engines", "--child", variant,
                                   "--sources", folder], capture_output=True, text=True, check=True)
             runs[variant].append(json.loads(out.stdout))
             print(f"  {variant}: {runs[variant][-1]['cpu_seconds']:.1f} s CPU", file=sys.stderr)

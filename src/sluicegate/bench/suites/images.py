@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench.images_sources import Group, Source, check_output, free_port, make_sources
 from sluicegate.bench.results import describe
+from sluicegate.bench.suites.images_sources import Group, Source, check_output, free_port, make_sources
 
 TARGET_WIDTH = 800
 QUALITY = 80
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results_dir.mkdir(parents=True, exist_ok=True)
     sources = make_sources(Path(args.sources))
     origin_port = free_port()
-    origin = Group([sys.executable, "-c", "import sys; from sluicegate.bench.images_sources import serve_static; "
+    origin = Group([sys.executable, "-c",
+                    "import sys; from sluicegate.bench.suites.images_sources import serve_static; "
                     "serve_static(sys.argv[1], int(sys.argv[2]))", args.sources, str(origin_port)],
                    results_dir / "images-origin.log")
     servers: list[Server] = []
