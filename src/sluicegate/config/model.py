@@ -13,7 +13,9 @@ from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.config.tls import TlsSettings
 from sluicegate.config.types import Duration, FieldProblem, ListenAddress
+from sluicegate.config.websocket import WebSocketSettings
 from sluicegate.pipeline.hosts import Authority, Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -37,7 +39,8 @@ class ServerSettings(BaseModel):
     # SIGTERM: stop accepting, let in-flight requests finish for this long, then abort them (exit code 1).
     shutdown_timeout: Duration = Field(default=30.0, ge=0, le=86400)
     tls_certfile: str = ""  # serve HTTPS on the public listener (PEM certificate chain); both or neither
-    tls_keyfile: str = ""
+    tls_keyfile: str = ""  # (older names of [server.tls] cert_file / key_file)
+    tls: TlsSettings = TlsSettings()
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
 
     @field_validator("access_log")
@@ -63,6 +66,8 @@ class ServerSettings(BaseModel):
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             missing = "tls_keyfile" if self.tls_certfile else "tls_certfile"
             raise FieldProblem((missing,), "tls_certfile and tls_keyfile go together")
+        if self.tls_certfile and self.tls.cert_file:
+            raise FieldProblem(("tls_certfile",), "set [server.tls] cert_file or tls_certfile, not both")
         return self
 
     @field_validator("trusted_proxies")
@@ -104,6 +109,8 @@ class PublisherSettings(BaseModel):
     # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
     # like origin_url's authority. origin_host_header's value is added automatically.
     origin_aliases: list[str] = Field(default_factory=list)
+    # WebSocket upgrades proxied to the origin (publisher/websocket.py; bounds in [websocket]). Off: 403.
+    websocket: bool = True
 
     @field_validator("origin_aliases")
     @classmethod
@@ -215,6 +222,7 @@ class Settings(BaseModel):
     event_loop: EventLoopSettings = EventLoopSettings()
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
+    websocket: WebSocketSettings = WebSocketSettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:
