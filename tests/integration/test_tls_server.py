@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.integration.conftest import Origin
+from tests.support.pki import Pki
 from tests.support.servers import ProxyProcess, free_port
 
 CONFIG = """
@@ -41,29 +42,6 @@ connect = 2.0
 first_byte = 2.0
 idle = 2.0
 """
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-class Pki:
-    """A CA and leaf certificates for localhost signed by it, in ``d``."""
-
-    def __init__(self, d: Path) -> None:
-        self.d = d
-        self.ca_key, self.ca = d / "ca.key", d / "ca.pem"
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-                "-subj", "/CN=sluicegate test CA", "-keyout", str(self.ca_key), "-out", str(self.ca))
-
-    def leaf(self, name: str) -> tuple[Path, Path]:
-        key, csr, cert, ext = (self.d / f"{name}.{s}" for s in ("key", "csr", "pem", "ext"))
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", str(key), "-out", str(csr))
-        openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
-                "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
-        return cert, key
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,7 @@ class PublisherSettings(BaseModel):
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
     mode: Literal["stream", "buffered"] = "stream"  # "buffered" exists only for A/B comparisons
     verify_tls: bool = True
+    ca_file: str = ""  # PEM bundle the origin's certificate is verified against ("" = the system store)
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
     # the public host to the origin's own (docs/round-trip.md). Off: the origin sees the public URLs.
     map_requests: bool = True

@@ -43,6 +43,7 @@ from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher import inbound
 from sluicegate.publisher import wsframes as wf
+from sluicegate.upstream.tls import client_context
 
 log = logging.getLogger("sluicegate.websocket")
 
@@ -103,10 +104,7 @@ class WebSocketProxy:
         self.tunnels: set[Tunnel] = set()
         self.ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
-            self.ssl = ssl.create_default_context()
-            if not pub.verify_tls:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+            self.ssl = client_context(verify=pub.verify_tls, ca_file=pub.ca_file)
 
     # ---- handshake ---------------------------------------------------------------------------------
     async def serve(self, client: TunnelProtocol, head: bytes) -> None:

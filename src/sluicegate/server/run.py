@@ -44,10 +44,13 @@ def _bind(what: str, host: str, port: int) -> socket.socket:
 def check_tls(settings: Settings) -> None:
     """The certificate and key load and match (one line, exit code 2, when they do not)."""
     from sluicegate.server.tls import TlsProblem, server_context
+    from sluicegate.upstream.tls import OriginTlsProblem, client_context
 
     try:
         server_context(settings.server)
-    except TlsProblem as exc:
+        if settings.publisher.ca_file:
+            client_context(ca_file=settings.publisher.ca_file)
+    except (TlsProblem, OriginTlsProblem) as exc:
         raise StartupError(str(exc)) from None
 
 

@@ -36,6 +36,7 @@ from typing import cast
 import httptools
 
 from sluicegate.server.asgi import ClientGone
+from sluicegate.upstream.tls import client_context
 
 
 class OriginError(Exception):
@@ -357,6 +358,7 @@ class OriginPool:
         max_head_bytes: int = 64 * 1024,
         high_water: int = 256 * 1024,
         server_name: str | None = None,
+        ca_file: str = "",
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.host = host.strip("[]")
@@ -371,10 +373,7 @@ class OriginPool:
         self.high_water = high_water
         self.ssl: ssl.SSLContext | None = None
         if scheme == "https":
-            self.ssl = ssl.create_default_context()
-            if not verify_tls:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+            self.ssl = client_context(verify=verify_tls, ca_file=ca_file)  # SNI: server_name, below
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
