@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ def page(n: int) -> bytes:
 
 
 SSE_EVENTS = [f"data: event {i}\n\n".encode() for i in range(5)]
+_CHUNK = ('data: {{"id":"chatcmpl-f","object":"chat.completion.chunk","created":1,"model":"sse","choices":'
+          '[{{"index":0,"delta":{{"content":"token {i} "}},"finish_reason":null}}]}}\n\n')
+CHAT_EVENTS = [_CHUNK.format(i=i).encode() for i in range(12)] + [
+    b'data: {"id":"chatcmpl-f","object":"chat.completion.chunk","created":1,"model":"sse","choices":'
+    b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n', b"data: [DONE]\n\n"]
 
 
 class FaultyOrigin:
@@ -65,6 +71,12 @@ class FaultyOrigin:
                 head = await reader.readuntil(b"\r\n\r\n")
                 self.requests += 1
                 path = head.split(b" ", 2)[1].decode()
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                payload = await reader.readexactly(length) if length else b""
+                if path.endswith("/chat/completions"):  # the provider: behaviour by the upstream model name
+                    model = json.loads(payload or b"{}").get("model", "")
+                    path = {"sse": "/sse-chat", "429": "/429", "stall-head": "/stall-head"}.get(model, "/404")
                 keep = await self._answer(path, writer)
                 await writer.drain()
                 if not keep:
@@ -133,6 +145,14 @@ class FaultyOrigin:
                 await asyncio.sleep(0.05)
             w.write(b"0\r\n\r\n")
             return True
+        if kind == "sse-chat":
+            w.write(head("text/event-stream", "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"))
+            for ev in CHAT_EVENTS:
+                w.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                await w.drain()
+                await asyncio.sleep(0.02)
+            w.write(b"0\r\n\r\n")
+            return True
         if kind == "429":
             msg = b'{"error":"rate limited"}'
             w.write(f"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
@@ -157,6 +177,8 @@ def expected_for(path: str) -> bytes | None:
         return body(n)
     if kind == "sse":
         return b"".join(SSE_EVENTS)
+    if kind == "llm":
+        return b"".join(CHAT_EVENTS)
     if kind == "429":
         return b'{"error":"rate limited"}'
     return None
@@ -257,6 +279,7 @@ class _Body:
         self.big = big  # > 0: the expected body is body(big), compared piecewise
         self.got = 0
         self.same = True
+        self.tail = bytearray()  # small bodies, kept to recognise an error event
 
     def feed(self, data: bytes) -> None:
         if self.big:
@@ -264,7 +287,20 @@ class _Body:
                 self.same = False
         elif self.expected is not None and self.same and self.expected[self.got:self.got + len(data)] != data:
             self.same = False
+        if self.expected is not None and len(self.tail) < (1 << 20):
+            self.tail += data
         self.got += len(data)
+
+    def error_event(self) -> bool:
+        """An SSE stream that ends in an error event after a correct prefix: a protocol-correct failure."""
+        if self.expected is None or not self.tail:
+            return False
+        data = bytes(self.tail)
+        cut = data.find(b'"error"')
+        if cut < 0:
+            return False
+        start = data.rfind(b"\n\n", 0, cut) + 2 if data.rfind(b"\n\n", 0, cut) >= 0 else 0
+        return self.expected.startswith(data[:start])
 
     def exact(self) -> bool:
         size = self.big or (len(self.expected) if self.expected is not None else -1)
@@ -272,12 +308,12 @@ class _Body:
 
 
 async def fetch(port: int, path: str, host: str, *, timeout: float = 30.0, read_delay: float = 0.0,
-                read_size: int = 65536, stop_after: int = 0) -> Outcome:
+                read_size: int = 65536, stop_after: int = 0, model: str = "") -> Outcome:
     """One GET on a fresh connection. ``read_delay``: sleep between reads (a slow reader); ``stop_after``: the
     client vanishes after that many body bytes (verdict ``failed``, by the client's own doing)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    expected = expected_for(path)
+    expected = b"".join(CHAT_EVENTS) if model == "sse" else None if model else expected_for(path)
     parts = path.strip("/").split("/")
     checker = _Body(None, big=int(parts[1])) if parts[0] == "big" else _Body(expected)
     out = Outcome("lost")
@@ -285,7 +321,13 @@ async def fetch(port: int, path: str, host: str, *, timeout: float = 30.0, read_
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            if model:  # an inference request: a streamed chat completion, expected as the provider sent it
+                data = json.dumps({"model": model, "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+                writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\ncontent-type: "
+                             f"application/json\r\ncontent-length: {len(data)}\r\n\r\n".encode() + data)
+            else:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
             out.first_byte_s = loop.time() - t0
             lines = head.decode("latin-1").split("\r\n")
@@ -341,6 +383,8 @@ async def fetch(port: int, path: str, host: str, *, timeout: float = 30.0, read_
                 out.verdict, out.detail = "failed", "connection ended before the body did"
             elif checker.exact():
                 out.verdict = "exact"
+            elif checker.error_event():
+                out.verdict, out.detail = "failed", "stream ended with an error event"
             else:
                 out.verdict, out.detail = "corrupted", f"complete-looking body, {checker.got} bytes, not the origin's"
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:

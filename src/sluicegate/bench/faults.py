@@ -50,7 +50,30 @@ public_hosts = ["127.0.0.1:{port}"]
 connect = 2.0
 first_byte = 3.0
 idle = 2.0
+
+[inference]
+path_prefix = "/llm"
+
+[[inference.providers]]
+name = "faulty"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:{origin}/v1"
+api_key_env = "SG_FAULTS_PROVIDER_KEY"
+timeouts = {{ connect = 2.0, first_byte = 2.0, idle = 2.0 }}
+
+[[inference.models]]
+name = "sse"
+targets = [{{ provider = "faulty", model = "sse" }}]
+
+[[inference.models]]
+name = "429"
+targets = [{{ provider = "faulty", model = "429" }}]
+
+[[inference.models]]
+name = "stall-head"
+targets = [{{ provider = "faulty", model = "stall-head" }}]
 """
+LLM_PATH = "/llm/v1/chat/completions"
 
 
 def free_port() -> int:
@@ -74,8 +97,10 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        env = {**os.environ, "SG_FAULTS_PROVIDER_KEY": "fault-suite-provider-key-1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "sluicegate", "serve", "--config", str(self.cfg)],
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             st = self.status()
@@ -254,6 +279,38 @@ class Suite:
         rows.append(await self.run("50 clients vanish mid-response (32 MiB)", "failed", vanish,
                                    note="recovery = until in-flight requests are back to 0"))
         rows.append(await self.worker_kill())
+        rows += await self.inference()
+        return rows
+
+    async def llm(self, model: str, n: int, concurrency: int = 16) -> list[Outcome]:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> Outcome:
+            async with sem:
+                return await fetch(self.server.port, LLM_PATH, self.server.host, model=model, timeout=20)
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    async def inference(self) -> list[Row]:
+        rows = []
+
+        async def streams(row: Row) -> None:
+            row.outcomes = await self.llm("sse", 20)
+
+        rows.append(await self.run("inference: SSE chat streams (baseline)", "exact", streams))
+        rows.append(await self.run("inference: provider resets mid-SSE (RST after 900 B)", "failed", streams,
+                                   Mode("reset", 900)))
+
+        async def storm(row: Row) -> None:
+            row.outcomes = await self.llm("429", 200, concurrency=50)
+
+        rows.append(await self.run("inference: 429 storm (200 requests, 50 at once)", "failed", storm,
+                                   note="every client gets the provider's 429 (or the gateway's error), none hangs"))
+
+        async def stall(row: Row) -> None:
+            row.outcomes = await self.llm("stall-head", 10)
+
+        rows.append(await self.run("inference: provider stalls before headers (first_byte 2 s)", "failed", stall))
         return rows
 
     async def slowloris(self) -> Row:

@@ -123,3 +123,14 @@ async def test_a_short_soak_reports_rss_slope_and_no_errors(suite: Suite) -> Non
     assert result["errors"] == 0, result["error_kinds"]
     assert result["requests"] > 10 and len(result["rss_mb"]) >= 3
     assert isinstance(result["rss_slope_mb_per_min"], float)
+
+
+async def test_inference_faults_are_visible_never_corrupt(suite: Suite) -> None:
+    rows = {r.scenario.split(":")[1].strip().split(" (")[0]: r for r in await suite.inference()}
+    for row in rows.values():
+        assert_clean(row)
+    assert rows["SSE chat streams"].counts()["exact"] == 20  # relayed byte for byte
+    assert rows["provider resets mid-SSE"].counts()["exact"] == 0
+    assert all(o.status in (429, 502, 503) for o in rows["429 storm"].outcomes)
+    stalled = rows["provider stalls before headers"].outcomes
+    assert all(o.verdict == "failed" and o.status in (502, 503, 504) for o in stalled)
