@@ -102,8 +102,9 @@ def child(runs: int) -> dict[str, object]:
     import bench_html  # type: ignore[import-not-found]
     from sluicegate.buildinfo import fast_paths
     from sluicegate.config.html import HtmlSettings
+    from sluicegate.config.origin import Origin
     from sluicegate.inference.sse import SseTap
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.pipeline.hosts import OriginMatcher
     from sluicegate.pipeline.html import build_html_processor
     from sluicegate.pipeline.text import StreamingHostReplacer
 

@@ -59,9 +59,10 @@ def child(runs: int) -> dict[str, object]:
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
     from sluicegate.config.model import Settings
+    from sluicegate.config.origin import Origin
     from sluicegate.firstparty.page import PageRewriting
     from sluicegate.firstparty.signing import Signer
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.pipeline.hosts import OriginMatcher
 
     settings = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'])
     page = page_with_third_party()

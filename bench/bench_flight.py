@@ -28,10 +28,11 @@ from pathlib import Path
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.flight import FlightStreamRewriter, InlineFlightRewriter, NextjsScriptFilter
 from sluicegate.pipeline.flight.inline import parse_pushes
 from sluicegate.pipeline.flight.jsstring import encode_literal
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 
 ORIGIN = "https://www.publisher-origin.com"

@@ -135,7 +135,8 @@ def child(runs: int) -> dict[str, object]:
     """Every sluicegate case, in this process (pure or compiled, as imported)."""
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.config.origin import Origin
+    from sluicegate.pipeline.hosts import OriginMatcher
     from sluicegate.pipeline.html.lexer import Lexer
 
     settings = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'],
@@ -233,7 +234,8 @@ def variants_child(runs: int) -> dict[str, object]:
 
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.config.origin import Origin
+    from sluicegate.pipeline.hosts import OriginMatcher
 
     page = make_page(500_000)
     pieces = chunks(page, 8192)
@@ -289,7 +291,8 @@ def _signed50_variant(runs: int) -> float | None:
 
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.config.origin import Origin
+    from sluicegate.pipeline.hosts import OriginMatcher
 
     try:
         from sluicegate.config.model import Settings

@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.edge.headers import strip_hop_by_hop
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.inbound import InboundMapper
 
@@ -66,7 +68,7 @@ def old_fixed_list(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     url_headers = {"location", "content-location", "refresh", "link"}
     dom = re.compile(r";\s*domain\s*=\s*\.?([^;\s]+)", re.IGNORECASE)
     out = []
-    for name, value in hdr.strip_hop_by_hop(headers):
+    for name, value in strip_hop_by_hop(headers):
         ln = name.lower()
         if ln in url_headers:
             value = RW.rewrite_text(value)

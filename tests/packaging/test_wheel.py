@@ -179,7 +179,7 @@ def test_without_c_compiler_installs_and_runs_pure(pure_wheel: Path, clean_venv:
     assert "fast paths: pure Python (not built: no working C compiler" in out, out
     # ... and it runs: the rewriter rewrites through the pure modules installed from that wheel.
     code = ("import sluicegate.pipeline.html as h, sys; from sluicegate.config.html import HtmlSettings; "
-            "from sluicegate.pipeline.hosts import Origin, OriginMatcher; "
+            "from sluicegate.config.origin import Origin; from sluicegate.pipeline.hosts import OriginMatcher; "
             "rw = OriginMatcher(Origin.parse('https://origin.example')).for_request('https', 'pub.example'); "
             "p = h.build_html_processor(rw, HtmlSettings(), inject=False); "
             "out = p.feed(b'<a href=\"https://origin.example/x\">x</a>') + p.finish(); "

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sluicegate.config.types import Duration, FieldProblem
+from sluicegate.edge.headers import is_hop_by_hop
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,10 +31,14 @@ _PLACEHOLDER = re.compile(
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key"}
-)
+# Set by the gateway itself on every provider request: never from a provider entry.
+_OURS = frozenset({"host", "content-length", "authorization", "x-api-key"})
+
+
+def _settable(name: str) -> bool:
+    """A header a provider entry may set or forward: a token, neither hop-by-hop (edge's one rule) nor ours."""
+    lower = name.lower()
+    return bool(_HEADER.match(name)) and not is_hop_by_hop(lower) and lower not in _OURS
 
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -165,7 +170,7 @@ class ProviderSettings(BaseModel):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, val in value.items():
-            if not _HEADER.match(name) or name.lower() in _HOP_BY_HOP:
+            if not _settable(name):
                 raise ValueError(f"header not allowed here: {name!r}")
             if any(c in val for c in "\r\n\0"):
                 raise ValueError(f"header value of {name!r} must be a single line")
@@ -176,7 +181,7 @@ class ProviderSettings(BaseModel):
     @classmethod
     def _forward(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _HEADER.match(name) or name.lower() in _HOP_BY_HOP:
+            if not _settable(name):
                 raise ValueError(f"header cannot be forwarded: {name!r}")
         return [n.lower() for n in value]
 

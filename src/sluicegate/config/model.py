@@ -13,10 +13,10 @@ from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
+from sluicegate.config.origin import Authority, Origin
 from sluicegate.config.tls import TlsSettings
 from sluicegate.config.types import Duration, FieldProblem, ListenAddress
 from sluicegate.config.websocket import WebSocketSettings
-from sluicegate.pipeline.hosts import Authority, Origin
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 

@@ -29,16 +29,7 @@ from prometheus_client import Counter
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
-from sluicegate.firstparty.fetch import ThirdPartyClient
-from sluicegate.firstparty.guard import AddressGuard, DomainList, Refused, Resolver
-from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
-from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
-from sluicegate.observability import metrics
-from sluicegate.pipeline import PipelineError, Transformer
-from sluicegate.pipeline.codecs import decoder_for, encoder_for
-from sluicegate.publisher import headers as hdr
-from sluicegate.server.asgi import (
-    ClientWatch,
+from sluicegate.edge.asgi import (
     Message,
     Receive,
     ResponseAborted,
@@ -48,8 +39,19 @@ from sluicegate.server.asgi import (
     header_list,
     send_simple,
 )
-from sluicegate.server.deadline import Deadline
-from sluicegate.upstream.http1 import OriginError, OriginResponse
+from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.headers import strip_hop_by_hop
+from sluicegate.firstparty.fetch import ThirdPartyClient
+from sluicegate.firstparty.guard import AddressGuard, DomainList, Refused, Resolver
+from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
+from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
+from sluicegate.observability import metrics
+from sluicegate.pipeline import PipelineError, Transformer
+from sluicegate.pipeline.codecs import decoder_for, encoder_for
+from sluicegate.publisher import headers as hdr
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginResponse
 
 if TYPE_CHECKING:
     from sluicegate.identity.edge import EdgeIdentity
@@ -297,7 +299,7 @@ class FirstPartyEndpoints:
         decision = gate.classify(method, resp.status, raw)
         out = [
             (k, v)
-            for k, v in hdr.strip_hop_by_hop(raw)
+            for k, v in strip_hop_by_hop(raw)
             if (ln := k.lower()) not in _DROP_RESPONSE and not ln.startswith("access-control-")
         ]
         out += [("x-content-type-options", "nosniff"), ("content-security-policy", SANDBOX_CSP)]

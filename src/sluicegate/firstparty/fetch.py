@@ -18,7 +18,8 @@ from urllib.parse import urljoin
 
 from sluicegate.firstparty.guard import AddressGuard, DomainList, IPAddress, Refused, Resolver, pick_address
 from sluicegate.firstparty.signing import BadUrl, Target, canonical_url
-from sluicegate.upstream.http1 import OriginError, OriginPool, OriginResponse
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginPool, OriginResponse
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

@@ -23,6 +23,7 @@ from yarl import URL
 
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
+from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.inference import metrics as m
 from sluicegate.inference.mock import MockProvider
 from sluicegate.inference.protocol import (
@@ -161,7 +162,7 @@ class InferenceGateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # when run on its own under an ASGI server
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
             return
         if scope["type"] != "http":
             return
@@ -274,17 +275,6 @@ class InferenceGateway:
         if child is None:
             child = self._m_tokens[key] = m.TOKENS.labels(model, provider, direction)
         return child
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # ---- intake helpers -------------------------------------------------------------------------
 

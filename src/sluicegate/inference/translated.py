@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from sluicegate.config.inference import ModelSettings
+from sluicegate.edge.headers import HOP_BY_HOP_BYTES
 from sluicegate.inference import metrics as m
 from sluicegate.inference.protocol import Api, error_body
 from sluicegate.inference.routing import TargetState
@@ -50,9 +51,8 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("sluicegate.inference")
 
 # Upstream response headers a translated answer never relays: framing, encoding and type are ours now.
-_DROP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te", b"trailer",
-                   b"transfer-encoding", b"upgrade", b"set-cookie", b"date", b"server", b"alt-svc",
-                   b"content-length", b"content-type", b"content-encoding"})
+_DROP = HOP_BY_HOP_BYTES | {b"set-cookie", b"date", b"server", b"alt-svc", b"content-length", b"content-type",
+                            b"content-encoding"}
 _MAX_ERROR_BODY = 64 * 1024
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

@@ -17,9 +17,10 @@ import aiohttp
 from yarl import URL
 
 from sluicegate.config.inference import ProviderSettings
+from sluicegate.edge.asgi import ResponseAborted
+from sluicegate.edge.headers import HOP_BY_HOP_BYTES
 from sluicegate.inference import metrics as m
 from sluicegate.inference.mock import MockProvider
-from sluicegate.server.asgi import ResponseAborted
 
 
 class StreamAborted(ResponseAborted):
@@ -42,9 +43,7 @@ _KIND_ALLOW: dict[str, frozenset[bytes]] = {
 }
 _KIND_DEFAULTS: dict[str, dict[str, str]] = {"anthropic": {"anthropic-version": "2023-06-01"}}
 # Upstream response headers never relayed (framing is ours; cookies are not the client's business).
-_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
-                            b"trailer", b"transfer-encoding", b"upgrade", b"set-cookie", b"date", b"server",
-                            b"alt-svc"})
+_DROP_RESPONSE = HOP_BY_HOP_BYTES | {b"set-cookie", b"date", b"server", b"alt-svc"}
 _RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
 

@@ -1,6 +1,6 @@
 """Header transforms on the publisher path: pure functions of header lists and request facts.
 
-Owns: hop-by-hop stripping (both directions), forwarding headers and who may set them,
+Owns: hop-by-hop stripping (both directions, by ``edge.headers``' one rule), forwarding headers and who may set them,
 Accept-Encoding narrowing, the public host check; the response header mapping itself is
 ``response_headers`` (every value mapped, a short documented exception list).
 Must not know about bodies or sockets.
@@ -13,43 +13,18 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sluicegate.config.origin import Origin
+from sluicegate.edge.headers import end_to_end
 from sluicegate.gate import DECODABLE
-from sluicegate.pipeline.hosts import HostRewriter, Origin
+from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.publisher.response_headers import map_response_headers, origin_names
 
 Headers = list[tuple[str, str]]
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection"}
-)
 _FORWARDING = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "via"}
 )
 _DEFAULT_PORT = {"http": "80", "https": "443"}
-
-
-def _end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """``(lower-case name, name, value)`` of every header that is not hop-by-hop; one pass, names lowered once.
-
-    Hop-by-hop: the fixed set, ``Proxy-*``, and every name listed in ``Connection``.
-    """
-    out: list[tuple[str, str, str]] = []
-    listed: set[str] | None = None
-    for name, value in headers:
-        ln = name.lower()
-        if ln in HOP_BY_HOP or ln.startswith("proxy-"):
-            if ln == "connection":
-                listed = (listed or set()) | {t.strip().lower() for t in value.split(",") if t.strip()}
-            continue
-        out.append((ln, name, value))
-    if listed:
-        out = [item for item in out if item[0] not in listed]
-    return out
-
-
-def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
-    """Drop hop-by-hop headers, including every name listed in ``Connection`` and ``Proxy-*``."""
-    return [(name, value) for _, name, value in _end_to_end(headers)]
 
 
 class TrustedProxies:
@@ -150,7 +125,7 @@ def upstream_request_headers(
     out: Headers = []
     prior_xff = ""
     prior_via = ""
-    for ln, name, value in _end_to_end(headers):
+    for ln, name, value in end_to_end(headers):
         if ln == "host" or ln == id_header:
             continue
         if ln in _FORWARDING:
@@ -198,7 +173,7 @@ def downstream_response_headers(
     """
     names = origin_names(origin, origin_host_header, aliases)
     out = map_response_headers(
-        ((ln, n, v) for ln, n, v in _end_to_end(headers) if ln != id_header), rewriter, names, public_hosts
+        ((ln, n, v) for ln, n, v in end_to_end(headers) if ln != id_header), rewriter, names, public_hosts
     )
     out.append((id_header, request_id))
     return out

@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.pipeline.hosts_url import browser_url_start
 from sluicegate.publisher.inbound_form import FormBodyMapper
 from sluicegate.publisher.inbound_values import ValueMapper

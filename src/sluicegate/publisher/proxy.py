@@ -29,9 +29,22 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
+from sluicegate.edge.asgi import (
+    ClientGone,
+    Receive,
+    ResponseAborted,
+    Scope,
+    Send,
+    encode_headers,
+    header_list,
+    send_simple,
+)
+from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.deadline import Deadline
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
 from sluicegate.identity.edge import EdgeIdentity
@@ -43,19 +56,8 @@ from sluicegate.publisher import coding, inbound
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.processors import build_processor
 from sluicegate.publisher.slicing import Slice, lane_for
-from sluicegate.server.asgi import (
-    ClientGone,
-    ClientWatch,
-    Receive,
-    ResponseAborted,
-    Scope,
-    Send,
-    encode_headers,
-    header_list,
-    send_simple,
-)
-from sluicegate.server.deadline import Deadline
-from sluicegate.upstream.http1 import OriginError, OriginPool, OriginResponse
+from sluicegate.upstream.errors import BodySourceStopped, OriginError
+from sluicegate.upstream.http1 import OriginPool, OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
 
@@ -272,7 +274,7 @@ class PublisherProxy:
             try:
                 with deadline:
                     deadline.after(self.timeouts.first_byte)
-                    body = watch.body() if has_body else None
+                    body = _client_body(watch) if has_body else None
                     if body is not None and form is not None:
                         body, length = await inbound.prepare_body(body, form, self.limits.request_map_hold_bytes)
                         up_headers = [(k, v) for k, v in up_headers if k.lower() != "content-length"]
@@ -331,7 +333,7 @@ class PublisherProxy:
                     info.error = "client_gone"
                 return
             raise
-        except ClientGone:
+        except (ClientGone, BodySourceStopped):
             metrics.publisher_error("client", "disconnect").inc()
             log.info("request %s: client disconnected while sending its body", request_id)
             if info is not None:
@@ -639,6 +641,15 @@ class PublisherProxy:
             }
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _client_body(watch: ClientWatch) -> AsyncIterator[bytes]:
+    """The client's body in upstream's terms: the client leaving mid-upload is ``BodySourceStopped``."""
+    try:
+        async for chunk in watch.body():
+            yield chunk
+    except ClientGone as exc:
+        raise BodySourceStopped(str(exc)) from exc
 
 
 def _raw_headers(resp: OriginResponse) -> list[tuple[str, str]]:

@@ -23,7 +23,8 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from sluicegate.pipeline.hosts import HostRewriter, Origin
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import HostRewriter
 
 # Never mapped: no host can be named in them, or their bytes must stay exactly as the origin sent them.
 NOT_MAPPED = frozenset(

@@ -14,9 +14,10 @@ import os
 from typing import Any
 
 from sluicegate.config import Settings, load_settings
+from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
+from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
 from sluicegate.publisher.proxy import PublisherProxy
-from sluicegate.server.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.server.observe import Observer
 
 log = logging.getLogger("sluicegate")
@@ -108,7 +109,7 @@ class SluicegateApp:
             finally:
                 observer.finish(info, error)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
@@ -117,21 +118,6 @@ class SluicegateApp:
         if self.first_party is not None and self.first_party.matches(scope["path"]):
             return True
         return self.inference is not None and bool(self.inference.matches(scope))
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:  # report, then let the server refuse to start
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
 
 def create_app() -> SluicegateApp:

@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 from sluicegate.config.model import Settings
+from sluicegate.edge.asgi import Message, Receive, Scope, Send
 from sluicegate.observability import access, metrics
 from sluicegate.observability.tracing import Tracer
 from sluicegate.publisher.headers import TrustedProxies
-from sluicegate.server.asgi import Message, Receive, Scope, Send
 
 log = logging.getLogger("sluicegate")
 

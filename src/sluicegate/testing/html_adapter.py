@@ -258,7 +258,8 @@ def _doctype(raw: bytes) -> list[Any]:
 def rewrite(chunks: Iterable[bytes], *, origin: str, proxy: str) -> Iterator[bytes]:
     """Run the full rewriter with sluicegate's rules, mapping ``origin`` URLs to ``proxy``."""
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.pipeline.hosts import Origin, OriginMatcher
+    from sluicegate.config.origin import Origin
+    from sluicegate.pipeline.hosts import OriginMatcher
     from sluicegate.pipeline.html import build_html_processor
 
     parts = urlsplit(proxy)

@@ -1,0 +1,2 @@
+"""The wire to an upstream: ``http1`` (pooled HTTP/1.1 client, llhttp framing) and ``errors`` (its only
+exception kinds). No ASGI, no faces: callers bound its waits (``edge.deadline``) and map its errors."""

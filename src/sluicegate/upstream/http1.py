@@ -19,8 +19,14 @@ connection) is done by llhttp through ``httptools``, the parser uvicorn and Node
 * bounds: the response head is limited to ``max_head_bytes``; at most ``high_water`` body bytes wait in
   memory before reading from the origin pauses (the client's backpressure reaches the origin).
 
-Timeouts are the caller's (``server.deadline.Deadline`` cancels the waiting task); a cancelled or failed
-exchange closes its connection, it is never reused.
+Timeouts: the pool bounds what only it can see (``connect_timeout`` for a new connection,
+``keepalive_timeout`` for an idle one); every wait for the origin's bytes is the caller's to bound
+(``edge.deadline.Deadline`` cancels the waiting task). A cancelled or failed exchange closes its
+connection, it is never reused.
+
+Raises only ``upstream.errors`` kinds (and ``CancelledError``); knows nothing of ASGI or of who the
+caller serves: a request body whose source stops (e.g. the caller's client left) is reported by the
+caller raising ``BodySourceStopped`` from its body iterator, which ``request`` re-raises as it is.
 """
 
 from __future__ import annotations
@@ -35,37 +41,15 @@ from typing import cast
 
 import httptools
 
-from sluicegate.server.asgi import ClientGone
+from sluicegate.upstream.errors import (
+    BodySourceStopped,
+    OriginBodyError,
+    OriginClosedError,
+    OriginConnectError,
+    OriginError,
+    OriginProtocolError,
+)
 from sluicegate.upstream.tls import client_context
-
-
-class OriginError(Exception):
-    """Talking to the origin failed; ``kind`` names how (metrics label, log)."""
-
-    kind = "upstream"
-
-
-class OriginConnectError(OriginError):
-    kind = "connect"
-
-
-class OriginProtocolError(OriginError):
-    """The origin's bytes are not a valid HTTP/1.1 response (or break our bounds)."""
-
-    kind = "bad_response"
-
-
-class OriginClosedError(OriginError):
-    """The connection ended before the response head."""
-
-    kind = "disconnected"
-
-
-class OriginBodyError(OriginError):
-    """The connection failed or ended before the end of the response body."""
-
-    kind = "upstream_read"
-
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -386,7 +370,7 @@ class OriginPool:
         headers: list[tuple[str, str]],
         body: AsyncIterator[bytes] | None = None,
     ) -> OriginResponse:
-        """Send the request; return at the response head. Raises ``OriginError`` (or ``ClientGone``)."""
+        """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``)."""
         chunked = False
         lines = [f"{method} {target} HTTP/1.1\r\n"]
         for name, value in headers:
@@ -520,7 +504,7 @@ class OriginPool:
 
 
 def _on_upload_done(conn: _Connection) -> collections.abc.Callable[[asyncio.Task[None]], None]:
-    """An upload that fails before the response head fails the exchange (the client went, or the origin)."""
+    """An upload that fails before the response head fails the exchange (its source stopped, or the origin)."""
 
     def done(task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -528,7 +512,7 @@ def _on_upload_done(conn: _Connection) -> collections.abc.Callable[[asyncio.Task
         exc = task.exception()
         if exc is None or conn.head.done():
             return
-        if isinstance(exc, ClientGone):
+        if isinstance(exc, BodySourceStopped):
             conn.head.set_exception(exc)
             conn.head.exception()
         elif isinstance(exc, OriginError):

@@ -20,8 +20,9 @@ import pytest
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.flight import build_next_script_filter
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 from tests.support.servers import ProxyProcess
 

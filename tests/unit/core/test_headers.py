@@ -2,27 +2,12 @@
 
 import pytest
 
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.publisher import headers as hdr
 
 ORIGIN = Origin.parse("https://origin.example.com")
 RW = OriginMatcher(ORIGIN).for_request("https", "www.pub.example")
-
-
-def test_hop_by_hop_and_connection_listed() -> None:
-    src = [
-        ("Connection", "keep-alive, X-Secret-Hop"),
-        ("Keep-Alive", "5"),
-        ("TE", "trailers"),
-        ("Trailer", "x"),
-        ("Transfer-Encoding", "chunked"),
-        ("Upgrade", "h2c"),
-        ("Proxy-Authorization", "x"),
-        ("Proxy-Connection", "x"),
-        ("X-Secret-Hop", "1"),
-        ("Accept", "*/*"),
-    ]
-    assert hdr.strip_hop_by_hop(src) == [("Accept", "*/*")]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.text import StreamingHostReplacer
 
 ORIGIN = OriginMatcher(Origin.parse("https://origin.example.com"))

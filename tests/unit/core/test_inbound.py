@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.publisher.inbound import InboundMapper
 
 ORIGIN = Origin.parse("http://127.0.0.1:9000")

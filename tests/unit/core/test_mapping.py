@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.model import PublisherSettings
-from sluicegate.pipeline.hosts import Authority, Origin, OriginMatcher
+from sluicegate.config.origin import Authority, Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.text import StreamingHostReplacer
 
 ORIGIN = Origin.parse("https://origin.example")

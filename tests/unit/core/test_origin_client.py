@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 
-from sluicegate.server.asgi import ClientGone
-from sluicegate.upstream.http1 import (
+from sluicegate.upstream.errors import (
+    BodySourceStopped,
     OriginBodyError,
     OriginClosedError,
     OriginConnectError,
-    OriginPool,
     OriginProtocolError,
-    OriginResponse,
 )
+from sluicegate.upstream.http1 import OriginPool, OriginResponse
 
 HOST = [("host", "origin.test")]
 WAIT = 3.0  # the most any single step may take before the test calls it a hang
@@ -806,7 +805,7 @@ async def test_body_iterator_failing_before_the_head_fails_the_request(h: Harnes
 
     async def gone() -> AsyncIterator[bytes]:
         yield b"part"
-        raise ClientGone()
+        raise BodySourceStopped("the caller's client left")
 
     async def broken() -> AsyncIterator[bytes]:
         yield b"part"
@@ -814,7 +813,7 @@ async def test_body_iterator_failing_before_the_head_fails_the_request(h: Harnes
 
     origin = await h.origin(handler)
     pool = h.pool(origin.port)
-    with pytest.raises(ClientGone):
+    with pytest.raises(BodySourceStopped):  # the caller's own stop comes back as it is, not as an origin failure
         await asyncio.wait_for(pool.request("POST", "/", HOST, gone()), WAIT)
     with pytest.raises(OriginBodyError):
         await asyncio.wait_for(pool.request("POST", "/", HOST, broken()), WAIT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher import response_headers as rh
 

@@ -15,11 +15,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.firstparty.guard import DomainList
 from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer
 from sluicegate.pipeline import Transformer
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter, build_html_processor
 from sluicegate.pipeline.html.lexer import DATA
 from tests.unit.html.helpers import run

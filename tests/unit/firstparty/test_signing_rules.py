@@ -349,7 +349,7 @@ def test_the_checked_address_is_the_one_connected_to() -> None:
 
     from sluicegate.firstparty.fetch import ThirdPartyClient
     from sluicegate.firstparty.guard import Refused, Resolver
-    from sluicegate.upstream.http1 import OriginConnectError
+    from sluicegate.upstream.errors import OriginConnectError
 
     class Rebinding(Resolver):
         def __init__(self) -> None:

@@ -6,10 +6,11 @@ import base64
 import json
 
 from sluicegate.config.flight import FlightSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.flight import InlineFlightRewriter, build_flight_processor
 from sluicegate.pipeline.flight.inline import parse_pushes
 from sluicegate.pipeline.flight.jsstring import decode_literal, encode_literal
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 
 ORIGIN = "https://origin.example.com"
 PUBLIC = "www.example.com"

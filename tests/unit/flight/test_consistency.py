@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.flight import build_flight_processor
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 
 SAME_SCHEME = OriginMatcher(Origin.parse("https://origin.example.com"), ["www.origin.example.com"]).for_request(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline import Transformer
-from sluicegate.pipeline.hosts import HostRewriter, Origin, OriginMatcher
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 
 ORIGIN = "https://origin.example.com"
 PROXY_HOST = "www.example.com"

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline import UnsafeOverlongTag
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 from sluicegate.pipeline.html.charrefs import decode
 from tests.unit.html.helpers import run, run_all_splits

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.config.origin import Origin
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.needles import NeedleScan, minimal_needles, only_inside
 from sluicegate.pipeline.html.rules import SluicegateRules

@@ -1,56 +1,34 @@
-"""Small ASGI plumbing shared by the publisher proxy and the own endpoints.
+"""The client side of one request: its body as it arrives, and a watch for it leaving.
 
-``ResponseAborted`` is how a handler tells the server "drop this connection now": raising it
-after ``http.response.start`` makes any ASGI server close the socket without the terminating
-chunk, so the client sees an incomplete response instead of a clean-looking truncated one.
+Owns: ``ClientWatch`` (streams the request body, then watches for ``http.disconnect`` in a side task
+that cancels the handler's task) and the bounded whole-body read (``ClientWatch.read``: a face that
+needs the body in memory, e.g. to parse JSON, names its cap and gets ``BodyTooLarge`` past it, never
+more than the cap held).
+
+Invariants: a disconnect before the response is complete cancels the handler exactly once (the
+watcher returns after it); a disconnect after the final body message is the normal end of the
+exchange and cancels nothing; the body is never buffered here beyond what ``read`` was allowed.
+
+Must not know: any face, the config, the origin. Imports the standard library and ``edge.asgi`` only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from sluicegate.edge.asgi import ClientGone, Message, Receive, Send
 
 
-class ResponseAborted(Exception):
-    """Abort the client connection (after the response head was committed)."""
+class BodyTooLarge(Exception):
+    """The request body is (or says it is) longer than the cap its reader named."""
 
-    kind = "aborted"  # a short failure word for the access log and metrics
+    kind = "body_too_large"
 
-
-class ClientGone(Exception):
-    """The client disconnected; stop working for it."""
-
-
-def header_list(scope: Scope) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
-
-
-def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-
-async def send_simple(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: list[tuple[str, str]] | None = None,
-    content_type: str = "text/plain; charset=utf-8",
-) -> None:
-    hdrs = [
-        ("content-type", content_type),
-        ("content-length", str(len(body))),
-        ("cache-control", "no-store"),
-        *(headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": encode_headers(hdrs)})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
 
 
 class ClientWatch:
@@ -83,6 +61,21 @@ class ClientWatch:
         if not message.get("more_body", False) and message["type"] == "http.response.body":
             self.finished = True
         await self._send(message)
+
+    async def read(self, limit: int, declared: int | None = None) -> bytes:
+        """The whole body, at most ``limit`` bytes held: ``BodyTooLarge`` as soon as the declared length
+        (``Content-Length``, when the caller parsed one) or the bytes received pass it; ``ClientGone`` when
+        the client leaves first."""
+        if declared is not None and declared > limit:
+            raise BodyTooLarge(limit)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.body():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def body(self) -> AsyncIterator[bytes]:
         while not self.body_done:
@@ -126,16 +119,3 @@ class ClientWatch:
 def _reap(task: asyncio.Task[None]) -> None:
     if not task.done():
         task.cancel()
-
-
-class _DropAbortTracebacks(logging.Filter):
-    """Servers log an app exception with a traceback; an abort we chose is logged by us instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, ResponseAborted | ClientGone)
-
-
-def quiet_expected_aborts() -> None:
-    for name in ("uvicorn.error", "uvicorn", "granian", "granian.asgi", "_granian"):
-        logging.getLogger(name).addFilter(_DropAbortTracebacks())

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from sluicegate.server.asgi import ClientWatch, Message
-from sluicegate.server.deadline import Deadline
+from sluicegate.edge.deadline import Deadline
 
 
 def _deadline() -> Deadline:
@@ -102,73 +101,3 @@ async def test_closed_deadline_never_fires() -> None:
     d.close()
     await asyncio.sleep(0.06)
     assert not d.expired
-
-
-async def test_client_watch_disconnect_after_the_final_send_is_not_a_vanished_client() -> None:
-    """uvicorn answers receive() with http.disconnect once the response is complete: normal end."""
-    sent: list[Message] = []
-    complete = asyncio.Event()
-
-    async def receive() -> Message:
-        await complete.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-        if not message.get("more_body", False):
-            complete.set()
-
-    watch = ClientWatch(receive, send)
-    watch.start(has_body=False)
-    await watch.send({"type": "http.response.start", "status": 200, "headers": []})
-    await watch.send({"type": "http.response.body", "body": b"x", "more_body": False})
-    await asyncio.sleep(0)  # the watcher wakes with http.disconnect here
-    watch.stop()
-    await asyncio.sleep(0.01)
-    assert not watch.disconnected and len(sent) == 2
-
-
-async def test_client_watch_cancels_the_handler_when_the_client_goes() -> None:
-    gone = asyncio.Event()
-
-    async def receive() -> Message:
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        pass
-
-    async def handler() -> str:
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=False)
-        try:
-            await asyncio.sleep(10)  # waiting on the origin
-        finally:
-            watch.stop()
-        return "not cancelled"
-
-    t = asyncio.create_task(handler())
-    await asyncio.sleep(0.01)
-    gone.set()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(t, 1.0)
-
-
-async def test_client_watch_stop_reaps_a_watcher_whose_receive_blocks() -> None:
-    """Servers whose receive() blocks until the connection closes: the watcher is cancelled, not leaked."""
-
-    async def receive() -> Message:
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        pass
-
-    watch = ClientWatch(receive, send)
-    watch.start(has_body=False)
-    await asyncio.sleep(0)
-    task = watch._task
-    assert task is not None and not task.done()
-    watch.stop()
-    await asyncio.sleep(0.01)
-    assert task.cancelled()

@@ -6,6 +6,10 @@ handle each under uvloop). ``Deadline`` keeps one timer: moving the deadline lat
 and the timer, when it fires early, re-arms itself for it. On expiry the owning task is cancelled, and the
 ``with deadline:`` block it was in turns that cancellation into ``TimeoutError``, as ``asyncio.timeout`` does
 (including ``Task.uncancel`` bookkeeping, so an outer cancellation is never swallowed).
+
+Invariant: every wait a face makes on something outside the process (the origin, a provider) runs
+inside ``with deadline:`` after an ``after(seconds)``; waits on the client (``send``: backpressure) are
+unbounded on purpose and run after ``clear()``. Imports the standard library only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,76 @@
+"""ASGI plumbing every face shares: the types, the two ways a request ends early, simple answers.
+
+Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; ``ResponseAborted`` (how a handler tells
+the server "drop this connection now": raised after ``http.response.start`` it makes any ASGI server
+close the socket without the terminating chunk, so the client sees an incomplete response instead of
+a clean-looking truncated one); ``ClientGone`` (the client left: stop working for it); ``send_simple``
+(a whole small answer: status, body, ``no-store``); ``header_list``/``encode_headers`` (str <-> the
+server's latin-1 bytes); and the log filter that keeps the servers from printing a traceback for an
+abort we chose (we log those ourselves).
+
+Must not know: any face, the config, the origin. Imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ResponseAborted(Exception):
+    """Abort the client connection (after the response head was committed)."""
+
+    kind = "aborted"  # a short failure word for the access log and metrics
+
+
+class ClientGone(Exception):
+    """The client disconnected; stop working for it."""
+
+
+def header_list(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def send_simple(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[str, str]] | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+    *,
+    head_only: bool = False,
+) -> None:
+    """A whole small answer in two messages, never cached; ``head_only`` (a HEAD request) sends the
+    headers the body would have, ``Content-Length`` included, and no body."""
+    hdrs = [
+        ("content-type", content_type),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        *(headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(hdrs)})
+    await send({"type": "http.response.body", "body": b"" if head_only else body, "more_body": False})
+
+
+class _DropAbortTracebacks(logging.Filter):
+    """Servers log an app exception with a traceback; an abort we chose is logged by us instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ResponseAborted | ClientGone)
+
+
+def quiet_expected_aborts() -> None:
+    """Install the filter on the loggers of the ASGI servers we run under (uvicorn, granian)."""
+    for name in ("uvicorn.error", "uvicorn", "granian", "granian.asgi", "_granian"):
+        logging.getLogger(name).addFilter(_DropAbortTracebacks())
