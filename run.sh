@@ -57,6 +57,7 @@ setup_test_system() {
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)  # self-signed certificates for the TLS origin tests
+  command -v curl >/dev/null 2>&1 || need+=(curl)  # an h2-capable client for the TLS/ALPN tests
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
   if [ -x tests/node/setup.sh ]; then tests/node/setup.sh; fi
 }

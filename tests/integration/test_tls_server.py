@@ -198,3 +198,17 @@ def test_startup_problems_are_one_line(tmp_path: Path, pki: Pki, problem: str) -
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], r.stderr
+
+
+def test_h2_clients_fall_back_to_http11(tmp_path: Path, pki: Pki, origin: Origin) -> None:
+    cert, key = pki.leaf("h2")
+    p = start(tmp_path, origin.url, cert, key)
+    try:
+        # curl offers h2 by ALPN; the server picks http/1.1 and the request is served over it
+        r = subprocess.run(["curl", "-s", "--http2", "--cacert", str(pki.ca), "-o", "/dev/null",
+                            "-w", "%{http_version} %{http_code}", f"https://localhost:{p.port}/page"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.stdout == "1.1 200", r
+        assert get(p.port, client_ctx(pki), "/page")[0].startswith(b"HTTP/1.1 200")
+    finally:
+        p.stop()

@@ -195,6 +195,8 @@ class TimeoutsSettings(BaseModel):
     first_byte: Duration = Field(default=30.0, gt=0)  # request sent -> response headers
     idle: Duration = Field(default=60.0, gt=0)  # between upstream body bytes
     origin_keepalive: Duration = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
+    # A client's request head (from connect, or a later request's first byte) must be complete within this.
+    client_header: Duration = Field(default=20.0, gt=0, le=3600)
 
 
 class CompressionSettings(BaseModel):

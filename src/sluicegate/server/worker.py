@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     srv = settings.server
+    from sluicegate.server.h1guard import guarded_protocol
+
     ws: Any = "none"  # upgrades on publisher routes: our frame-aware tunnel (publisher.websocket)
     if app.websocket is not None:
         from sluicegate.publisher.websocket import tunnel_protocol
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.timeouts.client_header),  # httptools + a request-head deadline
         lifespan="on",
         access_log=False,  # ours: server.observe (one line per request, both faces)
         server_header=False,
