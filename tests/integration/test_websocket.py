@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import urllib.request
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -255,3 +257,19 @@ async def test_foreign_host_is_421_and_tunnels_are_counted(proxy: ProxyProcess, 
     assert 'sluicegate_websocket_upgrades_total{outcome="rejected"} 2.0' in text
     assert 'sluicegate_websocket_closed_total{reason="closed"} 1.0' in text
     assert "sluicegate_websocket_connections 0.0" in text
+
+
+async def test_a_reload_closes_tunnels_with_1001_and_new_ones_work(proxy: ProxyProcess, origin: Origin) -> None:
+    async with connect(ws_url(proxy, "/echo"), ping_interval=None) as ws:
+        await ws.send("before")
+        assert await ws.recv() == "before"
+        assert proxy.proc is not None
+        os.kill(proxy.proc.pid, signal.SIGHUP)  # new workers start, the old one drains: its tunnels go away
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 15)
+        assert ws.close_code == 1001
+    await wait_for(lambda: "reloaded: generation 2" in proxy.log(), 15)
+    async with connect(ws_url(proxy, "/echo"), ping_interval=None) as ws:
+        await ws.send("after")
+        assert await ws.recv() == "after"
+    assert "websocket" in proxy.log() and "shutdown" in proxy.log()
