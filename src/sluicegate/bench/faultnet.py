@@ -74,6 +74,11 @@ class FaultyOrigin:
                 length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                                if line.lower().startswith(b"content-length:")), 0)
                 payload = await reader.readexactly(length) if length else b""
+                if path.startswith("/ws/"):  # a WebSocket upgrade: one big message, then close
+                    from sluicegate.bench.faultws import serve_ws
+
+                    await serve_ws(head, int(path.rsplit("/", 1)[1]), writer)
+                    break
                 if path.endswith("/chat/completions"):  # the provider: behaviour by the upstream model name
                     model = json.loads(payload or b"{}").get("model", "")
                     path = {"sse": "/sse-chat", "429": "/429", "stall-head": "/stall-head"}.get(model, "/404")

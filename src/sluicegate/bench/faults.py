@@ -282,7 +282,32 @@ class Suite:
         rows.append(await self.run("50 clients vanish mid-response (32 MiB)", "failed", vanish,
                                    note="recovery = until in-flight requests are back to 0"))
         rows.append(await self.worker_kill())
+        rows += await self.websocket()
         rows += await self.inference()
+        return rows
+
+    async def ws_many(self, path: str, n: int, **kw: Any) -> list[Outcome]:
+        from sluicegate.bench.faultws import ws_fetch
+
+        return list(await asyncio.gather(*(ws_fetch(self.server.port, path, self.server.host, **kw)
+                                           for _ in range(n))))
+
+    async def websocket(self) -> list[Row]:
+        rows = []
+
+        async def whole(row: Row) -> None:
+            row.outcomes = await self.ws_many(f"/ws/{16 << 20}", 4)
+
+        rows.append(await self.run("websocket: 16 MiB message in 1 MiB frames, 4 tunnels", "exact", whole))
+
+        async def slow(row: Row) -> None:
+            row.outcomes = await self.ws_many(f"/ws/{256 << 20}", 4, read_delay=0.1, read_size=16384,
+                                              stop_after=1_200_000)
+
+        rows.append(await self.run("websocket: slow readers of a 256 MiB message (16 KB / 100 ms)", "failed", slow,
+                                   note="the clients leave after ~1.2 MB: RSS shows no message is buffered"))
+        rows.append(await self.run("websocket: origin resets mid-message (RST after 3 MB)", "failed", whole,
+                                   Mode("reset", 3_000_000)))
         return rows
 
     async def llm(self, model: str, n: int, concurrency: int = 16) -> list[Outcome]:

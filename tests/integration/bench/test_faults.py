@@ -134,3 +134,14 @@ async def test_inference_faults_are_visible_never_corrupt(suite: Suite) -> None:
     assert all(o.status in (429, 502, 503) for o in rows["429 storm"].outcomes)
     stalled = rows["provider stalls before headers"].outcomes
     assert all(o.verdict == "failed" and o.status in (502, 503, 504) for o in stalled)
+
+
+async def test_websocket_faults_are_visible_and_messages_are_not_buffered(suite: Suite) -> None:
+    whole, slow, reset = await suite.websocket()
+    for row in (whole, slow, reset):
+        assert_clean(row)
+    assert whole.counts()["exact"] == 4  # 16 MiB each, every byte checked, close 1000 after it
+    assert reset.counts()["exact"] == 0
+    assert all("1014" in o.detail or "connection ended" in o.detail for o in reset.outcomes), reset.as_dict()
+    # 4 slow readers of a 256 MiB message: the server never holds the message (bounded by buffer_bytes)
+    assert slow.max_rss_mb < whole.max_rss_mb + 64, (slow.max_rss_mb, whole.max_rss_mb)
