@@ -308,6 +308,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_wrap(cmd_compare))
 
+    from sluicegate.bench import faults, stacks  # the edge-protocol benches (also python -m sluicegate.bench.X)
+
+    p = sub.add_parser("faults", help="fault suite (+ --soak) through sluicegate serve, 2 workers: corrupted/lost/RSS")
+    faults.add_arguments(p)
+    p.set_defaults(func=faults.run_args)
+    p = sub.add_parser("stacks", help="HTTP/1.1 vs HTTP/2 under uvicorn, hypercorn, granian (h2load)")
+    stacks.add_arguments(p)
+    p.set_defaults(func=stacks.run_args)
+
     p = subparsers.add_parser("profile", help="run the proxy under py-spy while a load command runs",
                               description="Writes a flame graph (SVG) and the top functions by self time.")
     p.add_argument("--config", required=True, metavar="FILE")

@@ -478,14 +478,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await origin.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sluicegate.bench.faults", description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--big-mb", type=int, default=512, help="size of the big-body scenario (MiB; 2048 = 2 GiB)")
     ap.add_argument("--soak", type=float, default=0.0, help="also run the soak for this many seconds (1800 = 30 min)")
     ap.add_argument("--soak-fraction", type=float, default=0.7, help="soak rate as a fraction of the measured max")
     ap.add_argument("--json", default="bench/results/faults.json")
-    ap.add_argument("--markdown", default="", help="also write the table here (docs/faults-latest.md)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--markdown", default="", help="also write the table here (docs/faults.md)")
+
+
+def run_args(args: argparse.Namespace) -> int:
     result = asyncio.run(main_async(args))
     text = markdown(result)
     if "soak" in result:
@@ -498,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text)
     return 0 if all(r["ok"] for r in result["rows"]) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sluicegate bench faults", description=(__doc__ or "").split("\n")[0])
+    add_arguments(ap)
+    return run_args(ap.parse_args(argv))
 
 
 if __name__ == "__main__":
