@@ -440,6 +440,8 @@ class TunnelProtocol(asyncio.Protocol):
         self.gone = True
         if self.tunnel is not None:
             self.tunnel.client_gone()
+        elif self.task is not None and not self.task.done():  # left during the origin handshake: stop it
+            self.task.cancel()
 
     def pause_writing(self) -> None:
         if self.tunnel is not None and self.tunnel.origin.transport is not None:
