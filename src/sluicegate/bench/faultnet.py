@@ -56,6 +56,7 @@ class FaultyOrigin:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.requests = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=4096)
@@ -66,6 +67,10 @@ class FaultyOrigin:
             self.server.close()
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # held (a stalling answer's task has no other reference)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -204,6 +209,7 @@ class FaultProxy:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.faults = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=4096)
@@ -214,6 +220,10 @@ class FaultProxy:
             self.server.close()
 
     async def _conn(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # held: a stalled connection's task must outlive its last reference elsewhere
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             orr, ow = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
