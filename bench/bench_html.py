@@ -21,6 +21,7 @@ runs of both CPU time (``time.process_time``: the code's own cost, robust on a s
 wall time; the load average is recorded because the machine is shared.
 
 Run:  .venv/bin/python bench/bench_html.py [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
+      [--candidate REV ...] [--no-this]
 Writes bench/results/html.json.
 
 ``--baseline REV`` (default ``24d8df3``, the tree this work started from; ``none`` skips it) also
@@ -339,17 +340,27 @@ def build_baseline(rev: str, tmp: str) -> str:
     return str(target)
 
 
-def compare(rev: str, runs: int, rounds: int) -> dict[str, object]:
-    """Interleaved rounds: baseline (compiled) vs this tree (compiled), every variant; medians."""
+def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
+            this: bool = True) -> dict[str, object]:
+    """Interleaved rounds: baseline (compiled) vs this tree (compiled), every variant; medians.
+    ``candidates``: revisions measured in the same rounds too (labelled by revision); ``this``
+    False leaves the working tree out (only committed revisions)."""
     res: dict[str, list[float]] = {}
     lags: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="sg-bench-base-") as tb, \
             tempfile.TemporaryDirectory(prefix="sg-bench-mine-") as tm:
         base_path = build_baseline(rev, tb)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tm],
-                       check=True, capture_output=True)
+        trees = [("baseline", base_path)]
+        for i, cand in enumerate(candidates):
+            cdir = Path(tb) / f"cand{i}"
+            cdir.mkdir()
+            trees.append((cand, build_baseline(cand, str(cdir))))
+        if this:
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "build_mypyc.py"), "--target", tm],
+                           check=True, capture_output=True)
+            trees.append(("this", tm))
         for _ in range(rounds):
-            for label, path in (("baseline", base_path), ("this", tm)):
+            for label, path in trees:
                 r = run_child(runs, {"PYTHONPATH": path, "SLUICEGATE_PURE_PYTHON": ""}, variants=True)
                 if not r["compiled"]:
                     raise SystemExit(f"the {label} child did not run compiled modules")
@@ -386,6 +397,9 @@ def main() -> int:
     ap.add_argument("--child-variants", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", default="24d8df3", help="revision to compare with (none: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the comparison")
+    ap.add_argument("--candidate", action="append", default=[],
+                    help="another revision measured in the same interleaved rounds (repeatable)")
+    ap.add_argument("--no-this", action="store_true", help="leave the working tree out of the comparison")
     ap.add_argument("--only-compare", action="store_true", help="run only the baseline comparison")
     args = ap.parse_args()
     if args.child:
@@ -399,7 +413,8 @@ def main() -> int:
         "load_average_at_start": list(os.getloadavg()),  # the machine is shared: read with care
     }
     if args.baseline != "none" and not args.no_mypyc:
-        results["compare"] = cmp = compare(args.baseline, args.runs, args.rounds)
+        results["compare"] = cmp = compare(args.baseline, args.runs, args.rounds, tuple(args.candidate),
+                                               not args.no_this)
         print(f"case (a) 500KB/8KB, compiled, MB/s CPU, medians of {args.rounds} interleaved rounds:")
         for k, v in cmp["mb_per_s_cpu_500KB_8KB"].items():  # type: ignore[attr-defined]
             print(f"  {k:28} {v:7.1f}")

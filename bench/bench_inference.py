@@ -50,7 +50,11 @@ def serve_gateway(port: int, upstream: str) -> None:
     import uvicorn
 
     from sluicegate.config.model import Settings
-    from sluicegate.inference.gateway import InferenceGateway
+
+    try:
+        from sluicegate.inference.app import InferenceApp as Gateway
+    except ImportError:  # a tree from before the inference face was split
+        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
 
     if os.environ.get("BENCH_PIN_CPU"):
         os.sched_setaffinity(0, {int(os.environ["BENCH_PIN_CPU"])})
@@ -61,7 +65,7 @@ def serve_gateway(port: int, upstream: str) -> None:
         "providers": [{"name": "mock", "kind": "mock", "base_url": upstream}],
         "models": [{"name": "bench", "targets": [{"provider": "mock", "model": "mock-1"}]}],
     }})
-    app = InferenceGateway(settings)
+    app = Gateway(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="on",
                 log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=30,
                 proxy_headers=False)
@@ -300,7 +304,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pinned = args.pin and len(cpus) >= 2
     if pinned:  # the gateway's worker gets a core of its own; mock and load generator share the other(s)
         os.sched_setaffinity(0, set(cpus[1:]))
-    mock = subprocess.Popen([PY, "-m", "sluicegate.inference.mock", "--port", str(mock_port), "--uvloop",
+    mock_mod = ("sluicegate.dev.mock_provider" if (ROOT / "src/sluicegate/dev/mock_provider.py").exists()
+                else "sluicegate.inference.mock")
+    mock = subprocess.Popen([PY, "-m", mock_mod, "--port", str(mock_port), "--uvloop",
                              "--chunks", str(LITELLM_PROTOCOL["chunks"]),
                              "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
                              "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],

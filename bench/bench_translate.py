@@ -14,6 +14,12 @@ and ``bench/results/translate.png``.
    shared machine); RSS after the run.
 3. LiteLLM (``bench/.litellm-venv``, installed with ``pip install 'litellm[proxy]'``; never the project lock):
    its proxy in front of the same mock doing chat -> Anthropic, measured the same way when it starts.
+
+``--before REV``: a second gateway running sluicegate's ``src`` as of git revision ``REV`` (the current tree
+with the files changed since ``REV`` put back as they were), measured in the same run against the same mock:
+each scenario's TTFB samples and closed-loop steps alternate between the two gateways, so a noisy machine
+hits both alike. The table then shows added TTFB p50/p99, streams/s, CPU per stream and per event for both,
+and the change (after / before).
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "src"))
+# A --before gateway child runs another tree's src (BENCH_SRC); everything else runs this one's.
+sys.path.insert(0, os.environ.get("BENCH_SRC") or str(ROOT / "src"))
 
 from bench_inference import RawClient, cpu_seconds, free_port, pct, rss_kb, wait_port  # noqa: E402
 
@@ -67,7 +75,11 @@ def serve_gateway(port: int, upstream: str) -> None:
     import uvicorn
 
     from sluicegate.config.model import Settings
-    from sluicegate.inference.gateway import InferenceGateway
+
+    try:
+        from sluicegate.inference.app import InferenceApp as Gateway
+    except ImportError:  # a --before tree from before the inference face was split
+        from sluicegate.inference.gateway import InferenceGateway as Gateway  # type: ignore[no-redef,import-not-found]
 
     settings = Settings.model_validate({"inference": {
         "path_prefix": "/llm",
@@ -78,7 +90,7 @@ def serve_gateway(port: int, upstream: str) -> None:
                    {"name": "x-an", "targets": [{"provider": "an", "model": "claude-mock"}]},
                    {"name": "x-oc", "targets": [{"provider": "oc", "model": "qwen-mock"}]}],
     }})
-    uvicorn.run(InferenceGateway(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    uvicorn.run(Gateway(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 lifespan="on", log_level="warning", access_log=False, backlog=4096)
 
 
@@ -180,43 +192,141 @@ def check_stream(url: str, payload: bytes) -> dict[str, Any]:
             '"type":"response.completed"' in raw[-4000:]}
 
 
-async def measure(base: str, direct: str, pid: int, scenarios: dict[str, tuple[str, str, str, int]],
-                  args: argparse.Namespace, gw_prefix: str = "/llm") -> dict[str, Any]:
-    results: dict[str, Any] = {}
+async def measure(gateways: dict[str, tuple[str, int]], direct: str,
+                  scenarios: dict[str, tuple[str, str, str, int]], args: argparse.Namespace,
+                  gw_prefix: str = "/llm") -> dict[str, dict[str, Any]]:
+    """Every scenario through every gateway (``label -> (base URL, pid)``), interleaved so that the load of a
+    shared machine drifting over the run hits every figure alike: TTFB requests rotate over the mock directly
+    and each gateway; the closed-loop steps run round by round over every scenario and gateway (order
+    alternating), so a translated stream's µs/event over the relay compares steps taken minutes apart never."""
+    results: dict[str, dict[str, Any]] = {label: {} for label in gateways}
+    labels = list(gateways)
     client = RawClient()
+    urls = {(label, name): base + gw_prefix + PATHS[api]
+            for label, (base, _) in gateways.items() for name, (api, _m, _u, _e) in scenarios.items()}
     try:
         for name, (api, model, up_api, events) in scenarios.items():
-            url = base + gw_prefix + PATHS[api]
             payload = body(model, api)
             dpayload = body("mock-1", up_api)
-            for _ in range(30):
-                await client.stream(url, payload)
-            check = await asyncio.to_thread(check_stream, url, payload)
-            via: list[float] = []
+            durl = direct + PATHS[up_api]
+            checks = {}
+            for label in labels:
+                for _ in range(30):
+                    await client.stream(urls[label, name], payload)
+                checks[label] = await asyncio.to_thread(check_stream, urls[label, name], payload)
+            via: dict[str, list[float]] = {label: [] for label in labels}
+            paired: dict[str, list[float]] = {label: [] for label in labels}
             dire: list[float] = []
-            for _ in range(args.rounds):  # interleaved, so drift hits both alike
-                via += await ttfb(client, url, payload, args.ttfb_n)
-                dire += await ttfb(client, direct + PATHS[up_api], dpayload, args.ttfb_n)
-            row: dict[str, Any] = {"events_per_stream": events, "ttfb_via_p50_ms": statistics.median(via),
-                                   "ttfb_direct_p50_ms": statistics.median(dire),
-                                   "added_ttfb_p50_ms": statistics.median(via) - statistics.median(dire),
-                                   "ttfb_via_p95_ms": pct(via, 0.95), "by_concurrency": {}, "check": check}
-            for conc in args.concurrency:
-                c0 = cpu_seconds(pid)
-                rate, errors = await closed_loop(client, url, payload, conc, args.streams)
-                cpu = cpu_seconds(pid) - c0
-                row["by_concurrency"][str(conc)] = {
-                    "streams_per_s": round(rate, 1), "errors": errors,
-                    "gateway_cpu_ms_per_stream": round(cpu / args.streams * 1000, 3),
-                    "gateway_cpu_us_per_event": round(cpu / args.streams / events * 1e6, 2)}
-            row["rss_kib"] = rss_kb(pid)
-            results[name] = row
-            print(f"{name:24s} added TTFB {row['added_ttfb_p50_ms']:.3f} ms  " + "  ".join(
-                f"c={c}: {v['streams_per_s']:.0f}/s {v['gateway_cpu_us_per_event']:.1f} µs/ev"
-                for c, v in row["by_concurrency"].items()), flush=True)
+            seq = ["", *labels]  # "" = the mock directly
+            for i in range(args.rounds * args.ttfb_n):  # one request each, rotating, so drift hits all alike
+                k = i % len(seq)
+                got: dict[str, float] = {}
+                for label in seq[k:] + seq[:k]:
+                    t, _, _ = await client.stream(urls[label, name] if label else durl,
+                                                  payload if label else dpayload)
+                    got[label] = t * 1000
+                dire.append(got[""])
+                for label in labels:
+                    via[label].append(got[label])
+                    paired[label].append(got[label] - got[""])
+            dmed, d99 = statistics.median(dire), pct(dire, 0.99)
+            for label in labels:
+                v = via[label]
+                results[label][name] = {
+                    "events_per_stream": events, "upstream_api": up_api,
+                    "ttfb_via_p50_ms": statistics.median(v), "ttfb_via_p99_ms": pct(v, 0.99),
+                    "ttfb_direct_p50_ms": dmed, "ttfb_direct_p99_ms": d99,
+                    "added_ttfb_p50_ms": statistics.median(v) - dmed, "added_ttfb_p99_ms": pct(v, 0.99) - d99,
+                    "added_ttfb_paired_p50_ms": statistics.median(paired[label]),
+                    "added_ttfb_paired_p99_ms": pct(paired[label], 0.99),
+                    "ttfb_via_p95_ms": pct(v, 0.95), "by_concurrency": {}, "check": checks[label]}
+                print(f"{label:7s} {name:24s} added TTFB p50 {statistics.median(v) - dmed:.3f} ms "
+                      f"p99 {pct(v, 0.99) - d99:.3f} ms", flush=True)
+        cells = [(label, name) for name in scenarios for label in labels]
+        for conc in args.concurrency:
+            per_round = max(conc, args.streams // args.rounds)
+            acc: dict[tuple[str, str], dict[str, Any]] = {
+                cell: {"rates": [], "cpu": 0.0, "n": 0, "errors": 0} for cell in cells}
+            for r in range(args.rounds):
+                for label, name in (cells if r % 2 == 0 else cells[::-1]):
+                    pid = gateways[label][1]
+                    api, model, _, _ = scenarios[name]
+                    c0 = cpu_seconds(pid)
+                    rate, errors = await closed_loop(client, urls[label, name], body(model, api), conc, per_round)
+                    a = acc[label, name]
+                    a["cpu"] += cpu_seconds(pid) - c0
+                    a["n"] += per_round
+                    a["errors"] += errors
+                    a["rates"].append(rate)
+            for (label, name), a in acc.items():
+                events = scenarios[name][3]
+                results[label][name]["by_concurrency"][str(conc)] = {
+                    "streams_per_s": round(statistics.median(a["rates"]), 1), "errors": a["errors"],
+                    "gateway_cpu_ms_per_stream": round(a["cpu"] / a["n"] * 1000, 3),
+                    "gateway_cpu_us_per_event": round(a["cpu"] / a["n"] / events * 1e6, 2)}
+                x = results[label][name]["by_concurrency"][str(conc)]
+                print(f"{label:7s} {name:24s} c={conc}: {x['streams_per_s']:.0f}/s "
+                      f"{x['gateway_cpu_ms_per_stream']:.2f} ms/stream {x['gateway_cpu_us_per_event']:.1f} µs/ev",
+                      flush=True)
+        for label in labels:
+            for row in results[label].values():
+                row["rss_kib"] = rss_kb(gateways[label][1])
     finally:
         client.close()
+    for rows in results.values():  # CPU per event a translated stream costs over the relay of the same upstream
+        for row in rows.values():
+            relay = rows.get("relay " + row["upstream_api"])
+            if relay is not None and relay is not row:
+                row["over_relay_us_per_event"] = {
+                    c: round(x["gateway_cpu_us_per_event"] - relay["by_concurrency"][c]["gateway_cpu_us_per_event"], 2)
+                    for c, x in row["by_concurrency"].items()}
     return results
+
+
+def source_at(rev: str, dest: Path) -> Path:
+    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose files changed since
+    ``rev`` are put back as they were (added ones removed; a changed module's compiled build removed)."""
+    import shutil
+
+    src = dest / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--no-renames", "--name-only", rev, "--", "src"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in changed:
+        path = dest / name
+        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{name}"], capture_output=True, check=False)
+        if old.returncode != 0:  # added since rev
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(old.stdout)
+        for built in path.parent.glob(path.stem + ".*.so"):
+            built.unlink()
+    return src
+
+
+def comparison(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the before/after table: one per scenario and figure, with after / before."""
+    rows: list[dict[str, Any]] = []
+    before, after = result["before"]["sluicegate"], result["sluicegate"]
+    for name, a in after.items():
+        b = before.get(name)
+        if b is None:
+            continue
+        figs = [("added TTFB p50 ms", "added_ttfb_p50_ms"), ("added TTFB p99 ms", "added_ttfb_p99_ms")]
+        for label, key in figs:
+            rows.append({"scenario": name, "figure": label, "before": b[key], "after": a[key]})
+        for c in a["by_concurrency"]:
+            for label, key in (("streams/s", "streams_per_s"), ("CPU ms/stream", "gateway_cpu_ms_per_stream"),
+                               ("CPU µs/event", "gateway_cpu_us_per_event")):
+                rows.append({"scenario": name, "figure": f"{label} c={c}", "before": b["by_concurrency"][c][key],
+                             "after": a["by_concurrency"][c][key]})
+            if "over_relay_us_per_event" in a and "over_relay_us_per_event" in b:
+                rows.append({"scenario": name, "figure": f"µs/event over relay c={c}",
+                             "before": b["over_relay_us_per_event"][c], "after": a["over_relay_us_per_event"][c]})
+    for r in rows:
+        r["after_over_before"] = round(r["after"] / r["before"], 3) if r["before"] else None
+    return rows
 
 
 def litellm_version() -> str:
@@ -262,19 +372,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out["cpu_micro"] = cpu_micro(args.micro_rounds)
     for k, v in out["cpu_micro"].items():
         print(f"  {k:24s} translate {v['translate_us_per_event']:.2f}  relay tap {v['relay_tap_us_per_event']:.2f}")
-    mock_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    mock_port, gw_port, ll_port, before_port = free_port(), free_port(), free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    mock = subprocess.Popen([PY, "-m", "sluicegate.inference.mock", "--port", str(mock_port), "--uvloop",
+    mock = subprocess.Popen([PY, "-m", mock_module(), "--port", str(mock_port), "--uvloop",
                              "--chunks", "27", "--first-delay-ms", "0", "--between-ms", str(args.between_ms)],
                             env=env, stdout=subprocess.DEVNULL)
-    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream",
-                           f"http://127.0.0.1:{mock_port}/v1"], env=env)
+    upstream = f"http://127.0.0.1:{mock_port}/v1"
+    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream", upstream], env=env)
     procs: list[subprocess.Popen[bytes]] = [mock, gw]
+    gateways = {"after": (f"http://127.0.0.1:{gw_port}", gw.pid)}
+    tmp = tempfile.TemporaryDirectory(prefix="sg-bench-translate-")
     try:
+        if args.before:
+            rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+            old_src = source_at(rev, Path(tmp.name))
+            benv = dict(os.environ, PYTHONPATH=str(old_src), BENCH_SRC=str(old_src))
+            bgw = subprocess.Popen([PY, __file__, "--serve-gateway", str(before_port), "--upstream", upstream],
+                                   env=benv)
+            procs.append(bgw)
+            gateways["before"] = (f"http://127.0.0.1:{before_port}", bgw.pid)
+            out["before"] = {"rev": rev}
+            wait_port(before_port)
         wait_port(mock_port)
         wait_port(gw_port)
         direct = f"http://127.0.0.1:{mock_port}"
-        out["sluicegate"] = await measure(f"http://127.0.0.1:{gw_port}", direct, gw.pid, SCENARIOS, args)
+        measured = await measure(gateways, direct, SCENARIOS, args)
+        out["sluicegate"] = measured["after"]
+        if args.before:
+            out["before"]["sluicegate"] = measured["before"]
+            out["comparison"] = comparison(out)
         if args.litellm:
             workdir = ROOT / "bench" / "results"
             workdir.mkdir(parents=True, exist_ok=True)
@@ -285,8 +412,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 procs.append(ll)
                 ll_args = argparse.Namespace(**{**vars(args), "streams": args.litellm_streams})
-                out["litellm"] = await measure(f"http://127.0.0.1:{ll_port}", direct, ll.pid,
-                                               {"chat -> anthropic": SCENARIOS["chat -> anthropic"]}, ll_args, "")
+                out["litellm"] = (await measure({"litellm": (f"http://127.0.0.1:{ll_port}", ll.pid)}, direct,
+                                                {"chat -> anthropic": SCENARIOS["chat -> anthropic"]}, ll_args,
+                                                ""))["litellm"]
                 out["litellm"]["version"] = litellm_version()
     finally:
         for p in procs:
@@ -296,7 +424,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        tmp.cleanup()
     return out
+
+
+def mock_module() -> str:
+    """The mock provider's module in this tree (it moved from inference/ to dev/)."""
+    moved = ROOT / "src" / "sluicegate" / "dev" / "mock_provider.py"
+    return "sluicegate.dev.mock_provider" if moved.exists() else "sluicegate.inference.mock"
+
+
+def print_comparison(rows: list[dict[str, Any]], rev: str) -> None:
+    print(f"\nbefore = {rev[:12]}, after = this tree (same run, same mock, alternating)")
+    print(f"{'scenario':24s} {'figure':26s} {'before':>10s} {'after':>10s} {'after/before':>12s}")
+    for r in rows:
+        ratio = f"{r['after_over_before']:.3f}" if r["after_over_before"] is not None else "-"
+        print(f"{r['scenario']:24s} {r['figure']:26s} {r['before']:10.3f} {r['after']:10.3f} {ratio:>12s}")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -310,6 +453,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     rows = {f"sluicegate {k}": v for k, v in result["sluicegate"].items()}
+    if "before" in result:
+        rows.update({f"before {k}": v for k, v in result["before"]["sluicegate"].items()})
     if isinstance(result.get("litellm"), dict) and "skipped" not in result["litellm"]:
         rows.update({f"litellm {k}": v for k, v in result["litellm"].items() if isinstance(v, dict)})
     for name, row in rows.items():
@@ -336,6 +481,8 @@ def main() -> None:
     ap.add_argument("--micro-rounds", type=int, default=300)
     ap.add_argument("--litellm-streams", type=int, default=160, help="streams per step for LiteLLM (slower)")
     ap.add_argument("--no-litellm", dest="litellm", action="store_false")
+    ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
+                    "side by side in the same run (e.g. --before main)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "translate.json"))
     args = ap.parse_args()
     if args.serve_gateway:
@@ -348,6 +495,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     plot(result, out.with_suffix(".png"))
+    if "comparison" in result:
+        print_comparison(result["comparison"], result["before"]["rev"])
     print(f"wrote {out}", flush=True)
 
 

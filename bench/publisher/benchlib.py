@@ -345,7 +345,7 @@ def ensure_py_spy() -> str:
 # ------------------------------------------------------------------------------------- sluicegate serve
 
 
-def write_sluicegate_config(path: Path, *, origin_port: int, proxy_port: int, mode: str = "stream",
+def write_sluicegate_config(path: Path, *, origin_port: int, proxy_port: int,
                             workers: int = 1, limits: dict[str, int] | None = None, server: str = "",
                             admin: str = "") -> Path:
     lines = [
@@ -353,7 +353,7 @@ def write_sluicegate_config(path: Path, *, origin_port: int, proxy_port: int, mo
         # its own admin port: the default 127.0.0.1:9901 may be held by another instance on this machine
         "[admin]", f'listen = "127.0.0.1:{free_port()}"', admin, "",
         "[publisher]", f'origin_url = "http://127.0.0.1:{origin_port}"',
-        f'public_hosts = ["127.0.0.1:{proxy_port}"]', f'mode = "{mode}"', "",
+        f'public_hosts = ["127.0.0.1:{proxy_port}"]', "",
     ]
     if limits:
         lines += ["[limits]", *(f"{k} = {v}" for k, v in limits.items()), ""]

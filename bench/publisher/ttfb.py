@@ -7,8 +7,9 @@ A raw-socket client (fresh connection per request, ``Accept-Encoding: gzip``) ti
 curl's headers time), the moment >= 1 KiB of *decoded* HTML is available, and the last byte. Each body is
 gunzipped to check it is complete.
 
-How: one origin and two ``sluicegate serve`` processes (1 worker each; ``mode = "stream"`` and
-``mode = "buffered"``) in front of it, on free ports, started and stopped by this script. After 2 warm-up
+How: one origin and two sluicegate processes in front of it (1 worker each: ``sluicegate serve`` for
+stream, ``python -m sluicegate.dev.buffered`` for buffered: the same app, each response held whole), on free
+ports, started and stopped by this script. After 2 warm-up
 requests per target, ``--runs`` runs of ``--per-run`` rounds; each round requests direct / stream / buffered
 once, one at a time, the order rotating every round. "Added" figures are medians of the per-round paired
 differences (proxy minus direct in the same round). Targets (issue 2): added TTFB (first body byte) in stream
@@ -68,9 +69,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 d / "origin.log"))
         wait_http(op, "/health", origin)
         stream = procs.add(sluicegate_proc("sluicegate-stream", write_sluicegate_config(
-            d / "stream.toml", origin_port=op, proxy_port=sp, mode="stream"), sp, 1, d / "stream.log"))
-        buffered = procs.add(sluicegate_proc("sluicegate-buffered", write_sluicegate_config(
-            d / "buffered.toml", origin_port=op, proxy_port=bp, mode="buffered"), bp, 1, d / "buffered.log"))
+            d / "stream.toml", origin_port=op, proxy_port=sp), sp, 1, d / "stream.log"))
+        buffered_cfg = write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
+        buffered = procs.add(Proc("sluicegate-buffered", [PY, "-m", "sluicegate.dev.buffered", "--config",
+                                                          str(buffered_cfg), "--port", str(bp)], d / "buffered.log"))
         wait_http(sp, "/_sluicegate/health", stream)
         wait_http(bp, "/_sluicegate/health", buffered)
         ports = {"direct": op, "stream": sp, "buffered": bp}

@@ -1,7 +1,7 @@
 """Choosing ``[event_loop] slice_ms`` and ``piece_bytes``: heavy-transform CPU cost vs how long the loop is held.
 
 In one process and one event loop (uvloop, as served), the publisher's own sliced transform
-(``PublisherProxy._transform`` with its ``WorkLane``) rewrites a gzip'd link-heavy HTML page (``--mib``,
+(``publisher.relay.BodyWork.feed`` with its ``WorkLane``) rewrites a gzip'd link-heavy HTML page (``--mib``,
 default 20) and re-encodes it, while a probe timer measures its own lateness every 1 ms (the loop-lag
 monitor's method, finer). Per (slice_ms, piece_bytes): CPU seconds of the whole run (``process_time``, the
 figure to trust on a shared machine; measured in a run without the probe), probe lateness p50/p99/max (in a
@@ -35,8 +35,9 @@ from content import write_gzip_html  # noqa: E402
 from sluicegate.config.model import Settings  # noqa: E402
 from sluicegate.gate import Kind  # noqa: E402
 from sluicegate.pipeline.codecs import decoder_for, encoder_for  # noqa: E402
+from sluicegate.publisher.app import PublisherApp  # noqa: E402
 from sluicegate.publisher.processors import build_processor  # noqa: E402
-from sluicegate.publisher.proxy import PublisherProxy, _BodyWork  # noqa: E402
+from sluicegate.publisher.relay import BodyWork  # noqa: E402
 from sluicegate.publisher.slicing import Slice, lane_for  # noqa: E402
 
 ORIGIN = "http://127.0.0.1:9000"
@@ -47,10 +48,9 @@ READ = 256 * 1024  # one origin read (origin_read_buffer_bytes)
 
 async def one(blob: bytes, slice_ms: float, piece: int, with_probe: bool) -> dict[str, Any]:
     settings = Settings(publisher={"origin_url": ORIGIN, "public_hosts": ["127.0.0.1:8080"]})
-    proxy = PublisherProxy(settings)
-    rw = proxy._rewriter("http", "127.0.0.1:8080")
+    rw = PublisherApp(settings).rewriter("http", "127.0.0.1:8080")
     loop = asyncio.get_running_loop()
-    work = _BodyWork(
+    work = BodyWork(
         decoder_for("gzip", 1 << 40, piece),
         build_processor(Kind.HTML, rw, settings, navigation_request=True, content_type="text/html"),
         encoder_for("gzip", gzip_level=3),
@@ -76,7 +76,7 @@ async def one(blob: bytes, slice_ms: float, piece: int, with_probe: bool) -> dic
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(0, len(blob), READ):
-        await proxy._transform(blob[i : i + READ], work, send)
+        await work.feed(blob[i : i + READ], send)
         data = work.take()
         sent += len(data)
         await asyncio.sleep(0)  # the real relay's read would let the loop run here when the origin is slower

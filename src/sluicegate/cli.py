@@ -106,7 +106,8 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 
 
 DEMO_CONFIG = """\
-# Written by `sluicegate demo`: the proxy in front of the bundled demo origin and a mock LLM provider.
+# Written by `sluicegate demo`: the proxy in front of the bundled demo origin and a mock LLM provider
+# (both started beside the proxy as their own processes; the proxy itself never starts either).
 [server]
 host = "127.0.0.1"
 port = {port}
@@ -127,7 +128,8 @@ listen_hosts = ["inference.local"]
 
 [[inference.providers]]
 name = "mock"
-kind = "mock"                          # the bundled mock provider, started in-process on a loopback port
+kind = "mock"                          # the mock provider (sluicegate.dev.mock_provider), run beside the proxy
+base_url = "http://127.0.0.1:{mock_port}/v1"
 
 [[inference.models]]
 name = "demo"
@@ -143,6 +145,19 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = 
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return True
         except OSError:
             time.sleep(0.1)
     return False
@@ -170,16 +185,18 @@ sluicegate demo is running. Try this:
   metrics:            curl -s http://127.0.0.1:{admin_port}/metrics | grep sluicegate_requests_total
   status / readiness: curl -s http://127.0.0.1:{admin_port}/status ; curl -s http://127.0.0.1:{admin_port}/readyz
   the origin itself:  http://127.0.0.1:{origin_port}/
-Ctrl+C (or SIGTERM) stops the proxy and the demo origin.
+  the mock provider:  http://127.0.0.1:{mock_port}/v1/chat/completions (what /llm relays to)
+Ctrl+C (or SIGTERM) stops the proxy, the demo origin and the mock provider.
 """
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     taken = [f"{what} port {port}" for what, port in (("origin", args.origin_port), ("proxy", args.port),
-                                                        ("admin", args.admin_port)) if not _port_free(port)]
+                                                        ("admin", args.admin_port), ("mock", args.mock_port))
+             if not _port_free(port)]
     if taken:
         print(f"sluicegate demo: {', '.join(taken)} already in use by another process; choose others with "
-              "--origin-port / --port / --admin-port", file=sys.stderr)
+              "--origin-port / --port / --admin-port / --mock-port", file=sys.stderr)
         return 2
 
     def _stop(signum: int, _frame: object) -> None:
@@ -188,17 +205,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # Until the server's own handlers are installed, a SIGTERM must still reach the finally below.
     previous = signal.signal(signal.SIGTERM, _stop)
     origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
+    # The mock LLM provider is a dev tool: it runs beside the proxy, which treats it as any provider.
+    mock = subprocess.Popen([sys.executable, "-m", "sluicegate.dev.mock_provider", "--port", str(args.mock_port)],
+                            stdout=subprocess.DEVNULL)
     workdir = Path(tempfile.mkdtemp(prefix="sluicegate-demo-"))
     try:
         if not _wait_http(f"http://127.0.0.1:{args.origin_port}/static/extra.css", 15, origin):
             print(f"sluicegate demo: the demo origin did not start on port {args.origin_port}", file=sys.stderr)
             return 1
+        if not _wait_port(args.mock_port, 15, mock):
+            print(f"sluicegate demo: the mock provider did not start on port {args.mock_port}", file=sys.stderr)
+            return 1
         config = workdir / "demo.toml"
-        config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port))
+        config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
+                                             mock_port=args.mock_port))
         loaded = _read_config(str(config))
         if loaded is None:
             return 2
-        print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port))
+        print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
+                              mock_port=args.mock_port))
         sys.stdout.flush()
         return _serve(loaded[0], str(config), loaded[1])
     except KeyboardInterrupt:
@@ -206,13 +231,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
-        if origin.poll() is None:
-            origin.terminate()
-            try:
-                origin.wait(5)
-            except subprocess.TimeoutExpired:
-                origin.kill()
-                origin.wait()
+        for child in (origin, mock):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -241,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--origin-port", type=int, default=9000)
     p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--mock-port", type=int, default=9100, help="the mock LLM provider run beside the proxy")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("reload", help="validate a settings file, then tell the running server to load it (SIGHUP)")

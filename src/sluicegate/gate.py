@@ -8,8 +8,8 @@
 3. **PassThrough**  processable but encoded with a codec we cannot decode, or several stacked.
 4. **Stream**  processable: decode, rewrite, re-encode with the same codec, at any status.
 
-**Buffered** is never chosen here for a processable body unless the caller asks for it
-(``mode = "buffered"`` A/B runs) or a processor declares it needs the whole body.
+There is no buffered route: a body is never held whole on the product path (``sluicegate.dev.buffered``
+does that outside it, for the A/B benchmark).
 
 Processable is decided on the parsed media type (``application/jsonp`` is not JSON; ``+json`` and
 ``+xml`` suffixes are). This module knows nothing about sockets or rewriting rules.
@@ -26,7 +26,6 @@ class Route(Enum):
     BODILESS = "bodiless"
     PASS_THROUGH = "pass_through"
     STREAM = "stream"
-    BUFFERED = "buffered"
 
 
 class Kind(Enum):

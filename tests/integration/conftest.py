@@ -59,10 +59,3 @@ def proxy(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     p = start_proxy(tmp_path_factory.mktemp("proxy"), origin.url)
     yield p
     p.stop()
-
-
-@pytest.fixture(scope="session")
-def buffered_proxy(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    p = start_proxy(tmp_path_factory.mktemp("proxy-buffered"), origin.url, mode="buffered")
-    yield p
-    p.stop()

@@ -300,18 +300,6 @@ def test_decoded_cap_aborts_after_commit_with_one_line_and_metric(tmp_path: Path
         p.stop()
 
 
-def test_decoded_cap_before_commit_is_a_502(tmp_path: Path, heavy: Heavy) -> None:
-    p = proxy(tmp_path, heavy, "\n[limits]\nmax_decoded_body_bytes = 8388608\n", mode="buffered")
-    try:
-        status, headers, body = get(p.port, "/bomb.html?tag=cap2", {"Accept-Encoding": "gzip"})
-        assert status == 502 and b"max_decoded_body_bytes" in body
-        line = _one_bound_line(p.log(), "max_decoded_body_bytes")
-        assert headers["x-request-id"] in line and heavy.authority in line
-        assert metric(p, 'sluicegate_publisher_work_bound_total{bound="max_decoded_body_bytes"}') == 1
-    finally:
-        p.stop()
-
-
 def test_work_without_output_is_bounded(tmp_path: Path, heavy: Heavy) -> None:
     p = proxy(tmp_path, heavy, "\n[limits]\nmax_decoded_bytes_without_output = 2097152\n")
     try:

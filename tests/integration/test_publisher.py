@@ -336,17 +336,6 @@ async def test_slow_reader_backpressure_bounds_memory(proxy: ProxyProcess) -> No
     assert peak - base < 48 * 1024 * 1024, f"RSS grew by {(peak - base) >> 20} MiB while the client was stalled"
 
 
-async def test_buffered_mode_has_content_length(buffered_proxy: ProxyProcess, origin: Origin) -> None:
-    r, body = await fetch(buffered_proxy.url + "/trickle")
-    assert hdrs(r)["content-length"] == str(len(body))
-    async with aiohttp.ClientSession() as s:
-        t0 = time.monotonic()
-        async with s.get(buffered_proxy.url + "/trickle") as r:
-            t_head = time.monotonic() - t0
-            await r.read()
-    assert t_head > 0.9  # buffered: nothing until the origin is done
-
-
 async def test_two_workers(tmp_path: Path, origin: Origin) -> None:
     p = start_proxy(tmp_path, origin.url, workers=2)
     try:

@@ -1,6 +1,8 @@
-"""``bench ab``: the same origin behind sluicegate twice, ``mode = "stream"`` vs ``mode = "buffered"``.
+"""``bench ab``: the same origin behind sluicegate twice, streamed vs buffered.
 
-Writes both configs to a temp dir, starts ``sluicegate serve`` on two free ports, then measures the origin
+"stream" is ``sluicegate serve`` as shipped; "buffered" is the same application wrapped by
+``sluicegate.dev.buffered`` (each response held whole, then sent with its length: what a buffering
+proxy does). Writes both configs to a temp dir, starts both on two free ports, then measures the origin
 directly and both proxies with ``ttfb`` (interleaved) and, unless disabled, the browser timings; prints
 per-mode tables and the stream-vs-buffered delta table.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,7 +35,6 @@ workers = 1
 [publisher]
 origin_url = "{origin}"
 public_hosts = ["*"]
-mode = "{mode}"
 """
 
 
@@ -40,9 +42,14 @@ class AbError(Exception):
     pass
 
 
+def buffered_argv(config: Path, port: int) -> list[str]:
+    """The buffered side: the same config under ``sluicegate.dev.buffered``."""
+    return [sys.executable, "-m", "sluicegate.dev.buffered", "--config", str(config), "--port", str(port)]
+
+
 def write_config(directory: Path, mode: str, origin: str, port: int) -> Path:
     path = directory / f"{mode}.toml"
-    path.write_text(CONFIG.format(port=port, origin=origin.replace('"', '\\"'), mode=mode))
+    path.write_text(CONFIG.format(port=port, origin=origin.replace('"', '\\"')))
     return path
 
 
@@ -71,7 +78,8 @@ def run(
         for mode in MODES:
             port = free_port()
             config = write_config(workdir, mode, origin.rstrip("/"), port)
-            server = Server(serve_argv(config, port, serve_cmd), port, workdir / f"{mode}.log", f"sluicegate ({mode})")
+            argv = buffered_argv(config, port) if mode == "buffered" else serve_argv(config, port, serve_cmd)
+            server = Server(argv, port, workdir / f"{mode}.log", f"sluicegate ({mode})")
             servers.append(server)
             server.start()
         for server in servers:

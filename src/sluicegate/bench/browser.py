@@ -21,7 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+try:
+    import aiohttp
+except ImportError as exc:  # an optional extra: the proxy itself does not need it
+    raise ImportError("the bench browser driver needs aiohttp (Chromium's DevTools websocket): "
+                      "pip install 'sluicegate[tools]'") from exc
 
 from sluicegate.bench.report import Progress, fmt_num, table
 from sluicegate.bench.results import Result, describe

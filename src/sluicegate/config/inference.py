@@ -61,7 +61,7 @@ class ProviderTimeouts(BaseModel):
 
 
 class MockSettings(BaseModel):
-    """Behaviour of the embedded ``kind = "mock"`` provider (also ``python -m sluicegate.inference.mock``)."""
+    """Behaviour of the mock provider (``sluicegate.dev.mock_provider``, run beside the server; never by it)."""
 
     model_config = _FROZEN
 
@@ -120,7 +120,7 @@ class ProviderSettings(BaseModel):
     name: str
     kind: ProviderKind = "openai-compatible"
     # Base URL including any version prefix; a request's leading /v1 is dropped when this ends in /v1.
-    # Empty: the kind's default (openai, anthropic) or, for "mock", an embedded in-process mock server.
+    # Empty: the kind's default (openai, anthropic); "mock" needs one (the mock runs beside the server).
     base_url: str = ""
     api_key: str = Field(default="", repr=False)  # literal key (refused when it looks like a placeholder)
     api_key_env: str = ""  # name of the environment variable holding the key (preferred)

@@ -101,7 +101,9 @@ class PublisherSettings(BaseModel):
     # Host values the proxy serves; others get 421. "*" accepts any (development only).
     public_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
-    mode: Literal["stream", "buffered"] = "stream"  # "buffered" exists only for A/B comparisons
+    # Only "stream": bodies always leave as they arrive. "buffered" (an A/B benchmark switch) is refused with
+    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench ab`).
+    mode: str = "stream"
     verify_tls: bool = True
     ca_file: str = ""  # PEM bundle the origin's certificate is verified against ("" = the system store)
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
@@ -118,6 +120,18 @@ class PublisherSettings(BaseModel):
     def _aliases(cls, value: list[str]) -> list[str]:
         for alias in value:
             Authority.parse(alias)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value == "buffered":
+            raise ValueError(
+                '"buffered" is no longer a proxy mode: bodies always stream. For the stream-vs-buffered '
+                "comparison use `sluicegate bench ab` (it runs the buffered side through sluicegate.dev.buffered)"
+            )
+        if value != "stream":
+            raise ValueError(f'must be "stream", got {value!r}')
         return value
 
     @field_validator("origin_url")
@@ -163,8 +177,6 @@ class LimitsSettings(BaseModel):
     )
     # Per response, when rewriting: decoded bytes the rewriter may consume without emitting any output.
     max_decoded_bytes_without_output: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
-    # Whole body held in mode = "buffered" (A/B comparison only).
-    max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Request head: total bytes of request headers accepted from a client.
     max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
     # Origin response head (status line + headers); over it -> 502.

@@ -13,7 +13,11 @@ import gzip
 import hashlib
 
 import brotli
-from aiohttp import web
+
+try:
+    from aiohttp import web
+except ImportError as exc:  # an optional extra: the proxy itself does not need it
+    raise ImportError("the demo origin needs aiohttp: pip install 'sluicegate[tools]'") from exc
 
 BIG_SIZE = 64 * 1024 * 1024
 _BLOCK = hashlib.sha256(b"sluicegate").digest() * 2048  # 64 KiB of fixed, incompressible-looking bytes

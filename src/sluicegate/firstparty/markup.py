@@ -5,7 +5,10 @@
   configured hosts as needles (tags that do not name one stay on the rewriter's fast path);
   ``page_stage`` is the same rule as a second ``HtmlRewriter`` chained after any processor.
   script/iframe/embed/source/video/audio ``src``, img ``src``/``srcset``, link ``href`` /
-  ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``.
+  ``imagesrcset``, ``poster``, ``style="url(...)"`` and ``<style>`` ``url()``/``@import``; whole
+  URL literals in inline scripts (``inline``); the same rule inside ``<noscript>`` (nested
+  rewriter). A tag that names only rewrite domains is decided on its bytes (``element_raw``, the
+  rewriter's raw-byte hook): no ``Element``, only the attributes holding a domain are decoded.
 * ``proxied_html`` — the rules for an HTML document fetched through ``/proxy``: the same
   resource attributes become signed proxy URLs, ``<a href>`` / ``<area href>`` signed click
   URLs, relative URLs resolved against the document's own URL, ``<base>`` removed.
@@ -20,12 +23,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import urljoin
 
 from sluicegate.firstparty.guard import DomainList
+from sluicegate.firstparty.inline import ScriptUrlStream, names_any, sign_script
 from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import Element, HtmlRewriter, TextBody
+from sluicegate.pipeline.html.attrs import decode_value, needle_attrs, splice_value
+from sluicegate.pipeline.html.lexer import Attr, iter_attrs
 
 log = logging.getLogger("sluicegate.firstparty")
 
@@ -162,21 +169,67 @@ class _ElementRules:
             # one pass: the origin rule on the same rewriter may have edited the value already
             value = el.get_attribute(name) if self.needles is not None else found
             if value:
-                new = self.rewrite(el, tag, name, value)
+                new = self.rewrite(el.get_attribute, tag, name, value)
                 if new is not None and new != value:
                     el.set_attribute(name, new)
 
-    def rewrite(self, el: Element, tag: str, name: str, value: str) -> str | None:
+    def element_raw(self, buf: bytes, low: bytes, start: int, astart: int, aend: int, end: int,
+                    name: bytes) -> bytes | None:
+        """``element`` + ``Element.serialize`` on the raw bytes of a start tag that names a rewrite
+        domain and nothing another handler wants (the rewriter's raw-byte hook; ``low`` is
+        ``buf.lower()``, ``buf[astart:aend]`` the attribute text, ``name`` the lower-cased tag
+        name): only the attributes whose raw values hold a domain needle are decoded and minted;
+        the tag's new bytes, or ``None`` (take the full path) where only the ``Element`` way
+        decides (an unquoted value that changes)."""
+        needles = self.needles
+        assert needles is not None
+        found = needle_attrs(buf, low, astart, aend, needles[0])
+        if len(needles) > 1:
+            seen = {a.vstart for a in found}
+            for n in needles[1:]:
+                for a in needle_attrs(buf, low, astart, aend, n):
+                    if a.vstart not in seen:
+                        seen.add(a.vstart)
+                        found.append(a)
+            found.sort(key=_vstart)
+        tag = name.decode("utf-8", "surrogateescape")
+        parts: list[bytes] = []
+        pos = start
+        getter: _RawAttrs | None = None
+        for a in found:
+            raw = buf[a.vstart : a.vend]
+            value = decode_value(raw)
+            if not value:
+                continue
+            if getter is None:
+                getter = _RawAttrs(buf, astart, aend)
+            new = self.rewrite(getter.get, tag, a.name.decode("utf-8", "surrogateescape"), value)
+            if new is None or new == value:
+                continue
+            new_raw = splice_value(raw, new, a.quote) if a.quote else None
+            if new_raw is None:
+                return None
+            parts.append(buf[pos : a.vstart])
+            parts.append(new_raw)
+            pos = a.vend
+        if not parts:
+            return buf[start:end]
+        parts.append(buf[pos:end])
+        return b"".join(parts)
+
+    def rewrite(self, get: Callable[[str], str | None], tag: str, name: str, value: str) -> str | None:
+        """The new value of attribute ``name`` of ``tag`` (``get`` reads the tag's other
+        attributes, decoded), or None when the rule leaves it."""
         m = self.minter
         if name == "src":
-            if tag in _SRC_TAGS and (tag != "input" or (el.get_attribute("type") or "").strip().lower() == "image"):
+            if tag in _SRC_TAGS and (tag != "input" or (get("type") or "").strip().lower() == "image"):
                 return m.mint(value)
         elif name in ("srcset", "imagesrcset"):
             if tag in ("img", "source", "link"):
                 return m.srcset(value)
         elif name == "href":
             if tag == "link":
-                rel = (el.get_attribute("rel") or "").lower()
+                rel = (get("rel") or "").lower()
                 return m.mint(value) if any(r in rel for r in _LINK_RELS) else None
             if tag in ("image", "use"):
                 return m.mint(value)
@@ -198,6 +251,48 @@ class _ElementRules:
             if new != body.output:
                 body.replace(new)
 
+    def script(self, body: TextBody) -> None:
+        """Whole third-party URL literals in an inline script (``inline.sign_script``)."""
+        if body.complete and body.slot is None and self.needles is not None:
+            new = sign_script(self.minter, self.needles, body.output)
+            if new != body.output:
+                body.replace(new)
+
+    def noscript(self, body: TextBody) -> None:
+        """``<noscript>`` is markup to a browser without scripts: its tags get the same rule,
+        by a nested rewriter over the body as the rules before this one left it."""
+        if not body.complete or self.needles is None or not names_any(body.output, self.needles):
+            return
+        raw = body.output
+        inner = HtmlRewriter(max_tag_bytes=len(raw) + 1, max_text_bytes=len(raw) + 1)
+        install_page_rules(inner, self.minter)
+        new = inner.feed(raw) + inner.finish()
+        if new != raw:
+            body.replace(new)
+
+
+def _vstart(a: Attr) -> int:
+    return a.vstart
+
+
+class _RawAttrs:
+    """``Element.get_attribute`` on a tag's raw attribute text, parsed only when asked."""
+
+    def __init__(self, buf: bytes, astart: int, aend: int) -> None:
+        self.buf = buf
+        self.astart = astart
+        self.aend = aend
+        self.attrs: list[Attr] | None = None
+
+    def get(self, name: str) -> str | None:
+        if self.attrs is None:
+            self.attrs = iter_attrs(self.buf, self.astart, self.aend)
+        key = name.lower().encode()
+        for a in self.attrs:
+            if a.name == key:
+                return decode_value(self.buf[a.vstart : a.vend]) if a.vstart >= 0 else ""
+        return None
+
 
 class _Chain:
     def __init__(self, first: Transformer, second: Transformer) -> None:
@@ -213,21 +308,31 @@ class _Chain:
 
 def install_page_rules(html: HtmlRewriter, minter: UrlMinter, max_css_token_bytes: int = 8192) -> None:
     """The ``rewrite_domains`` rule on ``html`` (``minter.domains`` = rewrite_domains), after the
-    rules already installed: its handlers see elements and ``<style>`` bodies as those left
-    them. A ``<style>`` body that the installed text streamer streams (a long one) goes through
-    that stream and then a ``CssUrlStream`` (the handlers are not called for streamed bodies)."""
+    rules already installed: its handlers see elements, ``<style>``, inline ``<script>`` and
+    ``<noscript>`` bodies as those left them. A ``<style>`` or ``<script>`` body that the
+    installed text streamer streams (a long one) goes through that stream and then a
+    ``CssUrlStream`` / ``inline.ScriptUrlStream`` (the handlers are not called for streamed
+    bodies)."""
     rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
     element = rules.element
-    for needle in minter.domains.needles():
-        html.on_element("*", element, needle=needle)
+    for i, needle in enumerate(minter.domains.needles()):
+        # the raw-byte hook: a tag naming only rewrite domains is decided on its bytes
+        html.on_element("*", element, needle=needle, raw=rules.element_raw if i == 0 else None)
     html.on_text("style", rules.style)
+    html.on_text("script", rules.script)
+    html.on_text("noscript", rules.noscript)
     inner = html.text_streamer
     if inner is not None:
         after = html.stream_text_after
+        needles = minter.domains.needles()
 
         def decide(tag: bytes, start_tag: bytes, head: bytes) -> Transformer | None:
             first = inner(tag, start_tag, head)
-            if first is None or tag != b"style":
+            if first is None:
+                return first
+            if tag == b"script":
+                return _Chain(first, ScriptUrlStream(minter, needles, max_css_token_bytes))
+            if tag != b"style":
                 return first
             return _Chain(first, CssUrlStream(minter, max_css_token_bytes))
 

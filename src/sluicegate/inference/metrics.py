@@ -1,10 +1,13 @@
 """Prometheus metrics of the inference gateway, registered on the shared ``REGISTRY``.
 
-Owns metric names and label sets only; label values are bounded (configured model/provider names,
-protocol ids, fixed outcome words). Must not know about requests or sockets.
+Owns metric names and label sets, and ``Meters``: the labelled children the hot path uses, resolved once
+per label tuple; label values are bounded (configured model/provider names, protocol ids, fixed outcome
+words). Must not know about requests or sockets.
 """
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -73,3 +76,37 @@ TRANSLATED = Counter(
     ["client_api", "upstream_api", "dropped"],
     registry=REGISTRY,
 )
+
+
+class _Target(Protocol):
+    @property
+    def key(self) -> tuple[str, str]: ...
+
+
+class Meters:
+    """Metric children by label values, cached (only configured model names, so the cache is bounded)."""
+
+    def __init__(self, models: frozenset[str]) -> None:
+        self.models = models
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._tokens: dict[tuple[str, str, str], Any] = {}
+
+    def requests(self, api: str, model: str, outcome: str) -> Any:
+        key = (api, model, outcome)
+        child = self._requests.get(key)
+        if child is None:
+            child = REQUESTS.labels(api, model, outcome)
+            if model in self.models:
+                self._requests[key] = child
+        return child
+
+    def tokens(self, model: str, provider: str, direction: str) -> Any:
+        key = (model, provider, direction)
+        child = self._tokens.get(key)
+        if child is None:
+            child = self._tokens[key] = TOKENS.labels(model, provider, direction)
+        return child
+
+    def breaker(self, target: _Target, value: int) -> None:
+        provider, model = target.key
+        BREAKER_STATE.labels(provider, model).set(value)

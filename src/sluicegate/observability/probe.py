@@ -2,8 +2,9 @@
 
 Owns the list of backends a config names (``backends(settings)``), one probe loop, and the last result per
 backend (up or not, why, and when). A TCP connect is what "reachable" means here: it proves the address
-resolves and something accepts, without spending provider quota or origin capacity. Embedded mock providers
-are listed but never probed. Must not know about HTTP serving or workers.
+resolves and something accepts, without spending provider quota or origin capacity. A provider reached
+through an outbound proxy (``HTTPS_PROXY``/``HTTP_PROXY``, not excluded by ``NO_PROXY``) is probed at the
+proxy: that is the address the gateway connects to. Must not know about HTTP serving or workers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sluicegate.config.model import Settings
+from sluicegate.upstream.proxy import ProxyEnv
 
 
 @dataclass(slots=True)
@@ -47,6 +49,10 @@ def backends(settings: Settings) -> list[Backend]:
         out.append(Backend("origin", origin.host.strip("[]"), origin.port))
     inf = settings.inference
     if inf.enabled:
+        try:
+            proxies: ProxyEnv | None = ProxyEnv(os.environ)
+        except ValueError:  # a malformed proxy variable: the gateway refuses to start and says why
+            proxies = None
         for p in inf.providers:
             url = p.effective_base_url
             if not url:
@@ -54,6 +60,10 @@ def backends(settings: Settings) -> list[Backend]:
                 continue
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
+            proxy = proxies.for_url(parts.scheme, parts.hostname or "", port) if proxies is not None else None
+            if proxy is not None:  # the first hop is the proxy
+                out.append(Backend(f"provider:{p.name}", proxy.host, proxy.port))
+                continue
             out.append(Backend(f"provider:{p.name}", parts.hostname or "", port))
     return out
 

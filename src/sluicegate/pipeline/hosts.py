@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable
 
 from sluicegate.config.origin import Authority, Origin
+from sluicegate.pipeline.bytescan import find_bytes, is_ws
 from sluicegate.pipeline.hosts_url import browser_url_start
 
 # What may follow a host for the match to stand (else the host continues: another name/port).
@@ -465,6 +466,53 @@ class HostRewriter:
         if matcher.contains_needle(low) or b"%" in low or b"\t" in low or b"\n" in low or b"\r" in low:
             return None
         return value
+
+    def url_span(self, buf: bytes, low: bytes, s: int, e: int) -> tuple[int, int, int]:
+        """``rewrite_url_bytes`` on the URL value ``buf[s:e]`` (``low`` = ``buf.lower()``, or a
+        lower-cased buffer at the same offsets), answered as a splice without slicing: ``(form,
+        a, b)`` when it would replace ``buf[a:b]`` with ``replacements[form]``; ``(-1, 0, 0)`` when
+        it would return the value unchanged; ``(-2, 0, 0)`` when it would return ``None`` or take
+        its slow path. For byte-level callers (the HTML rewriter's raw-tag hook): byte loops,
+        compiled, cost less than the slices, ``lower`` and method calls they replace."""
+        p = s
+        while p < e and (is_ws(buf[p]) or buf[p] == 0x0B):  # what ``bytes.lstrip()`` strips
+            p += 1
+        if p >= e:
+            return -1, 0, 0
+        needle = self.needle
+        c = buf[p]
+        forms = self._url_forms.get(c)
+        if forms is None:
+            if 0x1C <= c <= 0x1F or c >= 0x80 or find_bytes(low, needle, p, e) >= 0:
+                return -2, 0, 0
+            return -1, 0, 0
+        lend = min(e, p + self.hold)
+        for form, prefix in forms:
+            k = len(prefix)
+            if p + k > lend:
+                continue
+            i = 0
+            while i < k and low[p + i] == prefix[i]:
+                i += 1
+            if i < k:
+                continue
+            if find_bytes(low, needle, p, min(lend, p + k + len(needle) - 1)) >= 0:
+                return -2, 0, 0
+            m = self.pattern.match(low, p + k, lend)
+            if m is None:
+                return -2, 0, 0  # the needle is in the value (or it would not be here): str path
+            me: int = m.end()
+            # another reference later in the value, or a %3A port: the str path decides
+            if find_bytes(low, needle, me, e) >= 0 or find_bytes(low, b"%3a", p + k, me) >= 0:
+                return -2, 0, 0
+            return form, p, me
+        if find_bytes(low, needle, p, e) >= 0:
+            return -2, 0, 0
+        for j in range(p, e):  # a ``%``, tab, LF or CR: a URL only the browser's reading decides
+            c = buf[j]
+            if c == 0x25 or c == 0x09 or c == 0x0A or c == 0x0D:
+                return -2, 0, 0
+        return -1, 0, 0
 
     def _rewrite_url_slow(self, value: bytes, stripped: bytes) -> bytes:
         new = self.rewrite_url(value.decode("utf-8", "surrogatepass"))

@@ -17,7 +17,7 @@ from sluicegate.config import Settings, load_settings
 from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
-from sluicegate.publisher.proxy import PublisherProxy
+from sluicegate.publisher.app import PublisherApp
 from sluicegate.server.observe import Observer
 
 log = logging.getLogger("sluicegate")
@@ -29,7 +29,7 @@ _GC_GEN0_THRESHOLD = 20_000
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher = PublisherProxy(settings) if settings.publisher.enabled else None
+        self.publisher = PublisherApp(settings) if settings.publisher.enabled else None
         self.inference: Any = None
         self.first_party: Any = None
         if settings.first_party.enabled:
@@ -39,9 +39,9 @@ class SluicegateApp:
             identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
             self.first_party = FirstPartyEndpoints(settings, identity)
         if settings.inference.listen_hosts or settings.inference.path_prefix:
-            from sluicegate.inference.gateway import InferenceGateway
+            from sluicegate.inference.app import InferenceApp
 
-            self.inference = InferenceGateway(settings)
+            self.inference = InferenceApp(settings)
         self.observer = Observer(settings)
         self.websocket: Any = None  # upgrades go to publisher.websocket (server.worker hands it to uvicorn)
         if settings.publisher.enabled:

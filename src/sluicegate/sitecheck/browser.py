@@ -20,7 +20,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp
+try:
+    import aiohttp
+except ImportError as exc:  # an optional extra: the proxy itself does not need it
+    raise ImportError("sitecheck's browser driver needs aiohttp (Chromium's DevTools websocket): "
+                      "pip install 'sluicegate[tools]'") from exc
 
 from sluicegate.bench.browser import CHROMIUM_FLAGS, Cdp, CdpError, _devtools_url
 from sluicegate.sitecheck.compare import Load

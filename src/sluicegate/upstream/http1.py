@@ -1,4 +1,5 @@
-"""The publisher's origin client: pooled keep-alive HTTP/1.1 connections, framing parsed by llhttp.
+"""The origin client of both faces (publisher origins, inference providers): pooled keep-alive HTTP/1.1
+connections, framing parsed by llhttp.
 
 Why not aiohttp on this path (figures in docs/stack.md): a relay's per-request cost is what limits req/s,
 and aiohttp's general-purpose client (cookie and redirect machinery, multidicts, a StreamReader with its
@@ -8,10 +9,12 @@ connection) is done by llhttp through ``httptools``, the parser uvicorn and Node
 
 * the pool: at most ``limit`` connections, LIFO reuse of idle ones, idle ones dropped after
   ``keepalive_timeout``, one retry on a fresh connection when a reused one turns out to be closed before
-  any response byte (only for requests without a body: nothing can have been consumed);
-* serialisation of the request head, and a streamed request body (the client's ``Content-Length``, or
-  chunked when it has none), written with the transport's backpressure, concurrently with waiting for
-  the response (an origin may answer, e.g. 413, before the upload ends);
+  any response byte (only for requests without a body, or whose whole body is given as bytes: nothing
+  can have been consumed); with ``tunnel``, every connection is opened through that proxy (CONNECT,
+  ``upstream/proxy.py``) and TLS runs inside the tunnel;
+* serialisation of the request head, a ``bytes`` body written with it, or a streamed request body (the
+  client's ``Content-Length``, or chunked when it has none), written with the transport's backpressure,
+  concurrently with waiting for the response (an origin may answer, e.g. 413, before the upload ends);
 * the framing facts llhttp leaves to its caller: a response to HEAD has no body, a body with neither
   ``Content-Length`` nor chunked coding ends at EOF (any other EOF before the end is a truncation),
   1xx interim responses are skipped, a 101 is refused, and a connection is reused only when request and
@@ -49,6 +52,7 @@ from sluicegate.upstream.errors import (
     OriginError,
     OriginProtocolError,
 )
+from sluicegate.upstream.proxy import Proxy, open_tunnel
 from sluicegate.upstream.tls import client_context
 
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -342,6 +346,7 @@ class OriginPool:
         max_head_bytes: int = 64 * 1024,
         high_water: int = 256 * 1024,
         server_name: str | None = None,
+        tunnel: Proxy | None = None,
         ca_file: str = "",
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -355,6 +360,7 @@ class OriginPool:
         self.keepalive_timeout = keepalive_timeout
         self.max_head_bytes = max_head_bytes
         self.high_water = high_water
+        self.tunnel = tunnel  # connect through this proxy with CONNECT (upstream/proxy.py)
         self.ssl: ssl.SSLContext | None = None
         if scheme == "https":
             self.ssl = client_context(verify=verify_tls, ca_file=ca_file)  # SNI: server_name, below
@@ -368,16 +374,23 @@ class OriginPool:
         method: str,
         target: str,
         headers: list[tuple[str, str]],
-        body: AsyncIterator[bytes] | None = None,
+        body: AsyncIterator[bytes] | bytes | None = None,
     ) -> OriginResponse:
-        """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``)."""
+        """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``).
+
+        A ``bytes`` body is sent with the head in one write (its ``Content-Length`` added unless given);
+        an async iterator is streamed (chunked when no ``Content-Length`` is given)."""
         chunked = False
+        whole = isinstance(body, bytes)
         lines = [f"{method} {target} HTTP/1.1\r\n"]
         for name, value in headers:
             lines.append(f"{name}: {value}\r\n")
         if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
-            chunked = True
-            lines.append("transfer-encoding: chunked\r\n")
+            if whole:
+                lines.append(f"content-length: {len(cast(bytes, body))}\r\n")
+            else:
+                chunked = True
+                lines.append("transfer-encoding: chunked\r\n")
         lines.append("\r\n")
         head_text = "".join(lines)
         # Each line must end where we ended it: a CR or LF inside a name, value or target would let a
@@ -389,8 +402,12 @@ class OriginPool:
         except UnicodeEncodeError:
             raise OriginProtocolError("request head is not representable in latin-1") from None
         head_only = method == "HEAD"
-        # Only an idempotent request without a body may be sent twice (as nginx's proxy_next_upstream).
-        retry_safe = body is None and method in _IDEMPOTENT
+        if whole:
+            head += cast(bytes, body)
+        # Sent twice only when nothing of it can have been consumed or acted on: an idempotent request
+        # without a body (as nginx's proxy_next_upstream), or a request whose whole body we hold, on a
+        # kept-alive connection that the origin closed before answering a byte (its idle-close race).
+        retry_safe = (body is None and method in _IDEMPOTENT) or whole
         for attempt in (0, 1):
             conn = await self._acquire(fresh=attempt > 0)
             conn._begin(head_only=head_only)
@@ -398,8 +415,8 @@ class OriginPool:
             try:
                 assert conn.transport is not None
                 conn.transport.write(head)
-                if body is not None:
-                    upload = asyncio.ensure_future(_upload(conn, body, chunked))
+                if body is not None and not whole:
+                    upload = asyncio.ensure_future(_upload(conn, cast(AsyncIterator[bytes], body), chunked))
                     upload.add_done_callback(_on_upload_done(conn))
                 await conn.head
             except OriginClosedError:
@@ -450,13 +467,23 @@ class OriginPool:
         self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, proto = await self.loop.create_connection(
-                    lambda: _Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.server_name if self.ssl is not None else None,
-                )
+                if self.tunnel is not None:
+                    _, proto = await open_tunnel(
+                        self.tunnel,
+                        self.host,
+                        self.port,
+                        lambda: _Connection(self),
+                        self.ssl,
+                        self.server_name if self.ssl is not None else None,
+                    )
+                else:
+                    _, proto = await self.loop.create_connection(
+                        lambda: _Connection(self),
+                        self.host,
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.server_name if self.ssl is not None else None,
+                    )
         except TimeoutError:
             self._released_slot()
             raise OriginConnectError(f"connect to origin timed out after {self.connect_timeout:g}s") from None

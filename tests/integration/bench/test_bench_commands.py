@@ -214,7 +214,8 @@ def test_ab_stream_vs_buffered(bench_origin: Origin, chromium: str, tmp_path: Pa
     assert code == 0
     _envelope_ok(doc, "ab")
     assert set(doc["samples"]) == {"stream", "buffered", "origin"}
-    assert 'mode = "buffered"' in doc["settings"]["configs"]["buffered"]
+    argv = {name: mode["argv"] for name, mode in doc["settings"]["modes"].items()}
+    assert "sluicegate.dev.buffered" in argv["sluicegate (buffered)"] and "serve" in argv["sluicegate (stream)"]
     delay_ms = bench_origin.trickle_delay * 1000
     stream, buffered = doc["samples"]["stream"], doc["samples"]["buffered"]
     assert len(stream["total_ms"]) == len(buffered["total_ms"]) == 3

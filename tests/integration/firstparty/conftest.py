@@ -122,7 +122,21 @@ def origin_app(seen: Seen, tp_port: int) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def page_scripts(request: web.Request) -> web.Response:
+        """Third-party URLs inside ``<noscript>`` and inline scripts (plain, JSON-escaped, a
+        concatenation that must stay as it is, a host that is not a rewrite domain)."""
+        tp = f"cdn.fp.test:{tp_port}"
+        html = (
+            f'<html><head><script>var s=document.createElement("script");s.src="http://{tp}/a.js?x=1&y=2";'
+            f'var base="http://{tp}/" + "a.js";var o="http://other.example/o.js";</script>'
+            f'<script type="application/json" id="cfg">{{"tag":"http:\\/\\/{tp}\\/a.js"}}</script></head>'
+            f'<body><noscript><img src="http://{tp}/style.css?as=img" alt=""><iframe src="http://other.example/f"></iframe>'
+            f"</noscript></body></html>"
+        )
+        return web.Response(text=html, content_type="text/html")
+
     app.router.add_get("/page", page)
+    app.router.add_get("/page-scripts", page_scripts)
     app.router.add_get("/hold", hold)
     return app
 

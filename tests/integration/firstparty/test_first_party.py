@@ -213,6 +213,31 @@ def test_publisher_page_rewrite_domains(fp: Env) -> None:
     assert status == 200 and js.startswith(b"console.log")
 
 
+def test_publisher_page_signs_urls_in_noscript_and_inline_scripts(fp: Env) -> None:
+    status, _, body = fp.get("/page-scripts", {"Accept": "text/html"})
+    html = body.decode()
+    assert status == 200
+    tp = f"cdn.fp.test:{fp.tp_port}"
+    # the whole literal in a script is signed; the concatenation and the other host are kept
+    js_src = html.split('s.src="')[1].split('"')[0]
+    assert js_src.startswith("/first-party/proxy?url=") and "&amp;" not in js_src
+    assert f'var base="http://{tp}/" + "a.js"' in html and 'var o="http://other.example/o.js"' in html
+    # the JSON-escaped spelling is signed and stays escaped
+    cfg = json.loads(html.split('id="cfg">')[1].split("</script>")[0])
+    assert cfg["tag"].startswith("/first-party/proxy?url=")
+    assert '"tag":"\\/first-party\\/proxy?url=' in html
+    # <noscript> markup: the image is signed (attribute-escaped), the other host is not
+    noscript = html.split("<noscript>")[1].split("</noscript>")[0]
+    assert '<img src="/first-party/proxy?url=' in noscript and "http://other.example/f" in noscript
+    img = noscript.split('<img src="')[1].split('"')[0].replace("&amp;", "&")
+    # every signed URL relays the third party's bytes
+    for href in (js_src, cfg["tag"], img):
+        status, _, got = fp.get(href)
+        assert status == 200 and got, href
+    status, _, js = fp.get(js_src)
+    assert js.startswith(b"console.log") and "x%3D1%26y%3D2" in js_src
+
+
 # -- identity --------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import GatewayServer, settings_for
 
 from sluicegate.config.inference import MockSettings
-from sluicegate.inference.mock import MockProvider
+from sluicegate.dev.mock_provider import MockProvider
 
 FAST = MockSettings(first_delay_ms=2, between_delay_ms=2, chunks=8)
 

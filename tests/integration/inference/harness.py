@@ -11,12 +11,12 @@ from typing import Any
 import uvicorn
 
 from sluicegate.config.model import Settings
-from sluicegate.inference.gateway import InferenceGateway
+from sluicegate.inference.app import InferenceApp
 
 
 class GatewayServer:
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
-        self.gateway = InferenceGateway(settings, environ or {})
+        self.gateway = InferenceApp(settings, environ or {})
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

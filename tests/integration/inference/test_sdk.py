@@ -169,12 +169,16 @@ def test_client_keys_required(mocks: Mocks) -> None:
         gw.stop()
 
 
-def test_embedded_mock_provider_without_base_url() -> None:
+def test_mock_provider_is_never_started_by_the_gateway(mocks: Mocks) -> None:
     from harness import settings_for
 
+    # Without a base_url there is nothing to call: the gateway refuses to start, naming the way to run one.
     inf = {"listen_hosts": ["inference.local"], "path_prefix": "/llm",
-           "providers": [{"name": "demo", "kind": "mock", "mock": {"first_delay_ms": 1, "between_delay_ms": 1}}],
+           "providers": [{"name": "demo", "kind": "mock"}],
            "models": [{"name": "demo", "targets": [{"provider": "demo", "model": "mock-1"}]}]}
+    with pytest.raises(ValueError, match=r"needs a base_url.*sluicegate\.dev\.mock_provider"):
+        GatewayServer(settings_for(inf))
+    inf["providers"] = [{"name": "demo", "kind": "mock", "base_url": mocks.good.url}]
     gw = GatewayServer(settings_for(inf)).start()
     try:
         text = "".join(ch.choices[0].delta.content or "" for ch in oai(gw).chat.completions.create(

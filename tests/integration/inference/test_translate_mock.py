@@ -15,7 +15,7 @@ import pytest
 from harness import GatewayServer, send_request, settings_for
 
 from sluicegate.config.inference import MockSettings
-from sluicegate.inference.mock import MockProvider
+from sluicegate.dev.mock_provider import MockProvider
 
 FAST = MockSettings(first_delay_ms=1, between_delay_ms=1, chunks=6)
 TOOL: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}

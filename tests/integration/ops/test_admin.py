@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+from sluicegate.dev.mock_provider import MockProvider
 from tests.integration.conftest import Origin
 from tests.integration.ops.helpers import get, metric, start, wait_for
 from tests.support.origin import OriginLog, build_origin
@@ -134,6 +135,7 @@ def test_status_and_crashed_worker_is_replaced(tmp_path: Path, origin: Origin) -
 
 def test_readiness_per_model_with_fallback(tmp_path: Path, origin: Origin) -> None:
     dead = free_port()
+    local = MockProvider().start_in_thread()  # the mock runs beside the server, as `sluicegate demo` runs it
     providers = f"""
 [inference]
 path_prefix = "/llm"
@@ -147,6 +149,7 @@ auth = "none"
 [[inference.providers]]
 name = "local-mock"
 kind = "mock"
+base_url = "{local.url}"
 """
     fallback = '[[inference.models]]\nname = "b"\ntargets = [{ provider = "remote", model = "x" }, ' \
                '{ provider = "local-mock", model = "m" }]\n'
@@ -165,7 +168,7 @@ kind = "mock"
         remote = next(b for b in detail["backends"] if b["name"] == "provider:remote")  # type: ignore[attr-defined]
         assert remote["up"] is False
         mock = next(b for b in detail["backends"] if b["name"] == "provider:local-mock")  # type: ignore[attr-defined]
-        assert mock["address"] == "embedded" and mock["up"] is True
+        assert mock["address"] == local.url.split("//", 1)[1].split("/", 1)[0] and mock["up"] is True
     finally:
         p.stop()
     (tmp_path / "two").mkdir()
@@ -176,6 +179,7 @@ kind = "mock"
             "model a: no reachable target (provider:remote: connect failed: Connection refused)"]
     finally:
         p.stop()
+        local.stop_thread()
 
 
 def test_breaker_state_metric(tmp_path: Path, origin: Origin) -> None:

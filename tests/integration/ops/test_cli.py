@@ -54,10 +54,10 @@ def test_port_in_use_tls_missing_unreadable_config(tmp_path: Path) -> None:
     assert one_clear_line(serve(cfg)) == f"{cfg}:2: server.port: Input should be a valid integer (got str '8181')"
 
 
-def _demo(tmp_path: Path, origin_port: int, port: int, admin_port: int) -> subprocess.Popen[str]:
+def _demo(tmp_path: Path, origin_port: int, port: int, admin_port: int, mock_port: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "sluicegate", "demo", "--port", str(port), "--origin-port", str(origin_port),
-         "--admin-port", str(admin_port)],
+         "--admin-port", str(admin_port), "--mock-port", str(mock_port or free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -82,10 +82,16 @@ def test_demo_refuses_a_taken_origin_port(tmp_path: Path) -> None:
 
 
 def test_demo_prints_try_this_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    origin_port, port, admin_port = free_port(), free_port(), free_port()
-    proc = _demo(tmp_path, origin_port, port, admin_port)
+    origin_port, port, admin_port, mock_port = free_port(), free_port(), free_port(), free_port()
+    proc = _demo(tmp_path, origin_port, port, admin_port, mock_port)
     try:
         wait_for(lambda: _listening(admin_port) and _listening(port), timeout=30, what="demo up")
+        # The inference face answers from the mock provider the demo started beside the proxy.
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/llm/v1/chat/completions", headers={
+            "content-type": "application/json"}, data=b'{"model":"demo","messages":[{"role":"user","content":"hi"}]}')
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert b"Hello from the sluicegate mock" in r.read()
+        assert _listening(mock_port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/flight", timeout=5) as r:
             flight = r.read()
             assert r.headers["content-type"].startswith("text/x-component")
@@ -105,5 +111,6 @@ def test_demo_prints_try_this_and_stops_everything_on_sigterm(tmp_path: Path) ->
         assert needle in out
     time.sleep(0.2)
     assert not _listening(origin_port) and not _listening(port) and not _listening(admin_port)
+    assert not _listening(mock_port)
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

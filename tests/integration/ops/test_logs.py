@@ -76,7 +76,7 @@ def test_template_and_off(tmp_path: Path, origin: Origin) -> None:
 
 def test_inference_lines_rejections_logged_and_secrets_never_appear(tmp_path: Path, origin: Origin) -> None:
     mock_port = free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "sluicegate.inference.mock", "--port", str(mock_port)],
+    mock = subprocess.Popen([sys.executable, "-m", "sluicegate.dev.mock_provider", "--port", str(mock_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     extra = f"""
 [inference]

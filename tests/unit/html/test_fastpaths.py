@@ -12,32 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.bytescan import find_bytes
 from sluicegate.pipeline.hosts import _PREFIXES
 from sluicegate.pipeline.html import HtmlRewriter
+from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
 from sluicegate.pipeline.html.lexer import Lexer
-from sluicegate.pipeline.html.rewriter import (
-    Element,
-    _boring_re,
-    _tag_span_re,
-    find_bytes,
-    needle_attr_spans,
-    needle_attrs,
-    scan_boring,
-    tag_span,
-)
-from sluicegate.pipeline.html.rules import (
+from sluicegate.pipeline.html.rules import SluicegateRules
+from sluicegate.pipeline.html.scanner import boring_re, scan_boring, tag_span, tag_span_re
+from sluicegate.pipeline.html.units import Element
+from sluicegate.pipeline.html.urlvalues import (
     SRCSET_ATTRS,
     URL_ATTRS,
-    SluicegateRules,
-    UrlSplicer,
-    _plain_span,
-    _simple_value,
     rewrite_css_urls,
     rewrite_css_urls_bytes,
     rewrite_srcset,
     rewrite_srcset_bytes,
-    rewrite_url_raw,
 )
+from sluicegate.pipeline.html.urlvalues import plain_span as _plain_span
+from sluicegate.pipeline.html.urlvalues import simple_value as _simple_value
 from tests.unit.html.helpers import host_rewriter, run
 from tests.unit.html.test_properties import cut
 
@@ -251,7 +243,7 @@ def test_scan_boring_matches_regex(data: bytes, a: int, b: int, watch_body: bool
     names = frozenset((b"script", b"style", b"svg", b"head"))
     ends = frozenset((b"body",)) if watch_body else frozenset()
     pos, end = min(a, b, len(data)), min(max(a, b), len(data))
-    m = _boring_re(names, ends, frozenset()).match(data, pos, end)
+    m = boring_re(names, ends, frozenset()).match(data, pos, end)
     assert m is not None
     assert scan_boring(data, pos, end, names, ends) == m.end()
 
@@ -279,15 +271,7 @@ def test_tag_span_matches_lexer_tag(data: bytes, at: int) -> None:
     pos = data.find(b"<", min(at, len(data)))
     if pos < 0:
         return
-    assert tag_span(data, pos, len(data)) == _tag_span_re(data, pos)
-
-
-@settings(max_examples=500, deadline=None)
-@given(values)
-def test_rewrite_url_raw_matches_rewrite_url_bytes(value: str) -> None:
-    """The compiled twin of ``HostRewriter.rewrite_url_bytes`` gives the same result."""
-    raw = value.encode("utf-8", "surrogateescape")
-    assert rewrite_url_raw(RW, raw) == RW.rewrite_url_bytes(raw)
+    assert tag_span(data, pos, len(data)) == tag_span_re(data, pos)
 
 
 @settings(max_examples=500, deadline=None)
@@ -301,12 +285,12 @@ def test_plain_span_matches_simple_value(value: str, quote: bytes) -> None:
 
 @settings(max_examples=1000, deadline=None)
 @given(st.text(alphabet="xyz \t/:-.", max_size=8).map(str.encode), values.map(str.encode))
-def test_url_splicer_matches_rewrite_url_bytes(before: bytes, value: bytes) -> None:
-    """``UrlSplicer.splice`` (compiled origin-tag path) on a span = ``rewrite_url_bytes`` on its bytes."""
+def test_url_span_matches_rewrite_url_bytes(before: bytes, value: bytes) -> None:
+    """``HostRewriter.url_span`` (compiled origin-tag path) on a span = ``rewrite_url_bytes`` on its bytes."""
     buf = before + value + b"'rest"
     s, e = len(before), len(before) + len(value)
     want = RW.rewrite_url_bytes(value)
-    form, a, b = UrlSplicer(RW).splice(buf, buf.lower(), s, e)
+    form, a, b = RW.url_span(buf, buf.lower(), s, e)
     if form == -2:  # declined: only where ``rewrite_url_bytes`` says None or takes its slow path
         low = value.lstrip(b" \t\n\r\x0b\x0c")[: RW.hold].lower()
         n = len(RW.needle)
@@ -317,12 +301,11 @@ def test_url_splicer_matches_rewrite_url_bytes(before: bytes, value: bytes) -> N
     assert got == want
 
 
-def test_url_splicer_declines_where_rewrite_url_bytes_does() -> None:
-    sp = UrlSplicer(RW)
+def test_url_span_declines_where_rewrite_url_bytes_does() -> None:
     for value in (b"\x1chttps://origin.example.com/", b"\xc2\xa0https://origin.example.com/"):
         assert RW.rewrite_url_bytes(value) is None
-        assert sp.splice(value, value.lower(), 0, len(value))[0] == -2
-    assert sp.splice(b"  /a", b"  /a", 0, 4)[0] == -1
+        assert RW.url_span(value, value.lower(), 0, len(value))[0] == -2
+    assert RW.url_span(b"  /a", b"  /a", 0, 4)[0] == -1
 
 
 @settings(max_examples=1000, deadline=None)

@@ -296,3 +296,23 @@ def test_streamed_refusal_is_carried_as_text() -> None:
     data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in (chunk, fin)) + b"data: [DONE]\n\n"
     s = _anthropic_summary(events(run(translator(Api.MESSAGES, Api.CHAT), [data])))
     assert [(b["type"], b["partial"]) for b in s["blocks"]] == [("text", "I can't help with that.")]
+
+
+@pytest.mark.parametrize(("client", "upstream", "name"), [
+    (Api.CHAT, Api.MESSAGES, "anthropic_text.sse"), (Api.CHAT, Api.MESSAGES, "anthropic_tools.sse"),
+    (Api.MESSAGES, Api.CHAT, "openai_text.sse"), (Api.RESPONSES, Api.MESSAGES, "anthropic_error.sse"),
+    (Api.MESSAGES, Api.CHAT, "openai_error.sse")])
+def test_translator_reads_the_providers_usage_and_errors_as_the_relay_tap_does(
+        client: Api, upstream: Api, name: str) -> None:
+    from sluicegate.inference.sse import SseTap
+
+    raw = fixture(name)
+    tap = SseTap()
+    tap.feed(raw)
+    for cut in range(1, len(raw), 7):  # the same figures at any read split
+        tr = translator(client, upstream)
+        run(tr, [raw[:cut], raw[cut:]])
+        assert (tr.usage.input_tokens, tr.usage.output_tokens) == (tap.usage.input_tokens, tap.usage.output_tokens)
+        assert tr.usage.cache_read_tokens == tap.usage.cache_read_tokens
+        assert tr.saw_error == tap.saw_error == ("error" in name)
+    assert "error" in name or tap.usage.output_tokens

@@ -5,23 +5,70 @@ any number of reads, at any byte, decodes the same), hands each ``(event, payloa
 stages (each stage maps one protocol's events to another's), and encodes what comes out in the client's
 SSE framing. ``finish()`` ends the stream (upstream EOF); ``fail(message)`` ends it with the client
 protocol's error event and a clean terminator. The decoder's buffer is bounded by ``max_event_bytes``; an
-event over it is a ``StreamOverflow``. Must not know about sockets, routing or request bodies.
+event over it is a ``StreamOverflow``. Since every upstream event is decoded here anyway, the provider's
+own usage figures (``usage``) and whether it sent an error event (``saw_error``) are read on the way, from
+the upstream objects before any stage (the relay needs no second tap). Must not know about sockets,
+routing or request bodies.
+
+Per event, the costs are one regex search for the boundary, a split-free parse of the usual one-``data``-line
+block, one JSON decode (the C scanner directly: ``json.loads`` adds two regex passes and a few checks),
+the stages' dict work, and one JSON encode (one C encoder made once, not one per call as
+``JSONEncoder.encode`` does).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+
+from sluicegate.inference.sse import Usage, apply_usage
 
 DONE = "[DONE]"  # the chat-completions terminator, carried through stages as a payload
 PING = ": ping"  # a keep-alive (Anthropic ping, an SSE comment): a comment where the client has no ping event
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
 _LINES = re.compile(rb"\r\n|\r|\n")
 # ASCII output: the C encoder's ASCII path is faster, and escapes are decoded the same by every client.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
+_dumps_slow = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """``JSONEncoder(separators=(",", ":")).encode`` without building a C encoder on every call."""
+    from json import encoder as _enc
+
+    make = getattr(_enc, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain encoder
+        return _dumps_slow
+
+    def _default(obj: Any) -> Any:
+        raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+    # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
+    chunks = make(None, _default, _enc.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def dumps(obj: Any) -> str:
+        if isinstance(obj, str):
+            return _dumps_slow(obj)  # (the C encoder expects a container at the top level)
+        return "".join(chunks(obj, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` for the usual compact event payload through the C scanner directly; anything else
+    (leading/trailing whitespace, invalid JSON) is left to ``json.loads``, which decides or raises."""
+    try:
+        obj, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return obj
 
 Event = tuple[str, Any]  # (SSE event name or "", decoded JSON payload, DONE or PING)
 
@@ -58,12 +105,20 @@ class SseDecoder:
         out: list[tuple[str, str]] = []
         start = 0
         pos = max(0, held - 3)  # a boundary may straddle the previous read
+        lf_only = b"\r" not in buf  # the usual framing: one C find per boundary instead of the regex
         while True:
-            m = _BOUNDARY.search(buf, pos)
-            if m is None:
-                break
-            block = buf[start:m.start()]
-            start = pos = m.end()
+            if lf_only:
+                end = buf.find(b"\n\n", pos)
+                if end < 0:
+                    break
+                nxt = end + 2
+            else:
+                m = _BOUNDARY.search(buf, pos)
+                if m is None:
+                    break
+                end, nxt = m.start(), m.end()
+            block = buf[start:end]
+            start = pos = nxt
             if block:
                 ev = _parse_block(block)
                 if ev is not None:
@@ -85,6 +140,15 @@ class SseDecoder:
 
 
 def _parse_block(block: bytes) -> tuple[str, str] | None:
+    # The usual shapes, without a split: "data: X" or "event: N\ndata: X", LF only, one data line.
+    if b"\r" not in block:
+        if block[:6] == b"data: ":
+            if b"\n" not in block:
+                return "", block[6:].decode("utf-8", "replace")
+        elif block[:7] == b"event: ":
+            nl = block.find(b"\n")
+            if nl > 0 and block[nl + 1:nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0:
+                return block[7:nl].decode("utf-8", "replace"), block[nl + 7:].decode("utf-8", "replace")
     event = ""
     data: list[bytes] = []
     for line in _LINES.split(block):
@@ -124,7 +188,8 @@ def encode_named(events: Sequence[Event]) -> bytes:
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, through ``stages``. Bounded; any read split."""
 
-    __slots__ = ("_decoder", "_encode", "_stages", "_upstream_chat", "done", "events_in", "events_out")
+    __slots__ = ("_decoder", "_encode", "_stages", "_upstream_chat", "done", "events_in", "events_out",
+                 "saw_error", "usage")
 
     def __init__(self, stages: Sequence[Stage], upstream_chat: bool, client_chat: bool,
                  max_event_bytes: int = 1024 * 1024) -> None:
@@ -135,6 +200,8 @@ class StreamTranslator:
         self.done = False  # the client stream has been terminated (by the upstream, finish or fail)
         self.events_in = 0
         self.events_out = 0
+        self.usage = Usage()  # the provider's own figures, from its events
+        self.saw_error = False  # the provider sent an error event
 
     @property
     def dropped(self) -> set[str]:
@@ -174,6 +241,11 @@ class StreamTranslator:
                 obj = _loads(text)
             except ValueError:
                 continue  # not JSON: nothing any protocol defines; skipped like an unknown event
+            if '"usage"' in text:
+                apply_usage(self.usage, obj)
+            if "error" in text and (name == "error" or (isinstance(obj, dict) and (
+                    "error" in obj or obj.get("type") == "error"))):
+                self.saw_error = True
             events.append((name, obj))
         self.events_in += len(raw)
         return events

@@ -6,9 +6,19 @@ Stages (one module each, in data-path order):
 * ``treesim`` — the tree-builder *simulator*: which text state follows a start tag, foreign content;
 * ``lexer`` — the tokenizer: byte spans, resumable at any byte, all WHATWG tokenization states;
 * ``needles`` — the nearest of several needles by ``bytes.find`` each (the multi-needle scan);
-* ``rewriter`` — ``HtmlRewriter``: handler registry, fast "boring run" scanner, bounded buffers,
-  ordered output with ``Deferred`` slots;
-* ``rules`` — sluicegate's rules and ``build_html_processor``.
+* ``scanner`` — the fast tag scanner: how far a run no handler cares about reaches (regex / byte loop);
+* ``attrs`` — attribute values: decode, re-encode byte for byte, find the ones holding a needle;
+* ``output`` — the ordered output queue with ``Deferred`` slots;
+* ``units`` — the rewritable units handed to handlers (``Element``, ``EndTag``, ``TextBody``...);
+* ``registry`` — handler registration and the fast scanner's plan derived from it;
+* ``bodies`` — raw-text bodies for text handlers (collected, streamed, bounded);
+* ``skipper`` — the over-long tag follower (tags over ``max_tag_bytes`` stream through);
+* ``dispatch`` — ``HtmlRewriter``: the main loop that dispatches units and serializes them in order;
+* ``urlvalues`` — URL-bearing attribute values (srcset, CSS ``url()``, refresh) and suspect spellings;
+* ``rules`` — sluicegate's rules (``SluicegateRules``), every origin decision through ``pipeline.hosts``;
+* ``processor`` — ``build_html_rewriter`` / ``build_html_processor`` and the charset gate.
+
+``pipeline.bytescan`` (byte classes, byte-loop ``find``) is shared with ``pipeline.hosts``.
 
 The contract for the proxy::
 
@@ -30,7 +40,7 @@ It is called with each inline ``<script>`` element's **whole** raw text (up to
 ``[html] max_text_bytes``; a longer body passes through unmodified, handed over once with
 ``complete`` False so that the filter knows it went by),
 before sluicegate's own script URL rule. Returning True means "handled": the URL rule does not
-touch that script. ``ScriptText`` (an alias of ``rewriter.TextBody``) offers:
+touch that script. ``ScriptText`` (an alias of ``units.TextBody``) offers:
 
 * ``.raw: bytes`` — the body exactly as received; ``.text`` — the same decoded UTF-8 (lossless);
 * ``.complete: bool`` — False for a body over ``[html] max_text_bytes``: ``raw`` is then only its
@@ -54,26 +64,14 @@ touch that script. ``ScriptText`` (an alias of ``rewriter.TextBody``) offers:
 # The compiled (mypyc) or the pure-Python versions of these modules are chosen by
 # ``sluicegate.buildinfo`` (the list: ``sluicegate/_compiled.py``; ``SLUICEGATE_PURE_PYTHON=1`` forces
 # the ``.py`` sources).
-from sluicegate.pipeline.html import rewriter as _rewriter
-from sluicegate.pipeline.html.rewriter import (
-    Deferred,
-    DocumentEnd,
-    Element,
-    EndTag,
-    HtmlRewriter,
-    TextBody,
-    TextChunk,
-)
-from sluicegate.pipeline.html.rules import (
-    ScriptFilter,
-    ScriptText,
-    SluicegateRules,
-    ascii_compatible,
-    build_html_processor,
-    build_html_rewriter,
-)
+from sluicegate.pipeline.html import dispatch as _dispatch
+from sluicegate.pipeline.html.dispatch import HtmlRewriter
+from sluicegate.pipeline.html.output import Deferred
+from sluicegate.pipeline.html.processor import ascii_compatible, build_html_processor, build_html_rewriter
+from sluicegate.pipeline.html.rules import ScriptFilter, ScriptText, SluicegateRules
+from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, TextBody, TextChunk
 
-COMPILED: bool = not str(getattr(_rewriter, "__file__", "")).endswith(".py")
+COMPILED: bool = not str(getattr(_dispatch, "__file__", "")).endswith(".py")
 """True when the mypyc-compiled modules are in use."""
 
 __all__ = [

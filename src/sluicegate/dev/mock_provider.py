@@ -9,7 +9,7 @@ or, per request, the ``x-mock-fault`` header: comma-separated ``key[=value]`` it
 A request with ``tools`` is answered with two parallel tool calls (``mock_tools``), in each protocol's stream
 shape. Must not know about the gateway; the gateway treats it as any other upstream.
 
-Run alone: ``python -m sluicegate.inference.mock --port 9100``.
+Run alone: ``python -m sluicegate.dev.mock_provider --port 9100``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluicegate.config.inference import MockSettings
-from sluicegate.inference import mock_tools
+from sluicegate.dev import mock_tools
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -546,7 +546,7 @@ class MockProvider:
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[MockProvider], None] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sluicegate.inference.mock", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sluicegate.dev.mock_provider", description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9100)
     ap.add_argument("--chunks", type=int, default=MockSettings().chunks)

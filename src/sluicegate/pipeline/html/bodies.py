@@ -1,0 +1,112 @@
+"""Raw-text bodies for text handlers: collected whole, streamed, or passed through when too long.
+
+Owns the text of the one raw-text element being read (``<script>``, ``<style>``, ``<noscript>``...)
+whose tag has text handlers: its pieces are collected up to ``max_text_bytes`` and handed to the
+handlers whole at its end tag (``TextBody``: replaced bytes, or a ``Deferred`` output slot); past
+``stream_text_after`` the registry's text streamer may take over the rest as a stream (bounded
+hold); past ``max_text_bytes`` the handlers are told once (``complete`` False) and the rest
+streams through unmodified. Memory: at most ``max_text_bytes`` held.
+Must not know: tokenization, the scanner, rules, hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sluicegate.pipeline.html.output import OutputQueue
+from sluicegate.pipeline.html.registry import HandlerRegistry
+from sluicegate.pipeline.html.units import TextBody, TextFilter
+
+log = logging.getLogger("sluicegate.html")
+
+
+class TextBodies:
+    """The collection state of the current raw-text body (``text`` is None between bodies)."""
+
+    def __init__(self, reg: HandlerRegistry, out: OutputQueue) -> None:
+        self.reg = reg
+        self.out = out
+        self.text: list[bytes] | None = None
+        self.size = 0
+        self.tag = b""
+        self.start_tag = b""
+        self.overflow = False
+        self.stream: TextFilter | None = None
+        self.asked = False
+
+    def begin(self, name: bytes, start_tag: bytes) -> None:
+        """A raw-text element ``name`` whose body the text handlers want starts."""
+        self.text = []
+        self.size = 0
+        self.tag = name
+        self.start_tag = start_tag
+        self.overflow = False
+        self.stream = None
+        self.asked = False
+
+    def collect(self, piece: bytes) -> None:
+        assert self.text is not None
+        out = self.out
+        stream = self.stream
+        if stream is not None:
+            out.emit(stream.feed(piece))
+            return
+        if self.overflow:
+            out.emit(piece)
+            return
+        reg = self.reg
+        self.text.append(piece)
+        self.size += len(piece)
+        streamer = reg.text_streamer
+        if streamer is not None and not self.asked and self.size > min(reg.stream_text_after, reg.max_text_bytes):
+            self.asked = True
+            head = b"".join(self.text)
+            stream = streamer(self.tag, self.start_tag, head)
+            if stream is not None:
+                self.stream = stream
+                self.text = []
+                out.emit(stream.feed(head))
+                return
+        if self.size > reg.max_text_bytes:
+            log.warning("html: <%s> text over %d bytes passed through unmodified",
+                        self.tag.decode(errors="replace"), reg.max_text_bytes)
+            self.overflow = True
+            # Handlers still see the first bytes (``complete`` False) so that a stateful one
+            # (inline Flight) knows a body went by unseen; they may replace those bytes only.
+            body = TextBody(out, reg.on_end, self.tag, self.start_tag, b"".join(self.text), complete=False)
+            self.text = []
+            for h in reg.text_handlers(self.tag):
+                h(body)
+            for b in body._before:
+                out.emit(b)
+            out.emit(body.output if body.slot is None else body.raw)
+            for b in body._after:
+                out.emit(b)
+
+    def flush(self) -> None:
+        """Run the text handlers on the collected body and emit it (its end tag was reached)."""
+        if self.text is None:
+            return
+        pieces, self.text = self.text, None
+        out = self.out
+        stream = self.stream
+        if stream is not None:
+            self.stream = None
+            out.emit(stream.finish())
+            return
+        if self.overflow:
+            return
+        reg = self.reg
+        body = TextBody(out, reg.on_end, self.tag, self.start_tag, b"".join(pieces))
+        for h in reg.text_handlers(self.tag):
+            h(body)
+            if body.slot is not None:
+                break
+        for b in body._before:
+            out.emit(b)
+        if body.slot is not None:
+            out.emit_slot(body.slot)
+        else:
+            out.emit(body.output)
+        for b in body._after:
+            out.emit(b)

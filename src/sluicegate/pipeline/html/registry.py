@@ -1,0 +1,254 @@
+"""The handler registry: what the handlers of one document want, and the scan plan it implies.
+
+Owns the registration API of ``HtmlRewriter`` (``on_element`` selectors, needles, raw-byte hooks
+and suspect scans; ``on_end_tag``, ``on_text``, ``on_end``, ``observe``; the text filter, the text
+streamer, the long-tag filter) and ``_boring_re``, which turns the registrations into the fast
+scanner's plan: the stop names and end names, the single needle or the ``NeedleScan`` of several,
+the one raw hook that may take a tag, the text filter's needle scan, and the compiled pattern.
+Must not know: the main loop, tokens in flight, the output queue, rules or hosts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sluicegate.pipeline.html.needles import NeedleScan
+from sluicegate.pipeline.html.scanner import boring_re
+from sluicegate.pipeline.html.treesim import RAW_STATE
+from sluicegate.pipeline.html.units import (
+    ContentObserver,
+    Element,
+    ElementHandler,
+    EndHandler,
+    EndTagHandler,
+    RawTagHandler,
+    TextFilter,
+    TextHandler,
+)
+
+
+class RawHookPlan:
+    """A raw-byte hook the fast path may hand a plain start tag: one that holds ``own`` (the
+    hook's needle), its handler's other needles ``others`` only inside occurrences of ``own``
+    (``needles.only_inside``; aliases of the origin host), and no needle of another handler
+    (``blockers``)."""
+
+    __slots__ = ("blockers", "hook", "others", "own")
+
+    def __init__(self, hook: RawTagHandler, own: bytes, others: tuple[bytes, ...],
+                 blockers: tuple[bytes, ...]) -> None:
+        self.hook = hook
+        self.own = own
+        self.others = others
+        self.blockers = blockers
+
+
+class HandlerRegistry:
+    """What the handlers of one document want, and the fast-scan plan derived from it."""
+
+    def __init__(self, *, max_tag_bytes: int, max_text_bytes: int) -> None:
+        self.max_tag_bytes = max_tag_bytes
+        self.max_text_bytes = max_text_bytes
+        self._start_handlers: dict[bytes, list[ElementHandler]] = {}
+        self._any_handlers: list[ElementHandler] = []
+        self._needle_handlers: list[tuple[bytes, ElementHandler]] = []
+        self._end_tag_handlers: dict[bytes, list[EndTagHandler]] = {}
+        self._text_handlers: dict[bytes, list[TextHandler]] = {}
+        self._end_handlers: list[EndHandler] = []
+        self._observers: list[ContentObserver] = []
+        # streamed text bodies (``set_text_streamer``)
+        self._streamer: Callable[[bytes, bytes, bytes], TextFilter | None] | None = None
+        self.stream_text_after = 32 * 1024
+        # the scan plan (``_boring_re``); None: to be (re)made before the next scan
+        self._boring: re.Pattern[bytes] | None = None
+        self._needle = b""
+        # several needles (``needles.py``): the scan stops at the nearest, found by ``bytes.find``
+        # each; False: the older needle-guarded pattern and no raw hook (the tests' reference)
+        self.multi_needle_fast = True
+        self._scan: NeedleScan | None = None
+        self._hooks: list[RawHookPlan] = []
+        self._tf_scan: NeedleScan | None = None
+        self._raw_hooks: list[RawTagHandler | None] = []
+        self._stop_names: frozenset[bytes] = frozenset()
+        self._stop_ends: frozenset[bytes] = frozenset()
+        self._suspect: Callable[[bytes, int, int], int] | None = None
+        # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
+        self._s_buf = b""
+        self._s_from = 0
+        self._s_at = -1
+        # over-long tags (``set_long_tag_filter``): the filter factory
+        self._lt_make: Callable[[], TextFilter] | None = None
+        # text filter (``set_text_filter``): character data not collected by a text handler
+        self._tf: TextFilter | None = None
+        self._tf_needles: tuple[bytes, ...] = ()
+        self._tf_re: re.Pattern[bytes] | None = None
+        self._tf_behind = 0
+        self._tf_hold = 0
+
+    # -- registration ----------------------------------------------------------------------------
+
+    def on_element(self, selector: str, handler: ElementHandler, *, needle: bytes | None = None,
+                   raw: RawTagHandler | None = None, suspect: Callable[[bytes, int, int], int] | None = None) -> None:
+        """Call ``handler`` for start tags matching ``selector``: ``"a"``, ``"*"``, ``"a[href]"``,
+        ``"*[src]"``. ``needle`` (lower-case bytes) promises the handler only acts on tags whose
+        bytes contain it (case-insensitively), which keeps other tags on the fast path.
+
+        ``raw`` (``"*"`` with a ``needle`` only) is a byte-level shortcut for ``handler``: on the
+        fast path, a plain start tag holding the needle is handed to it as spans of the buffer
+        (``buf``, ``low`` = ``buf.lower()``, tag ``start``, attribute text ``astart:aend``, tag
+        ``end``, lower-cased ``name``) without ``Token``/``Element`` objects. It returns the tag's
+        new bytes — which must equal what ``handler`` would make ``Element.serialize`` produce,
+        and ``handler`` must not insert content or remove the element for such a tag — or
+        ``None`` to take the full path. Several handlers may have raw hooks (the origin rule, the
+        first-party signing rule); a tag goes to a hook only when it holds that hook's needle and
+        no needle of another handler (``RawHookPlan``); needles of other registrations of the
+        same ``handler`` object (origin aliases) may occur only inside occurrences of its own
+        (``needles.only_inside``).
+
+        ``suspect`` (with ``needle``): ``suspect(low, start, end)`` gives the first position in
+        ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
+        holding one is handed to ``handler`` too, on the full path, even without the needle (for
+        spellings of the needle the bytes do not show, such as character references)."""
+        m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
+        if m is None:
+            raise ValueError(f"unsupported selector {selector!r}")
+        tag, attr = m.group(1).lower(), m.group(2)
+        h = handler
+        if attr is not None:
+            attr_l = attr.lower()
+
+            def h(el: Element, _inner: ElementHandler = handler, _a: str = attr_l) -> None:
+                if el.has_attribute(_a):
+                    _inner(el)
+
+        if tag == "*":
+            if needle is not None:
+                if suspect is not None:
+                    self._suspect = suspect
+                self._needle_handlers.append((needle.lower(), h))
+                self._raw_hooks.append(raw if attr is None else None)
+            else:
+                self._any_handlers.append(h)
+        else:
+            self._start_handlers.setdefault(tag.encode(), []).append(h)
+        self._boring = None
+
+    def on_end_tag(self, name: str, handler: EndTagHandler) -> None:
+        self._end_tag_handlers.setdefault(name.lower().encode(), []).append(handler)
+        self._boring = None
+
+    def on_text(self, tag: str, handler: TextHandler) -> None:
+        """Hand the whole text of raw-text elements ``tag`` (script, style, title, textarea...).
+
+        A body over ``max_text_bytes`` is handed over once with ``complete`` False and only its
+        first bytes in ``raw`` (the rest streams through unmodified); most handlers just return."""
+        name = tag.lower().encode()
+        if name not in RAW_STATE:
+            raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
+        self._text_handlers.setdefault(name, []).append(handler)
+
+    def set_text_filter(self, filt: TextFilter, *, needles: tuple[bytes, ...], behind: int, hold: int) -> None:
+        """Pass all character data that no text handler collects (data state, RCDATA
+        ``title``/``textarea``, other raw text, PLAINTEXT) through ``filt`` in document order.
+        ``filt.feed`` may hold bytes back; ``filt.finish`` is called at every markup token (a
+        text run ends there) and at document end. The filter promises to change only text
+        around one of ``needles`` (lower-case; found case-insensitively) starting at most
+        ``behind`` bytes before it, and to hold at most ``hold`` bytes: text elsewhere stays on
+        the fast path."""
+        self._tf = filt
+        self._tf_needles = tuple(n.lower() for n in needles)
+        self._tf_re = re.compile(b"|".join(re.escape(n) for n in self._tf_needles)) if len(needles) > 1 else None
+        self._tf_behind = behind
+        self._tf_hold = hold
+
+    def set_text_streamer(self, decide: Callable[[bytes, bytes, bytes], TextFilter | None], *,
+                          after: int = 32 * 1024) -> None:
+        """Bodies of text-handler elements longer than ``after`` bytes are offered to
+        ``decide(tag, start_tag, first_bytes)`` once: a filter it returns streams the rest of
+        the body (handlers are then not called for it; output lags by the filter's hold only);
+        ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
+        self._streamer = decide
+        self.stream_text_after = after
+
+    @property
+    def text_streamer(self) -> Callable[[bytes, bytes, bytes], TextFilter | None] | None:
+        """The ``decide`` of ``set_text_streamer`` (None: not set), for a rule that wraps it."""
+        return self._streamer
+
+    def _suspect_next(self, low: bytes, lo: int) -> int:
+        """Position of the next suspect at or after ``lo`` in ``low`` (``len(low)``: none), one
+        scan per buffer however many tags ask."""
+        if low is self._s_buf and self._s_from <= lo <= self._s_at:
+            return self._s_at
+        suspect = self._suspect
+        assert suspect is not None
+        p = suspect(low, lo, len(low))
+        if p < 0:
+            p = len(low)
+        self._s_buf = low
+        self._s_from = lo
+        self._s_at = p
+        return p
+
+    def set_long_tag_filter(self, make: Callable[[], TextFilter]) -> None:
+        """Bytes of a tag over ``max_tag_bytes`` (which handlers never see) pass through a fresh
+        ``make()`` filter per tag; it may raise a pipeline error to refuse the tag."""
+        self._lt_make = make
+
+
+    def on_end(self, handler: EndHandler) -> None:
+        """Call ``handler`` once at end of document (before unresolved slots fall back)."""
+        self._end_handlers.append(handler)
+
+    def observe(self, observer: ContentObserver) -> None:
+        """See every start tag and every data-state text run until the observer returns False."""
+        self._observers.append(observer)
+
+
+    def text_handlers(self, tag: bytes) -> list[TextHandler]:
+        """The text handlers of raw-text element ``tag`` (empty: none)."""
+        return self._text_handlers.get(tag, [])
+
+    # -- the fast scanner ------------------------------------------------------------------------
+
+    def _boring_re(self) -> re.Pattern[bytes]:
+        needles = frozenset(n for n, _ in self._needle_handlers)
+        # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
+        # instead (``_run``), so the pattern needs no per-byte needle guard.
+        self._needle = next(iter(needles)) if len(needles) == 1 else b""
+        # Several needles: bounded the same way by the nearest of them (``NeedleScan``).
+        multi = len(needles) > 1 and self.multi_needle_fast
+        self._scan = NeedleScan(tuple(needles)) if multi else None
+        hooks = self._raw_hooks
+        self._hooks = []
+        if self._needle and len(hooks) == 1 and hooks[0] is not None:
+            self._hooks.append(RawHookPlan(hooks[0], self._needle, (), ()))
+        for i, hook in enumerate(hooks):
+            if not multi or hook is None:
+                continue
+            own, h = self._needle_handlers[i]
+            others: list[bytes] = []
+            blockers: list[bytes] = []
+            usable = True
+            for j, (nd, hj) in enumerate(self._needle_handlers):
+                if j == i or (nd == own and hj is h):
+                    continue
+                if nd == own:
+                    usable = False  # another handler wants every tag the hook would take
+                elif hj is h:
+                    others.append(nd)
+                else:
+                    blockers.append(nd)
+            if usable:
+                self._hooks.append(RawHookPlan(hook, own, tuple(dict.fromkeys(others)),
+                                               tuple(dict.fromkeys(blockers))))
+        self._tf_scan = (NeedleScan(self._tf_needles)
+                         if len(self._tf_needles) > 1 and self.multi_needle_fast else None)
+        self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
+        self._stop_ends = frozenset(self._end_tag_handlers)
+        return boring_re(
+            frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
+            frozenset(self._end_tag_handlers),
+            frozenset() if self._needle or multi else needles,
+        )

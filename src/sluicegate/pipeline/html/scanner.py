@@ -1,0 +1,199 @@
+"""The fast tag scanner: how far a run of text and tags that no handler can care about reaches.
+
+Owns the lol_html *fast tag scanner* idea in two equivalent forms: one compiled regex per handler
+set (``boring_re``; interpreted builds, where C beats a Python byte loop) and the hand-written byte
+loop ``scan_boring`` (compiled builds: a loop step costs less than a method call), plus
+``tag_span`` / ``tag_span_re`` (a plain start tag's end and name end, for the raw-byte hook). A run
+stops at tags that change tokenizer state, tags or end tags a handler selects, markup declarations
+other than whole comments, processing instructions and anything incomplete.
+Must not know: handlers, the output queue, rules or hosts (names and needles come as arguments).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import TYPE_CHECKING
+
+from sluicegate.pipeline.bytescan import is_alpha, is_ws
+from sluicegate.pipeline.html.lexer import TAG
+
+if TYPE_CHECKING:
+    # Native 64-bit ints for the byte-loop indices when compiled (mypyc: no tagged-int checks,
+    # ~25% faster scans); annotations only, so the interpreted modules never import it.
+    from mypy_extensions import i64
+
+# Compiled with mypyc: the boring-run scan is the hand-written ``scan_boring`` (a byte loop is fast
+# there); interpreted, the regex of ``boring_re`` (a Python byte loop would be far slower).
+COMPILED_SCAN: bool = not __file__.endswith(".py")
+
+
+@functools.lru_cache(maxsize=64)
+def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: frozenset[bytes]) -> re.Pattern[bytes]:
+    """One regex matching a run of text and tags no handler can care about (compiled once)."""
+    alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    ws, d = rb"\t\n\f\r ", rb"[\t\n\f\r />]"
+    value_dq, value_sq, value_uq = rb'[^"]*+', rb"[^']*+", rb"(?![\"'])[^\t\n\f\r >]*+"
+    if needle_set:
+        needles = sorted(needle_set)
+        firsts = bytes(sorted({c for n in needles for c in (n[:1].lower() + n[:1].upper())}))
+        fc = re.escape(firsts).replace(b"-", rb"\-")
+        rest = b"|".join(re.escape(n[1:]) for n in needles)
+        guard = b"[" + fc + b"](?!(?i:" + rest + b"))"
+        value_dq = b'(?:[^"' + fc + b"]++|" + guard + b")*+"
+        value_sq = b"(?:[^'" + fc + b"]++|" + guard + b")*+"
+        # the value must end right after: a needle may not restart as an attribute name
+        value_uq = rb"(?![\"'])(?:[^\t\n\f\r >" + fc + b"]++|" + guard + rb")*+(?=[\t\n\f\r >])"
+    attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        b'(?:"' + value_dq + b'"|\'' + value_sq + b"'|" + value_uq + b")|(?![" + ws + b"]*+=)))*+"
+    )
+    any_attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
+    )
+    start = b"<(?!(?i:" + alt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
+    if ends:
+        ealt = b"|".join(re.escape(n) for n in sorted(ends, key=len, reverse=True))
+        end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+    else:
+        end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+    # a whole comment, ended as the lexer ends it: ``<!-->``, ``<!--->`` or the first ``--!?>``
+    comment = rb"<!--(?:>|->|(?:[^-]++|-(?!-!?>))*+--!?>)"
+    return re.compile(b"(?:[^<]++|" + start + b"|" + end + b"|" + comment + rb"|<(?=[^a-zA-Z!/?]))*+")
+
+
+
+def _scan_tag(buf: bytes, p: i64, end: i64, stop: frozenset[bytes]) -> i64:
+    """End of the tag whose name starts at ``buf[p]`` (a letter) if it completes before ``end``
+    and its lower-cased name is not in ``stop``; else -1. The tag grammar of ``boring_re``."""
+    s: i64 = p
+    p += 1
+    while p < end:
+        c = buf[p]
+        if is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
+            break
+        p += 1
+    if p >= end:
+        return -1
+    if stop and buf[s:p].lower() in stop:
+        return -1
+    while p < end:
+        c = buf[p]
+        if c == 0x3E:
+            return p + 1
+        if is_ws(c) or c == 0x2F:
+            p += 1
+            continue
+        p += 1  # the attribute name's first byte may be anything else, even '='
+        while p < end:
+            c = buf[p]
+            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+                break
+            p += 1
+        q = p
+        while q < end and is_ws(buf[q]):
+            q += 1
+        if q < end and buf[q] == 0x3D:  # '=': a value follows
+            q += 1
+            while q < end and is_ws(buf[q]):
+                q += 1
+            if q >= end:
+                return -1
+            c = buf[q]
+            if c == 0x22 or c == 0x27:  # a quoted value must close before ``end``
+                q += 1
+                while q < end and buf[q] != c:
+                    q += 1
+                if q >= end:
+                    return -1
+                p = q + 1
+            else:
+                while q < end:
+                    c = buf[q]
+                    if is_ws(c) or c == 0x3E:
+                        break
+                    q += 1
+                p = q
+    return -1
+
+
+def tag_span(buf: bytes, pos: i64, end: i64) -> tuple[i64, i64]:
+    """For a start tag at ``buf[pos]`` (``<`` then a letter) that ``lexer.TAG`` matches before
+    ``end``: (tag end, tag name end); else ``(-1, -1)``. The byte-loop twin of ``tag_span_re``."""
+    p = pos + 1
+    if p >= end or not is_alpha(buf[p]):
+        return -1, -1
+    te = _scan_tag(buf, p, end, _NO_NAMES)
+    if te < 0:
+        return -1, -1
+    p += 1
+    while True:  # the name ends before the tag does
+        c = buf[p]
+        if is_ws(c) or c == 0x2F or c == 0x3E:
+            return te, p
+        p += 1
+
+
+def tag_span_re(buf: bytes, pos: int) -> tuple[int, int]:
+    """``tag_span`` by ``lexer.TAG`` (the interpreted build's way)."""
+    t = TAG.match(buf, pos)
+    if t is None or t.start(1) != t.end(1):
+        return -1, -1
+    return t.end(), t.end(2)
+
+
+_NO_NAMES: frozenset[bytes] = frozenset()
+
+
+def _scan_comment(buf: bytes, pos: i64, end: i64) -> i64:
+    """End of the comment at ``buf[pos]`` (``<!``) if it is one and ends before ``end``, else -1:
+    ``<!-->``, ``<!--->`` or up to the first ``-->`` / ``--!>`` from ``pos + 4`` (as the lexer)."""
+    p: i64 = pos + 4
+    if p >= end or buf[pos + 2] != 0x2D or buf[pos + 3] != 0x2D:
+        return -1
+    if buf[p] == 0x3E:
+        return p + 1
+    if buf[p] == 0x2D and p + 1 < end and buf[p + 1] == 0x3E:
+        return p + 2
+    while p + 2 < end:
+        if buf[p] == 0x2D and buf[p + 1] == 0x2D:
+            c = buf[p + 2]
+            if c == 0x3E:
+                return p + 3
+            if c == 0x21 and p + 3 < end and buf[p + 3] == 0x3E:
+                return p + 4
+        p += 1
+    return -1
+
+
+def scan_boring(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: frozenset[bytes]) -> i64:
+    """Where ``boring_re(names, ends, frozenset()).match(buf, pos, end)`` ends, by hand: runs of
+    text and of start/end tags whose names are not in ``names`` / ``ends``; stops at markup
+    declarations, processing instructions, bogus end tags and anything incomplete before ``end``."""
+    # Byte loops rather than ``bytes.find``: compiled, a loop step costs less than a method call.
+    while pos < end:
+        while pos < end and buf[pos] != 0x3C:  # '<'
+            pos += 1
+        if pos >= end:
+            return end
+        if pos + 1 >= end:
+            return pos
+        c = buf[pos + 1]
+        q: i64
+        if is_alpha(c):
+            q = _scan_tag(buf, pos + 1, end, names)
+        elif c == 0x2F:  # '/'
+            if pos + 2 >= end or not is_alpha(buf[pos + 2]):
+                return pos
+            q = _scan_tag(buf, pos + 2, end, ends)
+        elif c == 0x21:  # '!': only a whole comment is boring
+            q = _scan_comment(buf, pos, end)
+        elif c == 0x3F:  # '?'
+            return pos
+        else:
+            q = pos + 1  # a '<' that starts no markup is text
+        if q < 0:
+            return pos
+        pos = q
+    return pos

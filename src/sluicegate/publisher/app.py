@@ -1,0 +1,293 @@
+"""The publisher face's intake: one request in, checked, one origin request out, the relay chosen.
+
+Order of work for a request:
+  1. own checks (method, Host against ``public_hosts``, header size) -> 405/400/421/431, the origin untouched;
+  2. the origin request: method, raw path + query, streamed body, transformed headers (``headers``); with
+     ``map_requests`` the query values, Referer/Origin/Cookie and form bodies are mapped public -> origin
+     (``inbound``: the query is mapped in place, never re-quoted; a form body is read up to
+     ``request_map_hold_bytes`` first so that a short one keeps an exact Content-Length);
+  3. at the origin's response head: ``gate.classify`` picks the route and ``relay.Relay`` sends the
+     response on (head at once, body as it arrives).
+
+Owns the request's lifecycle on the edge primitives: the ``ClientWatch`` (a client disconnect cancels
+the handler exactly once, and the origin request with it), the one ``Deadline`` (``[timeouts]
+first_byte`` bounds everything up to the response head, the relay re-arms it per read), and what a
+failure becomes *before* the commit: a 502 (connect, protocol) or 504 (first-byte timeout) whose body
+names the request id and never the origin's details (those go to the log). After the commit the relay
+aborts instead. Bounded: the request head (``max_request_header_bytes``), the two per-host caches (256).
+
+Must not know: how a body is relayed or rewritten (``relay``, ``pipeline``), the wire (``upstream``),
+ASGI beyond ``edge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sluicegate import gate
+from sluicegate.config.model import Settings
+from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
+from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.deadline import Deadline
+from sluicegate.firstparty.page import PageRewriting
+from sluicegate.identity.edge import EdgeIdentity
+from sluicegate.observability import metrics
+from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
+from sluicegate.publisher import coding, inbound
+from sluicegate.publisher import headers as hdr
+from sluicegate.publisher.relay import Relay
+from sluicegate.upstream.errors import BodySourceStopped, OriginError
+from sluicegate.upstream.http1 import OriginPool, OriginResponse
+
+log = logging.getLogger("sluicegate.publisher")
+
+_RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
+_CACHED_HOSTS = 256  # per-(scheme, public host) rewriters and mappers kept; bounded for public_hosts = ["*"]
+
+# What a client is told when the origin failed before the response head (details go to the log only).
+_PUBLIC_REASON = {
+    "connect": "cannot connect to origin",
+    "first_byte_timeout": "origin did not answer in time",
+    "bad_response": "invalid response from origin",
+    "disconnected": "origin closed the connection",
+}
+
+
+class UpstreamFailed(Exception):
+    """The origin failed before the response head: answered with ``status``, logged and counted once."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+class PublisherApp:
+    """The publisher face as an ASGI callable (``server.app`` dispatches to it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        pub = settings.publisher
+        self.origin = pub.origin
+        self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
+        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.public_hosts = pub.public_hosts
+        self.pool: OriginPool | None = None
+        self.timeouts = settings.timeouts
+        self.limits = settings.limits
+        self.id_header = settings.server.request_id_header
+        self._rewriters: dict[tuple[str, str], HostRewriter] = {}
+        self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
+        # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off)
+        self.identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
+        self.relay = Relay(settings, self.origin, PageRewriting.from_settings(settings))
+
+    def rewriter(self, scheme: str, host: str) -> HostRewriter:
+        """One ``HostRewriter`` per (scheme, public host), reused."""
+        key = (scheme, host.lower())
+        rw = self._rewriters.get(key)
+        if rw is None:
+            if len(self._rewriters) >= _CACHED_HOSTS:
+                self._rewriters.clear()
+            rw = self._rewriters[key] = self.matcher.for_request(scheme, key[1])
+        return rw
+
+    def _inbound_mapper(self, scheme: str, host: str) -> inbound.InboundMapper | None:
+        """The public -> origin mapping for requests on (scheme, public host); ``None`` when it is off."""
+        if not self.settings.publisher.map_requests:
+            return None
+        key = (scheme, host.lower())
+        if key not in self._inbound:
+            if len(self._inbound) >= _CACHED_HOSTS:
+                self._inbound.clear()
+            self._inbound[key] = inbound.InboundMapper.build(
+                scheme, key[1], self.origin, self.settings.publisher.origin_host_header
+            )
+        return self._inbound[key]
+
+    async def startup(self) -> None:
+        if self.pool is None:
+            origin = self.origin
+            self.pool = OriginPool(
+                origin.scheme,
+                origin.host,
+                origin.port,
+                connect_timeout=self.timeouts.connect,
+                verify_tls=self.settings.publisher.verify_tls,
+                ca_file=self.settings.publisher.ca_file,
+                limit=self.limits.max_origin_connections,
+                keepalive_timeout=self.timeouts.origin_keepalive,
+                max_head_bytes=self.limits.max_origin_head_bytes,
+                high_water=self.limits.origin_read_buffer_bytes,
+            )
+
+    async def shutdown(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def _refused(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
+                       rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
+        """The own checks: ``None`` when the request was answered here (405/400/421/431), else the client's facts."""
+        if scope["method"].upper() == "CONNECT":
+            await send_simple(send, 405, b"CONNECT is not supported: this is a reverse proxy\n", rid)
+            return None
+        host = next((v for k, v in req_headers if k.lower() == "host"), "").strip()
+        if not host or not hdr.valid_host(host):
+            await send_simple(send, 400, b"Missing or invalid Host header\n", rid)
+            return None
+        client = scope.get("client") or ("", 0)
+        facts = hdr.client_facts(client[0], scope.get("scheme", "http"), host, req_headers, self.trusted)
+        if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
+            await send_simple(send, 421, b"Misdirected request: this host is not served here\n", rid)
+            return None
+        if sum(len(k) + len(v) + 4 for k, v in req_headers) > self.limits.max_request_header_bytes:
+            await send_simple(send, 431, b"Request header fields too large\n", rid)
+            return None
+        return facts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = scope.get("sluicegate.info")
+        request_id = info.request_id if info is not None else os.urandom(8).hex()
+        rid = [(self.id_header, request_id)]
+        req_headers = header_list(scope)
+        facts = await self._refused(scope, req_headers, send, rid)
+        if facts is None:
+            return
+        method = scope["method"].upper()
+        host = facts.host
+        rewriter = self.rewriter(facts.scheme, host)
+        up_headers = hdr.upstream_request_headers(
+            req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id,
+            id_header=self.id_header,
+        )
+        if info is not None and info.span is not None:  # tracing on: a client span, carried by traceparent
+            info.upstream_span, carried = info.tracer.client_span(
+                info.span, f"{method} origin", {"server.address": self.origin.host, "server.port": self.origin.port}
+            )
+            up_headers = [(k, v) for k, v in up_headers if k.lower() not in ("traceparent", "tracestate")] + carried
+        edge = self.identity.begin(req_headers, facts.ip, facts.trusted_peer) if self.identity else None
+        if edge is not None:
+            up_headers = edge.upstream(up_headers)
+            send = edge.wrap(send)  # Set-Cookie goes into the response head, before any body byte
+        # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
+        has_body = any(
+            (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
+            for k, v in req_headers
+        )
+        mapper = self._inbound_mapper(facts.scheme, host)
+        form = None
+        if mapper is not None:
+            up_headers = mapper.map_headers(up_headers)
+            if has_body:
+                form = mapper.body_mapper(
+                    req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
+                )
+
+        watch = ClientWatch(receive, send)
+        watch.start(has_body=has_body)
+        send = watch.send
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = Deadline(asyncio.get_running_loop(), task)
+        started = time.perf_counter()
+        try:
+            await self.startup()
+            pool = self.pool
+            assert pool is not None
+            target = _target(scope, mapper)
+            try:
+                with deadline:
+                    deadline.after(self.timeouts.first_byte)
+                    body = _client_body(watch) if has_body else None
+                    if body is not None and form is not None:
+                        body, length = await inbound.prepare_body(body, form, self.limits.request_map_hold_bytes)
+                        up_headers = [(k, v) for k, v in up_headers if k.lower() != "content-length"]
+                        if length is not None:
+                            up_headers.append(("content-length", str(length)))
+                    resp = await pool.request(method, target, up_headers, body)
+            except TimeoutError:
+                raise UpstreamFailed(
+                    504, "first_byte_timeout", f"origin sent no response head within {self.timeouts.first_byte:g}s"
+                ) from None
+            except OriginError as exc:
+                raise UpstreamFailed(502, exc.kind, str(exc)) from None
+            waited = time.perf_counter() - started
+            metrics.PUBLISHER_TTFB.observe(waited)
+            try:
+                origin_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+                decision = gate.classify(method, resp.status, origin_headers)
+                if info is not None:
+                    _note_head(info, resp, decision, waited)
+                await self.relay.respond(
+                    resp, origin_headers, decision, method=method, rewriter=rewriter,
+                    navigation=not any(k.lower() in _RSC_HEADERS for k, _ in req_headers),
+                    send=send, request_id=request_id, deadline=deadline,
+                    accepted=coding.Accepted.from_headers(req_headers), label=f"{method} {scope.get('path', '')}",
+                    if_none_match=next((v for k, v in req_headers if k.lower() == "if-none-match"), ""),
+                )
+            finally:
+                resp.release()
+        except UpstreamFailed as exc:
+            metrics.publisher_error("before_commit", exc.kind).inc()
+            log.warning("request %s: %s -> %d", request_id, exc, exc.status)
+            if info is not None:
+                info.error = exc.kind
+            reason = _PUBLIC_REASON.get(exc.kind, "bad gateway" if exc.status == 502 else "origin failed")
+            await send_simple(send, exc.status, f"{reason} (request id {request_id})\n".encode(), rid)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            self._client_gone(info, request_id, "client disconnected; origin request cancelled")
+        except (ClientGone, BodySourceStopped):
+            self._client_gone(info, request_id, "client disconnected while sending its body")
+        finally:
+            deadline.close()
+            watch.stop()
+
+    @staticmethod
+    def _client_gone(info: Any, request_id: str, what: str) -> None:
+        metrics.publisher_error("client", "disconnect").inc()
+        log.info("request %s: %s", request_id, what)
+        if info is not None:
+            info.error = "client_gone"
+
+
+def _target(scope: Scope, mapper: inbound.InboundMapper | None) -> str:
+    """The request target for the origin: the client's raw path bytes (never re-quoted), the query mapped in place."""
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    target = path.decode("latin-1")
+    if not target.startswith("/"):
+        target = "/" + target
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        if mapper is not None:
+            query = mapper.map_query(query)
+        target += "?" + query.decode("latin-1")
+    return target
+
+
+def _note_head(info: Any, resp: OriginResponse, decision: gate.Decision, waited: float) -> None:
+    """The access log's and trace's view of the origin's head (``server.observe``'s request info)."""
+    info.upstream_s = waited
+    info.upstream_status = resp.status
+    span = info.upstream_span
+    if span is not None:
+        info.tracer.end_client(span, resp.status)
+        info.upstream_span = None
+    info.route = decision.route.value
+    info.kind = decision.kind.value
+
+
+async def _client_body(watch: ClientWatch) -> AsyncIterator[bytes]:
+    """The client's body in upstream's terms: the client leaving mid-upload is ``BodySourceStopped``."""
+    try:
+        async for chunk in watch.body():
+            yield chunk
+    except ClientGone as exc:
+        raise BodySourceStopped(str(exc)) from exc

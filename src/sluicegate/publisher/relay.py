@@ -1,0 +1,326 @@
+"""The publisher relay: one origin response to the client, its bytes sent on as they arrive.
+
+Owns, from the origin's response head on: the response head the client gets (``headers``' mapping,
+the coding it accepts), the route the gate chose, carried out (Bodiless: the head alone; PassThrough:
+each read forwarded untouched; Stream: decode -> rewrite -> encode, in CPU slices) and what a failure
+becomes once the head is out.
+
+Invariants:
+
+* **Bytes out as they arrive.** Nothing waits for the end of a body: PassThrough forwards every read;
+  Stream sends what each read produced (a mid-body pause sends what is ready at most every
+  ``_SEND_EVERY``; at most ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
+  leaves with the end of the response (one write, not two, for a small body).
+* **Taps watch from the side, never delay bytes.** Metrics (bytes from the origin, rewrites, failures),
+  the access log's byte count (``server.observe`` wraps ``send``) and the edge identity's Set-Cookie
+  (added to the head by the intake's ``send`` wrapper) look at what passes; none holds a byte back.
+* **Every wait for the origin is bounded**: ``[timeouts] idle`` through the request's ``Deadline``, armed
+  for each read and cleared while the client is written to (a slow client is backpressure, not silence).
+* **After the commit, any failure aborts** (``ResponseAborted``): an idle origin, a broken body, a
+  pipeline error, a work bound (``[limits] max_decoded_body_bytes``, ``max_decoded_bytes_without_output``).
+  The client sees an incomplete response, never a clean-looking truncated one. One log line, one
+  ``publisher_errors_total{stage="after_commit"}``.
+
+Fairness (docs/fairness.md): a body transform works in decoded pieces of ``[event_loop] piece_bytes``
+and, once it has used ``slice_ms`` of CPU, sends what it has and waits for its turn in the worker's
+``slicing.WorkLane``: other requests, and the disconnect watcher, run between slices, so a client that
+leaves stops the work within one slice.
+
+Must not know: how the request was read or checked (``publisher.app``), how the gate decides
+(``gate``), what a processor rewrites (``pipeline``), the wire to the origin (``upstream``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sluicegate import gate
+from sluicegate.config.model import Settings
+from sluicegate.config.origin import Origin
+from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
+from sluicegate.edge.deadline import Deadline
+from sluicegate.firstparty.page import PageRewriting
+from sluicegate.gate import Route
+from sluicegate.observability import metrics
+from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
+from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
+from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.publisher import coding
+from sluicegate.publisher import headers as hdr
+from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.slicing import Slice, lane_for
+from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import OriginResponse
+
+log = logging.getLogger("sluicegate.publisher")
+
+_SEND_EVERY = 0.008  # s: mid-body output sent at a pause at most this often (pending output stays < 8 ms of work)
+_MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
+
+
+class BodyWork:
+    """One response's transform state: the stages, its CPU slice, and the bound on work without output."""
+
+    __slots__ = ("decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "slice", "unflushed")
+
+    def __init__(
+        self, decoder: Decoder, processor: Transformer, encoder: Encoder, slice_: Slice, quiet_cap: int
+    ) -> None:
+        self.decoder = decoder
+        self.processor = processor
+        self.encoder = encoder
+        self.slice = slice_
+        self.quiet = 0  # decoded bytes consumed since the processor last emitted output
+        self.quiet_cap = quiet_cap
+        self.pending: list[bytes] = []  # encoded output not yet sent
+        self.unflushed = False  # the encoder holds input not yet flushed
+        self.last_send = 0.0  # perf_counter of the last mid-body send at a pause
+
+    async def feed(self, chunk: bytes, send: Send) -> None:
+        """Decode -> process -> encode one read, piece by piece; between slices send what is ready and wait
+        for this response's next turn of the loop. Raises ``WorkBoundExceeded`` past the quiet cap."""
+        processor = self.processor
+        encoder = self.encoder
+        pending = self.pending
+        sl = self.slice
+        for piece in self.decoder.feed_pieces(chunk):
+            out = processor.feed(piece)
+            if out:
+                self.quiet = 0
+                pending.append(encoder.compress(out))
+                self.unflushed = True
+            else:
+                self.quiet += len(piece)
+                if self.quiet > self.quiet_cap:
+                    raise WorkBoundExceeded(
+                        "max_decoded_bytes_without_output",
+                        f"{self.quiet} decoded bytes consumed without output "
+                        f"(max_decoded_bytes_without_output={self.quiet_cap})",
+                    )
+            if sl.spent():
+                # What is ready leaves at a pause at most every _SEND_EVERY s: a sync flush and a socket write
+                # per 1 ms slice cost ~2 % of the transform's CPU; a client sees progress at >= 100 Hz anyway.
+                if (now := time.perf_counter()) - self.last_send >= _SEND_EVERY:
+                    self.last_send = now
+                    data = self.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                await sl.pause()
+            elif len(pending) >= _MAX_PENDING_PIECES:
+                # (unsliced, or a very fast transform): the output held is bounded all the same
+                data = self.take()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def take(self) -> bytes:
+        """Everything encoded so far, flushed so the client can decode it on arrival."""
+        pending = self.pending
+        if self.unflushed:
+            pending.append(self.encoder.flush())
+            self.unflushed = False
+        if not pending:
+            return b""
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def tail(self) -> bytes:
+        """The end of the body: what is pending, the stages' held bytes, the coding's trailer."""
+        rest = self.processor.feed(self.decoder.finish()) + self.processor.finish()
+        out = self.pending
+        out.append(self.encoder.compress(rest))
+        out.append(self.encoder.finish())
+        self.unflushed = False
+        data = b"".join(out)
+        out.clear()
+        return data
+
+
+class Relay:
+    """The relay of one publisher face: built once from the settings, one ``respond`` per response."""
+
+    def __init__(self, settings: Settings, origin: Origin, fp_pages: PageRewriting | None) -> None:
+        self.settings = settings
+        self.origin = origin
+        self.fp_pages = fp_pages  # [first_party] rewrite_domains (None = off)
+        self.pub = settings.publisher
+        self.id_header = settings.server.request_id_header
+        self.idle = settings.timeouts.idle
+        self.limits = settings.limits
+        self.codec_levels = settings.compression.model_dump()
+        self.slice_s = settings.event_loop.slice_ms / 1000.0
+        self.piece_bytes = settings.event_loop.piece_bytes
+
+    async def respond(
+        self,
+        resp: OriginResponse,
+        origin_headers: list[tuple[str, str]],
+        decision: gate.Decision,
+        *,
+        method: str,
+        rewriter: HostRewriter,
+        navigation: bool,
+        send: Send,
+        request_id: str,
+        deadline: Deadline,
+        accepted: coding.Accepted,
+        label: str,
+        if_none_match: str = "",
+    ) -> None:
+        """Send the response head, then the body by the gate's route; raises ``ResponseAborted`` after the
+        head on any failure."""
+        status = resp.status
+        pub = self.pub
+        out_headers = hdr.downstream_response_headers(
+            origin_headers, rewriter, self.origin, request_id, id_header=self.id_header,
+            origin_host_header=pub.origin_host_header, public_hosts=pub.public_hosts, aliases=pub.origin_aliases,
+        )
+        route = decision.route
+        if route is Route.BODILESS:
+            if method == "HEAD" and gate.classify("GET", status, origin_headers).route is Route.STREAM:
+                # HEAD answers with the headers GET would send: GET rewrites this body, so the origin's
+                # Content-Length and strong ETag describe bytes the client would never receive.
+                out_headers = hdr.for_rewritten_body(out_headers)
+            elif status == 304:
+                out_headers = hdr.for_not_modified(out_headers, if_none_match)
+            head = gate.bodiless_headers(status, out_headers)
+            await send({"type": "http.response.start", "status": status, "headers": encode_headers(head)})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+
+        in_coding = decision.encoding
+        if route is Route.PASS_THROUGH:
+            undo = coding.decodable(coding.content_codings(origin_headers))
+            if undo is None or accepted.accepts(undo):
+                if undo is not None:
+                    out_headers = coding.ensure_vary(out_headers)
+                await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            # A coding the client refuses (an origin that ignored Accept-Encoding): decode, change nothing else.
+            in_coding = undo
+            processor: Transformer = Identity()
+            out_coding = ""
+            out_headers = coding.recoded_headers(out_headers, "")
+        else:
+            metrics.publisher_rewrite(decision.kind.value).inc()
+            ctype = next((v for k, v in reversed(out_headers) if k.lower() == "content-type"), "")
+            # [first_party] rewrite_domains: on the page's own rewriter (one pass) unless what the
+            # origin rules write could name a rewrite domain (then a second pass over the output)
+            fp = self.fp_pages
+            one_pass = fp is not None and fp.one_pass(rewriter.public_authority)
+            processor = build_processor(
+                decision.kind, rewriter, self.settings, navigation_request=navigation, content_type=ctype,
+                extra_html_rules=fp.install if fp is not None and one_pass else None,
+            )
+            if fp is not None and not one_pass and decision.kind is gate.Kind.HTML:
+                processor = fp.wrap(processor)
+            out_headers = hdr.for_rewritten_body(out_headers)
+            out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
+            if out_coding != in_coding:
+                out_headers = coding.recoded_headers(out_headers, out_coding)
+            elif in_coding:
+                out_headers = coding.ensure_vary(out_headers)
+
+        work = BodyWork(
+            decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes),
+            processor,
+            encoder_for(out_coding, **self.codec_levels),
+            Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
+            self.limits.max_decoded_bytes_without_output,
+        )
+        await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
+        await self._stream(resp, send, request_id, deadline, work)
+
+    async def _stream(
+        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: BodyWork
+    ) -> None:
+        """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure."""
+        idle = self.idle
+        relayed_in = 0
+        readany = resp.read
+        final = b""
+        sl = work.slice
+        try:
+            with deadline:
+                while True:
+                    waits = not resp.ready()
+                    if waits:
+                        sl.idle()
+                    deadline.after(idle)
+                    chunk = await readany()
+                    deadline.clear()
+                    if waits:
+                        sl.restart()  # the loop ran while we waited: this slice's budget starts afresh
+                    if not chunk:
+                        break
+                    relayed_in += len(chunk)
+                    await work.feed(chunk, send)
+                    if resp.at_eof():
+                        continue  # what is pending leaves with the end of the response (one write)
+                    data = work.take()
+                    if data:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+            final = work.tail()
+        except TimeoutError:
+            self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
+        except WorkBoundExceeded as exc:
+            metrics.publisher_error("after_commit", exc.kind).inc()
+            metrics.work_bound(exc.bound).inc()
+            log.warning(
+                "request %s: work bound %s hit (origin %s): %s; aborting the client connection",
+                request_id, exc.bound, self.origin.authority, exc,
+            )
+            raise ResponseAborted(str(exc)) from None
+        except PipelineError as exc:
+            self._abort(request_id, exc.kind, str(exc))
+        except OriginError as exc:
+            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
+        finally:
+            sl.done()
+            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        await send({"type": "http.response.body", "body": final, "more_body": False})
+
+    async def _pump(self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline) -> None:
+        """PassThrough: relay body chunks untouched until the origin ends; abort the client on any failure.
+
+        ``idle`` bounds each wait for the origin and nothing else: time spent in ``send`` is the
+        client's backpressure, not origin silence.
+        """
+        idle = self.idle
+        relayed_in = 0
+        last = b""
+        readany = resp.read
+        at_eof = resp.at_eof
+        try:
+            with deadline:
+                while True:
+                    deadline.after(idle)
+                    chunk = await readany()
+                    deadline.clear()
+                    if not chunk:
+                        break
+                    relayed_in += len(chunk)
+                    if at_eof():
+                        # The origin is done: this chunk leaves with the end of the response (one write
+                        # instead of two for small bodies); the next read returns b"" and ends the loop.
+                        last = chunk
+                        continue
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            final = last
+        except TimeoutError:
+            self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
+        except OriginError as exc:
+            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
+        finally:
+            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        await send({"type": "http.response.body", "body": final, "more_body": False})
+
+    def _abort(self, request_id: str, kind: str, message: str) -> None:
+        metrics.publisher_error("after_commit", kind).inc()
+        log.warning("request %s: aborting client connection after commit: %s (%s)", request_id, message, kind)
+        aborted = ResponseAborted(message)
+        aborted.kind = kind
+        raise aborted
