@@ -273,3 +273,48 @@ async def test_a_reload_closes_tunnels_with_1001_and_new_ones_work(proxy: ProxyP
         await ws.send("after")
         assert await ws.recv() == "after"
     assert "websocket" in proxy.log() and "shutdown" in proxy.log()
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", 502),  # no Upgrade: websocket
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", 502),  # not HTTP
+        (b"HTTP/1.1 101 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", 502),  # head over max_origin_head_bytes
+        (b"", 502),  # closes at once
+        (None, 504),  # never answers (first_byte = 2 s)
+    ],
+)
+async def test_a_broken_origin_handshake_is_a_clean_gateway_error(
+    tmp_path: Path, answer: bytes | None, status: int
+) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if answer is None:
+            await asyncio.sleep(10)
+        writer.write(answer or b"")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    fake = Origin()
+    fake.port = server.sockets[0].getsockname()[1]
+    p = await asyncio.to_thread(_proxy, tmp_path, fake)
+    try:
+        reply = await asyncio.to_thread(handshake, p.port, f"127.0.0.1:{p.port}")
+        assert reply.startswith(f"HTTP/1.1 {status} ".encode()), reply[:200]
+        assert b"x-request-id:" in reply.lower()
+    finally:
+        p.stop()
+        server.close()
+
+
+async def test_an_unreachable_origin_is_a_502(tmp_path: Path) -> None:
+    fake = Origin()
+    fake.port = free_port()  # nothing listens there
+    p = await asyncio.to_thread(_proxy, tmp_path, fake)
+    try:
+        reply = await asyncio.to_thread(handshake, p.port, f"127.0.0.1:{p.port}")
+        assert reply.startswith(b"HTTP/1.1 502 ") and b"cannot connect to origin" in reply
+    finally:
+        p.stop()
