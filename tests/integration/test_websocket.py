@@ -318,3 +318,26 @@ async def test_an_unreachable_origin_is_a_502(tmp_path: Path) -> None:
         assert reply.startswith(b"HTTP/1.1 502 ") and b"cannot connect to origin" in reply
     finally:
         p.stop()
+
+
+async def test_extensions_and_subprotocols_are_negotiated_end_to_end(tmp_path: Path) -> None:
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    port = free_port()
+    async with serve(echo, "127.0.0.1", port, subprotocols=["chat.v2"], compression="deflate"):  # type: ignore[list-item]
+        fake = Origin()
+        fake.port = port
+        p = await asyncio.to_thread(_proxy, tmp_path, fake)
+        try:
+            async with connect(ws_url(p, "/"), subprotocols=["chat.v1", "chat.v2"],  # type: ignore[list-item]
+                               compression="deflate", ping_interval=None) as ws:
+                assert ws.subprotocol == "chat.v2"
+                assert ws.response is not None
+                assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+                text = "compressible " * 5000  # RSV1-flagged compressed frames cross the tunnel untouched
+                await ws.send(text)
+                assert await ws.recv() == text
+        finally:
+            p.stop()
