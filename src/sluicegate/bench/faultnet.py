@@ -91,8 +91,8 @@ class FaultyOrigin:
                 await writer.drain()
                 if not keep:
                     break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass  # a client gone, or the origin closing with the suite
         finally:
             writer.close()
 

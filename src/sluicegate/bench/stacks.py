@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -193,6 +194,55 @@ def run(n: int, conns: int, streams: int, rounds: int, stacks: list[str]) -> dic
             "n": n, "conns": conns, "streams": streams, "rows": rows}
 
 
+async def _probe_async(stacks: list[str]) -> list[dict[str, Any]]:
+    """The streaming guarantees per stack and protocol, seen by curl: does the head leave at the origin's head
+    (not with the first body byte), and does an origin failure after the commit reach the client as an abort
+    (curl exit 18 = partial body on h1, 92 = stream reset on h2), and how fast."""
+    from sluicegate.bench.faultnet import FaultyOrigin
+
+    origin = FaultyOrigin()
+    await origin.start()
+    work = Path(tempfile.mkdtemp(prefix="sg-probe-"))
+    cert, key = make_cert(work)
+    rows = []
+    try:
+        for stack in stacks:
+            port = _free_port()
+            cfg = work / f"{stack}.toml"
+            cfg.write_text(f'[server]\nport = {port}\n[admin]\nlisten = ""\n[publisher]\norigin_url = '
+                           f'"http://127.0.0.1:{origin.port}"\npublic_hosts = ["localhost:{port}"]\n')
+            env = {**os.environ, "SLUICEGATE_CONFIG": str(cfg), "SLUICEGATE__SERVER__ACCESS_LOG": '"off"'}
+            proc = subprocess.Popen(server_command(stack, port, cert, key), env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                await asyncio.to_thread(_wait_ready, port, proc)
+                for proto in ("--http1.1",) if stack == "uvicorn" else ("--http1.1", "--http2"):
+                    def curl(path: str, proto: str = proto, port: int = port) -> tuple[int, list[str]]:
+                        r = subprocess.run(["curl", "-sk", proto, "-o", "/dev/null", "-w",
+                                            "%{http_version} %{time_starttransfer} %{time_total}",
+                                            f"https://localhost:{port}{path}"], capture_output=True, text=True)
+                        return r.returncode, r.stdout.split()
+                    _, trickle = await asyncio.to_thread(curl, "/trickle/2")
+                    rc, cut = await asyncio.to_thread(curl, "/cl-long/50000")
+                    rows.append({"stack": stack, "proto": trickle[0], "head_s": float(trickle[1]),
+                                 "abort_rc": rc, "abort_s": float(cut[2])})
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+    finally:
+        await origin.close()
+    return rows
+
+
+def probe_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| stack | proto | head sent after (origin head at 0, first body byte at 1 s) | origin fails after "
+             "commit: curl exit (18 partial, 92 stream reset), after s |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stack']} | {r['proto']} | {r['head_s']:.3f} s | {r['abort_rc']}, {r['abort_s']:.2f} s |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"h2load -n {result['n']} -c {result['conns']} (h2: -m {result['streams']}), TLS, 1 worker, "
              f"medians of {result['rows'][0]['rounds'] if result['rows'] else 0} interleaved rounds, "
@@ -215,9 +265,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--stacks", default=",".join(STACKS))
     ap.add_argument("--json", default="", help="write the result here")
+    ap.add_argument("--probe", action="store_true", help="instead: the streaming guarantees per stack (curl)")
 
 
 def run_args(args: argparse.Namespace) -> int:
+    if args.probe:
+        print(probe_markdown(asyncio.run(_probe_async([s for s in args.stacks.split(",") if s]))))
+        return 0
     result = run(args.n, args.conns, args.streams, args.rounds, [s for s in args.stacks.split(",") if s])
     print(markdown(result))
     if args.json:
