@@ -272,6 +272,13 @@ class Suite:
                                    note="the clients leave after ~1.2 MB: RSS shows the backpressure bound"))
         rows.append(await self.idle_keepalives(1000))
 
+        async def streams(row: Row) -> None:
+            row.outcomes = await self.many(["/sse"] * 1000, concurrency=1000, timeout=60)
+
+        rows.append(await self.run("1000 concurrent SSE streams", "exact-or-failed", streams,
+                                   note="a 504 here is [timeouts] first_byte (3 s) expiring while the bench's "
+                                        "one-process origin + fault proxy + 1000 clients share a core"))
+
         async def vanish(row: Row) -> None:
             row.outcomes = await self.many([f"/big/{32 << 20}"] * 50, concurrency=50, stop_after=65536)
             t0 = time.monotonic()
