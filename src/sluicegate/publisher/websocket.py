@@ -13,7 +13,7 @@ head on. ``WebSocketProxy.serve`` then
      the tunnel starts; any other status goes to the client as it is (a short body relayed, or replaced
      by a one-line one), then the connection closes.
 
-The tunnel (``Tunnel``) relays bytes both ways as they arrive: each direction passes through a
+The tunnel (``wstunnel.Tunnel``) relays bytes both ways as they arrive: each direction passes through a
 ``wsframes.FrameScanner``, which never assembles a message, only follows frame boundaries. So pings,
 pongs, close frames and their codes, fragmented messages and negotiated extensions pass end to end. The
 proxy speaks only to end the tunnel: no byte for ``idle_timeout`` -> close 1001 to both sides; a message
@@ -43,6 +43,7 @@ from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher import inbound
 from sluicegate.publisher import wsframes as wf
+from sluicegate.publisher.wstunnel import Tunnel
 from sluicegate.upstream.tls import client_context
 
 log = logging.getLogger("sluicegate.websocket")
@@ -64,16 +65,6 @@ WS_CLOSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-WS_BYTES = Counter(
-    "sluicegate_websocket_bytes_total",
-    "WebSocket bytes relayed (frames as on the wire), by direction (up = client to origin, down)",
-    ["direction"],
-    registry=REGISTRY,
-)
-_UP_BYTES = WS_BYTES.labels("up")
-_DOWN_BYTES = WS_BYTES.labels("down")
-
-_LINGER = 5.0  # s: a closing side's unsent bytes wait this long for the peer to read them
 _REFUSAL_BODY_MAX = 64 * 1024  # an origin's refusal body up to this is relayed; a longer one is replaced
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             421: "Misdirected Request", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
@@ -495,110 +486,3 @@ class TunnelProtocol(asyncio.Protocol):
 def tunnel_protocol(proxy: WebSocketProxy) -> type[TunnelProtocol]:
     """The protocol class uvicorn is given as ``ws``, bound to this worker's proxy."""
     return type("BoundTunnelProtocol", (TunnelProtocol,), {"proxy": proxy})
-
-
-# ---- the tunnel -------------------------------------------------------------------------------------
-class Tunnel:
-    """Both directions of one upgraded connection, relayed frame-aware (see the module docstring)."""
-
-    def __init__(self, client: TunnelProtocol, origin: _OriginSide, max_message: int, idle: float,
-                 buffer_bytes: int) -> None:
-        self.client = client
-        self.origin = origin
-        self.up = wf.FrameScanner(masked=True, max_message=max_message)  # client -> origin
-        self.down = wf.FrameScanner(masked=False, max_message=max_message)  # origin -> client
-        self.idle = idle
-        self.loop = asyncio.get_running_loop()
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self.reason = ""
-        self.last = self.loop.time()
-        self.up_bytes = 0
-        self.down_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        for transport in (client.transport, origin.transport):
-            if transport is not None:
-                transport.set_write_buffer_limits(high=buffer_bytes)
-
-    def start(self, from_origin: bytes, from_client: bytes) -> None:
-        self.client.tunnel = self
-        self.origin.tunnel = self
-        self._timer = self.loop.call_at(self.last + self.idle, self._check_idle)
-        if from_origin:
-            self.from_origin(from_origin)
-        if from_client:
-            self.from_client(from_client)
-        self.client.resume_reading()
-        if self.origin.eof:
-            self.origin_gone()
-        if self.client.gone:
-            self.client_gone()
-
-    def from_client(self, data: bytes) -> None:
-        if self.done.done():
-            return
-        self.last = self.loop.time()
-        try:
-            out = self.up.feed(data)
-        except wf.FrameError as exc:
-            self.fail(exc.code, exc.reason, "too_big" if exc.code == wf.CLOSE_TOO_BIG else "protocol")
-            return
-        if out and self.origin.transport is not None:
-            self.origin.transport.write(out)
-            self.up_bytes += len(out)
-            _UP_BYTES.inc(len(out))
-
-    def from_origin(self, data: bytes) -> None:
-        if self.done.done():
-            return
-        self.last = self.loop.time()
-        try:
-            out = self.down.feed(data)
-        except wf.FrameError as exc:
-            self.fail(exc.code, exc.reason, "too_big" if exc.code == wf.CLOSE_TOO_BIG else "protocol")
-            return
-        if out:
-            self.client.write(out)
-            self.down_bytes += len(out)
-            _DOWN_BYTES.inc(len(out))
-
-    def client_gone(self) -> None:
-        if not self.done.done():
-            self._end("closed" if self.up.closed else "client_gone")
-
-    def origin_gone(self) -> None:
-        if self.done.done():
-            return
-        if not self.down.closed and self.down.at_boundary:  # no close frame from the origin: say so
-            self.client.write(wf.close_frame(wf.CLOSE_BAD_GATEWAY, "origin connection lost", masked=False))
-        self._end("closed" if self.down.closed else "origin_gone")
-
-    def _check_idle(self) -> None:
-        if self.done.done():
-            return
-        due = self.last + self.idle
-        if self.loop.time() >= due:
-            self.fail(wf.CLOSE_GOING_AWAY, "idle timeout", "idle")
-        else:
-            self._timer = self.loop.call_at(due, self._check_idle)
-
-    def fail(self, code: int, reason: str, why: str) -> None:
-        """End the tunnel on the proxy's initiative: a close frame to each side that can take one."""
-        if self.done.done():
-            return
-        if not self.down.closed and self.down.at_boundary:
-            self.client.write(wf.close_frame(code, reason, masked=False))
-        if not self.up.closed and self.up.at_boundary and self.origin.transport is not None:
-            self.origin.transport.write(wf.close_frame(code, reason, masked=True))
-        self._end(why)
-
-    def _end(self, reason: str) -> None:
-        self.reason = reason
-        if self._timer is not None:
-            self._timer.cancel()
-        # close() sends what is buffered, then FIN: the close frames written above reach the peers; a peer
-        # that does not read its buffer within _LINGER is cut off
-        for transport in (self.origin.transport, self.client.transport):
-            if transport is not None:
-                transport.close()
-                self.loop.call_later(_LINGER, transport.abort)
-        self.done.set_result(None)
