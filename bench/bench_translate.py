@@ -324,6 +324,11 @@ def comparison(result: dict[str, Any]) -> list[dict[str, Any]]:
             if "over_relay_us_per_event" in a and "over_relay_us_per_event" in b:
                 rows.append({"scenario": name, "figure": f"µs/event over relay c={c}",
                              "before": b["over_relay_us_per_event"][c], "after": a["over_relay_us_per_event"][c]})
+    for case, a_m in result.get("cpu_micro", {}).items():
+        b_m = result["before"].get("cpu_micro", {}).get(case)
+        if b_m is not None:
+            rows.append({"scenario": case, "figure": "in-process translate µs/event",
+                         "before": b_m["translate_us_per_event"], "after": a_m["translate_us_per_event"]})
     for r in rows:
         r["after_over_before"] = round(r["after"] / r["before"], 3) if r["before"] else None
     return rows
@@ -368,10 +373,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                        "note": "shared machine: wall-clock figures taken under contention; "
                                                "prefer the CPU-time figures"}}
-    print("in-process translator CPU (µs per event):", flush=True)
-    out["cpu_micro"] = cpu_micro(args.micro_rounds)
-    for k, v in out["cpu_micro"].items():
-        print(f"  {k:24s} translate {v['translate_us_per_event']:.2f}  relay tap {v['relay_tap_us_per_event']:.2f}")
     mock_port, gw_port, ll_port, before_port = free_port(), free_port(), free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     mock = subprocess.Popen([PY, "-m", mock_module(), "--port", str(mock_port), "--uvloop",
@@ -394,6 +395,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gateways["before"] = (f"http://127.0.0.1:{before_port}", bgw.pid)
             out["before"] = {"rev": rev}
             wait_port(before_port)
+        micro = micro_ab(args.micro_rounds, old_src if args.before else None)
+        out["cpu_micro"] = micro["after"]
+        if args.before:
+            out["before"]["cpu_micro"] = micro["before"]
         wait_port(mock_port)
         wait_port(gw_port)
         direct = f"http://127.0.0.1:{mock_port}"
@@ -425,6 +430,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 p.kill()
         tmp.cleanup()
+    return out
+
+
+def micro_ab(rounds: int, old_src: Path | None) -> dict[str, dict[str, Any]]:
+    """The in-process figures, each in a fresh child process per tree (``--micro-json``), alternating
+    after / before three times; per case the median of each figure."""
+    trees: dict[str, Path | None] = {"after": None}
+    if old_src is not None:
+        trees["before"] = old_src
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in trees}
+    for i in range(3):
+        for label in (list(trees) if i % 2 == 0 else list(trees)[::-1]):
+            src = trees[label]
+            env = dict(os.environ, BENCH_SRC=str(src)) if src is not None else dict(os.environ)
+            done = subprocess.run([PY, __file__, "--micro-json", str(rounds)], env=env, capture_output=True,
+                                  text=True, check=True)
+            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    out: dict[str, dict[str, Any]] = {}
+    print("in-process translator CPU (µs per event, median of 3 fresh processes per tree):", flush=True)
+    for label, results in runs.items():
+        out[label] = {case: {key: (statistics.median(r[case][key] for r in results) if key != "events"
+                                   else results[0][case][key]) for key in results[0][case]}
+                      for case in results[0]}
+        for k, v in out[label].items():
+            print(f"  {label:7s} {k:24s} translate {v['translate_us_per_event']:.2f}  "
+                  f"relay tap {v['relay_tap_us_per_event']:.2f}", flush=True)
     return out
 
 
@@ -472,6 +503,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--serve-gateway", type=int)
+    ap.add_argument("--micro-json", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", default="")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ttfb-n", type=int, default=40)
@@ -487,6 +519,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.serve_gateway:
         serve_gateway(args.serve_gateway, args.upstream)
+        return
+    if args.micro_json:
+        print(json.dumps(cpu_micro(args.micro_json)))
         return
     import uvloop
 

@@ -13,26 +13,13 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.domains import DomainList
+from sluicegate.config.types import CidrList, Duration
+
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _DOMAIN = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-
-
-def parse_duration(value: str | float | int) -> float:
-    """``"30s"``, ``"5m"``, ``"1h"``, ``"365d"``, ``"250ms"`` or a number of seconds -> seconds."""
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(value)
-        if m is None:
-            raise ValueError(f"not a duration (e.g. \"30s\", \"5m\", \"1h\", \"365d\"): {value!r}")
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be > 0")
-    return seconds
 
 
 def _domains(value: list[str]) -> list[str]:
@@ -57,9 +44,9 @@ class FirstPartySettings(BaseModel):
     # also be covered by allowed_domains).
     rewrite_domains: list[str] = Field(default_factory=list)
     # CIDRs a target may resolve to despite the private-address guard (empty: none).
-    allow_private_addresses: list[str] = Field(default_factory=list)
+    allow_private_addresses: CidrList = Field(default_factory=list)
     # Lifetime of a minted URL (pages and /sign). A string such as "1h" or seconds.
-    url_ttl: float = 3600.0
+    url_ttl: Duration = Field(default=3600.0, gt=0)
     keys_file: str = ""  # file with one signing key per line (first signs); else SLUICEGATE_FIRST_PARTY_KEYS
     # Static name -> address answers used instead of DNS (like curl --resolve); still SSRF-checked.
     resolve: dict[str, str] = Field(default_factory=dict)
@@ -70,11 +57,6 @@ class FirstPartySettings(BaseModel):
     # Pooled third-party connections per worker (all targets together) and idle pools kept.
     max_connections: int = Field(default=256, ge=1, le=65536)
     max_pools: int = Field(default=64, ge=1, le=4096)
-
-    @field_validator("url_ttl", mode="before")
-    @classmethod
-    def _ttl(cls, value: str | float) -> float:
-        return parse_duration(value)
 
     @field_validator("path_prefix")
     @classmethod
@@ -91,16 +73,6 @@ class FirstPartySettings(BaseModel):
     def _hosts(cls, value: list[str]) -> list[str]:
         return _domains(value)
 
-    @field_validator("allow_private_addresses")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"not a CIDR: {cidr!r}") from exc
-        return value
-
     @field_validator("resolve")
     @classmethod
     def _resolve(cls, value: dict[str, str]) -> dict[str, str]:
@@ -115,8 +87,6 @@ class FirstPartySettings(BaseModel):
 
     @model_validator(mode="after")
     def _rewrite_within_allowed(self) -> FirstPartySettings:
-        from sluicegate.firstparty.guard import DomainList
-
         allowed = DomainList(self.allowed_domains)
         for d in self.rewrite_domains:
             if not allowed.covers_pattern(d):
@@ -130,7 +100,7 @@ class IdentitySettings(BaseModel):
     enabled: bool = False
     cookie_name: str = "sg_id"
     cookie_domain: str = ""  # empty: a host-only cookie
-    max_age: float = 365 * 86400.0
+    max_age: Duration = Field(default=365 * 86400.0, gt=0)
     # Headers set by the trusted CDN in front (only believed from [server] trusted_proxies peers).
     geo_country_header: str = ""
     geo_region_header: str = ""
@@ -150,11 +120,6 @@ class IdentitySettings(BaseModel):
         ]
     )
     max_cookie_bytes: int = Field(default=16384, ge=256, le=65536)  # a consent cookie longer is treated as absent
-
-    @field_validator("max_age", mode="before")
-    @classmethod
-    def _age(cls, value: str | float) -> float:
-        return parse_duration(value)
 
     @field_validator("cookie_name")
     @classmethod

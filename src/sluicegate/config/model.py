@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.access_log import check_template
 from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
@@ -15,7 +16,7 @@ from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, Origin
 from sluicegate.config.tls import TlsSettings
-from sluicegate.config.types import Duration, FieldProblem, ListenAddress
+from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
 from sluicegate.config.websocket import WebSocketSettings
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -28,7 +29,7 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
     # CIDRs whose Forwarded / X-Forwarded-* headers are believed. Everyone else's are dropped.
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: CidrList = Field(default_factory=list)
     # One line per request: "json", "off", or a template of $fields (docs/operations.md). "auto" (default):
     # JSON when stdout is not a terminal, the "combined" template when it is. true = "auto", false = "off".
     access_log: bool | str = "auto"
@@ -47,8 +48,6 @@ class ServerSettings(BaseModel):
     @classmethod
     def _access_log(cls, value: bool | str) -> bool | str:
         if isinstance(value, str) and value not in ("auto", "json", "off", "combined"):
-            from sluicegate.observability.access import check_template
-
             check_template(value)
         return value
 
@@ -69,16 +68,6 @@ class ServerSettings(BaseModel):
         if self.tls_certfile and self.tls.cert_file:
             raise FieldProblem(("tls_certfile",), "set [server.tls] cert_file or tls_certfile, not both")
         return self
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"not a CIDR: {cidr!r}") from exc
-        return value
 
 
 class AdminSettings(BaseModel):

@@ -1,7 +1,8 @@
 """Shared config value types and the error that locates a cross-field problem.
 
 Owns: ``Duration`` (seconds as a number, or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``,
-``"1h"``), ``ListenAddress`` (``host:port``, IPv6 in brackets; empty = off) and ``FieldProblem``, a
+``"1h"``, ``"365d"``), ``CidrList`` (network ranges: ``10.0.0.0/8``, ``2001:db8::/32``, a bare address),
+``ListenAddress`` (``host:port``, IPv6 in brackets; empty = off) and ``FieldProblem``, a
 ``ValueError`` that carries the location of the field it is about, so a model validator checking
 several fields reports the right ``file:line: key`` (the loader reads ``loc`` from it).
 Strictness (no ``"8181"`` for an int, no ``"yes"`` for a bool) is not declared here per model: the loader
@@ -11,13 +12,14 @@ Must not know about files, environment variables or requests.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 class FieldProblem(ValueError):
@@ -64,3 +66,15 @@ def _check_listen(value: Any) -> Any:
 
 
 ListenAddress = Annotated[str, BeforeValidator(_check_listen)]
+
+
+def _check_cidrs(value: list[str]) -> list[str]:
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR: {cidr!r}") from exc
+    return value
+
+
+CidrList = Annotated[list[str], AfterValidator(_check_cidrs)]

@@ -1,7 +1,8 @@
 """The client side of one request: its body as it arrives, and a watch for it leaving.
 
-Owns: ``ClientWatch`` (streams the request body, then watches for ``http.disconnect`` in a side task
-that cancels the handler's task) and the bounded whole-body read (``ClientWatch.read``: a face that
+Owns: ``start_request`` (a handler's two edge primitives, started for its task: the watch and the one
+``Deadline``), ``ClientWatch`` (streams the request body, then watches for ``http.disconnect`` in a side
+task that cancels the handler's task) and the bounded whole-body read (``ClientWatch.read``: a face that
 needs the body in memory, e.g. to parse JSON, names its cap and gets ``BodyTooLarge`` past it, never
 more than the cap held).
 
@@ -9,7 +10,7 @@ Invariants: a disconnect before the response is complete cancels the handler exa
 watcher returns after it); a disconnect after the final body message is the normal end of the
 exchange and cancels nothing; the body is never buffered here beyond what ``read`` was allowed.
 
-Must not know: any face, the config, the origin. Imports the standard library and ``edge.asgi`` only.
+Must not know: any face, the config, the origin. Imports the standard library and ``edge`` only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sluicegate.edge.asgi import ClientGone, Message, Receive, Send
+from sluicegate.edge.deadline import Deadline
 
 
 class BodyTooLarge(Exception):
@@ -119,3 +121,13 @@ class ClientWatch:
 def _reap(task: asyncio.Task[None]) -> None:
     if not task.done():
         task.cancel()
+
+
+def start_request(receive: Receive, send: Send, *, has_body: bool) -> tuple[ClientWatch, Deadline]:
+    """The current task's ``ClientWatch`` (started: with no body, the disconnect watch runs at once) and its one
+    ``Deadline``. The handler sends through ``watch.send`` and ends with ``deadline.close()``, ``watch.stop()``."""
+    task = asyncio.current_task()
+    assert task is not None, "start_request runs inside the handler's task"
+    watch = ClientWatch(receive, send)
+    watch.start(has_body=has_body)
+    return watch, Deadline(task.get_loop(), task)

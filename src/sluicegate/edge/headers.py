@@ -1,16 +1,24 @@
-"""The one hop-by-hop rule (RFC 9110 section 7.6.1): which headers belong to one connection, not the message.
+"""Header rules every face shares: hop-by-hop, whose forwarding headers are believed, a changed body's headers.
 
-Every face and the config read it from here: the publisher strips both directions with
-``strip_hop_by_hop``/``end_to_end``, the inference face drops ``HOP_BY_HOP_BYTES`` from provider
-responses, and the config refuses a provider header or forwarded header that is hop-by-hop.
+``HOP_BY_HOP`` / ``is_hop_by_hop`` / ``end_to_end`` / ``strip_hop_by_hop``: the one hop-by-hop rule (RFC 9110
+section 7.6.1, the headers that belong to one connection, not the message): the fixed set below, every
+``Proxy-*`` name, and every name the ``Connection`` header lists. Every face and the config read it here:
+the publisher and the first-party relay strip both directions, the inference face drops
+``HOP_BY_HOP_BYTES`` from provider responses, the config refuses a hop-by-hop provider or forwarded header.
 
-Hop-by-hop: the fixed set below, every ``Proxy-*`` name (``Proxy-Authorization``, ``Proxy-Connection``,
-...), and every name the ``Connection`` header lists. Must not know any face; imports nothing.
+``TrustedProxies``: the configured ``[server] trusted_proxies`` CIDRs; only a peer inside them may set
+``X-Forwarded-*`` (anyone else could spoof them).
+
+``for_rewritten_body``: the header edits any face makes when it sends a body other than the one it got
+(no ``Content-Length``, a weak ``ETag``, no ``Accept-Ranges``).
+
+Must not know any face; imports the standard library only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Iterable, Sequence
 
 HOP_BY_HOP: frozenset[str] = frozenset(
     {
@@ -55,3 +63,33 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Drop hop-by-hop headers, including every name listed in ``Connection`` and ``Proxy-*``."""
     return [(name, value) for _, name, value in end_to_end(headers)]
+
+
+class TrustedProxies:
+    """Is a peer address one of the configured proxies (whose forwarding headers are believed)?"""
+
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self._nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+    def __contains__(self, peer: str | None) -> bool:
+        if not peer or not self._nets:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._nets)
+
+
+def for_rewritten_body(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The body will differ from the origin's: no Content-Length, a strong ETag becomes weak, and no
+    ``Accept-Ranges`` (byte ranges of the origin's body are not ranges of the rewritten one)."""
+    out: list[tuple[str, str]] = []
+    for name, value in headers:
+        ln = name.lower()
+        if ln in ("content-length", "accept-ranges"):
+            continue
+        if ln == "etag" and not value.startswith("W/"):
+            value = "W/" + value
+        out.append((name, value))
+    return out

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from prometheus_client import Counter
 
 from sluicegate import gate
+from sluicegate.config.domains import DomainList
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import (
     Message,
@@ -39,17 +40,16 @@ from sluicegate.edge.asgi import (
     header_list,
     send_simple,
 )
-from sluicegate.edge.client import ClientWatch
+from sluicegate.edge.client import start_request
 from sluicegate.edge.deadline import Deadline
-from sluicegate.edge.headers import strip_hop_by_hop
+from sluicegate.edge.headers import TrustedProxies, for_rewritten_body, strip_hop_by_hop
 from sluicegate.firstparty.fetch import ThirdPartyClient
-from sluicegate.firstparty.guard import AddressGuard, DomainList, Refused, Resolver
+from sluicegate.firstparty.guard import AddressGuard, Refused, Resolver
 from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
 from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
 from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
-from sluicegate.pipeline.codecs import decoder_for, encoder_for
-from sluicegate.publisher import headers as hdr
+from sluicegate.pipeline.codecs import decoder_for, encoder_for, narrow_accept_encoding
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
 
@@ -132,7 +132,7 @@ class FirstPartyEndpoints:
         self.allowed = DomainList(fp.allowed_domains)
         self.on = fp.enabled and bool(self.allowed)
         self.identity = identity
-        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.trusted = TrustedProxies(settings.server.trusted_proxies)
         self.signer: Signer | None = None
         if self.on:
             self.signer = Signer(load_keys(fp.keys_file), fp.path_prefix, fp.url_ttl, fp.max_url_bytes)
@@ -234,7 +234,7 @@ class FirstPartyEndpoints:
             if ln in _FORWARD:
                 out.append((ln, value))
             elif ln == "accept-encoding":
-                narrowed = hdr.narrow_accept_encoding(value)
+                narrowed = narrow_accept_encoding(value)
                 if narrowed is not None:
                     out.append((ln, narrowed))
             elif ln == "referer":
@@ -249,12 +249,8 @@ class FirstPartyEndpoints:
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, method: str, target: Target, personal: bool
     ) -> None:
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=False)
+        watch, deadline = start_request(receive, send, has_body=False)
         send = watch.send
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = Deadline(asyncio.get_running_loop(), task)
         try:
             try:
                 with deadline:
@@ -316,7 +312,7 @@ class FirstPartyEndpoints:
         if processor is not None:
             decoder = decoder_for(decision.encoding, self.limits.max_decoded_body_bytes)
             encoder = encoder_for(decision.encoding, **self.codec_levels)
-            out = hdr.for_rewritten_body(out)
+            out = for_rewritten_body(out)
             proc = processor
 
             def transform(chunk: bytes) -> bytes:

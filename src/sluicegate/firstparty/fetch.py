@@ -12,20 +12,20 @@ Must not know: ASGI, signing, markup.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 from urllib.parse import urljoin
 
-from sluicegate.firstparty.guard import AddressGuard, DomainList, IPAddress, Refused, Resolver, pick_address
+from sluicegate.config.domains import DomainList
+from sluicegate.firstparty.guard import AddressGuard, Refused, Resolver, pick_address
 from sluicegate.firstparty.signing import BadUrl, Target, canonical_url
 from sluicegate.upstream.errors import OriginError
-from sluicegate.upstream.http1 import OriginPool, OriginResponse
+from sluicegate.upstream.http1 import OriginResponse
+from sluicegate.upstream.pools import Pools
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class ThirdPartyClient:
-    """Pools per (scheme, address, port, TLS name), LRU-bounded; one per worker."""
+    """Pools per (scheme, address, port, TLS name), LRU-bounded (``upstream.pools``); one per worker."""
 
     def __init__(
         self,
@@ -45,40 +45,16 @@ class ThirdPartyClient:
         self.allowed = allowed
         self.guard = guard
         self.resolver = resolver
-        self.connect_timeout = connect_timeout
         self.max_redirects = max_redirects
-        self.max_connections = max_connections
-        self.max_pools = max_pools
-        self.max_head_bytes = max_head_bytes
-        self.high_water = high_water
-        self.keepalive_timeout = keepalive_timeout
         self.max_url_bytes = max_url_bytes
-        self._closing: set[asyncio.Future[None]] = set()
-        self._pools: collections.OrderedDict[tuple[str, str, int, str], OriginPool] = collections.OrderedDict()
-
-    def _pool(self, scheme: str, addr: IPAddress, port: int, name: str) -> OriginPool:
-        key = (scheme, str(addr), port, name)
-        pool = self._pools.get(key)
-        if pool is not None:
-            self._pools.move_to_end(key)
-            return pool
-        if len(self._pools) >= self.max_pools:
-            _, old = self._pools.popitem(last=False)
-            task = asyncio.ensure_future(old.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        pool = self._pools[key] = OriginPool(
-            scheme,
-            str(addr),
-            port,
-            connect_timeout=self.connect_timeout,
-            limit=self.max_connections,
-            keepalive_timeout=self.keepalive_timeout,
-            max_head_bytes=self.max_head_bytes,
-            high_water=self.high_water,
-            server_name=name,
+        self._pools = Pools(
+            max_pools=max_pools,
+            connect_timeout=connect_timeout,
+            limit=max_connections,
+            keepalive_timeout=keepalive_timeout,
+            max_head_bytes=max_head_bytes,
+            high_water=high_water,
         )
-        return pool
 
     def check_host(self, target: Target) -> None:
         if not self.allowed.matches(target.host):
@@ -91,7 +67,7 @@ class ThirdPartyClient:
         for hop in range(self.max_redirects + 1):
             self.check_host(target)
             addr = await pick_address(self.resolver, self.guard, target.host.strip("[]"), target.port)
-            pool = self._pool(target.scheme, addr, target.port, target.host)
+            pool = self._pools.get(target.scheme, str(addr), target.port, target.host)
             resp = await pool.request(method, target.path_query, [("host", target.authority), *headers])
             if resp.status not in REDIRECTS:
                 return resp, target
@@ -108,10 +84,7 @@ class ThirdPartyClient:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            await pool.close()
+        await self._pools.close()
 
 
 __all__ = ["OriginError", "Refused", "ThirdPartyClient"]

@@ -1,12 +1,12 @@
 """Which targets the first-party endpoints may reach: the host allowlist and the address guard.
 
-Owns: ``DomainList`` (``host`` exactly or ``*.suffix`` = the apex and subdomains at a dot boundary;
-``evil-example.com`` never matches ``*.example.com``), ``AddressGuard`` (loopback, private,
+Owns: ``AddressGuard`` (loopback, private,
 link-local, CGNAT, cloud metadata, multicast, reserved and unspecified addresses refused unless a
 configured CIDR allows them), and ``Resolver`` (DNS through the event loop, or static answers
 from config). The guard runs on the address that is then connected to, never on a name: there is
 no second lookup between the check and the connect (no DNS-rebinding gap).
 
+The host allowlist itself is ``config.domains.DomainList`` (the config validates it at load).
 Must not know: HTTP, signing, sockets beyond name resolution.
 """
 
@@ -46,37 +46,6 @@ class Refused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-class DomainList:
-    """Host patterns: ``"cdn.example.com"`` (exact) or ``"*.example.com"`` (apex + subdomains)."""
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.exact: frozenset[str] = frozenset(p for p in patterns if not p.startswith("*."))
-        self.suffixes: tuple[str, ...] = tuple(p[2:] for p in patterns if p.startswith("*."))
-        self.patterns = tuple(patterns)
-
-    def __bool__(self) -> bool:
-        return bool(self.patterns)
-
-    def matches(self, host: str) -> bool:
-        host = host.lower().rstrip(".")
-        if not host:
-            return False
-        if host in self.exact:
-            return True
-        return any(host == s or (host.endswith(s) and host[-len(s) - 1] == ".") for s in self.suffixes)
-
-    def covers_pattern(self, pattern: str) -> bool:
-        """Whether every host ``pattern`` matches is matched here too."""
-        if pattern.startswith("*."):
-            base = pattern[2:]
-            return any(base == s or base.endswith("." + s) for s in self.suffixes)
-        return self.matches(pattern)
-
-    def needles(self) -> list[bytes]:
-        """Lower-case byte strings one of which every matching host contains (for fast scans)."""
-        return sorted({p.encode() for p in self.exact} | {s.encode() for s in self.suffixes})
 
 
 def is_special(addr: IPAddress) -> str | None:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urljoin
 
-from sluicegate.firstparty.guard import DomainList
+from sluicegate.config.domains import DomainList
 from sluicegate.firstparty.inline import ScriptUrlStream, names_any, sign_script
 from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url
 from sluicegate.pipeline import Transformer
@@ -198,7 +198,8 @@ class _ElementRules:
         getter: _RawAttrs | None = None
         for a in found:
             raw = buf[a.vstart : a.vend]
-            value = decode_value(raw)
+            simple = b"&" not in raw and b"\r" not in raw and b"\0" not in raw
+            value = raw.decode("utf-8", "surrogateescape") if simple else decode_value(raw)
             if not value:
                 continue
             if getter is None:
@@ -206,7 +207,15 @@ class _ElementRules:
             new = self.rewrite(getter.get, tag, a.name.decode("utf-8", "surrogateescape"), value)
             if new is None or new == value:
                 continue
-            new_raw = splice_value(raw, new, a.quote) if a.quote else None
+            if not a.quote:
+                return None
+            if simple and "\r" not in new and "\0" not in new:
+                # what ``splice_value`` gives for a value without references: ``new`` escaped
+                esc = new.replace("&", "&amp;")
+                esc = esc.replace('"', "&quot;") if a.quote == b'"' else esc.replace("'", "&#39;")
+                new_raw: bytes | None = esc.encode("utf-8", "surrogateescape")
+            else:
+                new_raw = splice_value(raw, new, a.quote)
             if new_raw is None:
                 return None
             parts.append(buf[pos : a.vstart])
@@ -247,6 +256,8 @@ class _ElementRules:
 
     def style(self, body: TextBody) -> None:
         if body.complete:
+            if self.needles is not None and not names_any(body.output, self.needles):
+                return  # page rule: only absolute URLs on a rewrite domain are minted
             new = self.minter.css(body.output)
             if new != body.output:
                 body.replace(new)

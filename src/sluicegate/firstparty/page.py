@@ -11,8 +11,8 @@ wrote; ``one_pass``). Built once per worker (keys loaded once).
 
 from __future__ import annotations
 
+from sluicegate.config.domains import DomainList
 from sluicegate.config.model import Settings
-from sluicegate.firstparty.guard import DomainList
 from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer, load_keys
 from sluicegate.pipeline import Transformer

@@ -31,22 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
+from sluicegate.config.secrets import SecretError, check_keys
+
 KEYS_ENV = "SLUICEGATE_FIRST_PARTY_KEYS"
-MIN_KEY_BYTES = 32
 KINDS = ("proxy", "click")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ESCAPE = re.compile(r"%([0-9a-fA-F]{2})")
 _HOST = re.compile(r"^(?:[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(?:\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$|^\[[0-9a-f:.]+\]$")
-_PLACEHOLDER = re.compile(r"^(?:secret|password|todo|(.)\1+)$", re.IGNORECASE)
-# Documentation markers anywhere in the value.
-_PLACEHOLDER_PART = re.compile(
-    r"<[^>]*>|\$\{|x{3,}|change[-_ ]?me|your[-_ ]|example|placeholder|replace[-_ ]?me|insert[-_ ]|dummy",
-    re.IGNORECASE,
-)
-
-
 class BadUrl(Exception):
     """A signed URL or target that cannot be used; ``status`` 400 (malformed) or 403 (not valid)."""
 
@@ -54,10 +47,6 @@ class BadUrl(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-class SecretError(ValueError):
-    """Signing keys missing or unfit (message never contains a key)."""
 
 
 @dataclass(frozen=True)
@@ -143,24 +132,6 @@ def with_param(target: Target, name: str, value: str) -> Target:
     pairs = [p for p in query.split("&") if p and p.partition("=")[0] != key]
     pairs.append(f"{key}={_form(value)}")
     return canonical_url(base + "?" + "&".join(pairs), max_bytes=1 << 20)
-
-
-def _looks_placeholder(key: str) -> bool:
-    key = key.strip()
-    return bool(_PLACEHOLDER.match(key) or _PLACEHOLDER_PART.search(key)) or len(set(key)) < 8
-
-
-def check_keys(keys: Sequence[str], source: str) -> list[bytes]:
-    out = []
-    for i, key in enumerate(keys, 1):
-        if len(key.encode()) < MIN_KEY_BYTES:
-            raise SecretError(f"{source}: key #{i} is shorter than {MIN_KEY_BYTES} bytes")
-        if _looks_placeholder(key):
-            raise SecretError(f"{source}: key #{i} looks like a placeholder, not a secret")
-        out.append(key.encode())
-    if not out:
-        raise SecretError(f"{source}: no signing key")
-    return out
 
 
 def load_keys(keys_file: str, env: dict[str, str] | None = None) -> list[bytes]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.config.firstparty import IdentitySettings
-from sluicegate.firstparty.signing import SecretError, check_keys
+from sluicegate.config.secrets import SecretError, check_keys
 from sluicegate.identity.consent import decode_gpp, decode_tcf, decode_usp, parse_sid
 from sluicegate.identity.decision import Decision, Jurisdiction, Signals, decide, jurisdiction
 

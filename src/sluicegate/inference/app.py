@@ -64,7 +64,7 @@ class InferenceApp:
         self.pools = Pools()
         self.meters = m.Meters(frozenset(self.router.models))
         self.attempts = Attempts(self.cfg, self.router, self.providers, self.meters)
-        self.relay = Relay(self.cfg, self.router, self.meters)
+        self.relay = Relay(self.cfg, self.router, self.meters, self.id_header)
         self._started = False
 
     @property
@@ -247,7 +247,9 @@ class InferenceApp:
         if last is not None and last.error_body and last.error_status:
             # The last upstream's own error answer, verbatim (its status, its body, its rate-limit headers);
             # re-shaped into the client's error format when the request was translated.
-            status, err, hdrs = last.error_status, last.error_body, last.error_headers
+            status, err = last.error_status, last.error_body
+            own = self.id_header.lower().encode("latin-1")  # ours goes out once, not the provider's too
+            hdrs = [(k, v) for k, v in last.error_headers if k != own]
             if last.translated:
                 status, err = translate_error(status, err, ex.det.family)
                 hdrs = [(k, v) for k, v in hdrs if k not in (b"content-type", b"content-encoding")]

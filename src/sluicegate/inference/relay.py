@@ -61,8 +61,14 @@ class _CapExceeded(Exception):
 class Relay:
     """Writes a chosen candidate's answer to the client (byte relay or translated) and accounts for it."""
 
-    def __init__(self, cfg: InferenceSettings, router: Router, meters: m.Meters) -> None:
+    def __init__(self, cfg: InferenceSettings, router: Router, meters: m.Meters,
+                 id_header: str = "x-request-id") -> None:
         self.cfg = cfg
+        # The provider's own request id header is not relayed: the client gets ours, once (the provider's
+        # id is in the upstream span / log).
+        own = id_header.lower().encode("latin-1")
+        self.drop = DROP_RESPONSE | {own}
+        self.drop_translated = _DROP_TRANSLATED | {own}
         self.router = router
         self.meters = meters
         self.last_usage: Usage | None = None  # usage of the most recent finished exchange (tests, debugging)
@@ -127,9 +133,10 @@ class Relay:
         headers: list[tuple[bytes, bytes]] = []
         ctype = b""
         encoded = False
+        drop = self.drop
         for k, v in resp.headers:
             name = k.lower()
-            if name in DROP_RESPONSE:
+            if name in drop:
                 continue
             if name == b"content-type":
                 ctype = v.lower()
@@ -218,10 +225,10 @@ class Relay:
 
     # ---- translated relay ---------------------------------------------------------------------
 
-    @staticmethod
-    def _headers(resp: OriginResponse, extra: list[tuple[bytes, bytes]], ctype: bytes,
+    def _headers(self, resp: OriginResponse, extra: list[tuple[bytes, bytes]], ctype: bytes,
                  dropped: set[str]) -> list[tuple[bytes, bytes]]:
-        out = [(k.lower(), v) for k, v in resp.headers if k.lower() not in _DROP_TRANSLATED]
+        drop = self.drop_translated
+        out = [(k.lower(), v) for k, v in resp.headers if k.lower() not in drop]
         out.append((b"content-type", ctype))
         if dropped:
             out.append((b"x-sluicegate-dropped", ",".join(sorted(dropped)).encode()))

@@ -1,9 +1,10 @@
-"""The body pipeline: sans-IO transformers chained decode -> process -> encode.
+"""The body pipeline: sans-IO transformers, run decode -> process -> encode by the relays.
 
 Every stage is a plain object with ``feed(data) -> bytes`` and ``finish() -> bytes``. A stage
 holds only bounded state of its own; it never touches sockets, event loops or headers. The I/O
-shell (``sluicegate.publisher.relay``) moves bytes through a ``Chain`` and decides what to do
-with errors. Stages raise ``PipelineError`` subclasses for bad input; they never swallow bytes.
+shells (``sluicegate.publisher.relay.BodyWork``, the first-party relay in ``firstparty.endpoints``)
+move bytes through decoder, processor and encoder and decide what to do with errors. Stages raise
+``PipelineError`` subclasses for bad input; they never swallow bytes.
 """
 
 from __future__ import annotations
@@ -54,24 +55,3 @@ class Identity:
 
     def finish(self) -> bytes:
         return b""
-
-
-class Chain:
-    """Composes stages left to right; ``finish`` flushes each stage into the next."""
-
-    def __init__(self, *stages: Transformer) -> None:
-        self.stages = [s for s in stages if not isinstance(s, Identity)]
-
-    def feed(self, data: bytes) -> bytes:
-        for stage in self.stages:
-            if not data:
-                return b""
-            data = stage.feed(data)
-        return data
-
-    def finish(self) -> bytes:
-        out = b""
-        for stage in self.stages:
-            out = stage.feed(out) if out else b""
-            out += stage.finish()
-        return out

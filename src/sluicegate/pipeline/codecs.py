@@ -14,6 +14,9 @@ Encoders flush after every ``feed`` so each emitted segment is decodable by a br
 arrives (gzip/zlib sync flush, brotli FLUSH, zstd block flush); ``finish`` writes the trailer.
 ``compress`` + ``flush`` split the same work so a caller can compress several pieces and flush
 once (one sync-flush marker per sent segment instead of one per piece).
+
+``narrow_accept_encoding``: the client's ``Accept-Encoding`` narrowed to the codings decoded here, for a
+request to an origin or third party (so what comes back can be decoded when it must be rewritten).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Protocol
 import brotli
 import zstandard
 
+from sluicegate.gate import DECODABLE
 from sluicegate.pipeline import PipelineError, WorkBoundExceeded
 
 PIECE = 64 * 1024  # decoded bytes produced per step (default; the relay may ask for smaller pieces)
@@ -419,3 +423,29 @@ def encoder_for(coding: str, *, gzip_level: int = 4, brotli_quality: int = 4, zs
     if coding in ("", "identity"):
         return IdentityEncoder()
     raise ValueError(f"no encoder for {coding!r}")
+
+
+def narrow_accept_encoding(value: str | None) -> str | None:
+    """The codings among ours that the client accepts with q > 0, in our preference order.
+
+    Absent stays absent (the origin answers identity); nothing acceptable -> ``identity``.
+    """
+    if value is None:
+        return None
+    accepted: dict[str, float] = {}
+    for item in value.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        token = parts[0].lower()
+        if not token:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        accepted.setdefault(token, q)
+    star = accepted.get("*")
+    chosen = [c for c in DECODABLE if accepted.get(c, star if star is not None else 0.0) > 0]
+    return ", ".join(chosen) if chosen else "identity"

@@ -32,8 +32,8 @@ from typing import Any
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
-from sluicegate.edge.client import ClientWatch
-from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.client import ClientWatch, start_request
+from sluicegate.edge.headers import TrustedProxies
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
@@ -75,7 +75,7 @@ class PublisherApp:
         pub = settings.publisher
         self.origin = pub.origin
         self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
-        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.trusted = TrustedProxies(settings.server.trusted_proxies)
         self.public_hosts = pub.public_hosts
         self.pool: OriginPool | None = None
         self.timeouts = settings.timeouts
@@ -131,9 +131,10 @@ class PublisherApp:
             await self.pool.close()
             self.pool = None
 
-    async def _refused(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
-                       rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
-        """The own checks: ``None`` when the request was answered here (405/400/421/431), else the client's facts."""
+    async def _admit(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
+                     rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
+        """The own checks: the client's facts when the request is admitted, ``None`` when it was answered here
+        (405/400/421/431)."""
         if scope["method"].upper() == "CONNECT":
             await send_simple(send, 405, b"CONNECT is not supported: this is a reverse proxy\n", rid)
             return None
@@ -156,7 +157,7 @@ class PublisherApp:
         request_id = info.request_id if info is not None else os.urandom(8).hex()
         rid = [(self.id_header, request_id)]
         req_headers = header_list(scope)
-        facts = await self._refused(scope, req_headers, send, rid)
+        facts = await self._admit(scope, req_headers, send, rid)
         if facts is None:
             return
         method = scope["method"].upper()
@@ -189,12 +190,8 @@ class PublisherApp:
                     req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
                 )
 
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=has_body)
+        watch, deadline = start_request(receive, send, has_body=has_body)
         send = watch.send
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = Deadline(asyncio.get_running_loop(), task)
         started = time.perf_counter()
         try:
             await self.startup()

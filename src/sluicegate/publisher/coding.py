@@ -1,6 +1,6 @@
 """Content-coding negotiation on the response side: does the client accept what the origin sent?
 
-We narrow the ``Accept-Encoding`` sent to the origin (``headers.narrow_accept_encoding``), but origins
+We narrow the ``Accept-Encoding`` sent to the origin (``pipeline.codecs.narrow_accept_encoding``), but origins
 that serve pre-compressed files ignore it. RFC 9110 §12.5.3 decides what the client accepts:
 
 * no ``Accept-Encoding`` field at all: any coding is acceptable;

@@ -8,14 +8,13 @@ Must not know about bodies or sockets.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sluicegate.config.origin import Origin
-from sluicegate.edge.headers import end_to_end
-from sluicegate.gate import DECODABLE
+from sluicegate.edge.headers import TrustedProxies, end_to_end
+from sluicegate.pipeline.codecs import narrow_accept_encoding
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.publisher.response_headers import map_response_headers, origin_names
 
@@ -25,46 +24,6 @@ _FORWARDING = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "via"}
 )
 _DEFAULT_PORT = {"http": "80", "https": "443"}
-
-
-class TrustedProxies:
-    def __init__(self, cidrs: Sequence[str]) -> None:
-        self._nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-
-    def __contains__(self, peer: str | None) -> bool:
-        if not peer or not self._nets:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._nets)
-
-
-def narrow_accept_encoding(value: str | None) -> str | None:
-    """The codings among ours that the client accepts with q > 0, in our preference order.
-
-    Absent stays absent (the origin answers identity); nothing acceptable -> ``identity``.
-    """
-    if value is None:
-        return None
-    accepted: dict[str, float] = {}
-    for item in value.split(","):
-        parts = [p.strip() for p in item.split(";")]
-        token = parts[0].lower()
-        if not token:
-            continue
-        q = 1.0
-        for param in parts[1:]:
-            if param.lower().startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        accepted.setdefault(token, q)
-    star = accepted.get("*")
-    chosen = [c for c in DECODABLE if accepted.get(c, star if star is not None else 0.0) > 0]
-    return ", ".join(chosen) if chosen else "identity"
 
 
 _HOST_SYNTAX = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._\-]+)(?::[0-9]{1,5})?$")
@@ -176,20 +135,6 @@ def downstream_response_headers(
         ((ln, n, v) for ln, n, v in end_to_end(headers) if ln != id_header), rewriter, names, public_hosts
     )
     out.append((id_header, request_id))
-    return out
-
-
-def for_rewritten_body(headers: Headers) -> Headers:
-    """The body will differ from the origin's: no Content-Length, a strong ETag becomes weak, and no
-    ``Accept-Ranges`` (byte ranges of the origin's body are not ranges of the rewritten one)."""
-    out: Headers = []
-    for name, value in headers:
-        ln = name.lower()
-        if ln in ("content-length", "accept-ranges"):
-            continue
-        if ln == "etag" and not value.startswith("W/"):
-            value = "W/" + value
-        out.append((name, value))
     return out
 
 

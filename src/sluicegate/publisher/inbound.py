@@ -59,12 +59,7 @@ class InboundMapper:
         and fields without ``=`` stay as they are."""
         if not query or not self.values.might_contain(query):
             return query
-        fields = query.split(b"&")
-        for i, field in enumerate(fields):
-            name, eq, value = field.partition(b"=")
-            if eq:
-                fields[i] = name + eq + self.values.map(value)
-        return b"&".join(fields)
+        return self._map_fields(query, b"&")
 
     def map_url(self, url: str) -> str:
         """A whole URL (``Referer``, ``Origin``) on the public host: its authority, then its query values.
@@ -88,12 +83,17 @@ class InboundMapper:
         raw = header.encode("latin-1", "surrogateescape")
         if not self.values.might_contain(raw):
             return header
-        parts = raw.split(b";")
-        for i, part in enumerate(parts):
-            name, eq, value = part.partition(b"=")
+        return self._map_fields(raw, b";").decode("latin-1", "surrogateescape")
+
+    def _map_fields(self, raw: bytes, sep: bytes) -> bytes:
+        """Each ``name=value`` field between ``sep``s with its value mapped; names, separators and fields
+        without ``=`` stay byte for byte."""
+        fields = raw.split(sep)
+        for i, field in enumerate(fields):
+            name, eq, value = field.partition(b"=")
             if eq:
-                parts[i] = name + eq + self.values.map(value)
-        return b";".join(parts).decode("latin-1", "surrogateescape")
+                fields[i] = name + eq + self.values.map(value)
+        return sep.join(fields)
 
     def map_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         out = []

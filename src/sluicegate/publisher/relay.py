@@ -41,6 +41,7 @@ from sluicegate.config.model import Settings
 from sluicegate.config.origin import Origin
 from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
 from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.headers import for_rewritten_body
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
 from sluicegate.observability import metrics
@@ -182,7 +183,7 @@ class Relay:
             if method == "HEAD" and gate.classify("GET", status, origin_headers).route is Route.STREAM:
                 # HEAD answers with the headers GET would send: GET rewrites this body, so the origin's
                 # Content-Length and strong ETag describe bytes the client would never receive.
-                out_headers = hdr.for_rewritten_body(out_headers)
+                out_headers = for_rewritten_body(out_headers)
             elif status == 304:
                 out_headers = hdr.for_not_modified(out_headers, if_none_match)
             head = gate.bodiless_headers(status, out_headers)
@@ -217,7 +218,7 @@ class Relay:
             )
             if fp is not None and not one_pass and decision.kind is gate.Kind.HTML:
                 processor = fp.wrap(processor)
-            out_headers = hdr.for_rewritten_body(out_headers)
+            out_headers = for_rewritten_body(out_headers)
             out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
             if out_coding != in_coding:
                 out_headers = coding.recoded_headers(out_headers, out_coding)

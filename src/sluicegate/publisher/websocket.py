@@ -38,6 +38,7 @@ from typing import Any, cast
 from prometheus_client import Counter, Gauge
 
 from sluicegate.config.model import Settings
+from sluicegate.edge.headers import TrustedProxies
 from sluicegate.observability.metrics import REGISTRY
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import headers as hdr
@@ -87,7 +88,7 @@ class WebSocketProxy:
         self.enabled = pub.enabled and pub.websocket
         self.origin = pub.origin
         self.matcher = OriginMatcher(self.origin, pub.all_origin_aliases)
-        self.trusted = hdr.TrustedProxies(settings.server.trusted_proxies)
+        self.trusted = TrustedProxies(settings.server.trusted_proxies)
         self.cfg = settings.websocket
         self.id_header = settings.server.request_id_header
         self.other_face = other_face

@@ -19,9 +19,9 @@ from typing import Any
 
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import Message, Receive, Scope, Send
+from sluicegate.edge.headers import TrustedProxies
 from sluicegate.observability import access, metrics
 from sluicegate.observability.tracing import Tracer
-from sluicegate.publisher.headers import TrustedProxies
 
 log = logging.getLogger("sluicegate")
 

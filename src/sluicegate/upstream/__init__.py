@@ -1,2 +1,3 @@
-"""The wire to an upstream: ``http1`` (pooled HTTP/1.1 client, llhttp framing) and ``errors`` (its only
-exception kinds). No ASGI, no faces: callers bound its waits (``edge.deadline``) and map its errors."""
+"""The wire to an upstream: ``http1`` (pooled HTTP/1.1 client for one authority, llhttp framing), ``pools``
+(pools per authority, bounded) and ``errors`` (its only exception kinds). No ASGI, no faces: callers bound
+its waits (``edge.deadline``) and map its errors."""

@@ -378,16 +378,23 @@ class OriginPool:
     ) -> OriginResponse:
         """Send the request; return at the response head. Raises ``OriginError`` (or ``BodySourceStopped``).
 
-        A ``bytes`` body is sent with the head in one write (its ``Content-Length`` added unless given);
+        A ``bytes`` body is sent with the head in one write (its ``Content-Length`` added unless given, and a
+        given one that differs refused);
         an async iterator is streamed (chunked when no ``Content-Length`` is given)."""
         chunked = False
         whole = isinstance(body, bytes)
         lines = [f"{method} {target} HTTP/1.1\r\n"]
         for name, value in headers:
             lines.append(f"{name}: {value}\r\n")
-        if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
+        declared = next((v.strip() for n, v in headers if n.lower() == "content-length"), None)
+        size = len(cast(bytes, body)) if whole else 0
+        if whole and declared is not None and declared != str(size):
+            # A length that is not the body's would leave the origin waiting for bytes, or read the rest as
+            # the next request: refused before anything is written.
+            raise OriginProtocolError(f"content-length {declared} does not match the {size}-byte body")
+        if body is not None and declared is None:
             if whole:
-                lines.append(f"content-length: {len(cast(bytes, body))}\r\n")
+                lines.append(f"content-length: {size}\r\n")
             else:
                 chunked = True
                 lines.append("transfer-encoding: chunked\r\n")

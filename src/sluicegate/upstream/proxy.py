@@ -2,7 +2,9 @@
 
 Owns the reading of ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (and their lower-case forms, which win
 when both are set, as for curl and requests), the ``NO_PROXY`` match (``*``, a host or domain suffix with or
-without a leading dot, ``host:port``, an IP address or CIDR block), and opening a tunnel through an
+without a leading dot, ``host:port``, an IP address or CIDR block; loopback — ``localhost``, ``*.localhost``,
+127.0.0.0/8, ``::1`` — always goes direct, as in Go's ``httpproxy``: a local model server is never sent
+through a corporate proxy), and opening a tunnel through an
 ``http://`` proxy with ``CONNECT host:port`` (optional Basic credentials from the proxy URL), after which
 TLS to the upstream runs inside the tunnel with the upstream's own name (SNI and certificate check).
 Plain-``http`` upstreams go through the proxy in absolute form instead: the caller connects to the proxy
@@ -104,10 +106,14 @@ class ProxyEnv:
         if self.bypass_all:
             return True
         name = host.strip("[]").lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return True
         try:
             addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
         except ValueError:
             addr = None
+        if addr is not None and addr.is_loopback:
+            return True
         if addr is not None:
             for net, p in self._nets:
                 if (p is None or p == port) and addr.version == net.version and addr in net:

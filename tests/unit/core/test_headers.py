@@ -134,14 +134,6 @@ def test_cookie_domain_dropped_for_ip_public_host() -> None:
     assert out[0] == ("Set-Cookie", "a=1; Path=/")
 
 
-def test_rewritten_body_headers() -> None:
-    out = hdr.for_rewritten_body(
-        [("Content-Length", "5"), ("ETag", '"abc"'), ("Accept-Ranges", "bytes"), ("Content-Encoding", "gzip")]
-    )
-    assert out == [("ETag", 'W/"abc"'), ("Content-Encoding", "gzip")]
-    assert hdr.for_rewritten_body([("etag", 'W/"x"')]) == [("etag", 'W/"x"')]
-
-
 def test_not_modified_keeps_the_weak_etag_the_client_holds() -> None:
     h = [("ETag", '"abc"'), ("Cache-Control", "max-age=0")]
     assert hdr.for_not_modified(h, 'W/"abc"') == [("ETag", 'W/"abc"'), ("Cache-Control", "max-age=0")]

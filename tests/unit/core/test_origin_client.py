@@ -23,6 +23,7 @@ from sluicegate.upstream.errors import (
     OriginProtocolError,
 )
 from sluicegate.upstream.http1 import OriginPool, OriginResponse
+from sluicegate.upstream.pools import Pools
 
 HOST = [("host", "origin.test")]
 WAIT = 3.0  # the most any single step may take before the test calls it a hang
@@ -1050,3 +1051,68 @@ async def test_request_head_outside_latin1_is_a_clear_error(h: Harness, where: s
     with pytest.raises(OriginProtocolError, match="latin-1"):
         await pool.request("GET", target, headers)
     assert origin.accepted == 0
+
+
+# ---------------------------------------------------------------------------------------------- bytes bodies, pools
+
+
+async def test_a_bytes_body_goes_out_with_the_head_and_its_length(h: Harness) -> None:
+    origin = await h.origin(serve_all)
+    pool = h.pool(origin.port)
+    resp = await asyncio.wait_for(pool.request("POST", "/v1/chat", HOST, b'{"model":"m"}'), WAIT)
+    assert resp.status == 200
+    resp.release()
+    raw = origin.peers[0].requests[0]
+    assert raw.startswith(b"POST /v1/chat HTTP/1.1\r\n") and b"content-length: 13\r\n" in raw.lower()
+    assert raw.endswith(b'\r\n\r\n{"model":"m"}') and b"transfer-encoding" not in raw.lower()
+
+
+async def test_a_bytes_body_must_match_a_declared_length(h: Harness) -> None:
+    origin = await h.origin(serve_all)
+    pool = h.pool(origin.port)
+    ok_resp = await asyncio.wait_for(pool.request("PUT", "/", [*HOST, ("Content-Length", "2")], b"ab"), WAIT)
+    ok_resp.release()
+    with pytest.raises(OriginProtocolError, match="does not match"):
+        await pool.request("PUT", "/", [*HOST, ("Content-Length", "3")], b"ab")
+    assert origin.accepted == 1  # refused before writing anything
+
+
+async def test_an_idempotent_request_with_a_bytes_body_is_retried_on_a_stale_connection(h: Harness) -> None:
+    async def close_after_first(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.read_request()
+            await peer.send(ok())
+            await peer.read_request()  # the next request arrives; the origin closes without an answer
+            return
+        await peer.serve()
+
+    origin = await h.origin(close_after_first)
+    pool = h.pool(origin.port)
+    first = await asyncio.wait_for(pool.request("PUT", "/a", HOST, b"one"), WAIT)
+    assert await first.read() == b"ok"
+    first.release()
+    second = await asyncio.wait_for(pool.request("PUT", "/b", HOST, b"two"), WAIT)
+    assert second.status == 200
+    second.release()
+    assert origin.accepted == 2 and origin.peers[1].requests[0].endswith(b"\r\n\r\ntwo")
+
+
+async def test_pools_per_authority_are_reused_and_bounded(h: Harness) -> None:
+    origins = [await h.origin(serve_all) for _ in range(3)]
+    pools = Pools(max_pools=2, connect_timeout=2.0)
+    try:
+        a = pools.get("http", "127.0.0.1", origins[0].port)
+        assert pools.get("http", "127.0.0.1", origins[0].port) is a
+        for origin in origins:
+            resp = await asyncio.wait_for(pools.get("http", "127.0.0.1", origin.port).request("GET", "/", HOST), WAIT)
+            assert await resp.read() == b"ok"
+            resp.release()
+        assert len(pools) == 2  # the least recently used (origins[0]) was closed
+        assert [key[2] for key in pools.authorities()] == [origins[1].port, origins[2].port]
+        await asyncio.wait_for(origins[0].peers[0].eof.wait(), WAIT)  # its idle connection was closed
+        assert pools.get("http", "127.0.0.1", origins[0].port) is not a
+    finally:
+        await pools.close()
+    assert len(pools) == 0
+    with pytest.raises(ValueError):
+        Pools(max_pools=0)

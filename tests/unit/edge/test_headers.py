@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from sluicegate.config.inference import ProviderSettings
-from sluicegate.edge.headers import HOP_BY_HOP, HOP_BY_HOP_BYTES, end_to_end, is_hop_by_hop, strip_hop_by_hop
+from sluicegate.edge.headers import (
+    HOP_BY_HOP,
+    HOP_BY_HOP_BYTES,
+    TrustedProxies,
+    end_to_end,
+    for_rewritten_body,
+    is_hop_by_hop,
+    strip_hop_by_hop,
+)
 
 
 def test_hop_by_hop_and_connection_listed() -> None:
@@ -47,3 +55,18 @@ def test_the_config_refuses_a_hop_by_hop_provider_header(name: str) -> None:
         ProviderSettings(name="p", kind="mock", headers={name: "x"})
     with pytest.raises(ValueError, match="header cannot be forwarded"):
         ProviderSettings(name="p", kind="mock", forward_headers=[name])
+
+
+def test_rewritten_body_headers() -> None:
+    out = for_rewritten_body(
+        [("Content-Length", "5"), ("ETag", '"abc"'), ("Accept-Ranges", "bytes"), ("Content-Encoding", "gzip")]
+    )
+    assert out == [("ETag", 'W/"abc"'), ("Content-Encoding", "gzip")]
+    assert for_rewritten_body([("etag", 'W/"x"')]) == [("etag", 'W/"x"')]
+
+
+def test_trusted_proxies_match_configured_networks_only() -> None:
+    trusted = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
+    assert "10.1.2.3" in trusted and "2001:db8::1" in trusted
+    assert "11.0.0.1" not in trusted and "" not in trusted and None not in trusted and "not-an-ip" not in trusted
+    assert "10.0.0.1" not in TrustedProxies([])

@@ -9,12 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluicegate.config.domains import DomainList
 from sluicegate.config.html import HtmlSettings
-from sluicegate.firstparty.guard import DomainList
+from sluicegate.config.origin import Origin
 from sluicegate.firstparty.inline import ScriptUrlStream, sign_script
 from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import build_html_processor
 from tests.unit.html.helpers import run
 from tests.unit.html.test_properties import cut

@@ -14,9 +14,9 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from sluicegate.config.domains import DomainList
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.origin import Origin
-from sluicegate.firstparty.guard import DomainList
 from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer
 from sluicegate.pipeline import Transformer

@@ -10,11 +10,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluicegate.config.domains import DomainList
 from sluicegate.config.html import HtmlSettings
-from sluicegate.firstparty.guard import DomainList
+from sluicegate.config.origin import Origin
 from sluicegate.firstparty.markup import UrlMinter, install_page_rules
 from sluicegate.firstparty.signing import Signer
-from sluicegate.pipeline.hosts import Origin, OriginMatcher
+from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import Element, HtmlRewriter, build_html_rewriter
 from tests.unit.html.helpers import run
 from tests.unit.html.test_properties import cut

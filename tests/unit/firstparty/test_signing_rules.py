@@ -9,9 +9,11 @@ from urllib.parse import parse_qsl, quote
 
 import pytest
 
-from sluicegate.firstparty.guard import AddressGuard, DomainList
+from sluicegate.config.domains import DomainList
+from sluicegate.config.secrets import SecretError
+from sluicegate.firstparty.guard import AddressGuard
 from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, page_stage, proxied_html
-from sluicegate.firstparty.signing import BadUrl, SecretError, Signer, canonical_url, load_keys
+from sluicegate.firstparty.signing import BadUrl, Signer, canonical_url, load_keys
 from sluicegate.identity.consent import UsPrivacy
 from sluicegate.identity.decision import Jurisdiction, Signals, decide, jurisdiction
 from sluicegate.identity.edge import normalise_ip, valid_id
@@ -368,7 +370,7 @@ def test_the_checked_address_is_the_one_connected_to() -> None:
         with pytest.raises((OriginConnectError, Refused)):
             await client.open("GET", canonical_url("http://cdn.example.com:9/x"), [])
         assert resolver.calls == 1
-        assert [key[1] for key in client._pools] == ["192.0.2.10"]
+        assert [key[1] for key in client._pools.authorities()] == ["192.0.2.10"]
         await client.close()
         # the second answer (loopback) is refused by the guard, before any connection
         with pytest.raises(Refused) as e:

@@ -239,3 +239,18 @@ async def test_unknown_model_and_path_are_answered_in_the_client_protocol(mocks:
         assert not mocks["good"].log
     finally:
         await app.shutdown()
+
+
+async def test_the_client_gets_our_request_id_once(mocks: dict[str, MockProvider]) -> None:
+    # The mock answers with its own x-request-id (as providers do): never relayed next to ours, neither on a
+    # relayed stream nor on the last upstream's error answer.
+    for targets, expect in ((["good"], 200), (["m500"], 500)):
+        app = gateway(mocks, targets, retry={"max_attempts": 1, "backoff": 0})
+        await app.startup()
+        try:
+            c = Client(CHAT)
+            await app(scope(), c.receive, c.send)
+        finally:
+            await app.shutdown()
+        ids = [v for k, v in c.sent[0]["headers"] if k == b"x-request-id"]
+        assert c.status == expect and len(ids) == 1 and ids[0] != b"mock-req", c.sent[0]["headers"]

@@ -41,12 +41,14 @@ def test_lower_case_wins_and_schemes_pick_their_variable() -> None:
 
 def test_no_proxy_forms() -> None:
     env = ProxyEnv({"https_proxy": "http://p:3128",
-                    "no_proxy": " .internal, example.com,*.corp.net, localhost:8443, 10.0.0.0/8, ::1, 192.168.1.7"})
+                    "no_proxy": " .internal, example.com,*.corp.net, gpu-box:8443, 10.0.0.0/8, fd00::/8, 192.168.1.7"})
     direct = [("a.internal", 443), ("internal", 443), ("example.com", 443), ("api.example.com", 443),
-              ("x.corp.net", 443), ("localhost", 8443), ("10.2.3.4", 443), ("[::1]", 443), ("192.168.1.7", 443),
-              ("EXAMPLE.COM.", 443)]
-    proxied = [("notexample.com", 443), ("localhost", 443), ("11.0.0.1", 443), ("192.168.1.8", 443),
-               ("api.openai.com", 443)]
+              ("x.corp.net", 443), ("gpu-box", 8443), ("10.2.3.4", 443), ("[fd00::1]", 443), ("192.168.1.7", 443),
+              ("EXAMPLE.COM.", 443),
+              # loopback always goes direct (a local model server), whatever NO_PROXY says
+              ("localhost", 443), ("vllm.localhost", 8000), ("127.0.0.1", 443), ("127.9.9.9", 80), ("[::1]", 443)]
+    proxied = [("notexample.com", 443), ("gpu-box", 443), ("11.0.0.1", 443), ("192.168.1.8", 443),
+               ("api.openai.com", 443), ("[fe80::1]", 443)]
     for host, port in direct:
         assert env.for_url("https", host, port) is None, host
     for host, port in proxied:
@@ -72,7 +74,7 @@ def _settings(providers: list[dict[str, Any]]) -> Settings:
 
 
 def test_providers_pick_their_proxy() -> None:
-    env = {"https_proxy": "http://u:pw@p:3128", "http_proxy": "http://p:3128", "no_proxy": "127.0.0.1",
+    env = {"https_proxy": "http://u:pw@p:3128", "http_proxy": "http://p:3128", "no_proxy": "",
            "OPENAI_KEY": "sk-live-1"}
     s = _settings([{"name": "oa", "kind": "openai", "api_key_env": "OPENAI_KEY"},
                    {"name": "local", "kind": "openai-compatible", "base_url": "http://vllm.lan:8000/v1",
@@ -91,9 +93,13 @@ def test_providers_pick_their_proxy() -> None:
 
 # ---- a real CONNECT proxy and a TLS provider -------------------------------------------------------------
 
+NAME = "provider.test"  # resolved by the proxy only (loopback names would go direct, never via a proxy)
+
+
 @dataclass
 class SmallProxy:
-    """CONNECT tunnels and absolute-form forwarding, recording each request line and credential."""
+    """CONNECT tunnels and absolute-form forwarding, recording each request line and credential. It resolves
+    ``provider.test`` to 127.0.0.1 itself: the gateway never resolves a name it sends through a proxy."""
 
     seen: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
@@ -117,16 +123,20 @@ class SmallProxy:
         method, target, _ = lines[0].split(" ")
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
-            up_r, up_w = await asyncio.open_connection(host.strip("[]"), int(port))
+            up_r, up_w = await asyncio.open_connection(_resolve(host.strip("[]")), int(port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:  # absolute form: forward in origin form
             rest = target.split("://", 1)[1]
             authority, _, path = rest.partition("/")
             host, _, port = authority.rpartition(":")
-            up_r, up_w = await asyncio.open_connection(host, int(port))
+            up_r, up_w = await asyncio.open_connection(_resolve(host), int(port))
             kept = [ln for ln in lines[1:] if not ln.lower().startswith("proxy-authorization")]
             up_w.write("\r\n".join([f"{method} /{path} HTTP/1.1", *kept]).encode("latin-1"))
         await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer), return_exceptions=True)
+
+
+def _resolve(host: str) -> str:
+    return "127.0.0.1" if host == NAME else host
 
 
 async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -142,15 +152,15 @@ async def _pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     d = tmp_path_factory.mktemp("proxy-tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={NAME}",
+                    "-addext", f"subjectAltName=DNS:{NAME}", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     yield cert, key
 
 
 @dataclass
 class TlsProvider:
-    """The mock provider behind a TLS front on ``localhost`` (what a real https provider looks like)."""
+    """The mock provider behind a TLS front for ``provider.test`` (what a real https provider looks like)."""
 
     mock: MockProvider
     port: int
@@ -201,7 +211,7 @@ async def test_https_provider_through_a_connect_tunnel_with_verified_tls(
     proxy = await SmallProxy().start()
     try:
         env = {"HTTPS_PROXY": f"http://gw:pa55@127.0.0.1:{proxy.port}"}
-        s = _settings([{"name": "tls", "kind": "mock", "base_url": f"https://localhost:{tls_provider.port}/v1"}])
+        s = _settings([{"name": "tls", "kind": "mock", "base_url": f"https://{NAME}:{tls_provider.port}/v1"}])
         app = InferenceApp(s, env)
         await app.startup()
         try:
@@ -210,11 +220,11 @@ async def test_https_provider_through_a_connect_tunnel_with_verified_tls(
             status, _ = await _chat(app)  # the tunnel's connection is pooled and reused
         finally:
             await app.shutdown()
-        assert proxy.seen == [f"CONNECT localhost:{tls_provider.port} HTTP/1.1"]
+        assert proxy.seen == [f"CONNECT {NAME}:{tls_provider.port} HTTP/1.1"]
         assert proxy.auth == ["Basic " + base64.b64encode(b"gw:pa55").decode()]
-        assert tls_provider.sni == ["localhost"]  # SNI inside the tunnel is the provider's own name
+        assert tls_provider.sni == [NAME]  # SNI inside the tunnel is the provider's own name
         assert len(tls_provider.mock.log) == 2 and tls_provider.mock.log[0].headers["host"] == \
-            f"localhost:{tls_provider.port}"
+            f"{NAME}:{tls_provider.port}"
         assert "proxy-authorization" not in tls_provider.mock.log[0].headers
     finally:
         await proxy.stop()
@@ -224,7 +234,7 @@ async def test_tls_is_verified_by_default_through_the_tunnel(tls_provider: TlsPr
     # No trust for the self-signed certificate: the tunnel opens, the TLS handshake inside it fails.
     proxy = await SmallProxy().start()
     try:
-        s = _settings([{"name": "tls", "kind": "mock", "base_url": f"https://localhost:{tls_provider.port}/v1",
+        s = _settings([{"name": "tls", "kind": "mock", "base_url": f"https://{NAME}:{tls_provider.port}/v1",
                         "timeouts": {"connect": 3}}])
         app = InferenceApp(s, {"https_proxy": f"http://127.0.0.1:{proxy.port}"})
         await app.startup()
@@ -233,7 +243,7 @@ async def test_tls_is_verified_by_default_through_the_tunnel(tls_provider: TlsPr
         finally:
             await app.shutdown()
         assert status == 503 and b"no upstream available" in body
-        assert proxy.seen and proxy.seen[0].startswith("CONNECT localhost:")
+        assert proxy.seen and proxy.seen[0].startswith(f"CONNECT {NAME}:")
         assert not tls_provider.mock.log
     finally:
         await proxy.stop()
@@ -244,7 +254,7 @@ async def test_http_provider_in_absolute_form_and_no_proxy_goes_direct() -> None
     await mock.start()
     proxy = await SmallProxy().start()
     try:
-        s = _settings([{"name": "plain", "kind": "mock", "base_url": f"http://127.0.0.1:{mock.port}/v1"}])
+        s = _settings([{"name": "plain", "kind": "mock", "base_url": f"http://{NAME}:{mock.port}/v1"}])
         app = InferenceApp(s, {"http_proxy": f"http://u:p@127.0.0.1:{proxy.port}"})
         await app.startup()
         try:
@@ -252,11 +262,21 @@ async def test_http_provider_in_absolute_form_and_no_proxy_goes_direct() -> None
         finally:
             await app.shutdown()
         assert status == 200 and b"data: [DONE]" in body
-        assert proxy.seen == [f"POST http://127.0.0.1:{mock.port}/v1/chat/completions HTTP/1.1"]
+        assert proxy.seen == [f"POST http://{NAME}:{mock.port}/v1/chat/completions HTTP/1.1"]
         assert proxy.auth == ["Basic " + base64.b64encode(b"u:p").decode()]
-        assert mock.log[-1].headers["host"] == f"127.0.0.1:{mock.port}"
-        # NO_PROXY: straight to the provider, the proxy sees nothing more.
-        app = InferenceApp(s, {"http_proxy": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "127.0.0.0/8"})
+        assert mock.log[-1].headers["host"] == f"{NAME}:{mock.port}"
+        assert "proxy-authorization" not in mock.log[-1].headers
+        # NO_PROXY: straight to the provider (here: unresolvable without the proxy, so the attempt fails
+        # without the proxy seeing it), and a loopback provider always goes direct.
+        app = InferenceApp(s, {"http_proxy": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": ".test"})
+        await app.startup()
+        try:
+            status, _ = await _chat(app)
+        finally:
+            await app.shutdown()
+        assert status == 503 and len(proxy.seen) == 1
+        loop = _settings([{"name": "plain", "kind": "mock", "base_url": f"http://127.0.0.1:{mock.port}/v1"}])
+        app = InferenceApp(loop, {"http_proxy": f"http://127.0.0.1:{proxy.port}"})
         await app.startup()
         try:
             status, _ = await _chat(app)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 
-from sluicegate.pipeline.bytescan import is_alpha
+from sluicegate.pipeline.bytescan import find_bytes, is_alpha
 from sluicegate.pipeline.html.bodies import TextBodies
 from sluicegate.pipeline.html.lexer import DATA, END, START, TEXT, Lexer, Token
 from sluicegate.pipeline.html.needles import only_inside
@@ -47,6 +47,14 @@ VOID = frozenset(
     b"area base basefont bgsound br col embed frame hr image img input keygen link meta param source "
     b"track wbr".split()
 )
+
+
+def _has(low: bytes, needle: bytes, lo: int, hi: int) -> bool:
+    """``needle`` in ``low[lo:hi]``: a byte loop compiled (cheaper than a ``find`` method call
+    over a tag's bytes), ``bytes.find`` interpreted."""
+    if COMPILED_SCAN:
+        return find_bytes(low, needle, lo, hi) >= 0
+    return low.find(needle, lo, hi) >= 0
 
 
 class _Pending:
@@ -209,9 +217,22 @@ class HtmlRewriter(HandlerRegistry):
                                 tnxt = n
                     tb = tnxt - tf_behind if tnxt < n else n
                     if tb < bound:
-                        bound = tb
+                        # no reference's prefix holds a '>': text up to the last one before the
+                        # host is safe to skip (the host is often in a tag's attribute: the tags
+                        # before it stay on the fast path instead of going through the lexer)
+                        gt = buf.rfind(b">", tb if tb > pos else pos, tnxt)
+                        if gt >= 0:
+                            tb = gt + 1
+                        if tb < bound:
+                            bound = tb
                     if tcap < bound:
-                        bound = tcap
+                        # likewise at the end of the buffer: a reference cut there starts after
+                        # the last '>' of the held bytes
+                        gt = buf.rfind(b">", tcap if tcap > pos else pos, n)
+                        if gt >= 0:
+                            tcap = gt + 1
+                        if tcap < bound:
+                            bound = tcap
                 if suspect is not None:
                     if snxt < pos:
                         snxt = self._suspect_next(tlow, pos)
@@ -439,13 +460,17 @@ class HtmlRewriter(HandlerRegistry):
         """The raw-byte hook that may take the tag ``low[lo:hi]`` (lower-cased), or None."""
         hooks = self._hooks
         if self._scan is None:
-            return hooks[0].hook if low.find(self._needle, lo, hi) >= 0 else None
+            return hooks[0].hook if _has(low, self._needle, lo, hi) else None
         for hp in hooks:
-            if only_inside(low, lo, hi, hp.own, hp.others):
-                for b in hp.blockers:
-                    if low.find(b, lo, hi) >= 0:
-                        return None
-                return hp.hook
+            if hp.others:
+                if not only_inside(low, lo, hi, hp.own, hp.others):
+                    continue
+            elif not _has(low, hp.own, lo, hi):
+                continue
+            for b in hp.blockers:
+                if _has(low, b, lo, hi):
+                    return None
+            return hp.hook
         return None
 
     def _track_end(self, pending: _Pending) -> None:

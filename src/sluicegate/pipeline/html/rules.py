@@ -24,7 +24,7 @@ from collections.abc import Callable
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.bytescan import is_ws
 from sluicegate.pipeline.hosts import HostRewriter
-from sluicegate.pipeline.html.attrs import needle_attr_spans
+from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
 from sluicegate.pipeline.html.dispatch import HtmlRewriter
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN
 from sluicegate.pipeline.html.textrefs import TextRefReplacer
@@ -37,11 +37,9 @@ from sluicegate.pipeline.html.urlvalues import (
     K_STYLE,
     K_URL,
     META_URL_KEYS,
-    QUOTE_BYTES,
     SUSPECT,
     LongTagFilter,
     attr_vstart,
-    needle_attr_spans_re,
     plain_span,
     replacements_simple,
     rewrite_refresh,
@@ -64,6 +62,7 @@ _HEAD_OK = frozenset((
 ))
 _BLANK = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
 _BOM = b"\xef\xbb\xbf"
+
 
 class SluicegateRules:
     """Per-document rule state (injection flags); registers its handlers on a rewriter."""
@@ -215,13 +214,15 @@ class SluicegateRules:
         rw = self.rw
         parts: list[bytes] | None = None
         pos = start
-        for ns, ne, vs, ve, qc in needle_attr_spans_re(buf, low, astart, aend, rw.needle):
-            kind = ATTR_KIND.get(low[ns:ne], 0)
+        for a in needle_attrs(buf, low, astart, aend, rw.needle):
+            kind = ATTR_KIND.get(a.name, 0)
             if (kind == K_DATA and name != b"object") or kind == K_STYLE:
                 kind = 0
             if kind > K_SRCSET:
                 return None
-            quote = QUOTE_BYTES[qc]
+            quote = a.quote
+            vs = a.vstart
+            ve = a.vend
             raw = buf[vs:ve]
             if not simple_value(raw, quote):
                 return None

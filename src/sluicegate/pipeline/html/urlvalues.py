@@ -18,7 +18,6 @@ from urllib.parse import unquote
 
 from sluicegate.pipeline import UnsafeOverlongTag
 from sluicegate.pipeline.hosts import HostRewriter
-from sluicegate.pipeline.html.attrs import needle_attrs
 from sluicegate.pipeline.html.lexer import Attr
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN as _COMPILED
 from sluicegate.pipeline.text import StreamingHostReplacer
@@ -91,7 +90,6 @@ def _is_host_byte(c: int) -> bool:
     return (0x61 <= c <= 0x7A) or (0x30 <= c <= 0x39) or c == 0x2E or c == 0x2D or c == 0x5F or c == 0x7E
 
 
-QUOTE_BYTES: dict[int, bytes] = {0: b"", 0x22: b'"', 0x27: b"'"}
 _UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
 K_URL, K_DATA, K_SRCSET, K_PING, K_STYLE, K_CONTENT = 1, 2, 3, 4, 5, 6
@@ -167,13 +165,6 @@ def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
         return value
     out.append(value[pos:])
     return b"".join(out)
-
-
-def needle_attr_spans_re(buf: bytes, low: bytes, astart: int, aend: int,
-                          needle: bytes) -> list[tuple[int, int, int, int, int]]:
-    """``needle_attr_spans`` by ``needle_attrs`` (regex; faster than a byte loop interpreted)."""
-    return [(a.nstart, a.nstart + len(a.name), a.vstart, a.vend, a.quote[0] if a.quote else 0)
-            for a in needle_attrs(buf, low, astart, aend, needle)]
 
 
 def plain_span(buf: bytes, start: int, end: int) -> bool:
