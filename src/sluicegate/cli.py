@@ -71,9 +71,15 @@ def _serve(settings: Settings, path: str, text: str) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    settings = _load_for_serving(args.file)
-    if settings is None:
+    loaded = _read_config(args.file)
+    if loaded is None:
         return 2
+    settings, text = loaded
+    from sluicegate.config.loader import locate
+    from sluicegate.config.routes import table_warnings
+
+    for loc, message in table_warnings(settings.publisher.routes):  # legal, but worth a look
+        print(f"{locate(text, args.file, ('publisher', *loc))}: warning: {message}", file=sys.stderr)
     hosts = ", ".join(settings.publisher.public_hosts)
     print(f"{args.file}: ok (origin {settings.publisher.origin_url}, serving {hosts})")
     return 0

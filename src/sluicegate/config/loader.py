@@ -188,6 +188,22 @@ def load_settings_text(text: str, file_label: str, environ: Mapping[str, str] | 
     return settings
 
 
+def locate(text: str, file_label: str, loc: tuple[str | int, ...]) -> str:
+    """``file:line: dotted.key`` for a key path of a file already validated (``check-config`` warnings)."""
+    keys = tuple(str(p) for p in loc)
+    lines = _locate(text)
+    where = file_label
+    for n in range(len(keys), 0, -1):
+        if keys[:n] in lines:
+            where = f"{file_label}:{lines[keys[:n]]}"
+            break
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        data = {}
+    return f"{where}: {_display(keys, data)}"
+
+
 def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"

@@ -15,6 +15,7 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, Origin
+from sluicegate.config.routes import RouteSettings, check_table
 from sluicegate.config.tls import TlsSettings
 from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
 from sluicegate.config.websocket import WebSocketSettings
@@ -103,6 +104,14 @@ class PublisherSettings(BaseModel):
     origin_aliases: list[str] = Field(default_factory=list)
     # WebSocket upgrades proxied to the origin (publisher/websocket.py; bounds in [websocket]). Off: 403.
     websocket: bool = True
+    # [[publisher.routes]]: more backends by longest path prefix (config/routes.py, docs/routes.md);
+    # origin_url above stays the fallback page route ("default").
+    routes: list[RouteSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _route_table(self) -> PublisherSettings:
+        check_table(self.routes, self.public_hosts)
+        return self
 
     @field_validator("origin_aliases")
     @classmethod

@@ -22,7 +22,7 @@ from sluicegate.upstream.proxy import ProxyEnv
 
 @dataclass(slots=True)
 class Backend:
-    name: str  # "origin" or "provider:<name>"
+    name: str  # "origin", "route:<name>" ([[publisher.routes]]) or "provider:<name>"
     host: str
     port: int
     up: bool | None = None  # None: not probed yet
@@ -47,6 +47,9 @@ def backends(settings: Settings) -> list[Backend]:
     if settings.publisher.enabled:
         origin = settings.publisher.origin
         out.append(Backend("origin", origin.host.strip("[]"), origin.port))
+        for route in settings.publisher.routes:  # each route's backend, probed on its own
+            o = route.origin
+            out.append(Backend(f"route:{route.name}", o.host.strip("[]"), o.port))
     inf = settings.inference
     if inf.enabled:
         try:

@@ -18,6 +18,7 @@ from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, se
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
 from sluicegate.publisher.app import PublisherApp
+from sluicegate.publisher.routes import PublisherRoutes, build_publisher
 from sluicegate.server.observe import Observer
 
 log = logging.getLogger("sluicegate")
@@ -29,7 +30,9 @@ _GC_GEN0_THRESHOLD = 20_000
 class SluicegateApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.publisher = PublisherApp(settings) if settings.publisher.enabled else None
+        self.publisher: PublisherApp | PublisherRoutes | None = (
+            build_publisher(settings) if settings.publisher.enabled else None  # [[publisher.routes]]: route table
+        )
         self.inference: Any = None
         self.first_party: Any = None
         if settings.first_party.enabled:

@@ -415,6 +415,11 @@ class Supervisor:
             reasons.append("origin: not probed yet")
         elif origin is not None and not origin.up:
             reasons.append(f"origin: {origin.error}")
+        # page routes' backends gate readiness like the origin; an asset backend down is degraded, not down
+        for route in self.gen.settings.publisher.routes if self.gen.settings.publisher.enabled else ():
+            b = state.get(f"route:{route.name}")
+            if route.kind == "page" and b is not None and not b.up:
+                reasons.append(f"route:{route.name}: {b.error or 'not probed yet'}")
         # A provider that is down matters when a model has no other reachable target: with a fallback left,
         # the instance still serves that model, and taking every replica out would turn degraded into down.
         inf = self.gen.settings.inference
