@@ -341,3 +341,40 @@ async def test_extensions_and_subprotocols_are_negotiated_end_to_end(tmp_path: P
                 assert await ws.recv() == text
         finally:
             p.stop()
+
+
+async def test_page_routes_tunnel_to_their_own_backend_asset_routes_refuse(tmp_path: Path, origin: Origin) -> None:
+    async def live(ws: ServerConnection) -> None:
+        await ws.send(f"live backend, path {ws.request.path if ws.request else ''}")
+        await ws.wait_closed()
+
+    port = free_port()
+    async with serve(live, "127.0.0.1", port):
+        routes = f"""
+[[publisher.routes]]
+name = "live"
+prefix = "/live"
+kind = "page"
+origin_url = "http://127.0.0.1:{port}"
+
+[[publisher.routes]]
+name = "static"
+prefix = "/static/"
+kind = "asset"
+origin_url = "http://127.0.0.1:{port}"
+"""
+        cfg = CONFIG.format(origin_port=origin.port, enabled="true", idle=30.0)
+        cfg = cfg.replace("\n[websocket]", routes + "\n[websocket]")
+        p = await asyncio.to_thread(lambda: ProxyProcess(tmp_path, cfg).start())
+        try:
+            async with connect(ws_url(p, "/live/feed"), ping_interval=None) as ws:
+                assert await ws.recv() == "live backend, path /live/feed"
+            async with connect(ws_url(p, "/echo"), ping_interval=None) as ws:  # the fallback page route
+                await ws.send("default")
+                assert await ws.recv() == "default"
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(ws_url(p, "/static/x"), ping_interval=None):
+                    pass
+            assert info.value.response.status_code == 403
+        finally:
+            p.stop()

@@ -93,6 +93,20 @@ class WebSocketProxy:
         self.id_header = settings.server.request_id_header
         self.other_face = other_face
         self.open = 0
+        self.owner: WebSocketProxy = self  # whose tunnel count bounds this one (a route's proxy: the face's)
+        # [[publisher.routes]]: a page route's upgrades go to its own backend; asset routes take none, nor do
+        # page routes that rewrite the path or strip the query (not supported for upgrades yet): 403
+        self.routes: list[tuple[Any, WebSocketProxy | None]] = []
+        if pub.routes:
+            from sluicegate.publisher.routes import _Entry, page_settings
+
+            for route in pub.routes:
+                sub = None
+                if route.kind == "page" and route.rewrite is None and route.query != "strip":
+                    sub = WebSocketProxy(page_settings(settings, route), other_face)
+                    sub.owner = self
+                self.routes.append((_Entry(route, None), sub))
+            self.routes.sort(key=lambda r: (-len(r[0].prefix), not r[0].hosts))
         self.tunnels: set[Tunnel] = set()
         self.ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
@@ -137,6 +151,16 @@ class WebSocketProxy:
         method, target, req_headers = _parse_request_head(head)
         if not self.enabled:
             raise HandshakeFailed(403, "WebSocket is not enabled here", "rejected")
+        if self.routes:
+            path = target.partition("?")[0]
+            host = next((v for k, v in req_headers if k == "host"), "").strip().lower()
+            for entry, sub in self.routes:
+                if entry.matches(path) and (not entry.hosts or hdr.host_allowed(host, client.scheme, entry.hosts)):
+                    if sub is None:
+                        raise HandshakeFailed(403, f"WebSocket is not enabled on route {entry.name}", "rejected")
+                    if "/./" in path + "/" or "/../" in path + "/":
+                        raise HandshakeFailed(400, "Path with dot segments refused", "rejected")
+                    return await sub._handshake(client, head, request_id)
         if method != "GET":
             raise HandshakeFailed(405, "a WebSocket upgrade is a GET", "rejected")
         hosts = [v for k, v in req_headers if k == "host"]
@@ -153,7 +177,7 @@ class WebSocketProxy:
         path, _, query = target.partition("?")
         if self.other_face is not None and self.other_face(_scope(path, req_headers)):
             raise HandshakeFailed(404, "Not found", "rejected")
-        if self.open >= self.cfg.max_connections:
+        if self.owner.open >= self.cfg.max_connections:
             raise HandshakeFailed(503, "too many WebSocket connections", "rejected")
 
         pub = self.settings.publisher
