@@ -36,6 +36,7 @@ host's length, so the lag is exact).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -47,9 +48,21 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ORIGIN = "https://www.publisher-origin.com"
 ROOT = Path(__file__).resolve().parent.parent
+
+def origin_class() -> Any:
+    """``Origin`` of the imported tree (``config.origin``; ``pipeline.hosts`` before the edge layer),
+    so that ``--baseline`` / ``--candidate`` can name older revisions."""
+    for mod in ("sluicegate.config.origin", "sluicegate.pipeline.hosts"):
+        try:
+            return importlib.import_module(mod).Origin
+        except (ImportError, AttributeError):
+            continue
+    raise SystemExit("no Origin in the imported tree")
+
 
 def make_page(target: int, seed: int = 7) -> bytes:
     rnd = random.Random(seed)
@@ -136,8 +149,9 @@ def child(runs: int) -> dict[str, object]:
     """Every sluicegate case, in this process (pure or compiled, as imported)."""
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.config.origin import Origin
     from sluicegate.pipeline.hosts import OriginMatcher
+
+    Origin = origin_class()
     from sluicegate.pipeline.html.lexer import Lexer
 
     settings = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'],
@@ -235,8 +249,9 @@ def variants_child(runs: int) -> dict[str, object]:
 
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.config.origin import Origin
     from sluicegate.pipeline.hosts import OriginMatcher
+
+    Origin = origin_class()
 
     page = make_page(500_000)
     pieces = chunks(page, 8192)
@@ -292,8 +307,9 @@ def _signed50_variant(runs: int) -> float | None:
 
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
-    from sluicegate.config.origin import Origin
     from sluicegate.pipeline.hosts import OriginMatcher
+
+    Origin = origin_class()
 
     try:
         from sluicegate.config.model import Settings

@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -297,8 +298,36 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
             "kib_per_stream": (peak - base) / n}
 
 
+def source_at(rev: str, dest: Path) -> Path:
+    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose files changed since
+    ``rev`` are put back as they were (added ones removed; a changed module's compiled build removed)."""
+    import shutil
+
+    src = dest / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--no-renames", "--name-only", rev, "--", "src"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in changed:
+        path = dest / name
+        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{name}"], capture_output=True, check=False)
+        if old.returncode != 0:  # added since rev
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(old.stdout)
+        for built in path.parent.glob(path.stem + ".*.so"):
+            built.unlink()
+    return src
+
+
+def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
+    med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
+    return med
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    mock_port, gw_port = free_port(), free_port()
+    mock_port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin and len(cpus) >= 2
@@ -311,55 +340,98 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
                              "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],
                             env=env, stdout=subprocess.DEVNULL)
-    gw_env = dict(env, BENCH_PIN_CPU=str(cpus[0])) if pinned else env
-    gw = subprocess.Popen([PY, __file__, "--serve-gateway", str(gw_port), "--upstream",
-                           f"http://127.0.0.1:{mock_port}/v1"], env=gw_env)
+    tmp = tempfile.TemporaryDirectory(prefix="sg-bench-inference-")
+    trees: dict[str, dict[str, str]] = {"after": env}
+    rev = ""
+    if args.before:  # the older tree's gateway, measured alongside (same mock, rounds alternating)
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        trees["before"] = dict(os.environ, PYTHONPATH=str(source_at(rev, Path(tmp.name))))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+    for label, tree_env in trees.items():
+        ports[label] = free_port()
+        gw_env = dict(tree_env, BENCH_PIN_CPU=str(cpus[0])) if pinned else tree_env
+        procs[label] = subprocess.Popen([PY, __file__, "--serve-gateway", str(ports[label]), "--upstream",
+                                         f"http://127.0.0.1:{mock_port}/v1"], env=gw_env)
+    labels = list(trees)
     try:
         wait_port(mock_port)
-        wait_port(gw_port)
+        for port in ports.values():
+            wait_port(port)
         direct = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
-        via = f"http://127.0.0.1:{gw_port}/llm/v1/chat/completions"
+        via = {label: f"http://127.0.0.1:{port}/llm/v1/chat/completions" for label, port in ports.items()}
         conn = aiohttp.TCPConnector(limit=0)
         raw = RawClient()
+        results: dict[str, dict[str, Any]] = {}
         async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as session:
             client: Client = raw if args.client == "raw" else session
             for _ in range(50):  # warm-up (pools, code paths)
-                await one_stream(client, via, CHAT_BODY)
+                for url in via.values():
+                    await one_stream(client, url, CHAT_BODY)
                 await one_stream(client, direct, DIRECT_BODY)
-            ttfb_rounds = [await ttfb_round(client, direct, via, args.ttfb_n) for _ in range(args.rounds)]
-            ttfb = {k: statistics.median(r[k] for r in ttfb_rounds) for k in ttfb_rounds[0]}
-            ladder: list[dict[str, Any]] = []
-            cpu_per_stream: list[float] = []
-            harness_cpu: list[tuple[float, float]] = []
-            best = 0.0
+            ttfb_rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for i in range(args.rounds):
+                for label in (labels if i % 2 == 0 else labels[::-1]):
+                    ttfb_rounds[label].append(await ttfb_round(client, direct, via[label], args.ttfb_n))
+            rungs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            best = {label: 0.0 for label in labels}
+            live = set(labels)  # gateways still meeting the SLO at the last rate
             for rate in args.rates:
-                rounds = []
-                for _ in range(args.rounds):
-                    c0, m0, l0 = cpu_seconds(gw.pid), cpu_seconds(mock.pid), time.process_time()
-                    r = await rate_round(client, via, CHAT_BODY, rate, args.seconds)
-                    n = max(1, r["completed"])
-                    r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(gw.pid) - c0) / n
-                    r["mock_cpu_ms_per_stream"] = 1000 * (cpu_seconds(mock.pid) - m0) / n
-                    r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
-                    rounds.append(r)
-                med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
-                med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
-                ladder.append({"via_gateway": med, "rounds": rounds})
-                cpu_per_stream.append(med["gateway_cpu_ms_per_stream"])
-                harness_cpu.append((med["mock_cpu_ms_per_stream"], med["loadgen_cpu_ms_per_stream"]))
-                print(f"  {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
-                      f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms slo={med['meets_slo']} "
-                      f"cpu ms/stream gw {med['gateway_cpu_ms_per_stream']:.2f} mock "
-                      f"{med['mock_cpu_ms_per_stream']:.2f} loadgen {med['loadgen_cpu_ms_per_stream']:.2f}",
-                      flush=True)
-                if med["meets_slo"]:
-                    best = max(best, rate)
-                else:
+                rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in live}
+                for i in range(args.rounds):
+                    for label in (labels if i % 2 == 0 else labels[::-1]):
+                        if label not in live:
+                            continue
+                        pid = procs[label].pid
+                        c0, m0, l0 = cpu_seconds(pid), cpu_seconds(mock.pid), time.process_time()
+                        r = await rate_round(client, via[label], CHAT_BODY, rate, args.seconds)
+                        n = max(1, r["completed"])
+                        r["gateway_cpu_ms_per_stream"] = 1000 * (cpu_seconds(pid) - c0) / n
+                        r["mock_cpu_ms_per_stream"] = 1000 * (cpu_seconds(mock.pid) - m0) / n
+                        r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
+                        rounds[label].append(r)
+                for label, rs in rounds.items():
+                    med = _median_rounds(rs)
+                    rungs[label].append({"via_gateway": med, "rounds": rs})
+                    print(f"  {label:6s} {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
+                          f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms "
+                          f"slo={med['meets_slo']} cpu ms/stream gw {med['gateway_cpu_ms_per_stream']:.2f} mock "
+                          f"{med['mock_cpu_ms_per_stream']:.2f} loadgen {med['loadgen_cpu_ms_per_stream']:.2f}",
+                          flush=True)
+                    if med["meets_slo"]:
+                        best[label] = max(best[label], rate)
+                    else:
+                        live.discard(label)
+                if not live:
                     break
-            direct_check = await rate_round(client, direct, DIRECT_BODY, best or args.rates[0], args.seconds)
-            memory = await memory_round(session, via, gw.pid, args.memory_streams)
+            top = max(best.values()) or args.rates[0]
+            direct_check = await rate_round(client, direct, DIRECT_BODY, top, args.seconds)
+            for label in labels:
+                ttfb = {k: statistics.median(r[k] for r in ttfb_rounds[label]) for k in ttfb_rounds[label][0]}
+                ladder = rungs[label]
+                cpu_per_stream = [st["via_gateway"]["gateway_cpu_ms_per_stream"] for st in ladder]
+                memory = await memory_round(session, via[label], procs[label].pid, args.memory_streams)
+                results[label] = {
+                    "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb,
+                             "goal_added_p50_ms": 1.0},
+                    "streams": {"sustainable_streams_per_s": best[label], "goal": 300, "ladder": ladder,
+                                "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),
+                                # CPU per stream falls as the rate rises (more events per loop wake-up):
+                                # compare runs at the same rate, e.g. 200/s.
+                                "gateway_cpu_ms_per_stream_by_rate": {
+                                    str(int(st["via_gateway"]["offered_per_s"])):
+                                        st["via_gateway"]["gateway_cpu_ms_per_stream"] for st in ladder},
+                                "cpu_bound_streams_per_s_per_core": 1000 / statistics.median(cpu_per_stream),
+                                "mock_cpu_ms_per_stream": statistics.median(
+                                    st["via_gateway"]["mock_cpu_ms_per_stream"] for st in ladder),
+                                "loadgen_cpu_ms_per_stream": statistics.median(
+                                    st["via_gateway"]["loadgen_cpu_ms_per_stream"] for st in ladder),
+                                "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
+                    "memory": memory,
+                }
             raw.close()
-        return {
+        out: dict[str, Any] = {
             "benchmark": "inference",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -369,27 +441,42 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "other; the machine is shared with other work, so figures are medians"},
             "protocol": {"events_per_stream": 31, **LITELLM_PROTOCOL,
                          "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
-            "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb, "goal_added_p50_ms": 1.0},
-            "streams": {"sustainable_streams_per_s": best, "goal": 300, "ladder": ladder,
-                        "gateway_cpu_ms_per_stream": statistics.median(cpu_per_stream),
-                        # CPU per stream falls as the rate rises (more events per loop wake-up): compare
-                        # runs at the same rate, e.g. 200/s.
-                        "gateway_cpu_ms_per_stream_by_rate": {
-                            str(int(st["via_gateway"]["offered_per_s"])): st["via_gateway"]["gateway_cpu_ms_per_stream"]
-                            for st in ladder},
-                        "cpu_bound_streams_per_s_per_core": 1000 / statistics.median(cpu_per_stream),
-                        "mock_cpu_ms_per_stream": statistics.median(h[0] for h in harness_cpu),
-                        "loadgen_cpu_ms_per_stream": statistics.median(h[1] for h in harness_cpu),
-                        "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
-            "memory": memory,
+            **results["after"],
         }
+        if args.before:
+            out["before"] = {"rev": rev, **results["before"]}
+        return out
     finally:
-        for proc in (gw, mock):  # gateway first, so it never sees its upstream vanish
+        for proc in (*procs.values(), mock):  # gateways first, so they never see their upstream vanish
             proc.terminate()
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        tmp.cleanup()
+
+
+def print_before_after(result: dict[str, Any]) -> None:
+    b, a = result["before"], result
+    rows = [("added TTFB p50 ms", b["ttfb"]["added_p50_ms"], a["ttfb"]["added_p50_ms"]),
+            ("added TTFB p95 (via p95 - direct p95) ms", b["ttfb"]["via_p95_ms"] - b["ttfb"]["direct_p95_ms"],
+             a["ttfb"]["via_p95_ms"] - a["ttfb"]["direct_p95_ms"]),
+            ("sustainable streams/s (SLO)", b["streams"]["sustainable_streams_per_s"],
+             a["streams"]["sustainable_streams_per_s"]),
+            ("gateway CPU ms/stream (median over rates)", b["streams"]["gateway_cpu_ms_per_stream"],
+             a["streams"]["gateway_cpu_ms_per_stream"]),
+            ("CPU-bound streams/s per core", b["streams"]["cpu_bound_streams_per_s_per_core"],
+             a["streams"]["cpu_bound_streams_per_s_per_core"]),
+            ("KiB per in-flight stream", b["memory"]["kib_per_stream"], a["memory"]["kib_per_stream"])]
+    for rate, cpu in a["streams"]["gateway_cpu_ms_per_stream_by_rate"].items():
+        old = b["streams"]["gateway_cpu_ms_per_stream_by_rate"].get(rate)
+        if old is not None:
+            rows.append((f"gateway CPU ms/stream at {rate}/s", old, cpu))
+    print(f"\nbefore = {b['rev'][:12]}, after = this tree (same run, same mock, rounds alternating)")
+    print(f"{'figure':44s} {'before':>10s} {'after':>10s} {'after/before':>12s}")
+    for name, old, new in rows:
+        ratio = f"{new / old:.3f}" if old else "-"
+        print(f"{name:44s} {old:10.3f} {new:10.3f} {ratio:>12s}")
 
 
 def main() -> None:
@@ -403,6 +490,8 @@ def main() -> None:
     ap.add_argument("--memory-streams", type=int, default=1000)
     ap.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                     help="load generator's HTTP client for the TTFB and rate rounds (memory round: aiohttp)")
+    ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
+                    "side by side in the same run (rounds alternate between the two)")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "inference.json"))
     args = ap.parse_args()
@@ -419,6 +508,8 @@ def main() -> None:
           f"sustainable {s['sustainable_streams_per_s']:.0f} streams/s (CPU-bound "
           f"{s['cpu_bound_streams_per_s_per_core']:.0f}/s per core); "
           f"{mem['kib_per_stream']:.1f} KiB per in-flight stream at {mem['concurrent_streams']}")
+    if "before" in result:
+        print_before_after(result)
     print(f"wrote {args.out}")
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 # A --before gateway child runs another tree's src (BENCH_SRC); everything else runs this one's.
 sys.path.insert(0, os.environ.get("BENCH_SRC") or str(ROOT / "src"))
 
-from bench_inference import RawClient, cpu_seconds, free_port, pct, rss_kb, wait_port  # noqa: E402
+from bench_inference import RawClient, cpu_seconds, free_port, pct, rss_kb, source_at, wait_port  # noqa: E402
 
 PY = sys.executable
 DATA = ROOT / "tests" / "data" / "translate"
@@ -281,28 +281,6 @@ async def measure(gateways: dict[str, tuple[str, int]], direct: str,
                     c: round(x["gateway_cpu_us_per_event"] - relay["by_concurrency"][c]["gateway_cpu_us_per_event"], 2)
                     for c, x in row["by_concurrency"].items()}
     return results
-
-
-def source_at(rev: str, dest: Path) -> Path:
-    """``src`` as of ``rev``: a copy of the current tree (with its compiled modules) whose files changed since
-    ``rev`` are put back as they were (added ones removed; a changed module's compiled build removed)."""
-    import shutil
-
-    src = dest / "src"
-    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--no-renames", "--name-only", rev, "--", "src"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    for name in changed:
-        path = dest / name
-        old = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{name}"], capture_output=True, check=False)
-        if old.returncode != 0:  # added since rev
-            path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(old.stdout)
-        for built in path.parent.glob(path.stem + ".*.so"):
-            built.unlink()
-    return src
 
 
 def comparison(result: dict[str, Any]) -> list[dict[str, Any]]:

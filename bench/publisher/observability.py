@@ -69,7 +69,7 @@ def source_at(rev: str, dest: Path) -> Path:
     replaced by their ``rev`` version (a changed module's compiled build is removed: it runs pure)."""
     src = dest / "src"
     shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", rev, "--", "src"],
+    changed = subprocess.run(["git", "-C", str(REPO), "diff", "--no-renames", "--name-only", rev, "--", "src"],
                              capture_output=True, text=True, check=True).stdout.split()
     for name in changed:
         path = dest / name

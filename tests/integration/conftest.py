@@ -17,7 +17,6 @@ trusted_proxies = ["10.0.0.0/8"]
 [publisher]
 origin_url = "{origin}"
 public_hosts = ["127.0.0.1:{{port}}", "www.pub.test"]
-mode = "{mode}"
 
 [limits]
 max_decoded_body_bytes = 16777216
@@ -50,8 +49,8 @@ def origin() -> Iterator[Origin]:
     server.stop()
 
 
-def start_proxy(tmp: Path, origin_url: str, mode: str = "stream", workers: int = 1, extra: str = "") -> ProxyProcess:
-    return ProxyProcess(tmp, PROXY_CONFIG.format(origin=origin_url, mode=mode) + extra, workers=workers).start()
+def start_proxy(tmp: Path, origin_url: str, workers: int = 1, extra: str = "") -> ProxyProcess:
+    return ProxyProcess(tmp, PROXY_CONFIG.format(origin=origin_url) + extra, workers=workers).start()
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,6 @@ port = {{port}}
 [publisher]
 origin_url = "{origin}"
 public_hosts = ["127.0.0.1:{{port}}"]
-mode = "{mode}"
 
 [timeouts]
 first_byte = 10.0
@@ -62,8 +61,8 @@ def heavy() -> Iterator[Heavy]:
     server.stop()
 
 
-def proxy(tmp: Path, heavy: Heavy, extra: str = "", mode: str = "stream") -> ProxyProcess:
-    return ProxyProcess(tmp, CONFIG.format(origin=heavy.url, mode=mode) + extra).start()
+def proxy(tmp: Path, heavy: Heavy, extra: str = "") -> ProxyProcess:
+    return ProxyProcess(tmp, CONFIG.format(origin=heavy.url) + extra).start()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.inference import InferenceSettings
-from sluicegate.config.origin import Authority, Origin
+from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.routes import RouteSettings, check_table
 from sluicegate.config.tls import TlsSettings
 from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
@@ -87,7 +87,7 @@ class PublisherSettings(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = True
-    origin_url: str = "http://127.0.0.1:9000"
+    origin_url: OriginUrl = "http://127.0.0.1:9000"
     # Host values the proxy serves; others get 421. "*" accepts any (development only).
     public_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
@@ -101,7 +101,7 @@ class PublisherSettings(BaseModel):
     map_requests: bool = True
     # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
     # like origin_url's authority. origin_host_header's value is added automatically.
-    origin_aliases: list[str] = Field(default_factory=list)
+    origin_aliases: AuthorityList = Field(default_factory=list)
     # WebSocket upgrades proxied to the origin (publisher/websocket.py; bounds in [websocket]). Off: 403.
     websocket: bool = True
     # [[publisher.routes]]: more backends by longest path prefix (config/routes.py, docs/routes.md);
@@ -113,13 +113,6 @@ class PublisherSettings(BaseModel):
         check_table(self.routes, self.public_hosts)
         return self
 
-    @field_validator("origin_aliases")
-    @classmethod
-    def _aliases(cls, value: list[str]) -> list[str]:
-        for alias in value:
-            Authority.parse(alias)
-        return value
-
     @field_validator("mode")
     @classmethod
     def _mode(cls, value: str) -> str:
@@ -130,12 +123,6 @@ class PublisherSettings(BaseModel):
             )
         if value != "stream":
             raise ValueError(f'must be "stream", got {value!r}')
-        return value
-
-    @field_validator("origin_url")
-    @classmethod
-    def _origin(cls, value: str) -> str:
-        Origin.parse(value)
         return value
 
     @field_validator("public_hosts")

@@ -3,13 +3,17 @@
 ``Origin`` is ``origin_url`` (scheme, host, port; nothing else allowed), ``Authority`` one
 ``host[:port]`` of ``origin_aliases`` / ``origin_host_header``. They live with the config because the
 config validates them at load time (an error names file:line:key); the pipeline's matcher
-(``pipeline.hosts``) takes them as its input. Imports the standard library only.
+(``pipeline.hosts``) takes them as its input. ``OriginUrl`` and ``AuthorityList`` are the config field
+types that validate them (the publisher's origin and every page route's).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -78,3 +82,21 @@ class Authority:
         if ":" in host:
             host = f"[{host}]"
         return cls(host.rstrip("."), port)
+
+
+def _origin_url(value: str) -> str:
+    Origin.parse(value)
+    return value
+
+
+def _authorities(value: list[str]) -> list[str]:
+    for authority in value:
+        Authority.parse(authority)
+    return value
+
+
+OriginUrl = Annotated[str, AfterValidator(_origin_url)]
+"""A config field holding an origin URL (``scheme://host[:port]``, nothing else)."""
+
+AuthorityList = Annotated[list[str], AfterValidator(_authorities)]
+"""A config field holding ``host[:port]`` authorities (origin aliases)."""

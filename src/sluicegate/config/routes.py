@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sluicegate.config.origin import Authority, Origin
+from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.types import Duration, FieldProblem
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
@@ -126,9 +126,9 @@ class RouteSettings(BaseModel):
     name: str
     prefix: str
     kind: Literal["page", "asset"]
-    origin_url: str
+    origin_url: OriginUrl
     hosts: list[str] = Field(default_factory=list)  # public hosts this route is for; empty = every one
-    origin_aliases: list[str] = Field(default_factory=list)  # page routes: rewritten like origin_url
+    origin_aliases: AuthorityList = Field(default_factory=list)  # page routes: rewritten like origin_url
     origin_host_header: str = ""  # Host sent to the backend instead of origin_url's authority
     verify_tls: bool = True
     timeouts: RouteTimeouts = RouteTimeouts()
@@ -166,19 +166,6 @@ class RouteSettings(BaseModel):
             if not host or host == "*" or any(c in host for c in "/ \t@"):
                 raise ValueError(f"not a host[:port]: {host!r}")
         return [h.lower() for h in value]
-
-    @field_validator("origin_url")
-    @classmethod
-    def _origin(cls, value: str) -> str:
-        Origin.parse(value)
-        return value
-
-    @field_validator("origin_aliases")
-    @classmethod
-    def _aliases(cls, value: list[str]) -> list[str]:
-        for alias in value:
-            Authority.parse(alias)
-        return value
 
     @field_validator("origin_host_header")
     @classmethod

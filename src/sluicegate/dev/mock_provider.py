@@ -283,6 +283,11 @@ class MockProvider:
             while True:
                 done, _ = await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 if answer in done:
+                    if isinstance(answer.exception(), OSError):
+                        # The client side was reset while we wrote (a close with our bytes unread arrives
+                        # as a RST): it closed, whichever of the two tasks noticed first.
+                        rec.closed_at = time.monotonic()
+                        return False
                     break
                 if watcher.result():  # read ahead (next request bytes); keep watching
                     watcher = asyncio.ensure_future(rd.fill())

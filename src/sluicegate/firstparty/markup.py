@@ -42,6 +42,7 @@ _CSS_TOKEN = re.compile(
     rb"""(url\(\s*)(["']?)([^"'()\s]*)(\2\s*\))|(@import\s+)(["'])([^"'\r\n]*)(\6)""", re.I
 )
 MINT_CACHE_ENTRIES = 4096
+RawKey = tuple[bytes, bytes, bytes, bytes]
 _SRCSET_URL = re.compile(r"([\s,]*)(\S+)")
 
 
@@ -54,12 +55,16 @@ class UrlMinter:
         domains: DomainList,
         base: str = "",
         cache: dict[str, tuple[int, str | None]] | None = None,
+        raw_cache: dict[RawKey, tuple[int, bytes | None]] | None = None,
     ) -> None:
         self.signer = signer
         self.domains = domains
         self.base = base  # the document's URL for relative references ("" = leave relative ones)
         # value -> (expiry, answer), shared by the pages of a worker: a page names the same URLs on every view
         self.cache = cache if not base else None
+        # (tag, attribute, quote, raw value) -> (expiry, new raw value or None = unchanged): the
+        # byte-level hook's answers, shared alike (bounded by MINT_CACHE_ENTRIES as well)
+        self.raw_cache = raw_cache if not base else None
 
     def mint(self, value: str, kind: str = "proxy") -> str | None:
         cache = self.cache
@@ -196,28 +201,31 @@ class _ElementRules:
         parts: list[bytes] = []
         pos = start
         getter: _RawAttrs | None = None
+        # answers are cached per raw value, except where the decision reads other attributes
+        rc = self.minter.raw_cache
+        if name == b"link" or name == b"input":
+            rc = None
+        exp = self.minter.signer.expiry() if rc is not None else 0
         for a in found:
             raw = buf[a.vstart : a.vend]
-            simple = b"&" not in raw and b"\r" not in raw and b"\0" not in raw
-            value = raw.decode("utf-8", "surrogateescape") if simple else decode_value(raw)
-            if not value:
-                continue
-            if getter is None:
-                getter = _RawAttrs(buf, astart, aend)
-            new = self.rewrite(getter.get, tag, a.name.decode("utf-8", "surrogateescape"), value)
-            if new is None or new == value:
-                continue
-            if not a.quote:
+            key: RawKey = (name, a.name, a.quote, raw)
+            if rc is not None:
+                hit = rc.get(key)
+                if hit is not None and hit[0] == exp:
+                    if hit[1] is not None:
+                        parts.append(buf[pos : a.vstart])
+                        parts.append(hit[1])
+                        pos = a.vend
+                    continue
+            new_raw = self._new_raw(getter, buf, astart, aend, tag, a, raw)
+            if new_raw is _DECLINE:
                 return None
-            if simple and "\r" not in new and "\0" not in new:
-                # what ``splice_value`` gives for a value without references: ``new`` escaped
-                esc = new.replace("&", "&amp;")
-                esc = esc.replace('"', "&quot;") if a.quote == b'"' else esc.replace("'", "&#39;")
-                new_raw: bytes | None = esc.encode("utf-8", "surrogateescape")
-            else:
-                new_raw = splice_value(raw, new, a.quote)
+            if rc is not None:
+                if len(rc) >= MINT_CACHE_ENTRIES:
+                    rc.clear()
+                rc[key] = (exp, new_raw)
             if new_raw is None:
-                return None
+                continue
             parts.append(buf[pos : a.vstart])
             parts.append(new_raw)
             pos = a.vend
@@ -225,6 +233,28 @@ class _ElementRules:
             return buf[start:end]
         parts.append(buf[pos:end])
         return b"".join(parts)
+
+    def _new_raw(self, getter: _RawAttrs | None, buf: bytes, astart: int, aend: int, tag: str, a: Attr,
+                 raw: bytes) -> bytes | None:
+        """The new raw bytes of attribute ``a``'s value, None when unchanged, ``_DECLINE`` when
+        only the ``Element`` path decides."""
+        simple = b"&" not in raw and b"\r" not in raw and b"\0" not in raw
+        value = raw.decode("utf-8", "surrogateescape") if simple else decode_value(raw)
+        if not value:
+            return None
+        get = (getter or _RawAttrs(buf, astart, aend)).get
+        new = self.rewrite(get, tag, a.name.decode("utf-8", "surrogateescape"), value)
+        if new is None or new == value:
+            return None
+        if not a.quote:
+            return _DECLINE
+        if simple and "\r" not in new and "\0" not in new:
+            # what ``splice_value`` gives for a value without references: ``new`` escaped
+            esc = new.replace("&", "&amp;")
+            esc = esc.replace('"', "&quot;") if a.quote == b'"' else esc.replace("'", "&#39;")
+            return esc.encode("utf-8", "surrogateescape")
+        new_raw = splice_value(raw, new, a.quote)
+        return _DECLINE if new_raw is None else new_raw
 
     def rewrite(self, get: Callable[[str], str | None], tag: str, name: str, value: str) -> str | None:
         """The new value of attribute ``name`` of ``tag`` (``get`` reads the tag's other
@@ -280,6 +310,9 @@ class _ElementRules:
         new = inner.feed(raw) + inner.finish()
         if new != raw:
             body.replace(new)
+
+
+_DECLINE = b"\0decline"  # ``_new_raw``: take the full path (compared by identity)
 
 
 def _vstart(a: Attr) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sluicegate.config.domains import DomainList
 from sluicegate.config.model import Settings
-from sluicegate.firstparty.markup import UrlMinter, chain, install_page_rules, page_stage
+from sluicegate.firstparty.markup import RawKey, UrlMinter, chain, install_page_rules, page_stage
 from sluicegate.firstparty.signing import Signer, load_keys
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import HtmlRewriter
@@ -28,6 +28,7 @@ class PageRewriting:
         self.max_text_bytes = settings.html.max_text_bytes
         self.max_css_token_bytes = fp.max_css_token_bytes
         self.cache: dict[str, tuple[int, str | None]] = {}
+        self.raw_cache: dict[RawKey, tuple[int, bytes | None]] = {}
         needles = self.domains.needles()
         snippets = "".join(settings.html.head_inject + settings.html.body_end_inject).lower().encode()
         # an injected snippet naming a rewrite domain is signed only by a pass over the output
@@ -50,10 +51,11 @@ class PageRewriting:
         return not any(n in host for n in self._needles)
 
     def install(self, html: HtmlRewriter) -> None:
-        install_page_rules(html, UrlMinter(self.signer, self.domains, cache=self.cache), self.max_css_token_bytes)
+        minter = UrlMinter(self.signer, self.domains, cache=self.cache, raw_cache=self.raw_cache)
+        install_page_rules(html, minter, self.max_css_token_bytes)
 
     def stage(self) -> Transformer:
-        minter = UrlMinter(self.signer, self.domains, cache=self.cache)
+        minter = UrlMinter(self.signer, self.domains, cache=self.cache, raw_cache=self.raw_cache)
         return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes)
 
     def wrap(self, processor: Transformer) -> Transformer:

@@ -26,8 +26,7 @@ from typing import Any
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, send_simple
-from sluicegate.edge.client import BodyTooLarge, ClientWatch
-from sluicegate.edge.deadline import Deadline
+from sluicegate.edge.client import BodyTooLarge, start_request
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.inference import metrics as m
 from sluicegate.inference.attempts import Attempt, Attempts, Chosen, Exchange, prepare
@@ -120,67 +119,45 @@ class InferenceApp:
         if info is not None:
             info.route = det.api.value if det.api is not None else "none"
         if det.api is None:
-            if info is not None:
-                info.error = "unknown_url"
-            await self._error(send, det.family, 404, f"no inference API at {method} {path[:200]}", ids,
-                              "unknown_url")
-            m.REQUESTS.labels("none", "", "rejected").inc()
+            await self._reject(send, det, 404, f"no inference API at {method} {path[:200]}", ids, info,
+                               "unknown_url", code="unknown_url")
             return
         if self.client_keys and not self._client_ok(hdict):
-            await self._error(send, det.family, 401, "missing or invalid client key", ids, "invalid_api_key")
-            m.REQUESTS.labels(det.api.value, "", "unauthorized").inc()
-            if info is not None:
-                info.error = "unauthorized"
+            await self._reject(send, det, 401, "missing or invalid client key", ids, info, "unauthorized",
+                               code="invalid_api_key", outcome="unauthorized")
             return
         if not det.api.routed:
             await self._models(send, det, method, ids)
             return
         # From here the client can vanish at any moment: the watch reads the body, then cancels this task
         # the moment a disconnect arrives (once); the upstream exchange is released on the way out.
-        watch = ClientWatch(receive, send)
-        watch.start(has_body=True)
-        task = asyncio.current_task()
-        assert task is not None
-        deadline: Deadline | None = None
+        watch, deadline = start_request(receive, send, has_body=True)
         api = det.api
         model = ""
         try:
             declared = hdict.get(b"content-length")
             if declared is not None and not declared.isdigit():
-                if info is not None:
-                    info.error = "bad_framing"
-                await self._error(watch.send, det.family, 400, "malformed request framing", ids)
-                m.REQUESTS.labels(api.value, "", "rejected").inc()
+                await self._reject(watch.send, det, 400, "malformed request framing", ids, info, "bad_framing")
                 return
             try:
                 body = await watch.read(self.cfg.max_request_body_bytes,
                                         int(declared) if declared is not None else None)
             except BodyTooLarge:
-                if info is not None:
-                    info.error = "body_too_large"
-                await self._error(watch.send, det.family, 413, "request body too large", ids)
-                m.REQUESTS.labels(api.value, "", "rejected").inc()
+                await self._reject(watch.send, det, 413, "request body too large", ids, info, "body_too_large")
                 return
             try:
                 mfield = find_model(body)
             except SpliceError as exc:
-                await self._error(watch.send, det.family, 400, str(exc), ids, exc.kind)
-                if info is not None:
-                    info.error = exc.kind
-                m.REQUESTS.labels(api.value, "", "rejected").inc()
+                await self._reject(watch.send, det, 400, str(exc), ids, info, exc.kind, code=exc.kind)
                 return
             candidates = self.router.candidates(mfield.model)
             if info is not None:
                 info.model = mfield.model[:200]
             if not candidates:
-                if info is not None:
-                    info.error = "unknown_model"
-                await self._error(watch.send, det.family, 404, f"model {mfield.model[:200]!r} is not configured here",
-                                  ids, "model_not_found")
-                m.REQUESTS.labels(api.value, "", "unknown_model").inc()
+                await self._reject(watch.send, det, 404, f"model {mfield.model[:200]!r} is not configured here",
+                                   ids, info, "unknown_model", code="model_not_found", outcome="unknown_model")
                 return
             model = mfield.model
-            deadline = Deadline(asyncio.get_running_loop(), task)
             ex = Exchange(det, api, method, scope.get("query_string", b""), raw_headers, body, mfield, candidates,
                           request_id, [(self.id_header.encode("latin-1"), request_id.encode())], started,
                           deadline, info)
@@ -190,12 +167,13 @@ class InferenceApp:
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
+            task = asyncio.current_task()
+            assert task is not None
             task.uncancel()
             self._gone(api, model, request_id, info)
         finally:
             watch.stop()
-            if deadline is not None:
-                deadline.close()
+            deadline.close()
 
     def _gone(self, api: Api, model: str, request_id: str, info: Any) -> None:
         self.meters.requests(api.value, model, "client_gone").inc()
@@ -208,14 +186,13 @@ class InferenceApp:
         # Per target: byte relay when its provider speaks the client's API, else translation (or skipped).
         prep = prepare(api, ex.det.path, self.router.models[model].settings, self.providers, ex.body,
                        ex.candidates)
-        ids = [(self.id_header, ex.request_id)]
         if not prep.ready:
             if prep.refused is not None:
                 msg, code = str(prep.refused), "unsupported_parameter"
             else:
                 msg, code = f"model {model!r} has no usable target: {'; '.join(prep.reasons)}", "no_target"
-            await self._error(send, ex.det.family, 400, msg[:2000], ids, code)
-            m.REQUESTS.labels(api.value, model, "rejected").inc()
+            await self._reject(send, ex.det, 400, msg[:2000], [(self.id_header, ex.request_id)], None, code,
+                               code=code, model=model)
             return
         result = await self.attempts.run(ex, prep)
         info = ex.info
@@ -287,6 +264,16 @@ class InferenceApp:
             body = models_body(names, self.created)
         await send_simple(send, 200, body, ids, content_type="application/json", head_only=method == "HEAD")
         m.REQUESTS.labels(det.api.value if det.api else "none", "", "ok").inc()
+
+    async def _reject(self, send: Send, det: Detected, status: int, message: str, ids: list[tuple[str, str]],
+                      info: Any, why: str, *, code: str | None = None, outcome: str = "rejected",
+                      model: str = "") -> None:
+        """A request refused before any upstream call: the client's error shape, counted, and named in the
+        access log (``why``; ``info`` None leaves the log's error as it is)."""
+        if info is not None:
+            info.error = why
+        await self._error(send, det.family, status, message, ids, code)
+        m.REQUESTS.labels(det.api.value if det.api is not None else "none", model, outcome).inc()
 
     async def _error(self, send: Send, family: Family, status: int, message: str, ids: list[tuple[str, str]],
                      code: str | None = None) -> None:

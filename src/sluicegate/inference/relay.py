@@ -327,17 +327,14 @@ class Relay:
             kind = "upstream_reset"
         if kind:
             resp.release()
-            m.STREAM_ERRORS.labels(prov.name, kind).inc()
-            if self.router.failure(ch.target):
-                m.BREAKER_OPEN.labels(prov.name).inc()
+            self._failed(ch, kind)
             tail = tr.fail(f"upstream stream failed: {kind}", kind)
         else:
             tail = tr.finish()
             if tr.saw_error:
                 m.STREAM_ERRORS.labels(prov.name, "upstream_error_event").inc()
             else:
-                self.router.success(ch.target)
-                prov.m_ok.inc()
+                self._ok(ch.target, ch)
         late = tr.dropped - ctx.dropped
         if late:  # dropped after the headers left: said as an SSE comment (inert to every client)
             tail += b": x-sluicegate-dropped " + ",".join(sorted(late)).encode() + b"\n\n"
@@ -369,8 +366,7 @@ class Relay:
                                     (b"content-length", str(len(body)).encode()), *ex.extra]})
             await send({"type": "http.response.body", "body": body})
             return
-        self.router.success(ch.target)
-        prov.m_ok.inc()
+        self._ok(ch.target, ch)
         self.account(ex, prov.name, tap, resp.status, "")
         if ctx.stream:
             # The client asked for a stream and the provider answered whole: replay the answer as the

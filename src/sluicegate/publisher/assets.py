@@ -32,6 +32,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sluicegate.config.model import Settings
 from sluicegate.config.routes import RouteSettings
@@ -50,6 +51,7 @@ from sluicegate.edge.headers import end_to_end
 from sluicegate.gate import bodiless_headers
 from sluicegate.observability import metrics
 from sluicegate.publisher import optimizer_seam
+from sluicegate.publisher.relay import pass_through
 from sluicegate.publisher.s3sign import S3Signer
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginPool, OriginResponse
@@ -239,33 +241,10 @@ class AssetRoute:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out)})
-        idle = self.idle
-        relayed = 0
-        last = b""
-        readany = resp.read
-        at_eof = resp.at_eof
-        try:
-            with deadline:
-                while True:
-                    deadline.after(idle)
-                    chunk = await readany()
-                    deadline.clear()
-                    if not chunk:
-                        break
-                    relayed += len(chunk)
-                    if at_eof():
-                        last = chunk  # leaves with the end of the response (one write for small bodies)
-                        continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except TimeoutError:
-            self._abort(request_id, "idle_timeout", f"asset backend sent nothing for {idle:g}s mid-body")
-        except OriginError as exc:
-            self._abort(request_id, exc.kind, f"asset body failed: {exc}")
-        finally:
-            metrics.FROM_ORIGIN_BYTES.inc(relayed)
-        await send({"type": "http.response.body", "body": last, "more_body": False})
+        await pass_through(resp, send, deadline, self.idle, lambda kind, msg: self._abort(request_id, kind, msg),
+                           who="asset backend")
 
-    def _abort(self, request_id: str, kind: str, message: str) -> None:
+    def _abort(self, request_id: str, kind: str, message: str) -> NoReturn:
         metrics.publisher_error("after_commit", kind).inc()
         log.warning("request %s: asset route %s: aborting after commit: %s (%s)", request_id, self.name, message,
                     kind)

@@ -35,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import NoReturn
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
@@ -285,43 +287,52 @@ class Relay:
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
     async def _pump(self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline) -> None:
-        """PassThrough: relay body chunks untouched until the origin ends; abort the client on any failure.
+        await pass_through(resp, send, deadline, self.idle, lambda kind, msg: self._abort(request_id, kind, msg))
 
-        ``idle`` bounds each wait for the origin and nothing else: time spent in ``send`` is the
-        client's backpressure, not origin silence.
-        """
-        idle = self.idle
-        relayed_in = 0
-        last = b""
-        readany = resp.read
-        at_eof = resp.at_eof
-        try:
-            with deadline:
-                while True:
-                    deadline.after(idle)
-                    chunk = await readany()
-                    deadline.clear()
-                    if not chunk:
-                        break
-                    relayed_in += len(chunk)
-                    if at_eof():
-                        # The origin is done: this chunk leaves with the end of the response (one write
-                        # instead of two for small bodies); the next read returns b"" and ends the loop.
-                        last = chunk
-                        continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            final = last
-        except TimeoutError:
-            self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
-        except OriginError as exc:
-            self._abort(request_id, exc.kind, f"origin body failed: {exc}")
-        finally:
-            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
-        await send({"type": "http.response.body", "body": final, "more_body": False})
-
-    def _abort(self, request_id: str, kind: str, message: str) -> None:
+    def _abort(self, request_id: str, kind: str, message: str) -> NoReturn:
         metrics.publisher_error("after_commit", kind).inc()
         log.warning("request %s: aborting client connection after commit: %s (%s)", request_id, message, kind)
         aborted = ResponseAborted(message)
         aborted.kind = kind
         raise aborted
+
+
+async def pass_through(
+    resp: OriginResponse,
+    send: Send,
+    deadline: Deadline,
+    idle: float,
+    abort: Callable[[str, str], NoReturn],
+    who: str = "origin",
+) -> None:
+    """PassThrough: relay body chunks untouched until ``resp`` ends; on any failure ``abort(kind, message)``
+    (which raises ``ResponseAborted``). Shared by the page relay and the asset routes (``publisher.assets``).
+
+    ``idle`` bounds each wait for the upstream and nothing else: time spent in ``send`` is the client's
+    backpressure, not upstream silence. The last chunk leaves with the end of the response (one write
+    instead of two for a small body).
+    """
+    relayed_in = 0
+    last = b""
+    readany = resp.read
+    at_eof = resp.at_eof
+    try:
+        with deadline:
+            while True:
+                deadline.after(idle)
+                chunk = await readany()
+                deadline.clear()
+                if not chunk:
+                    break
+                relayed_in += len(chunk)
+                if at_eof():
+                    last = chunk  # the next read returns b"" and ends the loop
+                    continue
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except TimeoutError:
+        abort("idle_timeout", f"{who} sent nothing for {idle:g}s mid-body")
+    except OriginError as exc:
+        abort(exc.kind, f"{who} body failed: {exc}")
+    finally:
+        metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+    await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sluicegate.config.domains import DomainList
 from sluicegate.config.html import HtmlSettings
 from sluicegate.config.origin import Origin
-from sluicegate.firstparty.markup import UrlMinter, install_page_rules
+from sluicegate.firstparty.markup import RawKey, UrlMinter, install_page_rules
 from sluicegate.firstparty.signing import Signer
 from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import Element, HtmlRewriter, build_html_rewriter
@@ -82,3 +82,22 @@ def test_signing_hook_signs_raw_text_and_plain_tags() -> None:
         assert out.count(b'"/first-party/proxy?') == 4
         assert b"&amp;" in out and b'<a href="https://cdn.third.example/keep">' in out
         assert out == run(lambda o=origin: _page(DOMAIN_SETS["one"], o, False), [doc])
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs, points, st.sampled_from(sorted(DOMAIN_SETS)))
+def test_cached_answers_give_the_same_bytes_on_every_view(doc: bytes, at: list[int], domains: str) -> None:
+    """``UrlMinter.raw_cache`` (shared by a worker's pages, like the mint cache): a second view
+    of a page, answered from the cache, is byte for byte the first view and the Element path."""
+    ds = DOMAIN_SETS[domains]
+    cache: dict[str, tuple[int, str | None]] = {}
+    raw_cache: dict[RawKey, tuple[int, bytes | None]] = {}
+
+    def page() -> HtmlRewriter:
+        html = HtmlRewriter()
+        install_page_rules(html, UrlMinter(SIGNER, ds, cache=cache, raw_cache=raw_cache))
+        return html
+
+    want = run(lambda: _page(ds, False, False), [doc])
+    assert run(page, [doc]) == want
+    assert run(page, cut(doc, at)) == want

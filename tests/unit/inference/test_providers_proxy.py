@@ -300,3 +300,29 @@ def test_readiness_probes_the_proxy_a_provider_is_reached_through(monkeypatch: p
     assert got == {"provider:oa": ("egress.corp", 3128), "provider:loop": ("127.0.0.1", 9100)}
     monkeypatch.setenv("NO_PROXY", "openai.com")
     assert {b.name: (b.host, b.port) for b in backends(s)}["provider:oa"] == ("api.openai.com", 443)
+
+
+def test_provider_targets_host_and_credentials() -> None:
+    s = _settings([
+        {"name": "oa", "kind": "openai", "api_key_env": "K"},
+        {"name": "an", "kind": "anthropic", "api_key": "sk-ant-live-2", "headers": {"anthropic-beta": "x"}},
+        {"name": "v6", "kind": "openai-compatible", "base_url": "http://[::1]:8000/api/v1", "auth": "none"},
+        {"name": "np", "kind": "openai-compatible", "base_url": "https://gw.example:8443/openai", "auth": "none"}])
+    provs = build(s.inference, {"K": "sk-live-9"}, "x-req")
+    oa, an, v6, np = provs["oa"], provs["an"], provs["v6"], provs["np"]
+    assert oa.target("/v1/chat/completions", b"") == "/v1/chat/completions"  # base ".../v1": /v1 not doubled
+    assert v6.target("/v1/responses", b"x=1") == "/api/v1/responses?x=1"
+    assert np.target("/v1/chat/completions", b"") == "/openai/v1/chat/completions"
+    assert (v6.authority, v6.host, v6.port) == ("[::1]:8000", "::1", 8000)
+    assert (np.authority, np.scheme, np.port) == ("gw.example:8443", "https", 8443)
+    client = [(b"authorization", b"Bearer client-key"), (b"x-api-key", b"client"), (b"cookie", b"a=b"),
+              (b"content-type", b"application/json"), (b"openai-beta", b"assistants=v2"),
+              (b"anthropic-version", b"2023-01-01")]
+    h = dict(oa.headers(client, "r1"))
+    assert h == {"host": "api.openai.com", "content-type": "application/json", "openai-beta": "assistants=v2",
+                 "x-req": "r1", "authorization": "Bearer sk-live-9"}  # the client's own key never passes
+    h = dict(an.headers(client, "r2"))
+    assert h["x-api-key"] == "sk-ant-live-2" and "authorization" not in h
+    assert h["anthropic-version"] == "2023-01-01" and h["anthropic-beta"] == "x"  # client's wins, defaults fill
+    with pytest.raises(ValueError, match="K is empty or unset"):
+        build(s.inference, {}, "x-req")

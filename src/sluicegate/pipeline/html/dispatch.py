@@ -49,6 +49,12 @@ VOID = frozenset(
 )
 
 
+def _past_last_gt(buf: bytes, bound: int, pos: int, hi: int) -> int:
+    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any."""
+    gt = buf.rfind(b">", bound if bound > pos else pos, hi)
+    return gt + 1 if gt >= 0 else bound
+
+
 def _has(low: bytes, needle: bytes, lo: int, hi: int) -> bool:
     """``needle`` in ``low[lo:hi]``: a byte loop compiled (cheaper than a ``find`` method call
     over a tag's bytes), ``bytes.find`` interpreted."""
@@ -215,22 +221,17 @@ class HtmlRewriter(HandlerRegistry):
                             tnxt = tlow.find(tf_needle, pos)
                             if tnxt < 0:
                                 tnxt = n
+                    # No reference's prefix holds a '>': text up to the last one before the host
+                    # is safe to skip (the host is often in a tag's attribute: the tags before it
+                    # stay on the fast path instead of going through the lexer); likewise for a
+                    # reference cut at the end of the buffer (the held bytes).
                     tb = tnxt - tf_behind if tnxt < n else n
                     if tb < bound:
-                        # no reference's prefix holds a '>': text up to the last one before the
-                        # host is safe to skip (the host is often in a tag's attribute: the tags
-                        # before it stay on the fast path instead of going through the lexer)
-                        gt = buf.rfind(b">", tb if tb > pos else pos, tnxt)
-                        if gt >= 0:
-                            tb = gt + 1
+                        tb = _past_last_gt(buf, tb, pos, tnxt)
                         if tb < bound:
                             bound = tb
                     if tcap < bound:
-                        # likewise at the end of the buffer: a reference cut there starts after
-                        # the last '>' of the held bytes
-                        gt = buf.rfind(b">", tcap if tcap > pos else pos, n)
-                        if gt >= 0:
-                            tcap = gt + 1
+                        tcap = _past_last_gt(buf, tcap, pos, n)
                         if tcap < bound:
                             bound = tcap
                 if suspect is not None:
