@@ -76,7 +76,7 @@ case "$cmd" in
     .venv/bin/mypy
     .venv/bin/pytest "$@"
     # The compiled modules ran above; the pure-Python path must stay correct too.
-    SLUICEGATE_PURE_PYTHON=1 .venv/bin/pytest -q -p no:cacheprovider tests/unit/html tests/unit/core tests/unit/flight
+    SLUICEGATE_PURE_PYTHON=1 .venv/bin/pytest -q -p no:cacheprovider tests/unit/pipeline tests/unit/publisher tests/unit/upstream
     ;;
   setup)
     setup_python

@@ -7,7 +7,7 @@ A thin wrapper over ``pip install``, the one build mechanism (docs/build.md)::
     .venv/bin/python scripts/build_mypyc.py --clean       # remove the in-place build (pure Python)
     .venv/bin/python scripts/build_mypyc.py --target DIR [--add-module M ...] [--drop-module M ...]
         # a regular install of a copy of the tree into DIR (for PYTHONPATH=DIR), e.g. for benchmarks;
-        # --add-module / --drop-module change the compiled set of the copy (bench/bench_compiled.py)
+        # --add-module / --drop-module change the compiled set of the copy (sluicegate bench compiled)
 
 Builds without isolation: the venv must hold the build requirements of pyproject.toml (``./run.sh
 setup`` installs them). Prints the resulting ``fast paths:`` line; exits non-zero only when pip fails

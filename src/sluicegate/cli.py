@@ -210,7 +210,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     # Until the server's own handlers are installed, a SIGTERM must still reach the finally below.
     previous = signal.signal(signal.SIGTERM, _stop)
-    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.demo.origin", "--port", str(args.origin_port)])
+    origin = subprocess.Popen([sys.executable, "-m", "sluicegate.dev.demo", "--port", str(args.origin_port)])
     # The mock LLM provider is a dev tool: it runs beside the proxy, which treats it as any provider.
     mock = subprocess.Popen([sys.executable, "-m", "sluicegate.dev.mock_provider", "--port", str(args.mock_port)],
                             stdout=subprocess.DEVNULL)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.origin import ORIGIN_AUTHORITY, ORIGIN_HOST, OriginLog, build_origin
+from sluicegate.dev.origin.hostile import ORIGIN_AUTHORITY, ORIGIN_HOST, OriginLog, build_origin
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port
 
 PROXY_CONFIG = """

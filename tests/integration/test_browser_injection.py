@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sluicegate.bench.browser import CHROMIUM_FLAGS
 from tests.integration.conftest import Origin, start_proxy
 from tests.support.servers import ProxyProcess
 
@@ -37,20 +38,8 @@ def dump_dom(url: str) -> str:
     profile = tempfile.mkdtemp(prefix="sg-chromium-")
     try:
         out = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--dump-dom",
-                url,
-            ],
+            [CHROMIUM, *(f for f in CHROMIUM_FLAGS if not f.startswith("--remote-debugging")),
+             f"--user-data-dir={profile}", "--dump-dom", url],
             capture_output=True,
             text=True,
             timeout=60,

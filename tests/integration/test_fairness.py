@@ -1,6 +1,6 @@
 """Issue 24 over real sockets: one response must never stall a worker.
 
-The heavy origin (``tests.support.heavy_origin``) runs in a thread; ``sluicegate serve`` with one worker
+The heavy origin (``sluicegate.dev.origin.heavy``) runs in a thread; ``sluicegate serve`` with one worker
 runs as a process; clients are raw sockets / ``http.client`` in the test. Every bound asserted here is
 loose on purpose (a loaded 2-core CI box): each is an order of magnitude below what the code before
 issue 24 did (multi-second stalls, 10+ s of CPU after the client left).
@@ -23,7 +23,7 @@ from pathlib import Path
 import brotli
 import pytest
 
-from tests.support.heavy_origin import HEAVY_AUTHORITY, HeavyLog, build_heavy_origin, link_page
+from sluicegate.dev.origin.heavy import HEAVY_AUTHORITY, HeavyLog, build_heavy_origin, link_page
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port
 
 CONFIG = """

@@ -17,8 +17,8 @@ import pytest
 import zstandard
 from yarl import URL
 
+from sluicegate.dev.origin.hostile import page
 from tests.integration.conftest import Origin, start_proxy
-from tests.support.origin import page
 from tests.support.servers import ProxyProcess, free_port, raw_http
 
 DECODE = {

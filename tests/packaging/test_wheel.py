@@ -132,15 +132,15 @@ def test_installed_wheel_pure_python_switch(clean_venv: Path, work: Path) -> Non
 
 
 def test_conformance_suites_against_installed_wheel(clean_venv: Path, work: Path) -> None:
-    """tests/unit/html (html5lib-tests tokenizer conformance, corpus, properties, rules) and the Flight suite,
+    """tests/unit/pipeline/html (html5lib-tests tokenizer conformance, corpus, properties, rules) and the Flight suite,
     run by the clean venv's pytest on the installed compiled wheel (never on src/)."""
     check = ("import sys, pytest, sluicegate; from sluicegate.buildinfo import fast_paths; fp = fast_paths(); "
              "assert fp['compiled'], fp; assert sluicegate.__file__.startswith(sys.prefix), sluicegate.__file__; "
              "sys.exit(pytest.main(sys.argv[1:]))")
     env: dict[str, str] = {}  # the conformance data is vendored in tests/data/html5lib-tests
     out = _run([str(clean_venv / "bin" / "python"), "-c", check, "-q", "-p", "no:cacheprovider", "--rootdir",
-                str(REPO), "-c", str(REPO / "pyproject.toml"), str(REPO / "tests" / "unit" / "html"),
-                str(REPO / "tests" / "unit" / "flight")], env=env, cwd=work, timeout=1800)
+                str(REPO), "-c", str(REPO / "pyproject.toml"), str(REPO / "tests" / "unit" / "pipeline" / "html"),
+                str(REPO / "tests" / "unit" / "pipeline" / "flight")], env=env, cwd=work, timeout=1800)
     assert " passed" in out and "failed" not in out and "error" not in out, out[-2000:]
 
 

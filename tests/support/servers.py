@@ -1,78 +1,27 @@
-"""Real servers for tests: an aiohttp app in a background thread, and ``sluicegate serve`` as a process."""
+"""Real servers for tests: ``sluicegate serve`` as a process, raw HTTP; origins run with ``sluicegate.dev.origin``
+(re-exported here: ``ThreadedApp``, ``free_port``)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from sluicegate.bench.lab.sysstat import tree_rss_kib
+from sluicegate.dev.origin.serve import ThreadedApp, free_port
+from sluicegate.dev.process import Proc
+
+__all__ = ["ProxyProcess", "ThreadedApp", "free_port", "kw", "raw_http"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThreadedApp:
-    """Runs an aiohttp.web application on its own event loop in a daemon thread."""
-
-    def __init__(self, app: web.Application, port: int | None = None, ssl_context: Any = None) -> None:
-        self.app = app
-        self.ssl_context = ssl_context
-        self.port = port or free_port()
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
-
-        self.loop.run_until_complete(start())
-        self._ready.set()
-        self.loop.run_forever()
-
-    def start(self) -> ThreadedApp:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("test server did not start")
-        return self
-
-    def stop(self) -> None:
-        async def cleanup() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        fut = asyncio.run_coroutine_threadsafe(cleanup(), self.loop)
-        try:
-            fut.result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-
-
-class ProxyProcess:
-    """``sluicegate serve`` in a subprocess with a config written to ``tmp``."""
+class ProxyProcess(Proc):
+    """``sluicegate serve`` in a subprocess (``dev.process.Proc``) with a config written to ``tmp``."""
 
     def __init__(
         self, tmp: Path, config: str, port: int | None = None, workers: int = 1, env: dict[str, str] | None = None
@@ -90,8 +39,13 @@ class ProxyProcess:
         self.config_path.write_text(text)
         self.log_path = tmp / f"sluicegate-{self.port}.log"
         self.workers = workers
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        argv = [sys.executable, "-m", "sluicegate", "serve", "--config", str(self.config_path),
+                "--port", str(self.port), "--workers", str(workers)]
+        super().__init__("sluicegate", argv, self.log_path, env={**os.environ, **(env or {})})
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.popen
 
     @property
     def url(self) -> str:
@@ -102,28 +56,11 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 20) -> ProxyProcess:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sluicegate",
-                "serve",
-                "--config",
-                str(self.config_path),
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
+        super().start()
+        assert self.popen is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.popen.poll() is not None:
                 raise RuntimeError(f"sluicegate exited early:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.admin_url}/livez", timeout=1) as r:
@@ -138,35 +75,9 @@ class ProxyProcess:
 
     def rss_bytes(self) -> int:
         """Summed VmRSS of the server process tree (all workers)."""
-        assert self.proc is not None
-        pids = [self.proc.pid]
-        try:
-            out = subprocess.run(["pgrep", "-g", str(os.getpgid(self.proc.pid))], capture_output=True, text=True)
-            pids = [int(p) for p in out.stdout.split()] or pids
-        except (OSError, ValueError):
-            pass
-        total = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except OSError:
-                continue
-        return total
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(5)
+        assert self.popen is not None
+        kib, _ = tree_rss_kib(self.popen.pid)
+        return kib * 1024
 
 
 def raw_http(port: int, request: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:

@@ -165,7 +165,7 @@ def cmd_browser(args: argparse.Namespace) -> int:
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from sluicegate.bench import ab
+    from sluicegate.bench import stream_ab as ab
 
     _positive(args.n, "-n")
     _positive(args.browser_n, "--browser-n")
@@ -232,6 +232,50 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0 if report.load_exit_code == 0 else 1
 
 
+# ----------------------------------------------------------------------------------------------- suites
+
+# The repository's own benchmarks: ``sluicegate bench NAME [ARGS...]`` runs ``sluicegate.bench.suites.MODULE``'s
+# ``main(ARGS)`` (each parses its own arguments: ``sluicegate bench NAME --help``). Results: bench/results/.
+SUITES: dict[str, tuple[str, str]] = {
+    "relay-ttfb": ("relay_ttfb", "publisher relay: added first-body-byte / last byte, stream vs buffered vs direct"),
+    "memory": ("memory", "publisher relay: peak RSS of the process tree on large bodies"),
+    "throughput": ("throughput", "publisher relay under wrk vs nginx and a bare relay; CPU/request; py-spy profile"),
+    "throughput-ab": ("throughput_ab", "interleaved wrk A/B of proxy variants (checkouts, env): req/s, CPU/request"),
+    "server-choice": ("server_choice", "sluicegate under uvicorn vs granian (a throughput-ab preset)"),
+    "fairness": ("fairness", "small requests next to heavy rewrites on one worker: latency, loop lag, CPU"),
+    "observability": ("observability", "cost of the access log + metrics under wrk, on vs off"),
+    "observe-path": ("observe_path", "CPU per request of the observation path alone, in process"),
+    "publisher": ("publisher", "relay-ttfb, memory and throughput in a row (--quick: smoke test)"),
+    "slice-sweep": ("slice_sweep", "CPU cost vs loop hold per [event_loop] slice_ms / piece_bytes"),
+    "codec-levels": ("codec_levels", "re-encode MB/s and ratio per codec level"),
+    "flight": ("flight", "Next.js-like page: HTML + inline Flight MB/s, largest hold; text/x-component MB/s"),
+    "round-trip": ("round_trip", "CPU of the response-header rule, inbound mapping, form-body MB/s and hold"),
+    "html": ("html", "HTML rewriter MB/s: 500 KB / 5 MB pages, 8 KB / 512 B chunks, pure and mypyc"),
+    "firstparty": ("firstparty", "rewriter MB/s with 50 signed third-party URLs; identity hook CPU; TTFB"),
+    "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
+    "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
+    "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
+    "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
+}
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the suite's ``with Procs()``: its servers are stopped
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    import importlib
+    import signal
+
+    module = importlib.import_module(f"sluicegate.bench.suites.{SUITES[args.bench_command][0]}")
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        code = module.main(list(args.suite_args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code if isinstance(code, int) else 0
+
+
 # --------------------------------------------------------------------------------------------- register
 
 
@@ -286,7 +330,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     p.set_defaults(func=_wrap(cmd_browser))
 
-    p = sub.add_parser("ab", help="sluicegate stream vs buffered against one origin")
+    p = sub.add_parser("stream-ab", help="stream vs buffered mode in front of your origin: TTFB + browser timings")
     p.add_argument("--origin", required=True, metavar="URL")
     p.add_argument("--path", default="/", help="path requested through both proxies (default /)")
     p.add_argument("-n", type=int, default=20, help="ttfb requests per mode (default 20)")
@@ -300,6 +344,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "(default: this sluicegate's 'serve')")
     _common(p)
     p.set_defaults(func=_wrap(cmd_ab))
+
+    for name, (_module, text) in SUITES.items():
+        # no options of its own: everything after NAME (also -h) goes to the suite's parser
+        p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\x00")
+        p.add_argument("suite_args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_wrap(cmd_suite))
 
     p = sub.add_parser("compare", help="per-metric deltas of two saved results, with a noise verdict")
     p.add_argument("a", metavar="A.json")
@@ -316,6 +366,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("stacks", help="HTTP/1.1 vs HTTP/2 under uvicorn, hypercorn, granian (h2load)")
     stacks.add_arguments(p)
     p.set_defaults(func=stacks.run_args)
+
+    # The image optimizer's figures (issue 16 §4, docs/images.md): own argument parsers, arguments passed on.
+    from sluicegate.bench import images, images_engines
+
+    for name, helptext, module in (
+        ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS", images),
+        ("images-engines", "pyvips threads/processes vs Pillow, per image", images_engines),
+    ):
+        p = sub.add_parser(name, help=helptext, description=(module.__doc__ or "").split("\n\n")[0])
+        module.add_arguments(p)
+        p.set_defaults(func=module.run_main)
 
     p = subparsers.add_parser("profile", help="run the proxy under py-spy while a load command runs",
                               description="Writes a flame graph (SVG) and the top functions by self time.")

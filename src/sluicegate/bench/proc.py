@@ -1,30 +1,25 @@
-"""Starting and stopping the proxy under test (for ``ab`` and ``profile``): free ports, the ``serve``
-command line, readiness polling, and a clean stop of exactly the process group we started."""
+"""Starting and stopping the proxy under test (for ``stream-ab`` and ``profile``): the ``serve`` command line
+and readiness polling; start/stop of exactly the process group we started is ``dev.process.Proc``'s."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from sluicegate.bench.lab.procs import free_port
 from sluicegate.bench.probe import probe
+from sluicegate.dev.process import Proc
+
+__all__ = ["ServeError", "Server", "free_port", "serve_argv"]
 
 
 class ServeError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_argv(config: Path, port: int, template: str | None = None) -> list[str]:
@@ -38,31 +33,17 @@ def serve_argv(config: Path, port: int, template: str | None = None) -> list[str
     return [sys.executable, "-m", "sluicegate", "serve", "--config", str(config), "--port", str(port)]
 
 
-class Server:
-    """One proxy process in its own session; its output goes to ``log``."""
+class Server(Proc):
+    """One proxy process in its own session (``dev.process.Proc``); its output goes to ``log``."""
 
     def __init__(self, argv: list[str], port: int, log: Path, name: str) -> None:
-        self.argv = argv
+        # No admin listener: its default port (9901) would be shared by the two servers of an A/B run.
+        super().__init__(name, argv, log, env={**os.environ, "SLUICEGATE__ADMIN__LISTEN": '""'})
         self.port = port
-        self.log = log
-        self.name = name
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "wb") as out:
-            # No admin listener: its default port (9901) would be shared by the two servers of an A/B run.
-            env = {**os.environ, "SLUICEGATE__ADMIN__LISTEN": '""'}
-            self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env,
-            )
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return super().log_tail(lines)
 
     def wait_ready(self, path: str = "/", timeout: float = 30.0) -> None:
         """Ready = accepts TCP connections, then answers one request on ``path`` with any status (that
@@ -93,21 +74,8 @@ class Server:
             time.sleep(0.1)
 
     def _check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
+        if self.popen is not None and self.popen.poll() is not None:
             raise ServeError(
-                f"{self.name} exited with code {self.proc.returncode} at start-up "
+                f"{self.name} exited with code {self.popen.returncode} at start-up "
                 f"({shlex.join(self.argv)}):\n{self.log_tail()}"
             )
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=8)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)

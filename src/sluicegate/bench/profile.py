@@ -196,11 +196,11 @@ def run(
     server.start()
     try:
         server.wait_ready("/")
-        assert server.proc is not None
+        assert server.popen is not None
         # attach once the proxy is up, so start-up (imports) is not in the profile
         with open(spy_log, "wb") as log:
             spy = subprocess.Popen(
-                [py_spy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--format", "raw",
+                [py_spy, "record", "--pid", str(server.pid), "--subprocesses", "--format", "raw",
                  "--rate", str(rate), "--output", str(stacks_file)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )

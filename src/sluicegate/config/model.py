@@ -13,6 +13,7 @@ from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.images import ImageOptimizerSettings, check_route_profile_sets
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.routes import RouteSettings, check_table
@@ -92,7 +93,7 @@ class PublisherSettings(BaseModel):
     public_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:8080"])
     origin_host_header: str = ""  # optional Host sent to the origin instead of the origin's own
     # Only "stream": bodies always leave as they arrive. "buffered" (an A/B benchmark switch) is refused with
-    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench ab`).
+    # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench stream-ab`).
     mode: str = "stream"
     verify_tls: bool = True
     ca_file: str = ""  # PEM bundle the origin's certificate is verified against ("" = the system store)
@@ -119,7 +120,8 @@ class PublisherSettings(BaseModel):
         if value == "buffered":
             raise ValueError(
                 '"buffered" is no longer a proxy mode: bodies always stream. For the stream-vs-buffered '
-                "comparison use `sluicegate bench ab` (it runs the buffered side through sluicegate.dev.buffered)"
+                "comparison use `sluicegate bench stream-ab` (it runs the buffered side through "
+                "sluicegate.dev.buffered)"
             )
         if value != "stream":
             raise ValueError(f'must be "stream", got {value!r}')
@@ -223,6 +225,7 @@ class Settings(BaseModel):
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
     websocket: WebSocketSettings = WebSocketSettings()
+    image_optimizer: ImageOptimizerSettings = ImageOptimizerSettings()
 
     @model_validator(mode="after")
     def _never_an_open_gateway(self) -> Settings:
@@ -241,6 +244,7 @@ class Settings(BaseModel):
             host = admin.rpartition(":")[0].strip("[]")
             if host in (self.server.host, "0.0.0.0", "::") or self.server.host in ("0.0.0.0", "::"):
                 raise FieldProblem(("admin", "listen"), "the admin listener must not share the public port")
+        check_route_profile_sets(self.publisher.routes, self.image_optimizer)
         return self
 
 

@@ -8,8 +8,8 @@ warning (``table_warnings``: nested prefixes, printed by ``check-config`` with `
 Must not know about requests, sockets or how a route is served (``publisher.routes`` does that).
 
 Seam for the image optimizer (engineer ``images``, issue 16 §3): an asset route's ``image_optimizer`` table
-is kept here as a raw mapping (``dict | None``) and is parsed by the images config model when the route is
-built (``publisher.optimizer_seam.build``); this module never interprets it.
+is the images config model (``config.images.ImageRouteOptimizer``); that its profile set exists is checked by
+``Settings`` (config/model.py), which sees both sections; this module never interprets it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.images import ImageRouteOptimizer
 from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.types import Duration, FieldProblem
 
@@ -138,8 +139,8 @@ class RouteSettings(BaseModel):
     # asset routes only
     cache_control: str = ""  # replaces the backend's Cache-Control on 2xx/304, applied last
     s3: S3Auth | None = None
-    # images seam (issue 16 §3): parsed by the images config model, never here
-    image_optimizer: dict[str, Any] | None = None
+    # images seam (issue 16 §3): config/images.py's model, e.g. { enabled = true, profile_set = "web" }
+    image_optimizer: ImageRouteOptimizer | None = None
 
     @field_validator("name")
     @classmethod

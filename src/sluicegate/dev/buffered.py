@@ -8,7 +8,7 @@ failure of the application before that (including an abort after its own commit)
 client was told nothing yet. Over ``cap``: 502 as well.
 
 Run: ``python -m sluicegate.dev.buffered --config FILE [--port P] [--max-body-bytes N]`` (one worker,
-uvicorn with uvloop + httptools, the same stack as ``sluicegate serve``); ``sluicegate bench ab`` starts
+uvicorn with uvloop + httptools, the same stack as ``sluicegate serve``); ``sluicegate bench stream-ab`` starts
 it for its "buffered" side. Never imported by the faces (tests/unit/test_layers.py checks).
 """
 

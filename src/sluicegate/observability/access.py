@@ -4,7 +4,7 @@ Owns: the per-request record (``RequestInfo``, filled by the server wrapper and 
 names a template may use, rendering a record to one line, and ``AccessWriter``: lines go to stdout in
 batches of whole lines (at most ``BATCH_BYTES`` per write, so lines from several workers sharing one pipe
 never interleave) at most ``FLUSH_S`` after they were logged, and at shutdown. A per-line ``logging`` call
-plus a write per request cost more than the rest of the access log together (bench/publisher/observability.py).
+plus a write per request cost more than the rest of the access log together (sluicegate bench observability).
 Must not know how requests are served; secrets never reach it (faces fill in names, ids and counts only:
 no header values besides ``user_agent``, no query strings, no bodies).
 """

@@ -2,7 +2,7 @@
 
 prometheus_client's multi-process value takes a lock and calls ``os.getpid()`` (a system call) on every
 ``inc``/``observe``, to survive a ``fork`` after metrics were created; with ~15 updates per proxied request that
-was most of the metrics cost (measured: bench/publisher/observability.py). A sluicegate worker is a fresh
+was most of the metrics cost (measured: sluicegate bench observability). A sluicegate worker is a fresh
 process (spawned, never forked after start) with one event-loop thread, so neither is needed. Values are
 written to the same ``<type>_<pid>.db`` files in ``PROMETHEUS_MULTIPROC_DIR`` through prometheus_client's own
 ``MmapedDict``, so ``MultiProcessCollector`` in the supervisor reads them unchanged.

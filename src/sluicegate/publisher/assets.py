@@ -256,10 +256,13 @@ class AssetRoute:
         self, scope: Scope, method: str, target: str, client_headers: Headers, up_headers: Headers, request_id: str,
         deadline: Deadline,
     ) -> optimizer_seam.AssetExchange:
-        async def fetch(fetch_method: str, extra: Sequence[tuple[str, str]]) -> OriginResponse:
+        async def fetch(
+            fetch_method: str, extra: Sequence[tuple[str, str]], drop: frozenset[str], to: str | None
+        ) -> OriginResponse:
+            kept = [(k, v) for k, v in up_headers if k.lower() not in drop] if drop else up_headers
             with deadline:
                 deadline.after(self.first_byte)
-                return await self._request(fetch_method, target, [*up_headers, *extra])
+                return await self._request(fetch_method, to or target, [*kept, *extra])
 
         return optimizer_seam.AssetExchange(
             route=self.route,

@@ -3,9 +3,8 @@
 The contract, agreed here so that both sides can build on it:
 
 * Config: an asset route's ``image_optimizer`` table (``[[publisher.routes]]``, ``config/routes.py``) is
-  the optimizer's. ``config/routes.py`` keeps it as a raw mapping until the images config model exists;
-  the images side then changes that one field's type to its own pydantic model (from
-  ``config/images.py``), so its errors are ``file:line: key`` like every other key. The profile sets
+  the optimizer's: its type is the images config model (``config/images.py``), so its errors are
+  ``file:line: key`` like every other key, and ``Settings`` checks that its profile set exists. The profile sets
   (``[image_optimizer.profile_sets.<name>]``) are a top-level section of the images side.
 * Build: ``build(route, settings)`` is called once per asset route when the app is built. With
   ``image_optimizer`` set it calls ``sluicegate.images.route_optimizer(route, settings)``, which returns an
@@ -18,10 +17,11 @@ The contract, agreed here so that both sides can build on it:
 * ``AssetExchange`` gives the optimizer what it may use and nothing more: the request facts (method,
   public path, the client's own query string even when the route strips it before the backend, the
   client's headers), ``fetch()`` (the backend request with the route's outbound header allowlist, Host,
-  query policy and S3 signing applied: the caller owns the returned ``OriginResponse`` and must
-  ``release()`` it), and ``response_headers()`` (the route's response policy: hop-by-hop, ``Set-Cookie``,
-  HSTS and ``Clear-Site-Data`` removed, the request id added and ``cache_control`` applied last for
-  2xx/304), so an optimized response leaks no more than a streamed one.
+  query policy and S3 signing applied; the optimizer may drop allowlisted headers it replaces, e.g. the
+  client's conditional ones, and remove its own parameter from the target's query; the caller owns the
+  returned ``OriginResponse`` and must ``release()`` it), and ``response_headers()`` (the route's response
+  policy: hop-by-hop, ``Set-Cookie``, HSTS and ``Clear-Site-Data`` removed, the request id added and
+  ``cache_control`` applied last for 2xx/304), so an optimized response leaks no more than a streamed one.
 
 Must not know what an image is.
 """
@@ -58,7 +58,7 @@ class AssetExchange:
         client_query: bytes,
         headers: Headers,
         request_id: str,
-        fetch: Callable[[str, Sequence[tuple[str, str]]], Awaitable[OriginResponse]],
+        fetch: Callable[[str, Sequence[tuple[str, str]], frozenset[str], str | None], Awaitable[OriginResponse]],
         response_headers: Callable[[int, Headers], Headers],
     ) -> None:
         self.route = route
@@ -71,10 +71,17 @@ class AssetExchange:
         self._fetch = fetch
         self._response_headers = response_headers
 
-    async def fetch(self, method: str = "GET", extra: Sequence[tuple[str, str]] = ()) -> OriginResponse:
-        """Ask the backend for ``target`` (allowlisted client headers + ``extra``, signed when the route is
-        S3). Raises ``upstream.http1.OriginError``/``TimeoutError`` like any upstream request."""
-        return await self._fetch(method, extra)
+    async def fetch(
+        self, method: str = "GET", extra: Sequence[tuple[str, str]] = (), *, drop: frozenset[str] = frozenset(),
+        target: str | None = None,
+    ) -> OriginResponse:
+        """Ask the backend for ``target`` (allowlisted client headers, less those named in ``drop``
+        (lower-case), + ``extra``; signed when the route is S3). ``target``: this exchange's own target with
+        query parameters removed (the optimizer's profile parameter), never another path. Raises
+        ``upstream.errors.OriginError``/``TimeoutError`` like any upstream request."""
+        if target is not None and target.partition("?")[0] != self.target.partition("?")[0]:
+            raise ValueError("an optimizer may only change the query of the route's target")
+        return await self._fetch(method, extra, drop, target)
 
     def response_headers(self, status: int, headers: Headers) -> Headers:
         """The route's response header policy applied to ``headers`` (call it last)."""

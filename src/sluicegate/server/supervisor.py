@@ -83,7 +83,7 @@ def config_hash(text: str, environ: dict[str, str] | os._Environ[str]) -> str:
 def runtime_base() -> str | None:
     """Where the runtime directory goes: memory-backed when possible. The metric files are mmap'ed and
     written on every request; on a disk file system each write after a writeback pass faults into the file
-    system (page_mkwrite), which cost more than the metrics themselves (bench/publisher/observability.py)."""
+    system (page_mkwrite), which cost more than the metrics themselves (sluicegate bench observability)."""
     chosen = os.environ.get("SLUICEGATE_RUNTIME_DIR")
     if chosen:
         return chosen

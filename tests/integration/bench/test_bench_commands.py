@@ -209,10 +209,10 @@ def test_browser_unreachable_and_missing_binary(chromium: str, tmp_path: Path,
 @pytest.mark.browser
 def test_ab_stream_vs_buffered(bench_origin: Origin, chromium: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = _run(["bench", "ab", "--origin", bench_origin.url, "--path", "/trickle", "-n", "3",
-                      "--browser-n", "1", "--chromium", chromium], tmp_path, "ab")
+    code, doc = _run(["bench", "stream-ab", "--origin", bench_origin.url, "--path", "/trickle", "-n", "3",
+                      "--browser-n", "1", "--chromium", chromium], tmp_path, "stream-ab")
     assert code == 0
-    _envelope_ok(doc, "ab")
+    _envelope_ok(doc, "stream-ab")
     assert set(doc["samples"]) == {"stream", "buffered", "origin"}
     argv = {name: mode["argv"] for name, mode in doc["settings"]["modes"].items()}
     assert "sluicegate.dev.buffered" in argv["sluicegate (buffered)"] and "serve" in argv["sluicegate (stream)"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sluicegate.pipeline.flight.inline import parse_pushes
-from tests.unit.flight.helpers import push_script
+from tests.unit.pipeline.flight.helpers import push_script
 
 SCRIPT = re.compile(rb"<script[^>]*>(.*?)</script>", re.S)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.flight.helpers import ORIGIN, push_script, rewriter, run_inline, run_stream, stream_of
+from tests.unit.pipeline.flight.helpers import ORIGIN, push_script, rewriter, run_inline, run_stream, stream_of
 
 from .conftest import NODE_DIR, NODE_ENV, judge, require_setup
 

@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 
 from sluicegate.dev.mock_provider import MockProvider
+from sluicegate.dev.origin.hostile import OriginLog, build_origin
 from tests.integration.conftest import Origin
 from tests.integration.ops.helpers import get, metric, start, wait_for
-from tests.support.origin import OriginLog, build_origin
 from tests.support.servers import ThreadedApp, free_port, raw_http
 
 
@@ -86,7 +86,7 @@ def test_readiness_follows_the_origin(tmp_path: Path) -> None:
         assert detail["backends"][0]["last_probe_age_s"] < 5
         log = OriginLog()
         app = build_origin(log)
-        from tests.support.origin import ORIGIN_AUTHORITY, ORIGIN_HOST
+        from sluicegate.dev.origin.hostile import ORIGIN_AUTHORITY, ORIGIN_HOST
 
         app[ORIGIN_AUTHORITY] = f"127.0.0.1:{port}"
         app[ORIGIN_HOST] = "127.0.0.1"

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sluicegate.dev.origin.recording import RecordingOrigin
 from tests.integration.conftest import start_proxy
-from tests.integration.roundtrip.origin import RecordingOrigin
 from tests.support.servers import ProxyProcess
 
 

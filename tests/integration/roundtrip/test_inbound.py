@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from sluicegate.dev.origin.recording import Received, RecordingOrigin
 from tests.integration.conftest import PROXY_CONFIG
-from tests.integration.roundtrip.origin import Received, RecordingOrigin
 from tests.support.servers import ProxyProcess
 
 PUBLIC = "www.pub.test"

@@ -7,7 +7,7 @@ import urllib.parse
 
 import aiohttp
 
-from tests.integration.roundtrip.origin import Received, RecordingOrigin
+from sluicegate.dev.origin.recording import Received, RecordingOrigin
 from tests.support.servers import ProxyProcess
 
 PUBLIC = "www.pub.test"

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sluicegate.dev.origin.recording import Received, RecordingOrigin
 from tests.integration.conftest import PROXY_CONFIG
-from tests.integration.roundtrip.origin import Received, RecordingOrigin
 from tests.support.servers import ProxyProcess
 
 IGNORED = {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via", "x-request-id", "forwarded"}

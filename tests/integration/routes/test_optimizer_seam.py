@@ -118,6 +118,11 @@ prefix = "/img"
 kind = "asset"
 origin_url = "http://127.0.0.1:9"
 image_optimizer = { enabled = true, profile_set = "web" }
+[image_optimizer.profile_sets.web]
+default_profile = "m"
+widths = [800]
+[image_optimizer.profile_sets.web.profiles.m]
+width = 800
 """, "io.toml", environ={})
     try:
         import sluicegate.images  # noqa: F401

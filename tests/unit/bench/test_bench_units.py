@@ -200,7 +200,7 @@ def test_register_adds_bench_and_profile() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     cli.register(sub)
     for argv in (["bench", "ttfb", "http://x/", "-n", "3"], ["bench", "load", "--calibrate"],
-                 ["bench", "browser", "http://x/", "--vs", "http://y/"], ["bench", "ab", "--origin", "http://o"],
+                 ["bench", "browser", "http://x/", "--vs", "http://y/"], ["bench", "stream-ab", "--origin", "http://o"],
                  ["bench", "endpoints", "--config", "f"], ["bench", "compare", "a.json", "b.json"],
                  ["profile", "--config", "c", "--", "echo", "{url}"]):
         args = parser.parse_args(argv)
@@ -227,5 +227,5 @@ def test_progress_line_and_table() -> None:
 def test_module_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "sluicegate.bench", "bench", "--help"], capture_output=True,
                          text=True, check=True, timeout=60).stdout
-    for command in ("ttfb", "endpoints", "load", "browser", "ab", "compare"):
+    for command in ("ttfb", "endpoints", "load", "browser", "stream-ab", "compare"):
         assert command in out

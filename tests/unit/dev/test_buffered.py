@@ -1,4 +1,4 @@
-"""``sluicegate.dev.buffered``: the buffered side of ``bench ab``, outside the product path.
+"""``sluicegate.dev.buffered``: the buffered side of ``bench stream-ab``, outside the product path.
 
 The publisher under uvicorn with the middleware around it, a scripted origin that trickles: the client
 gets nothing until the origin is done, then the whole body with its exact length."""

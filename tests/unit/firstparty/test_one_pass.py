@@ -23,8 +23,8 @@ from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter, build_html_processor
 from sluicegate.pipeline.html.lexer import DATA
-from tests.unit.html.helpers import run
-from tests.unit.html.test_properties import cut
+from tests.unit.pipeline.html.helpers import run
+from tests.unit.pipeline.html.test_properties import cut
 
 NOW = 1_800_000_000
 SIGNER = Signer([b"k1-0123456789abcdefghijklmnopqrstuvwxyz"], "/first-party", 60, clock=lambda: NOW)

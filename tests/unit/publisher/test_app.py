@@ -153,4 +153,4 @@ def test_buffered_mode_is_refused_with_a_pointer_to_the_benchmark(tmp_path: Path
     with pytest.raises(ConfigError) as caught:
         load_settings(str(path))
     text = str(caught.value)
-    assert "s.toml:3" in text and "publisher.mode" in text and "sluicegate bench ab" in text
+    assert "s.toml:3" in text and "publisher.mode" in text and "sluicegate bench stream-ab" in text

@@ -27,27 +27,17 @@ Run: ``sluicegate bench assets`` (about 4 minutes with the defaults) -> ``bench/
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import socket
 import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The shared bench helpers (``sluicegate.bench.lab``) and the wrk runner of the throughput suite, imported by
-# name: this suite was written beside the bench tree's restructuring (issue 13) and must not fail the type
-# check of a tree that does not have it yet; with it, ``sluicegate bench assets`` runs as is.
-try:
-    lab: Any = importlib.import_module("sluicegate.bench.lab")
-    run_wrk: Callable[..., tuple[dict[str, Any], float]] = importlib.import_module(
-        "sluicegate.bench.suites.throughput"
-    ).run_wrk
-except ImportError as exc:  # pragma: no cover - only on a tree without the bench lab
-    raise SystemExit(f"sluicegate bench assets needs the bench lab (sluicegate.bench.lab): {exc}") from None
+from sluicegate.bench import lab
+from sluicegate.bench.suites.throughput import run_wrk
 
 FILES = {"2 KB": ("f2k.bin", 2048), "2 MB": ("f2m.bin", 2 * 1024 * 1024)}
 BIG_FILE = "f1g.bin"

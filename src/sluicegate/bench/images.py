@@ -1,0 +1,309 @@
+"""``sluicegate bench images``: the image optimizer vs thumbor, side by side in one run (issue #16 §4).
+
+Both servers fetch the same 20 sources (2-24 MP JPEG/PNG made with libvips) from the same local static
+origin and make the same target: 800 px wide WebP, quality 80. Rounds alternate between the servers (their
+order flips each round) so that a shared, noisy machine loads both alike. Per server: images per CPU-second
+of its whole process group (the per-core figure, robust to contention), wall-clock images/s, p50/p99
+latency, and peak RSS (summed ``VmHWM`` of its processes). Every response is decoded and checked (WebP,
+800 px wide, the source's ratio). Writes JSON and a plot under bench/results/.
+
+thumbor runs from its own venv (``--thumbor-venv``, default bench/.thumbor-venv: ``python3 -m venv
+bench/.thumbor-venv && bench/.thumbor-venv/bin/pip install thumbor``), with its default engine (PIL),
+no storage and no result storage (every request decodes, as ours do).
+Must not know about the proxy's internals: it drives ``sluicegate serve`` over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sluicegate.bench.images_sources import Group, Source, check_output, free_port, make_sources
+from sluicegate.bench.results import describe
+
+TARGET_WIDTH = 800
+QUALITY = 80
+
+
+def sluicegate_config(origin_port: int, pool: int = 2) -> str:
+    """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
+    return f"""
+[server]
+access_log = "off"
+
+[publisher]
+origin_url = "http://127.0.0.1:{origin_port}"
+public_hosts = ["*"]
+
+[[publisher.routes]]
+name = "img"
+prefix = "/img/"
+kind = "asset"
+origin_url = "http://127.0.0.1:{origin_port}"
+path_pattern = "^/img/(.*)$"
+target_path = "/$1"
+image_optimizer = {{ enabled = true, profile_set = "bench" }}
+
+[image_optimizer]
+workers = {pool}
+queue = 64
+max_source_bytes = 134217728
+
+[image_optimizer.profile_sets.bench]
+default_profile = "w800"
+widths = [{TARGET_WIDTH}]
+
+[image_optimizer.profile_sets.bench.profiles.w800]
+width = {TARGET_WIDTH}
+quality = {QUALITY}
+format = "webp"
+"""
+
+
+THUMBOR_CONF = """
+LOADER = 'thumbor.loaders.http_loader'
+STORAGE = 'thumbor.storages.no_storage'
+RESULT_STORAGE = None
+ALLOW_UNSAFE_URL = True
+AUTO_WEBP = False
+QUALITY = {quality}
+HTTP_LOADER_MAX_BODY_SIZE = 134217728
+MAX_AGE = 0
+"""
+
+
+class Server:
+    def __init__(self, name: str, group: Group, url_of: Any) -> None:
+        self.name = name
+        self.group = group
+        self.url_of = url_of  # Source -> path on 127.0.0.1:port
+        self.port = 0
+        self.baseline = 0  # summed VmRSS after start-up and one image
+
+
+def _fetch_all(port: int, items: list[tuple[str, Source]], concurrency: int, accept: str) -> list[dict[str, Any]]:
+    import http.client
+
+    work: queue.Queue[tuple[str, Source]] = queue.Queue()
+    for item in items:
+        work.put(item)
+    out: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        while True:
+            try:
+                path, src = work.get_nowait()
+            except queue.Empty:
+                break
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", path, headers={"Accept": accept})
+                resp = conn.getresponse()
+                body = resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                body, status = repr(exc).encode(), 0
+            took = time.perf_counter() - t0
+            with lock:
+                out.append({"src": src, "status": status, "body": body, "seconds": took})
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results_dir = Path(args.out).parent
+    results_dir.mkdir(parents=True, exist_ok=True)
+    sources = make_sources(Path(args.sources))
+    origin_port = free_port()
+    origin = Group([sys.executable, "-c", "import sys; from sluicegate.bench.images_sources import serve_static; "
+                    "serve_static(sys.argv[1], int(sys.argv[2]))", args.sources, str(origin_port)],
+                   results_dir / "images-origin.log")
+    servers: list[Server] = []
+    try:
+        origin.wait_http(f"http://127.0.0.1:{origin_port}/manifest.json")
+        for pool in (2, 1):
+            port = free_port()
+            name = "sluicegate" if pool == 2 else "sluicegate-pool1"
+            conf = results_dir / f"images-{name}.toml"
+            conf.write_text(sluicegate_config(origin_port, pool) + f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n')
+            sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
+                                     str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
+                        lambda s: f"/img/{s.name}?profile=w800")
+            sg.port = port
+            servers.append(sg)
+        if not args.no_thumbor:
+            venv = Path(args.thumbor_venv)
+            if not (venv / "bin" / "thumbor").exists():
+                raise SystemExit(f"no thumbor in {venv}: python3 -m venv {venv} && {venv}/bin/pip install thumbor")
+            tconf = results_dir / "images-thumbor.conf"
+            tconf.write_text(THUMBOR_CONF.format(quality=QUALITY))
+            tport = free_port()
+            th = Server("thumbor", Group([str(venv / "bin" / "thumbor"), "-p", str(tport), "-i", "127.0.0.1",
+                                         "-c", str(tconf), "-l", "error"], results_dir / "images-thumbor.log"),
+                        lambda s: f"/unsafe/{TARGET_WIDTH}x0/filters:format(webp):quality({QUALITY})/"
+                                  f"http://127.0.0.1:{origin_port}/{s.name}")
+            th.port = tport
+            servers.append(th)
+        for s in servers:
+            # one image made: the engine is loaded; the resident set now is the server's baseline
+            s.group.wait_http(f"http://127.0.0.1:{s.port}{s.url_of(sources[0])}", timeout=120)
+            s.baseline = s.group.peak_rss(field="VmRSS")
+        return _measure(args, servers, sources)
+    finally:
+        for s in servers:
+            s.group.stop()
+        origin.stop()
+
+
+def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Source]) -> dict[str, Any]:
+    per: dict[str, dict[str, Any]] = {s.name: {"latency": [], "cpu": 0.0, "wall": 0.0, "images": 0,
+                                              "errors": [], "bytes_out": 0} for s in servers}
+    accept = "image/webp,*/*;q=0.8"
+    for rnd in range(args.rounds):
+        order = servers if rnd % 2 == 0 else list(reversed(servers))
+        for s in order:
+            items = [(s.url_of(src), src) for src in sources for _ in range(args.repeat)]
+            cpu0, t0 = s.group.cpu_seconds(), time.perf_counter()
+            got = _fetch_all(s.port, items, args.concurrency, accept)
+            wall, cpu = time.perf_counter() - t0, s.group.cpu_seconds() - cpu0
+            acc = per[s.name]
+            acc["cpu"] += cpu
+            acc["wall"] += wall
+            for r in got:
+                problem = None if r["status"] == 200 else f"status {r['status']}: {r['body'][:120]!r}"
+                problem = problem or check_output(r["body"], r["src"], TARGET_WIDTH, "webp")
+                if problem:
+                    acc["errors"].append(f"{r['src'].name}: {problem}")
+                    continue
+                acc["images"] += 1
+                acc["bytes_out"] += len(r["body"])
+                acc["latency"].append(r["seconds"])
+            print(f"  round {rnd + 1}/{args.rounds} {s.name:10s} {len(got)} images in {wall:.1f} s wall, "
+                  f"{cpu:.1f} s CPU", file=sys.stderr)
+    out: dict[str, Any] = {
+        "target": {"width": TARGET_WIDTH, "format": "webp", "quality": QUALITY},
+        "sources": [src.__dict__ for src in sources],
+        "rounds": args.rounds, "repeat": args.repeat, "concurrency": args.concurrency,
+        "note": "servers measured side by side, alternating rounds, on a shared machine: CPU-time figures are "
+                "the comparable ones; wall-clock figures were taken under contention",
+        "servers": {},
+    }
+    for s in servers:
+        acc = per[s.name]
+        lat = describe(acc["latency"])
+        out["servers"][s.name] = {
+            "images_ok": acc["images"],
+            "errors": acc["errors"][:20],
+            "error_count": len(acc["errors"]),
+            "cpu_seconds": round(acc["cpu"], 3),
+            "images_per_cpu_second": round(acc["images"] / acc["cpu"], 3) if acc["cpu"] else None,
+            "images_per_second_wall": round(acc["images"] / acc["wall"], 3) if acc["wall"] else None,
+            "latency_p50_ms": round(lat.get("median", 0) * 1000, 1),
+            "latency_p99_ms": round(lat.get("p99", 0) * 1000, 1),
+            "peak_rss_mib": round(s.group.peak_rss() / 2**20, 1),
+            "peak_rss_largest_process_mib": round(s.group.peak_rss(largest=True) / 2**20, 1),
+            "processes": len(s.group.pids()),
+            "baseline_rss_mib": round(s.baseline / 2**20, 1),
+            "peak_above_baseline_mib": round((s.group.peak_rss() - s.baseline) / 2**20, 1),
+            "mean_output_bytes": round(acc["bytes_out"] / max(acc["images"], 1)),
+        }
+    if "thumbor" in out["servers"]:
+        a, b = out["servers"]["sluicegate"], out["servers"]["thumbor"]
+        if a["images_per_cpu_second"] and b["images_per_cpu_second"]:
+            out["ratio_images_per_cpu_second"] = round(a["images_per_cpu_second"] / b["images_per_cpu_second"], 2)
+        if b["peak_rss_mib"]:
+            out["ratio_peak_rss"] = round(a["peak_rss_mib"] / b["peak_rss_mib"], 3)
+            out["ratio_peak_rss_image_process"] = round(
+                a["peak_rss_largest_process_mib"] / b["peak_rss_largest_process_mib"], 3)
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["servers"])
+    rows = [("images / CPU-second", "images_per_cpu_second"), ("p50 latency (ms)", "latency_p50_ms"),
+            ("p99 latency (ms)", "latency_p99_ms"), ("peak RSS, all processes (MiB)", "peak_rss_mib"),
+            ("peak RSS, image process (MiB)", "peak_rss_largest_process_mib")]
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4))
+    for ax, (title, key) in zip(axes, rows, strict=True):
+        values = [result["servers"][n][key] or 0 for n in names]
+        bars = ax.bar(names, values, color=["#2b7bba", "#6aa9d8", "#d98c2b"][: len(names)])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"800 px WebP q80 from 20 JPEG/PNG sources (2-24 MP), concurrency {result['concurrency']}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def text(result: dict[str, Any]) -> str:
+    lines = [f"{'server':17s} {'img/CPU-s':>10s} {'img/s wall':>10s} {'p50 ms':>8s} {'p99 ms':>8s} "
+             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'idle MiB':>8s} {'ok':>5s} {'errors':>6s}"]
+    for name, r in result["servers"].items():
+        lines.append(f"{name:17s} {r['images_per_cpu_second'] or 0:10.2f} {r['images_per_second_wall'] or 0:10.2f} "
+                     f"{r['latency_p50_ms']:8.0f} {r['latency_p99_ms']:8.0f} {r['peak_rss_mib']:11.1f} "
+                     f"{r['peak_rss_largest_process_mib']:12.1f} {r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
+                     f"{r['error_count']:6d}")
+    if "ratio_images_per_cpu_second" in result:
+        lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
+                     f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "
+                     f"{result['ratio_peak_rss_image_process']} image process (goal <= 0.5)")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (default 3)")
+    p.add_argument("--repeat", type=int, default=1, help="requests per source per round (default 1)")
+    p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
+    p.add_argument("--sources", default="bench/results/image-sources", help="where the 20 sources are made")
+    p.add_argument("--thumbor-venv", default="bench/.thumbor-venv")
+    p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
+    p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
+
+
+def run_main(args: argparse.Namespace) -> int:
+    if min(args.rounds, args.repeat, args.concurrency) < 1:
+        print("--rounds, --repeat and --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    result = run(args)
+    out = Path(args.out)
+    out.write_text(json.dumps(result, indent=1))
+    try:
+        plot(result, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    except ImportError:
+        print(f"wrote {out} (no matplotlib: no plot)", file=sys.stderr)
+    print(text(result))
+    failed = any(r["error_count"] for r in result["servers"].values())
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="sluicegate bench images", description=(__doc__ or "").split("\n\n")[0])
+    add_arguments(p)
+    return run_main(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""``bench relay-ttfb``: first body byte / last byte through the publisher relay, direct vs ``stream`` vs
+``buffered`` in the same run.
+
+What it measures: the bench origin (``dev.origin.fast``) answers ``/trickle.html`` with gzip'd HTML: the
+response head and the first 1 KiB of HTML (one sync-flushed gzip segment) at once, then 1 MiB more in 100
+segments over 2 s.
+A raw-socket client (fresh connection per request, ``Accept-Encoding: gzip``) timestamps, from just before
+``connect()``: the end of the response head, the first *body* byte (entity data after chunk framing — not
+curl's headers time), the moment >= 1 KiB of *decoded* HTML is available, and the last byte. Each body is
+gunzipped to check it is complete.
+
+How: one origin and two sluicegate processes in front of it (1 worker each: ``sluicegate serve`` for
+stream, ``python -m sluicegate.dev.buffered`` for buffered: the same app, each response held whole), on free
+ports, started and stopped by this script. After 2 warm-up
+requests per target, ``--runs`` runs of ``--per-run`` rounds; each round requests direct / stream / buffered
+once, one at a time, the order rotating every round. "Added" figures are medians of the per-round paired
+differences (proxy minus direct in the same round). Targets (issue 2): added TTFB (first body byte) in stream
+mode <= 2 ms p50; TTLB equal to the origin's (we call it equal within 20 ms = 1 % of the 2 s trickle).
+
+Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sluicegate.bench import lab
+
+TARGETS = ("direct", "stream", "buffered")
+METRICS = ("headers_ms", "first_body_ms", "first_decoded_1k_ms", "ttlb_ms")
+ADDED_TTFB_TARGET_MS = 2.0
+TTLB_EQUAL_MS = 20.0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="sluicegate bench relay-ttfb", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--per-run", type=int, default=5, help="rounds per run (each round = 3 requests of ~2 s)")
+    args = ap.parse_args(argv)
+
+    started = time.time()
+    result: dict[str, Any] = {"benchmark": "publisher-ttfb", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                              "machine": lab.machine(), "versions": lab.versions(), "method": __doc__}
+    with tempfile.TemporaryDirectory(prefix="sg-bench-ttfb-") as tmp, lab.Procs() as procs:
+        d = Path(tmp)
+        op, sp, bp = lab.free_port(), lab.free_port(), lab.free_port()
+        lab.start_fast_origin(procs, op, d, d / "origin.log")
+        stream = procs.add(lab.sluicegate_proc("sluicegate-stream", lab.write_sluicegate_config(
+            d / "stream.toml", origin_port=op, proxy_port=sp), sp, 1, d / "stream.log"))
+        buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
+        buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered", "--config",
+                                                              str(buffered_cfg), "--port", str(bp)],
+                                      d / "buffered.log"))
+        lab.wait_http(sp, "/_sluicegate/health", stream)
+        lab.wait_http(bp, "/_sluicegate/health", buffered)
+        ports = {"direct": op, "stream": sp, "buffered": bp}
+        result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
+                                     "100 segments over 2 s, chunked)",
+                           "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
+                           "client": "raw socket, fresh connection per request, Accept-Encoding: gzip"}
+
+        lab.log("warm-up (2 requests per target)")
+        for _ in range(2):
+            for t in TARGETS:
+                lab.http_get(ports[t], "/trickle.html")
+
+        samples: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+        runs_meta: list[dict[str, Any]] = []
+        rnd = 0
+        for run in range(args.runs):
+            load = lab.loadavg1()
+            lab.log(f"run {run + 1}/{args.runs} (load avg 1 min {load:.2f})")
+            for _ in range(args.per_run):
+                order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
+                for t in order:
+                    f: lab.Fetch = lab.http_get(ports[t], "/trickle.html")
+                    if f.status != 200 or not f.complete:
+                        raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
+                    samples[t].append({"run": run, "round": rnd, **f.as_dict()})
+                rnd += 1
+            runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
+
+    result["runs"] = runs_meta
+    result["samples"] = samples
+    result["summary"] = summarize(samples, args.runs)
+    result["elapsed_s"] = round(time.time() - started, 1)
+    path = lab.write_json("publisher-ttfb", result)
+    print_report(result)
+    lab.log(f"wrote {path}")
+    return result
+
+
+def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for t, rows in samples.items():
+        out[t] = {m: lab.summary([r[m] for r in rows]) for m in METRICS}
+        out[t]["run_medians"] = {m: [lab.med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
+                                 for m in METRICS}
+        out[t]["body_bytes_median"] = lab.med([r["body_bytes"] for r in rows])
+        out[t]["decoded_bytes_median"] = lab.med([r["decoded_bytes"] for r in rows])
+    direct = {r["round"]: r for r in samples["direct"]}
+    for t in ("stream", "buffered"):
+        added = {m: [r[m] - direct[r["round"]][m] for r in samples[t]] for m in METRICS}
+        out[t]["added_vs_direct"] = {m: lab.summary(v) for m, v in added.items()}
+    s = out["stream"]["added_vs_direct"]
+    out["targets"] = {
+        "added_ttfb_stream_p50_ms": s["first_body_ms"]["median"],
+        "added_ttfb_target_ms": ADDED_TTFB_TARGET_MS,
+        "added_ttfb_met": s["first_body_ms"]["median"] <= ADDED_TTFB_TARGET_MS,
+        "added_ttlb_stream_p50_ms": s["ttlb_ms"]["median"],
+        "ttlb_equal_within_ms": TTLB_EQUAL_MS,
+        "ttlb_equal_met": abs(s["ttlb_ms"]["median"]) <= TTLB_EQUAL_MS,
+    }
+    return out
+
+
+def print_report(res: dict[str, Any]) -> None:
+    s = res["summary"]
+    n = s["direct"]["ttlb_ms"]["n"]
+    print(f"\nTTFB/TTLB, gzip'd HTML: 1 KiB at once + 1 MiB over 2 s; {n} requests per target "
+          f"(median, p90, min-max; ms from connect())\n")
+    rows = []
+    for t in TARGETS:
+        row: list[object] = [t]
+        for m in METRICS:
+            x = s[t][m]
+            row.append(f"{x['median']:.2f} ({x['p90']:.2f}; {x['min']:.2f}-{x['max']:.2f})")
+        rows.append(row)
+    print(lab.table(["target", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    print("\nAdded vs direct (median of per-round paired differences, min-max), ms\n")
+    rows = []
+    for t in ("stream", "buffered"):
+        a = s[t]["added_vs_direct"]
+        rows.append([t, *(f"{a[m]['median']:+.2f} ({a[m]['min']:+.2f}..{a[m]['max']:+.2f})" for m in METRICS)])
+    print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    tg = s["targets"]
+    print(f"\nTarget added TTFB (stream, p50) <= {tg['added_ttfb_target_ms']} ms: "
+          f"{tg['added_ttfb_stream_p50_ms']:+.2f} ms -> {'MET' if tg['added_ttfb_met'] else 'NOT MET'}")
+    print(f"Target TTLB equal to the origin's (within {tg['ttlb_equal_within_ms']:.0f} ms): "
+          f"{tg['added_ttlb_stream_p50_ms']:+.2f} ms -> {'MET' if tg['ttlb_equal_met'] else 'NOT MET'}")
+    print("Load avg (1 min) per run: " + ", ".join(f"{r['loadavg_1m']:.2f}" for r in res["runs"]))
+
+
+if __name__ == "__main__":
+    main()

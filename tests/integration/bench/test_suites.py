@@ -1,0 +1,73 @@
+"""The repository benchmarks' shared parts against real servers: the fast origin, the raw first-body-byte
+client, process control, and the cheapest suites end to end (smallest settings; figures not checked)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from sluicegate.bench.cli import main
+from sluicegate.bench.lab import PY, Proc, Procs, free_port, http_get, wait_http
+from sluicegate.dev.origin.fast import BLOCK
+
+
+def test_fast_origin_and_raw_client(tmp_path: Path) -> None:
+    (tmp_path / "p.html.gz").write_bytes(gzip.compress(b"<p>" + b"x" * 5000))
+    port = free_port()
+    with Procs() as procs:
+        origin = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(port),
+                                           "--data", str(tmp_path)], tmp_path / "origin.log"))
+        wait_http(port, "/health", origin)
+        r = http_get(port, "/bin?size=300000", crc=True)
+        assert (r.status, r.body_bytes, r.complete) == (200, 300000, True)
+        assert r.crc32 == zlib.crc32(BLOCK[:300000])
+        assert r.connect_ms <= r.headers_ms <= r.first_body_ms <= r.ttlb_ms
+        g = http_get(port, "/html-gz?name=p.html.gz", keep_body=True)
+        assert g.complete and g.decoded_bytes == 5003 and gzip.decompress(g.body).startswith(b"<p>xxx")
+        t = http_get(port, "/trickle.html")
+        assert t.complete and t.decoded_bytes > 1 << 20
+        assert t.first_decoded_1k_ms < t.ttlb_ms - 1000  # first KiB at once, the rest over ~2 s
+        assert http_get(port, "/nope").status == 404
+        pid = origin.pid
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole process group is gone after the block
+
+
+def test_observe_path_suite_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SLUICEGATE_BENCH_RESULTS", str(tmp_path))
+    assert main(["bench", "observe-path", "--requests", "200", "--rounds", "1"]) == 0
+    doc = json.loads((tmp_path / "publisher-observe-path.json").read_text())
+    assert {r["mode"] for r in doc["rows"]} == {"on", "off"}
+    assert all(r["cpu_us_per_req"] > 0 for r in doc["rows"])
+    assert "observation path" in capsys.readouterr().out
+
+
+def test_sigterm_stops_the_suites_servers(tmp_path: Path) -> None:
+    """``kill`` of a running suite leaves no server behind (its ``Procs`` unwind on SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SLUICEGATE_BENCH_RESULTS": str(tmp_path)}
+    bench = subprocess.Popen([sys.executable, "-m", "sluicegate", "bench", "relay-ttfb", "--runs", "1", "--per-run",
+                              "50"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(children) < 3:  # origin + two proxies started
+        time.sleep(0.2)
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(bench.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+    assert len(children) >= 3, children
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(30) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)

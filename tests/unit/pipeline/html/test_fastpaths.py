@@ -1,0 +1,352 @@
+"""The performance fast paths give exactly the results of the straightforward code they bypass.
+
+* ``HostRewriter.rewrite_url_bytes`` / ``rules.rewrite_srcset_bytes`` vs their ``str`` versions;
+* ``Element.needle_attrs`` vs ``Element.attrs_containing``;
+* the whole URL rule (raw-byte fast path) vs the original decode / ``set_attribute`` rule;
+* the rewriter's single-needle scan vs the regex needle guard (several needles).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluicegate.config.html import HtmlSettings
+from sluicegate.pipeline.bytescan import find_bytes
+from sluicegate.pipeline.hosts import _PREFIXES
+from sluicegate.pipeline.html import HtmlRewriter
+from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
+from sluicegate.pipeline.html.lexer import Lexer
+from sluicegate.pipeline.html.rules import SluicegateRules
+from sluicegate.pipeline.html.scanner import boring_re, scan_boring, tag_span, tag_span_re
+from sluicegate.pipeline.html.units import Element
+from sluicegate.pipeline.html.urlvalues import (
+    SRCSET_ATTRS,
+    URL_ATTRS,
+    rewrite_css_urls,
+    rewrite_css_urls_bytes,
+    rewrite_srcset,
+    rewrite_srcset_bytes,
+)
+from sluicegate.pipeline.html.urlvalues import plain_span as _plain_span
+from sluicegate.pipeline.html.urlvalues import simple_value as _simple_value
+from tests.unit.pipeline.html.helpers import host_rewriter, run
+from tests.unit.pipeline.html.test_properties import cut
+
+RW = host_rewriter()
+URL_PIECES = [
+    "https://origin.example.com", "HTTP://Origin.Example.COM", "//origin.example.com", "origin.example.com",
+    "https:\\/\\/origin.example.com", "\\/\\/origin.example.com", ":443", ":8443", ".evil", "-cdn", "/p",
+    "?q=1", " ", "\t", "\n", "\x1c", "\xa0", "é", ",", " 2x", " 640w", "(", ")", "&amp;", "&#x2F;", "&", "\r",
+    "\x00", '"', "'", "=", "<", ">", "`", "h", "H", "/", "\\", "x", "https://cdn.other.net/a",
+]
+values = st.lists(st.sampled_from(URL_PIECES), max_size=12).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_rewrite_url_bytes_matches_str(value: str) -> None:
+    raw = value.encode("utf-8", "surrogateescape")
+    got = RW.rewrite_url_bytes(raw)
+    if got is not None:
+        assert got == RW.rewrite_url(value).encode("utf-8", "surrogateescape")
+        if got == raw:
+            assert got is raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_rewrite_srcset_bytes_matches_str(value: str) -> None:
+    got = rewrite_srcset_bytes(RW, value.encode())
+    if got is not None:
+        assert got == rewrite_srcset(RW, value).encode()
+
+
+ATTR_PIECES = [
+    " ", "\t", "/", "href", "HREF", "src", "srcset", "style", "data", "content", "title", "=", '"', "'",
+    "https://origin.example.com/a", "ORIGIN.example.com", "x", "&amp;", ">", "url(", ")",
+]
+attr_text = st.lists(st.sampled_from(ATTR_PIECES), max_size=16).map("".join)
+
+
+def _element(tag: bytes) -> Element | None:
+    tok = Lexer().next(tag, 0, True)
+    if tok is None or tok.kind != 1 or tok.end != len(tag):
+        return None
+    return Element(tag, tok)
+
+
+@settings(max_examples=500, deadline=None)
+@given(attr_text)
+def test_needle_attrs_matches_attrs_containing(attrs: str) -> None:
+    el = _element(b"<a " + attrs.encode() + b">")
+    if el is None:
+        return
+    needle = RW.matcher.needle
+    fast = [(a.name.decode(), el.value(a)) for a in el.needle_attrs(needle)]
+    assert fast == el.attrs_containing(needle)
+
+
+def _slow_urls(rules: SluicegateRules, el: Element) -> None:
+    """The URL rule as it was before the byte fast path (decode, rewrite ``str``, set_attribute)."""
+    rw = rules.rw
+    attrs: dict[str, str] | None = None
+    for name, value in el.attrs_containing(rw.matcher.needle):
+        if name in URL_ATTRS or (name == "data" and el.tag == "object"):
+            new = rw.rewrite_url(value)
+        elif name in SRCSET_ATTRS:
+            new = rewrite_srcset(rw, value)
+        elif name == "ping":
+            new = " ".join(rw.rewrite_url(u) for u in value.split(" "))
+        elif name == "content" and el.tag == "meta":
+            attrs = attrs or el.attributes
+            new = rules._meta_content(attrs, value)
+        else:  # every other value (style, data-*, title...): the one mapping
+            new = rw.rewrite_text(value)
+        if new != value:
+            el.set_attribute(name, new)
+
+
+DOC_PIECES = [
+    "<a ", "<img ", "<source ", "<object ", "<meta property=og:url ", "<link ", "<div ", ">", "/>", " ",
+    "href=", "src=", "srcset=", "data=", "content=", "ping=", "style=", '"', "'", "=", "x",
+    "https://origin.example.com/p", "//origin.example.com/q 2x, ", "HTTPS://ORIGIN.EXAMPLE.COM", "&amp;",
+    "&#x2F;", "\r", "\x1c", "é", "<script>", "</script>", "<svg>", "</svg>", "text ", "<!-- c -->",
+    "origin.example.com", ",", "url(https://origin.example.com/i.png)", "URL( 'https://origin.example.com/j')",
+    'url(\xa0"https://origin.example.com/k")', "url(\x1c//origin.example.com/l)", ";background:", "url(",
+]
+docs = st.lists(st.sampled_from(DOC_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
+
+
+def _rules_rewriter(slow: bool = False) -> HtmlRewriter:
+    html = HtmlRewriter()
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    if not slow:
+        rules.install(html)
+        return html
+    # ``install`` with the original URL rule (compiled classes cannot be subclassed from tests)
+    html.on_element("*", lambda el: _slow_urls(rules, el), needle=RW.matcher.needle)
+    rules.install_text_filter(html)
+    html.on_text("script", rules.script)
+    html.on_text("style", rules.style)
+    html.on_text("noscript", rules.noscript)
+    return html
+
+
+@settings(max_examples=400, deadline=None)
+@given(docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
+def test_url_rule_fast_path_matches_original(data: bytes, points: list[int]) -> None:
+    slow = run(lambda: _rules_rewriter(slow=True), [data])
+    assert run(lambda: _rules_rewriter(), cut(data, points)) == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6))
+def test_single_needle_scan_matches_needle_guard(data: bytes, points: list[int]) -> None:
+    """One needle uses the lower-cased buffer; a second needle forces the regex guard path."""
+
+    def make(extra: bool) -> HtmlRewriter:
+        html = _rules_rewriter()
+        if extra:
+            html.on_element("*", lambda el: None, needle=b"zzz-not-there")
+        return html
+
+    assert run(lambda: make(False), cut(data, points)) == run(lambda: make(True), [data])
+
+
+def test_srcset_with_comma_only_candidate_terminates() -> None:
+    """``srcset="URL ,,"`` used to loop forever (a comma-only "URL" made no progress)."""
+    value = "https://origin.example.com/a.jpg 1x ,, https://origin.example.com/b.jpg 2x,,"
+    expected = "https://www.example.com/a.jpg 1x ,, https://www.example.com/b.jpg 2x,,"
+    assert rewrite_srcset(RW, value) == expected
+    assert rewrite_srcset_bytes(RW, value.encode()) == expected.encode()
+    out = run(lambda: _rules_rewriter(), [b'<img srcset="' + value.encode() + b'">'])
+    assert out == b'<img srcset="' + expected.encode() + b'">'
+
+
+RAW_DOC_PIECES = [
+    *DOC_PIECES, "<A ", "<IMG ", "<head>", "<body>", "</body>", "</a>", "<noscript>", "</noscript>",
+    "<title>", "</title>", "<style>", "</style>", "<math>", "</math>", "<p>", "HREF=", "SrcSet=", "href=",
+    "<a href=x ", "\t", "\n", "/", "<", "</a href=https://origin.example.com>", "<!DOCTYPE html>",
+    "<object data=https://origin.example.com/o ", "https://origin.example.com/a\"b", " 1x, ", "\x00",
+]
+raw_docs = st.lists(st.sampled_from(RAW_DOC_PIECES), max_size=50).map(lambda xs: "".join(xs).encode())
+
+
+def _full_path_rewriter(inject: bool) -> HtmlRewriter:
+    """``install`` without the byte-level tag hook: every origin tag takes ``Token``/``Element``."""
+    settings_ = HtmlSettings(head_inject=["<script>H</script>"], body_end_inject=["<i>B</i>"])
+    raw = HtmlRewriter()
+    rules2 = SluicegateRules(RW, settings_, inject=inject, script_filter=None)
+    raw.on_element("*", rules2.urls, needle=RW.matcher.needle)
+    rules2.install_text_filter(raw)
+    raw.on_text("script", rules2.script)
+    raw.on_text("style", rules2.style)
+    raw.on_text("noscript", rules2.noscript)
+    if not rules2.head_done:
+        raw.observe(rules2.head_observer)
+    if not rules2.body_done:
+        raw.on_end_tag("body", rules2.body_end)
+    if not (rules2.head_done and rules2.body_done):
+        raw.on_end(rules2.document_end)
+    return raw
+
+
+def _raw_path_rewriter(inject: bool) -> HtmlRewriter:
+    html = HtmlRewriter()
+    settings_ = HtmlSettings(head_inject=["<script>H</script>"], body_end_inject=["<i>B</i>"])
+    SluicegateRules(RW, settings_, inject=inject, script_filter=None).install(html)
+    return html
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw_docs, st.lists(st.integers(min_value=0, max_value=10_000), max_size=6), st.booleans())
+def test_raw_tag_hook_matches_full_path(data: bytes, points: list[int], inject: bool) -> None:
+    """The byte-level origin-tag shortcut (``on_element(raw=...)`` / ``SluicegateRules.urls_raw``)
+    gives the bytes of the ``Token``/``Element`` path, for every chunking."""
+    full = run(lambda: _full_path_rewriter(inject), [data])
+    assert run(lambda: _raw_path_rewriter(inject), cut(data, points)) == full
+    assert run(lambda: _raw_path_rewriter(inject), [data]) == full
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([b"a", b"img", b"object", b"source", b"link"]), attr_text)
+def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
+    """``urls_raw`` on one tag: ``None`` or exactly ``urls`` + ``Element.serialize``."""
+    tag = b"<" + name + b" " + attrs.encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    got = rules.urls_raw(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    spans = rules.urls_spans(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    rules.urls(el)
+    if got is not None:
+        assert got == el.serialize()
+    if spans is not None:  # the compiled builds' variant, checked in both modes
+        assert spans == el.serialize()
+
+
+SCAN_PIECES = [
+    "<", ">", "/", "=", '"', "'", " ", "\t", "\n", "\r", "\f", "\v", "!", "?", "-", "a", "B", "x", "é", "\x00",
+    "<a", "<A ", "</a", "</b>", "<script", "<SCRIPT>", "</body", "<svg", "<Style/", "<head>", "<p", "<!--",
+    "href", "=x", '="v"', "='v'", "text", "<1", "< ", "<!--", "-->", "--!>", "-", "!>", "<!-", "<!DOCTYPE x>",
+]
+scan_inputs = st.lists(st.sampled_from(SCAN_PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(scan_inputs, st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
+       st.booleans())
+def test_scan_boring_matches_regex(data: bytes, a: int, b: int, watch_body: bool) -> None:
+    """The hand-written boring-run scan (used when compiled) stops exactly where the regex does."""
+    names = frozenset((b"script", b"style", b"svg", b"head"))
+    ends = frozenset((b"body",)) if watch_body else frozenset()
+    pos, end = min(a, b, len(data)), min(max(a, b), len(data))
+    m = boring_re(names, ends, frozenset()).match(data, pos, end)
+    assert m is not None
+    assert scan_boring(data, pos, end, names, ends) == m.end()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*ATTR_PIECES, "\n", "\r", "==", "Href", "ORIGIN.EXAMPLE.COM=1", "hReF"]),
+                max_size=20).map("".join))
+def test_needle_attr_spans_matches_needle_attrs(attrs: str) -> None:
+    """The byte-loop attribute walk of the origin-tag shortcut finds what ``needle_attrs`` finds."""
+    tag = b"<a " + attrs.encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    needle = RW.matcher.needle
+    low = tag.lower()
+    want = [(a.nstart, a.nstart + len(a.name), a.vstart, a.vend, a.quote[0] if a.quote else 0)
+            for a in needle_attrs(tag, low, el._astart, el._aend, needle)]
+    assert needle_attr_spans(tag, low, el._astart, el._aend, needle) == want
+
+
+@settings(max_examples=1500, deadline=None)
+@given(scan_inputs, st.integers(min_value=0, max_value=400))
+def test_tag_span_matches_lexer_tag(data: bytes, at: int) -> None:
+    """The byte-loop start-tag span (compiled builds) equals ``lexer.TAG``'s."""
+    pos = data.find(b"<", min(at, len(data)))
+    if pos < 0:
+        return
+    assert tag_span(data, pos, len(data)) == tag_span_re(data, pos)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values, st.sampled_from([b'"', b"'"]))
+def test_plain_span_matches_simple_value(value: str, quote: bytes) -> None:
+    raw = value.encode("utf-8", "surrogateescape")
+    if quote in raw:
+        return  # a quoted value cannot hold its quote
+    assert _plain_span(b"<" + raw + b">", 1, len(raw) + 1) == _simple_value(raw, quote)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="xyz \t/:-.", max_size=8).map(str.encode), values.map(str.encode))
+def test_url_span_matches_rewrite_url_bytes(before: bytes, value: bytes) -> None:
+    """``HostRewriter.url_span`` (compiled origin-tag path) on a span = ``rewrite_url_bytes`` on its bytes."""
+    buf = before + value + b"'rest"
+    s, e = len(before), len(before) + len(value)
+    want = RW.rewrite_url_bytes(value)
+    form, a, b = RW.url_span(buf, buf.lower(), s, e)
+    if form == -2:  # declined: only where ``rewrite_url_bytes`` says None or takes its slow path
+        low = value.lstrip(b" \t\n\r\x0b\x0c")[: RW.hold].lower()
+        n = len(RW.needle)
+        assert want is None or any(low.startswith(p) and low.find(RW.needle, 0, len(p) + n - 1) >= 0
+                                   for p, _ in _PREFIXES)
+        return
+    got = value if form == -1 else buf[s:a] + RW.replacements[form] + buf[b:e]
+    assert got == want
+
+
+def test_url_span_declines_where_rewrite_url_bytes_does() -> None:
+    for value in (b"\x1chttps://origin.example.com/", b"\xc2\xa0https://origin.example.com/"):
+        assert RW.rewrite_url_bytes(value) is None
+        assert RW.url_span(value, value.lower(), 0, len(value))[0] == -2
+    assert RW.url_span(b"  /a", b"  /a", 0, 4)[0] == -1
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=40), st.binary(min_size=1, max_size=4), st.integers(0, 45), st.integers(0, 45))
+def test_find_bytes_matches_find(buf: bytes, sub: bytes, a: int, b: int) -> None:
+    start, end = min(a, len(buf)), min(b, len(buf))
+    assert find_bytes(buf, sub, start, end) == buf.find(sub, start, end)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([b"srcset", b"imagesrcset", b"href", b"data"]), values, st.sampled_from(['"', "'", ""]),
+       st.sampled_from([b"img", b"object"]))
+def test_urls_spans_matches_urls_on_values(attr: bytes, value: str, quote: str, name: bytes) -> None:
+    """``urls_spans`` (srcset candidates split by hand) on one URL attribute: ``None`` or exactly
+    ``urls`` + ``Element.serialize``."""
+    tag = b"<" + name + b" x=1 " + attr + b"=" + (quote + value + quote).encode() + b">"
+    el = _element(tag)
+    if el is None:
+        return
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    got = rules.urls_spans(tag, tag.lower(), 0, el._astart, el._aend, len(tag), name)
+    rules.urls(el)
+    if got is not None:
+        assert got == el.serialize()
+
+
+CSS_PIECES = ["url(", "URL(", "Url(", " ", "\t", "\xa0", "\x1c", '"', "'", ")", ";", "background:",
+              "https://origin.example.com/a.png", "//ORIGIN.example.com/b", "https://other.example/c", "é", "x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(CSS_PIECES), max_size=16).map("".join))
+def test_css_urls_on_bytes_match_the_str_rule(value: str) -> None:
+    new = rewrite_css_urls_bytes(RW, value.encode())
+    if new is not None:  # None: only the str rule can decide (the caller falls back to it)
+        assert new == rewrite_css_urls(RW, value).encode()
+
+
+def test_style_attribute_takes_the_byte_path() -> None:
+    rules = SluicegateRules(RW, HtmlSettings(), inject=False, script_filter=None)
+    tag = b'<div class=c style="background:url(https://origin.example.com/t.png)">'
+    low = tag.lower()
+    out = rules.urls_raw(tag, low, 0, 4, len(tag) - 1, len(tag), b"div")
+    assert out == b'<div class=c style="background:url(https://www.example.com/t.png)">'
