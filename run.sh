@@ -59,6 +59,7 @@ setup_test_system() {
   command -v openssl >/dev/null 2>&1 || need+=(openssl)  # self-signed certificates for the TLS origin tests
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # teams: shared limit counters
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # teams: shared keys + ledger
+  command -v curl >/dev/null 2>&1 || need+=(curl)  # an h2-capable client for the TLS/ALPN tests
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
   if [ -x tests/node/setup.sh ]; then tests/node/setup.sh; fi
 }

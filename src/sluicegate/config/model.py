@@ -17,7 +17,9 @@ from sluicegate.config.images import ImageOptimizerSettings, check_route_profile
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
 from sluicegate.config.routes import RouteSettings, check_table
+from sluicegate.config.tls import TlsSettings
 from sluicegate.config.types import CidrList, Duration, FieldProblem, ListenAddress
+from sluicegate.config.websocket import WebSocketSettings
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,7 +42,8 @@ class ServerSettings(BaseModel):
     # SIGTERM: stop accepting, let in-flight requests finish for this long, then abort them (exit code 1).
     shutdown_timeout: Duration = Field(default=30.0, ge=0, le=86400)
     tls_certfile: str = ""  # serve HTTPS on the public listener (PEM certificate chain); both or neither
-    tls_keyfile: str = ""
+    tls_keyfile: str = ""  # (older names of [server.tls] cert_file / key_file)
+    tls: TlsSettings = TlsSettings()
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
 
     @field_validator("access_log")
@@ -64,6 +67,8 @@ class ServerSettings(BaseModel):
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             missing = "tls_keyfile" if self.tls_certfile else "tls_certfile"
             raise FieldProblem((missing,), "tls_certfile and tls_keyfile go together")
+        if self.tls_certfile and self.tls.cert_file:
+            raise FieldProblem(("tls_certfile",), "set [server.tls] cert_file or tls_certfile, not both")
         return self
 
 
@@ -91,12 +96,15 @@ class PublisherSettings(BaseModel):
     # a pointer to where it went (sluicegate.dev.buffered, used by `sluicegate bench stream-ab`).
     mode: str = "stream"
     verify_tls: bool = True
+    ca_file: str = ""  # PEM bundle the origin's certificate is verified against ("" = the system store)
     # Map what the browser sends back (query values, form bodies, Referer/Origin, cookie values) from
     # the public host to the origin's own (docs/round-trip.md). Off: the origin sees the public URLs.
     map_requests: bool = True
     # Other authorities of the same site (www/apex, internal names, a CDN host): rewritten exactly
     # like origin_url's authority. origin_host_header's value is added automatically.
     origin_aliases: AuthorityList = Field(default_factory=list)
+    # WebSocket upgrades proxied to the origin (publisher/websocket.py; bounds in [websocket]). Off: 403.
+    websocket: bool = True
     # [[publisher.routes]]: more backends by longest path prefix (config/routes.py, docs/routes.md);
     # origin_url above stays the fallback page route ("default").
     routes: list[RouteSettings] = Field(default_factory=list)
@@ -186,6 +194,8 @@ class TimeoutsSettings(BaseModel):
     first_byte: Duration = Field(default=30.0, gt=0)  # request sent -> response headers
     idle: Duration = Field(default=60.0, gt=0)  # between upstream body bytes
     origin_keepalive: Duration = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
+    # A client's request head (from connect, or a later request's first byte) must be complete within this.
+    client_header: Duration = Field(default=20.0, gt=0, le=3600)
 
 
 class CompressionSettings(BaseModel):
@@ -214,6 +224,7 @@ class Settings(BaseModel):
     event_loop: EventLoopSettings = EventLoopSettings()
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
+    websocket: WebSocketSettings = WebSocketSettings()
     image_optimizer: ImageOptimizerSettings = ImageOptimizerSettings()
 
     @model_validator(mode="after")

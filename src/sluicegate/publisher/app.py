@@ -119,6 +119,7 @@ class PublisherApp:
                 origin.port,
                 connect_timeout=self.timeouts.connect,
                 verify_tls=self.settings.publisher.verify_tls,
+                ca_file=self.settings.publisher.ca_file,
                 limit=self.limits.max_origin_connections,
                 keepalive_timeout=self.timeouts.origin_keepalive,
                 max_head_bytes=self.limits.max_origin_head_bytes,

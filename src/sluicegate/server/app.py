@@ -46,6 +46,11 @@ class SluicegateApp:
 
             self.inference = InferenceApp(settings)
         self.observer = Observer(settings)
+        self.websocket: Any = None  # upgrades go to publisher.websocket (server.worker hands it to uvicorn)
+        if settings.publisher.enabled:
+            from sluicegate.publisher.websocket import WebSocketProxy
+
+            self.websocket = WebSocketProxy(settings, self._other_face)
         self._started = False
         quiet_expected_aborts()
 
@@ -110,6 +115,12 @@ class SluicegateApp:
             await serve_lifespan(receive, send, self.startup, self.shutdown)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
+
+    def _other_face(self, scope: Scope) -> bool:
+        """A request for the first-party endpoints or the inference face (not a publisher route)."""
+        if self.first_party is not None and self.first_party.matches(scope["path"]):
+            return True
+        return self.inference is not None and bool(self.inference.matches(scope))
 
 
 def create_app() -> SluicegateApp:

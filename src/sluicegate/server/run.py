@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 
 from sluicegate.config import Settings
 from sluicegate.config.types import parse_listen
@@ -43,20 +42,16 @@ def _bind(what: str, host: str, port: int) -> socket.socket:
 
 
 def check_tls(settings: Settings) -> None:
-    srv = settings.server
-    if not srv.tls_certfile:
-        return
-    for key in ("tls_certfile", "tls_keyfile"):
-        path = getattr(srv, key)
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise StartupError(f"server.{key}: cannot read {path}: {exc.strerror or exc}") from None
+    """The certificate and key load and match (one line, exit code 2, when they do not)."""
+    from sluicegate.server.tls import TlsProblem, server_context
+    from sluicegate.upstream.tls import OriginTlsProblem, client_context
+
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(srv.tls_certfile, srv.tls_keyfile)
-    except (ssl.SSLError, ValueError) as exc:
-        raise StartupError(f"server.tls_certfile/tls_keyfile: not a usable certificate and key: {exc}") from None
+        server_context(settings.server)
+        if settings.publisher.ca_file:
+            client_context(ca_file=settings.publisher.ca_file)
+    except (TlsProblem, OriginTlsProblem) as exc:
+        raise StartupError(str(exc)) from None
 
 
 def serve(settings: Settings, config_path: str, text: str, *, workers: int) -> int:

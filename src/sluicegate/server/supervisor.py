@@ -223,7 +223,8 @@ class Supervisor:
         srv = self.gen.settings.server
         host = f"[{srv.host}]" if ":" in srv.host else srv.host
         log.info("sluicegate %s serving on %s://%s:%d with %d worker(s) (pid %d)%s", __version__,
-                 "https" if srv.tls_certfile else "http", host, self.sock.getsockname()[1], self.n_workers,
+                 "https" if (srv.tls_certfile or srv.tls.cert_file) else "http", host, self.sock.getsockname()[1],
+                 self.n_workers,
                  os.getpid(), f"; admin on http://{self.gen.settings.admin.listen}" if admin else "")
         while not self._stop_event.is_set():
             self._reap()
@@ -317,7 +318,16 @@ class Supervisor:
         except ValueError as exc:
             return self._refuse(f"{self.config_path}: {exc}")
         old = self.gen.settings
-        for key in ("host", "port", "tls_certfile", "tls_keyfile"):
+        from sluicegate.server.tls import TlsProblem, server_context
+
+        try:  # new workers load the certificate files afresh (renewed certificates): check them first
+            server_context(settings.server)
+        except TlsProblem as exc:
+            return self._refuse(str(exc))
+        if (settings.server.tls.cert_file or settings.server.tls_certfile) != (
+                old.server.tls.cert_file or old.server.tls_certfile):
+            log.warning("reload: TLS switched on/off or to other files: the new workers serve it, same port")
+        for key in ("host", "port"):
             if getattr(old.server, key) != getattr(settings.server, key) and key != "port":
                 log.warning("reload: server.%s changed: needs a restart; the listener keeps its old value", key)
         if old.server.port != settings.server.port and old.server.port != self.sock.getsockname()[1]:

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 
@@ -106,10 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     srv = settings.server
+    from sluicegate.server.h1guard import guarded_protocol
+
+    ws: Any = "none"  # upgrades on publisher routes: our frame-aware tunnel (publisher.websocket)
+    if app.websocket is not None:
+        from sluicegate.publisher.websocket import tunnel_protocol
+
+        ws = tunnel_protocol(app.websocket)
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.timeouts.client_header),  # httptools + a request-head deadline
         lifespan="on",
         access_log=False,  # ours: server.observe (one line per request, both faces)
         server_header=False,
@@ -118,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=srv.shutdown_timeout,  # type: ignore[arg-type]  # a float works (wait_for)
         log_config=None,
-        ssl_certfile=srv.tls_certfile or None,
-        ssl_keyfile=srv.tls_keyfile or None,
+        ws=ws,
     )
+    from sluicegate.server.tls import TlsProblem, server_context
+
+    try:
+        config.load()
+        config.ssl = server_context(srv)  # ours (TLS 1.2+, modern ciphers, ALPN), read fresh by every worker
+    except TlsProblem as exc:
+        print(f"sluicegate worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     sock = socket.socket(fileno=args.fd)
     server = WorkerServer(config, args.ready_fd)
     server.run(sockets=[sock])

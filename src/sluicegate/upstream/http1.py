@@ -53,6 +53,7 @@ from sluicegate.upstream.errors import (
     OriginProtocolError,
 )
 from sluicegate.upstream.proxy import Proxy, open_tunnel
+from sluicegate.upstream.tls import client_context
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -346,6 +347,7 @@ class OriginPool:
         high_water: int = 256 * 1024,
         server_name: str | None = None,
         tunnel: Proxy | None = None,
+        ca_file: str = "",
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.host = host.strip("[]")
@@ -361,10 +363,7 @@ class OriginPool:
         self.tunnel = tunnel  # connect through this proxy with CONNECT (upstream/proxy.py)
         self.ssl: ssl.SSLContext | None = None
         if scheme == "https":
-            self.ssl = ssl.create_default_context()
-            if not verify_tls:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
+            self.ssl = client_context(verify=verify_tls, ca_file=ca_file)  # SNI: server_name, below
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
