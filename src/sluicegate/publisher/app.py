@@ -40,6 +40,7 @@ from sluicegate.observability import metrics
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import coding, inbound
 from sluicegate.publisher import headers as hdr
+from sluicegate.publisher.failures import UpstreamFailed, public_reason
 from sluicegate.publisher.relay import Relay
 from sluicegate.upstream.errors import BodySourceStopped, OriginError
 from sluicegate.upstream.http1 import OriginPool, OriginResponse
@@ -48,24 +49,6 @@ log = logging.getLogger("sluicegate.publisher")
 
 _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
 _CACHED_HOSTS = 256  # per-(scheme, public host) rewriters and mappers kept; bounded for public_hosts = ["*"]
-
-# What a client is told when the origin failed before the response head (details go to the log only).
-_PUBLIC_REASON = {
-    "connect": "cannot connect to origin",
-    "first_byte_timeout": "origin did not answer in time",
-    "bad_response": "invalid response from origin",
-    "disconnected": "origin closed the connection",
-}
-
-
-class UpstreamFailed(Exception):
-    """The origin failed before the response head: answered with ``status``, logged and counted once."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-
 
 class PublisherApp:
     """The publisher face as an ASGI callable (``server.app`` dispatches to it)."""
@@ -235,7 +218,7 @@ class PublisherApp:
             log.warning("request %s: %s -> %d", request_id, exc, exc.status)
             if info is not None:
                 info.error = exc.kind
-            reason = _PUBLIC_REASON.get(exc.kind, "bad gateway" if exc.status == 502 else "origin failed")
+            reason = public_reason(exc, "origin", "origin", "bad gateway" if exc.status == 502 else "origin failed")
             await send_simple(send, exc.status, f"{reason} (request id {request_id})\n".encode(), rid)
         except asyncio.CancelledError:
             if not watch.disconnected:

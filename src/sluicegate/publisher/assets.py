@@ -51,6 +51,7 @@ from sluicegate.edge.headers import end_to_end
 from sluicegate.gate import bodiless_headers
 from sluicegate.observability import metrics
 from sluicegate.publisher import optimizer_seam
+from sluicegate.publisher.failures import UpstreamFailed, public_reason
 from sluicegate.publisher.relay import pass_through
 from sluicegate.publisher.s3sign import S3Signer
 from sluicegate.upstream.errors import OriginError
@@ -68,21 +69,6 @@ OUTBOUND_ALLOWLIST = frozenset({
 # backend response headers never relayed (besides hop-by-hop ones)
 RESPONSE_DROPPED = frozenset({"set-cookie", "strict-transport-security", "clear-site-data", "alt-svc"})
 ALLOW = "GET, HEAD"
-
-_PUBLIC_REASON = {
-    "connect": "cannot connect to the asset backend",
-    "first_byte_timeout": "asset backend did not answer in time",
-    "bad_response": "invalid response from the asset backend",
-    "disconnected": "asset backend closed the connection",
-}
-
-
-class _Failed(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-
 
 class AssetRoute:
     def __init__(self, route: RouteSettings, settings: Settings, environ: dict[str, str] | None = None) -> None:
@@ -198,9 +184,10 @@ class AssetRoute:
                     deadline.after(self.first_byte)
                     resp = await self._request(method, target, up_headers)
             except TimeoutError:
-                raise _Failed(504, "first_byte_timeout", f"no response head within {self.first_byte:g}s") from None
+                raise UpstreamFailed(504, "first_byte_timeout",
+                                     f"no response head within {self.first_byte:g}s") from None
             except OriginError as exc:
-                raise _Failed(502, exc.kind, str(exc)) from None
+                raise UpstreamFailed(502, exc.kind, str(exc)) from None
             waited = time.perf_counter() - started
             metrics.PUBLISHER_TTFB.observe(waited)
             if info is not None:
@@ -213,12 +200,12 @@ class AssetRoute:
                 await self._relay(resp, method, send, request_id, deadline)
             finally:
                 resp.release()
-        except _Failed as exc:
+        except UpstreamFailed as exc:
             metrics.publisher_error("before_commit", exc.kind).inc()
             log.warning("request %s: asset route %s: %s (%s)", request_id, self.name, exc, exc.kind)
             if info is not None:
                 info.error = exc.kind
-            reason = _PUBLIC_REASON.get(exc.kind, "asset backend failed")
+            reason = public_reason(exc, "asset backend", "the asset backend", "asset backend failed")
             await send_simple(send, exc.status, f"{reason} (request id {request_id})\n".encode(), rid)
         except asyncio.CancelledError:
             if watch.disconnected:
