@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sluicegate.bench import faultnet as fn
+from sluicegate.bench.suites import faultnet as fn
 from sluicegate.bench.suites.faults import Row, Server, Suite
 from sluicegate.bench.suites.soak import soak
 

@@ -51,26 +51,40 @@ CHAT_EVENTS = [_CHUNK.format(i=i).encode() for i in range(12)] + [
     b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n', b"data: [DONE]\n\n"]
 
 
-class FaultyOrigin:
+class _LocalServer:
+    """A 127.0.0.1 listener whose per-connection tasks are held until they end (a stalling connection's task
+    has no other reference and must not be collected mid-fault)."""
+
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.port = 0
-        self.requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=4096)
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0, backlog=4096)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
 
-    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:  # held (a stalling answer's task has no other reference)
+        if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        await self._conn(reader, writer)
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise RuntimeError("subclass must serve the connection")
+
+
+class FaultyOrigin(_LocalServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -202,28 +216,14 @@ class Mode:
     interval: float = 1.0  # trickle: seconds per byte
 
 
-class FaultProxy:
+class FaultProxy(_LocalServer):
     def __init__(self, target_port: int) -> None:
+        super().__init__()
         self.target_port = target_port
         self.mode = Mode()
-        self.server: asyncio.Server | None = None
-        self.port = 0
         self.faults = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0, backlog=4096)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
     async def _conn(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:  # held: a stalled connection's task must outlive its last reference elsewhere
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         try:
             orr, ow = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
