@@ -13,10 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from sluicegate.bench.browser import ChromiumMissing, find_chromium
-from sluicegate.bench.report import Progress
-from sluicegate.sitecheck.run import FORMS, CheckError, Options, base_url, check, local_proxy, reachable
-from sluicegate.sitecheck.sites import SiteError
+from sluicegate.sitecheck.sites import FORMS, SiteError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_check_site(args: argparse.Namespace) -> int:
     if args.pages < 1:
         print("check-site: --pages must be at least 1", file=sys.stderr)
+        return 2
+    try:  # the browser side needs the 'tools' extra (aiohttp): imported here so `sluicegate` starts without it
+        from sluicegate.bench.browser import ChromiumMissing, find_chromium
+        from sluicegate.bench.report import Progress
+        from sluicegate.sitecheck.run import CheckError, Options, base_url, check, local_proxy, reachable
+    except ImportError as exc:
+        print(f"check-site: {exc}", file=sys.stderr)
         return 2
     opts = Options(url=args.url, pages=args.pages, proxy_url=args.proxy_url, aliases=args.alias,
                    forms=args.forms, ignore=args.ignore, baseline=args.baseline, chromium=args.chromium,

@@ -27,8 +27,6 @@ from sluicegate.sitecheck.browser import Browser
 from sluicegate.sitecheck.compare import FormResult, PageResult, compare_form, compare_page, unstable_lines
 from sluicegate.sitecheck.sites import SiteMap
 
-FORMS = ("none", "get", "all")
-
 
 class CheckError(Exception):
     """A problem the user can fix (site unreachable, proxy did not start, browser missing)."""

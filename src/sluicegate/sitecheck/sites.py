@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+FORMS = ("none", "get", "all")  # which forms check-site submits on both sides
+
 SITE = "⟨site⟩"
 SCHEME = "⟨scheme⟩"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
