@@ -105,7 +105,7 @@ async def _statuses(urls: list[str], key: str, n: int) -> list[int]:
 
 
 def test_two_instances_enforce_one_limit_and_share_the_ledger(cluster: Cluster) -> None:
-    made = cluster.cli("keys", "create", "--config", str(cluster.cfg["fail_closed"]), "--name", "shared",
+    made = cluster.cli("keys", "create", "--config", str(cluster.cfg["fail_closed"]), "--name", "team-both",
                        "--rpm", "60")
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
@@ -116,14 +116,14 @@ def test_two_instances_enforce_one_limit_and_share_the_ledger(cluster: Cluster) 
     # the key made through one instance's config is listed through the other's: one PostgreSQL
     listed = cluster.cli("keys", "list", "--config", str(cluster.cfg["fail_open"]), "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [k["name"] for k in json.loads(listed.stdout)] == ["shared"]
+    assert [k["name"] for k in json.loads(listed.stdout)] == ["team-both"]
     deadline = time.monotonic() + 15
     while True:
         rows = usage_rows(cluster)
         if (rows and rows[0]["requests"] == 60) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert rows[0]["key"] == "shared" and rows[0]["requests"] == 60 and rows[0]["output_tokens"] > 0
+    assert rows[0]["key"] == "team-both" and rows[0]["requests"] == 60 and rows[0]["output_tokens"] > 0
 
 
 def usage_rows(cluster: Cluster) -> list[dict[str, Any]]:

@@ -121,13 +121,13 @@ def test_sqlite_streams_and_budget(tmp_path: Path) -> None:
 
 def _admit_in_child(path: str, n: int, q: Any) -> None:
     lim = SqliteLimits(Path(path), 5.0)
-    key = KeyRecord(id="shared", name="s", hint="h", rpm=60)
+    key = KeyRecord(id="team-both", name="s", hint="h", rpm=60)
 
     async def run() -> int:
         now = time.time()
         ok = 0
         for i in range(n):
-            ok += await lim.admit(key, _res(f"{os.getpid()}-{i}", key="shared"), now) is None
+            ok += await lim.admit(key, _res(f"{os.getpid()}-{i}", key="team-both"), now) is None
         return ok
 
     q.put(asyncio.run(run()))
