@@ -8,8 +8,9 @@ becomes once the head is out.
 Invariants:
 
 * **Bytes out as they arrive.** Nothing waits for the end of a body: PassThrough forwards every read;
-  Stream sends what each read produced (a mid-body pause sends what is ready at most every
-  ``_SEND_EVERY``; at most ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
+  Stream sends what each read produced (mid-body, a pause sends what is ready after
+  ``_SEND_EVERY_WORK`` of the response's own work or ``_SEND_MAX_GAP`` of wall time; at most
+  ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
   leaves with the end of the response (one write, not two, for a small body).
 * **Taps watch from the side, never delay bytes.** Metrics (bytes from the origin, rewrites, failures),
   the access log's byte count (``server.observe`` wraps ``send``) and the edge identity's Set-Cookie
@@ -59,14 +60,24 @@ from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
 
-_SEND_EVERY = 0.008  # s: mid-body output sent at a pause at most this often (pending output stays < 8 ms of work)
+# Mid-body output leaves at a pause once this response has done _SEND_EVERY_WORK of its own work since its
+# last send (or _SEND_MAX_GAP of wall time has passed: progress when many responses share the loop).
+# Paced by the response's own work, not the wall clock: each send costs a sync flush, a chunk, a socket
+# write and the client's wake-up (~0.1-0.3 ms of this worker's CPU), and a wall-clock pace multiplied the
+# sends per byte by the number of heavy responses sharing the loop (4 x 5 MiB: 640 writes instead of 40,
+# 7-14 % of the CPU; docs/fairness.md).
+_SEND_EVERY_WORK = 0.032  # s of this response's own work
+_SEND_MAX_GAP = 0.25  # s of wall time
 _MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
 
 
 class BodyWork:
     """One response's transform state: the stages, its CPU slice, and the bound on work without output."""
 
-    __slots__ = ("decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "slice", "unflushed")
+    __slots__ = (
+        "decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "sent_work", "slice",
+        "unflushed",
+    )
 
     def __init__(
         self, decoder: Decoder, processor: Transformer, encoder: Encoder, slice_: Slice, quiet_cap: int
@@ -80,6 +91,7 @@ class BodyWork:
         self.pending: list[bytes] = []  # encoded output not yet sent
         self.unflushed = False  # the encoder holds input not yet flushed
         self.last_send = 0.0  # perf_counter of the last mid-body send at a pause
+        self.sent_work = 0.0  # the slice's work_s() at that send
 
     async def feed(self, chunk: bytes, send: Send) -> None:
         """Decode -> process -> encode one read, piece by piece; between slices send what is ready and wait
@@ -103,10 +115,17 @@ class BodyWork:
                         f"(max_decoded_bytes_without_output={self.quiet_cap})",
                     )
             if sl.spent():
-                # What is ready leaves at a pause at most every _SEND_EVERY s: a sync flush and a socket write
-                # per 1 ms slice cost ~2 % of the transform's CPU; a client sees progress at >= 100 Hz anyway.
-                if (now := time.perf_counter()) - self.last_send >= _SEND_EVERY:
+                # What is ready leaves at a pause after _SEND_EVERY_WORK of this response's work (the first
+                # pause sends at once: bytes out early), never more than _SEND_MAX_GAP apart in wall time.
+                now = time.perf_counter()
+                work = sl.work_s(now)
+                if (
+                    work - self.sent_work >= _SEND_EVERY_WORK
+                    or now - self.last_send >= _SEND_MAX_GAP
+                    or len(pending) >= _MAX_PENDING_PIECES
+                ):
                     self.last_send = now
+                    self.sent_work = work
                     data = self.take()
                     if data:
                         await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -25,6 +25,15 @@ import time
 from sluicegate.observability import looplag
 
 _clock = time.perf_counter
+TURN_S = 0.032
+"""How much of its own work a response does, in slices, before the next heavy response gets the lane.
+
+Between slices the loop always runs (small requests, I/O, the disconnect watcher): the slice bounds how
+long the loop is held. The turn bounds how often the lane switches *between heavy responses*: each one has
+its own working set (the deflate state alone is ~260 KiB, plus the inflate window and the rewriter's),
+and switching every 1 ms slice evicted it from the CPU caches each time: four concurrent 5 MiB pages cost
+13-17 % more CPU than unsliced (~0.2 ms per switch on the shared machine; docs/fairness.md). Switching
+every 32 ms of work costs < 1 %, and heavy responses still share the worker round robin."""
 
 
 class WorkLane:
@@ -40,9 +49,14 @@ class WorkLane:
     def __len__(self) -> int:
         return len(self._waiters)
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self, *, keep: bool = False) -> None:
+        """Wait for the next turn of the loop that is ours: at the back of the queue, or at its front if
+        ``keep`` (the caller is within its turn: ``Slice`` keeps a response's turn for ``TURN_S`` of work)."""
         fut = self._loop.create_future()
-        self._waiters.append(fut)
+        if keep:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         if not self._armed:
             self._armed = True
             self._loop.call_soon(self._tick)
@@ -78,7 +92,7 @@ def lane_for(loop: asyncio.AbstractEventLoop) -> WorkLane:
 class Slice:
     """One response's CPU budget per loop turn. ``budget_s = 0`` disables pausing (spent() is never true)."""
 
-    __slots__ = ("_lane", "_started", "_until", "budget_s", "label", "pauses", "request_id")
+    __slots__ = ("_lane", "_started", "_turn_from", "_until", "budget_s", "label", "pauses", "request_id", "worked")
 
     def __init__(self, lane: WorkLane | None, budget_s: float, request_id: str, label: str) -> None:
         self._lane = lane if budget_s > 0 else None
@@ -86,6 +100,8 @@ class Slice:
         self.request_id = request_id
         self.label = label
         self.pauses = 0
+        self.worked = 0.0  # s of work in the stretches that ended (slices, reads' transforms); see work_s()
+        self._turn_from = 0.0  # work_s() when this response's current turn in the lane began
         self._started = _clock()
         self._until = self._started + budget_s if self._lane is not None else float("inf")
 
@@ -103,12 +119,21 @@ class Slice:
     def spent(self) -> bool:
         return _clock() >= self._until
 
+    def work_s(self, now: float) -> float:
+        """This response's own work so far (its slices' wall time, the current one up to ``now``): the
+        clock its sends are paced by, whatever the number of responses sharing the loop."""
+        return self.worked + (now - self._started)
+
     async def pause(self) -> None:
         lane = self._lane
         assert lane is not None
-        self._note(_clock())
+        now = _clock()
+        self._note(now)
         self.pauses += 1
-        await lane.wait_turn()
+        keep = self.worked - self._turn_from < TURN_S
+        if not keep:
+            self._turn_from = self.worked  # to the back of the queue; a new turn when the lane comes back
+        await lane.wait_turn(keep=keep)
         now = _clock()
         self._started = now
         self._until = now + self.budget_s
@@ -117,5 +142,8 @@ class Slice:
         self._note(_clock())
 
     def _note(self, now: float) -> None:
-        looplag.note_work(now - self._started, self.request_id, self.label)
+        stretch = now - self._started
+        self._started = now  # (a stretch is counted once)
+        self.worked += stretch
+        looplag.note_work(stretch, self.request_id, self.label)
 
