@@ -8,7 +8,7 @@ becomes once the head is out.
 Invariants:
 
 * **Bytes out as they arrive.** Nothing waits for the end of a body: PassThrough forwards every read;
-  Stream sends what each read produced (mid-body, a pause sends what is ready after
+  Stream sends what each read produced (and, mid-read, at the first pause, then after
   ``_SEND_EVERY_WORK`` of the response's own work or ``_SEND_MAX_GAP`` of wall time; at most
   ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
   leaves with the end of the response (one write, not two, for a small body).
@@ -60,14 +60,16 @@ from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
 
-# Mid-body output leaves at a pause once this response has done _SEND_EVERY_WORK of its own work since its
-# last send (or _SEND_MAX_GAP of wall time has passed: progress when many responses share the loop).
-# Paced by the response's own work, not the wall clock: each send costs a sync flush, a chunk, a socket
-# write and the client's wake-up (~0.1-0.3 ms of this worker's CPU), and a wall-clock pace multiplied the
-# sends per byte by the number of heavy responses sharing the loop (4 x 5 MiB: 640 writes instead of 40,
-# 7-14 % of the CPU; docs/fairness.md).
-_SEND_EVERY_WORK = 0.032  # s of this response's own work
-_SEND_MAX_GAP = 0.25  # s of wall time
+# Mid-body output leaves at the end of each origin read, whenever _MAX_PENDING_PIECES encoded pieces are held
+# (both as unsliced), at the first pause (bytes out early), and at a pause once this response has done
+# _SEND_EVERY_WORK of its own work since its last send or _SEND_MAX_GAP of wall time has passed. Not at
+# every pause: each send costs a sync flush (and compression), a chunk, a socket write and a wake-up of the
+# client, which on a crowded machine pre-empts the worker and costs it its caches (~1 ms of its CPU per
+# send measured at load 9-13). Sending at a wall-clock pace (it was every 8 ms) multiplied the sends per
+# byte by the number of heavy responses sharing the loop: 4 x 5 MiB made 641 writes instead of 40, and
+# cost 7-14 % of the CPU (docs/fairness.md).
+_SEND_EVERY_WORK = 0.1  # s of this response's own work
+_SEND_MAX_GAP = 1.0  # s of wall time (progress when many heavy responses share the loop)
 _MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
 
 
@@ -90,7 +92,7 @@ class BodyWork:
         self.quiet_cap = quiet_cap
         self.pending: list[bytes] = []  # encoded output not yet sent
         self.unflushed = False  # the encoder holds input not yet flushed
-        self.last_send = 0.0  # perf_counter of the last mid-body send at a pause
+        self.last_send = 0.0  # perf_counter of the last mid-body send (0: none yet)
         self.sent_work = 0.0  # the slice's work_s() at that send
 
     async def feed(self, chunk: bytes, send: Send) -> None:
@@ -115,26 +117,27 @@ class BodyWork:
                         f"(max_decoded_bytes_without_output={self.quiet_cap})",
                     )
             if sl.spent():
-                # What is ready leaves at a pause after _SEND_EVERY_WORK of this response's work (the first
-                # pause sends at once: bytes out early), never more than _SEND_MAX_GAP apart in wall time.
-                now = time.perf_counter()
-                work = sl.work_s(now)
-                if (
-                    work - self.sent_work >= _SEND_EVERY_WORK
-                    or now - self.last_send >= _SEND_MAX_GAP
-                    or len(pending) >= _MAX_PENDING_PIECES
-                ):
-                    self.last_send = now
-                    self.sent_work = work
-                    data = self.take()
-                    if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                if self._send_due():
+                    await self.send_ready(send)
                 await sl.pause()
             elif len(pending) >= _MAX_PENDING_PIECES:
                 # (unsliced, or a very fast transform): the output held is bounded all the same
-                data = self.take()
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                await self.send_ready(send)
+
+    def _send_due(self) -> bool:
+        if self.last_send == 0.0 or len(self.pending) >= _MAX_PENDING_PIECES:
+            return True
+        now = time.perf_counter()
+        return self.slice.work_s(now) - self.sent_work >= _SEND_EVERY_WORK or now - self.last_send >= _SEND_MAX_GAP
+
+    async def send_ready(self, send: Send) -> None:
+        """Send what is encoded so far (flushed), if anything."""
+        data = self.take()
+        if data:
+            now = time.perf_counter()
+            self.last_send = now
+            self.sent_work = self.slice.work_s(now)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
     def take(self) -> bytes:
         """Everything encoded so far, flushed so the client can decode it on arrival."""
@@ -282,9 +285,7 @@ class Relay:
                     await work.feed(chunk, send)
                     if resp.at_eof():
                         continue  # what is pending leaves with the end of the response (one write)
-                    data = work.take()
-                    if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                    await work.send_ready(send)
             final = work.tail()
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")
