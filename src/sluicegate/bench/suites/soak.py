@@ -79,17 +79,10 @@ async def _open_loop(port: int, host: str, seconds: float, rate: float, t0_wall:
 
 
 def _child(conn: Connection, job: tuple[Any, ...]) -> None:
-    kind, *params = job
-    try:
-        import uvloop
+    import uvloop  # a runtime dependency (the workers run on it)
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a runtime dependency
-        runner = asyncio.run
-    if kind == "max":
-        conn.send(runner(_closed_loop(*params)))
-    else:
-        conn.send(runner(_open_loop(*params)))
+    kind, *params = job
+    conn.send(uvloop.run(_closed_loop(*params) if kind == "max" else _open_loop(*params)))
     conn.close()
 
 
