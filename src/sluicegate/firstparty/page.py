@@ -56,7 +56,8 @@ class PageRewriting:
 
     def stage(self) -> Transformer:
         minter = UrlMinter(self.signer, self.domains, cache=self.cache, raw_cache=self.raw_cache)
-        return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes)
+        return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes,
+                          max_css_token_bytes=self.max_css_token_bytes)
 
     def wrap(self, processor: Transformer) -> Transformer:
         return chain(processor, self.stage())
