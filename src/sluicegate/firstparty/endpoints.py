@@ -47,11 +47,12 @@ from sluicegate.edge.deadline import Deadline
 from sluicegate.edge.headers import TrustedProxies, for_rewritten_body, strip_hop_by_hop
 from sluicegate.firstparty.fetch import ThirdPartyClient
 from sluicegate.firstparty.guard import AddressGuard, Refused, Resolver
-from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
+from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, declared_charset, proxied_html
 from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
 from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
 from sluicegate.pipeline.codecs import decoder_for, encoder_for, narrow_accept_encoding
+from sluicegate.pipeline.html.processor import charset_gate
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
 
@@ -281,12 +282,17 @@ class FirstPartyEndpoints:
         self, decision: gate.Decision, headers: list[tuple[str, str]], final: Target
     ) -> Transformer | None:
         assert self.signer is not None
-        ctype = gate.media_type(next((v for k, v in reversed(headers) if k.lower() == "content-type"), ""))
+        content_type = next((v for k, v in reversed(headers) if k.lower() == "content-type"), "")
+        ctype = gate.media_type(content_type)
         minter = UrlMinter(self.signer, self.allowed, base=final.url)
         html = self.settings.html
         if decision.kind is gate.Kind.HTML:
-            return proxied_html(minter, max_tag_bytes=html.max_tag_bytes, max_text_bytes=html.max_text_bytes,
-                                max_css_token_bytes=self.settings.first_party.max_css_token_bytes)
+            # behind the publisher pages' charset gate: UTF-16/32 documents pass unmodified
+            return charset_gate(
+                proxied_html(minter, max_tag_bytes=html.max_tag_bytes, max_text_bytes=html.max_text_bytes,
+                             max_css_token_bytes=self.settings.first_party.max_css_token_bytes),
+                declared_charset(content_type),
+            )
         if ctype == "text/css":
             return CssUrlStream(minter, self.settings.first_party.max_css_token_bytes)
         return None

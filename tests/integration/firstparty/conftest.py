@@ -112,7 +112,11 @@ def third_party_app(seen: Seen, port: int) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def utf16(request: web.Request) -> web.Response:
+        return web.Response(body=utf16_html(port), headers={"Content-Type": "text/html; charset=utf-16"})
+
     app.router.add_get("/creative.html", creative)
+    app.router.add_get("/utf16.html", utf16)
     app.router.add_get("/a.js", script)
     app.router.add_get("/page.html", page)
     app.router.add_get("/style.css", style)
@@ -138,6 +142,19 @@ def creative_html(port: int) -> str:
         f"<script>{' ' * 40000}var late='{tp}/late.js';</script>"
         f'<a href="javascript:alert(2)">j</a><img src="data:image/png;base64,AAAA"></body></html>'
     )
+
+
+def in_utf16le(ascii_text: str) -> str:
+    """The characters whose UTF-16LE bytes are ``ascii_text`` (even length): CJK text that an
+    ASCII parser would read as that markup."""
+    return "".join(chr(ord(ascii_text[i + 1]) << 8 | ord(ascii_text[i])) for i in range(0, len(ascii_text), 2))
+
+
+def utf16_html(port: int) -> bytes:
+    """A UTF-16LE document naming an allowed host, with characters whose bytes read ``<base href=x >``
+    in ASCII (what ``/proxy`` would remove): relayed byte for byte (the charset gate)."""
+    text = f'<script>u="http://cdn.fp.test:{port}/a.js"</script>{in_utf16le("<base href=x >")}'
+    return (text + f'<img src="http://cdn.fp.test:{port}/i">').encode("utf-16")
 
 
 def origin_app(seen: Seen, tp_port: int) -> web.Application:

@@ -10,7 +10,7 @@ import socket
 from urllib.parse import urlsplit
 
 from sluicegate.firstparty.signing import Signer
-from tests.integration.firstparty.conftest import K2, Env, creative_html
+from tests.integration.firstparty.conftest import K2, Env, creative_html, utf16_html
 
 SIGNER = Signer([K2.encode()], "/first-party", 300)
 
@@ -86,3 +86,9 @@ def test_proxied_creative_is_signed_as_it_streams(fp: Env) -> None:
     status, _, got = fp.get(js_src)
     assert status == 200 and got.startswith(b"console.log")
     assert fp.decoy.hits == 0
+
+
+def test_proxied_utf16_document_is_relayed_unmodified(fp: Env) -> None:
+    status, headers, body = fp.get(fp.sign(f"http://cdn.fp.test:{fp.tp_port}/utf16.html"))
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-16"
+    assert body == utf16_html(fp.tp_port)

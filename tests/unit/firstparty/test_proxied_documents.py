@@ -121,3 +121,24 @@ def test_long_script_over_max_text_bytes_is_still_signed() -> None:
     assert b'u="/first-party/proxy?url=' in out and b"far.js" not in out.split(b"url=")[0]
     got = out.split(b'u="')[1].split(b'"')[0].decode()
     assert parse_qs(urlsplit(got).query)["url"][0] == "https://cdn.third.example/far.js"
+
+
+def test_utf16_documents_pass_unmodified() -> None:
+    """The publisher pages' charset gate: a UTF-16 document (declared, or by its BOM) is not parsed
+    as ASCII markup (its characters may be the bytes of a tag: ``in_utf16le``)."""
+    from sluicegate.firstparty.markup import declared_charset
+    from sluicegate.pipeline.html.processor import charset_gate
+    from tests.integration.firstparty.conftest import in_utf16le
+
+    text = ('<script>u="https://cdn.third.example/a.js"</script><img src="https://cdn.third.example/i">'
+            + in_utf16le("<base href=x >") + in_utf16le('<img src="https://cdn.third.example/j" >'))
+    for charset, body in (("utf-16", text.encode("utf-16")), (None, text.encode("utf-16")),
+                          ("utf-16le", text.encode("utf-16le"))):
+        assert relay([body]) != body  # what the gate prevents
+        gated = charset_gate(proxied_html(minter(), max_tag_bytes=65536, max_text_bytes=1 << 20), charset)
+        out = b"".join(gated.feed(c) for c in cut(body, [1, 7, 40])) + gated.finish()
+        assert out == body, charset
+    assert declared_charset('text/html; charset="UTF-16"') == "utf-16"
+    assert declared_charset("text/html") is None
+    gated = charset_gate(proxied_html(minter(), max_tag_bytes=65536, max_text_bytes=1 << 20), "utf-8")
+    assert b"/first-party/proxy?url=" in gated.feed(text.encode()) + gated.finish()
