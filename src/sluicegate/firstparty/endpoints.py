@@ -47,7 +47,7 @@ from sluicegate.edge.deadline import Deadline
 from sluicegate.edge.headers import TrustedProxies, for_rewritten_body, strip_hop_by_hop
 from sluicegate.firstparty.fetch import ThirdPartyClient
 from sluicegate.firstparty.guard import AddressGuard, Refused, Resolver
-from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, declared_charset, proxied_html
+from sluicegate.firstparty.markup import CssUrlStream, UrlMinter, proxied_html
 from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url, load_keys, with_param
 from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
@@ -291,7 +291,7 @@ class FirstPartyEndpoints:
             return charset_gate(
                 proxied_html(minter, max_tag_bytes=html.max_tag_bytes, max_text_bytes=html.max_text_bytes,
                              max_css_token_bytes=self.settings.first_party.max_css_token_bytes),
-                declared_charset(content_type),
+                gate.charset_of(content_type),
             )
         if ctype == "text/css":
             return CssUrlStream(minter, self.settings.first_party.max_css_token_bytes)

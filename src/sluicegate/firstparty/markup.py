@@ -28,7 +28,6 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from email.message import Message
 from urllib.parse import urljoin
 
 from sluicegate.config.domains import DomainList
@@ -427,13 +426,6 @@ def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int,
 
 def chain(first: Transformer, second: Transformer) -> Transformer:
     return _Chain(first, second)
-
-
-def declared_charset(content_type: str) -> str | None:
-    """The ``charset`` parameter of a ``Content-Type`` value (lower-case), None when absent."""
-    msg = Message()
-    msg["content-type"] = content_type
-    return msg.get_content_charset()
 
 
 def proxied_html(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int,

@@ -17,11 +17,11 @@ from sluicegate.firstparty.markup import (
     RawKey,
     UrlMinter,
     chain,
-    declared_charset,
     install_page_rules,
     page_stage,
 )
 from sluicegate.firstparty.signing import Signer, load_keys
+from sluicegate.gate import charset_of
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.processor import charset_gate
@@ -70,4 +70,4 @@ class PageRewriting:
     def wrap(self, processor: Transformer, content_type: str = "") -> Transformer:
         """``processor`` then the rule as a second pass, behind the page's charset gate (a
         UTF-16/32 page passes both unmodified)."""
-        return chain(processor, charset_gate(self.stage(), declared_charset(content_type)))
+        return chain(processor, charset_gate(self.stage(), charset_of(content_type)))

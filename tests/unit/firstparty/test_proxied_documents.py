@@ -126,7 +126,7 @@ def test_long_script_over_max_text_bytes_is_still_signed() -> None:
 def test_utf16_documents_pass_unmodified() -> None:
     """The publisher pages' charset gate: a UTF-16 document (declared, or by its BOM) is not parsed
     as ASCII markup (its characters may be the bytes of a tag: ``in_utf16le``)."""
-    from sluicegate.firstparty.markup import declared_charset
+    from sluicegate.gate import charset_of
     from sluicegate.pipeline.html.processor import charset_gate
     from tests.integration.firstparty.conftest import in_utf16le
 
@@ -138,7 +138,6 @@ def test_utf16_documents_pass_unmodified() -> None:
         gated = charset_gate(proxied_html(minter(), max_tag_bytes=65536, max_text_bytes=1 << 20), charset)
         out = b"".join(gated.feed(c) for c in cut(body, [1, 7, 40])) + gated.finish()
         assert out == body, charset
-    assert declared_charset('text/html; charset="UTF-16"') == "utf-16"
-    assert declared_charset("text/html") is None
+    assert charset_of('text/html; charset="UTF-16"') == "utf-16" and charset_of("text/html") is None
     gated = charset_gate(proxied_html(minter(), max_tag_bytes=65536, max_text_bytes=1 << 20), "utf-8")
     assert b"/first-party/proxy?url=" in gated.feed(text.encode()) + gated.finish()
