@@ -34,7 +34,7 @@ from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.teams import PriceSettings
 from sluicegate.teams import metrics as tm
 from sluicegate.teams.backends import open_limits, open_state
-from sluicegate.teams.keys import KeyRecord, key_hash, load_pepper, looks_like_key, period_end, period_label
+from sluicegate.teams.keys import KeyHasher, KeyRecord, load_pepper, looks_like_key, period_end, period_label
 from sluicegate.teams.ledger import LedgerWriter
 from sluicegate.teams.store import Denied, KeyStore, LedgerStore, LimitStore, Reservation, StoreUnavailable
 
@@ -115,6 +115,7 @@ class Governor:
                                    batch_max=st.ledger_batch_max, interval=st.ledger_flush_interval,
                                    spool_max_bytes=st.spool_max_bytes, retention_days=st.ledger_retention_days)
         self._pepper: bytes | None = None
+        self._hasher: KeyHasher | None = None
         self._cache: dict[bytes, tuple[float, KeyRecord | None]] = {}
         self._active = False
         self._active_checked = -1e9
@@ -192,7 +193,9 @@ class Governor:
         return self._pepper
 
     async def _lookup(self, key: bytes) -> KeyRecord | None:
-        digest = key_hash(self.pepper(), key)
+        if self._hasher is None:
+            self._hasher = KeyHasher(self.pepper())
+        digest = self._hasher(key)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
