@@ -34,7 +34,7 @@ from sluicegate.teams.keys import KeyRecord
 from sluicegate.teams.store import Reservation
 
 LEASE_FRACTION = 8  # a lease takes at most 1/8 of what is left under each limit
-GRACE = 0.05  # seconds after a lease's end by which its holder must have returned it
+GRACE = 0.1  # seconds after a lease's end by which its holder must have returned it
 _SPEND = ("INSERT INTO spend (key_id, period, spent, reserved) VALUES (?, ?, ?, 0) ON CONFLICT (key_id, period) "
           "DO UPDATE SET spent = spent + excluded.spent, reserved = max(reserved - ?, 0)")
 
@@ -107,41 +107,48 @@ def _need(key: KeyRecord, res: Reservation) -> int:
 
 def grant(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: float, owner: str, lease_max: int,
           ttl: float, n: int, tokens: int, live: int, spent: float, reserved: float) -> Lease | None:
-    """Inside the admission transaction, after ``res`` was admitted exactly: lease more if far from every limit.
+    """Inside the admission transaction, once ``res`` passed the exact check: if the key is far from every
+    limit, admit ``res`` as the first admission of a new lease (written in its place) and return the lease.
 
-    ``n``/``tokens``/``live``/``reserved`` are the key's counters *including* ``res``."""
+    ``n``/``tokens``/``live``/``reserved`` are the key's counters as they are *with* ``res``."""
     if lease_max < 2 or key.model_limits:
         return None
-    slots = lease_max
+    more = lease_max - 1  # admissions the lease holds besides res
     need = max(_need(key, res), 1)
     if key.rpm:
-        slots = min(slots, (key.rpm - n) // LEASE_FRACTION)
+        more = min(more, (key.rpm - n) // LEASE_FRACTION)
     if key.tpm:
-        slots = min(slots, (key.tpm - tokens) // LEASE_FRACTION // need)
+        more = min(more, (key.tpm - tokens) // LEASE_FRACTION // need)
     streams = 0
     if key.max_streams:
-        streams = min(slots, (key.max_streams - live) // LEASE_FRACTION)
+        streams = min(more, (key.max_streams - live) // LEASE_FRACTION)
         if streams < 1:
             return None
     if key.budget is not None and res.cost > 0:
-        slots = min(slots, int((key.budget - spent - reserved) / LEASE_FRACTION / res.cost))
-    if slots < 2:
+        more = min(more, int((key.budget - spent - reserved) / LEASE_FRACTION / res.cost))
+    if more < 2:
         return None
+    slots = more + 1
     lease = Lease(os.urandom(8).hex(), key.id, res.period, now, now + ttl, time.monotonic() + ttl, slots,
-                  slots * need, slots * res.cost, streams, bool(key.rpm or key.tpm),
+                  slots * need, slots * res.cost, streams + 1 if key.max_streams else 0, bool(key.rpm or key.tpm),
                   bool(key.max_streams or key.budget is not None), key.budget is not None, row_ts=now + ttl)
     if lease.window:
         conn.execute("INSERT INTO hits (key_id, ts, req, tokens, n) VALUES (?, ?, ?, ?, ?)",
                      (key.id, lease.expires, lease.row, lease.tokens, slots))
-        conn.execute("UPDATE win SET n = n + ?, tokens = tokens + ? WHERE key_id = ?", (slots, lease.tokens, key.id))
+        conn.execute("INSERT INTO win VALUES (?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET n = n + excluded.n, "
+                     "tokens = tokens + excluded.tokens", (key.id, slots, lease.tokens))
     if lease.inflight:
         conn.execute("INSERT INTO inflight (key_id, req, pid, period, cost, n) VALUES (?, ?, ?, ?, ?, ?)",
-                     (key.id, lease.row, os.getpid(), res.period, lease.cost, streams))
-    if lease.budget and lease.cost:
-        conn.execute("UPDATE spend SET reserved = reserved + ? WHERE key_id = ? AND period = ?",
-                     (lease.cost, key.id, res.period))
+                     (key.id, lease.row, os.getpid(), res.period, lease.cost, lease.streams or slots))
+    if lease.budget:
+        conn.execute("INSERT INTO spend VALUES (?, ?, 0, ?) ON CONFLICT (key_id, period) "
+                     "DO UPDATE SET reserved = reserved + excluded.reserved", (key.id, res.period, lease.cost))
     conn.execute("INSERT INTO leases (key_id, id, owner, pid, expires) VALUES (?, ?, ?, ?, ?)",
                  (key.id, lease.id, owner, os.getpid(), lease.expires))
+    # res is the lease's first admission (so it settles in memory too)
+    lease.used, lease.used_tokens, lease.live, lease.live_cost, lease.last = 1, need, 1, res.cost, now
+    res.lease = lease
+    res.at = now
     return lease
 
 

@@ -378,12 +378,14 @@ def _admit_txn(conn: sqlite3.Connection, lim: SqliteLimits, key: KeyRecord, res:
     if denied is not None:
         return denied, None, others_live(conn, key.id, lim.owner, now)
     lease = grant(conn, key, res, now, lim.owner, lim.lease_max, lim.lease_ttl, *counters)
+    if lease is None:
+        _reserve(conn, key, res, now)
     return None, lease, 0.0
 
 
 def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation,
            now: float) -> tuple[Denied | None, tuple[int, int, int, float, float]]:
-    """Check and reserve; the key's own window, streams and budget counters after admission (for leases)."""
+    """Check; the key's own window, streams and budget counters as they would be with ``res`` (for leases)."""
     windows = key.windows(res.model)
     n_key = tokens_key = live = 0
     spent = reserved = 0.0
@@ -410,9 +412,15 @@ def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation,
         if spent + reserved + res.cost > key.budget or spent >= key.budget:
             return Denied("budget", 0.0, key.budget, spent + reserved), (0, 0, 0, 0.0, 0.0)
         reserved += res.cost
+    return None, (n_key, tokens_key, live, spent, reserved)
+
+
+def _reserve(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: float) -> None:
+    """Record one admitted request (no lease): its hits, its in-flight row, its budget reservation."""
+    if key.budget is not None:
         conn.execute("INSERT INTO spend VALUES (?, ?, 0, ?) ON CONFLICT (key_id, period) "
                      "DO UPDATE SET reserved = reserved + excluded.reserved", (key.id, res.period, res.cost))
-    for wid, _, tpm in windows:
+    for wid, _, tpm in key.windows(res.model):
         tokens = min(res.tokens, tpm) if tpm else res.tokens
         conn.execute("INSERT INTO hits (key_id, ts, req, tokens) VALUES (?, ?, ?, ?)", (wid, now, res.req, tokens))
         conn.execute("INSERT INTO win VALUES (?, 1, ?) ON CONFLICT (key_id) DO UPDATE SET n = n + 1, "
@@ -421,7 +429,6 @@ def _admit(conn: sqlite3.Connection, key: KeyRecord, res: Reservation,
         conn.execute("INSERT OR REPLACE INTO inflight (key_id, req, pid, period, cost) VALUES (?, ?, ?, ?, ?)",
                      (key.id, res.req, os.getpid(), res.period, res.cost))
     res.at = now
-    return None, (n_key, tokens_key, live, spent, reserved)
 
 
 def _settle(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:

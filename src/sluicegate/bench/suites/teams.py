@@ -173,11 +173,14 @@ async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, i
 async def ttfb_round(s: aiohttp.ClientSession, insts: list[Instance], n: int) -> dict[str, float]:
     """n sequential streams per instance, the order rotating every step; p50/p99 and minus ``off``."""
     out: dict[str, list[float]] = {i.name: [] for i in insts}
+    cpu0 = {i.name: cpu_s(i.proc.pid) for i in insts}
     for k in range(n):
         for j in range(len(insts)):
             inst = insts[(k + j) % len(insts)]
             out[inst.name].append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
     res: dict[str, float] = {}
+    for i in insts:  # server CPU per sequential stream: what the TTFB rounds cost each server (load-robust)
+        res[f"{i.name}_cpu_ms_per_stream"] = 1000 * (cpu_s(i.proc.pid) - cpu0[i.name]) / n
     for name, v in out.items():
         res[f"{name}_p50_ms"] = statistics.median(v)
         res[f"{name}_p99_ms"] = pct(v, 0.99)
@@ -186,6 +189,7 @@ async def ttfb_round(s: aiohttp.ClientSession, insts: list[Instance], n: int) ->
             sfx = "" if name == "on" else f"_{name}"
             res[f"added_p50_ms{sfx}"] = res[f"{name}_p50_ms"] - res["off_p50_ms"]
             res[f"added_p99_ms{sfx}"] = res[f"{name}_p99_ms"] - res["off_p99_ms"]
+            res[f"added_cpu_ms{sfx}"] = res[f"{name}_cpu_ms_per_stream"] - res["off_cpu_ms_per_stream"]
     return res
 
 
@@ -413,10 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     t, r, c, g = res["ttfb"], res["streams_per_s"], res["server_cpu_ms_per_stream"], res["governor_in_process"]
     print(f"added TTFB p50 {t['added_p50_ms']:.3f} ms (off {t['off_p50_ms']:.3f}, on {t['on_p50_ms']:.3f}); "
-          f"p99 {t['added_p99_ms']:.3f} ms")
+          f"p99 {t['added_p99_ms']:.3f} ms; server CPU per sequential stream +{t['added_cpu_ms']:.3f} ms")
     if "added_p50_ms_exact" in t:
         print(f"  without leases (one transaction per admission): added TTFB p50 {t['added_p50_ms_exact']:.3f} ms, "
-              f"p99 {t['added_p99_ms_exact']:.3f} ms")
+              f"p99 {t['added_p99_ms_exact']:.3f} ms; server CPU per sequential stream "
+              f"+{t['added_cpu_ms_exact']:.3f} ms")
     print(f"streams/s off {r['off']:.0f} on {r['on']:.0f} (ratio {r['ratio_on_off']:.3f}); server CPU/stream "
           f"off {c['off']:.3f} ms on {c['on']:.3f} ms (+{c['added']:.3f})")
     if "exact" in r:
