@@ -64,6 +64,7 @@ class Lease:
     last: float = 0.0  # store clock of the last admission under the lease
     row_ts: float = 0.0  # the hits row's ts (``expires`` until returned, then ``last``)
     returned: bool = False
+    late: tuple[int, int, float, float] = (0, 0, 0.0, 0.0)  # ended since returned: n, tokens - reserved, cost
     undo: tuple[float, bool] = field(default=(0.0, False))
 
     @property
@@ -93,7 +94,11 @@ class Lease:
         return True
 
     def settle(self, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:
-        """A lease request ended while the lease is still held: local bookkeeping only."""
+        """A lease request ended: local bookkeeping while the lease is held, else queued for ``settle_returned``."""
+        if self.returned:
+            n, d, res_cost, spent = self.late
+            self.late = (n + 1, d + (tokens - _need(key, res) if key.tpm else 0), res_cost + res.cost, spent + cost)
+            return
         if key.tpm:
             self.used_tokens += tokens - _need(key, res)
         self.live -= 1
@@ -188,21 +193,24 @@ def undo(lease: Lease) -> None:
     lease.row_ts, lease.returned = lease.undo
 
 
-def settle_returned(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, lease: Lease, tokens: int,
-                    cost: float) -> None:
-    """A lease request ended after its lease was returned: move the returned rows by this request."""
-    if key.tpm and lease.window:
-        d = tokens - _need(key, res)
-        if conn.execute("UPDATE hits SET tokens = tokens + ? WHERE key_id = ? AND ts = ? AND req = ?",
-                        (d, key.id, lease.row_ts, lease.row)).rowcount:
-            conn.execute("UPDATE win SET tokens = tokens + ? WHERE key_id = ?", (d, key.id))
+def settle_returned(conn: sqlite3.Connection, key: KeyRecord, lease: Lease) -> None:
+    """Requests of a returned lease that ended since the last transaction: move the returned rows by them
+    (one set of statements per lease, however many requests)."""
+    n, d, res_cost, cost = lease.late
+    lease.late = (0, 0, 0.0, 0.0)
+    if not n:
+        return
+    if key.tpm and lease.window and d and conn.execute(
+            "UPDATE hits SET tokens = tokens + ? WHERE key_id = ? AND ts = ? AND req = ?",
+            (d, key.id, lease.row_ts, lease.row)).rowcount:
+        conn.execute("UPDATE win SET tokens = tokens + ? WHERE key_id = ?", (d, key.id))
     gone = 0
     if lease.inflight:
-        gone = conn.execute("UPDATE inflight SET n = n - 1, cost = max(cost - ?, 0) WHERE key_id = ? AND req = ?",
-                            (res.cost, key.id, lease.row)).rowcount
+        gone = conn.execute("UPDATE inflight SET n = n - ?, cost = max(cost - ?, 0) WHERE key_id = ? AND req = ?",
+                            (n, res_cost, key.id, lease.row)).rowcount
         conn.execute("DELETE FROM inflight WHERE key_id = ? AND req = ? AND n <= 0", (key.id, lease.row))
-    if key.budget is not None:
-        conn.execute(_SPEND, (key.id, res.period, cost, res.cost if gone else 0.0))
+    if lease.budget:
+        conn.execute(_SPEND, (key.id, lease.period, cost, res_cost if gone else 0.0))
 
 
 def others_live(conn: sqlite3.Connection, key_id: str, owner: str, now: float) -> float:

@@ -203,6 +203,7 @@ class SqliteLimits:
         self._flush: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._leases: dict[str, Lease] = {}  # key id -> the lease this worker admits from
+        self._late: dict[str, tuple[KeyRecord, Lease]] = {}  # returned leases with requests ended since
         self._undo: list[Any] = []  # what to restore in memory if the current transaction rolls back
         self.stats = {"transactions": 0, "local": 0, "leases": 0, "waits": 0}
 
@@ -225,7 +226,7 @@ class SqliteLimits:
                 with contextlib.suppress(StoreUnavailable):
                     await self._txn(_return, self, lease)
         self._leases.clear()
-        if self._pending:
+        if self._pending or self._late:
             await self._txn(_nothing)
         if self._conn_ is not None:
             self._conn_.close()
@@ -250,10 +251,14 @@ class SqliteLimits:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.005)
         pending, self._pending = self._pending, []
+        late, self._late = self._late, {}
+        lates = [(key, lease, lease.late) for key, lease in late.values()]
         self.stats["transactions"] += 1
         try:
             for item in pending:
                 _settle(conn, *item)
+            for key, lease, _ in lates:
+                settle_returned(conn, key, lease)
             result = fn(conn, *args)
             conn.execute("COMMIT")
             self._undo.clear()
@@ -261,6 +266,9 @@ class SqliteLimits:
         except BaseException:
             conn.execute("ROLLBACK")
             self._pending[:0] = pending
+            for key, lease, counts in lates:  # (plus whatever ended meanwhile: nothing, no await in between)
+                lease.late = counts
+                self._late[lease.id] = (key, lease)
             for restore in reversed(self._undo):
                 restore()
             self._undo.clear()
@@ -307,17 +315,21 @@ class SqliteLimits:
 
     async def settle(self, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:
         lease: Lease | None = res.lease
-        if lease is not None and not lease.returned:
+        if lease is not None:
             lease.settle(key, res, tokens, cost)
-            return
-        if key.tpm or key.max_streams or key.budget is not None or key.model_limits:  # rpm-only: nothing
+            if not lease.returned:
+                return
+            self._late[lease.id] = (key, lease)
+        elif key.tpm or key.max_streams or key.budget is not None or key.model_limits:  # rpm-only: nothing
             self._pending.append((key, res, tokens, cost))
-            if self._flush is None:
-                self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_soon)
+        else:
+            return
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._flush_soon)
 
     def _flush_soon(self) -> None:
         self._flush = None
-        if self._pending:
+        if self._pending or self._late:
             task = asyncio.ensure_future(self._flush_now())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -432,9 +444,6 @@ def _reserve(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, now: fl
 
 
 def _settle(conn: sqlite3.Connection, key: KeyRecord, res: Reservation, tokens: int, cost: float) -> None:
-    if res.lease is not None:  # admitted from a lease that has been returned since
-        settle_returned(conn, key, res, res.lease, tokens, cost)
-        return
     for wid, _, tpm in key.windows(res.model):
         if not tpm:
             continue
