@@ -169,3 +169,45 @@ def test_limits_db_from_before_leases_is_upgraded(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "limits.db")
     assert db.execute("SELECT n FROM hits WHERE req = 'old'").fetchone()[0] == 1
     assert db.execute("SELECT total(n) FROM inflight").fetchone()[0] == 3
+
+
+def test_key_cache_revocation_bound(tmp_path: Path) -> None:
+    """A looked-up key is served from the worker's cache (no store read, HMAC with precomputed pads) for
+    key_cache_ttl; a disable or rotation is in force everywhere once that much time has passed."""
+    from sluicegate.config.model import Settings
+    from sluicegate.teams.governor import Governor, Refusal
+    from sluicegate.teams.manage import KeyAdmin
+
+    s = Settings.model_validate({"inference": {
+        "path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock", "base_url": "http://127.0.0.1:9/v1"}],
+        "models": [{"name": "fast", "targets": [{"provider": "m", "model": "mock-1"}]}],
+        "state": {"data_dir": str(tmp_path / "data")}, "teams": {"key_cache_ttl": 0.5}}})
+    admin = KeyAdmin(s.inference, {})
+    secret, _ = admin.create("a")
+    other, _ = admin.create("b")
+    gov = Governor(s.inference, {})
+    lookups = 0
+    by_hash = gov.keys.by_hash
+
+    def counting(digest: bytes) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return by_hash(digest)
+
+    gov.keys.by_hash = counting  # type: ignore[method-assign]
+
+    def auth(key: str) -> Any:
+        return asyncio.run(gov.authenticate({b"authorization": b"Bearer " + key.encode()}, "127.0.0.1"))
+
+    assert isinstance(auth(secret), KeyRecord)
+    for _ in range(100):
+        assert isinstance(auth(secret), KeyRecord)
+    assert lookups == 1  # one store read, then the cache
+    admin.set_enabled("a", False)
+    admin.rotate("b")
+    t0 = time.monotonic()
+    while isinstance(auth(secret), KeyRecord) or isinstance(auth(other), KeyRecord):
+        assert time.monotonic() - t0 < 0.5 + 0.2  # the bound: key_cache_ttl
+        time.sleep(0.02)
+    assert isinstance(auth(secret), Refusal) and auth(secret).status == 401
+    assert isinstance(auth(other), Refusal)
