@@ -28,6 +28,12 @@ is Debian nginx serving the pre-compressed files.
 
 Run: ``sluicegate bench fairness`` (about 4 minutes; ``--runs 1`` about 2)
   -> ``bench/results/publisher-fairness.json`` and ``bench/results/publisher-fairness.png``.
+
+``--ab N``: only the heavy-response throughput, sliced vs unsliced, measured more finely for a noisy machine:
+the sluicegate targets run side by side, and N sets of each heavy load alone alternate between them (order
+reversed every set); CPU is the worker tree's on-CPU nanoseconds (``/proc/<pid>/task/*/schedstat``, not
+10 ms ticks), and the worker's socket writes per set (``/proc/<pid>/io`` ``syscw``) are reported with it.
+-> ``bench/results/publisher-fairness-ab.json``.
 """
 
 from __future__ import annotations
@@ -456,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slice-ms", default="1,2", help="comma-separated [event_loop] slice_ms values, one target each")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--ab", type=int, default=0, metavar="N",
+                    help="only heavy-alone throughput: N alternated sets per load, sluicegate targets side by side")
     args = ap.parse_args(argv)
     if args.bomb_cap_mib <= 50:
         ap.error("--bomb-cap-mib must exceed 50: the cap applies to the 50 MiB page too")
@@ -464,6 +472,8 @@ def main(argv: list[str] | None = None) -> None:
     tools = lab.ensure_apt({"nginx": "nginx"})
     import tempfile
 
+    from sluicegate.bench.suites import fairness_ab
+
     with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, lab.Procs() as procs:
         LOADS["c: 1 gzip bomb"]["decoded_mib"] = args.bomb_cap_mib
         TARGETS[:] = [*(f"sliced-{float(ms):g}ms" for ms in args.slice_ms.split(",")), "unsliced", "nginx"]
@@ -471,7 +481,13 @@ def main(argv: list[str] | None = None) -> None:
         lab.log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
         sizes = bench.prepare()
         started = time.time()
-        rows = asyncio.run(measure(bench, args.runs))
+        if args.ab:
+            ab_rows = asyncio.run(fairness_ab.measure_ab(bench, args.ab))
+        else:
+            rows = asyncio.run(measure(bench, args.runs))
+    if args.ab:
+        fairness_ab.report(ab_rows, args, started, sizes)
+        return
     summary = summarize(rows)
     head = ["target | load", "small p50", "small p99", "small max", "lag p99 <=", "lag max <=", "busy p99 <=",
             "busy max <=", "heavy MiB/s", "MiB/cpu-s", "mixed MiB/s"]
