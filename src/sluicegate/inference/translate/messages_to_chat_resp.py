@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import STOP_TO_FINISH, anthropic_usage_to_chat, dumps
-from sluicegate.inference.translate.stream import DONE, PING, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event, dumps_ascii
 
 
 def _chat_id(msg_id: Any) -> str:
@@ -30,6 +30,7 @@ class MessagesToChat:
         "_finish",
         "_started",
         "_tools",
+        "_tpl",
         "_usage",
         "closed",
         "dropped",
@@ -47,6 +48,16 @@ class MessagesToChat:
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
         self._started = False
+        self._tpl = ("", "")  # a text chunk's frame around the escaped text (built at message_start)
+
+    def passes_text(self) -> bool:
+        return self._started and not self.closed
+
+    def text_frame(self, esc: str) -> str | None:
+        if not self._started or self.closed:
+            return None
+        head, tail = self._tpl
+        return head + esc + tail
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         c = dict(self._base)
@@ -101,6 +112,10 @@ class MessagesToChat:
             self._base["model"] = msg.get("model", "")
             self._usage.update(msg.get("usage") or {})
             self._started = True
+            # The text-delta template: exactly what _chunk({"content": text}) encodes to, split at the text.
+            head, _, tail = ("data: " + dumps_ascii(self._chunk({"content": "\x00"})) + "\n\n").partition(
+                '"content":"\\u0000"')
+            self._tpl = (head + '"content":"', '"' + tail)
             out.append(("", self._chunk({"role": "assistant", "content": ""})))
         elif typ == "message_delta":
             d = obj.get("delta") or {}

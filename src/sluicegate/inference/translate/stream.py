@@ -10,10 +10,21 @@ own usage figures (``usage``) and whether it sent an error event (``saw_error``)
 the upstream objects before any stage (the relay needs no second tap). Must not know about sockets,
 routing or request bodies.
 
-Per event, the costs are one regex search for the boundary, a split-free parse of the usual one-``data``-line
-block, one JSON decode (the C scanner directly: ``json.loads`` adds two regex passes and a few checks),
-the stages' dict work, and one JSON encode (one C encoder made once, not one per call as
-``JSONEncoder.encode`` does).
+Per event, the costs are one C ``find`` for the boundary, a split-free parse of the usual one-``data``-line
+block, then one of two paths:
+
+* the text-delta fast path (most events of a stream): the upstream event's exact common shape is matched by
+  one compiled regex (``ANTHROPIC_TEXT`` / ``CHAT_TEXT``), which also validates the JSON string it captures;
+  when every stage's state allows it (``passes_text`` / ``text_frame``), that still-escaped string is spliced
+  into the last stage's prebuilt client frame: no JSON decode, no dicts, no JSON encode. The frame is
+  carried as ``(RAW, text)``;
+* every other event: one JSON decode (the C scanner directly: ``json.loads`` adds two regex passes and a
+  few checks), the stages' dict work, and one JSON encode (one C encoder made once, not one per call as
+  ``JSONEncoder.encode`` does).
+
+Both paths give the same client events (tests compare them); only the escaping may differ (a spliced string
+keeps the provider's escaping, valid JSON either way). All events decoded from one upstream read leave in
+one ``bytes`` (one write); none is ever held back waiting for more input.
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring_ascii as _esc_ascii
 from typing import Any, Protocol
 
 from sluicegate.inference.sse import Usage, apply_usage
 
+RAW = "\x00raw"  # event name of an already-encoded client frame (a stage's text-delta template)
 DONE = "[DONE]"  # the chat-completions terminator, carried through stages as a payload
 PING = ": ping"  # a keep-alive (Anthropic ping, an SSE comment): a comment where the client has no ping event
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
@@ -56,7 +69,35 @@ def _make_dumps() -> Callable[[Any], str]:
 
 
 _dumps = _make_dumps()
+dumps_ascii = _dumps  # the encoder every client frame is built with (compact, ASCII)
+
+
+def escape(text: str) -> str:
+    """``text`` as the inside of a JSON string literal (the C escaper, without the quotes)."""
+    return _esc_ascii(text)[1:-1]
+
+
+# The contents of a JSON string literal, validated: any character but '"', '\\' and controls, or an escape.
+JSON_STR = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
+# An Anthropic text delta exactly as the Messages API sends it (anything else takes the general path).
+ANTHROPIC_TEXT = re.compile(
+    r'\{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":"(' + JSON_STR + r')"\}\}')
+# A chat-completions chunk carrying only text for choice 0: scalar top-level fields (id, object, created,
+# model, system_fingerprint, service_tier, obfuscation, "usage":null, ...; never an "error" and never a
+# usage object) around one choice whose delta is the content (an optional repeated role), no finish reason.
+_SCALAR_FIELD = r'"(?!error")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|false)'
+CHAT_TEXT = re.compile(
+    r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":"('
+    + JSON_STR + r')"\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,' + _SCALAR_FIELD + r')*\}')
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads_str(pieces: list[str]) -> str:
+    """The text of JSON-escaped string pieces (each a valid string literal's inside), decoded once."""
+    if not pieces:
+        return ""
+    text, _ = _scan('"' + "".join(pieces) + '"', 0)
+    return text  # type: ignore[no-any-return]
 
 
 def _loads(text: str) -> Any:
@@ -84,6 +125,15 @@ class Stage(Protocol):
     closed: bool  # the client stream has been terminated by this stage
 
     def event(self, name: str, obj: Any, out: list[Event]) -> None: ...
+
+    def passes_text(self) -> bool:
+        """As a stage before the last: a text delta now maps to exactly one text delta and nothing else."""
+        ...
+
+    def text_frame(self, esc: str) -> str | None:
+        """As the last stage: the client frame for a text delta whose JSON-escaped text is ``esc`` ("" when
+        nothing is to be sent), its state updated as ``event`` would; None when the state needs ``event``."""
+        ...
 
     def end(self, out: list[Event]) -> None: ...
 
@@ -166,7 +216,9 @@ def _parse_block(block: bytes) -> tuple[str, str] | None:
     return event, b"\n".join(data).decode("utf-8", "replace")
 
 
-def _chat_frame(obj: Any) -> str:
+def _chat_frame(name: str, obj: Any) -> str:
+    if name is RAW:
+        return obj  # type: ignore[no-any-return]
     if obj is DONE:
         return "data: [DONE]\n\n"
     if obj is PING:
@@ -174,29 +226,42 @@ def _chat_frame(obj: Any) -> str:
     return "data: " + _dumps(obj) + "\n\n"
 
 
+def _named_frame(name: str, obj: Any) -> str:
+    if name is RAW:
+        return obj  # type: ignore[no-any-return]
+    if obj is PING:
+        return ": ping\n\n"
+    if obj is DONE:
+        return ""
+    return "event: " + name + "\ndata: " + _dumps(obj) + "\n\n"
+
+
 def encode_chat(events: Sequence[Event]) -> bytes:
     """OpenAI framing: ``data: {json}`` per chunk, ``data: [DONE]`` at the end, keep-alives as comments."""
-    return "".join([_chat_frame(obj) for _, obj in events]).encode()
+    return "".join([_chat_frame(name, obj) for name, obj in events]).encode()
 
 
 def encode_named(events: Sequence[Event]) -> bytes:
     """Anthropic / Responses framing: ``event: name`` + ``data: {json}``; keep-alives as comments."""
-    return "".join([": ping\n\n" if obj is PING else "event: " + name + "\ndata: " + _dumps(obj) + "\n\n"
-                    for name, obj in events if obj is not DONE]).encode()
+    return "".join([_named_frame(name, obj) for name, obj in events]).encode()
 
 
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, through ``stages``. Bounded; any read split."""
 
-    __slots__ = ("_decoder", "_encode", "_stages", "_upstream_chat", "done", "events_in", "events_out",
-                 "saw_error", "usage")
+    __slots__ = ("_decoder", "_encode", "_fast", "_stages", "_text", "_upstream_chat", "done", "events_in",
+                 "events_out", "saw_error", "usage")
 
     def __init__(self, stages: Sequence[Stage], upstream_chat: bool, client_chat: bool,
-                 max_event_bytes: int = 1024 * 1024) -> None:
+                 max_event_bytes: int = 1024 * 1024, fast: bool = True) -> None:
         self._decoder = SseDecoder(max_event_bytes)
         self._stages = list(stages)
         self._upstream_chat = upstream_chat
         self._encode = encode_chat if client_chat else encode_named
+        # The text-delta fast path (``fast=False``: every event through the stages, for comparison).
+        self._fast = (CHAT_TEXT if upstream_chat else ANTHROPIC_TEXT).fullmatch if fast else None
+        self._text: Callable[[str], str | None] = (self._stages[0].text_frame if len(self._stages) == 1
+                                                   else self._chain_text)
         self.done = False  # the client stream has been terminated (by the upstream, finish or fail)
         self.events_in = 0
         self.events_out = 0
@@ -210,13 +275,28 @@ class StreamTranslator:
             out |= st.dropped
         return out
 
-    def _run(self, events: list[Event]) -> list[Event]:
-        for st in self._stages:
+    def _chain_text(self, esc: str) -> str | None:
+        stages = self._stages
+        for st in stages[:-1]:
+            if not st.passes_text():
+                return None
+        return stages[-1].text_frame(esc)
+
+    def _run(self, name: str, obj: Any, out: list[Event]) -> None:
+        """One decoded upstream event through every stage, the client's events appended to ``out``."""
+        stages = self._stages
+        if len(stages) == 1:
+            stages[0].event(name, obj, out)
+            return
+        events: list[Event] = [(name, obj)]
+        for st in stages[:-1]:
             nxt: list[Event] = []
-            for name, obj in events:
-                st.event(name, obj, nxt)
+            for n, o in events:
+                st.event(n, o, nxt)
             events = nxt
-        return events
+        last = stages[-1]
+        for n, o in events:
+            last.event(n, o, out)
 
     def _end(self) -> list[Event]:
         pending: list[Event] = []
@@ -228,27 +308,37 @@ class StreamTranslator:
             pending = nxt
         return pending
 
-    def _decode(self, raw: list[tuple[str, str]]) -> list[Event]:
-        events: list[Event] = []
+    def _decode(self, name: str, text: str) -> Event | None:
+        if text is PING:
+            return name, PING
+        if self._upstream_chat and text == DONE:
+            return name, DONE
+        try:
+            obj = _loads(text)
+        except ValueError:
+            return None  # not JSON: nothing any protocol defines; skipped like an unknown event
+        if '"usage"' in text:
+            apply_usage(self.usage, obj)
+        if "error" in text and (name == "error" or (isinstance(obj, dict) and (
+                "error" in obj or obj.get("type") == "error"))):
+            self.saw_error = True
+        return name, obj
+
+    def _translate(self, raw: list[tuple[str, str]]) -> list[Event]:
+        out: list[Event] = []
+        fast, text_frame = self._fast, self._text
         for name, text in raw:
-            if text is PING:
-                events.append((name, PING))
-                continue
-            if self._upstream_chat and text == DONE:
-                events.append((name, DONE))
-                continue
-            try:
-                obj = _loads(text)
-            except ValueError:
-                continue  # not JSON: nothing any protocol defines; skipped like an unknown event
-            if '"usage"' in text:
-                apply_usage(self.usage, obj)
-            if "error" in text and (name == "error" or (isinstance(obj, dict) and (
-                    "error" in obj or obj.get("type") == "error"))):
-                self.saw_error = True
-            events.append((name, obj))
+            if fast is not None and name != "error" and (m := fast(text)) is not None:
+                frame = text_frame(m.group(1))
+                if frame is not None:
+                    if frame:
+                        out.append((RAW, frame))
+                    continue
+            ev = self._decode(name, text)
+            if ev is not None:
+                self._run(ev[0], ev[1], out)
         self.events_in += len(raw)
-        return events
+        return out
 
     def feed(self, data: bytes) -> bytes:
         if self.done or not data:
@@ -256,7 +346,7 @@ class StreamTranslator:
         raw = self._decoder.feed(data)
         if not raw:
             return b""
-        out = self._run(self._decode(raw))
+        out = self._translate(raw)
         self.events_out += len(out)
         if self._stages[-1].closed:
             self.done = True
@@ -266,7 +356,7 @@ class StreamTranslator:
         """Upstream EOF: translate an unterminated last event, then end the client stream."""
         if self.done:
             return b""
-        out = self._run(self._decode(self._decoder.finish()))
+        out = self._translate(self._decoder.finish())
         if not self._stages[-1].closed:
             out += self._end()
         self.done = True
