@@ -89,6 +89,7 @@ _SCALAR_FIELD = r'"(?!error")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|f
 CHAT_TEXT = re.compile(
     r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":"('
     + JSON_STR + r')"\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,' + _SCALAR_FIELD + r')*\}')
+_JSON_STR_BYTES = re.compile(JSON_STR.encode())
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -149,10 +150,14 @@ class SseDecoder:
         self._buf = b""
         self.max_event_bytes = max_event_bytes
 
-    def feed(self, data: bytes) -> list[tuple[str, str]]:
+    def blocks(self, data: bytes) -> list[bytes]:
+        """The complete (non-empty) event blocks ``data`` ends, without their blank-line boundary."""
         held = len(self._buf)
+        if (not held and len(data) > 2 and data.find(b"\n\n") == len(data) - 2 and b"\r" not in data):
+            # The usual read: exactly one LF-framed event (one C find, one C scan).
+            return [data[:-2]]
         buf = self._buf + data if held else data
-        out: list[tuple[str, str]] = []
+        out: list[bytes] = []
         start = 0
         pos = max(0, held - 3)  # a boundary may straddle the previous read
         lf_only = b"\r" not in buf  # the usual framing: one C find per boundary instead of the regex
@@ -167,26 +172,37 @@ class SseDecoder:
                 if m is None:
                     break
                 end, nxt = m.start(), m.end()
-            block = buf[start:end]
+            if end > start:
+                out.append(buf[start:end])
             start = pos = nxt
-            if block:
-                ev = _parse_block(block)
-                if ev is not None:
-                    out.append(ev)
-                elif block[:1] == b":":
-                    out.append(("", PING))  # a keep-alive comment: the client gets its own kind
-        rest = buf[start:]
+        rest = buf[start:] if start else buf
         if len(rest) > self.max_event_bytes:
             self._buf = b""
             raise StreamOverflow(f"an upstream event exceeds {self.max_event_bytes} bytes")
         self._buf = rest
         return out
 
-    def finish(self) -> list[tuple[str, str]]:
-        """Whatever complete event is left without a final blank line (tolerated at EOF)."""
+    def feed(self, data: bytes) -> list[tuple[str, str]]:
+        """The complete events ``data`` ends, as ``(event name, data)``; an incomplete one is held."""
+        return [ev for block in self.blocks(data) if (ev := parse_block(block)) is not None]
+
+    def finish_block(self) -> bytes:
+        """Whatever is left without a final blank line (a complete last event is tolerated at EOF)."""
         rest, self._buf = self._buf, b""
-        ev = _parse_block(rest) if rest.strip() else None
+        return rest if rest.strip() else b""
+
+    def finish(self) -> list[tuple[str, str]]:
+        rest = self.finish_block()
+        ev = parse_block(rest) if rest else None
         return [ev] if ev is not None else []
+
+
+def parse_block(block: bytes) -> tuple[str, str] | None:
+    """One event block as ``(event name, data)``; a keep-alive comment as ``("", PING)``; else None."""
+    ev = _parse_block(block)
+    if ev is None and block[:1] == b":":
+        return "", PING  # a keep-alive comment: the client gets its own kind
+    return ev
 
 
 def _parse_block(block: bytes) -> tuple[str, str] | None:
@@ -249,8 +265,8 @@ def encode_named(events: Sequence[Event]) -> bytes:
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, through ``stages``. Bounded; any read split."""
 
-    __slots__ = ("_decoder", "_encode", "_fast", "_stages", "_text", "_upstream_chat", "done", "events_in",
-                 "events_out", "saw_error", "usage")
+    __slots__ = ("_decoder", "_encode", "_fast", "_head", "_stages", "_tail", "_text", "_upstream_chat", "done",
+                 "events_in", "events_out", "saw_error", "usage")
 
     def __init__(self, stages: Sequence[Stage], upstream_chat: bool, client_chat: bool,
                  max_event_bytes: int = 1024 * 1024, fast: bool = True) -> None:
@@ -260,6 +276,7 @@ class StreamTranslator:
         self._encode = encode_chat if client_chat else encode_named
         # The text-delta fast path (``fast=False``: every event through the stages, for comparison).
         self._fast = (CHAT_TEXT if upstream_chat else ANTHROPIC_TEXT).fullmatch if fast else None
+        self._head = self._tail = b""  # the learned text-delta block shape (empty: none yet)
         self._text: Callable[[str], str | None] = (self._stages[0].text_frame if len(self._stages) == 1
                                                    else self._chain_text)
         self.done = False  # the client stream has been terminated (by the upstream, finish or fail)
@@ -324,39 +341,75 @@ class StreamTranslator:
             self.saw_error = True
         return name, obj
 
-    def _translate(self, raw: list[tuple[str, str]]) -> list[Event]:
+    def _translate(self, blocks: list[bytes]) -> list[Event]:
         out: list[Event] = []
         fast, text_frame = self._fast, self._text
-        for name, text in raw:
+        head, tail = self._head, self._tail
+        n = 0
+        for block in blocks:
+            # The learned shape: this stream's text-delta block up to the text and after it (bytes compares).
+            if head and block.startswith(head) and block.endswith(tail) and len(block) >= len(head) + len(tail):
+                mid = block[len(head):len(block) - len(tail)]
+                if _JSON_STR_BYTES.fullmatch(mid) is not None:
+                    try:
+                        esc: str | None = mid.decode()
+                    except UnicodeDecodeError:
+                        esc = None  # not UTF-8: the general path decodes it as it always has
+                    if esc is not None and (frame := text_frame(esc)) is not None:
+                        n += 1
+                        if frame:
+                            out.append((RAW, frame))
+                        continue
+            ev = parse_block(block)
+            if ev is None:
+                continue
+            n += 1
+            name, text = ev
             if fast is not None and name != "error" and (m := fast(text)) is not None:
                 frame = text_frame(m.group(1))
                 if frame is not None:
+                    head, tail = self._learn(block, text, m)
                     if frame:
                         out.append((RAW, frame))
                     continue
-            ev = self._decode(name, text)
-            if ev is not None:
-                self._run(ev[0], ev[1], out)
-        self.events_in += len(raw)
+            dec = self._decode(name, text)
+            if dec is not None:
+                self._run(dec[0], dec[1], out)
+        self.events_in += n
         return out
+
+    def _learn(self, block: bytes, text: str, m: re.Match[str]) -> tuple[bytes, bytes]:
+        """Remember a matched text-delta block's bytes before and after the text: a later block that is the
+        same around a valid JSON string is then the same event shape (the pattern matched this one whole)."""
+        data = text.encode()
+        if b"\r" in block or not block.endswith(data):
+            return self._head, self._tail  # unusual framing (or bytes the decoder replaced): not learned
+        head = block[:len(block) - len(data)] + text[:m.start(1)].encode()
+        tail = text[m.end(1):].encode()
+        self._head, self._tail = head, tail
+        return head, tail
 
     def feed(self, data: bytes) -> bytes:
         if self.done or not data:
             return b""
-        raw = self._decoder.feed(data)
-        if not raw:
+        blocks = self._decoder.blocks(data)
+        if not blocks:
             return b""
-        out = self._translate(raw)
+        out = self._translate(blocks)
         self.events_out += len(out)
         if self._stages[-1].closed:
             self.done = True
+        if len(out) == 1 and out[0][0] is RAW:
+            frame: str = out[0][1]
+            return frame.encode()  # the usual result: one text delta's frame
         return self._encode(out)
 
     def finish(self) -> bytes:
         """Upstream EOF: translate an unterminated last event, then end the client stream."""
         if self.done:
             return b""
-        out = self._translate(self._decoder.finish())
+        rest = self._decoder.finish_block()
+        out = self._translate([rest] if rest else [])
         if not self._stages[-1].closed:
             out += self._end()
         self.done = True
