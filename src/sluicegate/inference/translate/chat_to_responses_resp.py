@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import chat_usage_to_responses
-from sluicegate.inference.translate.stream import DONE, PING, Event, dumps_ascii, escape, loads_str
+from sluicegate.inference.translate.stream import DONE, PING, RAW, Event, dumps_ascii, escape, loads_str
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -90,8 +90,12 @@ class ChatToResponses:
         self._started = True
         self._id = _resp_id(chunk.get("id"))
         self._model = chunk.get("model") or self._model
-        self._emit("response.created", {"response": self._snapshot("in_progress")}, out)
-        self._emit("response.in_progress", {"response": self._snapshot("in_progress")}, out)
+        # The same snapshot twice: encoded once, each frame as _emit(typ, {"response": ...}) would encode it.
+        resp = dumps_ascii(self._snapshot("in_progress"))
+        for typ in ("response.created", "response.in_progress"):
+            out.append((RAW, f'event: {typ}\ndata: {{"response":{resp},"type":"{typ}",'
+                             f'"sequence_number":{self._seq}}}\n\n'))
+            self._seq += 1
 
     def _open(self, item: dict[str, Any], out: list[Event]) -> dict[str, Any]:
         self._close_item(out)

@@ -48,7 +48,7 @@ class MessagesToChat:
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
         self._started = False
-        self._tpl = ("", "")  # a text chunk's frame around the escaped text (built at message_start)
+        self._tpl = ("", "")  # a text chunk's frame around the escaped text (built when first needed)
 
     def passes_text(self) -> bool:
         return self._started and not self.closed
@@ -57,6 +57,11 @@ class MessagesToChat:
         if not self._started or self.closed:
             return None
         head, tail = self._tpl
+        if not head:  # built at the first text delta (not on the way to the first byte)
+            # Exactly what _chunk({"content": text}) encodes to, split at the text.
+            head, _, tail = ("data: " + dumps_ascii(self._chunk({"content": "\x00"})) + "\n\n").partition(
+                '"content":"\\u0000"')
+            head, tail = self._tpl = (head + '"content":"', '"' + tail)
         return head + esc + tail
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -112,10 +117,6 @@ class MessagesToChat:
             self._base["model"] = msg.get("model", "")
             self._usage.update(msg.get("usage") or {})
             self._started = True
-            # The text-delta template: exactly what _chunk({"content": text}) encodes to, split at the text.
-            head, _, tail = ("data: " + dumps_ascii(self._chunk({"content": "\x00"})) + "\n\n").partition(
-                '"content":"\\u0000"')
-            self._tpl = (head + '"content":"', '"' + tail)
             out.append(("", self._chunk({"role": "assistant", "content": ""})))
         elif typ == "message_delta":
             d = obj.get("delta") or {}
