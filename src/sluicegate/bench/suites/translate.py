@@ -5,7 +5,10 @@ One command: ``sluicegate bench translate`` (about 2 minutes) -> ``bench/results
 and ``bench/results/translate.png``.
 
 1. In-process (pure CPU, ``time.process_time``): each sans-IO translator over a recorded-shape stream of
-   ~33 events fed one event per read, versus the relay's tap (``SseTap.split``) over the same bytes.
+   ~33 events fed one event per read, versus the relay's tap (``SseTap.split``) over the same bytes; and the
+   translation work on the way to the first byte (the request body, the first upstream read) and one text
+   delta. With ``--before``, each tree's figures come from a fresh process running this file with that tree's
+   ``src`` first on ``PYTHONPATH``.
 2. End to end: the mock provider (its own process, uvloop; 27 deltas, 1 ms apart) and the gateway (one
    uvicorn worker) as separate processes; this process is the load generator (raw HTTP/1.1 client). Scenarios:
    chat relay, Messages relay, chat client -> Anthropic provider, Anthropic client -> chat provider, Responses

@@ -344,6 +344,7 @@ class StreamTranslator:
     def _translate(self, blocks: list[bytes]) -> list[Event]:
         out: list[Event] = []
         fast, text_frame = self._fast, self._text
+        gate = '"content":"' if self._upstream_chat else '"text_delta"'
         head, tail = self._head, self._tail
         n = 0
         for block in blocks:
@@ -360,12 +361,15 @@ class StreamTranslator:
                         if frame:
                             out.append((RAW, frame))
                         continue
-            ev = parse_block(block)
+            ev = _parse_block(block)
             if ev is None:
-                continue
+                if block[:1] != b":":
+                    continue
+                ev = ("", PING)  # a keep-alive comment: the client gets its own kind
             n += 1
             name, text = ev
-            if fast is not None and name != "error" and (m := fast(text)) is not None:
+            if (fast is not None and gate in text and name != "error"  # (a C find first: most others skip the regex)
+                    and (m := fast(text)) is not None):
                 frame = text_frame(m.group(1))
                 if frame is not None:
                     head, tail = self._learn(block, text, m)
