@@ -1,6 +1,6 @@
-"""The text-delta fast path (a stage's prebuilt frame with the provider's escaped text spliced in) gives the
-same client events as the general path (decode, stages, encode), for every recorded-shape stream and for
-any text a provider may send; shapes it does not know take the general path."""
+"""The fast path for text and tool-argument deltas (a stage's prebuilt frame with the provider's escaped string
+spliced in) gives the same client events as the general path (decode, stages, encode), for every recorded-shape
+stream and for any text or arguments a provider may send; shapes it does not know take the general path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sluicegate.inference.protocol import Api
 from sluicegate.inference.translate import Ctx, StreamTranslator, route_for
-from sluicegate.inference.translate.stream import ANTHROPIC_TEXT, CHAT_TEXT
+from sluicegate.inference.translate.stream import ANTHROPIC_ARGS, ANTHROPIC_TEXT, CHAT_ARGS, CHAT_TEXT
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "translate"
 ROUTES = [(Api.CHAT, Api.MESSAGES), (Api.MESSAGES, Api.CHAT), (Api.RESPONSES, Api.CHAT),
@@ -88,6 +88,10 @@ def test_fast_path_is_taken_for_the_providers_text_deltas() -> None:
     mock_chat = ('{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1,"model":"m",'
                  '"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}],"usage":null}')
     assert CHAT_TEXT.fullmatch(mock_chat)
+    for name, pattern in (("anthropic_tools.sse", ANTHROPIC_ARGS), ("openai_tools.sse", CHAT_ARGS)):
+        datas = [line[6:].decode() for line in (DATA / name).read_bytes().split(b"\n")
+                 if line.startswith(b"data: ") and (b"input_json_delta" in line or b'{"arguments":' in line)]
+        assert datas and all(pattern.fullmatch(d) for d in datas), name
     # Taken for real: the fast path splices the provider's text as sent (raw UTF-8 here), the general path
     # re-encodes it as ASCII escapes.
     for client, upstream in ROUTES:
@@ -169,3 +173,96 @@ def test_any_text_gives_the_same_events_on_both_paths(texts: list[str], ascii_: 
         text = next(o["text"] for n, o in got if n == "response.output_text.done") if "".join(texts) else ""
         assert text == "".join(o["delta"] for n, o in got if n == "response.output_text.delta")
     assert text == "".join(texts)
+
+
+def _anthropic_tools(calls: list[list[str]], ascii_: bool, interleave: bool = False) -> bytes:
+    """Parallel tool_use blocks after a text block, one after the other (as the Messages API sends them)."""
+    def ev(obj: dict[str, Any]) -> bytes:
+        return (b"event: " + obj["type"].encode() + b"\ndata: "
+                + json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_).encode() + b"\n\n")
+    out = [ev({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                    "content": [], "model": "m", "usage": {"input_tokens": 3}}}),
+           ev({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+           ev({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}}),
+           ev({"type": "content_block_stop", "index": 0})]
+    for i, pieces in enumerate(calls):
+        out.append(ev({"type": "content_block_start", "index": i + 1, "content_block": {
+            "type": "tool_use", "id": f"toolu_{i}", "name": f"f{i}", "input": {}}}))
+        out += [ev({"type": "content_block_delta", "index": i + 1,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}}) for piece in pieces]
+        out.append(ev({"type": "content_block_stop", "index": i + 1}))
+    out += [ev({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}}),
+            ev({"type": "message_stop"})]
+    return b"".join(out)
+
+
+def _chat_tools(calls: list[list[str]], ascii_: bool, interleave: bool = False) -> bytes:
+    """Parallel tool calls: each opened then its arguments, or (``interleave``) all opened, then their argument
+    pieces round-robin (some OpenAI-compatible servers)."""
+    def ev(obj: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=ascii_).encode() + b"\n\n"
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return ev({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                   "usage": None})
+    def opening(i: int) -> bytes:
+        return chunk({"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                      "function": {"name": f"f{i}", "arguments": ""}}]})
+
+    def piece(i: int, text: str) -> bytes:
+        return chunk({"tool_calls": [{"index": i, "function": {"arguments": text}}]})
+    out = [chunk({"role": "assistant", "content": "ok"})]
+    if interleave:
+        out += [opening(i) for i in range(len(calls))]
+        out += [piece(i, pieces[j]) for j in range(max(map(len, calls), default=0))
+                for i, pieces in enumerate(calls) if j < len(pieces)]
+    else:
+        for i, pieces in enumerate(calls):
+            out += [opening(i)] + [piece(i, p) for p in pieces]
+    out += [chunk({}, "tool_calls"),
+            ev({**base, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}),
+            b"data: [DONE]\n\n"]
+    return b"".join(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(calls=st.lists(st.lists(st.text(max_size=10), max_size=5), min_size=1, max_size=3), ascii_=st.booleans(),
+       route=st.sampled_from(ROUTES), cut=st.integers(min_value=0, max_value=10_000), interleave=st.booleans())
+def test_any_tool_arguments_give_the_same_events_on_both_paths(calls: list[list[str]], ascii_: bool,
+                                                               route: tuple[Api, Api], cut: int,
+                                                               interleave: bool) -> None:
+    client, upstream = route
+    # (Responses output items are sequential: interleaved chat calls are for the Messages client only.)
+    interleave = interleave and client is Api.MESSAGES
+    data = (_anthropic_tools if upstream is Api.MESSAGES else _chat_tools)(calls, ascii_, interleave)
+    cut %= len(data) + 1
+    fast, slow = both(client, upstream, [data[:cut], data[cut:]])
+    got = events(fast)
+    assert got == events(slow)
+    # each call's arguments arrive whole, in order, on its own index
+    args: dict[int, str] = {}
+    if client is Api.CHAT:
+        for _, o in got:
+            for ch in (o.get("choices") or []) if isinstance(o, dict) else []:
+                for tc in ch["delta"].get("tool_calls") or []:
+                    args[tc["index"]] = args.get(tc["index"], "") + tc["function"].get("arguments", "")
+    elif client is Api.MESSAGES:
+        blocks = [o["index"] for n, o in got if n == "content_block_start" and o["content_block"]["type"] == "tool_use"]
+        for n, o in got:
+            if n == "content_block_delta" and o["delta"]["type"] == "input_json_delta":
+                args[o["index"]] = args.get(o["index"], "") + o["delta"]["partial_json"]
+        args = {i: args.get(b, "") for i, b in enumerate(blocks)}
+    else:
+        done = {o["item"]["call_id"]: o["item"]["arguments"] for n, o in got
+                if n == "response.output_item.done" and o["item"]["type"] == "function_call"}
+        args = {i: done[cid] for i, cid in enumerate(sorted(done))}
+    assert args == {i: "".join(p) for i, p in enumerate(calls)}
+
+
+def test_tool_argument_fast_path_is_taken() -> None:
+    calls = [["{\"city\": \"Zürich\"", "}"], ["{\"q\": \"ünï\"}"]]
+    for client, upstream in ROUTES:
+        data = (_anthropic_tools if upstream is Api.MESSAGES else _chat_tools)(calls, False)
+        fast, slow = both(client, upstream, [data])
+        assert "Zürich".encode() in fast and "Zürich".encode() not in slow, (client, upstream)

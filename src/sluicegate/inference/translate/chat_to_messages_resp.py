@@ -63,6 +63,18 @@ class ChatToMessages:
             return ""
         return self._text_head + esc + '"}}\n\n'
 
+    def passes_args(self, index: int) -> int | None:
+        return None  # always the last stage
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        idx = self._tool_blocks.get(index)
+        if idx is None or self.closed:
+            return None  # a new call opens its block on the general path
+        if not esc:
+            return ""
+        return ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                f'{idx},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}\n\n')
+
     def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
         self._started = True
         msg: dict[str, Any] = {"id": _msg_id(chunk.get("id")), "type": "message", "role": "assistant", "content": [],

@@ -72,6 +72,22 @@ class ChatToResponses:
         return (f'{self._text_head}{esc}","logprobs":[],"type":"response.output_text.delta",'
                 f'"sequence_number":{seq}}}\n\n')
 
+    def passes_args(self, index: int) -> int | None:
+        return None  # always the last stage
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        item = self._calls.get(index)
+        if item is None or self.closed:
+            return None  # a new call opens its item on the general path
+        if not esc:
+            return ""
+        item["arguments"] += loads_str([esc])
+        seq = self._seq
+        self._seq = seq + 1
+        return (f'event: response.function_call_arguments.delta\ndata: {{"item_id":{dumps_ascii(item["id"])},'
+                f'"output_index":{self._output.index(item)},"delta":"{esc}",'
+                f'"type":"response.function_call_arguments.delta","sequence_number":{seq}}}\n\n')
+
     def _joined(self) -> str:
         """The open item's text (its pieces are kept JSON-escaped: a fast-path delta is never decoded)."""
         return loads_str(self._text)

@@ -10,17 +10,19 @@ own usage figures (``usage``) and whether it sent an error event (``saw_error``)
 the upstream objects before any stage (the relay needs no second tap). Must not know about sockets,
 routing or request bodies.
 
-Per event, the costs are one C ``find`` for the boundary, a split-free parse of the usual one-``data``-line
-block, then one of two paths:
+Per event, the costs are one C ``find`` for the boundary, then one of two paths:
 
-* the text-delta fast path (most events of a stream): the upstream event's exact common shape is matched by
-  one compiled regex (``ANTHROPIC_TEXT`` / ``CHAT_TEXT``), which also validates the JSON string it captures;
-  when every stage's state allows it (``passes_text`` / ``text_frame``), that still-escaped string is spliced
-  into the last stage's prebuilt client frame: no JSON decode, no dicts, no JSON encode. The frame is
-  carried as ``(RAW, text)``;
-* every other event: one JSON decode (the C scanner directly: ``json.loads`` adds two regex passes and a
-  few checks), the stages' dict work, and one JSON encode (one C encoder made once, not one per call as
-  ``JSONEncoder.encode`` does).
+* the fast path for text and tool-argument deltas (most events of a stream): the upstream event's exact
+  common shape is matched by one compiled regex (``ANTHROPIC_TEXT`` / ``CHAT_TEXT``, ``ANTHROPIC_ARGS`` /
+  ``CHAT_ARGS``), which also validates the JSON string it captures; when every stage's state allows it
+  (``passes_text`` / ``text_frame``, ``passes_args`` / ``args_frame``), that still-escaped string is spliced
+  into the last stage's prebuilt client frame: no JSON decode, no dicts, no JSON encode. The frame is carried
+  as ``(RAW, text)``. The matched block's bytes before and after the string are then learned: a later block
+  that is the same around a valid JSON string (bytes compares + one bytes regex, strict UTF-8) is that event
+  again with another string, so it skips even the SSE line parse and the regex over the whole event;
+* every other event: a split-free parse of the usual one-``data``-line block, one JSON decode (the C scanner
+  directly: ``json.loads`` adds two regex passes and a few checks), the stages' dict work, and one JSON
+  encode (one C encoder made once, not one per call as ``JSONEncoder.encode`` does).
 
 Both paths give the same client events (tests compare them); only the escaping may differ (a spliced string
 keeps the provider's escaping, valid JSON either way). All events decoded from one upstream read leave in
@@ -29,6 +31,7 @@ one ``bytes`` (one write); none is ever held back waiting for more input.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -90,6 +93,14 @@ CHAT_TEXT = re.compile(
     r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":"('
     + JSON_STR + r')"\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,' + _SCALAR_FIELD + r')*\}')
 _JSON_STR_BYTES = re.compile(JSON_STR.encode())
+# Tool-call argument deltas: Anthropic input_json_delta, and a chat chunk carrying only one call's arguments.
+ANTHROPIC_ARGS = re.compile(
+    r'\{"type":"content_block_delta","index":(\d+),"delta":\{"type":"input_json_delta","partial_json":"('
+    + JSON_STR + r')"\}\}')
+CHAT_ARGS = re.compile(
+    r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{"tool_calls":\[\{"index":(\d+),'
+    r'"function":\{"arguments":"(' + JSON_STR + r')"\}\}\]\}(?:,"logprobs":null)?,"finish_reason":null\}\]'
+    r'(?:,' + _SCALAR_FIELD + r')*\}')
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -134,6 +145,16 @@ class Stage(Protocol):
     def text_frame(self, esc: str) -> str | None:
         """As the last stage: the client frame for a text delta whose JSON-escaped text is ``esc`` ("" when
         nothing is to be sent), its state updated as ``event`` would; None when the state needs ``event``."""
+        ...
+
+    def passes_args(self, index: int) -> int | None:
+        """As a stage before the last: the next protocol's tool-call index a tool-arguments delta at upstream
+        ``index`` maps to (exactly one delta and nothing else), or None when the state needs ``event``."""
+        ...
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        """As the last stage: the client frame for a tool-arguments delta (tool call / block ``index`` of its
+        input protocol, JSON-escaped arguments ``esc``); "" when nothing is sent; None when ``event`` must."""
         ...
 
     def end(self, out: list[Event]) -> None: ...
@@ -262,11 +283,15 @@ def encode_named(events: Sequence[Event]) -> bytes:
     return "".join([_named_frame(name, obj) for name, obj in events]).encode()
 
 
+_Shape = tuple[bytes, bytes, Callable[[str], "str | None"]]  # (head, tail, the frame for the string)
+_Match = Callable[[str], "re.Match[str] | None"]
+
+
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out, through ``stages``. Bounded; any read split."""
 
-    __slots__ = ("_decoder", "_encode", "_fast", "_head", "_stages", "_tail", "_text", "_upstream_chat", "done",
-                 "events_in", "events_out", "saw_error", "usage")
+    __slots__ = ("_args", "_decoder", "_encode", "_fast", "_learned", "_shapes", "_stages", "_text",
+                 "_upstream_chat", "done", "events_in", "events_out", "saw_error", "usage")
 
     def __init__(self, stages: Sequence[Stage], upstream_chat: bool, client_chat: bool,
                  max_event_bytes: int = 1024 * 1024, fast: bool = True) -> None:
@@ -274,11 +299,18 @@ class StreamTranslator:
         self._stages = list(stages)
         self._upstream_chat = upstream_chat
         self._encode = encode_chat if client_chat else encode_named
-        # The text-delta fast path (``fast=False``: every event through the stages, for comparison).
-        self._fast = (CHAT_TEXT if upstream_chat else ANTHROPIC_TEXT).fullmatch if fast else None
-        self._head = self._tail = b""  # the learned text-delta block shape (empty: none yet)
-        self._text: Callable[[str], str | None] = (self._stages[0].text_frame if len(self._stages) == 1
-                                                   else self._chain_text)
+        # The fast path's patterns (``fast=False``: every event through the stages, for comparison):
+        # (C-find gate, full pattern) for text deltas, then for tool-argument deltas.
+        pats = ((CHAT_TEXT, '"content":"'), (CHAT_ARGS, '"arguments":"')) if upstream_chat else (
+            (ANTHROPIC_TEXT, '"text_delta"'), (ANTHROPIC_ARGS, '"input_json_delta"'))
+        self._fast: tuple[tuple[str, _Match], ...] = tuple((gate, pat.fullmatch) for pat, gate in pats) if fast else ()
+        # The learned block shapes (bytes before / after the escaped string, and where the string goes): the
+        # last text delta's and the last tool-arguments delta's (the call index is part of its bytes).
+        self._learned: list[_Shape | None] = [None, None]  # [text delta, tool-arguments delta]
+        self._shapes: list[_Shape] = []  # the learned ones
+        one = len(self._stages) == 1
+        self._text: Callable[[str], str | None] = self._stages[0].text_frame if one else self._chain_text
+        self._args: Callable[[int, str], str | None] = self._stages[0].args_frame if one else self._chain_args
         self.done = False  # the client stream has been terminated (by the upstream, finish or fail)
         self.events_in = 0
         self.events_out = 0
@@ -298,6 +330,15 @@ class StreamTranslator:
             if not st.passes_text():
                 return None
         return stages[-1].text_frame(esc)
+
+    def _chain_args(self, index: int, esc: str) -> str | None:
+        stages = self._stages
+        for st in stages[:-1]:
+            nxt = st.passes_args(index)
+            if nxt is None:
+                return None
+            index = nxt
+        return stages[-1].args_frame(index, esc)
 
     def _run(self, name: str, obj: Any, out: list[Event]) -> None:
         """One decoded upstream event through every stage, the client's events appended to ``out``."""
@@ -343,36 +384,35 @@ class StreamTranslator:
 
     def _translate(self, blocks: list[bytes]) -> list[Event]:
         out: list[Event] = []
-        fast, text_frame = self._fast, self._text
-        gate = '"content":"' if self._upstream_chat else '"text_delta"'
-        head, tail = self._head, self._tail
+        shapes, fast = self._shapes, self._fast
         n = 0
         for block in blocks:
-            # The learned shape: this stream's text-delta block up to the text and after it (bytes compares).
-            if head and block.startswith(head) and block.endswith(tail) and len(block) >= len(head) + len(tail):
-                mid = block[len(head):len(block) - len(tail)]
-                if _JSON_STR_BYTES.fullmatch(mid) is not None:
-                    try:
-                        esc: str | None = mid.decode()
-                    except UnicodeDecodeError:
-                        esc = None  # not UTF-8: the general path decodes it as it always has
-                    if esc is not None and (frame := text_frame(esc)) is not None:
-                        n += 1
-                        if frame:
-                            out.append((RAW, frame))
-                        continue
+            n += 1
+            frame: str | None = None
+            # A learned shape: the same bytes around a valid JSON string is the same event with another string.
+            for head, tail, where in shapes:
+                if block.startswith(head) and block.endswith(tail) and len(block) >= len(head) + len(tail):
+                    mid = block[len(head):len(block) - len(tail)]
+                    if _JSON_STR_BYTES.fullmatch(mid) is not None:
+                        try:
+                            frame = where(mid.decode())
+                        except UnicodeDecodeError:
+                            pass  # not UTF-8: the general path decodes it as it always has
+                    break
+            if frame is not None:
+                if frame:
+                    out.append((RAW, frame))
+                continue
             ev = _parse_block(block)
             if ev is None:
                 if block[:1] != b":":
+                    n -= 1
                     continue
                 ev = ("", PING)  # a keep-alive comment: the client gets its own kind
-            n += 1
             name, text = ev
-            if (fast is not None and gate in text and name != "error"  # (a C find first: most others skip the regex)
-                    and (m := fast(text)) is not None):
-                frame = text_frame(m.group(1))
+            if fast and name != "error":
+                frame = self._match(block, text)
                 if frame is not None:
-                    head, tail = self._learn(block, text, m)
                     if frame:
                         out.append((RAW, frame))
                     continue
@@ -382,16 +422,37 @@ class StreamTranslator:
         self.events_in += n
         return out
 
-    def _learn(self, block: bytes, text: str, m: re.Match[str]) -> tuple[bytes, bytes]:
-        """Remember a matched text-delta block's bytes before and after the text: a later block that is the
-        same around a valid JSON string is then the same event shape (the pattern matched this one whole)."""
+    def _match(self, block: bytes, text: str) -> str | None:
+        """The fast path's frame for an event of a known shape (learning its block shape), else None."""
+        (tgate, tmatch), (agate, amatch) = self._fast
+        if tgate in text:  # (a C find first: most other events skip the regex)
+            m = tmatch(text)
+            if m is not None:
+                frame = self._text(m.group(1))
+                if frame is not None:
+                    self._learn(0, block, text, m, 1, self._text)
+                return frame
+        if agate in text:
+            m = amatch(text)
+            if m is not None:
+                where = functools.partial(self._args, int(m.group(1)))
+                frame = where(m.group(2))
+                if frame is not None:
+                    self._learn(1, block, text, m, 2, where)
+                return frame
+        return None
+
+    def _learn(self, slot: int, block: bytes, text: str, m: re.Match[str], group: int,
+               where: Callable[[str], str | None]) -> None:
+        """Remember a matched block's bytes before and after its string: a later block that is the same around
+        a valid JSON string is then the same event shape (the pattern matched this one whole)."""
         data = text.encode()
         if b"\r" in block or not block.endswith(data):
-            return self._head, self._tail  # unusual framing (or bytes the decoder replaced): not learned
-        head = block[:len(block) - len(data)] + text[:m.start(1)].encode()
-        tail = text[m.end(1):].encode()
-        self._head, self._tail = head, tail
-        return head, tail
+            return  # unusual framing (or bytes the decoder replaced): not learned
+        head = block[:len(block) - len(data)] + text[:m.start(group)].encode()
+        learned = self._learned
+        learned[slot] = (head, text[m.end(group):].encode(), where)
+        self._shapes = [shape for shape in learned if shape is not None]
 
     def feed(self, data: bytes) -> bytes:
         if self.done or not data:
