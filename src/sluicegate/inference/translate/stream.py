@@ -285,6 +285,11 @@ def encode_named(events: Sequence[Event]) -> bytes:
 
 _Shape = tuple[bytes, bytes, Callable[[str], "str | None"]]  # (head, tail, the frame for the string)
 _Match = Callable[[str], "re.Match[str] | None"]
+# (C-find gate, full pattern) for text deltas, then for tool-argument deltas, per upstream protocol.
+_FAST_CHAT: tuple[tuple[str, _Match], ...] = (('"content":"', CHAT_TEXT.fullmatch),
+                                              ('"arguments":"', CHAT_ARGS.fullmatch))
+_FAST_ANTHROPIC: tuple[tuple[str, _Match], ...] = (('"text_delta"', ANTHROPIC_TEXT.fullmatch),
+                                                   ('"input_json_delta"', ANTHROPIC_ARGS.fullmatch))
 
 
 class StreamTranslator:
@@ -301,9 +306,7 @@ class StreamTranslator:
         self._encode = encode_chat if client_chat else encode_named
         # The fast path's patterns (``fast=False``: every event through the stages, for comparison):
         # (C-find gate, full pattern) for text deltas, then for tool-argument deltas.
-        pats = ((CHAT_TEXT, '"content":"'), (CHAT_ARGS, '"arguments":"')) if upstream_chat else (
-            (ANTHROPIC_TEXT, '"text_delta"'), (ANTHROPIC_ARGS, '"input_json_delta"'))
-        self._fast: tuple[tuple[str, _Match], ...] = tuple((gate, pat.fullmatch) for pat, gate in pats) if fast else ()
+        self._fast = (_FAST_CHAT if upstream_chat else _FAST_ANTHROPIC) if fast else ()
         # The learned block shapes (bytes before / after the escaped string, and where the string goes): the
         # last text delta's and the last tool-arguments delta's (the call index is part of its bytes).
         self._learned: list[_Shape | None] = [None, None]  # [text delta, tool-arguments delta]
@@ -410,7 +413,7 @@ class StreamTranslator:
                     continue
                 ev = ("", PING)  # a keep-alive comment: the client gets its own kind
             name, text = ev
-            if fast and name != "error":
+            if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error":  # (C finds first)
                 frame = self._match(block, text)
                 if frame is not None:
                     if frame:
@@ -425,7 +428,7 @@ class StreamTranslator:
     def _match(self, block: bytes, text: str) -> str | None:
         """The fast path's frame for an event of a known shape (learning its block shape), else None."""
         (tgate, tmatch), (agate, amatch) = self._fast
-        if tgate in text:  # (a C find first: most other events skip the regex)
+        if tgate in text:
             m = tmatch(text)
             if m is not None:
                 frame = self._text(m.group(1))
