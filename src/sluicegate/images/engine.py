@@ -3,9 +3,10 @@
 Owns: recognising the source by its magic bytes (JPEG, PNG, GIF, WebP, AVIF/HEIF only; a body that is none
 of these is never handed to libvips, whose loaders also read CSV, Matlab, FITS...; untrusted loaders are
 blocked too), the pixel and aspect-ratio bounds checked on the header before anything is decoded, the resize
-(``thumbnail``: shrink-on-load for JPEG/WebP, never an enlargement, colour-managed to sRGB, metadata
-stripped), the encoders, and the per-image deadline (libvips' eval callback kills the computation; a
-killed or failed image raises ``ImageError`` and the thread is free for the next one).
+(``thumbnail_source`` on an in-place memory source: shrink-on-load for JPEG/WebP, never an enlargement,
+colour-managed to sRGB, metadata stripped), the encoders, and the per-image deadline (libvips' eval
+callback kills the computation; a killed or failed image raises ``ImageError`` and the thread is free for the
+next one).
 Truncated or corrupt sources fail (``fail_on = "error"``): never a grey-filled half image.
 Must not know about requests, HTTP headers beyond the status an error maps to, or the event loop.
 """
@@ -111,11 +112,27 @@ def _vips_error(exc: pyvips.Error) -> str:
     return " ".join(text.split())[:300]
 
 
-def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float) -> tuple[int, int]:
-    """Width and height from the header only (nothing decoded); bounds -> 422, unreadable header -> 502."""
-    loader = getattr(pyvips.Image, _LOADERS[kind] + "_buffer")
+def memory_source(data: bytes | bytearray) -> Any:
+    """A libvips source reading ``data`` in place.
+
+    The ``*_buffer`` entry points of pyvips copy their argument into a new blob on every call (a 33 MB PNG
+    was held twice, and copied twice per image: once for the header, once for ``thumbnail``); a memory
+    source is a view on the caller's buffer, kept alive by the source itself.
+    """
+    return pyvips.Source.new_from_memory(data)
+
+
+def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float,
+                 source: Any = None) -> tuple[int, int]:
+    """Width and height from the header only (nothing decoded); bounds -> 422, unreadable header -> 502.
+
+    The loader is the one ``kind`` names (never libvips' own sniffing); only the header is parsed, so a
+    50 000 x 50 000 bomb is refused in milliseconds, before any pixel is decoded.
+    """
+    loader = getattr(pyvips.Image, _LOADERS[kind] + "_source")
     try:
-        head = loader(data, access="sequential", fail_on="error")
+        head = loader(source if source is not None else memory_source(data), access="sequential",
+                      fail_on="error")
         width = int(head.width)
         height = int(head.get("page-height")) if head.get_typeof("page-height") else int(head.height)
     except pyvips.Error as exc:
@@ -161,7 +178,8 @@ def process(job: Job) -> Result:
             502, "not_an_image", "the origin's body is not a JPEG, PNG, GIF, WebP or AVIF image (first bytes: "
             f"{bytes(job.source[:8]).hex()})"
         )
-    src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect)
+    source = memory_source(job.source)
+    src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
     # fail_on as a thumbnail option is not passed on to a shrink-on-load loader; as the loader's own
     # option string it is (a truncated JPEG then fails instead of coming out grey-filled).
     options: dict[str, Any] = {"size": "down", "option_string": "fail_on=error"}
@@ -172,7 +190,10 @@ def process(job: Job) -> Result:
         options["height"] = job.height or UNBOUNDED_HEIGHT
     deadline = job.started + job.timeout
     try:
-        img = pyvips.Image.thumbnail_buffer(job.source, job.width, **options)
+        # shrink-on-load from the same in-place source: JPEG decoded at 1/2, 1/4 or 1/8 (the largest shrink
+        # that still leaves >= the target), WebP/AVIF at their scale, PNG/GIF row by row (sequential), and
+        # no full-size intermediate in memory
+        img = pyvips.Image.thumbnail_source(source, job.width, **options)
         fmt = job.format
         if img.hasalpha() and fmt == "jpeg":
             if job.auto:
