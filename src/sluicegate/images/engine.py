@@ -80,6 +80,20 @@ class Job:
     timeout: float
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float = 0.0
+    # Streamed source (``images.stream``): the read end of a pipe the rest of the body arrives on after
+    # ``source`` (then only its first bytes, for recognition); -1 when ``source`` is the whole body.
+    stream_fd: int = -1
+    # Set by the feeding side before it closes the pipe when the source failed (too large, cut, stalled):
+    # whatever libvips made of the bytes it got, this is the answer.
+    source_error: ImageError | None = None
+    _fd_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close_stream(self) -> None:
+        """Close the pipe's read end (idempotent; the pool calls it when the job is done or dropped)."""
+        with self._fd_lock:
+            fd, self.stream_fd = self.stream_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 @dataclass
@@ -178,8 +192,21 @@ def process(job: Job) -> Result:
             502, "not_an_image", "the origin's body is not a JPEG, PNG, GIF, WebP or AVIF image (first bytes: "
             f"{bytes(job.source[:8]).hex()})"
         )
-    source = memory_source(job.source)
-    src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
+    if job.stream_fd >= 0:
+        with job._fd_lock:
+            # libvips reads its own duplicate of the descriptor (closed when the source is freed)
+            source = pyvips.Source.new_from_descriptor(job.stream_fd) if job.stream_fd >= 0 else None
+        job.close_stream()
+        if source is None:
+            raise ImageError(503, "cancelled", "image request cancelled before it started")
+    else:
+        source = memory_source(job.source)
+    try:
+        src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
+    except ImageError:
+        if job.source_error is not None:
+            raise job.source_error from None
+        raise
     # fail_on as a thumbnail option is not passed on to a shrink-on-load loader; as the loader's own
     # option string it is (a truncated JPEG then fails instead of coming out grey-filled).
     options: dict[str, Any] = {"size": "down", "option_string": "fail_on=error"}
@@ -212,6 +239,8 @@ def process(job: Job) -> Result:
         body = _encode(img, fmt, job.quality)
         out_w, out_h = int(img.width), int(img.height)
     except pyvips.Error as exc:
+        if job.source_error is not None:
+            raise job.source_error from None
         if job.cancelled.is_set():
             raise ImageError(503, "cancelled", "image request cancelled") from exc
         if time.monotonic() > deadline:
@@ -219,6 +248,8 @@ def process(job: Job) -> Result:
                 503, "timeout", f"making the image took longer than {job.timeout:g} s (image_optimizer.timeout)"
             ) from exc
         raise ImageError(502, "corrupt_source", f"the origin's image cannot be decoded: {_vips_error(exc)}") from exc
+    if job.source_error is not None:
+        raise job.source_error
     if time.monotonic() > deadline:
         raise ImageError(
             503, "timeout", f"making the image took longer than {job.timeout:g} s (image_optimizer.timeout)"

@@ -78,6 +78,7 @@ class ImagePool:
         future = self._executor.submit(process, job)
 
         def done(_f: concurrent.futures.Future[Result]) -> None:
+            job.close_stream()  # a job dropped from the queue never opened its pipe
             self.completed += 1
             ticket.release()
 
