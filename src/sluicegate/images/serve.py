@@ -54,6 +54,12 @@ IMAGE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+STREAMED_SOURCES = Counter(
+    "sluicegate_image_sources_streamed",
+    "Image sources streamed into the decoder as they arrived (longer than stream_source_above)",
+    registry=REGISTRY,
+)
+
 
 @functools.cache
 def _count(result: str) -> Counter:
@@ -233,6 +239,7 @@ class ImageOptimizer:
             # the rest arrives through a pipe while libvips decodes: held here, only what is already read
             job.source = bytes(body[:64])
             job.stream_fd, write_fd = open_pipe()
+            STREAMED_SOURCES.inc()
             remaining = deadline - time.monotonic()
             feeder = asyncio.create_task(pump(job, write_fd, body, resp.read, s.max_source_bytes,
                                               s.source_timeout, remaining))

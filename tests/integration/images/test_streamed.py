@@ -48,10 +48,14 @@ async def test_streamed_images_are_the_buffered_ones(env: Env) -> None:
     for path, accept, want in [("/img/photo.jpg", WEBP, ("webpload_buffer", 800, 533)),
                                ("/img/png-named.jpg", WEBP, ("webpload_buffer", 800, 800)),
                                ("/img/photo.jpg?profile=square", WEBP, ("jpegload_buffer", 320, 320))]:
-        status, h, body = await get(env.url + path, {"Accept": accept})
+        status, _, body = await get(env.url + path, {"Accept": accept})
         assert status == 200 and size_of(body) == want, (path, status, body[:200])
         status, _, plain = await get(env.buffered_url + path, {"Accept": accept})
         assert status == 200 and plain == body, path  # same decoder, same bytes, same image
+    _, _, metrics = await get(env.proxy.admin_url + "/metrics")
+    streamed = [line for line in metrics.decode().splitlines()
+                if line.startswith("sluicegate_image_sources_streamed_total")]
+    assert streamed and float(streamed[0].split()[-1]) >= 3, streamed  # the streamed path was taken
 
 
 async def test_bad_sources_streamed_get_their_defined_status(env: Env) -> None:
