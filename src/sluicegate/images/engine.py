@@ -137,8 +137,9 @@ def memory_source(data: bytes | bytearray) -> Any:
 
 
 def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float,
-                 source: Any = None) -> tuple[int, int]:
-    """Width and height from the header only (nothing decoded); bounds -> 422, unreadable header -> 502.
+                 source: Any = None) -> tuple[int, int, int]:
+    """Width, height and EXIF orientation (1-8) from the header only (nothing decoded); bounds -> 422,
+    unreadable header -> 502.
 
     The loader is the one ``kind`` names (never libvips' own sniffing); only the header is parsed, so a
     50 000 x 50 000 bomb is refused in milliseconds, before any pixel is decoded.
@@ -149,6 +150,7 @@ def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect
                       fail_on="error")
         width = int(head.width)
         height = int(head.get("page-height")) if head.get_typeof("page-height") else int(head.height)
+        orientation = int(head.get("orientation")) if head.get_typeof("orientation") else 1
     except pyvips.Error as exc:
         raise ImageError(502, "corrupt_source", f"the origin's image cannot be read: {_vips_error(exc)}") from exc
     if width < 1 or height < 1:
@@ -168,7 +170,32 @@ def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect
             f"the origin's image is {width} x {height} (aspect {ratio:.1f}:1), more extreme than "
             f"{max_aspect:g}:1 (image_optimizer.max_source_aspect_ratio)",
         )
-    return width, height
+    return width, height, orientation if 1 <= orientation <= 8 else 1
+
+
+def jpeg_plan(job: Job, width: int, height: int, orientation: int) -> tuple[int, int, int]:
+    """(shrink, output width, output height) for a JPEG: the output size ``thumbnail`` would give, and the
+    largest DCT shrink (1/2, 1/4, 1/8) that still decodes at least that many pixels.
+
+    libvips' ``thumbnail`` keeps a factor of two above the target before its final resize (a 6000 px JPEG
+    for 800 px is decoded at 3000 px); libjpeg's scaled IDCT is a proper downscale, not a box filter, so
+    the smallest decode that is still >= the target is enough (Pillow's ``draft``, which thumbor uses, does
+    the same). The size is computed from the full-size dimensions, so a shrunk decode never changes it.
+    Sizes are in the output's frame (EXIF orientation 5-8 swaps width and height).
+    """
+    w, h = (height, width) if orientation >= 5 else (width, height)
+    if job.fit == "cover":
+        scale = max(job.width / w, job.height / h)
+    else:
+        scale = min(job.width / w, job.height / h if job.height else job.width / w)
+    if scale >= 1:  # never enlarged
+        return 1, w, h
+    shrink = next(k for k in (8, 4, 2, 1) if k * scale <= 1)
+    if job.fit == "cover":  # decoded >= the box on both sides: thumbnail's crop gives exactly the box
+        return shrink, job.width, job.height
+    if scale == job.width / w:
+        return shrink, job.width, max(1, int(h * scale + 0.5))
+    return shrink, max(1, int(w * scale + 0.5)), job.height
 
 
 def _encode(img: Any, fmt: str, quality: int) -> bytes:
@@ -202,7 +229,7 @@ def process(job: Job) -> Result:
     else:
         source = memory_source(job.source)
     try:
-        src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
+        src_w, src_h, orientation = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
     except ImageError:
         if job.source_error is not None:
             raise job.source_error from None
@@ -217,10 +244,18 @@ def process(job: Job) -> Result:
         options["height"] = job.height or UNBOUNDED_HEIGHT
     deadline = job.started + job.timeout
     try:
-        # shrink-on-load from the same in-place source: JPEG decoded at 1/2, 1/4 or 1/8 (the largest shrink
-        # that still leaves >= the target), WebP/AVIF at their scale, PNG/GIF row by row (sequential), and
-        # no full-size intermediate in memory
-        img = pyvips.Image.thumbnail_source(source, job.width, **options)
+        # shrink-on-load from the same source: JPEG decoded at 1/2, 1/4 or 1/8 (the largest shrink that
+        # still leaves >= the target), WebP/AVIF at their scale, PNG/GIF row by row (sequential); never a
+        # full-size intermediate in memory
+        if kind == "jpeg":
+            shrink, out_w, out_h = jpeg_plan(job, src_w, src_h, orientation)
+            img = pyvips.Image.jpegload_source(source, shrink=shrink, access="sequential", fail_on="error")
+            if job.fit == "cover":
+                img = img.thumbnail_image(job.width, height=job.height, crop=job.crop, size="down")
+            else:  # exactly the full-size decode's size (the shrunk one may differ by a pixel's rounding)
+                img = img.thumbnail_image(out_w, height=out_h, size="force")
+        else:
+            img = pyvips.Image.thumbnail_source(source, job.width, **options)
         fmt = job.format
         if img.hasalpha() and fmt == "jpeg":
             if job.auto:

@@ -227,3 +227,39 @@ def test_streamed_source_error_wins_over_what_libvips_made(jpeg: bytes) -> None:
     with pytest.raises(ImageError) as exc:  # the feeding side stops at the limit: its reason is the answer
         process(_streamed(jpeg, cut_after=len(jpeg) // 2, error=too_large))
     assert exc.value is too_large
+
+
+def test_shrink_on_load_in_the_output_frame_of_a_rotated_jpeg() -> None:
+    """EXIF orientation 6: the decode is shrunk, the size is the rotated frame's (1200 x 1600 -> 800 x 1067)."""
+    import pyvips
+
+    from sluicegate.images.engine import jpeg_plan
+
+    tagged = pyvips.Image.new_from_buffer(photo(3200, 2400), "").copy()
+    tagged.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    src = bytes(tagged.jpegsave_buffer(Q=85))
+    assert jpeg_plan(job(src), 3200, 2400, 6) == (2, 800, 1067)
+    r = process(job(src))
+    assert (r.width, r.height) == (800, 1067) and size_of(r.body)[1:] == (800, 1067)
+    r = process(job(src, width=800, height=450))
+    assert (r.width, r.height) == (338, 450)
+    r = process(job(src, width=320, height=320, fit="cover"))
+    assert (r.width, r.height) == (320, 320)
+
+
+def test_jpeg_plan_takes_the_largest_shrink_that_still_covers_the_target() -> None:
+    from sluicegate.images.engine import jpeg_plan
+
+    assert jpeg_plan(job(b""), 6000, 4000, 1) == (4, 800, 533)  # 1/8 would be 750 px: too few
+    assert jpeg_plan(job(b""), 6400, 4800, 1) == (8, 800, 600)
+    assert jpeg_plan(job(b""), 1600, 1200, 1) == (2, 800, 600)
+    assert jpeg_plan(job(b""), 1599, 1200, 1) == (1, 800, 600)
+    assert jpeg_plan(job(b""), 700, 500, 1) == (1, 700, 500)  # never enlarged
+    cover = job(b"", width=320, height=320, fit="cover")
+    assert jpeg_plan(cover, 6000, 1300, 1) == (4, 320, 320)  # the short side decides: 1300 / 4 >= 320
+    assert jpeg_plan(cover, 400, 200, 1) == (1, 400, 200)
+
+
+def test_small_source_cover_is_cropped_not_enlarged() -> None:
+    r = process(job(photo(400, 200), width=320, height=320, fit="cover"))
+    assert (r.width, r.height) == (320, 200)
