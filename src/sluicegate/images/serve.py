@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram
 
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
-from sluicegate.images.engine import ImageError, Job, sniff
+from sluicegate.images.job import ImageError, Job, sniff
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
 from sluicegate.images.stream import open_pipe, pump
@@ -109,18 +109,15 @@ class Exchange(Protocol):
     def target(self) -> str: ...
 
 
-_pools: dict[tuple[int, int], ImagePool] = {}
+_pools: dict[tuple[int, int, int], ImagePool] = {}
 
 
 def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     """The worker process's one image pool (created on first use; one per ``[image_optimizer]`` sizing)."""
-    key = (settings.workers, settings.queue)
+    key = (settings.workers, settings.queue, settings.vips_concurrency)
     pool = _pools.get(key)
     if pool is None:
-        import pyvips  # the engine module set the cache bounds at import
-
-        pyvips.concurrency_set(settings.vips_concurrency)
-        pool = _pools[key] = ImagePool(settings.workers, settings.queue)
+        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency)
     return pool
 
 

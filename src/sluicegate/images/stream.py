@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-from sluicegate.images.engine import ImageError, Job
+from sluicegate.images.job import ImageError, Job
 from sluicegate.upstream.errors import OriginError
 
 PIPE_BYTES = 1024 * 1024  # asked of the kernel (F_SETPIPE_SZ); fewer wake-ups than its default 64 KiB
