@@ -14,6 +14,7 @@ Must not know about requests, HTTP headers beyond the status an error maps to, o
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import time
 from typing import Any
@@ -28,6 +29,9 @@ from sluicegate.images.job import MAGIC_KINDS, ImageError, Job, Result, sniff
 
 __all__ = ["MAGIC_KINDS", "ImageError", "Job", "Result", "check_header", "jpeg_plan", "process", "sniff"]
 
+# pyvips forwards every libvips message to logging, its g_info ones ("threadpool completed", "residual
+# reducev", ...) at INFO: a dozen lines per image in a worker's log. Warnings and errors are kept.
+logging.getLogger("pyvips").setLevel(logging.WARNING)
 pyvips.cache_set_max(0)
 pyvips.cache_set_max_mem(0)
 pyvips.cache_set_max_files(0)

@@ -213,7 +213,7 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
         "note": "servers measured side by side, alternating rounds, on a shared machine: CPU-time figures are "
                 "the comparable ones; wall-clock figures were taken under contention. peak_rss_mib sums each "
                 "process's VmHWM (pages shared by the supervisor and its worker counted twice); peak_pss_mib "
-                "is the largest summed PSS sampled every 20 ms (shared pages counted once)",
+                "is the largest summed PSS sampled every 100 ms (shared pages counted once)",
         "stream_source_above": args.stream_above,
         "servers": {},
     }
