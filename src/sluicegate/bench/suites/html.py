@@ -21,7 +21,7 @@ runs of both CPU time (``time.process_time``: the code's own cost, robust on a s
 wall time; the load average is recorded because the machine is shared.
 
 Run:  sluicegate bench html [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
-      [--candidate REV ...] [--no-this]
+      [--candidate REV ...] [--no-this] [--compare-pure]
 Writes bench/results/html.json.
 
 ``--baseline REV`` (default ``main``; ``none`` skips it) also
@@ -390,10 +390,12 @@ def build_baseline(rev: str, tmp: str) -> str:
 
 
 def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
-            this: bool = True) -> dict[str, object]:
+            this: bool = True, pure: bool = False) -> dict[str, object]:
     """Interleaved rounds: baseline (compiled) vs this tree (compiled), every variant; medians.
     ``candidates``: revisions measured in the same rounds too (labelled by revision); ``this``
-    False leaves the working tree out (only committed revisions)."""
+    False leaves the working tree out (only committed revisions). ``pure``: every tree's
+    interpreted modules too (``SLUICEGATE_PURE_PYTHON=1``, its source on ``PYTHONPATH``), in the
+    same rounds, labelled ``<tree>:pure``."""
     from sluicegate.bench import lab
 
     res: dict[str, list[float]] = {}
@@ -401,16 +403,16 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
     with tempfile.TemporaryDirectory(prefix="sg-bench-base-") as tb, \
             tempfile.TemporaryDirectory(prefix="sg-bench-mine-") as tm:
         base_path = build_baseline(rev, tb)
-        trees = [("baseline", base_path)]
+        trees = [("baseline", base_path, str(Path(tb) / "tree" / "src"))]
         for i, cand in enumerate(candidates):
             cdir = Path(tb) / f"cand{i}"
             cdir.mkdir()
-            trees.append((cand, build_baseline(cand, str(cdir))))
+            trees.append((cand, build_baseline(cand, str(cdir)), str(cdir / "tree" / "src")))
         if this:
             lab.build_mypyc(tm)
-            trees.append(("this", tm))
+            trees.append(("this", tm, str(_root() / "src")))
         for _ in range(rounds):
-            for label, path in trees:
+            for label, path, src in trees:
                 r = run_child(runs, {"PYTHONPATH": path, "SLUICEGATE_PURE_PYTHON": ""}, variants=True)
                 if not r["compiled"]:
                     raise SystemExit(f"the {label} child did not run compiled modules")
@@ -418,6 +420,13 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
                 r.pop("compiled")
                 for k, v in r.items():
                     res.setdefault(f"{label}:{k}", []).append(float(v))  # type: ignore[arg-type]
+                if pure:
+                    r = run_child(runs, {"PYTHONPATH": src, "SLUICEGATE_PURE_PYTHON": "1"}, variants=True)
+                    if r.pop("compiled"):
+                        raise SystemExit(f"the {label} pure child ran compiled modules")
+                    r.pop("lag")
+                    for k, v in r.items():
+                        res.setdefault(f"{label}:pure:{k}", []).append(float(v))  # type: ignore[arg-type]
     return {"rev": rev, "rounds": rounds, "mb_per_s_cpu_500KB_8KB": {k: statistics.median(v) for k, v in res.items()},
             "all_rounds": res, "lag_5MB_page": lags}
 
@@ -456,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="another revision measured in the same interleaved rounds (repeatable)")
     ap.add_argument("--no-this", action="store_true", help="leave the working tree out of the comparison")
     ap.add_argument("--only-compare", action="store_true", help="run only the baseline comparison")
+    ap.add_argument("--compare-pure", action="store_true",
+                    help="the comparison measures every tree's pure-Python modules too, in the same rounds")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.runs)))
@@ -471,8 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.baseline != "none" and not args.no_mypyc:
         results["compare"] = cmp = compare(args.baseline, args.runs, args.rounds, tuple(args.candidate),
-                                               not args.no_this)
-        print(f"case (a) 500KB/8KB, compiled, MB/s CPU, medians of {args.rounds} interleaved rounds:")
+                                           not args.no_this, args.compare_pure)
+        print(f"case (a) 500KB/8KB, compiled (':pure': interpreted), MB/s CPU, medians of {args.rounds} "
+              "interleaved rounds:")
         for k, v in cmp["mb_per_s_cpu_500KB_8KB"].items():  # type: ignore[attr-defined]
             print(f"  {k:28} {v:7.1f}")
         for k, v in cmp["lag_5MB_page"].items():  # type: ignore[attr-defined]
