@@ -211,7 +211,7 @@ class H2Protocol(asyncio.Protocol):
             self._reset(sid, ErrorCodes.REFUSED_STREAM)
             return
         try:
-            req = parse_request(ev.headers or [])
+            req = parse_request(ev.headers or [], ev.stream_ended is None)
         except Malformed as exc:
             log.info("h2 malformed request from %s (stream %d): %s", self._peer(), sid, exc)
             self.guard.charge_reset(now)
@@ -385,6 +385,8 @@ class H2Protocol(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
+        # Out of the registry now: the drain waits for requests, not for a TLS peer's close_notify.
+        self.registry.connections.discard(self)
         if not self.closed and not self.transport.is_closing():
             self.transport.close()
 

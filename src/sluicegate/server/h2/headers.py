@@ -7,8 +7,10 @@ pseudo-headers (only ``:method :scheme :authority :path``, each once, all before
 (``connection``, ``keep-alive``, ``proxy-connection``, ``transfer-encoding``, ``upgrade``; ``te`` other than
 ``trailers``), ``:authority`` vs ``host`` (both present and different is malformed); ``:authority``
 becomes the ``host`` field the faces read and split ``cookie`` fields are joined (§8.2.3) so an HTTP/1.1
-origin gets one ``Cookie``. The response side: the header list an ASGI app sends, minus the fields h2
-forbids. Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
+origin gets one ``Cookie``; a request whose HEADERS did not end the stream and that has no
+``content-length`` gets ``transfer-encoding: chunked`` (its body is delimited by END_STREAM: the faces,
+which follow HTTP/1.1's rule that only these two fields announce a body, then stream it to the origin).
+The response side: the header list an ASGI app sends, minus the fields h2 forbids. Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Request:
         self.headers = headers
 
 
-def parse_request(fields: list[Header]) -> Request:
+def parse_request(fields: list[Header], body_follows: bool = False) -> Request:
     """Judge a decoded header list; raises ``Malformed`` with the reason (for the log, never the client)."""
     pseudo: dict[bytes, bytes] = {}
     headers: list[Header] = []
@@ -110,6 +112,8 @@ def parse_request(fields: list[Header]) -> Request:
         headers.insert(0, (b"host", authority))
     if cookies:
         headers.append((b"cookie", b"; ".join(cookies)))
+    if body_follows and not any(n == b"content-length" for n, _ in headers):
+        headers.append((b"transfer-encoding", b"chunked"))
     raw_path, _, query = target.partition(b"?")
     return Request(method.decode("ascii"), raw_path, query, authority or b"", headers)
 
