@@ -10,7 +10,8 @@ becomes the ``host`` field the faces read and split ``cookie`` fields are joined
 origin gets one ``Cookie``; a request whose HEADERS did not end the stream and that has no
 ``content-length`` gets ``transfer-encoding: chunked`` (its body is delimited by END_STREAM: the faces,
 which follow HTTP/1.1's rule that only these two fields announce a body, then stream it to the origin).
-The response side: the header list an ASGI app sends, minus the fields h2 forbids. Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
+The response side: the header list an ASGI app sends, minus the fields h2 forbids.
+Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
 """
 
 from __future__ import annotations
