@@ -424,9 +424,7 @@ class H2Protocol(asyncio.Protocol):
             return
         now = self.loop.time()
         if self.head_since is not None and now >= self.head_since + self.options.header_timeout:
-            log.info("h2 connection from %s: no complete request head within %gs", self._peer(),
-                     self.options.header_timeout)
-            self._fatal(ErrorCodes.NO_ERROR, "request head deadline")
+            self._fatal(ErrorCodes.NO_ERROR, f"no complete request head within {self.options.header_timeout:g}s")
             return
         if not self.streams and now >= self.last_activity + self.options.idle_timeout:
             self.draining = True
