@@ -285,3 +285,27 @@ def test_drain_sends_goaway_and_finishes_the_stream(tmp_path: Path, origin: Orig
     finally:
         h.close()
         p.stop()
+
+
+def test_drain_past_shutdown_timeout_aborts_visibly_exit_3(tmp_path: Path, origin: Origin, pki: Pki) -> None:
+    p = start(tmp_path, origin, pki)  # shutdown_timeout = 5
+    # windows wide open: after the GOAWAY the client's state machine acknowledges nothing more
+    h = RawH2(p.port, ctx(pki), settings={SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+    try:
+        h.conn.increment_flow_control_window(1 << 24)
+        h.flush()
+        sid = h.request("/forever?tag=h2-drain", f"localhost:{p.port}")
+        h.collect(lambda e: isinstance(e, DataReceived))
+        assert p.popen is not None
+        t0 = time.monotonic()
+        p.popen.send_signal(signal.SIGTERM)
+        h.drain(15)
+        assert h.closed and 4 < time.monotonic() - t0 < 12
+        frames = parse_frames(h.received)
+        assert goaway_code(frames) == NO_ERROR
+        assert not any(kind == 0 and s == sid and flags & 1 for kind, flags, s, _ in frames)  # never a clean end
+        p.popen.wait(10)
+        assert "exited with exit code 3 after draining" in p.log()  # the worker's "some were aborted"
+    finally:
+        h.close()
+        p.stop()
