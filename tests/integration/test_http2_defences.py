@@ -229,3 +229,25 @@ def test_preface_must_be_exact(proxy: ProxyProcess) -> None:
         while chunk := s.recv(65536):
             data += chunk
         assert data.startswith(b"HTTP/1.1 400")  # not the preface: HTTP/1.1, and not a valid request
+
+
+def test_defences_show_in_metrics(proxy: ProxyProcess) -> None:
+    """Runs after the probes above (same server): each answer is counted on the admin port."""
+    import urllib.request
+
+    h = connect(proxy)
+    try:
+        h.request("", "", headers=[(b":method", b"GET")])  # one more malformed stream, in case run alone
+        h.collect(lambda e: isinstance(e, StreamReset), timeout=5)
+        assert h.get("/page", auth(proxy))[0] == 200
+    finally:
+        h.close()
+    with urllib.request.urlopen(f"{proxy.admin_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+
+    def value(line_start: str) -> float:
+        return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(line_start))
+
+    assert value('sluicegate_http2_stream_resets_total{reason="malformed"}') >= 1
+    assert value("sluicegate_http2_streams_total") >= 1
+    assert value("sluicegate_http2_connections ") >= 0

@@ -33,19 +33,23 @@ from h2.events import (
     TrailersReceived,
     WindowUpdated,
 )
-from h2.exceptions import ProtocolError
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from sluicegate.edge.asgi import ClientGone, ResponseAborted
 from sluicegate.server.h2.guard import Calm, FrameGuard
 from sluicegate.server.h2.headers import Malformed, parse_request
+from sluicegate.server.h2.metrics import H2_GOAWAY, H2_OPEN, H2_RESETS, H2_STREAMS
 from sluicegate.server.h2.options import H2Options
 from sluicegate.server.h2.stream import Stream
 
 log = logging.getLogger("sluicegate.h2")
 
 _500 = b"Internal Server Error\n"
+# Unsent bytes a connection may pile up in its socket buffer. DATA is only written while the socket drains;
+# what a client that stops reading can still make us write is control frames (PING/SETTINGS ACKs, resets).
+MAX_UNSENT = 4 * 1024 * 1024
 
 
 def _addr(transport: asyncio.BaseTransport, name: str) -> tuple[str, int] | None:
@@ -71,6 +75,7 @@ class H2Protocol(asyncio.Protocol):
         self.head_since: float | None = self.last_activity  # the first request (or an open header block) due
         self._timer: asyncio.TimerHandle | None = None
         self._flush_soon = False
+        self._counted = False  # in the open-connections gauge
         o = options
         self.guard = FrameGuard(o.max_header_bytes, o.reset_rate, o.control_frame_rate, self.last_activity)
         self.conn = H2Connection(H2Configuration(
@@ -84,6 +89,8 @@ class H2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
         self.registry.connections.add(self)
+        H2_OPEN.inc()
+        self._counted = True
         o = self.options
         self.scope_base = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "2",
@@ -120,6 +127,7 @@ class H2Protocol(asyncio.Protocol):
             return
         except ProtocolError as exc:  # h2 queued its GOAWAY (PROTOCOL_ERROR, COMPRESSION_ERROR, ...)
             log.info("h2 connection error from %s: %s", self._peer(), exc)
+            H2_GOAWAY.labels("calm" if isinstance(exc, DenialOfServiceError) else "protocol").inc()
             self._flush()
             self._close()
             return
@@ -141,6 +149,9 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            H2_OPEN.dec()
         self.closed = True
         self.registry.connections.discard(self)
         if self._timer is not None:
@@ -182,6 +193,7 @@ class H2Protocol(asyncio.Protocol):
                 stream.wake()
         elif isinstance(ev, StreamReset):
             stream = self.streams.pop(ev.stream_id, None)
+            H2_RESETS.labels("client").inc()
             if stream is not None:
                 stream.gone()
                 self._maybe_finish()
@@ -209,6 +221,7 @@ class H2Protocol(asyncio.Protocol):
         if self.draining or len(self.streams) >= self.options.max_concurrent_streams:
             self.guard.charge_reset(now)
             self._reset(sid, ErrorCodes.REFUSED_STREAM)
+            H2_RESETS.labels("refused").inc()
             return
         try:
             req = parse_request(ev.headers or [], ev.stream_ended is None)
@@ -216,6 +229,7 @@ class H2Protocol(asyncio.Protocol):
             log.info("h2 malformed request from %s (stream %d): %s", self._peer(), sid, exc)
             self.guard.charge_reset(now)
             self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
+            H2_RESETS.labels("malformed").inc()
             return
         self.requests += 1
         scope = dict(self.scope_base)
@@ -229,6 +243,7 @@ class H2Protocol(asyncio.Protocol):
             stream.body_done = True
         self.streams[sid] = stream
         new.append(stream)
+        H2_STREAMS.inc()
 
     # -- the app ---------------------------------------------------------------------------------------------
 
@@ -268,6 +283,7 @@ class H2Protocol(asyncio.Protocol):
                 stream.complete = True
         else:
             self._reset(stream.id, ErrorCodes.INTERNAL_ERROR)
+            H2_RESETS.labels("aborted").inc()
         stream.closed = True
         self._flush()
 
@@ -330,6 +346,7 @@ class H2Protocol(asyncio.Protocol):
                 log.info("h2 stream %d from %s: no window for %gs, reset", stream.id, self._peer(),
                          self.options.send_timeout)
                 self._reset(stream.id, ErrorCodes.CANCEL)
+                H2_RESETS.labels("window").inc()
                 stream.gone()
                 return False
             finally:
@@ -356,6 +373,13 @@ class H2Protocol(asyncio.Protocol):
         data = self.conn.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
+            if self.paused and self.transport.get_write_buffer_size() > MAX_UNSENT:
+                log.warning("h2 connection from %s cut: over %d bytes unsent (the client does not read)",
+                            self._peer(), MAX_UNSENT)
+                H2_GOAWAY.labels("write_buffer").inc()
+                self.closed = True
+                self.registry.connections.discard(self)
+                self.transport.abort()
 
     def _flush_later(self) -> None:
         if not self._flush_soon:
@@ -374,8 +398,9 @@ class H2Protocol(asyncio.Protocol):
         if not self.closed:
             self.transport.write(frame.serialize())
 
-    def _fatal(self, code: ErrorCodes, reason: str) -> None:
+    def _fatal(self, code: ErrorCodes, reason: str, label: str = "calm") -> None:
         log.warning("h2 connection from %s closed: %s", self._peer(), reason)
+        H2_GOAWAY.labels(label).inc()
         self._goaway(code)
         for stream in list(self.streams.values()):
             stream.gone()
@@ -394,6 +419,7 @@ class H2Protocol(asyncio.Protocol):
         """Drain (the worker's SIGTERM): GOAWAY(NO_ERROR), finish the streams in flight, then close."""
         if not self.draining:
             self.draining = True
+            H2_GOAWAY.labels("drain").inc()
             self._goaway(ErrorCodes.NO_ERROR)
         self._maybe_finish()
 
@@ -424,9 +450,11 @@ class H2Protocol(asyncio.Protocol):
             return
         now = self.loop.time()
         if self.head_since is not None and now >= self.head_since + self.options.header_timeout:
-            self._fatal(ErrorCodes.NO_ERROR, f"no complete request head within {self.options.header_timeout:g}s")
+            self._fatal(ErrorCodes.NO_ERROR, f"no complete request head within {self.options.header_timeout:g}s",
+                        "head_timeout")
             return
         if not self.streams and now >= self.last_activity + self.options.idle_timeout:
+            H2_GOAWAY.labels("idle").inc()
             self.draining = True
             self._goaway(ErrorCodes.NO_ERROR)
             self._close()
