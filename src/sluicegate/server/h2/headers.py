@@ -10,7 +10,8 @@ becomes the ``host`` field the faces read and split ``cookie`` fields are joined
 origin gets one ``Cookie``; a request whose HEADERS did not end the stream and that has no
 ``content-length`` gets ``transfer-encoding: chunked`` (its body is delimited by END_STREAM: the faces,
 which follow HTTP/1.1's rule that only these two fields announce a body, then stream it to the origin).
-The response side: the header list an ASGI app sends, minus the fields h2 forbids.
+The response side: the header list an ASGI app sends, minus the fields h2 forbids, volatile and secret
+values marked never-indexed.
 Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import re
 from urllib.parse import unquote
+
+from hpack import NeverIndexedHeaderTuple
 
 Header = tuple[bytes, bytes]
 
@@ -29,6 +32,11 @@ _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
 _METHOD = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Response fields an ASGI app may set that mean nothing (or something wrong) in HTTP/2.
 _DROP_OUT = _CONNECTION_SPECIFIC | {b"te"}
+# Response fields whose values change with every response (or must not sit in a compression table): sent as
+# literals never indexed, so they do not churn the HPACK dynamic table (encoding a response head this way costs
+# a third of the CPU, for ~25 more bytes) and secrets are not exposed to compression-ratio attacks.
+_VOLATILE = frozenset({b"date", b"x-request-id", b"request-id", b"content-length", b"etag", b"last-modified",
+                       b"expires", b"age", b"set-cookie", b"content-range", b"location", b"traceparent"})
 
 
 class Malformed(Exception):
@@ -127,5 +135,5 @@ def response_headers(status: int, headers: list[Header] | tuple[Header, ...]) ->
         low = name.lower()
         if low in _DROP_OUT or low[:1] == b":":
             continue
-        out.append((low, value))
+        out.append(NeverIndexedHeaderTuple(low, value) if low in _VOLATILE else (low, value))
     return out
