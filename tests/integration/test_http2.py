@@ -8,6 +8,7 @@ origin request, many streams on one connection, big bodies both ways, and the wo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -309,3 +310,47 @@ def test_drain_past_shutdown_timeout_aborts_visibly_exit_3(tmp_path: Path, origi
     finally:
         h.close()
         p.stop()
+
+
+def post_all(h: RawH2, authority: str, path: str, body: bytes, timeout: float = 10) -> tuple[int, bytes, str]:
+    """One POST on ``h``, its body sent as the windows allow; (status, response body, how it ended)."""
+    sid = h.request(path, authority, method="POST", end=False)
+    status, got, end, sent = 0, b"", "", 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not end:
+        while sent < len(body) and not end:
+            n = min(h.conn.local_flow_control_window(sid), h.conn.max_outbound_frame_size, len(body) - sent)
+            if n <= 0:
+                break
+            h.conn.send_data(sid, body[sent:sent + n], end_stream=sent + n == len(body))
+            sent += n
+        h.flush()
+        for e in h.read(0.2):
+            if isinstance(e, ResponseReceived) and e.stream_id == sid:
+                status = int(dict(e.headers)[b":status"])
+            elif isinstance(e, DataReceived) and e.stream_id == sid:
+                got += e.data
+                h.conn.acknowledge_received_data(e.flow_controlled_length, sid)
+            elif isinstance(e, StreamEnded) and e.stream_id == sid:
+                end = "end"
+            elif isinstance(e, StreamReset) and e.stream_id == sid and not status:
+                end = f"reset:{int(e.error_code)}"
+        h.flush()
+    return status, got, end or "timeout"
+
+
+def test_refused_uploads_leave_the_connection_usable(tls_proxy: ProxyProcess, pki: Pki) -> None:
+    """6 x 60 KB bodies answered 421 (wrong host, never forwarded) are more than this config's 256 KiB
+    connection window: the window comes back and a 300 KB upload on the same connection is relayed whole (the
+    in-process rule for bodies an app never reads: tests/unit/server/test_h2_protocol.py)."""
+    h = RawH2(tls_proxy.port, ctx(pki))
+    try:
+        for _ in range(6):
+            status, _, end = post_all(h, "evil.test", "/echo", b"u" * 60_000)
+            assert status == 421 and end == "end"
+        up = os.urandom(300_000)
+        status, got, end = post_all(h, f"localhost:{tls_proxy.port}", "/echo", up)
+        assert status == 200 and end == "end", (status, end)
+        assert json.loads(got)["body_sha256"] == hashlib.sha256(up).hexdigest()
+    finally:
+        h.close()

@@ -210,6 +210,7 @@ class H2Protocol(asyncio.Protocol):
             H2_RESETS.labels("client").inc()
             if stream is not None:
                 stream.gone()
+                self._release(stream)
                 self._maybe_finish()
         elif isinstance(ev, WindowUpdated):
             if ev.stream_id:
@@ -295,6 +296,8 @@ class H2Protocol(asyncio.Protocol):
                 self._reset(stream.id, ErrorCodes.INTERNAL_ERROR)
             else:
                 stream.complete = True
+                if not stream.body_done:  # the client need not send the rest of its body (§8.1)
+                    self._reset(stream.id, ErrorCodes.NO_ERROR)
         else:
             self._reset(stream.id, ErrorCodes.INTERNAL_ERROR)
             H2_RESETS.labels("aborted").inc()
@@ -304,7 +307,20 @@ class H2Protocol(asyncio.Protocol):
     def _forget(self, stream: Stream) -> None:
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
+        self._release(stream)
         self._maybe_finish()
+
+    def _release(self, stream: Stream) -> None:
+        """Body bytes the app never read still hold connection window: give it back (else every unread
+        request body would shrink the connection's window for good)."""
+        if stream.body and not self.closed:
+            unread = sum(n for _, n in stream.body)
+            stream.body.clear()
+            try:
+                self.conn.acknowledge_received_data(unread, stream.id)
+            except ProtocolError:
+                return
+            self._flush_later()
 
     # -- called by streams -------------------------------------------------------------------------------
 
