@@ -212,7 +212,7 @@ class SqliteLimits:
     def _conn(self) -> sqlite3.Connection:
         if self._conn_ is None or self._pid != os.getpid():
             if self._pid and self._pid != os.getpid():  # forked: the parent's leases are the parent's
-                self.owner, self._leases, self._pending = os.urandom(8).hex(), {}, []
+                self.owner, self._leases, self._pending, self._late = os.urandom(8).hex(), {}, [], {}
             self._conn_ = _connect(self.path, _LIMITS_SCHEMA)
             # Counters only: a power cut may lose the last moments of counts (never the ledger, in state.db).
             self._conn_.execute("PRAGMA synchronous=OFF")
