@@ -16,7 +16,7 @@ key (and at most ``lease_max`` admissions, the admitting request being its first
 leaves at least two more; near a limit there are no new leases and every admission is the exact
 transaction. Keys with per-model windows are never leased. A refusal is only issued when no other
 worker holds a live lease on the key (else the refused request waits for those leases to end and be
-returned, at most ``lease_ttl`` plus ``GRACE``, twice), so unused leased slots never cause a refusal
+returned, at most ``lease_ttl`` + 2 x ``GRACE``), so unused leased slots never cause a refusal
 that the exact store would not have made, unless their holder stalled for more than ``GRACE`` (then
 the leased slots count as used: the safe side).
 
