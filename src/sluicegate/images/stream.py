@@ -103,7 +103,7 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                                               "(image_optimizer.max_source_bytes)")
                 return
             await _write_all(write_fd, chunk, wait)
-    except BrokenPipeError:
-        return  # the decoder is done with the source (an image made, or refused from its header)
+    except OSError:  # EPIPE: the decoder is done with the source (an image made, or refused from its header)
+        return
     finally:
         os.close(write_fd)
