@@ -45,6 +45,9 @@ class ServerSettings(BaseModel):
     tls_keyfile: str = ""  # (older names of [server.tls] cert_file / key_file)
     tls: TlsSettings = TlsSettings()
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
+    # The HTTP/1.1 serving core of each worker: "native" (server/h1: asyncio/uvloop on httptools, head and
+    # first body chunk in one write) or "uvicorn" (uvicorn's httptools protocol). Same app, same behaviour.
+    http_core: Literal["native", "uvicorn"] = "uvicorn"
 
     @field_validator("access_log")
     @classmethod
@@ -196,6 +199,8 @@ class TimeoutsSettings(BaseModel):
     origin_keepalive: Duration = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
     # A client's request head (from connect, or a later request's first byte) must be complete within this.
     client_header: Duration = Field(default=20.0, gt=0, le=3600)
+    # A kept-alive client connection with no request for this long is closed.
+    client_keepalive: Duration = Field(default=30.0, gt=0, le=3600)
 
 
 class CompressionSettings(BaseModel):
