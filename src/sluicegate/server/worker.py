@@ -176,6 +176,7 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
     )
     server = NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
     sock = socket.socket(fileno=fd)
+    log.info("worker %d: serving core native (server.h1)", os.getpid())
     for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
         signal.signal(sig, server.early_signal)
     return uvloop.run(server.serve(sock))

@@ -109,7 +109,7 @@ class Cycle:
                 if not self.disconnected:
                     self._answer_500()
             elif not self.complete:
-                self.transport.abort()
+                self._abort()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
         else:
@@ -120,7 +120,15 @@ class Cycle:
                     self._answer_500()
             elif not self.complete and not self.disconnected:
                 log.error("the ASGI app returned before its response was complete: aborted")
-                self.transport.abort()
+                self._abort()
+
+    def _abort(self) -> None:
+        """After the commit: the head (if still held) goes out, then the connection is reset."""
+        self._flush_head()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.transport.abort()
 
     def _answer_500(self) -> None:
         self.started = self.complete = True
@@ -192,8 +200,7 @@ class Cycle:
         elif mode == fr.FRAME_LENGTH:
             remaining = self.remaining - len(body)
             if remaining < 0 or (not more and remaining):
-                self._pending = None
-                self.transport.abort()
+                self._abort()
                 self.complete = True
                 raise RuntimeError("response body longer than Content-Length" if remaining < 0 else
                                    "response body shorter than Content-Length")
@@ -219,7 +226,8 @@ class Cycle:
         pending = self._pending
         if pending is not None:
             self._pending = None
-            self.transport.write(pending[0])
+            if not self.transport.is_closing():
+                self.transport.write(pending[0])
 
     def _write(self, data: bytes) -> None:
         pending = self._pending
