@@ -90,6 +90,8 @@ class H1Protocol(asyncio.Protocol):
         self._in_head = True
         self._head_bytes = 0
         self._heads_done = 0
+        self._head_begun = False
+        self._idle_since = 0.0
         self._head_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._url = b""
@@ -121,11 +123,6 @@ class H1Protocol(asyncio.Protocol):
                 if other is not None:
                     self.hand_off(other, data)
                     return
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self._in_head and self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.state.header_timeout, self._head_expired)
         self._heads_done = 0
         try:
             self.parser.feed_data(data)
@@ -135,8 +132,10 @@ class H1Protocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(fr.BAD_REQUEST)
             return
-        # a head still incomplete after a read that completed no head: it holds at most what came since the last
-        # complete one (a head that began within this read holds less than the read)
+        if self._head_begun and self._head_timer is None:  # a head began and is not complete: its deadline runs
+            self._head_timer = self.loop.call_later(self.state.header_timeout, self._head_expired)
+        # a head still incomplete after a read that completed no head or message: it holds at most what came since
+        # (a head that began within this read holds less than the read)
         if self._in_head and not self._heads_done:
             self._head_bytes += len(data)
             if self._head_bytes > self.state.head_limit:
@@ -181,8 +180,7 @@ class H1Protocol(asyncio.Protocol):
         self._headers = []
         self._expect_100 = False
         self._upgrade_ws = False
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.state.header_timeout, self._head_expired)
+        self._head_begun = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -195,6 +193,7 @@ class H1Protocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._heads_done += 1
+        self._head_begun = False
         self._in_head = False
         self._head_bytes = 0
         if self._head_timer is not None:
@@ -241,6 +240,7 @@ class H1Protocol(asyncio.Protocol):
             self._pause_reading()
 
     def on_message_complete(self) -> None:
+        self._heads_done += 1  # counts as progress: what follows in this read is at most one read's bytes
         self._in_head = True
         self._head_bytes = 0
         cycle = self.parsing
@@ -272,8 +272,12 @@ class H1Protocol(asyncio.Protocol):
             self._start(self.queue.popleft())
         if not self.queue:
             self._resume_reading()
-        if self.cycle is None and self.parsing is None and self._idle_timer is None:
-            self._idle_timer = self.loop.call_later(self.state.keepalive_timeout, self._idle_expired)
+        if self.cycle is None:
+            # one lazy timer per connection: it re-arms itself from the last response's end when it fires
+            self._idle_since = self.loop.time()
+            if self._idle_timer is None:
+                self._idle_timer = self.loop.call_at(self._idle_since + self.state.keepalive_timeout,
+                                                     self._idle_expired)
 
     def resume_body(self) -> None:
         """The app asked for more body: read again (unless pipelined requests are waiting)."""
@@ -369,5 +373,10 @@ class H1Protocol(asyncio.Protocol):
 
     def _idle_expired(self) -> None:
         self._idle_timer = None
-        if self.cycle is None and not self.transport.is_closing():
+        if self.cycle is not None or self.queue or self._head_begun or self.transport.is_closing():
+            return  # busy (the response's end re-arms it) or a head is arriving (its deadline runs)
+        due = self._idle_since + self.state.keepalive_timeout
+        if self.loop.time() < due - 0.001:
+            self._idle_timer = self.loop.call_at(due, self._idle_expired)
+        else:
             self.transport.close()
