@@ -9,7 +9,8 @@ complete, as uvicorn does, so a disconnect watcher ends without a cancel), and t
   or the end of the current loop turn (``loop.call_soon``), whichever comes first, so head and first
   chunk leave in one write while a head whose body is late is still on the wire at once;
 * each chunk's framing and data in one write, the last chunk with the terminating ``0\\r\\n\\r\\n``;
-  big bodies go through ``writelines`` (one ``writev``, no copy);
+  big chunks (and a big first body after the held head) go through ``writelines`` (one ``writev``, no copy);
+  a ``Content-Length`` body after the head is written as it is (``write``: sent at once, no copy);
 * ``send`` awaits nothing unless the transport asked us to pause (``pause_writing``): no task switch
   per chunk; the transport's write buffer is bounded by its high-water mark;
 * the guarantees: more or fewer bytes than ``Content-Length`` aborts the connection; an exception or
@@ -205,11 +206,13 @@ class Cycle:
                 raise RuntimeError("response body longer than Content-Length" if remaining < 0 else
                                    "response body shorter than Content-Length")
             self.remaining = remaining
-            if body or self._pending is not None:
+            if self._pending is not None:
                 if len(body) >= _WRITEV_MIN:
                     self._write_parts([body])
                 else:
                     self._write(body)
+            elif body:
+                self.transport.write(body)  # uvloop sends it at once, no copy, no framing to add
         elif mode == fr.FRAME_CLOSE:
             if body or self._pending is not None:
                 self._write(body)
