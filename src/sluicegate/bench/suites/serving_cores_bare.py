@@ -1,7 +1,8 @@
 """``bench serving-cores-bare``: the serving core alone, native vs uvicorn, on a trivial ASGI app (CPU per request).
 
-What it measures: one process per core serving a fixed answer (2 KB with ``Content-Length``, and 2 KB sent as
-three chunks without one: chunked framing) from a 10-line ASGI app, so the figure is the serving core's own
+What it measures: one process per core serving a fixed answer (2 KB with ``Content-Length``; 2 KB sent as
+three chunks without one: chunked framing; an SSE stream of 31 events, one per loop turn) from a small ASGI
+app, so the figure is the serving core's own
 cost per request (parse, scope, task, ``receive``/``send``, framing, writes) and nothing of sluicegate's faces.
 ``wrk -t2 -c64`` per page, interleaved rounds (order reversed every round); median req/s and median process CPU
 µs per request (steadier than req/s on a shared machine); the native/uvicorn ratio of each.
@@ -13,6 +14,7 @@ Run: ``sluicegate bench serving-cores-bare`` (about 2 minutes; ``--rounds``, ``-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import statistics
 import sys
@@ -25,11 +27,19 @@ from sluicegate.bench.suites.throughput import run_wrk
 
 BODY = b"x" * 2048
 CORES = ("uvicorn", "native")
-PAGES = ("/length", "/chunked")
+PAGES = ("/length", "/chunked", "/sse")
+EVENT = b'data: {"choices":[{"delta":{"content":"token"},"index":0}],"object":"chat.completion.chunk"}\n\n'
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/sse":  # an LLM stream: 31 events, one per loop turn
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for _ in range(30):
+            await send({"type": "http.response.body", "body": EVENT, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
         return
     if scope["path"] == "/chunked":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})

@@ -1,7 +1,8 @@
 """Running the native core in a worker: lifespan, the listener, readiness and the drain.
 
 Owns: the ASGI lifespan conversation with the app (``lifespan.startup`` before the first connection is
-accepted, ``lifespan.shutdown`` after the drain), accepting on the inherited listening socket with the
+accepted, ``lifespan.shutdown`` after the drain; an app that returns without answering has no lifespan, one
+that raises or answers ``startup.failed`` does not start), accepting on the inherited listening socket with the
 worker's TLS context (``server.tls``), the ready pipe ('R' once serving, 'D' once no longer accepting),
 and the drain on SIGTERM/SIGINT with ``[server] shutdown_timeout``: stop accepting, idle keep-alive
 connections close at once, busy ones after their response; what is still running at the timeout is
@@ -44,8 +45,9 @@ class Lifespan:
                            self.inbox.get, self._send)
         except Exception:
             log.exception("the ASGI app failed in its lifespan")
-        finally:
-            self.answers.put_nowait({"type": "lifespan.ended"})
+            self.answers.put_nowait({"type": "lifespan.failed"})
+        else:  # returned without (more) answers: an app without lifespan support
+            self.answers.put_nowait({"type": "lifespan.unsupported"})
 
     async def _send(self, message: dict[str, Any]) -> None:
         self.answers.put_nowait(message)
@@ -56,7 +58,7 @@ class Lifespan:
         answer = await self.answers.get()
         if answer["type"] == "lifespan.startup.failed":
             log.error("the app failed to start: %s", answer.get("message", ""))
-        return bool(answer["type"] == "lifespan.startup.complete")
+        return answer["type"] in ("lifespan.startup.complete", "lifespan.unsupported")
 
     async def shutdown(self) -> None:
         if self.task is None or self.task.done():
