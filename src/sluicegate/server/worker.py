@@ -173,6 +173,7 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
         keepalive_timeout=settings.timeouts.client_keepalive,
         head_limit=2 * settings.limits.max_request_header_bytes,  # the faces answer 431 below this
         ws_protocol=ws,
+        choose_protocol=None,  # the hook for another protocol per connection (HTTP/2: ALPN "h2", h2c preface)
     )
     server = NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
     sock = socket.socket(fileno=fd)
