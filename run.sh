@@ -60,6 +60,10 @@ setup_test_system() {
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # teams: shared limit counters
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # teams: shared keys + ledger
   command -v curl >/dev/null 2>&1 || need+=(curl)  # an h2-capable client for the TLS/ALPN tests
+  # tests/packaging/test_dockerfile.py: Debian's Python stands in for the image's (venv + headers for mypyc)
+  [ -f /usr/include/python3.11/Python.h ] && [ -f /usr/lib/python3.11/ensurepip/__init__.py ] \
+    || need+=(python3.11-venv python3.11-dev)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)  # ... and its network namespace (loopback up)
   if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
   if [ -x tests/node/setup.sh ]; then tests/node/setup.sh; fi
 }

@@ -71,6 +71,15 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def charset_of(content_type: str) -> str | None:
+    """``text/html; charset="Shift_JIS"`` -> ``shift_jis``; None when not declared."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip("'").lower() or None
+    return None
+
+
 def processor_kind(mtype: str) -> Kind:
     if mtype in ("text/html", "application/xhtml+xml"):
         return Kind.HTML

@@ -43,6 +43,13 @@ class StateSettings(BaseModel):
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4)
     # How long one admission waits for the shared SQLite write lock before answering 503.
     lock_timeout: Duration = Field(default=2.0, gt=0, le=60)
+    # Embedded store: while a key is far below its limits, a worker leases up to this many admissions
+    # (with their tokens, budget and stream slots) in one transaction and admits them locally; 0 = every
+    # admission is its own SQLite transaction. Never over-admits; see docs/teams.md.
+    lease_max_requests: int = Field(default=32, ge=0, le=10_000)
+    # How long a lease lives: admissions under it are counted as if made at its end (the sliding window
+    # errs late by at most this), and a refusal near the limit may wait this long for other workers' leases.
+    lease_ttl: Duration = Field(default=0.25, gt=0, le=5)
 
     @field_validator("redis_url")
     @classmethod

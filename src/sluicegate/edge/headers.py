@@ -7,7 +7,8 @@ the publisher and the first-party relay strip both directions, the inference fac
 ``HOP_BY_HOP_BYTES`` from provider responses, the config refuses a hop-by-hop provider or forwarded header.
 
 ``TrustedProxies``: the configured ``[server] trusted_proxies`` CIDRs; only a peer inside them may set
-``X-Forwarded-*`` (anyone else could spoof them).
+``X-Forwarded-*`` (anyone else could spoof them). ``forwarded_client``: the client address behind a
+trusted peer (the access log's client IP, the edge ID's address).
 
 ``for_rewritten_body``: the header edits any face makes when it sends a body other than the one it got
 (no ``Content-Length``, a weak ``ETag``, no ``Accept-Ranges``).
@@ -79,6 +80,21 @@ class TrustedProxies:
         except ValueError:
             return False
         return any(addr in net for net in self._nets)
+
+
+def forwarded_client(peer: str, xff: str, trusted: TrustedProxies) -> str:
+    """The client address behind a trusted ``peer`` (the caller has checked it is one): the right-most
+    ``X-Forwarded-For`` address (``xff``: all its values joined by commas) not among the trusted
+    proxies; a malformed hop is not believed, nor anything before it (``peer`` then)."""
+    hops = [h.strip() for h in xff.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
 
 
 def for_rewritten_body(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

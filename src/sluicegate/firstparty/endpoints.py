@@ -3,10 +3,12 @@
 * ``sign?url=<absolute URL>`` -> ``200 {"href": "<root-relative signed proxy URL>"}``; the host must
   be on ``allowed_domains`` (minting checks the allowlist, unlike Trusted Server).
 * ``proxy?url=..&exp=..&sig=..`` -> the target fetched (``fetch.ThirdPartyClient``) and relayed as
-  it arrives; HTML and CSS rewritten on the fly (``markup``); request headers from an allowlist
-  (no cookies, no Authorization, Referer cut to its origin, no client address); ``Set-Cookie``,
-  CORS and other origin-scoped response headers removed; ``nosniff`` and a ``sandbox`` CSP added so
-  a third-party document never runs with the publisher's origin.
+  it arrives; HTML and CSS rewritten on the fly (``markup``: HTML by the publisher-page rules,
+  ``install_rules``, with ``allowed_domains``, including inline scripts and ``<noscript>``);
+  request headers from an allowlist (no cookies, no Authorization, Referer cut to its origin, no
+  client address); ``Set-Cookie``, CORS and other origin-scoped response headers removed;
+  ``nosniff`` and a ``sandbox`` CSP added so a third-party document never runs with the
+  publisher's origin.
 * ``click?...`` -> ``302`` to the target.
 
 The edge ID is appended to proxy/click targets only when ``identity`` says consent allows it for
@@ -50,6 +52,7 @@ from sluicegate.firstparty.signing import BadUrl, Signer, Target, canonical_url,
 from sluicegate.observability import metrics
 from sluicegate.pipeline import PipelineError, Transformer
 from sluicegate.pipeline.codecs import decoder_for, encoder_for, narrow_accept_encoding
+from sluicegate.pipeline.html.processor import charset_gate
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
 
@@ -279,11 +282,17 @@ class FirstPartyEndpoints:
         self, decision: gate.Decision, headers: list[tuple[str, str]], final: Target
     ) -> Transformer | None:
         assert self.signer is not None
-        ctype = gate.media_type(next((v for k, v in reversed(headers) if k.lower() == "content-type"), ""))
+        content_type = next((v for k, v in reversed(headers) if k.lower() == "content-type"), "")
+        ctype = gate.media_type(content_type)
         minter = UrlMinter(self.signer, self.allowed, base=final.url)
         html = self.settings.html
         if decision.kind is gate.Kind.HTML:
-            return proxied_html(minter, max_tag_bytes=html.max_tag_bytes, max_text_bytes=html.max_text_bytes)
+            # behind the publisher pages' charset gate: UTF-16/32 documents pass unmodified
+            return charset_gate(
+                proxied_html(minter, max_tag_bytes=html.max_tag_bytes, max_text_bytes=html.max_text_bytes,
+                             max_css_token_bytes=self.settings.first_party.max_css_token_bytes),
+                gate.charset_of(content_type),
+            )
         if ctype == "text/css":
             return CssUrlStream(minter, self.settings.first_party.max_css_token_bytes)
         return None

@@ -5,9 +5,12 @@ by a signed first-party URL without changing what the script computes. Only a *w
 literal* qualifies — ``"https://cdn.example/t.js?a=1"``, ``'//cdn.example/p.png'``, a template
 literal without substitutions, and the JSON-escaped spelling ``"https:\\/\\/cdn.example\\/t.js"``
 (written back escaped alike) — and only when it is not an operand of ``+`` (``"https://cdn/" +
-path`` would become a broken URL). The host must be a rewrite domain (``UrlMinter`` decides, with
-the same canonical form and allowlist as attributes). Inline Flight payloads (``self.__next_f``)
-are left alone: their rows count bytes, so a longer URL would corrupt them.
+path`` would become a broken URL). The host must be on the minter's list (``UrlMinter`` decides, with
+the same canonical form and allowlist as attributes): ``rewrite_domains`` in publisher pages,
+``allowed_domains`` in documents relayed by ``/proxy``; a literal off the list is never touched
+(not even made absolute), and ``javascript:``/``data:`` literals never qualify. Inline Flight
+payloads (``self.__next_f``) are left alone: their rows count bytes, so a longer URL would
+corrupt them.
 
 ``sign_script`` rewrites a whole body; ``ScriptUrlStream`` does the same over a stream (long
 bodies the origin rules stream), holding back at most ``max_token`` bytes: from the last quote
@@ -32,7 +35,7 @@ _FLIGHT = b"__next_f"
 class _Minter(Protocol):
     """What ``sign_script`` needs of ``markup.UrlMinter``."""
 
-    def mint(self, value: str, kind: str = "proxy") -> str | None: ...
+    def mint(self, value: str, kind: str = "proxy", resolve: bool = True) -> str | None: ...
 
 
 def _prev_byte(buf: bytes, pos: int, before: int) -> int:
@@ -66,7 +69,7 @@ def _sign(minter: _Minter, buf: bytes, matches: list[re.Match[bytes]], end: int,
             value = (url.replace(b"\\/", b"/") if escaped else url).decode("ascii")
         except UnicodeDecodeError:
             continue
-        new = minter.mint(value)
+        new = minter.mint(value, resolve=False)  # a literal off the list stays as written
         if new is None:
             continue
         enc = new.encode("ascii")

@@ -9,9 +9,12 @@
   URL literals in inline scripts (``inline``); the same rule inside ``<noscript>`` (nested
   rewriter). A tag that names only rewrite domains is decided on its bytes (``element_raw``, the
   rewriter's raw-byte hook): no ``Element``, only the attributes holding a domain are decoded.
-* ``proxied_html`` — the rules for an HTML document fetched through ``/proxy``: the same
-  resource attributes become signed proxy URLs, ``<a href>`` / ``<area href>`` signed click
-  URLs, relative URLs resolved against the document's own URL, ``<base>`` removed.
+* ``proxied_html`` — the same mechanism (``install_rules``) for an HTML document fetched through
+  ``/proxy``, with ``allowed_domains`` as the list: every resource attribute (relative URLs
+  resolved against the document's own URL) becomes a signed proxy URL, ``<a href>`` / ``<area
+  href>`` signed click URLs, ``<base>`` removed; inline scripts, ``<noscript>``, ``style=`` and
+  ``<style>`` as in publisher pages. Long ``<script>``/``<style>`` bodies stream (bounded hold)
+  in both.
 * ``CssUrlStream`` — ``url()`` and ``@import "..."`` in a CSS stream, held back only while a
   token is incomplete (bounded by ``max_css_token_bytes``; over it the text passes unmodified).
 
@@ -21,6 +24,7 @@ Must not know: sockets, consent, keys (it gets a ``UrlMinter``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -66,10 +70,14 @@ class UrlMinter:
         # byte-level hook's answers, shared alike (bounded by MINT_CACHE_ENTRIES as well)
         self.raw_cache = raw_cache if not base else None
 
-    def mint(self, value: str, kind: str = "proxy") -> str | None:
+    def mint(self, value: str, kind: str = "proxy", resolve: bool = True) -> str | None:
+        """``value`` as a signed ``kind`` URL, or None to leave it. In a proxied document (``base``
+        set) a relative or scheme-relative URL off the list comes back absolute, so that it still
+        reaches its host once the document is served from the publisher's origin; ``resolve=False``
+        (URL literals in scripts) leaves such a URL as written."""
         cache = self.cache
         if cache is None or kind != "proxy":
-            return self._mint(value, kind)
+            return self._mint(value, kind, resolve)
         exp = self.signer.expiry()
         hit = cache.get(value)
         if hit is not None and hit[0] == exp:
@@ -80,7 +88,7 @@ class UrlMinter:
         cache[value] = (exp, answer)
         return answer
 
-    def _mint(self, value: str, kind: str) -> str | None:
+    def _mint(self, value: str, kind: str, resolve: bool = True) -> str | None:
         raw = value.strip()
         if not raw:
             return None
@@ -95,7 +103,8 @@ class UrlMinter:
         except BadUrl:
             return None
         if kind != "click" and not self.domains.matches(target.host):  # a click is a redirect, not a fetch
-            return raw if self.base and raw != value.strip() else None  # relative made absolute still works
+            # relative made absolute still works
+            return raw if resolve and self.base and raw != value.strip() else None
         return self.signer.mint(kind, target)
 
     def srcset(self, value: str) -> str | None:
@@ -145,12 +154,21 @@ class UrlMinter:
 
 
 class _ElementRules:
-    """Attribute rules shared by the page stage and proxied documents."""
+    """The one rule set of publisher pages and proxied documents (``install_rules``).
 
-    def __init__(self, minter: UrlMinter, *, clicks: bool, needles: list[bytes] | None = None) -> None:
+    Page rule (``clicks`` False): only tags, ``<style>``/``<noscript>`` bodies and attributes
+    naming a rewrite domain (``needles``) are looked at. Proxied document (``clicks`` True):
+    every tag (relative URLs are resolved against ``minter.base``, ``<a href>`` become click
+    URLs, ``<base>`` is removed) and every ``<style>`` / ``<noscript>`` body. Inline scripts
+    are the same in both: whole URL literals on ``minter.domains`` (``inline.sign_script``)."""
+
+    def __init__(self, minter: UrlMinter, *, clicks: bool, max_css_token_bytes: int = 8192) -> None:
         self.minter = minter
         self.clicks = clicks
-        self.needles = needles  # page stage: only attributes naming one of these are looked at
+        self.text_needles = minter.domains.needles()
+        # page rule: only attributes naming one of these are looked at; None: every attribute
+        self.needles: list[bytes] | None = None if clicks else self.text_needles
+        self.max_css_token_bytes = max_css_token_bytes
         self._last: Element | None = None
 
     def element(self, el: Element) -> None:
@@ -294,22 +312,42 @@ class _ElementRules:
 
     def script(self, body: TextBody) -> None:
         """Whole third-party URL literals in an inline script (``inline.sign_script``)."""
-        if body.complete and body.slot is None and self.needles is not None:
-            new = sign_script(self.minter, self.needles, body.output)
+        if body.complete and body.slot is None:
+            new = sign_script(self.minter, self.text_needles, body.output)
             if new != body.output:
                 body.replace(new)
 
     def noscript(self, body: TextBody) -> None:
         """``<noscript>`` is markup to a browser without scripts: its tags get the same rule,
         by a nested rewriter over the body as the rules before this one left it."""
-        if not body.complete or self.needles is None or not names_any(body.output, self.needles):
+        if not body.complete:
             return
+        if self.needles is not None and not names_any(body.output, self.needles):
+            return  # page rule: nothing in it names a rewrite domain
         raw = body.output
         inner = HtmlRewriter(max_tag_bytes=len(raw) + 1, max_text_bytes=len(raw) + 1)
-        install_page_rules(inner, self.minter)
+        install_rules(inner, self.minter, clicks=self.clicks, max_css_token_bytes=self.max_css_token_bytes)
         new = inner.feed(raw) + inner.finish()
         if new != raw:
             body.replace(new)
+
+    def text_stream(self, inner: Callable[[bytes, bytes, bytes], Transformer | None] | None,
+                    tag: bytes, start_tag: bytes, head: bytes) -> Transformer | None:
+        """A long ``<script>`` / ``<style>`` body (over the rewriter's ``stream_text_after``)
+        streamed instead of held whole: through the text streamer installed before this rule
+        (``inner``; the origin rules of a page), when there is one and it streams the body, then
+        an ``inline.ScriptUrlStream`` / ``CssUrlStream``. ``<noscript>`` stays whole."""
+        first = inner(tag, start_tag, head) if inner is not None else None
+        if inner is not None and first is None:
+            return None  # the rule before wants the body whole (inline Flight): so do these handlers
+        own: Transformer
+        if tag == b"script":
+            own = ScriptUrlStream(self.minter, self.text_needles, self.max_css_token_bytes)
+        elif tag == b"style":
+            own = CssUrlStream(self.minter, self.max_css_token_bytes)
+        else:
+            return first
+        return own if first is None else _Chain(first, own)
 
 
 _DECLINE = b"\0decline"  # ``_new_raw``: take the full path (compared by identity)
@@ -350,43 +388,39 @@ class _Chain:
         return self.second.feed(self.first.finish()) + self.second.finish()
 
 
-def install_page_rules(html: HtmlRewriter, minter: UrlMinter, max_css_token_bytes: int = 8192) -> None:
-    """The ``rewrite_domains`` rule on ``html`` (``minter.domains`` = rewrite_domains), after the
-    rules already installed: its handlers see elements, ``<style>``, inline ``<script>`` and
-    ``<noscript>`` bodies as those left them. A ``<style>`` or ``<script>`` body that the
-    installed text streamer streams (a long one) goes through that stream and then a
-    ``CssUrlStream`` / ``inline.ScriptUrlStream`` (the handlers are not called for streamed
-    bodies)."""
-    rules = _ElementRules(minter, clicks=False, needles=minter.domains.needles())
+def install_rules(html: HtmlRewriter, minter: UrlMinter, *, clicks: bool, max_css_token_bytes: int = 8192) -> None:
+    """The signing rule on ``html``, after the rules already installed: its handlers see
+    elements, ``<style>``, inline ``<script>`` and ``<noscript>`` bodies as those left them. A
+    long ``<style>`` or ``<script>`` body is streamed (``_ElementRules.text_stream``; the
+    handlers are not called for streamed bodies). ``clicks`` False: the publisher-page rule
+    (``minter.domains`` = rewrite_domains, tags keyed on their needles so others stay on the
+    rewriter's fast path); True: a document relayed by ``/proxy`` (``minter.domains`` =
+    allowed_domains, ``minter.base`` = its URL)."""
+    rules = _ElementRules(minter, clicks=clicks, max_css_token_bytes=max_css_token_bytes)
     element = rules.element
-    for i, needle in enumerate(minter.domains.needles()):
-        # the raw-byte hook: a tag naming only rewrite domains is decided on its bytes
-        html.on_element("*", element, needle=needle, raw=rules.element_raw if i == 0 else None)
+    if clicks:
+        html.on_element("*", element)
+    else:
+        for i, needle in enumerate(rules.text_needles):
+            # the raw-byte hook: a tag naming only rewrite domains is decided on its bytes
+            html.on_element("*", element, needle=needle, raw=rules.element_raw if i == 0 else None)
     html.on_text("style", rules.style)
     html.on_text("script", rules.script)
     html.on_text("noscript", rules.noscript)
     inner = html.text_streamer
-    if inner is not None:
-        after = html.stream_text_after
-        needles = minter.domains.needles()
-
-        def decide(tag: bytes, start_tag: bytes, head: bytes) -> Transformer | None:
-            first = inner(tag, start_tag, head)
-            if first is None:
-                return first
-            if tag == b"script":
-                return _Chain(first, ScriptUrlStream(minter, needles, max_css_token_bytes))
-            if tag != b"style":
-                return first
-            return _Chain(first, CssUrlStream(minter, max_css_token_bytes))
-
-        html.set_text_streamer(decide, after=after)
+    html.set_text_streamer(functools.partial(rules.text_stream, inner), after=html.stream_text_after)
 
 
-def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
+def install_page_rules(html: HtmlRewriter, minter: UrlMinter, max_css_token_bytes: int = 8192) -> None:
+    """The ``rewrite_domains`` rule on a publisher page's rewriter (``install_rules``)."""
+    install_rules(html, minter, clicks=False, max_css_token_bytes=max_css_token_bytes)
+
+
+def page_stage(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int,
+               max_css_token_bytes: int = 8192) -> HtmlRewriter:
     """The ``rewrite_domains`` rule as a stage of its own (a second tokenizer pass)."""
     html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
-    install_page_rules(html, minter)
+    install_page_rules(html, minter, max_css_token_bytes)
     return html
 
 
@@ -394,12 +428,12 @@ def chain(first: Transformer, second: Transformer) -> Transformer:
     return _Chain(first, second)
 
 
-def proxied_html(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int) -> HtmlRewriter:
-    """Rules for a third-party HTML document relayed by ``/proxy`` (``minter.base`` = its URL)."""
+def proxied_html(minter: UrlMinter, *, max_tag_bytes: int, max_text_bytes: int,
+                 max_css_token_bytes: int = 8192) -> HtmlRewriter:
+    """A third-party HTML document relayed by ``/proxy`` (``minter.base`` = its URL): the page
+    rule's mechanism (``install_rules``) with clicks, relative URLs and ``<base>``."""
     html = HtmlRewriter(max_tag_bytes=max_tag_bytes, max_text_bytes=max_text_bytes)
-    rules = _ElementRules(minter, clicks=True)
-    html.on_element("*", rules.element)
-    html.on_text("style", rules.style)
+    install_rules(html, minter, clicks=True, max_css_token_bytes=max_css_token_bytes)
     return html
 
 

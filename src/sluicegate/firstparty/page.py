@@ -13,10 +13,18 @@ from __future__ import annotations
 
 from sluicegate.config.domains import DomainList
 from sluicegate.config.model import Settings
-from sluicegate.firstparty.markup import RawKey, UrlMinter, chain, install_page_rules, page_stage
+from sluicegate.firstparty.markup import (
+    RawKey,
+    UrlMinter,
+    chain,
+    install_page_rules,
+    page_stage,
+)
 from sluicegate.firstparty.signing import Signer, load_keys
+from sluicegate.gate import charset_of
 from sluicegate.pipeline import Transformer
 from sluicegate.pipeline.html import HtmlRewriter
+from sluicegate.pipeline.html.processor import charset_gate
 
 
 class PageRewriting:
@@ -56,7 +64,10 @@ class PageRewriting:
 
     def stage(self) -> Transformer:
         minter = UrlMinter(self.signer, self.domains, cache=self.cache, raw_cache=self.raw_cache)
-        return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes)
+        return page_stage(minter, max_tag_bytes=self.max_tag_bytes, max_text_bytes=self.max_text_bytes,
+                          max_css_token_bytes=self.max_css_token_bytes)
 
-    def wrap(self, processor: Transformer) -> Transformer:
-        return chain(processor, self.stage())
+    def wrap(self, processor: Transformer, content_type: str = "") -> Transformer:
+        """``processor`` then the rule as a second pass, behind the page's charset gate (a
+        UTF-16/32 page passes both unmodified)."""
+        return chain(processor, charset_gate(self.stage(), charset_of(content_type)))

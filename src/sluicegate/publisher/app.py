@@ -33,7 +33,7 @@ from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
 from sluicegate.edge.client import ClientWatch, start_request
-from sluicegate.edge.headers import TrustedProxies
+from sluicegate.edge.headers import TrustedProxies, forwarded_client
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
@@ -155,7 +155,11 @@ class PublisherApp:
                 info.span, f"{method} origin", {"server.address": self.origin.host, "server.port": self.origin.port}
             )
             up_headers = [(k, v) for k, v in up_headers if k.lower() not in ("traceparent", "tracestate")] + carried
-        edge = self.identity.begin(req_headers, facts.ip, facts.trusted_peer) if self.identity else None
+        edge = None
+        if self.identity is not None:  # the ID's address: the client behind trusted proxies, never a header else
+            xff = ",".join(v for k, v in req_headers if k.lower() == "x-forwarded-for") if facts.trusted_peer else ""
+            client_ip = forwarded_client(facts.ip, xff, self.trusted) if xff else facts.ip
+            edge = self.identity.begin(req_headers, client_ip, facts.trusted_peer)
         if edge is not None:
             up_headers = edge.upstream(up_headers)
             send = edge.wrap(send)  # Set-Cookie goes into the response head, before any body byte

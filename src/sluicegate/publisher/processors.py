@@ -5,21 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sluicegate.config.model import Settings
-from sluicegate.gate import Kind
+from sluicegate.gate import Kind, charset_of
 from sluicegate.pipeline import Identity, Transformer
 from sluicegate.pipeline.flight import build_flight_processor, build_next_script_filter
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html import HtmlRewriter, ScriptFilter, build_html_processor
 from sluicegate.pipeline.text import StreamingHostReplacer
-
-
-def charset_of(content_type: str) -> str | None:
-    """``text/html; charset="Shift_JIS"`` -> ``shift_jis``; None when not declared."""
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip('"').strip("'").lower() or None
-    return None
 
 
 def build_processor(

@@ -219,7 +219,7 @@ class Relay:
                 extra_html_rules=fp.install if fp is not None and one_pass else None,
             )
             if fp is not None and not one_pass and decision.kind is gate.Kind.HTML:
-                processor = fp.wrap(processor)
+                processor = fp.wrap(processor, ctype)
             out_headers = for_rewritten_body(out_headers)
             out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
             if out_coding != in_coding:

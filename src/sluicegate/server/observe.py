@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import ipaddress
 import logging
 import random
 import re
@@ -19,7 +18,7 @@ from typing import Any
 
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import Message, Receive, Scope, Send
-from sluicegate.edge.headers import TrustedProxies
+from sluicegate.edge.headers import TrustedProxies, forwarded_client
 from sluicegate.observability import access, metrics
 from sluicegate.observability.tracing import Tracer
 
@@ -69,7 +68,7 @@ class Observer:
                 xff = value if not xff else xff + b"," + value
         peer = (scope.get("client") or ("", 0))[0] or ""
         trusted_peer = self.has_trusted and peer in self.trusted
-        client_ip = _client_ip(peer, xff, self.trusted) if trusted_peer and xff else peer
+        client_ip = forwarded_client(peer, xff.decode("latin-1"), self.trusted) if trusted_peer and xff else peer
         request_id = ""
         if rid and (self.trust == "any" or (self.trust == "trusted_proxies" and trusted_peer)):
             rid = rid.strip()
@@ -247,16 +246,3 @@ def _observe_many(hist: Any, values: list[float]) -> None:
     hist._sum.inc(sum(values))
     for i, n in buckets.items():
         hist._buckets[i].inc(n)
-
-
-def _client_ip(peer: str, xff: bytes, trusted: TrustedProxies) -> str:
-    """The right-most X-Forwarded-For address not among the trusted proxies (the peer is one)."""
-    hops = [h.strip() for h in xff.decode("latin-1").split(",") if h.strip()]
-    for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return peer  # a malformed chain is not believed past this point
-        if hop not in trusted:
-            return hop
-    return hops[0] if hops else peer

@@ -38,7 +38,7 @@ def open_limits(st: StateSettings) -> LimitStore:
         from sluicegate.teams.redis_limits import RedisLimits
 
         return RedisLimits(st.redis_url, st.lock_timeout)
-    return SqliteLimits(Path(st.data_dir), st.lock_timeout)
+    return SqliteLimits(Path(st.data_dir), st.lock_timeout, lease_max=st.lease_max_requests, lease_ttl=st.lease_ttl)
 
 
 def _need(module: str, key: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.teams import PriceSettings
 from sluicegate.teams import metrics as tm
 from sluicegate.teams.backends import open_limits, open_state
-from sluicegate.teams.keys import KeyRecord, key_hash, load_pepper, looks_like_key, period_end, period_label
+from sluicegate.teams.keys import KeyHasher, KeyRecord, Period, load_pepper, looks_like_key, period_end, period_label
 from sluicegate.teams.ledger import LedgerWriter
 from sluicegate.teams.store import Denied, KeyStore, LedgerStore, LimitStore, Reservation, StoreUnavailable
 
@@ -115,6 +116,11 @@ class Governor:
                                    batch_max=st.ledger_batch_max, interval=st.ledger_flush_interval,
                                    spool_max_bytes=st.spool_max_bytes, retention_days=st.ledger_retention_days)
         self._pepper: bytes | None = None
+        self._hasher: KeyHasher | None = None
+        self._req_pid = 0
+        self._req_prefix = ""  # random per process, + a counter: reservation ids unique across processes
+        self._req_seq = itertools.count()
+        self._periods: dict[str, tuple[int, str]] = {}
         self._cache: dict[bytes, tuple[float, KeyRecord | None]] = {}
         self._active = False
         self._active_checked = -1e9
@@ -192,7 +198,9 @@ class Governor:
         return self._pepper
 
     async def _lookup(self, key: bytes) -> KeyRecord | None:
-        digest = key_hash(self.pepper(), key)
+        if self._hasher is None:
+            self._hasher = KeyHasher(self.pepper())
+        digest = self._hasher(key)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
@@ -269,8 +277,11 @@ class Governor:
         max_out = int(m.group(1)) if m else self.cfg.teams.default_reserve_tokens
         tokens = est_input + max_out
         # (each window caps the reservation at its tpm: a request bigger than a whole minute can still run alone)
-        res = Reservation(os.urandom(8).hex(), key.id, tokens, self.cost(model, "", est_input, max_out, 0, anthropic),
-                          period_label(key.period, now) if key.budget is not None else "", model=model)
+        if self._req_pid != os.getpid():  # forked: a prefix of our own
+            self._req_pid, self._req_prefix = os.getpid(), os.urandom(6).hex()
+        res = Reservation(f"{self._req_prefix}{next(self._req_seq):x}", key.id, tokens,
+                          self.cost(model, "", est_input, max_out, 0, anthropic),
+                          self._period(key.period, now) if key.budget is not None else "", model=model)
         try:
             denied = await self.limits.admit(key, res, now)
         except StoreUnavailable as exc:
@@ -293,6 +304,14 @@ class Governor:
         ticket.res = res
         self._count(self._label(key), "admitted")
         return ticket
+
+    def _period(self, period: Period, now: float) -> str:
+        """``period_label``, formatted once per second (not per request)."""
+        second = int(now)
+        hit = self._periods.get(period)
+        if hit is None or hit[0] != second:
+            hit = self._periods[period] = (second, period_label(period, now))
+        return hit[1]
 
     def _refusal(self, key: KeyRecord, d: Denied, now: float) -> Refusal:
         if d.reason == "budget":

@@ -43,6 +43,31 @@ def key_hash(pepper: bytes, key: bytes) -> bytes:
     return hmac.new(pepper, key, hashlib.sha256).digest()
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class KeyHasher:
+    """``key_hash`` for one pepper, with the pepper's inner and outer pads hashed once (RFC 2104).
+
+    Per key this is two SHA-256 copies and updates, about a quarter of ``hmac.new`` (whose OpenSSL
+    set-up dominates for a 49-byte key); the result is the same HMAC-SHA256."""
+
+    def __init__(self, pepper: bytes) -> None:
+        if len(pepper) > 64:
+            pepper = hashlib.sha256(pepper).digest()
+        block = pepper.ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def __call__(self, key: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(key)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def hint(key: str) -> str:
     """What listings show of a key: enough to tell keys apart, useless to an attacker."""
     return f"{key[:9]}…{key[-4:]}"

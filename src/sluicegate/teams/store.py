@@ -30,6 +30,7 @@ class Reservation:
     held: bool = True  # False when the counter store was down and policy was fail_open: nothing to release
     at: float = 0.0  # admission time as the limit store recorded it (set by the store)
     model: str = ""  # the client model name (per-model windows)
+    lease: Any = None  # the embedded store's teams.lease.Lease this request was admitted from, if any
 
 
 @dataclass(slots=True, frozen=True)

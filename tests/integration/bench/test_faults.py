@@ -125,6 +125,15 @@ async def test_a_short_soak_reports_rss_slope_and_no_errors(suite: Suite) -> Non
     assert isinstance(result["rss_slope_mb_per_min"], float)
 
 
+async def test_a_soak_with_client_processes_merges_their_figures(suite: Suite) -> None:
+    result = await soak(suite.server, 4.0, 0.5, procs=2)
+    assert result["client_processes"] == 2
+    assert result["errors"] == 0, result["error_kinds"]
+    # both processes sent their share of the merged schedule (request k due at k / rate)
+    assert result["requests"] >= int(4.0 * result["rate_rps"]) - 2
+    assert result["p99_ms_per_window"] and result["p99_ms_windows_max"] >= result["p99_ms_windows_median"] > 0
+
+
 async def test_inference_faults_are_visible_never_corrupt(suite: Suite) -> None:
     rows = {r.scenario.split(":")[1].strip().split(" (")[0]: r for r in await suite.inference()}
     for row in rows.values():

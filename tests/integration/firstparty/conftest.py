@@ -27,6 +27,7 @@ class Seen:
     requests: list[dict[str, object]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     first_chunk_sent: threading.Event = field(default_factory=threading.Event)
+    creative_release: threading.Event = field(default_factory=threading.Event)
 
 
 def third_party_app(seen: Seen, port: int) -> web.Application:
@@ -89,6 +90,33 @@ def third_party_app(seen: Seen, port: int) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def creative(request: web.Request) -> web.StreamResponse:
+        """An ad creative with inline scripts, ``<noscript>`` and CSS naming allowed and other hosts,
+        written in pieces cut inside URL literals, tags and a long script; the last piece waits for
+        ``creative_release`` (the relay must have sent what came before)."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8", "Set-Cookie": "tp=3"})
+        await resp.prepare(request)
+        body = creative_html(port).encode()
+        cuts = [body.index(b"a.js?k=1") - 5, body.index(b"pixel.gif") - 3, body.index(b"not-allowed.example/x") + 4,
+                body.index(b"url(") + 2, body.index(b"<noscript>") + 5, body.index(b"ns.png") - 2,
+                body.index(b"late.js") - 6, body.index(b"</body>")]
+        pos = 0
+        for i, at in enumerate(cuts):
+            if i == len(cuts) - 1:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, seen.creative_release.wait, 10)
+            await resp.write(body[pos:at])
+            await asyncio.sleep(0.02)  # separate reads at the proxy
+            pos = at
+        await resp.write(body[pos:])
+        await resp.write_eof()
+        return resp
+
+    async def utf16(request: web.Request) -> web.Response:
+        return web.Response(body=utf16_html(port), headers={"Content-Type": "text/html; charset=utf-16"})
+
+    app.router.add_get("/creative.html", creative)
+    app.router.add_get("/utf16.html", utf16)
     app.router.add_get("/a.js", script)
     app.router.add_get("/page.html", page)
     app.router.add_get("/style.css", style)
@@ -97,6 +125,36 @@ def third_party_app(seen: Seen, port: int) -> web.Application:
     app.router.add_get("/echo", echo)
     app.router.add_get("/slow", slow)
     return app
+
+
+def creative_html(port: int) -> str:
+    """The document ``/creative.html`` serves (``http://cdn.fp.test:{port}/creative.html``)."""
+    tp = f"http://cdn.fp.test:{port}"
+    return (
+        f'<html><head><script>var s=document.createElement("script");s.src="{tp}/a.js?k=1&v=2";'
+        f"var p='//x.ads.fp.test:{port}/pixel.gif';var cfg={{\"u\":\"http:\\/\\/cdn.fp.test:{port}\\/a.js\"}};"
+        f'var keep="https://not-allowed.example/x.js";var keep2="//not-allowed.example/y.js";'
+        f'var j="javascript:void(0)";var d="data:text/javascript,alert(1)";var cat="{tp}/" + "a.js";'
+        f"</script><style>.a{{background:url({tp}/bg.png)}}.c{{background:url(https://not-allowed.example/k.png)}}"
+        f"</style></head><body><div style=\"background:url('{tp}/d.png')\">d</div>"
+        f'<noscript><img src="{tp}/ns.png?x=1&amp;y=2"><img src="rel/ns2.png">'
+        f'<img src="https://not-allowed.example/ns3.png"><a href="{tp}/landing">buy</a></noscript>'
+        f"<script>{' ' * 40000}var late='{tp}/late.js';</script>"
+        f'<a href="javascript:alert(2)">j</a><img src="data:image/png;base64,AAAA"></body></html>'
+    )
+
+
+def in_utf16le(ascii_text: str) -> str:
+    """The characters whose UTF-16LE bytes are ``ascii_text`` (even length): CJK text that an
+    ASCII parser would read as that markup."""
+    return "".join(chr(ord(ascii_text[i + 1]) << 8 | ord(ascii_text[i])) for i in range(0, len(ascii_text), 2))
+
+
+def utf16_html(port: int) -> bytes:
+    """A UTF-16LE document naming an allowed host, with characters whose bytes read ``<base href=x >``
+    in ASCII (what ``/proxy`` would remove): relayed byte for byte (the charset gate)."""
+    text = f'<script>u="http://cdn.fp.test:{port}/a.js"</script>{in_utf16le("<base href=x >")}'
+    return (text + f'<img src="http://cdn.fp.test:{port}/i">').encode("utf-16")
 
 
 def origin_app(seen: Seen, tp_port: int) -> web.Application:

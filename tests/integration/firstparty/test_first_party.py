@@ -386,3 +386,23 @@ def test_head_and_methods(fp: Env) -> None:
         r.read()
     finally:
         conn.close()
+
+
+def test_identity_uses_the_client_address_the_trusted_proxy_logic_settled_on(fp: Env) -> None:
+    """The ID's HMAC is over the address from the trusted-proxy logic: the forwarded client behind a
+    trusted peer (IPv6 by its /64), never a forwarding header from an untrusted peer."""
+    for forwarded, hashed in (("198.51.100.7", "198.51.100.7"),
+                              ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "20010db800010002")):
+        _, headers, _ = fp.get("/page", _nav(**{"X-Geo-Country": "BR", "X-Forwarded-For": forwarded}))
+        value = headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        assert value.startswith(_id_prefix(hashed) + "."), forwarded
+    # from 127.0.0.2 (not in trusted_proxies): neither its X-Forwarded-For nor its geo header is believed,
+    # so the jurisdiction is Unknown and no ID is minted
+    with socket.create_connection(("127.0.0.1", fp.proxy.port), timeout=5, source_address=("127.0.0.2", 0)) as s:
+        s.sendall(b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nSec-Fetch-Dest: document\r\nX-Geo-Country: BR\r\n"
+                  b"X-Forwarded-For: 198.51.100.7\r\nConnection: close\r\n\r\n" % fp.proxy.port)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 200") and b"set-cookie" not in head

@@ -103,3 +103,45 @@ def test_streams_and_budget(store: Any) -> None:
     out = run(store, go())
     assert out[0] is None and out[1] is None and out[2].reason == "streams"
     assert out[3].reason == "budget" and out[4] is None and out[5].reason == "budget"
+
+
+def test_redis_admission_and_settlement_are_one_round_trip_each(redis_url: str) -> None:
+    """Each admission is one EVALSHA (the script runs on the server), each settlement another: MONITOR
+    shows no other command from the client (the commands the scripts run are tagged ``lua``)."""
+    import threading
+
+    import redis
+
+    store = RedisLimits(redis_url, 1.0)
+    k = key(rpm=1000, tpm=10**6, max_streams=100, budget=10.0)
+    seen: list[dict[str, Any]] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(redis_url).monitor() as m:
+            watching.set()
+            for cmd in m.listen():
+                if cmd["command"] == "ECHO the-end":
+                    return
+                seen.append(cmd)
+
+    async def go() -> None:
+        first = res(cost=0.01)
+        assert await store.admit(k, first, 0.0) is None  # a cold server loads the script once
+        await store.settle(k, first, 5, 0.01)
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        assert watching.wait(5)
+        await asyncio.sleep(0.1)
+        for _ in range(20):
+            r = res(cost=0.01)
+            assert await store.admit(k, r, 0.0) is None
+            await store.settle(k, r, 5, 0.01)
+        redis.Redis.from_url(redis_url).echo("the-end")
+        thread.join(5)
+
+    run(store, go())
+    from_client = [c["command"].split()[0] for c in seen if c.get("client_type") != "lua"
+                   and c["command"].split()[0] not in ("HELLO", "CLIENT")]  # connection set-up (the ECHO's)
+    assert from_client == ["EVALSHA"] * 40
+    assert len(seen) > 40  # (and the scripts' own commands were seen, tagged lua)

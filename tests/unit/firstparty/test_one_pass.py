@@ -111,3 +111,26 @@ def test_proxy_keeps_two_passes_when_the_origin_rules_could_write_a_rewrite_doma
     # a snippet naming a rewrite domain is signed only by a pass over the page processor's output
     assert not pages(['<script src="https://cdn.third.example/t.js"></script>']).one_pass("www.proxy.example")
     assert not pages(HEAD).one_pass("pub.ads.example")  # the public host itself is a rewrite domain
+
+
+def test_second_pass_keeps_the_charset_gate() -> None:
+    """``PageRewriting.wrap`` (two passes): a UTF-16 page passes the second pass unmodified too."""
+    from sluicegate.config.model import Settings
+    from sluicegate.firstparty.page import PageRewriting
+    from tests.integration.firstparty.conftest import in_utf16le
+
+    s = Settings.model_validate({
+        "html": {"head_inject": ['<script src="https://cdn.third.example/t.js"></script>']},
+        "first_party": {"enabled": True, "allowed_domains": ["cdn.third.example"],
+                        "rewrite_domains": ["cdn.third.example"]}})
+    pages = PageRewriting(s, SIGNER)
+    rw = MATCHERS["single"].for_request("https", "www.proxy.example")
+    body = ("<p>x</p>" + in_utf16le('<img src="https://cdn.third.example/j" >')).encode("utf-16le")
+    for ctype in ("text/html; charset=utf-16le", "text/html; charset=UTF-16"):
+        p = pages.wrap(build_html_processor(rw, s.html, charset=ctype.split("=")[1].lower()), ctype)
+        assert p.feed(body) + p.finish() == body, ctype
+    bom = ("\ufeff<p>x</p>" + in_utf16le('<img src="https://cdn.third.example/j" >')).encode("utf-16le")
+    p = pages.wrap(build_html_processor(rw, s.html), "text/html")
+    assert p.feed(bom) + p.finish() == bom
+    p = pages.stage()
+    assert p.feed(body) + p.finish() != body  # what the gate prevents

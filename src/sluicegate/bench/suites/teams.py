@@ -2,14 +2,17 @@
 
 One command: ``sluicegate bench teams`` (about 2 minutes) -> ``bench/results/teams.json``.
 
-Two ``sluicegate serve`` instances (one worker each) run at once in front of one mock provider process:
-governance off (no state: single-user mode) and on (a key with rpm, tpm, concurrent-stream and budget
-limits, prices, the SQLite ledger). Rounds alternate between them so machine noise hits both alike:
-  * added TTFB: sequential streams, mock first byte without delay, p50/p99 of on minus off;
+Three ``sluicegate serve`` instances (one worker each) run at once in front of one mock provider process:
+governance off (no state: single-user mode), on (a key with rpm, tpm, concurrent-stream and budget
+limits, prices, the SQLite ledger; admission leases on, the default) and on-exact (the same with
+``lease_max_requests = 0``: one SQLite transaction per admission, as before leases). Rounds rotate
+between them so machine noise hits all alike:
+  * added TTFB: sequential streams, mock first byte without delay, p50/p99 of on (and on-exact) minus off;
   * streams/s: closed loop at fixed concurrency, and the server's CPU per stream (utime+stime of its
     process tree over the round);
-  * in-process: CPU us of one authenticate + admit + settle against the SQLite store;
-  * correctness: ledger rows written == streams admitted.
+  * in-process: CPU us (thread time) of authenticate, admit and settle against the SQLite store, each
+    with leases on and off, one request at a time and 32 in flight;
+  * correctness: ledger rows written == streams admitted; a burst of 200 on a 60 RPM key admits 60.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def pct(values: list[float], q: float) -> float:
 
 class Instance:
     def __init__(self, name: str, tmp: Path, mock_port: int, governed: bool, state: str = "") -> None:
+        if name == "exact":
+            state += "\nlease_max_requests = 0"
         self.name = name
         self.port, self.admin = free_port(), free_port()
         self.data = tmp / name
@@ -165,16 +170,27 @@ async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, i
     return {"sent": n, "admitted": statuses.count(200), "refused_429": statuses.count(429), "limit": 60}
 
 
-async def ttfb_round(s: aiohttp.ClientSession, off: Instance, on: Instance, n: int) -> dict[str, float]:
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(n):
-        pair = [(off, a), (on, b)] if i % 2 else [(on, b), (off, a)]
-        for inst, out in pair:
-            out.append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
-    return {"off_p50_ms": statistics.median(a), "on_p50_ms": statistics.median(b), "off_p99_ms": pct(a, 0.99),
-            "on_p99_ms": pct(b, 0.99), "added_p50_ms": statistics.median(b) - statistics.median(a),
-            "added_p99_ms": pct(b, 0.99) - pct(a, 0.99)}
+async def ttfb_round(s: aiohttp.ClientSession, insts: list[Instance], n: int) -> dict[str, float]:
+    """n sequential streams per instance, the order rotating every step; p50/p99 and minus ``off``."""
+    out: dict[str, list[float]] = {i.name: [] for i in insts}
+    cpu0 = {i.name: cpu_s(i.proc.pid) for i in insts}
+    for k in range(n):
+        for j in range(len(insts)):
+            inst = insts[(k + j) % len(insts)]
+            out[inst.name].append(1000 * await stream(s, inst, "first_delay_ms=0,between_ms=0"))
+    res: dict[str, float] = {}
+    for i in insts:  # server CPU per sequential stream: what the TTFB rounds cost each server (load-robust)
+        res[f"{i.name}_cpu_ms_per_stream"] = 1000 * (cpu_s(i.proc.pid) - cpu0[i.name]) / n
+    for name, v in out.items():
+        res[f"{name}_p50_ms"] = statistics.median(v)
+        res[f"{name}_p99_ms"] = pct(v, 0.99)
+    for name in out:
+        if name != "off":
+            sfx = "" if name == "on" else f"_{name}"
+            res[f"added_p50_ms{sfx}"] = res[f"{name}_p50_ms"] - res["off_p50_ms"]
+            res[f"added_p99_ms{sfx}"] = res[f"{name}_p99_ms"] - res["off_p99_ms"]
+            res[f"added_cpu_ms{sfx}"] = res[f"{name}_cpu_ms_per_stream"] - res["off_cpu_ms_per_stream"]
+    return res
 
 
 async def rate_round(s: aiohttp.ClientSession, inst: Instance | LiteLLM, concurrency: int,
@@ -195,8 +211,20 @@ async def rate_round(s: aiohttp.ClientSession, inst: Instance | LiteLLM, concurr
             "streams": done}
 
 
-async def governor_cpu_us(n: int) -> dict[str, float]:
-    """CPU of authenticate + admit + settle in-process (SQLite store, one process, no sockets)."""
+async def governor_cpu_us(n: int) -> dict[str, Any]:
+    """Thread CPU of authenticate, admit and settle in-process (SQLite store, no sockets), leases on and off.
+
+    ``seq``: one request at a time, a 0.5 ms await between admit and settle (a stream), so the
+    settlement is pending when the next admission runs (as in the sequential TTFB rounds);
+    ``c32``: 32 requests in flight."""
+    out: dict[str, Any] = {}
+    for lease in (32, 0):
+        for mode, conc in (("seq", 1), ("c32", 32)):
+            out[f"lease{lease}_{mode}"] = await _governor_run(n, lease, conc)
+    return out
+
+
+async def _governor_run(n: int, lease: int, conc: int) -> dict[str, float]:
     from sluicegate.config.model import Settings
     from sluicegate.inference.sse import Usage
     from sluicegate.teams.governor import Governor, Ticket
@@ -208,30 +236,48 @@ async def governor_cpu_us(n: int) -> dict[str, float]:
         s = Settings.model_validate({"inference": {
             "path_prefix": "/llm", "providers": [{"name": "m", "kind": "mock", "base_url": "http://127.0.0.1:9/v1"}],
             "models": [{"name": "bench", "targets": [{"provider": "m", "model": "m"}]}],
-            "prices": {"bench": {"input": 1.0, "output": 2.0}}, "state": {"data_dir": str(tmp)}}})
+            "prices": {"bench": {"input": 1.0, "output": 2.0}},
+            "state": {"data_dir": str(tmp), "lease_max_requests": lease}}})
         secret, _ = KeyAdmin(s.inference, {}).create("bench", rpm=10**9, tpm=10**9, max_streams=10**5, budget=1e9)
         gov = Governor(s.inference, {})
         headers = {b"authorization": b"Bearer " + secret.encode()}
+        acc = {"authenticate": 0.0, "admit": 0.0, "settle": 0.0}
 
-        async def go() -> dict[str, float]:
-            await gov.startup()
-            out: dict[str, float] = {}
-            for label in ("warm", "measured"):
-                t0 = time.process_time()
-                w0 = time.perf_counter()
-                for i in range(n):
-                    key = await gov.authenticate(headers, "127.0.0.1")
-                    assert isinstance(key, KeyRecord)
-                    t = await gov.admit(key, "bench", BODY, f"r{label}{i}", False)
-                    assert isinstance(t, Ticket)
-                    t.observe(Usage(input_tokens=10, output_tokens=27), "m", 200, "ok")
-                    await gov.settle(t, 0.001)
-                out = {"cpu_us_per_request": 1e6 * (time.process_time() - t0) / n,
-                       "wall_us_per_request": 1e6 * (time.perf_counter() - w0) / n}
-            await gov.shutdown()
-            return out
+        async def one(tag: str) -> None:
+            c0 = time.thread_time()
+            key = await gov.authenticate(headers, "127.0.0.1")
+            c1 = time.thread_time()
+            assert isinstance(key, KeyRecord)
+            t = await gov.admit(key, "bench", BODY, tag, False)
+            c2 = time.thread_time()
+            assert isinstance(t, Ticket)
+            await asyncio.sleep(0.0005)  # the stream
+            t.observe(Usage(input_tokens=10, output_tokens=27), "m", 200, "ok")
+            c3 = time.thread_time()
+            await gov.settle(t, 0.001)
+            acc["authenticate"] += c1 - c0
+            acc["admit"] += c2 - c1
+            acc["settle"] += time.thread_time() - c3
 
-        return await go()
+        async def loop(label: str, j: int) -> None:
+            for i in range(n // conc):
+                await one(f"{label}{j}-{i}")
+
+        await gov.startup()
+        total = 0.0
+        for label in ("warm", "measured"):
+            for k in acc:
+                acc[k] = 0.0
+            t0 = time.process_time()
+            await asyncio.gather(*[loop(label, j) for j in range(conc)])
+            await asyncio.sleep(0.05)  # pending settlements flush
+            total = time.process_time() - t0
+        stats = getattr(gov.limits, "stats", {})
+        await gov.shutdown()
+        done = (n // conc) * conc
+        return {**{f"{k}_us": round(1e6 * v / done, 2) for k, v in acc.items()},
+                "process_cpu_us_per_request": round(1e6 * total / done, 2),
+                "sqlite_transactions_per_request": round(stats.get("transactions", 0) / (2 * done), 4)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -279,6 +325,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              "--first-delay-ms", "10", "--between-ms", "1"], stdout=subprocess.DEVNULL)
     off: Instance | None = None
     on: Instance | None = None
+    exact: Instance | None = None
     redis: subprocess.Popen[bytes] | None = None
     try:
         wait_port(mock_port)
@@ -291,15 +338,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_port(redis_port)
             state = f'redis_url = "redis://127.0.0.1:{redis_port}/0"'
         on = Instance("on", tmp, mock_port, governed=True, state=state)
+        insts = [off, on]
+        if args.state == "sqlite" and not args.no_exact:
+            exact = Instance("exact", tmp, mock_port, governed=True, state=state)
+            insts.append(exact)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
             for _ in range(50):
-                await stream(s, off)
-                await stream(s, on)
-            ttfb = [await ttfb_round(s, off, on, args.ttfb_n) for _ in range(args.rounds)]
+                for inst in insts:
+                    await stream(s, inst)
+            ttfb = [await ttfb_round(s, insts, args.ttfb_n) for _ in range(args.rounds)]
             burst_result = await burst(s, on, 200)
-            rates: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+            rates: dict[str, list[dict[str, float]]] = {i.name: [] for i in insts}
             for i in range(args.rounds):
-                for inst in ((off, on) if i % 2 == 0 else (on, off)):
+                for j in range(len(insts)):
+                    inst = insts[(i + j) % len(insts)]
                     rates[inst.name].append(await rate_round(s, inst, args.concurrency, args.seconds))
             peer: dict[str, Any] = {}
             if args.litellm:
@@ -318,15 +370,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "params": vars(args),
             "ttfb": {**med, "rounds": ttfb},
             "streams_per_s": {**sps, "ratio_on_off": sps["on"] / sps["off"], "rounds": rates},
-            "server_cpu_ms_per_stream": {**cpu, "added": cpu["on"] - cpu["off"]},
-            "peak_rss_kb": {"off": peak_rss_kb(off.proc.pid), "on": peak_rss_kb(on.proc.pid)},
+            "server_cpu_ms_per_stream": {**cpu, "added": cpu["on"] - cpu["off"],
+                                         **({"added_exact": cpu["exact"] - cpu["off"]} if "exact" in cpu else {})},
+            "peak_rss_kb": {i.name: peak_rss_kb(i.proc.pid) for i in insts},
             "governor_in_process": await governor_cpu_us(args.micro_n),
             "ledger": {"streams_admitted": admitted, "rows_written": rows, "exact": rows == admitted},
             "burst_60_rpm": burst_result,
             "litellm": peer,
         }
     finally:
-        for maybe in (off, on):
+        for maybe in (off, on, exact):
             if maybe is not None:
                 maybe.stop()
         for proc in (mock, redis):
@@ -342,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ttfb-n", type=int, default=300)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--micro-n", type=int, default=3000)
+    ap.add_argument("--micro-n", type=int, default=2048)
+    ap.add_argument("--no-exact", action="store_true",
+                    help="skip the third instance (governed, lease_max_requests = 0: a transaction per admission)")
     ap.add_argument("--state", choices=("sqlite", "redis"), default="sqlite",
                     help="where the governed instance keeps limit counters (redis: starts a redis-server)")
     ap.add_argument("--litellm", action="store_true",
@@ -362,10 +417,20 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     t, r, c, g = res["ttfb"], res["streams_per_s"], res["server_cpu_ms_per_stream"], res["governor_in_process"]
     print(f"added TTFB p50 {t['added_p50_ms']:.3f} ms (off {t['off_p50_ms']:.3f}, on {t['on_p50_ms']:.3f}); "
-          f"p99 {t['added_p99_ms']:.3f} ms")
+          f"p99 {t['added_p99_ms']:.3f} ms; server CPU per sequential stream +{t['added_cpu_ms']:.3f} ms")
+    if "added_p50_ms_exact" in t:
+        print(f"  without leases (one transaction per admission): added TTFB p50 {t['added_p50_ms_exact']:.3f} ms, "
+              f"p99 {t['added_p99_ms_exact']:.3f} ms; server CPU per sequential stream "
+              f"+{t['added_cpu_ms_exact']:.3f} ms")
     print(f"streams/s off {r['off']:.0f} on {r['on']:.0f} (ratio {r['ratio_on_off']:.3f}); server CPU/stream "
           f"off {c['off']:.3f} ms on {c['on']:.3f} ms (+{c['added']:.3f})")
-    print(f"governor in-process: {g['cpu_us_per_request']:.1f} us CPU per authenticate+admit+settle")
+    if "exact" in r:
+        print(f"  without leases: streams/s {r['exact']:.0f}, server CPU/stream {c['exact']:.3f} ms "
+              f"(+{c['added_exact']:.3f})")
+    for name, v in g.items():
+        print(f"governor in-process {name}: authenticate {v['authenticate_us']:.1f} + admit {v['admit_us']:.1f} + "
+              f"settle {v['settle_us']:.1f} us thread CPU; process {v['process_cpu_us_per_request']:.1f} us/request; "
+              f"{v['sqlite_transactions_per_request']:.3f} SQLite transactions per request")
     lt = res["litellm"]
     if lt.get("closed_loop"):
         cl = lt["closed_loop"]

@@ -99,3 +99,12 @@ def build_html_processor(rewriter: HostRewriter, settings: HtmlSettings, *, inje
         return _Passthrough()
     return _BomGate(build_html_rewriter(rewriter, settings, inject=inject, script_filter=script_filter,
                                         extra_rules=extra_rules))
+
+
+def charset_gate(inner: Transformer, charset: str | None) -> Transformer:
+    """``inner`` (an HTML rewriter built elsewhere: the first-party ``/proxy`` documents and page
+    stage) behind the charset gate of ``build_html_processor``: a body whose declared ``charset``
+    or BOM is not ASCII-compatible (UTF-16/32) passes through unmodified."""
+    if charset is not None and not ascii_compatible(charset):
+        return _Passthrough()
+    return _BomGate(inner)
