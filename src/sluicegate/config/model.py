@@ -47,7 +47,7 @@ class ServerSettings(BaseModel):
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
     # The HTTP/1.1 serving core of each worker: "native" (server/h1: asyncio/uvloop on httptools, head and
     # first body chunk in one write) or "uvicorn" (uvicorn's httptools protocol). Same app, same behaviour.
-    http_core: Literal["native", "uvicorn"] = "uvicorn"
+    http_core: Literal["native", "uvicorn"] = "native"
 
     @field_validator("access_log")
     @classmethod
