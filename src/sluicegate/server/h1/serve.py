@@ -81,10 +81,18 @@ class NativeServer:
         self._exit: asyncio.Event | None = None
         self._force = False
         self._early = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def early_signal(self, signum: int, frame: Any) -> None:
         """SIGTERM/SIGINT before the loop's handlers exist: drain as soon as serving starts."""
         self._early = True
+
+    def stop(self) -> None:
+        """Drain and stop, from any thread (what SIGTERM does)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._signalled)
+        else:
+            self._early = True
 
     def _signalled(self) -> None:
         assert self._exit is not None
@@ -94,9 +102,13 @@ class NativeServer:
 
     async def serve(self, sock: socket.socket) -> int:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._exit = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._signalled)
+            try:
+                loop.add_signal_handler(sig, self._signalled)
+            except (RuntimeError, ValueError):  # not the main thread (embedded, tests): stop() ends it
+                break
         if self._early:
             self._exit.set()
         lifespan = Lifespan(self.state.app)
