@@ -225,7 +225,8 @@ class H1Protocol(asyncio.Protocol):
             "raw_path": raw_path, "query_string": query, "headers": self._headers,
         }
         http10 = http_version == "1.0"
-        keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        # an HTTP/1.0 client gets one response per connection (as under uvicorn): no keep-alive negotiation
+        keep_alive = not http10 and parser.should_keep_alive() and not parser.should_upgrade()
         cycle = Cycle(self, scope, keep_alive=keep_alive, expect_100=self._expect_100, http10=http10)
         self.parsing = cycle
         if self.cycle is None:
