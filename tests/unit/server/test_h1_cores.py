@@ -119,6 +119,15 @@ def test_http10_and_connection_close(core: str) -> None:
 
 
 @pytest.mark.parametrize("core", CORES)
+def test_bytes_after_connection_close_are_ignored(core: str) -> None:
+    with serving(core, echo) as srv, connect(srv.port) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc"
+                  b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, _ = read_until_closed(s)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"abc") and data.count(b"HTTP/1.1") == 1
+
+
+@pytest.mark.parametrize("core", CORES)
 def test_expect_100_continue(core: str) -> None:
     with serving(core, echo) as srv, connect(srv.port) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")

@@ -76,6 +76,9 @@ class H1Protocol(asyncio.Protocol):
         self.loop = loop or asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = httptools.HttpRequestParser(self)
+        # bytes after a request with "Connection: close" are ignored (the connection closes after its response)
+        # instead of failing the request before it: uvicorn's choice too
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self.cycle: Cycle | None = None  # the exchange being answered
         self.queue: deque[Cycle] = deque()  # pipelined requests waiting their turn
         self.parsing: Cycle | None = None  # the request whose body the parser is reading
