@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if srv.http_core == "native":
         return _serve_native(app, settings, args.fd, args.ready_fd)
     from sluicegate.server.h1guard import guarded_protocol
+    from sluicegate.server.h2 import Http2Switch
+    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
+
+    http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
 
     ws: Any = "none"  # upgrades on publisher routes: our frame-aware tunnel (publisher.websocket)
     if app.websocket is not None:
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=guarded_protocol(settings.timeouts.client_header),  # httptools + a request-head deadline
+        http=guarded_protocol(settings.timeouts.client_header, http2),  # httptools, head deadline, h2 hand-over
         lifespan="on",
         access_log=False,  # ours: server.observe (one line per request, both faces)
         server_header=False,
@@ -133,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         ws=ws,
     )
-    from sluicegate.server.tls import TlsProblem, server_context
-
     try:
         config.load()
-        config.ssl = server_context(srv)  # ours (TLS 1.2+, modern ciphers, ALPN), read fresh by every worker
+        # ours (TLS 1.2+, modern ciphers, ALPN h2 when served), read fresh by every worker
+        config.ssl = server_context(srv, ALPN_H2 if http2 is not None else None)
     except TlsProblem as exc:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -154,11 +157,13 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
 
     from sluicegate.server.h1.protocol import ServerState
     from sluicegate.server.h1.serve import NativeServer
-    from sluicegate.server.tls import TlsProblem, server_context
+    from sluicegate.server.h2 import Http2Switch
+    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
 
     srv = settings.server
+    http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
     try:
-        ssl_context = server_context(srv)
+        ssl_context = server_context(srv, ALPN_H2 if http2 is not None else None)
     except TlsProblem as exc:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -173,7 +178,7 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
         keepalive_timeout=settings.timeouts.client_keepalive,
         head_limit=2 * settings.limits.max_request_header_bytes,  # the faces answer 431 below this
         ws_protocol=ws,
-        choose_protocol=None,  # the hook for another protocol per connection (HTTP/2: ALPN "h2", h2c preface)
+        http2=http2,  # a connection's first bytes decide: HTTP/2 (ALPN h2, h2c preface) or HTTP/1.1
     )
     server = NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
     sock = socket.socket(fileno=fd)

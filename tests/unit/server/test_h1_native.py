@@ -134,23 +134,49 @@ async def test_response_aborted_after_the_head_aborts() -> None:
     assert t.aborted and not t.writes[-1].endswith(b"0\r\n\r\n")
 
 
-async def test_choose_protocol_hook_takes_the_connection() -> None:
-    taken: list[bytes] = []
+class Switch:
+    """The ``server.h2.Http2Switch`` interface: True = taken, False = HTTP/1.1, None = need more bytes."""
 
-    class Other(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            taken.append(data)
+    def __init__(self) -> None:
+        self.offers: list[bytes] = []
 
-    def choose(transport: Any, first: bytes) -> asyncio.Protocol | None:
-        return Other() if first.startswith(b"PRI * HTTP/2.0") else None
+    def take(self, transport: Any, data: bytes, registry: Any) -> bool | None:
+        self.offers.append(data)
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        if data.startswith(preface):
+            return True
+        return None if preface.startswith(data) else False
 
+
+async def test_http2_switch_gets_the_first_bytes_once() -> None:
+    switch = Switch()
     transport = RecordingTransport()
-    state = ServerState(None, header_timeout=5, keepalive_timeout=5, head_limit=65536, choose_protocol=choose)
+    state = ServerState(None, header_timeout=5, keepalive_timeout=5, head_limit=65536, http2=switch)
     proto = H1Protocol(state, asyncio.get_running_loop())
     proto.connection_made(transport)  # type: ignore[arg-type]
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-    proto.data_received(preface)
-    assert isinstance(transport.protocol, Other) and taken == [preface] and proto not in state.connections
+    proto.data_received(b"PRI * HTTP/2")  # a prefix: kept, asked again with the rest
+    proto.data_received(b".0\r\n\r\nSM\r\n\r\n")
+    assert switch.offers == [b"PRI * HTTP/2", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]
+    assert proto not in state.connections and transport.writes == []
+
+
+async def test_http1_after_the_switch_said_no() -> None:
+    switch = Switch()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    transport = RecordingTransport()
+    state = ServerState(app, header_timeout=5, keepalive_timeout=5, head_limit=65536, http2=switch)
+    proto = H1Protocol(state, asyncio.get_running_loop())
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    proto.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for task in list(state.tasks):
+        await task
+    await asyncio.sleep(0.01)
+    assert len(switch.offers) == 1 and b"".join(transport.writes).count(b"HTTP/1.1 200") == 2
 
 
 def test_head_is_on_the_wire_before_a_late_body() -> None:

@@ -17,11 +17,11 @@ gets ``connection_made(transport)`` and then the bytes read so far. Two users:
   * WebSocket upgrades (``Upgrade: websocket`` + ``Connection: upgrade``) go to ``ServerState.ws_protocol``
     (``publisher.websocket.TunnelProtocol``, the class uvicorn is given as ``ws=``) with the request head
     re-serialised and any bytes after it: upgrades never enter the ASGI app;
-  * THE HOOK FOR OTHER PROTOCOLS (HTTP/2): ``ServerState.choose_protocol(transport, first_bytes)`` is
-    called once in ``connection_made`` with ``b""`` (ALPN is known then: ``transport.get_extra_info(
-    "ssl_object").selected_alpn_protocol()``) and once with the first bytes read (the h2c prior-knowledge
-    preface ``PRI * HTTP/2.0``); when it returns a protocol instance, the connection is handed to it
-    (the bytes included) and this protocol is done. Wire an h2 protocol in by setting that one callable.
+  * HTTP/2 (``[server] http2``): the first bytes read are offered to ``ServerState.http2`` (a
+    ``server.h2.Http2Switch``) in ONE call, ``take(transport, data, state)``: True = ALPN chose ``h2`` or the
+    bytes are the h2c prior-knowledge preface, and the switch has handed the connection to its own protocol
+    (this one retires: out of ``connections``, timers stopped); False = HTTP/1.1, parse as usual; None = a
+    strict prefix of the 24-byte preface so far: the bytes are kept and offered again with the next read.
 
 Must not know: the app's faces, the config model (``serve`` passes plain values), other connections.
 """
@@ -32,7 +32,6 @@ import asyncio
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -43,7 +42,6 @@ from sluicegate.server.h1.cycle import Cycle
 log = logging.getLogger("sluicegate.h1")
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-ChooseProtocol = Callable[[asyncio.Transport, bytes], "asyncio.Protocol | None"]
 
 
 class ServerState:
@@ -52,14 +50,14 @@ class ServerState:
 
     def __init__(
         self, app: Any, *, header_timeout: float, keepalive_timeout: float, head_limit: int,
-        ws_protocol: type[asyncio.Protocol] | None = None, choose_protocol: ChooseProtocol | None = None,
+        ws_protocol: type[asyncio.Protocol] | None = None, http2: Any = None,
     ) -> None:
         self.app = app
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.head_limit = head_limit
         self.ws_protocol = ws_protocol
-        self.choose_protocol = choose_protocol
+        self.http2 = http2  # a server.h2.Http2Switch, or None: HTTP/1.1 only
         self.connections: set[Any] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -89,7 +87,7 @@ class H1Protocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._read_paused = False
         self._closed = False
-        self._first = True
+        self._sniff: bytes | None = b""  # the first bytes until the HTTP/2 switch has decided (None: decided)
         self._in_head = True
         self._head_bytes = 0
         self._heads_done = 0
@@ -111,20 +109,22 @@ class H1Protocol(asyncio.Protocol):
         self.client = _addr(transport.get_extra_info("peername"))
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
-        if state.choose_protocol is not None:
-            other = state.choose_protocol(self.transport, b"")
-            if other is not None:
-                self.hand_off(other, b"")
-                return
         self._head_timer = self.loop.call_later(state.header_timeout, self._head_expired)
 
     def data_received(self, data: bytes) -> None:
-        if self._first:
-            self._first = False
-            if self.state.choose_protocol is not None:
-                other = self.state.choose_protocol(self.transport, data)
-                if other is not None:
-                    self.hand_off(other, data)
+        if self._sniff is not None:  # the first bytes: HTTP/2 or not (one call to the switch)
+            switch = self.state.http2
+            if switch is None:
+                self._sniff = None
+            else:
+                data = self._sniff + data
+                verdict = switch.take(self.transport, data, self.state)
+                if verdict is None:  # a strict prefix of the 24-byte h2 preface: bounded
+                    self._sniff = data
+                    return
+                self._sniff = None
+                if verdict:  # the connection is HTTP/2's now
+                    self._retire()
                     return
         self._heads_done = 0
         try:
@@ -326,11 +326,14 @@ class H1Protocol(asyncio.Protocol):
         protocol = self.state.ws_protocol(config=None, server_state=self.state, app_state=None)  # type: ignore[call-arg]
         self.hand_off(protocol, b"".join(head) + data[offset:])
 
-    def hand_off(self, protocol: asyncio.Protocol, data: bytes) -> None:
-        """Give this connection to ``protocol``: it gets ``connection_made`` and then ``data``."""
+    def _retire(self) -> None:
         self._stop_timers()
         self.state.connections.discard(self)
         self._closed = True
+
+    def hand_off(self, protocol: asyncio.Protocol, data: bytes) -> None:
+        """Give this connection to ``protocol``: it gets ``connection_made`` and then ``data``."""
+        self._retire()
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
         if data:
