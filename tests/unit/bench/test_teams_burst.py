@@ -1,0 +1,52 @@
+"""The burst comparison's pure parts: counting the answers, the verdict, the table, LiteLLM's config text."""
+
+from __future__ import annotations
+
+from sluicegate.bench.suites.teams_burst import LIMIT, litellm_yaml, render, tally
+
+
+def test_tally_exact_burst() -> None:
+    t = tally([200] * 60 + [429] * 140)
+    assert t == {"sent": 200, "limit": 60, "admitted": 60, "refused_429": 140, "other_statuses": {},
+                 "over_admitted": 0, "exact": True}
+
+
+def test_tally_over_admission_and_other_codes() -> None:
+    t = tally([200] * 120 + [429] * 70 + [500] * 7 + [0] * 3)
+    assert t["admitted"] == 120 and t["refused_429"] == 70
+    assert t["over_admitted"] == 60 and not t["exact"]
+    assert t["other_statuses"] == {"0": 3, "500": 7}
+
+
+def test_tally_exact_count_with_errors_is_not_exact() -> None:
+    t = tally([200] * 60 + [429] * 139 + [502])
+    assert t["over_admitted"] == 0 and t["other_statuses"] == {"502": 1} and not t["exact"]
+
+
+def test_tally_under_admission_and_small_bursts() -> None:
+    assert not tally([200] * 59 + [429] * 141)["exact"]
+    assert tally([200] * 10, limit=60)["exact"]  # fewer requests than the limit: all admitted is exact
+
+
+def test_render_lists_each_setup_with_its_verdict() -> None:
+    rows = [{"setup": "sluicegate workers=2", **tally([200] * 60 + [429] * 140)},
+            {"setup": "litellm workers=2", **tally([200] * 118 + [429] * 82), "straddled_minute": False},
+            {"setup": "litellm 2 instances + redis", "skipped": "no redis-server"}]
+    out = render(rows).splitlines()
+    assert out[0].split()[:2] == ["set-up", "(limit"]
+    assert out[2].split()[-5:] == ["200", "60", "140", "-", "exact"]
+    assert out[3].endswith("over-admits 58") and "118" in out[3].split()
+    assert "skipped: no redis-server" in out[4]
+
+
+def test_litellm_yaml_puts_the_limit_on_the_deployment_and_redis_in_router_settings() -> None:
+    text = litellm_yaml(4321)
+    lines = [ln.strip() for ln in text.splitlines()]
+    dep = lines[lines.index("- model_name: bench"):lines.index("router_settings:")]
+    assert f"rpm: {LIMIT}" in dep and "api_base: http://127.0.0.1:4321/v1" in dep
+    router = lines[lines.index("router_settings:"):lines.index("litellm_settings:")]
+    assert "num_retries: 0" in router and not any(ln.startswith("redis_") for ln in router)
+    shared = [ln.strip() for ln in litellm_yaml(4321, redis_port=6390).splitlines()]
+    router = shared[shared.index("router_settings:"):shared.index("litellm_settings:")]
+    assert "redis_host: 127.0.0.1" in router and "redis_port: 6390" in router
+    assert "\t" not in text and all(len(ln) - len(ln.lstrip()) in (0, 2, 4, 6) for ln in text.splitlines())
