@@ -8,8 +8,9 @@ entry points; the answer is the count of 200s and 429s:
   * ``sluicegate workers=2``: ``serve --workers 2``, a virtual key with ``--rpm 60`` (embedded SQLite);
   * ``sluicegate 2 instances + redis``: two ``serve`` processes, the key's counters in one redis-server;
   * ``litellm workers=N``: LiteLLM's proxy, the model's deployment carrying ``rpm: 60`` in its
-    ``model_list`` (the router's own per-deployment limit, ``usage-based-routing-v2``, the strategy that
-    enforces it), ``--num_workers N``, counters in process memory;
+    ``model_list``, enforced by the router's ``optional_pre_call_checks: [enforce_model_rate_limits]``
+    (increment first, refuse over the limit, per calendar minute), ``--num_workers N``, counters in
+    process memory;
   * ``litellm 2 instances + redis``: two LiteLLM proxies whose ``router_settings`` share the same redis.
 
 LiteLLM's per-key limits (virtual keys) are not measured: they live in its PostgreSQL through Prisma,
@@ -34,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from sluicegate.bench import lab
 from sluicegate.bench.report import table
 from sluicegate.dev.origin.serve import free_port
 from sluicegate.dev.process import wait_port
@@ -46,6 +48,8 @@ SG_CONFIG = """
 [server]
 host = "127.0.0.1"
 port = {port}
+[admin]
+listen = "127.0.0.1:{admin}"
 [inference]
 path_prefix = "/llm"
 [inference.state]
@@ -84,15 +88,18 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         if "skipped" in r:
-            body.append([r["setup"], "-", "-", "-", "-", "skipped: " + str(r["skipped"])])
+            body.append([r["setup"], "-", "-", "-", "-", "-", "-", "skipped: " + str(r["skipped"])])
             continue
         other = ", ".join(f"{k}x{v}" for k, v in r["other_statuses"].items()) or "-"
         verdict = "exact" if r["exact"] else (f"over-admits {r['over_admitted']}" if r["over_admitted"]
                                               else "not exact")
         if r.get("straddled_minute"):
             verdict += " (straddled a minute)"
-        body.append([r["setup"], str(r["sent"]), str(r["admitted"]), str(r["refused_429"]), other, verdict])
-    return table(["set-up (limit 60 RPM)", "sent", "200", "429", "other", "verdict"], body)
+        per = "+".join(str(n) for n in r.get("admitted_per_entry_point", [])) or "-"
+        body.append([r["setup"], str(r["sent"]), str(r["admitted"]), str(r["refused_429"]), other, per,
+                     str(r.get("busy_processes", "-")), verdict])
+    return table(["set-up (limit 60 RPM)", "sent", "200", "429", "other", "200 per entry", "busy procs", "verdict"],
+                 body)
 
 
 def litellm_yaml(mock_port: int, redis_port: int | None = None) -> str:
@@ -100,8 +107,7 @@ def litellm_yaml(mock_port: int, redis_port: int | None = None) -> str:
     text = ("model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/mock-1\n"
             f"      api_base: http://127.0.0.1:{mock_port}/v1\n      api_key: sk-bench-none\n"
             f"      rpm: {LIMIT}\n"
-            "router_settings:\n  routing_strategy: usage-based-routing-v2\n  num_retries: 0\n"
-            "  enable_pre_call_checks: true\n")
+            "router_settings:\n  optional_pre_call_checks: [enforce_model_rate_limits]\n  num_retries: 0\n")
     if redis_port is not None:
         text += f"  redis_host: 127.0.0.1\n  redis_port: {redis_port}\n"
     return text + "litellm_settings:\n  telemetry: false\n  num_retries: 0\n"
@@ -115,10 +121,15 @@ class Procs:
         self.urls: list[str] = []
         self.headers = {"content-type": "application/json"}
 
-    def start(self, argv: list[str], port: int, url: str, env: dict[str, str] | None = None,
+    def start(self, argv: list[str], port: int, url: str, log: Path, env: dict[str, str] | None = None,
               timeout: float = 60) -> None:
-        self.procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(port, timeout)
+        with log.open("wb") as err:
+            self.procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err))
+        try:
+            wait_port(port, timeout)
+        except RuntimeError as e:
+            tail = log.read_bytes()[-800:].decode(errors="replace")
+            raise RuntimeError(f"{argv[0]} {' '.join(argv[1:4])}: {e}; its stderr ends: {tail}") from None
         self.urls.append(url)
 
     def stop(self) -> None:
@@ -141,14 +152,14 @@ def sluicegate_setup(tmp: Path, mock_port: int, workers: int, instances: int, re
         port = free_port()
         cfg = d / f"node{i}.toml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text(SG_CONFIG.format(port=port, data=d / "data", state=state, mock=mock_port))
+        cfg.write_text(SG_CONFIG.format(port=port, admin=free_port(), data=d / "data", state=state, mock=mock_port))
         cfgs.append((cfg, port))
     key = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(cfgs[0][0]), "--name", "burst",
                           "--rpm", str(LIMIT)], capture_output=True, text=True, check=True).stdout.split()[-1]
     out.headers["authorization"] = "Bearer " + key
     for cfg, port in cfgs:
         out.start([PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--workers", str(workers)], port,
-                  f"http://127.0.0.1:{port}/llm/v1/chat/completions")
+                  f"http://127.0.0.1:{port}/llm/v1/chat/completions", cfg.with_suffix(".log"))
     return out
 
 
@@ -162,10 +173,10 @@ def litellm_setup(exe: Path, tmp: Path, mock_port: int, workers: int, instances:
                NO_DOCS="True", LITELLM_LOG="ERROR",
                LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY="true")  # loopback-only bench
     out = Procs()
-    for _ in range(instances):
+    for i in range(instances):
         port = free_port()
         out.start([str(exe), "--config", str(cfg), "--port", str(port), "--num_workers", str(workers)], port,
-                  f"http://127.0.0.1:{port}/v1/chat/completions", env=env, timeout=180)
+                  f"http://127.0.0.1:{port}/v1/chat/completions", d / f"node{i}.log", env=env, timeout=180)
     return out
 
 
@@ -191,12 +202,26 @@ async def clear_of_minute_edge(margin_s: float = 30.0) -> None:
         await asyncio.sleep(left + 0.5)
 
 
+def busy_processes(before: dict[int, int], after: dict[int, int], min_ticks: int = 2) -> int:
+    """How many processes of a set-up used at least min_ticks of CPU (1/100 s) during the burst."""
+    return sum(1 for pid, t in after.items() if t - before.get(pid, 0) >= min_ticks)
+
+
+def tree_ticks(procs: Procs) -> dict[int, int]:
+    return {p: lab.cpu_ticks(p) for top in procs.procs for p in lab.tree(top.pid)}
+
+
 async def measure(procs: Procs, body: bytes, setup: str) -> dict[str, Any]:
     await clear_of_minute_edge()
+    ticks0 = tree_ticks(procs)
     t0 = time.time()
     statuses = await fire(procs.urls, procs.headers, body)
     t1 = time.time()
-    return {"setup": setup, **tally(statuses), "seconds": round(t1 - t0, 2),
+    busy = busy_processes(ticks0, tree_ticks(procs))
+    k = len(procs.urls)
+    per_entry = [sum(1 for i, st in enumerate(statuses) if i % k == j and st == 200) for j in range(k)]
+    return {"setup": setup, **tally(statuses), "admitted_per_entry_point": per_entry, "busy_processes": busy,
+            "seconds": round(t1 - t0, 2),
             "straddled_minute": int(t0 // 60) != int(t1 // 60)}
 
 
@@ -227,8 +252,12 @@ async def run_all(tmp: Path, mock_port: int, body: bytes, litellm_exe: Path) -> 
             if shared:  # every set-up starts from an empty redis
                 subprocess.run(["redis-cli", "-p", str(redis_port), "FLUSHALL"], capture_output=True, check=False)
             rp = redis_port if shared else None
-            procs = (sluicegate_setup(tmp, mock_port, workers, instances, rp) if kind == "sg"
-                     else litellm_setup(litellm_exe, tmp, mock_port, workers, instances, rp))
+            try:
+                procs = (sluicegate_setup(tmp, mock_port, workers, instances, rp) if kind == "sg"
+                         else litellm_setup(litellm_exe, tmp, mock_port, workers, instances, rp))
+            except (RuntimeError, subprocess.CalledProcessError) as e:  # one set-up failing spoils no other
+                rows.append({"setup": setup, "skipped": f"did not start: {e}"})
+                continue
             try:
                 rows.append(await measure(procs, body, setup))
             finally:
