@@ -45,6 +45,9 @@ def test_litellm_yaml_puts_the_limit_on_the_deployment_and_redis_in_router_setti
     lines = [ln.strip() for ln in text.splitlines()]
     dep = lines[lines.index("- model_name: bench"):lines.index("router_settings:")]
     assert f"rpm: {LIMIT}" in dep and "api_base: http://127.0.0.1:4321/v1" in dep
+    warm = lines[lines.index("- model_name: warm"):lines.index("router_settings:")]
+    assert dep.index("- model_name: warm") > dep.index(f"rpm: {LIMIT}")  # the limit is bench's alone
+    assert not any(ln.startswith("rpm") for ln in warm)
     router = lines[lines.index("router_settings:"):lines.index("litellm_settings:")]
     assert "num_retries: 0" in router and "optional_pre_call_checks: [enforce_model_rate_limits]" in router
     assert not any(ln.startswith("redis_") for ln in router)
