@@ -6,7 +6,8 @@ under ``burst_vs_litellm``). Every set-up gets fresh processes and a fresh limit
 entry points; the answer is the count of 200s and 429s:
 
   * ``sluicegate workers=2``: ``serve --workers 2``, a virtual key with ``--rpm 60`` (embedded SQLite);
-  * ``sluicegate 2 instances + redis``: two ``serve`` processes, the key's counters in one redis-server;
+  * ``sluicegate 2 instances + redis``: two ``serve`` processes, the key's counters in one redis-server
+    (keys and ledger in one shared data_dir: this bench starts no PostgreSQL);
   * ``litellm workers=N``: LiteLLM's proxy, the model's deployment carrying ``rpm: 60`` in its
     ``model_list``, enforced by the router's ``optional_pre_call_checks: [enforce_model_rate_limits]``
     (increment first, refuse over the limit, per calendar minute), ``--num_workers N``, counters in
