@@ -369,25 +369,28 @@ class StreamTranslator:
             pending = nxt
         return pending
 
-    def _decode(self, name: str, text: str) -> Event | None:
+    def _decode(self, name: str, text: str) -> Any:
+        """The event's payload (DONE / PING kept as such), the provider's usage and errors noted; None when it
+        is not JSON (nothing any protocol defines: skipped like an unknown event)."""
         if text is PING:
-            return name, PING
-        if self._upstream_chat and text == DONE:
-            return name, DONE
+            return PING
+        if text == DONE and self._upstream_chat:
+            return DONE
         try:
             obj = _loads(text)
         except ValueError:
-            return None  # not JSON: nothing any protocol defines; skipped like an unknown event
+            return None
         if '"usage"' in text:
             apply_usage(self.usage, obj)
         if "error" in text and (name == "error" or (isinstance(obj, dict) and (
                 "error" in obj or obj.get("type") == "error"))):
             self.saw_error = True
-        return name, obj
+        return obj
 
     def _translate(self, blocks: list[bytes]) -> list[Event]:
         out: list[Event] = []
         shapes, fast = self._shapes, self._fast
+        run = self._stages[0].event if len(self._stages) == 1 else self._run
         n = 0
         for block in blocks:
             n += 1
@@ -419,9 +422,9 @@ class StreamTranslator:
                     if frame:
                         out.append((RAW, frame))
                     continue
-            dec = self._decode(name, text)
-            if dec is not None:
-                self._run(dec[0], dec[1], out)
+            obj = self._decode(name, text)
+            if obj is not None:
+                run(name, obj, out)
         self.events_in += n
         return out
 
