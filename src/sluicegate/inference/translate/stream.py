@@ -86,9 +86,10 @@ JSON_STR = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]
 ANTHROPIC_TEXT = re.compile(
     r'\{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":"(' + JSON_STR + r')"\}\}')
 # A chat-completions chunk carrying only text for choice 0: scalar top-level fields (id, object, created,
-# model, system_fingerprint, service_tier, obfuscation, "usage":null, ...; never an "error" and never a
-# usage object) around one choice whose delta is the content (an optional repeated role), no finish reason.
-_SCALAR_FIELD = r'"(?!error")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|false)'
+# model, system_fingerprint, service_tier, obfuscation, "usage":null, ...; never an "error" or a "type" (the
+# error tap reads those) and never a usage object) around one choice whose delta is the content (an optional
+# repeated role), no finish reason.
+_SCALAR_FIELD = r'"(?!error"|type")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|false)'
 CHAT_TEXT = re.compile(
     r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":"('
     + JSON_STR + r')"\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,' + _SCALAR_FIELD + r')*\}')
@@ -419,6 +420,7 @@ class StreamTranslator:
             if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error":  # (C finds first)
                 frame = self._match(block, text)
                 if frame is not None:
+                    shapes = self._shapes  # (perhaps just learned: the rest of this read uses it)
                     if frame:
                         out.append((RAW, frame))
                     continue
