@@ -92,7 +92,7 @@ def test_https_tls12_plus_aead_alpn(tmp_path: Path, pki: Pki, origin: Origin) ->
             assert s.version() == "TLSv1.2"
             name, _, _ = s.cipher()  # type: ignore[misc]
             assert "GCM" in name or "CHACHA20" in name
-            assert s.selected_alpn_protocol() == "http/1.1"  # h2 is offered only by a stack that speaks it
+            assert s.selected_alpn_protocol() == "h2"  # [server] http2 (default): server/h2 speaks it
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
@@ -200,15 +200,15 @@ def test_startup_problems_are_one_line(tmp_path: Path, pki: Pki, problem: str) -
     assert len(lines) == 1 and expected in lines[0], r.stderr
 
 
-def test_h2_clients_fall_back_to_http11(tmp_path: Path, pki: Pki, origin: Origin) -> None:
+def test_h2_clients_get_h2_and_h1_clients_http11(tmp_path: Path, pki: Pki, origin: Origin) -> None:
     cert, key = pki.leaf("h2")
     p = start(tmp_path, origin.url, cert, key)
     try:
-        # curl offers h2 by ALPN; the server picks http/1.1 and the request is served over it
+        # curl offers h2 by ALPN; the server picks it ([server] http2, server/h2; tests/integration/test_http2.py)
         r = subprocess.run(["curl", "-s", "--http2", "--cacert", str(pki.ca), "-o", "/dev/null",
                             "-w", "%{http_version} %{http_code}", f"https://localhost:{p.port}/page"],
                            capture_output=True, text=True, timeout=20)
-        assert r.stdout == "1.1 200", r
+        assert r.stdout == "2 200", r
         assert get(p.port, client_ctx(pki), "/page")[0].startswith(b"HTTP/1.1 200")
     finally:
         p.stop()

@@ -258,7 +258,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "images": ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS"),
     "images-engines": ("images_engines", "pyvips threads/processes vs Pillow, per image"),
     "faults": ("faults", "fault suite (+ --soak) through sluicegate serve, 2 workers: corrupted/lost/RSS"),
-    "stacks": ("stacks", "HTTP/1.1 vs HTTP/2 under uvicorn, hypercorn, granian (h2load)"),
+    "stacks": ("stacks", "HTTP/1.1 vs HTTP/2 under sluicegate serve, uvicorn, hypercorn, granian (h2load)"),
+    "h2-protocol": ("h2proto", "in-process CPU per request: server/h2 vs uvicorn's HTTP/1.1 protocol"),
     "teams": ("teams", "inference governance (keys + RPM/TPM + ledger) on vs off, burst exactness, vs LiteLLM"),
     "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
 }

@@ -13,6 +13,7 @@ from sluicegate.config.event_loop import EventLoopSettings
 from sluicegate.config.firstparty import FirstPartySettings, IdentitySettings
 from sluicegate.config.flight import FlightSettings
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.http2 import Http2Settings
 from sluicegate.config.images import ImageOptimizerSettings, check_route_profile_sets
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.origin import Authority, AuthorityList, Origin, OriginUrl
@@ -45,6 +46,8 @@ class ServerSettings(BaseModel):
     tls_keyfile: str = ""  # (older names of [server.tls] cert_file / key_file)
     tls: TlsSettings = TlsSettings()
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
+    # HTTP/2 to clients (server/h2, bounds in [http2]): ALPN "h2" on TLS, h2c prior knowledge on cleartext.
+    http2: bool = True
 
     @field_validator("access_log")
     @classmethod
@@ -225,6 +228,7 @@ class Settings(BaseModel):
     first_party: FirstPartySettings = FirstPartySettings()
     identity: IdentitySettings = IdentitySettings()
     websocket: WebSocketSettings = WebSocketSettings()
+    http2: Http2Settings = Http2Settings()
     image_optimizer: ImageOptimizerSettings = ImageOptimizerSettings()
 
     @model_validator(mode="after")

@@ -1,12 +1,14 @@
 """TLS termination on the public listener: the server-side ``SSLContext`` and its start-up checks.
 
-Owns: building the context from ``[server.tls]`` (PEM certificate chain + key; TLS 1.2 or 1.3 minimum; a
-modern AEAD-only cipher list for TLS 1.2 (ECDHE with AES-GCM or ChaCha20-Poly1305), TLS 1.3 suites as
-OpenSSL ships them; no compression, no renegotiation, server cipher preference; ALPN offers only what the
-serving stack speaks: ``http/1.1`` under uvicorn) and turning every problem with the files into one line
-(``TlsProblem``). Each worker builds its own context when it starts, so a SIGHUP reload (new workers, old
-ones drain) picks up renewed certificate files without dropping a connection; the supervisor checks the
-new files first and refuses a reload they would break. Must not know about requests or the process model.
+Owns: building the
+context from ``[server.tls]`` (PEM certificate chain + key; TLS 1.2 or 1.3 minimum; a modern AEAD-only
+cipher list for TLS 1.2 (ECDHE with AES-GCM or ChaCha20-Poly1305), TLS 1.3 suites as OpenSSL ships them; no
+compression, no renegotiation, server cipher preference; ALPN offers only what the workers speak: ``h2`` then
+``http/1.1`` with ``[server] http2`` (server/h2), else ``http/1.1``) and turning every problem with the files
+into one line (``TlsProblem``). Each worker builds its own context when it starts, so a SIGHUP reload (new
+workers, old ones drain) picks up renewed certificate files without dropping a connection; the supervisor
+checks the new files first and refuses a reload they would break. Must not know about requests or the process
+model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ MODERN_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ])
 ALPN_HTTP1 = ["http/1.1"]
+ALPN_H2 = ["h2", "http/1.1"]
 
 
 class TlsProblem(Exception):

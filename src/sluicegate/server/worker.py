@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     srv = settings.server
     from sluicegate.server.h1guard import guarded_protocol
+    from sluicegate.server.h2 import Http2Switch
+    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
+
+    http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
 
     ws: Any = "none"  # upgrades on publisher routes: our frame-aware tunnel (publisher.websocket)
     if app.websocket is not None:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http=guarded_protocol(settings.timeouts.client_header),  # httptools + a request-head deadline
+        http=guarded_protocol(settings.timeouts.client_header, http2),  # httptools, head deadline, h2 hand-over
         lifespan="on",
         access_log=False,  # ours: server.observe (one line per request, both faces)
         server_header=False,
@@ -128,11 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         ws=ws,
     )
-    from sluicegate.server.tls import TlsProblem, server_context
-
     try:
         config.load()
-        config.ssl = server_context(srv)  # ours (TLS 1.2+, modern ciphers, ALPN), read fresh by every worker
+        # ours (TLS 1.2+, modern ciphers, ALPN h2 when served), read fresh by every worker
+        config.ssl = server_context(srv, ALPN_H2 if http2 is not None else None)
     except TlsProblem as exc:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -154,3 +154,15 @@ async def test_websocket_faults_are_visible_and_messages_are_not_buffered(suite:
     assert all("1014" in o.detail or "connection ended" in o.detail for o in reset.outcomes), reset.as_dict()
     # 4 slow readers of a 256 MiB message: the server never holds the message (bounded by buffer_bytes)
     assert slow.max_rss_mb < whole.max_rss_mb + 64, (slow.max_rss_mb, whole.max_rss_mb)
+
+
+async def test_http2_faults_are_visible_never_corrupt(suite: Suite) -> None:
+    mixed, many, reset, cl_long, flood = await suite.http2()
+    for row in (mixed, many, reset, cl_long, flood):
+        assert_clean(row)
+    assert mixed.counts()["exact"] == 100  # 100 streams multiplexed on one connection, every byte checked
+    assert many.counts()["exact"] + many.counts()["failed"] == 1000
+    assert reset.counts()["exact"] == 0  # the origin's reset reaches each stream as RST_STREAM
+    assert all(o.detail.startswith("RST_STREAM") for o in reset.outcomes), reset.as_dict()
+    assert cl_long.counts()["exact"] == 0
+    assert flood.extra_ok and flood.counts()["exact"] == 50, flood.as_dict()  # GOAWAY 11, then serving

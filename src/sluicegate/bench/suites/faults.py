@@ -290,7 +290,38 @@ class Suite:
                                    note="recovery = until in-flight requests are back to 0"))
         rows.append(await self.worker_kill())
         rows += await self.websocket()
+        rows += await self.http2()
         rows += await self.inference()
+        return rows
+
+    async def http2(self) -> list[Row]:
+        """HTTP/2 (h2c prior knowledge: the same server/h2 protocol as over TLS) with streams multiplexed."""
+        from sluicegate.bench.suites.faulth2 import h2_fetch_many, rapid_reset
+
+        rows = []
+
+        def h2(paths: list[str], conns: int = 1) -> Callable[[Row], Awaitable[None]]:
+            async def go(row: Row) -> None:
+                row.outcomes = await h2_fetch_many(self.server.port, self.server.host, paths, conns)
+            return go
+
+        mixed = ["/body/262144"] * 40 + ["/page/32768"] * 20 + ["/chunked/100000"] * 20 + ["/sse"] * 20
+        rows.append(await self.run("h2: 100 streams on one connection (256 KB, page, chunked, SSE)", "exact",
+                                   h2(mixed)))
+        rows.append(await self.run("h2: 1000 concurrent SSE streams on 10 connections", "exact-or-failed",
+                                   h2(["/sse"] * 1000, conns=10)))
+        rows.append(await self.run("h2: origin resets mid-body (RST after 100 KB), 20 streams", "failed",
+                                   h2(["/body/262144"] * 20), Mode("reset", 100_000)))
+        rows.append(await self.run("h2: Content-Length longer than the body, 10 streams", "failed",
+                                   h2(["/cl-long/50000"] * 10)))
+
+        async def flood(row: Row) -> None:
+            answer = await rapid_reset(self.server.port, self.server.host, 5000)
+            row.extra_ok = answer["goaway"] == 11  # ENHANCE_YOUR_CALM
+            row.note = f"GOAWAY code {answer['goaway']} (11 = ENHANCE_YOUR_CALM); then 50 streams on a new connection"
+            row.outcomes = await h2_fetch_many(self.server.port, self.server.host, ["/body/65536"] * 50)
+
+        rows.append(await self.run("h2: Rapid Reset (5000 HEADERS + RST_STREAM), then serving", "exact", flood))
         return rows
 
     async def ws_many(self, path: str, n: int, **kw: Any) -> list[Outcome]:

@@ -2,7 +2,8 @@
 
 Starts one origin (aiohttp, in this process: a 2 KB HTML page that the proxy rewrites and a 64 KB binary it
 passes through), makes a throwaway certificate (``openssl``), and runs sluicegate's ASGI app
-(``server.app:create_app``, 1 worker) under uvicorn (h1 only), hypercorn and granian (h1 and h2 over TLS), one
+(``server.app:create_app``, 1 worker) under uvicorn (h1 only), hypercorn and granian (h1 and h2 over TLS), and
+``sluicegate serve`` itself (1 worker: uvicorn's h1 protocol with our guard, and our own h2, ``server/h2``), one
 at a time, rounds interleaved. Load: ``h2load`` (Debian ``nghttp2-client``), ``--h1`` for HTTP/1.1; h2 runs
 ``-m`` streams per connection. Reports per stack, protocol and route: req/s, mean TTFB (h2load's "time to 1st
 byte", per connection: the first response) and the server's CPU time per request (utime+stime of its process
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STACKS = ("uvicorn", "hypercorn", "granian")
+STACKS = ("sluicegate", "uvicorn", "hypercorn", "granian")
 ROUTES = {"page": "/page", "asset": "/asset"}
 _PAGE = (b"<!doctype html><html><head><title>t</title></head><body>"
          + b'<p><a href="http://ORIGIN/x">link</a> text text text</p>' * 30 + b"</body></html>")
@@ -81,9 +82,20 @@ def make_cert(d: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def server_command(stack: str, port: int, cert: Path, key: Path) -> list[str]:
+def write_config(work: Path, stack: str, port: int, origin_port: int, cert: Path, key: Path) -> Path:
+    """The app's config; ``sluicegate serve`` terminates TLS itself, from ``[server.tls]``."""
+    cfg = work / f"{stack}.toml"
+    tls = f'[server.tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n' if stack == "sluicegate" else ""
+    cfg.write_text(f'[server]\nport = {port}\n{tls}[admin]\nlisten = ""\n[publisher]\n'
+                   f'origin_url = "http://127.0.0.1:{origin_port}"\npublic_hosts = ["localhost:{port}"]\n')
+    return cfg
+
+
+def server_command(stack: str, port: int, cert: Path, key: Path, cfg: Path | None = None) -> list[str]:
     py = sys.executable
     app = "sluicegate.server.app:create_app"
+    if stack == "sluicegate":
+        return [py, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
     if stack == "uvicorn":
         return [py, "-m", "uvicorn", "--factory", app, "--loop", "uvloop", "--http", "httptools", "--port", str(port),
                 "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--no-access-log", "--log-level", "warning"]
@@ -160,13 +172,9 @@ def run(n: int, conns: int, streams: int, rounds: int, stacks: list[str]) -> dic
     for _ in range(rounds):
         for stack in stacks:
             port = _free_port()
-            cfg = work / f"{stack}.toml"
-            cfg.write_text(
-                f'[server]\nport = {port}\n[admin]\nlisten = ""\n[publisher]\n'
-                f'origin_url = "http://127.0.0.1:{origin_port}"\npublic_hosts = ["localhost:{port}"]\n'
-            )
+            cfg = write_config(work, stack, port, origin_port, cert, key)
             env = {**os.environ, "SLUICEGATE_CONFIG": str(cfg), "SLUICEGATE__SERVER__ACCESS_LOG": '"off"'}
-            proc = subprocess.Popen(server_command(stack, port, cert, key), env=env, stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen(server_command(stack, port, cert, key, cfg), env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True)
             try:
                 _wait_ready(port, proc)
@@ -208,11 +216,9 @@ async def _probe_async(stacks: list[str]) -> list[dict[str, Any]]:
     try:
         for stack in stacks:
             port = _free_port()
-            cfg = work / f"{stack}.toml"
-            cfg.write_text(f'[server]\nport = {port}\n[admin]\nlisten = ""\n[publisher]\norigin_url = '
-                           f'"http://127.0.0.1:{origin.port}"\npublic_hosts = ["localhost:{port}"]\n')
+            cfg = write_config(work, stack, port, origin.port, cert, key)
             env = {**os.environ, "SLUICEGATE_CONFIG": str(cfg), "SLUICEGATE__SERVER__ACCESS_LOG": '"off"'}
-            proc = subprocess.Popen(server_command(stack, port, cert, key), env=env, stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen(server_command(stack, port, cert, key, cfg), env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
             try:
                 await asyncio.to_thread(_wait_ready, port, proc)
