@@ -417,7 +417,8 @@ class StreamTranslator:
                     continue
                 ev = ("", PING)  # a keep-alive comment: the client gets its own kind
             name, text = ev
-            if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error":  # (C finds first)
+            # (The stream's first event — message_start, the role chunk — finds no stage started: not tried.)
+            if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error" and (n > 1 or self.events_in):
                 frame = self._match(block, text)
                 if frame is not None:
                     shapes = self._shapes  # (perhaps just learned: the rest of this read uses it)
