@@ -9,6 +9,7 @@ config/images.py). docs/images.md has the contract. Must not know about route ta
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from sluicegate.config.images import ImageRouteOptimizer
@@ -34,9 +35,11 @@ def route_optimizer(route: Any, settings: Any) -> ImageOptimizer | None:
     if conf.profile_set not in sets:
         known = ", ".join(sorted(sets)) or "none defined"
         raise ValueError(f"{where}.profile_set: no [image_optimizer.profile_sets.{conf.profile_set}] ({known})")
-    try:
-        from sluicegate.images.serve import ImageOptimizer
-    except ImportError as exc:
-        raise ValueError(f"{where}: the image engine is not installed ({exc}); "
-                         "install sluicegate with the 'images' extra (pyvips[binary])") from None
+    # Found, not loaded: libvips is loaded by the first image, in a pool thread of a worker process (the
+    # supervisor also builds the app, to check the config, and must not carry the codecs).
+    if importlib.util.find_spec("pyvips") is None:
+        raise ValueError(f"{where}: the image engine is not installed (no module named 'pyvips'); "
+                         "install sluicegate with the 'images' extra (pyvips[binary])")
+    from sluicegate.images.serve import ImageOptimizer
+
     return ImageOptimizer(settings.image_optimizer, conf.profile_set)

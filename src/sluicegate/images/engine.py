@@ -3,9 +3,10 @@
 Owns: recognising the source by its magic bytes (JPEG, PNG, GIF, WebP, AVIF/HEIF only; a body that is none
 of these is never handed to libvips, whose loaders also read CSV, Matlab, FITS...; untrusted loaders are
 blocked too), the pixel and aspect-ratio bounds checked on the header before anything is decoded, the resize
-(``thumbnail``: shrink-on-load for JPEG/WebP, never an enlargement, colour-managed to sRGB, metadata
-stripped), the encoders, and the per-image deadline (libvips' eval callback kills the computation; a
-killed or failed image raises ``ImageError`` and the thread is free for the next one).
+(``thumbnail_source`` on an in-place memory source: shrink-on-load for JPEG/WebP, never an enlargement,
+colour-managed to sRGB, metadata stripped), the encoders, and the per-image deadline (libvips' eval
+callback kills the computation; a killed or failed image raises ``ImageError`` and the thread is free for the
+next one).
 Truncated or corrupt sources fail (``fail_on = "error"``): never a grey-filled half image.
 Must not know about requests, HTTP headers beyond the status an error maps to, or the event loop.
 """
@@ -13,10 +14,9 @@ Must not know about requests, HTTP headers beyond the status an error maps to, o
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 # libvips reads these once, when the library loads: no cache of operations (it would keep each source
@@ -25,6 +25,13 @@ os.environ.setdefault("VIPS_WARNING", "0")
 
 import pyvips  # type: ignore[import-untyped]
 
+from sluicegate.images.job import MAGIC_KINDS, ImageError, Job, Result, sniff
+
+__all__ = ["MAGIC_KINDS", "ImageError", "Job", "Result", "check_header", "jpeg_plan", "process", "sniff"]
+
+# pyvips forwards every libvips message to logging, its g_info ones ("threadpool completed", "residual
+# reducev", ...) at INFO: a dozen lines per image in a worker's log. Warnings and errors are kept.
+logging.getLogger("pyvips").setLevel(logging.WARNING)
 pyvips.cache_set_max(0)
 pyvips.cache_set_max_mem(0)
 pyvips.cache_set_max_files(0)
@@ -48,62 +55,8 @@ def _bound_malloc() -> None:
 
 _bound_malloc()
 
-MAGIC_KINDS = ("jpeg", "png", "gif", "webp", "heif")
-_HEIF_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc")
 _LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload", "heif": "heifload"}
 UNBOUNDED_HEIGHT = 10_000_000  # thumbnail's "no height bound": the width decides
-
-
-class ImageError(Exception):
-    """An image that cannot be made; ``status`` is the HTTP answer, ``kind`` the metrics/log word."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-
-
-@dataclass
-class Job:
-    source: bytes | bytearray
-    width: int
-    height: int  # 0: from the width
-    fit: str  # contain | cover
-    crop: str
-    quality: int
-    format: str  # webp | avif | jpeg | png; jpeg from "auto" becomes png for an image with alpha
-    auto: bool
-    max_pixels: int
-    max_aspect: float
-    timeout: float
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    started: float = 0.0
-
-
-@dataclass
-class Result:
-    body: bytes
-    format: str
-    width: int
-    height: int
-    source_width: int
-    source_height: int
-
-
-def sniff(data: bytes | bytearray) -> str | None:
-    """The source format from its first bytes, or None when it is not one this engine takes."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "heif"
-    return None
 
 
 def _vips_error(exc: pyvips.Error) -> str:
@@ -111,13 +64,31 @@ def _vips_error(exc: pyvips.Error) -> str:
     return " ".join(text.split())[:300]
 
 
-def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float) -> tuple[int, int]:
-    """Width and height from the header only (nothing decoded); bounds -> 422, unreadable header -> 502."""
-    loader = getattr(pyvips.Image, _LOADERS[kind] + "_buffer")
+def memory_source(data: bytes | bytearray) -> Any:
+    """A libvips source reading ``data`` in place.
+
+    The ``*_buffer`` entry points of pyvips copy their argument into a new blob on every call (a 33 MB PNG
+    was held twice, and copied twice per image: once for the header, once for ``thumbnail``); a memory
+    source is a view on the caller's buffer, kept alive by the source itself.
+    """
+    return pyvips.Source.new_from_memory(data)
+
+
+def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect: float,
+                 source: Any = None) -> tuple[int, int, int]:
+    """Width, height and EXIF orientation (1-8) from the header only (nothing decoded); bounds -> 422,
+    unreadable header -> 502.
+
+    The loader is the one ``kind`` names (never libvips' own sniffing); only the header is parsed, so a
+    50 000 x 50 000 bomb is refused in milliseconds, before any pixel is decoded.
+    """
+    loader = getattr(pyvips.Image, _LOADERS[kind] + "_source")
     try:
-        head = loader(data, access="sequential", fail_on="error")
+        head = loader(source if source is not None else memory_source(data), access="sequential",
+                      fail_on="error")
         width = int(head.width)
         height = int(head.get("page-height")) if head.get_typeof("page-height") else int(head.height)
+        orientation = int(head.get("orientation")) if head.get_typeof("orientation") else 1
     except pyvips.Error as exc:
         raise ImageError(502, "corrupt_source", f"the origin's image cannot be read: {_vips_error(exc)}") from exc
     if width < 1 or height < 1:
@@ -137,7 +108,32 @@ def check_header(kind: str, data: bytes | bytearray, max_pixels: int, max_aspect
             f"the origin's image is {width} x {height} (aspect {ratio:.1f}:1), more extreme than "
             f"{max_aspect:g}:1 (image_optimizer.max_source_aspect_ratio)",
         )
-    return width, height
+    return width, height, orientation if 1 <= orientation <= 8 else 1
+
+
+def jpeg_plan(job: Job, width: int, height: int, orientation: int) -> tuple[int, int, int]:
+    """(shrink, output width, output height) for a JPEG: the output size ``thumbnail`` would give, and the
+    largest DCT shrink (1/2, 1/4, 1/8) that still decodes at least that many pixels.
+
+    libvips' ``thumbnail`` keeps a factor of two above the target before its final resize (a 6000 px JPEG
+    for 800 px is decoded at 3000 px); libjpeg's scaled IDCT is a proper downscale, not a box filter, so
+    the smallest decode that is still >= the target is enough (Pillow's ``draft``, which thumbor uses, does
+    the same). The size is computed from the full-size dimensions, so a shrunk decode never changes it.
+    Sizes are in the output's frame (EXIF orientation 5-8 swaps width and height).
+    """
+    w, h = (height, width) if orientation >= 5 else (width, height)
+    if job.fit == "cover":
+        scale = max(job.width / w, job.height / h)
+    else:
+        scale = min(job.width / w, job.height / h if job.height else job.width / w)
+    if scale >= 1:  # never enlarged
+        return 1, w, h
+    shrink = next(k for k in (8, 4, 2, 1) if k * scale <= 1)
+    if job.fit == "cover":  # decoded >= the box on both sides: thumbnail's crop gives exactly the box
+        return shrink, job.width, job.height
+    if scale == job.width / w:
+        return shrink, job.width, max(1, int(h * scale + 0.5))
+    return shrink, max(1, int(w * scale + 0.5)), job.height
 
 
 def _encode(img: Any, fmt: str, quality: int) -> bytes:
@@ -161,7 +157,21 @@ def process(job: Job) -> Result:
             502, "not_an_image", "the origin's body is not a JPEG, PNG, GIF, WebP or AVIF image (first bytes: "
             f"{bytes(job.source[:8]).hex()})"
         )
-    src_w, src_h = check_header(kind, job.source, job.max_pixels, job.max_aspect)
+    if job.stream_fd >= 0:
+        with job._fd_lock:
+            # libvips reads its own duplicate of the descriptor (closed when the source is freed)
+            source = pyvips.Source.new_from_descriptor(job.stream_fd) if job.stream_fd >= 0 else None
+        job.close_stream()
+        if source is None:
+            raise ImageError(503, "cancelled", "image request cancelled before it started")
+    else:
+        source = memory_source(job.source)
+    try:
+        src_w, src_h, orientation = check_header(kind, job.source, job.max_pixels, job.max_aspect, source)
+    except ImageError:
+        if job.source_error is not None:
+            raise job.source_error from None
+        raise
     # fail_on as a thumbnail option is not passed on to a shrink-on-load loader; as the loader's own
     # option string it is (a truncated JPEG then fails instead of coming out grey-filled).
     options: dict[str, Any] = {"size": "down", "option_string": "fail_on=error"}
@@ -172,7 +182,18 @@ def process(job: Job) -> Result:
         options["height"] = job.height or UNBOUNDED_HEIGHT
     deadline = job.started + job.timeout
     try:
-        img = pyvips.Image.thumbnail_buffer(job.source, job.width, **options)
+        # shrink-on-load from the same source: JPEG decoded at 1/2, 1/4 or 1/8 (the largest shrink that
+        # still leaves >= the target), WebP/AVIF at their scale, PNG/GIF row by row (sequential); never a
+        # full-size intermediate in memory
+        if kind == "jpeg":
+            shrink, out_w, out_h = jpeg_plan(job, src_w, src_h, orientation)
+            img = pyvips.Image.jpegload_source(source, shrink=shrink, access="sequential", fail_on="error")
+            if job.fit == "cover":
+                img = img.thumbnail_image(job.width, height=job.height, crop=job.crop, size="down")
+            else:  # exactly the full-size decode's size (the shrunk one may differ by a pixel's rounding)
+                img = img.thumbnail_image(out_w, height=out_h, size="force")
+        else:
+            img = pyvips.Image.thumbnail_source(source, job.width, **options)
         fmt = job.format
         if img.hasalpha() and fmt == "jpeg":
             if job.auto:
@@ -191,6 +212,8 @@ def process(job: Job) -> Result:
         body = _encode(img, fmt, job.quality)
         out_w, out_h = int(img.width), int(img.height)
     except pyvips.Error as exc:
+        if job.source_error is not None:
+            raise job.source_error from None
         if job.cancelled.is_set():
             raise ImageError(503, "cancelled", "image request cancelled") from exc
         if time.monotonic() > deadline:
@@ -198,6 +221,8 @@ def process(job: Job) -> Result:
                 503, "timeout", f"making the image took longer than {job.timeout:g} s (image_optimizer.timeout)"
             ) from exc
         raise ImageError(502, "corrupt_source", f"the origin's image cannot be decoded: {_vips_error(exc)}") from exc
+    if job.source_error is not None:
+        raise job.source_error
     if time.monotonic() > deadline:
         raise ImageError(
             503, "timeout", f"making the image took longer than {job.timeout:g} s (image_optimizer.timeout)"

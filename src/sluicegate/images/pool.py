@@ -16,7 +16,26 @@ import asyncio
 import concurrent.futures
 import threading
 
-from sluicegate.images.engine import ImageError, Job, Result, process
+from sluicegate.images.job import ImageError, Job, Result
+
+_engine_lock = threading.Lock()
+_engine_concurrency: int | None = None
+
+
+def _process(job: Job, vips_concurrency: int) -> Result:
+    """``engine.process`` in the pool thread; the first call loads the engine (libvips) here, not on the
+    event loop and not at build time (the supervisor builds the app to check a config: it must not carry
+    libvips)."""
+    global _engine_concurrency
+    from sluicegate.images import engine
+
+    if _engine_concurrency != vips_concurrency:
+        with _engine_lock:
+            import pyvips  # type: ignore[import-untyped]
+
+            pyvips.concurrency_set(vips_concurrency)
+            _engine_concurrency = vips_concurrency
+    return engine.process(job)
 
 
 class Ticket:
@@ -42,8 +61,9 @@ class Ticket:
 
 
 class ImagePool:
-    def __init__(self, workers: int, queue: int) -> None:
+    def __init__(self, workers: int, queue: int, vips_concurrency: int = 1) -> None:
         self.workers = workers
+        self.vips_concurrency = vips_concurrency
         self.capacity = workers + queue
         self._lock = threading.Lock()
         self._admitted = 0
@@ -75,9 +95,10 @@ class ImagePool:
         task is cancelled (the client went away), the image is killed and the slot freed when libvips stops.
         """
         ticket._running = True
-        future = self._executor.submit(process, job)
+        future = self._executor.submit(_process, job, self.vips_concurrency)
 
         def done(_f: concurrent.futures.Future[Result]) -> None:
+            job.close_stream()  # a job dropped from the queue never opened its pipe
             self.completed += 1
             ticket.release()
 

@@ -30,9 +30,10 @@ from prometheus_client import Counter, Histogram
 
 from sluicegate.config.images import ImageOptimizerSettings
 from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
-from sluicegate.images.engine import ImageError, Job
+from sluicegate.images.job import ImageError, Job, sniff
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
+from sluicegate.images.stream import open_pipe, pump
 from sluicegate.observability.metrics import REGISTRY
 from sluicegate.upstream.errors import OriginError
 
@@ -53,6 +54,12 @@ IMAGE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+STREAMED_SOURCES = Counter(
+    "sluicegate_image_sources_streamed",
+    "Image sources streamed into the decoder as they arrived (longer than stream_source_above)",
+    registry=REGISTRY,
+)
+
 
 @functools.cache
 def _count(result: str) -> Counter:
@@ -66,6 +73,8 @@ REPLACED_HEADERS = frozenset(
 # takes). A missing type or application/octet-stream is decided by the magic bytes alone.
 RASTER_TYPES = frozenset({"image/jpeg", "image/pjpeg", "image/png", "image/gif", "image/webp", "image/avif",
                           "image/heic", "image/heif"})
+# Sources streamed into the decoder when long (``stream_source_above``): their loaders read sequentially.
+STREAMED = frozenset({"jpeg", "png"})
 _SNIFFED_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 # Origin response headers an optimized image keeps (everything about the body itself is ours).
 _KEPT = frozenset({"cache-control", "expires", "last-modified", "date", "age", "access-control-allow-origin",
@@ -100,18 +109,15 @@ class Exchange(Protocol):
     def target(self) -> str: ...
 
 
-_pools: dict[tuple[int, int], ImagePool] = {}
+_pools: dict[tuple[int, int, int], ImagePool] = {}
 
 
 def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     """The worker process's one image pool (created on first use; one per ``[image_optimizer]`` sizing)."""
-    key = (settings.workers, settings.queue)
+    key = (settings.workers, settings.queue, settings.vips_concurrency)
     pool = _pools.get(key)
     if pool is None:
-        import pyvips  # the engine module set the cache bounds at import
-
-        pyvips.concurrency_set(settings.vips_concurrency)
-        pool = _pools[key] = ImagePool(settings.workers, settings.queue)
+        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency)
     return pool
 
 
@@ -176,6 +182,7 @@ class ImageOptimizer:
             outbound.append(("if-none-match", ", ".join(tags)))
         s = self.settings
         started = time.monotonic()
+        streamed = False
         try:
             async with asyncio.timeout(s.source_timeout):
                 resp = await ex.fetch("GET", outbound, drop=REPLACED_HEADERS, target=self.origin_target(ex.target))
@@ -208,27 +215,48 @@ class ImageOptimizer:
                 await _error(ex, send, 413, f"the origin's image is {length} bytes, over the limit of "
                                         f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
                 return
-            body = await self._read(resp, s.source_timeout - (time.monotonic() - started))
+            deadline = started + s.source_timeout
+            body, ended = await self._read(resp, deadline, s.stream_source_above or None)
+            if not ended and sniff(body) not in STREAMED:
+                # a format whose decoder needs the whole file (GIF, WebP, AVIF) or no image at all
+                body, ended = await self._read(resp, deadline, None, body)
+            streamed = not ended  # the response is then released once the pump is done with it
         except ImageError as exc:
             _count(exc.kind).inc()
             await _error(ex, send, exc.status, exc.message)
             return
         finally:
-            resp.release()
+            if not streamed:
+                resp.release()
         p = plan.profile
         job = Job(body, p.width, p.height, p.fit, p.crop, p.quality, plan.format, plan.negotiated,
                   s.max_source_pixels, s.max_source_aspect_ratio, s.timeout)
+        feeder: asyncio.Task[None] | None = None
+        if streamed:
+            # the rest arrives through a pipe while libvips decodes: held here, only what is already read
+            job.source = bytes(body[:64])
+            job.stream_fd, write_fd = open_pipe()
+            STREAMED_SOURCES.inc()
+            remaining = deadline - time.monotonic()
+            feeder = asyncio.create_task(pump(job, write_fd, body, resp.read, s.max_source_bytes,
+                                              s.source_timeout, remaining))
         del body
         try:
             result = await self.pool.run(ticket, job)
         except ImageError as exc:
             job.source = b""
             _count(exc.kind).inc()
-            if exc.status >= 500 and exc.kind != "timeout":
+            if exc.status >= 500 and exc.kind not in ("timeout", "source_timeout", "source_cut"):
                 log.info("image not made: %s", exc.message)
             extra = [("retry-after", str(s.retry_after))] if exc.status == 503 else []
             await _error(ex, send, exc.status, exc.message, extra)
             return
+        finally:
+            if feeder is not None:
+                feeder.cancel()  # done already, or its pipe closed: the decoder has what it needed
+                await asyncio.wait([feeder])
+                resp.release()
+                job.close_stream()  # never taken by a thread (a job dropped from the queue)
         job.source = b""  # the source is not held while the answer is sent
         _count("made").inc()
         IMAGE_SECONDS.observe(time.monotonic() - started)
@@ -238,25 +266,31 @@ class ImageOptimizer:
         body_out = b"" if ex.method == "HEAD" else result.body
         await send({"type": "http.response.body", "body": body_out, "more_body": False})
 
-    async def _read(self, resp: SourceResponse, remaining: float) -> bytearray:
-        """The whole source, in ONE growing buffer (``+=`` on a bytearray grows in place, by mremap for
-        large ones): never a list of chunks plus their joined copy, which would hold each source twice."""
+    async def _read(self, resp: SourceResponse, deadline: float, stop_after: int | None,
+                    buf: bytearray | None = None) -> tuple[bytearray, bool]:
+        """The source, in ONE growing buffer (``+=`` on a bytearray grows in place, by mremap for large
+        ones): never a list of chunks plus their joined copy, which would hold each source twice.
+
+        Reads to the end (True), or stops once more than ``stop_after`` bytes are in (False: to be
+        streamed into the decoder, ``images.stream``)."""
         s = self.settings
-        buf = bytearray()
+        buf = bytearray() if buf is None else buf
         try:
-            async with asyncio.timeout(max(remaining, 0.001)):
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 while chunk := await resp.read():
                     if len(buf) + len(chunk) > s.max_source_bytes:
                         raise ImageError(413, "too_large", f"the origin's image is over {s.max_source_bytes} "
                                                            "bytes (image_optimizer.max_source_bytes)")
                     buf += chunk
+                    if stop_after is not None and len(buf) > stop_after:
+                        return buf, False
         except TimeoutError:
             raise ImageError(504, "source_timeout", f"the origin stalled: {len(buf)} bytes of the image in "
                              f"{s.source_timeout:g} s (image_optimizer.source_timeout)") from None
         except OriginError as exc:
             raise ImageError(502, "source_cut", f"the origin's image ended early after {len(buf)} bytes "
                                                 f"({exc.kind})") from None
-        return buf
+        return buf, True
 
     async def _relay(self, resp: SourceResponse, ex: Exchange, send: Send, started: float) -> None:
         """A response that is not an image to make, streamed as the origin sent it (route header policy)."""

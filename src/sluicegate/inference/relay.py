@@ -297,11 +297,12 @@ class Relay:
         total = 0
         kind = ""
         chunk = ch.first
-        read, ready = resp.read, resp.ready
+        read, ready, at_eof = resp.read, resp.ready, resp.at_eof
         dl = ex.deadline
         dl.expired = False
         idle = prov.idle
         end = ex.started + prov.total if prov.total else 0.0
+        last = b""  # the final events: they leave with the end of the response, in one write
         try:
             with dl:
                 while True:
@@ -311,10 +312,11 @@ class Relay:
                             kind = "response_cap"
                             break
                         out = tr.feed(chunk)
+                        if tr.done or at_eof():
+                            last = out  # the upstream's answer is over (its terminator, error event or EOF)
+                            break
                         if out:
                             await send({"type": "http.response.body", "body": out, "more_body": True})
-                        if tr.done:
-                            break  # the upstream's answer is over (its terminator or error event)
                     if ready():
                         chunk = await read()
                     else:
@@ -332,9 +334,9 @@ class Relay:
         if kind:
             resp.release()
             self._failed(ch, kind)
-            tail = tr.fail(f"upstream stream failed: {kind}", kind)
+            tail = last + tr.fail(f"upstream stream failed: {kind}", kind)
         else:
-            tail = tr.finish()
+            tail = last + tr.finish()
             if tr.saw_error:
                 m.STREAM_ERRORS.labels(prov.name, "upstream_error_event").inc()
             else:

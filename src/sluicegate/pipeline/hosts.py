@@ -35,6 +35,7 @@ from collections.abc import Iterable
 
 from sluicegate.config.origin import Authority, Origin
 from sluicegate.pipeline.bytescan import find_bytes, is_ws
+from sluicegate.pipeline.hosts_loop import HostLoop
 from sluicegate.pipeline.hosts_url import browser_url_start
 
 # What may follow a host for the match to stand (else the host continues: another name/port).
@@ -176,6 +177,17 @@ class OriginMatcher:
         self.tail = 3 * (longest + 1 + len(":65535") + _LOOKAHEAD) + 3
         self.hold = self.tail + self.max_prefix
         self.ref_forms: tuple[bytes, ...] = tuple(p + n for n in self.needles for p in REF_PREFIXES)
+        # ``match_end``'s byte loop (one authority only; aliases use the regex)
+        self._loop = HostLoop(self.needle, str(origin.port).encode(), origin.default_port) if self.single else None
+
+    def match_end(self, low: bytes, i: int, lend: int) -> int:
+        """``self.pattern.match(low, i, lend).end()``, or -1 when it does not match: with one
+        authority ``hosts_loop.HostLoop`` (a byte loop), else the regex."""
+        loop = self._loop
+        if loop is None:
+            m = self.pattern.match(low, i, lend)
+            return -1 if m is None else m.end()
+        return loop.match_end(low, i, lend)
 
     def find_needle(self, low: bytes, start: int = 0, end: int | None = None) -> int:
         """Position of the first host literal in lower-cased ``low[start:end]``, or -1."""
@@ -335,6 +347,10 @@ class HostRewriter:
             c: tuple((i, p) for i, (p, _) in enumerate(_PREFIXES) if p[0] == (c | 0x20 if c == 0x48 else c))
             for c in b"hH/\\"
         }
+        self._loop = matcher._loop
+        self._forms_h = self._url_forms[0x68]
+        self._forms_sl = self._url_forms[0x2F]
+        self._forms_bs = self._url_forms[0x5C]
 
     def replacement(self, buf: bytes, start: int, end: int, form: int) -> bytes:
         """What ``buf[start:end]``, matched as ``form``, becomes."""
@@ -481,7 +497,9 @@ class HostRewriter:
             return -1, 0, 0
         needle = self.needle
         c = buf[p]
-        forms = self._url_forms.get(c)
+        # the prefix forms by first byte, without a dict lookup (``_url_forms``)
+        forms = self._forms_h if c == 0x68 or c == 0x48 else self._forms_sl if c == 0x2F else (
+            self._forms_bs if c == 0x5C else None)
         if forms is None:
             if 0x1C <= c <= 0x1F or c >= 0x80 or find_bytes(low, needle, p, e) >= 0:
                 return -2, 0, 0
@@ -498,10 +516,10 @@ class HostRewriter:
                 continue
             if find_bytes(low, needle, p, min(lend, p + k + len(needle) - 1)) >= 0:
                 return -2, 0, 0
-            m = self.pattern.match(low, p + k, lend)
-            if m is None:
+            loop = self._loop
+            me = loop.match_end(low, p + k, lend) if loop is not None else self.matcher.match_end(low, p + k, lend)
+            if me < 0:
                 return -2, 0, 0  # the needle is in the value (or it would not be here): str path
-            me: int = m.end()
             # another reference later in the value, or a %3A port: the str path decides
             if find_bytes(low, needle, me, e) >= 0 or find_bytes(low, b"%3a", p + k, me) >= 0:
                 return -2, 0, 0

@@ -8,8 +8,9 @@ becomes once the head is out.
 Invariants:
 
 * **Bytes out as they arrive.** Nothing waits for the end of a body: PassThrough forwards every read;
-  Stream sends what each read produced (a mid-body pause sends what is ready at most every
-  ``_SEND_EVERY``; at most ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
+  Stream sends what each read produced (and, mid-read, at the first pause, then after
+  ``_SEND_EVERY_WORK`` of the response's own work or ``_SEND_MAX_GAP`` of wall time; at most
+  ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
   leaves with the end of the response (one write, not two, for a small body).
 * **Taps watch from the side, never delay bytes.** Metrics (bytes from the origin, rewrites, failures),
   the access log's byte count (``server.observe`` wraps ``send``) and the edge identity's Set-Cookie
@@ -59,14 +60,26 @@ from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
 
-_SEND_EVERY = 0.008  # s: mid-body output sent at a pause at most this often (pending output stays < 8 ms of work)
+# Mid-body output leaves at the end of each origin read, whenever _MAX_PENDING_PIECES encoded pieces are held
+# (both as unsliced), at the first pause (bytes out early), and at a pause once this response has done
+# _SEND_EVERY_WORK of its own work since its last send or _SEND_MAX_GAP of wall time has passed. Not at
+# every pause: each send costs a sync flush (and compression), a chunk, a socket write and a wake-up of the
+# client, which on a crowded machine pre-empts the worker and costs it its caches (~1 ms of its CPU per
+# send measured at load 9-13). Sending at a wall-clock pace (it was every 8 ms) multiplied the sends per
+# byte by the number of heavy responses sharing the loop: 4 x 5 MiB made 641 writes instead of 40, and
+# cost 7-14 % of the CPU (docs/fairness.md).
+_SEND_EVERY_WORK = 0.1  # s of this response's own work
+_SEND_MAX_GAP = 1.0  # s of wall time (progress when many heavy responses share the loop)
 _MAX_PENDING_PIECES = 64  # encoded pieces held before they are sent regardless (~1 MiB at 16 KiB pieces)
 
 
 class BodyWork:
     """One response's transform state: the stages, its CPU slice, and the bound on work without output."""
 
-    __slots__ = ("decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "slice", "unflushed")
+    __slots__ = (
+        "decoder", "encoder", "last_send", "pending", "processor", "quiet", "quiet_cap", "sent_work", "slice",
+        "unflushed",
+    )
 
     def __init__(
         self, decoder: Decoder, processor: Transformer, encoder: Encoder, slice_: Slice, quiet_cap: int
@@ -79,7 +92,8 @@ class BodyWork:
         self.quiet_cap = quiet_cap
         self.pending: list[bytes] = []  # encoded output not yet sent
         self.unflushed = False  # the encoder holds input not yet flushed
-        self.last_send = 0.0  # perf_counter of the last mid-body send at a pause
+        self.last_send = 0.0  # perf_counter of the last mid-body send (0: none yet)
+        self.sent_work = 0.0  # the slice's work_s() at that send
 
     async def feed(self, chunk: bytes, send: Send) -> None:
         """Decode -> process -> encode one read, piece by piece; between slices send what is ready and wait
@@ -103,19 +117,27 @@ class BodyWork:
                         f"(max_decoded_bytes_without_output={self.quiet_cap})",
                     )
             if sl.spent():
-                # What is ready leaves at a pause at most every _SEND_EVERY s: a sync flush and a socket write
-                # per 1 ms slice cost ~2 % of the transform's CPU; a client sees progress at >= 100 Hz anyway.
-                if (now := time.perf_counter()) - self.last_send >= _SEND_EVERY:
-                    self.last_send = now
-                    data = self.take()
-                    if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                if self._send_due():
+                    await self.send_ready(send)
                 await sl.pause()
             elif len(pending) >= _MAX_PENDING_PIECES:
                 # (unsliced, or a very fast transform): the output held is bounded all the same
-                data = self.take()
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                await self.send_ready(send)
+
+    def _send_due(self) -> bool:
+        if self.last_send == 0.0 or len(self.pending) >= _MAX_PENDING_PIECES:
+            return True
+        now = time.perf_counter()
+        return self.slice.work_s(now) - self.sent_work >= _SEND_EVERY_WORK or now - self.last_send >= _SEND_MAX_GAP
+
+    async def send_ready(self, send: Send) -> None:
+        """Send what is encoded so far (flushed), if anything."""
+        data = self.take()
+        if data:
+            now = time.perf_counter()
+            self.last_send = now
+            self.sent_work = self.slice.work_s(now)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
 
     def take(self) -> bytes:
         """Everything encoded so far, flushed so the client can decode it on arrival."""
@@ -263,9 +285,7 @@ class Relay:
                     await work.feed(chunk, send)
                     if resp.at_eof():
                         continue  # what is pending leaves with the end of the response (one write)
-                    data = work.take()
-                    if data:
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                    await work.send_ready(send)
             final = work.tail()
         except TimeoutError:
             self._abort(request_id, "idle_timeout", f"origin sent nothing for {idle:g}s mid-body")

@@ -5,11 +5,13 @@ Why it is needed: when the origin's bytes are always ready and the client reads 
 body without the loop getting a turn (issue 24: a 50 MiB page held a worker for 8.6 s).
 
 What it does: a response's relay checks ``Slice.spent()`` after every decoded piece; once it has used
-``slice_ms`` of CPU since it last let the loop run, it sends what it has and calls ``Slice.pause()``.
-Paused responses queue in the worker's one ``WorkLane`` and are resumed one per loop iteration, in
-arrival order: however many heavy responses run, heavy work takes about one slice per turn of the loop,
-and everything else (small requests, health checks, a disconnect notice) runs in between. A body that
-never uses up a slice (every small one) never pauses: one pass, as fast as before.
+``slice_ms`` of CPU since it last let the loop run, it sends what is due (``relay``) and calls ``Slice.pause()``.
+Paused responses queue in the worker's one ``WorkLane`` and are resumed one per loop iteration: however
+many heavy responses run, heavy work takes about one slice per turn of the loop, and everything else
+(small requests, health checks, a disconnect notice) runs in between. Among heavy responses the lane goes
+round robin in turns of ``TURN_S`` of a response's own work (a response within its turn is resumed first),
+so that it does not switch working sets at every slice. A body that never uses up a slice (every small
+one) never pauses: one pass, as fast as before.
 
 The lane also reports the longest slice (or unsliced transform) since the last loop-lag sample to the
 monitor (``observability.looplag.note_work``), so a stall can be pinned on a request.
@@ -25,10 +27,21 @@ import time
 from sluicegate.observability import looplag
 
 _clock = time.perf_counter
+TURN_S = 0.032
+"""How much of its own work a response does, in slices, before the next heavy response gets the lane.
+
+Between slices the loop always runs (small requests, I/O, the disconnect watcher): the slice bounds how
+long the loop is held. The turn bounds how often the lane switches *between heavy responses*: each one has
+its own working set (the deflate state alone is ~260 KiB, plus the inflate window and the rewriter's),
+and switching every 1 ms slice evicted it from the CPU caches each time: in-process, four concurrent 5 MiB
+transforms ran at 0.83 of the unsliced throughput per CPU-second (~0.28 ms per switch), 0.99 with 32 ms
+turns (``sluicegate bench slice-sweep --concurrent 4 --mib 5 --turn-ms 0,32``; docs/fairness.md). Heavy
+responses still share the worker round robin, in turns of 32 ms instead of 1 ms."""
 
 
 class WorkLane:
-    """One per event loop: paused body transforms resumed one per loop iteration, first in first out."""
+    """One per event loop: paused body transforms resumed one per loop iteration, first in first out (but a
+    transform within its turn waits at the front)."""
 
     __slots__ = ("_armed", "_loop", "_waiters")
 
@@ -40,9 +53,14 @@ class WorkLane:
     def __len__(self) -> int:
         return len(self._waiters)
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self, *, keep: bool = False) -> None:
+        """Wait for the next turn of the loop that is ours: at the back of the queue, or at its front if
+        ``keep`` (the caller is within its turn: ``Slice`` keeps a response's turn for ``TURN_S`` of work)."""
         fut = self._loop.create_future()
-        self._waiters.append(fut)
+        if keep:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         if not self._armed:
             self._armed = True
             self._loop.call_soon(self._tick)
@@ -78,7 +96,7 @@ def lane_for(loop: asyncio.AbstractEventLoop) -> WorkLane:
 class Slice:
     """One response's CPU budget per loop turn. ``budget_s = 0`` disables pausing (spent() is never true)."""
 
-    __slots__ = ("_lane", "_started", "_until", "budget_s", "label", "pauses", "request_id")
+    __slots__ = ("_lane", "_started", "_turn_from", "_until", "budget_s", "label", "pauses", "request_id", "worked")
 
     def __init__(self, lane: WorkLane | None, budget_s: float, request_id: str, label: str) -> None:
         self._lane = lane if budget_s > 0 else None
@@ -86,6 +104,8 @@ class Slice:
         self.request_id = request_id
         self.label = label
         self.pauses = 0
+        self.worked = 0.0  # s of work in the stretches that ended (slices, reads' transforms); see work_s()
+        self._turn_from = 0.0  # work_s() when this response's current turn in the lane began
         self._started = _clock()
         self._until = self._started + budget_s if self._lane is not None else float("inf")
 
@@ -103,12 +123,21 @@ class Slice:
     def spent(self) -> bool:
         return _clock() >= self._until
 
+    def work_s(self, now: float) -> float:
+        """This response's own work so far (its slices' wall time, the current one up to ``now``): the
+        clock its sends are paced by, whatever the number of responses sharing the loop."""
+        return self.worked + (now - self._started)
+
     async def pause(self) -> None:
         lane = self._lane
         assert lane is not None
-        self._note(_clock())
+        now = _clock()
+        self._note(now)
         self.pauses += 1
-        await lane.wait_turn()
+        keep = self.worked - self._turn_from < TURN_S
+        if not keep:
+            self._turn_from = self.worked  # to the back of the queue; a new turn when the lane comes back
+        await lane.wait_turn(keep=keep)
         now = _clock()
         self._started = now
         self._until = now + self.budget_s
@@ -117,5 +146,8 @@ class Slice:
         self._note(_clock())
 
     def _note(self, now: float) -> None:
-        looplag.note_work(now - self._started, self.request_id, self.label)
+        stretch = now - self._started
+        self._started = now  # (a stretch is counted once)
+        self.worked += stretch
+        looplag.note_work(stretch, self.request_id, self.label)
 

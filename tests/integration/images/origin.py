@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.support.images import photo, png_bomb
+from tests.support.images import _chunk, photo, png_bomb
 
 
 @dataclass
 class StoreLog:
     requests: list[dict[str, str]] = field(default_factory=list)
+
+
+def big_png(width: int = 3000, height: int = 3000) -> Iterator[bytes]:
+    """A valid 8-bit RGB PNG stored uncompressed (~27 MB), in pieces: made in milliseconds."""
+    comp = zlib.compressobj(0)
+    row = b"\0" + b"\x80" * (width * 3)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    yield b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+    for _ in range(0, height, 100):
+        data = b"".join(comp.compress(row) for _ in range(100))
+        yield _chunk(b"IDAT", data)
+    yield _chunk(b"IDAT", comp.flush()) + _chunk(b"IEND", b"")
 
 
 def build_store(log: StoreLog) -> web.Application:
@@ -65,6 +80,14 @@ def build_store(log: StoreLog) -> web.Application:
                 request.transport.close()
                 return resp
             await asyncio.sleep(30)
+            return resp
+        if name == "huge-chunked.png":  # no Content-Length: only counting the bytes as they arrive finds it
+            resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for piece in big_png():
+                await resp.write(piece)
+            await resp.write_eof()
             return resp
         if name == "huge.jpg":
             return web.Response(body=b"\xff\xd8\xff" + b"\0" * (9 * 1024 * 1024), content_type="image/jpeg")

@@ -97,3 +97,24 @@ def test_route_optimizer_off_or_on() -> None:
     assert isinstance(opt, ImageOptimizer) and opt.selector.pset.default_profile == "medium"
     assert opt.origin_target("/store/a.jpg?v=1&profile=thumb") == "/store/a.jpg?v=1"
     assert opt.origin_target("/store/a.jpg?profile=thumb") == "/store/a.jpg"
+
+
+def test_building_the_optimizer_does_not_load_libvips(tmp_path: object) -> None:
+    """The supervisor builds the app once to check a config (``check_buildable``): an optimizer route must
+    not make it load libvips (~16 MiB resident, kept for the supervisor's life). The first image loads it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from sluicegate.config.loader import load_settings_text
+from sluicegate.server.supervisor import check_buildable
+on = load_settings_text({(ROUTE % "web" + BASE)!r}, "s.toml", {{}})
+check_buildable(on)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("pyvips", "_libvips") or m == "sluicegate.images.engine")
+assert "sluicegate.images.serve" in sys.modules, "the optimizer was not built"
+print(loaded)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

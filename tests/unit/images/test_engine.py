@@ -143,3 +143,123 @@ def test_ticket_release_is_idempotent() -> None:
         th.join()
     assert pool.admitted == 0
     pool.close()
+
+
+# ---------------------------------------------------------------- shrink-on-load and streamed sources
+
+def _streamed(source: bytes, cut_after: int | None = None, error: ImageError | None = None,
+              **kw: Any) -> Job:
+    """A job whose source arrives through a real pipe (``images.stream.open_pipe``), fed by a thread."""
+    import os
+
+    from sluicegate.images.stream import open_pipe
+
+    j = job(source[:64], **kw)
+    j.stream_fd, w = open_pipe()
+    os.set_blocking(w, True)
+    body = source if cut_after is None else source[:cut_after]
+
+    def feed() -> None:
+        try:
+            for i in range(0, len(body), 65536):
+                os.write(w, body[i:i + 65536])
+        except BrokenPipeError:
+            pass
+        finally:
+            if error is not None:
+                j.source_error = error  # recorded before the pipe closes, as the pump does
+            os.close(w)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return j
+
+
+@pytest.mark.parametrize(("size", "fmt"), [((6400, 4800), "jpeg"), ((3203, 2401), "jpeg"), ((1601, 1199), "jpeg"),
+                                           ((2403, 1601), "png"), ((1000, 3001), "jpeg")])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_shrink_on_load_keeps_exact_dimensions_for_every_fit(size: tuple[int, int], fmt: str,
+                                                             streamed: bool) -> None:
+    """JPEG decoded at 1/8, 1/4, 1/2 (and PNG row by row) still gives exactly the profile's size."""
+    src = photo(*size, fmt=fmt)
+    w, h = size
+    make = (lambda **kw: _streamed(src, **kw)) if streamed else (lambda **kw: job(src, **kw))
+    r = process(make())  # contain, width only: the source's ratio, rounded
+    assert (r.width, r.height) == (800, round(800 * h / w)), (size, r.width, r.height)
+    assert size_of(r.body)[1:] == (r.width, r.height)
+    r = process(make(width=320, height=320, fit="cover", crop="attention"))
+    assert (r.width, r.height) == (320, 320) and size_of(r.body)[1:] == (320, 320)
+    r = process(make(width=800, height=450, fit="contain"))  # inside 800 x 450, ratio kept
+    assert r.width <= 800 and r.height <= 450 and (r.width == 800 or r.height == 450)
+    assert abs(r.width / r.height - w / h) < 0.01 * (w / h) + 2 / min(r.width, r.height)
+
+
+def test_streamed_source_made_like_a_whole_one(jpeg: bytes) -> None:
+    whole = process(job(jpeg))
+    streamed = process(_streamed(jpeg))
+    assert (streamed.width, streamed.height, streamed.format) == (whole.width, whole.height, whole.format)
+    assert streamed.body == whole.body  # the same decoder on the same bytes
+
+
+def test_streamed_bomb_refused_from_the_header() -> None:
+    started = time.monotonic()
+    with pytest.raises(ImageError) as exc:
+        process(_streamed(png_bomb()))
+    assert exc.value.status == 422 and "50000 x 50000" in exc.value.message
+    assert time.monotonic() - started < 5
+
+
+def test_streamed_truncated_source_is_502_never_half_an_image(jpeg: bytes) -> None:
+    with pytest.raises(ImageError) as exc:
+        process(_streamed(jpeg, cut_after=len(jpeg) // 2))
+    assert exc.value.status == 502 and "cannot be decoded" in exc.value.message
+    png = photo(1200, 900, fmt="png")
+    with pytest.raises(ImageError) as exc:
+        process(_streamed(png, cut_after=len(png) // 2))
+    assert exc.value.status == 502
+
+
+def test_streamed_source_error_wins_over_what_libvips_made(jpeg: bytes) -> None:
+    cut = ImageError(502, "source_cut", "the origin's image ended early after 1000 bytes")
+    with pytest.raises(ImageError) as exc:
+        process(_streamed(jpeg, cut_after=len(jpeg) // 3, error=cut))
+    assert exc.value is cut
+    too_large = ImageError(413, "too_large", "over")
+    with pytest.raises(ImageError) as exc:  # the feeding side stops at the limit: its reason is the answer
+        process(_streamed(jpeg, cut_after=len(jpeg) // 2, error=too_large))
+    assert exc.value is too_large
+
+
+def test_shrink_on_load_in_the_output_frame_of_a_rotated_jpeg() -> None:
+    """EXIF orientation 6: the decode is shrunk, the size is the rotated frame's (1200 x 1600 -> 800 x 1067)."""
+    import pyvips
+
+    from sluicegate.images.engine import jpeg_plan
+
+    tagged = pyvips.Image.new_from_buffer(photo(3200, 2400), "").copy()
+    tagged.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    src = bytes(tagged.jpegsave_buffer(Q=85))
+    assert jpeg_plan(job(src), 3200, 2400, 6) == (2, 800, 1067)
+    r = process(job(src))
+    assert (r.width, r.height) == (800, 1067) and size_of(r.body)[1:] == (800, 1067)
+    r = process(job(src, width=800, height=450))
+    assert (r.width, r.height) == (338, 450)
+    r = process(job(src, width=320, height=320, fit="cover"))
+    assert (r.width, r.height) == (320, 320)
+
+
+def test_jpeg_plan_takes_the_largest_shrink_that_still_covers_the_target() -> None:
+    from sluicegate.images.engine import jpeg_plan
+
+    assert jpeg_plan(job(b""), 6000, 4000, 1) == (4, 800, 533)  # 1/8 would be 750 px: too few
+    assert jpeg_plan(job(b""), 6400, 4800, 1) == (8, 800, 600)
+    assert jpeg_plan(job(b""), 1600, 1200, 1) == (2, 800, 600)
+    assert jpeg_plan(job(b""), 1599, 1200, 1) == (1, 800, 600)
+    assert jpeg_plan(job(b""), 700, 500, 1) == (1, 700, 500)  # never enlarged
+    cover = job(b"", width=320, height=320, fit="cover")
+    assert jpeg_plan(cover, 6000, 1300, 1) == (4, 320, 320)  # the short side decides: 1300 / 4 >= 320
+    assert jpeg_plan(cover, 400, 200, 1) == (1, 400, 200)
+
+
+def test_small_source_cover_is_cropped_not_enlarged() -> None:
+    r = process(job(photo(400, 200), width=320, height=320, fit="cover"))
+    assert (r.width, r.height) == (320, 200)

@@ -155,3 +155,30 @@ def test_matches_equals_the_plain_rule(buf: bytes, start: int, limit: int) -> No
     start = min(start, len(buf))
     for matcher in (ORIGIN, OriginMatcher(Origin.parse("http://origin.example.com:8080"))):
         assert matcher.matches(buf, start, limit) == _reference_matches(matcher, buf, start, limit)
+
+
+_HOST_TAIL = st.sampled_from([b"origin.example.com", b"origin.example.co", b".", b":", b"%3a", b"%3A", b"443",
+                              b"8443", b"80", b"/", b"?", b"#", b"%2f", b"%3f", b"%23", b"%2", b"-", b"_", b"a",
+                              b"0", b"9", b"..", b".x", b".-", b"%", b"3a", b" ", b"\\"])
+_MATCHERS = [OriginMatcher(Origin.parse(u)) for u in
+             ("https://origin.example.com", "http://origin.example.com", "https://origin.example.com:8443",
+              "http://origin.example.com:443")]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_HOST_TAIL, max_size=8).map(b"".join), st.integers(0, 3), st.integers(0, 60), st.integers(0, 3))
+def test_match_end_equals_the_host_pattern(tail: bytes, which: int, cut: int, at: int) -> None:
+    """``OriginMatcher.match_end`` (the byte loop of the compiled origin-tag path) ends where the
+    host pattern's regex match ends, for any end bound, on every kind of origin port."""
+    m = _MATCHERS[which]
+    low = (b"x" * at + b"origin.example.com" + tail).lower()
+    lend = min(len(low), at + cut)
+    want = m.pattern.match(low, at, lend)
+    assert m.match_end(low, at, lend) == (-1 if want is None else want.end())
+
+
+def test_match_end_with_aliases_is_the_regex() -> None:
+    m = OriginMatcher(Origin.parse("https://origin.example.com"), ["cdn.example.com"])
+    low = b"cdn.example.com/x"
+    assert m.match_end(low, 0, len(low)) == m.pattern.match(low).end()
+    assert m.match_end(b"cdn.example.comx", 0, 16) == -1

@@ -7,8 +7,11 @@ while one of three heavy loads is served:
   (b) four concurrent 5 MiB pages,
   (c) one gzip bomb: ``<a href="`` + 10 GiB of ``a`` (10 MiB compressed); sluicegate stops at its
       ``max_decoded_body_bytes`` and aborts the response. The bench sets that cap to ``--bomb-cap-mib``
-      (default 32 MiB) on both sluicegate targets: at the 256 MiB default the bomb alone would take minutes
+      (default 64 MiB) on both sluicegate targets: at the 256 MiB default the bomb alone would take minutes
       of a shared machine's CPU per target (the cap is a bound on work, the slicing is what this measures).
+      The cap applies to the pages too, so it must exceed 50 MiB (runs before 2026-12-07 03:40 UTC used 32:
+      the 50 MiB page was aborted at 32 MiB decoded on both sluicegate targets). Every sluicegate page
+      response is checked to be complete (the chunked terminator arrived); an aborted page fails the run.
 Targets, in the same run, order alternated per run: ``sliced-<N>ms`` (sluicegate with ``[event_loop] slice_ms =
 N``, one target per ``--slice-ms`` value; default 1 and 2), ``unsliced`` (``slice_ms = 0``: the transform of
 one read runs in one go, as before issue 24) and ``nginx`` (Debian nginx ``proxy_pass``, 1 worker: relays the
@@ -25,6 +28,12 @@ is Debian nginx serving the pre-compressed files.
 
 Run: ``sluicegate bench fairness`` (about 4 minutes; ``--runs 1`` about 2)
   -> ``bench/results/publisher-fairness.json`` and ``bench/results/publisher-fairness.png``.
+
+``--ab N``: only the heavy-response throughput, sliced vs unsliced, measured more finely for a noisy machine:
+the sluicegate targets run side by side, and N sets of each heavy load alone alternate between them (order
+reversed every set); CPU is the worker tree's on-CPU nanoseconds (``/proc/<pid>/task/*/schedstat``, not
+10 ms ticks), and the worker's socket writes per set (``/proc/<pid>/io`` ``syscw``) are reported with it.
+-> ``bench/results/publisher-fairness-ab.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ MIB = 1 << 20
 LOADS: dict[str, dict[str, Any]] = {
     "a: 1 x 50 MiB page": {"paths": ["/gz/big50.html"], "decoded_mib": 50},
     "b: 4 x 5 MiB pages": {"paths": ["/gz/big5.html"] * 4, "decoded_mib": 5},
-    "c: 1 gzip bomb": {"paths": ["/gz/bomb.html"], "decoded_mib": 32},  # = --bomb-cap-mib
+    "c: 1 gzip bomb": {"paths": ["/gz/bomb.html"], "decoded_mib": 64},  # = --bomb-cap-mib
 }
 TARGETS: list[str] = []  # set from --slice-ms: sliced-<N>ms..., unsliced, nginx
 MAX_OUTSTANDING = 300  # open-loop small requests in flight at most (more are counted as not sent)
@@ -171,6 +180,17 @@ async def heavy_get(port: int, path: str) -> dict[str, Any]:
             "complete_chunked": complete}
 
 
+def check_complete(proc: lab.Proc, load: str, heavy: list[dict[str, Any]]) -> None:
+    """A sluicegate page response that was aborted (a work bound, an error) would make its throughput a
+    figure for less work than counted: fail the run instead (nginx answers with Content-Length: not checked)."""
+    if not (proc.name.startswith("sliced-") or proc.name == "unsliced") or "bomb" in load:
+        return
+    cut = [h for h in heavy if not h["complete_chunked"]]
+    if cut:
+        raise SystemExit(f"{proc.name} {load}: {len(cut)} of {len(heavy)} page responses incomplete: {cut[0]}\n"
+                         f"{proc.log_tail()}")
+
+
 # ------------------------------------------------------------------------------------------- metrics
 
 
@@ -265,6 +285,7 @@ class Bench:
         heavy = list(await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"])))
         wall = time.perf_counter() - t0
         cpu = lab.tree_cpu_s(proc.pid) - cpu0
+        check_complete(proc, load, heavy)
         mib = LOADS[load]["decoded_mib"] * len(heavy)
         return {"wall_s": wall, "cpu_s": cpu, "mib_per_s": mib / wall,
                 "mib_per_cpu_s": mib / cpu if cpu > 0 else float("nan")}
@@ -285,6 +306,7 @@ class Bench:
             # the heavy set again and again until min_seconds have passed (nginx is done in milliseconds)
             while not heavy or time.perf_counter() - t0 < self.min_seconds:
                 heavy += await asyncio.gather(*(heavy_get(port, p) for p in LOADS[load]["paths"]))
+            check_complete(proc, load, heavy)
         t1 = time.perf_counter()
         cpu = lab.tree_cpu_s(proc.pid) - cpu0
         lag1 = lag_buckets(self.admin_of[port]) if is_sg else None
@@ -435,15 +457,22 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="sluicegate bench fairness", description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--rate", type=float, default=100.0, help="small requests per second")
-    ap.add_argument("--bomb-cap-mib", type=int, default=32, help="sluicegate max_decoded_body_bytes for the run")
+    ap.add_argument("--bomb-cap-mib", type=int, default=64,
+                    help="sluicegate max_decoded_body_bytes for the run (> 50: the 50 MiB page is under the same cap)")
     ap.add_argument("--slice-ms", default="1,2", help="comma-separated [event_loop] slice_ms values, one target each")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--ab", type=int, default=0, metavar="N",
+                    help="only heavy-alone throughput: N alternated sets per load, sluicegate targets side by side")
     args = ap.parse_args(argv)
+    if args.bomb_cap_mib <= 50:
+        ap.error("--bomb-cap-mib must exceed 50: the cap applies to the 50 MiB page too")
     if args.plot is None:
         args.plot = lab.results_dir() / "publisher-fairness.png"
     tools = lab.ensure_apt({"nginx": "nginx"})
     import tempfile
+
+    from sluicegate.bench.suites import fairness_ab
 
     with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, lab.Procs() as procs:
         LOADS["c: 1 gzip bomb"]["decoded_mib"] = args.bomb_cap_mib
@@ -452,7 +481,13 @@ def main(argv: list[str] | None = None) -> None:
         lab.log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
         sizes = bench.prepare()
         started = time.time()
-        rows = asyncio.run(measure(bench, args.runs))
+        if args.ab:
+            ab_rows = asyncio.run(fairness_ab.measure_ab(bench, args.ab))
+        else:
+            rows = asyncio.run(measure(bench, args.runs))
+    if args.ab:
+        fairness_ab.report(ab_rows, args, started, sizes)
+        return
     summary = summarize(rows)
     head = ["target | load", "small p50", "small p99", "small max", "lag p99 <=", "lag max <=", "busy p99 <=",
             "busy max <=", "heavy MiB/s", "MiB/cpu-s", "mixed MiB/s"]

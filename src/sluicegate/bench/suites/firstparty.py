@@ -32,30 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.bench import lab
-from sluicegate.bench.suites.html import chunks, make_page, timed
+from sluicegate.bench.suites.html import KEY, chunks, make_page, page_with_third_party, timed
 
 ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
 ME = "sluicegate.bench.suites.firstparty"  # children run as python -m ME
 
-KEY = "bench-first-party-key-0123456789-abcdefghijk"
 SECRET = "bench-identity-secret-0123456789-abcdefghij"
-THIRD = "https://cdn.adtech.example"
-
-
-def page_with_third_party(n: int = 50) -> bytes:
-    page = make_page(500_000)
-    tags = [
-        f'<script src="{THIRD}/tag/{i}.js?pub=42&slot={i}"></script>' if i % 4 == 0 else
-        f'<img src="{THIRD}/creative/{i}.png?w=300&h=250" alt="">' if i % 4 == 1 else
-        f'<link rel="preload" as="image" href="{THIRD}/pre/{i}.webp">' if i % 4 == 2 else
-        f'<iframe src="{THIRD}/frame/{i}.html?c={i}" width="300" height="250"></iframe>'
-        for i in range(n)
-    ]
-    parts = page.split(b"</article>\n")
-    step = max(1, len(parts) // (n + 1))
-    for k, tag in enumerate(tags):
-        parts[(k + 1) * step] = tag.encode() + parts[(k + 1) * step]
-    return b"</article>\n".join(parts)
 
 
 def child(runs: int) -> dict[str, object]:

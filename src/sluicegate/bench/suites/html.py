@@ -21,10 +21,10 @@ runs of both CPU time (``time.process_time``: the code's own cost, robust on a s
 wall time; the load average is recorded because the machine is shared.
 
 Run:  sluicegate bench html [--runs N] [--no-mypyc] [--baseline REV] [--rounds K]
-      [--candidate REV ...] [--no-this]
+      [--candidate REV ...] [--no-this] [--compare-pure]
 Writes bench/results/html.json.
 
-``--baseline REV`` (default ``24d8df3``, the tree this work started from; ``none`` skips it) also
+``--baseline REV`` (default ``main``; ``none`` skips it) also
 builds that revision (``git archive`` into a temporary directory, compiled with its own
 ``scripts/build_mypyc.py``) and measures, interleaved in ``--rounds`` alternating rounds in one run,
 case (a) for: the baseline; this tree with text rewriting on (the default) and off; with 3
@@ -50,10 +50,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sluicegate.bench import lab
+# Children import the measured tree's ``sluicegate`` (``PYTHONPATH``), which for a ``--baseline`` may predate
+# ``sluicegate.bench.suites`` or ``bench.lab``: they run this file by path (``_CHILD_BOOT``), and the child side
+# needs nothing of the imported tree but its pipeline/config/firstparty modules. Only the parent imports ``lab``.
+_CHILD_BOOT = ("import runpy, sys; p = sys.argv[1]; sys.argv = [p] + sys.argv[2:]; "
+               "runpy.run_path(p, run_name='__main__')")
 
-ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
-ME = "sluicegate.bench.suites.html"  # children run as python -m ME
+
+def _root() -> Path:
+    """The checkout: scripts/, tests/data/, git history."""
+    from sluicegate.bench import lab
+
+    return lab.repo_root() or Path.cwd()
 
 ORIGIN = "https://www.publisher-origin.com"
 
@@ -66,6 +74,28 @@ def origin_class() -> Any:
         except (ImportError, AttributeError):
             continue
     raise SystemExit("no Origin in the imported tree")
+
+
+KEY = "bench-first-party-key-0123456789-abcdefghijk"
+THIRD = "https://cdn.adtech.example"
+
+
+def page_with_third_party(n: int = 50) -> bytes:
+    """The 500 KB page with ``n`` third-party tags (script/img/link/iframe on ``THIRD``): the first-party
+    signing case (``signed50`` here, ``sluicegate bench firstparty``)."""
+    page = make_page(500_000)
+    tags = [
+        f'<script src="{THIRD}/tag/{i}.js?pub=42&slot={i}"></script>' if i % 4 == 0 else
+        f'<img src="{THIRD}/creative/{i}.png?w=300&h=250" alt="">' if i % 4 == 1 else
+        f'<link rel="preload" as="image" href="{THIRD}/pre/{i}.webp">' if i % 4 == 2 else
+        f'<iframe src="{THIRD}/frame/{i}.html?c={i}" width="300" height="250"></iframe>'
+        for i in range(n)
+    ]
+    parts = page.split(b"</article>\n")
+    step = max(1, len(parts) // (n + 1))
+    for k, tag in enumerate(tags):
+        parts[(k + 1) * step] = tag.encode() + parts[(k + 1) * step]
+    return b"</article>\n".join(parts)
 
 
 def make_page(target: int, seed: int = 7) -> bytes:
@@ -321,8 +351,6 @@ def _signed50_variant(runs: int) -> float | None:
         from sluicegate.firstparty.signing import Signer
     except ImportError:
         return None
-    from sluicegate.bench.suites.firstparty import KEY, page_with_third_party
-
     page = page_with_third_party()
     pieces = chunks(page, 8192)
     st = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'])
@@ -349,10 +377,11 @@ def build_baseline(rev: str, tmp: str) -> str:
     src = Path(tmp) / "tree"
     src.mkdir()
     # the build reads setup.py and pyproject.toml too (since the packaging merge)
-    have = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev], check=True, capture_output=True,
+    root = _root()
+    have = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", rev], check=True, capture_output=True,
                           text=True).stdout.split()
     paths = [p for p in ("src", "scripts", "setup.py", "pyproject.toml", "README.md") if p in have]
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], check=True, capture_output=True)
+    arch = subprocess.run(["git", "-C", str(root), "archive", rev, *paths], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(src)], input=arch.stdout, check=True)
     target = Path(tmp) / "build"
     subprocess.run([sys.executable, str(src / "scripts" / "build_mypyc.py"), "--target", str(target)],
@@ -361,25 +390,29 @@ def build_baseline(rev: str, tmp: str) -> str:
 
 
 def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
-            this: bool = True) -> dict[str, object]:
+            this: bool = True, pure: bool = False) -> dict[str, object]:
     """Interleaved rounds: baseline (compiled) vs this tree (compiled), every variant; medians.
     ``candidates``: revisions measured in the same rounds too (labelled by revision); ``this``
-    False leaves the working tree out (only committed revisions)."""
+    False leaves the working tree out (only committed revisions). ``pure``: every tree's
+    interpreted modules too (``SLUICEGATE_PURE_PYTHON=1``, its source on ``PYTHONPATH``), in the
+    same rounds, labelled ``<tree>:pure``."""
+    from sluicegate.bench import lab
+
     res: dict[str, list[float]] = {}
     lags: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="sg-bench-base-") as tb, \
             tempfile.TemporaryDirectory(prefix="sg-bench-mine-") as tm:
         base_path = build_baseline(rev, tb)
-        trees = [("baseline", base_path)]
+        trees = [("baseline", base_path, str(Path(tb) / "tree" / "src"))]
         for i, cand in enumerate(candidates):
             cdir = Path(tb) / f"cand{i}"
             cdir.mkdir()
-            trees.append((cand, build_baseline(cand, str(cdir))))
+            trees.append((cand, build_baseline(cand, str(cdir)), str(cdir / "tree" / "src")))
         if this:
             lab.build_mypyc(tm)
-            trees.append(("this", tm))
+            trees.append(("this", tm, str(_root() / "src")))
         for _ in range(rounds):
-            for label, path in trees:
+            for label, path, src in trees:
                 r = run_child(runs, {"PYTHONPATH": path, "SLUICEGATE_PURE_PYTHON": ""}, variants=True)
                 if not r["compiled"]:
                     raise SystemExit(f"the {label} child did not run compiled modules")
@@ -387,13 +420,25 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
                 r.pop("compiled")
                 for k, v in r.items():
                     res.setdefault(f"{label}:{k}", []).append(float(v))  # type: ignore[arg-type]
+                if pure:
+                    r = run_child(runs, {"PYTHONPATH": src, "SLUICEGATE_PURE_PYTHON": "1"}, variants=True)
+                    if r.pop("compiled"):
+                        raise SystemExit(f"the {label} pure child ran compiled modules")
+                    r.pop("lag")
+                    for k, v in r.items():
+                        res.setdefault(f"{label}:pure:{k}", []).append(float(v))  # type: ignore[arg-type]
     return {"rev": rev, "rounds": rounds, "mb_per_s_cpu_500KB_8KB": {k: statistics.median(v) for k, v in res.items()},
             "all_rounds": res, "lag_5MB_page": lags}
 
 
 def run_child(runs: int, env: dict[str, str], variants: bool = False) -> dict[str, object]:
-    cmd = [sys.executable, "-m", ME, "--child-variants" if variants else "--child", "--runs", str(runs)]
-    res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    """This file's child mode in a fresh interpreter importing the ``sluicegate`` that ``env`` names (``-P``:
+    no working directory on ``sys.path``); a failing child is reported with its stderr."""
+    cmd = [sys.executable, "-P", "-c", _CHILD_BOOT, str(Path(__file__).resolve()),
+           "--child-variants" if variants else "--child", "--runs", str(runs)]
+    res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"bench child failed ({env.get('PYTHONPATH') or 'installed tree'}):\n{res.stderr[-3000:]}")
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
@@ -414,12 +459,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mypyc", action="store_true", help="skip the compiled variant")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-variants", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--baseline", default="24d8df3", help="revision to compare with (none: skip)")
+    ap.add_argument("--baseline", default="main", help="revision to compare with (default main; none: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the comparison")
     ap.add_argument("--candidate", action="append", default=[],
                     help="another revision measured in the same interleaved rounds (repeatable)")
     ap.add_argument("--no-this", action="store_true", help="leave the working tree out of the comparison")
     ap.add_argument("--only-compare", action="store_true", help="run only the baseline comparison")
+    ap.add_argument("--compare-pure", action="store_true",
+                    help="the comparison measures every tree's pure-Python modules too, in the same rounds")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.runs)))
@@ -427,14 +474,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_variants:
         print(json.dumps(variants_child(args.runs)))
         return 0
+    from sluicegate.bench import lab  # the parent only: a child may import an older tree without it
+
     results: dict[str, object] = {
         "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(), "runs": args.runs,
         "load_average_at_start": list(os.getloadavg()),  # the machine is shared: read with care
     }
     if args.baseline != "none" and not args.no_mypyc:
         results["compare"] = cmp = compare(args.baseline, args.runs, args.rounds, tuple(args.candidate),
-                                               not args.no_this)
-        print(f"case (a) 500KB/8KB, compiled, MB/s CPU, medians of {args.rounds} interleaved rounds:")
+                                           not args.no_this, args.compare_pure)
+        print(f"case (a) 500KB/8KB, compiled (':pure': interpreted), MB/s CPU, medians of {args.rounds} "
+              "interleaved rounds:")
         for k, v in cmp["mb_per_s_cpu_500KB_8KB"].items():  # type: ignore[attr-defined]
             print(f"  {k:28} {v:7.1f}")
         for k, v in cmp["lag_5MB_page"].items():  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ TARGET_WIDTH = 800
 QUALITY = 80
 
 
-def sluicegate_config(origin_port: int, pool: int = 2) -> str:
+def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
@@ -54,6 +54,7 @@ image_optimizer = {{ enabled = true, profile_set = "bench" }}
 workers = {pool}
 queue = 64
 max_source_bytes = 134217728
+{"" if stream_above is None else f"stream_source_above = {stream_above}"}
 
 [image_optimizer.profile_sets.bench]
 default_profile = "w800"
@@ -85,6 +86,7 @@ class Server:
         self.url_of = url_of  # Source -> path on 127.0.0.1:port
         self.port = 0
         self.baseline = 0  # summed VmRSS after start-up and one image
+        self.baseline_pss = 0
 
 
 def _fetch_all(port: int, items: list[tuple[str, Source]], concurrency: int, accept: str) -> list[dict[str, Any]]:
@@ -142,7 +144,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             name = "sluicegate" if pool == 2 else "sluicegate-pool1"
             conf = results_dir / f"images-{name}.toml"
-            conf.write_text(sluicegate_config(origin_port, pool) + f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n')
+            admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
+            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above) + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
                         lambda s: f"/img/{s.name}?profile=w800")
@@ -165,6 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # one image made: the engine is loaded; the resident set now is the server's baseline
             s.group.wait_http(f"http://127.0.0.1:{s.port}{s.url_of(sources[0])}", timeout=120)
             s.baseline = s.group.peak_rss(field="VmRSS")
+            s.baseline_pss = s.group.pss()
         return _measure(args, servers, sources)
     finally:
         for s in servers:
@@ -180,9 +184,14 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
         order = servers if rnd % 2 == 0 else list(reversed(servers))
         for s in order:
             items = [(s.url_of(src), src) for src in sources for _ in range(args.repeat)]
+            stop = threading.Event()
+            sampler = threading.Thread(target=s.group.sample_pss, args=(stop,), daemon=True)
+            sampler.start()
             cpu0, t0 = s.group.cpu_seconds(), time.perf_counter()
             got = _fetch_all(s.port, items, args.concurrency, accept)
             wall, cpu = time.perf_counter() - t0, s.group.cpu_seconds() - cpu0
+            stop.set()
+            sampler.join()
             acc = per[s.name]
             acc["cpu"] += cpu
             acc["wall"] += wall
@@ -202,7 +211,10 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
         "sources": [src.__dict__ for src in sources],
         "rounds": args.rounds, "repeat": args.repeat, "concurrency": args.concurrency,
         "note": "servers measured side by side, alternating rounds, on a shared machine: CPU-time figures are "
-                "the comparable ones; wall-clock figures were taken under contention",
+                "the comparable ones; wall-clock figures were taken under contention. peak_rss_mib sums each "
+                "process's VmHWM (pages shared by the supervisor and its worker counted twice); peak_pss_mib "
+                "is the largest summed PSS sampled every 100 ms (shared pages counted once)",
+        "stream_source_above": args.stream_above,
         "servers": {},
     }
     for s in servers:
@@ -221,6 +233,8 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             "peak_rss_largest_process_mib": round(s.group.peak_rss(largest=True) / 2**20, 1),
             "processes": len(s.group.pids()),
             "baseline_rss_mib": round(s.baseline / 2**20, 1),
+            "peak_pss_mib": round(s.group.peak_pss / 2**20, 1),
+            "baseline_pss_mib": round(s.baseline_pss / 2**20, 1),
             "peak_above_baseline_mib": round((s.group.peak_rss() - s.baseline) / 2**20, 1),
             "mean_output_bytes": round(acc["bytes_out"] / max(acc["images"], 1)),
         }
@@ -232,6 +246,8 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             out["ratio_peak_rss"] = round(a["peak_rss_mib"] / b["peak_rss_mib"], 3)
             out["ratio_peak_rss_image_process"] = round(
                 a["peak_rss_largest_process_mib"] / b["peak_rss_largest_process_mib"], 3)
+        if b["peak_pss_mib"]:
+            out["ratio_peak_pss"] = round(a["peak_pss_mib"] / b["peak_pss_mib"], 3)
     return out
 
 
@@ -244,7 +260,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     names = list(result["servers"])
     rows = [("images / CPU-second", "images_per_cpu_second"), ("p50 latency (ms)", "latency_p50_ms"),
             ("p99 latency (ms)", "latency_p99_ms"), ("peak RSS, all processes (MiB)", "peak_rss_mib"),
-            ("peak RSS, image process (MiB)", "peak_rss_largest_process_mib")]
+            ("peak RSS, image process (MiB)", "peak_rss_largest_process_mib"),
+            ("peak PSS, all processes (MiB)", "peak_pss_mib")]
     fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4))
     for ax, (title, key) in zip(axes, rows, strict=True):
         values = [result["servers"][n][key] or 0 for n in names]
@@ -260,16 +277,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def text(result: dict[str, Any]) -> str:
     lines = [f"{'server':17s} {'img/CPU-s':>10s} {'img/s wall':>10s} {'p50 ms':>8s} {'p99 ms':>8s} "
-             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'idle MiB':>8s} {'ok':>5s} {'errors':>6s}"]
+             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'PSS all MiB':>11s} {'idle MiB':>8s} {'ok':>5s} "
+             f"{'errors':>6s}"]
     for name, r in result["servers"].items():
         lines.append(f"{name:17s} {r['images_per_cpu_second'] or 0:10.2f} {r['images_per_second_wall'] or 0:10.2f} "
                      f"{r['latency_p50_ms']:8.0f} {r['latency_p99_ms']:8.0f} {r['peak_rss_mib']:11.1f} "
-                     f"{r['peak_rss_largest_process_mib']:12.1f} {r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
+                     f"{r['peak_rss_largest_process_mib']:12.1f} {r['peak_pss_mib']:11.1f} "
+                     f"{r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
                      f"{r['error_count']:6d}")
     if "ratio_images_per_cpu_second" in result:
         lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
                      f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "
-                     f"{result['ratio_peak_rss_image_process']} image process (goal <= 0.5)")
+                     f"{result['ratio_peak_rss_image_process']} image process, peak PSS ratio "
+                     f"{result.get('ratio_peak_pss')} all processes (goal <= 0.5)")
     return "\n".join(lines)
 
 
@@ -279,6 +299,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     p.add_argument("--sources", default="bench/results/image-sources", help="where the 20 sources are made")
     p.add_argument("--thumbor-venv", default="bench/.thumbor-venv")
+    p.add_argument("--stream-above", type=int, default=None,
+                   help="sluicegate's [image_optimizer] stream_source_above (default: the server's own)")
     p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
     p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
 

@@ -4,7 +4,7 @@ Owns: the source set (2-24 MP JPEG and PNG, photo-like: gradients, shapes and gr
 photos rather than like flat fills), cached under ``bench/results/image-sources`` by a manifest; a stdlib
 static file server run as a subprocess (its CPU is not the measured server's); CPU seconds and peak RSS
 (``VmHWM``) summed over a process group read from /proc; the output check (format and dimensions of every
-image). Must not know about the proxy's internals.
+image), and the peak of the group's summed PSS, sampled. Must not know about the proxy's internals.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ class Group:
         self._out = log.open("wb")
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, **(env or {})})
+        self.peak_pss = 0
 
     def pids(self) -> list[int]:
         pids = []
@@ -153,6 +155,32 @@ class Group:
             except OSError:
                 continue
         return (max(peaks) if largest else sum(peaks)) if peaks else 0
+
+    def pss(self, pids: list[int] | None = None) -> int:
+        """Summed proportional set size of the group now, bytes: a page shared by N processes counts 1/N
+        (the supervisor and its worker share the interpreter's and the libraries' pages; summed VmHWM
+        counts those twice)."""
+        total = 0
+        for pid in self.pids() if pids is None else pids:
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+            except OSError:
+                continue
+        return total
+
+    def sample_pss(self, stop: threading.Event, every: float = 0.1) -> None:
+        """Keep ``self.peak_pss`` (the largest summed PSS seen) until ``stop`` is set; run in a thread.
+
+        The group's processes are listed once (scanning /proc every sample cost more CPU than the servers);
+        each sample reads one smaps_rollup per process (a page-table walk under the process's mmap lock:
+        every 100 ms, not more often, so the measured server is not slowed by being measured)."""
+        pids = self.pids()
+        while not stop.is_set():
+            self.peak_pss = max(self.peak_pss, self.pss(pids))
+            stop.wait(every)
 
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         import urllib.error

@@ -5,7 +5,10 @@ One command: ``sluicegate bench translate`` (about 2 minutes) -> ``bench/results
 and ``bench/results/translate.png``.
 
 1. In-process (pure CPU, ``time.process_time``): each sans-IO translator over a recorded-shape stream of
-   ~33 events fed one event per read, versus the relay's tap (``SseTap.split``) over the same bytes.
+   ~33 events fed one event per read, versus the relay's tap (``SseTap.split``) over the same bytes; and the
+   translation work on the way to the first byte (the request body, the first upstream read) and one text
+   delta. With ``--before``, each tree's figures come from a fresh process running this file with that tree's
+   ``src`` first on ``PYTHONPATH``.
 2. End to end: the mock provider (its own process, uvloop; 27 deltas, 1 ms apart) and the gateway (one
    uvicorn worker) as separate processes; this process is the load generator (raw HTTP/1.1 client). Scenarios:
    chat relay, Messages relay, chat client -> Anthropic provider, Anthropic client -> chat provider, Responses
@@ -42,7 +45,6 @@ from sluicegate.bench.suites import gateway_child
 from sluicegate.bench.suites.inference import RawClient
 
 ROOT = lab.repo_root() or Path.cwd()  # the checkout: scripts/, tests/data/, git history
-ME = "sluicegate.bench.suites.translate"  # children run as python -m ME
 
 
 PY = sys.executable
@@ -97,17 +99,33 @@ def _long_stream(name: str, deltas: int = 27) -> bytes:
                                                       if b"text_delta" not in e and b'"content":"' not in e])
 
 
+def _cpu_us(fn: Any, n: int) -> float:
+    """CPU µs per call of ``fn`` (``time.process_time``), median of 5 batches of ``n``."""
+    per: list[float] = []
+    for _ in range(5):
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        per.append((time.process_time() - t0) / n * 1e6)
+    return statistics.median(per)
+
+
 def cpu_micro(rounds: int) -> dict[str, Any]:
+    """Pure CPU of each sans-IO translator (per upstream event, whole stream fed one event per read), and the
+    translation work on the way to the first byte: the request (parse the client's JSON, translate, encode
+    the provider's body, as ``attempts.prepare`` does), the first upstream read (a fresh translator fed what
+    the mock sends at once: the events before the first text delta) and one steady-state text delta."""
     from sluicegate.inference.protocol import Api
     from sluicegate.inference.sse import SseTap
     from sluicegate.inference.translate import Ctx, route_for
 
     out: dict[str, Any] = {}
-    cases = {"chat -> anthropic": (Api.CHAT, Api.MESSAGES, "anthropic_text.sse"),
-             "anthropic -> chat": (Api.MESSAGES, Api.CHAT, "openai_text.sse"),
-             "responses -> chat": (Api.RESPONSES, Api.CHAT, "openai_text.sse"),
-             "responses -> anthropic": (Api.RESPONSES, Api.MESSAGES, "anthropic_text.sse")}
-    for name, (client, upstream, fixture) in cases.items():
+    cases = {"chat -> anthropic": (Api.CHAT, Api.MESSAGES, "anthropic_text.sse", "chat", "anthropic"),
+             "anthropic -> chat": (Api.MESSAGES, Api.CHAT, "openai_text.sse", "messages", "openai-compatible"),
+             "responses -> chat": (Api.RESPONSES, Api.CHAT, "openai_text.sse", "responses", "openai-compatible"),
+             "responses -> anthropic": (Api.RESPONSES, Api.MESSAGES, "anthropic_text.sse", "responses", "anthropic")}
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # as attempts.prepare
+    for name, (client, upstream, fixture, api, kind) in cases.items():
         data = _long_stream(fixture)
         pieces = [e + b"\n\n" for e in data.split(b"\n\n") if e.strip()]
         route = route_for(client, upstream)
@@ -128,8 +146,27 @@ def cpu_micro(rounds: int) -> dict[str, Any]:
                 for p in pieces:
                     tap.split(p)
             relay.append((time.process_time() - t0) / (rounds * len(pieces)) * 1e6)
+        raw = body("m", api)
+
+        def request(raw: bytes = raw, route: Any = route, kind: str = kind) -> bytes:
+            req = route.request(dict(json.loads(raw)), Ctx(kind, 4096, frozenset()))
+            req["model"] = "m"
+            return encode(req).encode()  # type: ignore[no-any-return]
+
+        is_delta = [b"text_delta" in p or b'"content":"Hello"' in p for p in pieces]
+        first = b"".join(pieces[:is_delta.index(True)])  # the mock's first write: everything before a delta
+
+        def first_read(route: Any = route, first: bytes = first) -> bytes:
+            return route.stream(Ctx("x", include_usage=True), 1 << 20).feed(first)  # type: ignore[no-any-return]
+
+        tr = route.stream(Ctx("x", include_usage=True), 1 << 20)
+        tr.feed(b"".join(pieces[:is_delta.index(True) + 1]))
+        delta = pieces[is_delta.index(True) + 1]
         out[name] = {"events": len(pieces), "translate_us_per_event": round(statistics.median(per_event), 2),
-                     "relay_tap_us_per_event": round(statistics.median(relay), 2)}
+                     "relay_tap_us_per_event": round(statistics.median(relay), 2),
+                     "request_us": round(_cpu_us(request, rounds * 10), 2),
+                     "first_read_us": round(_cpu_us(first_read, rounds * 10), 2),
+                     "text_delta_us": round(_cpu_us(lambda tr=tr, d=delta: tr.feed(d), rounds * 30), 2)}
     return out
 
 
@@ -296,8 +333,12 @@ def comparison(result: dict[str, Any]) -> list[dict[str, Any]]:
     for case, a_m in result.get("cpu_micro", {}).items():
         b_m = result["before"].get("cpu_micro", {}).get(case)
         if b_m is not None:
-            rows.append({"scenario": case, "figure": "in-process translate µs/event",
-                         "before": b_m["translate_us_per_event"], "after": a_m["translate_us_per_event"]})
+            for label, key in (("in-process translate µs/event", "translate_us_per_event"),
+                               ("in-process text delta µs", "text_delta_us"),
+                               ("in-process request µs", "request_us"),
+                               ("in-process first read µs", "first_read_us")):
+                if key in a_m and key in b_m:
+                    rows.append({"scenario": case, "figure": label, "before": b_m[key], "after": a_m[key]})
     for r in rows:
         r["after_over_before"] = round(r["after"] / r["before"], 3) if r["before"] else None
     return rows
@@ -414,9 +455,10 @@ def micro_ab(rounds: int, old_src: Path | None) -> dict[str, dict[str, Any]]:
     for i in range(3):
         for label in (list(trees) if i % 2 == 0 else list(trees)[::-1]):
             src = trees[label]
-            env = dict(os.environ, BENCH_SRC=str(src)) if src is not None else dict(os.environ)
-            done = subprocess.run([PY, "-m", ME, "--micro-json", str(rounds)], env=env, capture_output=True,
-                                  text=True, check=True)
+            # This file run by path (-P: its folder not on sys.path), sluicegate imported from the tree measured.
+            env = dict(os.environ, PYTHONPATH=str(src or ROOT / "src"))
+            done = subprocess.run([PY, "-P", str(Path(__file__).resolve()), "--micro-json", str(rounds)], env=env,
+                                  capture_output=True, text=True, check=True)
             runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
     out: dict[str, dict[str, Any]] = {}
     print("in-process translator CPU (µs per event, median of 3 fresh processes per tree):", flush=True)
@@ -426,7 +468,8 @@ def micro_ab(rounds: int, old_src: Path | None) -> dict[str, dict[str, Any]]:
                       for case in results[0]}
         for k, v in out[label].items():
             print(f"  {label:7s} {k:24s} translate {v['translate_us_per_event']:.2f}  "
-                  f"relay tap {v['relay_tap_us_per_event']:.2f}", flush=True)
+                  f"relay tap {v['relay_tap_us_per_event']:.2f}  text delta {v['text_delta_us']:.2f}  "
+                  f"request {v['request_us']:.1f}  first read {v['first_read_us']:.1f}", flush=True)
     return out
 
 

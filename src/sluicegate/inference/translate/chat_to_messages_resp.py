@@ -32,6 +32,7 @@ class ChatToMessages:
         "_kind",
         "_next",
         "_started",
+        "_text_head",
         "_tool_blocks",
         "_usage",
         "closed",
@@ -50,6 +51,29 @@ class ChatToMessages:
         self._tool_blocks: dict[int, int] = {}  # chat tool call index -> Anthropic block index
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
+        self._text_head = ""  # the open text block's delta frame up to the escaped text
+
+    def passes_text(self) -> bool:
+        return False  # always the last stage
+
+    def text_frame(self, esc: str) -> str | None:
+        if self._kind != "text" or self.closed:
+            return None  # (an open text block implies the message has started)
+        if not esc:
+            return ""
+        return self._text_head + esc + '"}}\n\n'
+
+    def passes_args(self, index: int) -> int | None:
+        return None  # always the last stage
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        idx = self._tool_blocks.get(index)
+        if idx is None or self.closed:
+            return None  # a new call opens its block on the general path
+        if not esc:
+            return ""
+        return ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                f'{idx},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}\n\n')
 
     def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
         self._started = True
@@ -64,6 +88,9 @@ class ChatToMessages:
         self._next += 1
         self._kind = kind
         out.append(("content_block_start", {"type": "content_block_start", "index": idx, "content_block": block}))
+        if kind == "text":  # what _delta(idx, {"type": "text_delta", "text": ...}) encodes to, up to the text
+            self._text_head = ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                               f'{idx},"delta":{{"type":"text_delta","text":"')
         return idx
 
     def _stop_block(self, out: list[Event]) -> None:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import chat_usage_to_responses
-from sluicegate.inference.translate.stream import DONE, PING, Event
+from sluicegate.inference.translate.stream import DONE, PING, RAW, Event, dumps_ascii, escape, loads_str
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -38,7 +38,7 @@ def response_object(rid: str, model: str, created: int, status: str, output: lis
 
 class ChatToResponses:
     __slots__ = ("_calls", "_created", "_finish", "_id", "_item", "_model", "_output", "_seq", "_started",
-                 "_text", "_usage", "closed", "dropped")
+                 "_text", "_text_head", "_usage", "closed", "dropped")
 
     def __init__(self, model: str = "") -> None:
         self.closed = False
@@ -50,10 +50,47 @@ class ChatToResponses:
         self._started = False
         self._output: list[dict[str, Any]] = []  # items done so far (and the open one, last)
         self._item: dict[str, Any] | None = None  # the open item
-        self._text: list[str] = []  # text of the open message / reasoning item
+        self._text: list[str] = []  # text of the open message / reasoning item, JSON-escaped pieces
+        self._text_head = ""  # the open message's output_text.delta frame up to the escaped text
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool index -> function_call item
         self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
+
+    def passes_text(self) -> bool:
+        return False  # always the last stage
+
+    def text_frame(self, esc: str) -> str | None:
+        item = self._item
+        if item is None or item["type"] != "message" or self.closed:
+            return None
+        if not esc:
+            return ""
+        self._text.append(esc)
+        seq = self._seq
+        self._seq = seq + 1
+        # What _emit("response.output_text.delta", {...}) encodes to, the text spliced in.
+        return (f'{self._text_head}{esc}","logprobs":[],"type":"response.output_text.delta",'
+                f'"sequence_number":{seq}}}\n\n')
+
+    def passes_args(self, index: int) -> int | None:
+        return None  # always the last stage
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        item = self._calls.get(index)
+        if item is None or self.closed:
+            return None  # a new call opens its item on the general path
+        if not esc:
+            return ""
+        item["arguments"] += loads_str([esc])
+        seq = self._seq
+        self._seq = seq + 1
+        return (f'event: response.function_call_arguments.delta\ndata: {{"item_id":{dumps_ascii(item["id"])},'
+                f'"output_index":{self._output.index(item)},"delta":"{esc}",'
+                f'"type":"response.function_call_arguments.delta","sequence_number":{seq}}}\n\n')
+
+    def _joined(self) -> str:
+        """The open item's text (its pieces are kept JSON-escaped: a fast-path delta is never decoded)."""
+        return loads_str(self._text)
 
     def _emit(self, typ: str, payload: dict[str, Any], out: list[Event]) -> None:
         payload["type"] = typ
@@ -69,8 +106,12 @@ class ChatToResponses:
         self._started = True
         self._id = _resp_id(chunk.get("id"))
         self._model = chunk.get("model") or self._model
-        self._emit("response.created", {"response": self._snapshot("in_progress")}, out)
-        self._emit("response.in_progress", {"response": self._snapshot("in_progress")}, out)
+        # The same snapshot twice: encoded once, each frame as _emit(typ, {"response": ...}) would encode it.
+        resp = dumps_ascii(self._snapshot("in_progress"))
+        for typ in ("response.created", "response.in_progress"):
+            out.append((RAW, f'event: {typ}\ndata: {{"response":{resp},"type":"{typ}",'
+                             f'"sequence_number":{self._seq}}}\n\n'))
+            self._seq += 1
 
     def _open(self, item: dict[str, Any], out: list[Event]) -> dict[str, Any]:
         self._close_item(out)
@@ -87,7 +128,7 @@ class ChatToResponses:
         oi = len(self._output) - 1
         typ = item["type"]
         if typ == "message":
-            text = "".join(self._text)
+            text = self._joined()
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             self._emit("response.output_text.done", {"item_id": item["id"], "output_index": oi, "content_index": 0,
                                                      "text": text, "logprobs": []}, out)
@@ -95,7 +136,7 @@ class ChatToResponses:
                                                       "content_index": 0, "part": part}, out)
             item["content"] = [part]
         elif typ == "reasoning":
-            text = "".join(self._text)
+            text = self._joined()
             part = {"type": "reasoning_text", "text": text}
             self._emit("response.reasoning_text.done", {"item_id": item["id"], "output_index": oi,
                                                         "content_index": 0, "text": text}, out)
@@ -148,7 +189,7 @@ class ChatToResponses:
                     self._emit("response.content_part.added", {
                         "item_id": item["id"], "output_index": oi, "content_index": 0,
                         "part": {"type": "reasoning_text", "text": ""}}, out)
-                self._text.append(r)
+                self._text.append(escape(r))
                 self._emit("response.reasoning_text.delta", {"item_id": item["id"], "output_index": oi,
                                                              "content_index": 0, "delta": r}, out)
             text = d.get("content") or d.get("refusal")  # a streamed refusal is carried as text, not lost
@@ -161,7 +202,9 @@ class ChatToResponses:
                     self._emit("response.content_part.added", {
                         "item_id": item["id"], "output_index": oi, "content_index": 0,
                         "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}, out)
-                self._text.append(text)
+                    self._text_head = ('event: response.output_text.delta\ndata: {"item_id":' + dumps_ascii(item["id"])
+                                       + f',"output_index":{oi},"content_index":0,"delta":"')
+                self._text.append(escape(text))
                 self._emit("response.output_text.delta", {"item_id": item["id"], "output_index": oi,
                                                           "content_index": 0, "delta": text, "logprobs": []}, out)
             for call in d.get("tool_calls") or ():

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from sluicegate.inference.translate.common import STOP_TO_FINISH, anthropic_usage_to_chat, dumps
-from sluicegate.inference.translate.stream import DONE, PING, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event, dumps_ascii
 
 
 def _chat_id(msg_id: Any) -> str:
@@ -25,11 +25,13 @@ def _chat_id(msg_id: Any) -> str:
 
 class MessagesToChat:
     __slots__ = (
+        "_args_tpl",
         "_base",
         "_blocks",
         "_finish",
         "_started",
         "_tools",
+        "_tpl",
         "_usage",
         "closed",
         "dropped",
@@ -47,6 +49,38 @@ class MessagesToChat:
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
         self._started = False
+        self._tpl = ("", "")  # a text chunk's frame around the escaped text (built when first needed)
+        self._args_tpl: dict[int, tuple[str, str]] = {}  # per tool call: its arguments chunk's frame, likewise
+
+    def passes_text(self) -> bool:
+        return self._started and not self.closed
+
+    def text_frame(self, esc: str) -> str | None:
+        if not self._started or self.closed:
+            return None
+        head, tail = self._tpl
+        if not head:  # built at the first text delta (not on the way to the first byte)
+            # Exactly what _chunk({"content": text}) encodes to, split at the text.
+            head, _, tail = ("data: " + dumps_ascii(self._chunk({"content": "\x00"})) + "\n\n").partition(
+                '"content":"\\u0000"')
+            head, tail = self._tpl = (head + '"content":"', '"' + tail)
+        return head + esc + tail
+
+    def passes_args(self, index: int) -> int | None:
+        if not self._started or self.closed:
+            return None
+        return self._blocks.get(index)
+
+    def args_frame(self, index: int, esc: str) -> str | None:
+        idx = self.passes_args(index)
+        if idx is None:
+            return None  # (the general path sends nothing for a block that is not a tool call)
+        tpl = self._args_tpl.get(idx)
+        if tpl is None:
+            head, _, tail = ("data: " + dumps_ascii(self._chunk({"tool_calls": [
+                {"index": idx, "function": {"arguments": "\x00"}}]})) + "\n\n").partition('"\\u0000"')
+            tpl = self._args_tpl[idx] = (head + '"', '"' + tail)
+        return tpl[0] + esc + tpl[1]
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         c = dict(self._base)
@@ -101,6 +135,7 @@ class MessagesToChat:
             self._base["model"] = msg.get("model", "")
             self._usage.update(msg.get("usage") or {})
             self._started = True
+            self._tpl, self._args_tpl = ("", ""), {}  # (the id and model are the frames')
             out.append(("", self._chunk({"role": "assistant", "content": ""})))
         elif typ == "message_delta":
             d = obj.get("delta") or {}

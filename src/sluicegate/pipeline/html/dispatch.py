@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from sluicegate.pipeline.bytescan import find_bytes, is_alpha
 from sluicegate.pipeline.html.bodies import TextBodies
@@ -41,6 +42,9 @@ from sluicegate.pipeline.html.skipper import TagSkipper
 from sluicegate.pipeline.html.treesim import TreeSim
 from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, RawTagHandler, TextChunk, TextFilter
 
+if TYPE_CHECKING:
+    from mypy_extensions import i64
+
 log = logging.getLogger("sluicegate.html")
 
 VOID = frozenset(
@@ -50,8 +54,18 @@ VOID = frozenset(
 
 
 def _past_last_gt(buf: bytes, bound: int, pos: int, hi: int) -> int:
-    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any."""
-    gt = buf.rfind(b">", bound if bound > pos else pos, hi)
+    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any (a
+    backward byte loop compiled: the span is a reference's few prefix bytes, shorter than the cost
+    of an ``rfind`` call; ``rfind`` interpreted)."""
+    lo = bound if bound > pos else pos
+    if COMPILED_SCAN:
+        i: i64 = hi - 1
+        while i >= lo:
+            if buf[i] == 0x3E:
+                return i + 1
+            i -= 1
+        return bound
+    gt = buf.rfind(b">", lo, hi)
     return gt + 1 if gt >= 0 else bound
 
 
@@ -150,6 +164,7 @@ class HtmlRewriter(HandlerRegistry):
         hand = COMPILED_SCAN and (bool(needle) or scan is not None or not self._needle_handlers)
         stop_names = self._stop_names
         stop_ends = self._stop_ends
+        nfilt, efilt = self._stop_filters
         nlen = len(needle)
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
@@ -185,6 +200,10 @@ class HtmlRewriter(HandlerRegistry):
             tnxt = -2
         if suspect is not None:
             snxt = -2
+        # the text filter's one needle is the scan's (the origin host, same lower-cased buffer):
+        # its next position is ``nxt``, no second search
+        tf_same = (tf is not None and tf_scan is None and tf_re is None and scan is None and bool(needle)
+                   and tf_needle == needle and tlow is low)
         while pos < n or final:
             if self._tf_pending and pos < n and buf[pos] == 0x3C and pos + 1 < n and (
                     is_alpha(buf[pos + 1]) or buf[pos + 1] in b"/!?"):
@@ -212,7 +231,9 @@ class HtmlRewriter(HandlerRegistry):
                 bound = nxt
                 if tf is not None:
                     if tnxt < pos:
-                        if tf_scan is not None:
+                        if tf_same:
+                            tnxt = nxt
+                        elif tf_scan is not None:
                             tnxt = tf_scan.next(pos)
                         elif tf_re is not None:
                             tm = tf_re.search(tlow, pos)
@@ -251,7 +272,7 @@ class HtmlRewriter(HandlerRegistry):
                 if bound < pos:
                     bound = pos
                 if hand:
-                    q = scan_boring(buf, pos, bound, stop_names, stop_ends)
+                    q = scan_boring(buf, pos, bound, stop_names, stop_ends, nfilt, efilt)
                 else:
                     m = boring.match(buf, pos, bound)
                     q = m.end() if m is not None else pos

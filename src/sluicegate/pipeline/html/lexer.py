@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from sluicegate.pipeline.bytescan import is_ws
 from sluicegate.pipeline.html.charrefs import decode
 from sluicegate.pipeline.html.treesim import DATA as DATA
 from sluicegate.pipeline.html.treesim import PLAINTEXT as PLAINTEXT
@@ -37,6 +38,13 @@ from sluicegate.pipeline.html.treesim import RAW_STATE, TreeSim
 from sluicegate.pipeline.html.treesim import RAWTEXT as RAWTEXT
 from sluicegate.pipeline.html.treesim import RCDATA as RCDATA
 from sluicegate.pipeline.html.treesim import SCRIPT as SCRIPT
+
+if TYPE_CHECKING:
+    from mypy_extensions import i64
+
+# Compiled with mypyc, a tag's span is found by the byte loops below instead of the ``TAG`` regex
+# (a loop over a tag's bytes costs less than a regex call there; interpreted, the regex wins).
+_COMPILED: bool = not __file__.endswith(".py")
 
 # Lexer states beyond the text states of ``treesim``.
 CDATA, COMMENT, BOGUS = 5, 6, 7
@@ -122,12 +130,109 @@ def iter_attrs(buf: bytes, start: int, end: int) -> list[Attr]:
     return out
 
 
+def name_end(buf: bytes, p: i64, end: i64) -> i64:
+    """Where a tag name that continues at ``buf[p]`` ends (whitespace, ``/`` or ``>``), or ``end``."""
+    while p < end:
+        c = buf[p]
+        if is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
+            return p
+        p += 1
+    return end
+
+
+def attrs_end(buf: bytes, p: i64, end: i64) -> i64:
+    """End of a tag whose attribute text starts at ``buf[p]`` (right after the name) if the tag
+    completes before ``end``, else -1: the attribute grammar of ``TAG`` as a byte loop."""
+    while p < end:
+        c = buf[p]
+        if c == 0x3E:
+            return p + 1
+        if is_ws(c) or c == 0x2F:
+            p += 1
+            continue
+        p += 1  # the attribute name's first byte may be anything else, even '='
+        while p < end:
+            c = buf[p]
+            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+                break
+            p += 1
+        q = p
+        while q < end and is_ws(buf[q]):
+            q += 1
+        if q < end and buf[q] == 0x3D:  # '=': a value follows
+            q += 1
+            while q < end and is_ws(buf[q]):
+                q += 1
+            if q >= end:
+                return -1
+            c = buf[q]
+            if c == 0x22 or c == 0x27:  # a quoted value must close before ``end``
+                q += 1
+                while q < end and buf[q] != c:
+                    q += 1
+                if q >= end:
+                    return -1
+                p = q + 1
+            else:
+                while q < end:
+                    c = buf[q]
+                    if is_ws(c) or c == 0x3E:
+                        break
+                    q += 1
+                p = q
+    return -1
+
+
 def self_closing(buf: bytes, astart: int, aend: int) -> bool:
     """Whether the tag's ``/`` before ``>`` is the self-closing flag (not part of a value)."""
     if aend == astart or buf[aend - 1] != 0x2F:
         return False
+    if _COMPILED:
+        return _last_attr_end(buf, astart, aend) < aend
     attrs = iter_attrs(buf, astart, aend)
     return not attrs or attrs[-1].end < aend
+
+
+def _last_attr_end(buf: bytes, p: i64, aend: i64) -> i64:
+    """Where the last attribute of the attribute text ``buf[p:aend]`` ends (``iter_attrs(...)[-1].end``),
+    or -1 when it holds none: ``ATTR``'s grammar as a byte loop."""
+    last: i64 = -1
+    while p < aend:
+        c = buf[p]
+        if is_ws(c) or c == 0x2F:
+            p += 1
+            continue
+        if c == 0x3E:  # no attribute starts with '>' (not in a tag's attribute text anyway)
+            break
+        p += 1  # the name's first byte: anything else
+        while p < aend:
+            c = buf[p]
+            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+                break
+            p += 1
+        last = p
+        q = p
+        while q < aend and is_ws(buf[q]):
+            q += 1
+        if q < aend and buf[q] == 0x3D:  # '=': a value follows
+            q += 1
+            while q < aend and is_ws(buf[q]):
+                q += 1
+            if q < aend and (buf[q] == 0x22 or buf[q] == 0x27):
+                qc = buf[q]
+                r = q + 1
+                while r < aend and buf[r] != qc:
+                    r += 1
+                if r < aend:  # closed: else ATTR reads an unquoted value from the quote
+                    p = last = r + 1
+                    continue
+            while q < aend:
+                c = buf[q]
+                if is_ws(c) or c == 0x3E:
+                    break
+                q += 1
+            p = last = q
+    return last
 
 
 class Lexer:
@@ -147,13 +252,26 @@ class Lexer:
         return _end_patterns(self.last_start_tag or b"")
 
     def _tag(self, buf: bytes, pos: int, final: bool) -> Token | None:
-        m = TAG.match(buf, pos)
-        if m is None:
-            return Token(IGNORED, pos, len(buf)) if final else None
-        is_end = m.start(1) != m.end(1)
-        tok = Token(END if is_end else START, pos, m.end(), self.state)
-        tok.name = m.group(2).lower()
-        tok.astart, tok.aend = m.span(3)
+        if _COMPILED:
+            n = len(buf)
+            is_end = buf[pos + 1] == 0x2F
+            ns = pos + 2 if is_end else pos + 1
+            ne = name_end(buf, ns + 1, n)
+            te = attrs_end(buf, ne, n) if ne < n else -1
+            if te < 0:
+                return Token(IGNORED, pos, n) if final else None
+            tok = Token(END if is_end else START, pos, te, self.state)
+            tok.name = buf[ns:ne].lower()
+            tok.astart = ne
+            tok.aend = te - 1
+        else:
+            m = TAG.match(buf, pos)
+            if m is None:
+                return Token(IGNORED, pos, len(buf)) if final else None
+            is_end = m.start(1) != m.end(1)
+            tok = Token(END if is_end else START, pos, m.end(), self.state)
+            tok.name = m.group(2).lower()
+            tok.astart, tok.aend = m.span(3)
         if is_end:
             if self.state != DATA:
                 self.state = DATA

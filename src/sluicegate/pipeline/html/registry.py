@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 
 from sluicegate.pipeline.html.needles import NeedleScan
-from sluicegate.pipeline.html.scanner import boring_re
+from sluicegate.pipeline.html.scanner import boring_re, name_filter
 from sluicegate.pipeline.html.treesim import RAW_STATE
 from sluicegate.pipeline.html.units import (
     ContentObserver,
@@ -72,6 +72,7 @@ class HandlerRegistry:
         self._raw_hooks: list[RawTagHandler | None] = []
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
+        self._stop_filters: tuple[bytes, bytes] = (b"", b"")  # scanner.name_filter of both
         self._suspect: Callable[[bytes, int, int], int] | None = None
         # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
         self._s_buf = b""
@@ -247,6 +248,7 @@ class HandlerRegistry:
                          if len(self._tf_needles) > 1 and self.multi_needle_fast else None)
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
         self._stop_ends = frozenset(self._end_tag_handlers)
+        self._stop_filters = (name_filter(self._stop_names), name_filter(self._stop_ends))
         return boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),

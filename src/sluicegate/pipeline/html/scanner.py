@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING
 
 from sluicegate.pipeline.bytescan import is_alpha, is_ws
-from sluicegate.pipeline.html.lexer import TAG
+from sluicegate.pipeline.html.lexer import TAG, attrs_end, name_end
 
 if TYPE_CHECKING:
     # Native 64-bit ints for the byte-loop indices when compiled (mypyc: no tagged-int checks,
@@ -64,58 +64,44 @@ def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froze
 
 
 
-def _scan_tag(buf: bytes, p: i64, end: i64, stop: frozenset[bytes]) -> i64:
+def name_filter(names: frozenset[bytes]) -> bytes:
+    """A 512-byte table that rules out most tag names without slicing or lower-casing them:
+    entry ``min(length, 15) * 32 + (first letter & 31)`` is 1 when some name in ``names`` has
+    that length (15: that or longer) and first letter (either case), else 0."""
+    table = bytearray(512)
+    for n in names:
+        if n:
+            table[min(len(n), 15) * 32 + (n[0] & 31)] = 1
+    return bytes(table)
+
+
+_FILTERS: dict[frozenset[bytes], bytes] = {}
+
+
+def _filter_for(names: frozenset[bytes]) -> bytes:
+    f = _FILTERS.get(names)
+    if f is None:
+        if len(_FILTERS) > 256:
+            _FILTERS.clear()
+        f = _FILTERS[names] = name_filter(names)
+    return f
+
+
+def _scan_tag(buf: bytes, p: i64, end: i64, stop: frozenset[bytes], filt: bytes) -> i64:
     """End of the tag whose name starts at ``buf[p]`` (a letter) if it completes before ``end``
-    and its lower-cased name is not in ``stop``; else -1. The tag grammar of ``boring_re``."""
+    and its lower-cased name is not in ``stop`` (``filt`` = ``name_filter(stop)``: only a name
+    whose length and first letter some stop name has is sliced and looked up); else -1. The tag
+    grammar of ``boring_re`` (= ``lexer.TAG``'s: ``lexer.attrs_end``)."""
     s: i64 = p
-    p += 1
-    while p < end:
-        c = buf[p]
-        if is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
-            break
-        p += 1
+    p = name_end(buf, p + 1, end)
     if p >= end:
         return -1
-    if stop and buf[s:p].lower() in stop:
+    ln: i64 = p - s
+    if ln > 15:
+        ln = 15
+    if filt[ln * 32 + (buf[s] & 31)] and buf[s:p].lower() in stop:
         return -1
-    while p < end:
-        c = buf[p]
-        if c == 0x3E:
-            return p + 1
-        if is_ws(c) or c == 0x2F:
-            p += 1
-            continue
-        p += 1  # the attribute name's first byte may be anything else, even '='
-        while p < end:
-            c = buf[p]
-            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
-                break
-            p += 1
-        q = p
-        while q < end and is_ws(buf[q]):
-            q += 1
-        if q < end and buf[q] == 0x3D:  # '=': a value follows
-            q += 1
-            while q < end and is_ws(buf[q]):
-                q += 1
-            if q >= end:
-                return -1
-            c = buf[q]
-            if c == 0x22 or c == 0x27:  # a quoted value must close before ``end``
-                q += 1
-                while q < end and buf[q] != c:
-                    q += 1
-                if q >= end:
-                    return -1
-                p = q + 1
-            else:
-                while q < end:
-                    c = buf[q]
-                    if is_ws(c) or c == 0x3E:
-                        break
-                    q += 1
-                p = q
-    return -1
+    return attrs_end(buf, p, end)
 
 
 def tag_span(buf: bytes, pos: i64, end: i64) -> tuple[i64, i64]:
@@ -124,7 +110,7 @@ def tag_span(buf: bytes, pos: i64, end: i64) -> tuple[i64, i64]:
     p = pos + 1
     if p >= end or not is_alpha(buf[p]):
         return -1, -1
-    te = _scan_tag(buf, p, end, _NO_NAMES)
+    te = _scan_tag(buf, p, end, _NO_NAMES, _NO_FILTER)
     if te < 0:
         return -1, -1
     p += 1
@@ -144,6 +130,7 @@ def tag_span_re(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 _NO_NAMES: frozenset[bytes] = frozenset()
+_NO_FILTER: bytes = bytes(512)
 
 
 def _scan_comment(buf: bytes, pos: i64, end: i64) -> i64:
@@ -167,11 +154,18 @@ def _scan_comment(buf: bytes, pos: i64, end: i64) -> i64:
     return -1
 
 
-def scan_boring(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: frozenset[bytes]) -> i64:
+def scan_boring(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: frozenset[bytes],
+                nfilt: bytes = b"", efilt: bytes = b"") -> i64:
     """Where ``boring_re(names, ends, frozenset()).match(buf, pos, end)`` ends, by hand: runs of
     text and of start/end tags whose names are not in ``names`` / ``ends``; stops at markup
-    declarations, processing instructions, bogus end tags and anything incomplete before ``end``."""
+    declarations, processing instructions, bogus end tags and anything incomplete before ``end``.
+    ``nfilt`` / ``efilt``: ``name_filter(names)`` / ``name_filter(ends)`` when the caller keeps them
+    (the main loop does, per feed), else looked up here."""
     # Byte loops rather than ``bytes.find``: compiled, a loop step costs less than a method call.
+    if not nfilt:
+        nfilt = _filter_for(names)
+    if not efilt:
+        efilt = _filter_for(ends)
     while pos < end:
         while pos < end and buf[pos] != 0x3C:  # '<'
             pos += 1
@@ -182,11 +176,11 @@ def scan_boring(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: f
         c = buf[pos + 1]
         q: i64
         if is_alpha(c):
-            q = _scan_tag(buf, pos + 1, end, names)
+            q = _scan_tag(buf, pos + 1, end, names, nfilt)
         elif c == 0x2F:  # '/'
             if pos + 2 >= end or not is_alpha(buf[pos + 2]):
                 return pos
-            q = _scan_tag(buf, pos + 2, end, ends)
+            q = _scan_tag(buf, pos + 2, end, ends, efilt)
         elif c == 0x21:  # '!': only a whole comment is boring
             q = _scan_comment(buf, pos, end)
         elif c == 0x3F:  # '?'

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from html import unescape as html_unescape
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from sluicegate.pipeline import UnsafeOverlongTag
@@ -21,6 +22,9 @@ from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html.lexer import Attr
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN as _COMPILED
 from sluicegate.pipeline.text import StreamingHostReplacer
+
+if TYPE_CHECKING:
+    from mypy_extensions import i64  # native ints for the byte loops when compiled
 
 URL_ATTRS = frozenset((
     "href", "src", "action", "formaction", "poster", "cite", "background", "longdesc", "manifest",
@@ -79,10 +83,13 @@ def tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
     if not _COMPILED:  # interpreted: C searches beat a Python byte loop
         seg = buf[start:end]
         return (b"\n" in seg or b"\t" in seg or b"\r" in seg) and SUSPECT.search(low, start, end) is not None
-    for i in range(start, end):
+    i: i64 = start
+    e: i64 = end
+    while i < e:
         c = buf[i]
         if c == 0x0A or c == 0x09 or c == 0x0D:
             return SUSPECT.search(low, start, end) is not None
+        i += 1
     return False
 
 
@@ -170,10 +177,13 @@ def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
 def plain_span(buf: bytes, start: int, end: int) -> bool:
     """``simple_value(buf[start:end], quote)`` for a quoted value (which cannot hold its quote),
     by a byte loop: no ``&``, CR or NUL."""
-    for i in range(start, end):
+    i: i64 = start
+    e: i64 = end
+    while i < e:
         c = buf[i]
         if c == 0x26 or c == 0x0D or c == 0:
             return False
+        i += 1
     return True
 
 

@@ -350,3 +350,26 @@ def test_style_attribute_takes_the_byte_path() -> None:
     low = tag.lower()
     out = rules.urls_raw(tag, low, 0, 4, len(tag) - 1, len(tag), b"div")
     assert out == b'<div class=c style="background:url(https://www.example.com/t.png)">'
+
+
+@settings(max_examples=1000, deadline=None)
+@given(scan_inputs, st.lists(st.sampled_from([b"a", b"b", b"p", b"x", b"head", b"body", b"svg", b"script", b"xmp",
+                                              b"annotation-xml", b"foreignobject", b"ab"]), max_size=5))
+def test_scan_boring_name_filter_any_stop_set(data: bytes, names: list[bytes]) -> None:
+    """The length/first-letter table in front of the stop-name lookup never lets a stop name pass."""
+    stop = frozenset(names)
+    m = boring_re(stop, stop, frozenset()).match(data, 0, len(data))
+    assert m is not None
+    assert scan_boring(data, 0, len(data), stop, stop) == m.end()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from([*ATTR_PIECES, "/", " /", "=", "x/", "'", '"', "=/", "\t", "a=b/"]), max_size=12)
+       .map(lambda xs: "".join(xs).encode()))
+def test_last_attr_end_matches_iter_attrs(text: bytes) -> None:
+    """The byte loop behind compiled ``lexer.self_closing`` ends the last attribute where ``ATTR`` does."""
+    from sluicegate.pipeline.html.lexer import _last_attr_end, iter_attrs
+
+    buf = b"<x " + text + b">"
+    attrs = iter_attrs(buf, 2, len(buf) - 1)
+    assert _last_attr_end(buf, 2, len(buf) - 1) == (attrs[-1].end if attrs else -1)

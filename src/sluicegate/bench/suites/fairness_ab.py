@@ -1,0 +1,102 @@
+"""``sluicegate bench fairness --ab N``: heavy-response throughput, sliced vs unsliced, for a noisy machine.
+
+The sluicegate targets of the fairness bench run side by side; N sets of each heavy load alone alternate
+between them (order reversed every set). CPU is the proxy tree's on-CPU nanoseconds
+(``/proc/<pid>/task/*/schedstat``, not the 10 ms ticks of ``stat``); the proxy's write syscalls per set
+(``/proc/<pid>/io`` ``syscw``) are reported with it (each mid-body send is one). Medians over the sets.
+-> ``bench/results/publisher-fairness-ab.json``. The loads, targets and servers are ``fairness``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from sluicegate.bench import lab
+from sluicegate.bench.suites.fairness import LOADS, TARGETS, Bench
+
+
+def tree_oncpu_s(pid: int) -> float:
+    """On-CPU seconds of ``pid``'s process tree (scheduler nanoseconds: finer than the 10 ms ticks of stat)."""
+    total = 0
+    for p in lab.sysstat.tree(pid):
+        try:
+            for task in os.scandir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task.name}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except OSError:
+            continue
+    return total / 1e9
+
+
+def tree_writes(pid: int) -> int:
+    """write-family syscalls of ``pid``'s process tree (``/proc/<pid>/io`` ``syscw``)."""
+    total = 0
+    for p in lab.sysstat.tree(pid):
+        try:
+            with open(f"/proc/{p}/io") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("syscw:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
+    """Heavy loads alone, sluicegate targets side by side, ``sets`` alternated sets per load."""
+    targets = [t for t in TARGETS if t != "nginx"]
+    started = {t: bench.start(t) for t in targets}
+    rows: list[dict[str, Any]] = []
+    try:
+        for t in targets:  # warm-up (imports, first connections): not counted
+            await bench.heavy_alone(*started[t], "b: 4 x 5 MiB pages")
+        for i in range(sets):
+            order = targets if i % 2 == 0 else targets[::-1]
+            for load in LOADS:
+                for t in order:
+                    port, proc = started[t]
+                    c0, w0 = tree_oncpu_s(proc.pid), tree_writes(proc.pid)
+                    alone = await bench.heavy_alone(port, proc, load)
+                    cpu, writes = tree_oncpu_s(proc.pid) - c0, tree_writes(proc.pid) - w0
+                    mib = LOADS[load]["decoded_mib"] * len(LOADS[load]["paths"])
+                    rows.append({"target": t, "load": load, "set": i, "oncpu_s": cpu, "writes": writes,
+                                 "mib_per_oncpu_s": mib / cpu, "wall_s": alone["wall_s"],
+                                 "loadavg_1m": lab.loadavg1()})
+                    lab.log(f"  set {i + 1}/{sets} {t:11s} {load:20s} {mib / cpu:6.2f} MiB per CPU-s, "
+                            f"{writes} writes, load {lab.loadavg1():.1f}")
+    finally:
+        for _, proc in started.values():
+            bench.procs.stop(proc)
+    return rows
+
+
+def summarize_ab(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for load in LOADS:
+        base = [r["mib_per_oncpu_s"] for r in rows if r["target"] == "unsliced" and r["load"] == load]
+        for t in dict.fromkeys(r["target"] for r in rows):
+            rs = [r for r in rows if r["target"] == t and r["load"] == load]
+            if not rs:
+                continue
+            m = lab.med([r["mib_per_oncpu_s"] for r in rs])
+            ratio = m / lab.med(base) if base else float("nan")
+            out[f"{t} | {load}"] = {"mib_per_cpu_s": m, "ratio_vs_unsliced": ratio,
+                                    "writes_per_set": lab.med([r["writes"] for r in rs]), "sets": len(rs),
+                                    "loadavg_1m": lab.med([r["loadavg_1m"] for r in rs])}
+    return out
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float, sizes: dict[str, int]) -> None:
+    ab = summarize_ab(rows)
+    print()
+    print(lab.table(["target | load", "MiB / CPU-s", "vs unsliced", "writes / set", "sets", "load avg"],
+                    [[k, v["mib_per_cpu_s"], v["ratio_vs_unsliced"], v["writes_per_set"], v["sets"], v["loadavg_1m"]]
+                     for k, v in ab.items()]))
+    path = lab.write_json("publisher-fairness-ab", {
+        "command": f"sluicegate bench fairness --ab {args.ab} --bomb-cap-mib {args.bomb_cap_mib} "
+                   f"--slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
+        "started": started, "file_sizes": sizes, "summary": ab, "rows": rows,
+        "machine": lab.machine(), "versions": lab.versions([]),
+        "note": "CPU = on-CPU ns of the proxy's process tree (schedstat); medians over alternated sets",
+    })
+    print(f"\nwrote {path}")
