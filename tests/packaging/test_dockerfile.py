@@ -407,7 +407,7 @@ class Netns:
         path = f"/proc/{self.holder.pid}/ns/net"
         deadline = time.monotonic() + 5
         while os.readlink(path) == os.readlink("/proc/self/ns/net"):  # until unshare has switched
-            assert time.monotonic() < deadline, "unshare did not make a network namespace"
+            assert self.holder.poll() is None and time.monotonic() < deadline, "unshare --net failed (root needed)"
             time.sleep(0.01)
         self.path = path
         subprocess.run(self.enter(["ip", "link", "set", "lo", "up"]), check=True, timeout=10)
@@ -455,11 +455,13 @@ def test_container_run_healthcheck_and_stop(image: Image) -> None:
 
         assert healthcheck_rc() != 0  # nothing listens yet
         started = time.monotonic()
-        server = subprocess.Popen(ns.enter(as_user(uid, argv)), env=env, cwd="/", stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
+        log = fs.root / "server.log"  # a file, not a pipe: nothing the server writes can block it
+        with log.open("wb") as sink:
+            server = subprocess.Popen(ns.enter(as_user(uid, argv)), env=env, cwd="/", stdout=sink,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
         budget = hc.options["start-period"] + hc.options["interval"] * hc.options["retries"]
         while (rc := healthcheck_rc()) != 0:
-            assert server.poll() is None, server.communicate()[0].decode(errors="replace")[-3000:]
+            assert server.poll() is None, log.read_text(errors="replace")[-3000:]
             assert time.monotonic() - started < budget, f"not healthy within {budget:g}s (start period + retries)"
             time.sleep(0.5)
         took = time.monotonic() - started
@@ -478,12 +480,15 @@ def test_container_run_healthcheck_and_stop(image: Image) -> None:
         assert public == "421", out  # the public listener answers (127.0.0.1 is not a public host)
         # STOPSIGNAL: drain and exit 0
         server.send_signal(getattr(signal, stage.last("STOPSIGNAL").args))
-        assert server.wait(timeout=40) == 0, server.communicate()[0].decode(errors="replace")[-3000:]
+        assert server.wait(timeout=40) == 0, log.read_text(errors="replace")[-3000:]
         rc = healthcheck_rc()
         assert rc not in (0, 2), f"HEALTHCHECK gave {rc} with the admin listener down (2 is reserved by Docker)"
         assert took < hc.options["start-period"], f"healthy after {took:.1f}s"
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
+        if server is not None:  # a failed test leaves no supervisor or worker behind
+            try:
+                os.killpg(server.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             server.wait()
         ns.close()

@@ -235,7 +235,14 @@ class ImageOptimizer:
         if streamed:
             # the rest arrives through a pipe while libvips decodes: held here, only what is already read
             job.source = bytes(body[:64])
-            job.stream_fd, write_fd = open_pipe()
+            try:
+                job.stream_fd, write_fd = open_pipe()
+            except OSError as exc:  # out of descriptors: refused like a full pool, never left hanging
+                resp.release()
+                _count("busy").inc()
+                await _error(ex, send, 503, f"image optimizer busy: no pipe for the source ({exc.strerror})",
+                             [("retry-after", str(s.retry_after))])
+                return
             STREAMED_SOURCES.inc()
             remaining = deadline - time.monotonic()
             feeder = asyncio.create_task(pump(job, write_fd, body, resp.read, s.max_source_bytes,
@@ -255,6 +262,8 @@ class ImageOptimizer:
             if feeder is not None:
                 feeder.cancel()  # done already, or its pipe closed: the decoder has what it needed
                 await asyncio.wait([feeder])
+                if not feeder.cancelled() and feeder.exception() is not None:
+                    log.warning("image source pump failed: %r", feeder.exception())
                 resp.release()
                 job.close_stream()  # never taken by a thread (a job dropped from the queue)
         job.source = b""  # the source is not held while the answer is sent

@@ -12,12 +12,13 @@ admission, so the sliding window never forgets one early), stream slots shrink t
 in flight, the budget reservation to what those still hold.
 
 Grant rule: a lease is at most ``1/LEASE_FRACTION`` of the remaining headroom of every limit of the
-key (and at most ``lease_max`` admissions), and only when that is at least two admissions; near a
-limit there are no new leases and every admission is the exact transaction. Keys with per-model
-windows are never leased. A refusal is only issued when no other worker holds a live lease on the key
-(else the refused request waits for those leases to end and be returned, at most ``lease_ttl`` plus
-``GRACE``), so unused leased slots never cause a refusal that the exact store would not have made,
-unless their holder stalled for more than ``GRACE`` (then the leased slots count as used: the safe side).
+key (and at most ``lease_max`` admissions, the admitting request being its first), and only when that
+leaves at least two more; near a limit there are no new leases and every admission is the exact
+transaction. Keys with per-model windows are never leased. A refusal is only issued when no other
+worker holds a live lease on the key (else the refused request waits for those leases to end and be
+returned, at most ``lease_ttl`` + 2 x ``GRACE``), so unused leased slots never cause a refusal
+that the exact store would not have made, unless their holder stalled for more than ``GRACE`` (then
+the leased slots count as used: the safe side).
 
 Owns the lease's local state and its SQL (called inside the store's transactions). Must not know
 about HTTP, protocols, prices or the event loop.
@@ -64,8 +65,10 @@ class Lease:
     last: float = 0.0  # store clock of the last admission under the lease
     row_ts: float = 0.0  # the hits row's ts (``expires`` until returned, then ``last``)
     returned: bool = False
-    late: tuple[int, int, float, float] = (0, 0, 0.0, 0.0)  # ended since returned: n, tokens - reserved, cost
-    undo: tuple[float, bool] = field(default=(0.0, False))
+    # requests that ended since it was returned, not yet applied: count, tokens minus reserved, reserved
+    # cost, settled cost (``settle_returned`` applies them in the next transaction)
+    late: tuple[int, int, float, float] = (0, 0, 0.0, 0.0)
+    undo: tuple[float, bool] = field(default=(0.0, False))  # (row_ts, returned) before ``give_back``
 
     @property
     def row(self) -> str:

@@ -9,8 +9,9 @@ Each admission and each settlement is one Lua script (atomic on the server; time
     requests every 15 s; a crashed instance's requests expire after ``LEASE`` s and their reservation
     is released by the next admission of that key;
   * ``spend:{period}`` hash spent/reserved USD (budget), TTL past the period's end.
-Every key carries a TTL, so idle keys vanish. Errors and timeouts raise ``StoreUnavailable`` (the
-governor applies ``counter_failure``). Must not know about HTTP, protocols or prices.
+Every key carries a TTL, so idle keys vanish. Each worker uses at most ``POOL_MAX`` connections (more
+requests in flight queue for one, up to ``lock_timeout``). Errors and timeouts raise ``StoreUnavailable``
+(the governor applies ``counter_failure``). Must not know about HTTP, protocols or prices.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from sluicegate.teams.keys import KeyRecord
 from sluicegate.teams.store import WINDOW, Denied, Reservation, StoreUnavailable
 
+POOL_MAX = 64  # connections to Redis per worker; more requests in flight wait for one (<= lock_timeout)
 LEASE = 60  # seconds a live request's slot survives without renewal (renewed every 15 s)
 
 # KEYS: [1] live, [2] cost, then per window i: [1 + 2i] hits, [2 + 2i] tok.
@@ -162,8 +164,12 @@ class RedisLimits:
 
         self.url = url
         self.timeout = min(timeout, 2.0)
-        self._redis: Any = aioredis.Redis.from_url(url, socket_timeout=self.timeout,
-                                                   socket_connect_timeout=self.timeout, health_check_interval=10)
+        # A bounded pool that queues (up to the timeout) rather than failing: redis-py's default pool
+        # raises "Too many connections" past 100 requests in flight, which a burst reaches at once.
+        self._pool: Any = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_MAX, timeout=self.timeout, socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout, health_check_interval=10)
+        self._redis: Any = aioredis.Redis(connection_pool=self._pool)
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
         self._renew = self._redis.register_script(_RENEW)
@@ -207,6 +213,7 @@ class RedisLimits:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._pool.disconnect()
 
     async def ping(self) -> float:
         t = time.perf_counter()

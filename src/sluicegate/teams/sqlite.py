@@ -1,10 +1,12 @@
 """The embedded state store: SQLite (WAL) under ``[inference.state] data_dir``, shared by the workers of one host.
 
 Two files so ledger batches never hold the lock admission needs: ``state.db`` (keys, ledger) and
-``limits.db`` (sliding-window hits, in-flight requests, budget spend). Every admission is one
+``limits.db`` (sliding-window hits, in-flight requests, budget spend, leases). The exact step is one
 ``BEGIN IMMEDIATE`` transaction (check and reserve together), so N worker processes see one counter:
-the exact-limit guarantee. A busy lock is retried with a short asyncio sleep (the event loop never
-waits on SQLite's own sleeping busy handler) up to ``lock_timeout``, then ``StoreUnavailable``.
+the exact-limit guarantee; far below a key's limits that transaction also grants a lease
+(``teams.lease``) from which the next admissions are made without one. A busy lock is retried with a
+short asyncio sleep (the event loop never waits on SQLite's own sleeping busy handler) up to
+``lock_timeout``, then ``StoreUnavailable``.
 Connections are per process (re-opened after fork). Must not know about HTTP, protocols or prices.
 """
 
@@ -210,7 +212,7 @@ class SqliteLimits:
     def _conn(self) -> sqlite3.Connection:
         if self._conn_ is None or self._pid != os.getpid():
             if self._pid and self._pid != os.getpid():  # forked: the parent's leases are the parent's
-                self.owner, self._leases, self._pending = os.urandom(8).hex(), {}, []
+                self.owner, self._leases, self._pending, self._late = os.urandom(8).hex(), {}, [], {}
             self._conn_ = _connect(self.path, _LIMITS_SCHEMA)
             # Counters only: a power cut may lose the last moments of counts (never the ledger, in state.db).
             self._conn_.execute("PRAGMA synchronous=OFF")

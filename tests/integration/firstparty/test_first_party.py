@@ -17,7 +17,7 @@ import pytest
 
 from sluicegate.firstparty.signing import Signer, canonical_url
 from tests.integration.firstparty.conftest import K1, K2, SECRET, Env, start, tc_string
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ProxyProcess, ThreadedApp
 
 from .conftest import Seen, origin_app
 
@@ -406,3 +406,42 @@ def test_identity_uses_the_client_address_the_trusted_proxy_logic_settled_on(fp:
             data += chunk
     head = data.split(b"\r\n\r\n", 1)[0].lower()
     assert head.startswith(b"http/1.1 200") and b"set-cookie" not in head
+
+
+EMPTY_ALLOWLIST = """
+[server]
+host = "127.0.0.1"
+port = {port}
+
+[publisher]
+origin_url = "http://127.0.0.1:ORIGIN_PORT"
+public_hosts = ["127.0.0.1:{port}"]
+
+[first_party]
+enabled = true
+allowed_domains = []
+allow_private_addresses = ["127.0.0.1/32"]
+resolve = { "cdn.fp.test" = "127.0.0.1" }
+"""
+
+
+def test_an_empty_allowlist_turns_the_endpoints_off(tmp_path: Path, fp: Env) -> None:
+    """``enabled = true`` without ``allowed_domains``: 404 for sign, proxy and click, even with a URL
+    signed by the configured key; the third party is never contacted (never an open proxy)."""
+    origin = ThreadedApp(origin_app(Seen(), fp.tp_port)).start()
+    cfg = EMPTY_ALLOWLIST.replace("ORIGIN_PORT", str(origin.port))
+    proxy = ProxyProcess(tmp_path, cfg, env={"SLUICEGATE_FIRST_PARTY_KEYS": K1}).start()
+    try:
+        before = len(fp.tp.requests)
+        for path in ("/first-party/sign?url=" + quote(tp_url(fp, "/a.js"), safe=""), signed(tp_url(fp, "/a.js")),
+                     signed(tp_url(fp, "/landing"), kind="click")):
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("GET", path)
+            r = conn.getresponse()
+            body = r.read()
+            conn.close()
+            assert r.status == 404 and b"off" in body, (path, r.status, body)
+        assert len(fp.tp.requests) == before
+    finally:
+        proxy.stop()
+        origin.stop()

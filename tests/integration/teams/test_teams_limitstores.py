@@ -145,3 +145,17 @@ def test_redis_admission_and_settlement_are_one_round_trip_each(redis_url: str) 
                    and c["command"].split()[0] not in ("HELLO", "CLIENT")]  # connection set-up (the ECHO's)
     assert from_client == ["EVALSHA"] * 40
     assert len(seen) > 40  # (and the scripts' own commands were seen, tagged lua)
+
+
+def test_a_burst_in_flight_at_once_is_decided_not_dropped(store: Any) -> None:
+    """300 admissions in flight at once on one worker: exactly the limit admitted, every other one refused
+    for the limit, none failing on the store (Redis: a bounded pool that queues, not "too many connections")."""
+    k = key(rpm=60)
+
+    async def go() -> list[Any]:
+        return await asyncio.gather(*[store.admit(k, res(), 0.0) for _ in range(300)], return_exceptions=True)
+
+    out = run(store, go())
+    assert [o for o in out if isinstance(o, BaseException)] == []
+    assert out.count(None) == 60
+    assert [d.reason for d in out if d is not None] == ["rpm"] * 240

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -69,7 +70,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProxyProc
     cfg.write_text(text.replace("{port}", "8080"))
     keys = {}
     for name, extra in (("burst", ["--rpm", "60"]), ("small", ["--models", "fast", "--max-streams", "1"]),
-                        ("poor", ["--budget", "0.05", "--period", "day"]), ("open", [])):
+                        ("poor", ["--budget", "0.05", "--period", "day"]), ("open", []),
+                        ("wide", ["--rpm", "400", "--tpm", "10000000", "--max-streams", "1000"])):
         out = cli("keys", "create", "--config", str(cfg), "--name", name, *extra)
         assert out.returncode == 0, out.stderr
         keys[name] = out.stdout.strip().splitlines()[-1]
@@ -109,6 +111,33 @@ def test_burst_on_two_workers_admits_exactly_the_rpm(served: tuple[ProxyProcess,
     assert 1 <= int(refused[1]["Retry-After"]) <= 60
     err = json.loads(refused[2])["error"]
     assert err["type"] == "rate_limit_error" and err["code"] == "rate_limit_exceeded"
+
+
+def test_waves_on_two_workers_with_leases_admit_exactly_the_rpm(
+        served: tuple[ProxyProcess, dict[str, str], Path]) -> None:
+    """A 400 RPM key is far from its limit at first: the workers admit from leases (up to 1/8 of what is
+    left each), then exactly near the limit. Waves with pauses longer than a lease's life leave leases
+    idle on a worker that gets no more requests; they are returned, so the total is exactly 400."""
+    proxy, keys, cfg = served
+
+    async def waves() -> list[int]:
+        conn = aiohttp.TCPConnector(limit=100)
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(connector=conn) as s:
+            h = {"authorization": f"Bearer {keys['wide']}"}
+            for n in (150, 150, 100, 120, 80):
+                results = await asyncio.gather(*[_post(s, f"{proxy.url}/llm/v1/chat/completions", h, _chat())
+                                                 for _ in range(n)])
+                statuses += [r[0] for r in results]
+                await asyncio.sleep(0.4)  # > lease_ttl: whatever a worker leased and did not use is returned
+        return statuses
+
+    statuses = asyncio.run(waves())
+    assert statuses.count(200) == 400 and statuses.count(429) == 200, (statuses.count(200), statuses.count(429))
+    db = sqlite3.connect(cfg.parent / "data" / "limits.db")
+    assert 400 in [n for (n,) in db.execute("SELECT n FROM win")]  # the shared window: 400, not 400 per worker
+    leased = db.execute("SELECT count(*), total(n) FROM hits WHERE req LIKE 'L:%' AND n > 1").fetchone()
+    assert leased[0] >= 2 and leased[1] >= 100  # most admissions came from leases, not transactions
 
 
 def test_unknown_key_gets_401_in_each_protocol_shape(served: tuple[ProxyProcess, dict[str, str], Path]) -> None:

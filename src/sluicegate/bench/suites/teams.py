@@ -159,7 +159,7 @@ async def stream(s: aiohttp.ClientSession, inst: Instance | LiteLLM, fault: str 
     return ttfb
 
 
-async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, int]:
+async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, Any]:
     """n requests at once on the 60 RPM key: how many were admitted (exact = 60)."""
     async def one() -> int:
         async with s.post(inst.url, data=BODY, headers=inst.burst_headers) as r:
@@ -167,7 +167,9 @@ async def burst(s: aiohttp.ClientSession, inst: Instance, n: int) -> dict[str, i
             return r.status
 
     statuses = await asyncio.gather(*[one() for _ in range(n)])
-    return {"sent": n, "admitted": statuses.count(200), "refused_429": statuses.count(429), "limit": 60}
+    other = {str(c): statuses.count(c) for c in sorted(set(statuses) - {200, 429})}
+    return {"sent": n, "admitted": statuses.count(200), "refused_429": statuses.count(429), "limit": 60,
+            "other_statuses": other}
 
 
 async def ttfb_round(s: aiohttp.ClientSession, insts: list[Instance], n: int) -> dict[str, float]:
@@ -442,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     elif lt:
         print(f"LiteLLM: {lt}")
     b = res["burst_60_rpm"]
-    print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused")
+    print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused"
+          + (f", other statuses {b['other_statuses']}" if b.get("other_statuses") else ""))
     print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
           f"peak RSS off {res['peak_rss_kb']['off']} kB on {res['peak_rss_kb']['on']} kB -> {args.out}")
     return 0
