@@ -242,6 +242,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "throughput": ("throughput", "publisher relay under wrk vs nginx and a bare relay; CPU/request; py-spy profile"),
     "throughput-ab": ("throughput_ab", "interleaved wrk A/B of proxy variants (checkouts, env): req/s, CPU/request"),
     "server-choice": ("server_choice", "sluicegate under uvicorn vs granian (a throughput-ab preset)"),
+    "serving-cores": ("serving_cores", "native HTTP/1.1 core vs uvicorn vs nginx, 2 workers, req/s + CPU/request"),
+    "serving-cores-bare": ("serving_cores_bare", "the serving core alone (trivial app), native vs uvicorn: CPU/req"),
     "fairness": ("fairness", "small requests next to heavy rewrites on one worker: latency, loop lag, CPU"),
     "observability": ("observability", "cost of the access log + metrics under wrk, on vs off"),
     "observe-path": ("observe_path", "CPU per request of the observation path alone, in process"),

@@ -48,6 +48,9 @@ class ServerSettings(BaseModel):
     pid_file: str = ""  # the supervisor writes its pid here (for `sluicegate reload` and init systems)
     # HTTP/2 to clients (server/h2, bounds in [http2]): ALPN "h2" on TLS, h2c prior knowledge on cleartext.
     http2: bool = True
+    # The HTTP/1.1 serving core of each worker: "native" (server/h1: asyncio/uvloop on httptools, head and
+    # first body chunk in one write) or "uvicorn" (uvicorn's httptools protocol). Same app, same behaviour.
+    http_core: Literal["native", "uvicorn"] = "native"
 
     @field_validator("access_log")
     @classmethod
@@ -199,6 +202,8 @@ class TimeoutsSettings(BaseModel):
     origin_keepalive: Duration = Field(default=30.0, gt=0)  # an idle kept-alive origin connection is closed after
     # A client's request head (from connect, or a later request's first byte) must be complete within this.
     client_header: Duration = Field(default=20.0, gt=0, le=3600)
+    # A kept-alive client connection with no request for this long is closed.
+    client_keepalive: Duration = Field(default=30.0, gt=0, le=3600)
 
 
 class CompressionSettings(BaseModel):

@@ -1,9 +1,10 @@
 """The ASGI application: dispatch to the inference gateway or the publisher proxy.
 
 Runs under any ASGI server (``create_app`` reads ``SLUICEGATE_CONFIG``); ``server.run`` starts it
-under uvicorn with uvloop + httptools. Every request passes through ``observe.Observer`` (request id,
-metrics, access log). There are no own endpoints on the public listener: ``/_sluicegate/*`` is proxied
-like any path; metrics, health and status live on the admin listener (``server.admin``).
+under the worker's serving core (``[server] http_core``: the native ``server.h1`` or uvicorn). Every
+request passes through ``observe.Observer`` (request id, metrics, access log). There are no own endpoints
+on the public listener: ``/_sluicegate/*`` is proxied like any path; metrics, health and status live on
+the admin listener (``server.admin``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class SluicegateApp:
 
             self.inference = InferenceApp(settings)
         self.observer = Observer(settings)
-        self.websocket: Any = None  # upgrades go to publisher.websocket (server.worker hands it to uvicorn)
+        self.websocket: Any = None  # upgrades go to publisher.websocket (server.worker hands it to the core)
         if settings.publisher.enabled:
             from sluicegate.publisher.websocket import WebSocketProxy
 

@@ -1,5 +1,5 @@
 """Starting ``sluicegate serve``: bind the listeners here (so a busy port is one clear line, exit code 2),
-then hand them to the supervisor (``server.supervisor``), which runs the uvicorn workers and the admin listener.
+then hand them to the supervisor (``server.supervisor``), which runs the workers and the admin listener.
 
 We bind the public socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets inherit it,
 and asyncio/uvloop transports set it too; either way no small write waits on Nagle.

@@ -1,10 +1,13 @@
-"""One worker process: the app under uvicorn on a listening socket inherited from the supervisor.
+"""One worker process: the app under its serving core on a listening socket inherited from the supervisor.
 
 Started by ``server.supervisor`` as ``python -m sluicegate.server.worker``. Owns: loading the config
 snapshot it was given, telling the supervisor it is ready (one byte on a pipe, after the app's startup),
 and the drain on SIGTERM/SIGINT: stop accepting, let in-flight requests finish for ``[server]
 shutdown_timeout``, then cancel the rest; the exit code says which (0 drained, 3 some were aborted).
-SIGHUP is the supervisor's business (reload), ignored here. Must not know about other workers.
+SIGHUP is the supervisor's business (reload), ignored here. The serving core is ``[server] http_core``:
+"native" (``server.h1``, its own drain in ``h1.serve``) or "uvicorn" (``WorkerServer`` below, with the
+``h1guard`` protocol); both get the same app, TLS context, WebSocket tunnel and ready pipe.
+Must not know about other workers.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     srv = settings.server
+    if srv.http_core == "native":
+        return _serve_native(app, settings, args.fd, args.ready_fd)
     from sluicegate.server.h1guard import guarded_protocol
     from sluicegate.server.h2 import Http2Switch
     from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         date_header=False,  # the origin's Date passes through; two Date headers would be invalid
         proxy_headers=False,  # forwarding headers are judged by us, against trusted_proxies
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(settings.timeouts.client_keepalive)),
         timeout_graceful_shutdown=srv.shutdown_timeout,  # type: ignore[arg-type]  # a float works (wait_for)
         log_config=None,
         ws=ws,
@@ -145,6 +150,42 @@ def main(argv: list[str] | None = None) -> int:
     if not server.started:
         return 1
     return EXIT_ABORTED if server.aborted else 0
+
+
+def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
+    import uvloop
+
+    from sluicegate.server.h1.protocol import ServerState
+    from sluicegate.server.h1.serve import NativeServer
+    from sluicegate.server.h2 import Http2Switch
+    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
+
+    srv = settings.server
+    http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
+    try:
+        ssl_context = server_context(srv, ALPN_H2 if http2 is not None else None)
+    except TlsProblem as exc:
+        print(f"sluicegate worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ws: Any = None
+    if app.websocket is not None:
+        from sluicegate.publisher.websocket import tunnel_protocol
+
+        ws = tunnel_protocol(app.websocket)
+    state = ServerState(
+        app,
+        header_timeout=settings.timeouts.client_header,
+        keepalive_timeout=settings.timeouts.client_keepalive,
+        head_limit=2 * settings.limits.max_request_header_bytes,  # the faces answer 431 below this
+        ws_protocol=ws,
+        http2=http2,  # a connection's first bytes decide: HTTP/2 (ALPN h2, h2c preface) or HTTP/1.1
+    )
+    server = NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
+    sock = socket.socket(fileno=fd)
+    log.info("worker %d: serving core native (server.h1)", os.getpid())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
+        signal.signal(sig, server.early_signal)
+    return uvloop.run(server.serve(sock))
 
 
 if __name__ == "__main__":

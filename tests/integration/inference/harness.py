@@ -1,17 +1,23 @@
-"""Real-socket harness: a mock provider and the gateway under uvicorn, each in a background thread."""
+"""Real-socket harness: a mock provider and the gateway, each in a background thread. The gateway runs on the
+product's serving core (``[server] http_core``, default native; ``SLUICEGATE__SERVER__HTTP_CORE=uvicorn`` for the
+other)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from sluicegate.config.model import Settings
 from sluicegate.inference.app import InferenceApp
+from sluicegate.server.h1.protocol import ServerState
+from sluicegate.server.h1.serve import NativeServer
 
 
 class GatewayServer:
@@ -21,25 +27,42 @@ class GatewayServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app=self.gateway, loop="uvloop", http="httptools", lifespan="on",
-                                log_level="critical", access_log=False)
-        self.server = uvicorn.Server(config)
+        self.core = os.environ.get("SLUICEGATE__SERVER__HTTP_CORE", settings.server.http_core)
+        self.native: NativeServer | None = None
+        if self.core == "native":
+            state = ServerState(self.gateway, header_timeout=settings.timeouts.client_header,
+                                keepalive_timeout=settings.timeouts.client_keepalive, head_limit=128 * 1024)
+            self.native = NativeServer(state, ready_fd=-1, shutdown_timeout=1.0, ssl_context=None)
+        else:
+            config = uvicorn.Config(app=self.gateway, loop="uvloop", http="httptools", lifespan="on",
+                                    log_level="critical", access_log=False)
+            self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def _run(self) -> None:
-        self.server.run(sockets=[self.sock])
+        if self.native is not None:
+            self.sock.listen(1024)
+            uvloop.run(self.native.serve(self.sock))
+        else:
+            self.server.run(sockets=[self.sock])
+
+    def _started(self) -> bool:
+        return self.native.started if self.native is not None else bool(self.server.started)
 
     def start(self) -> GatewayServer:
         self.thread.start()
         for _ in range(500):
-            if self.server.started:
+            if self._started():
                 return self
             threading.Event().wait(0.01)
         raise RuntimeError("gateway did not start")
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        if self.native is not None:
+            self.native.stop()
+        else:
+            self.server.should_exit = True
         self.thread.join(10)
 
     @property

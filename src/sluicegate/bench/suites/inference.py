@@ -268,7 +268,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="sg-bench-inference-")
     trees: dict[str, dict[str, str]] = {"after": env}
     rev = ""
-    if args.before:  # the older tree's gateway, measured alongside (same mock, rounds alternating)
+    if args.cores:  # this tree's gateway under two serving cores, side by side ("before" = the first)
+        first, second = args.cores.split(",")
+        rev = f"core={first}"
+        trees = {"before": dict(env, BENCH_HTTP_CORE=first), "after": dict(env, BENCH_HTTP_CORE=second)}
+    elif args.before:  # the older tree's gateway, measured alongside (same mock, rounds alternating)
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.before], capture_output=True, text=True,
                              check=True).stdout.strip()
         trees["before"] = dict(os.environ, PYTHONPATH=str(lab.source_at(rev, Path(tmp.name))))
@@ -368,8 +372,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
             **results["after"],
         }
-        if args.before:
+        if args.before or args.cores:
             out["before"] = {"rev": rev, **results["before"]}
+        if args.cores:
+            out["after_core"] = args.cores.split(",")[1]
         return out
     finally:
         for proc in (*procs.values(), mock):  # gateways first, so they never see their upstream vanish
@@ -397,7 +403,8 @@ def print_before_after(result: dict[str, Any]) -> None:
         old = b["streams"]["gateway_cpu_ms_per_stream_by_rate"].get(rate)
         if old is not None:
             rows.append((f"gateway CPU ms/stream at {rate}/s", old, cpu))
-    print(f"\nbefore = {b['rev'][:12]}, after = this tree (same run, same mock, rounds alternating)")
+    after = f"core={result['after_core']}" if result.get("after_core") else "this tree"
+    print(f"\nbefore = {b['rev'][:12]}, after = {after} (same run, same mock, rounds alternating)")
     print(f"{'figure':44s} {'before':>10s} {'after':>10s} {'after/before':>12s}")
     for name, old, new in rows:
         ratio = f"{new / old:.3f}" if old else "-"
@@ -417,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="load generator's HTTP client for the TTFB and rate rounds (memory round: aiohttp)")
     ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
                     "side by side in the same run (rounds alternate between the two)")
+    ap.add_argument("--cores", metavar="A,B", help="this tree's gateway under two serving cores side by side "
+                    "(uvicorn,native): reported as before (A) / after (B)")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(lab.results_dir() / "inference.json"))
     args = ap.parse_args(argv)

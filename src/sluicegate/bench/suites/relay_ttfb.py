@@ -17,12 +17,16 @@ once, one at a time, the order rotating every round. "Added" figures are medians
 differences (proxy minus direct in the same round). Targets (issue 2): added TTFB (first body byte) in stream
 mode <= 2 ms p50; TTLB equal to the origin's (we call it equal within 20 ms = 1 % of the 2 s trickle).
 
+``--also-core native`` (or ``uvicorn``) adds a target ``stream-<core>``: a second ``sluicegate serve`` whose workers
+run that serving core (``[server] http_core``), measured in the same rounds (serving cores side by side).
+
 Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +45,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--per-run", type=int, default=5, help="rounds per run (each round = 3 requests of ~2 s)")
+    ap.add_argument("--also-core", choices=("native", "uvicorn"), default="",
+                    help="also measure a stream proxy on this serving core ([server] http_core), same rounds")
     args = ap.parse_args(argv)
+    targets: tuple[str, ...] = TARGETS + ((f"stream-{args.also_core}",) if args.also_core else ())
 
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-ttfb", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -59,6 +66,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lab.wait_http(sp, "/_sluicegate/health", stream)
         lab.wait_http(bp, "/_sluicegate/health", buffered)
         ports = {"direct": op, "stream": sp, "buffered": bp}
+        if args.also_core:
+            cp = lab.free_port()
+            cfg = lab.write_sluicegate_config(d / "core.toml", origin_port=op, proxy_port=cp)
+            core_proc = procs.add(lab.Proc(f"sluicegate-{args.also_core}", [
+                lab.PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(cp), "--workers", "1"],
+                d / "core.log", env={**os.environ, "SLUICEGATE__SERVER__HTTP_CORE": args.also_core}))
+            lab.wait_http(cp, "/_sluicegate/health", core_proc)
+            ports[f"stream-{args.also_core}"] = cp
         result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
                                      "100 segments over 2 s, chunked)",
                            "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
@@ -66,17 +81,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         lab.log("warm-up (2 requests per target)")
         for _ in range(2):
-            for t in TARGETS:
+            for t in targets:
                 lab.http_get(ports[t], "/trickle.html")
 
-        samples: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+        samples: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
         runs_meta: list[dict[str, Any]] = []
         rnd = 0
         for run in range(args.runs):
             load = lab.loadavg1()
             lab.log(f"run {run + 1}/{args.runs} (load avg 1 min {load:.2f})")
             for _ in range(args.per_run):
-                order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
+                k = rnd % len(targets)
+                order = targets[k:] + targets[:k]
                 for t in order:
                     f: lab.Fetch = lab.http_get(ports[t], "/trickle.html")
                     if f.status != 200 or not f.complete:
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"order": list(samples)}
     for t, rows in samples.items():
         out[t] = {m: lab.summary([r[m] for r in rows]) for m in METRICS}
         out[t]["run_medians"] = {m: [lab.med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
@@ -104,7 +120,7 @@ def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, 
         out[t]["body_bytes_median"] = lab.med([r["body_bytes"] for r in rows])
         out[t]["decoded_bytes_median"] = lab.med([r["decoded_bytes"] for r in rows])
     direct = {r["round"]: r for r in samples["direct"]}
-    for t in ("stream", "buffered"):
+    for t in [t for t in samples if t != "direct"]:
         added = {m: [r[m] - direct[r["round"]][m] for r in samples[t]] for m in METRICS}
         out[t]["added_vs_direct"] = {m: lab.summary(v) for m, v in added.items()}
     s = out["stream"]["added_vs_direct"]
@@ -125,7 +141,7 @@ def print_report(res: dict[str, Any]) -> None:
     print(f"\nTTFB/TTLB, gzip'd HTML: 1 KiB at once + 1 MiB over 2 s; {n} requests per target "
           f"(median, p90, min-max; ms from connect())\n")
     rows = []
-    for t in TARGETS:
+    for t in s["order"]:
         row: list[object] = [t]
         for m in METRICS:
             x = s[t][m]
@@ -134,7 +150,7 @@ def print_report(res: dict[str, Any]) -> None:
     print(lab.table(["target", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
     print("\nAdded vs direct (median of per-round paired differences, min-max), ms\n")
     rows = []
-    for t in ("stream", "buffered"):
+    for t in [t for t in s["order"] if t != "direct"]:
         a = s[t]["added_vs_direct"]
         rows.append([t, *(f"{a[m]['median']:+.2f} ({a[m]['min']:+.2f}..{a[m]['max']:+.2f})" for m in METRICS)])
     print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))

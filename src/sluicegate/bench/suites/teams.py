@@ -12,7 +12,9 @@ between them so machine noise hits all alike:
     process tree over the round);
   * in-process: CPU us (thread time) of authenticate, admit and settle against the SQLite store, each
     with leases on and off, one request at a time and 32 in flight;
-  * correctness: ledger rows written == streams admitted; a burst of 200 on a 60 RPM key admits 60.
+  * correctness: ledger rows written == streams admitted; a burst of 200 on a 60 RPM key admits 60;
+  * ``--litellm``: LiteLLM's proxy beside the governed instance; ``--litellm-burst``: the burst against
+    sluicegate (2 workers; 2 instances + redis) and LiteLLM's router rpm (teams_burst.py).
 """
 
 from __future__ import annotations
@@ -358,6 +360,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             peer: dict[str, Any] = {}
             if args.litellm:
                 peer = await litellm_side(s, tmp, mock_port, on, args)
+        burst_peer: dict[str, Any] = {}
+        if args.litellm_burst:  # fresh processes per set-up; the rounds above are over
+            from sluicegate.bench.suites.teams_burst import run_all
+
+            burst_peer = await run_all(tmp, mock_port, BODY, LiteLLM.EXE)
         await asyncio.sleep(1.0)  # the ledger writer flushes every 0.25 s
         admitted = 50 + args.ttfb_n * args.rounds + sum(r["streams"] for r in rates["on"]) + burst_result["admitted"] \
             + int(peer.get("sluicegate_streams", 0))
@@ -379,6 +386,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ledger": {"streams_admitted": admitted, "rows_written": rows, "exact": rows == admitted},
             "burst_60_rpm": burst_result,
             "litellm": peer,
+            **({"burst_vs_litellm": burst_peer} if burst_peer else {}),
         }
     finally:
         for maybe in (off, on, exact):
@@ -404,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the governed instance keeps limit counters (redis: starts a redis-server)")
     ap.add_argument("--litellm", action="store_true",
                     help="also LiteLLM's proxy (bench/.litellm-venv) beside the governed instance")
+    ap.add_argument("--litellm-burst", action="store_true",
+                    help="also the limit under a burst (200 at once, 60 RPM): sluicegate 2 workers and 2 instances "
+                         "+ redis vs LiteLLM's router rpm, 1 and 2 workers and 2 instances + redis")
     ap.add_argument("--out", default=None, help="default bench/results/teams[-redis].json")
     args = ap.parse_args(argv)
     try:
@@ -446,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     b = res["burst_60_rpm"]
     print(f"burst: {b['sent']} at once on a 60 RPM key -> {b['admitted']} admitted, {b['refused_429']} refused"
           + (f", other statuses {b['other_statuses']}" if b.get("other_statuses") else ""))
+    if res.get("burst_vs_litellm"):
+        from sluicegate.bench.suites.teams_burst import render
+
+        print(render(res["burst_vs_litellm"]["rows"]))
     print(f"ledger rows {res['ledger']['rows_written']} for {res['ledger']['streams_admitted']} streams; "
           f"peak RSS off {res['peak_rss_kb']['off']} kB on {res['peak_rss_kb']['on']} kB -> {args.out}")
     return 0

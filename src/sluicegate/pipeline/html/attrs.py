@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from sluicegate.pipeline.bytescan import find_bytes, is_ws
+from sluicegate.pipeline.bytescan import find_bytes
 from sluicegate.pipeline.html.charrefs import decode, segments
 from sluicegate.pipeline.html.lexer import ATTR, Attr, decode_raw
 
@@ -122,7 +122,8 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: i64, aend: i64,
     """``needle_attrs`` as spans, by a byte loop (no match or ``Attr`` objects): for each
     first-occurrence attribute whose value holds ``needle``, ``(name start, name end, value start,
     value end, quote byte or 0)``; ``low[name start:name end]`` is the lower-cased name. Follows
-    ``lexer.ATTR``'s grammar over the attribute text ``buf[astart:aend]``."""
+    ``lexer.ATTR``'s grammar over the attribute text ``buf[astart:aend]`` (``is_ws`` written out: mypyc
+    does not inline calls, and this loop runs per byte of every origin tag)."""
     nxt = find_bytes(low, needle, astart, aend)
     out: list[tuple[int, int, int, int, int]] = []
     if nxt < 0:
@@ -131,14 +132,14 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: i64, aend: i64,
     p = astart
     while p < aend:
         c = buf[p]
-        if is_ws(c) or c == 0x2F:
+        if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x2F:
             p += 1
             continue
         ns = p
         p += 1
         while p < aend:
             c = buf[p]
-            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+            if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x2F or c == 0x3E or c == 0x3D:
                 break
             p += 1
         ne = p
@@ -146,11 +147,17 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: i64, aend: i64,
         ve: i64 = -1
         quote = 0
         q = p
-        while q < aend and is_ws(buf[q]):
+        while q < aend:
+            c = buf[q]
+            if not (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D):
+                break
             q += 1
         if q < aend and buf[q] == 0x3D:  # '='
             q += 1
-            while q < aend and is_ws(buf[q]):
+            while q < aend:
+                c = buf[q]
+                if not (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D):
+                    break
                 q += 1
             r = q
             if q < aend and (buf[q] == 0x22 or buf[q] == 0x27):
@@ -166,7 +173,7 @@ def needle_attr_spans(buf: bytes, low: bytes, astart: i64, aend: i64,
             if vs < 0:
                 while r < aend:
                     c = buf[r]
-                    if is_ws(c) or c == 0x3E:
+                    if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x3E:
                         break
                     r += 1
                 vs, ve = q, r

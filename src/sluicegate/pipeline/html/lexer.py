@@ -131,10 +131,11 @@ def iter_attrs(buf: bytes, start: int, end: int) -> list[Attr]:
 
 
 def name_end(buf: bytes, p: i64, end: i64) -> i64:
-    """Where a tag name that continues at ``buf[p]`` ends (whitespace, ``/`` or ``>``), or ``end``."""
+    """Where a tag name that continues at ``buf[p]`` ends (whitespace, ``/`` or ``>``), or ``end``.
+    (``is_ws`` written out in these two loops: mypyc does not inline calls, and they run per byte.)"""
     while p < end:
         c = buf[p]
-        if is_ws(c) or c == 0x2F or c == 0x3E:  # '/', '>'
+        if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x2F or c == 0x3E:  # '/', '>'
             return p
         p += 1
     return end
@@ -147,21 +148,27 @@ def attrs_end(buf: bytes, p: i64, end: i64) -> i64:
         c = buf[p]
         if c == 0x3E:
             return p + 1
-        if is_ws(c) or c == 0x2F:
+        if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x2F:
             p += 1
             continue
         p += 1  # the attribute name's first byte may be anything else, even '='
         while p < end:
             c = buf[p]
-            if is_ws(c) or c == 0x2F or c == 0x3E or c == 0x3D:
+            if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x2F or c == 0x3E or c == 0x3D:
                 break
             p += 1
         q = p
-        while q < end and is_ws(buf[q]):
+        while q < end:
+            c = buf[q]
+            if not (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D):
+                break
             q += 1
         if q < end and buf[q] == 0x3D:  # '=': a value follows
             q += 1
-            while q < end and is_ws(buf[q]):
+            while q < end:
+                c = buf[q]
+                if not (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D):
+                    break
                 q += 1
             if q >= end:
                 return -1
@@ -176,7 +183,7 @@ def attrs_end(buf: bytes, p: i64, end: i64) -> i64:
             else:
                 while q < end:
                     c = buf[q]
-                    if is_ws(c) or c == 0x3E:
+                    if (c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D) or c == 0x3E:
                         break
                     q += 1
                 p = q

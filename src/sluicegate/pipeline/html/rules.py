@@ -286,7 +286,10 @@ class SluicegateRules:
                 if p >= ve:
                     break
                 us = p
-                while p < ve and not is_ws(buf[p]):
+                while p < ve:  # the URL runs to whitespace (``is_ws`` written out: per byte)
+                    c = buf[p]
+                    if c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D:
+                        break
                     p += 1
                 ue = p
                 while buf[ue - 1] == 0x2C:  # trailing commas end the candidate (``us`` is no comma)
