@@ -104,6 +104,7 @@ def test_fast_path_is_taken_for_the_providers_text_deltas() -> None:
     '{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"},'
     '"finish_reason":null}],"usage":{"prompt_tokens":1}}',  # a usage object: the general path reads it
     '{"error":"boom","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}',
+    '{"type":"error","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}',  # the error tap
     '{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}',  # a finish reason
     '{"choices":[{"index":1,"delta":{"content":"x"},"finish_reason":null}]}',  # another choice
     '{"choices":[{"index":0,"delta":{"content":"a\\u12"},"finish_reason":null}]}',  # a broken escape

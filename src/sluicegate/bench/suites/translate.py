@@ -530,7 +530,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--before", metavar="REV", help="also run a gateway with src as of git revision REV, "
                     "side by side in the same run (e.g. --before main)")
     ap.add_argument("--out", default=str(lab.results_dir() / "translate.json"))
+    ap.add_argument("--profile", metavar="SCENARIO", help="instead: py-spy on the gateway under one scenario's "
+                    "closed loop, CPU shares per part of the path (e.g. --profile 'anthropic -> chat')")
+    ap.add_argument("--profile-c", type=int, default=32, help="concurrent streams while profiling")
+    ap.add_argument("--profile-s", type=float, default=15.0, help="seconds profiled")
     args = ap.parse_args(argv)
+    if args.profile:
+        from sluicegate.bench.suites import translate_profile
+
+        raise SystemExit(translate_profile.run(args))
     if args.serve_gateway:
         gateway_child.main(["--port", str(args.serve_gateway), "--settings",
                            json.dumps(gateway_settings(args.upstream))])

@@ -86,9 +86,10 @@ JSON_STR = r'[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]
 ANTHROPIC_TEXT = re.compile(
     r'\{"type":"content_block_delta","index":\d+,"delta":\{"type":"text_delta","text":"(' + JSON_STR + r')"\}\}')
 # A chat-completions chunk carrying only text for choice 0: scalar top-level fields (id, object, created,
-# model, system_fingerprint, service_tier, obfuscation, "usage":null, ...; never an "error" and never a
-# usage object) around one choice whose delta is the content (an optional repeated role), no finish reason.
-_SCALAR_FIELD = r'"(?!error")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|false)'
+# model, system_fingerprint, service_tier, obfuscation, "usage":null, ...; never an "error" or a "type" (the
+# error tap reads those) and never a usage object) around one choice whose delta is the content (an optional
+# repeated role), no finish reason.
+_SCALAR_FIELD = r'"(?!error"|type")[A-Za-z_]+":(?:"[^"\\\x00-\x1f]*"|-?\d+|null|true|false)'
 CHAT_TEXT = re.compile(
     r'\{(?:' + _SCALAR_FIELD + r',)*"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":"('
     + JSON_STR + r')"\}(?:,"logprobs":null)?,"finish_reason":null\}\](?:,' + _SCALAR_FIELD + r')*\}')
@@ -369,25 +370,28 @@ class StreamTranslator:
             pending = nxt
         return pending
 
-    def _decode(self, name: str, text: str) -> Event | None:
+    def _decode(self, name: str, text: str) -> Any:
+        """The event's payload (DONE / PING kept as such), the provider's usage and errors noted; None when it
+        is not JSON (nothing any protocol defines: skipped like an unknown event)."""
         if text is PING:
-            return name, PING
-        if self._upstream_chat and text == DONE:
-            return name, DONE
+            return PING
+        if text == DONE and self._upstream_chat:
+            return DONE
         try:
             obj = _loads(text)
         except ValueError:
-            return None  # not JSON: nothing any protocol defines; skipped like an unknown event
+            return None
         if '"usage"' in text:
             apply_usage(self.usage, obj)
         if "error" in text and (name == "error" or (isinstance(obj, dict) and (
                 "error" in obj or obj.get("type") == "error"))):
             self.saw_error = True
-        return name, obj
+        return obj
 
     def _translate(self, blocks: list[bytes]) -> list[Event]:
         out: list[Event] = []
         shapes, fast = self._shapes, self._fast
+        run = self._stages[0].event if len(self._stages) == 1 else self._run
         n = 0
         for block in blocks:
             n += 1
@@ -413,15 +417,17 @@ class StreamTranslator:
                     continue
                 ev = ("", PING)  # a keep-alive comment: the client gets its own kind
             name, text = ev
-            if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error":  # (C finds first)
+            # (The stream's first event — message_start, the role chunk — finds no stage started: not tried.)
+            if fast and (fast[0][0] in text or fast[1][0] in text) and name != "error" and (n > 1 or self.events_in):
                 frame = self._match(block, text)
                 if frame is not None:
+                    shapes = self._shapes  # (perhaps just learned: the rest of this read uses it)
                     if frame:
                         out.append((RAW, frame))
                     continue
-            dec = self._decode(name, text)
-            if dec is not None:
-                self._run(dec[0], dec[1], out)
+            obj = self._decode(name, text)
+            if obj is not None:
+                run(name, obj, out)
         self.events_in += n
         return out
 
