@@ -11,8 +11,8 @@ then ``response.completed`` (or ``response.incomplete`` with
 has a ``sequence_number``. A message or reasoning item closes when the next item opens; function-call items
 stay open until the choice's finish reason (or the end), each delta sent on its own ``output_index`` /
 ``item_id``: providers that open all parallel calls first and then interleave their argument deltas by index
-get every call's full arguments in its ``.done`` events. ``whole`` maps a non-streamed completion to a response object. Must not know about
-SSE framing or sockets.
+get every call's full arguments in its ``.done`` events. ``whole`` maps a non-streamed completion to a response
+object. Must not know about SSE framing or sockets.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def response_object(rid: str, model: str, created: int, status: str, output: lis
 
 
 class ChatToResponses:
-    __slots__ = ("_call_oi", "_calls", "_created", "_finish", "_id", "_item", "_model", "_open_calls", "_output", "_seq", "_started",
-                 "_text", "_text_head", "_usage", "closed", "dropped")
+    __slots__ = ("_call_oi", "_calls", "_created", "_finish", "_id", "_item", "_model", "_open_calls", "_output",
+                 "_seq", "_started", "_text", "_text_head", "_usage", "closed", "dropped")
 
     def __init__(self, model: str = "") -> None:
         self.closed = False
