@@ -207,6 +207,19 @@ def _args(i: int, text: str) -> bytes:
     return _chat_chunk({"tool_calls": [{"index": i, "function": {"arguments": text}}]})
 
 
+def test_sequential_calls_to_anthropic_stream_live() -> None:
+    # OpenAI's own order (each call whole, then the next): the next call's block opens at once and its
+    # deltas stream as they come, none held until the finish; a late whitespace-only piece is skipped.
+    pieces = [_open_call(0), _args(0, '{"a":'), _args(0, "1}"), _open_call(1), _args(1, '{"b":'), _args(0, " "),
+              _args(1, "2}")]
+    tr = translator(Api.MESSAGES, Api.CHAT)
+    evs = events(b"".join(tr.feed(p) for p in pieces))
+    deltas = [(o["index"], o["delta"]["partial_json"]) for n, o in evs if n == "content_block_delta"]
+    assert deltas == [(0, '{"a":'), (0, "1}"), (1, '{"b":'), (1, "2}")]
+    assert ("content_block_stop", {"type": "content_block_stop", "index": 0}) in evs
+    assert not any(n == "error" for n, _ in evs)
+
+
 def test_interleaved_calls_to_anthropic_hold_later_calls_within_the_bound() -> None:
     # Within the bound: the live block streams, the held call follows whole after it, blocks sequential.
     pieces = [_open_call(0), _open_call(1), _args(1, '{"b":'), _args(0, '{"a":1}'), _args(1, '2}'),

@@ -9,12 +9,15 @@ each ``delta.tool_calls[i]`` -> a ``tool_use`` block opened on its id/name, argu
 chunk follows the finish reason. An ``error`` chunk becomes an ``error`` event.
 
 Parallel calls: Messages blocks are sequential (no delta after a block's stop, one block open at a time), while
-a chat provider may open every call first and then interleave their argument deltas by index. The first call's
-block is open and streams live; a call opened while it is open is *pending*: its id, name and argument pieces
-are held (bounded by ``max_pending_bytes``; over it the stream ends with an error event, never truncated) and
-become blocks, each start + one ``input_json_delta`` + stop, once no more deltas can come, i.e. when the
-choice finishes (finish reason, ``[DONE]`` or EOF). Text or thinking after the calls closes them first (a
-delta for a closed call is then refused with an error event, never misplaced). ``whole`` maps a
+a chat provider may open every call first and then interleave their argument deltas by index. The live call's
+block streams its deltas. When another call opens: if the live call's arguments are already a complete JSON
+value and nothing is held (OpenAI's own order: each call whole, then the next), the live block closes and the
+new call becomes live; otherwise (all calls opened first, vLLM-style) the new call is *pending*: its id, name
+and argument pieces are held (bounded by ``max_pending_bytes``; over it the stream ends with an error event,
+never truncated) and become blocks, each start + one ``input_json_delta`` + stop, once no more deltas can
+come, i.e. when the choice finishes (finish reason, ``[DONE]`` or EOF). Text or thinking after the calls closes
+them first. A later delta for a closed call is refused with an error event, never misplaced (whitespace only,
+which cannot change a complete JSON input, is skipped). ``whole`` maps a
 non-streamed completion. Must not know about SSE framing or sockets.
 """
 
@@ -24,7 +27,7 @@ import json
 from typing import Any
 
 from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_usage_to_anthropic
-from sluicegate.inference.translate.stream import DONE, PING, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event, escape, loads_str
 
 
 def _msg_id(chat_id: Any) -> str:
@@ -39,6 +42,8 @@ class ChatToMessages:
         "_finish",
         "_kind",
         "_live",
+        "_live_args",
+        "_live_size",
         "_max_pending",
         "_next",
         "_pending",
@@ -65,6 +70,8 @@ class ChatToMessages:
         self._pending: dict[int, tuple[dict[str, Any], list[str]]] = {}  # calls opened while another is live
         self._pending_bytes = 0
         self._max_pending = max_pending_bytes
+        self._live_args: list[str] = []  # the live call's arguments, JSON-escaped pieces (while under the bound)
+        self._live_size = 0
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
         self._text_head = ""  # the open text block's delta frame up to the escaped text
@@ -88,8 +95,24 @@ class ChatToMessages:
         idx = self._block
         if not esc:
             return ""
+        self._keep_live(esc)
         return ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
                 f'{idx},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}\n\n')
+
+    def _keep_live(self, esc: str) -> None:
+        size = self._live_size = self._live_size + len(esc)
+        if size <= self._max_pending:
+            self._live_args.append(esc)
+
+    def _live_complete(self) -> bool:
+        """The live call's arguments are a whole JSON value: a later piece could only make them invalid."""
+        if self._live_size > self._max_pending or not self._live_args:
+            return False
+        try:
+            json.loads(loads_str(self._live_args))
+        except ValueError:
+            return False
+        return True
 
     def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
         self._started = True
@@ -187,14 +210,17 @@ class ChatToMessages:
         if ci not in self._tool_blocks and ci not in self._pending:
             block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or f"toolu_{ci}",
                                      "name": fn.get("name") or "", "input": {}}
-            if self._kind == "tool_use":  # another call's block is open and may get more deltas: held
-                self._pending[ci] = (block, [])
+            if self._kind == "tool_use" and (self._pending or not self._live_complete()):
+                self._pending[ci] = (block, [])  # the live call may still get deltas: held
             else:
                 self._tool_blocks[ci] = self._open("tool_use", block, out)
                 self._live = ci
+                self._live_args = []
+                self._live_size = 0
         if not isinstance(args, str) or not args:
             return
         if ci == self._live:
+            self._keep_live(escape(args))
             self._delta(self._block, {"type": "input_json_delta", "partial_json": args}, out)
         elif ci in self._pending:
             self._pending_bytes += len(args)
@@ -203,7 +229,7 @@ class ChatToMessages:
                           "bytes", "api_error", out)
                 return
             self._pending[ci][1].append(args)
-        else:  # its block was closed (text came between): it cannot be placed, and is never misplaced
+        elif args.strip(" \t\n\r"):  # its block was closed: it cannot be placed, and is never misplaced
             self.fail(f"tool call {ci} sent arguments after its block was closed", "api_error", out)
 
     def _close(self, out: list[Event]) -> None:
