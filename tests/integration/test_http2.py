@@ -354,3 +354,15 @@ def test_refused_uploads_leave_the_connection_usable(tls_proxy: ProxyProcess, pk
         assert json.loads(got)["body_sha256"] == hashlib.sha256(up).hexdigest()
     finally:
         h.close()
+
+
+def test_idle_connection_gets_goaway_and_closes(tls_proxy: ProxyProcess, pki: Pki) -> None:
+    h = RawH2(tls_proxy.port, ctx(pki))
+    try:
+        assert h.get("/page", f"localhost:{tls_proxy.port}")[0] == 200
+        t0 = time.monotonic()
+        h.drain(10)  # [http2] idle_timeout = 4 here
+        assert h.closed and 3.5 < time.monotonic() - t0 < 8
+        assert goaway_code(parse_frames(h.received)) == NO_ERROR
+    finally:
+        h.close()

@@ -251,3 +251,25 @@ def test_defences_show_in_metrics(proxy: ProxyProcess) -> None:
     assert value('sluicegate_http2_stream_resets_total{reason="malformed"}') >= 1
     assert value("sluicegate_http2_streams_total") >= 1
     assert value("sluicegate_http2_connections ") >= 0
+
+
+def test_preface_and_h1_both_judged_byte_by_byte(proxy: ProxyProcess) -> None:
+    """The hand-over waits while the first bytes are a prefix of the preface: a preface sent a byte at a time is
+    h2, and an HTTP/1.1 request that starts with the same letter ("P", a byte at a time) stays HTTP/1.1."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        for b in PREFACE:
+            s.sendall(bytes([b]))
+            time.sleep(0.005)
+        s.sendall(frame(SETTINGS, 0, 0))
+        data = s.recv(65536)
+        assert parse_frames(data)[0][0] == SETTINGS  # the server's preface: it speaks h2
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        req = f"POST /echo HTTP/1.1\r\nHost: {auth(proxy)}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        for b in req.encode():
+            s.sendall(bytes([b]))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b'"body_size": 2' in data

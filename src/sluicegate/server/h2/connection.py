@@ -339,7 +339,9 @@ class H2Protocol(asyncio.Protocol):
         except ProtocolError:
             stream.gone()
             return
-        self._flush()  # the head goes out now, before any body byte exists
+        # The head leaves at the end of this loop turn, before any wait for the origin's body: a body the app
+        # sends in the same turn (a small whole answer) shares its write (one TLS record, one syscall).
+        self._flush_later()
 
     async def send_body(self, stream: Stream, data: bytes, end: bool) -> None:
         conn = self.conn
