@@ -38,8 +38,8 @@ class Env:
                      "json-anthropic_message"):
             models.append({"name": f"an-{stem}", "targets": [{"provider": "an", "model": f"replay-{stem}"}],
                            "default_max_tokens": 777})
-        for stem in ("openai_text", "openai_tools", "openai_reasoning", "openai_error", "openai_completion",
-                     "status429", "reset-openai_tools", "json-openai_completion"):
+        for stem in ("openai_text", "openai_tools", "openai_tools_interleaved", "openai_reasoning",
+                     "openai_error", "openai_completion", "status429", "reset-openai_tools", "json-openai_completion"):
             models.append({"name": f"oc-{stem}", "targets": [{"provider": "oc", "model": f"replay-{stem}"}]})
         models += [
             {"name": "never", "translate": "never", "targets": [{"provider": "an", "model": "replay-anthropic_text"}]},
@@ -240,6 +240,63 @@ def test_responses_stream_tools(env: Env, model: str) -> None:
         assert body["messages"][0] == {"role": "system", "content": "Use tools."}
     else:
         assert body["system"] == [{"type": "text", "text": "Use tools."}]
+
+
+INTERLEAVED = [("call_Paris01", "get_weather", '{"location": "Paris"}'),
+               ("call_Tokyo02", "get_weather", '{"location": "Tōkyō 東京"}'),
+               ("call_Lima03", "get_time", '{"city": "Lima", "tz": "America/Lima"}')]
+
+
+def test_responses_stream_interleaved_parallel_calls(env: Env) -> None:
+    """All calls opened first, then their argument deltas interleaved by index: every call's arguments are
+    exact in its own .done events and in the final response, deltas on its own output_index."""
+    done: dict[str, str] = {}
+    items_done: dict[str, str] = {}
+    deltas: dict[int, str] = {}
+    added: dict[int, str] = {}
+    with oai(env).responses.stream(model="oc-openai_tools_interleaved", input="Weather and time?",
+                                   tools=[RS_TOOL], store=False) as stream:
+        for event in stream:
+            if event.type == "response.output_item.added":
+                added[event.output_index] = event.item.id  # type: ignore[union-attr]
+            elif event.type == "response.function_call_arguments.delta":
+                assert added[event.output_index] == event.item_id
+                deltas[event.output_index] = deltas.get(event.output_index, "") + event.delta
+            elif event.type == "response.function_call_arguments.done":
+                done[event.item_id] = event.arguments
+            elif event.type == "response.output_item.done" and event.item.type == "function_call":
+                items_done[event.item.call_id] = event.item.arguments
+        final = stream.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    assert [(c.call_id, c.name, c.arguments) for c in calls] == INTERLEAVED
+    assert items_done == {cid: args for cid, _, args in INTERLEAVED}
+    assert sorted(done.values()) == sorted(args for _, _, args in INTERLEAVED)
+    assert [deltas[i] for i in sorted(deltas)] == [args for _, _, args in INTERLEAVED]
+    assert final.status == "completed" and final.usage is not None and final.usage.output_tokens == 51
+
+
+def test_anthropic_stream_interleaved_parallel_calls_from_chat(env: Env) -> None:
+    """The same stream to a Messages client: sequential blocks (the SDK's accumulator would take a delta
+    after a block's stop as well, so the raw sequence is checked too), every input exact."""
+    seq: list[tuple[str, int]] = []
+    with ant(env).messages.stream(model="oc-openai_tools_interleaved", max_tokens=300, messages=MSG,
+                                  tools=[AN_TOOL]) as stream:
+        for event in stream:
+            if event.type in ("content_block_start", "content_block_delta", "content_block_stop"):
+                seq.append((event.type, event.index))
+        final = stream.get_final_message()
+    uses = [b for b in final.content if b.type == "tool_use"]
+    assert [(b.id, b.name, b.input) for b in uses] == [(c, n, json.loads(a)) for c, n, a in INTERLEAVED]
+    open_block = -1
+    for typ, index in seq:
+        if typ == "content_block_start":
+            assert open_block == -1
+            open_block = index
+        else:
+            assert index == open_block, seq
+            if typ == "content_block_stop":
+                open_block = -1
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens == 51
 
 
 def test_responses_text_and_incomplete_from_anthropic(env: Env) -> None:

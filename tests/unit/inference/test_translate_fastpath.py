@@ -234,8 +234,6 @@ def test_any_tool_arguments_give_the_same_events_on_both_paths(calls: list[list[
                                                                route: tuple[Api, Api], cut: int,
                                                                interleave: bool) -> None:
     client, upstream = route
-    # (Responses output items are sequential: interleaved chat calls are for the Messages client only.)
-    interleave = interleave and client is Api.MESSAGES
     data = (_anthropic_tools if upstream is Api.MESSAGES else _chat_tools)(calls, ascii_, interleave)
     cut %= len(data) + 1
     fast, slow = both(client, upstream, [data[:cut], data[cut:]])
@@ -250,13 +248,37 @@ def test_any_tool_arguments_give_the_same_events_on_both_paths(calls: list[list[
                     args[tc["index"]] = args.get(tc["index"], "") + tc["function"].get("arguments", "")
     elif client is Api.MESSAGES:
         blocks = [o["index"] for n, o in got if n == "content_block_start" and o["content_block"]["type"] == "tool_use"]
+        open_block = -1  # Messages blocks are sequential: every delta goes to the one open block
         for n, o in got:
-            if n == "content_block_delta" and o["delta"]["type"] == "input_json_delta":
-                args[o["index"]] = args.get(o["index"], "") + o["delta"]["partial_json"]
+            if n == "content_block_start":
+                assert open_block == -1
+                open_block = o["index"]
+            elif n == "content_block_stop":
+                assert o["index"] == open_block
+                open_block = -1
+            elif n == "content_block_delta":
+                assert o["index"] == open_block
+                if o["delta"]["type"] == "input_json_delta":
+                    args[o["index"]] = args.get(o["index"], "") + o["delta"]["partial_json"]
+        assert open_block == -1
         args = {i: args.get(b, "") for i, b in enumerate(blocks)}
     else:
         done = {o["item"]["call_id"]: o["item"]["arguments"] for n, o in got
                 if n == "response.output_item.done" and o["item"]["type"] == "function_call"}
+        final = {o["call_id"]: o["arguments"] for n, o in got if n == "response.completed"
+                 for o in o["response"]["output"] if o["type"] == "function_call"}
+        # deltas on each item's own output_index / item_id, none after its .done
+        items = {o["output_index"]: o["item"]["id"] for n, o in got if n == "response.output_item.added"}
+        streamed: dict[str, str] = {}
+        closed: set[str] = set()
+        for n, o in got:
+            if n == "response.function_call_arguments.delta":
+                assert items[o["output_index"]] == o["item_id"] and o["item_id"] not in closed
+                streamed[o["item_id"]] = streamed.get(o["item_id"], "") + o["delta"]
+            elif n == "response.function_call_arguments.done":
+                assert o["arguments"] == streamed.get(o["item_id"], "")
+                closed.add(o["item_id"])
+        assert final == done
         args = {i: done[cid] for i, cid in enumerate(sorted(done))}
     assert args == {i: "".join(p) for i, p in enumerate(calls)}
 

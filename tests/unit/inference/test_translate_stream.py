@@ -57,6 +57,8 @@ CASES = [
     (Api.MESSAGES, Api.CHAT, "openai_error.sse"),
     (Api.RESPONSES, Api.CHAT, "openai_tools.sse"),
     (Api.RESPONSES, Api.CHAT, "openai_reasoning.sse"),
+    (Api.MESSAGES, Api.CHAT, "openai_tools_interleaved.sse"),
+    (Api.RESPONSES, Api.CHAT, "openai_tools_interleaved.sse"),
     (Api.RESPONSES, Api.MESSAGES, "anthropic_tools.sse"),
     (Api.RESPONSES, Api.MESSAGES, "anthropic_length.sse"),
 ]
@@ -189,6 +191,62 @@ def test_chat_parallel_tools_to_anthropic() -> None:
     assert s["stop"] == "tool_use"
     assert s["usage"]["input_tokens"] == 120 - 64 and s["usage"]["cache_read_input_tokens"] == 64
     assert s["usage"]["output_tokens"] == 40
+
+
+def _chat_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return b"data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [
+        {"index": 0, "delta": delta, "finish_reason": finish}]}).encode() + b"\n\n"
+
+
+def _open_call(i: int) -> bytes:
+    return _chat_chunk({"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                        "function": {"name": f"f{i}", "arguments": ""}}]})
+
+
+def _args(i: int, text: str) -> bytes:
+    return _chat_chunk({"tool_calls": [{"index": i, "function": {"arguments": text}}]})
+
+
+def test_sequential_calls_to_anthropic_stream_live() -> None:
+    # OpenAI's own order (each call whole, then the next): the next call's block opens at once and its
+    # deltas stream as they come, none held until the finish; a late whitespace-only piece is skipped.
+    pieces = [_open_call(0), _args(0, '{"a":'), _args(0, "1}"), _open_call(1), _args(1, '{"b":'), _args(0, " "),
+              _args(1, "2}")]
+    tr = translator(Api.MESSAGES, Api.CHAT)
+    evs = events(b"".join(tr.feed(p) for p in pieces))
+    deltas = [(o["index"], o["delta"]["partial_json"]) for n, o in evs if n == "content_block_delta"]
+    assert deltas == [(0, '{"a":'), (0, "1}"), (1, '{"b":'), (1, "2}")]
+    assert ("content_block_stop", {"type": "content_block_stop", "index": 0}) in evs
+    assert not any(n == "error" for n, _ in evs)
+
+
+def test_interleaved_calls_to_anthropic_hold_later_calls_within_the_bound() -> None:
+    # Within the bound: the live block streams, the held call follows whole after it, blocks sequential.
+    pieces = [_open_call(0), _open_call(1), _args(1, '{"b":'), _args(0, '{"a":1}'), _args(1, '2}'),
+              _chat_chunk({}, "tool_calls"), b"data: [DONE]\n\n"]
+    evs = events(run(translator(Api.MESSAGES, Api.CHAT, bound=1024), pieces))
+    blocks = [(n, o.get("index")) for n, o in evs if n.startswith("content_block")]
+    assert blocks == [("content_block_start", 0), ("content_block_delta", 0), ("content_block_stop", 0),
+                      ("content_block_start", 1), ("content_block_delta", 1), ("content_block_stop", 1)]
+    s = _anthropic_summary(evs)
+    assert [json.loads(b["partial"]) for b in s["blocks"]] == [{"a": 1}, {"b": 2}]
+    # Over it: an error event, never a truncated call.
+    tr = translator(Api.MESSAGES, Api.CHAT, bound=1024)
+    evs = events(run(tr, [_open_call(0), _open_call(1), _args(1, '"' + "x" * 1100 + '"')]))
+    assert evs[-1][0] == "error" and "exceed 1024 bytes" in evs[-1][1]["error"]["message"]
+    assert not any(n == "content_block_start" and o["index"] == 1 for n, o in evs)
+
+
+def test_call_delta_after_its_block_closed_is_an_error_not_misplaced() -> None:
+    pieces = [_open_call(0), _args(0, '{"a":'), _chat_chunk({"content": "and"}), _args(0, '1}'),
+              _chat_chunk({}, "tool_calls")]
+    evs = events(run(translator(Api.MESSAGES, Api.CHAT), pieces))
+    assert evs[-1][0] == "error" and "after its block was closed" in evs[-1][1]["error"]["message"]
+    # The Responses client has no sequential rule: the call stays open, its arguments whole.
+    evs = events(run(translator(Api.RESPONSES, Api.CHAT), [*pieces, b"data: [DONE]\n\n"]))
+    done = [o["item"] for n, o in evs if n == "response.output_item.done"]
+    assert [(i["type"], i.get("arguments")) for i in done] == [("message", None), ("function_call", '{"a":1}')]
+    assert evs[-1][0] == "response.completed"
 
 
 def test_chat_reasoning_to_anthropic_thinking() -> None:

@@ -95,6 +95,7 @@ class Route:
         return UPSTREAM_PATH[self.upstream]
 
     def stream(self, ctx: Ctx, max_event_bytes: int) -> StreamTranslator:
+        ctx.max_buffer_bytes = max_event_bytes
         return StreamTranslator(self.stages(ctx), upstream_chat=self.upstream is Api.CHAT,
                                 client_chat=self.client is Api.CHAT, max_event_bytes=max_event_bytes)
 
@@ -103,7 +104,8 @@ _ROUTES: dict[tuple[Api, Api], Route] = {
     (Api.CHAT, Api.MESSAGES): Route(Api.CHAT, Api.MESSAGES, chat_to_messages.translate, _wh_messages_to_chat,
                                     lambda ctx: [messages_to_chat_resp.MessagesToChat(ctx.include_usage)]),
     (Api.MESSAGES, Api.CHAT): Route(Api.MESSAGES, Api.CHAT, messages_to_chat.translate, _wh_chat_to_messages,
-                                    lambda ctx: [chat_to_messages_resp.ChatToMessages()]),
+                                    lambda ctx: [chat_to_messages_resp.ChatToMessages(
+                                        max_pending_bytes=ctx.max_buffer_bytes)]),
     (Api.RESPONSES, Api.CHAT): Route(Api.RESPONSES, Api.CHAT, responses_to_chat.translate, _wh_chat_to_responses,
                                      lambda ctx: [chat_to_responses_resp.ChatToResponses()]),
     (Api.RESPONSES, Api.MESSAGES): Route(

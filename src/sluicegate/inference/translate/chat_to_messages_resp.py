@@ -6,7 +6,18 @@
 each ``delta.tool_calls[i]`` -> a ``tool_use`` block opened on its id/name, arguments streamed as
 ``input_json_delta``), then ``message_delta`` (stop reason, usage from the final usage chunk) and
 ``message_stop``. The end waits for ``[DONE]`` (or upstream EOF after a finish reason) because the usage
-chunk follows the finish reason. An ``error`` chunk becomes an ``error`` event. ``whole`` maps a
+chunk follows the finish reason. An ``error`` chunk becomes an ``error`` event.
+
+Parallel calls: Messages blocks are sequential (no delta after a block's stop, one block open at a time), while
+a chat provider may open every call first and then interleave their argument deltas by index. The live call's
+block streams its deltas. When another call opens: if the live call's arguments are already a complete JSON
+value and nothing is held (OpenAI's own order: each call whole, then the next), the live block closes and the
+new call becomes live; otherwise (all calls opened first, vLLM-style) the new call is *pending*: its id, name
+and argument pieces are held (bounded by ``max_pending_bytes``; over it the stream ends with an error event,
+never truncated) and become blocks, each start + one ``input_json_delta`` + stop, once no more deltas can
+come, i.e. when the choice finishes (finish reason, ``[DONE]`` or EOF). Text or thinking after the calls closes
+them first. A later delta for a closed call is refused with an error event, never misplaced (whitespace only,
+which cannot change a complete JSON input, is skipped). ``whole`` maps a
 non-streamed completion. Must not know about SSE framing or sockets.
 """
 
@@ -16,7 +27,7 @@ import json
 from typing import Any
 
 from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_usage_to_anthropic
-from sluicegate.inference.translate.stream import DONE, PING, Event
+from sluicegate.inference.translate.stream import DONE, PING, Event, escape, loads_str
 
 
 def _msg_id(chat_id: Any) -> str:
@@ -30,7 +41,13 @@ class ChatToMessages:
         "_block",
         "_finish",
         "_kind",
+        "_live",
+        "_live_args",
+        "_live_size",
+        "_max_pending",
         "_next",
+        "_pending",
+        "_pending_bytes",
         "_started",
         "_text_head",
         "_tool_blocks",
@@ -40,7 +57,7 @@ class ChatToMessages:
         "model",
     )
 
-    def __init__(self, model: str = "") -> None:
+    def __init__(self, model: str = "", max_pending_bytes: int = 1024 * 1024) -> None:
         self.model = model
         self.closed = False
         self.dropped: set[str] = set()
@@ -48,7 +65,13 @@ class ChatToMessages:
         self._block = -1  # index of the open content block (-1: none)
         self._kind = ""  # its type: "text", "thinking", "tool_use"
         self._next = 0  # next block index
-        self._tool_blocks: dict[int, int] = {}  # chat tool call index -> Anthropic block index
+        self._tool_blocks: dict[int, int] = {}  # chat tool call index -> Anthropic block index (opened calls)
+        self._live = -1  # chat tool call index of the open tool_use block (-1: none)
+        self._pending: dict[int, tuple[dict[str, Any], list[str]]] = {}  # calls opened while another is live
+        self._pending_bytes = 0
+        self._max_pending = max_pending_bytes
+        self._live_args: list[str] = []  # the live call's arguments, JSON-escaped pieces (while under the bound)
+        self._live_size = 0
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
         self._text_head = ""  # the open text block's delta frame up to the escaped text
@@ -67,13 +90,29 @@ class ChatToMessages:
         return None  # always the last stage
 
     def args_frame(self, index: int, esc: str) -> str | None:
-        idx = self._tool_blocks.get(index)
-        if idx is None or self.closed:
-            return None  # a new call opens its block on the general path
+        if index != self._live or self.closed:
+            return None  # a new, pending or closed call takes the general path
+        idx = self._block
         if not esc:
             return ""
+        self._keep_live(esc)
         return ('event: content_block_delta\ndata: {"type":"content_block_delta","index":'
                 f'{idx},"delta":{{"type":"input_json_delta","partial_json":"{esc}"}}}}\n\n')
+
+    def _keep_live(self, esc: str) -> None:
+        size = self._live_size = self._live_size + len(esc)
+        if size <= self._max_pending:
+            self._live_args.append(esc)
+
+    def _live_complete(self) -> bool:
+        """The live call's arguments are a whole JSON value: a later piece could only make them invalid."""
+        if self._live_size > self._max_pending or not self._live_args:
+            return False
+        try:
+            json.loads(loads_str(self._live_args))
+        except ValueError:
+            return False
+        return True
 
     def _start(self, chunk: dict[str, Any], out: list[Event]) -> None:
         self._started = True
@@ -98,6 +137,24 @@ class ChatToMessages:
             out.append(("content_block_stop", {"type": "content_block_stop", "index": self._block}))
             self._block = -1
             self._kind = ""
+            self._live = -1
+        self._flush_pending(out)
+
+    def _flush_pending(self, out: list[Event]) -> None:
+        """Every pending call as a whole block (its buffered arguments in one delta), in call order."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        self._pending_bytes = 0
+        for ci in sorted(pending):
+            block, pieces = pending[ci]
+            idx = self._tool_blocks[ci] = self._next
+            self._next += 1
+            out.append(("content_block_start", {"type": "content_block_start", "index": idx, "content_block": block}))
+            if pieces:
+                self._delta(idx, {"type": "input_json_delta", "partial_json": "".join(pieces)}, out)
+            out.append(("content_block_stop", {"type": "content_block_stop", "index": idx}))
 
     def _delta(self, idx: int, delta: dict[str, Any], out: list[Event]) -> None:
         out.append(("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": delta}))
@@ -139,21 +196,41 @@ class ChatToMessages:
                 self._delta(self._block, {"type": "text_delta", "text": text}, out)
             for call in d.get("tool_calls") or ():
                 self._tool(call, out)
+                if self.closed:
+                    return
             if choice.get("finish_reason"):
                 self._finish = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
+                if self._kind == "tool_use" or self._pending:  # no more argument deltas can come
+                    self._stop_block(out)
 
     def _tool(self, call: dict[str, Any], out: list[Event]) -> None:
         ci = call.get("index", 0)
         fn = call.get("function") or {}
-        idx = self._tool_blocks.get(ci)
-        if idx is None:
+        args = fn.get("arguments")
+        if ci not in self._tool_blocks and ci not in self._pending:
             block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or f"toolu_{ci}",
                                      "name": fn.get("name") or "", "input": {}}
-            idx = self._tool_blocks[ci] = self._open("tool_use", block, out)
-        args = fn.get("arguments")
-        if isinstance(args, str) and args:
-            # Deltas for an earlier call (interleaved parallel calls) keep that call's block index.
-            self._delta(idx, {"type": "input_json_delta", "partial_json": args}, out)
+            if self._kind == "tool_use" and (self._pending or not self._live_complete()):
+                self._pending[ci] = (block, [])  # the live call may still get deltas: held
+            else:
+                self._tool_blocks[ci] = self._open("tool_use", block, out)
+                self._live = ci
+                self._live_args = []
+                self._live_size = 0
+        if not isinstance(args, str) or not args:
+            return
+        if ci == self._live:
+            self._keep_live(escape(args))
+            self._delta(self._block, {"type": "input_json_delta", "partial_json": args}, out)
+        elif ci in self._pending:
+            self._pending_bytes += len(args)
+            if self._pending_bytes > self._max_pending:
+                self.fail(f"parallel tool call arguments held for sequential blocks exceed {self._max_pending} "
+                          "bytes", "api_error", out)
+                return
+            self._pending[ci][1].append(args)
+        elif args.strip(" \t\n\r"):  # its block was closed: it cannot be placed, and is never misplaced
+            self.fail(f"tool call {ci} sent arguments after its block was closed", "api_error", out)
 
     def _close(self, out: list[Event]) -> None:
         if not self._started:

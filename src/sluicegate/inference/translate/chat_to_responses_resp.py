@@ -8,8 +8,11 @@ a function call ``function_call_arguments.delta``… + ``.done``, for reasoning 
 (``reasoning_text``) + ``reasoning_text.delta``… + ``.done`` + ``content_part.done``; ``output_item.done``;
 then ``response.completed`` (or ``response.incomplete`` with
 ``incomplete_details`` for a length/content-filter finish) carrying the whole output and usage. Every event
-has a ``sequence_number``. ``whole`` maps a non-streamed completion to a response object. Must not know about
-SSE framing or sockets.
+has a ``sequence_number``. A message or reasoning item closes when the next item opens; function-call items
+stay open until the choice's finish reason (or the end), each delta sent on its own ``output_index`` /
+``item_id``: providers that open all parallel calls first and then interleave their argument deltas by index
+get every call's full arguments in its ``.done`` events. ``whole`` maps a non-streamed completion to a response
+object. Must not know about SSE framing or sockets.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ def response_object(rid: str, model: str, created: int, status: str, output: lis
 
 
 class ChatToResponses:
-    __slots__ = ("_calls", "_created", "_finish", "_id", "_item", "_model", "_output", "_seq", "_started",
-                 "_text", "_text_head", "_usage", "closed", "dropped")
+    __slots__ = ("_call_oi", "_calls", "_created", "_finish", "_id", "_item", "_model", "_open_calls", "_output",
+                 "_seq", "_started", "_text", "_text_head", "_usage", "closed", "dropped")
 
     def __init__(self, model: str = "") -> None:
         self.closed = False
@@ -49,10 +52,12 @@ class ChatToResponses:
         self._seq = 0
         self._started = False
         self._output: list[dict[str, Any]] = []  # items done so far (and the open one, last)
-        self._item: dict[str, Any] | None = None  # the open item
+        self._item: dict[str, Any] | None = None  # the open message / reasoning item
         self._text: list[str] = []  # text of the open message / reasoning item, JSON-escaped pieces
         self._text_head = ""  # the open message's output_text.delta frame up to the escaped text
-        self._calls: dict[int, dict[str, Any]] = {}  # chat tool index -> function_call item
+        self._calls: dict[int, dict[str, Any]] = {}  # chat tool index -> function_call item (open or done)
+        self._open_calls: dict[int, dict[str, Any]] = {}  # chat tool index -> function_call item still open
+        self._call_oi: dict[int, int] = {}  # chat tool index -> its output_index
         self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
 
@@ -76,16 +81,16 @@ class ChatToResponses:
         return None  # always the last stage
 
     def args_frame(self, index: int, esc: str) -> str | None:
-        item = self._calls.get(index)
+        item = self._open_calls.get(index)
         if item is None or self.closed:
-            return None  # a new call opens its item on the general path
+            return None  # a new (or already closed) call takes the general path
         if not esc:
             return ""
         item["arguments"] += loads_str([esc])
         seq = self._seq
         self._seq = seq + 1
         return (f'event: response.function_call_arguments.delta\ndata: {{"item_id":{dumps_ascii(item["id"])},'
-                f'"output_index":{self._output.index(item)},"delta":"{esc}",'
+                f'"output_index":{self._call_oi[index]},"delta":"{esc}",'
                 f'"type":"response.function_call_arguments.delta","sequence_number":{seq}}}\n\n')
 
     def _joined(self) -> str:
@@ -114,9 +119,12 @@ class ChatToResponses:
             self._seq += 1
 
     def _open(self, item: dict[str, Any], out: list[Event]) -> dict[str, Any]:
+        """A new output item; the open message / reasoning item closes (open calls stay open: their argument
+        deltas may still come, interleaved by index)."""
         self._close_item(out)
-        self._item = item
-        self._text = []
+        if item["type"] != "function_call":
+            self._item = item
+            self._text = []
         self._output.append(item)
         self._emit("response.output_item.added", {"output_index": len(self._output) - 1, "item": dict(item)}, out)
         return item
@@ -125,7 +133,18 @@ class ChatToResponses:
         item = self._item
         if item is None:
             return
-        oi = len(self._output) - 1
+        self._item = None
+        self._done(item, self._output.index(item), out)
+
+    def _close_all(self, out: list[Event]) -> None:
+        """The choice finished: every open item is done, function calls with their whole arguments."""
+        self._close_item(out)
+        calls = sorted(self._open_calls.items(), key=lambda kv: self._call_oi[kv[0]])
+        self._open_calls = {}
+        for ci, item in calls:
+            self._done(item, self._call_oi[ci], out)
+
+    def _done(self, item: dict[str, Any], oi: int, out: list[Event]) -> None:
         typ = item["type"]
         if typ == "message":
             text = self._joined()
@@ -151,7 +170,6 @@ class ChatToResponses:
         if typ == "reasoning":
             del item["status"]
         self._emit("response.output_item.done", {"output_index": oi, "item": item}, out)
-        self._item = None
 
     def event(self, name: str, obj: Any, out: list[Event]) -> None:
         if self.closed:
@@ -211,6 +229,7 @@ class ChatToResponses:
                 self._tool(call, out)
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
+                self._close_all(out)
 
     def _tool(self, call: dict[str, Any], out: list[Event]) -> None:
         ci = call.get("index", 0)
@@ -220,18 +239,22 @@ class ChatToResponses:
             call_id = call.get("id") or f"call_{ci}"
             item = {"id": f"fc_{call_id}", "type": "function_call", "status": "in_progress", "call_id": call_id,
                     "name": fn.get("name") or "", "arguments": ""}
-            self._calls[ci] = item
+            self._calls[ci] = self._open_calls[ci] = item
+            self._call_oi[ci] = len(self._output)
             self._open(item, out)
         args = fn.get("arguments")
         if isinstance(args, str) and args:
+            if ci not in self._open_calls:  # after the choice's finish reason: its item is already done
+                self.dropped.add("tool_arguments_after_finish")
+                return
             item["arguments"] += args
             self._emit("response.function_call_arguments.delta", {
-                "item_id": item["id"], "output_index": self._output.index(item), "delta": args}, out)
+                "item_id": item["id"], "output_index": self._call_oi[ci], "delta": args}, out)
 
     def _close(self, out: list[Event]) -> None:
         if not self._started:
             self._start({}, out)
-        self._close_item(out)
+        self._close_all(out)
         incomplete = self._finish in _INCOMPLETE
         status = "incomplete" if incomplete else "completed"
         self._emit("response.incomplete" if incomplete else "response.completed",

@@ -31,6 +31,7 @@ class Ctx:
     dropped: set[str] = field(default_factory=set)
     stream: bool = False
     include_usage: bool = False  # the client asked for a usage chunk (chat stream_options.include_usage)
+    max_buffer_bytes: int = 1024 * 1024  # bound on what a stream stage may hold (tap_max_event_bytes)
 
     def refuse(self, param: str, why: str) -> None:
         """Drop ``param`` when the model's ``drop_params`` lists it; otherwise refuse the request."""
