@@ -48,6 +48,7 @@ _SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
 # the URL rule on the full path, which decides on the values as the browser decodes them.
 SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
                      rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
+_TAB_NL = re.compile(rb"[\t\n\r]")
 _REF_SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)")
 
 
@@ -80,9 +81,8 @@ def suspect_at(low: bytes, start: int, end: int) -> int:
 def tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
     """A tab/CR/LF in the tag and ``SUSPECT`` matching it (a host split by whitespace, which the
     browser's URL parser removes): only ``urls`` on the full path decides such a tag."""
-    if not _COMPILED:  # interpreted: C searches beat a Python byte loop
-        seg = buf[start:end]
-        return (b"\n" in seg or b"\t" in seg or b"\r" in seg) and SUSPECT.search(low, start, end) is not None
+    if not _COMPILED:  # interpreted: C searches beat a Python byte loop (no slice of the tag)
+        return _TAB_NL.search(buf, start, end) is not None and SUSPECT.search(low, start, end) is not None
     i: i64 = start
     e: i64 = end
     while i < e:
@@ -97,7 +97,9 @@ def _is_host_byte(c: int) -> bool:
     return (0x61 <= c <= 0x7A) or (0x30 <= c <= 0x39) or c == 0x2E or c == 0x2D or c == 0x5F or c == 0x7E
 
 
-_UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
+UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
+# ``simple_value`` of a quoted value (which cannot hold its own quote) as one search, no slice
+QUOTED_UNSAFE = re.compile(rb"[&\r\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
 K_URL, K_DATA, K_SRCSET, K_PING, K_STYLE, K_CONTENT = 1, 2, 3, 4, 5, 6
 ATTR_KIND: dict[bytes, int] = {
@@ -195,7 +197,7 @@ def simple_value(raw: bytes, quote: bytes) -> bool:
     and would be written back as the same bytes: no references, CR or NUL; nothing to escape."""
     if quote:
         return b"&" not in raw and b"\r" not in raw and b"\0" not in raw and quote not in raw
-    return bool(raw) and _UNQUOTED_UNSAFE.search(raw) is None
+    return bool(raw) and UNQUOTED_UNSAFE.search(raw) is None
 
 
 def rewrite_css_urls(rw: HostRewriter, value: str) -> str:
