@@ -20,6 +20,7 @@ Must not know: tokenization details, chunking, I/O, HTTP headers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.bytescan import is_ws
@@ -59,13 +60,13 @@ ScriptFilter = Callable[[TextBody], bool]
 """Called with each inline ``<script>``'s whole text before the URL rule; True = handled."""
 
 # Elements that may sit in <head>: seeing one of them does not yet open <body>.
-_HEAD_OK = frozenset((
+_HEAD_OK: Final = frozenset((
     "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
     "style", "script", "template",
 ))
-_BLANK = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
-_BOM = b"\xef\xbb\xbf"
-_SAME = b"\0unchanged"  # ``_raw_value``: the value is unchanged (a sentinel, compared by identity)
+_BLANK: Final = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
+_BOM: Final = b"\xef\xbb\xbf"
+_SAME: Final = b"\0unchanged"  # ``_raw_value``: the value is unchanged (a sentinel, compared by identity)
 
 
 class SluicegateRules:

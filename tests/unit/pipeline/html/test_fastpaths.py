@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +29,7 @@ from sluicegate.pipeline.html.urlvalues import (
     rewrite_css_urls_bytes,
     rewrite_srcset,
     rewrite_srcset_bytes,
+    suspect_at,
 )
 from sluicegate.pipeline.html.urlvalues import plain_span as _plain_span
 from sluicegate.pipeline.html.urlvalues import simple_value as _simple_value
@@ -373,3 +376,27 @@ def test_last_attr_end_matches_iter_attrs(text: bytes) -> None:
     buf = b"<x " + text + b">"
     attrs = iter_attrs(buf, 2, len(buf) - 1)
     assert _last_attr_end(buf, 2, len(buf) - 1) == (attrs[-1].end if attrs else -1)
+
+
+def _suspect_ref_regex(low: bytes, start: int, end: int) -> int:
+    m = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)").search(low, start, end)
+    return -1 if m is None else m.start()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(["&", "#", "period;", "sol;", "colon;", "bsol;", "percnt;", "commat;", "amp;",
+                                 "period", "&&", "x", "%", "%2e", "//", "\\", "/", "a.b", ";"]),
+                max_size=16).map(lambda xs: "".join(xs).encode()),
+       st.integers(min_value=0, max_value=80), st.integers(min_value=0, max_value=80))
+def test_suspect_at_reference_part_matches_regex(low: bytes, a: int, b: int) -> None:
+    """``suspect_at``'s character-reference search (``&`` by ``find``, then the name) stops where the
+    regex ``&(?:#|period;|...)`` does, within any bounds; ``%`` and ``\\`` suspects only come earlier."""
+    start, end = min(a, b, len(low)), min(max(a, b), len(low))
+    ref = _suspect_ref_regex(low, start, end)
+    got = suspect_at(low, start, end)
+    if ref >= 0:
+        assert 0 <= got <= ref
+        if got < ref:  # something else is suspect before it: a ``%`` / ``\`` form
+            assert low.find(b"%", got, ref) >= 0 or low.find(b"\\", got, ref) >= 0
+    elif got >= 0:
+        assert low.find(b"%", got, end) >= 0 or low.find(b"\\", got, end) >= 0
