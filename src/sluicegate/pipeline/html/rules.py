@@ -364,7 +364,9 @@ class SluicegateRules:
             return
         if not body.complete:  # an over-long body streams through unmodified
             return
-        if body.slot is None and self.rw.might_contain(body.output):
+        # ``rewrite`` returns its input itself when nothing matches (then ``replace`` is a no-op): a
+        # ``might_contain`` check first lower-cased and searched every body twice
+        if body.slot is None:
             body.replace(self.rw.rewrite(body.output))
 
     def style(self, body: TextBody) -> None:
