@@ -361,6 +361,18 @@ class HostRewriter:
         self._forms_h = self._url_forms[0x68]
         self._forms_sl = self._url_forms[0x2F]
         self._forms_bs = self._url_forms[0x5C]
+        # ``rewrite_url_bytes``' common case, a lower-case value ``https://<origin host>/...`` (or
+        # ``http://``, ``//``): (that prefix up to the ``/``, its replacement), each kept only when the
+        # general path gives the same on a probe. The path's decision depends on the bytes after the
+        # host only through the boundary (here ``/``) and a later reference, which is checked per value.
+        self._url_fast: tuple[tuple[bytes, bytes], ...] = ()
+        fast: list[tuple[bytes, bytes]] = []
+        for i, (prefix, _) in enumerate(_PREFIXES):
+            if prefix in (b"https://", b"http://", b"//"):
+                key = prefix + self.needle + b"/"
+                if self.rewrite_url_bytes(key + b"p") == self.replacements[i] + b"/p":
+                    fast.append((key, self.replacements[i]))
+        self._url_fast = tuple(fast)
 
     def replacement(self, buf: bytes, start: int, end: int, form: int) -> bytes:
         """What ``buf[start:end]``, matched as ``form``, becomes."""
@@ -466,6 +478,12 @@ class HostRewriter:
         decide (the value holds an origin host anywhere but in a plain prefix form at its start,
         or begins with a character ``str.lstrip`` strips but ``bytes.lstrip`` does not).
         """
+        for key, rep in self._url_fast:
+            if value.startswith(key):
+                e = len(key) - 1
+                if value.islower() and self.matcher.find_needle(value, e) < 0:
+                    return rep + value[e:]
+                break
         stripped = value.lstrip(_ASCII_SPACE)
         if not stripped:
             return value
