@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.bytescan import find_bytes
-from sluicegate.pipeline.hosts import _PREFIXES
+from sluicegate.pipeline.hosts import _PREFIXES, OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
 from sluicegate.pipeline.html.lexer import Lexer
@@ -400,3 +401,24 @@ def test_suspect_at_reference_part_matches_regex(low: bytes, a: int, b: int) -> 
             assert low.find(b"%", got, ref) >= 0 or low.find(b"\\", got, ref) >= 0
     elif got >= 0:
         assert low.find(b"%", got, end) >= 0 or low.find(b"\\", got, end) >= 0
+
+
+_FAST_RWS = [
+    host_rewriter(), host_rewriter("https://origin.example.com:8443"), host_rewriter("http://origin.example.com"),
+    OriginMatcher(Origin.parse("https://origin.example.com"),
+                  ["origin.example.com.cdn.net", "example.com", "origin.example.com:8443"]).for_request(
+        "https", "www.proxy.example"),
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(["https://origin.example.com/", "http://origin.example.com/", "//origin.example.com/",
+                        "https://origin.example.com:8443/", "//example.com/"]),
+       values, st.integers(min_value=0, max_value=len(_FAST_RWS) - 1))
+def test_rewrite_url_bytes_shortcut_matches_general_path(head: str, tail: str, which: int) -> None:
+    """The lower-case ``https://<origin>/...`` shortcut of ``rewrite_url_bytes`` answers what its general
+    path answers (reached with a leading space, which the shortcut does not take and the path keeps)."""
+    rw = _FAST_RWS[which]
+    value = (head + tail).encode()
+    spaced = rw.rewrite_url_bytes(b" " + value)
+    assert rw.rewrite_url_bytes(value) == (None if spaced is None else spaced[1:])
