@@ -18,9 +18,11 @@ from sluicegate import __version__
 from sluicegate.config import ConfigError, Settings, load_settings_text
 
 
-def _read_config(path: str) -> tuple[Settings, str] | None:
+def _read_config(path: str, *, build_in_child: bool = False) -> tuple[Settings, str] | None:
     """Settings (and the exact text they came from) plus the checks only a built app can make
-    (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then."""
+    (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then.
+    ``build_in_child``: the app is built in a short-lived child (``server.configcheck``), so a process
+    that lives on (``serve``: the supervisor) never imports or holds it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -31,9 +33,17 @@ def _read_config(path: str) -> tuple[Settings, str] | None:
         return None
     try:
         settings = load_settings_text(text, path)
-        from sluicegate.server.supervisor import check_buildable
+        if build_in_child:
+            from sluicegate.server.configcheck import check_in_child
 
-        check_buildable(settings)
+            problem = check_in_child(text, path)
+            if problem is not None:
+                print(problem, file=sys.stderr)
+                return None
+        else:
+            from sluicegate.server.configcheck import check_buildable
+
+            check_buildable(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -53,7 +63,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
         if value is not None:
             os.environ[f"SLUICEGATE__SERVER__{key}"] = str(value)
-    loaded = _read_config(args.config)
+    loaded = _read_config(args.config, build_in_child=True)
     if loaded is None:
         return 2
     settings, text = loaded
@@ -225,7 +235,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         config = workdir / "demo.toml"
         config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
                                              mock_port=args.mock_port))
-        loaded = _read_config(str(config))
+        loaded = _read_config(str(config), build_in_child=True)
         if loaded is None:
             return 2
         print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
@@ -257,7 +267,9 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``tools=False`` leaves out the tool commands (bench, teams, check-site), whose
+    modules a ``serve`` process (the supervisor, for the server's whole life) has no use for."""
     parser = argparse.ArgumentParser(prog="sluicegate", description="Streaming edge proxy")
     parser.add_argument("--version", action="version", version=f"sluicegate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a settings file")
     p.add_argument("file")
     p.set_defaults(func=_cmd_check)
+    if not tools:
+        return parser
 
     try:
         from sluicegate.bench.cli import register
@@ -306,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(tools=argv[:1] != ["serve"]).parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return int(args.func(args))
 

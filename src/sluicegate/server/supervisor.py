@@ -39,6 +39,9 @@ from sluicegate.config import ConfigError, Settings, load_settings_text
 from sluicegate.observability import metrics
 from sluicegate.observability.probe import Prober
 from sluicegate.server.admin import AdminServer
+from sluicegate.server.configcheck import check_buildable, check_in_child_async
+
+__all__ = ["Supervisor", "check_buildable"]  # check_buildable: in-process, for ``check-config``
 
 log = logging.getLogger("sluicegate.supervisor")
 
@@ -91,13 +94,6 @@ def runtime_base() -> str | None:
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return shm
     return None  # the system temp dir
-
-
-def check_buildable(settings: Settings) -> None:
-    """The checks only a built app can make (e.g. secrets named by ``*_env`` are set); raises ValueError."""
-    from sluicegate.server.app import SluicegateApp
-
-    SluicegateApp(settings).observer.shutdown()  # e.g. a tracing exporter thread: not needed for a check
 
 
 class Supervisor:
@@ -310,13 +306,16 @@ class Supervisor:
         try:
             text = Path(self.config_path).read_text(encoding="utf-8")
             settings = load_settings_text(text, self.config_path)
-            check_buildable(settings)
         except ConfigError as exc:
             return self._refuse(str(exc))
         except (OSError, UnicodeDecodeError) as exc:
             return self._refuse(f"{self.config_path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
         except ValueError as exc:
             return self._refuse(f"{self.config_path}: {exc}")
+        # built in a short-lived child (server.configcheck), never here: the supervisor holds no app
+        problem = await check_in_child_async(text, self.config_path)
+        if problem is not None:
+            return self._refuse(problem)
         old = self.gen.settings
         from sluicegate.server.tls import TlsProblem, server_context
 

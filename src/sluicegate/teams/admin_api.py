@@ -17,11 +17,13 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from sluicegate.config.inference import InferenceSettings
-from sluicegate.teams.manage import KeyAdmin, ManageError
+
+if TYPE_CHECKING:  # imported on the first call: the supervisor serves this API and must stay lean (sqlite3, store)
+    from sluicegate.teams.manage import KeyAdmin
 
 log = logging.getLogger("sluicegate.teams.admin")
 Reply = tuple[int, bytes, str]
@@ -68,6 +70,8 @@ class TeamsAdminApi:
     def _dispatch(self, method: str, target: str, body: bytes) -> Reply:
         path, _, query = target.partition("?")
         parts = [p for p in path.split("/") if p][1:]  # after "v1"
+        from sluicegate.teams.manage import KeyAdmin, ManageError
+
         try:
             admin = KeyAdmin(self.cfg, self.environ)
         except ValueError as exc:
