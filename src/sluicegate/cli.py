@@ -13,37 +13,37 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sluicegate import __version__
-from sluicegate.config import ConfigError, Settings, load_settings_text
+
+if TYPE_CHECKING:  # `serve` (the supervisor, for the server's life) never imports the config model
+    from sluicegate.config import Settings
+    from sluicegate.server.supervisor_view import SupervisorView
 
 
-def _read_config(path: str, *, build_in_child: bool = False) -> tuple[Settings, str] | None:
-    """Settings (and the exact text they came from) plus the checks only a built app can make
-    (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then.
-    ``build_in_child``: the app is built in a short-lived child (``server.configcheck``), so a process
-    that lives on (``serve``: the supervisor) never imports or holds it."""
+def _read_text(path: str) -> str | None:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return None
     except UnicodeDecodeError as exc:
         print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+    return None
+
+
+def _read_config(path: str) -> tuple[Settings, str] | None:
+    """Settings (and the exact text they came from) plus the checks only a built app can make
+    (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then."""
+    from sluicegate.config import ConfigError, load_settings_text
+    from sluicegate.server.configcheck import check_buildable
+
+    text = _read_text(path)
+    if text is None:
         return None
     try:
         settings = load_settings_text(text, path)
-        if build_in_child:
-            from sluicegate.server.configcheck import check_in_child
-
-            problem = check_in_child(text, path)
-            if problem is not None:
-                print(problem, file=sys.stderr)
-                return None
-        else:
-            from sluicegate.server.configcheck import check_buildable
-
-            check_buildable(settings)
+        check_buildable(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -58,23 +58,39 @@ def _load_for_serving(path: str) -> Settings | None:
     return loaded[0] if loaded is not None else None
 
 
+def _check_for_serving(path: str) -> tuple[SupervisorView, str] | None:
+    """The same checks as ``_read_config`` plus the TLS files, made by a short-lived child
+    (``server.configcheck``): the process that goes on to supervise never imports the config model or the
+    app. The supervisor's view of the config and its text; ``None`` when refused (printed, one line)."""
+    from sluicegate.server.configcheck import check_in_child
+
+    text = _read_text(path)
+    if text is None:
+        return None
+    checked = check_in_child(text, path)
+    if checked.view is None:
+        print(f"sluicegate: {checked.problem}" if checked.startup else checked.problem, file=sys.stderr)
+        return None
+    return checked.view, text
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     # Command-line overrides go through the same validation (and reach every worker) as env overrides.
     for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
         if value is not None:
             os.environ[f"SLUICEGATE__SERVER__{key}"] = str(value)
-    loaded = _read_config(args.config, build_in_child=True)
+    loaded = _check_for_serving(args.config)
     if loaded is None:
         return 2
-    settings, text = loaded
-    return _serve(settings, args.config, text)
+    view, text = loaded
+    return _serve(view, args.config, text)
 
 
-def _serve(settings: Settings, path: str, text: str) -> int:
+def _serve(view: SupervisorView, path: str, text: str) -> int:
     from sluicegate.server.run import StartupError, serve
 
     try:
-        return serve(settings, str(Path(path).resolve()), text, workers=settings.server.workers)
+        return serve(view, str(Path(path).resolve()), text, workers=view.workers)
     except StartupError as exc:
         print(f"sluicegate: {exc}", file=sys.stderr)
         return 2
@@ -235,7 +251,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         config = workdir / "demo.toml"
         config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
                                              mock_port=args.mock_port))
-        loaded = _read_config(str(config), build_in_child=True)
+        loaded = _check_for_serving(str(config))
         if loaded is None:
             return 2
         print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
