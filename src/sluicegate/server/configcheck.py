@@ -12,7 +12,7 @@ of the config (``server.supervisor_view``, JSON) on stdout, exit code 0; else th
 in-process check would print it on stderr, exit code 2 (config, ``file:line: key: ...``) or 3 (a start-up
 problem: an unusable certificate). The child inherits the environment (``SLUICEGATE__*`` overrides,
 secrets) like a worker does, but never the metrics directory.
-Must not know what the supervisor does with the answer.
+Must not know what the supervisor does with the view, nor anything of the workers.
 """
 
 from __future__ import annotations
