@@ -28,7 +28,8 @@ UNSET = "publisher.routes[media].s3: credentials: environment variable T_FOOT_KE
 
 
 def _env_without_keys() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("T_FOOT_KEY_ID", "T_FOOT_SECRET")}
+    drop = ("T_FOOT_KEY_ID", "T_FOOT_SECRET", "SLUICEGATE_ADMIN_TOKEN")
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def test_serve_refuses_an_unbuildable_config_in_one_line(tmp_path: Path) -> None:
@@ -49,6 +50,9 @@ def test_reload_refuses_an_unbuildable_config_and_keeps_serving(tmp_path: Path, 
     p = start(tmp_path, origin.url, env=_env_without_keys())
     try:
         assert get(p.url + "/page")[0] == 200
+        # the teams key API on the admin listener, off without a token (answered without the config model)
+        status, _h, body = get(p.admin_url + "/v1/keys")
+        assert status == 404 and b"admin API off: set the environment variable SLUICEGATE_ADMIN_TOKEN" in body
         good = p.config_path.read_text()
         p.config_path.write_text(good + S3_ROUTE.format(origin=origin.url))
         assert p.proc is not None
