@@ -157,6 +157,20 @@ def utf16_html(port: int) -> bytes:
     return (text + f'<img src="http://cdn.fp.test:{port}/i">').encode("utf-16")
 
 
+def site_css_text(tp_port: int) -> str:
+    """The publisher stylesheet ``/site.css``: a rewrite domain in ``@import`` and ``url()`` (plain, quoted,
+    scheme-relative), another host, a relative URL and a ``data:`` URL."""
+    tp = f"cdn.fp.test:{tp_port}"
+    return (
+        f'@import "http://{tp}/style.css";\n'
+        f".a{{background:url(http://{tp}/bg.png)}}\n"
+        f".b{{background:url('//{tp}/b.png')}}\n"
+        ".c{background:url(http://other.example/o.png)}\n"
+        ".d{background:url(rel/d.png)}\n"
+        ".e{background:url(data:image/png;base64,AAAA)}\n"
+    )
+
+
 def origin_app(seen: Seen, tp_port: int) -> web.Application:
     app = web.Application()
 
@@ -193,8 +207,24 @@ def origin_app(seen: Seen, tp_port: int) -> web.Application:
         )
         return web.Response(text=html, content_type="text/html")
 
+    async def site_css(request: web.Request) -> web.StreamResponse:
+        """The publisher's own stylesheet naming a rewrite domain, written in pieces cut inside its URLs."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/css; charset=utf-8",
+                                           "Cache-Control": "public, max-age=60"})
+        await resp.prepare(request)
+        body = site_css_text(tp_port).encode()
+        pos = 0
+        for at in (body.index(b"style.css") - 4, body.index(b"url(") + 2, body.index(b"bg.png") + 1):
+            await resp.write(body[pos:at])
+            await asyncio.sleep(0.02)  # separate reads at the proxy
+            pos = at
+        await resp.write(body[pos:])
+        await resp.write_eof()
+        return resp
+
     app.router.add_get("/page", page)
     app.router.add_get("/page-scripts", page_scripts)
+    app.router.add_get("/site.css", site_css)
     app.router.add_get("/hold", hold)
     return app
 
