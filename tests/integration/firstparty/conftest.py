@@ -30,6 +30,21 @@ class Seen:
     creative_release: threading.Event = field(default_factory=threading.Event)
 
 
+async def write_cut(resp: web.StreamResponse, body: bytes, cuts: list[int],
+                    last_waits: threading.Event | None = None) -> None:
+    """``body`` written in pieces ending at ``cuts`` (a pause after each: separate reads at the proxy), then the
+    rest and the end; with ``last_waits`` the last cut piece waits for that event first."""
+    pos = 0
+    for i, at in enumerate(cuts):
+        if last_waits is not None and i == len(cuts) - 1:
+            await asyncio.get_running_loop().run_in_executor(None, last_waits.wait, 10)
+        await resp.write(body[pos:at])
+        await asyncio.sleep(0.02)
+        pos = at
+    await resp.write(body[pos:])
+    await resp.write_eof()
+
+
 def third_party_app(seen: Seen, port: int) -> web.Application:
     app = web.Application()
     base = f"http://cdn.fp.test:{port}"
@@ -100,16 +115,7 @@ def third_party_app(seen: Seen, port: int) -> web.Application:
         cuts = [body.index(b"a.js?k=1") - 5, body.index(b"pixel.gif") - 3, body.index(b"not-allowed.example/x") + 4,
                 body.index(b"url(") + 2, body.index(b"<noscript>") + 5, body.index(b"ns.png") - 2,
                 body.index(b"late.js") - 6, body.index(b"</body>")]
-        pos = 0
-        for i, at in enumerate(cuts):
-            if i == len(cuts) - 1:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, seen.creative_release.wait, 10)
-            await resp.write(body[pos:at])
-            await asyncio.sleep(0.02)  # separate reads at the proxy
-            pos = at
-        await resp.write(body[pos:])
-        await resp.write_eof()
+        await write_cut(resp, body, cuts, last_waits=seen.creative_release)
         return resp
 
     async def utf16(request: web.Request) -> web.Response:
@@ -213,13 +219,7 @@ def origin_app(seen: Seen, tp_port: int) -> web.Application:
                                            "Cache-Control": "public, max-age=60"})
         await resp.prepare(request)
         body = site_css_text(tp_port).encode()
-        pos = 0
-        for at in (body.index(b"style.css") - 4, body.index(b"url(") + 2, body.index(b"bg.png") + 1):
-            await resp.write(body[pos:at])
-            await asyncio.sleep(0.02)  # separate reads at the proxy
-            pos = at
-        await resp.write(body[pos:])
-        await resp.write_eof()
+        await write_cut(resp, body, [body.index(b"style.css") - 4, body.index(b"url(") + 2, body.index(b"bg.png") + 1])
         return resp
 
     app.router.add_get("/page", page)
