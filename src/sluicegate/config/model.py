@@ -216,7 +216,7 @@ class CompressionSettings(BaseModel):
 
     model_config = _FROZEN
 
-    gzip_level: int = Field(default=3, ge=1, le=9)
+    gzip_level: int = Field(default=4, ge=1, le=9)  # 4 beats 3 on HTML: less CPU, smaller (bench codec-levels)
     brotli_quality: int = Field(default=3, ge=0, le=11)
     zstd_level: int = Field(default=3, ge=1, le=19)
 
