@@ -88,7 +88,7 @@ async def _measure(rounds: int, scale: float) -> dict[str, float]:
 
         async def one() -> None:
             try:
-                await relay.respond(_Resp(list(chunks), ends=ends), headers, decision, method="GET",
+                await relay.respond(_Resp(list(chunks), ends=ends), headers, decision, method="GET",  # type: ignore[arg-type]
                                     rewriter=rewriter, navigation=True, send=send, request_id="bench",
                                     deadline=deadline, accepted=accepted, label="GET /bench")
             except _Stop:
