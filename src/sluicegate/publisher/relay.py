@@ -11,7 +11,10 @@ Invariants:
   Stream sends what each read produced (and, mid-read, at the first pause, then after
   ``_SEND_EVERY_WORK`` of the response's own work or ``_SEND_MAX_GAP`` of wall time; at most
   ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
-  leaves with the end of the response (one write, not two, for a small body).
+  leaves with the end of the response (one write, not two, for a small body). A small Stream body whose
+  origin bytes are all in hand at the first read (``[limits] one_pass_body_bytes``, at most one piece of
+  work) is transformed in one pass and sent with a Content-Length (``publisher.oneshot``): nothing waits
+  for it, it had all arrived.
 * **Taps watch from the side, never delay bytes.** Metrics (bytes from the origin, rewrites, failures),
   the access log's byte count (``server.observe`` wraps ``send``) and the edge identity's Set-Cookie
   (added to the head by the intake's ``send`` wrapper) look at what passes; none holds a byte back.

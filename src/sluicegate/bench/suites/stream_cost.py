@@ -6,9 +6,10 @@ arrives) and a client ``send`` that keeps nothing. Per case, CPU time (``process
 best of ``--rounds`` rounds (the least disturbed by other processes: on a shared machine the one figure that
 holds still). Cases: PassThrough, and the Stream route (HTML rewritten) from an identity and from a gzip
 origin (gzip re-encoded, ``Accept-Encoding: gzip``), on the throughput bench's 2 KB and 200 KB pages
-(``dev.origin.content.page``); and "first send": the relay's CPU from the origin's head to its first body
-send when the origin sends a first 1 KiB gzip segment and more is to come (relay-ttfb's trickled page):
-the relay's share of the added TTFB of a rewritten page.
+(``dev.origin.content.page``); the rewriter alone on the 200 KB page (``build_processor``, fed in 16 KiB
+pieces: what the 200 KB Stream route compares with); and "first send": the relay's CPU from the origin's
+head to its first body send when the origin sends a first 1 KiB gzip segment and more is to come
+(relay-ttfb's trickled page): the relay's share of the added TTFB of a rewritten page.
 
 A/B: run it twice, alternating, once with ``PYTHONPATH=/path/to/other/build`` (``scripts/build_mypyc.py
 --target DIR`` of the other tree): ``--ab DIR`` does exactly that, in ``--alternations`` alternations, and
@@ -114,6 +115,22 @@ async def _measure(rounds: int, scale: float) -> dict[str, float]:
                     reps)
         await timed(f"html-gzip {size}", [("content-type", "text/html"), ("content-encoding", "gzip"),
                                           ("content-length", str(len(packed)))], [packed], True, reps)
+    # the rewriter alone on the 200 KB page (16 KiB pieces, as the relay feeds it): the denominator of the
+    # "route / rewriter alone" ratio, same process, same page
+    from sluicegate.gate import Kind
+    from sluicegate.publisher.processors import build_processor
+
+    big = page(origin, SIZES[-1])
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.process_time()
+        for _ in range(max(3, int(8 * scale))):
+            proc = build_processor(Kind.HTML, rewriter, settings, navigation_request=True, content_type="text/html")
+            for i in range(0, len(big), 16384):
+                proc.feed(big[i : i + 16384])
+            proc.finish()
+        best = min(best, (time.process_time() - t) / max(3, int(8 * scale)))
+    out[f"rewriter alone {SIZES[-1]}"] = round(best * 1e6, 1)
     z = zlib.compressobj(6, zlib.DEFLATED, 31)
     segment = z.compress(page(origin, 64 * 1024)[:1024]) + z.flush(zlib.Z_SYNC_FLUSH)
     stop_at_body = True
