@@ -16,7 +16,9 @@ streaming path from where decoding stopped (``Resumed``): nothing is decoded twi
 
 Equivalence: the rewritten bytes are those of the streaming path for the same body (the processor is fed
 the same decoded bytes; rewriters' output is chunk-split invariant), and the encoded bytes are those the
-streaming path sends for a body that arrives in one read (compress, then finish: no sync flush).
+streaming path sends for a body that arrives in one read (compress, then finish: no sync flush), except for
+a gzip body the processor left unchanged, which leaves as the origin encoded it (``reuse_wire``: no
+re-encode; the same decoded bytes).
 Bounds: the decoder's ``max_decoded_body_bytes`` and the ``max_decoded_bytes_without_output`` check apply
 as on the streaming path.
 
@@ -74,12 +76,18 @@ def raising(exc: PipelineError) -> Iterator[bytes]:
 
 
 def transform_whole(
-    data: bytes, decoder: Decoder, processor: Transformer, encoder: Encoder, *, limit: int, quiet_cap: int
+    data: bytes, decoder: Decoder, processor: Transformer, encoder: Encoder, *, limit: int, quiet_cap: int,
+    reuse_wire: bool = False,
 ) -> bytes | Resumed:
     """The whole body ``data`` decoded, processed and encoded in one pass (the coding's trailer included), or,
     when it decodes to more than ``limit`` bytes, a ``Resumed`` decoder for the streaming path (nothing of
     the processor or encoder used yet). Raises what the stages raise (``PipelineError``,
-    ``WorkBoundExceeded``) exactly as the streaming path would for the same body."""
+    ``WorkBoundExceeded``) exactly as the streaming path would for the same body.
+
+    ``reuse_wire`` (the body leaves in the gzip coding it came in): when the processor changed nothing, the
+    answer is ``data`` itself, the origin's own encoding of the same bytes, and nothing is re-encoded (a page
+    with only relative links; issue 19). Not when the gzip decoder skipped trailing garbage (those bytes would
+    reach the client)."""
     pieces = decoder.feed_pieces(data)
     first = next(pieces, b"")
     if len(first) > limit:
@@ -96,4 +104,7 @@ def transform_whole(
     # as BodyWork.feed and BodyWork.tail do it (the same encoder calls: the same encoded bytes)
     rest = decoder.finish()
     tail = processor.feed(rest) + processor.finish() if rest else processor.finish()
+    if (reuse_wire and len(out) + len(tail) == len(first) and first.startswith(out) and first.endswith(tail)
+            and getattr(decoder, "trailing_garbage_bytes", 0) == 0):
+        return data
     return b"".join((encoder.compress(out), encoder.compress(tail), encoder.finish()))

@@ -267,7 +267,8 @@ class Relay:
                 t0 = time.perf_counter()
                 try:
                     done = oneshot.transform_whole(first, decoder, processor, encoder, limit=self.one_pass,
-                                                   quiet_cap=self.limits.max_decoded_bytes_without_output)
+                                                   quiet_cap=self.limits.max_decoded_bytes_without_output,
+                                                   reuse_wire=in_coding == out_coding == "gzip")
                 except PipelineError as exc:  # the streaming path meets it after the head, as it always did
                     done = oneshot.Resumed(decoder, oneshot.raising(exc))
                 looplag.note_work(time.perf_counter() - t0, request_id, label)

@@ -133,6 +133,27 @@ async def test_a_body_decoding_past_the_bound_resumes_on_the_streaming_path_deco
     assert _decode("gzip", b"".join(sent)) == _decode("gzip", await _streamed(config, "gzip", wire, []))
 
 
+def test_an_unchanged_gzip_body_leaves_as_the_origin_encoded_it() -> None:
+    config = _settings()
+    elsewhere = page("http://cdn.elsewhere.test", 4000)  # names no origin host: the rewriter changes nothing
+    wire = gzip.compress(elsewhere, 9)
+
+    def one(data: bytes, html: bytes | None = None, *, reuse: bool = True) -> bytes:
+        result = transform_whole(data, decoder_for("gzip", 1 << 30, PIECE), _processor(config), encoder_for("gzip"),
+                                 limit=PIECE, quiet_cap=1 << 30, reuse_wire=reuse)
+        assert isinstance(result, bytes)
+        return result
+
+    assert one(wire) is wire  # the origin's own bytes, not re-encoded
+    assert one(wire, reuse=False) != wire and gzip.decompress(one(wire, reuse=False)) == elsewhere
+    rewritten = gzip.compress(page(ORIGIN, 4000), 9)
+    assert one(rewritten) != rewritten  # changed: re-encoded
+    assert ORIGIN.encode() not in gzip.decompress(one(rewritten))
+    garbage = wire + b"\x00trailing junk"
+    out = one(garbage)
+    assert out != garbage and gzip.decompress(out) == elsewhere  # the junk never reaches the client
+
+
 def test_a_lower_bound_than_the_piece_also_resumes() -> None:
     html = page(ORIGIN, 9000)
     result = transform_whole(html, decoder_for("", 1 << 30, PIECE), _processor(_settings()), encoder_for(""),
@@ -198,6 +219,22 @@ async def test_a_small_page_in_hand_is_answered_with_a_length_and_equals_the_str
         assert h["content-encoding"] == "gzip"
         assert "accept-encoding" in h["vary"].lower()
         assert h["etag"] == 'W/"v1"'
+
+
+async def test_an_unchanged_small_gzip_page_is_relayed_as_the_origin_sent_it() -> None:
+    html = page("http://cdn.elsewhere.test", 3000)
+    packed = gzip.compress(html, 9)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await origin.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n"
+                     + f"Content-Length: {len(packed)}\r\n\r\n".encode() + packed)
+        await writer.drain()
+
+    async with ScriptedOrigin(script) as origin, publisher(settings(origin.port)) as proxy:
+        r = await request(proxy.port, "/page", headers={"accept-encoding": "gzip"})
+    assert r.complete and r.body == packed and r.headers["content-length"] == str(len(packed))
+    assert r.headers["content-encoding"] == "gzip" and "accept-encoding" in r.headers["vary"].lower()
 
 
 async def test_a_corrupt_small_body_still_aborts_after_the_head() -> None:
