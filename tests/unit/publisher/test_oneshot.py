@@ -237,6 +237,15 @@ async def test_an_unchanged_small_gzip_page_is_relayed_as_the_origin_sent_it() -
     assert r.headers["content-encoding"] == "gzip" and "accept-encoding" in r.headers["vary"].lower()
 
 
+async def test_a_small_wire_body_that_decodes_large_is_streamed_complete() -> None:
+    html = page("http://ORIGIN", 60 * 1024)  # ~12 KiB gzip'd: in hand and under the bound, but 60 KiB decoded
+    assert len(gzip.compress(html)) < 16 * 1024 < len(html)
+    one_headers, one_body, _ = await _serve(html, split=False)
+    assert one_headers.get("transfer-encoding") == "chunked" and "content-length" not in one_headers
+    _, streamed_body, _ = await _serve(html, split=True)
+    assert one_body == streamed_body and len(one_body) > 50 * 1024
+
+
 async def test_a_corrupt_small_body_still_aborts_after_the_head() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await origin.head(reader)
