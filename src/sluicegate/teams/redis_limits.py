@@ -62,7 +62,7 @@ for w = 1, nwin do
   local n = redis.call('ZCARD', hits)
   local retry = 1
   local oldest = redis.call('ZRANGE', hits, 0, 0, 'WITHSCORES')
-  if #oldest > 0 then retry = math.max(1, tonumber(oldest[2]) + window - now) end
+  if #oldest > 0 then retry = math.min(window, math.max(1, tonumber(oldest[2]) + window - now)) end
   if rpm > 0 and n >= rpm then return {'rpm', tostring(retry), tostring(n), tostring(rpm)} end
   local used = tonumber(redis.call('HGET', tok, '_sum') or '0')
   if tpm > 0 and used + math.min(tokens, tpm) > tpm then

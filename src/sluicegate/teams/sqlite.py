@@ -360,7 +360,8 @@ def _expire(conn: sqlite3.Connection, key_id: str, cutoff: float) -> None:
 
 def _retry(conn: sqlite3.Connection, key_id: str, now: float) -> float:
     (oldest,) = conn.execute("SELECT min(ts) FROM hits WHERE key_id = ?", (key_id,)).fetchone()
-    return max(1.0, (oldest or now) + WINDOW - now)
+    # another worker's clock read (taken a moment later) may put the oldest hit after our ``now``
+    return min(WINDOW, max(1.0, (oldest or now) + WINDOW - now))
 
 
 def _nothing(conn: sqlite3.Connection) -> None:
