@@ -222,9 +222,14 @@ def origin_app(seen: Seen, tp_port: int) -> web.Application:
         await write_cut(resp, body, [body.index(b"style.css") - 4, body.index(b"url(") + 2, body.index(b"bg.png") + 1])
         return resp
 
+    async def site_css_whole(request: web.Request) -> web.Response:
+        """The same sheet in one write: the proxy relays it by the small-body (one-shot) path."""
+        return web.Response(text=site_css_text(tp_port), content_type="text/css")
+
     app.router.add_get("/page", page)
     app.router.add_get("/page-scripts", page_scripts)
     app.router.add_get("/site.css", site_css)
+    app.router.add_get("/site-whole.css", site_css_whole)
     app.router.add_get("/hold", hold)
     return app
 

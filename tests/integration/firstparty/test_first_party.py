@@ -470,3 +470,6 @@ def test_publisher_css_signs_rewrite_domains(fp: Env) -> None:
     assert status == 200 and headers["content-type"].startswith("text/css")
     assert got.count(b"/first-party/proxy?url=") == 1 and b"not-allowed.example/x.png" in got
     assert fp.get(imported.replace("style.css", "other.css"))[0] == 403  # the signature covers the target
+    # the same sheet arriving whole (relayed by the small-body path): the same rewrite
+    status, _, whole = fp.get("/site-whole.css")
+    assert status == 200 and tp not in whole.decode() and whole.count(b"/first-party/proxy?url=") == 3
