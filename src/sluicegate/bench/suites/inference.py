@@ -35,8 +35,9 @@ PY = sys.executable
 CHAT_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                         "stream_options": {"include_usage": True}}).encode()
 DIRECT_BODY = CHAT_BODY.replace(b'"bench"', b'"mock-1"')
-# 27 content deltas + role + finish + usage + [DONE] = 31 events; 10 ms before the first, 1 ms apart.
-LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0}
+# 27 content deltas + role + finish + usage + [DONE] = 31 events; 10 ms before the first, 1 ms apart; the
+# content is the mock's text (multibyte characters included) with one delta of 8 KiB: ~8.4 KB in all.
+LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0, "big_event": 8192}
 
 
 def gateway_settings(upstream: str) -> dict[str, Any]:
@@ -246,7 +247,8 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
 
 
 def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k not in ("meets_slo", "cpu_busy")}
+    med["cpu_busy"] = {k: statistics.median(r["cpu_busy"][k] for r in rounds) for k in rounds[0]["cpu_busy"]}
     med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
     return med
 
@@ -263,12 +265,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mock = subprocess.Popen([PY, "-m", mock_mod, "--port", str(mock_port), "--uvloop",
                              "--chunks", str(LITELLM_PROTOCOL["chunks"]),
                              "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
-                             "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],
+                             "--between-ms", str(LITELLM_PROTOCOL["between_ms"]),
+                             "--fault", f"big_event={LITELLM_PROTOCOL['big_event']}" if args.big_event else ""],
                             env=env, stdout=subprocess.DEVNULL)
     tmp = tempfile.TemporaryDirectory(prefix="sg-bench-inference-")
-    trees: dict[str, dict[str, str]] = {"after": env}
+    trees: dict[str, dict[str, str]] = {"after": dict(env, BENCH_HTTP_CORE=args.core)}
+    python = {"after": PY}
     rev = ""
-    if args.cores:  # this tree's gateway under two serving cores, side by side ("before" = the first)
+    if args.vs_exe:  # another build's gateway (its own venv, compiled as it ships), run by its own interpreter
+        python["before"] = str(Path(args.vs_exe).parent / "python")
+        trees["before"] = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_HTTP_CORE")}
+        rev = args.vs_label or args.vs_exe
+    elif args.cores:  # this tree's gateway under two serving cores, side by side ("before" = the first)
         first, second = args.cores.split(",")
         rev = f"core={first}"
         trees = {"before": dict(env, BENCH_HTTP_CORE=first), "after": dict(env, BENCH_HTTP_CORE=second)}
@@ -281,8 +289,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for label, tree_env in trees.items():
         ports[label] = lab.free_port()
         gw_env = dict(tree_env, BENCH_PIN_CPU=str(cpus[0])) if pinned else tree_env
-        procs[label] = subprocess.Popen([PY, "-P", gateway_child.PATH, "--port", str(ports[label]), "--settings",
-                                         json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))], env=gw_env)
+        settings = json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))
+        procs[label] = subprocess.Popen([python.get(label, PY), "-P", gateway_child.PATH, "--port", str(ports[label]),
+                                         "--settings", settings], env=gw_env)
     labels = list(trees)
     try:
         lab.wait_port(mock_port)
@@ -314,11 +323,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             continue
                         pid = procs[label].pid
                         c0, m0, l0 = lab.tree_cpu_s(pid), lab.tree_cpu_s(mock.pid), time.process_time()
+                        w0 = time.perf_counter()
                         r = await rate_round(client, via[label], CHAT_BODY, rate, args.seconds)
+                        wall = time.perf_counter() - w0
                         n = max(1, r["completed"])
-                        r["gateway_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(pid) - c0) / n
-                        r["mock_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(mock.pid) - m0) / n
-                        r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
+                        gw, mk, lg = lab.tree_cpu_s(pid) - c0, lab.tree_cpu_s(mock.pid) - m0, time.process_time() - l0
+                        r["gateway_cpu_ms_per_stream"] = 1000 * gw / n
+                        r["mock_cpu_ms_per_stream"] = 1000 * mk / n
+                        r["loadgen_cpu_ms_per_stream"] = 1000 * lg / n
+                        # Busy fraction of one core over the round: a process near 1.0 is the one saturating.
+                        r["cpu_busy"] = {"gateway": gw / wall, "mock": mk / wall, "loadgen": lg / wall}
                         rounds[label].append(r)
                 for label, rs in rounds.items():
                     med = _median_rounds(rs)
@@ -372,8 +386,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
             **results["after"],
         }
-        if args.before or args.cores:
+        out["after_core"] = args.core
+        if args.before or args.cores or args.vs_exe:
             out["before"] = {"rev": rev, **results["before"]}
+        if args.vs_exe:
+            out["before"]["exe"] = args.vs_exe
+        if "before" in out:
+            out["cpu_per_stream_after_over_before_at_equal_rates"] = equal_rate_ratio(out)
         if args.cores:
             out["after_core"] = args.cores.split(",")[1]
         return out
@@ -385,6 +404,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         tmp.cleanup()
+
+
+def equal_rate_ratio(result: dict[str, Any]) -> float | None:
+    """Median over the offered rates both gateways ran of (after CPU per stream / before CPU per stream)."""
+    a = result["streams"]["gateway_cpu_ms_per_stream_by_rate"]
+    b = result["before"]["streams"]["gateway_cpu_ms_per_stream_by_rate"]
+    ratios = [a[r] / b[r] for r in a if b.get(r)]
+    return statistics.median(ratios) if ratios else None
 
 
 def print_before_after(result: dict[str, Any]) -> None:
@@ -403,6 +430,10 @@ def print_before_after(result: dict[str, Any]) -> None:
         old = b["streams"]["gateway_cpu_ms_per_stream_by_rate"].get(rate)
         if old is not None:
             rows.append((f"gateway CPU ms/stream at {rate}/s", old, cpu))
+            rows.append((f"  CPU-bound streams/s per core at {rate}/s", 1000 / old, 1000 / cpu))
+    eq = equal_rate_ratio(result)
+    if eq is not None:
+        rows.append(("CPU/stream after/before, median at equal rates", 1.0, eq))
     after = f"core={result['after_core']}" if result.get("after_core") else "this tree"
     print(f"\nbefore = {b['rev'][:12]}, after = {after} (same run, same mock, rounds alternating)")
     print(f"{'figure':44s} {'before':>10s} {'after':>10s} {'after/before':>12s}")
@@ -426,8 +457,17 @@ def main(argv: list[str] | None = None) -> None:
                     "side by side in the same run (rounds alternate between the two)")
     ap.add_argument("--cores", metavar="A,B", help="this tree's gateway under two serving cores side by side "
                     "(uvicorn,native): reported as before (A) / after (B)")
+    ap.add_argument("--vs-exe", metavar="PATH", help="also run the gateway of another build, side by side: PATH is "
+                    "that build's venv bin/sluicegate (its bin/python serves it, with that build's own compiled "
+                    "modules); reported as before")
+    ap.add_argument("--vs-label", default="", help="the name of the --vs-exe build in the report (e.g. its commit)")
+    ap.add_argument("--core", choices=("native", "uvicorn"), default="native",
+                    help="this tree's serving core (default native, as [server] http_core ships)")
+    ap.add_argument("--no-big-event", dest="big_event", action="store_false",
+                    help="no 8 KiB delta in the mock's streams (the runs before 2026-12-07)")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(lab.results_dir() / "inference.json"))
+    ap.add_argument("--plot", action="store_true", help="also write a PNG beside the JSON (rates, SLO, CPU)")
     args = ap.parse_args(argv)
     if args.serve_gateway:
         gateway_child.main(["--port", str(args.serve_gateway), "--settings",
@@ -445,6 +485,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{mem['kib_per_stream']:.1f} KiB per in-flight stream at {mem['concurrent_streams']}")
     if "before" in result:
         print_before_after(result)
+    if args.plot:
+        from sluicegate.bench.suites.inference_plot import plot
+
+        plot(result, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out}")
 
 
