@@ -50,6 +50,18 @@ def gateway_settings(upstream: str) -> dict[str, Any]:
     return doc
 
 
+def served_config(upstream: str, this_tree: bool, core: str) -> str:
+    """The TOML both builds' ``sluicegate serve`` read under ``--vs-exe``: the same ``[inference]``; access log off
+    in both (the older build had none by default); this tree's admin listener off (other runs may hold 9901)
+    and its serving core as asked."""
+    server = ["[server]", "access_log = false"]
+    if this_tree:
+        server += [f'http_core = "{core}"', "[admin]", 'listen = ""']
+    return "\n".join([*server, "[inference]", 'path_prefix = "/llm"',
+                      f'providers = [{{ name = "mock", kind = "mock", base_url = "{upstream}" }}]',
+                      'models = [{ name = "bench", targets = [{ provider = "mock", model = "mock-1" }] }]', ""])
+
+
 class _RawStream(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection of the raw load generator: counts bytes, notes the first body byte,
     ends at the chunked terminator. No parsing beyond that: the generator must cost less than what it measures."""
@@ -219,7 +231,7 @@ async def rate_round(session: Client, url: str, body: bytes, rate: float,
 
 async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n: int) -> dict[str, Any]:
     """n concurrent slow streams (one event every 500 ms); RSS of the gateway before and with all in flight."""
-    base = lab.rss_kib(gw_pid)
+    base = lab.tree_rss_kib(gw_pid)[0]
     started = 0
     done_evt = asyncio.Event()
     release = asyncio.Event()
@@ -237,7 +249,7 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
     tasks = [asyncio.ensure_future(slow()) for _ in range(n)]
     await asyncio.wait_for(done_evt.wait(), 60)
     await asyncio.sleep(1.0)
-    peak = lab.rss_kib(gw_pid)
+    peak = lab.tree_rss_kib(gw_pid)[0]
     release.set()
     for t in tasks:
         t.cancel()
@@ -289,6 +301,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for label, tree_env in trees.items():
         ports[label] = lab.free_port()
         gw_env = dict(tree_env, BENCH_PIN_CPU=str(cpus[0])) if pinned else tree_env
+        if args.vs_exe:  # both as they ship: `sluicegate serve`, one worker, each build's own defaults
+            conf = Path(tmp.name) / f"{label}.toml"
+            conf.write_text(served_config(f"http://127.0.0.1:{mock_port}/v1", label == "after", args.core))
+            exe = [args.vs_exe] if label == "before" else [PY, "-m", "sluicegate"]
+            procs[label] = subprocess.Popen([*exe, "serve", "--config", str(conf), "--port", str(ports[label]),
+                                             "--workers", "1"], env=gw_env, stderr=subprocess.DEVNULL)
+            continue
         settings = json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))
         procs[label] = subprocess.Popen([python.get(label, PY), "-P", gateway_child.PATH, "--port", str(ports[label]),
                                          "--settings", settings], env=gw_env)
