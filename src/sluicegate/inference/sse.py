@@ -192,7 +192,9 @@ class SseTap:
             self.events_seen += 1
             # Cheap C-level filters: only events that carry a usage object or an error are decoded.
             # (OpenAI streams with include_usage carry ``"usage":null`` in every chunk; those are skipped.)
-            if (b'"usage"' in block and _USAGE_OBJ.search(block) is not None) or b"error" in block:
+            # The regex starts at the first mention, not at the block's start (an 8 KiB delta is scanned once).
+            at = block.find(b'"usage"')
+            if (at >= 0 and _USAGE_OBJ.search(block, at) is not None) or b"error" in block:
                 self._scan(block)
         return buf
 
