@@ -422,6 +422,8 @@ class MockProvider:
                 await asyncio.Event().wait()
             if i and between:
                 await asyncio.sleep(between)
+                if writer.transport.is_closing():  # the client left during the pause: a close, as a reset is
+                    raise ConnectionResetError("client closed the connection")
             data = comp.compress(ev) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else ev
             if f.split and len(data) > 2:
                 cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
