@@ -144,6 +144,13 @@ class SseTap:
         value (and the held rest at EOF, ``held()``) gives exactly the bytes fed, in order."""
         if not data:
             return data
+        if not self._pending and not self._skipping and data.endswith(_BOUNDARIES):
+            # The usual read: whole events, nothing held before or after (``_take`` would do the same, slower).
+            self.events_seen += 1
+            at = data.find(b'"usage"')
+            if (at >= 0 and _USAGE_OBJ.search(data, at) is not None) or b"error" in data:
+                self._scan(data)
+            return data
         buf = self._take(data)
         keep = len(self._pending)
         return buf[:-keep] if keep else buf
