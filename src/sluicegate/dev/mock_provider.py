@@ -278,6 +278,9 @@ class MockProvider:
 
         # Answer while watching the client side for a close (EOF) at the same time.
         answer = asyncio.ensure_future(self._answer(rec, faults, writer))
+        # (a client gone mid-answer ends it with an OSError, seen below; if this handler ends first, as when the
+        # whole server stops, the exception must still count as seen)
+        answer.add_done_callback(lambda t: t.cancelled() or t.exception())
         watcher = asyncio.ensure_future(rd.fill())
         try:
             while True:
@@ -422,6 +425,8 @@ class MockProvider:
                 await asyncio.Event().wait()
             if i and between:
                 await asyncio.sleep(between)
+                if writer.transport.is_closing():  # the client left during the pause: a close, as a reset is
+                    raise ConnectionResetError("client closed the connection")
             data = comp.compress(ev) + comp.flush(zlib.Z_SYNC_FLUSH) if comp else ev
             if f.split and len(data) > 2:
                 cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]

@@ -126,7 +126,9 @@ class InferenceApp:
             await self._reject(send, det, 404, f"no inference API at {method} {path[:200]}", ids, info,
                                "unknown_url", code="unknown_url")
             return
-        key = await self.teams.authenticate(hdict, info.client_ip if info is not None else "")
+        teams = self.teams
+        # Governance off (no keys, no shared store): no per-request coroutine at all.
+        key = await teams.authenticate(hdict, info.client_ip if info is not None else "") if teams.active else None
         if isinstance(key, Refusal):
             await self._refuse(send, det, key, ids, info)
             return
@@ -167,7 +169,8 @@ class InferenceApp:
                                    ids, info, "unknown_model", code="model_not_found", outcome="unknown_model")
                 return
             model = mfield.model
-            admitted = await self.teams.admit(key, model, body, request_id, det.family is Family.ANTHROPIC)
+            admitted = (await teams.admit(key, model, body, request_id, det.family is Family.ANTHROPIC)
+                        if teams.active else None)
             if isinstance(admitted, Refusal):
                 await self._refuse(watch.send, det, admitted, ids, info)
                 return

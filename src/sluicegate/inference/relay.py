@@ -123,8 +123,10 @@ class Relay:
         if info is not None and usage is not None:
             info.tokens_in = usage.input_tokens
             info.tokens_out = usage.output_tokens
-        if log.isEnabledFor(logging.INFO):
-            log.info("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
+        # The access log line carries model, provider, status, error and tokens (``info`` above); this line
+        # repeats it for debugging only (at INFO it was one more formatted line per request on stderr).
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("inference %s api=%s model=%s provider=%s status=%d outcome=%s ms=%.1f in=%s out=%s",
                      ex.request_id, ex.api.value, model, provider, status, outcome,
                      (time.perf_counter() - ex.started) * 1000,
                      usage.input_tokens if usage else None, usage.output_tokens if usage else None)

@@ -35,8 +35,9 @@ PY = sys.executable
 CHAT_BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                         "stream_options": {"include_usage": True}}).encode()
 DIRECT_BODY = CHAT_BODY.replace(b'"bench"', b'"mock-1"')
-# 27 content deltas + role + finish + usage + [DONE] = 31 events; 10 ms before the first, 1 ms apart.
-LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0}
+# 27 content deltas + role + finish + usage + [DONE] = 31 events; 10 ms before the first, 1 ms apart; the
+# content is the mock's text (multibyte characters included) with one delta of 8 KiB: ~8.4 KB in all.
+LITELLM_PROTOCOL = {"chunks": 27, "first_delay_ms": 10.0, "between_ms": 1.0, "big_event": 8192}
 
 
 def gateway_settings(upstream: str) -> dict[str, Any]:
@@ -47,6 +48,18 @@ def gateway_settings(upstream: str) -> dict[str, Any]:
             "models": [{"name": "bench", "targets": [{"provider": "mock", "model": "mock-1"}]}],
         }}
     return doc
+
+
+def served_config(upstream: str, this_tree: bool, core: str) -> str:
+    """The TOML both builds' ``sluicegate serve`` read under ``--vs-exe``: the same ``[inference]``; access log off
+    in both (the older build had none by default); this tree's admin listener off (other runs may hold 9901)
+    and its serving core as asked."""
+    server = ["[server]", "access_log = false"]
+    if this_tree:
+        server += [f'http_core = "{core}"', "[admin]", 'listen = ""']
+    return "\n".join([*server, "[inference]", 'path_prefix = "/llm"',
+                      f'providers = [{{ name = "mock", kind = "mock", base_url = "{upstream}" }}]',
+                      'models = [{ name = "bench", targets = [{ provider = "mock", model = "mock-1" }] }]', ""])
 
 
 class _RawStream(asyncio.Protocol):
@@ -218,7 +231,7 @@ async def rate_round(session: Client, url: str, body: bytes, rate: float,
 
 async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n: int) -> dict[str, Any]:
     """n concurrent slow streams (one event every 500 ms); RSS of the gateway before and with all in flight."""
-    base = lab.rss_kib(gw_pid)
+    base = lab.tree_rss_kib(gw_pid)[0]
     started = 0
     done_evt = asyncio.Event()
     release = asyncio.Event()
@@ -236,7 +249,7 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
     tasks = [asyncio.ensure_future(slow()) for _ in range(n)]
     await asyncio.wait_for(done_evt.wait(), 60)
     await asyncio.sleep(1.0)
-    peak = lab.rss_kib(gw_pid)
+    peak = lab.tree_rss_kib(gw_pid)[0]
     release.set()
     for t in tasks:
         t.cancel()
@@ -246,7 +259,8 @@ async def memory_round(session: aiohttp.ClientSession, url: str, gw_pid: int, n:
 
 
 def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k != "meets_slo"}
+    med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k not in ("meets_slo", "cpu_busy")}
+    med["cpu_busy"] = {k: statistics.median(r["cpu_busy"][k] for r in rounds) for k in rounds[0]["cpu_busy"]}
     med["meets_slo"] = sum(r["meets_slo"] for r in rounds) > len(rounds) / 2
     return med
 
@@ -263,12 +277,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mock = subprocess.Popen([PY, "-m", mock_mod, "--port", str(mock_port), "--uvloop",
                              "--chunks", str(LITELLM_PROTOCOL["chunks"]),
                              "--first-delay-ms", str(LITELLM_PROTOCOL["first_delay_ms"]),
-                             "--between-ms", str(LITELLM_PROTOCOL["between_ms"])],
+                             "--between-ms", str(LITELLM_PROTOCOL["between_ms"]),
+                             "--fault", f"big_event={LITELLM_PROTOCOL['big_event']}" if args.big_event else ""],
                             env=env, stdout=subprocess.DEVNULL)
     tmp = tempfile.TemporaryDirectory(prefix="sg-bench-inference-")
-    trees: dict[str, dict[str, str]] = {"after": env}
+    trees: dict[str, dict[str, str]] = {"after": dict(env, BENCH_HTTP_CORE=args.core)}
+    python = {"after": PY}
     rev = ""
-    if args.cores:  # this tree's gateway under two serving cores, side by side ("before" = the first)
+    if args.vs_exe:  # another build's gateway (its own venv, compiled as it ships), run by its own interpreter
+        python["before"] = str(Path(args.vs_exe).parent / "python")
+        trees["before"] = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_HTTP_CORE")}
+        rev = args.vs_label or args.vs_exe
+    elif args.cores:  # this tree's gateway under two serving cores, side by side ("before" = the first)
         first, second = args.cores.split(",")
         rev = f"core={first}"
         trees = {"before": dict(env, BENCH_HTTP_CORE=first), "after": dict(env, BENCH_HTTP_CORE=second)}
@@ -281,8 +301,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for label, tree_env in trees.items():
         ports[label] = lab.free_port()
         gw_env = dict(tree_env, BENCH_PIN_CPU=str(cpus[0])) if pinned else tree_env
-        procs[label] = subprocess.Popen([PY, "-P", gateway_child.PATH, "--port", str(ports[label]), "--settings",
-                                         json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))], env=gw_env)
+        if args.vs_exe:  # both as they ship: `sluicegate serve`, one worker, each build's own defaults
+            conf = Path(tmp.name) / f"{label}.toml"
+            conf.write_text(served_config(f"http://127.0.0.1:{mock_port}/v1", label == "after", args.core))
+            exe = [args.vs_exe] if label == "before" else [PY, "-m", "sluicegate"]
+            procs[label] = subprocess.Popen([*exe, "serve", "--config", str(conf), "--port", str(ports[label]),
+                                             "--workers", "1"], env=gw_env, stderr=subprocess.DEVNULL)
+            continue
+        settings = json.dumps(gateway_settings(f"http://127.0.0.1:{mock_port}/v1"))
+        procs[label] = subprocess.Popen([python.get(label, PY), "-P", gateway_child.PATH, "--port", str(ports[label]),
+                                         "--settings", settings], env=gw_env)
     labels = list(trees)
     try:
         lab.wait_port(mock_port)
@@ -303,9 +331,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.rounds):
                 for label in (labels if i % 2 == 0 else labels[::-1]):
                     ttfb_rounds[label].append(await ttfb_round(client, direct, via[label], args.ttfb_n))
+            # Memory first, on fresh workers: after a ladder that backed up (--all-rates on a busy machine) the heap
+            # has already grown past what 1,000 slow streams need, and the round would show nothing.
+            memory = {label: await memory_round(session, via[label], procs[label].pid, args.memory_streams)
+                      for label in labels}
             rungs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
             best = {label: 0.0 for label in labels}
-            live = set(labels)  # gateways still meeting the SLO at the last rate
+            live = set(labels)  # gateways still meeting the SLO at the last rate (or all, --all-rates)
+            failed: set[str] = set()
             for rate in args.rates:
                 rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in live}
                 for i in range(args.rounds):
@@ -314,11 +347,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             continue
                         pid = procs[label].pid
                         c0, m0, l0 = lab.tree_cpu_s(pid), lab.tree_cpu_s(mock.pid), time.process_time()
+                        w0 = time.perf_counter()
                         r = await rate_round(client, via[label], CHAT_BODY, rate, args.seconds)
+                        wall = time.perf_counter() - w0
                         n = max(1, r["completed"])
-                        r["gateway_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(pid) - c0) / n
-                        r["mock_cpu_ms_per_stream"] = 1000 * (lab.tree_cpu_s(mock.pid) - m0) / n
-                        r["loadgen_cpu_ms_per_stream"] = 1000 * (time.process_time() - l0) / n
+                        gw, mk, lg = lab.tree_cpu_s(pid) - c0, lab.tree_cpu_s(mock.pid) - m0, time.process_time() - l0
+                        r["gateway_cpu_ms_per_stream"] = 1000 * gw / n
+                        r["mock_cpu_ms_per_stream"] = 1000 * mk / n
+                        r["loadgen_cpu_ms_per_stream"] = 1000 * lg / n
+                        # Busy fraction of one core over the round: a process near 1.0 is the one saturating.
+                        r["cpu_busy"] = {"gateway": gw / wall, "mock": mk / wall, "loadgen": lg / wall}
                         rounds[label].append(r)
                 for label, rs in rounds.items():
                     med = _median_rounds(rs)
@@ -326,12 +364,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  {label:6s} {rate:>5}/s via gateway: completed {med['completed_per_s']:.0f}/s p95 ttfb "
                           f"{med['p95_ttfb_ms']:.1f} ms p95 dur {med['p95_duration_ms']:.1f} ms "
                           f"slo={med['meets_slo']} cpu ms/stream gw {med['gateway_cpu_ms_per_stream']:.2f} mock "
-                          f"{med['mock_cpu_ms_per_stream']:.2f} loadgen {med['loadgen_cpu_ms_per_stream']:.2f}",
-                          flush=True)
-                    if med["meets_slo"]:
-                        best[label] = max(best[label], rate)
-                    else:
-                        live.discard(label)
+                          f"{med['mock_cpu_ms_per_stream']:.2f} loadgen {med['loadgen_cpu_ms_per_stream']:.2f}; "
+                          f"cores busy gw {med['cpu_busy']['gateway']:.2f} mock {med['cpu_busy']['mock']:.2f} "
+                          f"loadgen {med['cpu_busy']['loadgen']:.2f}", flush=True)
+                    if med["meets_slo"] and label not in failed:
+                        best[label] = max(best[label], rate)  # every step up to here met the SLO
+                    elif not med["meets_slo"]:
+                        failed.add(label)
+                        if not args.all_rates:  # else: go on for the CPU per stream at every rate
+                            live.discard(label)
                 if not live:
                     break
             top = max(best.values()) or args.rates[0]
@@ -340,7 +381,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ttfb = {k: statistics.median(r[k] for r in ttfb_rounds[label]) for k in ttfb_rounds[label][0]}
                 ladder = rungs[label]
                 cpu_per_stream = [st["via_gateway"]["gateway_cpu_ms_per_stream"] for st in ladder]
-                memory = await memory_round(session, via[label], procs[label].pid, args.memory_streams)
                 results[label] = {
                     "ttfb": {"requests_per_round": args.ttfb_n, "rounds": args.rounds, **ttfb,
                              "goal_added_p50_ms": 1.0},
@@ -357,7 +397,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "loadgen_cpu_ms_per_stream": statistics.median(
                                     st["via_gateway"]["loadgen_cpu_ms_per_stream"] for st in ladder),
                                 "direct_to_mock_at_best_rate": direct_check, "seconds_per_round": args.seconds},
-                    "memory": memory,
+                    "memory": memory[label],
                 }
             raw.close()
         out: dict[str, Any] = {
@@ -372,8 +412,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "slo": "p95 ttfb <= 100 ms, p95 duration <= 200 ms"},
             **results["after"],
         }
-        if args.before or args.cores:
+        out["after_core"] = args.core
+        if args.before or args.cores or args.vs_exe:
             out["before"] = {"rev": rev, **results["before"]}
+        if args.vs_exe:
+            out["before"]["exe"] = args.vs_exe
+        if "before" in out:
+            out["cpu_per_stream_after_over_before_at_equal_rates"] = equal_rate_ratio(out)
+            out["cpu_per_stream_after_over_before_where_both_kept_up"] = equal_rate_ratio(out, kept_up=True)
         if args.cores:
             out["after_core"] = args.cores.split(",")[1]
         return out
@@ -385,6 +431,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         tmp.cleanup()
+
+
+def equal_rate_ratio(result: dict[str, Any], kept_up: bool = False) -> float | None:
+    """Median over the offered rates both gateways ran of (after CPU per stream / before CPU per stream);
+    ``kept_up``: only rates where both completed >= 95 % of the offered streams (a gateway that backs up
+    batches more events per wake-up, which lowers its CPU per stream: not an equal footing)."""
+    a = result["streams"]["gateway_cpu_ms_per_stream_by_rate"]
+    b = result["before"]["streams"]["gateway_cpu_ms_per_stream_by_rate"]
+    done = {label: {str(int(st["via_gateway"]["offered_per_s"])): st["via_gateway"]["completed_per_s"]
+                    / st["via_gateway"]["offered_per_s"] for st in side["streams"]["ladder"]}
+            for label, side in (("a", result), ("b", result["before"]))}
+    ratios = [a[r] / b[r] for r in a if b.get(r)
+              and (not kept_up or min(done["a"].get(r, 0), done["b"].get(r, 0)) >= 0.95)]
+    return statistics.median(ratios) if ratios else None
 
 
 def print_before_after(result: dict[str, Any]) -> None:
@@ -403,6 +463,13 @@ def print_before_after(result: dict[str, Any]) -> None:
         old = b["streams"]["gateway_cpu_ms_per_stream_by_rate"].get(rate)
         if old is not None:
             rows.append((f"gateway CPU ms/stream at {rate}/s", old, cpu))
+            rows.append((f"  CPU-bound streams/s per core at {rate}/s", 1000 / old, 1000 / cpu))
+    eq = equal_rate_ratio(result)
+    if eq is not None:
+        rows.append(("CPU/stream after/before, median at equal rates", 1.0, eq))
+    eq = equal_rate_ratio(result, kept_up=True)
+    if eq is not None:
+        rows.append(("  ... where both completed >= 95 % offered", 1.0, eq))
     after = f"core={result['after_core']}" if result.get("after_core") else "this tree"
     print(f"\nbefore = {b['rev'][:12]}, after = {after} (same run, same mock, rounds alternating)")
     print(f"{'figure':44s} {'before':>10s} {'after':>10s} {'after/before':>12s}")
@@ -426,8 +493,20 @@ def main(argv: list[str] | None = None) -> None:
                     "side by side in the same run (rounds alternate between the two)")
     ap.add_argument("--cores", metavar="A,B", help="this tree's gateway under two serving cores side by side "
                     "(uvicorn,native): reported as before (A) / after (B)")
+    ap.add_argument("--vs-exe", metavar="PATH", help="also run the gateway of another build, side by side: PATH is "
+                    "that build's venv bin/sluicegate (its bin/python serves it, with that build's own compiled "
+                    "modules); reported as before")
+    ap.add_argument("--vs-label", default="", help="the name of the --vs-exe build in the report (e.g. its commit)")
+    ap.add_argument("--core", choices=("native", "uvicorn"), default="native",
+                    help="this tree's serving core (default native, as [server] http_core ships)")
+    ap.add_argument("--no-big-event", dest="big_event", action="store_false",
+                    help="no 8 KiB delta in the mock's streams (the runs before 2026-12-07)")
+    ap.add_argument("--all-rates", action="store_true", help="run every rate for both gateways even after the "
+                    "SLO failed (CPU per stream at equal rates on a busy machine); sustainable = the highest rate "
+                    "with every step up to it meeting the SLO")
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(lab.results_dir() / "inference.json"))
+    ap.add_argument("--plot", action="store_true", help="also write a PNG beside the JSON (rates, SLO, CPU)")
     args = ap.parse_args(argv)
     if args.serve_gateway:
         gateway_child.main(["--port", str(args.serve_gateway), "--settings",
@@ -445,6 +524,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{mem['kib_per_stream']:.1f} KiB per in-flight stream at {mem['concurrent_streams']}")
     if "before" in result:
         print_before_after(result)
+    if args.plot:
+        from sluicegate.bench.suites.inference_plot import plot
+
+        plot(result, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out}")
 
 
