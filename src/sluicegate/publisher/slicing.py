@@ -13,9 +13,11 @@ round robin in turns of ``TURN_S`` of a response's own work (a response within i
 so that it does not switch working sets at every slice. A body that never uses up a slice (every small
 one) never pauses: one pass, as fast as before.
 
-Which pause (``PauseGate``): a lane pause costs two loop iterations (the lane's wake-up, then the task). A
-response that is **alone on the loop** takes a one-iteration pause instead (a bare yield: the loop still
-polls for I/O and runs whatever is ready, every slice). Alone = no other response waits in the lane and the
+Which pause (``PauseGate``): for a response alone in the lane a lane pause costs two loop iterations (the
+lane's wake-up, then the task; with other responses waiting the lane's tick is armed anyway and the one
+within its turn runs again in the next iteration). A response that is **alone on the loop** takes a
+one-iteration pause instead (a bare yield: the loop still polls for I/O and runs whatever is ready, every
+slice). Alone = no other response waits in the lane and the
 last ``QUIET_PAUSES`` pauses each came back within ``QUIET_PAUSE_S`` (the loop had nothing else to run);
 one slower pause (a request arrived, another transform ran, or the OS took the CPU) returns the response to
 lane pauses at once. So the latency bound is the same (the loop turns every slice); only when nothing else
