@@ -152,6 +152,10 @@ class ImageOptimizerSettings(BaseModel):
     stream_source_above: int = Field(default=4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
     # libvips threads per image: 1 keeps the pool's size the number of cores in use (throughput per core).
     vips_concurrency: int = Field(default=1, ge=1, le=64)
+    # When the heap an image freed goes back to the system (images/memory.py): "image" after every image
+    # (lowest resident set, a few ms of CPU per image), "idle" when the pool's last running image is done,
+    # "off" never (glibc keeps it for reuse).
+    release_memory: Literal["image", "idle", "off"] = "idle"
     # Operator switch: ?<original_param>=1 streams the source unchanged (debugging a profile).
     # "" (default): no such switch.
     original_param: str = ""

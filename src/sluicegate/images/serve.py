@@ -117,7 +117,8 @@ def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     key = (settings.workers, settings.queue, settings.vips_concurrency)
     pool = _pools.get(key)
     if pool is None:
-        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency)
+        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency,
+                                            settings.release_memory)
     return pool
 
 

@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.bench.results import describe
+from sluicegate.bench.suites import images_memory
 from sluicegate.bench.suites.images_sources import Group, Source, check_output, free_port, make_sources
 
 TARGET_WIDTH = 800
 QUALITY = 80
 
 
-def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None) -> str:
+def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None,
+                      release_memory: str | None = None) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
@@ -55,6 +57,7 @@ workers = {pool}
 queue = 64
 max_source_bytes = 134217728
 {"" if stream_above is None else f"stream_source_above = {stream_above}"}
+{"" if release_memory is None else f'release_memory = "{release_memory}"'}
 
 [image_optimizer.profile_sets.bench]
 default_profile = "w800"
@@ -80,10 +83,14 @@ MAX_AGE = 0
 
 
 class Server:
-    def __init__(self, name: str, group: Group, url_of: Any) -> None:
+    def __init__(self, name: str, group: Group, url_of: Any, ready_path: str) -> None:
         self.name = name
         self.group = group
         self.url_of = url_of  # Source -> path on 127.0.0.1:port
+        self.ready_path = ready_path  # answers once serving, without making an image
+        self.idle: dict[str, Any] = {}  # images_memory.footprint: started, no image yet
+        self.after_one: dict[str, Any] = {}  # ... after one image (the engine loaded)
+        self.after_run: dict[str, Any] = {}  # ... once every round is done
         self.port = 0
         self.baseline = 0  # summed VmRSS after start-up and one image
         self.baseline_pss = 0
@@ -145,10 +152,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             name = "sluicegate" if pool == 2 else "sluicegate-pool1"
             conf = results_dir / f"images-{name}.toml"
             admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above) + admin)
+            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory) + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
-                        lambda s: f"/img/{s.name}?profile=w800")
+                        lambda s: f"/img/{s.name}?profile=w800", "/img/manifest.json")
             sg.port = port
             servers.append(sg)
         if not args.no_thumbor:
@@ -161,14 +168,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             th = Server("thumbor", Group([str(venv / "bin" / "thumbor"), "-p", str(tport), "-i", "127.0.0.1",
                                          "-c", str(tconf), "-l", "error"], results_dir / "images-thumbor.log"),
                         lambda s: f"/unsafe/{TARGET_WIDTH}x0/filters:format(webp):quality({QUALITY})/"
-                                  f"http://127.0.0.1:{origin_port}/{s.name}")
+                                  f"http://127.0.0.1:{origin_port}/{s.name}", "/healthcheck")
             th.port = tport
             servers.append(th)
         for s in servers:
+            s.group.wait_http(f"http://127.0.0.1:{s.port}{s.ready_path}", timeout=120)
+        time.sleep(1.0)  # settled: the start-up's transient processes (configcheck) are gone
+        for s in servers:
+            s.idle = images_memory.footprint(s.group.pids())
             # one image made: the engine is loaded; the resident set now is the server's baseline
             s.group.wait_http(f"http://127.0.0.1:{s.port}{s.url_of(sources[0])}", timeout=120)
             s.baseline = s.group.peak_rss(field="VmRSS")
             s.baseline_pss = s.group.pss()
+            s.after_one = images_memory.footprint(s.group.pids())
         return _measure(args, servers, sources)
     finally:
         for s in servers:
@@ -206,6 +218,9 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
                 acc["latency"].append(r["seconds"])
             print(f"  round {rnd + 1}/{args.rounds} {s.name:10s} {len(got)} images in {wall:.1f} s wall, "
                   f"{cpu:.1f} s CPU", file=sys.stderr)
+    time.sleep(1.0)
+    for s in servers:
+        s.after_run = images_memory.footprint(s.group.pids())
     out: dict[str, Any] = {
         "target": {"width": TARGET_WIDTH, "format": "webp", "quality": QUALITY},
         "sources": [src.__dict__ for src in sources],
@@ -237,6 +252,9 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             "baseline_pss_mib": round(s.baseline_pss / 2**20, 1),
             "peak_above_baseline_mib": round((s.group.peak_rss() - s.baseline) / 2**20, 1),
             "mean_output_bytes": round(acc["bytes_out"] / max(acc["images"], 1)),
+            "idle": s.idle,
+            "after_one_image": s.after_one,
+            "after_run": s.after_run,
         }
     if "thumbor" in out["servers"]:
         a, b = out["servers"]["sluicegate"], out["servers"]["thumbor"]
@@ -248,6 +266,7 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
                 a["peak_rss_largest_process_mib"] / b["peak_rss_largest_process_mib"], 3)
         if b["peak_pss_mib"]:
             out["ratio_peak_pss"] = round(a["peak_pss_mib"] / b["peak_pss_mib"], 3)
+        out["memory_ratios"] = images_memory.ratios(a, b)
     return out
 
 
@@ -290,7 +309,7 @@ def text(result: dict[str, Any]) -> str:
                      f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "
                      f"{result['ratio_peak_rss_image_process']} image process, peak PSS ratio "
                      f"{result.get('ratio_peak_pss')} all processes (goal <= 0.5)")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + images_memory.text(result)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -301,6 +320,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thumbor-venv", default="bench/.thumbor-venv")
     p.add_argument("--stream-above", type=int, default=None,
                    help="sluicegate's [image_optimizer] stream_source_above (default: the server's own)")
+    p.add_argument("--release-memory", choices=("image", "idle", "off"), default=None,
+                   help="sluicegate's [image_optimizer] release_memory (default: the server's own)")
     p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
     p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
 
