@@ -231,7 +231,7 @@ class ImageOptimizer:
                 resp.release()
         p = plan.profile
         job = Job(body, p.width, p.height, p.fit, p.crop, p.quality, plan.format, plan.negotiated,
-                  s.max_source_pixels, s.max_source_aspect_ratio, s.timeout)
+                  s.max_source_pixels, s.max_source_aspect_ratio, s.timeout, p.effort)
         feeder: asyncio.Task[None] | None = None
         if streamed:
             # the rest arrives through a pipe while libvips decodes: held here, only what is already read

@@ -30,10 +30,15 @@ from sluicegate.bench.suites.images_sources import Group, Source, check_output, 
 
 TARGET_WIDTH = 800
 QUALITY = 80
+THUMBOR_WEBP_EFFORT = 4  # Pillow's WebP ``method`` default, which thumbor's PIL engine never sets
+# (server name, image threads, the profile's effort; None: the profile's default)
+VARIANTS: list[tuple[str, int, int | None]] = [
+    ("sluicegate", 2, None), ("sluicegate-effort4", 2, THUMBOR_WEBP_EFFORT), ("sluicegate-pool1", 1, None),
+]
 
 
 def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None,
-                      release_memory: str | None = None) -> str:
+                      release_memory: str | None = None, effort: int | None = None) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
@@ -67,6 +72,7 @@ widths = [{TARGET_WIDTH}]
 width = {TARGET_WIDTH}
 quality = {QUALITY}
 format = "webp"
+{"" if effort is None else f"effort = {effort}"}
 """
 
 
@@ -147,12 +153,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     servers: list[Server] = []
     try:
         origin.wait_http(f"http://127.0.0.1:{origin_port}/manifest.json")
-        for pool in (2, 1):
+        # the shipped profile (its default encoder effort), the same at thumbor's WebP effort (Pillow's
+        # method 4: the same work, byte for byte comparable), and one image thread at a time (as thumbor)
+        for name, pool, effort in VARIANTS:
             port = free_port()
-            name = "sluicegate" if pool == 2 else "sluicegate-pool1"
             conf = results_dir / f"images-{name}.toml"
             admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory) + admin)
+            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory, effort)
+                            + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
                         lambda s: f"/img/{s.name}?profile=w800", "/img/manifest.json")
@@ -260,6 +268,10 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
         a, b = out["servers"]["sluicegate"], out["servers"]["thumbor"]
         if a["images_per_cpu_second"] and b["images_per_cpu_second"]:
             out["ratio_images_per_cpu_second"] = round(a["images_per_cpu_second"] / b["images_per_cpu_second"], 2)
+            e4 = out["servers"]["sluicegate-effort4"]["images_per_cpu_second"]
+            out["ratio_images_per_cpu_second_effort4"] = round(e4 / b["images_per_cpu_second"], 2) if e4 else None
+        if b["mean_output_bytes"]:
+            out["ratio_mean_output_bytes"] = round(a["mean_output_bytes"] / b["mean_output_bytes"], 3)
         if b["peak_rss_mib"]:
             out["ratio_peak_rss"] = round(a["peak_rss_mib"] / b["peak_rss_mib"], 3)
             out["ratio_peak_rss_image_process"] = round(
@@ -284,7 +296,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4))
     for ax, (title, key) in zip(axes, rows, strict=True):
         values = [result["servers"][n][key] or 0 for n in names]
-        bars = ax.bar(names, values, color=["#2b7bba", "#6aa9d8", "#d98c2b"][: len(names)])
+        bars = ax.bar(names, values, color=["#2b7bba", "#4f93c8", "#8cbde3", "#d98c2b"][: len(names)])
         ax.tick_params(axis="x", labelsize=7)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
         ax.set_title(title, fontsize=9)
@@ -296,17 +308,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def text(result: dict[str, Any]) -> str:
     lines = [f"{'server':17s} {'img/CPU-s':>10s} {'img/s wall':>10s} {'p50 ms':>8s} {'p99 ms':>8s} "
-             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'PSS all MiB':>11s} {'idle MiB':>8s} {'ok':>5s} "
-             f"{'errors':>6s}"]
+             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'PSS all MiB':>11s} {'idle MiB':>8s} {'out B':>6s} "
+             f"{'ok':>5s} {'errors':>6s}"]
     for name, r in result["servers"].items():
         lines.append(f"{name:17s} {r['images_per_cpu_second'] or 0:10.2f} {r['images_per_second_wall'] or 0:10.2f} "
                      f"{r['latency_p50_ms']:8.0f} {r['latency_p99_ms']:8.0f} {r['peak_rss_mib']:11.1f} "
                      f"{r['peak_rss_largest_process_mib']:12.1f} {r['peak_pss_mib']:11.1f} "
-                     f"{r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
+                     f"{r['baseline_rss_mib']:8.1f} {r['mean_output_bytes']:6d} {r['images_ok']:5d} "
                      f"{r['error_count']:6d}")
     if "ratio_images_per_cpu_second" in result:
         lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
-                     f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "
+                     f"(goal >= 2; {result.get('ratio_images_per_cpu_second_effort4')}x at thumbor's WebP "
+                     f"effort 4), mean output bytes {result.get('ratio_mean_output_bytes')}x, "
+                     f"peak RSS ratio {result['ratio_peak_rss']} all processes, "
                      f"{result['ratio_peak_rss_image_process']} image process, peak PSS ratio "
                      f"{result.get('ratio_peak_pss')} all processes (goal <= 0.5)")
     return "\n".join(lines) + "\n" + images_memory.text(result)
