@@ -24,6 +24,7 @@ import brotli
 import pytest
 
 from sluicegate.dev.origin.heavy import HEAVY_AUTHORITY, HeavyLog, build_heavy_origin, link_page
+from sluicegate.publisher.slicing import QUIET_PAUSES
 from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port
 
@@ -203,6 +204,21 @@ def test_big_page_still_rewritten_completely(default_proxy: ProxyProcess, heavy:
     page = gzip.decompress(body)
     public = f"127.0.0.1:{default_proxy.port}".encode()
     assert page == link_page(heavy.url, 4 << 20).replace(heavy.authority.encode(), public)
+
+
+def test_a_page_alone_on_the_worker_takes_one_iteration_pauses(default_proxy: ProxyProcess) -> None:
+    # Nothing else on the loop: after QUIET_PAUSES quiet lane pauses the page pauses with a bare yield (one
+    # loop iteration instead of two); the loop still turns every slice, and the page is rewritten whole.
+    name = "sluicegate_publisher_slice_pauses_total"
+    lane0, light0 = metric(default_proxy, name + '{pause="lane"}'), metric(default_proxy, name + '{pause="light"}')
+    s = raw_stream(default_proxy.port, "/big.html?mib=16")
+    with s:
+        _, complete = read_all(s)
+    assert complete
+    lane = metric(default_proxy, name + '{pause="lane"}') - lane0
+    light = metric(default_proxy, name + '{pause="light"}') - light0
+    assert lane >= QUIET_PAUSES, (lane, light)  # every response starts with lane pauses
+    assert light > 0, (lane, light)
 
 
 def test_stall_warning_names_the_request_when_slicing_is_off(tmp_path: Path, heavy: Heavy) -> None:

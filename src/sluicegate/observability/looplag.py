@@ -5,7 +5,9 @@ was busy with something else, observed into ``sluicegate_event_loop_lag_seconds`
 every metric here). ``sluicegate_event_loop_busy_lag_seconds`` observes ``min(lag, loop thread CPU time in
 the period)``: on a shared machine, the part of the lag the worker's own work caused rather than the OS not
 running it. Cost: one timer callback (and one ``thread_time`` call, ~3 us) per period (100/s at 10 ms),
-nothing on the request path.
+nothing on the request path. The samples reach the histograms in batches (``FLUSH_SAMPLES``, ~100 ms at
+10 ms; at once when a sample is a stall): a tick runs right after a slice of body work, with cold caches, and
+two ``Histogram.observe`` calls were half of its ~60 us there (docs/fairness.md).
 
 Who held the loop: code that spends CPU on a request (the publisher's body transforms) reports each stretch
 of work with ``note_work(seconds, request_id, label)``; the monitor keeps only the longest since its last
@@ -18,8 +20,10 @@ Owns: the lag histogram and the stall warning. Must not know about requests beyo
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -48,6 +52,23 @@ LOOP_STALLS = Counter(
     registry=REGISTRY,
 )
 
+FLUSH_SAMPLES = 10
+"""Samples held before they are written to the histograms (each sample is still counted, ~100 ms later)."""
+
+
+def _observe_many(hist: Any, values: list[float]) -> None:
+    """``observe`` for several values: the sum and each bucket written once (prometheus-client keeps
+    non-cumulative bucket values, its upper bounds sorted with ``+Inf`` last)."""
+    bounds = hist._upper_bounds
+    counts: dict[int, int] = {}
+    for v in values:
+        i = bisect.bisect_left(bounds, v)
+        counts[i] = counts.get(i, 0) + 1
+    hist._sum.inc(sum(values))
+    for i, n in counts.items():
+        hist._buckets[i].inc(n)
+
+
 # The longest stretch of noted work since the monitor's last sample: [seconds, request id, label].
 _longest: list[object] = [0.0, "", ""]
 
@@ -75,6 +96,8 @@ class LoopLagMonitor:
         self._due = 0.0
         self._cpu = 0.0  # thread CPU time at the last sample
         self._handle: asyncio.TimerHandle | None = None
+        self._lags: list[float] = []  # samples not yet in LOOP_LAG / LOOP_BUSY_LAG
+        self._busy: list[float] = []
 
     def start(self) -> None:
         if self._handle is None:
@@ -85,6 +108,15 @@ class LoopLagMonitor:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the held samples to the histograms."""
+        if self._lags:
+            _observe_many(LOOP_LAG, self._lags)
+            _observe_many(LOOP_BUSY_LAG, self._busy)
+            self._lags.clear()
+            self._busy.clear()
 
     def _arm(self, now: float) -> None:
         self._due = now + self.resolution
@@ -95,12 +127,15 @@ class LoopLagMonitor:
         lag = now - self._due
         if lag < 0:
             lag = 0.0
-        LOOP_LAG.observe(lag)
         cpu_now = time.thread_time()
         cpu = cpu_now - self._cpu
         self._cpu = cpu_now
-        LOOP_BUSY_LAG.observe(min(lag, cpu))
+        lags = self._lags
+        lags.append(lag)
+        self._busy.append(min(lag, cpu))
         seconds, request_id, label = _take_longest()
+        if lag >= self.stall_warn or len(lags) >= FLUSH_SAMPLES:
+            self.flush()
         if lag >= self.stall_warn:
             LOOP_STALLS.inc()
             # The loop thread's own CPU in the period tells a busy loop from a worker the OS did not run.

@@ -106,6 +106,17 @@ def request(face: str, route: str, status_class: str) -> Counter:
     return REQUESTS.labels(face, route, status_class)
 
 
+SLICE_PAUSES = Counter(
+    "sluicegate_publisher_slice_pauses_total",
+    "Pauses of sliced body transforms, by pause: lane (two loop iterations, other work waiting or not known "
+    "to be absent) or light (one iteration: the response was alone on the loop); docs/fairness.md",
+    ["pause"],
+    registry=REGISTRY,
+)
+SLICE_PAUSES_LANE = SLICE_PAUSES.labels("lane")
+SLICE_PAUSES_LIGHT = SLICE_PAUSES.labels("light")
+
+
 @functools.cache
 def work_bound(bound: str) -> Counter:
     return PUBLISHER_WORK_BOUNDS.labels(bound)

@@ -342,6 +342,10 @@ class Relay:
         finally:
             sl.done()
             metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+            if sl.pauses:
+                metrics.SLICE_PAUSES_LANE.inc(sl.pauses - sl.light_pauses)
+                if sl.light_pauses:
+                    metrics.SLICE_PAUSES_LIGHT.inc(sl.light_pauses)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
     async def _pump(self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline) -> None:

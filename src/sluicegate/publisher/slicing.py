@@ -13,6 +13,16 @@ round robin in turns of ``TURN_S`` of a response's own work (a response within i
 so that it does not switch working sets at every slice. A body that never uses up a slice (every small
 one) never pauses: one pass, as fast as before.
 
+Which pause (``PauseGate``): for a response alone in the lane a lane pause costs two loop iterations (the
+lane's wake-up, then the task; with other responses waiting the lane's tick is armed anyway and the one
+within its turn runs again in the next iteration). A response that is **alone on the loop** takes a
+one-iteration pause instead (a bare yield: the loop still polls for I/O and runs whatever is ready, every
+slice). Alone = no other response waits in the lane and the
+last ``QUIET_PAUSES`` pauses each came back within ``QUIET_PAUSE_S`` (the loop had nothing else to run);
+one slower pause (a request arrived, another transform ran, or the OS took the CPU) returns the response to
+lane pauses at once. So the latency bound is the same (the loop turns every slice); only when nothing else
+is running does a pause cost one iteration instead of two.
+
 The lane also reports the longest slice (or unsliced transform) since the last loop-lag sample to the
 monitor (``observability.looplag.note_work``), so a stall can be pinned on a request.
 Owns: when to pause and in what order to resume. Must not know what the bytes are.
@@ -37,6 +47,37 @@ and switching every 1 ms slice evicted it from the CPU caches each time: in-proc
 transforms ran at 0.83 of the unsliced throughput per CPU-second (~0.28 ms per switch), 0.99 with 32 ms
 turns (``sluicegate bench slice-sweep --concurrent 4 --mib 5 --turn-ms 0,32``; docs/fairness.md). Heavy
 responses still share the worker round robin, in turns of 32 ms instead of 1 ms."""
+
+
+QUIET_PAUSE_S = 250e-6
+"""A pause that came back within this much wall time ran nothing but the loop's own machinery. Measured
+(heavy page alone through the server, uvloop, load 9-12): pauses take 10-20 us at the median and cluster
+again at 80-120 us (cold caches after a slice, a cyclic-GC pass, the loop-lag timer); a request's
+callbacks, another transform's slice or the OS pre-empting the worker take longer than this."""
+QUIET_PAUSES = 16
+"""Quiet pauses in a row (16 slices: ~16 ms of the response's work) before a response counts as alone. At
+100 small requests per second alongside, every request's work makes a pause busy well within this."""
+
+
+class PauseGate:
+    """Which pause a spent slice takes (pure: no loop, no clock). ``light()``: one loop iteration (a bare
+    yield) instead of a lane turn (two). Light only when no other response waits in the lane and the last
+    ``QUIET_PAUSES`` pauses were each quiet (``observe(pause_s)`` with ``pause_s <= QUIET_PAUSE_S``); a
+    single busy pause makes the next ones lane pauses again."""
+
+    __slots__ = ("quiet",)
+
+    def __init__(self) -> None:
+        self.quiet = 0  # quiet pauses in a row
+
+    def light(self, others_waiting: bool) -> bool:
+        return not others_waiting and self.quiet >= QUIET_PAUSES
+
+    def observe(self, pause_s: float) -> None:
+        if pause_s <= QUIET_PAUSE_S:
+            self.quiet += 1
+        else:
+            self.quiet = 0
 
 
 class WorkLane:
@@ -96,7 +137,10 @@ def lane_for(loop: asyncio.AbstractEventLoop) -> WorkLane:
 class Slice:
     """One response's CPU budget per loop turn. ``budget_s = 0`` disables pausing (spent() is never true)."""
 
-    __slots__ = ("_lane", "_started", "_turn_from", "_until", "budget_s", "label", "pauses", "request_id", "worked")
+    __slots__ = (
+        "_gate", "_lane", "_started", "_turn_from", "_until", "budget_s", "label", "light_pauses", "pauses",
+        "request_id", "worked",
+    )
 
     def __init__(self, lane: WorkLane | None, budget_s: float, request_id: str, label: str) -> None:
         self._lane = lane if budget_s > 0 else None
@@ -104,6 +148,8 @@ class Slice:
         self.request_id = request_id
         self.label = label
         self.pauses = 0
+        self.light_pauses = 0  # of which one-iteration pauses (alone on the loop; PauseGate)
+        self._gate = PauseGate()
         self.worked = 0.0  # s of work in the stretches that ended (slices, reads' transforms); see work_s()
         self._turn_from = 0.0  # work_s() when this response's current turn in the lane began
         self._started = _clock()
@@ -134,13 +180,19 @@ class Slice:
         now = _clock()
         self._note(now)
         self.pauses += 1
-        keep = self.worked - self._turn_from < TURN_S
-        if not keep:
-            self._turn_from = self.worked  # to the back of the queue; a new turn when the lane comes back
-        await lane.wait_turn(keep=keep)
-        now = _clock()
-        self._started = now
-        self._until = now + self.budget_s
+        gate = self._gate
+        if gate.light(len(lane) > 0):
+            self.light_pauses += 1
+            await asyncio.sleep(0)  # one loop iteration: I/O polled, ready callbacks run, then this task
+        else:
+            keep = self.worked - self._turn_from < TURN_S
+            if not keep:
+                self._turn_from = self.worked  # to the back of the queue; a new turn when the lane comes back
+            await lane.wait_turn(keep=keep)
+        resumed = _clock()
+        gate.observe(resumed - now)
+        self._started = resumed
+        self._until = resumed + self.budget_s
 
     def done(self) -> None:
         self._note(_clock())

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 
-from sluicegate.publisher.slicing import TURN_S, Slice, WorkLane
+from sluicegate.publisher.slicing import QUIET_PAUSE_S, QUIET_PAUSES, TURN_S, PauseGate, Slice, WorkLane
 
 
 async def test_round_robin_one_slice_per_iteration() -> None:
@@ -110,3 +110,93 @@ async def test_slices_pauses_count_towards_work_s() -> None:
     time.sleep(0.004)
     worked = s.work_s(time.perf_counter())
     assert 0.008 <= worked < 0.018, worked
+
+
+# ------------------------------------------------------------------- which pause: PauseGate
+
+
+def test_pause_gate_light_only_after_quiet_pauses_in_a_row() -> None:
+    gate = PauseGate()
+    for _ in range(QUIET_PAUSES):
+        assert not gate.light(others_waiting=False)  # not yet known to be alone
+        gate.observe(QUIET_PAUSE_S / 10)
+    assert gate.light(others_waiting=False)
+    assert not gate.light(others_waiting=True)  # another response waits in the lane: its turn comes first
+    gate.observe(QUIET_PAUSE_S * 2)  # something else ran in that pause (a request, a transform, the OS)
+    assert not gate.light(others_waiting=False)
+    for _ in range(QUIET_PAUSES - 1):
+        gate.observe(QUIET_PAUSE_S)  # (the bound itself is quiet)
+        assert not gate.light(others_waiting=False)
+    gate.observe(0.0)
+    assert gate.light(others_waiting=False)
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def test_alone_on_the_loop_a_pause_is_one_iteration() -> None:
+    lane = WorkLane(asyncio.get_running_loop())
+    s = Slice(lane, 0.0005, "r", "GET /")
+    pauses = 4 * QUIET_PAUSES
+    for _ in range(pauses):
+        _spin(0.0005)
+        await s.pause()
+    # the first QUIET_PAUSES are lane pauses (two iterations); once they were all quiet, one iteration each
+    # (a slow pause on a crowded machine, the OS pre-empting the test, puts it back for QUIET_PAUSES more)
+    assert s.pauses == pauses
+    assert QUIET_PAUSES // 2 <= s.light_pauses <= pauses - QUIET_PAUSES, s.light_pauses
+
+
+async def test_a_busy_loop_keeps_lane_pauses_and_two_steps_per_slice() -> None:
+    # Other work on the loop (here: a task whose steps each take 0.5 ms, like a small request's) makes every
+    # pause busy, so the heavy response never takes one-iteration pauses: the other task keeps two steps per
+    # heavy slice, as before (each pause lets the loop run twice).
+    lane = WorkLane(asyncio.get_running_loop())
+    s = Slice(lane, 0.0005, "r", "GET /")
+    steps = 0
+    done = False
+
+    async def other() -> None:
+        nonlocal steps
+        while not done:
+            _spin(QUIET_PAUSE_S * 2)
+            steps += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    pauses = 3 * QUIET_PAUSES
+    for _ in range(pauses):
+        _spin(0.0005)
+        await s.pause()
+    done = True
+    await t
+    assert s.light_pauses == 0
+    assert steps >= 2 * pauses - 2, (steps, pauses)
+
+
+async def test_a_response_waiting_in_the_lane_ends_one_iteration_pauses() -> None:
+    loop = asyncio.get_running_loop()
+    lane = WorkLane(loop)
+    a = Slice(lane, 0.0005, "a", "GET /a")
+    for _ in range(QUIET_PAUSES + 2):
+        _spin(0.0005)
+        await a.pause()
+    light_before = a.light_pauses
+    assert light_before >= 1
+    b_ran = asyncio.Event()
+
+    async def b() -> None:
+        await lane.wait_turn()
+        b_ran.set()
+
+    tb = asyncio.create_task(b())
+    await asyncio.sleep(0)  # b waits in the lane
+    _spin(0.0005)
+    await a.pause()  # a sees b waiting: a lane pause (b's turn comes)
+    assert a.light_pauses == light_before
+    await tb
+    assert b_ran.is_set()

@@ -42,6 +42,17 @@ def tree_writes(pid: int) -> int:
     return total
 
 
+def pause_counts(admin_port: int) -> tuple[float, float]:
+    """The worker's slice pauses so far: (lane, light) from ``sluicegate_publisher_slice_pauses_total``."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    got = dict(re.findall(r'^sluicegate_publisher_slice_pauses_total\{pause="(\w+)"\} (\S+)$', text, re.M))
+    return float(got.get("lane", 0.0)), float(got.get("light", 0.0))
+
+
 async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
     """Heavy loads alone, sluicegate targets side by side, ``sets`` alternated sets per load."""
     targets = [t for t in TARGETS if t != "nginx"]
@@ -55,15 +66,20 @@ async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
             for load in LOADS:
                 for t in order:
                     port, proc = started[t]
+                    p0 = pause_counts(bench.admin_of[port])
                     c0, w0 = tree_oncpu_s(proc.pid), tree_writes(proc.pid)
                     alone = await bench.heavy_alone(port, proc, load)
                     cpu, writes = tree_oncpu_s(proc.pid) - c0, tree_writes(proc.pid) - w0
+                    p1 = pause_counts(bench.admin_of[port])
+                    lane, light = p1[0] - p0[0], p1[1] - p0[1]
                     mib = LOADS[load]["decoded_mib"] * len(LOADS[load]["paths"])
                     rows.append({"target": t, "load": load, "set": i, "oncpu_s": cpu, "writes": writes,
                                  "mib_per_oncpu_s": mib / cpu, "wall_s": alone["wall_s"],
+                                 "pauses": lane + light, "light_pauses": light,
                                  "loadavg_1m": lab.loadavg1()})
                     lab.log(f"  set {i + 1}/{sets} {t:11s} {load:20s} {mib / cpu:6.2f} MiB per CPU-s, "
-                            f"{writes} writes, load {lab.loadavg1():.1f}")
+                            f"{writes} writes, {lane + light:.0f} pauses ({light:.0f} light), "
+                            f"load {lab.loadavg1():.1f}")
     finally:
         for _, proc in started.values():
             bench.procs.stop(proc)
@@ -73,24 +89,35 @@ async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
 def summarize_ab(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for load in LOADS:
-        base = [r["mib_per_oncpu_s"] for r in rows if r["target"] == "unsliced" and r["load"] == load]
+        base_rows = [r for r in rows if r["target"] == "unsliced" and r["load"] == load]
+        base = [r["mib_per_oncpu_s"] for r in base_rows]
         for t in dict.fromkeys(r["target"] for r in rows):
             rs = [r for r in rows if r["target"] == t and r["load"] == load]
             if not rs:
                 continue
             m = lab.med([r["mib_per_oncpu_s"] for r in rs])
             ratio = m / lab.med(base) if base else float("nan")
+            mean_ratio = _mean(rs) / _mean(base_rows) if base_rows else float("nan")
             out[f"{t} | {load}"] = {"mib_per_cpu_s": m, "ratio_vs_unsliced": ratio,
                                     "writes_per_set": lab.med([r["writes"] for r in rs]), "sets": len(rs),
+                                    "mean_ratio_vs_unsliced": mean_ratio,
+                                    "pauses_per_set": lab.med([r.get("pauses", 0) for r in rs]),
+                                    "light_pauses_per_set": lab.med([r.get("light_pauses", 0) for r in rs]),
                                     "loadavg_1m": lab.med([r["loadavg_1m"] for r in rs])}
     return out
+
+
+def _mean(rows: list[dict[str, Any]]) -> float:
+    return float(sum(r["mib_per_oncpu_s"] for r in rows)) / len(rows)
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float, sizes: dict[str, int]) -> None:
     ab = summarize_ab(rows)
     print()
-    print(lab.table(["target | load", "MiB / CPU-s", "vs unsliced", "writes / set", "sets", "load avg"],
-                    [[k, v["mib_per_cpu_s"], v["ratio_vs_unsliced"], v["writes_per_set"], v["sets"], v["loadavg_1m"]]
+    print(lab.table(["target | load", "MiB / CPU-s", "vs unsliced (medians)", "(means)", "writes / set",
+                     "pauses / set", "light", "sets", "load avg"],
+                    [[k, v["mib_per_cpu_s"], v["ratio_vs_unsliced"], v["mean_ratio_vs_unsliced"], v["writes_per_set"],
+                      v["pauses_per_set"], v["light_pauses_per_set"], v["sets"], v["loadavg_1m"]]
                      for k, v in ab.items()]))
     path = lab.write_json("publisher-fairness-ab", {
         "command": f"sluicegate bench fairness --ab {args.ab} --bomb-cap-mib {args.bomb_cap_mib} "
