@@ -54,6 +54,7 @@ from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.publisher import coding
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.response_headers import origin_names
 from sluicegate.publisher.slicing import Slice, lane_for
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
@@ -177,6 +178,7 @@ class Relay:
         self.codec_levels = settings.compression.model_dump()
         self.slice_s = settings.event_loop.slice_ms / 1000.0
         self.piece_bytes = settings.event_loop.piece_bytes
+        self.origin_names = origin_names(origin, self.pub.origin_host_header, self.pub.origin_aliases)
 
     async def respond(
         self,
@@ -201,6 +203,7 @@ class Relay:
         out_headers = hdr.downstream_response_headers(
             origin_headers, rewriter, self.origin, request_id, id_header=self.id_header,
             origin_host_header=pub.origin_host_header, public_hosts=pub.public_hosts, aliases=pub.origin_aliases,
+            names=self.origin_names,
         )
         route = decision.route
         if route is Route.BODILESS:
