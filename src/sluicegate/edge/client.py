@@ -51,12 +51,13 @@ class ClientWatch:
     next loop turn. (Cancelling and awaiting it every time cost ~10 % of a small relayed response.)
     """
 
-    __slots__ = ("_hook", "_owner", "_receive", "_send", "_task", "body_done", "disconnected", "finished")
+    __slots__ = ("_hook", "_hooked", "_owner", "_receive", "_send", "_task", "body_done", "disconnected", "finished")
 
     def __init__(self, receive: Receive, send: Send, hook: Callable[[Callable[[], None]], None] | None = None) -> None:
         self._receive = receive
         self._send = send
         self._hook = hook  # the server's DISCONNECT_HOOK (edge.asgi): a callback instead of the watch task
+        self._hooked = False  # the callback is registered
         self._task: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[Any] | None = None
         self.disconnected = False
@@ -112,8 +113,9 @@ class ClientWatch:
             return
         hook = self._hook
         if hook is not None:
-            self._hook = None  # (registered once)
-            hook(self._client_left)
+            if not self._hooked:
+                self._hooked = True
+                hook(self._client_left)
         elif self._task is None:
             self._task = asyncio.create_task(self._watch())
 

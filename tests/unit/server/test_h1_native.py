@@ -247,6 +247,7 @@ def test_client_reset_cancels_the_handler_within_a_millisecond(hooked: bool) -> 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         watch, deadline = start_request(receive, send, has_body=False, scope=scope if hooked else None)
         assert (watch._task is None) == hooked  # the callback replaces the task
+        assert (watch.sender is send) == hooked  # and the send wrapper that notes the final body
         started.add(int(scope["path"][1:]))
         port = int(scope["path"][1:])
         try:
