@@ -197,12 +197,11 @@ class PublisherApp:
             waited = time.perf_counter() - started
             metrics.observe(metrics.PUBLISHER_TTFB, waited)
             try:
-                origin_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
-                decision = gate.classify(method, resp.status, origin_headers)
+                decision, plan = self.relay.classify(method, resp)
                 if info is not None:
                     _note_head(info, resp, decision, waited)
                 await self.relay.respond(
-                    resp, origin_headers, decision, method=method, rewriter=rewriter,
+                    resp, None, decision, plan=plan, method=method, rewriter=rewriter,
                     navigation=not seen.rsc, send=send, request_id=request_id, deadline=deadline,
                     accepted=coding.Accepted(seen.accept_encoding), label=f"{method} {scope.get('path', '')}",
                     if_none_match=seen.if_none_match,
