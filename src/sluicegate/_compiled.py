@@ -32,4 +32,18 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.pipeline.hosts",
     "sluicegate.pipeline.hosts_loop",  # the host pattern as a byte loop (compiled origin-tag path)
     "sluicegate.pipeline.text",
+    # the per-request path of a relayed response (issue 19, docs/benchmarks-publisher.md "Serving cores"): the
+    # native HTTP/1.1 core, the edge lifecycle, the origin client, the response head rules, metrics/access log
+    "sluicegate.server.h1.framing",
+    "sluicegate.server.h1.cycle",
+    "sluicegate.server.h1.protocol",
+    "sluicegate.edge.asgi",
+    "sluicegate.edge.deadline",
+    "sluicegate.edge.headers",
+    "sluicegate.upstream.http1",
+    "sluicegate.publisher.response_headers",
+    "sluicegate.publisher.headers",
+    "sluicegate.publisher.head_plan",
+    "sluicegate.server.observe",
+    "sluicegate.observability.access",
 )

@@ -174,7 +174,8 @@ class PublisherApp:
         send = watch.sender
         started = time.perf_counter()
         try:
-            await self.startup()
+            if self.pool is None:
+                await self.startup()
             pool = self.pool
             assert pool is not None
             target = _target(scope, mapper)
