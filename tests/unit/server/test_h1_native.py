@@ -287,3 +287,23 @@ def test_connection_header_and_keep_alive_after_a_body_the_app_did_not_read() ->
         assert head.startswith(b"HTTP/1.1 413") and header(head, b"connection") is None
         head, _, _ = read_response(s, rest)
         assert head.startswith(b"HTTP/1.1 413")
+
+
+def test_absolute_form_target_gives_the_app_its_path_and_query() -> None:
+    """``GET http://host/path HTTP/1.1`` (absolute form): the app gets the path and query of the URL (a URL
+    without a query has none: the parser reports it as absent, the scope says ``b""``)."""
+    seen: list[tuple[str, bytes, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serving("native", app) as srv, connect(srv.port) as s:
+        s.sendall(b"GET http://a.example/p%20q HTTP/1.1\r\nHost: a.example\r\n\r\n"
+                  b"GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        head, _, rest = read_response(s)
+        assert head.startswith(b"HTTP/1.1 204")
+        head, _, _ = read_response(s, rest)
+        assert head.startswith(b"HTTP/1.1 204")
+    assert seen == [("/p q", b"/p%20q", b""), ("/x", b"/x", b"y=1")]

@@ -218,7 +218,7 @@ class H1Protocol(asyncio.Protocol):
         if url[:1] == b"/" and b"#" not in url:
             raw_path, _, query = url.partition(b"?")
         else:
-            parsed = httptools.parse_url(url)
+            parsed: Any = httptools.parse_url(url)  # (Any: its path/query may be None, its stub says bytes)
             raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
