@@ -24,17 +24,10 @@ import brotli
 import pytest
 
 from sluicegate.dev.origin.heavy import HEAVY_AUTHORITY, HeavyLog, build_heavy_origin, link_page
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-
+EXTRA = """
 [timeouts]
 first_byte = 10.0
 idle = 10.0
@@ -62,7 +55,7 @@ def heavy() -> Iterator[Heavy]:
 
 
 def proxy(tmp: Path, heavy: Heavy, extra: str = "") -> ProxyProcess:
-    return ProxyProcess(tmp, CONFIG.format(origin=heavy.url) + extra).start()
+    return ProxyProcess(tmp, publisher_config(heavy.url, extra=EXTRA + extra)).start()
 
 
 @pytest.fixture

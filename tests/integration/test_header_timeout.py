@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Origin
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-
+EXTRA = """
 [timeouts]
 client_header = 1.0
 """
@@ -29,7 +22,7 @@ client_header = 1.0
 
 @pytest.fixture
 def proxy(tmp_path: Path, origin: Origin) -> Iterator[ProxyProcess]:
-    p = ProxyProcess(tmp_path, CONFIG.format(origin=origin.url)).start()
+    p = ProxyProcess(tmp_path, publisher_config(origin.url, extra=EXTRA)).start()
     yield p
     p.stop()
 

@@ -23,8 +23,10 @@ import httpx2
 import pytest
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 from h2.settings import SettingCodes
+from hpack import NeverIndexedHeaderTuple
 
 from tests.integration.conftest import Origin
+from tests.support.configs import publisher_config
 from tests.support.h2raw import RawH2, goaway_code, parse_frames, rst_codes
 from tests.support.pki import Pki
 from tests.support.servers import ProxyProcess
@@ -366,3 +368,30 @@ def test_idle_connection_gets_goaway_and_closes(tls_proxy: ProxyProcess, pki: Pk
         assert goaway_code(parse_frames(h.received)) == NO_ERROR
     finally:
         h.close()
+
+
+def test_hpack_never_indexes_the_configured_request_id_header_and_secrets(tmp_path: Path, origin: Origin) -> None:
+    """The request-id header under its configured name (not x-request-id) and set-cookie go out as literals never
+    indexed (RFC 7541 §6.2.3), as the client's HPACK decoder sees them; stable fields stay indexable."""
+    p = ProxyProcess(tmp_path, publisher_config(origin.url, server='request_id_header = "x-correlation-id"\n')).start()
+    c = RawH2(p.port)
+    try:
+        authority = f"127.0.0.1:{p.port}".encode()
+        heads = []
+        for _ in range(2):  # the second response too: nothing of the first went into the dynamic table
+            sid = c.request("", "", headers=[(b":method", b"GET"), (b":scheme", b"http"), (b":authority", authority),
+                                             (b":path", b"/redirect")])
+            evs = c.collect(lambda e, sid=sid: isinstance(e, StreamEnded) and e.stream_id == sid)
+            heads += [e.headers for e in evs if isinstance(e, ResponseReceived) and e.stream_id == sid]
+        assert len(heads) == 2
+        for head in heads:
+            never = {bytes(h[0]) for h in head if isinstance(h, NeverIndexedHeaderTuple)}
+            names = {bytes(h[0]) for h in head}
+            assert {b"x-correlation-id", b"set-cookie", b"date", b"location"} <= never
+            assert b"x-request-id" not in names
+            assert b"link" in names and b"link" not in never and b":status" not in never
+        assert heads[0][[bytes(h[0]) for h in heads[0]].index(b"x-correlation-id")][1] != \
+            heads[1][[bytes(h[0]) for h in heads[1]].index(b"x-correlation-id")][1]
+    finally:
+        c.close()
+        p.stop()

@@ -14,6 +14,7 @@ from h2.events import ConnectionTerminated, RemoteSettingsChanged, StreamReset
 from hpack import Encoder
 
 from tests.integration.conftest import Origin
+from tests.support.configs import publisher_config
 from tests.support.h2raw import PREFACE, RawH2, frame, goaway_code, parse_frames, rst_codes
 from tests.support.servers import ProxyProcess
 
@@ -21,15 +22,7 @@ PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 1, 7, 11
 HEADERS, CONTINUATION, RST, SETTINGS, PING = 1, 9, 3, 4, 6
 END_STREAM, END_HEADERS = 0x1, 0x4
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-
+EXTRA = """
 [timeouts]
 connect = 2.0
 first_byte = 5.0
@@ -44,7 +37,7 @@ control_frame_rate = 50
 
 @pytest.fixture(scope="module")
 def proxy(origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    p = ProxyProcess(tmp_path_factory.mktemp("h2def"), CONFIG.format(origin=origin.url)).start()
+    p = ProxyProcess(tmp_path_factory.mktemp("h2def"), publisher_config(origin.url, extra=EXTRA)).start()
     yield p
     p.stop()
 

@@ -14,19 +14,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port, raw_http
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-origin_aliases = ["www.site.test", "site-internal:8443"]
+PUBLISHER = """origin_aliases = ["www.site.test", "site-internal:8443"]
 origin_host_header = "site.test"
-
+"""
+EXTRA = """
 [html]
 max_tag_bytes = 65536
 """
@@ -68,7 +62,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadedApp
     app.router.add_get("/", home)
     app.router.add_get("/bad", bad)
     server = ThreadedApp(app, port).start()
-    proxy = ProxyProcess(tmp_path_factory.mktemp("mapping"), CONFIG.format(origin=o)).start()
+    proxy = ProxyProcess(tmp_path_factory.mktemp("mapping"), publisher_config(o, PUBLISHER, EXTRA)).start()
     yield server, proxy
     proxy.stop()
     server.stop()

@@ -16,24 +16,20 @@ from aiohttp import web
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support.configs import publisher_config
 from tests.support.pki import Pki
 from tests.support.servers import ProxyProcess, ThreadedApp, free_port
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "https://localhost:{origin_port}"
-public_hosts = ["127.0.0.1:{{port}}"]
-{ca_line}
-
+TIMEOUTS = """
 [timeouts]
 connect = 2.0
 first_byte = 2.0
 idle = 2.0
 """
+
+
+def config(origin_port: int, ca_line: str) -> str:
+    return publisher_config(f"https://localhost:{origin_port}", ca_line + "\n", TIMEOUTS)
 
 
 class TlsOrigin:
@@ -71,7 +67,7 @@ def origin(pki: Pki) -> Iterator[TlsOrigin]:
 
 def _proxy(tmp: Path, port: int, ca_file: Path | None) -> ProxyProcess:
     ca_line = f'ca_file = "{ca_file}"' if ca_file else ""
-    return ProxyProcess(tmp, CONFIG.format(origin_port=port, ca_line=ca_line)).start()
+    return ProxyProcess(tmp, config(port, ca_line)).start()
 
 
 async def _get(url: str) -> tuple[int, str]:
@@ -133,7 +129,7 @@ def test_an_unusable_ca_file_is_one_line_at_start(tmp_path: Path) -> None:
     bad = tmp_path / "bundle.pem"
     bad.write_text("not a certificate\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(CONFIG.format(origin_port=9, ca_line=f'ca_file = "{bad}"').replace("{port}", "0"))
+    cfg.write_text(config(9, f'ca_file = "{bad}"').replace("{port}", "0"))
     r = subprocess.run([sys.executable, "-m", "sluicegate", "serve", "--config", str(cfg)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2

@@ -11,20 +11,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess, ThreadedApp
 
 PORT = web.AppKey("port", int)
 
-CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "https://localhost:{origin_port}"
-public_hosts = ["127.0.0.1:{{port}}"]
-verify_tls = {verify}
-
+TIMEOUTS = """
 [timeouts]
 connect = 2.0
 first_byte = 2.0
@@ -81,7 +73,8 @@ def tls_origin(certificate: tuple[Path, Path]) -> Iterator[ThreadedApp]:
 
 
 def _proxy(tmp: Path, origin: ThreadedApp, verify: bool, env: dict[str, str] | None = None) -> ProxyProcess:
-    cfg = CONFIG.format(origin_port=origin.port, verify="true" if verify else "false")
+    verify_line = f"verify_tls = {'true' if verify else 'false'}\n"
+    cfg = publisher_config(f"https://localhost:{origin.port}", verify_line, TIMEOUTS)
     return ProxyProcess(tmp, cfg, env=env).start()
 
 

@@ -1,4 +1,4 @@
-"""The publisher-page hook: ``[first_party] rewrite_domains`` in publisher pages.
+"""The publisher-page hook: ``[first_party] rewrite_domains`` in publisher pages and stylesheets.
 
 ``PageRewriting.install(html)`` registers the signing rule on the page's own ``HtmlRewriter``
 after the origin rules (one tokenizer pass; ``build_processor(extra_html_rules=...)``): needles =
@@ -6,7 +6,9 @@ the configured hosts, so tags that name none of them stay on the rewriter's fast
 ``wrap(processor)`` is the same rule as a separate stage after the page's processor (a second
 pass over its output): the proxy uses it when one pass could differ, i.e. when an injected
 snippet or the public host names a rewrite domain (the second pass signs what the first pass
-wrote; ``one_pass``). Built once per worker (keys loaded once).
+wrote; ``one_pass``). ``wrap_css(processor)`` signs the publisher's own CSS responses the way
+a page's ``<style>`` is signed (``CssUrlStream`` after the origin rules' text replacer). Built
+once per worker (keys loaded once).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from sluicegate.config.domains import DomainList
 from sluicegate.config.model import Settings
 from sluicegate.firstparty.markup import (
+    CssUrlStream,
     RawKey,
     UrlMinter,
     chain,
@@ -71,3 +74,10 @@ class PageRewriting:
         """``processor`` then the rule as a second pass, behind the page's charset gate (a
         UTF-16/32 page passes both unmodified)."""
         return chain(processor, charset_gate(self.stage(), charset_of(content_type)))
+
+    def wrap_css(self, processor: Transformer, content_type: str = "") -> Transformer:
+        """``processor`` (the origin rules on a ``text/css`` body) then ``url()``/``@import`` on rewrite
+        domains signed, as in a page's ``<style>``; a UTF-16/32 stylesheet passes unmodified."""
+        minter = UrlMinter(self.signer, self.domains, cache=self.cache, raw_cache=self.raw_cache)
+        return chain(processor, charset_gate(CssUrlStream(minter, self.max_css_token_bytes),
+                                             charset_of(content_type)))

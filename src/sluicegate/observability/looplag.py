@@ -27,17 +27,19 @@ from sluicegate.observability.metrics import REGISTRY
 
 log = logging.getLogger("sluicegate.loop")
 
+# seconds, the bounds of both histograms
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LOOP_LAG = Histogram(
     "sluicegate_event_loop_lag_seconds",
     "How late the worker's periodic loop-lag timer fired (time the loop was busy), per sample",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LAG_BUCKETS,
     registry=REGISTRY,
 )
 LOOP_BUSY_LAG = Histogram(
     "sluicegate_event_loop_busy_lag_seconds",
     "Lag samples counting only time the loop thread was on a CPU: min(lag, thread CPU time in the period). "
     "On a shared machine: the part of the lag the worker's own work caused, not the OS scheduler",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LAG_BUCKETS,
     registry=REGISTRY,
 )
 LOOP_STALLS = Counter(

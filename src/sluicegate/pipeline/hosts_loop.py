@@ -16,6 +16,19 @@ if TYPE_CHECKING:
     from mypy_extensions import i64  # native ints for the byte loops when compiled
 
 
+def _equal_end(low: bytes, at: i64, lend: i64, want: bytes) -> i64:
+    """``at + len(want)`` when ``low[at:lend]`` starts with ``want``, else -1 (the host, then the port)."""
+    n: i64 = len(want)
+    if at + n > lend:
+        return -1
+    j: i64 = 0
+    while j < n:
+        if low[at + j] != want[j]:
+            return -1
+        j += 1
+    return at + n
+
+
 class HostLoop:
     """One authority's host pattern (lower-case ``host``, ``port`` digits, ``port_optional``)."""
 
@@ -27,16 +40,9 @@ class HostLoop:
     def match_end(self, low: bytes, i: i64, lend: i64) -> i64:
         """``pattern.match(low, i, lend).end()`` for the origin's host pattern, or -1: the regex's
         backtracking order (trailing dot, then port, each tried before leaving it out)."""
-        host = self.host
-        hl: i64 = len(host)
-        if i + hl > lend:
+        h = _equal_end(low, i, lend, self.host)
+        if h < 0:
             return -1
-        j: i64 = 0
-        while j < hl:
-            if low[i + j] != host[j]:
-                return -1
-            j += 1
-        h = i + hl
         # one trailing dot belongs to the host when a URL delimiter follows it
         dot = False
         if h < lend and low[h] == 0x2E and h + 1 < lend:
@@ -65,16 +71,7 @@ class HostLoop:
             d += 3
         else:
             return -1
-        port = self.port
-        pl: i64 = len(port)
-        if d + pl > lend:
-            return -1
-        j: i64 = 0
-        while j < pl:
-            if low[d + j] != port[j]:
-                return -1
-            j += 1
-        return d + pl
+        return _equal_end(low, d, lend, self.port)
 
     def _boundary(self, low: bytes, e: i64, lend: i64, ported: bool) -> bool:
         """The host does not continue at ``low[e]`` (the pattern's negative look-ahead; after an

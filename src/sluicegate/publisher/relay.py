@@ -266,6 +266,8 @@ class Relay:
             )
             if fp is not None and not one_pass and decision.kind is gate.Kind.HTML:
                 processor = fp.wrap(processor, ctype)
+            elif fp is not None and gate.media_type(ctype) == "text/css":  # the publisher's stylesheets too
+                processor = fp.wrap_css(processor, ctype)
             out_headers = for_rewritten_body(out_headers)
             out_coding = in_coding if accepted.accepts(in_coding) else accepted.best_encoding()
             if out_coding != in_coding:

@@ -32,6 +32,7 @@ async def test_the_checker_judges_what_a_client_sees(origin: fn.FaultyOrigin) ->
     assert (await fn.fetch(origin.port, "/chunked/100000", host)).verdict == "exact"
     assert (await fn.fetch(origin.port, "/page/20000", host)).verdict == "exact"
     assert (await fn.fetch(origin.port, "/sse", host)).verdict == "exact"
+    assert (await fn.fetch(origin.port, "/sse-chat", host, model="sse")).verdict == "exact"  # the provider stream
     long = await fn.fetch(origin.port, "/cl-long/5000", host)  # declared 10000, got 5000 then EOF
     assert long.verdict == "failed" and long.got == 5000
     assert (await fn.fetch(origin.port, "/nolast/5000", host)).verdict == "failed"

@@ -30,6 +30,21 @@ class Seen:
     creative_release: threading.Event = field(default_factory=threading.Event)
 
 
+async def write_cut(resp: web.StreamResponse, body: bytes, cuts: list[int],
+                    last_waits: threading.Event | None = None) -> None:
+    """``body`` written in pieces ending at ``cuts`` (a pause after each: separate reads at the proxy), then the
+    rest and the end; with ``last_waits`` the last cut piece waits for that event first."""
+    pos = 0
+    for i, at in enumerate(cuts):
+        if last_waits is not None and i == len(cuts) - 1:
+            await asyncio.get_running_loop().run_in_executor(None, last_waits.wait, 10)
+        await resp.write(body[pos:at])
+        await asyncio.sleep(0.02)
+        pos = at
+    await resp.write(body[pos:])
+    await resp.write_eof()
+
+
 def third_party_app(seen: Seen, port: int) -> web.Application:
     app = web.Application()
     base = f"http://cdn.fp.test:{port}"
@@ -100,16 +115,7 @@ def third_party_app(seen: Seen, port: int) -> web.Application:
         cuts = [body.index(b"a.js?k=1") - 5, body.index(b"pixel.gif") - 3, body.index(b"not-allowed.example/x") + 4,
                 body.index(b"url(") + 2, body.index(b"<noscript>") + 5, body.index(b"ns.png") - 2,
                 body.index(b"late.js") - 6, body.index(b"</body>")]
-        pos = 0
-        for i, at in enumerate(cuts):
-            if i == len(cuts) - 1:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, seen.creative_release.wait, 10)
-            await resp.write(body[pos:at])
-            await asyncio.sleep(0.02)  # separate reads at the proxy
-            pos = at
-        await resp.write(body[pos:])
-        await resp.write_eof()
+        await write_cut(resp, body, cuts, last_waits=seen.creative_release)
         return resp
 
     async def utf16(request: web.Request) -> web.Response:
@@ -157,6 +163,20 @@ def utf16_html(port: int) -> bytes:
     return (text + f'<img src="http://cdn.fp.test:{port}/i">').encode("utf-16")
 
 
+def site_css_text(tp_port: int) -> str:
+    """The publisher stylesheet ``/site.css``: a rewrite domain in ``@import`` and ``url()`` (plain, quoted,
+    scheme-relative), another host, a relative URL and a ``data:`` URL."""
+    tp = f"cdn.fp.test:{tp_port}"
+    return (
+        f'@import "http://{tp}/style.css";\n'
+        f".a{{background:url(http://{tp}/bg.png)}}\n"
+        f".b{{background:url('//{tp}/b.png')}}\n"
+        ".c{background:url(http://other.example/o.png)}\n"
+        ".d{background:url(rel/d.png)}\n"
+        ".e{background:url(data:image/png;base64,AAAA)}\n"
+    )
+
+
 def origin_app(seen: Seen, tp_port: int) -> web.Application:
     app = web.Application()
 
@@ -193,8 +213,18 @@ def origin_app(seen: Seen, tp_port: int) -> web.Application:
         )
         return web.Response(text=html, content_type="text/html")
 
+    async def site_css(request: web.Request) -> web.StreamResponse:
+        """The publisher's own stylesheet naming a rewrite domain, written in pieces cut inside its URLs."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/css; charset=utf-8",
+                                           "Cache-Control": "public, max-age=60"})
+        await resp.prepare(request)
+        body = site_css_text(tp_port).encode()
+        await write_cut(resp, body, [body.index(b"style.css") - 4, body.index(b"url(") + 2, body.index(b"bg.png") + 1])
+        return resp
+
     app.router.add_get("/page", page)
     app.router.add_get("/page-scripts", page_scripts)
+    app.router.add_get("/site.css", site_css)
     app.router.add_get("/hold", hold)
     return app
 

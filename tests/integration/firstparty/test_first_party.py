@@ -445,3 +445,28 @@ def test_an_empty_allowlist_turns_the_endpoints_off(tmp_path: Path, fp: Env) -> 
     finally:
         proxy.stop()
         origin.stop()
+
+
+def test_publisher_css_signs_rewrite_domains(fp: Env) -> None:
+    """The publisher's own CSS file gets what its inline <style> gets: url()/@import on rewrite_domains become
+    signed proxy URLs (the origin writes it in pieces cut inside them); other hosts, relative and data: URLs
+    stay as written; the signed URLs relay the third party."""
+    status, headers, body = fp.get("/site.css")
+    css = body.decode()
+    tp = f"cdn.fp.test:{fp.tp_port}"
+    assert status == 200 and headers["content-type"].startswith("text/css")
+    assert tp not in css
+    imported = css.split('@import "')[1].split('"')[0]
+    bg = css.split(".a{background:url(")[1].split(")")[0].strip("\"'")  # quoted when signed
+    scheme_relative = css.split(".b{background:url('")[1].split("'")[0]
+    for href, target in ((imported, f"http://{tp}/style.css"), (bg, f"http://{tp}/bg.png"),
+                         (scheme_relative, f"https://{tp}/b.png")):
+        assert href.startswith("/first-party/proxy?url="), css
+        assert dict(parse_qsl(urlsplit(href).query))["url"] == target
+    assert ".c{background:url(http://other.example/o.png)}" in css
+    assert ".d{background:url(rel/d.png)}" in css and ".e{background:url(data:image/png;base64,AAAA)}" in css
+    # the imported sheet comes through /first-party/proxy, its own allowed url() signed in turn
+    status, headers, got = fp.get(imported)
+    assert status == 200 and headers["content-type"].startswith("text/css")
+    assert got.count(b"/first-party/proxy?url=") == 1 and b"not-allowed.example/x.png" in got
+    assert fp.get(imported.replace("style.css", "other.css"))[0] == 403  # the signature covers the target

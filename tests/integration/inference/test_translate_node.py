@@ -83,3 +83,47 @@ def test_vercel_sees_the_error_event_not_terminated(seen: dict[str, Any]) -> Non
     assert e["text"] == "Partial"
     assert e["errors"] == ["The server had an error while processing your request."]
     assert not any("terminated" in m for m in e["errors"])
+
+
+# every call opened first, then their argument deltas interleaved by index (openai_tools_interleaved.sse)
+INTERLEAVED = [["call_Paris01", "get_weather", '{"location": "Paris"}'],
+               ["call_Tokyo02", "get_weather", '{"location": "Tōkyō 東京"}'],
+               ["call_Lima03", "get_time", '{"city": "Lima", "tz": "America/Lima"}']]
+
+
+def test_anthropic_node_stream_interleaved_calls_from_chat(seen: dict[str, Any]) -> None:
+    """The Node Messages SDK gets one block at a time (start, its deltas, stop), each call's input exact."""
+    r = seen["anthropic_tools_interleaved"]
+    assert "thrown" not in r, r
+    assert r["calls"] == [[c, n, json.loads(a)] for c, n, a in INTERLEAVED]
+    open_block = -1
+    joined: dict[int, str] = {}
+    for typ, index, partial in r["seq"]:
+        if typ == "content_block_start":
+            assert open_block == -1, r["seq"]
+            open_block = index
+        else:
+            assert index == open_block, r["seq"]
+            if typ == "content_block_stop":
+                open_block = -1
+            else:
+                joined[index] = joined.get(index, "") + partial
+    assert open_block == -1 and [joined[i] for i in sorted(joined)] == [a for _, _, a in INTERLEAVED]
+    assert r["stop"] == "tool_use" and (r["usage"]["input_tokens"], r["usage"]["output_tokens"]) == (90, 51)
+
+
+def test_openai_node_responses_stream_interleaved_calls_from_chat(seen: dict[str, Any]) -> None:
+    """The Node Responses helper: each call's deltas on its own output_index, its item and the final output exact."""
+    r = seen["openai_responses_tools_interleaved"]
+    assert "thrown" not in r, r
+    assert r["calls"] == INTERLEAVED and r["status"] == "completed"
+    assert r["deltas"] == {str(i): a for i, (_, _, a) in enumerate(INTERLEAVED)}
+    assert r["done"] == {c: a for c, _, a in INTERLEAVED}
+    assert r["usage"]["output_tokens"] == 51
+
+
+def test_vercel_anthropic_interleaved_calls_from_chat(seen: dict[str, Any]) -> None:
+    r = seen["vercel_anthropic_tools_interleaved"]
+    assert "thrown" not in r, r
+    assert r["calls"] == [[c, n, json.loads(a)] for c, n, a in INTERLEAVED] and r["finish"] == "tool-calls"
+    assert (r["usage"]["inputTokens"], r["usage"]["outputTokens"]) == (90, 51)

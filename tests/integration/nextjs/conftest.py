@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess, free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,18 +118,10 @@ HEAD_SNIPPET = '<meta name="sluicegate-probe" content="injected">'
 
 
 def proxy_config(origin: str) -> str:
-    return f"""
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-
+    return publisher_config(origin, extra=f"""
 [html]
 head_inject = ['{HEAD_SNIPPET}']
-"""
+""")
 
 
 @pytest.fixture(scope="session")

@@ -20,21 +20,12 @@ from typing import Any
 import pytest
 
 from tests.support import sites
+from tests.support.configs import publisher_config
 from tests.support.servers import ProxyProcess
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # name -> (--pages budget, the fewest pages the crawl must reach: a fixture whose links break is caught)
 SITES = {"gazette": (10, 5), "wordpress": (10, 6), "nuxt": (5, 2), "cms": (25, 15), "nextjs": (10, 6)}
-
-PROXY_CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {{port}}
-
-[publisher]
-origin_url = "{origin}"
-public_hosts = ["127.0.0.1:{{port}}"]
-"""
 
 
 @dataclass
@@ -99,7 +90,7 @@ def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp(f"site-{name}")
     budget, _ = SITES[name]
     with serve_site(name, tmp) as origin:
-        proxy = ProxyProcess(tmp, PROXY_CONFIG.format(origin=origin)).start()
+        proxy = ProxyProcess(tmp, publisher_config(origin)).start()
         try:
             rc, report, text = run_check_site(origin + "/", tmp / "report.json", "--proxy-url", proxy.url,
                                               "--pages", str(budget), "--forms", "all")

@@ -58,6 +58,34 @@ await step("openai_responses_tools", async () => {
            calls: final.output.filter((o) => o.type === "function_call").map((o) => [o.call_id, JSON.parse(o.arguments)]) };
 });
 
+// A chat provider that opens every tool call, then interleaves their argument deltas by index
+// (tests/data/translate/openai_tools_interleaved.sse), translated to Messages and to Responses.
+await step("anthropic_tools_interleaved", async () => {
+  const seq = [];
+  const stream = ant.messages.stream({ model: "oc-openai_tools_interleaved", max_tokens: 300, messages: MSG,
+                                       tools: [{ name: "get_weather", input_schema: schema }] });
+  stream.on("streamEvent", (e) => {
+    if (e.type.startsWith("content_block_")) seq.push([e.type, e.index, e.delta ? e.delta.partial_json ?? null : null]);
+  });
+  const final = await stream.finalMessage();
+  return { seq, stop: final.stop_reason, usage: final.usage,
+           calls: final.content.filter((b) => b.type === "tool_use").map((b) => [b.id, b.name, b.input]) };
+});
+
+await step("openai_responses_tools_interleaved", async () => {
+  const deltas = {};
+  const done = {};
+  const stream = oai.responses.stream({ model: "oc-openai_tools_interleaved", input: "Weather and time?", store: false,
+                                        tools: [{ type: "function", name: "get_weather", parameters: schema }] });
+  stream.on("event", (e) => {
+    if (e.type === "response.function_call_arguments.delta") deltas[e.output_index] = (deltas[e.output_index] || "") + e.delta;
+    if (e.type === "response.output_item.done" && e.item.type === "function_call") done[e.item.call_id] = e.item.arguments;
+  });
+  const final = await stream.finalResponse();
+  return { status: final.status, usage: final.usage, deltas, done,
+           calls: final.output.filter((o) => o.type === "function_call").map((o) => [o.call_id, o.name, o.arguments]) };
+});
+
 const compat = createOpenAICompatible({ name: "gw", baseURL: `${base}/llm/v1`, apiKey: "x", includeUsage: true });
 const anthropicProvider = createAnthropic({ baseURL: `${base}/llm/v1`, apiKey: "x" });
 
@@ -76,6 +104,14 @@ await step("vercel_compat_tools", async () => {
 await step("vercel_anthropic_text", async () => {
   const r = streamText({ model: anthropicProvider("oc-openai_text"), prompt: "hi", maxRetries: 0 });
   return { text: await r.text, finish: await r.finishReason, usage: await r.usage };
+});
+
+await step("vercel_anthropic_tools_interleaved", async () => {
+  const r = streamText({ model: anthropicProvider("oc-openai_tools_interleaved"), prompt: "hi", maxRetries: 0,
+                         tools: { get_weather: tool({ inputSchema: jsonSchema(schema) }),
+                                  get_time: tool({ inputSchema: jsonSchema({ type: "object" }) }) } });
+  const calls = await r.toolCalls;
+  return { finish: await r.finishReason, usage: await r.usage, calls: calls.map((c) => [c.toolCallId, c.toolName, c.input]) };
 });
 
 await step("vercel_anthropic_error", async () => {

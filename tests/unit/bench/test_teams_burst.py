@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sluicegate.bench.suites.teams import gateway_config
 from sluicegate.bench.suites.teams_burst import LIMIT, busy_processes, litellm_yaml, render, tally
+from sluicegate.config.loader import load_settings_text
 
 
 def test_tally_exact_burst() -> None:
@@ -62,3 +66,21 @@ def test_busy_processes_counts_only_those_that_worked() -> None:
     after = {10: 180, 11: 51, 12: 9, 13: 4}  # 13 started during the burst
     assert busy_processes(before, after) == 3
     assert busy_processes(before, after, min_ticks=50) == 1
+
+
+def test_gateway_config_is_one_template_for_both_teams_benches(tmp_path: Path) -> None:
+    """teams.py and teams_burst.py start `serve` from the same config text: it loads through the real loader,
+    prices and the forwarded fault header only when priced, the state lines inside [inference.state]."""
+    state = 'redis_url = "redis://127.0.0.1:6390/0"\nlease_max_requests = 0'
+    priced = load_settings_text(gateway_config(8001, 8002, tmp_path / "d", 8003, state), "teams.toml")
+    burst = load_settings_text(gateway_config(8001, 8002, tmp_path / "d", 8003, state, priced=False), "burst.toml")
+    for s in (priced, burst):
+        assert s.server.port == 8001 and s.admin.listen == "127.0.0.1:8002"
+        assert s.inference.path_prefix == "/llm" and s.inference.state.data_dir == str(tmp_path / "d")
+        assert s.inference.state.redis_url == "redis://127.0.0.1:6390/0"
+        assert s.inference.state.lease_max_requests == 0
+        assert [p.base_url for p in s.inference.providers] == ["http://127.0.0.1:8003/v1"]
+        assert [(m.name, [t.model for t in m.targets]) for m in s.inference.models] == [("bench", ["mock-1"])]
+    assert priced.inference.prices["bench"].input == 1.0 and priced.inference.prices["bench"].output == 2.0
+    assert priced.inference.providers[0].forward_headers == ["x-mock-fault"]
+    assert not burst.inference.prices and not burst.inference.providers[0].forward_headers

@@ -134,3 +134,29 @@ def test_second_pass_keeps_the_charset_gate() -> None:
     assert p.feed(bom) + p.finish() == bom
     p = pages.stage()
     assert p.feed(body) + p.finish() != body  # what the gate prevents
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=points)
+def test_publisher_css_is_signed_after_the_origin_rules_for_any_chunking(cuts: list[int]) -> None:
+    """``PageRewriting.wrap_css``: the origin host mapped first (the text replacer), then url()/@import on a
+    rewrite domain signed as in a page's <style>; the same bytes for every chunking; UTF-16 passes unmodified."""
+    from sluicegate.config.model import Settings
+    from sluicegate.firstparty.page import PageRewriting
+    from sluicegate.pipeline.text import StreamingHostReplacer
+
+    s = Settings.model_validate({
+        "first_party": {"enabled": True, "allowed_domains": ["cdn.third.example"],
+                        "rewrite_domains": ["cdn.third.example"]}})
+    pages = PageRewriting(s, SIGNER)
+    rw = MATCHERS["single"].for_request("https", "www.proxy.example")
+    css = (b'@import "https://cdn.third.example/t.css";.a{background:url(https://www.origin.example.com/o.png)}'
+           b".b{background:url(//cdn.third.example/b.png)}.c{background:url(https://evil-third.example/e.png)}")
+    whole = pages.wrap_css(StreamingHostReplacer(rw), "text/css")
+    expect = whole.feed(css) + whole.finish()
+    assert expect.count(b"/first-party/proxy?url=") == 2 and b"//cdn.third.example" not in expect
+    assert b"url(https://www.proxy.example/o.png)" in expect and b"url(https://evil-third.example/e.png)" in expect
+    assert run(lambda: pages.wrap_css(StreamingHostReplacer(rw), "text/css"), cut(css, cuts)) == expect
+    utf16 = css.decode().encode("utf-16")
+    p = pages.wrap_css(StreamingHostReplacer(rw), "text/css; charset=utf-16")
+    assert p.feed(utf16) + p.finish() == utf16

@@ -239,3 +239,19 @@ def test_reasoning_input_items_are_dropped_and_reported() -> None:
         {"role": "user", "content": "go on"}]}, ctx)
     assert out["messages"] == [{"role": "user", "content": "go on"}]
     assert ctx.dropped == {"input.reasoning"}
+
+
+def test_streamed_messages_and_responses_requests_ask_the_chat_provider_for_usage() -> None:
+    """Both request translators to chat: a streamed request streams and asks for the usage chunk (the client's
+    protocol reports usage at the end); an unstreamed one asks for neither."""
+    msg = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    rsp = {"model": "m", "input": "hi"}
+    for translate, body in ((messages_to_chat.translate, msg), (responses_to_chat.translate, rsp)):
+        ctx = Ctx("openai-compatible")
+        out = translate({**body, "stream": True}, ctx)
+        assert out["stream"] is True and out["stream_options"] == {"include_usage": True}
+        assert ctx.stream and ctx.include_usage
+        ctx = Ctx("openai-compatible")
+        out = translate(dict(body), ctx)
+        assert "stream" not in out and "stream_options" not in out
+        assert not ctx.stream and not ctx.include_usage

@@ -374,3 +374,22 @@ def test_translator_reads_the_providers_usage_and_errors_as_the_relay_tap_does(
         assert tr.usage.cache_read_tokens == tap.usage.cache_read_tokens
         assert tr.saw_error == tap.saw_error == ("error" in name)
     assert "error" in name or tap.usage.output_tokens
+
+
+@pytest.mark.parametrize("chunk, message", [
+    (b'{"error": {"message": "quota exhausted", "type": "insufficient_quota"}}', "quota exhausted"),
+    (b'{"error": "plain string error"}', "plain string error"),
+    (b'{"error": {"message": null}}', "upstream error"),
+])
+def test_chat_error_chunk_mid_stream_to_messages_and_responses(chunk: bytes, message: str) -> None:
+    """A chat provider's error chunk after some text (both error spellings): the Messages client gets an error
+    event, the Responses client response.failed, each with the provider's message."""
+    text = (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+            b'"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n')
+    pieces = [text, b"data: " + chunk + b"\n\n"]
+    evs = events(run(translator(Api.MESSAGES, Api.CHAT), pieces))
+    assert evs[-1][0] == "error" and evs[-1][1]["error"]["message"] == message
+    assert evs[-1][1]["error"]["type"] == "api_error" and "message_stop" not in [n for n, _ in evs]
+    evs = events(run(translator(Api.RESPONSES, Api.CHAT), pieces))
+    failed = [o for n, o in evs if n == "response.failed"]
+    assert len(failed) == 1 and failed[0]["response"]["error"]["message"] == message

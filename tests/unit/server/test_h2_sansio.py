@@ -4,11 +4,14 @@ guard (guard.FrameGuard: any chunking gives the same verdict; budgets refill wit
 from __future__ import annotations
 
 import pytest
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluicegate.config.loader import load_settings_text
 from sluicegate.server.h2.guard import PREFACE, Budget, Calm, FrameGuard
-from sluicegate.server.h2.headers import Malformed, parse_request, response_headers
+from sluicegate.server.h2.headers import Malformed, never_indexed, parse_request, response_headers
+from sluicegate.server.h2.options import H2Options
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"www.pub.test"), (b":path", b"/a%20b?x=1")]
 
@@ -113,3 +116,25 @@ def test_budget_refills_to_burst_only() -> None:
     b = Budget(rate=2, burst=4, now=0.0)
     assert all(b.take(0.0) for _ in range(4)) and not b.take(0.0)
     assert b.take(100.0) and b.tokens == 3
+
+
+def test_never_indexed_follows_the_configured_request_id_header() -> None:
+    """The request-id header is never-indexed under the name [server] request_id_header gives it; secrets and
+    volatile fields always are; the default config keeps x-request-id."""
+    assert b"x-request-id" in H2Options().never_indexed
+    assert H2Options.from_settings(load_settings_text("", "default.toml")).never_indexed == never_indexed()
+    opts = H2Options.from_settings(load_settings_text('[server]\nrequest_id_header = "X-Trace-Id"\n', "s.toml"))
+    assert b"x-trace-id" in opts.never_indexed and b"x-request-id" not in opts.never_indexed
+    assert {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie", b"date"} <= opts.never_indexed
+    fields = [(b"X-Trace-Id", b"abc"), (b"x-request-id", b"zzz"), (b"set-cookie", b"a=1"),
+              (b"authorization", b"Bearer s"), (b"cookie", b"c=2"), (b"content-type", b"text/plain")]
+    out = response_headers(200, fields, opts.never_indexed)
+    assert [(bytes(n), bytes(v)) for n, v in out] == [(b":status", b"200"), (b"x-trace-id", b"abc"),
+                                                      (b"x-request-id", b"zzz"), (b"set-cookie", b"a=1"),
+                                                      (b"authorization", b"Bearer s"), (b"cookie", b"c=2"),
+                                                      (b"content-type", b"text/plain")]
+    never = [bytes(h[0]) for h in out if isinstance(h, NeverIndexedHeaderTuple)]
+    assert never == [b"x-trace-id", b"set-cookie", b"authorization", b"cookie"]
+    # what the client's HPACK decoder sees: the never-indexed bit (0x10 literal) on exactly those fields
+    decoded = Decoder().decode(Encoder().encode(out), raw=True)
+    assert [bytes(h[0]) for h in decoded if isinstance(h, NeverIndexedHeaderTuple)] == never

@@ -161,20 +161,13 @@ class FaultyOrigin(_LocalServer):
                 await asyncio.sleep(1.0)
                 w.write(data[i:i + 1])
             return True
-        if kind == "sse":
+        if kind in ("sse", "sse-chat"):  # one chunk per event, each flushed, paced
+            events, pause = (SSE_EVENTS, 0.05) if kind == "sse" else (CHAT_EVENTS, 0.02)
             w.write(head("text/event-stream", "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"))
-            for ev in SSE_EVENTS:
+            for ev in events:
                 w.write(b"%x\r\n%s\r\n" % (len(ev), ev))
                 await w.drain()
-                await asyncio.sleep(0.05)
-            w.write(b"0\r\n\r\n")
-            return True
-        if kind == "sse-chat":
-            w.write(head("text/event-stream", "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"))
-            for ev in CHAT_EVENTS:
-                w.write(b"%x\r\n%s\r\n" % (len(ev), ev))
-                await w.drain()
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(pause)
             w.write(b"0\r\n\r\n")
             return True
         if kind == "429":

@@ -44,7 +44,19 @@ ROOT = lab.repo_root() or Path.cwd()
 PY = sys.executable
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                    "max_tokens": 64, "stream_options": {"include_usage": True}}).encode()
-CONFIG = """
+PRICES = """
+[inference.prices.bench]
+input = 1.0
+output = 2.0
+"""
+
+
+def gateway_config(port: int, admin: int, data: Path, mock: int, state: str = "", priced: bool = True) -> str:
+    """The ``sluicegate serve`` config of the teams benches (this suite and teams_burst.py): model ``bench`` on
+    the mock provider under ``/llm``, keys and ledger in ``data``; ``state`` adds lines to
+    ``[inference.state]`` (a redis_url, lease settings). ``priced`` prices ``bench`` (1 and 2 per token) and
+    forwards the mock's ``x-mock-fault`` header; the burst set-ups run without either."""
+    return f"""
 [server]
 host = "127.0.0.1"
 port = {port}
@@ -54,16 +66,13 @@ listen = "127.0.0.1:{admin}"
 path_prefix = "/llm"
 [inference.state]
 data_dir = "{data}"
-{state}
-[inference.prices.bench]
-input = 1.0
-output = 2.0
+{state}{PRICES if priced else ""}
 [[inference.providers]]
 name = "mock"
 kind = "openai-compatible"
 base_url = "http://127.0.0.1:{mock}/v1"
 auth = "none"
-forward_headers = ["x-mock-fault"]
+{'forward_headers = ["x-mock-fault"]' if priced else ""}
 [[inference.models]]
 name = "bench"
 targets = [{{ provider = "mock", model = "mock-1" }}]
@@ -90,8 +99,7 @@ class Instance:
         self.port, self.admin = free_port(), free_port()
         self.data = tmp / name
         self.cfg = tmp / f"{name}.toml"
-        self.cfg.write_text(CONFIG.format(port=self.port, admin=self.admin, data=self.data, mock=mock_port,
-                                          state=state))
+        self.cfg.write_text(gateway_config(self.port, self.admin, self.data, mock_port, state))
         self.headers = {"content-type": "application/json"}
         if governed:
             out = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(self.cfg), "--name",

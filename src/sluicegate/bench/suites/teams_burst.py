@@ -38,34 +38,13 @@ import aiohttp
 
 from sluicegate.bench import lab
 from sluicegate.bench.report import table
+from sluicegate.bench.suites.teams import gateway_config
 from sluicegate.dev.origin.serve import free_port
 from sluicegate.dev.process import wait_port
 
 LIMIT = 60
 SENT = 200
 PY = sys.executable
-
-SG_CONFIG = """
-[server]
-host = "127.0.0.1"
-port = {port}
-[admin]
-listen = "127.0.0.1:{admin}"
-[inference]
-path_prefix = "/llm"
-[inference.state]
-data_dir = "{data}"
-{state}
-[[inference.providers]]
-name = "mock"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:{mock}/v1"
-auth = "none"
-[[inference.models]]
-name = "bench"
-targets = [{{ provider = "mock", model = "mock-1" }}]
-"""
-
 
 def tally(statuses: Sequence[int], limit: int = LIMIT) -> dict[str, Any]:
     """The burst's outcome: admitted (200), refused (429), anything else by code, and the error vs the limit.
@@ -157,7 +136,7 @@ def sluicegate_setup(tmp: Path, mock_port: int, workers: int, instances: int, re
         port = free_port()
         cfg = d / f"node{i}.toml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text(SG_CONFIG.format(port=port, admin=free_port(), data=d / "data", state=state, mock=mock_port))
+        cfg.write_text(gateway_config(port, free_port(), d / "data", mock_port, state, priced=False))
         cfgs.append((cfg, port))
     key = subprocess.run([PY, "-m", "sluicegate", "keys", "create", "--config", str(cfgs[0][0]), "--name", "burst",
                           "--rpm", str(LIMIT)], capture_output=True, text=True, check=True).stdout.split()[-1]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_usage_to_anthropic
+from sluicegate.inference.translate.common import FINISH_TO_STOP, chat_stream_error, chat_usage_to_anthropic
 from sluicegate.inference.translate.stream import DONE, PING, Event, escape, loads_str
 
 
@@ -172,9 +172,7 @@ class ChatToMessages:
         if not isinstance(obj, dict):
             return
         if "error" in obj and not obj.get("choices"):
-            err = obj.get("error")
-            msg = err.get("message") if isinstance(err, dict) else err
-            self.fail(str(msg or "upstream error"), "api_error", out)
+            self.fail(chat_stream_error(obj), "api_error", out)
             return
         if not self._started:
             self._start(obj, out)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sluicegate.inference.translate.common import chat_usage_to_responses
+from sluicegate.inference.translate.common import chat_stream_error, chat_usage_to_responses
 from sluicegate.inference.translate.stream import DONE, PING, RAW, Event, dumps_ascii, escape, loads_str
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -183,9 +183,7 @@ class ChatToResponses:
         if not isinstance(obj, dict):
             return
         if "error" in obj and not obj.get("choices"):
-            err = obj.get("error")
-            msg = err.get("message") if isinstance(err, dict) else err
-            self.fail(str(msg or "upstream error"), "upstream_error", out)
+            self.fail(chat_stream_error(obj), "upstream_error", out)
             return
         if not self._started:
             self._start(obj, out)

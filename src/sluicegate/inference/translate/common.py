@@ -160,6 +160,24 @@ def error_message(body: bytes) -> tuple[str, str | None]:
     return "upstream error", None
 
 
+def chat_stream_error(obj: dict[str, Any]) -> str:
+    """The message of an error a chat provider sends as a stream chunk: ``{"error": {"message": ...}}`` or
+    ``{"error": "..."}`` (the caller tests ``"error" in obj and not obj.get("choices")``, per chunk, inline)."""
+    err = obj.get("error")
+    msg = err.get("message") if isinstance(err, dict) else err
+    return str(msg or "upstream error")
+
+
+def ask_stream_usage(body: dict[str, Any], out: dict[str, Any], ctx: Ctx) -> None:
+    """A streamed request becomes a streamed chat request that asks for the usage chunk (the client's
+    protocol reports usage at the end of every stream)."""
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+        ctx.stream = True
+        ctx.include_usage = True
+
+
 def translate_error(status: int, body: bytes, family: Family) -> tuple[int, bytes]:
     """An upstream error answer re-shaped for the client's family, with a status its SDK understands."""
     message, etype = error_message(body)

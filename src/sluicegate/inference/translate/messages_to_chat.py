@@ -18,6 +18,7 @@ from typing import Any
 from sluicegate.inference.translate.common import (
     Ctx,
     TranslateError,
+    ask_stream_usage,
     check_known,
     data_url,
     dumps,
@@ -182,9 +183,5 @@ def translate(body: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
             out["reasoning_effort"] = "low" if budget < 2048 else "medium" if budget < 8192 else "high"
         else:
             ctx.refuse("thinking", "extended thinking has no chat-completions parameter on this provider")
-    if body.get("stream"):
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-        ctx.stream = True
-        ctx.include_usage = True
+    ask_stream_usage(body, out, ctx)
     return out

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluicegate.inference.translate.common import Ctx, TranslateError, check_known, want_dict, want_list
+from sluicegate.inference.translate.common import (
+    Ctx,
+    TranslateError,
+    ask_stream_usage,
+    check_known,
+    want_dict,
+    want_list,
+)
 
 KNOWN = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "user",
                    "tools", "tool_choice", "parallel_tool_calls", "stream", "store", "text", "reasoning",
@@ -154,9 +161,5 @@ def translate(body: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort"):
         out["reasoning_effort"] = reasoning["effort"]
-    if body.get("stream"):
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-        ctx.stream = True
-        ctx.include_usage = True
+    ask_stream_usage(body, out, ctx)
     return out

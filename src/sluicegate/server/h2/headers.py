@@ -11,7 +11,7 @@ origin gets one ``Cookie``; a request whose HEADERS did not end the stream and t
 ``content-length`` gets ``transfer-encoding: chunked`` (its body is delimited by END_STREAM: the faces,
 which follow HTTP/1.1's rule that only these two fields announce a body, then stream it to the origin).
 The response side: the header list an ASGI app sends, minus the fields h2 forbids, volatile and secret
-values marked never-indexed.
+values marked never-indexed (the configured request-id header among them: ``never_indexed``).
 Sans-IO: bytes in, tuples out; must not know about frames, streams or sockets.
 """
 
@@ -32,11 +32,22 @@ _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
 _METHOD = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Response fields an ASGI app may set that mean nothing (or something wrong) in HTTP/2.
 _DROP_OUT = _CONNECTION_SPECIFIC | {b"te"}
-# Response fields whose values change with every response (or must not sit in a compression table): sent as
-# literals never indexed, so they do not churn the HPACK dynamic table (encoding a response head this way costs
-# a third of the CPU, for ~25 more bytes) and secrets are not exposed to compression-ratio attacks.
-_VOLATILE = frozenset({b"date", b"x-request-id", b"request-id", b"content-length", b"etag", b"last-modified",
-                       b"expires", b"age", b"set-cookie", b"content-range", b"location", b"traceparent"})
+# Response fields sent as literals never indexed (RFC 7541 §6.2.3): values that change with every response, so
+# they do not churn the HPACK dynamic table (encoding a response head this way costs a third of the CPU, for ~25
+# more bytes), and secrets, so they are not exposed to compression-ratio attacks (RFC 7541 §7.1.3). The
+# request-id header (``[server] request_id_header``) joins them in ``never_indexed``; ``request-id`` is the name
+# some providers give their own id.
+_VOLATILE = frozenset({b"date", b"request-id", b"content-length", b"etag", b"last-modified", b"expires", b"age",
+                       b"content-range", b"location", b"traceparent"})
+_SECRET = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
+
+
+def never_indexed(request_id_header: str = "x-request-id") -> frozenset[bytes]:
+    """The response field names sent never-indexed: the volatile and secret ones and the request-id header."""
+    return _VOLATILE | _SECRET | {request_id_header.lower().encode("ascii")}
+
+
+_NEVER_INDEXED = never_indexed()
 
 
 class Malformed(Exception):
@@ -127,13 +138,15 @@ def parse_request(fields: list[Header], body_follows: bool = False) -> Request:
     return Request(method.decode("ascii"), raw_path, query, authority or b"", headers)
 
 
-def response_headers(status: int, headers: list[Header] | tuple[Header, ...]) -> list[Header]:
+def response_headers(status: int, headers: list[Header] | tuple[Header, ...],
+                     never: frozenset[bytes] = _NEVER_INDEXED) -> list[Header]:
     """``:status`` first, names lowercased, the fields HTTP/2 forbids dropped (the relay already strips
-    hop-by-hop fields; this keeps a stray one from becoming a protocol error on the client)."""
+    hop-by-hop fields; this keeps a stray one from becoming a protocol error on the client), the fields in
+    ``never`` (``never_indexed()``) marked never-indexed."""
     out: list[Header] = [(b":status", str(status).encode("ascii"))]
     for name, value in headers:
         low = name.lower()
         if low in _DROP_OUT or low[:1] == b":":
             continue
-        out.append(NeverIndexedHeaderTuple(low, value) if low in _VOLATILE else (low, value))
+        out.append(NeverIndexedHeaderTuple(low, value) if low in never else (low, value))
     return out

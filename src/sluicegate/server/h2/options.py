@@ -1,4 +1,5 @@
-"""The numbers one h2 connection runs with, read once per worker from ``[http2]`` and ``[timeouts]``.
+"""The numbers one h2 connection runs with, read once per worker from ``[http2]``, ``[timeouts]`` and
+``[server] request_id_header`` (the response fields HPACK sends never-indexed).
 
 Owns nothing but the values (a frozen dataclass, so connections never touch the config model).
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from sluicegate.server.h2.headers import never_indexed
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +23,7 @@ class H2Options:
     header_timeout: float = 20.0
     reset_rate: float = 100.0
     control_frame_rate: float = 500.0
+    never_indexed: frozenset[bytes] = never_indexed()  # response fields HPACK sends never-indexed
 
     @classmethod
     def from_settings(cls, settings: Any) -> H2Options:
@@ -30,4 +34,5 @@ class H2Options:
             idle_timeout=h.idle_timeout, send_timeout=h.send_timeout,
             header_timeout=settings.timeouts.client_header, reset_rate=h.reset_rate,
             control_frame_rate=h.control_frame_rate,
+            never_indexed=never_indexed(settings.server.request_id_header),
         )

@@ -110,6 +110,7 @@ class Stream:
             self.started = True
             if self.closed:
                 return
-            self.conn.send_head(self, response_headers(message["status"], message.get("headers", ())))
+            self.conn.send_head(self, response_headers(message["status"], message.get("headers", ()),
+                                                           self.conn.options.never_indexed))
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on an HTTP/2 stream")
