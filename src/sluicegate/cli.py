@@ -13,26 +13,36 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sluicegate import __version__
-from sluicegate.config import ConfigError, Settings, load_settings_text
+
+if TYPE_CHECKING:  # `serve` (the supervisor, for the server's life) never imports the config model
+    from sluicegate.config import Settings
+    from sluicegate.server.supervisor_view import SupervisorView
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+    return None
 
 
 def _read_config(path: str) -> tuple[Settings, str] | None:
     """Settings (and the exact text they came from) plus the checks only a built app can make
     (e.g. secrets named by ``*_env`` are set). Problems are printed, one per line; ``None`` then."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return None
-    except UnicodeDecodeError as exc:
-        print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+    from sluicegate.config import ConfigError, load_settings_text
+    from sluicegate.server.configcheck import check_buildable
+
+    text = _read_text(path)
+    if text is None:
         return None
     try:
         settings = load_settings_text(text, path)
-        from sluicegate.server.supervisor import check_buildable
-
         check_buildable(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -48,23 +58,39 @@ def _load_for_serving(path: str) -> Settings | None:
     return loaded[0] if loaded is not None else None
 
 
+def _check_for_serving(path: str) -> tuple[SupervisorView, str] | None:
+    """The same checks as ``_read_config`` plus the TLS files, made by a short-lived child
+    (``server.configcheck``): the process that goes on to supervise never imports the config model or the
+    app. The supervisor's view of the config and its text; ``None`` when refused (printed, one line)."""
+    from sluicegate.server.configcheck import check_in_child
+
+    text = _read_text(path)
+    if text is None:
+        return None
+    checked = check_in_child(text, path)
+    if checked.view is None:
+        print(f"sluicegate: {checked.problem}" if checked.startup else checked.problem, file=sys.stderr)
+        return None
+    return checked.view, text
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     # Command-line overrides go through the same validation (and reach every worker) as env overrides.
     for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
         if value is not None:
             os.environ[f"SLUICEGATE__SERVER__{key}"] = str(value)
-    loaded = _read_config(args.config)
+    loaded = _check_for_serving(args.config)
     if loaded is None:
         return 2
-    settings, text = loaded
-    return _serve(settings, args.config, text)
+    view, text = loaded
+    return _serve(view, args.config, text)
 
 
-def _serve(settings: Settings, path: str, text: str) -> int:
+def _serve(view: SupervisorView, path: str, text: str) -> int:
     from sluicegate.server.run import StartupError, serve
 
     try:
-        return serve(settings, str(Path(path).resolve()), text, workers=settings.server.workers)
+        return serve(view, str(Path(path).resolve()), text, workers=view.workers)
     except StartupError as exc:
         print(f"sluicegate: {exc}", file=sys.stderr)
         return 2
@@ -225,7 +251,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         config = workdir / "demo.toml"
         config.write_text(DEMO_CONFIG.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
                                              mock_port=args.mock_port))
-        loaded = _read_config(str(config))
+        loaded = _check_for_serving(str(config))
         if loaded is None:
             return 2
         print(TRY_THIS.format(port=args.port, origin_port=args.origin_port, admin_port=args.admin_port,
@@ -257,7 +283,9 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``tools=False`` leaves out the tool commands (bench, teams, check-site), whose
+    modules a ``serve`` process (the supervisor, for the server's whole life) has no use for."""
     parser = argparse.ArgumentParser(prog="sluicegate", description="Streaming edge proxy")
     parser.add_argument("--version", action="version", version=f"sluicegate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a settings file")
     p.add_argument("file")
     p.set_defaults(func=_cmd_check)
+    if not tools:
+        return parser
 
     try:
         from sluicegate.bench.cli import register
@@ -306,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(tools=argv[:1] != ["serve"]).parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return int(args.func(args))
 

@@ -48,7 +48,8 @@ async def test_html_rewritten_to_request_host(proxy: ProxyProcess, origin: Origi
     assert f"{public}/item/3".encode() in body
     assert origin.authority.encode() not in body
     h = hdrs(r)
-    assert "content-length" not in h and h["etag"] == 'W/"v1"'
+    # the origin's length is dropped; a small page rewritten in one pass has its own (publisher.oneshot)
+    assert h.get("content-length", str(len(body))) == str(len(body)) and h["etag"] == 'W/"v1"'
     assert ("x-hop" not in h and "connection" not in h) or h.get("connection") == "keep-alive"
     assert len(h["x-request-id"]) == 16
 
@@ -68,7 +69,7 @@ async def test_stream_reencodes_with_same_codec(proxy: ProxyProcess, origin: Ori
     r, blob = await fetch(proxy.url + f"/enc/{coding}", headers={"Accept-Encoding": coding})
     h = hdrs(r)
     assert h["content-encoding"] == coding
-    assert "content-length" not in h and h["etag"] == 'W/"e1"'
+    assert h.get("content-length", str(len(blob))) == str(len(blob)) and h["etag"] == 'W/"e1"'  # never the origin's
     expected = page(f"http://127.0.0.1:{proxy.port}", 400)
     assert DECODE[coding](blob) == expected
 

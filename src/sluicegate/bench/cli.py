@@ -250,6 +250,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "publisher": ("publisher", "relay-ttfb, memory and throughput in a row (--quick: smoke test)"),
     "slice-sweep": ("slice_sweep", "CPU cost vs loop hold per [event_loop] slice_ms / piece_bytes"),
     "codec-levels": ("codec_levels", "re-encode MB/s and ratio per codec level"),
+    "stream-cost": ("stream_cost", "publisher relay CPU per response in-process, by route/coding (--ab DIR: A/B)"),
     "flight": ("flight", "Next.js-like page: HTML + inline Flight MB/s, largest hold; text/x-component MB/s"),
     "round-trip": ("round_trip", "CPU of the response-header rule, inbound mapping, form-body MB/s and hold"),
     "html": ("html", "HTML rewriter MB/s: 500 KB / 5 MB pages, 8 KB / 512 B chunks, pure and mypyc"),

@@ -136,11 +136,11 @@ def jpeg_plan(job: Job, width: int, height: int, orientation: int) -> tuple[int,
     return shrink, max(1, int(w * scale + 0.5)), job.height
 
 
-def _encode(img: Any, fmt: str, quality: int) -> bytes:
+def _encode(img: Any, fmt: str, quality: int, effort: int) -> bytes:
     if fmt == "webp":
-        return bytes(img.webpsave_buffer(Q=quality, keep="none"))
+        return bytes(img.webpsave_buffer(Q=quality, effort=min(effort, 6), keep="none"))
     if fmt == "avif":
-        return bytes(img.heifsave_buffer(Q=quality, compression="av1", effort=2, keep="none"))
+        return bytes(img.heifsave_buffer(Q=quality, compression="av1", effort=effort, keep="none"))
     if fmt == "jpeg":
         return bytes(img.jpegsave_buffer(Q=quality, optimize_coding=True, keep="none", interlace=True))
     return bytes(img.pngsave_buffer(compression=6, keep="none"))
@@ -209,7 +209,7 @@ def process(job: Job) -> Result:
 
         img.set_progress(True)
         img.signal_connect("eval", on_eval)
-        body = _encode(img, fmt, job.quality)
+        body = _encode(img, fmt, job.quality, job.effort)
         out_w, out_h = int(img.width), int(img.height)
     except pyvips.Error as exc:
         if job.source_error is not None:

@@ -41,6 +41,7 @@ class Job:
     max_pixels: int
     max_aspect: float
     timeout: float
+    effort: int = 2  # the profile's encoder effort (WebP: at most 6)
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float = 0.0
     # Streamed source (``images.stream``): the read end of a pipe the rest of the body arrives on after

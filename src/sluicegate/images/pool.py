@@ -16,26 +16,32 @@ import asyncio
 import concurrent.futures
 import threading
 
+from sluicegate.images import memory
 from sluicegate.images.job import ImageError, Job, Result
 
 _engine_lock = threading.Lock()
 _engine_concurrency: int | None = None
 
 
-def _process(job: Job, vips_concurrency: int) -> Result:
+def _process(job: Job, vips_concurrency: int, pool: ImagePool) -> Result:
     """``engine.process`` in the pool thread; the first call loads the engine (libvips) here, not on the
     event loop and not at build time (the supervisor builds the app to check a config: it must not carry
-    libvips)."""
+    libvips). When the image is done, its freed heap goes back to the system as ``release_memory`` says."""
     global _engine_concurrency
-    from sluicegate.images import engine
+    try:
+        from sluicegate.images import engine
 
-    if _engine_concurrency != vips_concurrency:
-        with _engine_lock:
-            import pyvips  # type: ignore[import-untyped]
+        if _engine_concurrency != vips_concurrency:
+            with _engine_lock:
+                import pyvips  # type: ignore[import-untyped]
 
-            pyvips.concurrency_set(vips_concurrency)
-            _engine_concurrency = vips_concurrency
-    return engine.process(job)
+                pyvips.concurrency_set(vips_concurrency)
+                _engine_concurrency = vips_concurrency
+        return engine.process(job)
+    finally:
+        left = pool._finished()  # images still running or waiting for a thread
+        if pool.release_memory == "image" or (pool.release_memory == "idle" and left == 0):
+            memory.release_after_image()
 
 
 class Ticket:
@@ -61,9 +67,11 @@ class Ticket:
 
 
 class ImagePool:
-    def __init__(self, workers: int, queue: int, vips_concurrency: int = 1) -> None:
+    def __init__(self, workers: int, queue: int, vips_concurrency: int = 1, release_memory: str = "idle") -> None:
         self.workers = workers
         self.vips_concurrency = vips_concurrency
+        self.release_memory = release_memory  # "image" | "idle" | "off": images/memory.py
+        self._pending = 0  # images handed to the threads (running or waiting for one), not finished
         self.capacity = workers + queue
         self._lock = threading.Lock()
         self._admitted = 0
@@ -84,6 +92,12 @@ class ImagePool:
             self._admitted += 1
         return Ticket(self)
 
+    def _finished(self) -> int:
+        """One image handed to the threads is done (or dropped unrun); how many are still pending."""
+        with self._lock:
+            self._pending -= 1
+            return self._pending
+
     def _free(self) -> None:
         with self._lock:
             self._admitted -= 1
@@ -95,9 +109,13 @@ class ImagePool:
         task is cancelled (the client went away), the image is killed and the slot freed when libvips stops.
         """
         ticket._running = True
-        future = self._executor.submit(_process, job, self.vips_concurrency)
+        with self._lock:
+            self._pending += 1
+        future = self._executor.submit(_process, job, self.vips_concurrency, self)
 
         def done(_f: concurrent.futures.Future[Result]) -> None:
+            if _f.cancelled():  # dropped from the queue: _process never ran
+                self._finished()
             job.close_stream()  # a job dropped from the queue never opened its pipe
             self.completed += 1
             ticket.release()

@@ -117,7 +117,8 @@ def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     key = (settings.workers, settings.queue, settings.vips_concurrency)
     pool = _pools.get(key)
     if pool is None:
-        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency)
+        pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency,
+                                            settings.release_memory)
     return pool
 
 
@@ -230,7 +231,7 @@ class ImageOptimizer:
                 resp.release()
         p = plan.profile
         job = Job(body, p.width, p.height, p.fit, p.crop, p.quality, plan.format, plan.negotiated,
-                  s.max_source_pixels, s.max_source_aspect_ratio, s.timeout)
+                  s.max_source_pixels, s.max_source_aspect_ratio, s.timeout, p.effort)
         feeder: asyncio.Task[None] | None = None
         if streamed:
             # the rest arrives through a pipe while libvips decodes: held here, only what is already read

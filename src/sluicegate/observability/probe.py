@@ -13,11 +13,26 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from sluicegate.config.model import Settings
-from sluicegate.upstream.proxy import ProxyEnv
+if TYPE_CHECKING:  # the supervisor runs the prober without the config model (server.supervisor_view)
+    from sluicegate.config.model import Settings
+
+
+class Target(Protocol):
+    """A backend to probe, as the supervisor's view holds it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def probed(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -43,6 +58,8 @@ class Backend:
 
 
 def backends(settings: Settings) -> list[Backend]:
+    from sluicegate.upstream.proxy import ProxyEnv
+
     out: list[Backend] = []
     if settings.publisher.enabled:
         origin = settings.publisher.origin
@@ -90,20 +107,22 @@ async def probe_once(backend: Backend, timeout: float) -> None:
 
 
 class Prober:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, targets: Iterable[Target], interval: float, timeout: float) -> None:
         self.backends: list[Backend] = []
         self.interval = 5.0
         self.timeout = 2.0
-        self.configure(settings)
+        self.configure(targets, interval, timeout)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def configure(self, settings: Settings) -> None:
-        """New backend list (reload); results of backends that did not change are kept."""
-        old = {(b.name, b.host, b.port): b for b in self.backends}
-        self.backends = [old.get((b.name, b.host, b.port), b) for b in backends(settings)]
-        self.interval = settings.admin.probe_interval
-        self.timeout = settings.admin.probe_timeout
+    def configure(self, targets: Iterable[Target], interval: float, timeout: float) -> None:
+        """New backend list (``backends(settings)``, or the supervisor's view of them; reload): results of
+        backends that did not change are kept."""
+        old = {(t.name, t.host, t.port): t for t in self.backends}
+        fresh = [Backend(t.name, t.host, t.port, probed=t.probed, up=None if t.probed else True) for t in targets]
+        self.backends = [old.get((b.name, b.host, b.port), b) for b in fresh]
+        self.interval = interval
+        self.timeout = timeout
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

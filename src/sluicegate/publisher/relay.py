@@ -11,7 +11,10 @@ Invariants:
   Stream sends what each read produced (and, mid-read, at the first pause, then after
   ``_SEND_EVERY_WORK`` of the response's own work or ``_SEND_MAX_GAP`` of wall time; at most
   ``_MAX_PENDING_PIECES`` encoded pieces are ever held). The last read
-  leaves with the end of the response (one write, not two, for a small body).
+  leaves with the end of the response (one write, not two, for a small body). A small Stream body whose
+  origin bytes are all in hand at the first read (``[limits] one_pass_body_bytes``, at most one piece of
+  work) is transformed in one pass and sent with a Content-Length (``publisher.oneshot``): nothing waits
+  for it, it had all arrived.
 * **Taps watch from the side, never delay bytes.** Metrics (bytes from the origin, rewrites, failures),
   the access log's byte count (``server.observe`` wraps ``send``) and the edge identity's Set-Cookie
   (added to the head by the intake's ``send`` wrapper) look at what passes; none holds a byte back.
@@ -47,11 +50,11 @@ from sluicegate.edge.deadline import Deadline
 from sluicegate.edge.headers import for_rewritten_body
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
-from sluicegate.observability import metrics
+from sluicegate.observability import looplag, metrics
 from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
 from sluicegate.pipeline.hosts import HostRewriter
-from sluicegate.publisher import coding
+from sluicegate.publisher import coding, oneshot
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.head_plan import HeadPlan, HeadPlans
 from sluicegate.publisher.processors import build_processor
@@ -179,6 +182,8 @@ class Relay:
         self.codec_levels = settings.compression.model_dump()
         self.slice_s = settings.event_loop.slice_ms / 1000.0
         self.piece_bytes = settings.event_loop.piece_bytes
+        # the small-body fast path's bound (publisher.oneshot): never more than one piece of work
+        self.one_pass = min(settings.limits.one_pass_body_bytes, self.piece_bytes)
         self.origin_names = origin_names(origin, self.pub.origin_host_header, self.pub.origin_aliases)
         self.plans = HeadPlans(self.id_header)
         self._id_header_b = self.id_header.lower().encode("latin-1")
@@ -275,40 +280,71 @@ class Relay:
             elif in_coding:
                 out_headers = coding.ensure_vary(out_headers)
 
+        decoder: Decoder = decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes)
+        encoder = encoder_for(out_coding, **self.codec_levels)
+        first = b""
+        if self.one_pass and resp.ready():
+            # the small-body fast path (publisher.oneshot): the whole body in hand -> one pass, Content-Length
+            try:
+                first = await resp.read()  # at once (ready); a failure is met again by the streaming path
+            except OriginError:
+                first = b""
+            if first and len(first) <= self.one_pass and resp.at_eof():
+                t0 = time.perf_counter()
+                try:
+                    done = oneshot.transform_whole(first, decoder, processor, encoder, limit=self.one_pass,
+                                                   quiet_cap=self.limits.max_decoded_bytes_without_output,
+                                                   reuse_wire=in_coding == out_coding == "gzip")
+                except PipelineError as exc:  # the streaming path meets it after the head, as it always did
+                    done = oneshot.Resumed(decoder, oneshot.raising(exc))
+                looplag.note_work(time.perf_counter() - t0, request_id, label)
+                if isinstance(done, bytes):
+                    metrics.FROM_ORIGIN_BYTES.inc(len(first))
+                    out_headers.append(("content-length", str(len(done))))
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": encode_headers(out_headers)})
+                    await send({"type": "http.response.body", "body": done, "more_body": False})
+                    return
+                decoder = done
         work = BodyWork(
-            decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes),
+            decoder,
             processor,
-            encoder_for(out_coding, **self.codec_levels),
+            encoder,
             Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
             self.limits.max_decoded_bytes_without_output,
         )
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
-        await self._stream(resp, send, request_id, deadline, work)
+        await self._stream(resp, send, request_id, deadline, work, first)
 
     async def _stream(
-        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: BodyWork
+        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: BodyWork,
+        first: bytes = b"",
     ) -> None:
-        """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure."""
+        """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure.
+        ``first``: the body's first read, when the caller has already made it."""
         idle = self.idle
         relayed_in = 0
         readany = resp.read
         final = b""
         sl = work.slice
+        chunk = first
         try:
             with deadline:
                 while True:
-                    waits = not resp.ready()
-                    if waits:
-                        sl.idle()
-                    deadline.after(idle)
-                    chunk = await readany()
-                    deadline.clear()
-                    if waits:
-                        sl.restart()  # the loop ran while we waited: this slice's budget starts afresh
-                    if not chunk:
-                        break
+                    if not chunk:  # (else: the first read, made by the caller)
+                        waits = not resp.ready()
+                        if waits:
+                            sl.idle()
+                        deadline.after(idle)
+                        chunk = await readany()
+                        deadline.clear()
+                        if waits:
+                            sl.restart()  # the loop ran while we waited: this slice's budget starts afresh
+                        if not chunk:
+                            break
                     relayed_in += len(chunk)
                     await work.feed(chunk, send)
+                    chunk = b""
                     if resp.at_eof():
                         continue  # what is pending leaves with the end of the response (one write)
                     await work.send_ready(send)

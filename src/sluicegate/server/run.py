@@ -1,5 +1,7 @@
 """Starting ``sluicegate serve``: bind the listeners here (so a busy port is one clear line, exit code 2),
 then hand them to the supervisor (``server.supervisor``), which runs the workers and the admin listener.
+The config was validated, built and its TLS files loaded by ``server.configcheck`` (a child) before this
+runs: this process never imports the config model.
 
 We bind the public socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets inherit it,
 and asyncio/uvloop transports set it too; either way no small write waits on Nagle.
@@ -10,8 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from sluicegate.config import Settings
-from sluicegate.config.types import parse_listen
+from sluicegate.server.supervisor_view import SupervisorView
 
 
 class StartupError(Exception):
@@ -41,29 +42,17 @@ def _bind(what: str, host: str, port: int) -> socket.socket:
         raise StartupError(f"cannot listen on {shown}:{port} ({what}): {exc.strerror or exc}") from None
 
 
-def check_tls(settings: Settings) -> None:
-    """The certificate and key load and match (one line, exit code 2, when they do not)."""
-    from sluicegate.server.tls import TlsProblem, server_context
-    from sluicegate.upstream.tls import OriginTlsProblem, client_context
+def serve(settings: SupervisorView, config_path: str, text: str, *, workers: int) -> int:
+    """Run until SIGTERM/SIGINT; the exit code (1 if requests were cut at shutdown). Raises ``StartupError``.
 
-    try:
-        server_context(settings.server)
-        if settings.publisher.ca_file:
-            client_context(ca_file=settings.publisher.ca_file)
-    except (TlsProblem, OriginTlsProblem) as exc:
-        raise StartupError(str(exc)) from None
-
-
-def serve(settings: Settings, config_path: str, text: str, *, workers: int) -> int:
-    """Run until SIGTERM/SIGINT; the exit code (1 if requests were cut at shutdown). Raises ``StartupError``."""
+    ``settings`` is the supervisor's view of a config already validated, built and TLS-checked by the child
+    (``server.configcheck.check_in_child``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    check_tls(settings)
-    sock = _bind("server.port", settings.server.host, settings.server.port)
+    sock = _bind("server.port", settings.host, settings.port)
     admin_sock = None
     try:
-        if settings.admin.listen:
-            host, port = parse_listen(settings.admin.listen)
-            admin_sock = _bind("admin.listen", host, port)
+        if settings.admin_listen:
+            admin_sock = _bind("admin.listen", settings.admin_host, settings.admin_port)
             admin_sock.set_inheritable(False)
     except BaseException:
         sock.close()

@@ -4,13 +4,16 @@
   * workers: ``python -m sluicegate.server.worker`` children sharing the listening socket (the kernel
     spreads connections), each given a validated config snapshot; one that exits unexpectedly is logged
     and replaced (with a pause when they crash in a loop);
-  * reload (SIGHUP, ``sluicegate reload``): re-read and validate the file; refused with its error (the
-    running generation keeps serving) or a new generation started; once all of it is ready the old one is
+  * reload (SIGHUP, ``sluicegate reload``): re-read the file and have it validated (and an app built from
+    it) by a short-lived child (``server.configcheck``); refused with its error (the running generation keeps
+    serving) or a new generation started; once all of it is ready the old one is
     told to drain: in-flight requests finish on the old config, new connections get the new one;
   * shutdown (SIGTERM, SIGINT): stop accepting, workers drain up to ``[server] shutdown_timeout`` then cut
     what is left; exit code 1 if any request was cut (or a worker failed), else 0;
   * the admin listener (``server.admin``) with metrics summed over all workers (``PROMETHEUS_MULTIPROC_DIR``,
     a private directory set here before any worker starts) and readiness from ``observability.probe``.
+Holds no app and no config model: what it needs of a config is ``server.supervisor_view`` (plain data made
+by the child), so the process that lives as long as the server stays small (docs/operations.md, footprint).
 Must not know what the workers do with requests.
 """
 
@@ -35,10 +38,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sluicegate import __version__
-from sluicegate.config import ConfigError, Settings, load_settings_text
 from sluicegate.observability import metrics
 from sluicegate.observability.probe import Prober
 from sluicegate.server.admin import AdminServer
+from sluicegate.server.configcheck import check_buildable, check_in_child_async
+from sluicegate.server.supervisor_view import SupervisorView
+
+__all__ = ["Supervisor", "check_buildable"]  # check_buildable: in-process, for ``check-config``
 
 log = logging.getLogger("sluicegate.supervisor")
 
@@ -66,7 +72,7 @@ class Worker:
 @dataclass
 class Generation:
     number: int
-    settings: Settings
+    settings: SupervisorView
     text: str
     snapshot: Path
     config_hash: str
@@ -93,15 +99,8 @@ def runtime_base() -> str | None:
     return None  # the system temp dir
 
 
-def check_buildable(settings: Settings) -> None:
-    """The checks only a built app can make (e.g. secrets named by ``*_env`` are set); raises ValueError."""
-    from sluicegate.server.app import SluicegateApp
-
-    SluicegateApp(settings).observer.shutdown()  # e.g. a tracing exporter thread: not needed for a check
-
-
 class Supervisor:
-    def __init__(self, config_path: str, text: str, settings: Settings, sock: socket.socket,
+    def __init__(self, config_path: str, text: str, settings: SupervisorView, sock: socket.socket,
                  admin_sock: socket.socket | None, workers: int) -> None:
         self.config_path = config_path
         self.sock = sock
@@ -110,7 +109,7 @@ class Supervisor:
         self.runtime = Path(tempfile.mkdtemp(prefix="sluicegate-", dir=runtime_base()))
         self.metrics_dir = self.runtime / "metrics"
         self.metrics_dir.mkdir()
-        if settings.admin.metrics:
+        if settings.metrics:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # before any worker exists
         else:
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -124,7 +123,7 @@ class Supervisor:
         self.restarts = 0
         self._reloading = False
         self._stop_event: asyncio.Event | None = None
-        self.prober = Prober(settings)
+        self.prober = Prober(settings.backends, settings.probe_interval, settings.probe_timeout)
         self.registry = CollectorRegistry()
         self.m_workers = Gauge("sluicegate_supervisor_workers", "Worker processes running", registry=self.registry)
         self.m_restarts = Counter("sluicegate_supervisor_worker_restarts", "Workers replaced after an "
@@ -139,7 +138,7 @@ class Supervisor:
 
     # ---- generations ------------------------------------------------------------------------------------
 
-    def _generation(self, number: int, text: str, settings: Settings) -> Generation:
+    def _generation(self, number: int, text: str, settings: SupervisorView) -> Generation:
         snapshot = self.runtime / f"config-{number}.toml"
         snapshot.write_text(text, encoding="utf-8")
         return Generation(number, settings, text, snapshot, config_hash(text, os.environ))
@@ -187,7 +186,7 @@ class Supervisor:
     # ---- main loop --------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        pid_file = self.gen.settings.server.pid_file
+        pid_file = self.gen.settings.pid_file
         if pid_file:
             Path(pid_file).write_text(f"{os.getpid()}\n")
         try:
@@ -206,9 +205,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
         admin: AdminServer | None = None
         if self.admin_sock is not None:
-            from sluicegate.teams.admin_api import TeamsAdminApi  # the key/usage API under /v1/
-
-            admin = AdminServer(self, self.admin_sock, TeamsAdminApi(self.gen.settings.inference).handle)
+            admin = AdminServer(self, self.admin_sock, self._teams_api())
             await admin.start()
         self.prober.start()
         batch = [self._spawn(self.gen) for _ in range(self.n_workers)]
@@ -220,12 +217,12 @@ class Supervisor:
                 await admin.close()
             return 1
         self.serving = True
-        srv = self.gen.settings.server
+        srv = self.gen.settings
         host = f"[{srv.host}]" if ":" in srv.host else srv.host
         log.info("sluicegate %s serving on %s://%s:%d with %d worker(s) (pid %d)%s", __version__,
-                 "https" if (srv.tls_certfile or srv.tls.cert_file) else "http", host, self.sock.getsockname()[1],
+                 "https" if srv.tls_cert else "http", host, self.sock.getsockname()[1],
                  self.n_workers,
-                 os.getpid(), f"; admin on http://{self.gen.settings.admin.listen}" if admin else "")
+                 os.getpid(), f"; admin on http://{srv.admin_listen}" if admin else "")
         while not self._stop_event.is_set():
             self._reap()
             self._update_gauges()
@@ -246,7 +243,7 @@ class Supervisor:
                         w.proc.kill()
             return
         log.info("sluicegate: %s received: draining (up to %gs)", signal.Signals(sig).name,
-                 self.gen.settings.server.shutdown_timeout)
+                 self.gen.settings.shutdown_timeout)
         self.stopping = True
         assert self._stop_event is not None
         self._stop_event.set()
@@ -309,33 +306,24 @@ class Supervisor:
         log.info("sluicegate: reloading %s", self.config_path)
         try:
             text = Path(self.config_path).read_text(encoding="utf-8")
-            settings = load_settings_text(text, self.config_path)
-            check_buildable(settings)
-        except ConfigError as exc:
-            return self._refuse(str(exc))
         except (OSError, UnicodeDecodeError) as exc:
             return self._refuse(f"{self.config_path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
-        except ValueError as exc:
-            return self._refuse(f"{self.config_path}: {exc}")
-        old = self.gen.settings
-        from sluicegate.server.tls import TlsProblem, server_context
-
-        try:  # new workers load the certificate files afresh (renewed certificates): check them first
-            server_context(settings.server)
-        except TlsProblem as exc:
-            return self._refuse(str(exc))
-        if (settings.server.tls.cert_file or settings.server.tls_certfile) != (
-                old.server.tls.cert_file or old.server.tls_certfile):
+        # validated, built once and its TLS files loaded (new workers load the certificate files afresh:
+        # renewed certificates) in a short-lived child (server.configcheck), never here
+        checked = await check_in_child_async(text, self.config_path)
+        if checked.view is None:
+            return self._refuse(checked.problem)
+        settings, old = checked.view, self.gen.settings
+        if settings.tls_cert != old.tls_cert:
             log.warning("reload: TLS switched on/off or to other files: the new workers serve it, same port")
-        for key in ("host", "port"):
-            if getattr(old.server, key) != getattr(settings.server, key) and key != "port":
-                log.warning("reload: server.%s changed: needs a restart; the listener keeps its old value", key)
-        if old.server.port != settings.server.port and old.server.port != self.sock.getsockname()[1]:
+        if old.host != settings.host:
+            log.warning("reload: server.host changed: needs a restart; the listener keeps its old value")
+        if old.port != settings.port and old.port != self.sock.getsockname()[1]:
             log.warning("reload: server.port changed: needs a restart; the listener keeps its old value")
-        if old.admin.listen != settings.admin.listen:
+        if old.admin_listen != settings.admin_listen:
             log.warning("reload: admin.listen changed: needs a restart; the admin listener keeps its address")
         gen = self._generation(self.gen.number + 1, text, settings)
-        count = settings.server.workers if settings.server.workers != old.server.workers else self.n_workers
+        count = settings.workers if settings.workers != old.workers else self.n_workers
         batch = [self._spawn(gen) for _ in range(count)]
         if not await self._wait_ready(batch):
             await self._terminate(batch, timeout=KILL_GRACE)
@@ -359,13 +347,26 @@ class Supervisor:
             await asyncio.sleep(0.01)
         self.gen = gen
         self.n_workers = count
-        self.prober.configure(settings)
+        self.prober.configure(settings.backends, settings.probe_interval, settings.probe_timeout)
         self.prober.poke()
         self.m_reloads.labels("ok").inc()
         self.m_generation.set(gen.number)
         log.info("sluicegate: reloaded: generation %d (config %s) serving; %d old worker(s) draining",
                  gen.number, gen.config_hash, len(previous))
         return True
+
+    def _teams_api(self) -> Any:
+        """The teams key/usage API under /v1/ on the admin listener. Off (404 saying how to turn it on) unless
+        a token is configured; then the supervisor loads the inference settings it needs, once."""
+        from sluicegate.teams.admin_api import TeamsAdminApi, api_off
+
+        view = self.gen.settings
+        if not (view.teams_token_env and os.environ.get(view.teams_token_env)) and not view.teams_token_file:
+            return api_off(view.teams_token_env)
+        from sluicegate.config import load_settings_text
+
+        settings = load_settings_text(self.gen.text, self.config_path)  # validated by the child already
+        return TeamsAdminApi(settings.inference).handle
 
     def _refuse(self, why: str) -> bool:
         self.m_reloads.labels("refused").inc()
@@ -378,7 +379,7 @@ class Supervisor:
         # Stop accepting: our copy of the listening socket is the last one once the workers close theirs.
         with contextlib.suppress(OSError):
             self.sock.close()
-        timeout = self.gen.settings.server.shutdown_timeout
+        timeout = self.gen.settings.shutdown_timeout
         await self._terminate(list(self.workers), timeout=timeout + KILL_GRACE)
 
     async def _terminate(self, batch: list[Worker], timeout: float) -> None:
@@ -418,20 +419,18 @@ class Supervisor:
         elif origin is not None and not origin.up:
             reasons.append(f"origin: {origin.error}")
         # page routes' backends gate readiness like the origin; an asset backend down is degraded, not down
-        for route in self.gen.settings.publisher.routes if self.gen.settings.publisher.enabled else ():
-            b = state.get(f"route:{route.name}")
-            if route.kind == "page" and b is not None and not b.up:
-                reasons.append(f"route:{route.name}: {b.error or 'not probed yet'}")
+        for name in self.gen.settings.page_routes:
+            b = state.get(f"route:{name}")
+            if b is not None and not b.up:
+                reasons.append(f"route:{name}: {b.error or 'not probed yet'}")
         # A provider that is down matters when a model has no other reachable target: with a fallback left,
         # the instance still serves that model, and taking every replica out would turn degraded into down.
-        inf = self.gen.settings.inference
-        if inf.enabled:
-            for model in inf.models:
-                views = [state.get(f"provider:{t.provider}") for t in model.targets]
-                if any(v is not None and v.up for v in views):
-                    continue
-                why = "; ".join(f"{v.name}: {v.error or 'not probed yet'}" for v in views if v is not None)
-                reasons.append(f"model {model.name}: no reachable target ({why})")
+        for model, providers in self.gen.settings.models:
+            views = [state.get(f"provider:{p}") for p in providers]
+            if any(v is not None and v.up for v in views):
+                continue
+            why = "; ".join(f"{v.name}: {v.error or 'not probed yet'}" for v in views if v is not None)
+            reasons.append(f"model {model}: no reachable target ({why})")
         return not reasons, {"ready": not reasons, "reasons": reasons, "backends": backends}
 
     def status(self) -> dict[str, Any]:
@@ -444,9 +443,9 @@ class Supervisor:
             "config": {"path": self.config_path, "hash": self.gen.config_hash, "generation": self.gen.number,
                        "loaded_at": _iso(self.gen.loaded_at)},
             "config_hash": self.gen.config_hash,
-            "listen": f"{s.server.host}:{self.sock.getsockname()[1]}" if not self.stopping else None,
-            "admin": s.admin.listen,
-            "faces": {"publisher": s.publisher.enabled, "inference": s.inference.enabled},
+            "listen": f"{s.host}:{self.sock.getsockname()[1]}" if not self.stopping else None,
+            "admin": s.admin_listen,
+            "faces": {"publisher": s.publisher, "inference": s.inference},
             "workers": [{"pid": w.pid, "generation": w.generation, "ready": w.ready, "draining": w.retiring,
                          "uptime_s": round(time.time() - w.started, 3)} for w in self.workers],
             "worker_restarts": self.restarts,

@@ -15,13 +15,14 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from sluicegate.config.inference import InferenceSettings
-from sluicegate.teams.manage import KeyAdmin, ManageError
+if TYPE_CHECKING:  # the supervisor serves this API and must stay lean: no config model, key store on first use
+    from sluicegate.config.inference import InferenceSettings
+    from sluicegate.teams.manage import KeyAdmin
 
 log = logging.getLogger("sluicegate.teams.admin")
 Reply = tuple[int, bytes, str]
@@ -49,6 +50,18 @@ def load_admin_token(cfg: InferenceSettings, environ: Mapping[str, str] | None =
     return token.encode()
 
 
+Handler = Callable[[str, str, Mapping[str, str], bytes], Awaitable[Reply]]
+
+
+def api_off(admin_token_env: str) -> Handler:
+    """The handler when no admin token is configured: every call is 404 saying how to turn the API on."""
+    async def handle(method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        return _reply(404, {"error": "admin API off: set the environment variable "
+                                     f"{admin_token_env} or [inference.teams] admin_token_file"})
+
+    return handle
+
+
 class TeamsAdminApi:
     def __init__(self, cfg: InferenceSettings, environ: Mapping[str, str] | None = None) -> None:
         self.cfg = cfg
@@ -57,8 +70,7 @@ class TeamsAdminApi:
 
     async def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         if self.token is None:
-            return _reply(404, {"error": "admin API off: set the environment variable "
-                                         f"{self.cfg.teams.admin_token_env} or [inference.teams] admin_token_file"})
+            return await api_off(self.cfg.teams.admin_token_env)(method, target, headers, body)
         auth = headers.get("authorization", "")
         presented = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
         if not hmac.compare_digest(presented, self.token):
@@ -68,6 +80,8 @@ class TeamsAdminApi:
     def _dispatch(self, method: str, target: str, body: bytes) -> Reply:
         path, _, query = target.partition("?")
         parts = [p for p in path.split("/") if p][1:]  # after "v1"
+        from sluicegate.teams.manage import KeyAdmin, ManageError
+
         try:
             admin = KeyAdmin(self.cfg, self.environ)
         except ValueError as exc:

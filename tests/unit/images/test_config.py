@@ -32,6 +32,7 @@ def test_valid_profile_set_loads() -> None:
     web = s.profile_sets["web"]
     assert web.profiles["thumb"].crop == "attention" and web.unknown_profile == "reject" and web.param == "profile"
     assert s.workers == 2 and s.max_source_pixels == 64_000_000
+    assert web.profiles["medium"].effort == 2  # the measured default (docs/images.md), not libwebp's 4
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,10 @@ def test_valid_profile_set_loads() -> None:
         (('default_profile = "medium"', 'default_profile = "nope"'), "s.toml:3:", "no profile named 'nope'"),
         (("widths = [320, 800]", "widths = [320, 800, 100000]"), "s.toml:4:", "outside 1..8192"),
         (('fit = "cover"', 'fit = "stretch"'), "s.toml:11:", "Input should be"),
+        (("width = 800", 'width = 800\nformat = "webp"\neffort = 7'),
+         "s.toml:9: image_optimizer.profile_sets.web.profiles.medium.effort", "WebP's effort is 0-6"),
+        (("width = 800", "width = 800\neffort = 10"),
+         "s.toml:8: image_optimizer.profile_sets.web.profiles.medium.effort", "less than or equal to 9"),
     ],
 )
 def test_bad_profile_sets_are_located(edit: tuple[str, str], where: str, says: str) -> None:

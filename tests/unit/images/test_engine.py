@@ -41,6 +41,16 @@ def test_each_output_format(jpeg: bytes, fmt: str, loader: str) -> None:
     assert size_of(r.body) == (loader, 320, 320)
 
 
+@pytest.mark.parametrize("fmt", ["webp", "avif"])
+def test_effort_reaches_the_encoder(jpeg: bytes, fmt: str) -> None:
+    """A profile's effort is the encoder's: same size and format, other bytes (WebP's effort capped at 6)."""
+    low, high = (process(job(jpeg, width=320, format=fmt, effort=e)) for e in (0, 9 if fmt == "webp" else 6))
+    assert (low.width, low.height, low.format) == (high.width, high.height, high.format) == (320, 240, fmt)
+    assert low.body != high.body
+    if fmt == "webp":
+        assert process(job(jpeg, width=320, format=fmt, effort=6)).body == high.body
+
+
 def test_never_enlarges() -> None:
     r = process(job(photo(400, 300)))
     assert (r.width, r.height) == (400, 300)

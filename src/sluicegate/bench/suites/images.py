@@ -25,13 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from sluicegate.bench.results import describe
+from sluicegate.bench.suites import images_memory
 from sluicegate.bench.suites.images_sources import Group, Source, check_output, free_port, make_sources
 
 TARGET_WIDTH = 800
 QUALITY = 80
+THUMBOR_WEBP_EFFORT = 4  # Pillow's WebP ``method`` default, which thumbor's PIL engine never sets
+# (server name, image threads, the profile's effort; None: the profile's default)
+VARIANTS: list[tuple[str, int, int | None]] = [
+    ("sluicegate", 2, None), ("sluicegate-effort4", 2, THUMBOR_WEBP_EFFORT), ("sluicegate-pool1", 1, None),
+]
 
 
-def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None) -> str:
+def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None,
+                      release_memory: str | None = None, effort: int | None = None) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
@@ -55,6 +62,7 @@ workers = {pool}
 queue = 64
 max_source_bytes = 134217728
 {"" if stream_above is None else f"stream_source_above = {stream_above}"}
+{"" if release_memory is None else f'release_memory = "{release_memory}"'}
 
 [image_optimizer.profile_sets.bench]
 default_profile = "w800"
@@ -64,6 +72,7 @@ widths = [{TARGET_WIDTH}]
 width = {TARGET_WIDTH}
 quality = {QUALITY}
 format = "webp"
+{"" if effort is None else f"effort = {effort}"}
 """
 
 
@@ -80,10 +89,14 @@ MAX_AGE = 0
 
 
 class Server:
-    def __init__(self, name: str, group: Group, url_of: Any) -> None:
+    def __init__(self, name: str, group: Group, url_of: Any, ready_path: str) -> None:
         self.name = name
         self.group = group
         self.url_of = url_of  # Source -> path on 127.0.0.1:port
+        self.ready_path = ready_path  # answers once serving, without making an image
+        self.idle: dict[str, Any] = {}  # images_memory.footprint: started, no image yet
+        self.after_one: dict[str, Any] = {}  # ... after one image (the engine loaded)
+        self.after_run: dict[str, Any] = {}  # ... once every round is done
         self.port = 0
         self.baseline = 0  # summed VmRSS after start-up and one image
         self.baseline_pss = 0
@@ -140,15 +153,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     servers: list[Server] = []
     try:
         origin.wait_http(f"http://127.0.0.1:{origin_port}/manifest.json")
-        for pool in (2, 1):
+        # the shipped profile (its default encoder effort), the same at thumbor's WebP effort (Pillow's
+        # method 4: the same work, byte for byte comparable), and one image thread at a time (as thumbor)
+        for name, pool, effort in VARIANTS:
             port = free_port()
-            name = "sluicegate" if pool == 2 else "sluicegate-pool1"
             conf = results_dir / f"images-{name}.toml"
             admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above) + admin)
+            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory, effort)
+                            + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
-                        lambda s: f"/img/{s.name}?profile=w800")
+                        lambda s: f"/img/{s.name}?profile=w800", "/img/manifest.json")
             sg.port = port
             servers.append(sg)
         if not args.no_thumbor:
@@ -161,14 +176,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             th = Server("thumbor", Group([str(venv / "bin" / "thumbor"), "-p", str(tport), "-i", "127.0.0.1",
                                          "-c", str(tconf), "-l", "error"], results_dir / "images-thumbor.log"),
                         lambda s: f"/unsafe/{TARGET_WIDTH}x0/filters:format(webp):quality({QUALITY})/"
-                                  f"http://127.0.0.1:{origin_port}/{s.name}")
+                                  f"http://127.0.0.1:{origin_port}/{s.name}", "/healthcheck")
             th.port = tport
             servers.append(th)
         for s in servers:
+            s.group.wait_http(f"http://127.0.0.1:{s.port}{s.ready_path}", timeout=120)
+        time.sleep(1.0)  # settled: the start-up's transient processes (configcheck) are gone
+        for s in servers:
+            s.idle = images_memory.footprint(s.group.pids())
             # one image made: the engine is loaded; the resident set now is the server's baseline
             s.group.wait_http(f"http://127.0.0.1:{s.port}{s.url_of(sources[0])}", timeout=120)
             s.baseline = s.group.peak_rss(field="VmRSS")
             s.baseline_pss = s.group.pss()
+            s.after_one = images_memory.footprint(s.group.pids())
         return _measure(args, servers, sources)
     finally:
         for s in servers:
@@ -206,6 +226,9 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
                 acc["latency"].append(r["seconds"])
             print(f"  round {rnd + 1}/{args.rounds} {s.name:10s} {len(got)} images in {wall:.1f} s wall, "
                   f"{cpu:.1f} s CPU", file=sys.stderr)
+    time.sleep(1.0)
+    for s in servers:
+        s.after_run = images_memory.footprint(s.group.pids())
     out: dict[str, Any] = {
         "target": {"width": TARGET_WIDTH, "format": "webp", "quality": QUALITY},
         "sources": [src.__dict__ for src in sources],
@@ -237,17 +260,25 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             "baseline_pss_mib": round(s.baseline_pss / 2**20, 1),
             "peak_above_baseline_mib": round((s.group.peak_rss() - s.baseline) / 2**20, 1),
             "mean_output_bytes": round(acc["bytes_out"] / max(acc["images"], 1)),
+            "idle": s.idle,
+            "after_one_image": s.after_one,
+            "after_run": s.after_run,
         }
     if "thumbor" in out["servers"]:
         a, b = out["servers"]["sluicegate"], out["servers"]["thumbor"]
         if a["images_per_cpu_second"] and b["images_per_cpu_second"]:
             out["ratio_images_per_cpu_second"] = round(a["images_per_cpu_second"] / b["images_per_cpu_second"], 2)
+            e4 = out["servers"]["sluicegate-effort4"]["images_per_cpu_second"]
+            out["ratio_images_per_cpu_second_effort4"] = round(e4 / b["images_per_cpu_second"], 2) if e4 else None
+        if b["mean_output_bytes"]:
+            out["ratio_mean_output_bytes"] = round(a["mean_output_bytes"] / b["mean_output_bytes"], 3)
         if b["peak_rss_mib"]:
             out["ratio_peak_rss"] = round(a["peak_rss_mib"] / b["peak_rss_mib"], 3)
             out["ratio_peak_rss_image_process"] = round(
                 a["peak_rss_largest_process_mib"] / b["peak_rss_largest_process_mib"], 3)
         if b["peak_pss_mib"]:
             out["ratio_peak_pss"] = round(a["peak_pss_mib"] / b["peak_pss_mib"], 3)
+        out["memory_ratios"] = images_memory.ratios(a, b)
     return out
 
 
@@ -265,7 +296,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4))
     for ax, (title, key) in zip(axes, rows, strict=True):
         values = [result["servers"][n][key] or 0 for n in names]
-        bars = ax.bar(names, values, color=["#2b7bba", "#6aa9d8", "#d98c2b"][: len(names)])
+        bars = ax.bar(names, values, color=["#2b7bba", "#4f93c8", "#8cbde3", "#d98c2b"][: len(names)])
         ax.tick_params(axis="x", labelsize=7)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
         ax.set_title(title, fontsize=9)
@@ -277,20 +308,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def text(result: dict[str, Any]) -> str:
     lines = [f"{'server':17s} {'img/CPU-s':>10s} {'img/s wall':>10s} {'p50 ms':>8s} {'p99 ms':>8s} "
-             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'PSS all MiB':>11s} {'idle MiB':>8s} {'ok':>5s} "
-             f"{'errors':>6s}"]
+             f"{'RSS all MiB':>11s} {'RSS proc MiB':>12s} {'PSS all MiB':>11s} {'idle MiB':>8s} {'out B':>6s} "
+             f"{'ok':>5s} {'errors':>6s}"]
     for name, r in result["servers"].items():
         lines.append(f"{name:17s} {r['images_per_cpu_second'] or 0:10.2f} {r['images_per_second_wall'] or 0:10.2f} "
                      f"{r['latency_p50_ms']:8.0f} {r['latency_p99_ms']:8.0f} {r['peak_rss_mib']:11.1f} "
                      f"{r['peak_rss_largest_process_mib']:12.1f} {r['peak_pss_mib']:11.1f} "
-                     f"{r['baseline_rss_mib']:8.1f} {r['images_ok']:5d} "
+                     f"{r['baseline_rss_mib']:8.1f} {r['mean_output_bytes']:6d} {r['images_ok']:5d} "
                      f"{r['error_count']:6d}")
     if "ratio_images_per_cpu_second" in result:
         lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
-                     f"(goal >= 2), peak RSS ratio {result['ratio_peak_rss']} all processes, "
+                     f"(goal >= 2; {result.get('ratio_images_per_cpu_second_effort4')}x at thumbor's WebP "
+                     f"effort 4), mean output bytes {result.get('ratio_mean_output_bytes')}x, "
+                     f"peak RSS ratio {result['ratio_peak_rss']} all processes, "
                      f"{result['ratio_peak_rss_image_process']} image process, peak PSS ratio "
                      f"{result.get('ratio_peak_pss')} all processes (goal <= 0.5)")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + images_memory.text(result)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -301,6 +334,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thumbor-venv", default="bench/.thumbor-venv")
     p.add_argument("--stream-above", type=int, default=None,
                    help="sluicegate's [image_optimizer] stream_source_above (default: the server's own)")
+    p.add_argument("--release-memory", choices=("image", "idle", "off"), default=None,
+                   help="sluicegate's [image_optimizer] release_memory (default: the server's own)")
     p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
     p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
 

@@ -6,6 +6,8 @@ for four pages served by an origin nginx (static files, sendfile, 1 worker):
   * 2 KB binary   (the same bytes as ``application/octet-stream``: the PassThrough route)
   * 200 KB binary (PassThrough)
   * 200 KB HTML   (Stream route, rewritten)
+and, for ``throughput-ab --pages``, the two HTML pages from a gzip origin: ``gz/page2k.html``, ``gz/page200k.html``
+(always sent gzip'd, level 6: the Stream route decodes, rewrites and re-encodes them; nginx passes them on)
 through six targets: ``direct`` (wrk at the origin), ``nginx-w1``/``nginx-w2`` (Debian nginx as a reverse proxy,
 default ``proxy_buffering on``, upstream keep-alive, 1 or 2 worker processes), ``baseline-w1`` (``suites/baseline.py``:
 the usual bare Python relay, uvicorn + aiohttp, nothing of sluicegate in it; it relays HTML unchanged) and
@@ -30,6 +32,7 @@ Run: ``sluicegate bench throughput`` (about 9 minutes)
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import re
 import resource
@@ -114,14 +117,21 @@ class Bench:
         www = self.tmp / "www"
         www.mkdir()
         origin_url = f"http://127.0.0.1:{self.origin_port}"
+        (www / "gz").mkdir()
         for spec in PAGES.values():
             data = page(origin_url, spec["size"])
             (www / spec["file"]).write_bytes(data)
             self.expect[spec["file"]] = data
+            if spec["file"].endswith(".html"):
+                # the same page from a gzip origin (issue 19's "gzip origin, rewritten, re-encoded" row):
+                # /gz/<page> is always sent gzip'd (level 6, nginx's gzip_static), whatever the client accepts
+                (www / "gz" / (spec["file"] + ".gz")).write_bytes(gzip.compress(data, 6, mtime=0))
+                self.expect["gz/" + spec["file"]] = data
         types = "types { text/html html; application/octet-stream bin; }\n  default_type application/octet-stream;"
         self.origin = lab.nginx.start(self.procs, self.nginx, self.tmp, "origin",
-                                  lab.nginx.origin_conf(self.tmp, self.origin_port, types=types), self.origin_port,
-                                  "/page2k.bin")
+                                  lab.nginx.origin_conf(self.tmp, self.origin_port, types=types,
+                                                        locations="location /gz/ { gzip_static always; }"),
+                                  self.origin_port, "/page2k.bin")
 
     def start(self, target: str) -> tuple[int, lab.Proc | None]:
         if target == "direct":
