@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from sluicegate.config.origin import Authority, Origin
 from sluicegate.pipeline.bytescan import find_bytes, is_ws
@@ -39,17 +40,17 @@ from sluicegate.pipeline.hosts_loop import HostLoop
 from sluicegate.pipeline.hosts_url import browser_url_start
 
 # What may follow a host for the match to stand (else the host continues: another name/port).
-_HOST_AFTER_DEFAULT_PORT = r"(?![a-z0-9_\-]|\.[a-z0-9\-]|:[0-9]|%3a[0-9])"
-_HOST_AFTER_EXPLICIT_PORT = r"(?![0-9])"
+_HOST_AFTER_DEFAULT_PORT: Final = r"(?![a-z0-9_\-]|\.[a-z0-9\-]|:[0-9]|%3a[0-9])"
+_HOST_AFTER_EXPLICIT_PORT: Final = r"(?![0-9])"
 # One trailing dot belongs to the host when a URL delimiter follows it.
-_TRAILING_DOT = r"(?:\.(?=[/?#:]|%(?:2f|3f|23|3a)))?"
-_PORT_SEP = r"(?::|%3a)"
+_TRAILING_DOT: Final = r"(?:\.(?=[/?#:]|%(?:2f|3f|23|3a)))?"
+_PORT_SEP: Final = r"(?::|%3a)"
 
 # Bytes of right-context the lookahead may inspect, beyond the match itself.
-_LOOKAHEAD = 5
+_LOOKAHEAD: Final = 5
 # Bytes of already-emitted left context a streaming caller keeps for the boundary check of a bare
 # host (one byte, or a JS/JSON escape such as ``\\u0026`` and the backslashes before it).
-CONTEXT = 12
+CONTEXT: Final = 12
 
 
 def origin_authorities(origin: Origin, aliases: Iterable[str] = ()) -> tuple[Authority, ...]:
@@ -76,28 +77,37 @@ def _host_pattern(origin: Origin, auth: Authority, *, first: bool) -> str:
     return f"{host}{_PORT_SEP}{auth.port}{_HOST_AFTER_EXPLICIT_PORT}"
 
 
-_HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
-_HOST_CHARS_B = frozenset(bytes([c]) for c in _HOST_CHARS)
-_URL_FIRST = frozenset("hH/\\")
-_URL_FIRST_B = frozenset(b"hH/\\")
-_ASCII_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.lstrip() strips; str.lstrip() strips more
-_PREFIXES = ((b"https:\\/\\/", True), (b"http:\\/\\/", True), (b"\\/\\/", False),
-             (b"https://", True), (b"http://", True), (b"//", False))
-_HTTPS_ESC, _HTTP_ESC, _SLASHES_ESC, _HTTPS, _HTTP, _SLASHES = range(len(_PREFIXES))
+_HOST_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+_HOST_CHARS_B: Final = frozenset(bytes([c]) for c in _HOST_CHARS)
+_URL_FIRST: Final = frozenset("hH/\\")
+_URL_FIRST_B: Final = frozenset(b"hH/\\")
+_ASCII_SPACE: Final = b" \t\n\r\x0b\x0c"  # what bytes.lstrip() strips; str.lstrip() strips more
+_PREFIXES: Final = ((b"https:\\/\\/", True), (b"http:\\/\\/", True), (b"\\/\\/", False),
+                    (b"https://", True), (b"http://", True), (b"//", False))
+_HTTPS_ESC: Final = 0
+_HTTP_ESC: Final = 1
+_SLASHES_ESC: Final = 2
+_HTTPS: Final = 3
+_HTTP: Final = 4
+_SLASHES: Final = 5  # the indexes of ``_PREFIXES``
 # Forms whose replacement is made from the matched bytes (escape / hex case kept):
-_U_HTTPS, _U_HTTP, _U_SLASHES = 6, 7, 8  # \u002F\u002F
-_P_HTTPS, _P_HTTP, _P_SLASHES = 9, 10, 11  # %3A%2F%2F, %2F%2F
-_BARE_PCT = 12  # a bare host whose port separator is %3A
-_ENC_HOST = 32  # flag on a %2F%2F form: the host itself is percent-encoded (``origin%2Eexample``)
-_DYNAMIC = 16  # flag on a form: the matched authority spells its port separator %3A
-_U_SL = b"\\u002f\\u002f"
-_P_SL = b"%2f%2f"
+_U_HTTPS: Final = 6  # \u002F\u002F
+_U_HTTP: Final = 7
+_U_SLASHES: Final = 8
+_P_HTTPS: Final = 9  # %3A%2F%2F, %2F%2F
+_P_HTTP: Final = 10
+_P_SLASHES: Final = 11
+_BARE_PCT: Final = 12  # a bare host whose port separator is %3A
+_ENC_HOST: Final = 32  # flag on a %2F%2F form: the host itself is percent-encoded (``origin%2Eexample``)
+_DYNAMIC: Final = 16  # flag on a form: the matched authority spells its port separator %3A
+_U_SL: Final = b"\\u002f\\u002f"
+_P_SL: Final = b"%2f%2f"
 # Every prefix an origin reference can start with (lower case), for streaming decisions.
-REF_PREFIXES: tuple[bytes, ...] = (
+REF_PREFIXES: Final[tuple[bytes, ...]] = (
     b"https://", b"http://", b"//", b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/",
     b"https:" + _U_SL, b"http:" + _U_SL, _U_SL, b"https%3a" + _P_SL, b"http%3a" + _P_SL, _P_SL, b"",
 )
-MAX_PREFIX = max(len(p) for p in REF_PREFIXES)
+MAX_PREFIX: Final = max(len(p) for p in REF_PREFIXES)
 
 
 def _escaped_boundary(low: bytes, h: int, pos: int) -> bool:
@@ -120,8 +130,8 @@ def _escaped_boundary(low: bytes, h: int, pos: int) -> bool:
 
 
 # A run of host/port characters after a percent-encoded ``%2F%2F``: unreserved bytes and escapes.
-_ENC_RUN = re.compile(rb"(?:[a-z0-9\-._~:]|%[0-9a-f]{2})+")
-_ESC1 = re.compile(rb"%([0-9a-f]{2})")
+_ENC_RUN: Final = re.compile(rb"(?:[a-z0-9\-._~:]|%[0-9a-f]{2})+")
+_ESC1: Final = re.compile(rb"%([0-9a-f]{2})")
 
 
 def _decode_run(run: bytes) -> tuple[bytes, list[int]]:
@@ -351,6 +361,18 @@ class HostRewriter:
         self._forms_h = self._url_forms[0x68]
         self._forms_sl = self._url_forms[0x2F]
         self._forms_bs = self._url_forms[0x5C]
+        # ``rewrite_url_bytes``' common case, a lower-case value ``https://<origin host>/...`` (or
+        # ``http://``, ``//``): (that prefix up to the ``/``, its replacement), each kept only when the
+        # general path gives the same on a probe. The path's decision depends on the bytes after the
+        # host only through the boundary (here ``/``) and a later reference, which is checked per value.
+        self._url_fast: tuple[tuple[bytes, bytes], ...] = ()
+        fast: list[tuple[bytes, bytes]] = []
+        for i, (prefix, _) in enumerate(_PREFIXES):
+            if prefix in (b"https://", b"http://", b"//"):
+                key = prefix + self.needle + b"/"
+                if self.rewrite_url_bytes(key + b"p") == self.replacements[i] + b"/p":
+                    fast.append((key, self.replacements[i]))
+        self._url_fast = tuple(fast)
 
     def replacement(self, buf: bytes, start: int, end: int, form: int) -> bytes:
         """What ``buf[start:end]``, matched as ``form``, becomes."""
@@ -456,6 +478,12 @@ class HostRewriter:
         decide (the value holds an origin host anywhere but in a plain prefix form at its start,
         or begins with a character ``str.lstrip`` strips but ``bytes.lstrip`` does not).
         """
+        for key, rep in self._url_fast:
+            if value.startswith(key):
+                e = len(key) - 1
+                if value.islower() and self.matcher.find_needle(value, e) < 0:
+                    return rep + value[e:]
+                break
         stripped = value.lstrip(_ASCII_SPACE)
         if not stripped:
             return value

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sluicegate.pipeline.bytescan import find_bytes, is_alpha
 from sluicegate.pipeline.html.bodies import TextBodies
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluicegate.html")
 
-VOID = frozenset(
+VOID: Final = frozenset(
     b"area base basefont bgsound br col embed frame hr image img input keygen link meta param source "
     b"track wbr".split()
 )

@@ -44,10 +44,12 @@ if TYPE_CHECKING:
 
 # Compiled with mypyc, a tag's span is found by the byte loops below instead of the ``TAG`` regex
 # (a loop over a tag's bytes costs less than a regex call there; interpreted, the regex wins).
-_COMPILED: bool = not __file__.endswith(".py")
+_COMPILED: Final[bool] = not __file__.endswith(".py")
 
 # Lexer states beyond the text states of ``treesim``.
-CDATA, COMMENT, BOGUS = 5, 6, 7
+CDATA: Final = 5
+COMMENT: Final = 6
+BOGUS: Final = 7
 
 # Token kinds.
 TEXT: Final = 0  # character data, in ``Token.state``
@@ -74,15 +76,17 @@ ATTR: Final = re.compile(
     rb"[\t\n\f\r /]*+([^\t\n\f\r />][^\t\n\f\r />=]*+)"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"([^\"]*+)\"|'([^']*+)'|([^\t\n\f\r >]*+)))?+"
 )
-_COMMENT_END = re.compile(rb"--!?>")
-_CDATA_END = re.compile(rb"\]\]>")
-_ALPHA = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_DELIM = rb"[\t\n\f\r />]"
+_COMMENT_END: Final = re.compile(rb"--!?>")
+_CDATA_END: Final = re.compile(rb"\]\]>")
+_ALPHA: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DELIM: Final = rb"[\t\n\f\r />]"
 
-_FOREIGN_ROOTS = frozenset((b"svg", b"math"))
+_FOREIGN_ROOTS: Final = frozenset((b"svg", b"math"))
 
 # Script data sub-states.
-_SCRIPT_PLAIN, _SCRIPT_ESCAPED, _SCRIPT_DOUBLE = 0, 1, 2
+_SCRIPT_PLAIN: Final = 0
+_SCRIPT_ESCAPED: Final = 1
+_SCRIPT_DOUBLE: Final = 2
 
 
 class Token:

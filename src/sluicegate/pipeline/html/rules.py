@@ -20,12 +20,14 @@ Must not know: tokenization details, chunking, I/O, HTTP headers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from sluicegate.config.html import HtmlSettings
 from sluicegate.pipeline.bytescan import is_ws
 from sluicegate.pipeline.hosts import HostRewriter
-from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
+from sluicegate.pipeline.html.attrs import needle_attr_spans
 from sluicegate.pipeline.html.dispatch import HtmlRewriter
+from sluicegate.pipeline.html.lexer import ATTR
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN
 from sluicegate.pipeline.html.textrefs import TextRefReplacer
 from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, TextBody, TextChunk
@@ -37,7 +39,9 @@ from sluicegate.pipeline.html.urlvalues import (
     K_STYLE,
     K_URL,
     META_URL_KEYS,
+    QUOTED_UNSAFE,
     SUSPECT,
+    UNQUOTED_UNSAFE,
     LongTagFilter,
     attr_vstart,
     plain_span,
@@ -56,12 +60,13 @@ ScriptFilter = Callable[[TextBody], bool]
 """Called with each inline ``<script>``'s whole text before the URL rule; True = handled."""
 
 # Elements that may sit in <head>: seeing one of them does not yet open <body>.
-_HEAD_OK = frozenset((
+_HEAD_OK: Final = frozenset((
     "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
     "style", "script", "template",
 ))
-_BLANK = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
-_BOM = b"\xef\xbb\xbf"
+_BLANK: Final = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
+_BOM: Final = b"\xef\xbb\xbf"
+_SAME: Final = b"\0unchanged"  # ``_raw_value``: the value is unchanged (a sentinel, compared by identity)
 
 
 class SluicegateRules:
@@ -210,41 +215,74 @@ class SluicegateRules:
             return None  # a value may spell an origin the byte hook cannot see: the full path
         if COMPILED_SCAN:
             return self.urls_spans(buf, low, start, astart, aend, end, name)
-        # Interpreted: regexes and ``bytes`` methods beat Python byte loops.
+        # Interpreted: regexes and ``bytes`` methods beat Python byte loops. ``needle_attrs``
+        # written out on the ``ATTR`` matches (no ``Attr`` objects) and ``simple_value`` as one
+        # search on the buffer (no value slice): this runs once per origin tag.
         rw = self.rw
+        needle = rw.needle
+        find = low.find
+        p = find(needle, astart, aend)
+        if p < 0:
+            return buf[start:end]
         parts: list[bytes] | None = None
         pos = start
-        for a in needle_attrs(buf, low, astart, aend, rw.needle):
-            kind = ATTR_KIND.get(a.name, 0)
-            if (kind == K_DATA and name != b"object") or kind == K_STYLE:
-                kind = 0
-            if kind > K_SRCSET:
-                return None
-            quote = a.quote
-            vs = a.vstart
-            ve = a.vend
-            raw = buf[vs:ve]
-            if not simple_value(raw, quote):
-                return None
-            if kind == 0:
-                new_raw: bytes | None = rw.rewrite(raw, False)
-            else:
-                new_raw = rewrite_srcset_bytes(rw, raw) if kind == K_SRCSET else rw.rewrite_url_bytes(raw)
-            if new_raw is None:
-                return None
-            if new_raw == raw:
-                continue
-            if not (self._simple_repl or simple_value(new_raw, quote)):
-                return None
-            if parts is None:
-                parts = []
-            parts.append(buf[pos:vs])
-            parts.append(new_raw)
-            pos = ve
+        earlier: list[bytes] = []
+        simple_repl = self._simple_repl
+        for m in ATTR.finditer(buf, astart, aend):
+            me = m.end()
+            if me > p:
+                g = m.lastindex or 1
+                if g > 1:
+                    vs, ve = m.span(g)
+                    if find(needle, vs, ve) >= 0:
+                        aname = m.group(1).lower()
+                        if not earlier or all(e.lower() != aname for e in earlier):
+                            new_raw = self._raw_value(buf, name, aname, g, vs, ve, simple_repl)
+                            if new_raw is None:
+                                return None
+                            if new_raw is not _SAME:
+                                if parts is None:
+                                    parts = []
+                                parts.append(buf[pos:vs])
+                                parts.append(new_raw)
+                                pos = ve
+                p = find(needle, me, aend)
+                if p < 0:
+                    break
+            earlier.append(m.group(1))
         if parts is None:
             return buf[start:end]
         parts.append(buf[pos:end])
         return b"".join(parts)
+
+    def _raw_value(self, buf: bytes, name: bytes, aname: bytes, g: int, vs: int, ve: int,
+                   simple_repl: bool) -> bytes | None:
+        """``urls_raw``'s decision on one value ``buf[vs:ve]`` (``ATTR`` group ``g``: 2 double-,
+        3 single-quoted, 4 unquoted) of attribute ``aname``: its new bytes, ``_SAME`` when
+        unchanged, ``None`` when only the full path decides (interpreted builds)."""
+        kind = ATTR_KIND.get(aname, 0)
+        if (kind == K_DATA and name != b"object") or kind == K_STYLE:
+            kind = 0
+        if kind > K_SRCSET:
+            return None
+        if g == 4:
+            if ve <= vs or UNQUOTED_UNSAFE.search(buf, vs, ve) is not None:
+                return None
+        elif QUOTED_UNSAFE.search(buf, vs, ve) is not None:
+            return None
+        raw = buf[vs:ve]
+        rw = self.rw
+        if kind == 0:
+            new_raw: bytes | None = rw.rewrite(raw, False)
+        else:
+            new_raw = rewrite_srcset_bytes(rw, raw) if kind == K_SRCSET else rw.rewrite_url_bytes(raw)
+        if new_raw is None:
+            return None
+        if new_raw == raw:
+            return _SAME
+        if not (simple_repl or simple_value(new_raw, b'"' if g == 2 else b"'" if g == 3 else b"")):
+            return None
+        return new_raw
 
     def urls_spans(self, buf: bytes, low: bytes, start: int, astart: int, aend: int, end: int,
                    name: bytes) -> bytes | None:
@@ -326,7 +364,9 @@ class SluicegateRules:
             return
         if not body.complete:  # an over-long body streams through unmodified
             return
-        if body.slot is None and self.rw.might_contain(body.output):
+        # ``rewrite`` returns its input itself when nothing matches (then ``replace`` is a no-op): a
+        # ``might_contain`` check first lower-cased and searched every body twice
+        if body.slot is None:
             body.replace(self.rw.rewrite(body.output))
 
     def style(self, body: TextBody) -> None:

