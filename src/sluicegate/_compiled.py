@@ -32,4 +32,15 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.pipeline.hosts",
     "sluicegate.pipeline.hosts_loop",  # the host pattern as a byte loop (compiled origin-tag path)
     "sluicegate.pipeline.text",
+    # the per-request path of a relayed response (issue 19, docs/benchmarks-publisher.md "Serving cores"): the
+    # response head rules, the edge lifecycle, the native core's framing, the access log. Only modules that reach
+    # no third-party import beyond the build requirements (pydantic): server/h1 protocol/cycle and upstream/http1
+    # reach httptools, server/observe prometheus_client and opentelemetry, publisher/headers the codecs' brotli
+    "sluicegate.server.h1.framing",
+    "sluicegate.edge.asgi",
+    "sluicegate.edge.deadline",
+    "sluicegate.edge.headers",
+    "sluicegate.publisher.response_headers",
+    "sluicegate.publisher.head_plan",
+    "sluicegate.observability.access",
 )

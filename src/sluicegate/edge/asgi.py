@@ -1,12 +1,12 @@
 """ASGI plumbing every face shares: the types, the two ways a request ends early, simple answers.
 
-Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; ``ResponseAborted`` (how a handler tells
-the server "drop this connection now": raised after ``http.response.start`` it makes any ASGI server
-close the socket without the terminating chunk, so the client sees an incomplete response instead of
-a clean-looking truncated one); ``ClientGone`` (the client left: stop working for it); ``send_simple``
-(a whole small answer: status, body, ``no-store``); ``header_list``/``encode_headers`` (str <-> the
-server's latin-1 bytes); and the log filter that keeps the servers from printing a traceback for an
-abort we chose (we log those ourselves).
+Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK`` scope extension;
+``ResponseAborted`` (how a handler tells the server "drop this connection now": raised after
+``http.response.start`` it makes any ASGI server close the socket without the terminating chunk, so the
+client sees an incomplete response instead of a clean-looking truncated one); ``ClientGone`` (the client
+left: stop working for it); ``send_simple`` (a whole small answer: status, body, ``no-store``);
+``header_list``/``encode_headers`` (str <-> the server's latin-1 bytes); and the log filter that keeps the
+servers from printing a traceback for an abort we chose (we log those ourselves).
 
 Must not know: any face, the config, the origin. Imports the standard library only.
 """
@@ -21,6 +21,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+DISCONNECT_HOOK = "sluicegate.on_disconnect"
+"""Scope key a server may set (the native HTTP/1.1 core does): ``hook(callback)`` registers a callable the server
+calls once, synchronously, when the client connection is lost before the response is complete. ``edge.client``
+uses it instead of a task that waits on ``receive`` for ``http.disconnect`` (the portable way, kept for other
+servers): no task per request, and the handler is cancelled in the same loop turn as the reset."""
 
 
 class ResponseAborted(Exception):

@@ -16,10 +16,10 @@ Must not know: any face, the config, the origin. Imports the standard library an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sluicegate.edge.asgi import ClientGone, Message, Receive, Send
+from sluicegate.edge.asgi import DISCONNECT_HOOK, ClientGone, Message, Receive, Scope, Send
 from sluicegate.edge.deadline import Deadline
 
 
@@ -40,6 +40,9 @@ class ClientWatch:
     it is consumed, or when there is no body, ``start()`` keeps calling ``receive`` in a side
     task so a disconnect cancels the handler's task at once, even while it waits for upstream.
 
+    A server that offers ``edge.asgi.DISCONNECT_HOOK`` (the native core) calls a callback instead: no side
+    task, the handler is cancelled in the loop turn that saw the reset, and ``sender`` is the plain ``send``.
+
     The handler sends through ``watch.send``: once the final body message is handed to the server,
     a later ``http.disconnect`` (uvicorn reports one as soon as the response is complete) is the
     normal end of the exchange, not a client that vanished, and must not cancel the handler.
@@ -48,16 +51,24 @@ class ClientWatch:
     next loop turn. (Cancelling and awaiting it every time cost ~10 % of a small relayed response.)
     """
 
-    __slots__ = ("_owner", "_receive", "_send", "_task", "body_done", "disconnected", "finished")
+    __slots__ = ("_hook", "_hooked", "_owner", "_receive", "_send", "_task", "body_done", "disconnected", "finished")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send, hook: Callable[[Callable[[], None]], None] | None = None) -> None:
         self._receive = receive
         self._send = send
+        self._hook = hook  # the server's DISCONNECT_HOOK (edge.asgi): a callback instead of the watch task
+        self._hooked = False  # the callback is registered
         self._task: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[Any] | None = None
         self.disconnected = False
         self.body_done = False
         self.finished = False
+
+    @property
+    def sender(self) -> Send:
+        """What the handler sends through: ``send`` itself when the server calls the hook (it never reports a
+        disconnect after the response is complete), else ``self.send`` (which notes the final body message)."""
+        return self._send if self._hook is not None else self.send
 
     async def send(self, message: Message) -> None:
         if not message.get("more_body", False) and message["type"] == "http.response.body":
@@ -98,8 +109,23 @@ class ClientWatch:
             self._start_watch()
 
     def _start_watch(self) -> None:
-        if self._task is None and self._owner is not None and not self.finished:
+        if self._owner is None or self.finished:
+            return
+        hook = self._hook
+        if hook is not None:
+            if not self._hooked:
+                self._hooked = True
+                hook(self._client_left)
+        elif self._task is None:
             self._task = asyncio.create_task(self._watch())
+
+    def _client_left(self) -> None:
+        """The server's disconnect callback (before the response was complete)."""
+        if not self.finished:
+            self.disconnected = True
+            owner = self._owner
+            if owner is not None and not owner.done():
+                owner.cancel()
 
     async def _watch(self) -> None:
         while True:
@@ -123,11 +149,14 @@ def _reap(task: asyncio.Task[None]) -> None:
         task.cancel()
 
 
-def start_request(receive: Receive, send: Send, *, has_body: bool) -> tuple[ClientWatch, Deadline]:
+def start_request(
+    receive: Receive, send: Send, *, has_body: bool, scope: Scope | None = None
+) -> tuple[ClientWatch, Deadline]:
     """The current task's ``ClientWatch`` (started: with no body, the disconnect watch runs at once) and its one
-    ``Deadline``. The handler sends through ``watch.send`` and ends with ``deadline.close()``, ``watch.stop()``."""
+    ``Deadline``. The handler sends through ``watch.sender`` and ends with ``deadline.close()``, ``watch.stop()``.
+    With the ``scope``, a server's ``DISCONNECT_HOOK`` replaces the watch task by a callback."""
     task = asyncio.current_task()
     assert task is not None, "start_request runs inside the handler's task"
-    watch = ClientWatch(receive, send)
+    watch = ClientWatch(receive, send, scope.get(DISCONNECT_HOOK) if scope is not None else None)
     watch.start(has_body=has_body)
     return watch, Deadline(task.get_loop(), task)

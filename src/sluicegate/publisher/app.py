@@ -114,25 +114,20 @@ class PublisherApp:
             await self.pool.close()
             self.pool = None
 
-    async def _admit(self, scope: Scope, req_headers: list[tuple[str, str]], send: Send,
-                     rid: list[tuple[str, str]]) -> hdr.ClientFacts | None:
-        """The own checks: the client's facts when the request is admitted, ``None`` when it was answered here
-        (405/400/421/431)."""
-        if scope["method"].upper() == "CONNECT":
-            await send_simple(send, 405, b"CONNECT is not supported: this is a reverse proxy\n", rid)
-            return None
-        host = next((v for k, v in req_headers if k.lower() == "host"), "").strip()
+    def _admit(self, scope: Scope, method: str, req_headers: list[tuple[str, str]],
+               seen: _Seen) -> hdr.ClientFacts | tuple[int, bytes]:
+        """The own checks: the client's facts when the request is admitted, else the answer (405/400/421/431)."""
+        if method == "CONNECT":
+            return 405, b"CONNECT is not supported: this is a reverse proxy\n"
+        host = seen.host.strip()
         if not host or not hdr.valid_host(host):
-            await send_simple(send, 400, b"Missing or invalid Host header\n", rid)
-            return None
+            return 400, b"Missing or invalid Host header\n"
         client = scope.get("client") or ("", 0)
         facts = hdr.client_facts(client[0], scope.get("scheme", "http"), host, req_headers, self.trusted)
         if not hdr.host_allowed(host, facts.scheme, self.public_hosts):
-            await send_simple(send, 421, b"Misdirected request: this host is not served here\n", rid)
-            return None
-        if sum(len(k) + len(v) + 4 for k, v in req_headers) > self.limits.max_request_header_bytes:
-            await send_simple(send, 431, b"Request header fields too large\n", rid)
-            return None
+            return 421, b"Misdirected request: this host is not served here\n"
+        if seen.size > self.limits.max_request_header_bytes:
+            return 431, b"Request header fields too large\n"
         return facts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,10 +135,12 @@ class PublisherApp:
         request_id = info.request_id if info is not None else os.urandom(8).hex()
         rid = [(self.id_header, request_id)]
         req_headers = header_list(scope)
-        facts = await self._admit(scope, req_headers, send, rid)
-        if facts is None:
-            return
+        seen = _Seen(req_headers)
         method = scope["method"].upper()
+        facts = self._admit(scope, method, req_headers, seen)
+        if not isinstance(facts, hdr.ClientFacts):
+            await send_simple(send, facts[0], facts[1], rid)
+            return
         host = facts.host
         rewriter = self.rewriter(facts.scheme, host)
         up_headers = hdr.upstream_request_headers(
@@ -163,11 +160,7 @@ class PublisherApp:
         if edge is not None:
             up_headers = edge.upstream(up_headers)
             send = edge.wrap(send)  # Set-Cookie goes into the response head, before any body byte
-        # HTTP/1.1: a request has a body only if it says so (Transfer-Encoding or Content-Length > 0).
-        has_body = any(
-            (k.lower() == "transfer-encoding") or (k.lower() == "content-length" and v.strip() not in ("", "0"))
-            for k, v in req_headers
-        )
+        has_body = seen.has_body
         mapper = self._inbound_mapper(facts.scheme, host)
         form = None
         if mapper is not None:
@@ -177,11 +170,12 @@ class PublisherApp:
                     req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
                 )
 
-        watch, deadline = start_request(receive, send, has_body=has_body)
-        send = watch.send
+        watch, deadline = start_request(receive, send, has_body=has_body, scope=scope)
+        send = watch.sender
         started = time.perf_counter()
         try:
-            await self.startup()
+            if self.pool is None:
+                await self.startup()
             pool = self.pool
             assert pool is not None
             target = _target(scope, mapper)
@@ -202,18 +196,16 @@ class PublisherApp:
             except OriginError as exc:
                 raise UpstreamFailed(502, exc.kind, str(exc)) from None
             waited = time.perf_counter() - started
-            metrics.PUBLISHER_TTFB.observe(waited)
+            metrics.observe(metrics.PUBLISHER_TTFB, waited)
             try:
-                origin_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
-                decision = gate.classify(method, resp.status, origin_headers)
+                decision, plan = self.relay.classify(method, resp)
                 if info is not None:
                     _note_head(info, resp, decision, waited)
                 await self.relay.respond(
-                    resp, origin_headers, decision, method=method, rewriter=rewriter,
-                    navigation=not any(k.lower() in _RSC_HEADERS for k, _ in req_headers),
-                    send=send, request_id=request_id, deadline=deadline,
-                    accepted=coding.Accepted.from_headers(req_headers), label=f"{method} {scope.get('path', '')}",
-                    if_none_match=next((v for k, v in req_headers if k.lower() == "if-none-match"), ""),
+                    resp, None, decision, plan=plan, method=method, rewriter=rewriter,
+                    navigation=not seen.rsc, send=send, request_id=request_id, deadline=deadline,
+                    accepted=coding.Accepted(seen.accept_encoding), label=f"{method} {scope.get('path', '')}",
+                    if_none_match=seen.if_none_match,
                 )
             finally:
                 resp.release()
@@ -240,6 +232,48 @@ class PublisherApp:
         log.info("request %s: %s", request_id, what)
         if info is not None:
             info.error = "client_gone"
+
+
+class _Seen:
+    """What the intake reads from the request headers, in one pass: Host (the first), the head's size, whether a
+    body follows (HTTP/1.1: only if Transfer-Encoding or a Content-Length > 0 says so), Accept-Encoding (all
+    values joined; ``None``: absent), the first If-None-Match, and whether it is a React Server Components
+    request (not a navigation)."""
+
+    __slots__ = ("accept_encoding", "has_body", "host", "if_none_match", "rsc", "size")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        host = inm = ""
+        size = 0
+        has_body = rsc = False
+        accept: list[str] | None = None
+        for k, v in headers:
+            size += len(k) + len(v) + 4
+            lk = k.lower()
+            if lk == "host":
+                if not host:
+                    host = v
+            elif lk == "accept-encoding":
+                if accept is None:
+                    accept = [v]
+                else:
+                    accept.append(v)
+            elif lk == "transfer-encoding":
+                has_body = True
+            elif lk == "content-length":
+                if v.strip() not in ("", "0"):
+                    has_body = True
+            elif lk == "if-none-match":
+                if not inm:
+                    inm = v
+            elif lk in _RSC_HEADERS:
+                rsc = True
+        self.host = host
+        self.size = size
+        self.has_body = has_body
+        self.accept_encoding = None if accept is None else ", ".join(accept)
+        self.if_none_match = inm
+        self.rsc = rsc
 
 
 def _target(scope: Scope, mapper: inbound.InboundMapper | None) -> str:

@@ -124,13 +124,16 @@ def downstream_response_headers(
     origin_host_header: str = "",
     public_hosts: Sequence[str] = (),
     aliases: Sequence[str] = (),
+    names: frozenset[str] | None = None,
 ) -> Headers:
     """Origin response headers as the client should see them (framing is the caller's job).
 
     Every value goes through the host mapping except the short list in ``response_headers``;
-    the origin's own request-id header is replaced by ours.
+    the origin's own request-id header is replaced by ours. ``names``: ``origin_names(origin,
+    origin_host_header, aliases)`` computed once by the caller (the relay), else here.
     """
-    names = origin_names(origin, origin_host_header, aliases)
+    if names is None:
+        names = origin_names(origin, origin_host_header, aliases)
     out = map_response_headers(
         ((ln, n, v) for ln, n, v in end_to_end(headers) if ln != id_header), rewriter, names, public_hosts
     )

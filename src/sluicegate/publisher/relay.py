@@ -56,7 +56,9 @@ from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_fo
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.publisher import coding, oneshot
 from sluicegate.publisher import headers as hdr
+from sluicegate.publisher.head_plan import HeadPlan, HeadPlans
 from sluicegate.publisher.processors import build_processor
+from sluicegate.publisher.response_headers import origin_names
 from sluicegate.publisher.slicing import Slice, lane_for
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.http1 import OriginResponse
@@ -182,13 +184,22 @@ class Relay:
         self.piece_bytes = settings.event_loop.piece_bytes
         # the small-body fast path's bound (publisher.oneshot): never more than one piece of work
         self.one_pass = min(settings.limits.one_pass_body_bytes, self.piece_bytes)
+        self.origin_names = origin_names(origin, self.pub.origin_host_header, self.pub.origin_aliases)
+        self.plans = HeadPlans(self.id_header)
+        self._id_header_b = self.id_header.lower().encode("latin-1")
+
+    def classify(self, method: str, resp: OriginResponse) -> tuple[gate.Decision, HeadPlan]:
+        """The gate's decision on the origin's head, and the head's plan (``head_plan``), for ``respond``."""
+        plan = self.plans.plan(resp.headers)
+        return self.plans.decision(method, resp.status, resp.headers, plan), plan
 
     async def respond(
         self,
         resp: OriginResponse,
-        origin_headers: list[tuple[str, str]],
+        origin_headers: list[tuple[str, str]] | None,
         decision: gate.Decision,
         *,
+        plan: HeadPlan | None = None,
         method: str,
         rewriter: HostRewriter,
         navigation: bool,
@@ -200,12 +211,25 @@ class Relay:
         if_none_match: str = "",
     ) -> None:
         """Send the response head, then the body by the gate's route; raises ``ResponseAborted`` after the
-        head on any failure."""
+        head on any failure. ``origin_headers`` (the origin's head as text) may be ``None`` when the head's
+        ``plan`` (``classify``) is given: the common case, PassThrough of a body in no content coding, sends
+        the planned head (``head_plan``: the same headers, no text round trip) and needs no more."""
         status = resp.status
         pub = self.pub
+        if plan is not None:
+            if decision.route is Route.PASS_THROUGH and not plan.encoding_at:
+                planned = plan.apply(resp.headers, rewriter, self.origin_names, pub.public_hosts)
+                planned.append((self._id_header_b, request_id.encode("latin-1")))
+                await send({"type": "http.response.start", "status": status, "headers": planned})
+                await self._pump(resp, send, request_id, deadline)
+                return
+            if origin_headers is None:
+                origin_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        assert origin_headers is not None, "respond needs the origin's headers or the head's plan"
         out_headers = hdr.downstream_response_headers(
             origin_headers, rewriter, self.origin, request_id, id_header=self.id_header,
             origin_host_header=pub.origin_host_header, public_hosts=pub.public_hosts, aliases=pub.origin_aliases,
+            names=self.origin_names,
         )
         route = decision.route
         if route is Route.BODILESS:

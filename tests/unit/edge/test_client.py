@@ -7,6 +7,7 @@ under a real server is covered by tests/unit/publisher and tests/integration/tes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -186,3 +187,38 @@ async def test_client_watch_stop_reaps_a_watcher_whose_receive_blocks() -> None:
     watch.stop()
     await asyncio.sleep(0.01)
     assert task.cancelled()
+
+
+async def test_disconnect_hook_cancels_the_handler_without_a_task_and_not_after_the_end() -> None:
+    """A server's ``DISCONNECT_HOOK`` (the native core's): the watch registers a callback once, the handler
+    is cancelled when it is called before ``stop()``, a call after ``stop()`` cancels nothing, and the handler
+    sends through the server's own ``send``."""
+    from sluicegate.edge.asgi import DISCONNECT_HOOK
+    from sluicegate.edge.client import start_request
+
+    registered: list[Callable[[], None]] = []
+    _, receive = _feed(*_body(b"x"))
+
+    async def handler(stop_first: bool) -> str:
+        watch, deadline = start_request(receive, _nosend, has_body=True,  # type: ignore[arg-type]
+                                        scope={DISCONNECT_HOOK: registered.append})
+        assert watch.sender is _nosend
+        assert [c async for c in watch.body()] == [b"x"]
+        assert len(registered) == 1 and watch._task is None  # registered after the body, no task
+        try:
+            if stop_first:
+                watch.stop()
+            registered[-1]()  # the connection is lost
+            await asyncio.sleep(0)
+            return "ran on"
+        except asyncio.CancelledError:
+            assert watch.disconnected
+            return "cancelled"
+        finally:
+            deadline.close()
+            watch.stop()
+
+    assert await asyncio.create_task(handler(False)) == "cancelled"
+    registered.clear()
+    _, receive = _feed(*_body(b"x"))
+    assert await asyncio.create_task(handler(True)) == "ran on"

@@ -236,14 +236,18 @@ def test_send_waits_while_the_client_does_not_read() -> None:
         assert wait_for(lambda: len(progress) == total)
 
 
-def test_client_reset_cancels_the_handler_within_a_millisecond() -> None:
+@pytest.mark.parametrize("hooked", [True, False], ids=["disconnect-hook", "watch-task"])
+def test_client_reset_cancels_the_handler_within_a_millisecond(hooked: bool) -> None:
     """``ClientWatch`` (what the publisher and inference faces use) sees a client reset and cancels the
-    handler (which is waiting for its upstream) within 1 ms, median over 30 connections."""
+    handler (which is waiting for its upstream) within 1 ms, median over 30 connections: through the core's
+    ``DISCONNECT_HOOK`` callback (the publisher passes its scope) and through the portable watch task."""
     cancelled_at: dict[int, float] = {}
     started: set[int] = set()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        watch, deadline = start_request(receive, send, has_body=False)
+        watch, deadline = start_request(receive, send, has_body=False, scope=scope if hooked else None)
+        assert (watch._task is None) == hooked  # the callback replaces the task
+        assert (watch.sender is send) == hooked  # and the send wrapper that notes the final body
         started.add(int(scope["path"][1:]))
         port = int(scope["path"][1:])
         try:
@@ -283,3 +287,23 @@ def test_connection_header_and_keep_alive_after_a_body_the_app_did_not_read() ->
         assert head.startswith(b"HTTP/1.1 413") and header(head, b"connection") is None
         head, _, _ = read_response(s, rest)
         assert head.startswith(b"HTTP/1.1 413")
+
+
+def test_absolute_form_target_gives_the_app_its_path_and_query() -> None:
+    """``GET http://host/path HTTP/1.1`` (absolute form): the app gets the path and query of the URL (a URL
+    without a query has none: the parser reports it as absent, the scope says ``b""``)."""
+    seen: list[tuple[str, bytes, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serving("native", app) as srv, connect(srv.port) as s:
+        s.sendall(b"GET http://a.example/p%20q HTTP/1.1\r\nHost: a.example\r\n\r\n"
+                  b"GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        head, _, rest = read_response(s)
+        assert head.startswith(b"HTTP/1.1 204")
+        head, _, _ = read_response(s, rest)
+        assert head.startswith(b"HTTP/1.1 204")
+    assert seen == [("/p q", b"/p%20q", b""), ("/x", b"/x", b"y=1")]

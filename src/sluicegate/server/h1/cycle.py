@@ -1,6 +1,7 @@
 """One request/response exchange of the native HTTP/1.1 core: the ASGI ``receive``/``send`` pair and its task.
 
-Owns, for one request: the request body as it arrives (a bounded buffer: over ``BODY_HIGH_WATER`` the
+Owns, for one request: the ``edge.asgi.DISCONNECT_HOOK`` callback (``watch_disconnect``: called from
+``lost``, no task), the request body as it arrives (a bounded buffer: over ``BODY_HIGH_WATER`` the
 connection stops reading until the app takes it; ``receive`` resumes it), ``100 Continue`` when the app
 first asks for the body, ``http.disconnect`` as soon as the connection is lost (and once the response is
 complete, as uvicorn does, so a disconnect watcher ends without a cancel), and the response on the wire:
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sluicegate.edge.asgi import ClientGone, ResponseAborted
@@ -42,9 +44,9 @@ _QUIET = (ResponseAborted, ClientGone, asyncio.CancelledError)
 
 class Cycle:
     __slots__ = (
-        "_flush_handle", "_pending", "_waiter", "body", "body_size", "complete", "disconnected", "expect_100",
-        "final_body_sent", "head_request", "http10", "keep_alive", "mode", "more_body", "proto", "remaining",
-        "scope", "started", "transport",
+        "_flush_handle", "_on_disconnect", "_pending", "_waiter", "body", "body_size", "complete", "disconnected",
+        "expect_100", "final_body_sent", "head_request", "http10", "keep_alive", "mode", "more_body", "proto",
+        "remaining", "scope", "started", "transport",
     )
 
     def __init__(
@@ -69,6 +71,7 @@ class Cycle:
         self._waiter: asyncio.Future[None] | None = None
         self._pending: list[bytes] | None = None  # the held head (and nothing else)
         self._flush_handle: asyncio.Handle | None = None
+        self._on_disconnect: Callable[[], None] | None = None
 
     # -- from the protocol -------------------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
@@ -90,6 +93,18 @@ class Cycle:
             self.disconnected = True
         self._pending = None
         self._wake()
+        callback = self._on_disconnect
+        if callback is not None and self.disconnected:
+            self._on_disconnect = None
+            callback()
+
+    def watch_disconnect(self, callback: Callable[[], None]) -> None:
+        """``edge.asgi.DISCONNECT_HOOK``: ``callback()`` once when the connection is lost before the response is
+        complete (at once if it already is); never after the response is complete."""
+        if self.disconnected:
+            callback()
+        elif not self.complete:
+            self._on_disconnect = callback
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -220,6 +235,7 @@ class Cycle:
             self._write(b"")
         if not more:
             self.complete = True
+            self._on_disconnect = None
             self._wake()
             proto.response_done(self)
 

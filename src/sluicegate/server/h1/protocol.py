@@ -36,6 +36,7 @@ from typing import Any
 
 import httptools
 
+from sluicegate.edge.asgi import DISCONNECT_HOOK
 from sluicegate.server.h1 import framing as fr
 from sluicegate.server.h1.cycle import Cycle
 
@@ -217,12 +218,12 @@ class H1Protocol(asyncio.Protocol):
         if url[:1] == b"/" and b"#" not in url:
             raw_path, _, query = url.partition(b"?")
         else:
-            parsed = httptools.parse_url(url)
+            parsed: Any = httptools.parse_url(url)  # (Any: its path/query may be None, its stub says bytes)
             raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http", "asgi": _ASGI, "http_version": http_version, "server": self.server,
             "client": self.client, "scheme": self.scheme, "method": method, "root_path": "", "path": path,
             "raw_path": raw_path, "query_string": query, "headers": self._headers,
@@ -231,6 +232,7 @@ class H1Protocol(asyncio.Protocol):
         # an HTTP/1.0 client gets one response per connection (as under uvicorn): no keep-alive negotiation
         keep_alive = not http10 and parser.should_keep_alive() and not parser.should_upgrade()
         cycle = Cycle(self, scope, keep_alive=keep_alive, expect_100=self._expect_100, http10=http10)
+        scope[DISCONNECT_HOOK] = cycle.watch_disconnect
         self.parsing = cycle
         if self.cycle is None:
             self._start(cycle)
