@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -33,9 +33,11 @@ from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
 from sluicegate.images.job import ImageError, Job, sniff
 from sluicegate.images.pool import ImagePool, Ticket
 from sluicegate.images.profiles import CONTENT_TYPES, Passthrough, Plan, Reject, Selector, origin_query
+from sluicegate.images.source import SourceReader
 from sluicegate.images.stream import open_pipe, pump
 from sluicegate.observability.metrics import REGISTRY
 from sluicegate.upstream.errors import OriginError
+from sluicegate.upstream.http1 import DetachedBody, OriginResponse
 
 log = logging.getLogger("sluicegate.images")
 
@@ -217,10 +219,16 @@ class ImageOptimizer:
                                         f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
                 return
             deadline = started + s.source_timeout
-            body, ended = await self._read(resp, deadline, s.stream_source_above or None)
-            if not ended and sniff(body) not in STREAMED:
-                # a format whose decoder needs the whole file (GIF, WebP, AVIF) or no image at all
-                body, ended = await self._read(resp, deadline, None, body)
+            detached = resp.detach_body() if isinstance(resp, OriginResponse) else None
+            if detached is not None:
+                # read by our own protocol into buffers sized once (images.source): no per-read objects
+                body, ended, read_more = await self._read_detached(detached, deadline)
+            else:
+                read_more = resp.read
+                body, ended = await self._read(resp, deadline, s.stream_source_above or None)
+                if not ended and sniff(body) not in STREAMED:
+                    # a format whose decoder needs the whole file (GIF, WebP, AVIF) or no image at all
+                    body, ended = await self._read(resp, deadline, None, body)
             streamed = not ended  # the response is then released once the pump is done with it
         except ImageError as exc:
             _count(exc.kind).inc()
@@ -246,7 +254,7 @@ class ImageOptimizer:
                 return
             STREAMED_SOURCES.inc()
             remaining = deadline - time.monotonic()
-            feeder = asyncio.create_task(pump(job, write_fd, body, resp.read, s.max_source_bytes,
+            feeder = asyncio.create_task(pump(job, write_fd, body, read_more, s.max_source_bytes,
                                               s.source_timeout, remaining))
         del body
         try:
@@ -302,6 +310,40 @@ class ImageOptimizer:
                                                 f"({exc.kind})") from None
         return buf, True
 
+    async def _read_detached(self, detached: DetachedBody, deadline: float
+                             ) -> tuple[bytearray, bool, Callable[[], Awaitable[bytes | memoryview]]]:
+        """A source whose length is known (and within ``max_source_bytes``), read by ``SourceReader``: into
+        one buffer of exactly its length (True), or, for a JPEG/PNG longer than ``stream_source_above``, its
+        first bytes only (False) and a ``read`` for the pump that refills one reused buffer."""
+        total = len(detached.first) + detached.remaining
+        reader = SourceReader(detached) if detached.remaining else None
+        stream_above = self.settings.stream_source_above
+        first = detached.first
+        got = len(first)
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                if reader is not None and stream_above and total > stream_above:
+                    if got < _SNIFF_BYTES:  # too few bytes yet to recognise the format
+                        more = bytearray(_SNIFF_BYTES - got)
+                        n = await reader.readinto(memoryview(more), whole=True)
+                        first += bytes(more[:n])
+                        got = len(first)
+                    if sniff(first) in STREAMED:
+                        return bytearray(first), False, _refill(reader, min(total, _STREAM_READ_BYTES))
+                buf = bytearray(total)
+                buf[:got] = first
+                view = memoryview(buf)
+                while reader is not None and got < total:
+                    got += await reader.readinto(view[got:], whole=True)
+                del view
+        except TimeoutError:
+            raise ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image in "
+                             f"{self.settings.source_timeout:g} s (image_optimizer.source_timeout)") from None
+        except OriginError as exc:
+            raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes "
+                                                f"({exc.kind})") from None
+        return buf, True, _no_more
+
     async def _relay(self, resp: SourceResponse, ex: Exchange, send: Send, started: float) -> None:
         """A response that is not an image to make, streamed as the origin sent it (route header policy)."""
         origin = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
@@ -356,3 +398,22 @@ async def _error(
             ("cache-control", "no-store"), *(extra or [])]
     await _start(send, status, ex.response_headers(status, head))
     await send({"type": "http.response.body", "body": b"" if ex.method == "HEAD" else body, "more_body": False})
+
+
+_SNIFF_BYTES = 64  # the first bytes a streamed job keeps (format recognition)
+_STREAM_READ_BYTES = 512 * 1024  # the reused buffer a streamed source is read into, then written to the pipe
+
+
+def _refill(reader: SourceReader, size: int) -> Callable[[], Awaitable[memoryview]]:
+    """The pump's ``read``: the next bytes of the body in one reused buffer (the pump writes them all into
+    the pipe before it reads again); empty at the end."""
+    view = memoryview(bytearray(size))
+
+    async def read() -> memoryview:
+        return view[:await reader.readinto(view)]
+
+    return read
+
+
+async def _no_more() -> bytes:
+    return b""

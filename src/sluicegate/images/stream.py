@@ -50,7 +50,7 @@ def full_wait(fd: int) -> float:
     return max(size / DECODE_BYTES_PER_SECOND / 4, 0.0001)
 
 
-async def _write_all(fd: int, data: bytes | bytearray, full_wait: float) -> None:
+async def _write_all(fd: int, data: bytes | bytearray | memoryview, full_wait: float) -> None:
     """Raises ``BrokenPipeError`` when the decoder has stopped reading (done, or failed).
 
     A full pipe is retried after ``full_wait``, not when it turns writable: the kernel reports a pipe
@@ -69,7 +69,7 @@ async def _write_all(fd: int, data: bytes | bytearray, full_wait: float) -> None
         view = view[n:]
 
 
-async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes]],
+async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes | memoryview]],
                max_bytes: int, source_timeout: float, remaining: float) -> None:
     """Write ``first`` and then every chunk ``read()`` returns into the pipe; close it at the end.
 

@@ -1,0 +1,197 @@
+"""``images.source.SourceReader`` over the origin client's ``detach_body``: a source read straight into our
+buffer, against a real origin socket (``asyncio.start_server`` writing exact bytes), on asyncio's own loop
+and on uvloop (what ``sluicegate serve`` runs). Nothing of the client is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvloop
+
+from sluicegate.images.source import SourceReader
+from sluicegate.upstream.errors import OriginBodyError
+from sluicegate.upstream.http1 import OriginPool
+
+WAIT = 5.0
+BODY = os.urandom(3 * 1024 * 1024 + 17)
+SMALL = BODY[:100_000]  # arrives in one socket read, over the high water
+HOST = [("host", "origin.test")]
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def run(coro_fn: Callable[[], Awaitable[None]], loop_kind: str) -> None:
+    if loop_kind == "uvloop":
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(asyncio.wait_for(coro_fn(), WAIT * 4))
+    else:
+        asyncio.run(asyncio.wait_for(coro_fn(), WAIT * 4))
+
+
+async def _request_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def with_origin(handler: Handler, body: Callable[[OriginPool, list[int]], Awaitable[None]],
+                      high_water: int = 256 * 1024) -> None:
+    accepted: list[int] = []
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await handler(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = OriginPool("http", "127.0.0.1", port, connect_timeout=WAIT, high_water=high_water)
+    try:
+        await body(pool, accepted)
+    finally:
+        await pool.close()
+        server.close()
+
+
+def serving(data: bytes, piece: int = 65536) -> Handler:
+    """``data`` in ``piece``-byte writes (drained), then a small response on the same connection."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data))
+        for i in range(0, len(data), piece):
+            writer.write(data[i:i + piece])
+            await writer.drain()
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext!")
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    return handler
+
+
+async def second_request(pool: OriginPool, accepted: list[int]) -> None:
+    resp = await pool.request("GET", "/b", HOST)
+    assert await asyncio.wait_for(resp.read(), WAIT) == b"next!"
+    resp.release()
+    assert len(accepted) == 1, "the connection was reused after the detached body"
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_whole_body_into_one_buffer_then_connection_reused(loop_kind: str) -> None:
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = resp.detach_body()
+        assert detached is not None
+        assert len(detached.first) + detached.remaining == len(BODY)
+        buf = bytearray(len(BODY))
+        got = len(detached.first)
+        buf[:got] = detached.first
+        reader = SourceReader(detached)
+        view = memoryview(buf)
+        while got < len(BODY):
+            n = await asyncio.wait_for(reader.readinto(view[got:], whole=True), WAIT)
+            assert n > 0
+            got += n
+        assert await reader.readinto(view[:1]) == 0  # the end
+        assert bytes(buf) == BODY
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_streamed_reads_into_a_reused_buffer(loop_kind: str) -> None:
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = resp.detach_body()
+        assert detached is not None
+        out = bytearray(detached.first)
+        reader = SourceReader(detached)
+        view = memoryview(bytearray(100_000))
+        reads = 0
+        while n := await asyncio.wait_for(reader.readinto(view), WAIT):
+            assert n <= 100_000
+            out += view[:n]
+            reads += 1
+            await asyncio.sleep(0)  # the consumer's turn (the pump writing into the pipe)
+        assert bytes(out) == BODY and reads >= len(BODY) // 100_000
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_body_already_buffered_past_high_water(loop_kind: str) -> None:
+    """The whole body arrived (reading paused at the client's high water) before the image code asked:
+    nothing is left to read, and the connection must be reading again when it goes back to the pool."""
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if resp.ready() and resp._conn.reading_paused:
+                break
+        detached = resp.detach_body()
+        assert detached is not None
+        if detached.remaining == 0:
+            assert detached.first == SMALL[:len(detached.first)] and len(detached.first) == len(SMALL)
+        else:  # paused at the high water before the end: the rest is read by the reader
+            buf = bytearray(detached.first)
+            reader = SourceReader(detached)
+            view = memoryview(bytearray(detached.remaining))
+            assert await asyncio.wait_for(reader.readinto(view, whole=True), WAIT) == detached.remaining
+            buf += view
+            assert bytes(buf) == SMALL
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(SMALL, len(SMALL)), body, high_water=1024), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_connection_cut_mid_body_raises_the_origin_error(loop_kind: str) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 300_000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = resp.detach_body()
+        assert detached is not None
+        got = len(detached.first)
+        reader = SourceReader(detached)
+        view = memoryview(bytearray(detached.remaining))
+        with pytest.raises(OriginBodyError, match="ended before the end of the body"):
+            await asyncio.wait_for(reader.readinto(view, whole=True), WAIT)
+        assert got + reader._filled == 300_000  # every byte sent was read, none invented
+        resp.release()
+        assert pool._open == 0  # the lost connection is counted out of the pool
+
+    run(lambda: with_origin(cut, body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_chunked_body_is_not_detached(loop_kind: str) -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def body(pool: OriginPool, accepted: list[Any]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        assert resp.detach_body() is None
+        assert await asyncio.wait_for(resp.read(), WAIT) == b"hello"
+        resp.release()
+
+    run(lambda: with_origin(chunked, body), loop_kind)
