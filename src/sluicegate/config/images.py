@@ -163,6 +163,11 @@ class ImageOptimizerSettings(BaseModel):
     # (lowest resident set, a few ms of CPU per image), "idle" when the pool's last running image is done,
     # "off" never (glibc keeps it for reuse).
     release_memory: Literal["image", "idle", "off"] = "idle"
+    # glibc's mmap threshold in a worker with the engine loaded (images/engine.py): a block over it is mapped
+    # fresh and unmapped when freed (resident set back at once; page faults and zeroing on every image);
+    # under it, freed blocks are kept for the next image. 131072 (128 KiB): lowest peak; larger trades peak
+    # resident set for CPU (docs/images.md measures it).
+    malloc_mmap_threshold: int = Field(default=128 * 1024, ge=16 * 1024, le=32 * 1024 * 1024)
     # Operator switch: ?<original_param>=1 streams the source unchanged (debugging a profile).
     # "" (default): no such switch.
     original_param: str = ""

@@ -38,22 +38,27 @@ pyvips.cache_set_max_files(0)
 pyvips.block_untrusted_set(True)
 
 
-def _bound_malloc() -> None:
-    """glibc only: buffers over 128 KiB always come from mmap and go back to the system when freed.
+def bound_malloc(mmap_threshold: int = 128 * 1024) -> None:
+    """glibc only: buffers over ``mmap_threshold`` (``[image_optimizer] malloc_mmap_threshold``, default
+    128 KiB) always come from mmap and go back to the system when freed.
 
     Without it glibc raises its mmap threshold after the first large free (up to 32 MiB), so a decoded
     image's buffers land in the pool threads' arenas and stay resident after the image is done: measured on
-    the 20 benchmark sources with 2 threads, peak RSS 290 -> 175 MiB (docs/images.md).
+    the 20 benchmark sources with 2 threads, peak RSS 290 -> 175 MiB (docs/images.md). A larger fixed
+    threshold keeps freed blocks up to it (and twice it at an arena's top) for the next image: no page
+    faults and kernel zeroing for libvips' region buffers, for a higher resident set between trims.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+        if mmap_threshold > 128 * 1024:
+            libc.mallopt(-1, mmap_threshold * 2)  # M_TRIM_THRESHOLD (glibc's 128 KiB otherwise): a top kept
         libc.mallopt(-8, 2)  # M_ARENA_MAX: two arenas, not 8 per core
     except (OSError, AttributeError):
         pass
 
 
-_bound_malloc()
+bound_malloc()
 
 _LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload", "heif": "heifload"}
 UNBOUNDED_HEIGHT = 10_000_000  # thumbnail's "no height bound": the width decides

@@ -21,22 +21,26 @@ from sluicegate.images.job import ImageError, Job, Result
 
 _engine_lock = threading.Lock()
 _engine_concurrency: int | None = None
+_engine_mmap_threshold = 128 * 1024  # what the engine sets when it loads
 
 
 def _process(job: Job, vips_concurrency: int, pool: ImagePool) -> Result:
     """``engine.process`` in the pool thread; the first call loads the engine (libvips) here, not on the
     event loop and not at build time (the supervisor builds the app to check a config: it must not carry
     libvips). When the image is done, its freed heap goes back to the system as ``release_memory`` says."""
-    global _engine_concurrency
+    global _engine_concurrency, _engine_mmap_threshold
     try:
         from sluicegate.images import engine
 
-        if _engine_concurrency != vips_concurrency:
+        if _engine_concurrency != vips_concurrency or _engine_mmap_threshold != pool.mmap_threshold:
             with _engine_lock:
                 import pyvips  # type: ignore[import-untyped]
 
                 pyvips.concurrency_set(vips_concurrency)
                 _engine_concurrency = vips_concurrency
+                if _engine_mmap_threshold != pool.mmap_threshold:
+                    engine.bound_malloc(pool.mmap_threshold)
+                    _engine_mmap_threshold = pool.mmap_threshold
         return engine.process(job)
     finally:
         left = pool._finished()  # images still running or waiting for a thread
@@ -67,8 +71,10 @@ class Ticket:
 
 
 class ImagePool:
-    def __init__(self, workers: int, queue: int, vips_concurrency: int = 1, release_memory: str = "idle") -> None:
+    def __init__(self, workers: int, queue: int, vips_concurrency: int = 1, release_memory: str = "idle",
+                 mmap_threshold: int = 128 * 1024) -> None:
         self.workers = workers
+        self.mmap_threshold = mmap_threshold  # glibc's, set once per process (engine.bound_malloc)
         self.vips_concurrency = vips_concurrency
         self.release_memory = release_memory  # "image" | "idle" | "off": images/memory.py
         self._pending = 0  # images handed to the threads (running or waiting for one), not finished

@@ -120,7 +120,7 @@ def pool_for(settings: ImageOptimizerSettings) -> ImagePool:
     pool = _pools.get(key)
     if pool is None:
         pool = _pools[key] = ImagePool(settings.workers, settings.queue, settings.vips_concurrency,
-                                            settings.release_memory)
+                                       settings.release_memory, settings.malloc_mmap_threshold)
     return pool
 
 

@@ -57,6 +57,14 @@ def test_bad_profile_sets_are_located(edit: tuple[str, str], where: str, says: s
     assert any(p.startswith(where) and says in p for p in found), found
 
 
+def test_malloc_mmap_threshold_default_and_bounds() -> None:
+    assert load_settings_text(BASE, "s.toml", {}).image_optimizer.malloc_mmap_threshold == 128 * 1024
+    big = "[image_optimizer]\nmalloc_mmap_threshold = 4194304\n" + BASE
+    assert load_settings_text(big, "s.toml", {}).image_optimizer.malloc_mmap_threshold == 4 * 1024 * 1024
+    found = problems("[image_optimizer]\nmalloc_mmap_threshold = 4096\n" + BASE)
+    assert any(p.startswith("s.toml:2: image_optimizer.malloc_mmap_threshold") for p in found), found
+
+
 def test_cover_needs_height_and_bounds() -> None:
     text = BASE.replace("height = 320\n", "")
     assert any("needs a height" in p for p in problems(text))

@@ -99,3 +99,47 @@ async def test_a_job_dropped_from_the_queue_does_not_keep_the_pool_busy() -> Non
     assert pool._pending == 0 and pool.admitted == 0
     assert memory.trims - before == 1  # the pool was idle after the first image: its heap went back
     pool.close()
+
+
+THRESHOLD = r"""
+import asyncio, ctypes, sys
+from sluicegate.images.job import Job
+from sluicegate.images.pool import ImagePool
+from tests.support.images import photo
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def mapped(size):  # is a block of this size mapped on its own (over the mmap threshold)?
+    before = libc.mallinfo2().hblks
+    p = libc.malloc(size)
+    after = libc.mallinfo2().hblks
+    libc.free(p)
+    return after - before
+
+async def main(threshold):
+    pool = ImagePool(1, 0, mmap_threshold=threshold)
+    job = Job(photo(400, 300), 200, 0, "contain", "centre", 80, "webp", False, 64_000_000, 32.0, 30.0)
+    assert (await pool.run(pool.admit(), job)).width == 200
+    print(mapped(512 * 1024), mapped(8 * 1024 * 1024))
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(128 * 1024, "1 1"), (1024 * 1024, "0 1")])
+def test_the_pool_sets_the_configured_mmap_threshold(threshold: int, expected: str) -> None:
+    """``malloc_mmap_threshold`` reaches glibc once the engine is loaded: a 512 KiB block is mapped on its own
+    at the default 128 KiB, and comes from the heap (kept for reuse) at 1 MiB."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    out = subprocess.run([sys.executable, "-c", THRESHOLD, str(threshold)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == expected.split(), out.stdout

@@ -38,7 +38,8 @@ VARIANTS: list[tuple[str, int, int | None]] = [
 
 
 def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None,
-                      release_memory: str | None = None, effort: int | None = None) -> str:
+                      release_memory: str | None = None, effort: int | None = None,
+                      mmap_threshold: int | None = None) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
@@ -63,6 +64,7 @@ queue = 64
 max_source_bytes = 134217728
 {"" if stream_above is None else f"stream_source_above = {stream_above}"}
 {"" if release_memory is None else f'release_memory = "{release_memory}"'}
+{"" if mmap_threshold is None else f"malloc_mmap_threshold = {mmap_threshold}"}
 
 [image_optimizer.profile_sets.bench]
 default_profile = "w800"
@@ -159,7 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             conf = results_dir / f"images-{name}.toml"
             admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
-            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory, effort)
+            conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory, effort,
+                                              args.malloc_mmap_threshold)
                             + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
@@ -238,6 +241,7 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
                 "process's VmHWM (pages shared by the supervisor and its worker counted twice); peak_pss_mib "
                 "is the largest summed PSS sampled every 100 ms (shared pages counted once)",
         "stream_source_above": args.stream_above,
+        "malloc_mmap_threshold": args.malloc_mmap_threshold,
         "servers": {},
     }
     for s in servers:
@@ -336,6 +340,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sluicegate's [image_optimizer] stream_source_above (default: the server's own)")
     p.add_argument("--release-memory", choices=("image", "idle", "off"), default=None,
                    help="sluicegate's [image_optimizer] release_memory (default: the server's own)")
+    p.add_argument("--malloc-mmap-threshold", type=int, default=None,
+                   help="sluicegate's [image_optimizer] malloc_mmap_threshold, bytes (default: the server's own)")
     p.add_argument("--no-thumbor", action="store_true", help="measure sluicegate alone")
     p.add_argument("--out", default="bench/results/images.json", help="JSON result (a .png plot beside it)")
 
