@@ -1,0 +1,39 @@
+"""``sluicegate bench images-threads``: the variant syntax, the config it writes, the per-thread reading."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from sluicegate.bench.suites.images_threads import _config, _variant, thread_ticks
+from sluicegate.config.loader import load_settings_text
+
+
+def test_variant_spec_and_config() -> None:
+    assert _variant("default:") == ("default", {})
+    name, settings = _variant("big:malloc_mmap_threshold=4194304,stream_source_above=0")
+    assert name == "big" and settings == {"malloc_mmap_threshold": "4194304", "stream_source_above": "0"}
+    text = _config(8080, 1, settings)
+    opt = load_settings_text(text, "bench.toml", {}).image_optimizer
+    assert (opt.malloc_mmap_threshold, opt.stream_source_above, opt.workers) == (4194304, 0, 1)
+
+
+def test_thread_ticks_sees_the_main_thread_and_others() -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        deadline = 0
+        while deadline < 200 and thread_ticks(os.getpid())["image"] == 0:
+            threading.Event().wait(0.01)
+            deadline += 1
+        ticks = thread_ticks(os.getpid())
+    finally:
+        stop.set()
+        t.join()
+    assert set(ticks) <= {"loop", "image", "libvips"} and ticks["image"] > 0
