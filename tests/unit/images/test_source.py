@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ import uvloop
 from sluicegate.images.source import SourceReader
 from sluicegate.upstream.errors import OriginBodyError
 from sluicegate.upstream.http1 import OriginPool
+from tests.support.pki import Pki
 
 WAIT = 5.0
 BODY = os.urandom(3 * 1024 * 1024 + 17)
@@ -39,7 +42,7 @@ async def _request_head(reader: asyncio.StreamReader) -> bytes:
 
 
 async def with_origin(handler: Handler, body: Callable[[OriginPool, list[int]], Awaitable[None]],
-                      high_water: int = 256 * 1024) -> None:
+                      high_water: int = 256 * 1024, tls: tuple[ssl.SSLContext, str] | None = None) -> None:
     accepted: list[int] = []
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -48,9 +51,10 @@ async def with_origin(handler: Handler, body: Callable[[OriginPool, list[int]], 
             await handler(reader, writer)
         writer.close()
 
-    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0, ssl=tls[0] if tls else None)
     port = server.sockets[0].getsockname()[1]
-    pool = OriginPool("http", "127.0.0.1", port, connect_timeout=WAIT, high_water=high_water)
+    pool = OriginPool("https" if tls else "http", "127.0.0.1", port, connect_timeout=WAIT, high_water=high_water,
+                      ca_file=tls[1] if tls else "")
     try:
         await body(pool, accepted)
     finally:
@@ -104,6 +108,38 @@ def test_whole_body_into_one_buffer_then_connection_reused(loop_kind: str) -> No
         await second_request(pool, accepted)
 
     run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    pki = Pki(tmp_path_factory.mktemp("pki"))
+    cert, key = pki.leaf("origin")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx, str(Path(pki.ca))
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_whole_and_streamed_over_tls(loop_kind: str, tls: tuple[ssl.SSLContext, str]) -> None:
+    """An HTTPS origin (an S3 bucket): the reader sits on the TLS transport's application side."""
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = resp.detach_body()
+        assert detached is not None
+        buf = bytearray(detached.first)
+        reader = SourceReader(detached)
+        half = memoryview(bytearray(detached.remaining // 2))
+        assert await asyncio.wait_for(reader.readinto(half, whole=True), WAIT) == len(half)
+        buf += half
+        view = memoryview(bytearray(65536))
+        while n := await asyncio.wait_for(reader.readinto(view), WAIT):
+            buf += view[:n]
+        assert bytes(buf) == BODY
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(BODY), body, tls=tls), loop_kind)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
