@@ -155,7 +155,8 @@ class ImageOptimizerSettings(BaseModel):
     timeout: Duration = Field(default=10.0, gt=0, le=600)  # per image, decode + resize + encode; over it: 503
     source_timeout: Duration = Field(default=15.0, gt=0, le=3600)  # the whole source read; over it: 504
     # A JPEG or PNG source longer than this is streamed into the decoder through a pipe as it arrives (held:
-    # this many bytes + the pipe's 1 MiB) instead of being read whole first; 0: every source is read whole.
+    # the pipe's 1 MiB and a 512 KiB read buffer; a chunked source also this many bytes) instead of being read
+    # whole first; 0: every source is read whole.
     stream_source_above: int = Field(default=4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
     # libvips threads per image: 1 keeps the pool's size the number of cores in use (throughput per core).
     vips_concurrency: int = Field(default=1, ge=1, le=64)

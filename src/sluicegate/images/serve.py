@@ -337,9 +337,11 @@ class ImageOptimizer:
                     got += await reader.readinto(view[got:], whole=True)
                 del view
         except TimeoutError:
+            got = len(detached.first) + (reader.received if reader else 0)
             raise ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image in "
                              f"{self.settings.source_timeout:g} s (image_optimizer.source_timeout)") from None
         except OriginError as exc:
+            got = len(detached.first) + (reader.received if reader else 0)
             raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes "
                                                 f"({exc.kind})") from None
         return buf, True, _no_more

@@ -29,6 +29,7 @@ class SourceReader(asyncio.BufferedProtocol):
     def __init__(self, body: DetachedBody) -> None:
         self._body = body
         self.remaining = body.remaining
+        self.received = 0  # bytes read so far (also those of a view not yet handed back)
         self._transport = body.transport
         self._view: memoryview | None = None
         self._filled = 0
@@ -49,6 +50,7 @@ class SourceReader(asyncio.BufferedProtocol):
         assert self._view is not None
         self._filled += nbytes
         self.remaining -= nbytes
+        self.received += nbytes
         if self.remaining == 0:
             self._paused = False  # the connection's own protocol reads from here on
             self._view = None

@@ -74,7 +74,9 @@ def build_store(log: StoreLog) -> web.Application:
         if name in ("stall.jpg", "cut.jpg"):
             resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(jpeg))})
             await resp.prepare(request)
-            await resp.write(jpeg[:100_000])
+            await resp.write(jpeg[:50_000])
+            await asyncio.sleep(0.05)  # two socket reads: the count in the answer is every byte received
+            await resp.write(jpeg[50_000:100_000])
             if name == "cut.jpg":
                 assert request.transport is not None
                 request.transport.close()
