@@ -37,7 +37,8 @@ from sluicegate.images.source import SourceReader
 from sluicegate.images.stream import open_pipe, pump
 from sluicegate.observability.metrics import REGISTRY
 from sluicegate.upstream.errors import OriginError
-from sluicegate.upstream.http1 import DetachedBody, OriginResponse
+from sluicegate.upstream.handover import DetachedBody, detach_body
+from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.images")
 
@@ -219,7 +220,7 @@ class ImageOptimizer:
                                         f"{s.max_source_bytes} (image_optimizer.max_source_bytes)")
                 return
             deadline = started + s.source_timeout
-            detached = resp.detach_body() if isinstance(resp, OriginResponse) else None
+            detached = detach_body(resp) if isinstance(resp, OriginResponse) else None
             if detached is not None:
                 # read by our own protocol into buffers sized once (images.source): no per-read objects
                 body, ended, read_more = await self._read_detached(detached, deadline)

@@ -1,7 +1,7 @@
 """An image source's body read straight from the origin's socket into our own buffer (``BufferedProtocol``).
 
 Owns: ``SourceReader``, which takes over the rest of a ``Content-Length`` body from the origin client
-(``OriginResponse.detach_body``) and has the event loop's socket reads land in a buffer we chose: the whole
+(``upstream.handover.detach_body``) and has the event loop's socket reads land in a buffer we chose: the whole
 source's own buffer, sized once from the length (a source read whole), or one reused buffer whose bytes
 go into the decoder's pipe (a streamed source, ``images.stream``). The origin client's ordinary reads make
 a bytes object per socket read, the parser copies each into another, and the reader joins and appends
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 
 from sluicegate.upstream.errors import OriginError
-from sluicegate.upstream.http1 import DetachedBody
+from sluicegate.upstream.handover import DetachedBody
 
 
 class SourceReader(asyncio.BufferedProtocol):

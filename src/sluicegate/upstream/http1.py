@@ -40,7 +40,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from typing import NamedTuple, cast
+from typing import cast
 
 import httptools
 
@@ -274,45 +274,6 @@ class _Connection(asyncio.Protocol):
             finally:
                 self.waiter = None
 
-    def detach_body(self) -> DetachedBody | None:
-        """The rest of a ``Content-Length`` body, for a caller that reads it from the transport itself
-        (``images.source``: straight into one buffer sized from the length, without a bytes object per
-        socket read, the parser's copy of it and the joins). Only before the first ``read()``.
-
-        None when the body is not framed by a length (chunked, until EOF), has failed, or this is not the
-        first read. Otherwise the body bytes parsed so far and the bytes still to come; when some are, the
-        caller installs its own protocol on ``transport`` at once, forwards ``connection_lost`` to ``lost``,
-        and calls ``done`` once exactly ``remaining`` bytes are in (the connection is then reusable as
-        after ``read()`` to the end)."""
-        if (self.error is not None or self.closed or self.head_only or self.until_eof or self.transport is None
-                or not self.head.done() or self.interim):
-            return None
-        length = next((v for k, v in self.headers if k.lower() == b"content-length"), b"")
-        if not length.isdigit() or any(k.lower() == b"transfer-encoding" for k, _ in self.headers):
-            return None
-        got = b"".join(self.chunks)
-        remaining = int(length) - len(got)
-        if remaining < 0 or (remaining and self.complete) or (not remaining and not self.complete):
-            return None
-        self.chunks.clear()
-        self.buffered = 0
-        if self.reading_paused and not self.closed:  # (paused at high water: the bytes are taken now)
-            self.reading_paused = False
-            self.transport.resume_reading()
-        return DetachedBody(got, remaining, self.transport, self._detached_done, self._detached_lost)
-
-    def _detached_done(self) -> None:
-        assert self.transport is not None
-        self.parser = httptools.HttpResponseParser(self)  # the old one stopped mid-body
-        self.complete = True
-        self.transport.set_protocol(self)
-        if not self.closed:
-            self.transport.resume_reading()  # an idle connection still notices a close
-
-    def _detached_lost(self, exc: Exception | None) -> OriginError:
-        self.connection_lost(exc)
-        return self.error or OriginBodyError("origin connection ended before the end of the body")
-
     def reusable(self) -> bool:
         return (
             self.complete
@@ -323,16 +284,6 @@ class _Connection(asyncio.Protocol):
             and not self.chunks
             and self.keep_alive
         )
-
-
-class DetachedBody(NamedTuple):
-    """``OriginResponse.detach_body()``: see there."""
-
-    first: bytes
-    remaining: int
-    transport: asyncio.Transport
-    done: collections.abc.Callable[[], None]
-    lost: collections.abc.Callable[[Exception | None], OriginError]
 
 
 class OriginResponse:
@@ -349,9 +300,6 @@ class OriginResponse:
 
     def read(self) -> collections.abc.Coroutine[object, object, bytes]:
         return self._conn.read()
-
-    def detach_body(self) -> DetachedBody | None:
-        return self._conn.detach_body()
 
     def at_eof(self) -> bool:
         conn = self._conn

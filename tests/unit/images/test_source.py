@@ -1,4 +1,4 @@
-"""``images.source.SourceReader`` over the origin client's ``detach_body``: a source read straight into our
+"""``images.source.SourceReader`` over ``upstream.handover.detach_body``: a source read straight into our
 buffer, against a real origin socket (``asyncio.start_server`` writing exact bytes), on asyncio's own loop
 and on uvloop (what ``sluicegate serve`` runs). Nothing of the client is mocked.
 """
@@ -18,6 +18,7 @@ import uvloop
 
 from sluicegate.images.source import SourceReader
 from sluicegate.upstream.errors import OriginBodyError
+from sluicegate.upstream.handover import detach_body
 from sluicegate.upstream.http1 import OriginPool
 from tests.support.pki import Pki
 
@@ -90,7 +91,7 @@ async def second_request(pool: OriginPool, accepted: list[int]) -> None:
 def test_whole_body_into_one_buffer_then_connection_reused(loop_kind: str) -> None:
     async def body(pool: OriginPool, accepted: list[int]) -> None:
         resp = await pool.request("GET", "/a", HOST)
-        detached = resp.detach_body()
+        detached = detach_body(resp)
         assert detached is not None
         assert len(detached.first) + detached.remaining == len(BODY)
         buf = bytearray(len(BODY))
@@ -125,7 +126,7 @@ def test_whole_and_streamed_over_tls(loop_kind: str, tls: tuple[ssl.SSLContext, 
 
     async def body(pool: OriginPool, accepted: list[int]) -> None:
         resp = await pool.request("GET", "/a", HOST)
-        detached = resp.detach_body()
+        detached = detach_body(resp)
         assert detached is not None
         buf = bytearray(detached.first)
         reader = SourceReader(detached)
@@ -146,7 +147,7 @@ def test_whole_and_streamed_over_tls(loop_kind: str, tls: tuple[ssl.SSLContext, 
 def test_streamed_reads_into_a_reused_buffer(loop_kind: str) -> None:
     async def body(pool: OriginPool, accepted: list[int]) -> None:
         resp = await pool.request("GET", "/a", HOST)
-        detached = resp.detach_body()
+        detached = detach_body(resp)
         assert detached is not None
         out = bytearray(detached.first)
         reader = SourceReader(detached)
@@ -175,7 +176,7 @@ def test_body_already_buffered_past_high_water(loop_kind: str) -> None:
             await asyncio.sleep(0.01)
             if resp.ready() and resp._conn.reading_paused:
                 break
-        detached = resp.detach_body()
+        detached = detach_body(resp)
         assert detached is not None
         if detached.remaining == 0:
             assert detached.first == SMALL[:len(detached.first)] and len(detached.first) == len(SMALL)
@@ -202,7 +203,7 @@ def test_connection_cut_mid_body_raises_the_origin_error(loop_kind: str) -> None
 
     async def body(pool: OriginPool, accepted: list[int]) -> None:
         resp = await pool.request("GET", "/a", HOST)
-        detached = resp.detach_body()
+        detached = detach_body(resp)
         assert detached is not None
         got = len(detached.first)
         reader = SourceReader(detached)
@@ -226,7 +227,7 @@ def test_a_chunked_body_is_not_detached(loop_kind: str) -> None:
 
     async def body(pool: OriginPool, accepted: list[Any]) -> None:
         resp = await pool.request("GET", "/a", HOST)
-        assert resp.detach_body() is None
+        assert detach_body(resp) is None
         assert await asyncio.wait_for(resp.read(), WAIT) == b"hello"
         resp.release()
 
