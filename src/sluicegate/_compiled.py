@@ -52,4 +52,5 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.server.observe",
     "sluicegate.publisher.headers",
     "sluicegate.publisher.relay",
+    "sluicegate.publisher.app",  # (its async generator, the client body, lives in publisher.inbound)
 )
