@@ -37,7 +37,7 @@ from sluicegate.pipeline.html.lexer import DATA, END, START, TEXT, Lexer, Token
 from sluicegate.pipeline.html.needles import only_inside
 from sluicegate.pipeline.html.output import OutputQueue
 from sluicegate.pipeline.html.registry import HandlerRegistry
-from sluicegate.pipeline.html.scanner import COMPILED_SCAN, scan_boring, tag_span, tag_span_re
+from sluicegate.pipeline.html.scanner import COMPILED_SCAN, foreign_end, scan_boring, tag_span, tag_span_re
 from sluicegate.pipeline.html.skipper import TagSkipper
 from sluicegate.pipeline.html.treesim import TreeSim
 from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, RawTagHandler, TextChunk, TextFilter
@@ -166,6 +166,11 @@ class HtmlRewriter(HandlerRegistry):
         stop_ends = self._stop_ends
         nfilt, efilt = self._stop_filters
         nlen = len(needle)
+        fgn_ok = self._fgn_ok
+        fgn_re = self._fgn_re
+        fgn_names = self._fgn_names
+        fgn_ends = self._fgn_ends
+        fnfilt, fefilt = self._fgn_filters
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
         low = buf.lower() if needle or scan is not None else buf
@@ -281,6 +286,21 @@ class HtmlRewriter(HandlerRegistry):
                     pos = q
                     if pos >= n and not final:
                         break
+                if fgn_ok and pos < bound and buf[pos] == 0x3C:  # '<'
+                    # A whole <svg>/<math> element that leaves the tree simulator as it found it
+                    # (nothing inside breaks out, nests a root or opens an integration point),
+                    # before the bound (no needle, suspect or text-filter stop inside): one run,
+                    # as its tokens would have been emitted one by one.
+                    if hand:
+                        fe = foreign_end(buf, pos, bound, fgn_names, fgn_ends, fnfilt, fefilt)
+                    else:
+                        assert fgn_re is not None
+                        fm = fgn_re.match(buf, pos, bound)
+                        fe = fm.end() if fm is not None else -1
+                    if fe > pos:
+                        self._out.emit(buf[pos:fe])
+                        pos = fe
+                        continue
                 if hooks and nxt < n and buf[pos] == 0x3C:  # '<'
                     # Byte-level shortcut for a plain start tag that holds a hook's needle.
                     te, ne = tag_span(buf, pos, n) if hand else tag_span_re(buf, pos)

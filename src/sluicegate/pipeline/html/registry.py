@@ -14,7 +14,14 @@ import re
 from collections.abc import Callable
 
 from sluicegate.pipeline.html.needles import NeedleScan
-from sluicegate.pipeline.html.scanner import boring_re, name_filter
+from sluicegate.pipeline.html.scanner import (
+    FOREIGN_END_STOPS,
+    FOREIGN_ROOTS,
+    FOREIGN_STOPS,
+    boring_re,
+    foreign_re,
+    name_filter,
+)
 from sluicegate.pipeline.html.treesim import RAW_STATE
 from sluicegate.pipeline.html.units import (
     ContentObserver,
@@ -73,6 +80,14 @@ class HandlerRegistry:
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
         self._stop_filters: tuple[bytes, bytes] = (b"", b"")  # scanner.name_filter of both
+        # whole ``<svg>``/``<math>`` elements as one run (``scanner.foreign_end``); False: token by
+        # token (the tests' reference); the plan's names, filters and (interpreted) pattern
+        self.foreign_fast = True
+        self._fgn_ok = False
+        self._fgn_names: frozenset[bytes] = frozenset()
+        self._fgn_ends: frozenset[bytes] = frozenset()
+        self._fgn_filters: tuple[bytes, bytes] = (b"", b"")
+        self._fgn_re: re.Pattern[bytes] | None = None
         self._suspect: Callable[[bytes, int, int], int] | None = None
         # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
         self._s_buf = b""
@@ -249,6 +264,15 @@ class HandlerRegistry:
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
         self._stop_ends = frozenset(self._end_tag_handlers)
         self._stop_filters = (name_filter(self._stop_names), name_filter(self._stop_ends))
+        # Foreign elements as one run: only when the scan's bound covers every needle (single or
+        # ``NeedleScan``, or no needle handlers) and no handler selects or watches a root by name.
+        self._fgn_ok = (self.foreign_fast and (bool(self._needle) or multi or not needles)
+                        and not any(r in self._start_handlers or r in self._end_tag_handlers
+                                    for r in FOREIGN_ROOTS))
+        self._fgn_names = self._stop_names | FOREIGN_STOPS
+        self._fgn_ends = self._stop_ends | FOREIGN_END_STOPS
+        self._fgn_filters = (name_filter(self._fgn_names), name_filter(self._fgn_ends))
+        self._fgn_re = foreign_re(self._fgn_names, self._fgn_ends) if self._fgn_ok else None
         return boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),

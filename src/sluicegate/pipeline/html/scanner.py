@@ -74,6 +74,65 @@ def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froze
 
 
 
+# Foreign content (``treesim``): a whole ``<svg>``/``<math>`` element can be skipped as one run when
+# nothing in it changes the tree simulator's outcome: no tag that breaks out of foreign content
+# (``BREAKOUT``, ``font``), opens an HTML integration point, nests another root, or ends ``br``/``p``
+# (which pop every foreign element). Then its end tag pops exactly the frames its start tag and
+# children pushed, and the stack is empty again, as after the same tokens one by one.
+FOREIGN_ROOTS: Final = frozenset((b"svg", b"math"))
+FOREIGN_STOPS: Final = frozenset(
+    b"b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i img li "
+    b"listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt u ul var font "
+    b"svg math foreignobject desc title mi mo mn ms mtext annotation-xml".split()
+)
+FOREIGN_END_STOPS: Final = frozenset((b"br", b"p", b"svg", b"math"))
+
+
+@functools.lru_cache(maxsize=64)
+def foreign_re(names: frozenset[bytes], ends: frozenset[bytes]) -> re.Pattern[bytes]:
+    """A whole ``<svg>``/``<math>`` element (not self-closing) whose content is a boring run
+    (``boring_re(names, ends)``, ``names``/``ends`` including ``FOREIGN_STOPS`` /
+    ``FOREIGN_END_STOPS``) up to its own end tag: ``foreign_end`` as one regex (interpreted)."""
+    ws = rb"\t\n\f\r "
+    inner = boring_re(names, ends, frozenset()).pattern
+    any_attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
+    )
+    alts = []
+    for root in sorted(FOREIGN_ROOTS):
+        r = b"".join(b"[" + bytes((c,)) + bytes((c,)).upper() + b"]" for c in root)
+        alts.append(b"<" + r + rb"(?=[\t\n\f\r />])" + any_attrs + b"(?<!/)>" + inner
+                    + b"</" + r + rb"(?=[\t\n\f\r />])" + any_attrs + b">")
+    return re.compile(b"|".join(alts))
+
+
+def foreign_end(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: frozenset[bytes],
+                nfilt: bytes, efilt: bytes) -> i64:
+    """End of the whole foreign element whose start tag is at ``buf[pos]`` when it completes
+    before ``end`` and its content is a boring run (``scan_boring(names, ends)``) up to its own
+    end tag; else -1. The byte-loop twin of ``foreign_re`` (compiled builds)."""
+    p: i64 = pos + 1
+    if p >= end or not is_alpha(buf[p]):
+        return -1
+    ne = name_end(buf, p + 1, end)
+    if ne >= end:
+        return -1
+    root = buf[p:ne].lower()
+    if root not in FOREIGN_ROOTS:
+        return -1
+    te = attrs_end(buf, ne, end)
+    if te < 0 or buf[te - 2] == 0x2F:  # '/>': maybe self-closing (no frame): the token path decides
+        return -1
+    r = scan_boring(buf, te, end, names, ends, nfilt, efilt)
+    k: i64 = r + 2 + len(root)
+    if k >= end or buf[r] != 0x3C or buf[r + 1] != 0x2F:
+        return -1
+    if name_end(buf, r + 2, end) != k or buf[r + 2 : k].lower() != root:
+        return -1
+    return attrs_end(buf, k, end)
+
+
 def name_filter(names: frozenset[bytes]) -> bytes:
     """A 512-byte table that rules out most tag names without slicing or lower-casing them:
     entry ``min(length, 15) * 32 + (first letter & 31)`` is 1 when some name in ``names`` has
