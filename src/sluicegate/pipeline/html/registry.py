@@ -22,7 +22,7 @@ from sluicegate.pipeline.html.scanner import (
     foreign_re,
     name_filter,
 )
-from sluicegate.pipeline.html.treesim import RAW_STATE
+from sluicegate.pipeline.html.treesim import RAW_STATE, RAWTEXT, SCRIPT
 from sluicegate.pipeline.html.units import (
     ContentObserver,
     Element,
@@ -88,6 +88,10 @@ class HandlerRegistry:
         self._fgn_ends: frozenset[bytes] = frozenset()
         self._fgn_filters: tuple[bytes, bytes] = (b"", b"")
         self._fgn_re: re.Pattern[bytes] | None = None
+        # whole raw-text elements with text handlers (``<script>``, ``<style>``...) taken from the
+        # fast path without tokens (``HtmlRewriter._raw_body``); False: token by token (the reference)
+        self.raw_fast = True
+        self._raw_names: frozenset[bytes] = frozenset()
         self._suspect: Callable[[bytes, int, int], int] | None = None
         # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
         self._s_buf = b""
@@ -163,6 +167,7 @@ class HandlerRegistry:
         if name not in RAW_STATE:
             raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
         self._text_handlers.setdefault(name, []).append(handler)
+        self._boring = None
 
     def set_text_filter(self, filt: TextFilter, *, needles: tuple[bytes, ...], behind: int, hold: int) -> None:
         """Pass all character data that no text handler collects (data state, RCDATA
@@ -273,6 +278,13 @@ class HandlerRegistry:
         self._fgn_ends = self._stop_ends | FOREIGN_END_STOPS
         self._fgn_filters = (name_filter(self._fgn_names), name_filter(self._fgn_ends))
         self._fgn_re = foreign_re(self._fgn_names, self._fgn_ends) if self._fgn_ok else None
+        # Raw-text elements whose whole body goes to text handlers (not the text filter), selected
+        # and watched by no other handler: the fast path may read them without tokens.
+        self._raw_names = frozenset(
+            n for n in self._text_handlers
+            if RAW_STATE.get(n) in (SCRIPT, RAWTEXT) and n not in self._start_handlers
+            and n not in self._end_tag_handlers
+        ) if self.raw_fast and (self._needle or multi) else frozenset()
         return boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),

@@ -15,7 +15,7 @@ import functools
 import re
 from typing import TYPE_CHECKING, Final
 
-from sluicegate.pipeline.bytescan import is_alpha, is_ws
+from sluicegate.pipeline.bytescan import find_bytes, is_alpha, is_ws
 from sluicegate.pipeline.html.lexer import TAG, attrs_end, name_end
 
 if TYPE_CHECKING:
@@ -113,7 +113,10 @@ def foreign_end(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: f
     before ``end`` and its content is a boring run (``scan_boring(names, ends)``) up to its own
     end tag; else -1. The byte-loop twin of ``foreign_re`` (compiled builds)."""
     p: i64 = pos + 1
-    if p >= end or not is_alpha(buf[p]):
+    if p >= end:
+        return -1
+    c = buf[p] | 0x20
+    if c != 0x73 and c != 0x6D:  # 's', 'm': most tags end here, before any slice
         return -1
     ne = name_end(buf, p + 1, end)
     if ne >= end:
@@ -131,6 +134,54 @@ def foreign_end(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: f
     if name_end(buf, r + 2, end) != k or buf[r + 2 : k].lower() != root:
         return -1
     return attrs_end(buf, k, end)
+
+
+def raw_text_end(buf: bytes, low: bytes, te: int, n: int, name: bytes, script: bool) -> tuple[int, int]:
+    """Where the raw-text element ``name`` (RAWTEXT, or script data when ``script``) whose start
+    tag ends at ``te`` ends: (body end, end of its end tag) when its end tag (``</name`` and a
+    delimiter, found in the lower-cased ``low``; the first one, as the lexer finds it) completes
+    in ``buf[:n]`` and, for script data, no ``<!--`` precedes it (no escaped sub-states);
+    else ``(-1, -1)``."""
+    close = b"</" + name
+    k = len(close)
+    bs = low.find(close, te)
+    while bs >= 0 and bs + k < n:
+        c = low[bs + k]
+        if c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D or c == 0x2F or c == 0x3E:
+            break
+        bs = low.find(close, bs + 1)
+    if bs < 0 or bs + k >= n or (script and low.find(b"<!--", te, bs) >= 0):
+        return -1, -1
+    if COMPILED_SCAN:
+        ee = attrs_end(buf, bs + k, n)
+    else:
+        m = TAG.match(buf, bs)
+        ee = m.end() if m is not None else -1
+    return (bs, ee) if ee >= 0 else (-1, -1)
+
+
+def past_last_gt(buf: bytes, bound: int, pos: int, hi: int) -> int:
+    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any (a
+    backward byte loop compiled: the span is a reference's few prefix bytes, shorter than the cost
+    of an ``rfind`` call; ``rfind`` interpreted)."""
+    lo = bound if bound > pos else pos
+    if COMPILED_SCAN:
+        i: i64 = hi - 1
+        while i >= lo:
+            if buf[i] == 0x3E:
+                return i + 1
+            i -= 1
+        return bound
+    gt = buf.rfind(b">", lo, hi)
+    return gt + 1 if gt >= 0 else bound
+
+
+def has_needle(low: bytes, needle: bytes, lo: int, hi: int) -> bool:
+    """``needle`` in ``low[lo:hi]``: a byte loop compiled (cheaper than a ``find`` method call
+    over a tag's bytes), ``bytes.find`` interpreted."""
+    if COMPILED_SCAN:
+        return find_bytes(low, needle, lo, hi) >= 0
+    return low.find(needle, lo, hi) >= 0
 
 
 def name_filter(names: frozenset[bytes]) -> bytes:

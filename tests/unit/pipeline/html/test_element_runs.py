@@ -1,8 +1,13 @@
-"""Whole ``<svg>``/``<math>`` elements skipped as one run (``scanner.foreign_end`` compiled,
-``scanner.foreign_re`` interpreted) give exactly the bytes of the token-by-token path, for any
-chunking, and leave the tree simulator where the tokens would have (what follows the element is
-tokenized the same). The reference is the same rewriter with ``foreign_fast`` off. Runs on the
-compiled build and on ``SLUICEGATE_PURE_PYTHON=1``.
+"""Whole elements taken by the fast path without tokens give exactly the bytes of the
+token-by-token path, for any chunking:
+
+* ``<svg>``/``<math>`` skipped as one run (``scanner.foreign_end`` compiled, ``scanner.foreign_re``
+  interpreted), leaving the tree simulator where the tokens would have (what follows the element
+  is tokenized the same); reference: ``foreign_fast`` off;
+* ``<script>``/``<style>``/``<noscript>`` read whole from the buffer and handed to the text
+  handlers (``HtmlRewriter._raw_body``); reference: ``raw_fast`` off.
+
+Runs on the compiled build and on ``SLUICEGATE_PURE_PYTHON=1``.
 """
 
 from __future__ import annotations
@@ -40,25 +45,33 @@ PIECES = [
     "</textarea>", "<!-- c -->", "<!-->", "<!x>", "<?pi?>", "</ x>", "&#47;", "&amp;", "<", ">", '"', "'",
     " ", "\n", "text ", '<a href="https://www.origin.example.com/x">', "https://www.origin.example.com/t ",
     '<use xlink:href="https://www.origin.example.com/i.svg#a"/>', '<image href="//cdn.origin.example.net/i.png">',
-    "<span>", "</span>", "<svg><g><path d=x /></g></svg>",
+    "<span>", "</span>", "<svg><g><path d=x /></g></svg>", "<SCRIPT type=module>", "</SCRIPT >", "</scripts>",
+    "</script", "<!--", "-->", "<script>var u='https://www.origin.example.com/a';</script>",
+    '<script src="https://www.origin.example.com/s.js">', "<style>.a{background:url(//www.origin.example.com/b)}",
+    "<noscript>", "</noscript>", '<img src="https://www.origin.example.com/i.png">',
+    "https:\\/\\/www.origin.example.com",
 ]
 docs = st.lists(st.sampled_from(PIECES), max_size=40).map(lambda xs: "".join(xs).encode())
 points = st.lists(st.integers(min_value=0, max_value=4000), max_size=10)
 
 
-def _make(which: str, text: bool, fast: bool) -> HtmlRewriter:
+def _make(which: str, text: bool, fast: bool, raw: bool | None = None) -> HtmlRewriter:
     rw = MATCHERS[which].for_request("https", "www.proxy.example")
-    html = HtmlRewriter()
+    html = HtmlRewriter(max_tag_bytes=200, max_text_bytes=300)
     SluicegateRules(rw, HtmlSettings(rewrite_text=text), inject=True, script_filter=None).install(html)
+    html.stream_text_after = 120  # long bodies stream (the token path's decision)
     html.foreign_fast = fast
+    html.raw_fast = fast if raw is None else raw
     return html
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(sorted(MATCHERS)), st.booleans(), docs, points)
-def test_foreign_fast_path_equals_token_path(which: str, text: bool, doc: bytes, ps: list[int]) -> None:
+def test_element_runs_equal_token_path(which: str, text: bool, doc: bytes, ps: list[int]) -> None:
     want = run(lambda: _make(which, text, False), [doc])
     assert run(lambda: _make(which, text, True), cut(doc, ps)) == want
+    assert run(lambda: _make(which, text, True, False), cut(doc, ps)) == want
+    assert run(lambda: _make(which, text, False, True), [doc]) == want
     assert run(lambda: _make(which, text, False), cut(doc, ps)) == want
 
 
