@@ -48,7 +48,6 @@ _SRCSET_URL_B: Final = re.compile(_SRCSET_URL.pattern.encode())
 # the URL rule on the full path, which decides on the values as the browser decodes them.
 SUSPECT: Final = re.compile(rb"&(?:#|period;|sol;|colon;|bsol;|percnt;|commat;)"
                      rb"|[/\\][/\\][a-z0-9.\-_~]*(?:%[0-9a-f]{2}|[\t\n\r][a-z0-9])")
-_TAB_NL: Final = re.compile(rb"[\t\n\r]")
 _REF_NAMES: Final = (b"#", b"period;", b"sol;", b"colon;", b"bsol;", b"percnt;", b"commat;")
 
 
@@ -83,8 +82,12 @@ def suspect_at(low: bytes, start: int, end: int) -> int:
 def tag_may_hide(buf: bytes, low: bytes, start: int, end: int) -> bool:
     """A tab/CR/LF in the tag and ``SUSPECT`` matching it (a host split by whitespace, which the
     browser's URL parser removes): only ``urls`` on the full path decides such a tag."""
-    if not _COMPILED:  # interpreted: C searches beat a Python byte loop (no slice of the tag)
-        return _TAB_NL.search(buf, start, end) is not None and SUSPECT.search(low, start, end) is not None
+    if not _COMPILED:
+        # interpreted: C searches beat a Python byte loop (no slice of the tag); three memchr
+        # ``find``s cost a third of one ``[\t\n\r]`` regex search, which steps byte by byte
+        if buf.find(b"\n", start, end) < 0 and buf.find(b"\t", start, end) < 0 and buf.find(b"\r", start, end) < 0:
+            return False
+        return SUSPECT.search(low, start, end) is not None
     i: i64 = start
     e: i64 = end
     while i < e:
