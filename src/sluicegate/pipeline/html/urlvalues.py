@@ -151,39 +151,44 @@ def rewrite_srcset(rw: HostRewriter, value: str) -> str:
 
 
 def rewrite_srcset_bytes(rw: HostRewriter, value: bytes) -> bytes | None:
-    """``rewrite_srcset`` on raw UTF-8 bytes (``None``: a candidate needs the ``str`` version)."""
-    out: list[bytes] = []
-    pos = 0
-    changed = False
-    while pos < len(value):
-        m = _SRCSET_URL_B.match(value, pos)
-        if m is None or m.end() == pos:
+    """``rewrite_srcset`` on raw UTF-8 bytes (``None``: a candidate needs the ``str`` version).
+    Bytes between candidate URLs (separators, descriptors) are copied as they stand, so only the
+    URLs' spans are kept (one slice and ``rewrite_url_bytes`` per candidate, pieces joined once)."""
+    pieces: list[bytes] | None = None
+    pos = 0  # where the next match starts
+    done = 0  # bytes before this are in ``pieces``
+    n = len(value)
+    match = _SRCSET_URL_B.match
+    while pos < n:
+        m = match(value, pos)
+        if m is None:
             break
-        url = m.group(1)
         start, end = m.span(1)
-        trail = len(url) - len(url.rstrip(b","))
-        if trail == len(url):  # only commas: separators, as in ``rewrite_srcset``
-            out.append(value[pos : m.end()])
+        if value[end - 1] == 0x2C:  # ',': the commas end the candidate (no descriptors)
+            e = end - 1
+            while e > start and value[e - 1] == 0x2C:
+                e -= 1
+            if e == start:  # only commas: separators, as in ``rewrite_srcset``
+                pos = m.end()
+                continue
+            end = e
+            pos = e
+        else:
             pos = m.end()
-            continue
-        if trail:  # "a.jpg," — the commas end the candidate (no descriptors)
-            end -= trail
-            url = value[start:end]
+        url = value[start:end]
         new = rw.rewrite_url_bytes(url)
         if new is None:
             return None
         if new is not url:
-            changed = True
-        if trail:
-            out += [value[pos:start], new]
-            pos = end
-        else:
-            out += [value[pos:start], new, m.group(2)]
-            pos = m.end()
-    if not changed:
+            if pieces is None:
+                pieces = []
+            pieces.append(value[done:start])
+            pieces.append(new)
+            done = end
+    if pieces is None:
         return value
-    out.append(value[pos:])
-    return b"".join(out)
+    pieces.append(value[done:])
+    return b"".join(pieces)
 
 
 def plain_span(buf: bytes, start: int, end: int) -> bool:
