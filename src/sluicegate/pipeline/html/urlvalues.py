@@ -58,9 +58,27 @@ def suspect_at(low: bytes, start: int, end: int) -> int:
     a ``//`` authority, or a backslash next to a slash (``bytes.find`` passes; ``%`` and ``\\``
     are rare in HTML, ``//`` is not). A pre-filter only: ``SUSPECT`` decides per tag. (A
     tab/newline inside an authority is decided only for tags that reach the rule otherwise.)"""
+    return _suspect_rest(low, start, end, _first_ref(low, start, end))
+
+
+def _first_ref(low: bytes, start: int, end: int) -> int:
+    """First ``&`` in ``low[start:end]`` that starts a reference to a URL character, or -1."""
     best = low.find(b"&", max(start, 0), end)
-    while best >= 0 and not low.startswith(_REF_NAMES, best + 1, end):
+    while best >= 0:
+        # the byte after it first: most references (``&amp;``) start with no name's first letter,
+        # and a tuple ``startswith`` costs several times a byte read (compiled: a generic call)
+        if best + 1 < end:
+            c = low[best + 1]
+            if c == 0x23:  # '#'
+                return best
+            if (c == 0x70 or c == 0x73 or c == 0x63 or c == 0x62) and low.startswith(_REF_NAMES, best + 1, end):
+                return best  # period; percnt; sol; colon; commat; bsol;
         best = low.find(b"&", best + 1, end)
+    return best
+
+
+def _suspect_rest(low: bytes, start: int, end: int, best: int) -> int:
+    """``suspect_at`` given ``best``, the first reference (``_first_ref``) or -1."""
     stop = end if best < 0 else best
     pct = low.find(b"%", start, stop)
     while pct >= 0:
