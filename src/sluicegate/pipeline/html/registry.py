@@ -4,7 +4,9 @@ Owns the registration API of ``HtmlRewriter`` (``on_element`` selectors, needles
 and suspect scans; ``on_end_tag``, ``on_text``, ``on_end``, ``observe``; the text filter, the text
 streamer, the long-tag filter) and ``_boring_re``, which turns the registrations into the fast
 scanner's plan: the stop names and end names, the single needle or the ``NeedleScan`` of several,
-the one raw hook that may take a tag, the text filter's needle scan, and the compiled pattern.
+the one raw hook that may take a tag, the text filter's needle scan, the compiled pattern, and
+which whole elements the fast path may take without tokens (``<svg>``/``<math>`` runs: names and
+pattern; raw-text elements with text handlers).
 Must not know: the main loop, tokens in flight, the output queue, rules or hosts.
 """
 
