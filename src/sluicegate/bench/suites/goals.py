@@ -5,10 +5,11 @@ What it measures (each part reuses the suite that owns the measurement; this mod
 
 1-4. ``throughput``'s bench (static nginx origin with the 2 KB / 200 KB pages, and the HTML pages from a gzip
      origin under ``/gz/``), two targets started once and kept for the whole run: ``nginx-w2`` (Debian nginx,
-     ``proxy_pass``, 2 worker processes) and ``sluicegate-w2`` (``sluicegate serve --workers 2``). Per round
-     (order of the targets reversed every other round), per page: a wrk warm-up, then ``wrk -t2 -c64`` with the
-     CPU of the proxy's and the origin's process trees, of wrk and of everything else ("foreign") recorded
-     (``lab.CpuMeter``). Figures are medians over ``--rounds``; ratios are sluicegate / nginx of the medians.
+     ``proxy_pass``, 2 worker processes) and ``sluicegate-w2`` (``sluicegate serve --workers 2``). Per round and
+     page, both targets back to back (their order reversed every other round): a wrk warm-up, then
+     ``wrk -t2 -c64`` with the CPU of the proxy's and the origin's process trees, of wrk and of everything else
+     ("foreign") recorded (``lab.CpuMeter``). Figures are medians over ``--rounds``; ratios are sluicegate /
+     nginx of the medians.
        1. PassThrough 2 KB (``page2k.bin``), goal >= 0.5x;  2. PassThrough 200 KB (``page200k.bin``), >= 0.9x;
        3. Stream HTML 2 KB from the gzip origin (``gz/page2k.html``: decoded, rewritten, re-encoded) vs nginx
           ``proxy_pass`` of the same page, >= 0.35x;
@@ -87,10 +88,10 @@ def serve_rounds(args: argparse.Namespace, procs: lab.Procs, tmp: Path) -> dict[
     rewriter_us: list[float] = []
     for rnd in range(args.rounds):
         order = TARGETS if rnd % 2 == 0 else TARGETS[::-1]
-        for target in order:
-            port, proc = started[target]
-            assert proc is not None
-            for key, path in PAGES.items():
+        for key, path in PAGES.items():  # per page, both targets back to back: the ratio's two figures a few
+            for target in order:         # seconds apart, under the same neighbours' load
+                port, proc = started[target]
+                assert proc is not None
                 url = f"http://127.0.0.1:{port}/{path}"
                 if args.warmup > 0:
                     run_wrk(bench.wrk, url, args.warmup)
