@@ -54,6 +54,14 @@ def test_goals_suite_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert out.with_suffix(".png").stat().st_size > 10_000
     text = capsys.readouterr().out
     assert "Issue 19 goals, one run" in text and "Serving figures" in text
+    out.with_suffix(".png").unlink()
+    assert main(["bench", "goals", "--render", str(out)]) == 0  # a saved run's tables and plot, nothing measured
+    assert goals_table_line(capsys.readouterr().out) == goals_table_line(text)
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def goals_table_line(text: str) -> str:
+    return next(line for line in text.splitlines() if "PassThrough 2 KB" in line)
 
 
 def test_inference_baseline_dir_forms(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ PNG beside it (``--out`` elsewhere).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
@@ -334,6 +335,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--inference-ttfb-n", type=int, default=20, help="inference TTFB pairs per round (default 20)")
     ap.add_argument("--inference-memory-streams", type=int, default=100,
                     help="slow streams of the inference memory round (default 100)")
+    ap.add_argument("--render", metavar="JSON", help="measure nothing: print the tables of a saved run and redraw "
+                    "its PNG (beside the JSON)")
     ap.add_argument("--out", default=str(lab.results_dir() / f"{NAME}.json"),
                     help="JSON path; the PNG goes beside it (default bench/results/issue19-goals.json)")
     args = ap.parse_args(argv)
@@ -347,6 +350,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.render:
+        saved: dict[str, Any] = json.loads(Path(args.render).read_text())
+        print(goals_report.render(saved))
+        goals_report.plot(saved, Path(args.render).with_suffix(".png"))
+        return saved
     t0 = time.time()
     load_before = list(os.getloadavg())
     result: dict[str, Any] = {

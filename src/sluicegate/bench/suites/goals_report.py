@@ -69,9 +69,12 @@ def note_text(row: dict[str, Any]) -> str:
                 + " / ".join(f"{x:+.2f}" for x in d["added_median_per_round"]))
     if "baseline" in d:
         t, b = d["this_build"], d["baseline"]
-        return (f"vs {b['rev']}: {t['cpu_bound_streams_per_s_per_core']:,.0f} vs "
-                f"{b['cpu_bound_streams_per_s_per_core']:,.0f} CPU-bound streams/s per core; SLO-sustainable "
-                f"{t['sustainable_streams_per_s']:g} vs {b['sustainable_streams_per_s']:g}/s")
+        mine, old = t["gateway_cpu_ms_per_stream_by_rate"], b["gateway_cpu_ms_per_stream_by_rate"]
+        per_rate = ", ".join(f"{r}/s {mine[r] / old[r]:.2f}" for r in mine if old.get(r))
+        kept = d.get("ratio_where_both_kept_up")
+        return (f"vs {b['rev']}: CPU per stream this / baseline by rate {per_rate}"
+                + (f"; {kept:.2f}x where both kept up" if kept else "")
+                + f"; SLO-sustainable {t['sustainable_streams_per_s']:g} vs {b['sustainable_streams_per_s']:g}/s")
     if "this_build" in d:
         t = d["this_build"]
         return (f"{row.get('note', '')}; SLO-sustainable {t['sustainable_streams_per_s']:g} streams/s, "
@@ -152,6 +155,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     labels = [f"{r['issue_row']}. {SHORT.get(r['id'], r['label'])}" for r in rows][::-1]
     for y, r in enumerate(rows[::-1]):
         ratio = r["ratio_to_goal"]
+        if ratio is None and r["met"]:  # a TTFB at or below 0 (saved as null): met, beyond any scale
+            ratio = math.inf
         text = f"{figure_text(r)} (goal {goal_text(r)})"
         if ratio is None:
             ax.text(0.02, y, f"{text}: ratio not measured", va="center", fontsize=8, color="grey")
