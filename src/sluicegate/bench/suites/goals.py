@@ -44,6 +44,7 @@ PNG beside it (``--out`` elsewhere).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -67,10 +68,16 @@ WORKERS = 2
 
 
 def _check_bodies(bench: Bench, target: str, port: int) -> dict[str, bool]:
-    """``throughput``'s body checks, plus the gzip page: complete, gzip stream ended, decodes to the page."""
+    """``throughput``'s body checks, plus the gzip-origin page: sent gzip'd (sluicegate: re-encoded), complete, and
+    decoding to the origin's page (sluicegate: with the origin's authority rewritten to its own)."""
     ok = bench.verify(target, port)
-    f = lab.http_get(port, "/" + PAGES["gz2k"])
-    ok["gz 2 KB html"] = f.status == 200 and f.complete and f.decoded_bytes >= len(bench.expect[PAGES["gz2k"]]) - 64
+    f = lab.http_get(port, "/" + PAGES["gz2k"], keep_body=True)
+    want = bench.expect[PAGES["gz2k"]]
+    gz = f.headers.get("content-encoding") == "gzip"
+    body = gzip.decompress(f.body) if gz and f.complete else b""
+    if target.startswith("sluicegate"):
+        body = body.replace(f"127.0.0.1:{port}".encode(), f"127.0.0.1:{bench.origin_port}".encode())
+    ok["gz 2 KB html"] = f.status == 200 and gz and body == want
     return ok
 
 
