@@ -37,7 +37,7 @@ The machine's 1-minute load average is recorded before and after the run and wit
 Wall-clock figures (req/s, TTFB) on a shared machine are contended: the CPU figures next to them are steadier.
 
 Run: ``sluicegate bench goals [--rounds 3] [--inference-baseline /tmp/inf-base] [--out docs/issue19-goals.json]``
-(about 6 minutes on 2 cores with the defaults, 8 with a baseline) -> ``bench/results/issue19-goals.json`` and a
+(about 4.5 minutes on 2 cores with the defaults, 5.5 with a baseline) -> ``bench/results/issue19-goals.json`` and a
 PNG beside it (``--out`` elsewhere).
 """
 
