@@ -43,4 +43,14 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.publisher.response_headers",
     "sluicegate.publisher.head_plan",
     "sluicegate.observability.access",
+    # the rest of a relayed response's per-request path (pt2, 2026-12-07): the core's exchange and connection, the
+    # origin client, the observer, the intake and the relay. They reach httptools and prometheus_client, which are
+    # build requirements for that reason (pyproject.toml): mypyc type-checks what a compiled module imports
+    "sluicegate.server.h1.cycle",
+    "sluicegate.server.h1.protocol",
+    "sluicegate.upstream.http1",
+    "sluicegate.server.observe",
+    "sluicegate.publisher.headers",
+    "sluicegate.publisher.relay",
+    "sluicegate.publisher.app",  # (its async generator, the client body, lives in publisher.inbound)
 )

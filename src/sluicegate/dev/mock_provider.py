@@ -30,6 +30,7 @@ from typing import Any
 
 from sluicegate.config.inference import MockSettings
 from sluicegate.dev import mock_tools
+from sluicegate.dev.mock_reader import BufferedReader
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
@@ -84,51 +85,6 @@ class Faults:
             elif key in ("stall_headers", "gzip", "split", "error_first", "short_body", "crlf", "keepalive"):
                 setattr(f, key, True)
         return f
-
-
-class _Reader:
-    """StreamReader with a push-back buffer (the close watcher may read ahead)."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.buf = bytearray()
-        self.eof = False
-
-    async def fill(self) -> bool:
-        data = await self.reader.read(65536)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    async def head(self) -> bytes | None:
-        while True:
-            idx = self.buf.find(b"\r\n\r\n")
-            if idx >= 0:
-                out = bytes(self.buf[: idx + 4])
-                del self.buf[: idx + 4]
-                return out
-            if len(self.buf) > _MAX_HEAD or self.eof or not await self.fill():
-                return None
-
-    async def exactly(self, n: int) -> bytes | None:
-        while len(self.buf) < n:
-            if self.eof or not await self.fill():
-                return None
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    async def line(self) -> bytes | None:
-        while True:
-            idx = self.buf.find(b"\r\n")
-            if idx >= 0:
-                out = bytes(self.buf[:idx])
-                del self.buf[: idx + 2]
-                return out
-            if self.eof or not await self.fill():
-                return None
 
 
 def _split_text(text: str, n: int) -> list[str]:
@@ -219,7 +175,7 @@ class MockProvider:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rd = _Reader(reader)
+        rd = BufferedReader(reader, _MAX_HEAD)
         try:
             while await self._one_request(rd, writer):
                 pass
@@ -233,7 +189,7 @@ class MockProvider:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _one_request(self, rd: _Reader, writer: asyncio.StreamWriter) -> bool:
+    async def _one_request(self, rd: BufferedReader, writer: asyncio.StreamWriter) -> bool:
         head = await rd.head()
         if head is None:
             return False

@@ -5,7 +5,7 @@ was busy with something else, observed into ``sluicegate_event_loop_lag_seconds`
 every metric here). ``sluicegate_event_loop_busy_lag_seconds`` observes ``min(lag, loop thread CPU time in
 the period)``: on a shared machine, the part of the lag the worker's own work caused rather than the OS not
 running it. Cost: one timer callback (and one ``thread_time`` call, ~3 us) per period (100/s at 10 ms),
-nothing on the request path. The samples reach the histograms in batches (``FLUSH_SAMPLES``, ~100 ms at
+nothing on the request path. The samples reach the histograms in batches (``FLUSH_SAMPLES``, ~0.5 s at
 10 ms; at once when a sample is a stall): a tick runs right after a slice of body work, with cold caches, and
 two ``Histogram.observe`` calls were half of its ~60 us there (docs/fairness.md).
 
@@ -52,8 +52,11 @@ LOOP_STALLS = Counter(
     registry=REGISTRY,
 )
 
-FLUSH_SAMPLES = 10
-"""Samples held before they are written to the histograms (each sample is still counted, ~100 ms later)."""
+FLUSH_SAMPLES = 50
+"""Samples held before they are written to the histograms (each sample is still counted, <= ~0.5 s later at
+10 ms; a stall sample at once). Was 10: the batch write was still ~0.5 % of a sliced worker's samples with
+four heavy pages at load 9 (py-spy, docs/fairness.md), where the loop turns every slice and the timer fires
+its full 100 per wall second."""
 
 
 def _observe_many(hist: Any, values: list[float]) -> None:

@@ -353,16 +353,21 @@ class ZstdEncoder:
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
-        return self._obj.compress(data) + self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        # (typed locals: zstandard is Any where it is not installed, e.g. the isolated wheel build's mypyc check)
+        out: bytes = self._obj.compress(data) + self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return out
 
     def compress(self, data: bytes) -> bytes:
-        return self._obj.compress(data) if data else b""
+        out: bytes = self._obj.compress(data) if data else b""
+        return out
 
     def flush(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        out: bytes = self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return out
 
     def finish(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        out: bytes = self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+        return out
 
 
 class IdentityDecoder(_BudgetedDecoder):

@@ -26,13 +26,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
-from sluicegate.edge.client import ClientWatch, start_request
+from sluicegate.edge.client import start_request
 from sluicegate.edge.headers import TrustedProxies, forwarded_client
 from sluicegate.firstparty.page import PageRewriting
 from sluicegate.identity.edge import EdgeIdentity
@@ -182,7 +181,7 @@ class PublisherApp:
             try:
                 with deadline:
                     deadline.after(self.timeouts.first_byte)
-                    body = _client_body(watch) if has_body else None
+                    body = inbound.client_body(watch) if has_body else None
                     if body is not None and form is not None:
                         body, length = await inbound.prepare_body(body, form, self.limits.request_map_hold_bytes)
                         up_headers = [(k, v) for k, v in up_headers if k.lower() != "content-length"]
@@ -301,11 +300,3 @@ def _note_head(info: Any, resp: OriginResponse, decision: gate.Decision, waited:
     info.route = decision.route.value
     info.kind = decision.kind.value
 
-
-async def _client_body(watch: ClientWatch) -> AsyncIterator[bytes]:
-    """The client's body in upstream's terms: the client leaving mid-upload is ``BodySourceStopped``."""
-    try:
-        async for chunk in watch.body():
-            yield chunk
-    except ClientGone as exc:
-        raise BodySourceStopped(str(exc)) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
 from sluicegate.config.origin import Origin
 from sluicegate.edge.headers import TrustedProxies, end_to_end
@@ -56,14 +56,22 @@ def host_allowed(host: str, scheme: str, public_hosts: Sequence[str]) -> bool:
     return not port and f"{name}:{default}" in public_hosts
 
 
-@dataclass(frozen=True)
 class ClientFacts:
-    """What we believe about the client, after applying the trusted-proxy rule."""
+    """What we believe about the client, after applying the trusted-proxy rule. Read-only (``Final``: mypy refuses a
+    store). A plain slotted class, not a frozen dataclass: that one's ``__init__`` runs interpreted, one
+    ``object.__setattr__`` per field, per request."""
 
-    ip: str
-    scheme: str  # the scheme the browser used
-    host: str  # Host / :authority, validated against public_hosts
-    trusted_peer: bool
+    __slots__ = ("host", "ip", "scheme", "trusted_peer")
+
+    def __init__(self, ip: str, scheme: str, host: str, trusted_peer: bool) -> None:
+        self.ip: Final = ip
+        self.scheme: Final = scheme  # the scheme the browser used
+        self.host: Final = host  # Host / :authority, validated against public_hosts
+        self.trusted_peer: Final = trusted_peer
+
+    def __repr__(self) -> str:
+        return (f"ClientFacts(ip={self.ip!r}, scheme={self.scheme!r}, host={self.host!r}, "
+                f"trusted_peer={self.trusted_peer})")
 
 
 def client_facts(peer_ip: str, scope_scheme: str, host: str, headers: Headers, trusted: TrustedProxies) -> ClientFacts:

@@ -16,7 +16,7 @@ The path, other headers, ``multipart/form-data`` and JSON bodies pass unchanged.
 request came in on is mapped: a URL naming any other authority is left exactly as it was.
 ``[publisher] map_requests = false`` turns all of this off.
 
-Must not know about sockets beyond the one async helper ``prepare_body`` (reading the client body).
+Must not know about sockets beyond the two async helpers ``client_body`` and ``prepare_body`` (reading the client body).
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from sluicegate.config.origin import Origin
+from sluicegate.edge.asgi import ClientGone
+from sluicegate.edge.client import ClientWatch
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.pipeline.hosts_url import browser_url_start
 from sluicegate.publisher.inbound_form import FormBodyMapper
 from sluicegate.publisher.inbound_values import ValueMapper
+from sluicegate.upstream.errors import BodySourceStopped
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 log = logging.getLogger("sluicegate.publisher")
@@ -122,6 +125,16 @@ class InboundMapper:
         if ctype.split(";", 1)[0].strip().lower() != FORM_TYPE:
             return None
         return self.form_mapper(hold, limit)
+
+
+async def client_body(watch: ClientWatch) -> AsyncIterator[bytes]:
+    """The client's body in upstream's terms: the client leaving mid-upload is ``BodySourceStopped``. (Here, not
+    in ``publisher.app``: an async generator, which mypyc cannot compile, and ``app`` is compiled.)"""
+    try:
+        async for chunk in watch.body():
+            yield chunk
+    except ClientGone as exc:
+        raise BodySourceStopped(str(exc)) from exc
 
 
 async def prepare_body(

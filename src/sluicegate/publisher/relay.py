@@ -39,8 +39,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, Protocol
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
@@ -61,9 +61,22 @@ from sluicegate.publisher.processors import build_processor
 from sluicegate.publisher.response_headers import origin_names
 from sluicegate.publisher.slicing import Slice, lane_for
 from sluicegate.upstream.errors import OriginError
-from sluicegate.upstream.http1 import OriginResponse
 
 log = logging.getLogger("sluicegate.publisher")
+
+
+class OriginBody(Protocol):
+    """What the relay uses of an origin response (``upstream.http1.OriginResponse``): its head, and its body read
+    as it arrives. A protocol, not the class: this module is compiled (mypyc checks a class-typed argument at
+    every call), and in-process drivers (``bench stream-cost``) hand it a scripted response."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    def read(self) -> Awaitable[bytes]: ...
+    def at_eof(self) -> bool: ...
+    def ready(self) -> bool: ...
 
 # Mid-body output leaves at the end of each origin read, whenever _MAX_PENDING_PIECES encoded pieces are held
 # (both as unsliced), at the first pause (bytes out early), and at a pause once this response has done
@@ -188,14 +201,14 @@ class Relay:
         self.plans = HeadPlans(self.id_header)
         self._id_header_b = self.id_header.lower().encode("latin-1")
 
-    def classify(self, method: str, resp: OriginResponse) -> tuple[gate.Decision, HeadPlan]:
+    def classify(self, method: str, resp: OriginBody) -> tuple[gate.Decision, HeadPlan]:
         """The gate's decision on the origin's head, and the head's plan (``head_plan``), for ``respond``."""
         plan = self.plans.plan(resp.headers)
         return self.plans.decision(method, resp.status, resp.headers, plan), plan
 
     async def respond(
         self,
-        resp: OriginResponse,
+        resp: OriginBody,
         origin_headers: list[tuple[str, str]] | None,
         decision: gate.Decision,
         *,
@@ -317,7 +330,7 @@ class Relay:
         await self._stream(resp, send, request_id, deadline, work, first)
 
     async def _stream(
-        self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline, work: BodyWork,
+        self, resp: OriginBody, send: Send, request_id: str, deadline: Deadline, work: BodyWork,
         first: bytes = b"",
     ) -> None:
         """The Stream route: the body is transformed as it arrives, in slices; abort the client on failure.
@@ -372,7 +385,7 @@ class Relay:
                     metrics.SLICE_PAUSES_LIGHT.inc(sl.light_pauses)
         await send({"type": "http.response.body", "body": final, "more_body": False})
 
-    async def _pump(self, resp: OriginResponse, send: Send, request_id: str, deadline: Deadline) -> None:
+    async def _pump(self, resp: OriginBody, send: Send, request_id: str, deadline: Deadline) -> None:
         await pass_through(resp, send, deadline, self.idle, lambda kind, msg: self._abort(request_id, kind, msg))
 
     def _abort(self, request_id: str, kind: str, message: str) -> NoReturn:
@@ -384,7 +397,7 @@ class Relay:
 
 
 async def pass_through(
-    resp: OriginResponse,
+    resp: OriginBody,
     send: Send,
     deadline: Deadline,
     idle: float,

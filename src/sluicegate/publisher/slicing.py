@@ -14,12 +14,15 @@ so that it does not switch working sets at every slice. A body that never uses u
 one) never pauses: one pass, as fast as before.
 
 Which pause (``PauseGate``): for a response alone in the lane a lane pause costs two loop iterations (the
-lane's wake-up, then the task; with other responses waiting the lane's tick is armed anyway and the one
-within its turn runs again in the next iteration). A response that is **alone on the loop** takes a
-one-iteration pause instead (a bare yield: the loop still polls for I/O and runs whatever is ready, every
-slice). Alone = no other response waits in the lane and the
-last ``QUIET_PAUSES`` pauses each came back within ``QUIET_PAUSE_S`` (the loop had nothing else to run);
-one slower pause (a request arrived, another transform ran, or the OS took the CPU) returns the response to
+lane's wake-up, then the task). With other responses waiting, the one within its turn **holds** the lane
+(``WorkLane.hold``) and pauses with a bare yield: one iteration, as a lane turn kept at the front would take,
+without a future, a queue entry and a wake-up per slice (the lane's tick wakes no one while the holder
+pauses every iteration; a holder that stops pausing, in a send to a slow client, loses the lane after one
+iteration, and one that waits for its origin or ends releases it at once). A response that is **alone on
+the loop** takes a one-iteration pause instead (a bare yield: the loop still polls for I/O and runs
+whatever is ready, every slice). Alone = no other response waits in the lane and the last
+``QUIET_PAUSES`` pauses each came back within ``QUIET_PAUSE_S`` (the loop had nothing else to run); one
+slower pause (a request arrived, another transform ran, or the OS took the CPU) returns the response to
 lane pauses at once. So the latency bound is the same (the loop turns every slice); only when nothing else
 is running does a pause cost one iteration instead of two.
 
@@ -84,12 +87,32 @@ class WorkLane:
     """One per event loop: paused body transforms resumed one per loop iteration, first in first out (but a
     transform within its turn waits at the front)."""
 
-    __slots__ = ("_armed", "_loop", "_waiters")
+    __slots__ = ("_armed", "_fresh", "_holder", "_loop", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._armed = False
+        self._holder: object | None = None  # a response within its turn, pausing with bare yields (hold())
+        self._fresh = False  # the holder paused since the last tick
+
+    def hold(self, who: object) -> bool:
+        """``who`` (within its turn, others waiting) keeps the lane across its next pause, a bare yield: the
+        tick wakes no one while the holder pauses every iteration. False if another response holds it."""
+        holder = self._holder
+        if holder is not None and holder is not who:
+            return False
+        self._holder = who
+        self._fresh = True
+        return True
+
+    def release(self, who: object) -> None:
+        """``who`` stops holding the lane (its turn ended, it waits for the origin, it is done)."""
+        if self._holder is who:
+            self._holder = None
+            if self._waiters and not self._armed:
+                self._armed = True
+                self._loop.call_soon(self._tick)
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -111,6 +134,12 @@ class WorkLane:
         # Runs once per loop iteration while someone waits: wakes exactly one waiter, whose task then runs
         # in the next iteration, after that iteration's I/O callbacks have been queued.
         waiters = self._waiters
+        if self._holder is not None:
+            if self._fresh:  # the holder paused in the last iteration: it keeps the lane
+                self._fresh = False
+                self._loop.call_soon(self._tick)
+                return
+            self._holder = None  # it did not (a send that waits, a cancelled task): the next one goes
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
@@ -158,6 +187,8 @@ class Slice:
     def idle(self) -> None:
         """About to wait (for the origin): the stretch of work so far ends here."""
         self._note(_clock())
+        if self._lane is not None:
+            self._lane.release(self)
 
     def restart(self) -> None:
         """The loop has just had a turn (the wait is over): a fresh budget starts now."""
@@ -181,11 +212,17 @@ class Slice:
         self._note(now)
         self.pauses += 1
         gate = self._gate
-        if gate.light(len(lane) > 0):
+        others = len(lane) > 0
+        keep = self.worked - self._turn_from < TURN_S
+        if gate.light(others):
             self.light_pauses += 1
             await asyncio.sleep(0)  # one loop iteration: I/O polled, ready callbacks run, then this task
+        elif others and keep and lane.hold(self):
+            # within its turn, other heavy responses waiting: the lane's tick would resume this response
+            # first anyway, in the next iteration; a bare yield holding the lane does the same for less
+            await asyncio.sleep(0)
         else:
-            keep = self.worked - self._turn_from < TURN_S
+            lane.release(self)
             if not keep:
                 self._turn_from = self.worked  # to the back of the queue; a new turn when the lane comes back
             await lane.wait_turn(keep=keep)
@@ -196,6 +233,8 @@ class Slice:
 
     def done(self) -> None:
         self._note(_clock())
+        if self._lane is not None:
+            self._lane.release(self)
 
     def _note(self, now: float) -> None:
         stretch = now - self._started

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
+    from sluicegate.server import malloc
+
+    log.debug("worker %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
     from sluicegate.observability import mpvalue
 
     mpvalue.install()  # before any metric exists (the imports below create them)

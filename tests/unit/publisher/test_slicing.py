@@ -200,3 +200,81 @@ async def test_a_response_waiting_in_the_lane_ends_one_iteration_pauses() -> Non
     assert a.light_pauses == light_before
     await tb
     assert b_ran.is_set()
+
+
+# ------------------------------------------------------------------- holding the lane within a turn
+
+
+async def test_within_its_turn_a_response_holds_the_lane_with_bare_yields() -> None:
+    # Another heavy response waits: the one within its turn pauses with a bare yield (no future in the lane)
+    # and the waiter is not resumed; the loop still runs once per slice (the ticker steps in between).
+    lane = WorkLane(asyncio.get_running_loop())
+    b_ran = asyncio.Event()
+    ticks = 0
+
+    async def b() -> None:
+        await lane.wait_turn()
+        b_ran.set()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not b_ran.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    tb, tt = asyncio.create_task(b()), asyncio.create_task(ticker())
+    await asyncio.sleep(0)  # b waits in the lane
+    a = Slice(lane, 0.0005, "a", "GET /a")
+    slices = 8  # ~4 ms of work, well within TURN_S
+    for i in range(slices):
+        _spin(0.0005)
+        await a.pause()
+        assert len(lane) == 1 and not b_ran.is_set(), i  # only b's future waits; a holds
+    assert lane._holder is a
+    assert ticks >= slices
+    a.done()  # a ends (or waits for its origin: idle()): the lane goes to b at once
+    assert lane._holder is None
+    await asyncio.wait_for(tb, 1)
+    await tt
+
+
+async def test_a_holder_that_stops_pausing_loses_the_lane_after_one_iteration() -> None:
+    # A holder suspended elsewhere (a send waiting for a slow client) must not keep the others waiting.
+    lane = WorkLane(asyncio.get_running_loop())
+    order: list[str] = []
+
+    async def b() -> None:
+        await lane.wait_turn()
+        order.append("b")
+
+    tb = asyncio.create_task(b())
+    await asyncio.sleep(0)
+    a = Slice(lane, 0.0005, "a", "GET /a")
+    _spin(0.0005)
+    await a.pause()
+    assert lane._holder is a
+    await asyncio.sleep(0.01)  # a is away for many iterations without pausing
+    order.append("a back")
+    assert order == ["b", "a back"]
+    await tb
+
+
+async def test_a_holder_whose_turn_ends_goes_to_the_back() -> None:
+    lane = WorkLane(asyncio.get_running_loop())
+    order: list[str] = []
+
+    async def b() -> None:
+        await lane.wait_turn()
+        order.append("b")
+
+    tb = asyncio.create_task(b())
+    await asyncio.sleep(0)
+    a = Slice(lane, 0.001, "a", "GET /a")
+    while "b" not in order:
+        _spin(TURN_S / 8)  # one slice of work
+        order.append("a")
+        await a.pause()
+    assert lane._holder is not a
+    # a held the lane for about TURN_S of its work (8 slices; fewer if a spin is pre-empted), then b's turn
+    assert 2 <= order.index("b") <= 9, order
+    await tb

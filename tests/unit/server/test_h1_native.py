@@ -6,6 +6,7 @@ framing errors abort, backpressure bounds the app, the head size bound, the disc
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import statistics
 import struct
@@ -91,6 +92,32 @@ async def test_whole_small_response_is_one_write() -> None:
 
     t = await _run_one(app)
     assert t.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+
+
+async def test_an_answered_exchange_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    """The exchange's objects (the cycle, its scope with the disconnect hook, the headers) die by reference count
+    when the app returns: a reference cycle among them left ~13 objects per request to the collector."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        watch, deadline = start_request(receive, send, has_body=False, scope=scope)  # registers the hook
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        deadline.close()
+        watch.stop()
+
+    await _run_one(app)  # warm-up: first-use caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        t = await _run_one(app, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert len(t.writes) == 3
+    assert "Cycle" not in left and "dict" not in left, left
 
 
 async def test_big_chunk_goes_out_in_one_writelines_with_its_framing() -> None:

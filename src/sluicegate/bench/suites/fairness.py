@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--ab", type=int, default=0, metavar="N",
                     help="only heavy-alone throughput: N alternated sets per load, sluicegate targets side by side")
+    ap.add_argument("--loads", default="abc", metavar="LETTERS",
+                    help="with --ab: the heavy loads to measure, by letter (e.g. b: only 4 x 5 MiB pages)")
     args = ap.parse_args(argv)
     if args.bomb_cap_mib <= 50:
         ap.error("--bomb-cap-mib must exceed 50: the cap applies to the 50 MiB page too")
@@ -482,7 +484,10 @@ def main(argv: list[str] | None = None) -> None:
         sizes = bench.prepare()
         started = time.time()
         if args.ab:
-            ab_rows = asyncio.run(fairness_ab.measure_ab(bench, args.ab))
+            loads = [load for load in LOADS if load[0] in args.loads]
+            if not loads:
+                ap.error(f"--loads {args.loads!r} names none of {', '.join(k[0] for k in LOADS)}")
+            ab_rows = asyncio.run(fairness_ab.measure_ab(bench, args.ab, loads))
         else:
             rows = asyncio.run(measure(bench, args.runs))
     if args.ab:

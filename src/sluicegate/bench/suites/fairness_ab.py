@@ -53,8 +53,9 @@ def pause_counts(admin_port: int) -> tuple[float, float]:
     return float(got.get("lane", 0.0)), float(got.get("light", 0.0))
 
 
-async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
-    """Heavy loads alone, sluicegate targets side by side, ``sets`` alternated sets per load."""
+async def measure_ab(bench: Bench, sets: int, loads: list[str] | None = None) -> list[dict[str, Any]]:
+    """Heavy loads alone (``loads``: all of ``LOADS`` by default), sluicegate targets side by side, ``sets``
+    alternated sets per load."""
     targets = [t for t in TARGETS if t != "nginx"]
     started = {t: bench.start(t) for t in targets}
     rows: list[dict[str, Any]] = []
@@ -63,7 +64,7 @@ async def measure_ab(bench: Bench, sets: int) -> list[dict[str, Any]]:
             await bench.heavy_alone(*started[t], "b: 4 x 5 MiB pages")
         for i in range(sets):
             order = targets if i % 2 == 0 else targets[::-1]
-            for load in LOADS:
+            for load in loads or LOADS:
                 for t in order:
                     port, proc = started[t]
                     p0 = pause_counts(bench.admin_of[port])
@@ -120,7 +121,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float,
                       v["pauses_per_set"], v["light_pauses_per_set"], v["sets"], v["loadavg_1m"]]
                      for k, v in ab.items()]))
     path = lab.write_json("publisher-fairness-ab", {
-        "command": f"sluicegate bench fairness --ab {args.ab} --bomb-cap-mib {args.bomb_cap_mib} "
+        "command": f"sluicegate bench fairness --ab {args.ab} --loads {args.loads} --bomb-cap-mib {args.bomb_cap_mib} "
                    f"--slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
         "started": started, "file_sizes": sizes, "summary": ab, "rows": rows,
         "machine": lab.machine(), "versions": lab.versions([]),

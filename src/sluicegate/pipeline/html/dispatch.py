@@ -6,7 +6,10 @@ output equals input when nothing matches. Between tokens that no handler can car
 tag scanner (``scanner``: one compiled regex interpreted, the byte loop ``scan_boring`` compiled)
 skips text and whole tags; the plan it follows comes from the registry (``registry``: stop names,
 watched end tags, needles). Foreign content, pending element-end actions and content observers
-switch to token-by-token mode. With several needles the scan stops at the nearest
+switch to token-by-token mode, except that a whole ``<svg>``/``<math>`` element that cannot change the
+tree simulator's outcome is one run (``scanner.foreign_end``) and a whole ``<script>``/``<style>``
+whose start tag holds no needle goes straight from the buffer to its text handlers
+(``_raw_body``, ``scanner.raw_text_end``). With several needles the scan stops at the nearest
 (``needles.NeedleScan``). A plain start tag that holds the raw hook's needle (and no other
 handler's) can be handed to the byte-level ``raw`` hook instead of going through
 ``Token``/``Element`` (``units``); the hook may decline, and then the tag takes the full path.
@@ -31,19 +34,28 @@ import logging
 import re
 from typing import TYPE_CHECKING, Final
 
-from sluicegate.pipeline.bytescan import find_bytes, is_alpha
+from sluicegate.pipeline.bytescan import is_alpha
 from sluicegate.pipeline.html.bodies import TextBodies
 from sluicegate.pipeline.html.lexer import DATA, END, START, TEXT, Lexer, Token
 from sluicegate.pipeline.html.needles import only_inside
 from sluicegate.pipeline.html.output import OutputQueue
 from sluicegate.pipeline.html.registry import HandlerRegistry
-from sluicegate.pipeline.html.scanner import COMPILED_SCAN, scan_boring, tag_span, tag_span_re
+from sluicegate.pipeline.html.scanner import (
+    COMPILED_SCAN,
+    foreign_end,
+    has_needle,
+    past_last_gt,
+    raw_text_end,
+    scan_boring,
+    tag_span,
+    tag_span_re,
+)
 from sluicegate.pipeline.html.skipper import TagSkipper
-from sluicegate.pipeline.html.treesim import TreeSim
+from sluicegate.pipeline.html.treesim import RAW_STATE, SCRIPT, TreeSim
 from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, RawTagHandler, TextChunk, TextFilter
 
 if TYPE_CHECKING:
-    from mypy_extensions import i64
+    pass
 
 log = logging.getLogger("sluicegate.html")
 
@@ -51,30 +63,6 @@ VOID: Final = frozenset(
     b"area base basefont bgsound br col embed frame hr image img input keygen link meta param source "
     b"track wbr".split()
 )
-
-
-def _past_last_gt(buf: bytes, bound: int, pos: int, hi: int) -> int:
-    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any (a
-    backward byte loop compiled: the span is a reference's few prefix bytes, shorter than the cost
-    of an ``rfind`` call; ``rfind`` interpreted)."""
-    lo = bound if bound > pos else pos
-    if COMPILED_SCAN:
-        i: i64 = hi - 1
-        while i >= lo:
-            if buf[i] == 0x3E:
-                return i + 1
-            i -= 1
-        return bound
-    gt = buf.rfind(b">", lo, hi)
-    return gt + 1 if gt >= 0 else bound
-
-
-def _has(low: bytes, needle: bytes, lo: int, hi: int) -> bool:
-    """``needle`` in ``low[lo:hi]``: a byte loop compiled (cheaper than a ``find`` method call
-    over a tag's bytes), ``bytes.find`` interpreted."""
-    if COMPILED_SCAN:
-        return find_bytes(low, needle, lo, hi) >= 0
-    return low.find(needle, lo, hi) >= 0
 
 
 class _Pending:
@@ -166,6 +154,12 @@ class HtmlRewriter(HandlerRegistry):
         stop_ends = self._stop_ends
         nfilt, efilt = self._stop_filters
         nlen = len(needle)
+        fgn_ok = self._fgn_ok
+        fgn_re = self._fgn_re
+        fgn_names = self._fgn_names
+        fgn_ends = self._fgn_ends
+        fnfilt, fefilt = self._fgn_filters
+        raw_names = self._raw_names
         # The lower-cased buffer (one C pass) locates the single needle for the fast scan and for
         # ``_start``'s needle check; ``nxt`` is the needle's next position at or after ``pos``.
         low = buf.lower() if needle or scan is not None else buf
@@ -248,11 +242,11 @@ class HtmlRewriter(HandlerRegistry):
                     # reference cut at the end of the buffer (the held bytes).
                     tb = tnxt - tf_behind if tnxt < n else n
                     if tb < bound:
-                        tb = _past_last_gt(buf, tb, pos, tnxt)
+                        tb = past_last_gt(buf, tb, pos, tnxt)
                         if tb < bound:
                             bound = tb
                     if tcap < bound:
-                        tcap = _past_last_gt(buf, tcap, pos, n)
+                        tcap = past_last_gt(buf, tcap, pos, n)
                         if tcap < bound:
                             bound = tcap
                 if suspect is not None:
@@ -281,23 +275,50 @@ class HtmlRewriter(HandlerRegistry):
                     pos = q
                     if pos >= n and not final:
                         break
-                if hooks and nxt < n and buf[pos] == 0x3C:  # '<'
-                    # Byte-level shortcut for a plain start tag that holds a hook's needle.
-                    te, ne = tag_span(buf, pos, n) if hand else tag_span_re(buf, pos)
-                    hook: RawTagHandler | None = None
-                    if scan is None:
-                        if te >= nxt + nlen:
-                            hook = hooks[0].hook
-                    elif nxt < te:
-                        hook = self._hook_for(low, pos, te)
-                    if hook is not None and te - pos <= max_tag and snxt >= te:
-                        name = low[pos + 1 : ne]
-                        if name not in stop_names:
-                            new = hook(buf, low, pos, ne, te - 1, te, name)
-                            if new is not None:
-                                self._out.emit(new)
-                                pos = te
-                                continue
+                if pos < n and buf[pos] == 0x3C:  # '<'
+                    te = -2
+                    ne = -2
+                    if hooks and nxt < n:
+                        # Byte-level shortcut for a plain start tag that holds a hook's needle.
+                        te, ne = tag_span(buf, pos, n) if hand else tag_span_re(buf, pos)
+                        hook: RawTagHandler | None = None
+                        if scan is None:
+                            if te >= nxt + nlen:
+                                hook = hooks[0].hook
+                        elif nxt < te:
+                            hook = self._hook_for(low, pos, te)
+                        if hook is not None and te - pos <= max_tag and snxt >= te:
+                            name = low[pos + 1 : ne]
+                            if name not in stop_names:
+                                new = hook(buf, low, pos, ne, te - 1, te, name)
+                                if new is not None:
+                                    self._out.emit(new)
+                                    pos = te
+                                    continue
+                    if fgn_ok and pos < bound:
+                        # A whole <svg>/<math> element that leaves the tree simulator as it found
+                        # it (nothing inside breaks out, nests a root or opens an integration
+                        # point), before the bound (no needle, suspect or text-filter stop
+                        # inside): one run, as its tokens would have been emitted one by one.
+                        if hand:
+                            fe = foreign_end(buf, pos, bound, fgn_names, fgn_ends, fnfilt, fefilt)
+                        else:
+                            assert fgn_re is not None
+                            fm = fgn_re.match(buf, pos, bound)
+                            fe = fm.end() if fm is not None else -1
+                        if fe > pos:
+                            self._out.emit(buf[pos:fe])
+                            pos = fe
+                            continue
+                    if raw_names:
+                        # A whole <script>/<style> whose start tag holds no needle or suspect:
+                        # its body to the text handlers as the tokens would have brought it.
+                        if te == -2:
+                            te, ne = tag_span(buf, pos, n) if hand else tag_span_re(buf, pos)
+                        re_ = self._raw_body(buf, low, pos, n, nxt if snxt > nxt else snxt, te, ne)
+                        if re_ > pos:
+                            pos = re_
+                            continue
             tok = lexer.next(buf, pos, final)
             if tok is None:
                 if n - pos > max_tag and not final:
@@ -323,6 +344,32 @@ class HtmlRewriter(HandlerRegistry):
                 self._token(buf, tok)
             pos = tok.end
         self._buf = buf[pos:] if pos < n else b""
+
+    def _raw_body(self, buf: bytes, low: bytes, pos: int, n: int, limit: int, te: int, ne: int) -> int:
+        """The raw-text element (``_raw_names``) whose start tag ``buf[pos:te]`` (name end ``ne``;
+        ``low`` is the lower-cased buffer) ends by ``limit`` (no needle or suspect in it), read
+        whole when ``scanner.raw_text_end`` finds its end tag in the buffer and the body fits the
+        text handlers' limits: start tag, body (to the text handlers) and end tag emitted as the
+        token path emits them; returns the end of its end tag, else -1 (the token path reads it)."""
+        max_tag = self.max_tag_bytes
+        if te < 0 or te > limit or te - pos > max_tag:
+            return -1
+        name = low[pos + 1 : ne]
+        if name not in self._raw_names:
+            return -1
+        bs, ee = raw_text_end(buf, low, te, n, name, RAW_STATE[name] == SCRIPT)
+        if ee < 0 or ee - bs > max_tag or bs - te > min(self.stream_text_after, self.max_text_bytes):
+            return -1
+        out = self._out
+        out.emit(buf[pos:te])
+        self._lexer.last_start_tag = name
+        bodies = self._bodies
+        bodies.begin(name, buf[pos:te])
+        if bs > te:
+            bodies.collect(buf[te:bs])
+        bodies.flush()
+        out.emit(buf[bs:ee])
+        return ee
 
     def _start_skipping(self, buf: bytes, pos: int) -> int:
         """An incomplete tag outgrew ``max_tag_bytes``: stream it out raw from here on."""
@@ -482,15 +529,15 @@ class HtmlRewriter(HandlerRegistry):
         """The raw-byte hook that may take the tag ``low[lo:hi]`` (lower-cased), or None."""
         hooks = self._hooks
         if self._scan is None:
-            return hooks[0].hook if _has(low, self._needle, lo, hi) else None
+            return hooks[0].hook if has_needle(low, self._needle, lo, hi) else None
         for hp in hooks:
             if hp.others:
                 if not only_inside(low, lo, hi, hp.own, hp.others):
                     continue
-            elif not _has(low, hp.own, lo, hi):
+            elif not has_needle(low, hp.own, lo, hi):
                 continue
             for b in hp.blockers:
-                if _has(low, b, lo, hi):
+                if has_needle(low, b, lo, hi):
                     return None
             return hp.hook
         return None

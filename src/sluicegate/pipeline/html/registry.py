@@ -4,7 +4,9 @@ Owns the registration API of ``HtmlRewriter`` (``on_element`` selectors, needles
 and suspect scans; ``on_end_tag``, ``on_text``, ``on_end``, ``observe``; the text filter, the text
 streamer, the long-tag filter) and ``_boring_re``, which turns the registrations into the fast
 scanner's plan: the stop names and end names, the single needle or the ``NeedleScan`` of several,
-the one raw hook that may take a tag, the text filter's needle scan, and the compiled pattern.
+the one raw hook that may take a tag, the text filter's needle scan, the compiled pattern, and
+which whole elements the fast path may take without tokens (``<svg>``/``<math>`` runs: names and
+pattern; raw-text elements with text handlers).
 Must not know: the main loop, tokens in flight, the output queue, rules or hosts.
 """
 
@@ -14,8 +16,15 @@ import re
 from collections.abc import Callable
 
 from sluicegate.pipeline.html.needles import NeedleScan
-from sluicegate.pipeline.html.scanner import boring_re, name_filter
-from sluicegate.pipeline.html.treesim import RAW_STATE
+from sluicegate.pipeline.html.scanner import (
+    FOREIGN_END_STOPS,
+    FOREIGN_ROOTS,
+    FOREIGN_STOPS,
+    boring_re,
+    foreign_re,
+    name_filter,
+)
+from sluicegate.pipeline.html.treesim import RAW_STATE, RAWTEXT, SCRIPT
 from sluicegate.pipeline.html.units import (
     ContentObserver,
     Element,
@@ -73,6 +82,18 @@ class HandlerRegistry:
         self._stop_names: frozenset[bytes] = frozenset()
         self._stop_ends: frozenset[bytes] = frozenset()
         self._stop_filters: tuple[bytes, bytes] = (b"", b"")  # scanner.name_filter of both
+        # whole ``<svg>``/``<math>`` elements as one run (``scanner.foreign_end``); False: token by
+        # token (the tests' reference); the plan's names, filters and (interpreted) pattern
+        self.foreign_fast = True
+        self._fgn_ok = False
+        self._fgn_names: frozenset[bytes] = frozenset()
+        self._fgn_ends: frozenset[bytes] = frozenset()
+        self._fgn_filters: tuple[bytes, bytes] = (b"", b"")
+        self._fgn_re: re.Pattern[bytes] | None = None
+        # whole raw-text elements with text handlers (``<script>``, ``<style>``...) taken from the
+        # fast path without tokens (``HtmlRewriter._raw_body``); False: token by token (the reference)
+        self.raw_fast = True
+        self._raw_names: frozenset[bytes] = frozenset()
         self._suspect: Callable[[bytes, int, int], int] | None = None
         # cache of the suspect scan: no suspect in ``_s_buf[_s_from:_s_at]``, one at ``_s_at``
         self._s_buf = b""
@@ -148,6 +169,7 @@ class HandlerRegistry:
         if name not in RAW_STATE:
             raise ValueError(f"text handlers are for raw-text elements, not {tag!r}")
         self._text_handlers.setdefault(name, []).append(handler)
+        self._boring = None
 
     def set_text_filter(self, filt: TextFilter, *, needles: tuple[bytes, ...], behind: int, hold: int) -> None:
         """Pass all character data that no text handler collects (data state, RCDATA
@@ -249,6 +271,22 @@ class HandlerRegistry:
         self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
         self._stop_ends = frozenset(self._end_tag_handlers)
         self._stop_filters = (name_filter(self._stop_names), name_filter(self._stop_ends))
+        # Foreign elements as one run: only when the scan's bound covers every needle (single or
+        # ``NeedleScan``, or no needle handlers) and no handler selects or watches a root by name.
+        self._fgn_ok = (self.foreign_fast and (bool(self._needle) or multi or not needles)
+                        and not any(r in self._start_handlers or r in self._end_tag_handlers
+                                    for r in FOREIGN_ROOTS))
+        self._fgn_names = self._stop_names | FOREIGN_STOPS
+        self._fgn_ends = self._stop_ends | FOREIGN_END_STOPS
+        self._fgn_filters = (name_filter(self._fgn_names), name_filter(self._fgn_ends))
+        self._fgn_re = foreign_re(self._fgn_names, self._fgn_ends) if self._fgn_ok else None
+        # Raw-text elements whose whole body goes to text handlers (not the text filter), selected
+        # and watched by no other handler: the fast path may read them without tokens.
+        self._raw_names = frozenset(
+            n for n in self._text_handlers
+            if RAW_STATE.get(n) in (SCRIPT, RAWTEXT) and n not in self._start_handlers
+            and n not in self._end_tag_handlers
+        ) if self.raw_fast and (self._needle or multi) else frozenset()
         return boring_re(
             frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
             frozenset(self._end_tag_handlers),

@@ -226,7 +226,6 @@ class SluicegateRules:
             return buf[start:end]
         parts: list[bytes] | None = None
         pos = start
-        earlier: list[bytes] = []
         simple_repl = self._simple_repl
         for m in ATTR.finditer(buf, astart, aend):
             me = m.end()
@@ -235,21 +234,35 @@ class SluicegateRules:
                 if g > 1:
                     vs, ve = m.span(g)
                     if find(needle, vs, ve) >= 0:
-                        aname = m.group(1).lower()
-                        if not earlier or all(e.lower() != aname for e in earlier):
+                        ns = m.start(1)
+                        aname = low[ns : m.end(1)]
+                        if find(aname, astart, ns) >= 0:
+                            # maybe an earlier attribute of that name (the first one counts):
+                            # the full path decides (a name not in the text before cannot be)
+                            return None
+                        if g == 2 and simple_repl and ATTR_KIND.get(aname) == K_URL:
+                            # the common case, ``_raw_value`` written out: a double-quoted URL
+                            if QUOTED_UNSAFE.search(buf, vs, ve) is not None:
+                                return None
+                            raw = buf[vs:ve]
+                            new_raw: bytes | None = rw.rewrite_url_bytes(raw)
+                            if new_raw is None:
+                                return None
+                            if new_raw == raw:
+                                new_raw = _SAME
+                        else:
                             new_raw = self._raw_value(buf, name, aname, g, vs, ve, simple_repl)
                             if new_raw is None:
                                 return None
-                            if new_raw is not _SAME:
-                                if parts is None:
-                                    parts = []
-                                parts.append(buf[pos:vs])
-                                parts.append(new_raw)
-                                pos = ve
+                        if new_raw is not _SAME:
+                            if parts is None:
+                                parts = []
+                            parts.append(buf[pos:vs])
+                            parts.append(new_raw)
+                            pos = ve
                 p = find(needle, me, aend)
                 if p < 0:
                     break
-            earlier.append(m.group(1))
         if parts is None:
             return buf[start:end]
         parts.append(buf[pos:end])

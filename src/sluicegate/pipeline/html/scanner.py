@@ -15,7 +15,7 @@ import functools
 import re
 from typing import TYPE_CHECKING, Final
 
-from sluicegate.pipeline.bytescan import is_alpha, is_ws
+from sluicegate.pipeline.bytescan import find_bytes, is_alpha, is_ws
 from sluicegate.pipeline.html.lexer import TAG, attrs_end, name_end
 
 if TYPE_CHECKING:
@@ -72,6 +72,116 @@ def boring_re(names: frozenset[bytes], ends: frozenset[bytes], needle_set: froze
     comment = rb"<!--(?:>|->|(?:[^-]++|-(?!-!?>))*+--!?>)"
     return re.compile(b"(?:[^<]++|" + start + b"|" + end + b"|" + comment + rb"|<(?=[^a-zA-Z!/?]))*+")
 
+
+
+# Foreign content (``treesim``): a whole ``<svg>``/``<math>`` element can be skipped as one run when
+# nothing in it changes the tree simulator's outcome: no tag that breaks out of foreign content
+# (``BREAKOUT``, ``font``), opens an HTML integration point, nests another root, or ends ``br``/``p``
+# (which pop every foreign element). Then its end tag pops exactly the frames its start tag and
+# children pushed, and the stack is empty again, as after the same tokens one by one.
+FOREIGN_ROOTS: Final = frozenset((b"svg", b"math"))
+FOREIGN_STOPS: Final = frozenset(
+    b"b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i img li "
+    b"listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt u ul var font "
+    b"svg math foreignobject desc title mi mo mn ms mtext annotation-xml".split()
+)
+FOREIGN_END_STOPS: Final = frozenset((b"br", b"p", b"svg", b"math"))
+
+
+@functools.lru_cache(maxsize=64)
+def foreign_re(names: frozenset[bytes], ends: frozenset[bytes]) -> re.Pattern[bytes]:
+    """A whole ``<svg>``/``<math>`` element (not self-closing) whose content is a boring run
+    (``boring_re(names, ends)``, ``names``/``ends`` including ``FOREIGN_STOPS`` /
+    ``FOREIGN_END_STOPS``) up to its own end tag: ``foreign_end`` as one regex (interpreted)."""
+    ws = rb"\t\n\f\r "
+    inner = boring_re(names, ends, frozenset()).pattern
+    any_attrs = (
+        b"(?:[" + ws + b"/]++|[^" + ws + b"/>][^" + ws + b"/>=]*+(?:[" + ws + b"]*+=[" + ws + b"]*+"
+        rb"(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\f\r >]*+)|(?![" + ws + b"]*+=)))*+"
+    )
+    alts = []
+    for root in sorted(FOREIGN_ROOTS):
+        r = b"".join(b"[" + bytes((c,)) + bytes((c,)).upper() + b"]" for c in root)
+        alts.append(b"<" + r + rb"(?=[\t\n\f\r />])" + any_attrs + b"(?<!/)>" + inner
+                    + b"</" + r + rb"(?=[\t\n\f\r />])" + any_attrs + b">")
+    return re.compile(b"|".join(alts))
+
+
+def foreign_end(buf: bytes, pos: i64, end: i64, names: frozenset[bytes], ends: frozenset[bytes],
+                nfilt: bytes, efilt: bytes) -> i64:
+    """End of the whole foreign element whose start tag is at ``buf[pos]`` when it completes
+    before ``end`` and its content is a boring run (``scan_boring(names, ends)``) up to its own
+    end tag; else -1. The byte-loop twin of ``foreign_re`` (compiled builds)."""
+    p: i64 = pos + 1
+    if p >= end:
+        return -1
+    c = buf[p] | 0x20
+    if c != 0x73 and c != 0x6D:  # 's', 'm': most tags end here, before any slice
+        return -1
+    ne = name_end(buf, p + 1, end)
+    if ne >= end:
+        return -1
+    root = buf[p:ne].lower()
+    if root not in FOREIGN_ROOTS:
+        return -1
+    te = attrs_end(buf, ne, end)
+    if te < 0 or buf[te - 2] == 0x2F:  # '/>': maybe self-closing (no frame): the token path decides
+        return -1
+    r = scan_boring(buf, te, end, names, ends, nfilt, efilt)
+    k: i64 = r + 2 + len(root)
+    if k >= end or buf[r] != 0x3C or buf[r + 1] != 0x2F:
+        return -1
+    if name_end(buf, r + 2, end) != k or buf[r + 2 : k].lower() != root:
+        return -1
+    return attrs_end(buf, k, end)
+
+
+def raw_text_end(buf: bytes, low: bytes, te: int, n: int, name: bytes, script: bool) -> tuple[int, int]:
+    """Where the raw-text element ``name`` (RAWTEXT, or script data when ``script``) whose start
+    tag ends at ``te`` ends: (body end, end of its end tag) when its end tag (``</name`` and a
+    delimiter, found in the lower-cased ``low``; the first one, as the lexer finds it) completes
+    in ``buf[:n]`` and, for script data, no ``<!--`` precedes it (no escaped sub-states);
+    else ``(-1, -1)``."""
+    close = b"</" + name
+    k = len(close)
+    bs = low.find(close, te)
+    while bs >= 0 and bs + k < n:
+        c = low[bs + k]
+        if c == 0x20 or c == 0x0A or c == 0x09 or c == 0x0C or c == 0x0D or c == 0x2F or c == 0x3E:
+            break
+        bs = low.find(close, bs + 1)
+    if bs < 0 or bs + k >= n or (script and low.find(b"<!--", te, bs) >= 0):
+        return -1, -1
+    if COMPILED_SCAN:
+        ee = attrs_end(buf, bs + k, n)
+    else:
+        m = TAG.match(buf, bs)
+        ee = m.end() if m is not None else -1
+    return (bs, ee) if ee >= 0 else (-1, -1)
+
+
+def past_last_gt(buf: bytes, bound: int, pos: int, hi: int) -> int:
+    """``bound`` moved to just past the last ``>`` in ``buf[max(bound, pos):hi]``, if any (a
+    backward byte loop compiled: the span is a reference's few prefix bytes, shorter than the cost
+    of an ``rfind`` call; ``rfind`` interpreted)."""
+    lo = bound if bound > pos else pos
+    if COMPILED_SCAN:
+        i: i64 = hi - 1
+        while i >= lo:
+            if buf[i] == 0x3E:
+                return i + 1
+            i -= 1
+        return bound
+    gt = buf.rfind(b">", lo, hi)
+    return gt + 1 if gt >= 0 else bound
+
+
+def has_needle(low: bytes, needle: bytes, lo: int, hi: int) -> bool:
+    """``needle`` in ``low[lo:hi]``: a byte loop compiled (cheaper than a ``find`` method call
+    over a tag's bytes), ``bytes.find`` interpreted."""
+    if COMPILED_SCAN:
+        return find_bytes(low, needle, lo, hi) >= 0
+    return low.find(needle, lo, hi) >= 0
 
 
 def name_filter(names: frozenset[bytes]) -> bytes:

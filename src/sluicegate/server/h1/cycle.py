@@ -40,6 +40,7 @@ BODY_HIGH_WATER = 64 * 1024  # request body bytes held for the app before the co
 _WRITEV_MIN = 16 * 1024  # bodies from this size go out with writelines (no copy) instead of one joined write
 _DISCONNECT = {"type": "http.disconnect"}
 _QUIET = (ResponseAborted, ClientGone, asyncio.CancelledError)
+_DONE_SCOPE: dict[str, Any] = {}  # a started cycle's ``scope`` (the app has it; see ``run``)
 
 
 class Cycle:
@@ -115,12 +116,16 @@ class Cycle:
 
     # -- the task ----------------------------------------------------------------------------------
     async def run(self, app: Any) -> None:
+        # The scope holds this cycle's ``watch_disconnect`` (a reference cycle: cycle -> scope -> bound method ->
+        # cycle). Dropped here, the exchange's objects (scope, headers, the request's info) die by reference count
+        # when the app returns instead of waiting, ~13 per request, for the cyclic collector.
+        scope = self.scope
+        self.scope = _DONE_SCOPE
         try:
-            await app(self.scope, self.receive, self.send)
+            await app(scope, self.receive, self.send)
         except BaseException as exc:
             if not isinstance(exc, _QUIET):
-                log.error("exception in the ASGI app (%s %s)", self.scope["method"], self.scope["path"],
-                          exc_info=exc)
+                log.error("exception in the ASGI app (%s %s)", scope["method"], scope["path"], exc_info=exc)
             if not self.started:
                 if not self.disconnected:
                     self._answer_500()
@@ -131,8 +136,7 @@ class Cycle:
         else:
             if not self.started:
                 if not self.disconnected:
-                    log.error("the ASGI app returned without a response (%s %s)", self.scope["method"],
-                              self.scope["path"])
+                    log.error("the ASGI app returned without a response (%s %s)", scope["method"], scope["path"])
                     self._answer_500()
             elif not self.complete and not self.disconnected:
                 log.error("the ASGI app returned before its response was complete: aborted")
