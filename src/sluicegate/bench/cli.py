@@ -267,6 +267,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "h2-protocol": ("h2proto", "in-process CPU per request: server/h2 vs uvicorn's HTTP/1.1 protocol"),
     "teams": ("teams", "inference governance (keys + RPM/TPM + ledger) on vs off, burst exactness, vs LiteLLM"),
     "translate": ("translate", "protocol translation vs relay (and LiteLLM): CPU/event, added TTFB, streams/s"),
+    "goals": ("goals", "issue 19's goals table in one run vs nginx: every row, medians of rounds; JSON + PNG"),
 }
 
 

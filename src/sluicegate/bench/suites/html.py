@@ -241,6 +241,31 @@ def child(runs: int) -> dict[str, object]:
     return out
 
 
+def case_a_child(runs: int) -> dict[str, object]:
+    """Case (a) alone, issue 19's rewriter-alone row: the 500 KB page in 8 KiB chunks through the default rule
+    set (``child``'s settings: head and body-end injection, text rewriting on), medians of ``runs`` runs of
+    CPU and wall time, in this process (pure or compiled, as imported). ``bench goals`` runs it as a child."""
+    import sluicegate.pipeline.html as html
+    from sluicegate.config.html import HtmlSettings
+    from sluicegate.pipeline.hosts import OriginMatcher
+
+    settings = HtmlSettings(head_inject=['<script src="/static/sg.js"></script>'],
+                            body_end_inject=["<script>sgEnd()</script>"])
+    page = make_page(500_000)
+    pieces = chunks(page, 8192)
+    rw = OriginMatcher(origin_class().parse(ORIGIN)).for_request("https", "www.proxy.example")
+
+    def run() -> None:
+        p = html.build_html_processor(rw, settings)
+        for c in pieces:
+            p.feed(c)
+        p.finish()
+
+    cpu, wall = timed(run, runs)
+    return {"compiled": getattr(html, "COMPILED", False), "page_bytes": len(page), "chunk": 8192, "runs": runs,
+            "mb_per_s_cpu": round(len(page) / cpu / 1e6, 2), "mb_per_s_wall": round(len(page) / wall / 1e6, 2)}
+
+
 def references(page: bytes, runs: int) -> dict[str, float | None]:
     refs: dict[str, float | None] = {}
     try:
@@ -431,11 +456,12 @@ def compare(rev: str, runs: int, rounds: int, candidates: tuple[str, ...] = (),
             "all_rounds": res, "lag_5MB_page": lags}
 
 
-def run_child(runs: int, env: dict[str, str], variants: bool = False) -> dict[str, object]:
+def run_child(runs: int, env: dict[str, str], variants: bool = False, mode: str = "") -> dict[str, object]:
     """This file's child mode in a fresh interpreter importing the ``sluicegate`` that ``env`` names (``-P``:
-    no working directory on ``sys.path``); a failing child is reported with its stderr."""
+    no working directory on ``sys.path``); a failing child is reported with its stderr. ``mode``: another
+    child flag (``--child-a``: :func:`case_a_child`)."""
     cmd = [sys.executable, "-P", "-c", _CHILD_BOOT, str(Path(__file__).resolve()),
-           "--child-variants" if variants else "--child", "--runs", str(runs)]
+           mode or ("--child-variants" if variants else "--child"), "--runs", str(runs)]
     res = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"bench child failed ({env.get('PYTHONPATH') or 'installed tree'}):\n{res.stderr[-3000:]}")
@@ -459,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mypyc", action="store_true", help="skip the compiled variant")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-variants", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-a", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline", default="main", help="revision to compare with (default main; none: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the comparison")
     ap.add_argument("--candidate", action="append", default=[],
@@ -473,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child_variants:
         print(json.dumps(variants_child(args.runs)))
+        return 0
+    if args.child_a:
+        print(json.dumps(case_a_child(args.runs)))
         return 0
     from sluicegate.bench import lab  # the parent only: a child may import an older tree without it
 

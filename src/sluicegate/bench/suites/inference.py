@@ -478,7 +478,8 @@ def print_before_after(result: dict[str, Any]) -> None:
         print(f"{name:44s} {old:10.3f} {new:10.3f} {ratio:>12s}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The suite's options (``bench goals`` parses its inference row's settings with it too)."""
     ap = argparse.ArgumentParser(prog="sluicegate bench inference", description=__doc__.split("\n")[0])
     ap.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
@@ -507,7 +508,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pin", action="store_true", help="gateway on core 0, mock + load generator on the rest")
     ap.add_argument("--out", default=str(lab.results_dir() / "inference.json"))
     ap.add_argument("--plot", action="store_true", help="also write a PNG beside the JSON (rates, SLO, CPU)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def measure(argv: list[str]) -> dict[str, Any]:
+    """One run with the suite's options ``argv`` (parsed by :func:`parser`): the result document, not written."""
+    import uvloop
+
+    return uvloop.run(run(parser().parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.serve_gateway:
         gateway_child.main(["--port", str(args.serve_gateway), "--settings",
                            json.dumps(gateway_settings(args.upstream))])

@@ -84,22 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for t in targets:
                 lab.http_get(ports[t], "/trickle.html")
 
-        samples: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-        runs_meta: list[dict[str, Any]] = []
-        rnd = 0
-        for run in range(args.runs):
-            load = lab.loadavg1()
-            lab.log(f"run {run + 1}/{args.runs} (load avg 1 min {load:.2f})")
-            for _ in range(args.per_run):
-                k = rnd % len(targets)
-                order = targets[k:] + targets[:k]
-                for t in order:
-                    f: lab.Fetch = lab.http_get(ports[t], "/trickle.html")
-                    if f.status != 200 or not f.complete:
-                        raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
-                    samples[t].append({"run": run, "round": rnd, **f.as_dict()})
-                rnd += 1
-            runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
+        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run)
 
     result["runs"] = runs_meta
     result["samples"] = samples
@@ -109,6 +94,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_report(result)
     lab.log(f"wrote {path}")
     return result
+
+
+def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html"
+                  ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` once from every target of ``ports`` (in its
+    order; ``direct`` first), one at a time, the order rotating every round; every body must arrive complete.
+    Returns the samples per target (for :func:`summarize`) and each run's load average. Also used by
+    ``bench goals`` (issue 19's added-TTFB row)."""
+    targets = tuple(ports)
+    samples: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+    runs_meta: list[dict[str, Any]] = []
+    rnd = 0
+    for run in range(runs):
+        load = lab.loadavg1()
+        lab.log(f"run {run + 1}/{runs} (load avg 1 min {load:.2f})")
+        for _ in range(per_run):
+            k = rnd % len(targets)
+            order = targets[k:] + targets[:k]
+            for t in order:
+                f: lab.Fetch = lab.http_get(ports[t], path)
+                if f.status != 200 or not f.complete:
+                    raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
+                samples[t].append({"run": run, "round": rnd, **f.as_dict()})
+            rnd += 1
+        runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
+    return samples, runs_meta
 
 
 def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
