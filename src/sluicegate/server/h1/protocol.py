@@ -43,6 +43,11 @@ from sluicegate.server.h1.cycle import Cycle
 log = logging.getLogger("sluicegate.h1")
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+# after a refusal (400, 431) the connection half-closes and reads on, discarding, before it closes: closing with
+# unread bytes makes the kernel reset the connection, and a client still sending its (too large) head would lose
+# the answer. Bounded in time and bytes (nginx's lingering close, with tighter bounds).
+LINGER_S = 2.0
+LINGER_BYTES = 1 << 20
 
 
 class ServerState:
@@ -100,6 +105,8 @@ class H1Protocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect_100 = False
         self._upgrade_ws = False
+        self._linger: asyncio.TimerHandle | None = None  # set while a refused connection drains (LINGER_S)
+        self._linger_left = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,6 +120,11 @@ class H1Protocol(asyncio.Protocol):
         self._head_timer = self.loop.call_later(state.header_timeout, self._head_expired)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:  # refused: what still comes is read and dropped, within bounds
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self.transport.close()
+            return
         if self._sniff is not None:  # the first bytes: HTTP/2 or not (one call to the switch)
             switch = self.state.http2
             if switch is None:
@@ -152,6 +164,8 @@ class H1Protocol(asyncio.Protocol):
         self._closed = True
         self.state.connections.discard(self)
         self._stop_timers()
+        if self._linger is not None:
+            self._linger.cancel()
         if self.cycle is not None:
             self.cycle.lost()
         for cycle in self.queue:
@@ -274,11 +288,14 @@ class H1Protocol(asyncio.Protocol):
             return
         # an app that answered before reading the whole body: the parser reads and drops the rest
         # (closing with unread bytes would reset the connection under the answer)
+        started = False
         if self.queue:
             self._start(self.queue.popleft())
+            started = True  # (a flag, not ``self.cycle is None``: mypy narrowed that to None above, and
+            # mypyc would check the narrowed type at run time: a pipelined request raised TypeError)
         if not self.queue:
             self._resume_reading()
-        if self.cycle is None:
+        if not started:
             # one lazy timer per connection: it re-arms itself from the last response's end when it fires
             self._idle_since = self.loop.time()
             if self._idle_timer is None:
@@ -345,9 +362,16 @@ class H1Protocol(asyncio.Protocol):
         """A request the parser (or a bound) refused: answer and close, unless a response is on the wire."""
         self._stop_timers()
         if self.cycle is None or not self.cycle.started:
-            if not self.transport.is_closing():
-                self.transport.write(answer)
-                self.transport.close()
+            transport = self.transport
+            if not transport.is_closing():
+                transport.write(answer)
+                if self._closed or not transport.can_write_eof():  # TLS: no half-close
+                    transport.close()
+                    return
+                transport.write_eof()  # the answer, then FIN; the client's remaining bytes are drained
+                self._linger_left = LINGER_BYTES
+                self._linger = self.loop.call_later(LINGER_S, transport.close)
+                self._resume_reading()
         else:  # mid-response: finish it, then close
             self.cycle.keep_alive = False
             self.queue.clear()
