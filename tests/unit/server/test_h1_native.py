@@ -111,13 +111,17 @@ async def test_an_answered_exchange_leaves_no_garbage_for_the_cyclic_collector()
     try:
         t = await _run_one(app, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
         gc.collect()
-        left = [type(o).__name__ for o in gc.garbage]
+        # Only this exchange's objects count: a transport or socket left behind by an earlier test can become
+        # collectable inside the window, and it says nothing about the exchange (seen in CI).
+        ours = ("Cycle", "ClientWatch", "Deadline")
+        left = [type(o).__name__ for o in gc.garbage
+                if type(o).__name__ in ours or (isinstance(o, dict) and o.get("path") == "/a")]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
     assert len(t.writes) == 3
-    assert "Cycle" not in left and "dict" not in left, left
+    assert left == [], left
 
 
 async def test_big_chunk_goes_out_in_one_writelines_with_its_framing() -> None:
