@@ -141,38 +141,41 @@ class InferenceApp:
             return
         # From here the client can vanish at any moment: the watch reads the body, then cancels this task
         # the moment a disconnect arrives (once); the upstream exchange is released on the way out.
-        watch, deadline = start_request(receive, send, has_body=True)
+        # Under the native core the scope's disconnect hook replaces the watch task (a task, a receive() future and
+        # a cancel per request); a disconnect still cancels this task in the loop turn that saw it.
+        watch, deadline = start_request(receive, send, has_body=True, scope=scope)
+        sender = watch.sender
         api = det.api
         model = ""
         ticket: Ticket | None = None
         try:
             declared = hdict.get(b"content-length")
             if declared is not None and not declared.isdigit():
-                await self._reject(watch.send, det, 400, "malformed request framing", ids, info, "bad_framing")
+                await self._reject(sender, det, 400, "malformed request framing", ids, info, "bad_framing")
                 return
             try:
                 body = await watch.read(self.cfg.max_request_body_bytes,
                                         int(declared) if declared is not None else None)
             except BodyTooLarge:
-                await self._reject(watch.send, det, 413, "request body too large", ids, info, "body_too_large")
+                await self._reject(sender, det, 413, "request body too large", ids, info, "body_too_large")
                 return
             try:
                 mfield = find_model(body)
             except SpliceError as exc:
-                await self._reject(watch.send, det, 400, str(exc), ids, info, exc.kind, code=exc.kind)
+                await self._reject(sender, det, 400, str(exc), ids, info, exc.kind, code=exc.kind)
                 return
             candidates = self.router.candidates(mfield.model)
             if info is not None:
                 info.model = mfield.model[:200]
             if not candidates:
-                await self._reject(watch.send, det, 404, f"model {mfield.model[:200]!r} is not configured here",
+                await self._reject(sender, det, 404, f"model {mfield.model[:200]!r} is not configured here",
                                    ids, info, "unknown_model", code="model_not_found", outcome="unknown_model")
                 return
             model = mfield.model
             admitted = (await teams.admit(key, model, body, request_id, det.family is Family.ANTHROPIC)
                         if teams.active else None)
             if isinstance(admitted, Refusal):
-                await self._refuse(watch.send, det, admitted, ids, info)
+                await self._refuse(sender, det, admitted, ids, info)
                 return
             if admitted is not None:
                 ticket = admitted
@@ -180,7 +183,7 @@ class InferenceApp:
             ex = Exchange(det, api, method, scope.get("query_string", b""), raw_headers, body, mfield, candidates,
                           request_id, [(self.id_header.encode("latin-1"), request_id.encode())], started,
                           deadline, info)
-            await self._serve(watch.send, ex)
+            await self._serve(sender, ex)
         except ClientGone:
             self._gone(api, model, request_id, info, ticket)  # while sending its body
         except asyncio.CancelledError:
