@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sluicegate.config.inference import InferenceSettings
@@ -31,6 +32,7 @@ from sluicegate.edge.asgi import ResponseAborted, Send
 from sluicegate.inference import metrics as m
 from sluicegate.inference.attempts import DROP_RESPONSE, Chosen, Exchange, header
 from sluicegate.inference.protocol import Api, error_body, stream_error_event
+from sluicegate.inference.pump import Pump
 from sluicegate.inference.routing import Router, TargetState
 from sluicegate.inference.sse import JsonTap, SseTap, Usage
 from sluicegate.inference.translate import Ctx, Route, StreamOverflow, synth, translate_error
@@ -57,6 +59,22 @@ class StreamAborted(ResponseAborted):
 
 class _CapExceeded(Exception):
     pass
+
+
+def _feeder(tap: JsonTap | None) -> Callable[[bytes], bytes]:
+    """The pump's step for a relay without event alignment: the JSON tap watches, the bytes go on as they are."""
+    if tap is None:
+        return _same
+
+    def step(chunk: bytes) -> bytes:
+        tap.feed(chunk)
+        return chunk
+
+    return step
+
+
+def _same(chunk: bytes) -> bytes:
+    return chunk
 
 
 class Relay:
@@ -174,6 +192,10 @@ class Relay:
         dl.expired = False  # (a timed-out attempt before this one)
         idle = prov.idle
         end = ex.started + prov.total if prov.total else 0.0
+        pump: Pump | None = None
+        if not head_only:  # the stream's body from the provider's data callback (inference.pump)
+            step = sse_tap.split if sse_tap is not None else _feeder(tap if isinstance(tap, JsonTap) else None)
+            pump = Pump(resp, send, step, cap, lambda: self._wait(ex, idle, end), dl.clear)
         try:
             if chunk:
                 prov.m_first_byte.observe(time.perf_counter() - ex.started)
@@ -197,6 +219,18 @@ class Relay:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if ready():
                         chunk = await read()  # already there: no wait to bound
+                    elif pump is not None:
+                        # Until the provider's answer ends or fails (or the client pushes back), its bytes go out
+                        # from the connection's data callback; then the end, or what is left, is read here.
+                        self._wait(ex, idle, end)
+                        total = await pump.wait(total)
+                        dl.clear()
+                        if pump.cap_exceeded:
+                            raise _CapExceeded
+                        chunk = b""
+                        if not ready():
+                            continue  # (back after the client's backpressure)
+                        chunk = await read()
                     else:
                         self._wait(ex, idle, end)
                         chunk = await read()
