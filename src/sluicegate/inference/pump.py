@@ -52,7 +52,7 @@ class Pump:
     """One streamed byte relay's callback leg (``wait`` per stretch between the task's own steps)."""
 
     __slots__ = ("_arm", "_blocked", "_cap", "_clear", "_error", "_loop", "_send", "_split", "_waiter", "_watch",
-                 "cap_exceeded", "total")
+                 "cap_exceeded", "pushbacks", "total")
 
     def __init__(self, resp: OriginResponse, send: Send, step: Callable[[bytes], bytes], cap: int,
                  arm: Callable[[], None], clear: Callable[[], None]) -> None:
@@ -67,6 +67,7 @@ class Pump:
         self._blocked: _Resume | None = None
         self._error: BaseException | None = None
         self.cap_exceeded = False
+        self.pushbacks = 0  # times the client pushed back (a suspended send finished by the task)
         self.total = 0
 
     async def wait(self, total: int) -> int:
@@ -130,5 +131,6 @@ class Pump:
             fut.set_result(None)
             return
         self._blocked = _Resume(coro, blocked_on)
+        self.pushbacks += 1
         fut.set_result(None)
 

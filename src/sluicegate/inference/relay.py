@@ -91,6 +91,7 @@ class Relay:
         self.router = router
         self.meters = meters
         self.last_usage: Usage | None = None  # usage of the most recent finished exchange (tests, debugging)
+        self.pushbacks = 0  # streamed relays that met client backpressure (inference.pump), for tests, debugging
 
     # ---- shared -------------------------------------------------------------------------------
 
@@ -244,6 +245,9 @@ class Relay:
             kind = "idle_timeout"
         except OriginError:
             kind = "upstream_reset"
+        finally:
+            if pump is not None and pump.pushbacks:
+                self.pushbacks += 1
         if kind:
             resp.release()
             self._failed(ch, kind)
