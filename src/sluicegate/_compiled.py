@@ -53,16 +53,14 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.publisher.headers",
     "sluicegate.publisher.relay",
     "sluicegate.publisher.app",  # (its async generator, the client body, lives in publisher.inbound)
-    # the inference face's per-request and per-event path (issue 19 row 7, docs/inference.md): intake, attempts,
-    # the byte relay and its callback leg, the SSE tap, the model splice; CPU per stream -8 % (same-run A/B)
-    "sluicegate.inference.app",
-    "sluicegate.inference.attempts",
-    "sluicegate.inference.relay",
-    "sluicegate.inference.pump",
-    "sluicegate.upstream.ondata",
+    # the inference face's synchronous per-request and per-event helpers (issue 19 row 7, docs/inference.md): the SSE
+    # tap, the model splice, protocol detection, routing, provider headers, the origin data watch. Not its
+    # coroutines (app, attempts, relay, pump): compiled, an exception they raised stayed in the task's exception
+    # state after it was handled (sys.exc_info() still set), and a later stream on that task failed
     "sluicegate.inference.sse",
     "sluicegate.inference.splice",
     "sluicegate.inference.protocol",
     "sluicegate.inference.routing",
     "sluicegate.inference.providers",
+    "sluicegate.upstream.ondata",
 )

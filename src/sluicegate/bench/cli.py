@@ -258,6 +258,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
     "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
     "inference-sink": ("inference_sink", "per-event Python cost of the relay's task + send chain vs a sink"),
+    "inference-floor": ("inference_floor", "inference relay vs publisher PassThrough of the same SSE vs a baseline"),
     "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
     "images": ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS"),
     "images-engines": ("images_engines", "pyvips threads/processes vs Pillow, per image"),

@@ -40,3 +40,23 @@ def test_served_config_is_valid_for_this_build(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert settings.server.http_core == "uvicorn" and settings.admin.listen == ""
     assert settings.server.access_log is False and settings.inference.path_prefix == "/llm"
+
+
+def test_floor_smallest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench inference-floor``: baseline, this tree's inference gateway and its publisher PassThrough of the same
+    stream, side by side; every target completes every stream and has a CPU figure and a ratio."""
+    from sluicegate.bench.suites import inference_floor
+
+    exe = Path(sys.executable).parent / "sluicegate"
+    out = tmp_path / "floor.json"
+    inference_floor.main(["--vs-exe", str(exe), "--vs-label", "self", "--rounds", "1", "--seconds", "0.5",
+                          "--rates", "20", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    row = doc["rates"]["20"]
+    assert set(row["cpu_ms_per_stream"]) == {"baseline", "inference", "publisher"}
+    for label, rounds in row["rounds"].items():
+        assert rounds[0]["completed"] == 10 and rounds[0]["errors"] == 0, label
+        assert row["cpu_ms_per_stream"][label] > 0
+    assert row["ratio_to_baseline"]["baseline"] == 1.0
+    assert doc["publisher_over_baseline_median_over_rates"] > 0
+    assert "publisher PassThrough of the same stream" in capsys.readouterr().out
