@@ -62,7 +62,9 @@ def note_text(row: dict[str, Any]) -> str:
                 f"CPU x {d['workers']}; by CPU: rewriter / route per page "
                 f"{d['cpu_companion_rewriter_us_over_route_cpu_us_per_req']:.2f}")
     if "mb_per_s_cpu_per_round" in d:
-        return "per round " + " / ".join(f"{x:.1f}" for x in d["mb_per_s_cpu_per_round"]) + f"; {d['build']}"
+        off = d.get("text_off_mb_per_s_cpu")  # row 5's companion: the same page with text rewriting off
+        return ("per round " + " / ".join(f"{x:.1f}" for x in d["mb_per_s_cpu_per_round"]) + f"; {d['build']}"
+                + (f"; text off {off:.1f}" if off else ""))
     if "added_first_body_ms" in d:
         a = d["added_first_body_ms"]
         return (f"{d['pairs']} pairs, range {a['min']:+.2f}..{a['max']:+.2f} ms; per round "
