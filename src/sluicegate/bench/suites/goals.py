@@ -338,7 +338,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per wrk measurement (default 4)")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up per page and round (default 1)")
     ap.add_argument("--rewriter-reps", type=int, default=8, help="200 KB pages per rewriter-alone round (default 8)")
-    ap.add_argument("--html-runs", type=int, default=5, help="runs per rewriter child, median (default 5)")
+    ap.add_argument("--html-runs", type=int, default=5,
+                    help="timed samples (~50 ms each, after a 0.3 s warm-up) per rewriter child, median (default 5)")
     ap.add_argument("--ttfb-pairs", type=int, default=5, help="direct/proxy pairs per round, ~4 s each (default 5)")
     ap.add_argument("--ttfb-warmup", type=int, default=2, help="unmeasured requests per TTFB target (default 2)")
     ap.add_argument("--inference-baseline", metavar="DIR", default="",
