@@ -61,6 +61,7 @@ def bound_malloc(mmap_threshold: int = 128 * 1024) -> None:
 
 bound_malloc()
 
+
 class _Watchdog:
     """One thread that stops images at their deadline or when their request is cancelled (``Job.kill``).
 
