@@ -16,8 +16,8 @@ from sluicegate.bench import lab
 SHORT = {"passthrough_2k": "PassThrough 2 KB vs nginx", "passthrough_200k": "PassThrough 200 KB vs nginx",
          "stream_html_2k_gzip": "Stream HTML 2 KB, gzip origin, vs nginx",
          "stream_html_200k_vs_rewriter": "Stream HTML 200 KB / (rewriter x 2)",
-         "rewriter_alone_compiled": "Rewriter alone 500 KB, compiled",
-         "rewriter_alone_pure": "Rewriter alone 500 KB, pure",
+         "rewriter_alone_compiled": "Rewriter alone 500 KB (text on, inject), compiled",
+         "rewriter_alone_pure": "Rewriter alone 500 KB (text on, inject), pure",
          "added_ttfb_rewritten": "Added TTFB, rewritten page, p50",
          "inference_streams_vs_baseline": "Inference streams/s per worker vs baseline"}
 
