@@ -285,9 +285,9 @@ def child(runs: int) -> dict[str, object]:
 
 def case_a_child(runs: int) -> dict[str, object]:
     """Case (a) alone, issue 19's rewriter-alone row (``CASE_A``: the same configuration as ``variants_child``'s
-    ``default``, by the same ``case_a_settings``), and the same page with text rewriting off as a companion,
-    alternating in this process (pure or compiled, as imported): ``runs`` samples each after a warm-up
-    (``timed_batched``), medians of CPU and wall time. ``bench goals`` runs it as a child."""
+    ``default``, by the same ``case_a_settings``), then the same page with text rewriting off as a companion,
+    in this process (pure or compiled, as imported): ``runs`` samples each after a warm-up (``timed_batched``),
+    medians of CPU and wall time. ``bench goals`` runs it as a child."""
     import sluicegate.pipeline.html as html
     from sluicegate.config.html import HtmlSettings
     from sluicegate.pipeline.hosts import OriginMatcher
