@@ -20,6 +20,13 @@ mode <= 2 ms p50; TTLB equal to the origin's (we call it equal within 20 ms = 1 
 ``--also-core native`` (or ``uvicorn``) adds a target ``stream-<core>``: a second ``sluicegate serve`` whose workers
 run that serving core (``[server] http_core``), measured in the same rounds (serving cores side by side).
 
+``--decompose`` adds two references in the same rounds, to say what the added TTFB of the rewritten page is made
+of (issue 19, row 6): ``pass``, the same bytes on the same schedule as ``application/octet-stream``
+(``/trickle.bin``) through the same stream proxy, so PassThrough (serving core, intake, origin client; no
+decode/rewrite/encode); and ``floor``, a minimal TCP forwarder (``bench.lab.forwarder``: no parsing, an origin
+connection opened in advance), what any user-space relay in Python pays for being one more process on the path.
+Then stream - pass is the Stream route's own share, pass - floor the per-request path's, floor the hop's.
+
 Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
 """
 
@@ -35,6 +42,8 @@ from typing import Any
 from sluicegate.bench import lab
 
 TARGETS = ("direct", "stream", "buffered")
+DECOMPOSE = ("pass", "floor")
+PATHS = {"pass": "/trickle.bin"}  # every other target GETs /trickle.html
 METRICS = ("headers_ms", "first_body_ms", "first_decoded_1k_ms", "ttlb_ms")
 ADDED_TTFB_TARGET_MS = 2.0
 TTLB_EQUAL_MS = 20.0
@@ -47,8 +56,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--per-run", type=int, default=5, help="rounds per run (each round = 3 requests of ~2 s)")
     ap.add_argument("--also-core", choices=("native", "uvicorn"), default="",
                     help="also measure a stream proxy on this serving core ([server] http_core), same rounds")
+    ap.add_argument("--decompose", action="store_true",
+                    help="also measure PassThrough of the same bytes (pass) and a minimal TCP forwarder (floor)")
+    ap.add_argument("--no-buffered", action="store_true", help="leave the buffered target out (shorter rounds)")
     args = ap.parse_args(argv)
-    targets: tuple[str, ...] = TARGETS + ((f"stream-{args.also_core}",) if args.also_core else ())
+    targets: tuple[str, ...] = (tuple(t for t in TARGETS if not (args.no_buffered and t == "buffered"))
+                                + ((f"stream-{args.also_core}",) if args.also_core else ())
+                                + (DECOMPOSE if args.decompose else ()))
 
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-ttfb", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -59,13 +73,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lab.start_fast_origin(procs, op, d, d / "origin.log")
         stream = procs.add(lab.sluicegate_proc("sluicegate-stream", lab.write_sluicegate_config(
             d / "stream.toml", origin_port=op, proxy_port=sp), sp, 1, d / "stream.log"))
-        buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
-        buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered", "--config",
-                                                              str(buffered_cfg), "--port", str(bp)],
-                                      d / "buffered.log"))
         lab.wait_http(sp, "/_sluicegate/health", stream)
-        lab.wait_http(bp, "/_sluicegate/health", buffered)
-        ports = {"direct": op, "stream": sp, "buffered": bp}
+        ports = {"direct": op, "stream": sp}
+        if "buffered" in targets:
+            buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
+            buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered",
+                                                                  "--config", str(buffered_cfg), "--port", str(bp)],
+                                          d / "buffered.log"))
+            lab.wait_http(bp, "/_sluicegate/health", buffered)
+            ports["buffered"] = bp
         if args.also_core:
             cp = lab.free_port()
             cfg = lab.write_sluicegate_config(d / "core.toml", origin_port=op, proxy_port=cp)
@@ -74,17 +90,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 d / "core.log", env={**os.environ, "SLUICEGATE__SERVER__HTTP_CORE": args.also_core}))
             lab.wait_http(cp, "/_sluicegate/health", core_proc)
             ports[f"stream-{args.also_core}"] = cp
+        if args.decompose:
+            ports["pass"] = sp
+            fp = lab.free_port()
+            fwd = procs.add(lab.Proc("forwarder", [lab.PY, "-m", "sluicegate.bench.lab.forwarder", "--port", str(fp),
+                                                   "--to", str(op)], d / "forwarder.log"))
+            lab.wait_http(fp, "/health", fwd)
+            ports["floor"] = fp
         result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
                                      "100 segments over 2 s, chunked)",
-                           "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
+                           "proxy": "sluicegate serve --workers 1 (the default serving core)",
                            "client": "raw socket, fresh connection per request, Accept-Encoding: gzip"}
 
         lab.log("warm-up (2 requests per target)")
         for _ in range(2):
             for t in targets:
-                lab.http_get(ports[t], "/trickle.html")
+                lab.http_get(ports[t], PATHS.get(t, "/trickle.html"))
 
-        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run)
+        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run, paths=PATHS)
 
     result["runs"] = runs_meta
     result["samples"] = samples
@@ -96,10 +119,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html"
-                  ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` once from every target of ``ports`` (in its
-    order; ``direct`` first), one at a time, the order rotating every round; every body must arrive complete.
+def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html",
+                  paths: dict[str, str] | None = None) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` (a target's own in ``paths``) once from every
+    target of ``ports`` (in its order; ``direct`` first), one at a time, the order rotating every round; every
+    body must arrive complete.
     Returns the samples per target (for :func:`summarize`) and each run's load average. Also used by
     ``bench goals`` (issue 19's added-TTFB row)."""
     targets = tuple(ports)
@@ -113,7 +137,7 @@ def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/
             k = rnd % len(targets)
             order = targets[k:] + targets[:k]
             for t in order:
-                f: lab.Fetch = lab.http_get(ports[t], path)
+                f: lab.Fetch = lab.http_get(ports[t], (paths or {}).get(t, path))
                 if f.status != 200 or not f.complete:
                     raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
                 samples[t].append({"run": run, "round": rnd, **f.as_dict()})
@@ -165,6 +189,12 @@ def print_report(res: dict[str, Any]) -> None:
         a = s[t]["added_vs_direct"]
         rows.append([t, *(f"{a[m]['median']:+.2f} ({a[m]['min']:+.2f}..{a[m]['max']:+.2f})" for m in METRICS)])
     print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    if all(t in s for t in DECOMPOSE):
+        fb = {t: s[t]["added_vs_direct"]["first_body_ms"]["median"] for t in ("stream", *DECOMPOSE)}
+        print(f"\nAdded first body byte, decomposed (medians of paired differences): floor (a minimal forwarder) "
+              f"{fb['floor']:+.2f} ms; PassThrough of the same bytes {fb['pass']:+.2f} ms (over the floor "
+              f"{fb['pass'] - fb['floor']:+.2f}); stream (rewritten, re-encoded) {fb['stream']:+.2f} ms (over "
+              f"PassThrough {fb['stream'] - fb['pass']:+.2f})")
     tg = s["targets"]
     print(f"\nTarget added TTFB (stream, p50) <= {tg['added_ttfb_target_ms']} ms: "
           f"{tg['added_ttfb_stream_p50_ms']:+.2f} ms -> {'MET' if tg['added_ttfb_met'] else 'NOT MET'}")
