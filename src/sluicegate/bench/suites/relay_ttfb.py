@@ -36,6 +36,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for t in targets:
                 lab.http_get(ports[t], PATHS.get(t, "/trickle.html"))
 
-        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run, paths=PATHS)
+        cpu_of = {}
+        if args.decompose:  # the stream proxy's worker (one worker: the supervisor's only child)
+            worker = lab.children_map().get(stream.pid, [])
+            if len(worker) == 1:
+                cpu_of = {"stream": worker[0], "pass": worker[0]}
+        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run, paths=PATHS, cpu_of=cpu_of)
 
     result["runs"] = runs_meta
     result["samples"] = samples
@@ -120,10 +126,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html",
-                  paths: dict[str, str] | None = None) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+                  paths: dict[str, str] | None = None, cpu_of: dict[str, int] | None = None
+                  ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` (a target's own in ``paths``) once from every
     target of ``ports`` (in its order; ``direct`` first), one at a time, the order rotating every round; every
-    body must arrive complete.
+    body must arrive complete. ``cpu_of``: target -> the pid of a single-threaded server process whose CPU time
+    (``/proc/PID/schedstat``, ns) is sampled just before connect() and at the first body byte: its CPU on the
+    path to the first byte, ``cpu_to_first_body_us`` (a figure that holds still on a shared machine).
     Returns the samples per target (for :func:`summarize`) and each run's load average. Also used by
     ``bench goals`` (issue 19's added-TTFB row)."""
     targets = tuple(ports)
@@ -137,13 +146,30 @@ def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/
             k = rnd % len(targets)
             order = targets[k:] + targets[:k]
             for t in order:
-                f: lab.Fetch = lab.http_get(ports[t], (paths or {}).get(t, path))
+                pid = (cpu_of or {}).get(t)
+                at_first: list[int] = []
+                before = _cpu_ns(pid) if pid else 0
+                f: lab.Fetch = lab.http_get(ports[t], (paths or {}).get(t, path),
+                                            on_first_body=_sampler(pid, at_first) if pid else None)
                 if f.status != 200 or not f.complete:
                     raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
-                samples[t].append({"run": run, "round": rnd, **f.as_dict()})
+                row = {"run": run, "round": rnd, **f.as_dict()}
+                if at_first:
+                    row["cpu_to_first_body_us"] = (at_first[0] - before) / 1000
+                samples[t].append(row)
             rnd += 1
         runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
     return samples, runs_meta
+
+
+def _sampler(pid: int, into: list[int]) -> Callable[[], None]:
+    return lambda: into.append(_cpu_ns(pid))
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of ``pid``'s main thread so far, ns (the scheduler's own account: ``/proc/PID/schedstat``)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
 
 
 def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
@@ -152,6 +178,9 @@ def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, 
         out[t] = {m: lab.summary([r[m] for r in rows]) for m in METRICS}
         out[t]["run_medians"] = {m: [lab.med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
                                  for m in METRICS}
+        cpu = [r["cpu_to_first_body_us"] for r in rows if "cpu_to_first_body_us" in r]
+        if cpu:
+            out[t]["proxy_cpu_to_first_body_us"] = lab.summary(cpu)
         out[t]["body_bytes_median"] = lab.med([r["body_bytes"] for r in rows])
         out[t]["decoded_bytes_median"] = lab.med([r["decoded_bytes"] for r in rows])
     direct = {r["round"]: r for r in samples["direct"]}
@@ -191,6 +220,11 @@ def print_report(res: dict[str, Any]) -> None:
     print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
     if all(t in s for t in DECOMPOSE):
         fb = {t: s[t]["added_vs_direct"]["first_body_ms"]["median"] for t in ("stream", *DECOMPOSE)}
+        cpu = {t: s[t].get("proxy_cpu_to_first_body_us", {}).get("median") for t in ("stream", "pass")}
+        if all(v is not None for v in cpu.values()):
+            print(f"Proxy worker CPU from connect() to the first body byte (median, /proc schedstat): stream "
+                  f"{cpu['stream']:.0f} µs, pass {cpu['pass']:.0f} µs "
+                  f"(stream - pass {cpu['stream'] - cpu['pass']:+.0f})")
         print(f"\nAdded first body byte, decomposed (medians of paired differences): floor (a minimal forwarder) "
               f"{fb['floor']:+.2f} ms; PassThrough of the same bytes {fb['pass']:+.2f} ms (over the floor "
               f"{fb['pass'] - fb['floor']:+.2f}); stream (rewritten, re-encoded) {fb['stream']:+.2f} ms (over "
