@@ -71,3 +71,24 @@ def test_sigterm_stops_the_suites_servers(tmp_path: Path) -> None:
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+def test_forwarder_floor_and_trickle_bin(tmp_path: Path) -> None:
+    """relay-ttfb --decompose's references: the fast origin's /trickle.bin is /trickle.html's bytes as
+    application/octet-stream, and the minimal forwarder relays a whole response, first KiB at once."""
+    op, fp = free_port(), free_port()
+    with Procs() as procs:
+        origin = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op),
+                                           "--data", str(tmp_path)], tmp_path / "origin.log"))
+        wait_http(op, "/health", origin)
+        fwd = procs.add(Proc("forwarder", [PY, "-m", "sluicegate.bench.lab.forwarder", "--port", str(fp),
+                                           "--to", str(op)], tmp_path / "forwarder.log"))
+        wait_http(fp, "/health", fwd)
+        firsts: list[float] = []
+        b = http_get(op, "/trickle.bin", keep_body=True, on_first_body=lambda: firsts.append(1.0))
+        assert b.headers["content-type"] == "application/octet-stream" and b.headers["content-encoding"] == "gzip"
+        h = http_get(fp, "/trickle.html", keep_body=True)  # through the forwarder
+        assert b.complete and h.complete and firsts == [1.0]
+        assert h.headers["content-type"].startswith("text/html")
+        assert gzip.decompress(h.body) == gzip.decompress(b.body) and h.decoded_bytes > 1 << 20
+        assert h.first_decoded_1k_ms < h.ttlb_ms - 1000  # the first KiB at once through the forwarder too
