@@ -27,6 +27,9 @@ decode/rewrite/encode); and ``floor``, a minimal TCP forwarder (``bench.lab.forw
 connection opened in advance), what any user-space relay in Python pays for being one more process on the path.
 Then stream - pass is the Stream route's own share, pass - floor the per-request path's, floor the hop's.
 
+``--stages``: no servers; the Stream route's first segment stage by stage in a child, warm and with caches
+overwritten (``relay_ttfb_stages``): which stage of the Stream route's share grows on a busy machine.
+
 Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
 """
 
@@ -60,7 +63,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--decompose", action="store_true",
                     help="also measure PassThrough of the same bytes (pass) and a minimal TCP forwarder (floor)")
     ap.add_argument("--no-buffered", action="store_true", help="leave the buffered target out (shorter rounds)")
+    ap.add_argument("--stages", action="store_true",
+                    help="no servers: the Stream route's first segment stage by stage, warm and cold, in a child "
+                         "(bench.suites.relay_ttfb_stages) -> bench/results/publisher-ttfb-stages.json")
+    ap.add_argument("--stage-reps", type=int, default=200, help="responses per --stages figure (median)")
     args = ap.parse_args(argv)
+    if args.stages:
+        from sluicegate.bench.suites import relay_ttfb_stages
+
+        staged = relay_ttfb_stages.run(args.stage_reps)
+        staged.update(benchmark="publisher-ttfb-stages", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      machine=lab.machine(), loadavg_1m=lab.loadavg1(), method=relay_ttfb_stages.__doc__)
+        print(relay_ttfb_stages.report(staged))
+        lab.log(f"wrote {lab.write_json('publisher-ttfb-stages', staged)}")
+        return staged
     targets: tuple[str, ...] = (tuple(t for t in TARGETS if not (args.no_buffered and t == "buffered"))
                                 + ((f"stream-{args.also_core}",) if args.also_core else ())
                                 + (DECOMPOSE if args.decompose else ()))
