@@ -146,9 +146,10 @@ def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/
                   ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` (a target's own in ``paths``) once from every
     target of ``ports`` (in its order; ``direct`` first), one at a time, the order rotating every round; every
-    body must arrive complete. ``cpu_of``: target -> the pid of a single-threaded server process whose CPU time
-    (``/proc/PID/schedstat``, ns) is sampled just before connect() and at the first body byte: its CPU on the
-    path to the first byte, ``cpu_to_first_body_us`` (a figure that holds still on a shared machine).
+    body must arrive complete. ``cpu_of``: target -> the pid of a server process whose main thread (a worker's
+    event loop) has its CPU time (``/proc/PID/schedstat``, ns) sampled just before connect() and at the first body
+    byte: its CPU on the path to the first byte, ``cpu_to_first_body_us`` (a figure that holds still on a shared
+    machine; the kernel's loopback work for the process's own writes is counted in it).
     Returns the samples per target (for :func:`summarize`) and each run's load average. Also used by
     ``bench goals`` (issue 19's added-TTFB row)."""
     targets = tuple(ports)
