@@ -29,7 +29,9 @@ What it measures (each part reuses the suite that owns the measurement; this mod
 6.   ``relay-ttfb``'s protocol (``paired_rounds``): gzip'd HTML trickled by the fast origin (first 1 KiB at once,
      1 MiB over 2 s), direct vs a ``sluicegate serve --workers 1`` in stream mode (the page is rewritten),
      ``--ttfb-pairs`` pairs per round on fresh connections; added TTFB = median of the paired differences of the
-     first body byte (proxy - direct), goal <= 0.3 ms p50.
+     first body byte (proxy - direct), goal <= 0.3 ms p50. In the same rounds, for what binds it: the same bytes
+     passed through (``pass``, ``/trickle.bin``) and the proxy worker's CPU from connect() to the first body byte
+     (stream and pass; docs/benchmarks-issue19.md, row 6).
 7.   ``inference --vs-exe`` (``measure``): streams/s per worker on the litellm-bench protocol, this build's
      ``sluicegate serve --workers 1`` beside a baseline build's (``--inference-baseline DIR``: its checkout or
      venv, as docs/inference.md built ``24d8df3``), same mock, rounds alternating, every rate for both
@@ -223,12 +225,17 @@ def ttfb_rounds(args: argparse.Namespace, procs: lab.Procs, tmp: Path) -> dict[s
     cfg = lab.write_sluicegate_config(d / "stream.toml", origin_port=op, proxy_port=sp)
     stream = procs.add(lab.sluicegate_proc("sluicegate-stream", cfg, sp, 1, d / "stream.log"))
     lab.wait_http(sp, "/_sluicegate/health", stream)
-    ports = {"direct": op, "stream": sp}
+    # "pass": the same bytes as application/octet-stream through the same proxy (PassThrough): the per-request
+    # path's share of the added time, in the same rounds (relay-ttfb --decompose)
+    ports = {"direct": op, "stream": sp, "pass": sp}
     for _ in range(args.ttfb_warmup):  # warm-up: connection pools, first-use costs
-        for port in ports.values():
-            lab.http_get(port, "/trickle.html")
+        for t, port in ports.items():
+            lab.http_get(port, relay_ttfb.PATHS.get(t, "/trickle.html"))
+    workers = lab.children_map().get(stream.pid, [])
+    cpu_of = {"stream": workers[0], "pass": workers[0]} if len(workers) == 1 else None
     with lab.CpuMeter({"proxy": stream.pid, "origin": origin.pid}) as cpu:
-        samples, runs_meta = relay_ttfb.paired_rounds(ports, args.rounds, args.ttfb_pairs)
+        samples, runs_meta = relay_ttfb.paired_rounds(ports, args.rounds, args.ttfb_pairs, paths=relay_ttfb.PATHS,
+                                                      cpu_of=cpu_of)
     summary = relay_ttfb.summarize(samples, args.rounds)
     procs.stop(stream)
     direct = {r["round"]: r["first_body_ms"] for r in samples["direct"]}
@@ -248,6 +255,11 @@ def ttfb_row(t: dict[str, Any]) -> dict[str, Any]:
                  "proxy_first_body_ms": t["summary"]["stream"]["first_body_ms"],
                  "added_median_per_round": t["added_first_body_ms_per_run"],
                  "pairs": t["pairs"], "loadavg_per_run": t["runs"], "cpu_pct_of_one_core": t["cpu_pct_of_one_core"],
+                 "pass_added_first_body_ms": t["summary"].get("pass", {}).get("added_vs_direct", {})
+                 .get("first_body_ms"),
+                 "proxy_cpu_to_first_body_us": {k: t["summary"][k]["proxy_cpu_to_first_body_us"]["median"]
+                                                for k in ("stream", "pass")
+                                                if "proxy_cpu_to_first_body_us" in t["summary"].get(k, {})},
                  "page": "relay-ttfb's /trickle.html: gzip'd HTML, 1 KiB at once + 1 MiB over 2 s; sluicegate serve "
                          "--workers 1, stream mode (rewritten, re-encoded)"})
 

@@ -67,8 +67,14 @@ def note_text(row: dict[str, Any]) -> str:
                 + (f"; text off {off:.1f}" if off else ""))
     if "added_first_body_ms" in d:
         a = d["added_first_body_ms"]
-        return (f"{d['pairs']} pairs, range {a['min']:+.2f}..{a['max']:+.2f} ms; per round "
+        text = (f"{d['pairs']} pairs, range {a['min']:+.2f}..{a['max']:+.2f} ms; per round "
                 + " / ".join(f"{x:+.2f}" for x in d["added_median_per_round"]))
+        if d.get("pass_added_first_body_ms"):  # (runs before the PassThrough reference have neither)
+            text += f"; PassThrough of the same bytes {d['pass_added_first_body_ms']['median']:+.2f} ms"
+        cpu = d.get("proxy_cpu_to_first_body_us") or {}
+        if "stream" in cpu and "pass" in cpu:
+            text += f"; worker CPU to 1st byte {cpu['stream']:.0f} / {cpu['pass']:.0f} µs (stream / pass)"
+        return text
     if "baseline" in d:
         t, b = d["this_build"], d["baseline"]
         mine, old = t["gateway_cpu_ms_per_stream_by_rate"], b["gateway_cpu_ms_per_stream_by_rate"]
