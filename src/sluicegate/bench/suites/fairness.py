@@ -475,6 +475,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stretch-ms", default="", metavar="MS[,MS]",
                     help="[event_loop] stretch_ms values, one sliced target each (sliced-<N>ms-st<M>); "
                          "default: the configured default, one target per --slice-ms")
+    ap.add_argument("--hash-seed", type=int, default=None, metavar="N",
+                    help="PYTHONHASHSEED of every sluicegate target in the run (default: a random one, the same for "
+                         "all targets; recorded): str hashes decide dict layouts, which moved one process's "
+                         "throughput by up to 4 %% against another running the same code")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--ab", type=int, default=0, metavar="N",
@@ -487,7 +491,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot is None:
         args.plot = lab.results_dir() / "publisher-fairness.png"
     tools = lab.ensure_apt({"nginx": "nginx"})
+    import os
+    import random
     import tempfile
+
+    if args.hash_seed is None:
+        args.hash_seed = random.randrange(1, 1 << 31)
+    os.environ["PYTHONHASHSEED"] = str(args.hash_seed)  # inherited by every target started below
+    lab.log(f"PYTHONHASHSEED={args.hash_seed} for every sluicegate target")
 
     from sluicegate.bench.suites import fairness_ab
 
@@ -531,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
     plot(summary, args.plot)
     path = lab.write_json("publisher-fairness", {
         "command": f"sluicegate bench fairness --runs {args.runs} --rate {args.rate:g} "
-                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
+                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes} "
+                   f"--hash-seed {args.hash_seed}",
         "started": started, "rate_per_s": args.rate, "file_sizes": sizes, "summary": summary, "rows": rows,
         "machine": lab.machine(), "versions": lab.versions(["nginx"]),
         "note": "wall-clock figures taken on a shared machine (other tenants' CPU load); compare side by side",

@@ -127,8 +127,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float,
     path = lab.write_json("publisher-fairness-ab", {
         "command": f"sluicegate bench fairness --ab {args.ab} --loads {args.loads} --bomb-cap-mib {args.bomb_cap_mib} "
                    f"--slice-ms {args.slice_ms} --stretch-ms {args.stretch_ms or '(default)'} "
-                   f"--piece-bytes {args.piece_bytes}",
-        "started": started, "file_sizes": sizes, "summary": ab, "rows": rows,
+                   f"--piece-bytes {args.piece_bytes} --hash-seed {args.hash_seed}",
+        "started": started, "file_sizes": sizes, "summary": ab, "rows": rows, "hash_seed": args.hash_seed,
         "machine": lab.machine(), "versions": lab.versions([]),
         "note": "CPU = on-CPU ns of the proxy's process tree (schedstat); medians over alternated sets",
     })
