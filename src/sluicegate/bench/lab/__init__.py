@@ -42,6 +42,7 @@ from sluicegate.bench.lab.sysstat import (
     tree_hwm_kib,
     tree_rss_kib,
     versions,
+    worker_pids,
 )
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "summary",
     "table",
     "tree",
+    "worker_pids",
     "tree_cpu_s",
     "tree_hwm_kib",
     "tree_rss_kib",
