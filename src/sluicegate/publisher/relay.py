@@ -294,7 +294,6 @@ class Relay:
                 out_headers = coding.ensure_vary(out_headers)
 
         decoder: Decoder = decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes)
-        encoder = encoder_for(out_coding, **self.codec_levels)
         first = b""
         if self.one_pass and resp.ready():
             # the small-body fast path (publisher.oneshot): the whole body in hand -> one pass, Content-Length
@@ -305,9 +304,10 @@ class Relay:
             if first and len(first) <= self.one_pass and resp.at_eof():
                 t0 = time.perf_counter()
                 try:
-                    done = oneshot.transform_whole(first, decoder, processor, encoder, limit=self.one_pass,
+                    done = oneshot.transform_whole(first, decoder, processor, None, limit=self.one_pass,
                                                    quiet_cap=self.limits.max_decoded_bytes_without_output,
-                                                   reuse_wire=in_coding == out_coding == "gzip")
+                                                   reuse_wire=in_coding == out_coding == "gzip",
+                                                   make_encoder=self._sized_encoder(out_coding))
                 except PipelineError as exc:  # the streaming path meets it after the head, as it always did
                     done = oneshot.Resumed(decoder, oneshot.raising(exc))
                 looplag.note_work(time.perf_counter() - t0, request_id, label)
@@ -322,12 +322,21 @@ class Relay:
         work = BodyWork(
             decoder,
             processor,
-            encoder,
+            encoder_for(out_coding, **self.codec_levels),
             Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
             self.limits.max_decoded_bytes_without_output,
         )
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
         await self._stream(resp, send, request_id, deadline, work, first)
+
+    def _sized_encoder(self, coding: str) -> Callable[[int], Encoder]:
+        """The one-pass path's encoder, made for the size of what it encodes (``codecs.encoder_for``'s size hint)."""
+        levels = self.codec_levels
+
+        def make(size: int) -> Encoder:
+            return encoder_for(coding, size_hint=size, **levels)
+
+        return make
 
     async def _stream(
         self, resp: OriginBody, send: Send, request_id: str, deadline: Deadline, work: BodyWork,
