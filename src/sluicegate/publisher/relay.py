@@ -312,7 +312,7 @@ class Relay:
                     done = oneshot.Resumed(decoder, oneshot.raising(exc))
                 looplag.note_work(time.perf_counter() - t0, request_id, label)
                 if isinstance(done, bytes):
-                    metrics.FROM_ORIGIN_BYTES.inc(len(first))
+                    metrics.inc_later(metrics.FROM_ORIGIN_BYTES, len(first))
                     out_headers.append(("content-length", str(len(done))))
                     await send({"type": "http.response.start", "status": status,
                                 "headers": encode_headers(out_headers)})
@@ -387,7 +387,7 @@ class Relay:
             self._abort(request_id, exc.kind, f"origin body failed: {exc}")
         finally:
             sl.done()
-            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+            metrics.inc_later(metrics.FROM_ORIGIN_BYTES, relayed_in)
             if sl.pauses:
                 metrics.SLICE_PAUSES_LANE.inc(sl.pauses - sl.light_pauses)
                 if sl.light_pauses:
@@ -442,5 +442,5 @@ async def pass_through(
     except OriginError as exc:
         abort(exc.kind, f"{who} body failed: {exc}")
     finally:
-        metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        metrics.inc_later(metrics.FROM_ORIGIN_BYTES, relayed_in)
     await send({"type": "http.response.body", "body": last, "more_body": False})
