@@ -171,7 +171,6 @@ def build_origin(log: OriginLog) -> web.Application:
         except (ConnectionResetError, asyncio.CancelledError):
             log.closed_at[tag] = time.monotonic()
             raise
-        return resp
 
     @r.get("/slow-head")
     async def slow_head(request: web.Request) -> web.Response:

@@ -156,6 +156,9 @@ class ChatToMessages:
                 self._delta(idx, {"type": "input_json_delta", "partial_json": "".join(pieces)}, out)
             out.append(("content_block_stop", {"type": "content_block_stop", "index": idx}))
 
+    def _failed(self) -> bool:
+        return self.closed
+
     def _delta(self, idx: int, delta: dict[str, Any], out: list[Event]) -> None:
         out.append(("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": delta}))
 
@@ -194,7 +197,7 @@ class ChatToMessages:
                 self._delta(self._block, {"type": "text_delta", "text": text}, out)
             for call in d.get("tool_calls") or ():
                 self._tool(call, out)
-                if self.closed:
+                if self._failed():  # _tool may have closed the stream (read anew: not the narrowed flag)
                     return
             if choice.get("finish_reason"):
                 self._finish = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
