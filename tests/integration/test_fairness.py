@@ -251,7 +251,10 @@ def test_client_close_inside_a_bomb_stops_work_and_origin(tmp_path: Path, heavy:
         head = s.recv(65536)
         assert head.startswith(b"HTTP/1.1 200")
         c0 = cpu_s(pid)
-        time.sleep(1.0)
+        # busy decoding the bomb: 0.3 s of CPU, which on a loaded machine can take longer than 0.3 s of wall time
+        busy_by = time.monotonic() + 15.0
+        while cpu_s(pid) - c0 <= 0.3 and time.monotonic() < busy_by:
+            time.sleep(0.05)
         assert cpu_s(pid) - c0 > 0.3, "the proxy should be busy decoding the bomb"
         closed = time.monotonic()
         s.close()

@@ -158,6 +158,9 @@ class ImageOptimizerSettings(BaseModel):
     # the pipe's 1 MiB and a 512 KiB read buffer; a chunked source also this many bytes) instead of being read
     # whole first; 0: every source is read whole.
     stream_source_above: int = Field(default=4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
+    # A streamed source from a plain (not TLS) origin connection is moved from the socket into the decoder's
+    # pipe by splice(2), inside the kernel (Linux), instead of being read into a buffer and written out again.
+    splice_sources: bool = True
     # libvips threads per image: 1 keeps the pool's size the number of cores in use (throughput per core).
     vips_concurrency: int = Field(default=1, ge=1, le=64)
     # When the heap an image freed goes back to the system (images/memory.py): "image" after every image

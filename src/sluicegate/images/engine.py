@@ -4,9 +4,9 @@ Owns: recognising the source by its magic bytes (JPEG, PNG, GIF, WebP, AVIF/HEIF
 of these is never handed to libvips, whose loaders also read CSV, Matlab, FITS...; untrusted loaders are
 blocked too), the pixel and aspect-ratio bounds checked on the header before anything is decoded, the resize
 (``thumbnail_source`` on an in-place memory source: shrink-on-load for JPEG/WebP, never an enlargement,
-colour-managed to sRGB, metadata stripped), the encoders, and the per-image deadline (libvips' eval
-callback kills the computation; a killed or failed image raises ``ImageError`` and the thread is free for the
-next one).
+colour-managed to sRGB, metadata stripped), the encoders, and the per-image deadline (a watchdog thread
+kills the computation at the deadline or when the request is cancelled; a killed or failed image raises
+``ImageError`` and the thread is free for the next one).
 Truncated or corrupt sources fail (``fail_on = "error"``): never a grey-filled half image.
 Must not know about requests, HTTP headers beyond the status an error maps to, or the event loop.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -59,6 +60,61 @@ def bound_malloc(mmap_threshold: int = 128 * 1024) -> None:
 
 
 bound_malloc()
+
+
+class _Watchdog:
+    """One thread that stops images at their deadline or when their request is cancelled (``Job.kill``).
+
+    It replaces a Python ``eval`` callback in libvips' own threads (~100 calls per image, each taking the
+    GIL from the event loop; the progress bookkeeping it needs, too). A kill set before libvips' sink has
+    started would be cleared by it (``vips_sink_base_init``), so an image past its deadline or cancelled is
+    flagged again every ``REPEAT`` seconds until the engine takes it back. The pool pokes it when it cancels
+    a job; otherwise it looks every ``LOOK`` seconds while images are computed (and not at all when none is).
+    """
+
+    REPEAT = 0.05
+    LOOK = 0.25
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: dict[int, tuple[Job, float]] = {}
+        self._thread: threading.Thread | None = None
+        self.kills = 0  # images flagged (tests, diagnostics)
+
+    def watch(self, job: Job, deadline: float) -> None:
+        with self._cond:
+            self._jobs[id(job)] = (job, deadline)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sluicegate-image-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def unwatch(self, job: Job) -> None:
+        with self._cond:
+            self._jobs.pop(id(job), None)
+
+    def poke(self) -> None:
+        """A job was cancelled: look now, not at the next deadline."""
+        with self._cond:
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wait: float | None = None
+                for job, deadline in list(self._jobs.values()):
+                    if job.cancelled.is_set() or now >= deadline:
+                        if job.kill():
+                            self.kills += 1
+                        left = self.REPEAT
+                    else:  # a cancellation is seen within LOOK even when nobody pokes
+                        left = min(deadline - now, self.LOOK)
+                    wait = left if wait is None else min(wait, left)
+                self._cond.wait(wait)
+
+
+WATCHDOG = _Watchdog()
 
 _LOADERS = {"jpeg": "jpegload", "png": "pngload", "gif": "gifload", "webp": "webpload", "heif": "heifload"}
 UNBOUNDED_HEIGHT = 10_000_000  # thumbnail's "no height bound": the width decides
@@ -208,13 +264,15 @@ def process(job: Job) -> Result:
         if img.interpretation in ("rgb16", "grey16"):
             img = img.colourspace("srgb" if img.bands >= 3 else "b-w")
 
-        def on_eval(image: Any, _progress: Any) -> None:
-            if job.cancelled.is_set() or time.monotonic() > deadline:
-                image.set_kill(True)
-
-        img.set_progress(True)
-        img.signal_connect("eval", on_eval)
-        body = _encode(img, fmt, job.quality, job.effort)
+        # the deadline and the cancellation stop the image through the watchdog thread (``_Watchdog``):
+        # no Python callback in libvips' threads while it computes
+        job.computing(img)
+        WATCHDOG.watch(job, deadline)  # a job cancelled before this is flagged by its first look
+        try:
+            body = _encode(img, fmt, job.quality, job.effort)
+        finally:
+            WATCHDOG.unwatch(job)
+            job.computing(None)
         out_w, out_h = int(img.width), int(img.height)
     except pyvips.Error as exc:
         if job.source_error is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 MAGIC_KINDS = ("jpeg", "png", "gif", "webp", "heif")
 _HEIF_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc")
@@ -51,6 +52,23 @@ class Job:
     # whatever libvips made of the bytes it got, this is the answer.
     source_error: ImageError | None = None
     _fd_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The image being computed (the engine's final pyvips image while it is encoded); ``kill()`` stops it.
+    _target: Any = None
+
+    def kill(self) -> bool:
+        """Stop the image being computed (thread-safe; libvips checks the flag per tile); False when no image
+        is being computed yet or any more (the engine checks ``cancelled`` and its deadline itself then)."""
+        with self._fd_lock:
+            target = self._target  # our own reference: the image cannot be freed while it is flagged
+        if target is None:
+            return False
+        target.set_kill(True)
+        return True
+
+    def computing(self, image: Any) -> None:
+        """The engine's image ``kill()`` stops from now on (None: done)."""
+        with self._fd_lock:
+            self._target = image
 
     def close_stream(self) -> None:
         """Close the pipe's read end (idempotent; the pool calls it when the job is done or dropped)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 
 from sluicegate.images import memory
@@ -46,6 +47,16 @@ def _process(job: Job, vips_concurrency: int, pool: ImagePool) -> Result:
         left = pool._finished()  # images still running or waiting for a thread
         if pool.release_memory == "image" or (pool.release_memory == "idle" and left == 0):
             memory.release_after_image()
+
+
+def _cancel(job: Job) -> None:
+    """Stop ``job``'s image now if it is being computed; the engine's watchdog (loaded with the engine, by
+    the first image) keeps flagging it until the engine lets go of it."""
+    job.cancelled.set()
+    job.kill()
+    engine = sys.modules.get("sluicegate.images.engine")
+    if engine is not None:
+        engine.WATCHDOG.poke()
 
 
 class Ticket:
@@ -133,13 +144,13 @@ class ImagePool:
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limit)
         except TimeoutError:
-            job.cancelled.set()
+            _cancel(job)
             future.cancel()
             raise ImageError(
                 503, "timeout", f"the image was not made within {limit:.0f} s (queue wait + image_optimizer.timeout)"
             ) from None
         except asyncio.CancelledError:
-            job.cancelled.set()
+            _cancel(job)
             future.cancel()
             raise
 

@@ -57,6 +57,11 @@ IMAGE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+SPLICED_SOURCES = Counter(
+    "sluicegate_image_sources_spliced",
+    "Streamed image sources moved from the origin's socket into the decoder's pipe by splice(2), in the kernel",
+    registry=REGISTRY,
+)
 STREAMED_SOURCES = Counter(
     "sluicegate_image_sources_streamed",
     "Image sources streamed into the decoder as they arrived (longer than stream_source_above)",
@@ -223,9 +228,9 @@ class ImageOptimizer:
             detached = detach_body(resp) if isinstance(resp, OriginResponse) else None
             if detached is not None:
                 # read by our own protocol into buffers sized once (images.source): no per-read objects
-                body, ended, read_more = await self._read_detached(detached, deadline)
+                body, ended, read_more, splicer = await self._read_detached(detached, deadline)
             else:
-                read_more = resp.read
+                read_more, splicer = resp.read, None
                 body, ended = await self._read(resp, deadline, s.stream_source_above or None)
                 if not ended and sniff(body) not in STREAMED:
                     # a format whose decoder needs the whole file (GIF, WebP, AVIF) or no image at all
@@ -256,7 +261,10 @@ class ImageOptimizer:
             STREAMED_SOURCES.inc()
             remaining = deadline - time.monotonic()
             feeder = asyncio.create_task(pump(job, write_fd, body, read_more, s.max_source_bytes,
-                                              s.source_timeout, remaining))
+                                              s.source_timeout, remaining,
+                                              splicer.splice_into if splicer is not None else None))
+            if splicer is not None:
+                SPLICED_SOURCES.inc()
         del body
         try:
             result = await self.pool.run(ticket, job)
@@ -274,6 +282,8 @@ class ImageOptimizer:
                 await asyncio.wait([feeder])
                 if not feeder.cancelled() and feeder.exception() is not None:
                     log.warning("image source pump failed: %r", feeder.exception())
+                if splicer is not None:
+                    splicer.close()  # its duplicate of the socket's descriptor, if the body did not end
                 resp.release()
                 job.close_stream()  # never taken by a thread (a job dropped from the queue)
         job.source = b""  # the source is not held while the answer is sent
@@ -312,10 +322,12 @@ class ImageOptimizer:
         return buf, True
 
     async def _read_detached(self, detached: DetachedBody, deadline: float
-                             ) -> tuple[bytearray, bool, Callable[[], Awaitable[bytes | memoryview]]]:
+                             ) -> tuple[bytearray, bool, Callable[[], Awaitable[bytes | memoryview]],
+                                        SourceReader | None]:
         """A source whose length is known (and within ``max_source_bytes``), read by ``SourceReader``: into
         one buffer of exactly its length (True), or, for a JPEG/PNG longer than ``stream_source_above``, its
-        first bytes only (False) and a ``read`` for the pump that refills one reused buffer."""
+        first bytes only (False) and a ``read`` for the pump that refills one reused buffer, or (a plain TCP
+        origin, ``splice_sources``) the reader whose ``splice_into`` moves the rest from the socket into the pipe."""
         total = len(detached.first) + detached.remaining
         reader = SourceReader(detached) if detached.remaining else None
         stream_above = self.settings.stream_source_above
@@ -330,7 +342,9 @@ class ImageOptimizer:
                         first += bytes(more[:n])
                         got = len(first)
                     if sniff(first) in STREAMED:
-                        return bytearray(first), False, _refill(reader, min(total, _STREAM_READ_BYTES))
+                        if self.settings.splice_sources and reader.can_splice():
+                            return bytearray(first), False, _no_more, reader
+                        return bytearray(first), False, _refill(reader, min(total, _STREAM_READ_BYTES)), None
                 buf = bytearray(total)
                 buf[:got] = first
                 view = memoryview(buf)
@@ -345,7 +359,7 @@ class ImageOptimizer:
             got = len(detached.first) + (reader.received if reader else 0)
             raise ImageError(502, "source_cut", f"the origin's image ended early after {got} bytes "
                                                 f"({exc.kind})") from None
-        return buf, True, _no_more
+        return buf, True, _no_more, None
 
     async def _relay(self, resp: SourceResponse, ex: Exchange, send: Send, started: float) -> None:
         """A response that is not an image to make, streamed as the origin sent it (route header policy)."""

@@ -9,18 +9,39 @@ them: three copies and fresh allocations (page faults) per byte, measured at ~1 
 MB of source (docs/images.md). Here: one copy, by the kernel, into memory already there. When the last
 byte is in, the connection goes back to the origin client, reusable as after an ordinary read.
 
-Reading never goes past the body (a read's buffer is at most the bytes still to come); a connection lost
-early raises the origin client's own ``OriginError``. The caller bounds waiting (``asyncio.timeout``) and
-releases the response as usual (a body not read to the end closes the connection).
+A streamed source on a plain TCP connection can instead be moved from the socket into the decoder's pipe by
+``splice(2)`` (``splice_into``): the bytes go from the socket's buffers into the pipe inside the kernel, never
+through our memory (the read buffer's copy in and the pipe write's copy out are both gone, and a pump step
+moves up to a pipe's worth); TLS connections (the bytes must be decrypted here) keep ``readinto``.
+
+Reading never goes past the body (a read's buffer, or a splice, is at most the bytes still to come); a
+connection lost early raises the origin client's own ``OriginError``. The caller bounds waiting
+(``asyncio.timeout``) and releases the response as usual (a body not read to the end closes the connection).
 Must not know about images, libvips or HTTP framing beyond a length.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import struct
+import termios
 
 from sluicegate.upstream.errors import OriginError
 from sluicegate.upstream.handover import DetachedBody
+
+SPLICE_BYTES = 1024 * 1024  # at most per splice: the decoder's pipe's size (images.stream.PIPE_BYTES)
+_SPLICE_F_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
+_SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+def _pending(fd: int) -> int:
+    """Bytes waiting in a socket's receive queue (FIONREAD)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 class SourceReader(asyncio.BufferedProtocol):
@@ -39,6 +60,13 @@ class SourceReader(asyncio.BufferedProtocol):
         self._paused = True
         self._transport.pause_reading()
         self._transport.set_protocol(self)
+        self._splice_fd = -1  # our duplicate of the socket's descriptor, while splicing
+
+    def can_splice(self) -> bool:
+        """The body can be moved by ``splice_into``: a plain (not TLS) socket, on Linux."""
+        sock = self._transport.get_extra_info("socket")
+        return (hasattr(os, "splice") and sock is not None and self._transport.get_extra_info("sslcontext") is None
+                and not self._transport.is_closing())
 
     # -------------------------------------------------------------- asyncio.BufferedProtocol
 
@@ -97,6 +125,69 @@ class SourceReader(asyncio.BufferedProtocol):
         if self._filled < self._want and self._error is not None:
             raise self._error
         return self._filled
+
+    async def splice_into(self, fd: int) -> int:
+        """Move the next bytes of the body (at most ``SPLICE_BYTES``) from the socket into the pipe ``fd``,
+        inside the kernel; returns how many, 0 at the end of the body, -1 when the pipe is full (the caller
+        waits for the decoder). Waits for the origin (the caller bounds that). Raises the origin client's
+        ``OriginError`` when the connection ends early, ``BrokenPipeError`` when the pipe's reader is gone.
+
+        The transport stays paused throughout (it reads nothing behind our back); we wait on our own
+        duplicate of its descriptor, and hand the connection back (``done``) after the last byte."""
+        if self._error is not None:
+            raise self._error
+        if self.remaining == 0:
+            return 0
+        if self._splice_fd < 0:
+            self._splice_fd = os.dup(self._transport.get_extra_info("socket").fileno())
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                n = os.splice(self._splice_fd, fd, min(self.remaining, SPLICE_BYTES),
+                              flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
+            except BlockingIOError:  # no bytes from the origin yet, or the pipe is full
+                if _pending(self._splice_fd) > 0:
+                    return -1
+                await self._socket_readable(loop)
+                continue
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # the origin reset the connection
+                self._end_splice()
+                self._error = self._body.lost(exc)
+                raise self._error from None
+            if n == 0:  # the origin closed before the end of the body
+                self._end_splice()
+                self._error = self._body.lost(None)
+                raise self._error
+            self.remaining -= n
+            self.received += n
+            if self.remaining == 0:
+                self._end_splice()
+                self._paused = False  # the connection's own protocol reads from here on
+                self._body.done()
+            return n
+
+    async def _socket_readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiter = self._waiter = loop.create_future()
+        loop.add_reader(self._splice_fd, self._wake)
+        try:
+            await waiter
+        finally:
+            loop.remove_reader(self._splice_fd)
+            self._waiter = None
+        if self._error is not None:  # the transport saw the connection go (connection_lost)
+            raise self._error
+
+    def _end_splice(self) -> None:
+        fd, self._splice_fd = self._splice_fd, -1
+        if fd >= 0:  # never registered here: _socket_readable removes its reader before it returns
+            os.close(fd)
+
+    def close(self) -> None:
+        """Drop our duplicate descriptor (the request is over, however it ended); idempotent."""
+        if self._splice_fd >= 0:
+            self._end_splice()
 
     def _pause(self) -> None:
         if not self._paused:

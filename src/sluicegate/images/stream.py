@@ -3,14 +3,16 @@
 Owns: the pipe (read end handed to the engine's ``Job.stream_fd``; libvips reads it with plain ``read()``
 calls, no Python per read), the pump that writes the bytes already read and then the rest of the origin's
 body into it without blocking the loop (the write end is non-blocking; a full pipe is retried after a short
-wait, see ``_write_all``: backpressure reaches the origin connection), and the source's own bounds while it
+wait, see ``_write_all``: backpressure reaches the origin connection), or that has the rest moved into it
+by the kernel (``move``: ``images.source.SourceReader.splice_into``, a plain TCP origin), and the source's own
+bounds while it
 streams: more than ``max_source_bytes`` -> 413, an origin that stalls -> 504, a body cut short -> 502. A
 failure is recorded on the job (``Job.source_error``) BEFORE the pipe is closed, so the engine, which sees
 the early end of the pipe as a truncated image, answers with the source's error, never with an image made
 of part of a source.
 Time the pump spends waiting for the decoder (a full pipe, the job queued behind other images) is not
 counted against ``source_timeout``: only waiting for the origin is.
-Must not know about pyvips or HTTP beyond the origin response's ``read()``.
+Must not know about pyvips or HTTP beyond the origin response's ``read()`` (or a ``move``).
 """
 
 from __future__ import annotations
@@ -70,9 +72,13 @@ async def _write_all(fd: int, data: bytes | bytearray | memoryview, full_wait: f
 
 
 async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes | memoryview]],
-               max_bytes: int, source_timeout: float, remaining: float) -> None:
+               max_bytes: int, source_timeout: float, remaining: float,
+               move: Callable[[int], Awaitable[int]] | None = None) -> None:
     """Write ``first`` and then every chunk ``read()`` returns into the pipe; close it at the end.
 
+    With ``move`` (``SourceReader.splice_into``), the rest is moved into the pipe by the kernel instead:
+    ``move(fd)`` returns how many bytes it moved, 0 at the end of the body, -1 when the pipe is full (the
+    body's length was checked against ``max_source_bytes`` before, and a move never passes it).
     ``remaining`` is what is left of ``source_timeout`` for the origin. Never raises for the source's
     failures (they go to ``job.source_error``); cancelled, it closes the pipe (the decoder then fails).
     """
@@ -85,7 +91,10 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
             t0 = time.monotonic()
             try:
                 async with asyncio.timeout(max(remaining, 0.001)):
-                    chunk = await read()
+                    if move is not None:
+                        moved = await move(write_fd)
+                    else:
+                        chunk = await read()
             except TimeoutError:
                 job.source_error = ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image "
                                               f"in {source_timeout:g} s (image_optimizer.source_timeout)")
@@ -95,6 +104,13 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                                               f"bytes ({exc.kind})")
                 return
             remaining -= time.monotonic() - t0
+            if move is not None:
+                if moved < 0:  # the pipe is full: waiting for the decoder is not the origin's time
+                    await asyncio.sleep(wait)
+                elif moved == 0:
+                    return
+                got += max(moved, 0)
+                continue
             if not chunk:
                 return
             got += len(chunk)

@@ -45,6 +45,9 @@ def test_goals_suite_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert d["sluicegate_w2"]["proxy_cpu_us_per_req"] > 0
     assert rows["stream_html_200k_vs_rewriter"]["detail"]["rewriter_alone_mb_per_s_cpu"] > 0
     assert rows["added_ttfb_rewritten"]["detail"]["pairs"] == 1
+    ttfb = rows["added_ttfb_rewritten"]["detail"]  # what binds it, same rounds: PassThrough, the worker's CPU
+    assert ttfb["pass_added_first_body_ms"]["n"] == 1
+    assert ttfb["proxy_cpu_to_first_body_us"]["stream"] > 0 and ttfb["proxy_cpu_to_first_body_us"]["pass"] > 0
     assert rows["added_ttfb_rewritten"]["met"] == (rows["added_ttfb_rewritten"]["figure"] <= 0.3)
     inf = rows["inference_streams_vs_baseline"]  # no baseline: this build's figure, the ratio not measured
     assert inf["figure"] > 0 and inf["met"] is None and "not measured" in inf["note"]

@@ -71,3 +71,45 @@ def test_sigterm_stops_the_suites_servers(tmp_path: Path) -> None:
     for pid in children:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+def test_forwarder_floor_and_trickle_bin(tmp_path: Path) -> None:
+    """relay-ttfb --decompose's references: the fast origin's /trickle.bin is /trickle.html's bytes as
+    application/octet-stream, and the minimal forwarder relays a whole response, first KiB at once."""
+    op, fp = free_port(), free_port()
+    with Procs() as procs:
+        origin = procs.add(Proc("origin", [PY, "-m", "sluicegate.dev.origin.fast", "--port", str(op),
+                                           "--data", str(tmp_path)], tmp_path / "origin.log"))
+        wait_http(op, "/health", origin)
+        fwd = procs.add(Proc("forwarder", [PY, "-m", "sluicegate.bench.lab.forwarder", "--port", str(fp),
+                                           "--to", str(op)], tmp_path / "forwarder.log"))
+        wait_http(fp, "/health", fwd)
+        firsts: list[float] = []
+        b = http_get(op, "/trickle.bin", keep_body=True, on_first_body=lambda: firsts.append(1.0))
+        assert b.headers["content-type"] == "application/octet-stream" and b.headers["content-encoding"] == "gzip"
+        h = http_get(fp, "/trickle.html", keep_body=True)  # through the forwarder
+        assert b.complete and h.complete and firsts == [1.0]
+        assert h.headers["content-type"].startswith("text/html")
+        assert gzip.decompress(h.body) == gzip.decompress(b.body) and h.decoded_bytes > 1 << 20
+        assert h.first_decoded_1k_ms < h.ttlb_ms - 1000  # the first KiB at once through the forwarder too
+
+
+def test_relay_ttfb_decompose_and_stages_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``relay-ttfb --decompose``: stream / pass / floor beside direct, the worker's CPU to the first byte for
+    stream and pass; ``--stages``: every stage timed, warm and cold (figures not checked, only present)."""
+    monkeypatch.setenv("SLUICEGATE_BENCH_RESULTS", str(tmp_path))
+    assert main(["bench", "relay-ttfb", "--decompose", "--no-buffered", "--runs", "1", "--per-run", "1"]) == 0
+    doc = json.loads((tmp_path / "publisher-ttfb.json").read_text())
+    s = doc["summary"]
+    assert s["order"] == ["direct", "stream", "pass", "floor"]
+    assert all(s[t]["added_vs_direct"]["first_body_ms"]["n"] == 1 for t in ("stream", "pass", "floor"))
+    assert s["stream"]["proxy_cpu_to_first_body_us"]["median"] > 0 and s["pass"]["proxy_cpu_to_first_body_us"]["n"] == 1
+    assert "proxy_cpu_to_first_body_us" not in s["floor"]
+    assert "decomposed" in capsys.readouterr().out
+    assert main(["bench", "relay-ttfb", "--stages", "--stage-reps", "10"]) == 0
+    st = json.loads((tmp_path / "publisher-ttfb-stages.json").read_text())
+    assert set(st["stages_warm_us"]) == set(st["stages_cold_us"]) == {
+        "headers", "decoder", "processor", "encoder", "decode", "rewrite", "compress", "flush"}
+    assert all(v > 0 for v in st["stages_warm_us"].values())
+    assert set(st["first_send_cold_us"]) == {"pass", "stream, identity origin", "stream, gzip origin"}

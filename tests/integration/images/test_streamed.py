@@ -56,6 +56,9 @@ async def test_streamed_images_are_the_buffered_ones(env: Env) -> None:
     streamed = [line for line in metrics.decode().splitlines()
                 if line.startswith("sluicegate_image_sources_streamed_total")]
     assert streamed and float(streamed[0].split()[-1]) >= 3, streamed  # the streamed path was taken
+    spliced = [line for line in metrics.decode().splitlines()
+               if line.startswith("sluicegate_image_sources_spliced_total")]
+    assert spliced and float(spliced[0].split()[-1]) >= 3, spliced  # moved by splice(2): a plain TCP origin
 
 
 async def test_bad_sources_streamed_get_their_defined_status(env: Env) -> None:

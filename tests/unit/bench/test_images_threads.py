@@ -16,6 +16,10 @@ def test_variant_spec_and_config() -> None:
     text = _config(8080, 1, settings)
     opt = load_settings_text(text, "bench.toml", {}).image_optimizer
     assert (opt.malloc_mmap_threshold, opt.stream_source_above, opt.workers) == (4194304, 0, 1)
+    name, settings = _variant("e1:effort=1,splice_sources=false")
+    opt = load_settings_text(_config(8080, 2, settings), "bench.toml", {}).image_optimizer
+    assert opt.profile_sets["bench"].profiles["w800"].effort == 1 and opt.splice_sources is False
+    assert settings == {"effort": "1", "splice_sources": "false"}  # the caller's settings are left as given
 
 
 def test_thread_ticks_sees_the_main_thread_and_others() -> None:

@@ -65,6 +65,14 @@ def test_malloc_mmap_threshold_default_and_bounds() -> None:
     assert any(p.startswith("s.toml:2: image_optimizer.malloc_mmap_threshold") for p in found), found
 
 
+def test_splice_sources_default_and_off() -> None:
+    assert load_settings_text(BASE, "s.toml", {}).image_optimizer.splice_sources is True
+    off = "[image_optimizer]\nsplice_sources = false\n" + BASE
+    assert load_settings_text(off, "s.toml", {}).image_optimizer.splice_sources is False
+    found = problems("[image_optimizer]\nsplice_sources = \"sometimes\"\n" + BASE)
+    assert any(p.startswith("s.toml:2: image_optimizer.splice_sources") for p in found), found
+
+
 def test_cover_needs_height_and_bounds() -> None:
     text = BASE.replace("height = 320\n", "")
     assert any("needs a height" in p for p in problems(text))

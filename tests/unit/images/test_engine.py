@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sluicegate.images.engine import ImageError, Job, process, sniff
+from sluicegate.images.engine import WATCHDOG, ImageError, Job, process, sniff
 from sluicegate.images.pool import ImagePool
 from tests.support.images import photo, png_bomb, size_of
 
@@ -106,10 +106,29 @@ def test_loader_choice_is_by_magic_only() -> None:
 
 def test_deadline_kills_the_image_and_the_thread_survives() -> None:
     big = photo(4000, 3000, fmt="png")
+    kills = WATCHDOG.kills
     with pytest.raises(ImageError) as exc:
         process(job(big, timeout=0.01, format="avif"))
     assert exc.value.status == 503 and exc.value.kind == "timeout"
+    assert WATCHDOG.kills > kills  # stopped by the watchdog mid-image, not found late after a whole encode
     assert process(job(photo(640, 480))).width == 640
+
+
+def test_cancelled_job_is_killed_by_the_watchdog_without_the_pool() -> None:
+    big = photo(4000, 3000, fmt="png")
+    j = job(big, format="avif", timeout=60)
+    kills = WATCHDOG.kills
+    timer = threading.Timer(0.1, j.cancelled.set)  # no kill() call: only the watchdog's repeated look
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(ImageError) as exc:
+        process(j)
+    timer.join()
+    assert exc.value.status == 503 and exc.value.kind == "cancelled"
+    assert WATCHDOG.kills > kills
+    # the same image made whole takes seconds; stopped within a few of the watchdog's repeats
+    assert time.monotonic() - t0 < 5
+    assert j._target is None and not WATCHDOG._jobs
 
 
 async def test_pool_bounds_admission_and_frees_slots() -> None:

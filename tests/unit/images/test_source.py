@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import ssl
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from sluicegate.images.source import SourceReader
+from sluicegate.images.source import SPLICE_BYTES, SourceReader
+from sluicegate.images.stream import open_pipe
 from sluicegate.upstream.errors import OriginBodyError
 from sluicegate.upstream.handover import detach_body
 from sluicegate.upstream.http1 import OriginPool
@@ -232,3 +236,116 @@ def test_a_chunked_body_is_not_detached(loop_kind: str) -> None:
         resp.release()
 
     run(lambda: with_origin(chunked, body), loop_kind)
+
+
+def _drain_pipe(fd: int, out: bytearray, delay: float = 0.0) -> threading.Thread:
+    """The decoder's side: a thread reading the pipe to its end (``delay`` per read: a slow decoder)."""
+
+    def run() -> None:
+        while chunk := os.read(fd, 256 * 1024):
+            out.extend(chunk)
+            if delay:
+                time.sleep(delay)
+        os.close(fd)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_streamed_body_spliced_into_a_pipe_then_connection_reused(loop_kind: str) -> None:
+    """splice(2) from the origin's socket into the decoder's pipe: every byte, in order, none through our
+    memory; a slow reader fills the pipe (-1: the caller waits); the connection is reusable afterwards."""
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = detach_body(resp)
+        assert detached is not None
+        reader = SourceReader(detached)
+        assert reader.can_splice()
+        r, w = open_pipe()
+        fcntl.fcntl(w, 1031, 65536)  # F_SETPIPE_SZ: a small pipe, filled by the origin faster than it drains
+        out = bytearray(detached.first)
+        thread = _drain_pipe(r, out, delay=0.01)
+        moved, full = 0, 0
+        while n := await asyncio.wait_for(reader.splice_into(w), WAIT):
+            if n < 0:
+                full += 1
+                await asyncio.sleep(0.001)
+                continue
+            assert 0 < n <= SPLICE_BYTES
+            moved += n
+        os.close(w)
+        await asyncio.to_thread(thread.join)
+        assert bytes(out) == BODY and moved == len(BODY) - len(detached.first)
+        assert full > 0  # the slow reader's pipe was found full at least once
+        assert reader._splice_fd == -1  # our duplicate descriptor is closed at the end
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_splice_cut_mid_body_raises_the_origin_error(loop_kind: str) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 300_000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = detach_body(resp)
+        assert detached is not None
+        reader = SourceReader(detached)
+        r, w = open_pipe()
+        out = bytearray(detached.first)
+        thread = _drain_pipe(r, out)
+        with pytest.raises(OriginBodyError, match="ended before the end of the body"):
+            while n := await asyncio.wait_for(reader.splice_into(w), WAIT):
+                assert n > 0
+        os.close(w)
+        await asyncio.to_thread(thread.join)
+        assert bytes(out) == b"x" * 300_000  # every byte sent was moved, none invented
+        assert reader._splice_fd == -1
+        resp.release()
+        assert pool._open == 0
+
+    run(lambda: with_origin(cut, body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_splice_into_a_closed_pipe_is_a_broken_pipe(loop_kind: str) -> None:
+    """The decoder stopped reading (an image refused from its header): the pump sees EPIPE, and the
+    request's end drops our duplicate descriptor."""
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = detach_body(resp)
+        assert detached is not None
+        reader = SourceReader(detached)
+        r, w = open_pipe()
+        os.close(r)
+        with pytest.raises(BrokenPipeError):
+            await asyncio.wait_for(reader.splice_into(w), WAIT)
+        os.close(w)
+        assert reader._splice_fd >= 0
+        reader.close()
+        assert reader._splice_fd == -1
+        resp.release()
+
+    run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_tls_is_not_spliced(loop_kind: str, tls: tuple[ssl.SSLContext, str]) -> None:
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = detach_body(resp)
+        assert detached is not None
+        assert not SourceReader(detached).can_splice()  # the bytes must be decrypted here
+        resp.release()
+
+    run(lambda: with_origin(serving(BODY), body, tls=tls), loop_kind)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,8 +81,9 @@ class _Chunked:
 
 
 def http_get(port: int, path: str, *, timeout: float = 30.0, keep_body: bool = False, decode_gzip: bool = True,
-             crc: bool = False, bufsize: int = 256 * 1024) -> Fetch:
-    """One GET on a fresh connection, blocking socket; all times from just before connect()."""
+             crc: bool = False, bufsize: int = 256 * 1024, on_first_body: Callable[[], None] | None = None) -> Fetch:
+    """One GET on a fresh connection, blocking socket; all times from just before connect(). ``on_first_body`` is
+    called once, as soon as the first body byte is in hand (e.g. to sample a server's CPU time there)."""
     r = Fetch()
     t0 = time.perf_counter()
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -118,6 +119,8 @@ def http_get(port: int, path: str, *, timeout: float = 30.0, keep_body: bool = F
                 return
             if r.body_bytes == 0:
                 r.first_body_ms = (time.perf_counter() - t0) * 1000
+                if on_first_body is not None:
+                    on_first_body()
             r.body_bytes += len(piece)
             if crc:
                 r.crc32 = zlib.crc32(piece, r.crc32)

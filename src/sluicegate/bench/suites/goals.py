@@ -18,14 +18,20 @@ What it measures (each part reuses the suite that owns the measurement; this mod
           relay's processor, 16 KiB pieces, CPU time) in this process, one figure per round. A CPU companion is
           reported too: rewriter-alone CPU per page / the route's proxy CPU per request (1.0 = the route costs
           nothing beyond the rewrite), which other tenants move far less than req/s.
-5.   ``html``'s case (a), ``case_a_child``: the 500 KB bench page in 8 KiB chunks, MB/s of CPU, in a child
-     process on the compiled modules (the installed build when it is compiled, else a mypyc build into a temp
-     dir) and on the pure-Python modules (``SLUICEGATE_PURE_PYTHON=1``, as ``bench html --compare-pure``),
-     alternating, one child of each per round: goals >= 160 MB/s compiled, >= 40 MB/s pure.
+5.   ``html``'s case (a), ``case_a_child`` (``html.CASE_A``): the 500 KB bench page in 8 KiB chunks through the
+     default rule set (one origin host, URL attributes, script/style bodies, text rewriting on, head and
+     body-end injection: the configuration of the issue's "today" figure and of ``bench html``'s ``default``
+     variant, by the same ``html.case_a_settings``), MB/s of CPU after a 0.3 s warm-up in ~50 ms samples, in a
+     child process on the compiled modules (the installed build when it is compiled, else a mypyc build into
+     a temp dir) and on the pure-Python modules (``SLUICEGATE_PURE_PYTHON=1``, as ``bench html
+     --compare-pure``), alternating, one child of each per round: goals >= 160 MB/s compiled, >= 40 MB/s pure.
+     The same page with text rewriting off is measured in the same child as a companion (detail only).
 6.   ``relay-ttfb``'s protocol (``paired_rounds``): gzip'd HTML trickled by the fast origin (first 1 KiB at once,
      1 MiB over 2 s), direct vs a ``sluicegate serve --workers 1`` in stream mode (the page is rewritten),
      ``--ttfb-pairs`` pairs per round on fresh connections; added TTFB = median of the paired differences of the
-     first body byte (proxy - direct), goal <= 0.3 ms p50.
+     first body byte (proxy - direct), goal <= 0.3 ms p50. In the same rounds, for what binds it: the same bytes
+     passed through (``pass``, ``/trickle.bin``) and the proxy worker's CPU from connect() to the first body byte
+     (stream and pass; docs/benchmarks-issue19.md, row 6).
 7.   ``inference --vs-exe`` (``measure``): streams/s per worker on the litellm-bench protocol, this build's
      ``sluicegate serve --workers 1`` beside a baseline build's (``--inference-baseline DIR``: its checkout or
      venv, as docs/inference.md built ``24d8df3``), same mock, rounds alternating, every rate for both
@@ -188,7 +194,7 @@ def rewriter_rounds(args: argparse.Namespace) -> dict[str, Any]:
                                      "modules")
                 res[kind].append(r)
                 lab.log(f"round {rnd + 1}/{args.rounds} rewriter alone 500 KB / 8 KiB, {kind}: "
-                        f"{r['mb_per_s_cpu']} MB/s CPU")
+                        f"{r['mb_per_s_cpu']} MB/s CPU (text off {r.get('text_off_mb_per_s_cpu')})")
     return {"build": build, "rounds": res}
 
 
@@ -196,10 +202,14 @@ def rewriter_rows(rw: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for kind, goal in (("compiled", 160.0), ("pure", 40.0)):
         per = [float(r["mb_per_s_cpu"]) for r in rw["rounds"][kind]]
-        out.append(_row(f"rewriter_alone_{kind}", f"Rewriter alone, 500 KB page, 8 KiB chunks, {kind}",
+        off = [float(r["text_off_mb_per_s_cpu"]) for r in rw["rounds"][kind] if "text_off_mb_per_s_cpu" in r]
+        out.append(_row(f"rewriter_alone_{kind}",
+                        f"Rewriter alone, 500 KB page, 8 KiB chunks, default rules (text on, injection), {kind}",
                         lab.med(per), "MB/s CPU", ">=", goal,
-                        {"mb_per_s_cpu_per_round": per, "mb_per_s_wall_per_round":
+                        {"configuration": html.CASE_A, "mb_per_s_cpu_per_round": per, "mb_per_s_wall_per_round":
                             [r["mb_per_s_wall"] for r in rw["rounds"][kind]],
+                         "text_off_mb_per_s_cpu": lab.med(off) if off else None,
+                         "text_off_mb_per_s_cpu_per_round": off,
                          "build": rw["build"] if kind == "compiled" else "SLUICEGATE_PURE_PYTHON=1"}))
     return out
 
@@ -215,12 +225,17 @@ def ttfb_rounds(args: argparse.Namespace, procs: lab.Procs, tmp: Path) -> dict[s
     cfg = lab.write_sluicegate_config(d / "stream.toml", origin_port=op, proxy_port=sp)
     stream = procs.add(lab.sluicegate_proc("sluicegate-stream", cfg, sp, 1, d / "stream.log"))
     lab.wait_http(sp, "/_sluicegate/health", stream)
-    ports = {"direct": op, "stream": sp}
+    # "pass": the same bytes as application/octet-stream through the same proxy (PassThrough): the per-request
+    # path's share of the added time, in the same rounds (relay-ttfb --decompose)
+    ports = {"direct": op, "stream": sp, "pass": sp}
     for _ in range(args.ttfb_warmup):  # warm-up: connection pools, first-use costs
-        for port in ports.values():
-            lab.http_get(port, "/trickle.html")
+        for t, port in ports.items():
+            lab.http_get(port, relay_ttfb.PATHS.get(t, "/trickle.html"))
+    workers = lab.children_map().get(stream.pid, [])
+    cpu_of = {"stream": workers[0], "pass": workers[0]} if len(workers) == 1 else None
     with lab.CpuMeter({"proxy": stream.pid, "origin": origin.pid}) as cpu:
-        samples, runs_meta = relay_ttfb.paired_rounds(ports, args.rounds, args.ttfb_pairs)
+        samples, runs_meta = relay_ttfb.paired_rounds(ports, args.rounds, args.ttfb_pairs, paths=relay_ttfb.PATHS,
+                                                      cpu_of=cpu_of)
     summary = relay_ttfb.summarize(samples, args.rounds)
     procs.stop(stream)
     direct = {r["round"]: r["first_body_ms"] for r in samples["direct"]}
@@ -240,6 +255,11 @@ def ttfb_row(t: dict[str, Any]) -> dict[str, Any]:
                  "proxy_first_body_ms": t["summary"]["stream"]["first_body_ms"],
                  "added_median_per_round": t["added_first_body_ms_per_run"],
                  "pairs": t["pairs"], "loadavg_per_run": t["runs"], "cpu_pct_of_one_core": t["cpu_pct_of_one_core"],
+                 "pass_added_first_body_ms": t["summary"].get("pass", {}).get("added_vs_direct", {})
+                 .get("first_body_ms"),
+                 "proxy_cpu_to_first_body_us": {k: t["summary"][k]["proxy_cpu_to_first_body_us"]["median"]
+                                                for k in ("stream", "pass")
+                                                if "proxy_cpu_to_first_body_us" in t["summary"].get(k, {})},
                  "page": "relay-ttfb's /trickle.html: gzip'd HTML, 1 KiB at once + 1 MiB over 2 s; sluicegate serve "
                          "--workers 1, stream mode (rewritten, re-encoded)"})
 
@@ -330,7 +350,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per wrk measurement (default 4)")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up per page and round (default 1)")
     ap.add_argument("--rewriter-reps", type=int, default=8, help="200 KB pages per rewriter-alone round (default 8)")
-    ap.add_argument("--html-runs", type=int, default=5, help="runs per rewriter child, median (default 5)")
+    ap.add_argument("--html-runs", type=int, default=5,
+                    help="timed samples (~50 ms each, after a 0.3 s warm-up) per rewriter child, median (default 5)")
     ap.add_argument("--ttfb-pairs", type=int, default=5, help="direct/proxy pairs per round, ~4 s each (default 5)")
     ap.add_argument("--ttfb-warmup", type=int, default=2, help="unmeasured requests per TTFB target (default 2)")
     ap.add_argument("--inference-baseline", metavar="DIR", default="",

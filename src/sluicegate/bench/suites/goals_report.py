@@ -16,8 +16,8 @@ from sluicegate.bench import lab
 SHORT = {"passthrough_2k": "PassThrough 2 KB vs nginx", "passthrough_200k": "PassThrough 200 KB vs nginx",
          "stream_html_2k_gzip": "Stream HTML 2 KB, gzip origin, vs nginx",
          "stream_html_200k_vs_rewriter": "Stream HTML 200 KB / (rewriter x 2)",
-         "rewriter_alone_compiled": "Rewriter alone 500 KB, compiled",
-         "rewriter_alone_pure": "Rewriter alone 500 KB, pure",
+         "rewriter_alone_compiled": "Rewriter alone 500 KB (text on, inject), compiled",
+         "rewriter_alone_pure": "Rewriter alone 500 KB (text on, inject), pure",
          "added_ttfb_rewritten": "Added TTFB, rewritten page, p50",
          "inference_streams_vs_baseline": "Inference streams/s per worker vs baseline"}
 
@@ -62,11 +62,19 @@ def note_text(row: dict[str, Any]) -> str:
                 f"CPU x {d['workers']}; by CPU: rewriter / route per page "
                 f"{d['cpu_companion_rewriter_us_over_route_cpu_us_per_req']:.2f}")
     if "mb_per_s_cpu_per_round" in d:
-        return "per round " + " / ".join(f"{x:.1f}" for x in d["mb_per_s_cpu_per_round"]) + f"; {d['build']}"
+        off = d.get("text_off_mb_per_s_cpu")  # row 5's companion: the same page with text rewriting off
+        return ("per round " + " / ".join(f"{x:.1f}" for x in d["mb_per_s_cpu_per_round"]) + f"; {d['build']}"
+                + (f"; text off {off:.1f}" if off else ""))
     if "added_first_body_ms" in d:
         a = d["added_first_body_ms"]
-        return (f"{d['pairs']} pairs, range {a['min']:+.2f}..{a['max']:+.2f} ms; per round "
+        text = (f"{d['pairs']} pairs, range {a['min']:+.2f}..{a['max']:+.2f} ms; per round "
                 + " / ".join(f"{x:+.2f}" for x in d["added_median_per_round"]))
+        if d.get("pass_added_first_body_ms"):  # (runs before the PassThrough reference have neither)
+            text += f"; PassThrough of the same bytes {d['pass_added_first_body_ms']['median']:+.2f} ms"
+        cpu = d.get("proxy_cpu_to_first_body_us") or {}
+        if "stream" in cpu and "pass" in cpu:
+            text += f"; worker CPU to 1st byte {cpu['stream']:.0f} / {cpu['pass']:.0f} µs (stream / pass)"
+        return text
     if "baseline" in d:
         t, b = d["this_build"], d["baseline"]
         mine, old = t["gateway_cpu_ms_per_stream_by_rate"], b["gateway_cpu_ms_per_stream_by_rate"]

@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Source]) -> dict[str, Any]:
     per: dict[str, dict[str, Any]] = {s.name: {"latency": [], "cpu": 0.0, "wall": 0.0, "images": 0,
-                                              "errors": [], "bytes_out": 0} for s in servers}
+                                              "errors": [], "bytes_out": 0, "rounds": []} for s in servers}
     accept = "image/webp,*/*;q=0.8"
     for rnd in range(args.rounds):
         order = servers if rnd % 2 == 0 else list(reversed(servers))
@@ -218,6 +218,7 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             acc = per[s.name]
             acc["cpu"] += cpu
             acc["wall"] += wall
+            ok_before = acc["images"]
             for r in got:
                 problem = None if r["status"] == 200 else f"status {r['status']}: {r['body'][:120]!r}"
                 problem = problem or check_output(r["body"], r["src"], TARGET_WIDTH, "webp")
@@ -227,6 +228,7 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
                 acc["images"] += 1
                 acc["bytes_out"] += len(r["body"])
                 acc["latency"].append(r["seconds"])
+            acc["rounds"].append(round((acc["images"] - ok_before) / cpu, 3) if cpu > 0 else None)
             print(f"  round {rnd + 1}/{args.rounds} {s.name:10s} {len(got)} images in {wall:.1f} s wall, "
                   f"{cpu:.1f} s CPU", file=sys.stderr)
     time.sleep(1.0)
@@ -253,6 +255,9 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             "error_count": len(acc["errors"]),
             "cpu_seconds": round(acc["cpu"], 3),
             "images_per_cpu_second": round(acc["images"] / acc["cpu"], 3) if acc["cpu"] else None,
+            # each round's own figure (verified images / CPU-seconds of that round) and their median
+            "images_per_cpu_second_rounds": acc["rounds"],
+            "images_per_cpu_second_median": _median([x for x in acc["rounds"] if x]),
             "images_per_second_wall": round(acc["images"] / acc["wall"], 3) if acc["wall"] else None,
             "latency_p50_ms": round(lat.get("median", 0) * 1000, 1),
             "latency_p99_ms": round(lat.get("p99", 0) * 1000, 1),
@@ -274,6 +279,11 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             out["ratio_images_per_cpu_second"] = round(a["images_per_cpu_second"] / b["images_per_cpu_second"], 2)
             e4 = out["servers"]["sluicegate-effort4"]["images_per_cpu_second"]
             out["ratio_images_per_cpu_second_effort4"] = round(e4 / b["images_per_cpu_second"], 2) if e4 else None
+            # round by round (the servers of one round ran minutes apart at most, under the same load)
+            pairs = [x / y for x, y in zip(a["images_per_cpu_second_rounds"], b["images_per_cpu_second_rounds"],
+                                           strict=True) if x and y]
+            out["ratio_images_per_cpu_second_rounds"] = [round(x, 2) for x in pairs]
+            out["ratio_images_per_cpu_second_median"] = _median(pairs)
         if b["mean_output_bytes"]:
             out["ratio_mean_output_bytes"] = round(a["mean_output_bytes"] / b["mean_output_bytes"], 3)
         if b["peak_rss_mib"]:
@@ -284,6 +294,14 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
             out["ratio_peak_pss"] = round(a["peak_pss_mib"] / b["peak_pss_mib"], 3)
         out["memory_ratios"] = images_memory.ratios(a, b)
     return out
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return round(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2, 3)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -323,7 +341,9 @@ def text(result: dict[str, Any]) -> str:
     if "ratio_images_per_cpu_second" in result:
         lines.append(f"sluicegate/thumbor: {result['ratio_images_per_cpu_second']}x images per CPU-second "
                      f"(goal >= 2; {result.get('ratio_images_per_cpu_second_effort4')}x at thumbor's WebP "
-                     f"effort 4), mean output bytes {result.get('ratio_mean_output_bytes')}x, "
+                     f"effort 4; median of the rounds' ratios {result.get('ratio_images_per_cpu_second_median')}x, "
+                     f"rounds {result.get('ratio_images_per_cpu_second_rounds')}), "
+                     f"mean output bytes {result.get('ratio_mean_output_bytes')}x, "
                      f"peak RSS ratio {result['ratio_peak_rss']} all processes, "
                      f"{result['ratio_peak_rss_image_process']} image process, peak PSS ratio "
                      f"{result.get('ratio_peak_pss')} all processes (goal <= 0.5)")

@@ -57,7 +57,9 @@ def _variant(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def _config(origin_port: int, pool: int, settings: dict[str, str]) -> str:
-    text = sluicegate_config(origin_port, pool)
+    settings = dict(settings)
+    effort = settings.pop("effort", None)  # the profile's WebP effort, not an [image_optimizer] key
+    text = sluicegate_config(origin_port, pool, effort=int(effort) if effort is not None else None)
     extra = "".join(f"{k} = {v}\n" for k, v in settings.items())
     return text.replace("[image_optimizer]\n", "[image_optimizer]\n" + extra, 1)
 
@@ -148,7 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append",
-                   help="NAME:key=value,... ([image_optimizer] settings; repeatable; default: one, as shipped)")
+                   help="NAME:key=value,... ([image_optimizer] settings, or effort=N for the profile's WebP "
+                        "effort; repeatable; default: one, as shipped)")
     p.add_argument("--rounds", type=int, default=2, help="rounds per variant, alternating (default 2)")
     p.add_argument("--repeat", type=int, default=2, help="passes over the 20 sources per round (default 2)")
     p.add_argument("--pool", type=int, default=2, help="image threads (default 2)")

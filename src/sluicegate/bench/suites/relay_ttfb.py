@@ -20,6 +20,16 @@ mode <= 2 ms p50; TTLB equal to the origin's (we call it equal within 20 ms = 1 
 ``--also-core native`` (or ``uvicorn``) adds a target ``stream-<core>``: a second ``sluicegate serve`` whose workers
 run that serving core (``[server] http_core``), measured in the same rounds (serving cores side by side).
 
+``--decompose`` adds two references in the same rounds, to say what the added TTFB of the rewritten page is made
+of (issue 19, row 6): ``pass``, the same bytes on the same schedule as ``application/octet-stream``
+(``/trickle.bin``) through the same stream proxy, so PassThrough (serving core, intake, origin client; no
+decode/rewrite/encode); and ``floor``, a minimal TCP forwarder (``bench.lab.forwarder``: no parsing, an origin
+connection opened in advance), what any user-space relay in Python pays for being one more process on the path.
+Then stream - pass is the Stream route's own share, pass - floor the per-request path's, floor the hop's.
+
+``--stages``: no servers; the Stream route's first segment stage by stage in a child, warm and with caches
+overwritten (``relay_ttfb_stages``): which stage of the Stream route's share grows on a busy machine.
+
 Run: ``sluicegate bench relay-ttfb`` (about 2 minutes) -> ``bench/results/publisher-ttfb.json``.
 """
 
@@ -29,12 +39,15 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sluicegate.bench import lab
 
 TARGETS = ("direct", "stream", "buffered")
+DECOMPOSE = ("pass", "floor")
+PATHS = {"pass": "/trickle.bin"}  # every other target GETs /trickle.html
 METRICS = ("headers_ms", "first_body_ms", "first_decoded_1k_ms", "ttlb_ms")
 ADDED_TTFB_TARGET_MS = 2.0
 TTLB_EQUAL_MS = 20.0
@@ -47,8 +60,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--per-run", type=int, default=5, help="rounds per run (each round = 3 requests of ~2 s)")
     ap.add_argument("--also-core", choices=("native", "uvicorn"), default="",
                     help="also measure a stream proxy on this serving core ([server] http_core), same rounds")
+    ap.add_argument("--decompose", action="store_true",
+                    help="also measure PassThrough of the same bytes (pass) and a minimal TCP forwarder (floor)")
+    ap.add_argument("--no-buffered", action="store_true", help="leave the buffered target out (shorter rounds)")
+    ap.add_argument("--stages", action="store_true",
+                    help="no servers: the Stream route's first segment stage by stage, warm and cold, in a child "
+                         "(bench.suites.relay_ttfb_stages) -> bench/results/publisher-ttfb-stages.json")
+    ap.add_argument("--stage-reps", type=int, default=200, help="responses per --stages figure (median)")
     args = ap.parse_args(argv)
-    targets: tuple[str, ...] = TARGETS + ((f"stream-{args.also_core}",) if args.also_core else ())
+    if args.stages:
+        from sluicegate.bench.suites import relay_ttfb_stages
+
+        staged = relay_ttfb_stages.run(args.stage_reps)
+        staged.update(benchmark="publisher-ttfb-stages", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      machine=lab.machine(), loadavg_1m=lab.loadavg1(), method=relay_ttfb_stages.__doc__)
+        print(relay_ttfb_stages.report(staged))
+        lab.log(f"wrote {lab.write_json('publisher-ttfb-stages', staged)}")
+        return staged
+    targets: tuple[str, ...] = (tuple(t for t in TARGETS if not (args.no_buffered and t == "buffered"))
+                                + ((f"stream-{args.also_core}",) if args.also_core else ())
+                                + (DECOMPOSE if args.decompose else ()))
 
     started = time.time()
     result: dict[str, Any] = {"benchmark": "publisher-ttfb", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -59,13 +90,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lab.start_fast_origin(procs, op, d, d / "origin.log")
         stream = procs.add(lab.sluicegate_proc("sluicegate-stream", lab.write_sluicegate_config(
             d / "stream.toml", origin_port=op, proxy_port=sp), sp, 1, d / "stream.log"))
-        buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
-        buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered", "--config",
-                                                              str(buffered_cfg), "--port", str(bp)],
-                                      d / "buffered.log"))
         lab.wait_http(sp, "/_sluicegate/health", stream)
-        lab.wait_http(bp, "/_sluicegate/health", buffered)
-        ports = {"direct": op, "stream": sp, "buffered": bp}
+        ports = {"direct": op, "stream": sp}
+        if "buffered" in targets:
+            buffered_cfg = lab.write_sluicegate_config(d / "buffered.toml", origin_port=op, proxy_port=bp)
+            buffered = procs.add(lab.Proc("sluicegate-buffered", [lab.PY, "-m", "sluicegate.dev.buffered",
+                                                                  "--config", str(buffered_cfg), "--port", str(bp)],
+                                          d / "buffered.log"))
+            lab.wait_http(bp, "/_sluicegate/health", buffered)
+            ports["buffered"] = bp
         if args.also_core:
             cp = lab.free_port()
             cfg = lab.write_sluicegate_config(d / "core.toml", origin_port=op, proxy_port=cp)
@@ -74,17 +107,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 d / "core.log", env={**os.environ, "SLUICEGATE__SERVER__HTTP_CORE": args.also_core}))
             lab.wait_http(cp, "/_sluicegate/health", core_proc)
             ports[f"stream-{args.also_core}"] = cp
+        if args.decompose:
+            ports["pass"] = sp
+            fp = lab.free_port()
+            fwd = procs.add(lab.Proc("forwarder", [lab.PY, "-m", "sluicegate.bench.lab.forwarder", "--port", str(fp),
+                                                   "--to", str(op)], d / "forwarder.log"))
+            lab.wait_http(fp, "/health", fwd)
+            ports["floor"] = fp
         result["setup"] = {"origin": "sluicegate.dev.origin.fast /trickle.html (gzip level 6, 1 KiB + 1 MiB HTML, "
                                      "100 segments over 2 s, chunked)",
-                           "proxy": "sluicegate serve --workers 1 (uvicorn, uvloop, httptools)",
+                           "proxy": "sluicegate serve --workers 1 (the default serving core)",
                            "client": "raw socket, fresh connection per request, Accept-Encoding: gzip"}
 
         lab.log("warm-up (2 requests per target)")
         for _ in range(2):
             for t in targets:
-                lab.http_get(ports[t], "/trickle.html")
+                lab.http_get(ports[t], PATHS.get(t, "/trickle.html"))
 
-        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run)
+        cpu_of = {}
+        if args.decompose:  # the stream proxy's worker (one worker: the supervisor's only child)
+            worker = lab.children_map().get(stream.pid, [])
+            if len(worker) == 1:
+                cpu_of = {"stream": worker[0], "pass": worker[0]}
+        samples, runs_meta = paired_rounds(ports, args.runs, args.per_run, paths=PATHS, cpu_of=cpu_of)
 
     result["runs"] = runs_meta
     result["samples"] = samples
@@ -96,10 +141,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html"
+def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/trickle.html",
+                  paths: dict[str, str] | None = None, cpu_of: dict[str, int] | None = None
                   ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` once from every target of ``ports`` (in its
-    order; ``direct`` first), one at a time, the order rotating every round; every body must arrive complete.
+    """``runs`` runs of ``per_run`` rounds; each round GETs ``path`` (a target's own in ``paths``) once from every
+    target of ``ports`` (in its order; ``direct`` first), one at a time, the order rotating every round; every
+    body must arrive complete. ``cpu_of``: target -> the pid of a server process whose main thread (a worker's
+    event loop) has its CPU time (``/proc/PID/schedstat``, ns) sampled just before connect() and at the first body
+    byte: its CPU on the path to the first byte, ``cpu_to_first_body_us`` (a figure that holds still on a shared
+    machine; the kernel's loopback work for the process's own writes is counted in it).
     Returns the samples per target (for :func:`summarize`) and each run's load average. Also used by
     ``bench goals`` (issue 19's added-TTFB row)."""
     targets = tuple(ports)
@@ -113,13 +163,30 @@ def paired_rounds(ports: dict[str, int], runs: int, per_run: int, path: str = "/
             k = rnd % len(targets)
             order = targets[k:] + targets[:k]
             for t in order:
-                f: lab.Fetch = lab.http_get(ports[t], path)
+                pid = (cpu_of or {}).get(t)
+                at_first: list[int] = []
+                before = _cpu_ns(pid) if pid else 0
+                f: lab.Fetch = lab.http_get(ports[t], (paths or {}).get(t, path),
+                                            on_first_body=_sampler(pid, at_first) if pid else None)
                 if f.status != 200 or not f.complete:
                     raise RuntimeError(f"{t}: status {f.status}, complete={f.complete}")
-                samples[t].append({"run": run, "round": rnd, **f.as_dict()})
+                row = {"run": run, "round": rnd, **f.as_dict()}
+                if at_first:
+                    row["cpu_to_first_body_us"] = (at_first[0] - before) / 1000
+                samples[t].append(row)
             rnd += 1
         runs_meta.append({"run": run, "loadavg_1m": load, "loadavg_1m_end": lab.loadavg1()})
     return samples, runs_meta
+
+
+def _sampler(pid: int, into: list[int]) -> Callable[[], None]:
+    return lambda: into.append(_cpu_ns(pid))
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of ``pid``'s main thread so far, ns (the scheduler's own account: ``/proc/PID/schedstat``)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
 
 
 def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, Any]:
@@ -128,6 +195,9 @@ def summarize(samples: dict[str, list[dict[str, Any]]], runs: int) -> dict[str, 
         out[t] = {m: lab.summary([r[m] for r in rows]) for m in METRICS}
         out[t]["run_medians"] = {m: [lab.med([r[m] for r in rows if r["run"] == k]) for k in range(runs)]
                                  for m in METRICS}
+        cpu = [r["cpu_to_first_body_us"] for r in rows if "cpu_to_first_body_us" in r]
+        if cpu:
+            out[t]["proxy_cpu_to_first_body_us"] = lab.summary(cpu)
         out[t]["body_bytes_median"] = lab.med([r["body_bytes"] for r in rows])
         out[t]["decoded_bytes_median"] = lab.med([r["decoded_bytes"] for r in rows])
     direct = {r["round"]: r for r in samples["direct"]}
@@ -165,6 +235,17 @@ def print_report(res: dict[str, Any]) -> None:
         a = s[t]["added_vs_direct"]
         rows.append([t, *(f"{a[m]['median']:+.2f} ({a[m]['min']:+.2f}..{a[m]['max']:+.2f})" for m in METRICS)])
     print(lab.table(["mode", "response head", "first body byte", "first 1 KiB decoded", "last byte"], rows))
+    if all(t in s for t in DECOMPOSE):
+        fb = {t: s[t]["added_vs_direct"]["first_body_ms"]["median"] for t in ("stream", *DECOMPOSE)}
+        cpu = {t: s[t].get("proxy_cpu_to_first_body_us", {}).get("median") for t in ("stream", "pass")}
+        if all(v is not None for v in cpu.values()):
+            print(f"Proxy worker CPU from connect() to the first body byte (median, /proc schedstat): stream "
+                  f"{cpu['stream']:.0f} µs, pass {cpu['pass']:.0f} µs "
+                  f"(stream - pass {cpu['stream'] - cpu['pass']:+.0f})")
+        print(f"\nAdded first body byte, decomposed (medians of paired differences): floor (a minimal forwarder) "
+              f"{fb['floor']:+.2f} ms; PassThrough of the same bytes {fb['pass']:+.2f} ms (over the floor "
+              f"{fb['pass'] - fb['floor']:+.2f}); stream (rewritten, re-encoded) {fb['stream']:+.2f} ms (over "
+              f"PassThrough {fb['stream'] - fb['pass']:+.2f})")
     tg = s["targets"]
     print(f"\nTarget added TTFB (stream, p50) <= {tg['added_ttfb_target_ms']} ms: "
           f"{tg['added_ttfb_stream_p50_ms']:+.2f} ms -> {'MET' if tg['added_ttfb_met'] else 'NOT MET'}")

@@ -3,6 +3,8 @@
 Routes (GET only):
   /trickle.html          gzip'd HTML, chunked: the head + first 1 KiB of HTML (one gzip sync-flushed segment) at
                          once, then 1 MiB more in 100 segments on a fixed 20 ms schedule (2 s), then the gzip end.
+  /trickle.bin           the same bytes on the same schedule as application/octet-stream (a proxy passes them
+                         through untouched: relay-ttfb's PassThrough reference for the same wire timing).
   /bin?size=N            N bytes of application/octet-stream (a 1 MiB random block repeated), Content-Length.
   /html-gz?name=F        a pre-generated gzip'd HTML file F from --data (text/html, Content-Encoding: gzip,
                          Content-Length), written in 256 KiB pieces with back-pressure.
@@ -61,6 +63,8 @@ class Origin:
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/trickle.html":
             await self.send_trickle(w)
+        elif url.path == "/trickle.bin":
+            await self.send_trickle(w, b"application/octet-stream")
         elif url.path == "/bin":
             await self.send_bin(w, int(q.get("size", "1048576")))
         elif url.path == "/html-gz":
@@ -72,9 +76,9 @@ class Origin:
             w.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nnot found\n")
             await w.drain()
 
-    async def send_trickle(self, w: asyncio.StreamWriter) -> None:
+    async def send_trickle(self, w: asyncio.StreamWriter, ctype: bytes = b"text/html; charset=utf-8") -> None:
         loop = asyncio.get_running_loop()
-        head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Encoding: gzip\r\n"
+        head = (b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Encoding: gzip\r\n"
                 b"Cache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n")
         first, *middle, last = self.trickle
         w.write(head + _chunk(first))  # head and the first 1 KiB of HTML in one write

@@ -280,6 +280,12 @@ class HtmlRewriter(HandlerRegistry):
                     pos = q
                     if pos >= n and not final:
                         break
+                if pos >= tcap and pos < n and not final and buf[pos] != 0x3C:
+                    # Mid-stream, at the text filter's hold: ``buf[pos:]`` is under ``hold`` bytes
+                    # with no '>' (``tcap`` is past the last one). Carried into the next feed, where
+                    # the fast path scans it with what follows, instead of a text token through the
+                    # lexer and the filter here and the token path for the rest of its run there.
+                    break
                 if pos < n and buf[pos] == 0x3C:  # '<'
                     te = -2
                     ne = -2

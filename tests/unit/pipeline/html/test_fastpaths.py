@@ -422,3 +422,58 @@ def test_rewrite_url_bytes_shortcut_matches_general_path(head: str, tail: str, w
     value = (head + tail).encode()
     spaced = rw.rewrite_url_bytes(b" " + value)
     assert rw.rewrite_url_bytes(value) == (None if spaced is None else spaced[1:])
+
+
+class _Seen:
+    """A text filter that passes text unchanged and records what it is fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[bytes] = []
+
+    def feed(self, data: bytes) -> bytes:
+        self.fed.append(data)
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def _text_page(tail: bytes = b"") -> bytes:
+    runs = b"".join(b"<p>%d lorem ipsum dolor sit amet, consectetur adipiscing elit</p>\n" % i for i in range(120))
+    return b"<div>" + runs + tail + b"</div>"
+
+
+def test_text_cut_by_a_chunk_boundary_waits_for_the_next_feed() -> None:
+    """Mid-stream, a text run cut by the chunk boundary is not tokenized and fed to the text filter: its
+    last bytes (under the filter's ``hold``, no '>') wait for the next feed, where the fast scan reads them
+    with what follows. So text far from any needle never reaches the filter, whatever the chunking, the
+    output is the input, and what is held back after a feed stays within ``hold`` (plus a cut tag)."""
+    hold = 40
+    page = _text_page()
+    for size in (7, 64, 97, 1000, 8192):
+        html = HtmlRewriter(max_tag_bytes=64 * 1024, max_text_bytes=1 << 20)
+        seen = _Seen()
+        html.set_text_filter(seen, needles=(b"origin.example.com",), behind=8, hold=hold)
+        out: list[bytes] = []
+        fed = 0
+        for i in range(0, len(page), size):
+            fed += len(page[i : i + size])
+            out.append(html.feed(page[i : i + size]))
+            assert fed - len(b"".join(out)) <= hold + len(b"</div>"), size
+        out.append(html.finish())
+        assert b"".join(out) == page
+        assert seen.fed == [], (size, seen.fed[:3])
+
+
+def test_text_filter_still_sees_a_reference_cut_by_a_chunk_boundary() -> None:
+    """A text run that names the needle reaches the filter, whole around the needle, for every chunking
+    (the carried bytes join the next feed's)."""
+    page = _text_page(b"<p>see https://origin.example.com/x and more text after it</p>")
+    for size in (1, 5, 13, 64, 97, 8192):
+        html = HtmlRewriter(max_tag_bytes=64 * 1024, max_text_bytes=1 << 20)
+        seen = _Seen()
+        html.set_text_filter(seen, needles=(b"origin.example.com",), behind=8, hold=40)
+        out = [html.feed(page[i : i + size]) for i in range(0, len(page), size)]
+        out.append(html.finish())
+        assert b"".join(out) == page
+        assert b"origin.example.com" in b"".join(seen.fed), size
