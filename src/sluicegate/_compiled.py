@@ -63,4 +63,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.inference.routing",
     "sluicegate.inference.providers",
     "sluicegate.upstream.ondata",
+    "sluicegate.server.app",  # the dispatch every request passes (pt3: its coroutine ran interpreted)
+    "sluicegate.edge.client",  # the request's ClientWatch and Deadline (pt3: its body is an iterator class now)
 )
