@@ -206,19 +206,60 @@ def test_big_page_still_rewritten_completely(default_proxy: ProxyProcess, heavy:
     assert page == link_page(heavy.url, 4 << 20).replace(heavy.authority.encode(), public)
 
 
-def test_a_page_alone_on_the_worker_takes_one_iteration_pauses(default_proxy: ProxyProcess) -> None:
-    # Nothing else on the loop: after QUIET_PAUSES quiet lane pauses the page pauses with a bare yield (one
-    # loop iteration instead of two); the loop still turns every slice, and the page is rewritten whole.
+def test_a_page_alone_on_the_worker_is_not_paused_by_the_clock(default_proxy: ProxyProcess) -> None:
+    # Nothing else on the loop: after QUIET_PAUSES quiet lane pauses the page's spent slices run on while no
+    # I/O is ready (stretches, up to [event_loop] stretch_ms since the loop last ran), and its pauses are
+    # bare yields (one loop iteration instead of two); the page is rewritten whole.
     name = "sluicegate_publisher_slice_pauses_total"
+    stretched_name = "sluicegate_publisher_slices_stretched_total"
     lane0, light0 = metric(default_proxy, name + '{pause="lane"}'), metric(default_proxy, name + '{pause="light"}')
+    stretched0 = metric(default_proxy, stretched_name)
     s = raw_stream(default_proxy.port, "/big.html?mib=16")
     with s:
         _, complete = read_all(s)
     assert complete
     lane = metric(default_proxy, name + '{pause="lane"}') - lane0
     light = metric(default_proxy, name + '{pause="light"}') - light0
+    stretched = metric(default_proxy, stretched_name) - stretched0
     assert lane >= QUIET_PAUSES, (lane, light)  # every response starts with lane pauses
-    assert light > 0, (lane, light)
+    assert stretched > 0, (lane, light, stretched)
+    assert light > 0, (lane, light, stretched)
+
+
+def test_a_small_request_during_a_stretch_is_served(default_proxy: ProxyProcess) -> None:
+    # A page alone stretches its slices; a small request arriving meanwhile is I/O the loop sees, which ends
+    # the stretch within one slice: served at once, not after the page (before issue 24: seconds). Requests
+    # are sparse, so the page is alone (and stretching) again between them.
+    stretched_name = "sluicegate_publisher_slices_stretched_total"
+    stretched0 = metric(default_proxy, stretched_name)
+    done = threading.Event()
+
+    def pull() -> None:
+        s = raw_stream(default_proxy.port, "/big.html?mib=24")
+        with s:
+            _, complete = read_all(s)
+        assert complete
+        done.set()
+
+    t = threading.Thread(target=pull)
+    t.start()
+    lat: list[float] = []
+    try:
+        time.sleep(0.5)  # well into the page
+        while not done.is_set():
+            t0 = time.perf_counter()
+            status, _, body = get(default_proxy.port, "/small.html", {"Accept-Encoding": "gzip"})
+            lat.append(time.perf_counter() - t0)
+            assert status == 200 and b"</html>" in body
+            time.sleep(0.1)
+    finally:
+        t.join(60)
+    assert done.is_set()
+    assert metric(default_proxy, stretched_name) > stretched0, "the page never stretched"
+    assert len(lat) >= 3, lat
+    lat.sort()
+    assert statistics.median(lat) < 0.05, lat
+    assert lat[-1] < 0.5, lat
 
 
 def test_stall_warning_names_the_request_when_slicing_is_off(tmp_path: Path, heavy: Heavy) -> None:

@@ -17,6 +17,9 @@ class EventLoopSettings(BaseModel):
     # CPU time one rewritten response may use before it lets the loop run other work; 0 = no slicing
     # (one read is transformed in one go, as before issue 24; for A/B comparisons only).
     slice_ms: float = Field(default=1.0, ge=0, le=1000)
+    # When nothing else is ready on the loop (no I/O, quiet turns), a spent slice runs on without a pause, for
+    # at most this long since the loop last ran (timers may be late by this much); 0 = pause after every slice.
+    stretch_ms: float = Field(default=8.0, ge=0, le=100)
     # Decoded bytes per step of a body transform: the granularity at which slice_ms is checked.
     piece_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     # The loop-lag monitor's timer period (sluicegate_event_loop_lag_seconds samples once per period).

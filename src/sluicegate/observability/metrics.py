@@ -116,6 +116,12 @@ SLICE_PAUSES = Counter(
 )
 SLICE_PAUSES_LANE = SLICE_PAUSES.labels("lane")
 SLICE_PAUSES_LIGHT = SLICE_PAUSES.labels("light")
+SLICES_STRETCHED = Counter(
+    "sluicegate_publisher_slices_stretched_total",
+    "Spent slices of body transforms that ran on without a pause: nothing else was ready on the loop "
+    "(publisher.slicing.Slice.spent; docs/fairness.md)",
+    registry=REGISTRY,
+)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ the admin listener (``server.admin``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ from sluicegate.config import Settings, load_settings
 from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
+from sluicegate.publisher import slicing
 from sluicegate.publisher.app import PublisherApp
 from sluicegate.publisher.routes import PublisherRoutes, build_publisher
 from sluicegate.server.observe import Observer
@@ -61,6 +63,8 @@ class SluicegateApp:
         self._started = True
         ev = self.settings.event_loop
         looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0)
+        # [event_loop] stretch_ms, on this worker loop's work lane (docs/fairness.md)
+        slicing.lane_for(asyncio.get_running_loop()).stretch_s = ev.stretch_ms / 1000.0
         if self.publisher is not None:
             await self.publisher.startup()
         if self.inference is not None:

@@ -13,7 +13,8 @@ while one of three heavy loads is served:
       the 50 MiB page was aborted at 32 MiB decoded on both sluicegate targets). Every sluicegate page
       response is checked to be complete (the chunked terminator arrived); an aborted page fails the run.
 Targets, in the same run, order alternated per run: ``sliced-<N>ms`` (sluicegate with ``[event_loop] slice_ms =
-N``, one target per ``--slice-ms`` value; default 1 and 2), ``unsliced`` (``slice_ms = 0``: the transform of
+N``, one target per ``--slice-ms`` value; default 1 and 2; with ``--stretch-ms M[,M]`` one per pair,
+``sliced-<N>ms-st<M>``, ``[event_loop] stretch_ms = M``), ``unsliced`` (``slice_ms = 0``: the transform of
 one read runs in one go, as before issue 24) and ``nginx`` (Debian nginx ``proxy_pass``, 1 worker: relays the
 gzip bytes without rewriting: the floor for latency on this machine).
 
@@ -229,6 +230,17 @@ def _lag_stats(before: dict[float, float], after: dict[float, float]) -> dict[st
 # ------------------------------------------------------------------------------------------------ run
 
 
+def _event_loop_keys(target: str) -> list[str]:
+    """``[event_loop]`` keys of a sluicegate target: ``unsliced``, ``sliced-<N>ms``, ``sliced-<N>ms-st<M>``
+    (``stretch_ms = M``; without it the default)."""
+    if target == "unsliced":
+        return ["slice_ms = 0"]
+    m = re.fullmatch(r"sliced-([\d.]+)ms(?:-st([\d.]+))?", target)
+    if m is None:
+        raise ValueError(f"not a sluicegate target: {target!r}")
+    return [f"slice_ms = {m[1]}", *([f"stretch_ms = {m[2]}"] if m[2] is not None else [])]
+
+
 class Bench:
     def __init__(self, tmp: Path, procs: lab.Procs, nginx: str, rate: float, bomb_cap_mib: int,
                  piece_bytes: int) -> None:
@@ -270,7 +282,7 @@ class Bench:
             "[publisher]", f'origin_url = "http://127.0.0.1:{self.origin_port}"',
             f'public_hosts = ["127.0.0.1:{port}"]', "",
             "[limits]", f"max_decoded_body_bytes = {self.bomb_cap_mib * MIB}", "",
-            "[event_loop]", f"slice_ms = {0 if target == 'unsliced' else target[7:-2]}",
+            "[event_loop]", *_event_loop_keys(target),
             f"piece_bytes = {self.piece_bytes}", "",
         ]))
         argv = [lab.PY, "-m", "sluicegate", "serve", "--config", str(cfg), "--port", str(port), "--workers", "1"]
@@ -460,6 +472,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bomb-cap-mib", type=int, default=64,
                     help="sluicegate max_decoded_body_bytes for the run (> 50: the 50 MiB page is under the same cap)")
     ap.add_argument("--slice-ms", default="1,2", help="comma-separated [event_loop] slice_ms values, one target each")
+    ap.add_argument("--stretch-ms", default="", metavar="MS[,MS]",
+                    help="[event_loop] stretch_ms values, one sliced target each (sliced-<N>ms-st<M>); "
+                         "default: the configured default, one target per --slice-ms")
+    ap.add_argument("--hash-seed", type=int, default=None, metavar="N",
+                    help="PYTHONHASHSEED of every sluicegate target in the run (default: a random one, the same for "
+                         "all targets; recorded): str hashes decide dict layouts, which moved one process's "
+                         "throughput by up to 4 %% against another running the same code")
     ap.add_argument("--piece-bytes", type=int, default=16384, help="[event_loop] piece_bytes (both sluicegates)")
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--ab", type=int, default=0, metavar="N",
@@ -472,13 +491,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot is None:
         args.plot = lab.results_dir() / "publisher-fairness.png"
     tools = lab.ensure_apt({"nginx": "nginx"})
+    import os
+    import random
     import tempfile
+
+    if args.hash_seed is None:
+        args.hash_seed = random.randrange(1, 1 << 31)
+    os.environ["PYTHONHASHSEED"] = str(args.hash_seed)  # inherited by every target started below
+    lab.log(f"PYTHONHASHSEED={args.hash_seed} for every sluicegate target")
 
     from sluicegate.bench.suites import fairness_ab
 
     with tempfile.TemporaryDirectory(prefix="sg-fair-") as tmp, lab.Procs() as procs:
         LOADS["c: 1 gzip bomb"]["decoded_mib"] = args.bomb_cap_mib
-        TARGETS[:] = [*(f"sliced-{float(ms):g}ms" for ms in args.slice_ms.split(",")), "unsliced", "nginx"]
+        stretches = [f"-st{float(st):g}" for st in args.stretch_ms.split(",")] if args.stretch_ms else [""]
+        TARGETS[:] = [*(f"sliced-{float(ms):g}ms{st}" for ms in args.slice_ms.split(",") for st in stretches),
+                      "unsliced", "nginx"]
         bench = Bench(Path(tmp), procs, tools["nginx"], args.rate, args.bomb_cap_mib, args.piece_bytes)
         lab.log("preparing pages (50 MiB + 5 MiB gzip HTML, 10 GiB gzip bomb) ...")
         sizes = bench.prepare()
@@ -514,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
     plot(summary, args.plot)
     path = lab.write_json("publisher-fairness", {
         "command": f"sluicegate bench fairness --runs {args.runs} --rate {args.rate:g} "
-                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
+                   f"--bomb-cap-mib {args.bomb_cap_mib} --slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes} "
+                   f"--hash-seed {args.hash_seed}",
         "started": started, "rate_per_s": args.rate, "file_sizes": sizes, "summary": summary, "rows": rows,
         "machine": lab.machine(), "versions": lab.versions(["nginx"]),
         "note": "wall-clock figures taken on a shared machine (other tenants' CPU load); compare side by side",

@@ -42,15 +42,17 @@ def tree_writes(pid: int) -> int:
     return total
 
 
-def pause_counts(admin_port: int) -> tuple[float, float]:
-    """The worker's slice pauses so far: (lane, light) from ``sluicegate_publisher_slice_pauses_total``."""
+def pause_counts(admin_port: int) -> tuple[float, float, float]:
+    """The worker's slice pauses so far: (lane, light) from ``sluicegate_publisher_slice_pauses_total``, and
+    the spent slices that ran on without a pause (``sluicegate_publisher_slices_stretched_total``)."""
     import re
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     got = dict(re.findall(r'^sluicegate_publisher_slice_pauses_total\{pause="(\w+)"\} (\S+)$', text, re.M))
-    return float(got.get("lane", 0.0)), float(got.get("light", 0.0))
+    stretched = re.search(r"^sluicegate_publisher_slices_stretched_total (\S+)$", text, re.M)
+    return float(got.get("lane", 0.0)), float(got.get("light", 0.0)), float(stretched[1]) if stretched else 0.0
 
 
 async def measure_ab(bench: Bench, sets: int, loads: list[str] | None = None) -> list[dict[str, Any]]:
@@ -72,15 +74,15 @@ async def measure_ab(bench: Bench, sets: int, loads: list[str] | None = None) ->
                     alone = await bench.heavy_alone(port, proc, load)
                     cpu, writes = tree_oncpu_s(proc.pid) - c0, tree_writes(proc.pid) - w0
                     p1 = pause_counts(bench.admin_of[port])
-                    lane, light = p1[0] - p0[0], p1[1] - p0[1]
+                    lane, light, stretched = p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2]
                     mib = LOADS[load]["decoded_mib"] * len(LOADS[load]["paths"])
                     rows.append({"target": t, "load": load, "set": i, "oncpu_s": cpu, "writes": writes,
                                  "mib_per_oncpu_s": mib / cpu, "wall_s": alone["wall_s"],
-                                 "pauses": lane + light, "light_pauses": light,
+                                 "pauses": lane + light, "light_pauses": light, "stretched": stretched,
                                  "loadavg_1m": lab.loadavg1()})
                     lab.log(f"  set {i + 1}/{sets} {t:11s} {load:20s} {mib / cpu:6.2f} MiB per CPU-s, "
                             f"{writes} writes, {lane + light:.0f} pauses ({light:.0f} light), "
-                            f"load {lab.loadavg1():.1f}")
+                            f"{stretched:.0f} stretched, load {lab.loadavg1():.1f}")
     finally:
         for _, proc in started.values():
             bench.procs.stop(proc)
@@ -104,6 +106,7 @@ def summarize_ab(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                     "mean_ratio_vs_unsliced": mean_ratio,
                                     "pauses_per_set": lab.med([r.get("pauses", 0) for r in rs]),
                                     "light_pauses_per_set": lab.med([r.get("light_pauses", 0) for r in rs]),
+                                    "stretched_per_set": lab.med([r.get("stretched", 0) for r in rs]),
                                     "loadavg_1m": lab.med([r["loadavg_1m"] for r in rs])}
     return out
 
@@ -116,14 +119,16 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, started: float,
     ab = summarize_ab(rows)
     print()
     print(lab.table(["target | load", "MiB / CPU-s", "vs unsliced (medians)", "(means)", "writes / set",
-                     "pauses / set", "light", "sets", "load avg"],
+                     "pauses / set", "light", "stretched", "sets", "load avg"],
                     [[k, v["mib_per_cpu_s"], v["ratio_vs_unsliced"], v["mean_ratio_vs_unsliced"], v["writes_per_set"],
-                      v["pauses_per_set"], v["light_pauses_per_set"], v["sets"], v["loadavg_1m"]]
+                      v["pauses_per_set"], v["light_pauses_per_set"], v["stretched_per_set"], v["sets"],
+                      v["loadavg_1m"]]
                      for k, v in ab.items()]))
     path = lab.write_json("publisher-fairness-ab", {
         "command": f"sluicegate bench fairness --ab {args.ab} --loads {args.loads} --bomb-cap-mib {args.bomb_cap_mib} "
-                   f"--slice-ms {args.slice_ms} --piece-bytes {args.piece_bytes}",
-        "started": started, "file_sizes": sizes, "summary": ab, "rows": rows,
+                   f"--slice-ms {args.slice_ms} --stretch-ms {args.stretch_ms or '(default)'} "
+                   f"--piece-bytes {args.piece_bytes} --hash-seed {args.hash_seed}",
+        "started": started, "file_sizes": sizes, "summary": ab, "rows": rows, "hash_seed": args.hash_seed,
         "machine": lab.machine(), "versions": lab.versions([]),
         "note": "CPU = on-CPU ns of the proxy's process tree (schedstat); medians over alternated sets",
     })
