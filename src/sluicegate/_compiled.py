@@ -53,4 +53,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.publisher.headers",
     "sluicegate.publisher.relay",
     "sluicegate.publisher.app",  # (its async generator, the client body, lives in publisher.inbound)
+    "sluicegate.server.app",  # the dispatch every request passes (pt3: its coroutine ran interpreted)
+    "sluicegate.edge.client",  # the request's ClientWatch and Deadline (pt3: its body is an iterator class now)
 )

@@ -90,17 +90,24 @@ class ClientWatch:
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> AsyncIterator[bytes]:
+        """The request body's chunks as they arrive; once it ends, the disconnect watch starts. (An iterator
+        class, not an async generator: mypyc compiles this module, and cannot compile those.)"""
+        return _Body(self)
+
+    async def next_chunk(self) -> bytes | None:
+        """The body's next non-empty chunk; ``None`` at its end (the disconnect watch then starts)."""
         while not self.body_done:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self.disconnected = True
                 raise ClientGone("client disconnected while sending its body")
-            chunk = message.get("body", b"")
+            chunk: bytes = message.get("body", b"")
             self.body_done = not message.get("more_body", False)
             if chunk:
-                yield chunk
+                return chunk
         self._start_watch()
+        return None
 
     def start(self, *, has_body: bool) -> None:
         self._owner = asyncio.current_task()
@@ -142,6 +149,24 @@ class ClientWatch:
         task = self._task
         if task is not None and not task.done():
             task.get_loop().call_soon(_reap, task)
+
+
+class _Body:
+    """``ClientWatch.body()``: ``async for`` over ``next_chunk``."""
+
+    __slots__ = ("_watch",)
+
+    def __init__(self, watch: ClientWatch) -> None:
+        self._watch = watch
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._watch.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 def _reap(task: asyncio.Task[None]) -> None:

@@ -10,6 +10,7 @@ another ASGI server, or tests) values live in this process's ``REGISTRY``. Label
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import functools
 import os
@@ -138,6 +139,60 @@ def observe(hist: Histogram, value: float) -> None:
     updates do what ``observe``'s validity check and Python loop over the buckets do."""
     hist._sum.inc(value)  # type: ignore[attr-defined]
     hist._buckets[bisect.bisect_left(hist._upper_bounds, value)].inc(1)  # type: ignore[attr-defined]
+
+
+class _Later:
+    """Counter increments and histogram observations made on a per-request path, written once at the end of the
+    event-loop turn (summed per value): under ``sluicegate serve`` every value update is a write to a shared
+    file, and under load several requests end in one turn. Runs before the loop polls again (``call_soon``), as
+    ``server.observe`` does for the request metrics; outside a running loop the update is made at once."""
+
+    __slots__ = ("counts", "observed", "scheduled")
+
+    def __init__(self) -> None:
+        self.counts: dict[object, float] = {}  # prometheus value object -> amount to add
+        self.observed: list[tuple[Histogram, float]] = []
+        self.scheduled = False
+
+    def schedule(self) -> None:
+        if self.scheduled:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop (tools, tests): now
+            self.flush()
+            return
+        self.scheduled = True
+
+    def flush(self) -> None:
+        self.scheduled = False
+        counts, self.counts = self.counts, {}
+        observed, self.observed = self.observed, []
+        for value, amount in counts.items():
+            value.inc(amount)  # type: ignore[attr-defined]
+        for hist, v in observed:
+            observe(hist, v)
+
+
+_LATER = _Later()
+
+
+def inc_later(counter: Counter, amount: float) -> None:
+    """``counter.inc(amount)`` for a counter child (labels resolved) on a per-request path, written with the
+    loop turn's other increments of it (``_Later``). ``amount`` >= 0 (0: nothing to write)."""
+    if amount > 0:
+        value = counter._value  # type: ignore[attr-defined]
+        counts = _LATER.counts
+        counts[value] = counts.get(value, 0.0) + amount
+        _LATER.schedule()
+    elif amount < 0:
+        counter.inc(amount)  # raises, as prometheus-client does
+
+
+def observe_later(hist: Histogram, value: float) -> None:
+    """``observe(hist, value)`` at the end of the loop turn (``_Later``)."""
+    _LATER.observed.append((hist, value))
+    _LATER.schedule()
 
 
 def multiprocess_dir() -> str | None:

@@ -68,6 +68,8 @@ class PublisherApp:
         # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off)
         self.identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
         self.relay = Relay(settings, self.origin, PageRewriting.from_settings(settings))
+        # the Host the origin gets (upstream_request_headers' rule, computed once: ``Origin.authority`` is a property)
+        self._origin_host = pub.origin_host_header or self.origin.authority
 
     def rewriter(self, scheme: str, host: str) -> HostRewriter:
         """One ``HostRewriter`` per (scheme, public host), reused."""
@@ -143,8 +145,7 @@ class PublisherApp:
         host = facts.host
         rewriter = self.rewriter(facts.scheme, host)
         up_headers = hdr.upstream_request_headers(
-            req_headers, facts, self.origin, self.settings.publisher.origin_host_header, request_id,
-            id_header=self.id_header,
+            req_headers, facts, self.origin, self._origin_host, request_id, id_header=self.id_header,
         )
         if info is not None and info.span is not None:  # tracing on: a client span, carried by traceparent
             info.upstream_span, carried = info.tracer.client_span(
@@ -163,7 +164,8 @@ class PublisherApp:
         mapper = self._inbound_mapper(facts.scheme, host)
         form = None
         if mapper is not None:
-            up_headers = mapper.map_headers(up_headers)
+            if seen.mapped:  # a Referer, Origin or Cookie to map (else map_headers copies the list unchanged)
+                up_headers = mapper.map_headers(up_headers)
             if has_body:
                 form = mapper.body_mapper(
                     req_headers, self.limits.request_map_hold_bytes, self.limits.map_request_body_bytes
@@ -195,7 +197,7 @@ class PublisherApp:
             except OriginError as exc:
                 raise UpstreamFailed(502, exc.kind, str(exc)) from None
             waited = time.perf_counter() - started
-            metrics.observe(metrics.PUBLISHER_TTFB, waited)
+            metrics.observe_later(metrics.PUBLISHER_TTFB, waited)
             try:
                 decision, plan = self.relay.classify(method, resp)
                 if info is not None:
@@ -236,15 +238,15 @@ class PublisherApp:
 class _Seen:
     """What the intake reads from the request headers, in one pass: Host (the first), the head's size, whether a
     body follows (HTTP/1.1: only if Transfer-Encoding or a Content-Length > 0 says so), Accept-Encoding (all
-    values joined; ``None``: absent), the first If-None-Match, and whether it is a React Server Components
-    request (not a navigation)."""
+    values joined; ``None``: absent), the first If-None-Match, whether it is a React Server Components request
+    (not a navigation), and whether a header the inbound mapping rewrites (Referer, Origin, Cookie) is there."""
 
-    __slots__ = ("accept_encoding", "has_body", "host", "if_none_match", "rsc", "size")
+    __slots__ = ("accept_encoding", "has_body", "host", "if_none_match", "mapped", "rsc", "size")
 
     def __init__(self, headers: list[tuple[str, str]]) -> None:
         host = inm = ""
         size = 0
-        has_body = rsc = False
+        has_body = rsc = mapped = False
         accept: list[str] | None = None
         for k, v in headers:
             size += len(k) + len(v) + 4
@@ -267,12 +269,15 @@ class _Seen:
                     inm = v
             elif lk in _RSC_HEADERS:
                 rsc = True
+            elif lk == "cookie" or lk == "referer" or lk == "origin":
+                mapped = True
         self.host = host
         self.size = size
         self.has_body = has_body
         self.accept_encoding = None if accept is None else ", ".join(accept)
         self.if_none_match = inm
         self.rsc = rsc
+        self.mapped = mapped
 
 
 def _target(scope: Scope, mapper: inbound.InboundMapper | None) -> str:

@@ -29,7 +29,7 @@ headers, the ASGI messages (``relay`` sends).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sluicegate.pipeline import PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder
@@ -76,8 +76,8 @@ def raising(exc: PipelineError) -> Iterator[bytes]:
 
 
 def transform_whole(
-    data: bytes, decoder: Decoder, processor: Transformer, encoder: Encoder, *, limit: int, quiet_cap: int,
-    reuse_wire: bool = False,
+    data: bytes, decoder: Decoder, processor: Transformer, encoder: Encoder | None, *, limit: int, quiet_cap: int,
+    reuse_wire: bool = False, make_encoder: Callable[[int], Encoder] | None = None,
 ) -> bytes | Resumed:
     """The whole body ``data`` decoded, processed and encoded in one pass (the coding's trailer included), or,
     when it decodes to more than ``limit`` bytes, a ``Resumed`` decoder for the streaming path (nothing of
@@ -87,7 +87,11 @@ def transform_whole(
     ``reuse_wire`` (the body leaves in the gzip coding it came in): when the processor changed nothing, the
     answer is ``data`` itself, the origin's own encoding of the same bytes, and nothing is re-encoded (a page
     with only relative links; issue 19). Not when the gzip decoder skipped trailing garbage (those bytes would
-    reach the client)."""
+    reach the client).
+
+    ``make_encoder`` (instead of ``encoder``): the encoder is made once the output's size is known, from that size
+    (``codecs.encoder_for(..., size_hint=)``: gzip's window sized to the body, the same bytes out), and only when
+    something is encoded; the streaming path makes its own when the body resumes there."""
     pieces = decoder.feed_pieces(data)
     first = next(pieces, b"")
     if len(first) > limit:
@@ -107,4 +111,7 @@ def transform_whole(
     if (reuse_wire and len(out) + len(tail) == len(first) and first.startswith(out) and first.endswith(tail)
             and getattr(decoder, "trailing_garbage_bytes", 0) == 0):
         return data
+    if encoder is None:
+        assert make_encoder is not None, "transform_whole needs an encoder or make_encoder"
+        encoder = make_encoder(len(out) + len(tail))
     return b"".join((encoder.compress(out), encoder.compress(tail), encoder.finish()))

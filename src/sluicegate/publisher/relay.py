@@ -294,7 +294,6 @@ class Relay:
                 out_headers = coding.ensure_vary(out_headers)
 
         decoder: Decoder = decoder_for(in_coding, self.limits.max_decoded_body_bytes, self.piece_bytes)
-        encoder = encoder_for(out_coding, **self.codec_levels)
         first = b""
         if self.one_pass and resp.ready():
             # the small-body fast path (publisher.oneshot): the whole body in hand -> one pass, Content-Length
@@ -305,14 +304,15 @@ class Relay:
             if first and len(first) <= self.one_pass and resp.at_eof():
                 t0 = time.perf_counter()
                 try:
-                    done = oneshot.transform_whole(first, decoder, processor, encoder, limit=self.one_pass,
+                    done = oneshot.transform_whole(first, decoder, processor, None, limit=self.one_pass,
                                                    quiet_cap=self.limits.max_decoded_bytes_without_output,
-                                                   reuse_wire=in_coding == out_coding == "gzip")
+                                                   reuse_wire=in_coding == out_coding == "gzip",
+                                                   make_encoder=self._sized_encoder(out_coding))
                 except PipelineError as exc:  # the streaming path meets it after the head, as it always did
                     done = oneshot.Resumed(decoder, oneshot.raising(exc))
                 looplag.note_work(time.perf_counter() - t0, request_id, label)
                 if isinstance(done, bytes):
-                    metrics.FROM_ORIGIN_BYTES.inc(len(first))
+                    metrics.inc_later(metrics.FROM_ORIGIN_BYTES, len(first))
                     out_headers.append(("content-length", str(len(done))))
                     await send({"type": "http.response.start", "status": status,
                                 "headers": encode_headers(out_headers)})
@@ -322,12 +322,21 @@ class Relay:
         work = BodyWork(
             decoder,
             processor,
-            encoder,
+            encoder_for(out_coding, **self.codec_levels),
             Slice(lane_for(asyncio.get_running_loop()), self.slice_s, request_id, label),
             self.limits.max_decoded_bytes_without_output,
         )
         await send({"type": "http.response.start", "status": status, "headers": encode_headers(out_headers)})
         await self._stream(resp, send, request_id, deadline, work, first)
+
+    def _sized_encoder(self, coding: str) -> Callable[[int], Encoder]:
+        """The one-pass path's encoder, made for the size of what it encodes (``codecs.encoder_for``'s size hint)."""
+        levels = self.codec_levels
+
+        def make(size: int) -> Encoder:
+            return encoder_for(coding, size_hint=size, **levels)
+
+        return make
 
     async def _stream(
         self, resp: OriginBody, send: Send, request_id: str, deadline: Deadline, work: BodyWork,
@@ -378,7 +387,7 @@ class Relay:
             self._abort(request_id, exc.kind, f"origin body failed: {exc}")
         finally:
             sl.done()
-            metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+            metrics.inc_later(metrics.FROM_ORIGIN_BYTES, relayed_in)
             if sl.pauses:
                 metrics.SLICE_PAUSES_LANE.inc(sl.pauses - sl.light_pauses)
                 if sl.light_pauses:
@@ -433,5 +442,5 @@ async def pass_through(
     except OriginError as exc:
         abort(exc.kind, f"{who} body failed: {exc}")
     finally:
-        metrics.FROM_ORIGIN_BYTES.inc(relayed_in)
+        metrics.inc_later(metrics.FROM_ORIGIN_BYTES, relayed_in)
     await send({"type": "http.response.body", "body": last, "more_body": False})

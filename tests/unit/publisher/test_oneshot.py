@@ -10,6 +10,7 @@ response as an abort after the head."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import itertools
 import zlib
@@ -24,7 +25,7 @@ from sluicegate.dev.origin.content import page
 from sluicegate.edge.asgi import Message
 from sluicegate.gate import Kind
 from sluicegate.pipeline import Transformer, WorkBoundExceeded
-from sluicegate.pipeline.codecs import CorruptEncoding, decoder_for, encoder_for
+from sluicegate.pipeline.codecs import CorruptEncoding, Encoder, decoder_for, encoder_for, window_bits
 from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.publisher.oneshot import Resumed, transform_whole
 from sluicegate.publisher.processors import build_processor
@@ -109,6 +110,67 @@ async def test_one_pass_gives_the_streaming_paths_bytes_for_every_page_and_chunk
             cuts = [c for c in cuts if 0 < c < len(wire)]
             assert _decode(coding, await _streamed(config, coding, wire, cuts)) == decoded, (name, cuts)
     assert rewrote >= 4  # the bench pages name the origin: the comparison is about rewritten bytes
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+async def test_an_encoder_made_for_the_bodys_size_gives_the_same_bytes(coding: str) -> None:
+    """The relay's one-pass path makes its encoder once the output's size is known (gzip's window sized to it):
+    the encoded bytes are still those of the streaming path (for gzip: the full-window encoder's)."""
+    config = _settings()
+    sizes: list[int] = []
+    for name, html in _pages():
+        wire = _encode(coding, html)
+
+        def make(size: int) -> Encoder:
+            sizes.append(size)
+            return encoder_for(coding, size_hint=size)
+
+        one = transform_whole(wire, decoder_for(coding, 1 << 30, PIECE), _processor(config), None,
+                              limit=PIECE, quiet_cap=1 << 30, make_encoder=make)
+        assert isinstance(one, bytes), name
+        assert one == await _streamed(config, coding, wire, [], 0.0), name
+        assert _decode(coding, one) == transform_whole(html, decoder_for("", 1 << 30, PIECE), _processor(config),
+                                                       encoder_for(""), limit=PIECE, quiet_cap=1 << 30)
+    assert sizes and min(sizes) > 0
+
+
+def test_a_gzip_window_sized_to_the_input_compresses_to_the_same_bytes() -> None:
+    """``window_bits``: the smallest window whose reach covers the input; the compressed bytes do not change
+    (no match could reach further back), at every size around each window's bound and for every level."""
+    assert [window_bits(n) for n in (0, 1, 250, 251, 762, 763, 32_506, 32_507, 10**6)] == [9, 9, 9, 10, 10, 11, 15,
+                                                                                            15, 15]
+    noise = bytes((i * 7919 + (i >> 3) * 31 + (i * i) % 17) % 251 for i in range(40_000))
+    html = page(ORIGIN, 40_000)
+    for bits in range(9, 16):
+        for size in {(1 << bits) - 262 - 1, (1 << bits) - 262}:
+            third = size // 3
+            far = noise[:third] + noise[20_000:20_000 + size - 2 * third] + noise[:third]  # a match ~size back
+            for chunk in (html[:size], noise[:size], far):
+                assert len(chunk) == size and window_bits(size) == bits
+                for level in (1, 4, 6, 9):
+                    full = encoder_for("gzip", gzip_level=level)
+                    sized = encoder_for("gzip", gzip_level=level, size_hint=len(chunk))
+                    want = full.compress(chunk) + full.finish()
+                    assert sized.compress(chunk) + sized.finish() == want, (bits, size, level)
+                    assert gzip.decompress(want) == chunk
+
+
+def test_a_finished_rewriter_leaves_no_cyclic_garbage() -> None:
+    """A finished page's rewriter dies by reference count: nothing is left for the cyclic collector (it held 45
+    objects per page until ``HtmlRewriter.finish`` broke the rewriter <-> text bodies cycle)."""
+    config = _settings()
+    html = page(ORIGIN, 4000)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            processor = _processor(config)
+            out = processor.feed(html) + processor.finish()
+            assert ORIGIN.encode() not in out
+            del processor
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 async def test_a_body_decoding_past_the_bound_resumes_on_the_streaming_path_decoded_once() -> None:

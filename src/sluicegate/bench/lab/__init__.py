@@ -42,6 +42,7 @@ from sluicegate.bench.lab.sysstat import (
     tree_hwm_kib,
     tree_rss_kib,
     versions,
+    worker_pids,
 )
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "versions",
     "wait_http",
     "wait_port",
+    "worker_pids",
     "write_json",
     "write_sluicegate_config",
 ]

@@ -65,6 +65,25 @@ def _fast_tree(pid: int) -> list[int]:
     return out
 
 
+def worker_pids(pid: int, timeout: float = 10.0) -> list[int]:
+    """The serving worker processes under ``sluicegate serve``'s supervisor ``pid`` (``-m sluicegate.server.worker``
+    in their command line), waiting up to ``timeout`` for at least one; ``[pid]`` when it has none (a process that
+    serves by itself). What a profiler must attach to: the supervisor only supervises."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for p in _fast_tree(pid)[1:]:
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if b"sluicegate.server.worker" in f.read():
+                        found.append(p)
+            except OSError:
+                continue
+        if found or time.monotonic() >= deadline:
+            return found or [pid]
+        time.sleep(0.05)
+
+
 def rss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm") as f:

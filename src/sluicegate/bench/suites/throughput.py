@@ -18,7 +18,8 @@ Ratios are sluicegate / nginx with the same number of workers. Goal (issue 2): >
 >= 0.6x on 200 KB pages. Each wrk run also records the CPU used by the proxy's process tree, the origin, wrk, and
 everything else on the machine ("foreign", other tenants), in % of one core, and the 1-minute load average.
 
-Then (unless ``--no-profile``) sluicegate with 1 worker is profiled under the same wrk load with py-spy
+Then (unless ``--no-profile``) sluicegate with 1 worker is profiled under the same wrk load with py-spy attached to
+the worker process (not the supervisor ``sluicegate serve`` starts)
 (``record --native`` at 100 Hz, 6 s per page) and the top functions by own samples and by inclusive samples,
 and the samples per component (HTML rewriter, aiohttp, uvicorn, socket syscalls, GC, ...) are reported.
 
@@ -337,13 +338,16 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
     out: dict[str, Any] = {}
     port, proc = bench.start("sluicegate-w1")
     assert proc is not None
+    # the worker, not `sluicegate serve` itself: the supervisor only supervises (profiling its pid showed
+    # selectors/subprocess, never the relay)
+    worker = lab.worker_pids(proc.pid)[0]
     try:
         for name in PROFILE_PAGES:
             url = f"http://127.0.0.1:{port}/{PAGES[name]['file']}"
             run_wrk(bench.wrk, url, 1)
             dest = bench.tmp / f"profile-{name.replace(' ', '_')}.txt"
             # --native shows time inside uvloop/httptools/zlib; it pauses the process per sample (100 Hz)
-            argv = [py_spy, "record", "--pid", str(proc.pid), "--rate", "100", "--duration", str(args.profile_s),
+            argv = [py_spy, "record", "--pid", str(worker), "--rate", "100", "--duration", str(args.profile_s),
                     "--format", "raw", "--output", str(dest), "--native"]
             holder: dict[str, Any] = {}
 
@@ -368,6 +372,7 @@ def profile(args: argparse.Namespace, bench: Bench, py_spy: str) -> dict[str, An
             res["native"] = "--native" in argv
             res["rate_hz"] = 100
             res["seconds"] = args.profile_s
+            res["pid"] = "worker" if worker != proc.pid else "server"
             res["wrk_under_profiler"] = holder.get("wrk", {})
             out[name] = res
             lab.log(f"profiled {name}: {res.get('samples', 0)} samples")

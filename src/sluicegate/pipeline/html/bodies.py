@@ -12,12 +12,17 @@ Must not know: tokenization, the scanner, rules, hosts.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from sluicegate.pipeline.html.output import OutputQueue
 from sluicegate.pipeline.html.registry import HandlerRegistry
 from sluicegate.pipeline.html.units import TextBody, TextFilter
 
 log = logging.getLogger("sluicegate.html")
+
+
+FINISHED: Final = HandlerRegistry(max_tag_bytes=0, max_text_bytes=0)
+"""The registry of a finished rewriter's text bodies (``HtmlRewriter.finish`` breaks its reference cycle)."""
 
 
 class TextBodies:

@@ -35,7 +35,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from sluicegate.pipeline.bytescan import is_alpha
-from sluicegate.pipeline.html.bodies import TextBodies
+from sluicegate.pipeline.html.bodies import FINISHED, TextBodies
 from sluicegate.pipeline.html.lexer import DATA, END, START, TEXT, Lexer, Token
 from sluicegate.pipeline.html.needles import only_inside
 from sluicegate.pipeline.html.output import OutputQueue
@@ -135,7 +135,12 @@ class HtmlRewriter(HandlerRegistry):
         for h in self._end_handlers:
             h(doc)
         self._out.release_all()
-        return self._out.take()
+        data = self._out.take()
+        # the rewriter's one reference cycle (its text bodies name it as their registry), broken once the document
+        # is done: a finished rewriter then dies by reference count, not in the cyclic collector (~45 objects per
+        # page; the collections cost ~15 us per 2 KB gzip page served, issue 19 row 3)
+        self._bodies.reg = FINISHED
+        return data
 
     def _run(self) -> None:
         buf = self._buf
