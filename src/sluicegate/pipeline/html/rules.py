@@ -43,6 +43,7 @@ from sluicegate.pipeline.html.urlvalues import (
     SUSPECT,
     UNQUOTED_UNSAFE,
     LongTagFilter,
+    SuspectScan,
     attr_vstart,
     plain_span,
     replacements_simple,
@@ -50,7 +51,6 @@ from sluicegate.pipeline.html.urlvalues import (
     rewrite_srcset,
     rewrite_srcset_bytes,
     simple_value,
-    suspect_at,
     tag_may_hide,
 )
 from sluicegate.pipeline.text import StreamingHostReplacer
@@ -92,8 +92,9 @@ class SluicegateRules:
         # the origin host's needle) on the origin's, for tags whose other hosts are only parts of
         # the origin host (the rewriter's ``needles.only_inside``).
         urls = self.urls
+        suspect = SuspectScan().at  # one per rewriter: it remembers its last buffer's reference search
         for i, needle in enumerate(matcher.needles):
-            html.on_element("*", urls, needle=needle, raw=self.urls_raw if i == 0 else None, suspect=suspect_at)
+            html.on_element("*", urls, needle=needle, raw=self.urls_raw if i == 0 else None, suspect=suspect)
         self.install_text_filter(html)
         html.set_long_tag_filter(self.long_tag_filter)
         html.set_text_streamer(self.text_stream)

@@ -26,6 +26,7 @@ from sluicegate.pipeline.html.units import Element
 from sluicegate.pipeline.html.urlvalues import (
     SRCSET_ATTRS,
     URL_ATTRS,
+    SuspectScan,
     rewrite_css_urls,
     rewrite_css_urls_bytes,
     rewrite_srcset,
@@ -477,3 +478,34 @@ def test_text_filter_still_sees_a_reference_cut_by_a_chunk_boundary() -> None:
         out.append(html.finish())
         assert b"".join(out) == page
         assert b"origin.example.com" in b"".join(seen.fed), size
+
+
+_SUSPECT_PARTS = st.lists(st.sampled_from(["&", "#", "period;", "sol;", "amp;", "&amp; ", "x", "%2e", "//", "\\",
+                                           "/", "a.b", ";"]), max_size=24).map(lambda xs: "".join(xs).encode())
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 120), st.integers(0, 120)), min_size=1, max_size=12),
+       st.lists(_SUSPECT_PARTS, min_size=3, max_size=3))
+def test_suspect_scan_remembers_nothing_wrong(calls: list[tuple[int, int, int]], bufs: list[bytes]) -> None:
+    """``SuspectScan.at`` (which keeps its last reference search per buffer and end) answers every
+    call of any sequence, over buffers that come back and bounds that move either way, as
+    ``suspect_at`` does."""
+    scan = SuspectScan()
+    for i, a, b in calls:
+        low = bufs[i]
+        start, end = min(a, len(low)), min(max(a, b), len(low))
+        assert scan.at(low, start, end) == suspect_at(low, start, end)
+
+
+def test_suspect_scan_reuses_its_reference_search_past_a_backslash() -> None:
+    """Past a backslash suspect, the next answer still finds the reference after it (kept from the
+    first search) and a later one once the position passes that reference."""
+    low = b"a\\/b &amp; c &#46; d \\/ e &sol; f"
+    scan = SuspectScan()
+    first = scan.at(low, 0, len(low))
+    assert first == 1 == suspect_at(low, 0, len(low))
+    ref = low.index(b"&#46;")
+    assert scan.at(low, first + 3, len(low)) == ref
+    assert scan.at(low, ref + 1, len(low)) == suspect_at(low, ref + 1, len(low)) == low.index(b"\\/ e")
+    assert scan.at(low, low.index(b"&sol;"), len(low)) == low.index(b"&sol;")
