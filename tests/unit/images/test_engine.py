@@ -114,11 +114,15 @@ def test_deadline_kills_the_image_and_the_thread_survives() -> None:
     assert process(job(photo(640, 480))).width == 640
 
 
-def test_cancelled_job_is_killed_by_the_watchdog_without_the_pool() -> None:
+def test_cancelled_job_is_killed_by_the_watchdog_without_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image takes ~0.2 s on a quiet machine, less than the watchdog's default look (0.25 s): shorter looks
+    # here, so that the cancel is seen mid-image however fast the machine is.
+    monkeypatch.setattr(WATCHDOG, "LOOK", 0.005)
+    monkeypatch.setattr(WATCHDOG, "REPEAT", 0.005)
     big = photo(4000, 3000, fmt="png")
     j = job(big, format="avif", timeout=60)
     kills = WATCHDOG.kills
-    timer = threading.Timer(0.1, j.cancelled.set)  # no kill() call: only the watchdog's repeated look
+    timer = threading.Timer(0.02, j.cancelled.set)  # no kill() call: only the watchdog's repeated look
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(ImageError) as exc:
@@ -126,7 +130,7 @@ def test_cancelled_job_is_killed_by_the_watchdog_without_the_pool() -> None:
     timer.join()
     assert exc.value.status == 503 and exc.value.kind == "cancelled"
     assert WATCHDOG.kills > kills
-    # the same image made whole takes seconds; stopped within a few of the watchdog's repeats
+    # stopped within a few of the watchdog's looks
     assert time.monotonic() - t0 < 5
     assert j._target is None and not WATCHDOG._jobs
 
