@@ -32,6 +32,8 @@ class ProxyProcess(Proc):
         self.admin_port = 0
         if "[admin]" not in text:  # every test instance gets its own admin port (the default 9901 is shared)
             self.admin_port = free_port()
+            while self.admin_port == self.port:  # two free_port() calls can return the same port (seen in CI)
+                self.admin_port = free_port()
             text += f'\n[admin]\nlisten = "127.0.0.1:{self.admin_port}"\n'
         else:
             m = re.search(r'listen\s*=\s*"[^"]*:(\d+)"', text.split("[admin]", 1)[1])
