@@ -348,12 +348,7 @@ class Slice:
         self._until = resumed + self.budget_s
 
     def done(self) -> None:
-        now = _clock()
-        self._note(now)
-        lane = self._lane
-        if lane is not None:
-            lane.release(self)
-            lane.let_go(now)
+        self.idle()  # the last stretch of work ends, the lane let go
         if self.stretched:
             metrics.SLICES_STRETCHED.inc(self.stretched)
 
