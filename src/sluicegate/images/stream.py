@@ -73,12 +73,13 @@ async def _write_all(fd: int, data: bytes | bytearray | memoryview, full_wait: f
 
 async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes | memoryview]],
                max_bytes: int, source_timeout: float, remaining: float,
-               move: Callable[[int], Awaitable[int]] | None = None) -> None:
+               move: Callable[[int], Awaitable[tuple[int, bool]]] | None = None) -> None:
     """Write ``first`` and then every chunk ``read()`` returns into the pipe; close it at the end.
 
     With ``move`` (``SourceReader.splice_into``), the rest is moved into the pipe by the kernel instead:
-    ``move(fd)`` returns how many bytes it moved, 0 at the end of the body, -1 when the pipe is full (the
-    body's length was checked against ``max_source_bytes`` before, and a move never passes it).
+    ``move(fd)`` returns how many bytes it moved and whether it stopped at a full pipe (then the pump waits
+    for the decoder); (0, False) at the end of the body (the body's length was checked against
+    ``max_source_bytes`` before, and a move never passes it).
     ``remaining`` is what is left of ``source_timeout`` for the origin. Never raises for the source's
     failures (they go to ``job.source_error``); cancelled, it closes the pipe (the decoder then fails).
     """
@@ -92,7 +93,7 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
             try:
                 async with asyncio.timeout(max(remaining, 0.001)):
                     if move is not None:
-                        moved = await move(write_fd)
+                        moved, full = await move(write_fd)
                     else:
                         chunk = await read()
             except TimeoutError:
@@ -105,11 +106,11 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                 return
             remaining -= time.monotonic() - t0
             if move is not None:
-                if moved < 0:  # the pipe is full: waiting for the decoder is not the origin's time
+                got += moved
+                if full:  # waiting for the decoder is not the origin's time
                     await asyncio.sleep(wait)
                 elif moved == 0:
                     return
-                got += max(moved, 0)
                 continue
             if not chunk:
                 return
