@@ -154,8 +154,9 @@ class SourceReader(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         moved = 0
         while True:
+            want = min(self.remaining, SPLICE_BYTES)
             try:
-                n = os.splice(sfd, fd, min(self.remaining, SPLICE_BYTES), flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
+                n = os.splice(sfd, fd, want, flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
             except BlockingIOError:  # no bytes from the origin yet, or the pipe is full
                 if _pending(sfd) > 0:
                     return moved, True
@@ -179,6 +180,10 @@ class SourceReader(asyncio.BufferedProtocol):
                 self._paused = False  # the connection's own protocol reads from here on
                 self._body.done()
                 return moved, False
+            if n < want:  # the socket ran dry, or the pipe is (nearly) full: never a splice per freed page
+                if _pending(sfd) > 0:
+                    return moved, True
+                await self._socket_readable(loop, sfd)
 
     async def _socket_readable(self, loop: asyncio.AbstractEventLoop, sfd: int) -> None:
         lowat = min(self.remaining, SPLICE_LOWAT)
