@@ -66,6 +66,7 @@ class SourceReader(asyncio.BufferedProtocol):
         self._transport.set_protocol(self)
         self._splice_sock: socket.socket | None = None  # on our duplicate of the socket's descriptor, while splicing
         self._lowat = 1  # SO_RCVLOWAT set on the socket while splicing (1: the kernel's default)
+        self._dry = False  # the socket was found empty: the next splice_into waits for the origin first
 
     def can_splice(self) -> bool:
         """The body can be moved by ``splice_into``: a plain (not TLS) socket, on Linux."""
@@ -131,14 +132,23 @@ class SourceReader(asyncio.BufferedProtocol):
             raise self._error
         return self._filled
 
+    def arrived(self) -> int:
+        """Bytes of the rest of the body the origin has sent so far: moved, plus any waiting in the socket
+        (below ``SO_RCVLOWAT``, a stalled origin's last bytes are not moved: the 504 still counts them)."""
+        sock = self._splice_sock
+        return self.received + (_pending(sock.fileno()) if sock is not None else 0)
+
     async def splice_into(self, fd: int) -> tuple[int, bool]:
         """Move the next bytes of the body from the socket into the pipe ``fd``, inside the kernel, until the
-        pipe is full or the body is done; returns how many, and whether the pipe was found full (the caller
-        then waits for the decoder before it calls again); (0, False) at the end of the body. Waits for the
-        origin in between (the caller bounds that). Raises the origin client's ``OriginError`` when the
-        connection ends early, ``BrokenPipeError`` when the pipe's reader is gone.
+        pipe is full, the socket is empty or the body is done; returns how many, and whether the pipe was
+        found full (the caller then waits for the decoder before it calls again); (0, False) at the end of
+        the body. A call that finds the socket empty before it has moved anything waits for the origin (the
+        caller bounds that; what earlier calls returned is all that moved). Raises the origin client's
+        ``OriginError`` when the connection ends early (after returning the bytes moved before the end),
+        ``BrokenPipeError`` when the pipe's reader is gone.
 
-        One call per pipeful, not per socket read, and a wait for the origin wakes only once
+        One call per socketful or pipeful, not per socket read or freed pipe page, and a wait for the
+        origin wakes only once
         ``SPLICE_LOWAT`` bytes (or the rest of the body) are in the socket (``SO_RCVLOWAT``, restored before
         the connection is handed back): measured at ~13 loop wake-ups per MiB of source before, each a
         Python round of the pump. The transport stays paused throughout (it reads nothing behind our back);
@@ -154,23 +164,32 @@ class SourceReader(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         moved = 0
         while True:
+            if self._dry:  # only in a call that has moved nothing yet: the caller's count is exact on a stall
+                await self._socket_readable(loop, sfd)
+                self._dry = False
             want = min(self.remaining, SPLICE_BYTES)
             try:
                 n = os.splice(sfd, fd, want, flags=_SPLICE_F_MOVE | _SPLICE_F_NONBLOCK)
             except BlockingIOError:  # no bytes from the origin yet, or the pipe is full
                 if _pending(sfd) > 0:
                     return moved, True
-                await self._socket_readable(loop, sfd)
+                self._dry = True
+                if moved:
+                    return moved, False
                 continue
             except BrokenPipeError:
                 raise
             except OSError as exc:  # the origin reset the connection
                 self._end_splice()
                 self._error = self._body.lost(exc)
+                if moved:  # these bytes are counted first; the next call raises
+                    return moved, False
                 raise self._error from None
             if n == 0:  # the origin closed before the end of the body
                 self._end_splice()
                 self._error = self._body.lost(None)
+                if moved:
+                    return moved, False
                 raise self._error
             self.remaining -= n
             self.received += n
@@ -183,7 +202,8 @@ class SourceReader(asyncio.BufferedProtocol):
             if n < want:  # the socket ran dry, or the pipe is (nearly) full: never a splice per freed page
                 if _pending(sfd) > 0:
                     return moved, True
-                await self._socket_readable(loop, sfd)
+                self._dry = True  # the next call waits for the origin first
+                return moved, False
 
     async def _socket_readable(self, loop: asyncio.AbstractEventLoop, sfd: int) -> None:
         lowat = min(self.remaining, SPLICE_LOWAT)

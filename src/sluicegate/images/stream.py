@@ -73,18 +73,20 @@ async def _write_all(fd: int, data: bytes | bytearray | memoryview, full_wait: f
 
 async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes | memoryview]],
                max_bytes: int, source_timeout: float, remaining: float,
-               move: Callable[[int], Awaitable[tuple[int, bool]]] | None = None) -> None:
+               move: Callable[[int], Awaitable[tuple[int, bool]]] | None = None,
+               arrived: Callable[[], int] | None = None) -> None:
     """Write ``first`` and then every chunk ``read()`` returns into the pipe; close it at the end.
 
     With ``move`` (``SourceReader.splice_into``), the rest is moved into the pipe by the kernel instead:
     ``move(fd)`` returns how many bytes it moved and whether it stopped at a full pipe (then the pump waits
     for the decoder); (0, False) at the end of the body (the body's length was checked against
     ``max_source_bytes`` before, and a move never passes it).
-    ``remaining`` is what is left of ``source_timeout`` for the origin. Never raises for the source's
+    ``remaining`` is what is left of ``source_timeout`` for the origin; ``arrived()`` (with ``move``) the
+    bytes after ``first`` the origin has sent, for the stall's message. Never raises for the source's
     failures (they go to ``job.source_error``); cancelled, it closes the pipe (the decoder then fails).
     """
     wait = full_wait(write_fd)
-    got = len(first)
+    got = first_bytes = len(first)
     try:
         await _write_all(write_fd, first, wait)
         del first
@@ -97,6 +99,8 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                     else:
                         chunk = await read()
             except TimeoutError:
+                if arrived is not None:
+                    got = first_bytes + arrived()
                 job.source_error = ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image "
                                               f"in {source_timeout:g} s (image_optimizer.source_timeout)")
                 return
