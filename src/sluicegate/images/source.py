@@ -207,9 +207,16 @@ class SourceReader(asyncio.BufferedProtocol):
 
     async def _socket_readable(self, loop: asyncio.AbstractEventLoop, sfd: int) -> None:
         lowat = min(self.remaining, SPLICE_LOWAT)
-        if lowat != self._lowat and self._splice_sock is not None:
+        sock = self._splice_sock
+        if lowat != self._lowat and sock is not None:
             with contextlib.suppress(OSError):  # the wait then ends at the first byte, as without it
-                self._splice_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+                # Linux >= 4.18 grows the receive buffer to hold it; an older kernel might never hold that many
+                # bytes (the wait would end only at source_timeout): ask for what the buffer holds
+                rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                if rcvbuf < lowat:
+                    lowat = max(rcvbuf // 2, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
                 self._lowat = lowat
         waiter = self._waiter = loop.create_future()
         loop.add_reader(sfd, self._wake)
