@@ -91,7 +91,8 @@ class OneSendOrigin:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OneSendOrigin, ProxyProcess, int]]:
     origin = OneSendOrigin()
     config = publisher_config(origin.url, server="access_log = false\n",
-                              extra=f"\n[event_loop]\nslice_ms = 100\npiece_bytes = {PIECE}\n")
+                              extra=f"\n[event_loop]\nslice_ms = 100\npiece_bytes = {PIECE}\n"
+                                    "stall_warn_ms = 60000\n")  # no log line on a slow machine
     proxy = ProxyProcess(Path(tmp_path_factory.mktemp("relay-writes")), config, workers=1).start()
     try:
         assert proxy.proc is not None
