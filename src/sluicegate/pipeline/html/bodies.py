@@ -3,8 +3,10 @@
 Owns the text of the one raw-text element being read (``<script>``, ``<style>``, ``<noscript>``...)
 whose tag has text handlers: its pieces are collected up to ``max_text_bytes`` and handed to the
 handlers whole at its end tag (``TextBody``: replaced bytes, or a ``Deferred`` output slot); past
-``stream_text_after`` the registry's text streamer may take over the rest as a stream (bounded
-hold); past ``max_text_bytes`` the handlers are told once (``complete`` False) and the rest
+``stream_decide_at`` bytes (sluicegate's rules: ``rules.WHOLE_HEAD``, 64) the registry's text
+streamer decides on the first ``stream_decide_at`` bytes whether the body streams (bounded hold:
+a chunk that ends inside an inline ``<style>`` or script lets its bytes out) or stays whole;
+past ``max_text_bytes`` the handlers are told once (``complete`` False) and the rest
 streams through unmodified. Memory: at most ``max_text_bytes`` held.
 Must not know: tokenization, the scanner, rules, hosts.
 """
@@ -63,10 +65,12 @@ class TextBodies:
         self.text.append(piece)
         self.size += len(piece)
         streamer = reg.text_streamer
-        if streamer is not None and not self.asked and self.size > min(reg.stream_text_after, reg.max_text_bytes):
+        decide_at = min(reg.stream_decide_at, reg.max_text_bytes)
+        if streamer is not None and not self.asked and self.size > decide_at:
+            # decided on the body's first ``decide_at`` bytes exactly: the same for every chunking
             self.asked = True
             head = b"".join(self.text)
-            stream = streamer(self.tag, self.start_tag, head)
+            stream = streamer(self.tag, self.start_tag, head[:decide_at])
             if stream is not None:
                 self.stream = stream
                 self.text = []

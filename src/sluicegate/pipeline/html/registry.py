@@ -86,6 +86,8 @@ class HandlerRegistry:
         # streamed text bodies (``set_text_streamer``)
         self._streamer: Callable[[bytes, bytes, bytes], TextFilter | None] | None = None
         self.stream_text_after = 32 * 1024
+        # the body size past which the streamer decides (``set_text_streamer``'s ``decide_at``)
+        self.stream_decide_at = 32 * 1024
         # the scan plan (``_boring_re``); None: to be (re)made before the next scan
         self._boring: re.Pattern[bytes] | None = None
         self._needle = b""
@@ -200,13 +202,20 @@ class HandlerRegistry:
         self._tf_hold = hold
 
     def set_text_streamer(self, decide: Callable[[bytes, bytes, bytes], TextFilter | None], *,
-                          after: int = 32 * 1024) -> None:
-        """Bodies of text-handler elements longer than ``after`` bytes are offered to
-        ``decide(tag, start_tag, first_bytes)`` once: a filter it returns streams the rest of
-        the body (handlers are then not called for it; output lags by the filter's hold only);
-        ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
+                          after: int = 32 * 1024, decide_at: int | None = None) -> None:
+        """Bodies of text-handler elements longer than ``decide_at`` bytes (default ``after``)
+        are offered to ``decide(tag, start_tag, first_bytes)`` once, ``first_bytes`` being
+        exactly the body's first ``decide_at`` bytes (so the decision does not depend on how the
+        input was cut): a filter it returns streams the whole body (handlers are then not called
+        for it; output lags by the filter's hold only); ``None`` keeps collecting it whole for
+        the handlers (up to ``max_text_bytes``). A ``decide`` that streams a body must stream it
+        to the bytes the handlers would have made of it whole (the rules' contract); a small
+        ``decide_at`` (``rules.WHOLE_HEAD``) lets a body a chunk cuts leave at once instead of
+        waiting for its end tag. ``after``: the fast path reads bodies up to that size whole
+        from the buffer (``HtmlRewriter._raw_body``)."""
         self._streamer = decide
         self.stream_text_after = after
+        self.stream_decide_at = after if decide_at is None else min(decide_at, after)
 
     @property
     def text_streamer(self) -> Callable[[bytes, bytes, bytes], TextFilter | None] | None:

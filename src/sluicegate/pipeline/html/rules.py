@@ -59,6 +59,14 @@ ScriptText = TextBody
 ScriptFilter = Callable[[TextBody], bool]
 """Called with each inline ``<script>``'s whole text before the URL rule; True = handled."""
 
+WHOLE_HEAD: Final = 64
+"""A ``<script>``/``<style>`` body longer than this is decided on its first ``WHOLE_HEAD`` bytes
+(``text_stream``): held whole for a script filter that wants it whole (``wants_whole``), else
+streamed through the one mapping with a bounded hold. A script filter with ``wants_whole`` must
+decide from those bytes too (the Next.js filter's ``__next_f`` mark), so that a streamed body is
+one its whole-body rule would have left to the generic rule; a filter without ``wants_whole``
+gets every script whole."""
+
 # Elements that may sit in <head>: seeing one of them does not yet open <body>.
 _HEAD_OK: Final = frozenset((
     "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
@@ -97,7 +105,7 @@ class SluicegateRules:
             html.on_element("*", urls, needle=needle, raw=self.urls_raw if i == 0 else None, suspect=suspect)
         self.install_text_filter(html)
         html.set_long_tag_filter(self.long_tag_filter)
-        html.set_text_streamer(self.text_stream)
+        html.set_text_streamer(self.text_stream, decide_at=WHOLE_HEAD)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -109,9 +117,11 @@ class SluicegateRules:
             html.on_end(self.document_end)
 
     def text_stream(self, tag: bytes, start_tag: bytes, head: bytes) -> StreamingHostReplacer | None:
-        """A long ``<style>`` or ``<script>`` body streams through the one mapping (bounded hold)
-        instead of being held whole, unless the script filter needs it whole (inline Flight,
-        ``__NEXT_DATA__``: ``wants_whole``); ``<noscript>`` stays whole (nested markup)."""
+        """A ``<style>`` or ``<script>`` body over ``WHOLE_HEAD`` bytes (``head``: its first
+        ``WHOLE_HEAD``) streams through the one mapping (bounded hold) instead of being held
+        whole, unless the script filter needs it whole (inline Flight, ``__NEXT_DATA__``:
+        ``wants_whole``): the same bytes as ``style`` / ``script`` make of it whole, without
+        holding it until its end tag. ``<noscript>`` stays whole (nested markup)."""
         if tag == b"style":
             return StreamingHostReplacer(self.rw)
         if tag != b"script":
