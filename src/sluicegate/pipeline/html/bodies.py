@@ -41,15 +41,18 @@ class TextBodies:
         self.stream: TextFilter | None = None
         self.asked = False
 
-    def begin(self, name: bytes, start_tag: bytes) -> None:
-        """A raw-text element ``name`` whose body the text handlers want starts."""
+    def begin(self, name: bytes, start_tag: bytes, whole: bool = False) -> None:
+        """A raw-text element ``name`` whose body the text handlers want starts. ``whole``: the
+        caller has the whole body (the fast path's ``_raw_body``, under ``stream_text_after``):
+        the handlers get it whole without asking the streamer, which by its contract would have
+        made the same bytes of it (one rewrite of the body instead of a stream's two)."""
         self.text = []
         self.size = 0
         self.tag = name
         self.start_tag = start_tag
         self.overflow = False
         self.stream = None
-        self.asked = False
+        self.asked = whole
 
     def collect(self, piece: bytes) -> None:
         assert self.text is not None
