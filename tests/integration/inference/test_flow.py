@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from harness import GatewayServer, raw_request, read_response, send_request
-
-from conftest import Mocks
 from tests.integration.ops.helpers import access_lines, wait_for
 from tests.support.servers import ProxyProcess
+
+from conftest import Mocks
 
 CHAT = "/llm/v1/chat/completions"
 
