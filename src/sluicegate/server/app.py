@@ -98,6 +98,7 @@ class SluicegateApp:
             info = observer.begin(scope)
             receive, send = observer.wrap(info, receive, send)
             error: BaseException | None = None
+            looplag.enter()  # in flight: the loop-lag monitor samples (a parked one wakes)
             try:
                 if self.first_party is not None and self.first_party.matches(scope["path"]):
                     observer.started(info, "first_party", scope)
@@ -115,6 +116,7 @@ class SluicegateApp:
                 error = exc
                 raise
             finally:
+                looplag.leave()
                 observer.finish(info, error)
         elif kind == "lifespan":
             await serve_lifespan(receive, send, self.startup, self.shutdown)
