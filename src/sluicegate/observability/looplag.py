@@ -6,7 +6,9 @@ every metric here). ``sluicegate_event_loop_busy_lag_seconds`` observes ``min(la
 the period)``: on a shared machine, the part of the lag the worker's own work caused rather than the OS not
 running it. Cost: one timer callback (and one ``thread_time`` call, ~3 us) per period (100/s at 10 ms) while
 the worker works, nothing while it is idle, and on the request path one ``enter``/``leave`` pair per request
-(an in-flight count; ``enter`` re-arms a parked timer). The samples reach the histograms in batches
+on the monitor the app holds (an in-flight count; ``enter`` re-arms a parked timer; the module functions look
+the monitor up by the running loop, and on CPython 3.11 every ``asyncio.get_running_loop()`` is a ``getpid``
+system call). The samples reach the histograms in batches
 (``FLUSH_SAMPLES``, ~0.5 s at 10 ms; at once when a sample is a stall): a tick runs right after a slice of
 body work, with cold caches, and two ``Histogram.observe`` calls were half of its ~60 us there
 (docs/fairness.md).
@@ -224,7 +226,8 @@ def stop_monitor() -> None:
 
 
 def enter() -> None:
-    """A request began on the running loop (the app's entry): wakes that loop's parked monitor."""
+    """A request began on the running loop: wakes that loop's parked monitor (the app calls its monitor's
+    ``enter`` directly: no loop look-up)."""
     mon = _monitors.get(asyncio.get_running_loop())
     if mon is not None:
         mon.enter()
