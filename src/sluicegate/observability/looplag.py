@@ -16,11 +16,13 @@ body work, with cold caches, and two ``Histogram.observe`` calls were half of it
 Idle workers are not woken (issue 19, row 6: the ttfb2 lane): a tick that finds no request in flight and the
 loop thread's CPU in the period under ``PARK_CPU_SHARE`` of it does not re-arm the timer (the monitor
 *parks*); the next request's ``enter`` re-arms it, so the request's own work, and a stall in it, is sampled
-as before. A parked worker does not wake at all for the monitor (it woke 100 times a second, ~100 us of CPU
+as before. A parked worker does not wake at all for the monitor (it woke 100 times a second, ~60-90 us of CPU
 each on this shared VM: ~1 % of a core per idle worker, docs/benchmarks-issue19.md row 6). Samples are thus
 taken while the worker serves requests or works anyway (an idle loop's samples were ~0 and only diluted the
-histogram). Not sampled: work that starts while nothing is in flight and the loop is parked and that is not a
-request (a WebSocket tunnel's bytes, a background task's first stretch) until the next request or tick.
+histogram). The price: the ticks kept the loop's code warm, and the first request after idle costs ~40 us more
+CPU without them; ``[event_loop] idle_park = false`` keeps the timer ticking while idle. Not sampled: work that
+starts while nothing is in flight and the loop is parked and that is not a request (a WebSocket tunnel's bytes,
+a background task's first stretch) until the next request or tick.
 
 Who held the loop: code that spends CPU on a request (the publisher's body transforms) reports each stretch
 of work with ``note_work(seconds, request_id, label)``; the monitor keeps only the longest since its last
@@ -111,10 +113,12 @@ PARK_CPU_SHARE = 0.1
 
 
 class LoopLagMonitor:
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.01, stall_warn: float = 0.1) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.01, stall_warn: float = 0.1,
+                 park: bool = True) -> None:
         self._loop = loop
         self.resolution = resolution
         self.stall_warn = stall_warn
+        self.park = park  # False: tick every period even when idle ([event_loop] idle_park = false)
         self.in_flight = 0  # requests between enter() and leave()
         self.ticks = 0  # timer callbacks so far (tests and the relay-ttfb idle bench count them)
         self.parks = 0  # times the timer was parked (not re-armed: nothing in flight, the loop idle)
@@ -195,7 +199,7 @@ class LoopLagMonitor:
                     "a long stretch of work)",
                     lag * 1000, cpu * 1000, (self.resolution + lag) * 1000,
                 )
-        if self.in_flight == 0 and cpu < PARK_CPU_SHARE * (self.resolution + lag):
+        if self.park and self.in_flight == 0 and cpu < PARK_CPU_SHARE * (self.resolution + lag):
             # idle: park until the next request (enter) instead of waking the worker every period; what is held
             # is written now, so a scrape of an idle worker sees every sample
             self._handle = None
@@ -208,12 +212,12 @@ class LoopLagMonitor:
 _monitors: dict[asyncio.AbstractEventLoop, LoopLagMonitor] = {}
 
 
-def start_monitor(resolution: float, stall_warn: float) -> LoopLagMonitor:
+def start_monitor(resolution: float, stall_warn: float, park: bool = True) -> LoopLagMonitor:
     """Start (once per loop) the monitor for the running loop."""
     loop = asyncio.get_running_loop()
     mon = _monitors.get(loop)
     if mon is None:
-        mon = _monitors[loop] = LoopLagMonitor(loop, resolution, stall_warn)
+        mon = _monitors[loop] = LoopLagMonitor(loop, resolution, stall_warn, park)
         mon.start()
     return mon
 

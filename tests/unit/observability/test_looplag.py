@@ -143,3 +143,15 @@ async def test_work_outside_requests_keeps_the_monitor_armed() -> None:
         assert mon.parks == 1 and mon.ticks >= 2
     finally:
         mon.stop()
+
+
+async def test_idle_park_false_keeps_ticking_while_idle() -> None:
+    loop = asyncio.get_running_loop()
+    mon = looplag.LoopLagMonitor(loop, resolution=0.001, stall_warn=10.0, park=False)  # [event_loop] idle_park
+    mon.start()
+    try:
+        while mon.ticks < 5:  # nothing in flight, the loop idle: it never parks
+            await asyncio.sleep(0.002)
+        assert mon.parks == 0 and not mon.parked
+    finally:
+        mon.stop()
