@@ -63,7 +63,7 @@ class SluicegateApp:
             return
         self._started = True
         ev = self.settings.event_loop
-        self.lag = looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0)
+        self.lag = looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0, ev.idle_park)
         # [event_loop] stretch_ms, on this worker loop's work lane (docs/fairness.md)
         slicing.lane_for(asyncio.get_running_loop()).stretch_s = ev.stretch_ms / 1000.0
         if self.publisher is not None:
