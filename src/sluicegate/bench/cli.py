@@ -254,6 +254,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "flight": ("flight", "Next.js-like page: HTML + inline Flight MB/s, largest hold; text/x-component MB/s"),
     "round-trip": ("round_trip", "CPU of the response-header rule, inbound mapping, form-body MB/s and hold"),
     "html": ("html", "HTML rewriter MB/s: 500 KB / 5 MB pages, 8 KB / 512 B chunks, pure and mypyc"),
+    "html-fresh": ("html_fresh", "a fresh HTML rewriter's fixed cost and per-URL cost, CPU us (--ab DIR: A/B)"),
     "firstparty": ("firstparty", "rewriter MB/s with 50 signed third-party URLs; identity hook CPU; TTFB"),
     "compiled": ("compiled", "which modules gain from mypyc: pure / base / base + candidates"),
     "inference": ("inference", "inference gateway: added TTFB, streams/s of one worker, memory per stream"),
