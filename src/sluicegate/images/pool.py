@@ -117,6 +117,7 @@ class ImagePool:
         self._pending = 0  # images handed to the threads (running or waiting for one), not finished
         self._idle_since = 0.0  # when _pending last fell to 0
         self._trim_timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self.capacity = workers + queue
         self._lock = threading.Lock()
         self._admitted = 0
@@ -149,7 +150,7 @@ class ImagePool:
         """On the loop, after an image: ``"idle"`` trims once the pool has stayed idle ``TRIM_AFTER``
         seconds (in a pool thread: 1-3 ms of CPU). One timer at most; an image arriving meanwhile defers
         the trim to the end of the next idle stretch."""
-        if self.release_memory != "idle" or self._trim_timer is not None or self._pending:
+        if self.release_memory != "idle" or self._trim_timer is not None or self._pending or self._closed:
             return
         self._trim_timer = asyncio.get_running_loop().call_later(self.TRIM_AFTER, self._idle_trim)
 
@@ -161,7 +162,8 @@ class ImagePool:
         if left > 0.001:  # idle again, but not for long enough yet
             self._trim_timer = asyncio.get_running_loop().call_later(left, self._idle_trim)
             return
-        self._executor.submit(_trim_if_idle, self)
+        with contextlib.suppress(RuntimeError):  # closed meanwhile (shutdown): nothing to give back for
+            self._executor.submit(_trim_if_idle, self)
 
     def _free(self) -> None:
         with self._lock:
@@ -216,6 +218,7 @@ class ImagePool:
             self._arm_trim()
 
     def close(self) -> None:
+        self._closed = True
         if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
