@@ -226,6 +226,7 @@ class ImageOptimizer:
                 return
             deadline = started + s.source_timeout
             detached = detach_body(resp) if isinstance(resp, OriginResponse) else None
+            first_len = len(detached.first) if detached is not None else 0
             if detached is not None:
                 # read by our own protocol into buffers sized once (images.source): no per-read objects
                 body, ended, read_more, splicer = await self._read_detached(detached, deadline)
@@ -263,7 +264,7 @@ class ImageOptimizer:
             feeder = asyncio.create_task(pump(job, write_fd, body, read_more, s.max_source_bytes,
                                               s.source_timeout, remaining,
                                               splicer.splice_into if splicer is not None else None,
-                                              splicer.arrived if splicer is not None else None))
+                                              _arrived(first_len, splicer) if splicer is not None else None))
             if splicer is not None:
                 SPLICED_SOURCES.inc()
         del body
@@ -431,6 +432,12 @@ def _refill(reader: SourceReader, size: int) -> Callable[[], Awaitable[memoryvie
         return view[:await reader.readinto(view)]
 
     return read
+
+
+def _arrived(first: int, reader: SourceReader) -> Callable[[], int]:
+    """The body's bytes the origin has sent so far: those the client had parsed, then the reader's (the
+    format-sniffing read included), and any still waiting in the socket."""
+    return lambda: first + reader.arrived()
 
 
 async def _no_more() -> bytes:

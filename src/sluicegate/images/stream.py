@@ -82,11 +82,11 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
     for the decoder); (0, False) at the end of the body (the body's length was checked against
     ``max_source_bytes`` before, and a move never passes it).
     ``remaining`` is what is left of ``source_timeout`` for the origin; ``arrived()`` (with ``move``) the
-    bytes after ``first`` the origin has sent, for the stall's message. Never raises for the source's
+    bytes of the body the origin has sent so far, for the stall's message. Never raises for the source's
     failures (they go to ``job.source_error``); cancelled, it closes the pipe (the decoder then fails).
     """
     wait = full_wait(write_fd)
-    got = first_bytes = len(first)
+    got = len(first)
     try:
         await _write_all(write_fd, first, wait)
         del first
@@ -100,7 +100,7 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                         chunk = await read()
             except TimeoutError:
                 if arrived is not None:
-                    got = first_bytes + arrived()
+                    got = arrived()
                 job.source_error = ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image "
                                               f"in {source_timeout:g} s (image_optimizer.source_timeout)")
                 return
