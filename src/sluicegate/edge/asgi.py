@@ -1,6 +1,7 @@
 """ASGI plumbing every face shares: the types, the two ways a request ends early, simple answers.
 
-Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK`` scope extension;
+Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK`` and ``OBSERVE_HOOK`` scope
+extensions (``Tally``);
 ``ResponseAborted`` (how a handler tells the server "drop this connection now": raised after
 ``http.response.start`` it makes any ASGI server close the socket without the terminating chunk, so the
 client sees an incomplete response instead of a clean-looking truncated one); ``ClientGone`` (the client
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +29,24 @@ DISCONNECT_HOOK = "sluicegate.on_disconnect"
 calls once, synchronously, when the client connection is lost before the response is complete. ``edge.client``
 uses it instead of a task that waits on ``receive`` for ``http.disconnect`` (the portable way, kept for other
 servers): no task per request, and the handler is cancelled in the same loop turn as the reset."""
+
+OBSERVE_HOOK = "sluicegate.observe"
+"""Scope key a server may set (the native HTTP/1.1 core does): ``hook(tally)`` hands the server the request's
+``Tally``, which it then keeps current itself -- the response status and the time to the head when the app sends
+``http.response.start``, the body bytes of every ``http.request`` it returns and every ``http.response.body`` it is
+given -- exactly as a wrapper around ``receive``/``send`` would count them. ``server.observe`` uses it instead of
+that wrapper (the portable way, kept for other servers): no closures per request and no extra coroutine per
+message (pt4, issue 19)."""
+
+
+class Tally(Protocol):
+    """What a server keeps current under ``OBSERVE_HOOK`` (``observability.access.RequestInfo`` is one)."""
+
+    started: float  # time.perf_counter() when the request began (set by the observer)
+    status: int  # the response status; 0 until the head is sent
+    ttfb: float  # seconds from ``started`` to the response head; -1.0 until then
+    bytes_in: int  # request body bytes handed to the app
+    bytes_out: int  # response body bytes the app sent
 
 
 class ResponseAborted(Exception):
