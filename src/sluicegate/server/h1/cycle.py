@@ -48,7 +48,7 @@ class Cycle:
     __slots__ = (
         "_flush_handle", "_on_disconnect", "_pending", "_tally", "_waiter", "body", "body_size", "complete",
         "disconnected", "expect_100", "final_body_sent", "head_request", "http10", "keep_alive", "mode", "more_body",
-        "proto", "remaining", "scope", "started", "transport",
+        "proto", "remaining", "scope", "started", "task", "transport",
     )
 
     def __init__(
@@ -75,6 +75,7 @@ class Cycle:
         self._flush_handle: asyncio.Handle | None = None
         self._on_disconnect: Callable[[], None] | None = None
         self._tally: Tally | None = None  # the observer's record (``tally``), kept current by receive/send
+        self.task: asyncio.Task[None] | None = None  # the task running ``run``, while in ``ServerState.tasks``
 
     # -- from the protocol -------------------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
@@ -147,6 +148,11 @@ class Cycle:
             elif not self.complete and not self.disconnected:
                 log.error("the ASGI app returned before its response was complete: aborted")
                 self._abort()
+        finally:  # out of the worker's in-flight set (``protocol._start``): no done-callback and its loop turn
+            task = self.task
+            if task is not None:
+                self.task = None
+                self.proto.state.tasks.discard(task)
 
     def _abort(self) -> None:
         """After the commit: the head (if still held) goes out, then the connection is reset."""

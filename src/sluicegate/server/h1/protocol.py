@@ -273,9 +273,11 @@ class H1Protocol(asyncio.Protocol):
     def _start(self, cycle: Cycle) -> None:
         self.cycle = cycle
         task = self.loop.create_task(cycle.run(self.state.app))
-        tasks = self.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        # in the worker's in-flight set (drain counts and cancels it) until ``run`` ends: ``Cycle.run`` takes it out
+        # itself (a done-callback cost a loop callback per request). A task cancelled before its first step (only
+        # drain's cancel at exit can) stays listed: the process is ending.
+        cycle.task = task
+        self.state.tasks.add(task)
 
     def response_done(self, cycle: Cycle) -> None:
         """The cycle's last byte is written (or held for this loop turn)."""
