@@ -63,6 +63,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "sluicegate.inference.routing",
     "sluicegate.inference.providers",
     "sluicegate.upstream.ondata",
+    "sluicegate.inference.flow",  # the byte relay's per-read step (synchronous; inference.pump keeps the coroutine)
     "sluicegate.server.app",  # the dispatch every request passes (pt3: its coroutine ran interpreted)
     "sluicegate.edge.client",  # the request's ClientWatch and Deadline (pt3: its body is an iterator class now)
 )

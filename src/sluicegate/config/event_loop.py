@@ -26,3 +26,8 @@ class EventLoopSettings(BaseModel):
     lag_resolution_ms: float = Field(default=10.0, ge=1, le=1000)
     # A loop stall longer than this logs a warning naming the request that held the loop.
     stall_warn_ms: float = Field(default=100.0, ge=1)
+    # The lag timer parks while the worker is idle (no request in flight, the loop idle) and the next request
+    # re-arms it: an idle worker is not woken. false = it ticks every lag_resolution_ms even when idle (which
+    # keeps the loop's code warm: ~40 us less CPU on a request after idle on a shared VM, for ~8 ms of CPU per
+    # idle second; docs/benchmarks-issue19.md row 6).
+    idle_park: bool = True

@@ -1,7 +1,7 @@
 """ASGI plumbing every face shares: the types, the two ways a request ends early, simple answers.
 
-Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK`` and ``OBSERVE_HOOK`` scope
-extensions (``Tally``);
+Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK``, ``BODY_WRITE`` and
+``OBSERVE_HOOK`` scope extensions (``Tally``);
 ``ResponseAborted`` (how a handler tells the server "drop this connection now": raised after
 ``http.response.start`` it makes any ASGI server close the socket without the terminating chunk, so the
 client sees an incomplete response instead of a clean-looking truncated one); ``ClientGone`` (the client
@@ -29,6 +29,16 @@ DISCONNECT_HOOK = "sluicegate.on_disconnect"
 calls once, synchronously, when the client connection is lost before the response is complete. ``edge.client``
 uses it instead of a task that waits on ``receive`` for ``http.disconnect`` (the portable way, kept for other
 servers): no task per request, and the handler is cancelled in the same loop turn as the reset."""
+
+BODY_WRITE = "sluicegate.body_write"
+"""Scope key a server may set (the native HTTP/1.1 core does): ``write(body) -> bool`` writes one non-final,
+non-empty response body chunk now, exactly as ``send({"type": "http.response.body", "body": body,
+"more_body": True})`` would put it on the wire, without a coroutine; False (nothing written) when that ``send``
+would have to wait (the client pushes back) or is not in its plain state (head not yet written, framing other
+than chunked, response complete): the caller then uses ``send``. It bypasses every ``send`` wrapper between the
+server and the app, so only the innermost handler may use it, and it counts what it wrote where a wrapper
+would have (``inference.flow``: the request's ``bytes_out``). Used for a stream's events relayed from a socket
+callback (one call instead of a message dict and a chain of coroutines per event)."""
 
 OBSERVE_HOOK = "sluicegate.observe"
 """Scope key a server may set (the native HTTP/1.1 core does): ``hook(tally)`` hands the server the request's

@@ -69,17 +69,22 @@ class _Watchdog:
     GIL from the event loop; the progress bookkeeping it needs, too). A kill set before libvips' sink has
     started would be cleared by it (``vips_sink_base_init``), so an image past its deadline or cancelled is
     flagged again every ``REPEAT`` seconds until the engine takes it back. The pool pokes it when it cancels
-    a job; otherwise it looks every ``LOOK`` seconds while images are computed (and not at all when none is).
+    a job; otherwise it looks every ``LOOK`` seconds while images are computed, and for ``IDLE`` seconds
+    after the last one, then sleeps until the next. ``watch`` wakes it only when the new deadline comes
+    before its next look: under steady load no image wakes it (one thread hand-off per image less).
     """
 
     REPEAT = 0.05
     LOOK = 0.25
+    IDLE = 2.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._jobs: dict[int, tuple[Job, float]] = {}
         self._thread: threading.Thread | None = None
+        self._next_look = float("inf")  # when the thread looks next on its own (inf: not until woken)
         self.kills = 0  # images flagged (tests, diagnostics)
+        self.wakes = 0  # times watch() had to wake the thread (tests, diagnostics)
 
     def watch(self, job: Job, deadline: float) -> None:
         with self._cond:
@@ -87,7 +92,10 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sluicegate-image-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif (deadline < self._next_look or job.cancelled.is_set()
+                  or self._next_look > time.monotonic() + self.LOOK):
+                self.wakes += 1
+                self._cond.notify()
 
     def unwatch(self, job: Job) -> None:
         with self._cond:
@@ -100,6 +108,7 @@ class _Watchdog:
 
     def _run(self) -> None:
         with self._cond:
+            idle_since: float | None = None
             while True:
                 now = time.monotonic()
                 wait: float | None = None
@@ -111,6 +120,13 @@ class _Watchdog:
                     else:  # a cancellation is seen within LOOK even when nobody pokes
                         left = min(deadline - now, self.LOOK)
                     wait = left if wait is None else min(wait, left)
+                if self._jobs:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                if wait is None and now - (idle_since or now) < self.IDLE:
+                    wait = self.LOOK  # the next image's watch() need not wake us
+                self._next_look = now + wait if wait is not None else float("inf")
                 self._cond.wait(wait)
 
 

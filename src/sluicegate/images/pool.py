@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sys
 import threading
+import time
 
 from sluicegate.images import memory
 from sluicegate.images.job import ImageError, Job, Result
@@ -28,7 +30,8 @@ _engine_mmap_threshold = 128 * 1024  # what the engine sets when it loads
 def _process(job: Job, vips_concurrency: int, pool: ImagePool) -> Result:
     """``engine.process`` in the pool thread; the first call loads the engine (libvips) here, not on the
     event loop and not at build time (the supervisor builds the app to check a config: it must not carry
-    libvips). When the image is done, its freed heap goes back to the system as ``release_memory`` says."""
+    libvips). When the image is done, its freed heap goes back to the system at once with
+    ``release_memory = "image"`` (``"idle"``: ``ImagePool._arm_trim``)."""
     global _engine_concurrency, _engine_mmap_threshold
     try:
         from sluicegate.images import engine
@@ -44,9 +47,27 @@ def _process(job: Job, vips_concurrency: int, pool: ImagePool) -> Result:
                     _engine_mmap_threshold = pool.mmap_threshold
         return engine.process(job)
     finally:
-        left = pool._finished()  # images still running or waiting for a thread
-        if pool.release_memory == "image" or (pool.release_memory == "idle" and left == 0):
+        pool._finished()
+        if pool.release_memory == "image":
             memory.release_after_image()
+
+
+def _settle(waiter: asyncio.Future[Result], future: concurrent.futures.Future[Result]) -> None:
+    """On the loop: the thread's outcome to the request waiting for it (unless it stopped waiting)."""
+    if waiter.done():
+        return
+    if future.cancelled():
+        waiter.cancel()
+    elif (exc := future.exception()) is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(future.result())
+
+
+def _trim_if_idle(pool: ImagePool) -> None:
+    """In a pool thread: the idle trim, unless an image came in since it was decided."""
+    if pool._pending == 0:
+        memory.release_after_image()
 
 
 def _cancel(job: Job) -> None:
@@ -82,6 +103,11 @@ class Ticket:
 
 
 class ImagePool:
+    # ``release_memory = "idle"``: the heap goes back once no image has been running or waiting for this long.
+    # Trimming whenever the pool happened to be empty for a moment (between two requests of a steady load)
+    # cost ~0.5 ms of an image thread per image (1-3 ms per trim): docs/images.md.
+    TRIM_AFTER = 0.2
+
     def __init__(self, workers: int, queue: int, vips_concurrency: int = 1, release_memory: str = "idle",
                  mmap_threshold: int = 128 * 1024) -> None:
         self.workers = workers
@@ -89,6 +115,8 @@ class ImagePool:
         self.vips_concurrency = vips_concurrency
         self.release_memory = release_memory  # "image" | "idle" | "off": images/memory.py
         self._pending = 0  # images handed to the threads (running or waiting for one), not finished
+        self._idle_since = 0.0  # when _pending last fell to 0
+        self._trim_timer: asyncio.TimerHandle | None = None
         self.capacity = workers + queue
         self._lock = threading.Lock()
         self._admitted = 0
@@ -113,7 +141,27 @@ class ImagePool:
         """One image handed to the threads is done (or dropped unrun); how many are still pending."""
         with self._lock:
             self._pending -= 1
+            if self._pending == 0:
+                self._idle_since = time.monotonic()
             return self._pending
+
+    def _arm_trim(self) -> None:
+        """On the loop, after an image: ``"idle"`` trims once the pool has stayed idle ``TRIM_AFTER``
+        seconds (in a pool thread: 1-3 ms of CPU). One timer at most; an image arriving meanwhile defers
+        the trim to the end of the next idle stretch."""
+        if self.release_memory != "idle" or self._trim_timer is not None or self._pending:
+            return
+        self._trim_timer = asyncio.get_running_loop().call_later(self.TRIM_AFTER, self._idle_trim)
+
+    def _idle_trim(self) -> None:
+        self._trim_timer = None
+        if self._pending:
+            return  # busy again: the image that ends this stretch arms the next timer
+        left = self.TRIM_AFTER - (time.monotonic() - self._idle_since)
+        if left > 0.001:  # idle again, but not for long enough yet
+            self._trim_timer = asyncio.get_running_loop().call_later(left, self._idle_trim)
+            return
+        self._executor.submit(_trim_if_idle, self)
 
     def _free(self) -> None:
         with self._lock:
@@ -128,21 +176,31 @@ class ImagePool:
         ticket._running = True
         with self._lock:
             self._pending += 1
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Result] = loop.create_future()
+        waiting = [True]  # False once run() has stopped waiting (answered, timed out or cancelled)
         future = self._executor.submit(_process, job, self.vips_concurrency, self)
 
         def done(_f: concurrent.futures.Future[Result]) -> None:
+            # in the pool thread (or here, for a job dropped from the queue): ONE hand-off to the loop
             if _f.cancelled():  # dropped from the queue: _process never ran
                 self._finished()
             job.close_stream()  # a job dropped from the queue never opened its pipe
             self.completed += 1
             ticket.release()
+            with contextlib.suppress(RuntimeError):  # the loop is closed (shutdown): nobody waits
+                if waiting[0]:
+                    loop.call_soon_threadsafe(_settle, waiter, _f)
+                elif self.release_memory == "idle" and self._pending == 0:
+                    loop.call_soon_threadsafe(self._arm_trim)  # an image whose request is gone was the last
 
         future.add_done_callback(done)
         # Waiting in the queue counts too: the engine's deadline starts when a thread takes the job, so the
         # longest wait is bounded here by the images ahead of it, plus a margin.
         limit = job.timeout * (1 + self.capacity / self.workers) + 5.0
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limit)
+            async with asyncio.timeout(limit):
+                return await waiter
         except TimeoutError:
             _cancel(job)
             future.cancel()
@@ -153,6 +211,12 @@ class ImagePool:
             _cancel(job)
             future.cancel()
             raise
+        finally:
+            waiting[0] = False
+            self._arm_trim()
 
     def close(self) -> None:
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         self._executor.shutdown(wait=False, cancel_futures=True)

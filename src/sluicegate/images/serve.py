@@ -262,7 +262,8 @@ class ImageOptimizer:
             remaining = deadline - time.monotonic()
             feeder = asyncio.create_task(pump(job, write_fd, body, read_more, s.max_source_bytes,
                                               s.source_timeout, remaining,
-                                              splicer.splice_into if splicer is not None else None))
+                                              splicer.splice_into if splicer is not None else None,
+                                              splicer.arrived if splicer is not None else None))
             if splicer is not None:
                 SPLICED_SOURCES.inc()
         del body

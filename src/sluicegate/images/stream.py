@@ -73,17 +73,20 @@ async def _write_all(fd: int, data: bytes | bytearray | memoryview, full_wait: f
 
 async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awaitable[bytes | memoryview]],
                max_bytes: int, source_timeout: float, remaining: float,
-               move: Callable[[int], Awaitable[int]] | None = None) -> None:
+               move: Callable[[int], Awaitable[tuple[int, bool]]] | None = None,
+               arrived: Callable[[], int] | None = None) -> None:
     """Write ``first`` and then every chunk ``read()`` returns into the pipe; close it at the end.
 
     With ``move`` (``SourceReader.splice_into``), the rest is moved into the pipe by the kernel instead:
-    ``move(fd)`` returns how many bytes it moved, 0 at the end of the body, -1 when the pipe is full (the
-    body's length was checked against ``max_source_bytes`` before, and a move never passes it).
-    ``remaining`` is what is left of ``source_timeout`` for the origin. Never raises for the source's
+    ``move(fd)`` returns how many bytes it moved and whether it stopped at a full pipe (then the pump waits
+    for the decoder); (0, False) at the end of the body (the body's length was checked against
+    ``max_source_bytes`` before, and a move never passes it).
+    ``remaining`` is what is left of ``source_timeout`` for the origin; ``arrived()`` (with ``move``) the
+    bytes after ``first`` the origin has sent, for the stall's message. Never raises for the source's
     failures (they go to ``job.source_error``); cancelled, it closes the pipe (the decoder then fails).
     """
     wait = full_wait(write_fd)
-    got = len(first)
+    got = first_bytes = len(first)
     try:
         await _write_all(write_fd, first, wait)
         del first
@@ -92,10 +95,12 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
             try:
                 async with asyncio.timeout(max(remaining, 0.001)):
                     if move is not None:
-                        moved = await move(write_fd)
+                        moved, full = await move(write_fd)
                     else:
                         chunk = await read()
             except TimeoutError:
+                if arrived is not None:
+                    got = first_bytes + arrived()
                 job.source_error = ImageError(504, "source_timeout", f"the origin stalled: {got} bytes of the image "
                                               f"in {source_timeout:g} s (image_optimizer.source_timeout)")
                 return
@@ -105,11 +110,11 @@ async def pump(job: Job, write_fd: int, first: bytearray, read: Callable[[], Awa
                 return
             remaining -= time.monotonic() - t0
             if move is not None:
-                if moved < 0:  # the pipe is full: waiting for the decoder is not the origin's time
+                got += moved
+                if full:  # waiting for the decoder is not the origin's time
                     await asyncio.sleep(wait)
                 elif moved == 0:
                     return
-                got += max(moved, 0)
                 continue
             if not chunk:
                 return

@@ -25,7 +25,7 @@ from typing import Any
 
 from sluicegate.config.inference import InferenceSettings
 from sluicegate.config.model import Settings
-from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, send_simple
+from sluicegate.edge.asgi import BODY_WRITE, ClientGone, Receive, Scope, Send, send_simple
 from sluicegate.edge.client import BodyTooLarge, start_request
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.inference import metrics as m
@@ -182,7 +182,7 @@ class InferenceApp:
                 CURRENT.set(ticket)
             ex = Exchange(det, api, method, scope.get("query_string", b""), raw_headers, body, mfield, candidates,
                           request_id, [(self.id_header.encode("latin-1"), request_id.encode())], started,
-                          deadline, info)
+                          deadline, info, scope.get(BODY_WRITE))
             await self._serve(sender, ex)
         except ClientGone:
             self._gone(api, model, request_id, info, ticket)  # while sending its body

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ class Exchange:
     started: float
     deadline: Deadline
     info: Any = None  # the observer's per-request record (or None when run bare)
+    write: Callable[[bytes], bool] | None = None  # the server's edge.asgi.BODY_WRITE (native core), for the relay
 
 
 @dataclass(slots=True)

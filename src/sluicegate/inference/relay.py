@@ -92,6 +92,7 @@ class Relay:
         self.meters = meters
         self.last_usage: Usage | None = None  # usage of the most recent finished exchange (tests, debugging)
         self.pushbacks = 0  # streamed relays that met client backpressure (inference.pump), for tests, debugging
+        self.direct_chunks = 0  # chunks written through the server's BODY_WRITE (inference.flow), likewise
 
     # ---- shared -------------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class Relay:
         pump: Pump | None = None
         if not head_only:  # the stream's body from the provider's data callback (inference.pump)
             step = sse_tap.split if sse_tap is not None else _feeder(tap if isinstance(tap, JsonTap) else None)
-            pump = Pump(resp, send, step, cap, lambda: self._wait(ex, idle, end), dl.clear)
+            pump = Pump(resp, send, step, cap, dl, idle, end, ex.write, ex.info)
         try:
             if chunk:
                 prov.m_first_byte.observe(time.perf_counter() - ex.started)
@@ -223,7 +224,7 @@ class Relay:
                     elif pump is not None:
                         # Until the provider's answer ends or fails (or the client pushes back), its bytes go out
                         # from the connection's data callback; then the end, or what is left, is read here.
-                        self._wait(ex, idle, end)
+                        pump.arm()
                         total = await pump.wait(total)
                         dl.clear()
                         if pump.cap_exceeded:
@@ -246,8 +247,10 @@ class Relay:
         except OriginError:
             kind = "upstream_reset"
         finally:
-            if pump is not None and pump.pushbacks:
-                self.pushbacks += 1
+            if pump is not None:
+                if pump.pushbacks:
+                    self.pushbacks += 1
+                self.direct_chunks += pump.written
         if kind:
             resp.release()
             self._failed(ch, kind)

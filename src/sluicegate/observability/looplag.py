@@ -4,17 +4,33 @@ A timer is armed every ``resolution`` seconds; when it runs, ``now - when it was
 was busy with something else, observed into ``sluicegate_event_loop_lag_seconds`` (per worker process, like
 every metric here). ``sluicegate_event_loop_busy_lag_seconds`` observes ``min(lag, loop thread CPU time in
 the period)``: on a shared machine, the part of the lag the worker's own work caused rather than the OS not
-running it. Cost: one timer callback (and one ``thread_time`` call, ~3 us) per period (100/s at 10 ms),
-nothing on the request path. The samples reach the histograms in batches (``FLUSH_SAMPLES``, ~0.5 s at
-10 ms; at once when a sample is a stall): a tick runs right after a slice of body work, with cold caches, and
-two ``Histogram.observe`` calls were half of its ~60 us there (docs/fairness.md).
+running it. Cost: one timer callback (and one ``thread_time`` call, ~3 us) per period (100/s at 10 ms) while
+the worker works, nothing while it is idle, and on the request path one ``enter``/``leave`` pair per request
+on the monitor the app holds (an in-flight count; ``enter`` re-arms a parked timer; the module functions look
+the monitor up by the running loop, and on CPython 3.11 every ``asyncio.get_running_loop()`` is a ``getpid``
+system call). The samples reach the histograms in batches
+(``FLUSH_SAMPLES``, ~0.5 s at 10 ms; at once when a sample is a stall): a tick runs right after a slice of
+body work, with cold caches, and two ``Histogram.observe`` calls were half of its ~60 us there
+(docs/fairness.md).
+
+Idle workers are not woken (issue 19, row 6: the ttfb2 lane): a tick that finds no request in flight and the
+loop thread's CPU in the period under ``PARK_CPU_SHARE`` of it does not re-arm the timer (the monitor
+*parks*); the next request's ``enter`` re-arms it, so the request's own work, and a stall in it, is sampled
+as before. A parked worker does not wake at all for the monitor (it woke 100 times a second, ~60-90 us of CPU
+each on this shared VM: ~1 % of a core per idle worker, docs/benchmarks-issue19.md row 6). Samples are thus
+taken while the worker serves requests or works anyway (an idle loop's samples were ~0 and only diluted the
+histogram). The price: the ticks kept the loop's code warm, and the first request after idle costs ~40 us more
+CPU without them; ``[event_loop] idle_park = false`` keeps the timer ticking while idle. Not sampled: work that
+starts while nothing is in flight and the loop is parked and that is not a request (a WebSocket tunnel's bytes,
+a background task's first stretch) until the next request or tick.
 
 Who held the loop: code that spends CPU on a request (the publisher's body transforms) reports each stretch
 of work with ``note_work(seconds, request_id, label)``; the monitor keeps only the longest since its last
 sample, and when a sample shows a stall over ``stall_warn`` it logs one warning naming that request, with the
 loop thread's CPU time over the period: a stall with little CPU is a worker the OS did not run (an
 overloaded machine), not a loop held by work.
-Owns: the lag histogram and the stall warning. Must not know about requests beyond the noted labels.
+Owns: the lag histogram, the stall warning and the in-flight count that parks the timer. Must not know about
+requests beyond the noted labels and ``enter``/``leave``.
 """
 
 from __future__ import annotations
@@ -91,27 +107,55 @@ def _take_longest() -> tuple[float, str, str]:
     return float(seconds), str(request_id), str(label)  # type: ignore[arg-type]
 
 
+PARK_CPU_SHARE = 0.1
+"""A tick with no request in flight parks the timer when the loop thread used less than this share of the period
+(10 % of 10 ms: 1 ms; one idle tick costs ~0.1 ms cold on the shared VM, a request's work ~0.2-1 ms)."""
+
+
 class LoopLagMonitor:
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.01, stall_warn: float = 0.1) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.01, stall_warn: float = 0.1,
+                 park: bool = True) -> None:
         self._loop = loop
         self.resolution = resolution
         self.stall_warn = stall_warn
+        self.park = park  # False: tick every period even when idle ([event_loop] idle_park = false)
+        self.in_flight = 0  # requests between enter() and leave()
+        self.ticks = 0  # timer callbacks so far (tests and the relay-ttfb idle bench count them)
+        self.parks = 0  # times the timer was parked (not re-armed: nothing in flight, the loop idle)
+        self._running = False
         self._due = 0.0
         self._cpu = 0.0  # thread CPU time at the last sample
         self._handle: asyncio.TimerHandle | None = None
         self._lags: list[float] = []  # samples not yet in LOOP_LAG / LOOP_BUSY_LAG
         self._busy: list[float] = []
 
+    @property
+    def parked(self) -> bool:
+        return self._running and self._handle is None
+
     def start(self) -> None:
-        if self._handle is None:
+        if not self._running:
+            self._running = True
             self._cpu = time.thread_time()
             self._arm(self._loop.time())
 
     def stop(self) -> None:
+        self._running = False
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self.flush()
+
+    def enter(self) -> None:
+        """A request began: count it; a parked timer is armed again (the CPU baseline stays the parking tick's,
+        so the first sample's busy lag counts what the thread did since)."""
+        self.in_flight += 1
+        if self._handle is None and self._running:
+            self._arm(self._loop.time())
+
+    def leave(self) -> None:
+        if self.in_flight > 0:
+            self.in_flight -= 1
 
     def flush(self) -> None:
         """Write the held samples to the histograms."""
@@ -126,6 +170,7 @@ class LoopLagMonitor:
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def _tick(self) -> None:
+        self.ticks += 1
         now = self._loop.time()
         lag = now - self._due
         if lag < 0:
@@ -154,18 +199,25 @@ class LoopLagMonitor:
                     "a long stretch of work)",
                     lag * 1000, cpu * 1000, (self.resolution + lag) * 1000,
                 )
+        if self.park and self.in_flight == 0 and cpu < PARK_CPU_SHARE * (self.resolution + lag):
+            # idle: park until the next request (enter) instead of waking the worker every period; what is held
+            # is written now, so a scrape of an idle worker sees every sample
+            self._handle = None
+            self.parks += 1
+            self.flush()
+            return
         self._arm(now)
 
 
 _monitors: dict[asyncio.AbstractEventLoop, LoopLagMonitor] = {}
 
 
-def start_monitor(resolution: float, stall_warn: float) -> LoopLagMonitor:
+def start_monitor(resolution: float, stall_warn: float, park: bool = True) -> LoopLagMonitor:
     """Start (once per loop) the monitor for the running loop."""
     loop = asyncio.get_running_loop()
     mon = _monitors.get(loop)
     if mon is None:
-        mon = _monitors[loop] = LoopLagMonitor(loop, resolution, stall_warn)
+        mon = _monitors[loop] = LoopLagMonitor(loop, resolution, stall_warn, park)
         mon.start()
     return mon
 
@@ -175,3 +227,18 @@ def stop_monitor() -> None:
     mon = _monitors.pop(loop, None)
     if mon is not None:
         mon.stop()
+
+
+def enter() -> None:
+    """A request began on the running loop: wakes that loop's parked monitor (the app calls its monitor's
+    ``enter`` directly: no loop look-up)."""
+    mon = _monitors.get(asyncio.get_running_loop())
+    if mon is not None:
+        mon.enter()
+
+
+def leave() -> None:
+    """The request that ``enter`` counted has ended."""
+    mon = _monitors.get(asyncio.get_running_loop())
+    if mon is not None:
+        mon.leave()

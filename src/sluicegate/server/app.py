@@ -57,6 +57,7 @@ class SluicegateApp:
 
             self.websocket = WebSocketProxy(settings, self._other_face)
         self._started = False
+        self.lag: looplag.LoopLagMonitor | None = None  # this worker loop's lag monitor, once started
         quiet_expected_aborts()
 
     async def startup(self) -> None:
@@ -64,7 +65,7 @@ class SluicegateApp:
             return
         self._started = True
         ev = self.settings.event_loop
-        looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0)
+        self.lag = looplag.start_monitor(ev.lag_resolution_ms / 1000.0, ev.stall_warn_ms / 1000.0, ev.idle_park)
         # [event_loop] stretch_ms, on this worker loop's work lane (docs/fairness.md)
         slicing.lane_for(asyncio.get_running_loop()).stretch_s = ev.stretch_ms / 1000.0
         if self.publisher is not None:
@@ -104,6 +105,9 @@ class SluicegateApp:
             else:  # the server keeps info's status, time to head and byte counts itself (native core)
                 tally(info)
             error: BaseException | None = None
+            lag = self.lag
+            if lag is not None:
+                lag.enter()  # in flight: the loop-lag monitor samples (a parked one wakes)
             try:
                 if self.first_party is not None and self.first_party.matches(scope["path"]):
                     observer.started(info, "first_party", scope)
@@ -121,6 +125,8 @@ class SluicegateApp:
                 error = exc
                 raise
             finally:
+                if lag is not None:
+                    lag.leave()
                 observer.finish(info, error)
         elif kind == "lifespan":
             await serve_lifespan(receive, send, self.startup, self.shutdown)

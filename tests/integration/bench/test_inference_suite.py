@@ -49,11 +49,13 @@ def test_floor_smallest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
     exe = Path(sys.executable).parent / "sluicegate"
     out = tmp_path / "floor.json"
+    src = Path(inference_floor.__file__).resolve().parents[3]  # this tree's src/ as "another tree" (--tree)
     inference_floor.main(["--vs-exe", str(exe), "--vs-label", "self", "--rounds", "1", "--seconds", "0.5",
-                          "--rates", "20", "--out", str(out)])
+                          "--rates", "20", "--tree", f"other={src}", "--out", str(out)])
     doc = json.loads(out.read_text())
     row = doc["rates"]["20"]
-    assert set(row["cpu_ms_per_stream"]) == {"baseline", "inference", "publisher"}
+    assert set(row["cpu_ms_per_stream"]) == {"baseline", "other", "inference", "publisher"}
+    assert doc["other_over_baseline_median_over_rates"] > 0
     for label, rounds in row["rounds"].items():
         assert rounds[0]["completed"] == 10 and rounds[0]["errors"] == 0, label
         assert row["cpu_ms_per_stream"][label] > 0

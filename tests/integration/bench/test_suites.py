@@ -113,3 +113,18 @@ def test_relay_ttfb_decompose_and_stages_smallest(tmp_path: Path, monkeypatch: p
         "headers", "decoder", "processor", "encoder", "decode", "rewrite", "compress", "flush"}
     assert all(v > 0 for v in st["stages_warm_us"].values())
     assert set(st["first_send_cold_us"]) == {"pass", "stream, identity origin", "stream, gzip origin"}
+
+
+def test_relay_ttfb_idle_smallest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``relay-ttfb --idle``: every server x connection kind x gap has its figure; the idle worker is counted
+    (no wake-ups from the loop-lag monitor: none of the proxy's 100 per second are left)."""
+    monkeypatch.setenv("SLUICEGATE_BENCH_RESULTS", str(tmp_path))
+    assert main(["bench", "relay-ttfb", "--idle", "--rounds", "2", "--gaps", "0.001,0.02", "--idle-s", "1"]) == 0
+    doc = json.loads((tmp_path / "publisher-ttfb-idle.json").read_text())
+    assert set(doc["cpu_us"]) == {"proxy fresh", "proxy keep-alive", "floor fresh", "floor keep-alive"}
+    assert all(set(v) == {"0.001", "0.02"} and all(x["n"] == 2 and x["median"] > 0 for x in v.values())
+               for v in doc["cpu_us"].values())
+    assert set(doc["idle"]) == {"proxy", "floor"}
+    assert doc["idle"]["proxy"]["wakeups_per_s"] < 20
+    assert "wake-ups/s" in capsys.readouterr().out

@@ -20,6 +20,10 @@ def test_variant_spec_and_config() -> None:
     opt = load_settings_text(_config(8080, 2, settings), "bench.toml", {}).image_optimizer
     assert opt.profile_sets["bench"].profiles["w800"].effort == 1 and opt.splice_sources is False
     assert settings == {"effort": "1", "splice_sources": "false"}  # the caller's settings are left as given
+    name, settings = _variant("main:src=/tmp/main/src,stream_source_above=0")  # src: the code, not a setting
+    text = _config(8080, 2, settings)
+    assert "src" not in text and settings["src"] == "/tmp/main/src"
+    assert load_settings_text(text, "bench.toml", {}).image_optimizer.stream_source_above == 0
 
 
 def test_thread_ticks_sees_the_main_thread_and_others() -> None:

@@ -114,6 +114,22 @@ def test_deadline_kills_the_image_and_the_thread_survives() -> None:
     assert process(job(photo(640, 480))).width == 640
 
 
+def test_watchdog_is_not_woken_per_image_under_steady_load() -> None:
+    """Images one after another with a deadline beyond the watchdog's next look: it looks on its own
+    schedule (every LOOK s while busy and for IDLE s after), no image wakes it; a deadline before its next
+    look does (the test above)."""
+    src = photo(640, 480)
+    process(job(src, timeout=60))
+    wakes = WATCHDOG.wakes
+    for _ in range(3):
+        assert process(job(src, timeout=60)).width == 640
+    assert WATCHDOG.wakes == wakes
+    kills = WATCHDOG.kills
+    with pytest.raises(ImageError):
+        process(job(photo(4000, 3000, fmt="png"), timeout=0.01, format="avif"))
+    assert WATCHDOG.wakes > wakes and WATCHDOG.kills > kills
+
+
 def test_cancelled_job_is_killed_by_the_watchdog_without_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     # The image takes ~0.2 s on a quiet machine, less than the watchdog's default look (0.25 s): shorter looks
     # here, so that the cancel is seen mid-image however fast the machine is.

@@ -54,8 +54,21 @@ def job(source: bytes, **kw: Any) -> Job:
     return Job(source, **opts)
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("image", 3), ("idle", 3), ("off", 0)])
-async def test_one_image_at_a_time_each_mode(mode: str, expected: int) -> None:
+async def _trims_after_idle(before: int, pool: ImagePool) -> int:
+    """The trims since ``before`` once the pool has been idle well past ``TRIM_AFTER``."""
+    await asyncio.sleep(pool.TRIM_AFTER * 3)
+    for _ in range(50):  # the trim itself runs in a pool thread
+        if memory.trims > before:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    return memory.trims - before
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("image", 3), ("idle", 1), ("off", 0)])
+async def test_one_image_after_another_each_mode(mode: str, expected: int) -> None:
+    """Three images back to back: "image" trims after each; "idle" not between them (the pool is idle for
+    a moment only, well under TRIM_AFTER) but once, after the last (nothing left behind); "off" never."""
     pool = ImagePool(workers=1, queue=0, release_memory=mode)
     src = photo(1200, 900)
     before = memory.trims
@@ -63,7 +76,9 @@ async def test_one_image_at_a_time_each_mode(mode: str, expected: int) -> None:
         ticket = pool.admit()
         assert ticket is not None
         assert (await pool.run(ticket, job(src))).width == 400
-    assert memory.trims - before == expected
+        if mode == "idle":
+            assert memory.trims == before  # not between images
+    assert await _trims_after_idle(before, pool) == expected
     assert pool._pending == 0
     pool.close()
 
@@ -76,7 +91,7 @@ async def test_idle_waits_for_the_last_pending_image() -> None:
     before = memory.trims
     results = await asyncio.gather(*(pool.run(t, job(src)) for t in tickets if t is not None))
     assert [r.width for r in results] == [400, 400, 400]
-    assert memory.trims - before == 1 and pool._pending == 0
+    assert await _trims_after_idle(before, pool) == 1 and pool._pending == 0
     pool.close()
 
 
@@ -97,7 +112,28 @@ async def test_a_job_dropped_from_the_queue_does_not_keep_the_pool_busy() -> Non
             break
         await asyncio.sleep(0.02)
     assert pool._pending == 0 and pool.admitted == 0
-    assert memory.trims - before == 1  # the pool was idle after the first image: its heap went back
+    assert await _trims_after_idle(before, pool) == 1  # the pool was idle after the first image: its heap went back
+    pool.close()
+
+
+async def test_idle_trim_after_a_cancelled_last_image() -> None:
+    """The last image's request went away while libvips still worked on it: when the thread is done, the
+    idle trim still comes (nobody is left waiting on the loop to arm it)."""
+    pool = ImagePool(workers=1, queue=0, release_memory="idle")
+    ticket = pool.admit()
+    assert ticket is not None
+    before = memory.trims
+    task = asyncio.ensure_future(pool.run(ticket, job(photo(3000, 2000, fmt="png"), format="avif")))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):
+        if pool.admitted == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert pool.admitted == 0
+    assert await _trims_after_idle(before, pool) == 1
     pool.close()
 
 

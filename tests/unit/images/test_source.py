@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import socket
 import ssl
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from sluicegate.images.source import SPLICE_BYTES, SourceReader
+from sluicegate.images.source import SPLICE_LOWAT, SourceReader
 from sluicegate.images.stream import open_pipe
 from sluicegate.upstream.errors import OriginBodyError
 from sluicegate.upstream.handover import detach_body
@@ -67,8 +68,9 @@ async def with_origin(handler: Handler, body: Callable[[OriginPool, list[int]], 
         server.close()
 
 
-def serving(data: bytes, piece: int = 65536) -> Handler:
-    """``data`` in ``piece``-byte writes (drained), then a small response on the same connection."""
+def serving(data: bytes, piece: int = 65536, pause: float = 0.0) -> Handler:
+    """``data`` in ``piece``-byte writes (drained; ``pause`` s after each), then a small response on the
+    same connection."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request_head(reader)
@@ -76,6 +78,8 @@ def serving(data: bytes, piece: int = 65536) -> Handler:
         for i in range(0, len(data), piece):
             writer.write(data[i:i + piece])
             await writer.drain()
+            if pause:
+                await asyncio.sleep(pause)
         await _request_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nnext!")
         await writer.drain()
@@ -269,22 +273,67 @@ def test_streamed_body_spliced_into_a_pipe_then_connection_reused(loop_kind: str
         out = bytearray(detached.first)
         thread = _drain_pipe(r, out, delay=0.01)
         moved, full = 0, 0
-        while n := await asyncio.wait_for(reader.splice_into(w), WAIT):
-            if n < 0:
+        while True:
+            n, was_full = await asyncio.wait_for(reader.splice_into(w), WAIT)
+            if not n and not was_full:
+                break
+            moved += n
+            if was_full:
                 full += 1
                 await asyncio.sleep(0.001)
-                continue
-            assert 0 < n <= SPLICE_BYTES
-            moved += n
         os.close(w)
         await asyncio.to_thread(thread.join)
         assert bytes(out) == BODY and moved == len(BODY) - len(detached.first)
         assert full > 0  # the slow reader's pipe was found full at least once
-        assert reader._splice_fd == -1  # our duplicate descriptor is closed at the end
+        assert reader._splice_sock is None  # our duplicate descriptor is closed at the end
         resp.release()
         await second_request(pool, accepted)
 
     run(lambda: with_origin(serving(BODY), body), loop_kind)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_splice_waits_for_the_origin_in_large_steps_and_restores_the_socket(loop_kind: str) -> None:
+    """An origin writing 16 KiB at a time: a wait for it ends once SPLICE_LOWAT bytes (or the rest) are in,
+    not at every write; SO_RCVLOWAT is back at 1 after the body, so the reused connection's short answer
+    is read at once."""
+
+    async def body(pool: OriginPool, accepted: list[int]) -> None:
+        resp = await pool.request("GET", "/a", HOST)
+        detached = detach_body(resp)
+        assert detached is not None
+        sock = detached.transport.get_extra_info("socket")
+        reader = SourceReader(detached)
+        waits = 0
+        wait_for_origin = reader._socket_readable
+
+        async def counted(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+            nonlocal waits
+            waits += 1
+            lowat = min(reader.remaining, SPLICE_LOWAT)
+            await wait_for_origin(loop, fd)
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == lowat
+
+        reader._socket_readable = counted  # type: ignore[method-assign]
+        r, w = open_pipe()
+        out = bytearray(detached.first)
+        thread = _drain_pipe(r, out)
+        while True:
+            n, full = await asyncio.wait_for(reader.splice_into(w), WAIT)
+            if not n and not full:
+                break
+            if full:
+                await asyncio.sleep(0.001)
+        os.close(w)
+        await asyncio.to_thread(thread.join)
+        assert bytes(out) == BODY
+        pieces = len(BODY) // (16 * 1024)
+        assert 0 < waits <= pieces // 4, f"{waits} waits for {pieces} writes of the origin"
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        resp.release()
+        await second_request(pool, accepted)
+
+    run(lambda: with_origin(serving(BODY, piece=16 * 1024, pause=0.001), body), loop_kind)
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
@@ -304,12 +353,12 @@ def test_splice_cut_mid_body_raises_the_origin_error(loop_kind: str) -> None:
         out = bytearray(detached.first)
         thread = _drain_pipe(r, out)
         with pytest.raises(OriginBodyError, match="ended before the end of the body"):
-            while n := await asyncio.wait_for(reader.splice_into(w), WAIT):
-                assert n > 0
+            while (await asyncio.wait_for(reader.splice_into(w), WAIT))[0]:
+                pass
         os.close(w)
         await asyncio.to_thread(thread.join)
         assert bytes(out) == b"x" * 300_000  # every byte sent was moved, none invented
-        assert reader._splice_fd == -1
+        assert reader._splice_sock is None
         resp.release()
         assert pool._open == 0
 
@@ -331,9 +380,9 @@ def test_splice_into_a_closed_pipe_is_a_broken_pipe(loop_kind: str) -> None:
         with pytest.raises(BrokenPipeError):
             await asyncio.wait_for(reader.splice_into(w), WAIT)
         os.close(w)
-        assert reader._splice_fd >= 0
+        assert reader._splice_sock is not None
         reader.close()
-        assert reader._splice_fd == -1
+        assert reader._splice_sock is None
         resp.release()
 
     run(lambda: with_origin(serving(BODY), body), loop_kind)

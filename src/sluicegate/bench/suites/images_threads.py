@@ -10,6 +10,9 @@ Prints milliseconds of CPU per image for each, and the worker's peak RSS; writes
 
     sluicegate bench images-threads --variant default: --variant mmap4m:malloc_mmap_threshold=4194304
 
+A variant's ``src=DIR`` runs the server from another copy of the code (``PYTHONPATH=DIR``; e.g. ``git
+worktree``/``git archive`` of main's ``src``), for an A/B of two commits in the same run.
+
 Must not know about the proxy's internals: it drives ``sluicegate serve`` over HTTP.
 """
 
@@ -58,6 +61,7 @@ def _variant(spec: str) -> tuple[str, dict[str, str]]:
 
 def _config(origin_port: int, pool: int, settings: dict[str, str]) -> str:
     settings = dict(settings)
+    settings.pop("src", None)  # the code to run (PYTHONPATH), not a setting
     effort = settings.pop("effort", None)  # the profile's WebP effort, not an [image_optimizer] key
     text = sluicegate_config(origin_port, pool, effort=int(effort) if effort is not None else None)
     extra = "".join(f"{k} = {v}\n" for k, v in settings.items())
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 conf.write_text(_config(origin_port, args.pool, settings)
                                 + f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n')
                 server = Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
-                                str(port), "--workers", "1"], results_dir / f"images-threads-{name}.log")
+                                str(port), "--workers", "1"], results_dir / f"images-threads-{name}.log",
+                               env={"PYTHONPATH": settings["src"]} if "src" in settings else None)
                 try:
                     server.wait_http(f"http://127.0.0.1:{port}/img/manifest.json", timeout=120)
                     server.wait_http(f"http://127.0.0.1:{port}/img/{sources[0].name}?profile=w800", timeout=120)
@@ -150,8 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append",
-                   help="NAME:key=value,... ([image_optimizer] settings, or effort=N for the profile's WebP "
-                        "effort; repeatable; default: one, as shipped)")
+                   help="NAME:key=value,... ([image_optimizer] settings, effort=N for the profile's WebP "
+                        "effort, src=DIR to run another copy of the code; repeatable; default: one, as shipped)")
     p.add_argument("--rounds", type=int, default=2, help="rounds per variant, alternating (default 2)")
     p.add_argument("--repeat", type=int, default=2, help="passes over the 20 sources per round (default 2)")
     p.add_argument("--pool", type=int, default=2, help="image threads (default 2)")

@@ -7,6 +7,8 @@
 
 * ``baseline`` — the ``--vs-exe`` build's inference gateway (the issue's "today");
 * ``inference`` — this tree's inference gateway (the row's subject);
+* with ``--tree LABEL=DIR`` (repeatable): another tree's inference gateway, served from its ``--target`` build
+  (e.g. ``main``), for a same-run A/B of this tree's inference code;
 * ``publisher`` — this tree's publisher face with the mock as its origin, relaying the same request and the
   same SSE response as a PassThrough: no intake, no model splice, no attempts, no SSE tap, no usage — the
   serving core, the origin client and one write per event, i.e. what relaying that stream costs this build
@@ -58,6 +60,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         targets["baseline"] = ([args.vs_exe], served_config(upstream + "/v1", False, "native"), clean,
                                "/llm/v1/chat/completions")
     this = [sys.executable, "-m", "sluicegate"]
+    for spec in args.tree:  # another tree's build (scripts/build_mypyc.py --target DIR), its inference gateway
+        label, _, tree = spec.partition("=")
+        targets[label] = (this, served_config(upstream + "/v1", True, "native"), dict(os.environ, PYTHONPATH=tree),
+                          "/llm/v1/chat/completions")
     targets["inference"] = (this, served_config(upstream + "/v1", True, "native"), env, "/llm/v1/chat/completions")
     targets["publisher"] = (this, _publisher_config(upstream), env, "/v1/chat/completions")
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -113,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                            "note": "gateway CPU per stream (process tree), medians of alternating rounds; shared "
                                    "machine: CPU per stream is the figure"}
     if args.vs_exe:
-        for label in ("inference", "publisher"):
+        for label in ("inference", "publisher", *(spec.partition("=")[0] for spec in args.tree)):
             out[f"{label}_over_baseline_median_over_rates"] = statistics.median(
                 row["ratio_to_baseline"][label] for row in rates.values())
     return out
@@ -123,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sluicegate bench inference-floor", description=__doc__.split("\n")[0])
     ap.add_argument("--vs-exe", metavar="PATH", help="the baseline build's venv bin/sluicegate (e.g. 24d8df3's)")
     ap.add_argument("--vs-label", default="", help="its name in the report (e.g. its commit)")
+    ap.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR",
+                    help="also the inference gateway of another tree's build, served from DIR (PYTHONPATH) as made by "
+                         "`scripts/build_mypyc.py --target DIR` in that tree (e.g. main=/tmp/main-build): a same-run "
+                         "A/B of this tree's inference code against it; this tree's config (admin listener off)")
     ap.add_argument("--rates", type=float, nargs="+", default=[100, 200, 400])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=4.0)
@@ -140,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.vs_exe:
         print(f"median over rates, CPU per stream / baseline: inference "
               f"{result['inference_over_baseline_median_over_rates']:.3f}, publisher PassThrough of the same stream "
-              f"{result['publisher_over_baseline_median_over_rates']:.3f}")
+              f"{result['publisher_over_baseline_median_over_rates']:.3f}"
+              + "".join(f", {label} {result[f'{label}_over_baseline_median_over_rates']:.3f}"
+                        for label in (spec.partition("=")[0] for spec in args.tree)))
     print(f"wrote {args.out}")
 
 

@@ -27,6 +27,10 @@ decode/rewrite/encode); and ``floor``, a minimal TCP forwarder (``bench.lab.forw
 connection opened in advance), what any user-space relay in Python pays for being one more process on the path.
 Then stream - pass is the Stream route's own share, pass - floor the per-request path's, floor the hop's.
 
+``--idle``: the worker's CPU per request by idle gap before it, fresh connection vs keep-alive, against the floor
+(and ``--idle-base DIR``: a second build side by side), and an idle worker's CPU and wake-ups per second
+(``relay_ttfb_idle``): why a fresh connection to an idle worker costs several warm keep-alive requests.
+
 ``--stages``: no servers; the Stream route's first segment stage by stage in a child, warm and with caches
 overwritten (``relay_ttfb_stages``): which stage of the Stream route's share grows on a busy machine.
 
@@ -66,8 +70,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--stages", action="store_true",
                     help="no servers: the Stream route's first segment stage by stage, warm and cold, in a child "
                          "(bench.suites.relay_ttfb_stages) -> bench/results/publisher-ttfb-stages.json")
+    ap.add_argument("--idle", action="store_true",
+                    help="the worker's CPU per request after an idle gap, fresh vs keep-alive, and the idle worker "
+                         "(bench.suites.relay_ttfb_idle) -> bench/results/publisher-ttfb-idle.json")
+    ap.add_argument("--idle-base", default="", help="with --idle: also a proxy run with PYTHONPATH=DIR (another build)")
+    ap.add_argument("--gaps", default="0.001,0.05,0.5", help="with --idle: idle gaps before each request, seconds")
+    ap.add_argument("--rounds", type=int, default=15, help="with --idle: requests per figure")
+    ap.add_argument("--idle-s", type=float, default=3.0, help="with --idle: seconds of nothing for the idle figures")
     ap.add_argument("--stage-reps", type=int, default=200, help="responses per --stages figure (median)")
     args = ap.parse_args(argv)
+    if args.idle:
+        from sluicegate.bench.suites import relay_ttfb_idle
+
+        idled = relay_ttfb_idle.run([float(g) for g in args.gaps.split(",")], args.rounds, args.idle_s,
+                                    args.idle_base)
+        idled.update(benchmark="publisher-ttfb-idle", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     machine=lab.machine(), loadavg_1m=lab.loadavg1(), versions=lab.versions(),
+                     method=relay_ttfb_idle.__doc__)
+        print(relay_ttfb_idle.report(idled))
+        lab.log(f"wrote {lab.write_json('publisher-ttfb-idle', idled)}")
+        return idled
     if args.stages:
         from sluicegate.bench.suites import relay_ttfb_stages
 

@@ -12,6 +12,10 @@ A variant is one of ``bench throughput``'s targets (``nginx-w1``, ``nginx-w2``, 
 ``:VAR=value+VAR2=value`` environment settings for that process. ``PYTHONPATH=/path/to/other/checkout/src``
 runs another checkout of sluicegate (``git worktree add /tmp/old HEAD~1``) against this one.
 
+Each row also counts the proxy process tree's read and write system calls per request (``/proc/<pid>/io``
+``syscr``/``syscw`` deltas over the wrk run: a count, not a timing): for a sluicegate worker, one write is the
+origin request, the rest are the response's sends (how many pieces a page leaves in: issue 19 rows 2 and 4).
+
 Run: ``sluicegate bench throughput-ab sluicegate-w1 sluicegate-w1:PYTHONPATH=/tmp/old/src
 --pages page2k.bin,page200k.bin --rounds 6 --duration 3`` -> ``bench/results/publisher-ab.json``.
 """
@@ -30,6 +34,23 @@ from sluicegate.bench import lab
 from sluicegate.bench.suites.throughput import Bench, run_wrk
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def tree_syscalls(pid: int) -> tuple[int, int]:
+    """(read, write) system calls made so far by ``pid`` and its descendants (processes that exit are lost)."""
+    reads = writes = 0
+    for p in lab.tree(pid):
+        try:
+            text = Path(f"/proc/{p}/io").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "syscr":
+                reads += int(value)
+            elif key == "syscw":
+                writes += int(value)
+    return reads, writes
 
 
 def start(bench: Bench, tmp: Path, variant: str) -> tuple[int, lab.Proc | None]:
@@ -85,22 +106,32 @@ def main(argv: list[str] | None = None, *, name: str = "publisher-ab", prog: str
                     url = f"http://127.0.0.1:{port}/{page}"
                     run_wrk(bench.wrk, url, 1.0)
                     cpu0 = lab.tree_cpu_s(proc.pid) if proc else 0.0
+                    sys0 = tree_syscalls(proc.pid) if proc else (0, 0)
                     res, _ = run_wrk(bench.wrk, url, args.duration)
                     cpu = (lab.tree_cpu_s(proc.pid) - cpu0) if proc else 0.0
-                    row = {"rps": res["rps"], "p99_ms": res["p99_ms"],
-                           "cpu_us_per_req": round(1e6 * cpu / max(1, res["requests"]), 1)}
+                    sys1 = tree_syscalls(proc.pid) if proc else (0, 0)
+                    n = max(1, res["requests"])
+                    row = {"rps": res["rps"], "p99_ms": res["p99_ms"], "cpu_us_per_req": round(1e6 * cpu / n, 1),
+                           "reads_per_req": round((sys1[0] - sys0[0]) / n, 2),
+                           "writes_per_req": round((sys1[1] - sys0[1]) / n, 2)}
                     runs[variant][page].append(row)
                     lab.log(f"round {rnd} {variant:40} {page:13} {row['rps']:9.0f} req/s "
-                        f"{row['cpu_us_per_req']:7.1f} us CPU/req  p99 {row['p99_ms']} ms")
+                        f"{row['cpu_us_per_req']:7.1f} us CPU/req  p99 {row['p99_ms']} ms  "
+                        f"syscalls/req r {row['reads_per_req']} w {row['writes_per_req']}")
                 if proc is not None:
                     procs.stop(proc)
     summary = {v: {p: {"rps_median": statistics.median(r["rps"] for r in rows),
-                       "cpu_us_per_req_median": statistics.median(r["cpu_us_per_req"] for r in rows)}
+                       "cpu_us_per_req_median": statistics.median(r["cpu_us_per_req"] for r in rows),
+                       "cpu_us_per_req_per_round": [r["cpu_us_per_req"] for r in rows],
+                       "writes_per_req_median": statistics.median(r["writes_per_req"] for r in rows),
+                       "reads_per_req_median": statistics.median(r["reads_per_req"] for r in rows)}
                    for p, rows in by_page.items()} for v, by_page in runs.items()}
-    print(f"\n{'variant':40} {'page':13} {'req/s (median)':>15} {'us CPU/req':>11}")
+    print(f"\n{'variant':40} {'page':13} {'req/s (median)':>15} {'us CPU/req':>11} {'writes/req':>10} "
+          f"{'reads/req':>9}")
     for v, by_page in summary.items():
         for p, s in by_page.items():
-            print(f"{v:40} {p:13} {s['rps_median']:15.0f} {s['cpu_us_per_req_median']:11.1f}")
+            print(f"{v:40} {p:13} {s['rps_median']:15.0f} {s['cpu_us_per_req_median']:11.1f} "
+                  f"{s['writes_per_req_median']:10.2f} {s['reads_per_req_median']:9.2f}")
     result = {"benchmark": name, "rounds": args.rounds, "duration_s": args.duration, "runs": runs,
               "summary": summary, "method": __doc__}
     lab.log(f"wrote {lab.write_json(name, result)}")

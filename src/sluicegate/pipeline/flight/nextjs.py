@@ -22,6 +22,14 @@ from sluicegate.config.flight import FlightSettings
 from sluicegate.pipeline.flight.inline import InlineFlightRewriter, InlineResult
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html import DocumentEnd, ScriptText
+from sluicegate.pipeline.html.rules import WHOLE_HEAD
+
+
+def _flight_mark(body: bytes) -> bool:
+    """An inline Flight script: ``__next_f`` within its first ``WHOLE_HEAD`` bytes (Next.js writes
+    ``self.__next_f.push(`` first). The one test, so that the rewriter's early streaming decision
+    (``wants_whole``) and the whole-body rule agree on every script."""
+    return body.find(b"__next_f", 0, WHOLE_HEAD) >= 0
 
 
 class NextjsScriptFilter:
@@ -48,18 +56,19 @@ class NextjsScriptFilter:
         return self._inline
 
     def wants_whole(self, start_tag: bytes, head: bytes) -> bool:
-        """Whether a long script (``head`` = its first bytes) must be handed over whole: inline
-        Flight pushes and ``__NEXT_DATA__``. Any other script may stream through the URL rule."""
-        return b"__next_f" in head or b"__next_data__" in start_tag.lower()
+        """Whether a script (``head`` = its first bytes) must be handed over whole: inline
+        Flight pushes and ``__NEXT_DATA__``. Any other script may stream through the URL rule.
+        Decided on the first ``WHOLE_HEAD`` bytes, where ``__call__`` looks for the mark too."""
+        return _flight_mark(head) or b"__next_data__" in start_tag.lower()
 
     def __call__(self, body: ScriptText) -> bool:
         if not self.settings.enabled:
             # Flight off: leave inline Flight exactly as the origin sent it (a plain host rewrite
             # by the generic script rule would break T lengths); other scripts get that rule.
-            return b"__next_f" in body.raw
+            return _flight_mark(body.raw)
         self.max_html_held = max(self.max_html_held, body.held_bytes)
         if not body.complete:  # over [html] max_text_bytes: only its first bytes are seen
-            if b"__next_f" not in body.raw:
+            if not _flight_mark(body.raw):
                 return False
             self._place_before(body, self.inline.unreadable(body.raw, "script over [html] max_text_bytes"))
             return True
@@ -70,7 +79,7 @@ class NextjsScriptFilter:
             if new is not body.raw:
                 body.replace(new)
             return True
-        if b"__next_f" not in body.raw:
+        if not _flight_mark(body.raw):
             return False
         result = self.inline.script(body.raw)
         if not result.flight:

@@ -3,8 +3,10 @@
 Owns the text of the one raw-text element being read (``<script>``, ``<style>``, ``<noscript>``...)
 whose tag has text handlers: its pieces are collected up to ``max_text_bytes`` and handed to the
 handlers whole at its end tag (``TextBody``: replaced bytes, or a ``Deferred`` output slot); past
-``stream_text_after`` the registry's text streamer may take over the rest as a stream (bounded
-hold); past ``max_text_bytes`` the handlers are told once (``complete`` False) and the rest
+``stream_decide_at`` bytes (sluicegate's rules: ``rules.WHOLE_HEAD``, 64) the registry's text
+streamer decides on the first ``stream_decide_at`` bytes whether the body streams (bounded hold:
+a chunk that ends inside an inline ``<style>`` or script lets its bytes out) or stays whole;
+past ``max_text_bytes`` the handlers are told once (``complete`` False) and the rest
 streams through unmodified. Memory: at most ``max_text_bytes`` held.
 Must not know: tokenization, the scanner, rules, hosts.
 """
@@ -39,15 +41,18 @@ class TextBodies:
         self.stream: TextFilter | None = None
         self.asked = False
 
-    def begin(self, name: bytes, start_tag: bytes) -> None:
-        """A raw-text element ``name`` whose body the text handlers want starts."""
+    def begin(self, name: bytes, start_tag: bytes, whole: bool = False) -> None:
+        """A raw-text element ``name`` whose body the text handlers want starts. ``whole``: the
+        caller has the whole body (the fast path's ``_raw_body``, under ``stream_text_after``):
+        the handlers get it whole without asking the streamer, which by its contract would have
+        made the same bytes of it (one rewrite of the body instead of a stream's two)."""
         self.text = []
         self.size = 0
         self.tag = name
         self.start_tag = start_tag
         self.overflow = False
         self.stream = None
-        self.asked = False
+        self.asked = whole
 
     def collect(self, piece: bytes) -> None:
         assert self.text is not None
@@ -63,10 +68,12 @@ class TextBodies:
         self.text.append(piece)
         self.size += len(piece)
         streamer = reg.text_streamer
-        if streamer is not None and not self.asked and self.size > min(reg.stream_text_after, reg.max_text_bytes):
+        decide_at = min(reg.stream_decide_at, reg.max_text_bytes)
+        if streamer is not None and not self.asked and self.size > decide_at:
+            # decided on the body's first ``decide_at`` bytes exactly: the same for every chunking
             self.asked = True
             head = b"".join(self.text)
-            stream = streamer(self.tag, self.start_tag, head)
+            stream = streamer(self.tag, self.start_tag, head[:decide_at])
             if stream is not None:
                 self.stream = stream
                 self.text = []

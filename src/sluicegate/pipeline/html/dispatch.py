@@ -374,7 +374,7 @@ class HtmlRewriter(HandlerRegistry):
         out.emit(buf[pos:te])
         self._lexer.last_start_tag = name
         bodies = self._bodies
-        bodies.begin(name, buf[pos:te])
+        bodies.begin(name, buf[pos:te], whole=True)  # all in the buffer: no streaming decision
         if bs > te:
             bodies.collect(buf[te:bs])
         bodies.flush()

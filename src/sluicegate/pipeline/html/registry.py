@@ -53,6 +53,23 @@ class RawHookPlan:
         self.blockers = blockers
 
 
+_SELECTORS: dict[str, tuple[str, str | None]] = {}
+
+
+def _selector(selector: str) -> tuple[str, str | None]:
+    """``on_element``'s selector as (lower-cased tag or ``*``, attribute or None), parsed once per
+    distinct selector (a fresh rewriter per response registers the same few)."""
+    got = _SELECTORS.get(selector)
+    if got is None:
+        m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
+        if m is None:
+            raise ValueError(f"unsupported selector {selector!r}")
+        if len(_SELECTORS) >= 256:
+            _SELECTORS.clear()
+        got = _SELECTORS[selector] = (m.group(1).lower(), m.group(2))
+    return got
+
+
 class HandlerRegistry:
     """What the handlers of one document want, and the fast-scan plan derived from it."""
 
@@ -69,6 +86,8 @@ class HandlerRegistry:
         # streamed text bodies (``set_text_streamer``)
         self._streamer: Callable[[bytes, bytes, bytes], TextFilter | None] | None = None
         self.stream_text_after = 32 * 1024
+        # the body size past which the streamer decides (``set_text_streamer``'s ``decide_at``)
+        self.stream_decide_at = 32 * 1024
         # the scan plan (``_boring_re``); None: to be (re)made before the next scan
         self._boring: re.Pattern[bytes] | None = None
         self._needle = b""
@@ -132,10 +151,7 @@ class HandlerRegistry:
         ``low[start:end]`` (lower-cased bytes) of something the handler must see, or -1; a tag
         holding one is handed to ``handler`` too, on the full path, even without the needle (for
         spellings of the needle the bytes do not show, such as character references)."""
-        m = re.fullmatch(r"\s*([a-zA-Z][^\s\[]*|\*)\s*(?:\[\s*([^\s\]]+)\s*\])?\s*", selector)
-        if m is None:
-            raise ValueError(f"unsupported selector {selector!r}")
-        tag, attr = m.group(1).lower(), m.group(2)
+        tag, attr = _selector(selector)
         h = handler
         if attr is not None:
             attr_l = attr.lower()
@@ -186,13 +202,20 @@ class HandlerRegistry:
         self._tf_hold = hold
 
     def set_text_streamer(self, decide: Callable[[bytes, bytes, bytes], TextFilter | None], *,
-                          after: int = 32 * 1024) -> None:
-        """Bodies of text-handler elements longer than ``after`` bytes are offered to
-        ``decide(tag, start_tag, first_bytes)`` once: a filter it returns streams the rest of
-        the body (handlers are then not called for it; output lags by the filter's hold only);
-        ``None`` keeps collecting it whole for the handlers (up to ``max_text_bytes``)."""
+                          after: int = 32 * 1024, decide_at: int | None = None) -> None:
+        """Bodies of text-handler elements longer than ``decide_at`` bytes (default ``after``)
+        are offered to ``decide(tag, start_tag, first_bytes)`` once, ``first_bytes`` being
+        exactly the body's first ``decide_at`` bytes (so the decision does not depend on how the
+        input was cut): a filter it returns streams the whole body (handlers are then not called
+        for it; output lags by the filter's hold only); ``None`` keeps collecting it whole for
+        the handlers (up to ``max_text_bytes``). A ``decide`` that streams a body must stream it
+        to the bytes the handlers would have made of it whole (the rules' contract); a small
+        ``decide_at`` (``rules.WHOLE_HEAD``) lets a body a chunk cuts leave at once instead of
+        waiting for its end tag. ``after``: the fast path reads bodies up to that size whole
+        from the buffer (``HtmlRewriter._raw_body``)."""
         self._streamer = decide
         self.stream_text_after = after
+        self.stream_decide_at = after if decide_at is None else min(decide_at, after)
 
     @property
     def text_streamer(self) -> Callable[[bytes, bytes, bytes], TextFilter | None] | None:
@@ -236,59 +259,112 @@ class HandlerRegistry:
     # -- the fast scanner ------------------------------------------------------------------------
 
     def _boring_re(self) -> re.Pattern[bytes]:
-        needles = frozenset(n for n, _ in self._needle_handlers)
-        # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
-        # instead (``_run``), so the pattern needs no per-byte needle guard.
-        self._needle = next(iter(needles)) if len(needles) == 1 else b""
-        # Several needles: bounded the same way by the nearest of them (``NeedleScan``).
-        multi = len(needles) > 1 and self.multi_needle_fast
-        self._scan = NeedleScan(tuple(needles)) if multi else None
+        """The scan plan for the current registrations: its immutable part (names, filters,
+        patterns, which hooks may take which tags) made once per distinct registration shape and
+        shared by every rewriter with that shape (``ScanPlan``; one per configuration in practice:
+        a fresh rewriter per response no longer rebuilds it, ~8 us compiled), then the per-rewriter
+        part (hooks bound to this rewriter's handlers, stateful needle scans)."""
+        nh = self._needle_handlers
+        hs = [h for _n, h in nh]
+        key = (tuple(n for n, _h in nh), tuple(next(j for j, hj in enumerate(hs) if hj is h) for h in hs),
+               tuple(r is not None for r in self._raw_hooks), frozenset(self._start_handlers),
+               frozenset(self._end_tag_handlers), frozenset(self._text_handlers), self._tf_needles,
+               self.multi_needle_fast, self.foreign_fast, self.raw_fast)
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= 256:
+                _PLANS.clear()
+            plan = _PLANS[key] = ScanPlan(key)
+        self._needle = plan.needle
+        self._scan = NeedleScan(plan.needles) if plan.multi else None
         hooks = self._raw_hooks
         self._hooks = []
-        if self._needle and len(hooks) == 1 and hooks[0] is not None:
-            self._hooks.append(RawHookPlan(hooks[0], self._needle, (), ()))
-        for i, hook in enumerate(hooks):
-            if not multi or hook is None:
+        for i, own, others, blockers in plan.hooks:
+            hook = hooks[i]
+            assert hook is not None
+            self._hooks.append(RawHookPlan(hook, own, others, blockers))
+        self._tf_scan = NeedleScan(self._tf_needles) if plan.tf_multi else None
+        self._stop_names = plan.stop_names
+        self._stop_ends = plan.stop_ends
+        self._stop_filters = plan.stop_filters
+        self._fgn_ok = plan.fgn_ok
+        self._fgn_names = plan.fgn_names
+        self._fgn_ends = plan.fgn_ends
+        self._fgn_filters = plan.fgn_filters
+        self._fgn_re = plan.fgn_re
+        self._raw_names = plan.raw_names
+        return plan.boring
+
+
+PlanKey = tuple[tuple[bytes, ...], tuple[int, ...], tuple[bool, ...], frozenset[bytes], frozenset[bytes],
+                frozenset[bytes], tuple[bytes, ...], bool, bool, bool]
+
+
+class ScanPlan:
+    """The immutable part of a registry's scan plan, made from a registration shape (``PlanKey``:
+    the needle handlers' needles in order and which of them share a handler object, which have a
+    raw hook, the names with start / end-tag / text handlers, the text filter's needles, the
+    three fast-path switches). Shared by every rewriter of that shape (``_PLANS``), never mutated:
+    the stop names and end names with their ``scanner.name_filter`` tables, the single needle or
+    the several for a ``NeedleScan``, which raw hook may take which tags (by handler index), the
+    compiled pattern, the whole-element plans (``<svg>``/``<math>`` runs; raw-text elements)."""
+
+    __slots__ = ("boring", "fgn_ends", "fgn_filters", "fgn_names", "fgn_ok", "fgn_re", "hooks", "multi",
+                 "needle", "needles", "raw_names", "stop_ends", "stop_filters", "stop_names", "tf_multi")
+
+    def __init__(self, key: PlanKey) -> None:
+        nds, same, has_hook, start_names, end_names, text_names, tf_needles, multi_fast, fgn_fast, raw_fast = key
+        needles = frozenset(nds)
+        # One needle: the scan is bounded by the needle's next position in the lower-cased buffer
+        # instead (``_run``), so the pattern needs no per-byte needle guard.
+        self.needle = next(iter(needles)) if len(needles) == 1 else b""
+        # Several needles: bounded the same way by the nearest of them (``NeedleScan``).
+        multi = len(needles) > 1 and multi_fast
+        self.multi = multi
+        self.needles = tuple(needles)
+        self.hooks: list[tuple[int, bytes, tuple[bytes, ...], tuple[bytes, ...]]] = []
+        if self.needle and len(has_hook) == 1 and has_hook[0]:
+            self.hooks.append((0, self.needle, (), ()))
+        for i, hooked in enumerate(has_hook):
+            if not multi or not hooked:
                 continue
-            own, h = self._needle_handlers[i]
+            own = nds[i]
             others: list[bytes] = []
             blockers: list[bytes] = []
             usable = True
-            for j, (nd, hj) in enumerate(self._needle_handlers):
-                if j == i or (nd == own and hj is h):
+            for j, nd in enumerate(nds):
+                shared = same[j] == same[i]  # the same handler object
+                if j == i or (nd == own and shared):
                     continue
                 if nd == own:
                     usable = False  # another handler wants every tag the hook would take
-                elif hj is h:
+                elif shared:
                     others.append(nd)
                 else:
                     blockers.append(nd)
             if usable:
-                self._hooks.append(RawHookPlan(hook, own, tuple(dict.fromkeys(others)),
-                                               tuple(dict.fromkeys(blockers))))
-        self._tf_scan = (NeedleScan(self._tf_needles)
-                         if len(self._tf_needles) > 1 and self.multi_needle_fast else None)
-        self._stop_names = frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers)
-        self._stop_ends = frozenset(self._end_tag_handlers)
-        self._stop_filters = (name_filter(self._stop_names), name_filter(self._stop_ends))
+                self.hooks.append((i, own, tuple(dict.fromkeys(others)), tuple(dict.fromkeys(blockers))))
+        self.tf_multi = len(tf_needles) > 1 and multi_fast
+        self.stop_names: frozenset[bytes] = frozenset(RAW_STATE) | {b"svg", b"math"} | start_names
+        self.stop_ends: frozenset[bytes] = end_names
+        self.stop_filters = (name_filter(self.stop_names), name_filter(self.stop_ends))
         # Foreign elements as one run: only when the scan's bound covers every needle (single or
         # ``NeedleScan``, or no needle handlers) and no handler selects or watches a root by name.
-        self._fgn_ok = (self.foreign_fast and (bool(self._needle) or multi or not needles)
-                        and not any(r in self._start_handlers or r in self._end_tag_handlers
-                                    for r in FOREIGN_ROOTS))
-        self._fgn_names = self._stop_names | FOREIGN_STOPS
-        self._fgn_ends = self._stop_ends | FOREIGN_END_STOPS
-        self._fgn_filters = (name_filter(self._fgn_names), name_filter(self._fgn_ends))
-        self._fgn_re = foreign_re(self._fgn_names, self._fgn_ends) if self._fgn_ok else None
+        self.fgn_ok = (fgn_fast and (bool(self.needle) or multi or not needles)
+                       and not any(r in start_names or r in end_names for r in FOREIGN_ROOTS))
+        self.fgn_names = self.stop_names | FOREIGN_STOPS
+        self.fgn_ends = self.stop_ends | FOREIGN_END_STOPS
+        self.fgn_filters = (name_filter(self.fgn_names), name_filter(self.fgn_ends))
+        self.fgn_re = foreign_re(self.fgn_names, self.fgn_ends) if self.fgn_ok else None
         # Raw-text elements whose whole body goes to text handlers (not the text filter), selected
         # and watched by no other handler: the fast path may read them without tokens.
-        self._raw_names = frozenset(
-            n for n in self._text_handlers
-            if RAW_STATE.get(n) in (SCRIPT, RAWTEXT) and n not in self._start_handlers
-            and n not in self._end_tag_handlers
-        ) if self.raw_fast and (self._needle or multi) else frozenset()
-        return boring_re(
-            frozenset(RAW_STATE) | {b"svg", b"math"} | frozenset(self._start_handlers),
-            frozenset(self._end_tag_handlers),
-            frozenset() if self._needle or multi else needles,
-        )
+        self.raw_names: frozenset[bytes] = frozenset(
+            n for n in text_names
+            if RAW_STATE.get(n) in (SCRIPT, RAWTEXT) and n not in start_names and n not in end_names
+        ) if raw_fast and (self.needle or multi) else frozenset()
+        self.boring = boring_re(self.stop_names, end_names,
+                                frozenset() if self.needle or multi else needles)
+
+
+_PLANS: dict[PlanKey, ScanPlan] = {}
+"""Scan plans by registration shape (bounded: cleared past 256 shapes)."""

@@ -19,6 +19,7 @@ Must not know: tokenization details, chunking, I/O, HTTP headers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -27,12 +28,13 @@ from sluicegate.pipeline.bytescan import is_ws
 from sluicegate.pipeline.hosts import HostRewriter
 from sluicegate.pipeline.html.attrs import needle_attr_spans
 from sluicegate.pipeline.html.dispatch import HtmlRewriter
-from sluicegate.pipeline.html.lexer import ATTR
+from sluicegate.pipeline.html.lexer import ATTR, iter_attrs
 from sluicegate.pipeline.html.scanner import COMPILED_SCAN
 from sluicegate.pipeline.html.textrefs import TextRefReplacer
 from sluicegate.pipeline.html.units import DocumentEnd, Element, EndTag, TextBody, TextChunk
 from sluicegate.pipeline.html.urlvalues import (
     ATTR_KIND,
+    K_CONTENT,
     K_DATA,
     K_PING,
     K_SRCSET,
@@ -59,6 +61,14 @@ ScriptText = TextBody
 ScriptFilter = Callable[[TextBody], bool]
 """Called with each inline ``<script>``'s whole text before the URL rule; True = handled."""
 
+WHOLE_HEAD: Final = 64
+"""A ``<script>``/``<style>`` body longer than this is decided on its first ``WHOLE_HEAD`` bytes
+(``text_stream``): held whole for a script filter that wants it whole (``wants_whole``), else
+streamed through the one mapping with a bounded hold. A script filter with ``wants_whole`` must
+decide from those bytes too (the Next.js filter's ``__next_f`` mark), so that a streamed body is
+one its whole-body rule would have left to the generic rule; a filter without ``wants_whole``
+gets every script whole."""
+
 # Elements that may sit in <head>: seeing one of them does not yet open <body>.
 _HEAD_OK: Final = frozenset((
     "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
@@ -67,6 +77,33 @@ _HEAD_OK: Final = frozenset((
 _BLANK: Final = b"\t\n\f\r "  # whitespace (and a UTF-8 BOM) does not open <body>
 _BOM: Final = b"\xef\xbb\xbf"
 _SAME: Final = b"\0unchanged"  # ``_raw_value``: the value is unchanged (a sentinel, compared by identity)
+_META_KEYS: Final = (b"property", b"name", b"itemprop")
+_META_URL_KEYS_B: Final = frozenset(k.encode() for k in META_URL_KEYS)
+_META_ODD: Final = re.compile(rb"[^\x20-\x7e]|&")  # a key value only decoding reads: the full path
+
+
+def meta_content_kind(buf: bytes, astart: int, aend: int) -> int:
+    """How ``urls`` rewrites the ``content`` of the ``<meta>`` whose attribute text is
+    ``buf[astart:aend]``, decided on raw bytes as ``_meta_content`` decides on the decoded
+    attributes (first duplicate wins): ``K_URL`` for an Open Graph / Twitter URL key
+    (``property``/``name``/``itemprop``), 0 for any other (the one mapping over the value), -1
+    for ``http-equiv=refresh`` or a key value with ``&`` or a byte outside printable ASCII
+    (only the decoded reading decides: the full path)."""
+    vals: dict[bytes, bytes] = {}
+    for a in iter_attrs(buf, astart, aend):
+        n = a.name
+        if n in vals or not (n == b"http-equiv" or n in _META_KEYS):
+            continue
+        v = buf[a.vstart : a.vend] if a.vstart >= 0 else b""
+        if _META_ODD.search(v) is not None:
+            return -1
+        vals[n] = v.strip(b" ").lower()
+    if vals.get(b"http-equiv") == b"refresh":
+        return -1
+    for key in _META_KEYS:
+        if vals.get(key, b"") in _META_URL_KEYS_B:
+            return K_URL
+    return 0
 
 
 class SluicegateRules:
@@ -97,7 +134,7 @@ class SluicegateRules:
             html.on_element("*", urls, needle=needle, raw=self.urls_raw if i == 0 else None, suspect=suspect)
         self.install_text_filter(html)
         html.set_long_tag_filter(self.long_tag_filter)
-        html.set_text_streamer(self.text_stream)
+        html.set_text_streamer(self.text_stream, decide_at=WHOLE_HEAD)
         html.on_text("script", self.script)
         html.on_text("style", self.style)
         html.on_text("noscript", self.noscript)
@@ -109,9 +146,11 @@ class SluicegateRules:
             html.on_end(self.document_end)
 
     def text_stream(self, tag: bytes, start_tag: bytes, head: bytes) -> StreamingHostReplacer | None:
-        """A long ``<style>`` or ``<script>`` body streams through the one mapping (bounded hold)
-        instead of being held whole, unless the script filter needs it whole (inline Flight,
-        ``__NEXT_DATA__``: ``wants_whole``); ``<noscript>`` stays whole (nested markup)."""
+        """A ``<style>`` or ``<script>`` body over ``WHOLE_HEAD`` bytes (``head``: its first
+        ``WHOLE_HEAD``) streams through the one mapping (bounded hold) instead of being held
+        whole, unless the script filter needs it whole (inline Flight, ``__NEXT_DATA__``:
+        ``wants_whole``): the same bytes as ``style`` / ``script`` make of it whole, without
+        holding it until its end tag. ``<noscript>`` stays whole (nested markup)."""
         if tag == b"style":
             return StreamingHostReplacer(self.rw)
         if tag != b"script":
@@ -252,7 +291,7 @@ class SluicegateRules:
                             if new_raw == raw:
                                 new_raw = _SAME
                         else:
-                            new_raw = self._raw_value(buf, name, aname, g, vs, ve, simple_repl)
+                            new_raw = self._raw_value(buf, name, aname, g, vs, ve, simple_repl, astart, aend)
                             if new_raw is None:
                                 return None
                         if new_raw is not _SAME:
@@ -270,13 +309,18 @@ class SluicegateRules:
         return b"".join(parts)
 
     def _raw_value(self, buf: bytes, name: bytes, aname: bytes, g: int, vs: int, ve: int,
-                   simple_repl: bool) -> bytes | None:
+                   simple_repl: bool, astart: int, aend: int) -> bytes | None:
         """``urls_raw``'s decision on one value ``buf[vs:ve]`` (``ATTR`` group ``g``: 2 double-,
-        3 single-quoted, 4 unquoted) of attribute ``aname``: its new bytes, ``_SAME`` when
-        unchanged, ``None`` when only the full path decides (interpreted builds)."""
+        3 single-quoted, 4 unquoted) of attribute ``aname`` (the tag's attribute text
+        ``astart:aend``): its new bytes, ``_SAME`` when unchanged, ``None`` when only the full
+        path decides (interpreted builds)."""
         kind = ATTR_KIND.get(aname, 0)
         if (kind == K_DATA and name != b"object") or kind == K_STYLE:
             kind = 0
+        elif kind == K_CONTENT:
+            kind = meta_content_kind(buf, astart, aend) if name == b"meta" else 0
+            if kind < 0:
+                return None
         if kind > K_SRCSET:
             return None
         if g == 4:
@@ -310,6 +354,10 @@ class SluicegateRules:
             kind = ATTR_KIND.get(low[ns:ne], 0)
             if (kind == K_DATA and name != b"object") or kind == K_STYLE:
                 kind = 0
+            elif kind == K_CONTENT:  # ``<meta content>``: a URL for Open Graph keys, else the mapping
+                kind = meta_content_kind(buf, astart, aend) if name == b"meta" else 0
+                if kind < 0:
+                    return None
             if kind > K_SRCSET or not self._simple_repl:
                 return None
             if not (plain_span(buf, vs, ve) if qc else simple_value(buf[vs:ve], b"")):

@@ -114,6 +114,21 @@ class Cycle:
         """``edge.asgi.OBSERVE_HOOK``: keep ``record``'s status, time to head and body byte counts current."""
         self._tally = record
 
+    def write_more(self, body: bytes) -> bool:
+        """``edge.asgi.BODY_WRITE``: ``body`` (non-empty) as one more chunk, framed and written as ``send`` writes
+        it, when ``send`` would write it at once; False (nothing written) otherwise: the caller uses ``send``."""
+        if (self.proto.write_paused or self._pending is not None or self.mode != fr.FRAME_CHUNKED or self.complete
+                or not self.started):
+            return False
+        if self.disconnected:
+            return True  # as ``send``: nothing goes to a client that left (its handler is being cancelled)
+        size = len(body)
+        if size >= _WRITEV_MIN:
+            self.transport.writelines([b"%x\r\n" % size, body, fr.CRLF])
+        else:
+            self.transport.write(b"%x\r\n%b\r\n" % (size, body))
+        return True
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import httptools
 
-from sluicegate.edge.asgi import DISCONNECT_HOOK, OBSERVE_HOOK
+from sluicegate.edge.asgi import BODY_WRITE, DISCONNECT_HOOK, OBSERVE_HOOK
 from sluicegate.server.h1 import framing as fr
 from sluicegate.server.h1.cycle import Cycle
 
@@ -248,6 +248,7 @@ class H1Protocol(asyncio.Protocol):
         cycle = Cycle(self, scope, keep_alive=keep_alive, expect_100=self._expect_100, http10=http10)
         scope[DISCONNECT_HOOK] = cycle.watch_disconnect
         scope[OBSERVE_HOOK] = cycle.tally
+        scope[BODY_WRITE] = cycle.write_more
         self.parsing = cycle
         if self.cycle is None:
             self._start(cycle)

@@ -70,6 +70,8 @@ def test_rewrite_srcset_bytes_matches_str(value: str) -> None:
 ATTR_PIECES = [
     " ", "\t", "/", "href", "HREF", "src", "srcset", "style", "data", "content", "title", "=", '"', "'",
     "https://origin.example.com/a", "ORIGIN.example.com", "x", "&amp;", ">", "url(", ")",
+    "property", "name", "itemprop", "http-equiv", "og:url", "OG:Image", " twitter:image ", "refresh", "\x1c",
+    "og:title", "é",
 ]
 attr_text = st.lists(st.sampled_from(ATTR_PIECES), max_size=16).map("".join)
 
@@ -174,6 +176,8 @@ RAW_DOC_PIECES = [
     "<title>", "</title>", "<style>", "</style>", "<math>", "</math>", "<p>", "HREF=", "SrcSet=", "href=",
     "<a href=x ", "\t", "\n", "/", "<", "</a href=https://origin.example.com>", "<!DOCTYPE html>",
     "<object data=https://origin.example.com/o ", "https://origin.example.com/a\"b", " 1x, ", "\x00",
+    "<meta name='twitter:image' ", "<meta itemprop=image ", "<meta http-equiv=refresh ", "<meta property=og:title ",
+    "<meta content=https://origin.example.com/m property=OG:URL ", "property=og:url ", "name=x ",
 ]
 raw_docs = st.lists(st.sampled_from(RAW_DOC_PIECES), max_size=50).map(lambda xs: "".join(xs).encode())
 
@@ -215,7 +219,7 @@ def test_raw_tag_hook_matches_full_path(data: bytes, points: list[int], inject: 
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from([b"a", b"img", b"object", b"source", b"link"]), attr_text)
+@given(st.sampled_from([b"a", b"img", b"object", b"source", b"link", b"meta"]), attr_text)
 def test_urls_raw_matches_urls(name: bytes, attrs: str) -> None:
     """``urls_raw`` on one tag: ``None`` or exactly ``urls`` + ``Element.serialize``."""
     tag = b"<" + name + b" " + attrs.encode() + b">"
