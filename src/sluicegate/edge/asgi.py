@@ -1,7 +1,7 @@
 """ASGI plumbing every face shares: the types, the two ways a request ends early, simple answers.
 
-Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK`` and ``BODY_WRITE`` scope
-extensions;
+Owns: the ``Scope``/``Message``/``Receive``/``Send`` aliases; the ``DISCONNECT_HOOK``, ``BODY_WRITE`` and
+``OBSERVE_HOOK`` scope extensions (``Tally``);
 ``ResponseAborted`` (how a handler tells the server "drop this connection now": raised after
 ``http.response.start`` it makes any ASGI server close the socket without the terminating chunk, so the
 client sees an incomplete response instead of a clean-looking truncated one); ``ClientGone`` (the client
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +39,24 @@ than chunked, response complete): the caller then uses ``send``. It bypasses eve
 server and the app, so only the innermost handler may use it, and it counts what it wrote where a wrapper
 would have (``inference.flow``: the request's ``bytes_out``). Used for a stream's events relayed from a socket
 callback (one call instead of a message dict and a chain of coroutines per event)."""
+
+OBSERVE_HOOK = "sluicegate.observe"
+"""Scope key a server may set (the native HTTP/1.1 core does): ``hook(tally)`` hands the server the request's
+``Tally``, which it then keeps current itself -- the response status and the time to the head when the app sends
+``http.response.start``, the body bytes of every ``http.request`` it returns and every ``http.response.body`` it is
+given -- exactly as a wrapper around ``receive``/``send`` would count them. ``server.observe`` uses it instead of
+that wrapper (the portable way, kept for other servers): no closures per request and no extra coroutine per
+message (pt4, issue 19)."""
+
+
+class Tally(Protocol):
+    """What a server keeps current under ``OBSERVE_HOOK`` (``observability.access.RequestInfo`` is one)."""
+
+    started: float  # time.perf_counter() when the request began (set by the observer)
+    status: int  # the response status; 0 until the head is sent
+    ttfb: float  # seconds from ``started`` to the response head; -1.0 until then
+    bytes_in: int  # request body bytes handed to the app
+    bytes_out: int  # response body bytes the app sent
 
 
 class ResponseAborted(Exception):

@@ -109,8 +109,10 @@ class ClientWatch:
         self._start_watch()
         return None
 
-    def start(self, *, has_body: bool) -> None:
-        self._owner = asyncio.current_task()
+    def start(self, *, has_body: bool, owner: asyncio.Task[Any] | None = None) -> None:
+        """Begin watching for the handler's task (``owner``, default the current task: each lookup is a
+        ``get_running_loop``, a ``getpid`` system call on 3.11)."""
+        self._owner = owner if owner is not None else asyncio.current_task()
         if not has_body:
             self.body_done = True
             self._start_watch()
@@ -183,5 +185,5 @@ def start_request(
     task = asyncio.current_task()
     assert task is not None, "start_request runs inside the handler's task"
     watch = ClientWatch(receive, send, scope.get(DISCONNECT_HOOK) if scope is not None else None)
-    watch.start(has_body=has_body)
+    watch.start(has_body=has_body, owner=task)
     return watch, Deadline(task.get_loop(), task)

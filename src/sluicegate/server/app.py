@@ -2,7 +2,9 @@
 
 Runs under any ASGI server (``create_app`` reads ``SLUICEGATE_CONFIG``); ``server.run`` starts it
 under the worker's serving core (``[server] http_core``: the native ``server.h1`` or uvicorn). Every
-request passes through ``observe.Observer`` (request id, metrics, access log). There are no own endpoints
+request passes through ``observe.Observer`` (request id, metrics, access log): a server that offers
+``edge.asgi.OBSERVE_HOOK`` (the native core) keeps the request's counts itself, any other gets ``receive``/``send``
+wrapped. There are no own endpoints
 on the public listener: ``/_sluicegate/*`` is proxied like any path; metrics, health and status live on
 the admin listener (``server.admin``).
 """
@@ -16,7 +18,7 @@ import os
 from typing import Any
 
 from sluicegate.config import Settings, load_settings
-from sluicegate.edge.asgi import Receive, Scope, Send, quiet_expected_aborts, send_simple
+from sluicegate.edge.asgi import OBSERVE_HOOK, Receive, Scope, Send, quiet_expected_aborts, send_simple
 from sluicegate.edge.lifespan import serve_lifespan
 from sluicegate.observability import looplag
 from sluicegate.publisher import slicing
@@ -97,7 +99,11 @@ class SluicegateApp:
                 await self.startup()  # servers without lifespan support
             observer = self.observer
             info = observer.begin(scope)
-            receive, send = observer.wrap(info, receive, send)
+            tally = scope.get(OBSERVE_HOOK)
+            if tally is None:
+                receive, send = observer.wrap(info, receive, send)
+            else:  # the server keeps info's status, time to head and byte counts itself (native core)
+                tally(info)
             error: BaseException | None = None
             lag = self.lag
             if lag is not None:
@@ -114,7 +120,7 @@ class SluicegateApp:
                     await self.publisher(scope, receive, send)
                 else:
                     observer.started(info, "none", scope)
-                    await send_simple(send, 404, b"Not found\n")
+                    await send_simple(observer.tag(info, send), 404, b"Not found\n")
             except BaseException as exc:
                 error = exc
                 raise

@@ -81,7 +81,8 @@ class Observer:
         return info
 
     def wrap(self, info: access.RequestInfo, receive: Receive, send: Send) -> tuple[Receive, Send]:
-        id_header = self.id_header
+        """``receive``/``send`` that keep ``info``'s status, time to head and byte counts current (a server that
+        offers ``edge.asgi.OBSERVE_HOOK`` keeps them itself: ``server.app`` then hands it ``info`` instead)."""
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -94,8 +95,6 @@ class Observer:
             if message["type"] == "http.response.start":
                 info.status = message["status"]
                 info.ttfb = time.perf_counter() - info.started
-                if info.face == "none":
-                    message["headers"] = [*message.get("headers", ()), (id_header, info.request_id.encode())]
             else:
                 body = message.get("body")
                 if body:
@@ -103,6 +102,18 @@ class Observer:
             await send(message)
 
         return counting_receive, observing_send
+
+    def tag(self, info: access.RequestInfo, send: Send) -> Send:
+        """``send`` that adds the request id header to the response head (the faces add it to theirs; this is for
+        the answer of no face)."""
+        id_header = self.id_header
+
+        async def tagging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (id_header, info.request_id.encode())]
+            await send(message)
+
+        return tagging_send
 
     def _face_metrics(self, face: str) -> tuple[Any, Any, Any, Any, Any]:
         """The face's value objects (prometheus-client internals, resolved once): in-flight gauge value,

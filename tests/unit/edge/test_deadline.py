@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -101,3 +102,85 @@ async def test_closed_deadline_never_fires() -> None:
     d.close()
     await asyncio.sleep(0.06)
     assert not d.expired
+
+
+async def test_requests_share_one_timer_and_each_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pt4: one loop timer for every request's deadline (not one per request), each still exact."""
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    real_call_at = loop.call_at
+
+    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
+        timers.append(when)
+        return real_call_at(when, cb, *args, **kw)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    ended: dict[int, float] = {}
+    t0 = time.monotonic()
+
+    async def request(i: int, seconds: float) -> None:
+        d = _deadline()
+        try:
+            with d:
+                d.after(seconds)
+                await asyncio.Event().wait()  # (no timer of its own: only the deadlines' are counted)
+        except TimeoutError:
+            ended[i] = time.monotonic() - t0
+        finally:
+            d.close()
+
+    # 20 requests whose deadlines come later than the first one's: the first arms the one timer, the rest list
+    tasks = [asyncio.create_task(request(i, 0.05 + i * 0.01)) for i in range(20)]
+    await asyncio.gather(*tasks)
+    assert sorted(ended) == list(range(20))
+    for i, took in ended.items():
+        assert 0.05 + i * 0.01 - 0.005 <= took < 0.05 + i * 0.01 + 0.5
+    assert len(timers) <= 20  # the first arms it, each expiry re-arms it for the next: never one per request
+
+
+async def test_many_short_requests_arm_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    real_call_at = loop.call_at
+
+    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
+        timers.append(when)
+        return real_call_at(when, cb, *args, **kw)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    first = _deadline()
+    first.after(30)  # an earlier request still waiting: the timer is armed for it
+    for _ in range(200):  # keep-alive requests, each bounded by the same 30 s, each answered at once
+        d = _deadline()
+        with d:
+            d.after(30)
+            await asyncio.sleep(0)
+        d.close()
+    assert len(timers) == 1
+    assert len(first._sweep.listed) == 1  # closed deadlines leave the sweep: bounded by the requests in flight
+    first.close()
+    assert not first._sweep.listed
+
+
+async def test_a_cleared_deadline_is_dropped_by_the_sweep_and_listed_again() -> None:
+    d = _deadline()
+
+    async def other_request() -> None:  # keeps the sweep's timer firing past d's time
+        other = _deadline()
+        with contextlib.suppress(TimeoutError), other:
+            other.after(0.03)
+            await asyncio.sleep(5)
+        other.close()
+
+    with d:
+        d.after(0.02)
+        d.clear()
+        await asyncio.create_task(other_request())
+        await asyncio.sleep(0.03)
+    assert not d.expired
+    assert d not in d._sweep.listed  # dropped while nothing was bounded
+    with pytest.raises(TimeoutError), d:
+        d.after(0.03)
+        await asyncio.sleep(5)
+    assert d.expired
+    d.close()

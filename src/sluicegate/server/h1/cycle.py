@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sluicegate.edge.asgi import ClientGone, ResponseAborted
+from sluicegate.edge.asgi import ClientGone, ResponseAborted, Tally
 from sluicegate.server.h1 import framing as fr
 
 if TYPE_CHECKING:
@@ -45,9 +46,9 @@ _DONE_SCOPE: dict[str, Any] = {}  # a started cycle's ``scope`` (the app has it;
 
 class Cycle:
     __slots__ = (
-        "_flush_handle", "_on_disconnect", "_pending", "_waiter", "body", "body_size", "complete", "disconnected",
-        "expect_100", "final_body_sent", "head_request", "http10", "keep_alive", "mode", "more_body", "proto",
-        "remaining", "scope", "started", "transport",
+        "_flush_handle", "_on_disconnect", "_pending", "_tally", "_waiter", "body", "body_size", "complete",
+        "disconnected", "expect_100", "final_body_sent", "head_request", "http10", "keep_alive", "mode", "more_body",
+        "proto", "remaining", "scope", "started", "task", "transport",
     )
 
     def __init__(
@@ -73,6 +74,8 @@ class Cycle:
         self._pending: list[bytes] | None = None  # the held head (and nothing else)
         self._flush_handle: asyncio.Handle | None = None
         self._on_disconnect: Callable[[], None] | None = None
+        self._tally: Tally | None = None  # the observer's record (``tally``), kept current by receive/send
+        self.task: asyncio.Task[None] | None = None  # the task running ``run``, while in ``ServerState.tasks``
 
     # -- from the protocol -------------------------------------------------------------------------
     def feed_body(self, data: bytes) -> bool:
@@ -106,6 +109,10 @@ class Cycle:
             callback()
         elif not self.complete:
             self._on_disconnect = callback
+
+    def tally(self, record: Tally) -> None:
+        """``edge.asgi.OBSERVE_HOOK``: keep ``record``'s status, time to head and body byte counts current."""
+        self._tally = record
 
     def write_more(self, body: bytes) -> bool:
         """``edge.asgi.BODY_WRITE``: ``body`` (non-empty) as one more chunk, framed and written as ``send`` writes
@@ -156,6 +163,11 @@ class Cycle:
             elif not self.complete and not self.disconnected:
                 log.error("the ASGI app returned before its response was complete: aborted")
                 self._abort()
+        finally:  # out of the worker's in-flight set (``protocol._start``): no done-callback and its loop turn
+            task = self.task
+            if task is not None:
+                self.task = None
+                self.proto.state.tasks.discard(task)
 
     def _abort(self) -> None:
         """After the commit: the head (if still held) goes out, then the connection is reset."""
@@ -185,6 +197,8 @@ class Cycle:
                 data = body[0] if len(body) == 1 else b"".join(body)
                 self.body = []
                 self.body_size = 0
+                if self._tally is not None:
+                    self._tally.bytes_in += len(data)
                 if not self.more_body:
                     self.final_body_sent = True
                 else:
@@ -197,11 +211,20 @@ class Cycle:
 
     async def send(self, message: dict[str, Any]) -> None:
         proto = self.proto
+        kind = message["type"]
+        tally = self._tally
+        if tally is not None:  # counted as the observer's send wrapper counted: every message, before anything
+            if kind == "http.response.start":
+                tally.status = message["status"]
+                tally.ttfb = time.perf_counter() - tally.started
+            else:
+                sent = message.get("body")
+                if sent:
+                    tally.bytes_out += len(sent)
         if proto.write_paused and not self.disconnected:
             await proto.drain()
         if self.disconnected:
             return
-        kind = message["type"]
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import httptools
 
-from sluicegate.edge.asgi import BODY_WRITE, DISCONNECT_HOOK
+from sluicegate.edge.asgi import BODY_WRITE, DISCONNECT_HOOK, OBSERVE_HOOK
 from sluicegate.server.h1 import framing as fr
 from sluicegate.server.h1.cycle import Cycle
 
@@ -247,6 +247,7 @@ class H1Protocol(asyncio.Protocol):
         keep_alive = not http10 and parser.should_keep_alive() and not parser.should_upgrade()
         cycle = Cycle(self, scope, keep_alive=keep_alive, expect_100=self._expect_100, http10=http10)
         scope[DISCONNECT_HOOK] = cycle.watch_disconnect
+        scope[OBSERVE_HOOK] = cycle.tally
         scope[BODY_WRITE] = cycle.write_more
         self.parsing = cycle
         if self.cycle is None:
@@ -273,9 +274,11 @@ class H1Protocol(asyncio.Protocol):
     def _start(self, cycle: Cycle) -> None:
         self.cycle = cycle
         task = self.loop.create_task(cycle.run(self.state.app))
-        tasks = self.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        # in the worker's in-flight set (drain counts and cancels it) until ``run`` ends: ``Cycle.run`` takes it out
+        # itself (a done-callback cost a loop callback per request). A task cancelled before its first step (only
+        # drain's cancel at exit can) stays listed: the process is ending.
+        cycle.task = task
+        self.state.tasks.add(task)
 
     def response_done(self, cycle: Cycle) -> None:
         """The cycle's last byte is written (or held for this loop turn)."""
