@@ -34,7 +34,7 @@ class Flow:
     def __init__(self, resp: OriginResponse, send: Send, write: Callable[[bytes], bool] | None,
                  step: Callable[[bytes], bytes], cap: int, deadline: Deadline, idle: float, end: float,
                  info: Any) -> None:
-        self.watch = DataWatch(resp, self.on_data)
+        self.watch: DataWatch | None = DataWatch(resp, self.on_data)  # (None once closed)
         self.send = send
         self.write = write  # the server's BODY_WRITE, or None
         self.step = step  # the tap's step: bytes in -> bytes to send now
@@ -52,6 +52,11 @@ class Flow:
         self.written = 0  # chunks that went out through BODY_WRITE (tests, debugging)
         self.total = 0
 
+    def close(self) -> None:
+        """The relay is over: drop the watch. (The watch holds ``on_data``, so holding it back would be a reference
+        cycle keeping the whole exchange — the core's cycle, the task, the deadline — for the cyclic collector.)"""
+        self.watch = None
+
     def arm(self) -> None:
         """Bound the wait for the provider's next read: the idle timeout, or what is left of the total cap."""
         end = self.end
@@ -66,6 +71,8 @@ class Flow:
         if fut is None or fut.done():
             return  # the task has been woken (or cancelled): it owns the exchange; the bytes stay buffered
         watch = self.watch
+        if watch is None:
+            return
         if watch.finished():
             fut.set_result(None)  # the end (with its last bytes) or a failure: the task's
             return

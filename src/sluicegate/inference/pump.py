@@ -62,7 +62,9 @@ class Pump:
                  info: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._flow = Flow(resp, send, write, step, cap, deadline, idle, end, info)
-        self._watch = self._flow.watch
+        watch = self._flow.watch
+        assert watch is not None
+        self._watch = watch
 
     @property
     def cap_exceeded(self) -> bool:
@@ -77,6 +79,11 @@ class Pump:
     def written(self) -> int:
         """Chunks written through the server's BODY_WRITE (the rest went through ``send``)."""
         return self._flow.written
+
+    def close(self) -> None:
+        """The relay is over (every path): the flow lets go of the watch, so the exchange dies by reference count."""
+        self._watch.stop()
+        self._flow.close()
 
     def arm(self) -> None:
         """Bound the wait for the provider's next read (the idle timeout, or what is left of the total cap)."""

@@ -248,6 +248,7 @@ class Relay:
             kind = "upstream_reset"
         finally:
             if pump is not None:
+                pump.close()
                 if pump.pushbacks:
                     self.pushbacks += 1
                 self.direct_chunks += pump.written
