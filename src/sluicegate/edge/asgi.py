@@ -15,6 +15,7 @@ Must not know: any face, the config, the origin. Imports the standard library on
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -57,6 +58,19 @@ class Tally(Protocol):
     ttfb: float  # seconds from ``started`` to the response head; -1.0 until then
     bytes_in: int  # request body bytes handed to the app
     bytes_out: int  # response body bytes the app sent
+
+
+def count_sent(tally: Tally, message: Message) -> None:
+    """Keep ``tally`` current for one message the app sends: the status and time to head, or the body's bytes.
+
+    The one rule for both places that count: a core offering ``OBSERVE_HOOK`` and the observer's send wrapper."""
+    if message["type"] == "http.response.start":
+        tally.status = message["status"]
+        tally.ttfb = time.perf_counter() - tally.started
+    else:
+        sent = message.get("body")
+        if sent:
+            tally.bytes_out += len(sent)
 
 
 class ResponseAborted(Exception):

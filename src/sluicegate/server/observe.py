@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from sluicegate.config.model import Settings
-from sluicegate.edge.asgi import Message, Receive, Scope, Send
+from sluicegate.edge.asgi import Message, Receive, Scope, Send, count_sent
 from sluicegate.edge.headers import TrustedProxies, forwarded_client
 from sluicegate.observability import access, metrics
 from sluicegate.observability.tracing import Tracer
@@ -92,13 +92,7 @@ class Observer:
             return message
 
         async def observing_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                info.status = message["status"]
-                info.ttfb = time.perf_counter() - info.started
-            else:
-                body = message.get("body")
-                if body:
-                    info.bytes_out += len(body)
+            count_sent(info, message)
             await send(message)
 
         return counting_receive, observing_send

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sluicegate.edge.asgi import ClientGone, ResponseAborted, Tally
+from sluicegate.edge.asgi import ClientGone, ResponseAborted, Tally, count_sent
 from sluicegate.server.h1 import framing as fr
 
 if TYPE_CHECKING:
@@ -213,14 +212,8 @@ class Cycle:
         proto = self.proto
         kind = message["type"]
         tally = self._tally
-        if tally is not None:  # counted as the observer's send wrapper counted: every message, before anything
-            if kind == "http.response.start":
-                tally.status = message["status"]
-                tally.ttfb = time.perf_counter() - tally.started
-            else:
-                sent = message.get("body")
-                if sent:
-                    tally.bytes_out += len(sent)
+        if tally is not None:  # counted as the observer's send wrapper counts: every message, before anything
+            count_sent(tally, message)
         if proto.write_paused and not self.disconnected:
             await proto.drain()
         if self.disconnected:
