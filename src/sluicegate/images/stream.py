@@ -4,12 +4,12 @@ Owns: the pipe (read end handed to the engine's ``Job.stream_fd``; libvips reads
 calls, no Python per read), the pump that writes the bytes already read and then the rest of the origin's
 body into it without blocking the loop (the write end is non-blocking; a full pipe is retried after a short
 wait, see ``_write_all``: backpressure reaches the origin connection), or that has the rest moved into it
-by the kernel (``move``: ``images.source.SourceReader.splice_into``, a plain TCP origin), and the source's own
-bounds while it
-streams: more than ``max_source_bytes`` -> 413, an origin that stalls -> 504, a body cut short -> 502. A
-failure is recorded on the job (``Job.source_error``) BEFORE the pipe is closed, so the engine, which sees
-the early end of the pipe as a truncated image, answers with the source's error, never with an image made
-of part of a source.
+by the kernel (``move``: ``images.source.SourceReader.splice_into``, a plain TCP origin; a full pipe is then
+left for as long as the decoder, at its measured rate, takes to read most of it: ``next_full_wait``), and
+the source's own bounds while it streams: more than ``max_source_bytes`` -> 413, an origin that stalls -> 504,
+a body cut short -> 502. A failure is recorded on the job (``Job.source_error``) BEFORE the pipe is closed,
+so the engine, which sees the early end of the pipe as a truncated image, answers with the source's error,
+never with an image made of part of a source.
 Time the pump spends waiting for the decoder (a full pipe, the job queued behind other images) is not
 counted against ``source_timeout``: only waiting for the origin is.
 Must not know about pyvips or HTTP beyond the origin response's ``read()`` (or a ``move``).
