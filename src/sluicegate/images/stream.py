@@ -36,6 +36,7 @@ DECODE_BYTES_PER_SECOND = 100e6  # the slowest source reading measured (a 32 MB 
 # each round then moves ~3/4 of a pipe, not the ~1/2 a fixed wait moved (docs/images.md, 2026-12-07 21:40).
 DRAIN_SHARE = 0.75
 MAX_FULL_WAIT = 0.02  # also the longest a pipe the decoder has not started reading (a queued job) is left
+_DRY_MARGIN = 64 * 1024  # a round that moved within this of a whole pipe found it (perhaps) empty
 
 
 def open_pipe() -> tuple[int, int]:
@@ -87,8 +88,10 @@ def next_full_wait(moved: int, since_full: float | None, last: float, base: floa
     """How long to leave a pipe found full again: ``moved`` bytes went in after ``since_full`` seconds since
     it was last found full (None: the first time), i.e. the decoder read them meanwhile. Waits until about
     ``DRAIN_SHARE`` of the pipe should have been read at that rate (at least ``base``, at most
-    ``MAX_FULL_WAIT``); a decoder that read nothing (a job still queued) doubles the last wait."""
-    if since_full is None:
+    ``MAX_FULL_WAIT``); a decoder that read nothing (a job still queued) doubles the last wait. A pipe read
+    (nearly) empty may have run dry: its rate is only a lower bound, so the next wait is ``base`` again (a
+    decoder that starts after a long wait, or speeds up, is starved for one round at most)."""
+    if since_full is None or moved >= pipe_size - _DRY_MARGIN:
         return base
     if moved <= 0:
         return min(max(last * 2, base), MAX_FULL_WAIT)

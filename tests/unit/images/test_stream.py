@@ -38,3 +38,11 @@ def test_a_decoder_that_read_nothing_backs_off_to_the_cap() -> None:
     assert waits[1] == 2 * BASE
     assert all(b >= a for a, b in itertools.pairwise(waits))
     assert waits[-1] == MAX_FULL_WAIT
+
+
+def test_a_pipe_read_empty_goes_back_to_the_base() -> None:
+    """The decoder may have waited on an empty pipe: the rate is a lower bound, never stretched further."""
+    slow = next_full_wait(MIB, 0.02, MAX_FULL_WAIT, BASE, MIB)  # a whole pipe in 20 ms: it may have run dry
+    assert slow == BASE
+    assert next_full_wait(MIB - 32 * 1024, 0.02, MAX_FULL_WAIT, BASE, MIB) == BASE
+    assert next_full_wait(MIB // 2, 0.02, BASE, BASE, MIB) > BASE  # half a pipe in 20 ms: a real rate
