@@ -138,12 +138,13 @@ class SourceReader(asyncio.BufferedProtocol):
         sock = self._splice_sock
         return self.received + (_pending(sock.fileno()) if sock is not None else 0)
 
-    async def splice_into(self, fd: int) -> tuple[int, bool]:
+    async def splice_into(self, fd: int, timeout: float | None = None) -> tuple[int, bool]:
         """Move the next bytes of the body from the socket into the pipe ``fd``, inside the kernel, until the
         pipe is full, the socket is empty or the body is done; returns how many, and whether the pipe was
         found full (the caller then waits for the decoder before it calls again); (0, False) at the end of
-        the body. A call that finds the socket empty before it has moved anything waits for the origin (the
-        caller bounds that; what earlier calls returned is all that moved). Raises the origin client's
+        the body. A call that finds the socket empty before it has moved anything waits for the origin, at
+        most ``timeout`` seconds (then ``TimeoutError``; None: the caller bounds it; what earlier calls
+        returned is all that moved). A call that does not wait arms no timer. Raises the origin client's
         ``OriginError`` when the connection ends early (after returning the bytes moved before the end),
         ``BrokenPipeError`` when the pipe's reader is gone.
 
@@ -165,7 +166,11 @@ class SourceReader(asyncio.BufferedProtocol):
         moved = 0
         while True:
             if self._dry:  # only in a call that has moved nothing yet: the caller's count is exact on a stall
-                await self._socket_readable(loop, sfd)
+                if timeout is None:
+                    await self._socket_readable(loop, sfd)
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._socket_readable(loop, sfd)
                 self._dry = False
             want = min(self.remaining, SPLICE_BYTES)
             try:

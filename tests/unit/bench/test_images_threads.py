@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from sluicegate.bench.suites.images_threads import _config, _variant, thread_ticks
+from sluicegate.bench.suites.images_threads import _config, _variant, loop_wakeups, thread_ticks
 from sluicegate.config.loader import load_settings_text
 
 
@@ -45,3 +45,11 @@ def test_thread_ticks_sees_the_main_thread_and_others() -> None:
         stop.set()
         t.join()
     assert set(ticks) <= {"loop", "image", "libvips"} and ticks["image"] > 0
+
+
+def test_loop_wakeups_counts_the_main_thread_going_to_sleep() -> None:
+    before = loop_wakeups(os.getpid())
+    for _ in range(5):
+        threading.Event().wait(0.005)  # the main thread sleeps and is woken: 5 voluntary switches at least
+    assert loop_wakeups(os.getpid()) - before >= 5
+    assert loop_wakeups(2**22 + 12345) == 0  # no such process: nothing counted, no error

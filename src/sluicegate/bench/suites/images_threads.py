@@ -6,7 +6,8 @@ servers run one at a time, alternating round by round so a shared machine loads 
 each thread's user + system CPU from /proc/<pid>/task: the event loop (the worker's main thread), the
 image threads (the pool's Python threads, where libvips' per-image set-up and the eval callbacks run) and
 libvips' worker threads (decode, resize, encode). Every output is checked (WebP, 800 px wide, the ratio).
-Prints milliseconds of CPU per image for each, and the worker's peak RSS; writes JSON.
+Prints milliseconds of CPU per image for each, the worker's peak RSS and how many times per image the event
+loop's thread was woken (its voluntary context switches); writes JSON.
 
     sluicegate bench images-threads --variant default: --variant mmap4m:malloc_mmap_threshold=4194304
 
@@ -51,6 +52,18 @@ def thread_ticks(pid: int) -> collections.Counter[str]:
         kind = "loop" if tid == str(pid) else ("libvips" if "vips" in name else "image")
         out[kind] += int(fields[11]) + int(fields[12])
     return out
+
+
+def loop_wakeups(pid: int) -> int:
+    """Times the worker's main thread (the event loop) went to sleep and was woken: its voluntary context
+    switches (each a cold-cache run of the loop afterwards)."""
+    try:
+        for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split(":")[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _variant(spec: str) -> tuple[str, dict[str, str]]:
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "serve_static(sys.argv[1], int(sys.argv[2]))", args.sources, str(origin_port)],
                    results_dir / "images-threads-origin.log")
     acc: dict[str, dict[str, Any]] = {name: {"ticks": collections.Counter(), "images": 0, "problems": [],
-                                             "peak_rss": 0} for name, _ in variants}
+                                             "peak_rss": 0, "wakeups": 0} for name, _ in variants}
     try:
         origin.wait_http(f"http://127.0.0.1:{origin_port}/manifest.json")
         for rnd in range(args.rounds):
@@ -126,10 +139,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     server.wait_http(f"http://127.0.0.1:{port}/img/manifest.json", timeout=120)
                     server.wait_http(f"http://127.0.0.1:{port}/img/{sources[0].name}?profile=w800", timeout=120)
                     worker = max(server.pids(), key=lambda p: len(os.listdir(f"/proc/{p}/task")))
-                    before = thread_ticks(worker)
+                    before, woken = thread_ticks(worker), loop_wakeups(worker)
                     problems = _fetch(port, sources * args.repeat, args.concurrency)
                     after = thread_ticks(worker)
                     a = acc[name]
+                    a["wakeups"] += loop_wakeups(worker) - woken
                     a["ticks"].update({k: after[k] - before.get(k, 0) for k in after})
                     a["images"] += len(sources) * args.repeat - len(problems)
                     a["problems"] += problems
@@ -149,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ms = {k: round(v * 1000 / CLK_TCK / n, 2) for k, v in a["ticks"].items()}
         out["variants"][name] = {"settings": settings, "images": a["images"], "problems": a["problems"][:10],
                                  "cpu_ms_per_image": ms, "cpu_ms_per_image_total": round(sum(ms.values()), 2),
+                                 "loop_wakeups_per_image": round(a["wakeups"] / n, 1),
                                  "worker_peak_rss_mib": round(a["peak_rss"] / 2**20, 1)}
     return out
 
@@ -169,11 +184,12 @@ def run_main(args: argparse.Namespace) -> int:
     result = run(args)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{'variant':14s} {'images':>6s} {'total':>7s} {'loop':>6s} {'image':>6s} {'libvips':>8s} "
-          f"{'peak RSS':>9s}  (ms CPU per image; worker MiB)")
+          f"{'peak RSS':>9s} {'wakes':>6s}  (ms CPU per image; worker MiB; loop wake-ups per image)")
     for name, r in result["variants"].items():
         ms = r["cpu_ms_per_image"]
         print(f"{name:14s} {r['images']:6d} {r['cpu_ms_per_image_total']:7.1f} {ms.get('loop', 0):6.1f} "
               f"{ms.get('image', 0):6.1f} {ms.get('libvips', 0):8.1f} {r['worker_peak_rss_mib']:9.1f}"
+              f" {r['loop_wakeups_per_image']:6.1f}"
               + (f"  PROBLEMS: {r['problems'][:3]}" if r["problems"] else ""))
     print(f"load average {result['load_average']:.1f}; wrote {args.out}", file=sys.stderr)
     return 1 if any(r["problems"] for r in result["variants"].values()) else 0
