@@ -1,0 +1,77 @@
+"""The engine's per-image peak memory on a large PNG streamed through a pipe (how the server feeds a source
+over ``stream_source_above``), measured in a fresh process: its VmHWM increase over its baseline.
+
+``thumbnail``'s own order (vertical first, line caches at the source's full width) took +23-26 MiB for a
+4032 x 3024 PNG; reduced horizontally first it is +11-13 MiB (docs/images.md, "Memory").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import photo
+
+# Generous against the measured +11-13 MiB (allocator and loader noise), well under the +23-26 MiB it was.
+PEAK_BOUND_MIB = 18.0
+
+_CHILD = r"""
+import ctypes, json, os, sys, threading
+from sluicegate.images import engine
+from sluicegate.images.job import Job
+import pyvips
+pyvips.concurrency_set(1)  # the pool's default (image_optimizer.vips_concurrency)
+path = sys.argv[1]
+
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])  # kB
+
+def make(path):
+    r, w = os.pipe()
+    with open(path, "rb") as f:
+        head = f.read(64 * 1024)
+    def feed():
+        with open(w, "wb") as out, open(path, "rb") as src:
+            while block := src.read(256 * 1024):
+                out.write(block)
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    job = Job(head, width=800, height=0, fit="contain", crop="centre", quality=80, format="webp", auto=False,
+              max_pixels=100_000_000, max_aspect=32.0, timeout=60.0, stream_fd=r)
+    try:
+        return engine.process(job)
+    finally:
+        job.close_stream()
+        feeder.join()
+
+make(sys.argv[2])  # warm: libvips' types, the codecs' tables, the threads
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM := VmRSS
+base = status("VmRSS")
+result = make(path)
+print(json.dumps({"peak_kib": status("VmHWM") - base, "width": result.width, "height": result.height}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc (VmHWM reset)")
+def test_large_png_streamed_peak_memory_stays_low(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(photo(4032, 3024, fmt="png"))  # 12 MP, RGB, 8-bit: the benchmark's largest PNG's shape
+    small = tmp_path / "small.png"
+    small.write_bytes(photo(1200, 900, fmt="png"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[3] / "src"), *sys.path]))
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(big), str(small)], capture_output=True, text=True,
+                         timeout=120, env=env, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (got["width"], got["height"]) == (800, 600)
+    peak_mib = got["peak_kib"] / 1024
+    assert peak_mib < PEAK_BOUND_MIB, f"a 12 MP PNG took +{peak_mib:.1f} MiB while it was made"
