@@ -39,6 +39,9 @@ from sluicegate.server.supervisor_view import SupervisorView
 log = logging.getLogger("sluicegate.supervisor")
 
 EXIT_FAILED = 1
+# Blocked (held pending, kept across exec) from the start, and from the end of a drain that re-executes, until
+# this image has a handler for them: a SIGTERM or SIGHUP that arrives meanwhile is served, never fatal.
+HELD = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class OneProcess(Instance):
@@ -52,8 +55,8 @@ class OneProcess(Instance):
 
     def _rows(self) -> list[dict[str, Any]]:
         ready = self.server is not None and self.server.started
-        return [{"pid": os.getpid(), "generation": self.gen.number, "ready": ready,
-                 "draining": self.stopping or self.next_gen is not None,
+        # during a reload's drain it stays ready: new connections wait in the listen queue for the new image
+        return [{"pid": os.getpid(), "generation": self.gen.number, "ready": ready, "draining": self.stopping,
                  "uptime_s": round(time.time() - self.started, 3)}]
 
     def _alive(self) -> bool:
@@ -62,7 +65,7 @@ class OneProcess(Instance):
     # ---- run --------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler: a reload never kills a start
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELD)  # a re-executed image has them blocked already
         self.write_pid()
         try:
             code = self._serve()
@@ -92,6 +95,7 @@ class OneProcess(Instance):
             return EXIT_FAILED
         for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
             signal.signal(sig, self.server.early_signal)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # pending: drain once up
         return uvloop.run(self._main())
 
     async def _main(self) -> int:
@@ -107,11 +111,14 @@ class OneProcess(Instance):
             for sig in (signal.SIGTERM, signal.SIGINT):  # after the core's own: ours also say "shutting down"
                 loop.add_signal_handler(sig, self._request_stop, sig)
             loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one sent during the start reloads now
             self.serving = True
             log.info("sluicegate %s serving on %s in one process (pid %d, generation %d)%s", __version__,
                      self.listening(), os.getpid(), self.gen.number,
                      f"; admin on http://{self.gen.settings.admin_listen}" if admin else "")
         code = await serving
+        if self.next_gen is not None and not self.stopping:
+            signal.pthread_sigmask(signal.SIG_BLOCK, HELD)  # until the new image handles them
         if not self.serving:
             log.error("sluicegate: the app failed to start (see above)")
         await self.prober.stop()
@@ -120,20 +127,25 @@ class OneProcess(Instance):
         return 0 if code == 0 else EXIT_FAILED
 
     def _request_stop(self, sig: int) -> None:
-        if self.stopping and sig != signal.SIGINT:
+        if self.stopping:
+            if sig == signal.SIGINT:  # a second Ctrl+C: no more waiting
+                self.server.stop()
             return
-        if not self.stopping:
-            log.info("sluicegate: %s received: draining (up to %gs)", signal.Signals(sig).name,
-                     self.gen.settings.shutdown_timeout)
-            self.stopping = True
-            for sock in (self.sock, self.admin_sock):  # refuse new connections at once (no handover now)
-                if sock is not None:
-                    sock.close()
-        self.server.stop()  # a second SIGINT: the core stops waiting
+        log.info("sluicegate: %s received: draining (up to %gs)", signal.Signals(sig).name,
+                 self.gen.settings.shutdown_timeout)
+        self.stopping = True
+        for sock in (self.sock, self.admin_sock):  # refuse new connections at once (no handover now)
+            if sock is not None:
+                sock.close()
+        if self.next_gen is None:  # else a reload's drain is running: it goes on, then no re-exec
+            self.server.stop()
 
     # ---- reload -----------------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
+        if self.next_gen is not None:
+            log.warning("sluicegate: generation %d starts after the drain; SIGHUP ignored", self.next_gen.number)
+            return False
         checked = await self.checked_reload()
         if checked is None or self.stopping:
             return False
@@ -158,7 +170,6 @@ class OneProcess(Instance):
         env = {**os.environ, HANDOVER: json.dumps(handover)}
         argv = [sys.executable, "-m", "sluicegate", "serve", "--config", self.config_path]
         log.info("sluicegate: drained; starting generation %d (config %s)", gen.number, gen.config_hash)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # kept across exec until the new image's handler
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -106,10 +106,10 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
         p.config_path.write_text(p.config_path.read_text().replace('content="one"', 'content="two"'))
         os.kill(pid, signal.SIGHUP)
         wait_for(lambda: "reload checked" in p.log(), what="the reload's check")
-        # opened while the old image drains (the listener no longer accepts): waits in the kernel's queue
+        # opened while the old image drains or the new one starts (nothing accepts): waits in the kernel's queue
+        assert "generation 2)" not in p.log()  # the new image is not serving yet
         during = socket.create_connection(("127.0.0.1", p.port), timeout=20)
         during.sendall(b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % p.port)
-        assert "drained; starting generation 2" not in p.log()  # really opened during the reload
         data = b""
         while chunk := during.recv(65536):
             data += chunk
@@ -127,6 +127,33 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
     finally:
         p.stop()
     assert p.proc.returncode == 0
+
+
+def test_sigterm_during_a_reloads_drain_stops_without_re_executing(tmp_path: Path, origin: Origin) -> None:
+    p = start(tmp_path, origin.url, server=f'{ONE}\nshutdown_timeout = "2s"', extra=_inject("one"))
+    assert p.proc is not None
+    slow: dict[str, object] = {}
+    t = threading.Thread(target=_slow_get, args=(p.port, "/forever?tag=one-reload-cut", slow))
+    t.start()
+    time.sleep(0.3)
+    os.kill(p.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "reload checked" in p.log(), what="the reload's check")
+    os.kill(p.proc.pid, signal.SIGTERM)  # the drain goes on (not cut short), then the process exits
+    t0 = time.monotonic()
+    assert p.proc.wait(15) == 1 and time.monotonic() - t0 > 1.0  # cut at shutdown_timeout, as for SIGTERM
+    t.join(5)
+    assert "error" in slow and "aborting 1 in-flight request(s)" in p.log()
+    assert "starting generation 2" not in p.log()  # stopped, not re-executed
+
+
+def test_sigterm_while_the_new_image_starts_is_held_then_drains(tmp_path: Path, origin: Origin) -> None:
+    p = start(tmp_path, origin.url, server=ONE, extra=_inject("one"))
+    assert p.proc is not None
+    os.kill(p.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "starting generation 2" in p.log(), what="the re-exec")
+    os.kill(p.proc.pid, signal.SIGTERM)  # blocked across the exec, handled once the new image can drain
+    assert p.proc.wait(20) == 0  # not killed by the signal (-15)
+    assert f"in one process (pid {p.proc.pid}, generation 2)" in p.log()  # it started, then drained
 
 
 def test_sighup_with_a_bad_config_keeps_serving(tmp_path: Path, origin: Origin) -> None:
