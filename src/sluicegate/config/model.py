@@ -81,8 +81,6 @@ class ServerSettings(BaseModel):
         if not self.supervisor and self.workers > 1:
             raise FieldProblem(("workers",), f"supervisor = false serves in one process: workers must be 1 "
                                f"(got {self.workers}); run more containers, or set supervisor = true")
-        if not self.supervisor and self.http_core != "native":
-            raise FieldProblem(("http_core",), "supervisor = false serves with the native core only")
         return self
 
 

@@ -4,7 +4,7 @@ For containers (Kubernetes, systemd with ``Restart=``): one process per containe
 orchestrator; no supervisor, no worker process. Owns:
   * building the app here (``server.worker.build_app``: metric values written as a worker writes them,
     ``observability.mpvalue``, so the admin ``/metrics`` renders them exactly as the supervisor does) and
-    serving it with the native core (``server.worker.native_server``) on the same event loop as the admin
+    serving it with ``[server] http_core`` (``server.worker.serving_core``) on the same event loop as the admin
     listener and the prober (``server.instance``: same paths, same metric names as the supervisor's);
   * shutdown (SIGTERM, SIGINT): stop accepting, drain up to ``[server] shutdown_timeout``, cut the rest;
     exit code 1 if any request was cut (as the supervisor), else 0. A crash exits non-zero: there is nothing
@@ -50,8 +50,9 @@ class OneProcess(Instance):
     def __init__(self, config_path: str, text: str, settings: SupervisorView, sock: socket.socket,
                  admin_sock: socket.socket | None, **kw: Any) -> None:
         super().__init__(config_path, text, settings, sock, admin_sock, **kw)
-        self.server: Any = None  # server.h1.serve.NativeServer, once built
+        self.server: Any = None  # server.h1.serve.NativeServer (or its uvicorn twin), once built
         self.next_gen: Generation | None = None  # a checked reload: re-exec with it after the drain
+        self.core = ""  # [server] http_core serving
 
     def _rows(self) -> list[dict[str, Any]]:
         ready = self.server is not None and self.server.started
@@ -79,9 +80,10 @@ class OneProcess(Instance):
     def _serve(self) -> int:
         import uvloop
 
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as in a worker: our lines say it all
         from sluicegate.config import ConfigError
         from sluicegate.server.tls import TlsProblem
-        from sluicegate.server.worker import build_app, native_server
+        from sluicegate.server.worker import build_app, serving_core
 
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # a re-executed image: the last one's live gauges go
             from prometheus_client import multiprocess
@@ -89,7 +91,8 @@ class OneProcess(Instance):
             multiprocess.mark_process_dead(os.getpid(), str(self.metrics_dir))  # type: ignore[no-untyped-call]
         try:
             settings, app = build_app(self.gen.text, self.config_path)
-            self.server = native_server(app, settings, ready_fd=-1)
+            self.server = serving_core(app, settings)
+            self.core = settings.server.http_core
         except (ConfigError, ValueError, OSError, TlsProblem) as exc:
             log.error("sluicegate: cannot start: %s", exc)
             return EXIT_FAILED
@@ -113,8 +116,8 @@ class OneProcess(Instance):
             loop.add_signal_handler(signal.SIGHUP, self._request_reload)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one sent during the start reloads now
             self.serving = True
-            log.info("sluicegate %s serving on %s in one process (pid %d, generation %d)%s", __version__,
-                     self.listening(), os.getpid(), self.gen.number,
+            log.info("sluicegate %s serving on %s in one process (pid %d, generation %d), %s core%s", __version__,
+                     self.listening(), os.getpid(), self.gen.number, self.core,
                      f"; admin on http://{self.gen.settings.admin_listen}" if admin else "")
         code = await serving
         if self.next_gen is not None and not self.stopping:
@@ -151,10 +154,10 @@ class OneProcess(Instance):
             return False
         text, settings = checked
         self.next_gen = self._generation(self.gen.number + 1, text, settings)
+        self.server.stop()
         log.info("sluicegate: reload checked: draining in-flight requests (up to %gs), then generation %d "
                  "starts in this process (pid %d); new connections wait in the listen queue",
                  self.gen.settings.shutdown_timeout, self.next_gen.number, os.getpid())
-        self.server.stop()
         return True
 
     def _reexec(self, gen: Generation) -> None:

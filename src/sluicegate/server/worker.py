@@ -88,9 +88,19 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
     return int(uvloop.run(server.serve(sock)))
 
 
+def serving_core(app: Any, settings: Any) -> Any:
+    """What one process (``server.single``) serves with: ``[server] http_core``'s server, with the interface of
+    ``server.h1.serve.NativeServer`` (the uvicorn one wrapped: ``uvicorn_core.UvicornCore``), no ready pipe.
+    Raises ``server.tls.TlsProblem``."""
+    if settings.server.http_core == "native":
+        return native_server(app, settings, -1)
+    from sluicegate.server.uvicorn_core import UvicornCore, uvicorn_server
+
+    return UvicornCore(uvicorn_server(app, settings, -1))
+
+
 def native_server(app: Any, settings: Any, ready_fd: int) -> Any:
-    """The native core (``server.h1.serve.NativeServer``) for ``app``: also what one process serves with
-    (``server.single``). Raises ``server.tls.TlsProblem``."""
+    """The native core (``server.h1.serve.NativeServer``) for ``app``. Raises ``server.tls.TlsProblem``."""
     from sluicegate.server.h1.protocol import ServerState
     from sluicegate.server.h1.serve import NativeServer
     from sluicegate.server.h2 import Http2Switch

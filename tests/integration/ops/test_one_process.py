@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Origin
 from tests.integration.images.origin import StoreLog, build_store
 from tests.integration.images.test_images import CONFIG as IMAGES_CONFIG
@@ -44,6 +46,17 @@ def _children(pid: int) -> list[int]:
         found += kids
         todo += kids
     return found
+
+
+def _keep_asking(p: ProxyProcess, done: threading.Event, answers: list[tuple[int, bytes]]) -> None:
+    """GET /page on a new connection after another until ``done``: (status or 0 for an error, generation)."""
+    while not done.is_set():
+        try:
+            status, _, body = get(p.url + "/page", headers={"Connection": "close"}, timeout=20)
+            answers.append((status, b"two" if b'content="two"' in body else b"one"))
+        except OSError as exc:
+            answers.append((0, repr(exc).encode()))
+        time.sleep(0.02)
 
 
 def _status(p: ProxyProcess) -> dict[str, object]:
@@ -92,8 +105,9 @@ def test_one_process_serves_images(tmp_path: Path) -> None:
         store.stop()
 
 
-def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin: Origin) -> None:
-    p = start(tmp_path, origin.url, server=ONE, extra=_inject("one"))
+@pytest.mark.parametrize("core", ["native", "uvicorn"])
+def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin: Origin, core: str) -> None:
+    p = start(tmp_path, origin.url, server=f'{ONE}\nhttp_core = "{core}"', extra=_inject("one"))
     try:
         assert p.proc is not None
         pid = p.proc.pid
@@ -104,6 +118,9 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
         t.start()
         time.sleep(0.2)
         p.config_path.write_text(p.config_path.read_text().replace('content="one"', 'content="two"'))
+        done, answers = threading.Event(), []  # a new connection after another through the whole reload
+        loop = threading.Thread(target=_keep_asking, args=(p, done, answers))
+        loop.start()
         os.kill(pid, signal.SIGHUP)
         wait_for(lambda: "reload checked" in p.log(), what="the reload's check")
         # opened while the old image drains or the new one starts (nothing accepts): waits in the kernel's queue
@@ -114,12 +131,18 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
         while chunk := during.recv(65536):
             data += chunk
         during.close()
-        assert data.startswith(b"HTTP/1.1 200") and b'content="two"' in data
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"</html>\n")  # served whole
         t.join(10)
         assert slow.get("status") == 200, slow.get("error")
         assert b'content="one"' in slow["body"]  # type: ignore[operator]  # finished on its own config
         st = _status(p)
         assert st["pid"] == pid and st["config"]["generation"] == 2  # type: ignore[index]
+        assert f"in one process (pid {pid}, generation 2), {core} core" in p.log()
+        assert b'content="two"' in get(p.url + "/page")[2]  # the new config serves
+        done.set()
+        loop.join(15)
+        assert answers and all(status == 200 for status, _ in answers), answers  # none refused, reset or lost
+        assert {b"one", b"two"} <= {gen for _, gen in answers}  # they spanned the reload
         assert p.proc.poll() is None and _children(pid) == []
         body = get(p.admin_url + "/metrics")[2]
         assert metric(body, "sluicegate_requests_total") >= before + 2  # counters continue across the exec

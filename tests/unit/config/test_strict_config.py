@@ -68,8 +68,6 @@ def test_cross_field_errors_have_line_and_key(tmp_path: Path) -> None:
     text = '[server]\nsupervisor = false\nworkers = 2\n'  # one process (server.single) serves alone
     assert problems(tmp_path, text) == ["F:3: server.workers: supervisor = false serves in one process: workers "
                                         "must be 1 (got 2); run more containers, or set supervisor = true"]
-    text = '[server]\nsupervisor = false\nhttp_core = "uvicorn"\n'
-    assert problems(tmp_path, text) == ["F:3: server.http_core: supervisor = false serves with the native core only"]
     ok(tmp_path, '[server]\nsupervisor = false\n')
     assert problems(tmp_path, '[server]\nsupervisor = "no"\n')[0].startswith("F:2: server.supervisor: ")
 
