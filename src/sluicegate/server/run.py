@@ -2,7 +2,7 @@
 then hand them to the supervisor (``server.supervisor``), which runs the workers and the admin listener, or
 with ``[server] supervisor = false`` to one process (``server.single``), which serves the app itself.
 The config was validated, built and its TLS files loaded by ``server.configcheck`` (a child) before this
-runs: this process never imports the config model.
+runs: the supervisor never imports the config model (one process does: it builds and serves the app).
 
 We bind the public socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets inherit it,
 and asyncio/uvloop transports set it too; either way no small write waits on Nagle.
