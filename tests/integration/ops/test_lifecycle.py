@@ -19,6 +19,8 @@ from tests.integration.conftest import Origin
 from tests.integration.ops.helpers import get, reload_refused, start, wait_for
 from tests.support.servers import ProxyProcess
 
+MODES = pytest.mark.parametrize("mode", ["", "supervisor = false"], ids=["supervisor", "one-process"])
+
 
 def _inject(gen: str) -> str:
     return f"[html]\nhead_inject = ['<meta name=\"gen\" content=\"{gen}\">']\n"
@@ -70,9 +72,10 @@ def test_sighup_reload_keeps_in_flight_and_refuses_invalid(tmp_path: Path, origi
         p.stop()
 
 
-def test_reload_command(tmp_path: Path, origin: Origin) -> None:
+@MODES
+def test_reload_command(tmp_path: Path, origin: Origin, mode: str) -> None:
     pid_file = tmp_path / "sg.pid"
-    p = start(tmp_path, origin.url, server=f'pid_file = "{pid_file}"', extra=_inject("a"))
+    p = start(tmp_path, origin.url, server=f'{mode}\npid_file = "{pid_file}"', extra=_inject("a"))
     try:
         assert pid_file.read_text().strip() == str(p.proc.pid)  # type: ignore[union-attr]
         p.config_path.write_text(p.config_path.read_text().replace('content="a"', 'content="b"'))
@@ -81,6 +84,7 @@ def test_reload_command(tmp_path: Path, origin: Origin) -> None:
         assert done.returncode == 0, done.stderr
         wait_for(lambda: _generation(p) == 2, what="generation 2")
         assert b'content="b"' in get(p.url + "/page")[2]
+        assert pid_file.read_text().strip() == str(p.proc.pid)  # type: ignore[union-attr]  # (one process: re-exec'd)
         p.config_path.write_text(p.config_path.read_text() + "\n[limits]\nmax_origin_connections = true\n")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and "limits.max_origin_connections" in done.stderr
@@ -90,9 +94,6 @@ def test_reload_command(tmp_path: Path, origin: Origin) -> None:
     finally:
         p.stop()
     assert not pid_file.exists()
-
-
-MODES = pytest.mark.parametrize("mode", ["", "supervisor = false"], ids=["supervisor", "one-process"])
 
 
 @MODES
