@@ -6,8 +6,9 @@ and the drain on SIGTERM/SIGINT: stop accepting, let in-flight requests finish f
 shutdown_timeout``, then cancel the rest; the exit code says which (0 drained, 3 some were aborted).
 SIGHUP is the supervisor's business (reload), ignored here. The serving core is ``[server] http_core``:
 "native" (``server.h1``, its own drain in ``h1.serve``) or "uvicorn" (``server.uvicorn_core``, with the
-``h1guard`` protocol); both get the same app, TLS context, WebSocket tunnel and ready pipe.
-Must not know about other workers.
+``h1guard`` protocol); both get the same app, TLS context, WebSocket tunnel and ready pipe. Building the app
+(``build_app``) and the core (``serving_core``) is shared with one process (``server.single``), which serves
+without a supervisor. Must not know about other workers.
 """
 
 from __future__ import annotations
