@@ -3,8 +3,9 @@
 Owns ``WorkerServer`` (uvicorn's server with the ready pipe and our drain: stop accepting, tell the
 supervisor, let in-flight requests finish for ``shutdown_timeout``, then cancel the rest) and the uvicorn
 configuration (``h1guard`` protocol, our TLS context, the WebSocket tunnel), and ``UvicornCore``, the same
-server with the native core's interface for one process (``server.single``). Imported by ``server.worker``
-only when this core is chosen: the default native core never loads uvicorn (or click).
+server with the native core's interface, run on the caller's loop (a worker's, or one process's:
+``server.single``). Imported by ``server.worker`` only when this core is chosen: the default native core never
+loads uvicorn (or click).
 Must not know about other workers.
 """
 
@@ -16,13 +17,12 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Generator
 from typing import Any
 
 import uvicorn
 
-from sluicegate.server.worker import EXIT_ABORTED, EXIT_CONFIG
+from sluicegate.server.worker import EXIT_ABORTED
 
 log = logging.getLogger("sluicegate.worker")
 
@@ -141,19 +141,3 @@ def uvicorn_server(app: Any, settings: Any, ready_fd: int) -> WorkerServer:
     # ours (TLS 1.2+, modern ciphers, ALPN h2 when served), read fresh by every worker
     config.ssl = server_context(srv, ALPN_H2 if http2 is not None else None)
     return WorkerServer(config, ready_fd)
-
-
-def serve_uvicorn(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
-    """Serve ``app`` on the inherited socket ``fd`` until SIGTERM/SIGINT; the worker's exit code."""
-    from sluicegate.server.tls import TlsProblem
-
-    try:
-        server = uvicorn_server(app, settings, ready_fd)
-    except TlsProblem as exc:
-        print(f"sluicegate worker: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    sock = socket.socket(fileno=fd)
-    server.run(sockets=[sock])
-    if not server.started:
-        return 1
-    return EXIT_ABORTED if server.aborted else 0

@@ -47,12 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as exc:
         print(f"sluicegate worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    srv = settings.server
-    if srv.http_core == "native":
-        return _serve_native(app, settings, args.fd, args.ready_fd)
-    from sluicegate.server.uvicorn_core import serve_uvicorn  # uvicorn (and click) only when chosen
+    import uvloop
 
-    return serve_uvicorn(app, settings, args.fd, args.ready_fd)
+    from sluicegate.server.tls import TlsProblem
+
+    try:
+        core = serving_core(app, settings, args.ready_fd)
+    except TlsProblem as exc:
+        print(f"sluicegate worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    sock = socket.socket(fileno=args.fd)
+    log.info("worker %d: serving core %s", os.getpid(), settings.server.http_core)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
+        signal.signal(sig, core.early_signal)
+    return int(uvloop.run(core.serve(sock)))
 
 
 def build_app(text: str, label: str) -> tuple[Any, Any]:
@@ -72,32 +80,16 @@ def build_app(text: str, label: str) -> tuple[Any, Any]:
     return settings, SluicegateApp(settings)
 
 
-def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
-    import uvloop
-
-    from sluicegate.server.tls import TlsProblem
-
-    try:
-        server = native_server(app, settings, ready_fd)
-    except TlsProblem as exc:
-        print(f"sluicegate worker: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    sock = socket.socket(fileno=fd)
-    log.info("worker %d: serving core native (server.h1)", os.getpid())
-    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
-        signal.signal(sig, server.early_signal)
-    return int(uvloop.run(server.serve(sock)))
-
-
-def serving_core(app: Any, settings: Any) -> Any:
-    """What one process (``server.single``) serves with: ``[server] http_core``'s server, with the interface of
-    ``server.h1.serve.NativeServer`` (the uvicorn one wrapped: ``uvicorn_core.UvicornCore``), no ready pipe.
+def serving_core(app: Any, settings: Any, ready_fd: int = -1) -> Any:
+    """``[server] http_core``'s server for ``app``, with the interface of ``server.h1.serve.NativeServer``
+    (``started``, ``stop()``, ``early_signal``, ``await serve(sock)`` -> the exit code; the uvicorn one wrapped:
+    ``uvicorn_core.UvicornCore``): what a worker and one process (``server.single``, no ready pipe) serve with.
     Raises ``server.tls.TlsProblem``."""
     if settings.server.http_core == "native":
-        return native_server(app, settings, -1)
-    from sluicegate.server.uvicorn_core import UvicornCore, uvicorn_server
+        return native_server(app, settings, ready_fd)
+    from sluicegate.server.uvicorn_core import UvicornCore, uvicorn_server  # uvicorn (and click) only when chosen
 
-    return UvicornCore(uvicorn_server(app, settings, -1))
+    return UvicornCore(uvicorn_server(app, settings, ready_fd))
 
 
 def native_server(app: Any, settings: Any, ready_fd: int) -> Any:

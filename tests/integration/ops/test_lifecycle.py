@@ -39,6 +39,15 @@ def _slow_get(port: int, path: str, result: dict[str, object]) -> None:
         conn.close()
 
 
+def in_flight(port: int, path: str, settle: float) -> tuple[threading.Thread, dict[str, object]]:
+    """GET ``path`` in a thread, given ``settle`` seconds to be in flight: the thread and its result."""
+    slow: dict[str, object] = {}
+    t = threading.Thread(target=_slow_get, args=(port, path, slow))
+    t.start()
+    time.sleep(settle)
+    return t, slow
+
+
 def _generation(p: ProxyProcess) -> int:
     return int(json.loads(get(p.admin_url + "/status")[2])["config"]["generation"])
 
@@ -47,10 +56,7 @@ def test_sighup_reload_keeps_in_flight_and_refuses_invalid(tmp_path: Path, origi
     p = start(tmp_path, origin.url, extra=_inject("one"), workers=2)
     try:
         assert b'content="one"' in get(p.url + "/page")[2]
-        slow: dict[str, object] = {}
-        t = threading.Thread(target=_slow_get, args=(p.port, "/trickle", slow))
-        t.start()
-        time.sleep(0.2)  # the trickle (1 s) is in flight on a generation-1 worker
+        t, slow = in_flight(p.port, "/trickle", 0.2)  # the trickle (1 s) is in flight on a generation-1 worker
         text = p.config_path.read_text()
         p.config_path.write_text(text.replace('content="one"', 'content="two"'))
         assert p.proc is not None
@@ -100,10 +106,7 @@ def test_reload_command(tmp_path: Path, origin: Origin, mode: str) -> None:
 def test_sigterm_drains_in_flight_then_exits_zero(tmp_path: Path, origin: Origin, mode: str) -> None:
     p = start(tmp_path, origin.url, server=f'{mode}\nshutdown_timeout = "5s"')
     assert p.proc is not None
-    slow: dict[str, object] = {}
-    t = threading.Thread(target=_slow_get, args=(p.port, "/trickle", slow))
-    t.start()
-    time.sleep(0.2)
+    t, slow = in_flight(p.port, "/trickle", 0.2)
     os.kill(p.proc.pid, signal.SIGTERM)
     time.sleep(0.3)
     ready = get(p.admin_url + "/readyz")  # the admin listener answers while draining: not ready
@@ -124,10 +127,7 @@ def test_sigterm_drains_in_flight_then_exits_zero(tmp_path: Path, origin: Origin
 def test_sigterm_cuts_what_outlives_shutdown_timeout(tmp_path: Path, origin: Origin, mode: str) -> None:
     p = start(tmp_path, origin.url, server=f'{mode}\nshutdown_timeout = "1s"')
     assert p.proc is not None
-    slow: dict[str, object] = {}
-    t = threading.Thread(target=_slow_get, args=(p.port, f"/forever?tag=ops-cut-{mode[:3]}", slow))
-    t.start()
-    time.sleep(0.3)
+    t, slow = in_flight(p.port, f"/forever?tag=ops-cut-{mode[:3]}", 0.3)
     t0 = time.monotonic()
     os.kill(p.proc.pid, signal.SIGTERM)
     code = p.proc.wait(15)

@@ -22,7 +22,7 @@ from tests.integration.images.origin import StoreLog, build_store
 from tests.integration.images.test_images import CONFIG as IMAGES_CONFIG
 from tests.integration.ops.helpers import get, metric, reload_refused, start, wait_for
 from tests.integration.ops.test_cli import one_clear_line
-from tests.integration.ops.test_lifecycle import _inject, _slow_get  # SIGTERM in this mode: test_lifecycle
+from tests.integration.ops.test_lifecycle import _inject, in_flight  # SIGTERM in this mode: test_lifecycle
 from tests.support.images import size_of
 from tests.support.servers import ProxyProcess, ThreadedApp
 
@@ -113,10 +113,7 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
         pid = p.proc.pid
         assert b'content="one"' in get(p.url + "/page")[2]
         before = metric(get(p.admin_url + "/metrics")[2], "sluicegate_requests_total")
-        slow: dict[str, object] = {}
-        t = threading.Thread(target=_slow_get, args=(p.port, "/trickle", slow))  # 1 s: keeps the drain busy
-        t.start()
-        time.sleep(0.2)
+        t, slow = in_flight(p.port, "/trickle", 0.2)  # 1 s: keeps the drain busy
         p.config_path.write_text(p.config_path.read_text().replace('content="one"', 'content="two"'))
         done, answers = threading.Event(), []  # a new connection after another through the whole reload
         loop = threading.Thread(target=_keep_asking, args=(p, done, answers))
@@ -155,10 +152,7 @@ def test_sighup_reexecs_in_place_and_loses_no_connection(tmp_path: Path, origin:
 def test_sigterm_during_a_reloads_drain_stops_without_re_executing(tmp_path: Path, origin: Origin) -> None:
     p = start(tmp_path, origin.url, server=f'{ONE}\nshutdown_timeout = "2s"', extra=_inject("one"))
     assert p.proc is not None
-    slow: dict[str, object] = {}
-    t = threading.Thread(target=_slow_get, args=(p.port, "/forever?tag=one-reload-cut", slow))
-    t.start()
-    time.sleep(0.3)
+    t, slow = in_flight(p.port, "/forever?tag=one-reload-cut", 0.3)
     os.kill(p.proc.pid, signal.SIGHUP)
     wait_for(lambda: "reload checked" in p.log(), what="the reload's check")
     os.kill(p.proc.pid, signal.SIGTERM)  # the drain goes on (not cut short), then the process exits
