@@ -75,6 +75,12 @@ def _check_for_serving(path: str) -> tuple[SupervisorView, str] | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from sluicegate.server.run import HANDOVER
+
+    if HANDOVER in os.environ:  # one process re-executed by its reload (server.single): config checked already
+        from sluicegate.server.single import resume
+
+        return resume(str(Path(args.config).resolve()))
     # Command-line overrides go through the same validation (and reach every worker) as env overrides.
     for key, value in (("HOST", args.host), ("PORT", args.port), ("WORKERS", args.workers)):
         if value is not None:

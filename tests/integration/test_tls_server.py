@@ -73,8 +73,11 @@ def get(port: int, ctx: ssl.SSLContext, path: str) -> tuple[bytes, str]:
         return b"".join(chunks), cn
 
 
-def start(tmp: Path, origin_url: str, cert: Path, key: Path) -> ProxyProcess:
-    return ProxyProcess(tmp, CONFIG.format(cert=cert, key=key, origin=origin_url), workers=2).start()
+def start(tmp: Path, origin_url: str, cert: Path, key: Path, one_process: bool = False) -> ProxyProcess:
+    config = CONFIG.format(cert=cert, key=key, origin=origin_url)
+    if one_process:  # [server] supervisor = false (server/single.py): one worker, the serve process itself
+        config = config.replace("workers = 2", "workers = 1\nsupervisor = false")
+    return ProxyProcess(tmp, config, workers=1 if one_process else 2).start()
 
 
 def test_https_tls12_plus_aead_alpn(tmp_path: Path, pki: Pki, origin: Origin) -> None:
@@ -108,14 +111,15 @@ def test_https_tls12_plus_aead_alpn(tmp_path: Path, pki: Pki, origin: Origin) ->
         p.stop()
 
 
+@pytest.mark.parametrize("one_process", [False, True], ids=["supervisor", "one-process"])
 def test_sighup_reload_serves_a_renewed_certificate_without_dropping(
-    tmp_path: Path, pki: Pki, origin: Origin
+    tmp_path: Path, pki: Pki, origin: Origin, one_process: bool
 ) -> None:
     cert, key = pki.leaf("before")
     served_cert, served_key = tmp_path / "live.pem", tmp_path / "live.key"
     served_cert.write_bytes(cert.read_bytes())
     served_key.write_bytes(key.read_bytes())
-    p = start(tmp_path, origin.url, served_cert, served_key)
+    p = start(tmp_path, origin.url, served_cert, served_key, one_process)
     try:
         ctx = client_ctx(pki)
         assert get(p.port, ctx, "/page")[1] == "before"
@@ -144,7 +148,8 @@ def test_sighup_reload_serves_a_renewed_certificate_without_dropping(
         assert isinstance(body, bytes), slow.get("error")
         assert body.startswith(b"HTTP/1.1 200") and body.count(b"<b>") == 20  # finished on the old worker
 
-        while "reloaded: generation 2" not in p.log():
+        done = "generation 2), native core" if one_process else "reloaded: generation 2"
+        while done not in p.log():
             assert time.monotonic() < deadline, p.log()
             time.sleep(0.05)
         # a key that does not match: the reload is refused with one line, the old certificate keeps serving

@@ -31,6 +31,9 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    # true: a supervisor process runs the workers (restarts a crashed one, reloads with a new generation).
+    # false: one process (containers): `serve` runs the app itself; workers must be 1 (docs/operations.md).
+    supervisor: bool = True
     # CIDRs whose Forwarded / X-Forwarded-* headers are believed. Everyone else's are dropped.
     trusted_proxies: CidrList = Field(default_factory=list)
     # One line per request: "json", "off", or a template of $fields (docs/operations.md). "auto" (default):
@@ -75,6 +78,9 @@ class ServerSettings(BaseModel):
             raise FieldProblem((missing,), "tls_certfile and tls_keyfile go together")
         if self.tls_certfile and self.tls.cert_file:
             raise FieldProblem(("tls_certfile",), "set [server.tls] cert_file or tls_certfile, not both")
+        if not self.supervisor and self.workers > 1:
+            raise FieldProblem(("workers",), f"supervisor = false serves in one process: workers must be 1 "
+                               f"(got {self.workers}); run more containers, or set supervisor = true")
         return self
 
 

@@ -50,7 +50,7 @@ def view_of(settings: Settings) -> SupervisorView:
     admin_host, admin_port = parse_listen(adm.listen) if adm.listen else ("", 0)
     routes = settings.publisher.routes if settings.publisher.enabled else []
     return SupervisorView(
-        host=srv.host, port=srv.port, workers=srv.workers, pid_file=srv.pid_file or "",
+        host=srv.host, port=srv.port, workers=srv.workers, supervisor=srv.supervisor, pid_file=srv.pid_file or "",
         shutdown_timeout=float(srv.shutdown_timeout), tls_cert=srv.tls.cert_file or srv.tls_certfile,
         admin_listen=adm.listen or "", admin_host=admin_host, admin_port=admin_port, metrics=adm.metrics,
         probe_interval=float(adm.probe_interval), probe_timeout=float(adm.probe_timeout),

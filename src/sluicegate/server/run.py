@@ -1,7 +1,8 @@
 """Starting ``sluicegate serve``: bind the listeners here (so a busy port is one clear line, exit code 2),
-then hand them to the supervisor (``server.supervisor``), which runs the workers and the admin listener.
+then hand them to the supervisor (``server.supervisor``), which runs the workers and the admin listener, or
+with ``[server] supervisor = false`` to one process (``server.single``), which serves the app itself.
 The config was validated, built and its TLS files loaded by ``server.configcheck`` (a child) before this
-runs: this process never imports the config model.
+runs: the supervisor never imports the config model (one process does: it builds and serves the app).
 
 We bind the public socket ourselves so TCP_NODELAY is set on it: on Linux, accepted sockets inherit it,
 and asyncio/uvloop transports set it too; either way no small write waits on Nagle.
@@ -13,6 +14,8 @@ import logging
 import socket
 
 from sluicegate.server.supervisor_view import SupervisorView
+
+HANDOVER = "SLUICEGATE_HANDOVER"  # set by server.single's re-exec: take over its sockets, do not bind
 
 
 class StartupError(Exception):
@@ -57,6 +60,11 @@ def serve(settings: SupervisorView, config_path: str, text: str, *, workers: int
     except BaseException:
         sock.close()
         raise
+    if not settings.supervisor:
+        sock.set_inheritable(False)
+        from sluicegate.server.single import OneProcess
+
+        return OneProcess(config_path, text, settings, sock, admin_sock).run()
     from sluicegate.server.supervisor import Supervisor
 
     return Supervisor(config_path, text, settings, sock, admin_sock, workers).run()

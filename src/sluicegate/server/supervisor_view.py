@@ -26,6 +26,7 @@ class SupervisorView:
     host: str  # [server]
     port: int
     workers: int
+    supervisor: bool  # false: one process (server.single)
     pid_file: str
     shutdown_timeout: float
     tls_cert: str  # the public listener's certificate file ("" = plain HTTP)

@@ -2,8 +2,10 @@
 
 Owns ``WorkerServer`` (uvicorn's server with the ready pipe and our drain: stop accepting, tell the
 supervisor, let in-flight requests finish for ``shutdown_timeout``, then cancel the rest) and the uvicorn
-configuration (``h1guard`` protocol, our TLS context, the WebSocket tunnel). Imported by ``server.worker``
-only when this core is chosen: the default native core never loads uvicorn (or click).
+configuration (``h1guard`` protocol, our TLS context, the WebSocket tunnel), and ``UvicornCore``, the same
+server with the native core's interface, run on the caller's loop (a worker's, or one process's:
+``server.single``). Imported by ``server.worker`` only when this core is chosen: the default native core never
+loads uvicorn (or click).
 Must not know about other workers.
 """
 
@@ -15,13 +17,12 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Generator
 from typing import Any
 
 import uvicorn
 
-from sluicegate.server.worker import EXIT_ABORTED, EXIT_CONFIG
+from sluicegate.server.worker import EXIT_ABORTED
 
 log = logging.getLogger("sluicegate.worker")
 
@@ -78,12 +79,42 @@ class WorkerServer(uvicorn.Server):
             await self.lifespan.shutdown()
 
 
-def serve_uvicorn(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
-    """Serve ``app`` on the inherited socket ``fd`` until SIGTERM/SIGINT; the worker's exit code."""
+class UvicornCore:
+    """``WorkerServer`` with the interface of the native core (``server.h1.serve.NativeServer``): ``started``,
+    ``stop()``, ``early_signal``, ``await serve(sock)`` -> the exit code; run on the caller's event loop."""
+
+    def __init__(self, server: WorkerServer) -> None:
+        self.server = server
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    def stop(self) -> None:
+        """Stop accepting now, then drain (uvicorn checks its flags every 0.1 s); called again, stop waiting.
+        From the event loop's thread."""
+        for server in self.server.servers:
+            server.close()
+        if self.server.should_exit:
+            self.server.force_exit = True
+        self.server.should_exit = True
+
+    def early_signal(self, signum: int, frame: Any) -> None:
+        self.server.handle_exit(signum, frame)
+
+    async def serve(self, sock: socket.socket) -> int:
+        await self.server.serve(sockets=[sock])
+        if not self.server.started:
+            return 1
+        return EXIT_ABORTED if self.server.aborted else 0
+
+
+def uvicorn_server(app: Any, settings: Any, ready_fd: int) -> WorkerServer:
+    """The uvicorn core for ``app``, configured from ``settings``. Raises ``server.tls.TlsProblem``."""
     srv = settings.server
     from sluicegate.server.h1guard import guarded_protocol
     from sluicegate.server.h2 import Http2Switch
-    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
+    from sluicegate.server.tls import ALPN_H2, server_context
 
     http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
 
@@ -106,16 +137,7 @@ def serve_uvicorn(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
         log_config=None,
         ws=ws,
     )
-    try:
-        config.load()
-        # ours (TLS 1.2+, modern ciphers, ALPN h2 when served), read fresh by every worker
-        config.ssl = server_context(srv, ALPN_H2 if http2 is not None else None)
-    except TlsProblem as exc:
-        print(f"sluicegate worker: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    sock = socket.socket(fileno=fd)
-    server = WorkerServer(config, ready_fd)
-    server.run(sockets=[sock])
-    if not server.started:
-        return 1
-    return EXIT_ABORTED if server.aborted else 0
+    config.load()
+    # ours (TLS 1.2+, modern ciphers, ALPN h2 when served), read fresh by every worker
+    config.ssl = server_context(srv, ALPN_H2 if http2 is not None else None)
+    return WorkerServer(config, ready_fd)

@@ -6,8 +6,9 @@ and the drain on SIGTERM/SIGINT: stop accepting, let in-flight requests finish f
 shutdown_timeout``, then cancel the rest; the exit code says which (0 drained, 3 some were aborted).
 SIGHUP is the supervisor's business (reload), ignored here. The serving core is ``[server] http_core``:
 "native" (``server.h1``, its own drain in ``h1.serve``) or "uvicorn" (``server.uvicorn_core``, with the
-``h1guard`` protocol); both get the same app, TLS context, WebSocket tunnel and ready pipe.
-Must not know about other workers.
+``h1guard`` protocol); both get the same app, TLS context, WebSocket tunnel and ready pipe. Building the app
+(``build_app``) and the core (``serving_core``) is shared with one process (``server.single``), which serves
+without a supervisor. Must not know about other workers.
 """
 
 from __future__ import annotations
@@ -38,46 +39,69 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
+    from sluicegate.config import ConfigError
+
+    try:
+        with open(args.config, encoding="utf-8") as f:
+            settings, app = build_app(f.read(), args.label or args.config)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"sluicegate worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    import uvloop
+
+    from sluicegate.server.tls import TlsProblem
+
+    try:
+        core = serving_core(app, settings, args.ready_fd)
+    except TlsProblem as exc:
+        print(f"sluicegate worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    sock = socket.socket(fileno=args.fd)
+    log.info("worker %d: serving core %s", os.getpid(), settings.server.http_core)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
+        signal.signal(sig, core.early_signal)
+    return int(uvloop.run(core.serve(sock)))
+
+
+def build_app(text: str, label: str) -> tuple[Any, Any]:
+    """The settings and the app of a serving process (a worker, or one process: ``server.single``), its
+    metrics written as ``PROMETHEUS_MULTIPROC_DIR`` files. Raises ``ConfigError``, ``ValueError``."""
     from sluicegate.server import malloc
 
-    log.debug("worker %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
+    log.debug("pid %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
     from sluicegate.observability import mpvalue
 
     mpvalue.install()  # before any metric exists (the imports below create them)
 
-    from sluicegate.config import ConfigError, load_settings_text
+    from sluicegate.config import load_settings_text
     from sluicegate.server.app import SluicegateApp
 
-    try:
-        with open(args.config, encoding="utf-8") as f:
-            settings = load_settings_text(f.read(), args.label or args.config)
-        app = SluicegateApp(settings)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"sluicegate worker: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    srv = settings.server
-    if srv.http_core == "native":
-        return _serve_native(app, settings, args.fd, args.ready_fd)
-    from sluicegate.server.uvicorn_core import serve_uvicorn  # uvicorn (and click) only when chosen
-
-    return serve_uvicorn(app, settings, args.fd, args.ready_fd)
+    settings = load_settings_text(text, label)
+    return settings, SluicegateApp(settings)
 
 
-def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
-    import uvloop
+def serving_core(app: Any, settings: Any, ready_fd: int = -1) -> Any:
+    """``[server] http_core``'s server for ``app``, with the interface of ``server.h1.serve.NativeServer``
+    (``started``, ``stop()``, ``early_signal``, ``await serve(sock)`` -> the exit code; the uvicorn one wrapped:
+    ``uvicorn_core.UvicornCore``): what a worker and one process (``server.single``, no ready pipe) serve with.
+    Raises ``server.tls.TlsProblem``."""
+    if settings.server.http_core == "native":
+        return native_server(app, settings, ready_fd)
+    from sluicegate.server.uvicorn_core import UvicornCore, uvicorn_server  # uvicorn (and click) only when chosen
 
+    return UvicornCore(uvicorn_server(app, settings, ready_fd))
+
+
+def native_server(app: Any, settings: Any, ready_fd: int) -> Any:
+    """The native core (``server.h1.serve.NativeServer``) for ``app``. Raises ``server.tls.TlsProblem``."""
     from sluicegate.server.h1.protocol import ServerState
     from sluicegate.server.h1.serve import NativeServer
     from sluicegate.server.h2 import Http2Switch
-    from sluicegate.server.tls import ALPN_H2, TlsProblem, server_context
+    from sluicegate.server.tls import ALPN_H2, server_context
 
     srv = settings.server
     http2 = Http2Switch.from_settings(app, settings)  # [server] http2: ALPN h2 / h2c prior knowledge
-    try:
-        ssl_context = server_context(srv, ALPN_H2 if http2 is not None else None)
-    except TlsProblem as exc:
-        print(f"sluicegate worker: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    ssl_context = server_context(srv, ALPN_H2 if http2 is not None else None)
     ws: Any = None
     if app.websocket is not None:
         from sluicegate.publisher.websocket import tunnel_protocol
@@ -91,12 +115,7 @@ def _serve_native(app: Any, settings: Any, fd: int, ready_fd: int) -> int:
         ws_protocol=ws,
         http2=http2,  # a connection's first bytes decide: HTTP/2 (ALPN h2, h2c preface) or HTTP/1.1
     )
-    server = NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
-    sock = socket.socket(fileno=fd)
-    log.info("worker %d: serving core native (server.h1)", os.getpid())
-    for sig in (signal.SIGINT, signal.SIGTERM):  # until the loop's own handlers are installed
-        signal.signal(sig, server.early_signal)
-    return uvloop.run(server.serve(sock))
+    return NativeServer(state, ready_fd=ready_fd, shutdown_timeout=srv.shutdown_timeout, ssl_context=ssl_context)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +66,17 @@ def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def reload_refused(proxy: ProxyProcess) -> None:
+    """An invalid file (a bad duration) sent by SIGHUP is refused with its ``file:line: key`` error, logged."""
+    assert proxy.proc is not None
+    good = proxy.config_path.read_text()
+    proxy.config_path.write_text(good.replace('connect = "2s"', 'connect = "2 parsecs"'))
+    line = good.splitlines().index('connect = "2s"') + 1
+    os.kill(proxy.proc.pid, signal.SIGHUP)
+    wait_for(lambda: "reload refused" in proxy.log(), what="the refusal")
+    assert f"{proxy.config_path}:{line}: timeouts.connect: not a duration: '2 parsecs'" in proxy.log()
 
 
 def metric(body: bytes, name: str, **labels: str) -> float:

@@ -13,9 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Origin
-from tests.integration.ops.helpers import get, start, wait_for
+from tests.integration.ops.helpers import get, reload_refused, start, wait_for
 from tests.support.servers import ProxyProcess
+
+MODES = pytest.mark.parametrize("mode", ["", "supervisor = false"], ids=["supervisor", "one-process"])
 
 
 def _inject(gen: str) -> str:
@@ -35,6 +39,15 @@ def _slow_get(port: int, path: str, result: dict[str, object]) -> None:
         conn.close()
 
 
+def in_flight(port: int, path: str, settle: float) -> tuple[threading.Thread, dict[str, object]]:
+    """GET ``path`` in a thread, given ``settle`` seconds to be in flight: the thread and its result."""
+    slow: dict[str, object] = {}
+    t = threading.Thread(target=_slow_get, args=(port, path, slow))
+    t.start()
+    time.sleep(settle)
+    return t, slow
+
+
 def _generation(p: ProxyProcess) -> int:
     return int(json.loads(get(p.admin_url + "/status")[2])["config"]["generation"])
 
@@ -43,10 +56,7 @@ def test_sighup_reload_keeps_in_flight_and_refuses_invalid(tmp_path: Path, origi
     p = start(tmp_path, origin.url, extra=_inject("one"), workers=2)
     try:
         assert b'content="one"' in get(p.url + "/page")[2]
-        slow: dict[str, object] = {}
-        t = threading.Thread(target=_slow_get, args=(p.port, "/trickle", slow))
-        t.start()
-        time.sleep(0.2)  # the trickle (1 s) is in flight on a generation-1 worker
+        t, slow = in_flight(p.port, "/trickle", 0.2)  # the trickle (1 s) is in flight on a generation-1 worker
         text = p.config_path.read_text()
         p.config_path.write_text(text.replace('content="one"', 'content="two"'))
         assert p.proc is not None
@@ -60,12 +70,7 @@ def test_sighup_reload_keeps_in_flight_and_refuses_invalid(tmp_path: Path, origi
         assert b'content="one"' in body  # finished on the config it started with
 
         # An invalid file is refused with its error (file:line: key), and generation 2 keeps serving.
-        good = p.config_path.read_text()
-        p.config_path.write_text(good.replace('connect = "2s"', 'connect = "2 parsecs"'))
-        line = good.splitlines().index('connect = "2s"') + 1
-        os.kill(p.proc.pid, signal.SIGHUP)
-        wait_for(lambda: "reload refused" in p.log(), what="the refusal")
-        assert f"{p.config_path}:{line}: timeouts.connect: not a duration: '2 parsecs'" in p.log()
+        reload_refused(p)
         assert _generation(p) == 2 and b'content="two"' in get(p.url + "/page")[2]
         st = json.loads(get(p.admin_url + "/status")[2])
         assert len([w for w in st["workers"] if not w["draining"]]) == 2
@@ -73,9 +78,10 @@ def test_sighup_reload_keeps_in_flight_and_refuses_invalid(tmp_path: Path, origi
         p.stop()
 
 
-def test_reload_command(tmp_path: Path, origin: Origin) -> None:
+@MODES
+def test_reload_command(tmp_path: Path, origin: Origin, mode: str) -> None:
     pid_file = tmp_path / "sg.pid"
-    p = start(tmp_path, origin.url, server=f'pid_file = "{pid_file}"', extra=_inject("a"))
+    p = start(tmp_path, origin.url, server=f'{mode}\npid_file = "{pid_file}"', extra=_inject("a"))
     try:
         assert pid_file.read_text().strip() == str(p.proc.pid)  # type: ignore[union-attr]
         p.config_path.write_text(p.config_path.read_text().replace('content="a"', 'content="b"'))
@@ -84,6 +90,7 @@ def test_reload_command(tmp_path: Path, origin: Origin) -> None:
         assert done.returncode == 0, done.stderr
         wait_for(lambda: _generation(p) == 2, what="generation 2")
         assert b'content="b"' in get(p.url + "/page")[2]
+        assert pid_file.read_text().strip() == str(p.proc.pid)  # type: ignore[union-attr]  # (one process: re-exec'd)
         p.config_path.write_text(p.config_path.read_text() + "\n[limits]\nmax_origin_connections = true\n")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and "limits.max_origin_connections" in done.stderr
@@ -95,15 +102,15 @@ def test_reload_command(tmp_path: Path, origin: Origin) -> None:
     assert not pid_file.exists()
 
 
-def test_sigterm_drains_in_flight_then_exits_zero(tmp_path: Path, origin: Origin) -> None:
-    p = start(tmp_path, origin.url, server='shutdown_timeout = "5s"')
+@MODES
+def test_sigterm_drains_in_flight_then_exits_zero(tmp_path: Path, origin: Origin, mode: str) -> None:
+    p = start(tmp_path, origin.url, server=f'{mode}\nshutdown_timeout = "5s"')
     assert p.proc is not None
-    slow: dict[str, object] = {}
-    t = threading.Thread(target=_slow_get, args=(p.port, "/trickle", slow))
-    t.start()
-    time.sleep(0.2)
+    t, slow = in_flight(p.port, "/trickle", 0.2)
     os.kill(p.proc.pid, signal.SIGTERM)
     time.sleep(0.3)
+    ready = get(p.admin_url + "/readyz")  # the admin listener answers while draining: not ready
+    assert ready[0] == 503 and b"shutting down" in ready[2]
     refused = False
     try:
         get(p.url + "/page", timeout=2)
@@ -116,13 +123,11 @@ def test_sigterm_drains_in_flight_then_exits_zero(tmp_path: Path, origin: Origin
     assert slow.get("status") == 200 and isinstance(body, bytes) and body.count(b"<b>") == 20
 
 
-def test_sigterm_cuts_what_outlives_shutdown_timeout(tmp_path: Path, origin: Origin) -> None:
-    p = start(tmp_path, origin.url, server='shutdown_timeout = "1s"')
+@MODES
+def test_sigterm_cuts_what_outlives_shutdown_timeout(tmp_path: Path, origin: Origin, mode: str) -> None:
+    p = start(tmp_path, origin.url, server=f'{mode}\nshutdown_timeout = "1s"')
     assert p.proc is not None
-    slow: dict[str, object] = {}
-    t = threading.Thread(target=_slow_get, args=(p.port, "/forever?tag=ops-cut", slow))
-    t.start()
-    time.sleep(0.3)
+    t, slow = in_flight(p.port, f"/forever?tag=ops-cut-{mode[:3]}", 0.3)
     t0 = time.monotonic()
     os.kill(p.proc.pid, signal.SIGTERM)
     code = p.proc.wait(15)
@@ -131,4 +136,4 @@ def test_sigterm_cuts_what_outlives_shutdown_timeout(tmp_path: Path, origin: Ori
     assert code == 1 and 0.9 < elapsed < 8
     assert "error" in slow  # the client saw an incomplete response, not a clean end
     assert "aborting 1 in-flight request(s)" in p.log()
-    wait_for(lambda: "ops-cut" in origin.log.closed_at, what="origin request cancelled")
+    wait_for(lambda: f"ops-cut-{mode[:3]}" in origin.log.closed_at, what="origin request cancelled")

@@ -65,6 +65,11 @@ def test_cross_field_errors_have_line_and_key(tmp_path: Path) -> None:
     assert problems(tmp_path, text) == ["F:5: admin.listen: the admin listener must not share the public port"]
     text = '[server]\ntls_certfile = "a.pem"\n'
     assert problems(tmp_path, text) == ["F:1: server.tls_keyfile: tls_certfile and tls_keyfile go together"]
+    text = '[server]\nsupervisor = false\nworkers = 2\n'  # one process (server.single) serves alone
+    assert problems(tmp_path, text) == ["F:3: server.workers: supervisor = false serves in one process: workers "
+                                        "must be 1 (got 2); run more containers, or set supervisor = true"]
+    ok(tmp_path, '[server]\nsupervisor = false\n')
+    assert problems(tmp_path, '[server]\nsupervisor = "no"\n')[0].startswith("F:2: server.supervisor: ")
 
 
 def test_env_overrides_named_by_variable(tmp_path: Path) -> None:

@@ -34,16 +34,19 @@ THUMBOR_WEBP_EFFORT = 4  # Pillow's WebP ``method`` default, which thumbor's PIL
 # (server name, image threads, the profile's effort; None: the profile's default)
 VARIANTS: list[tuple[str, int, int | None]] = [
     ("sluicegate", 2, None), ("sluicegate-effort4", 2, THUMBOR_WEBP_EFFORT), ("sluicegate-pool1", 1, None),
+    ("sluicegate-1proc", 2, None),
 ]
+ONE_PROCESS = "sluicegate-1proc"  # [server] supervisor = false: the app in the one process `serve` started
 
 
 def sluicegate_config(origin_port: int, pool: int = 2, stream_above: int | None = None,
                       release_memory: str | None = None, effort: int | None = None,
-                      mmap_threshold: int | None = None) -> str:
+                      mmap_threshold: int | None = None, supervisor: bool = True) -> str:
     """An asset route on /img with the optimizer; profile ``w800`` = the benchmark's target."""
     return f"""
 [server]
 access_log = "off"
+supervisor = {"true" if supervisor else "false"}
 
 [publisher]
 origin_url = "http://127.0.0.1:{origin_port}"
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             conf = results_dir / f"images-{name}.toml"
             admin = f'\n[admin]\nlisten = "127.0.0.1:{free_port()}"\n'
             conf.write_text(sluicegate_config(origin_port, pool, args.stream_above, args.release_memory, effort,
-                                              args.malloc_mmap_threshold)
+                                              args.malloc_mmap_threshold, supervisor=name != ONE_PROCESS)
                             + admin)
             sg = Server(name, Group([sys.executable, "-m", "sluicegate", "serve", "--config", str(conf), "--port",
                                      str(port), "--workers", "1"], results_dir / f"images-{name}.log"),
@@ -293,6 +296,8 @@ def _measure(args: argparse.Namespace, servers: list[Server], sources: list[Sour
         if b["peak_pss_mib"]:
             out["ratio_peak_pss"] = round(a["peak_pss_mib"] / b["peak_pss_mib"], 3)
         out["memory_ratios"] = images_memory.ratios(a, b)
+        if ONE_PROCESS in out["servers"]:
+            out["memory_ratios_one_process"] = images_memory.ratios(out["servers"][ONE_PROCESS], b)
     return out
 
 

@@ -1,7 +1,8 @@
 """The memory half of ``sluicegate bench images``: each server's whole process tree, measured the same way.
 
 Issue #16 §4 asks for "peak RSS" (goal: <= 1/2 thumbor's). A server here is a process tree (sluicegate: a
-supervisor and its worker; thumbor: one process), so one number is not enough, and every figure is taken
+supervisor and its worker, or one process with ``[server] supervisor = false``; thumbor: one process), so one
+number is not enough, and every figure is taken
 for both servers in the same run:
 
 * ``peak_rss_mib``: the sum of each process's ``VmHWM`` (its own peak resident set). What the issue's words
@@ -70,6 +71,9 @@ def footprint(pids: list[int]) -> dict[str, Any]:
         if rss:
             procs.append({"pid": pid, "role": role(pid), "rss_mib": round(rss / MIB, 1),
                           "pss_mib": round(pss / MIB, 1)})
+    if not any(p["role"] == "worker" for p in procs):  # `serve` with supervisor = false serves itself
+        for p in procs:
+            p["role"] = "one-process" if p["role"] == "supervisor" else p["role"]
     return {"rss_mib": round(sum(p["rss_mib"] for p in procs), 1),
             "pss_mib": round(sum(p["pss_mib"] for p in procs), 1), "processes": procs}
 
@@ -100,12 +104,13 @@ def text(result: dict[str, Any]) -> str:
                      f"{s['idle']['rss_mib']:9.1f} {s['idle']['pss_mib']:9.1f} "
                      f"{s['after_one_image']['rss_mib']:9.1f} {s['after_one_image']['pss_mib']:9.1f} "
                      f"{s['after_run']['rss_mib']:9.1f} {s['after_run']['pss_mib']:9.1f}  {per}")
-    rat = result.get("memory_ratios")
-    if rat:
-        def f(v: float | None) -> str:
-            return "n/a" if v is None else f"{v:.2f}x"
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}x"
 
-        lines.append(f"sluicegate/thumbor memory (goal <= 0.5x): peak RSS {f(rat['peak_rss'])}, peak PSS "
-                     f"{f(rat['peak_pss'])}, image process {f(rat['peak_rss_image_process'])}, idle RSS "
-                     f"{f(rat['idle_rss'])}, idle PSS {f(rat['idle_pss'])}")
+    for key, label in (("memory_ratios", "sluicegate"), ("memory_ratios_one_process", "sluicegate one process")):
+        rat = result.get(key)
+        if rat:
+            lines.append(f"{label}/thumbor memory (goal <= 0.5x): peak RSS {f(rat['peak_rss'])}, peak PSS "
+                         f"{f(rat['peak_pss'])}, image process {f(rat['peak_rss_image_process'])}, idle RSS "
+                         f"{f(rat['idle_rss'])}, idle PSS {f(rat['idle_pss'])}")
     return "\n".join(lines)
