@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
-    from sluicegate.server import malloc
+    from sluicegate.server import lean, malloc
 
+    log.debug("worker %d: lean imports %s", os.getpid(), lean.install())  # before prometheus_client and pydantic
     log.debug("worker %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
     from sluicegate.observability import mpvalue
 
