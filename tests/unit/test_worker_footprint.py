@@ -66,11 +66,12 @@ rewrite_domains = ["cdn.fp.test"]
 enabled = true
 """
 
-# modules a worker of BASE must not hold: disabled faces, the metrics exposition, plugin discovery
+# modules a worker of BASE must not hold: disabled faces, the metrics exposition, plugin discovery, the HTTP/2
+# library (imported by the first h2 connection)
 ABSENT_PREFIXES = ("sluicegate.firstparty", "sluicegate.identity", "sluicegate.inference", "sluicegate.teams",
                    "uvicorn")
 ABSENT = ("prometheus_client.exposition", "http.server", "wsgiref", "urllib.request", "email", "gzip",
-          "importlib.metadata", "zipfile")
+          "importlib.metadata", "zipfile", "h2", "hpack")
 
 
 def _worker_modules(tmp_path: Path, config: str) -> set[str]:
