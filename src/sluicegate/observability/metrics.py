@@ -15,7 +15,7 @@ import bisect
 import functools
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -201,6 +201,8 @@ def multiprocess_dir() -> str | None:
 
 def render(extra: CollectorRegistry | None = None) -> bytes:
     """Prometheus text: the sum over all workers when running multi-process, plus ``extra`` (supervisor's)."""
+    from prometheus_client import generate_latest  # the exposition: not imported by a worker (``promlazy``)
+
     path = multiprocess_dir()
     if path is not None:
         from prometheus_client import multiprocess

@@ -26,21 +26,19 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from sluicegate import gate
 from sluicegate.config.model import Settings
 from sluicegate.edge.asgi import ClientGone, Receive, Scope, Send, header_list, send_simple
 from sluicegate.edge.client import start_request
 from sluicegate.edge.headers import TrustedProxies, forwarded_client
-from sluicegate.firstparty.page import PageRewriting
-from sluicegate.identity.edge import EdgeIdentity
 from sluicegate.observability import metrics
 from sluicegate.pipeline.hosts import HostRewriter, OriginMatcher
 from sluicegate.publisher import coding, inbound
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.failures import UpstreamFailed, public_reason
-from sluicegate.publisher.relay import Relay
+from sluicegate.publisher.relay import PagePass, Relay
 from sluicegate.upstream.errors import BodySourceStopped, OriginError
 from sluicegate.upstream.http1 import OriginPool, OriginResponse
 
@@ -48,6 +46,13 @@ log = logging.getLogger("sluicegate.publisher")
 
 _RSC_HEADERS = ("rsc", "next-router-state-tree", "next-router-prefetch", "next-router-segment-prefetch")
 _CACHED_HOSTS = 256  # per-(scheme, public host) rewriters and mappers kept; bounded for public_hosts = ["*"]
+
+
+class _Identity(Protocol):
+    """What the intake uses of the edge identity (``identity.edge.EdgeIdentity``, imported only when it is on)."""
+
+    def begin(self, headers: list[tuple[str, str]], client_ip: str, trusted_peer: bool) -> Any: ...
+
 
 class PublisherApp:
     """The publisher face as an ASGI callable (``server.app`` dispatches to it)."""
@@ -65,9 +70,19 @@ class PublisherApp:
         self.id_header = settings.server.request_id_header
         self._rewriters: dict[tuple[str, str], HostRewriter] = {}
         self._inbound: dict[tuple[str, str], inbound.InboundMapper | None] = {}
-        # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off)
-        self.identity = EdgeIdentity.from_settings(settings.identity) if settings.identity.enabled else None
-        self.relay = Relay(settings, self.origin, PageRewriting.from_settings(settings))
+        # issue 17 hooks: consent-gated edge identity and [first_party] rewrite_domains (None = off); their modules
+        # are imported here only when the section is on (an idle worker without them is 2 MiB smaller)
+        self.identity: _Identity | None = None
+        if settings.identity.enabled:
+            from sluicegate.identity.edge import EdgeIdentity
+
+            self.identity = EdgeIdentity.from_settings(settings.identity)
+        pages: PagePass | None = None
+        if settings.first_party.enabled:
+            from sluicegate.firstparty.page import PageRewriting
+
+            pages = PageRewriting.from_settings(settings)
+        self.relay = Relay(settings, self.origin, pages)
         # the Host the origin gets (upstream_request_headers' rule, computed once: ``Origin.authority`` is a property)
         self._origin_host = pub.origin_host_header or self.origin.authority
 

@@ -48,12 +48,12 @@ from sluicegate.config.origin import Origin
 from sluicegate.edge.asgi import ResponseAborted, Send, encode_headers
 from sluicegate.edge.deadline import Deadline
 from sluicegate.edge.headers import for_rewritten_body
-from sluicegate.firstparty.page import PageRewriting
 from sluicegate.gate import Route
 from sluicegate.observability import looplag, metrics
 from sluicegate.pipeline import Identity, PipelineError, Transformer, WorkBoundExceeded
 from sluicegate.pipeline.codecs import Decoder, Encoder, decoder_for, encoder_for
 from sluicegate.pipeline.hosts import HostRewriter
+from sluicegate.pipeline.html import HtmlRewriter
 from sluicegate.publisher import coding, oneshot
 from sluicegate.publisher import headers as hdr
 from sluicegate.publisher.head_plan import HeadPlan, HeadPlans
@@ -181,10 +181,21 @@ class BodyWork:
         return data
 
 
+class PagePass(Protocol):
+    """What the relay uses of ``[first_party] rewrite_domains`` (``firstparty.page.PageRewriting``). A protocol, not
+    the class: that module (and the first-party machinery it brings) is imported only when the section is on
+    (``publisher.app``), not by every worker that relays pages."""
+
+    def one_pass(self, public_host: str) -> bool: ...
+    def install(self, html: HtmlRewriter) -> None: ...
+    def wrap(self, processor: Transformer, content_type: str = "") -> Transformer: ...
+    def wrap_css(self, processor: Transformer, content_type: str = "") -> Transformer: ...
+
+
 class Relay:
     """The relay of one publisher face: built once from the settings, one ``respond`` per response."""
 
-    def __init__(self, settings: Settings, origin: Origin, fp_pages: PageRewriting | None) -> None:
+    def __init__(self, settings: Settings, origin: Origin, fp_pages: PagePass | None) -> None:
         self.settings = settings
         self.origin = origin
         self.fp_pages = fp_pages  # [first_party] rewrite_domains (None = off)

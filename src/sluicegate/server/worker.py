@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 def build_app(text: str, label: str) -> tuple[Any, Any]:
     """The settings and the app of a serving process (a worker, or one process: ``server.single``), its
     metrics written as ``PROMETHEUS_MULTIPROC_DIR`` files. Raises ``ConfigError``, ``ValueError``."""
-    from sluicegate.server import malloc
+    from sluicegate.server import lean, malloc
 
+    log.debug("pid %d: lean imports %s", os.getpid(), lean.install())  # before prometheus_client and pydantic
     log.debug("pid %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
     from sluicegate.observability import mpvalue
 

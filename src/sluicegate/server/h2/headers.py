@@ -22,6 +22,8 @@ from urllib.parse import unquote
 
 from hpack import NeverIndexedHeaderTuple
 
+from sluicegate.server.h2.options import never_indexed
+
 Header = tuple[bytes, bytes]
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
@@ -32,21 +34,6 @@ _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
 _METHOD = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Response fields an ASGI app may set that mean nothing (or something wrong) in HTTP/2.
 _DROP_OUT = _CONNECTION_SPECIFIC | {b"te"}
-# Response fields sent as literals never indexed (RFC 7541 §6.2.3): values that change with every response, so
-# they do not churn the HPACK dynamic table (encoding a response head this way costs a third of the CPU, for ~25
-# more bytes), and secrets, so they are not exposed to compression-ratio attacks (RFC 7541 §7.1.3). The
-# request-id header (``[server] request_id_header``) joins them in ``never_indexed``; ``request-id`` is the name
-# some providers give their own id.
-_VOLATILE = frozenset({b"date", b"request-id", b"content-length", b"etag", b"last-modified", b"expires", b"age",
-                       b"content-range", b"location", b"traceparent"})
-_SECRET = frozenset({b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"})
-
-
-def never_indexed(request_id_header: str = "x-request-id") -> frozenset[bytes]:
-    """The response field names sent never-indexed: the volatile and secret ones and the request-id header."""
-    return _VOLATILE | _SECRET | {request_id_header.lower().encode("ascii")}
-
-
 _NEVER_INDEXED = never_indexed()
 
 
