@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    from sluicegate.server import lean
 
+    log.debug("worker %d: lean imports %s", os.getpid(), lean.install())  # before prometheus_client and pydantic
     from sluicegate.config import ConfigError
 
     try:
@@ -66,9 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 def build_app(text: str, label: str) -> tuple[Any, Any]:
     """The settings and the app of a serving process (a worker, or one process: ``server.single``), its
     metrics written as ``PROMETHEUS_MULTIPROC_DIR`` files. Raises ``ConfigError``, ``ValueError``."""
-    from sluicegate.server import lean, malloc
+    from sluicegate.server import malloc
 
-    log.debug("pid %d: lean imports %s", os.getpid(), lean.install())  # before prometheus_client and pydantic
     log.debug("pid %d: malloc thresholds %s", os.getpid(), malloc.tune())  # large bodies: no re-fault per request
     from sluicegate.observability import mpvalue
 
