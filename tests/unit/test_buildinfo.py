@@ -109,6 +109,20 @@ def test_fast_paths_reports_what_is_imported() -> None:
         assert imported == {"pure"} and fp["summary"] == f"pure Python ({fp['reason']})"
 
 
+def test_fast_paths_without_loading_imports_none_of_them() -> None:
+    """The admin /status asks without loading: the same report, and no listed module imported by it."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from sluicegate import buildinfo; from sluicegate._compiled import COMPILED_MODULES; "
+            "fp = buildinfo.fast_paths(load=False); "
+            "print(json.dumps([fp, sorted(m for m in COMPILED_MODULES if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    fp, imported = json.loads(out)
+    assert imported == []
+    assert fp == buildinfo.fast_paths()  # what loading them reports
+
+
 def test_version_verbose_lines(capsys: pytest.CaptureFixture[str]) -> None:
     from sluicegate.cli import main
 

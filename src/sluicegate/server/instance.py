@@ -293,7 +293,7 @@ class Instance:
         try:
             from sluicegate import buildinfo  # type: ignore[attr-defined]
 
-            out["fast_paths"] = buildinfo.fast_paths()
+            out["fast_paths"] = buildinfo.fast_paths(load=False)  # the build's choice; nothing imported here
         except ImportError:
             out["fast_paths"] = None
         return out
