@@ -34,10 +34,12 @@ def _trie_alternation(words: list[bytes]) -> bytes:
 
 
 @lru_cache(maxsize=16)  # one per configured origin mapping (built in ~0.5 ms: not per request)
-def partial_reference(ref_forms: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """Searched in a lower-cased tail: the earliest position from which the rest is a non-empty proper
-    prefix of one of ``ref_forms`` (a reference spelling cut by the chunk's end)."""
-    return re.compile(b"(?:" + _trie_alternation([f[:-1] for f in ref_forms if len(f) > 1]) + rb")\Z")
+def partial_reference(ref_forms: tuple[bytes, ...]) -> tuple[re.Pattern[bytes], bytes, int]:
+    """For a lower-cased tail: a regex whose search finds the earliest position from which the rest is a
+    non-empty proper prefix of one of ``ref_forms`` (a reference spelling cut by the chunk's end); the bytes
+    such a spelling is made of; the longest spelling's length."""
+    pattern = re.compile(b"(?:" + _trie_alternation([f[:-1] for f in ref_forms if len(f) > 1]) + rb")\Z")
+    return pattern, bytes(sorted(set(b"".join(ref_forms)))), max(len(f) for f in ref_forms)
 
 
 class StreamingHostReplacer:
@@ -49,8 +51,8 @@ class StreamingHostReplacer:
         self._max_prefix = rewriter.max_prefix
         matcher = rewriter.matcher
         self._matcher = matcher
-        self._partial = partial_reference(matcher.ref_forms)
-        self._longest_form = max(len(f) for f in matcher.ref_forms)
+        self._partial, self._form_bytes, self._longest_form = partial_reference(matcher.ref_forms)
+        self._needle = matcher.needle if matcher.single else b""  # one authority: a plain find
         # ``_buf[:_ctx]`` was already emitted; it stays only as look-behind context.
         self._buf = b""
         self._ctx = 0
@@ -93,15 +95,23 @@ class StreamingHostReplacer:
         n = len(low)
         best = n
         after = max(0, limit + 1 - frm)  # where undecided hosts start, in ``low``
-        h = self._matcher.find_needle(low, after)
+        needle = self._needle
+        h = low.find(needle, after) if needle else self._matcher.find_needle(low, after)
         if h >= 0:  # a whole host whose port / look-ahead is still open: from its longest prefix on
             best = max(0, h - self._max_prefix)
         p = low.find(_P_SL, max(0, after - len(_P_SL)))
         if p >= 0 and p - _P_SCHEME < best:  # a percent-encoded host may follow (``%2F%2Forigin%2Eexample``)
             best = max(0, p - _P_SCHEME)
-        m = self._partial.search(low, max(0, n - self._longest_form + 1))
-        if m is not None and m.start() < best:
-            best = m.start()
+        # a cut spelling is a run of bytes that references are spelled with, up to the end: skip what precedes
+        # the last other byte (most chunks end in one: then no search at all)
+        if low[n - 1] not in self._form_bytes:
+            return frm + best
+        s = max(0, n - self._longest_form + 1)
+        s += len(low[s:].rstrip(self._form_bytes))
+        if s < best:
+            m = self._partial.search(low, s)
+            if m is not None and m.start() < best:
+                best = m.start()
         return frm + best
 
     def finish(self) -> bytes:
