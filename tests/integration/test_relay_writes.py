@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import http.client
 import socket
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ import pytest
 
 from sluicegate.bench.lab.sysstat import worker_pids
 from tests.support.configs import publisher_config
-from tests.support.servers import ProxyProcess, free_port
+from tests.support.servers import ProxyProcess, RawOrigin, RawRequest
 
 PIECE = 4096
 
@@ -46,45 +45,21 @@ def page(origin: str) -> bytes:
     return b"".join(lines)
 
 
-class OneSendOrigin:
+class OneSendOrigin(RawOrigin):
     """Answers every request on a kept-alive connection with head + whole body in one ``sendall``."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(self._send)
         self.body = page(self.url)
         self.gz = gzip.compress(self.body, 6, mtime=0)
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while not self.stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                zipped = head.split(b"\r\n", 1)[0].startswith(b"GET /gz/")
-                body = self.gz if zipped else self.body
-                extra = b"Content-Encoding: gzip\r\n" if zipped else b""
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n%b"
-                             b"Content-Length: %d\r\n\r\n%b" % (extra, len(body), body))
-
-    def close(self) -> None:
-        self.stop = True
-        self.sock.close()
+    def _send(self, conn: socket.socket, request: RawRequest) -> bool:
+        zipped = request.path.startswith(b"/gz/")
+        body = self.gz if zipped else self.body
+        extra = b"Content-Encoding: gzip\r\n" if zipped else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n%b"
+                     b"Content-Length: %d\r\n\r\n%b" % (extra, len(body), body))
+        return True
 
 
 @pytest.fixture(scope="module")

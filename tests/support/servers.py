@@ -1,5 +1,6 @@
-"""Real servers for tests: ``sluicegate serve`` as a process, raw HTTP; origins run with ``sluicegate.dev.origin``
-(re-exported here: ``ThreadedApp``, ``free_port``)."""
+"""Real servers for tests: ``sluicegate serve`` as a process, raw HTTP, a raw threaded origin (``RawOrigin``: the
+test writes each answer on the socket itself); other origins run with ``sluicegate.dev.origin`` (re-exported
+here: ``ThreadedApp``, ``free_port``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from sluicegate.bench.lab.sysstat import tree_rss_kib
 from sluicegate.dev.origin.serve import ThreadedApp, free_port
 from sluicegate.dev.process import Proc
 
-__all__ = ["ProxyProcess", "ThreadedApp", "free_port", "kw", "raw_http"]
+__all__ = ["ProxyProcess", "RawOrigin", "RawRequest", "ThreadedApp", "free_port", "kw", "raw_http"]
 
 
 class ProxyProcess(Proc):
@@ -98,6 +102,64 @@ def raw_http(port: int, request: bytes, timeout: float = 10.0) -> tuple[bytes, b
                 break
             chunks.append(data)
         return b"".join(chunks), clean
+
+
+@dataclass
+class RawRequest:
+    head: bytes  # request line and header lines, without the blank line
+    body: bytes  # the Content-Length body (no chunked request bodies)
+
+    @property
+    def path(self) -> bytes:
+        return self.head.split(b" ", 2)[1]
+
+
+class RawOrigin:
+    """A threaded origin on loopback whose answers the test writes on the socket itself (one ``sendall``, part of
+    a body then a close, silence...), which no framework would let it do: a thread per connection reads requests
+    (head, then a ``Content-Length`` body) on a kept-alive connection and calls ``answer(conn, request)`` for
+    each; ``answer`` returns False to close the connection."""
+
+    def __init__(self, answer: Callable[[socket.socket, RawRequest], bool]) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = int(self.sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lower = head.lower()
+                length = 0
+                if b"\r\ncontent-length:" in lower:
+                    length = int(lower.split(b"\r\ncontent-length:", 1)[1].split(b"\r\n", 1)[0])
+                while len(buf) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                body, buf = buf[:length], buf[length:]
+                if not self.answer(conn, RawRequest(head, body)):
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def kw(**kwargs: Any) -> dict[str, Any]:

@@ -17,29 +17,40 @@ def _deadline() -> Deadline:
     return Deadline(asyncio.get_running_loop(), task)
 
 
+@pytest.fixture
+async def timers(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times of the loop timers armed from here on (the running loop's ``call_at`` counted)."""
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    real_call_at = loop.call_at
+
+    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
+        armed.append(when)
+        return real_call_at(when, cb, *args, **kw)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    return armed
+
+
+async def _expires(d: Deadline, seconds: float) -> None:
+    """A wait bounded by ``seconds`` on ``d`` ends in ``TimeoutError`` (and marks ``d`` expired)."""
+    with pytest.raises(TimeoutError), d:
+        d.after(seconds)
+        await asyncio.sleep(5)
+    assert d.expired
+
+
 async def test_expiry_inside_the_block_becomes_timeout_error() -> None:
     d = _deadline()
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError), d:
-        d.after(0.05)
-        await asyncio.sleep(5)
+    await _expires(d, 0.05)
     assert 0.04 <= time.monotonic() - t0 < 1.0
-    assert d.expired
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0  # the cancellation it caused was taken back
     d.close()
 
 
-async def test_moving_the_deadline_later_keeps_one_timer_and_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    real_call_at = loop.call_at
-
-    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
-        timers.append(when)
-        return real_call_at(when, cb, *args, **kw)
-
-    monkeypatch.setattr(loop, "call_at", counting_call_at)
+async def test_moving_the_deadline_later_keeps_one_timer_and_still_expires(timers: list[float]) -> None:
     d = _deadline()
     with d:
         for _ in range(50):  # per-chunk pattern: after() before a read, clear() after it
@@ -47,9 +58,7 @@ async def test_moving_the_deadline_later_keeps_one_timer_and_still_expires(monke
             await asyncio.sleep(0)
             d.clear()
     assert len(timers) == 1  # asyncio.timeout().reschedule() would have made 100
-    with pytest.raises(TimeoutError), d:
-        d.after(0.05)
-        await asyncio.sleep(5)
+    await _expires(d, 0.05)
     d.close()
 
 
@@ -104,17 +113,8 @@ async def test_closed_deadline_never_fires() -> None:
     assert not d.expired
 
 
-async def test_requests_share_one_timer_and_each_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_requests_share_one_timer_and_each_expires_on_time(timers: list[float]) -> None:
     """pt4: one loop timer for every request's deadline (not one per request), each still exact."""
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    real_call_at = loop.call_at
-
-    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
-        timers.append(when)
-        return real_call_at(when, cb, *args, **kw)
-
-    monkeypatch.setattr(loop, "call_at", counting_call_at)
     ended: dict[int, float] = {}
     t0 = time.monotonic()
 
@@ -138,16 +138,7 @@ async def test_requests_share_one_timer_and_each_expires_on_time(monkeypatch: py
     assert len(timers) <= 20  # the first arms it, each expiry re-arms it for the next: never one per request
 
 
-async def test_many_short_requests_arm_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = asyncio.get_running_loop()
-    timers: list[float] = []
-    real_call_at = loop.call_at
-
-    def counting_call_at(when: float, cb, *args, **kw):  # type: ignore[no-untyped-def]
-        timers.append(when)
-        return real_call_at(when, cb, *args, **kw)
-
-    monkeypatch.setattr(loop, "call_at", counting_call_at)
+async def test_many_short_requests_arm_one_timer(timers: list[float]) -> None:
     first = _deadline()
     first.after(30)  # an earlier request still waiting: the timer is armed for it
     for _ in range(200):  # keep-alive requests, each bounded by the same 30 s, each answered at once
@@ -179,8 +170,5 @@ async def test_a_cleared_deadline_is_dropped_by_the_sweep_and_listed_again() -> 
         await asyncio.sleep(0.03)
     assert not d.expired
     assert d not in d._sweep.listed  # dropped while nothing was bounded
-    with pytest.raises(TimeoutError), d:
-        d.after(0.03)
-        await asyncio.sleep(5)
-    assert d.expired
+    await _expires(d, 0.03)
     d.close()

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from sluicegate.config.origin import Origin
 from sluicegate.pipeline.hosts import OriginMatcher
 from sluicegate.pipeline.text import StreamingHostReplacer
+from tests.unit.pipeline.streaming import feed_checked, split
 
 ORIGIN = OriginMatcher(Origin.parse("https://origin.example.com"))
 RW = ORIGIN.for_request("http", "www.origin.example.com")  # public host contains the origin host
@@ -89,14 +90,8 @@ ALPHABET = st.sampled_from(
 )
 
 
-def run_chunked(data: bytes, cuts: list[int]) -> bytes:
-    r = StreamingHostReplacer(RW)
-    out = b""
-    prev = 0
-    for c in [*sorted(set(cuts)), len(data)]:
-        out += r.feed(data[prev:c])
-        prev = c
-    return out + r.finish()
+def run_chunked(data: bytes, cuts: list[int], escapes: bool = True) -> bytes:
+    return feed_checked(RW, split(data, cuts), escapes)
 
 
 @settings(max_examples=300, deadline=None)
@@ -117,6 +112,53 @@ def test_hold_back_is_bounded() -> None:
     r = StreamingHostReplacer(RW)
     out = r.feed(b"x" * 10_000)
     assert len(out) >= 10_000 - RW.hold
+
+
+@pytest.mark.parametrize(
+    "tail,held",
+    [
+        (b"return a+b}\n", 0),  # nothing here can begin a reference: nothing held
+        (b'url("h', 1),
+        (b"x=https://origin.exa", len(b"https://origin.exa")),
+        (b"x=https:\\/", len(b"https:\\/")),
+        (b"u=https%3A%2F%2", len(b"https%3A%2F%2")),
+        (b"a=//Origin.Example.c", len(b"//Origin.Example.c")),
+        (b"a/", 1),
+        (b"a\\", 1),
+        (b"ORIGIN.", len(b"ORIGIN.")),
+        (b"https://origin.example.com", len(b"https://origin.example.com") + RW.max_prefix - 8),
+        (b"?u=%2F%2F%6F", len(b"%2F%2F%6F") + 8),
+    ],
+)
+def test_the_hold_at_a_chunk_end_is_what_can_still_begin_a_reference(tail: bytes, held: int) -> None:
+    """rw5 item 3: a chunk's end is held only from where an origin reference could still start."""
+    r = StreamingHostReplacer(RW)
+    body = b"function f(a,b){return a+b}\n" * 400 + tail
+    out = r.feed(body)
+    assert r.held == held
+    assert out == body[: len(body) - held]
+    assert out + r.finish() == RW.rewrite(body)
+
+
+_LAG_PIECES = st.sampled_from(
+    [b"https://origin.example.com", b"origin.example.com", b"\\/\\/origin.example.com", b"\\u002F", b"%2F%2F",
+     b"https%3A", b"origin%2Eexample%2Ecom", b"\\", b"\\n", b"\\u0026", b"x" * 37, b"/", b":443", b".", b"-", b"h"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_LAG_PIECES, max_size=60).map(b"".join), st.lists(st.integers(0, 1500), max_size=20), st.booleans())
+def test_streaming_equals_whole_and_lags_only_undecided_bytes(data: bytes, cuts: list[int], escapes: bool) -> None:
+    """Long inputs (past the hold, so chunk ends are decided mid-stream), JS escapes and backslash runs."""
+    assert run_chunked(data, cuts, escapes) == RW.rewrite(data, escapes)
+
+
+def test_a_backslash_run_across_the_kept_context_keeps_its_parity() -> None:
+    for run in range(1, 20):
+        data = b"y" * 150 + b"\\" * run + b"u0026origin.example.com/x" + b"z" * 150
+        whole = RW.rewrite(data)
+        for c in range(140, 200):
+            assert run_chunked(data, [c, c + 40]) == whole, (run, c)
 
 
 _REF_PREFIXES = (b"https:\\/\\/", b"http:\\/\\/", b"\\/\\/", b"https://", b"http://", b"//")

@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,71 +23,39 @@ import pytest
 from sluicegate.config import load_settings
 from sluicegate.observability import access
 from sluicegate.server.app import SluicegateApp
+from tests.support.servers import RawOrigin, RawRequest
 from tests.unit.server.h1_harness import CORES, connect, read_response, read_until_closed, serving, wait_for
 
 _VARYING = ("ts", "ttfb_ms", "duration_ms", "upstream_ms", "host", "client_ip")  # times; the port the core got
 PAGE = b"<p>" + b"x" * 2045 + b"\n"
 
 
-class Origin:
+class Origin(RawOrigin):
     """A threaded origin on loopback: /page (2 KB, keep-alive), /echo (the request body back), /slow (no head for
     2 s), /cut (a head promising 4096 bytes, 100 sent, then closed). Records when a /slow connection is closed."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = int(self.sock.getsockname()[1])
+        super().__init__(self._answer)
         self.slow_closed: list[float] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
 
-    def _accept(self) -> None:
-        while True:
+    def _answer(self, conn: socket.socket, request: RawRequest) -> bool:
+        if request.path == b"/slow":
+            conn.settimeout(5)
             try:
-                conn, _ = self.sock.accept()
+                conn.recv(1)  # the proxy closes the connection when it gives up
             except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                lower = head.lower()
-                length = 0
-                if b"\r\ncontent-length:" in lower:
-                    length = int(lower.split(b"\r\ncontent-length:", 1)[1].split(b"\r\n", 1)[0])
-                while len(buf) < length:
-                    buf += conn.recv(65536)
-                body, buf = buf[:length], buf[length:]
-                path = head.split(b" ", 2)[1]
-                if path == b"/slow":
-                    conn.settimeout(5)
-                    try:
-                        conn.recv(1)  # the proxy closes the connection when it gives up
-                    except OSError:
-                        pass
-                    self.slow_closed.append(time.monotonic())
-                    return
-                if path == b"/cut":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                                 b"Content-Length: 4096\r\n\r\n" + b"y" * 100)
-                    time.sleep(0.05)
-                    return
-                out = body if path == b"/echo" else PAGE
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nETag: \"e1\"\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
-
-    def close(self) -> None:
-        self.sock.close()
+                pass
+            self.slow_closed.append(time.monotonic())
+            return False
+        if request.path == b"/cut":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: 4096\r\n\r\n" + b"y" * 100)
+            time.sleep(0.05)
+            return False
+        out = request.body if request.path == b"/echo" else PAGE
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nETag: \"e1\"\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+        return True
 
 
 def _app(origin: Origin, log_fd: int, public_port: int) -> SluicegateApp:
