@@ -263,6 +263,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "assets": ("assets", "asset routes vs the page path vs nginx proxy_pass: req/s, CPU per request"),
     "images": ("images", "image optimizer vs thumbor: images/CPU-s, p50/p99, peak RSS"),
     "images-engines": ("images_engines", "pyvips threads/processes vs Pillow, per image"),
+    "images-account": ("images_account", "engines alone, one run: libvips vs thumbor's Pillow, per stage"),
     "images-decode": ("images_decode", "JPEG decode alone at its DCT scale: libvips vs Pillow (fast DCT too)"),
     "images-threads": ("images_threads", "image optimizer CPU per image by thread (loop/image/libvips), A/B variants"),
     "faults": ("faults", "fault suite (+ --soak) through sluicegate serve, 2 workers: corrupted/lost/RSS"),
