@@ -156,19 +156,17 @@ class ImageOptimizerSettings(BaseModel):
     source_timeout: Duration = Field(default=15.0, gt=0, le=3600)  # the whole source read; over it: 504
     # A JPEG or PNG source longer than this is streamed into the decoder through a pipe as it arrives (held:
     # the pipe's 1 MiB and a 512 KiB read buffer; a chunked source also this many bytes) instead of being read
-    # whole first; 0: every source is read whole. 256 KiB by measurement (docs/images.md, "Memory"): two
-    # 2-4 MB JPEGs read whole were ~3 MiB of the one-process peak; streamed (spliced), the same CPU per image.
-    stream_source_above: int = Field(default=256 * 1024, ge=0, le=1024 * 1024 * 1024)
+    # whole first; 0: every source is read whole.
+    stream_source_above: int = Field(default=4 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
     # A streamed source from a plain (not TLS) origin connection is moved from the socket into the decoder's
     # pipe by splice(2), inside the kernel (Linux), instead of being read into a buffer and written out again.
     splice_sources: bool = True
     # libvips threads per image: 1 keeps the pool's size the number of cores in use (throughput per core).
     vips_concurrency: int = Field(default=1, ge=1, le=64)
     # When the heap an image freed goes back to the system (images/memory.py): "image" after every image
-    # (lowest resident set: under steady load the pool is never idle, and what one image freed, scattered
-    # through the arenas, stays under the next ones' peak; ~0.5-1 ms of CPU per image since libvips' buffers
-    # are small, docs/images.md), "idle" once the pool has been idle 0.2 s, "off" never (glibc keeps it).
-    release_memory: Literal["image", "idle", "off"] = "image"
+    # (lowest resident set, a few ms of CPU per image), "idle" when the pool's last running image is done,
+    # "off" never (glibc keeps it for reuse).
+    release_memory: Literal["image", "idle", "off"] = "idle"
     # glibc's mmap threshold in a worker with the engine loaded (images/engine.py): a block over it is mapped
     # fresh and unmapped when freed (resident set back at once; page faults and zeroing on every image);
     # under it, freed blocks are kept for the next image. 131072 (128 KiB): lowest peak; larger trades peak
