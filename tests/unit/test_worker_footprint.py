@@ -147,3 +147,34 @@ def test_pydantic_plugin_discovery_skipped_only_before_pydantic(already: bool) -
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == (["False", "True"] if already else ["True", "False"])
+
+
+ONE_PROCESS_DRIVER = textwrap.dedent("""
+    import json, sys, uvloop
+    def stop(coro):
+        coro.close()
+        print("MODULES " + json.dumps(sorted(sys.modules)))
+        return 0
+    uvloop.run = stop
+    from sluicegate.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_one_process_imports_no_exposition_until_scraped(tmp_path: Path) -> None:
+    """``sluicegate serve`` with ``supervisor = false``, up to serving: the app built, the admin's metrics
+    registry made, but neither the exposition nor urllib.request (the CLI's own) loaded; the first scrape
+    loads it (tests/integration/ops/test_one_process.py scrapes /metrics)."""
+    conf = tmp_path / "one.toml"
+    conf.write_text(BASE.replace('access_log = "off"', 'access_log = "off"\nsupervisor = false'))
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.run([sys.executable, "-c", ONE_PROCESS_DRIVER, "serve", "--config", str(conf), "--port", "0"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES "))
+    mods = set(json.loads(line.removeprefix("MODULES ")))
+    assert "sluicegate.server.single" in mods and "sluicegate.images.serve" in mods  # it did build the app
+    assert "prometheus_client.registry" in mods and "prometheus_client.metrics" in mods
+    held = sorted(m for m in mods if m in ("prometheus_client.exposition", "http.server", "wsgiref",
+                                           "urllib.request", "email"))
+    assert held == []

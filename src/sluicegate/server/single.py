@@ -49,6 +49,12 @@ class OneProcess(Instance):
 
     def __init__(self, config_path: str, text: str, settings: SupervisorView, sock: socket.socket,
                  admin_sock: socket.socket | None, **kw: Any) -> None:
+        # before Instance imports prometheus_client: its exposition (http.server, wsgiref, email...) loads at
+        # the first scrape of the admin /metrics (``observability.promlazy``), as a supervised worker's never
+        # does; a process never scraped does not pay it (~2.5 MiB RSS, docs/operations.md)
+        from sluicegate.server import lean
+
+        lean.install()
         super().__init__(config_path, text, settings, sock, admin_sock, **kw)
         self.server: Any = None  # server.h1.serve.NativeServer (or its uvicorn twin), once built
         self.next_gen: Generation | None = None  # a checked reload: re-exec with it after the drain
