@@ -1,5 +1,6 @@
-"""A worker's imports without what it never uses; called first thing by ``server.worker`` (docs/operations.md);
-one process (``server.single``) takes the pydantic half only (it renders the metrics itself).
+"""A worker's imports without what it never uses; called first thing by ``server.worker`` and by one
+process (``server.single``, whose exposition then loads at the first scrape of its admin ``/metrics``);
+docs/operations.md.
 
 * prometheus_client without its exposition (``observability.promlazy``): the supervisor renders the metrics;
 * pydantic without plugin discovery: pydantic looks for plugins (``importlib.metadata`` entry points of every

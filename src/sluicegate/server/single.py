@@ -87,9 +87,6 @@ class OneProcess(Instance):
         import uvloop
 
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # as in a worker: our lines say it all
-        from sluicegate.server import lean
-
-        lean.skip_pydantic_plugins()  # as in a worker; the checking child (server.configcheck) keeps plugins
         from sluicegate.config import ConfigError
         from sluicegate.server.tls import TlsProblem
         from sluicegate.server.worker import build_app, serving_core
@@ -195,7 +192,7 @@ def resume(config_path: str) -> int:
     """The image ``_reexec`` started: take over the sockets and the checked generation, then serve."""
     from sluicegate.server import lean
 
-    lean.skip_pydantic_plugins()  # before the config model: as in ``_serve``
+    lean.install()  # before the config model and prometheus_client, as ``OneProcess.__init__`` does
     from sluicegate.config import ConfigError, load_settings_text
     from sluicegate.server.configcheck import view_of
 
