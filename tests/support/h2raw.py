@@ -110,7 +110,10 @@ class RawH2:
             self.stopped = True
             self.conn.data_to_send()
             return []
-        self.flush()
+        try:
+            self.flush()  # our answers to what came (a SETTINGS ack...)
+        except OSError:  # the server closed after what we read (a GOAWAY, then a reset): the bytes are kept
+            self.closed = True
         return list(events)
 
     def collect(self, until: Any, timeout: float = 10.0) -> list[Any]:
